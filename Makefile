@@ -1,0 +1,47 @@
+# `make test` and `make demo` work on a fresh machine with Python >= 3.9 and cargo:
+# they create .venv, install the Python dependencies, build the extension (release) and
+# install it, then run.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEPS_STAMP := $(VENV)/.deps-installed
+PKG_STAMP := $(VENV)/.ferroptim-installed
+SOURCES := $(shell find src benches -name "*.rs") Cargo.toml Cargo.lock pyproject.toml README.md \
+	$(shell find python -type f -not -path '*/__pycache__/*' -not -name '*.so')
+
+.PHONY: setup test test-rust test-python demo bench lint clean
+
+setup: $(PKG_STAMP)
+
+$(DEPS_STAMP): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# `pip wheel .` builds exactly what `pip install .` builds; the wheel in dist/ is also the
+# one tests/test_wheel.py installs into a brand-new virtual environment.
+$(PKG_STAMP): $(DEPS_STAMP) $(SOURCES)
+	rm -f dist/ferroptim-*.whl
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
+	$(PY) -m pip install --quiet --force-reinstall --no-deps dist/ferroptim-*.whl
+	touch $@
+
+test: test-rust test-python
+
+test-rust:
+	cargo test --quiet
+
+test-python: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(VENV)/bin/ferroptim demo
+
+lint: setup
+	cargo fmt --check
+	cargo clippy --all-targets --features python -- -D warnings
+
+clean:
+	rm -rf $(VENV) dist target

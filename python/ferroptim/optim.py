@@ -1,0 +1,601 @@
+"""Optimizers over NumPy arrays, with torch.optim's names, defaults and formulas.
+
+Each optimizer holds your parameter arrays and updates them **in place**: one call of
+``step(grads)`` runs a single fused Rust pass over every tensor, with the GIL released for
+large steps. State (moments, step counts) lives in Rust, in each parameter's dtype.
+
+The lecture's notation maps onto the arguments like this:
+
+=================  =====================  ==========================================
+lecture            ferroptim / torch      meaning
+=================  =====================  ==========================================
+alpha              ``lr``                 learning rate
+beta (momentum)    ``Momentum(beta=)``,   decay of the EWA of gradients
+                   ``SGD(momentum=)``
+beta (RMSprop)     ``RMSprop(alpha=)``    decay of the EWA of squared gradients
+beta1, beta2       ``Adam(betas=(b1,b2))``  decays of the first and second moments
+epsilon            ``eps``                added to the denominator, outside the sqrt
+=================  =====================  ==========================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, Sequence, Union
+
+import numpy as np
+
+from . import _core
+
+ParamsLike = Union[Sequence[np.ndarray], Mapping[Any, np.ndarray], Sequence[dict]]
+GradsLike = Union[Sequence[np.ndarray], Mapping[Any, np.ndarray]]
+LR = Union[float, Callable[[int], float]]
+
+__all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "AdamW"]
+
+
+def _parse_params(params: Any) -> tuple[list[dict], list[str], list | None]:
+    """Splits ``params`` into param groups.
+
+    Returns the groups (each with ``"params"`` a list of arrays and its own options), a
+    display name per parameter for error messages, and the parameter keys when every
+    parameter came from a dict (so gradients may be passed as a dict).
+    """
+    if isinstance(params, np.ndarray):
+        raise TypeError(
+            "params must be a list or dict of arrays, or a list of param-group dicts; "
+            "got a single ndarray (wrap it in a list)"
+        )
+    if isinstance(params, Mapping):
+        raw_groups: list = [{"params": params}]
+        single = True
+    elif isinstance(params, Iterable) and not isinstance(params, (str, bytes)):
+        items = list(params)
+        if not items:
+            raise ValueError("optimizer got an empty parameter list")
+        is_group = [isinstance(x, Mapping) for x in items]
+        if all(is_group):
+            raw_groups, single = [dict(x) for x in items], False
+        elif not any(is_group):
+            raw_groups, single = [{"params": items}], True
+        else:
+            raise TypeError("params mixes arrays and param-group dicts; use one or the other")
+    else:
+        raise TypeError(
+            f"params must be a list or dict of arrays, or a list of param-group dicts; "
+            f"got {type(params).__name__}"
+        )
+
+    groups, names, keys = [], [], []
+    all_keyed = True
+    for gi, group in enumerate(raw_groups):
+        if "params" not in group:
+            raise ValueError(f"param group {gi} has no 'params' entry")
+        ps = group["params"]
+        where = "params" if single else f"param_groups[{gi}]['params']"
+        if isinstance(ps, np.ndarray):
+            ps = [ps]
+        if isinstance(ps, Mapping):
+            group_keys = list(ps.keys())
+            arrays = list(ps.values())
+            names += [repr(k) for k in group_keys]
+            keys += group_keys
+        else:
+            arrays = list(ps)
+            names += [f"{where}[{j}]" for j in range(len(arrays))]
+            all_keyed = False
+        group = dict(group)
+        group["params"] = arrays
+        groups.append(group)
+    if all_keyed:
+        seen: set = set()
+        for k in keys:
+            if k in seen:
+                raise ValueError(f"parameter name {k!r} appears more than once")
+            seen.add(k)
+    return groups, names, (keys if all_keyed else None)
+
+
+class Optimizer:
+    """Base class of the optimizers: param groups, ``step``, ``state_dict``.
+
+    Args:
+        params: the arrays to optimize, updated in place. A list of arrays, a dict
+            ``name -> array``, or a list of param-group dicts ``{"params": ..., "lr": ...}``
+            whose other entries override the defaults for that group. Arrays must be
+            writeable, C-contiguous ``float32`` or ``float64`` arrays of any shape
+            (including 0-d and empty); each keeps its dtype, and so does its state.
+        defaults: the default hyper-parameters of every group.
+        nan_policy: what a step does when a gradient holds NaN or infinity:
+            ``"propagate"`` (default, like torch: the update is applied and the NaN spreads),
+            ``"raise"`` (``FloatingPointError``; nothing is modified) or ``"skip"`` (nothing
+            is modified; ``skipped_steps`` counts it). The check reads every gradient once
+            more, so it costs about one extra pass over the gradients.
+
+    Hyper-parameters live in ``param_groups`` (a list of dicts, as in torch) and may be
+    changed between steps; they are checked again at every step. ``lr`` may also be a
+    schedule: any callable ``k -> lr`` evaluated at the group's update number ``k``
+    (0 for the first update).
+    """
+
+    _kind = ""
+
+    def __init__(self, params: ParamsLike, defaults: dict, *, nan_policy: str = "propagate"):
+        self.defaults = dict(defaults)
+        groups, names, keys = _parse_params(params)
+        self.param_groups: list[dict] = []
+        for group in groups:
+            full = dict(self.defaults)
+            full.update(group)
+            self.param_groups.append(full)
+        self._names = names
+        self._keys = keys
+        self._key_index = None if keys is None else {k: i for i, k in enumerate(keys)}
+        self._engine = self._build_engine(nan_policy)
+        self._engine.check_groups(self.param_groups)
+
+    def _build_engine(self, nan_policy: str) -> _core.Engine:
+        arrays, group_of = [], []
+        for gi, group in enumerate(self.param_groups):
+            arrays += group["params"]
+            group_of += [gi] * len(group["params"])
+        return _core.Engine(
+            self._kind, arrays, self._names, group_of, len(self.param_groups), nan_policy
+        )
+
+    # -- the step ------------------------------------------------------------------------
+
+    def step(self, grads: GradsLike) -> None:
+        """Updates every parameter in place from its gradient.
+
+        Args:
+            grads: one gradient per parameter, same shape and dtype as the parameter: a list
+                in parameter order, or (when the parameters were given by name) a dict with
+                the same keys. Gradients are only read.
+
+        Raises:
+            TypeError / ValueError: a gradient is missing, extra, of the wrong type, dtype or
+                shape, or shares memory with a parameter; or a hyper-parameter is out of
+                range. Nothing is modified.
+            FloatingPointError: a gradient is not finite and ``nan_policy="raise"``.
+        """
+        if isinstance(grads, Mapping):
+            grads = self._grads_from_mapping(grads)
+        self._engine.step(grads, self.param_groups)
+
+    def _grads_from_mapping(self, grads: Mapping) -> list:
+        if self._keys is None:
+            raise TypeError(
+                "grads is a dict but the parameters were given as a list; pass the gradients "
+                "as a list in parameter order"
+            )
+        try:
+            out = [grads[k] for k in self._keys]
+        except KeyError:
+            missing = [k for k in self._keys if k not in grads]
+            raise ValueError(f"grads has no gradient for parameter(s) {missing}") from None
+        if len(grads) != len(self._keys):
+            extra = [k for k in grads if k not in self._key_index]
+            raise ValueError(f"grads has entries for unknown parameter(s) {extra}")
+        return out
+
+    # -- hyper-parameters ---------------------------------------------------------------
+
+    @property
+    def lr(self) -> LR:
+        """The learning rate of every param group (an error if the groups differ)."""
+        first = self.param_groups[0]["lr"]
+        if any(g["lr"] is not first and g["lr"] != first for g in self.param_groups[1:]):
+            raise ValueError("param groups have different learning rates; use param_groups[i]['lr']")
+        return first
+
+    @lr.setter
+    def lr(self, value: LR) -> None:
+        old = [g["lr"] for g in self.param_groups]
+        for g in self.param_groups:
+            g["lr"] = value
+        try:
+            self._engine.check_groups(self.param_groups)
+        except Exception:
+            for g, v in zip(self.param_groups, old):
+                g["lr"] = v
+            raise
+
+    @property
+    def nan_policy(self) -> str:
+        """``"propagate"``, ``"raise"`` or ``"skip"`` (see the class docstring)."""
+        return self._engine.nan_policy
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped because a gradient was not finite (``nan_policy="skip"``)."""
+        return self._engine.skipped_steps
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Adds a param group (as in torch); its state starts empty."""
+        groups, names, keys = _parse_params([param_group])
+        if (self._keys is None) != (keys is None):
+            raise TypeError("a new param group must name its parameters iff the existing ones are named")
+        if keys is not None and any(k in self._key_index for k in keys):
+            raise ValueError("a parameter name of the new group is already in use")
+        group = dict(self.defaults)
+        group.update(groups[0])
+        n_old = len(self._names)
+        states = [self._engine.state(i) for i in range(n_old)]
+        old = (self.param_groups, self._names, self._keys, self._key_index, self._engine)
+        self.param_groups = self.param_groups + [group]
+        gi = len(self.param_groups) - 1
+        self._names = self._names + [
+            n.replace("params", f"param_groups[{gi}]['params']", 1) if keys is None else n for n in names
+        ]
+        if keys is not None:
+            self._keys = self._keys + keys
+            self._key_index = {k: i for i, k in enumerate(self._keys)}
+        try:
+            engine = self._build_engine(self.nan_policy)
+            engine.check_groups(self.param_groups)
+            engine.set_states(states + [{} for _ in names])
+            engine.skipped_steps = old[4].skipped_steps
+        except Exception:
+            self.param_groups, self._names, self._keys, self._key_index, self._engine = old
+            raise
+        self._engine = engine
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> dict:
+        """Each parameter's state, keyed like the parameters: copies of the step count and
+        buffers (e.g. ``{"step": 3, "exp_avg": ..., "exp_avg_sq": ...}``)."""
+        keys = self._keys if self._keys is not None else range(len(self._names))
+        return {k: self._engine.state(i) for i, k in enumerate(keys)}
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume: step counts, buffers and hyper-parameters.
+
+        Plain Python and NumPy objects (copies), in torch's layout: ``"state"`` maps the
+        parameter index to its state, ``"param_groups"`` holds each group's options with
+        ``"params"`` the indices of its parameters (and ``"param_names"`` when named).
+        """
+        groups, start = [], 0
+        for group in self.param_groups:
+            g = {k: v for k, v in group.items() if k != "params"}
+            n = len(group["params"])
+            g["params"] = list(range(start, start + n))
+            if self._keys is not None:
+                g["param_names"] = list(self._keys[start : start + n])
+            groups.append(g)
+            start += n
+        state = {}
+        for i in range(len(self._names)):
+            s = self._engine.state(i)
+            if s["step"] or len(s) > 1:
+                state[i] = s
+        return {
+            "state": state,
+            "param_groups": groups,
+            "nan_policy": self.nan_policy,
+            "skipped_steps": self.skipped_steps,
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restores what ``state_dict`` returned; continuing is bit-identical to never stopping.
+
+        Everything is checked before anything changes: the number of groups and of
+        parameters per group, parameter names (when both sides have them), each buffer's
+        shape, and the hyper-parameters. Buffers are cast to their parameter's dtype.
+        """
+        try:
+            saved_groups = list(state_dict["param_groups"])
+            saved_state = dict(state_dict["state"])
+        except (KeyError, TypeError):
+            raise ValueError("state_dict must have 'state' and 'param_groups' entries") from None
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"state_dict has {len(saved_groups)} param groups, this optimizer has "
+                f"{len(self.param_groups)}"
+            )
+        new_groups, index_of = [], {}
+        start = 0
+        for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            ids = list(saved.get("params", []))
+            n = len(group["params"])
+            if len(ids) != n:
+                raise ValueError(
+                    f"param group {gi} of state_dict has {len(ids)} parameters, this optimizer's has {n}"
+                )
+            names = saved.get("param_names")
+            if names is not None and self._keys is not None:
+                if list(names) != list(self._keys[start : start + n]):
+                    raise ValueError(f"param group {gi} of state_dict names different parameters")
+            for j, pid in enumerate(ids):
+                index_of[pid] = start + j
+            g = {k: v for k, v in saved.items() if k not in ("params", "param_names")}
+            g["params"] = group["params"]
+            new_groups.append(g)
+            start += n
+        states: list[dict] = [{} for _ in self._names]
+        arrays = [a for g in self.param_groups for a in g["params"]]
+        for pid, s in saved_state.items():
+            if pid not in index_of:
+                raise ValueError(f"state_dict has state for unknown parameter {pid!r}")
+            i = index_of[pid]
+            states[i] = self._coerce_state(dict(s), arrays[i], self._names[i])
+        self._engine.check_groups(new_groups)
+        self._engine.set_states(states)
+        self.param_groups = new_groups
+        if "skipped_steps" in state_dict:
+            self._engine.skipped_steps = int(state_dict["skipped_steps"])
+
+    @staticmethod
+    def _coerce_state(s: dict, param: np.ndarray, name: str) -> dict:
+        out = {}
+        for k, v in s.items():
+            if k == "step":
+                step = int(np.asarray(v))
+                if step < 0:
+                    raise ValueError(f"state 'step' of {name} must be >= 0")
+                out[k] = step
+                continue
+            a = np.asarray(v)
+            if a.shape != param.shape or a.dtype.kind != "f":
+                raise ValueError(
+                    f"state {k!r} of {name} must be a float array of shape {param.shape}, "
+                    f"got {a.dtype} {a.shape}"
+                )
+            out[k] = np.ascontiguousarray(a, dtype=param.dtype)
+        return out
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k in sorted(g):
+                if k != "params":
+                    lines.append(f"    {k}: {g[k]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, optionally with momentum (``torch.optim.SGD``).
+
+    With ``g`` the gradient (negated if ``maximize``), for each element::
+
+        g = g + weight_decay * p                      # if weight_decay != 0
+        b = g                                         # first step with momentum
+        b = momentum * b + (1 - dampening) * g        # later steps
+        g = g + momentum * b  if nesterov  else  b    # if momentum != 0
+        p = p - lr * g
+
+    Args:
+        params: arrays to optimize (see :class:`Optimizer`).
+        lr: learning rate, the lecture's alpha, in parameter units per gradient unit
+            (default 1e-3, torch's); a float or a schedule ``k -> lr``.
+        momentum: decay of the momentum buffer, in [0, 1) (0: plain SGD).
+        dampening: the gradient's weight in the buffer is ``1 - dampening``, in [0, 1].
+        nesterov: Nesterov momentum (needs momentum > 0 and dampening = 0).
+        weight_decay: L2 penalty coefficient (>= 0), added to the gradient.
+        maximize: ascend instead of descend.
+        nan_policy: see :class:`Optimizer`.
+
+    Example:
+        >>> import numpy as np, ferroptim as fo
+        >>> w = np.array([1.0, 2.0])
+        >>> opt = fo.SGD([w], lr=0.1)
+        >>> opt.step([np.array([1.0, -1.0])])
+        >>> w
+        array([0.9, 2.1])
+    """
+
+    _kind = "sgd"
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        lr: LR = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+        *,
+        nan_policy: str = "propagate",
+    ):
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults, nan_policy=nan_policy)
+
+
+class Momentum(Optimizer):
+    r"""Gradient descent with momentum, in the lecture's form.
+
+    The velocity is an exponentially weighted average of the gradients, started at zero::
+
+        v = beta * v + (1 - beta) * g
+        p = p - lr * v
+
+    Oscillations across a valley average out in ``v`` while the steady component along it
+    adds up. Unlike ``SGD(momentum=beta)`` the gradient is scaled by ``1 - beta``, so a good
+    ``lr`` here is about ``1 / (1 - beta)`` times torch's.
+
+    Args:
+        params: arrays to optimize (see :class:`Optimizer`).
+        lr: learning rate (the lecture's alpha), in parameter units per gradient unit.
+        beta: decay of the velocity, in [0, 1); it averages about ``1 / (1 - beta)`` steps.
+        nan_policy: see :class:`Optimizer`.
+
+    State per parameter: ``velocity``.
+
+    Example:
+        >>> import numpy as np, ferroptim as fo
+        >>> w = np.zeros(1)
+        >>> opt = fo.Momentum([w], lr=1.0, beta=0.9)
+        >>> opt.step([np.ones(1)])
+        >>> w   # v = 0.1
+        array([-0.1])
+    """
+
+    _kind = "momentum"
+
+    def __init__(self, params: ParamsLike, lr: LR, beta: float = 0.9, *, nan_policy: str = "propagate"):
+        super().__init__(params, dict(lr=lr, beta=beta), nan_policy=nan_policy)
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop (``torch.optim.RMSprop``): divide by the root of an EWA of squared gradients.
+
+    With ``g`` the gradient (negated if ``maximize``), for each element::
+
+        g = g + weight_decay * p                  # if weight_decay != 0
+        s = alpha * s + (1 - alpha) * g * g       # the lecture's S_dW, beta = alpha
+        a = alpha * a + (1 - alpha) * g           # if centered
+        d = sqrt(s - a * a) + eps  if centered  else  sqrt(s) + eps
+        b = momentum * b + g / d;  p = p - lr * b # if momentum > 0
+        p = p - lr * g / d                        # otherwise
+
+    Steep directions (large ``s``) take smaller steps, flat ones larger.
+
+    Args:
+        params: arrays to optimize (see :class:`Optimizer`).
+        lr: learning rate (alpha in the lecture), in parameter units (the step is scaled by
+            the gradient's own magnitude, so ``lr`` is roughly the step size).
+        alpha: decay of the squared-gradient EWA, in [0, 1) (the lecture's beta; torch's
+            default 0.99).
+        eps: added to the denominator outside the square root (> 0).
+        weight_decay: L2 penalty coefficient (>= 0).
+        momentum: momentum of the update, in [0, 1).
+        centered: normalise by the estimated variance instead of the second moment.
+        maximize: ascend instead of descend.
+        nan_policy: see :class:`Optimizer`.
+
+    State per parameter: ``square_avg``, and ``momentum_buffer`` / ``grad_avg`` when used.
+    """
+
+    _kind = "rmsprop"
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        lr: LR = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        maximize: bool = False,
+        *,
+        nan_policy: str = "propagate",
+    ):
+        defaults = dict(
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults, nan_policy=nan_policy)
+
+
+class Adam(Optimizer):
+    r"""Adam (``torch.optim.Adam``): momentum plus RMSprop, both bias-corrected.
+
+    At update ``t`` (1-based), with ``g`` the gradient (negated if ``maximize``)::
+
+        g = g + weight_decay * p                   # L2 penalty, if weight_decay != 0
+        m = beta1 * m + (1 - beta1) * g            # EWA of gradients (V_dW)
+        v = beta2 * v + (1 - beta2) * g * g        # EWA of squared gradients (S_dW)
+        v_max = maximum(v_max, v); v_hat = v_max   # if amsgrad, else v_hat = v
+        p = p - (lr / (1 - beta1**t)) * m / (sqrt(v_hat) / sqrt(1 - beta2**t) + eps)
+
+    which is the lecture's ``p -= alpha * m_corr / (sqrt(v_corr) + eps)`` with epsilon
+    placed as torch places it.
+
+    Args:
+        params: arrays to optimize (see :class:`Optimizer`).
+        lr: learning rate (the lecture's alpha), roughly the size of a step in parameter
+            units; a float or a schedule ``k -> lr``.
+        betas: ``(beta1, beta2)``, decays of the two EWAs, each in [0, 1).
+        eps: the lecture's epsilon, added outside the square root (> 0).
+        weight_decay: L2 penalty coefficient added to the gradient (>= 0).
+        amsgrad: use the running maximum of ``v`` (AMSGrad).
+        maximize: ascend instead of descend.
+        nan_policy: see :class:`Optimizer`.
+
+    State per parameter: ``step``, ``exp_avg`` (m), ``exp_avg_sq`` (v) and, with amsgrad,
+    ``max_exp_avg_sq``.
+
+    Example:
+        >>> import numpy as np, ferroptim as fo
+        >>> w = np.zeros(3, dtype=np.float32)
+        >>> opt = fo.Adam({"w": w}, lr=0.1)
+        >>> opt.step({"w": np.array([1.0, -2.0, 0.0], dtype=np.float32)})
+        >>> w.round(4)   # the first step moves each weight by about lr against its gradient
+        array([-0.1,  0.1,  0. ], dtype=float32)
+    """
+
+    _kind = "adam"
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        lr: LR = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        maximize: bool = False,
+        *,
+        nan_policy: str = "propagate",
+    ):
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas) if isinstance(betas, list) else betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults, nan_policy=nan_policy)
+
+
+class AdamW(Adam):
+    r"""AdamW (``torch.optim.AdamW``): Adam with decoupled weight decay.
+
+    Identical to :class:`Adam` except that weight decay shrinks the parameter directly
+    instead of being added to the gradient, before the Adam update::
+
+        p = p * (1 - lr * weight_decay)
+        (then the Adam update above, with no L2 term in g)
+
+    Args:
+        params, lr, betas, eps, amsgrad, maximize, nan_policy: as in :class:`Adam`.
+        weight_decay: decoupled decay coefficient, per unit of ``lr`` (>= 0; default 1e-2,
+            torch's).
+    """
+
+    _kind = "adamw"
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        lr: LR = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        maximize: bool = False,
+        *,
+        nan_policy: str = "propagate",
+    ):
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, maximize, nan_policy=nan_policy
+        )

@@ -1,0 +1,283 @@
+//! Hyper-parameters of each optimizer, with torch.optim's names, and their valid ranges.
+//!
+//! Validation lives here, once, and runs both when an optimizer is built and before every
+//! step (a user may edit `param_groups` between steps); nothing is modified by a step whose
+//! hyper-parameters are invalid.
+
+use crate::error::{Error, Result};
+
+/// Plain SGD, optionally with (Nesterov) momentum, as `torch.optim.SGD`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    pub lr: f64,
+    pub momentum: f64,
+    pub dampening: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    pub maximize: bool,
+}
+
+/// The lecture's momentum: `v = beta * v + (1 - beta) * g; p -= lr * v`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Momentum {
+    pub lr: f64,
+    pub beta: f64,
+}
+
+/// `torch.optim.RMSprop`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsProp {
+    pub lr: f64,
+    pub alpha: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub momentum: f64,
+    pub centered: bool,
+    pub maximize: bool,
+}
+
+/// `torch.optim.Adam` (`decoupled = false`, L2 weight decay added to the gradient) and
+/// `torch.optim.AdamW` (`decoupled = true`, `p *= 1 - lr * weight_decay`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub amsgrad: bool,
+    pub maximize: bool,
+    pub decoupled: bool,
+}
+
+/// The hyper-parameters of one param group.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Hyper {
+    Sgd(Sgd),
+    Momentum(Momentum),
+    RmsProp(RmsProp),
+    Adam(Adam),
+}
+
+/// Which optimizer; fixes the names of the per-tensor state buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    Sgd,
+    Momentum,
+    RmsProp,
+    Adam,
+}
+
+impl Algorithm {
+    /// State buffer names, in slot order, as torch names them in `optimizer.state`.
+    pub fn slot_names(self) -> &'static [&'static str] {
+        match self {
+            Algorithm::Sgd => &["momentum_buffer"],
+            Algorithm::Momentum => &["velocity"],
+            Algorithm::RmsProp => &["square_avg", "momentum_buffer", "grad_avg"],
+            Algorithm::Adam => &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+        }
+    }
+}
+
+/// At most this many state buffers per tensor.
+pub const MAX_SLOTS: usize = 3;
+
+impl Hyper {
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Hyper::Sgd(_) => Algorithm::Sgd,
+            Hyper::Momentum(_) => Algorithm::Momentum,
+            Hyper::RmsProp(_) => Algorithm::RmsProp,
+            Hyper::Adam(_) => Algorithm::Adam,
+        }
+    }
+
+    /// Learning rate of the group.
+    pub fn lr(&self) -> f64 {
+        match self {
+            Hyper::Sgd(h) => h.lr,
+            Hyper::Momentum(h) => h.lr,
+            Hyper::RmsProp(h) => h.lr,
+            Hyper::Adam(h) => h.lr,
+        }
+    }
+
+    /// Which state slots the next step reads or writes.
+    pub fn slots_used(&self) -> [bool; MAX_SLOTS] {
+        match self {
+            Hyper::Sgd(h) => [h.momentum != 0.0, false, false],
+            Hyper::Momentum(_) => [true, false, false],
+            Hyper::RmsProp(h) => [true, h.momentum > 0.0, h.centered],
+            Hyper::Adam(h) => [true, true, h.amsgrad],
+        }
+    }
+
+    /// Checks every hyper-parameter of param group `group` against its range.
+    pub fn validate(&self, group: usize) -> Result<()> {
+        let c = Checker { group };
+        match self {
+            Hyper::Sgd(h) => {
+                c.lr(h.lr)?;
+                c.unit("momentum", h.momentum)?;
+                c.range(
+                    "dampening",
+                    h.dampening,
+                    (0.0..=1.0).contains(&h.dampening),
+                    "a number in [0, 1]",
+                )?;
+                c.weight_decay(h.weight_decay)?;
+                if h.nesterov && (h.momentum <= 0.0 || h.dampening != 0.0) {
+                    return Err(c.err(
+                        "nesterov",
+                        "True",
+                        "nesterov=True only with momentum > 0 and dampening = 0",
+                    ));
+                }
+                Ok(())
+            }
+            Hyper::Momentum(h) => {
+                c.lr(h.lr)?;
+                c.unit("beta", h.beta)
+            }
+            Hyper::RmsProp(h) => {
+                c.lr(h.lr)?;
+                c.unit("alpha", h.alpha)?;
+                c.eps(h.eps)?;
+                c.weight_decay(h.weight_decay)?;
+                c.unit("momentum", h.momentum)
+            }
+            Hyper::Adam(h) => {
+                c.lr(h.lr)?;
+                c.unit("betas[0]", h.beta1)?;
+                c.unit("betas[1]", h.beta2)?;
+                c.eps(h.eps)?;
+                c.weight_decay(h.weight_decay)
+            }
+        }
+    }
+}
+
+struct Checker {
+    group: usize,
+}
+
+impl Checker {
+    fn err(&self, name: &'static str, value: &str, expected: &'static str) -> Error {
+        Error::Hyper {
+            group: self.group,
+            name,
+            value: value.to_string(),
+            expected,
+        }
+    }
+
+    fn range(&self, name: &'static str, v: f64, ok: bool, expected: &'static str) -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.err(name, &format!("{v:?}"), expected))
+        }
+    }
+
+    fn lr(&self, v: f64) -> Result<()> {
+        self.range("lr", v, v.is_finite() && v >= 0.0, "a finite number >= 0")
+    }
+
+    fn eps(&self, v: f64) -> Result<()> {
+        self.range("eps", v, v.is_finite() && v > 0.0, "a finite number > 0")
+    }
+
+    fn weight_decay(&self, v: f64) -> Result<()> {
+        self.range(
+            "weight_decay",
+            v,
+            v.is_finite() && v >= 0.0,
+            "a finite number >= 0",
+        )
+    }
+
+    /// A decay rate of an exponentially weighted average.
+    fn unit(&self, name: &'static str, v: f64) -> Result<()> {
+        self.range(name, v, (0.0..1.0).contains(&v), "a number in [0, 1)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adam() -> Adam {
+        Adam {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: false,
+            maximize: false,
+            decoupled: false,
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Hyper::Adam(adam()).validate(0).is_ok());
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_parameter_and_group() {
+        let bad = [
+            Adam { lr: -1.0, ..adam() },
+            Adam {
+                lr: f64::NAN,
+                ..adam()
+            },
+            Adam {
+                beta1: 1.0,
+                ..adam()
+            },
+            Adam {
+                beta2: -0.1,
+                ..adam()
+            },
+            Adam { eps: 0.0, ..adam() },
+            Adam {
+                weight_decay: -1e-3,
+                ..adam()
+            },
+        ];
+        let names = ["lr", "lr", "betas[0]", "betas[1]", "eps", "weight_decay"];
+        for (h, want) in bad.iter().zip(names) {
+            match Hyper::Adam(*h).validate(2) {
+                Err(Error::Hyper { group: 2, name, .. }) => assert_eq!(name, want),
+                other => panic!("{h:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn nesterov_needs_momentum_and_no_dampening() {
+        let sgd = Sgd {
+            lr: 0.1,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: true,
+            weight_decay: 0.0,
+            maximize: false,
+        };
+        assert!(Hyper::Sgd(sgd).validate(0).is_err());
+        assert!(Hyper::Sgd(Sgd {
+            momentum: 0.9,
+            ..sgd
+        })
+        .validate(0)
+        .is_ok());
+        let damped = Sgd {
+            momentum: 0.9,
+            dampening: 0.1,
+            ..sgd
+        };
+        assert!(Hyper::Sgd(damped).validate(0).is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! ferroptim: the optimization algorithms of deep learning for NumPy arrays.
+//!
+//! The core — kernels, state, threading, SIMD dispatch — is plain Rust without pyo3, tested
+//! by `cargo test` and timed by `cargo bench`. The Python bindings live in `py`, behind the
+//! `python` feature that maturin enables.
+
+pub mod error;
+pub mod ewa;
+pub mod float;
+pub mod hyper;
+pub mod kernels;
+pub mod optimizer;
+pub mod parallel;
+pub mod simd;
+
+pub use error::{Error, Result};
+pub use float::{Dtype, Float};
+pub use hyper::{Algorithm, Hyper};
+pub use optimizer::{Optimizer, State, Tensor, TensorState};
+
+#[cfg(feature = "python")]
+mod py;

@@ -1,0 +1,770 @@
+//! The optimizer engine: NumPy arrays in, slices to the core.
+//!
+//! Arrays are read straight from NumPy's C struct instead of through rust-numpy's borrow
+//! tracker (one global lock per borrow): the engine checks once, at construction, that
+//! parameters are writeable, aligned, C-contiguous and pairwise disjoint, and each step
+//! re-reads a handful of fields to confirm nothing of that changed and that no gradient
+//! overlaps a parameter. That keeps a step over a few small tensors at a few microseconds
+//! with the same guarantees.
+
+use std::os::raw::c_int;
+
+use numpy::npyffi::{self, NPY_ORDER, NPY_TYPES};
+use numpy::{
+    PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods, PY_ARRAY_API,
+};
+use pyo3::exceptions::{PyFloatingPointError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyFloat, PyList, PySequence, PyString, PyTuple};
+
+use super::type_name;
+use crate::float::{Dtype, Float};
+use crate::hyper::{self, Algorithm, Hyper};
+use crate::optimizer::{first_nonfinite, Optimizer, State, Tensor, TensorState};
+use crate::parallel::PARALLEL_MIN_ELEMENTS;
+
+/// The fields of an ndarray the engine relies on, read from its C struct.
+struct Layout<'a> {
+    data: usize,
+    dtype: Option<Dtype>,
+    shape: &'a [usize],
+    flags: c_int,
+}
+
+const BEHAVED_C: c_int = npyffi::NPY_ARRAY_C_CONTIGUOUS | npyffi::NPY_ARRAY_ALIGNED;
+
+impl Layout<'_> {
+    fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    fn nbytes(&self) -> usize {
+        self.len() * self.dtype.map_or(0, itemsize)
+    }
+
+    fn is_c_aligned(&self) -> bool {
+        self.flags & BEHAVED_C == BEHAVED_C
+    }
+
+    fn is_writeable(&self) -> bool {
+        self.flags & npyffi::NPY_ARRAY_WRITEABLE != 0
+    }
+}
+
+fn itemsize(d: Dtype) -> usize {
+    match d {
+        Dtype::F32 => 4,
+        Dtype::F64 => 8,
+    }
+}
+
+fn layout<'a>(a: &'a Bound<'_, PyUntypedArray>) -> Layout<'a> {
+    // SAFETY: `a` is a live ndarray and we hold the GIL; the struct outlives the borrow.
+    unsafe {
+        let f = &*npyffi::_PyArray_GET_ITEM_DATA(a.as_array_ptr());
+        let d = &*npyffi::_PyDataType_GET_ITEM_DATA(f.descr);
+        let native = d.byteorder as u8
+            != if cfg!(target_endian = "little") {
+                b'>'
+            } else {
+                b'<'
+            };
+        let dtype = match d.type_num {
+            n if n == NPY_TYPES::NPY_FLOAT as c_int && native => Some(Dtype::F32),
+            n if n == NPY_TYPES::NPY_DOUBLE as c_int && native => Some(Dtype::F64),
+            _ => None,
+        };
+        let shape = if f.nd == 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(f.dimensions as *const usize, f.nd as usize)
+        };
+        Layout {
+            data: f.data as usize,
+            dtype,
+            shape,
+            flags: f.flags,
+        }
+    }
+}
+
+fn describe_dtype(a: &Bound<'_, PyUntypedArray>) -> String {
+    a.dtype()
+        .str()
+        .map_or_else(|_| "?".into(), |s| s.to_string())
+}
+
+fn shape_str(shape: &[usize]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A parameter as checked at construction.
+struct Param {
+    array: Py<PyUntypedArray>,
+    name: String,
+    data: usize,
+    len: usize,
+    dtype: Dtype,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NanPolicy {
+    Propagate,
+    Raise,
+    Skip,
+}
+
+impl NanPolicy {
+    fn parse(s: &str) -> PyResult<Self> {
+        match s {
+            "propagate" => Ok(NanPolicy::Propagate),
+            "raise" => Ok(NanPolicy::Raise),
+            "skip" => Ok(NanPolicy::Skip),
+            _ => Err(PyValueError::new_err(format!(
+                "nan_policy must be 'propagate', 'raise' or 'skip', got {s:?}"
+            ))),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            NanPolicy::Propagate => "propagate",
+            NanPolicy::Raise => "raise",
+            NanPolicy::Skip => "skip",
+        }
+    }
+}
+
+/// Which optimizer's hyper-parameters to read from a param group.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sgd,
+    Momentum,
+    RmsProp,
+    Adam,
+    AdamW,
+}
+
+impl Kind {
+    fn parse(s: &str) -> PyResult<Self> {
+        Ok(match s {
+            "sgd" => Kind::Sgd,
+            "momentum" => Kind::Momentum,
+            "rmsprop" => Kind::RmsProp,
+            "adam" => Kind::Adam,
+            "adamw" => Kind::AdamW,
+            _ => return Err(PyValueError::new_err(format!("unknown optimizer {s:?}"))),
+        })
+    }
+
+    fn algorithm(self) -> Algorithm {
+        match self {
+            Kind::Sgd => Algorithm::Sgd,
+            Kind::Momentum => Algorithm::Momentum,
+            Kind::RmsProp => Algorithm::RmsProp,
+            Kind::Adam | Kind::AdamW => Algorithm::Adam,
+        }
+    }
+}
+
+/// Reads param group `gi`'s hyper-parameters; a callable `lr` is a schedule, called with
+/// the group's update number `step` (0-based).
+struct GroupReader<'a, 'py> {
+    group: &'a Bound<'py, PyDict>,
+    index: usize,
+}
+
+impl<'py> GroupReader<'_, 'py> {
+    fn item(&self, key: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
+        self.group.get_item(key)?.ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "param_groups[{}] has no '{}' entry",
+                self.index, key
+            ))
+        })
+    }
+
+    fn type_error(
+        &self,
+        key: &Bound<'py, PyString>,
+        expected: &str,
+        got: &Bound<'py, PyAny>,
+    ) -> PyErr {
+        PyTypeError::new_err(format!(
+            "param_groups[{}]['{}'] must be {expected}, got {}",
+            self.index,
+            key,
+            type_name(got)
+        ))
+    }
+
+    fn float(&self, key: &Bound<'py, PyString>) -> PyResult<f64> {
+        let v = self.item(key)?;
+        if let Ok(f) = v.cast::<PyFloat>() {
+            return Ok(f.value());
+        }
+        if v.is_instance_of::<pyo3::types::PyBool>() {
+            return Err(self.type_error(key, "a number", &v));
+        }
+        v.extract::<f64>()
+            .map_err(|_| self.type_error(key, "a number", &v))
+    }
+
+    fn flag(&self, key: &Bound<'py, PyString>) -> PyResult<bool> {
+        let v = self.item(key)?;
+        v.extract::<bool>()
+            .map_err(|_| self.type_error(key, "True or False", &v))
+    }
+
+    fn lr(&self, step: u64) -> PyResult<f64> {
+        let key = intern!(self.group.py(), "lr");
+        let v = self.item(key)?;
+        if let Ok(f) = v.cast::<PyFloat>() {
+            return Ok(f.value());
+        }
+        if v.is_callable() && !v.is_instance_of::<PyUntypedArray>() {
+            let out = v.call1((step,))?;
+            return out.extract::<f64>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "the lr schedule of param_groups[{}] returned {} at step {step}, expected a number",
+                    self.index,
+                    type_name(&out)
+                ))
+            });
+        }
+        self.float(key)
+    }
+
+    fn betas(&self) -> PyResult<(f64, f64)> {
+        let key = intern!(self.group.py(), "betas");
+        let v = self.item(key)?;
+        let expected = "a pair of numbers (beta1, beta2)";
+        let seq = v
+            .cast::<PySequence>()
+            .map_err(|_| self.type_error(key, expected, &v))?;
+        if seq.len()? != 2 {
+            return Err(self.type_error(key, expected, &v));
+        }
+        let get = |i: usize| -> PyResult<f64> {
+            seq.get_item(i)?
+                .extract::<f64>()
+                .map_err(|_| self.type_error(key, expected, &v))
+        };
+        Ok((get(0)?, get(1)?))
+    }
+
+    fn read(&self, kind: Kind, step: u64) -> PyResult<Hyper> {
+        let py = self.group.py();
+        let lr = self.lr(step)?;
+        Ok(match kind {
+            Kind::Sgd => Hyper::Sgd(hyper::Sgd {
+                lr,
+                momentum: self.float(intern!(py, "momentum"))?,
+                dampening: self.float(intern!(py, "dampening"))?,
+                nesterov: self.flag(intern!(py, "nesterov"))?,
+                weight_decay: self.float(intern!(py, "weight_decay"))?,
+                maximize: self.flag(intern!(py, "maximize"))?,
+            }),
+            Kind::Momentum => Hyper::Momentum(hyper::Momentum {
+                lr,
+                beta: self.float(intern!(py, "beta"))?,
+            }),
+            Kind::RmsProp => Hyper::RmsProp(hyper::RmsProp {
+                lr,
+                alpha: self.float(intern!(py, "alpha"))?,
+                eps: self.float(intern!(py, "eps"))?,
+                weight_decay: self.float(intern!(py, "weight_decay"))?,
+                momentum: self.float(intern!(py, "momentum"))?,
+                centered: self.flag(intern!(py, "centered"))?,
+                maximize: self.flag(intern!(py, "maximize"))?,
+            }),
+            Kind::Adam | Kind::AdamW => {
+                let (beta1, beta2) = self.betas()?;
+                Hyper::Adam(hyper::Adam {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps: self.float(intern!(py, "eps"))?,
+                    weight_decay: self.float(intern!(py, "weight_decay"))?,
+                    amsgrad: self.flag(intern!(py, "amsgrad"))?,
+                    maximize: self.flag(intern!(py, "maximize"))?,
+                    decoupled: kind == Kind::AdamW,
+                })
+            }
+        })
+    }
+}
+
+/// The Rust side of a ferroptim optimizer: parameters, their state, and the fused step.
+///
+/// Built by the Python optimizer classes; not meant to be used directly.
+#[pyclass(module = "ferroptim._core")]
+pub struct Engine {
+    kind: Kind,
+    core: Optimizer,
+    params: Vec<Param>,
+    /// `(start, end, index)` of each non-empty parameter's bytes, sorted by start.
+    extents: Vec<(usize, usize, usize)>,
+    /// The first tensor of each param group (whose step count drives a schedule).
+    group_first: Vec<Option<usize>>,
+    nan_policy: NanPolicy,
+    skipped_steps: u64,
+}
+
+fn check_param(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Param> {
+    let a = obj.cast::<PyUntypedArray>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "parameter {name} must be a numpy.ndarray of float32 or float64, got {}",
+            type_name(obj)
+        ))
+    })?;
+    let l = layout(a);
+    let dtype = l.dtype.ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "parameter {name} has dtype {}, expected float32 or float64 (native byte order)",
+            describe_dtype(a)
+        ))
+    })?;
+    if !l.is_writeable() {
+        return Err(PyValueError::new_err(format!(
+            "parameter {name} is read-only; parameters are updated in place and must be writeable"
+        )));
+    }
+    if !l.is_c_aligned() {
+        return Err(PyValueError::new_err(format!(
+            "parameter {name} is not a C-contiguous, aligned array; parameters are updated in \
+             place, so pass the array itself (e.g. created with np.ascontiguousarray), not a strided view"
+        )));
+    }
+    Ok(Param {
+        array: a.clone().unbind(),
+        name: name.to_string(),
+        data: l.data,
+        len: l.len(),
+        dtype,
+    })
+}
+
+/// A gradient that passed its checks, kept alive (and copied if it was not contiguous).
+struct Grad<'py> {
+    _array: Bound<'py, PyUntypedArray>,
+    data: usize,
+    nbytes: usize,
+}
+
+impl Engine {
+    fn check_grad<'py>(&self, i: usize, obj: &Bound<'py, PyAny>) -> PyResult<Grad<'py>> {
+        let p = &self.params[i];
+        let a = obj.cast::<PyUntypedArray>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "gradient for {} must be a numpy.ndarray (wrap scalars with np.asarray), got {}",
+                p.name,
+                type_name(obj)
+            ))
+        })?;
+        let l = layout(a);
+        if l.dtype != Some(p.dtype) {
+            return Err(PyTypeError::new_err(format!(
+                "gradient for {} has dtype {}, expected {} like its parameter",
+                p.name,
+                describe_dtype(a),
+                p.dtype.name()
+            )));
+        }
+        let param = p.array.bind(obj.py());
+        let pl = layout(param);
+        if l.shape != pl.shape {
+            return Err(PyValueError::new_err(format!(
+                "gradient for {} has shape {}, expected {} like its parameter",
+                p.name,
+                shape_str(l.shape),
+                shape_str(pl.shape)
+            )));
+        }
+        let array = if l.is_c_aligned() {
+            a.clone()
+        } else {
+            // SAFETY: `a` is a live ndarray; NewCopy returns a new reference or NULL.
+            unsafe {
+                let copy =
+                    PY_ARRAY_API.PyArray_NewCopy(obj.py(), a.as_array_ptr(), NPY_ORDER::NPY_CORDER);
+                Bound::from_owned_ptr_or_err(obj.py(), copy)?.cast_into::<PyUntypedArray>()?
+            }
+        };
+        let l = layout(&array);
+        let (data, nbytes) = (l.data, l.nbytes());
+        Ok(Grad {
+            _array: array,
+            data,
+            nbytes,
+        })
+    }
+
+    /// The parameter whose bytes overlap `[start, start + nbytes)`, if any.
+    fn overlapping_param(&self, start: usize, nbytes: usize) -> Option<usize> {
+        if nbytes == 0 {
+            return None;
+        }
+        let end = start + nbytes;
+        // The last extent starting before `end` is the only one that can overlap, since
+        // extents are disjoint and sorted.
+        let k = self.extents.partition_point(|&(s, _, _)| s < end);
+        let &(_, e, idx) = self.extents.get(k.checked_sub(1)?)?;
+        (e > start).then_some(idx)
+    }
+
+    /// Confirms each parameter still is the array checked at construction.
+    fn recheck_params(&self, py: Python<'_>) -> PyResult<()> {
+        for p in &self.params {
+            let a = p.array.bind(py);
+            let l = layout(a);
+            if l.data != p.data || l.dtype != Some(p.dtype) || l.len() != p.len || !l.is_c_aligned()
+            {
+                return Err(PyValueError::new_err(format!(
+                    "parameter {} was resized, re-typed or re-strided since the optimizer was \
+                     created; create a new optimizer for it",
+                    p.name
+                )));
+            }
+            if !l.is_writeable() {
+                return Err(PyValueError::new_err(format!(
+                    "parameter {} has become read-only; parameters are updated in place",
+                    p.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn hypers(&self, groups: &Bound<'_, PyAny>) -> PyResult<Vec<Hyper>> {
+        let groups = groups
+            .cast::<PyList>()
+            .map_err(|_| PyTypeError::new_err("param_groups must be a list of dicts"))?;
+        if groups.len() != self.group_first.len() {
+            return Err(PyValueError::new_err(format!(
+                "expected {} param groups, got {}",
+                self.group_first.len(),
+                groups.len()
+            )));
+        }
+        let hypers = groups
+            .iter()
+            .enumerate()
+            .map(|(index, g)| {
+                let group = g.cast::<PyDict>().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "param_groups[{index}] must be a dict, got {}",
+                        type_name(&g)
+                    ))
+                })?;
+                let step = self.group_first[index].map_or(0, |i| self.core.states()[i].step());
+                GroupReader { group, index }.read(self.kind, step)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        self.core.validate(&hypers)?;
+        Ok(hypers)
+    }
+}
+
+fn state_to_dict<'py, T: Float + numpy::Element>(
+    py: Python<'py>,
+    s: &TensorState<T>,
+    names: &[&str],
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "step"), s.step)?;
+    for (slot, name) in s.slots.iter().zip(names) {
+        if let Some(buf) = slot {
+            d.set_item(
+                *name,
+                PyArray1::from_slice(py, buf).reshape(shape.to_vec())?,
+            )?;
+        }
+    }
+    Ok(d)
+}
+
+fn state_from_dict<T: Float + numpy::Element>(
+    d: &Bound<'_, PyDict>,
+    names: &[&str],
+    param: &Param,
+) -> PyResult<TensorState<T>> {
+    let mut s = TensorState {
+        step: 0,
+        slots: Default::default(),
+    };
+    for (k, v) in d.iter() {
+        let key: String = k.extract()?;
+        if key == "step" {
+            s.step = v.extract::<u64>().map_err(|_| {
+                PyValueError::new_err(format!(
+                    "state 'step' of {} must be an integer >= 0",
+                    param.name
+                ))
+            })?;
+            continue;
+        }
+        let slot = names.iter().position(|n| *n == key).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "unknown state '{key}' for {}; expected 'step' and some of '{}'",
+                param.name,
+                names.join("', '")
+            ))
+        })?;
+        let err = || {
+            PyValueError::new_err(format!(
+                "state '{key}' of {} must be a contiguous {} array of {} elements",
+                param.name,
+                T::DTYPE.name(),
+                param.len
+            ))
+        };
+        let arr = v.cast::<PyArrayDyn<T>>().map_err(|_| err())?;
+        let buf = arr.to_vec().map_err(|_| err())?;
+        if buf.len() != param.len {
+            return Err(err());
+        }
+        s.slots[slot] = Some(buf);
+    }
+    Ok(s)
+}
+
+#[pymethods]
+impl Engine {
+    #[new]
+    #[pyo3(signature = (kind, params, names, group_of, n_groups, nan_policy = "propagate"))]
+    fn new(
+        kind: &str,
+        params: Vec<Bound<'_, PyAny>>,
+        names: Vec<String>,
+        group_of: Vec<usize>,
+        n_groups: usize,
+        nan_policy: &str,
+    ) -> PyResult<Self> {
+        let kind = Kind::parse(kind)?;
+        let nan_policy = NanPolicy::parse(nan_policy)?;
+        if names.len() != params.len() || group_of.len() != params.len() {
+            return Err(PyValueError::new_err(
+                "params, names and group_of differ in length",
+            ));
+        }
+        if let Some(&g) = group_of.iter().find(|&&g| g >= n_groups) {
+            return Err(PyValueError::new_err(format!(
+                "group index {g} out of range"
+            )));
+        }
+        let mut checked: Vec<Param> = Vec::with_capacity(params.len());
+        for (i, (obj, name)) in params.iter().zip(&names).enumerate() {
+            if let Some(j) = params[..i].iter().position(|o| o.is(obj)) {
+                return Err(PyValueError::new_err(format!(
+                    "parameter {name} is the same array as {}; pass each parameter once",
+                    names[j]
+                )));
+            }
+            checked.push(check_param(obj, name)?);
+        }
+        let mut extents: Vec<(usize, usize, usize)> = checked
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.len > 0)
+            .map(|(i, p)| (p.data, p.data + p.len * itemsize(p.dtype), i))
+            .collect();
+        extents.sort_unstable();
+        for w in extents.windows(2) {
+            if w[1].0 < w[0].1 {
+                let (a, b) = (&checked[w[0].2].name, &checked[w[1].2].name);
+                return Err(PyValueError::new_err(format!(
+                    "parameters {a} and {b} share memory; each element may belong to one parameter only"
+                )));
+            }
+        }
+        let mut group_first = vec![None; n_groups];
+        for (i, &g) in group_of.iter().enumerate().rev() {
+            group_first[g] = Some(i);
+        }
+        let dtypes: Vec<Dtype> = checked.iter().map(|p| p.dtype).collect();
+        let lens: Vec<usize> = checked.iter().map(|p| p.len).collect();
+        Ok(Engine {
+            kind,
+            core: Optimizer::new(kind.algorithm(), &dtypes, &lens, &group_of),
+            params: checked,
+            extents,
+            group_first,
+            nan_policy,
+            skipped_steps: 0,
+        })
+    }
+
+    /// Checks the hyper-parameters of every group (raises like `step` would).
+    fn check_groups(&self, groups: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.hypers(groups).map(|_| ())
+    }
+
+    /// One update of every parameter; returns False when the step was skipped because a
+    /// gradient was not finite (nan_policy='skip').
+    fn step(
+        &mut self,
+        py: Python<'_>,
+        grads: &Bound<'_, PyAny>,
+        groups: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        let grads: Vec<Bound<'_, PyAny>> = if let Ok(l) = grads.cast::<PyList>() {
+            l.iter().collect()
+        } else if let Ok(t) = grads.cast::<PyTuple>() {
+            t.iter().collect()
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "grads must be a list or tuple of arrays in parameter order, or a dict keyed like \
+                 the parameters; got {}",
+                type_name(grads)
+            )));
+        };
+        if grads.len() != self.params.len() {
+            return Err(PyValueError::new_err(format!(
+                "expected {} gradients (one per parameter), got {}",
+                self.params.len(),
+                grads.len()
+            )));
+        }
+        let checked = grads
+            .iter()
+            .enumerate()
+            .map(|(i, g)| self.check_grad(i, g))
+            .collect::<PyResult<Vec<_>>>()?;
+        for (i, g) in checked.iter().enumerate() {
+            if let Some(j) = self.overlapping_param(g.data, g.nbytes) {
+                return Err(PyValueError::new_err(format!(
+                    "gradient for {} shares memory with parameter {}; pass a separate array",
+                    self.params[i].name, self.params[j].name
+                )));
+            }
+        }
+        self.recheck_params(py)?;
+        let hypers = self.hypers(groups)?;
+
+        // SAFETY: every parameter is a live, writeable, aligned, C-contiguous array of
+        // `len` elements of its dtype (checked at construction and just now), parameters
+        // are pairwise disjoint, and no gradient overlaps a parameter; `self.params` and
+        // `checked` keep all of them alive for the rest of this call.
+        let tensors: Vec<Tensor<'_>> = self
+            .params
+            .iter()
+            .zip(&checked)
+            .map(|(p, g)| unsafe {
+                match p.dtype {
+                    Dtype::F32 => Tensor::F32 {
+                        param: std::slice::from_raw_parts_mut(p.data as *mut f32, p.len),
+                        grad: std::slice::from_raw_parts(g.data as *const f32, p.len),
+                    },
+                    Dtype::F64 => Tensor::F64 {
+                        param: std::slice::from_raw_parts_mut(p.data as *mut f64, p.len),
+                        grad: std::slice::from_raw_parts(g.data as *const f64, p.len),
+                    },
+                }
+            })
+            .collect();
+        let total: usize = self.params.iter().map(|p| p.len).sum();
+        let large = total >= PARALLEL_MIN_ELEMENTS;
+
+        if self.nan_policy != NanPolicy::Propagate {
+            let bad = if large {
+                py.detach(|| first_nonfinite(&tensors))
+            } else {
+                first_nonfinite(&tensors)
+            };
+            if let Some(i) = bad {
+                if self.nan_policy == NanPolicy::Raise {
+                    return Err(PyFloatingPointError::new_err(format!(
+                        "gradient for {} contains NaN or infinity; the step was not applied \
+                         and nothing was changed",
+                        self.params[i].name
+                    )));
+                }
+                self.skipped_steps += 1;
+                return Ok(false);
+            }
+        }
+        let core = &mut self.core;
+        if large {
+            py.detach(|| core.step(tensors, &hypers))?;
+        } else {
+            core.step(tensors, &hypers)?;
+        }
+        Ok(true)
+    }
+
+    /// The state of parameter `i`: {'step': int, <buffer name>: ndarray, ...} (copies).
+    fn state<'py>(&self, py: Python<'py>, i: usize) -> PyResult<Bound<'py, PyDict>> {
+        let p = self
+            .params
+            .get(i)
+            .ok_or_else(|| PyValueError::new_err(format!("no parameter {i}")))?;
+        let names = self.core.algorithm().slot_names();
+        let shape = layout(p.array.bind(py)).shape.to_vec();
+        match &self.core.states()[i] {
+            State::F32(s) => state_to_dict(py, s, names, &shape),
+            State::F64(s) => state_to_dict(py, s, names, &shape),
+        }
+    }
+
+    /// Replaces every parameter's state (a list of dicts as `state` returns), all or nothing.
+    fn set_states(&mut self, states: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
+        if states.len() != self.params.len() {
+            return Err(PyValueError::new_err(format!(
+                "expected state for {} parameters, got {}",
+                self.params.len(),
+                states.len()
+            )));
+        }
+        let names = self.core.algorithm().slot_names();
+        let new = states
+            .iter()
+            .zip(&self.params)
+            .map(|(d, p)| {
+                Ok(match p.dtype {
+                    Dtype::F32 => State::F32(state_from_dict(d, names, p)?),
+                    Dtype::F64 => State::F64(state_from_dict(d, names, p)?),
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        self.core.set_states(new)?;
+        Ok(())
+    }
+
+    /// Names of the state buffers this optimizer keeps, in slot order.
+    #[getter]
+    fn state_names(&self) -> Vec<&'static str> {
+        self.core.algorithm().slot_names().to_vec()
+    }
+
+    #[getter]
+    fn nan_policy(&self) -> &'static str {
+        self.nan_policy.name()
+    }
+
+    #[getter]
+    fn get_skipped_steps(&self) -> u64 {
+        self.skipped_steps
+    }
+
+    #[setter]
+    fn set_skipped_steps(&mut self, n: u64) {
+        self.skipped_steps = n;
+    }
+
+    fn __len__(&self) -> usize {
+        self.params.len()
+    }
+}

@@ -1,0 +1,53 @@
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import ferroptim as fo
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+OPTIMIZERS = {
+    "sgd": fo.SGD,
+    "momentum": fo.Momentum,
+    "rmsprop": fo.RMSprop,
+    "adam": fo.Adam,
+    "adamw": fo.AdamW,
+}
+
+
+@pytest.fixture(params=fo.supported_simd_levels())
+def simd_level(request):
+    """Runs a test once per SIMD level this CPU supports, restoring the level after."""
+    before = fo.simd_level()
+    fo.set_simd_level(request.param)
+    yield request.param
+    fo.set_simd_level(before)
+
+
+@pytest.fixture
+def threads():
+    """Restores the thread count after a test that changes it."""
+    before = fo.get_num_threads()
+    yield
+    fo.set_num_threads(before)
+
+
+def snapshot(opt, params):
+    """Copies of the parameters and the optimizer's full state, to check nothing changed."""
+    return [np.array(p, copy=True) for p in params], opt.state_dict()
+
+
+def assert_same_snapshot(a, b):
+    (pa, sa), (pb, sb) = a, b
+    for x, y in zip(pa, pb):
+        np.testing.assert_array_equal(x, y)
+        assert x.dtype == y.dtype
+    assert sa["param_groups"] == sb["param_groups"]
+    assert sa["skipped_steps"] == sb["skipped_steps"]
+    assert sa["state"].keys() == sb["state"].keys()
+    for k in sa["state"]:
+        assert sa["state"][k].keys() == sb["state"][k].keys()
+        for name, v in sa["state"][k].items():
+            np.testing.assert_array_equal(v, sb["state"][k][name])

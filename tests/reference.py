@@ -1,0 +1,92 @@
+"""Plain NumPy transcriptions of each optimizer's formula, one step at a time.
+
+Written from torch.optim's single-tensor implementations and the lecture's formulas, with
+the same operation order as the Rust kernels (Python floats meet float32 arrays as float32
+scalars, as in torch), so results are expected to match bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Reference:
+    """Holds state per parameter and applies the formula to copies of the parameters."""
+
+    def __init__(self, kind: str, params: list[np.ndarray], **h):
+        self.kind = kind
+        self.params = [p.copy() for p in params]
+        self.h = h
+        self.state = [dict(step=0) for _ in params]
+
+    def step(self, grads: list[np.ndarray], **override) -> None:
+        h = {**self.h, **override}
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            s = self.state[i]
+            s["step"] += 1
+            getattr(self, "_" + self.kind)(p, g.copy(), s, s["step"], **h)
+
+    @staticmethod
+    def _grad(p, g, maximize=False, weight_decay=0.0):
+        g = -g if maximize else g
+        return g + weight_decay * p if weight_decay != 0 else g
+
+    def _sgd(self, p, g, s, t, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
+             weight_decay=0.0, maximize=False):
+        g = self._grad(p, g, maximize, weight_decay)
+        if momentum != 0:
+            if "momentum_buffer" not in s:
+                s["momentum_buffer"] = g.copy()
+            else:
+                s["momentum_buffer"] = momentum * s["momentum_buffer"] + (1 - dampening) * g
+            b = s["momentum_buffer"]
+            g = g + momentum * b if nesterov else b
+        p[...] = p + (-lr) * g
+
+    def _momentum(self, p, g, s, t, lr, beta=0.9):
+        v = s.setdefault("velocity", np.zeros_like(p))
+        s["velocity"] = beta * v + (1 - beta) * g
+        p[...] = p - lr * s["velocity"]
+
+    def _rmsprop(self, p, g, s, t, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                 momentum=0.0, centered=False, maximize=False):
+        g = self._grad(p, g, maximize, weight_decay)
+        sq = s.setdefault("square_avg", np.zeros_like(p))
+        s["square_avg"] = sq = alpha * sq + (1 - alpha) * (g * g)
+        if centered:
+            ga = s.setdefault("grad_avg", np.zeros_like(p))
+            s["grad_avg"] = ga = alpha * ga + (1 - alpha) * g
+            with np.errstate(invalid="ignore"):  # rounding can make the variance negative: NaN, as in torch
+                avg = np.sqrt(sq - ga * ga) + eps
+        else:
+            avg = np.sqrt(sq) + eps
+        if momentum > 0:
+            b = s.setdefault("momentum_buffer", np.zeros_like(p))
+            s["momentum_buffer"] = b = momentum * b + g / avg
+            p[...] = p + (-lr) * b
+        else:
+            p[...] = p + ((-lr) * g) / avg
+
+    def _adam(self, p, g, s, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+              amsgrad=False, maximize=False, decoupled=False):
+        b1, b2 = betas
+        if decoupled:
+            g = self._grad(p, g, maximize, 0.0)
+            p[...] = p * (1 - lr * weight_decay)
+        else:
+            g = self._grad(p, g, maximize, weight_decay)
+        m = s.setdefault("exp_avg", np.zeros_like(p))
+        v = s.setdefault("exp_avg_sq", np.zeros_like(p))
+        s["exp_avg"] = m = b1 * m + (1 - b1) * g
+        s["exp_avg_sq"] = v = b2 * v + (1 - b2) * (g * g)
+        if amsgrad:
+            vmax = s.setdefault("max_exp_avg_sq", np.zeros_like(p))
+            s["max_exp_avg_sq"] = v = np.maximum(vmax, v)
+        step_size = lr / (1 - b1**t)
+        bc2_sqrt = (1 - b2**t) ** 0.5
+        denom = np.sqrt(v) / bc2_sqrt + eps
+        p[...] = p + ((-step_size) * m) / denom
+
+    def _adamw(self, p, g, s, t, **h):
+        h.setdefault("weight_decay", 1e-2)
+        self._adam(p, g, s, t, decoupled=True, **h)

@@ -1,0 +1,89 @@
+"""Hypothesis: random shapes, dtypes and hyper-parameters against the NumPy reference."""
+
+import numpy as np
+from conftest import OPTIMIZERS, snapshot
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import Reference
+
+shapes = st.lists(st.lists(st.integers(0, 9), min_size=0, max_size=3).map(tuple), min_size=1, max_size=4)
+dtypes = st.sampled_from([np.float32, np.float64])
+unit = st.floats(0.0, 0.999)
+lr = st.floats(1e-5, 1.0)
+decay = st.sampled_from([0.0, 1e-4, 0.1])
+flag = st.booleans()
+
+
+@st.composite
+def hyper(draw):
+    kind = draw(st.sampled_from(sorted(OPTIMIZERS)))
+    if kind == "sgd":
+        momentum = draw(st.sampled_from([0.0, draw(unit)]))
+        nesterov = momentum > 0 and draw(flag)
+        dampening = 0.0 if nesterov else draw(st.floats(0.0, 1.0))
+        h = dict(lr=draw(lr), momentum=momentum, dampening=dampening, nesterov=nesterov,
+                 weight_decay=draw(decay), maximize=draw(flag))
+    elif kind == "momentum":
+        h = dict(lr=draw(lr), beta=draw(unit))
+    elif kind == "rmsprop":
+        h = dict(lr=draw(lr), alpha=draw(unit), eps=draw(st.sampled_from([1e-8, 1e-3])),
+                 weight_decay=draw(decay), momentum=draw(st.sampled_from([0.0, 0.9])),
+                 centered=draw(flag), maximize=draw(flag))
+    else:
+        h = dict(lr=draw(lr), betas=(draw(unit), draw(unit)), eps=draw(st.sampled_from([1e-8, 1e-3])),
+                 weight_decay=draw(decay), amsgrad=draw(flag), maximize=draw(flag))
+    return kind, h
+
+
+@settings(max_examples=150, deadline=None)
+@given(hyper(), shapes, dtypes, st.integers(0, 2**32 - 1))
+def test_random_configurations_match_the_reference(kh, shape_list, dtype, seed):
+    kind, h = kh
+    rng = np.random.default_rng(seed)
+    params = [rng.normal(size=s).astype(dtype) for s in shape_list]
+    ref = Reference(kind, params, **h)
+    opt = OPTIMIZERS[kind](params, **h)
+    for _ in range(4):
+        grads = [rng.normal(size=s).astype(dtype) for s in shape_list]
+        opt.step(grads)
+        ref.step(grads)
+    for p, r in zip(params, ref.params):
+        np.testing.assert_array_equal(p, r)
+
+
+bad_value = st.sampled_from([-1.0, 1.0, 1.5, float("nan"), float("inf"), -1e-9])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(["lr", "eps", "betas0", "betas1", "weight_decay"]), bad_value, dtypes)
+def test_out_of_range_hyper_parameters_never_change_anything(name, value, dtype):
+    allowed = {
+        "lr": lambda v: np.isfinite(v) and v >= 0,
+        "eps": lambda v: np.isfinite(v) and v > 0,
+        "betas0": lambda v: 0 <= v < 1,
+        "betas1": lambda v: 0 <= v < 1,
+        "weight_decay": lambda v: np.isfinite(v) and v >= 0,
+    }
+    params = [np.ones((2, 3), dtype), np.ones(4, dtype)]
+    opt = OPTIMIZERS["adam"](params)
+    grads = [np.full((2, 3), 0.1, dtype), np.full(4, 0.1, dtype)]
+    opt.step(grads)
+    before = snapshot(opt, params)
+    group = opt.param_groups[0]
+    if name.startswith("betas"):
+        b = list(group["betas"])
+        b[int(name[-1])] = value
+        group["betas"] = tuple(b)
+    else:
+        group[name] = value
+    try:
+        opt.step(grads)
+        raised = False
+    except ValueError:
+        raised = True
+    assert raised != allowed[name](value)
+    if raised:
+        after = snapshot(opt, params)
+        for x, y in zip(before[0], after[0]):
+            np.testing.assert_array_equal(x, y)
+        assert after[1]["state"][0]["step"] == 1
