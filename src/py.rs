@@ -9,6 +9,7 @@ use crate::hyper::MAX_SLOTS;
 use crate::parallel::{self, PARALLEL_MIN_ELEMENTS};
 use crate::simd;
 
+mod arrays;
 mod engine;
 
 impl From<Error> for PyErr {

@@ -7,9 +7,7 @@
 //! overlaps a parameter. That keeps a step over a few small tensors at a few microseconds
 //! with the same guarantees.
 
-use std::os::raw::c_int;
-
-use numpy::npyffi::{self, NPY_ORDER, NPY_TYPES};
+use numpy::npyffi::NPY_ORDER;
 use numpy::{
     PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods, PY_ARRAY_API,
 };
@@ -18,96 +16,12 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyList, PySequence, PyString, PyTuple};
 
+use super::arrays::{describe_dtype, itemsize, layout, shape_str};
 use super::type_name;
 use crate::float::{Dtype, Float};
 use crate::hyper::{self, Algorithm, Hyper};
 use crate::optimizer::{first_nonfinite, Optimizer, State, Tensor, TensorState};
 use crate::parallel::PARALLEL_MIN_ELEMENTS;
-
-/// The fields of an ndarray the engine relies on, read from its C struct.
-struct Layout<'a> {
-    data: usize,
-    dtype: Option<Dtype>,
-    shape: &'a [usize],
-    flags: c_int,
-}
-
-const BEHAVED_C: c_int = npyffi::NPY_ARRAY_C_CONTIGUOUS | npyffi::NPY_ARRAY_ALIGNED;
-
-impl Layout<'_> {
-    fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    fn nbytes(&self) -> usize {
-        self.len() * self.dtype.map_or(0, itemsize)
-    }
-
-    fn is_c_aligned(&self) -> bool {
-        self.flags & BEHAVED_C == BEHAVED_C
-    }
-
-    fn is_writeable(&self) -> bool {
-        self.flags & npyffi::NPY_ARRAY_WRITEABLE != 0
-    }
-}
-
-fn itemsize(d: Dtype) -> usize {
-    match d {
-        Dtype::F32 => 4,
-        Dtype::F64 => 8,
-    }
-}
-
-fn layout<'a>(a: &'a Bound<'_, PyUntypedArray>) -> Layout<'a> {
-    // SAFETY: `a` is a live ndarray and we hold the GIL; the struct outlives the borrow.
-    unsafe {
-        let f = &*npyffi::_PyArray_GET_ITEM_DATA(a.as_array_ptr());
-        let d = &*npyffi::_PyDataType_GET_ITEM_DATA(f.descr);
-        let native = d.byteorder as u8
-            != if cfg!(target_endian = "little") {
-                b'>'
-            } else {
-                b'<'
-            };
-        let dtype = match d.type_num {
-            n if n == NPY_TYPES::NPY_FLOAT as c_int && native => Some(Dtype::F32),
-            n if n == NPY_TYPES::NPY_DOUBLE as c_int && native => Some(Dtype::F64),
-            _ => None,
-        };
-        let shape = if f.nd == 0 {
-            &[][..]
-        } else {
-            std::slice::from_raw_parts(f.dimensions as *const usize, f.nd as usize)
-        };
-        Layout {
-            data: f.data as usize,
-            dtype,
-            shape,
-            flags: f.flags,
-        }
-    }
-}
-
-fn describe_dtype(a: &Bound<'_, PyUntypedArray>) -> String {
-    a.dtype()
-        .str()
-        .map_or_else(|_| "?".into(), |s| s.to_string())
-}
-
-fn shape_str(shape: &[usize]) -> String {
-    match shape {
-        [n] => format!("({n},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
 
 /// A parameter as checked at construction.
 struct Param {
