@@ -73,6 +73,31 @@ pub struct AdamK<T> {
     pub amsgrad: bool,
 }
 
+/// The step-dependent scalars of update `t` of a param group, computed in `f64` once per
+/// group and step, however many tensors share them (`pow` is the costly part).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepScalars {
+    /// Adam: `lr / (1 - beta1**t)`.
+    pub step_size: f64,
+    /// Adam: `(1 - beta2**t) ** 0.5`, as Python computes it in torch.
+    pub bias_correction2_sqrt: f64,
+}
+
+impl StepScalars {
+    pub fn new(h: &hyper::Hyper, t: u64) -> Self {
+        match h {
+            hyper::Hyper::Adam(h) => StepScalars {
+                step_size: h.lr / bias_correction(h.beta1, t),
+                bias_correction2_sqrt: bias_correction(h.beta2, t).powf(0.5),
+            },
+            _ => StepScalars {
+                step_size: 0.0,
+                bias_correction2_sqrt: 1.0,
+            },
+        }
+    }
+}
+
 /// The constants of one tensor's update at one step.
 #[derive(Clone, Copy, Debug)]
 pub enum Kernel<T> {
@@ -86,6 +111,11 @@ impl<T: Float> Kernel<T> {
     /// The constants of update number `t` (1-based). `fresh` says which state slots were
     /// just created (SGD initialises a new momentum buffer with the gradient).
     pub fn new(h: &hyper::Hyper, t: u64, fresh: [bool; MAX_SLOTS]) -> Self {
+        Self::with_scalars(h, &StepScalars::new(h, t), fresh)
+    }
+
+    /// As [`Kernel::new`], with the step's scalars already computed.
+    pub fn with_scalars(h: &hyper::Hyper, sc: &StepScalars, fresh: [bool; MAX_SLOTS]) -> Self {
         let f = T::from_f64;
         match *h {
             hyper::Hyper::Sgd(h) => Kernel::Sgd(SgdK {
@@ -117,7 +147,6 @@ impl<T: Float> Kernel<T> {
                 centered: h.centered,
             }),
             hyper::Hyper::Adam(h) => {
-                let step_size = h.lr / bias_correction(h.beta1, t);
                 let decay = if h.decoupled {
                     1.0 - h.lr * h.weight_decay
                 } else {
@@ -132,9 +161,8 @@ impl<T: Float> Kernel<T> {
                     one_minus_beta1: f(1.0 - h.beta1),
                     beta2: f(h.beta2),
                     one_minus_beta2: f(1.0 - h.beta2),
-                    neg_step_size: f(-step_size),
-                    // Python's `bias_correction2 ** 0.5`, as torch computes it.
-                    bias_correction2_sqrt: f(bias_correction(h.beta2, t).powf(0.5)),
+                    neg_step_size: f(-sc.step_size),
+                    bias_correction2_sqrt: f(sc.bias_correction2_sqrt),
                     eps: f(h.eps),
                     amsgrad: h.amsgrad,
                 })

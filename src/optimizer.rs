@@ -5,12 +5,13 @@
 //! run on the thread pool; every element is computed by the same code whichever thread runs
 //! it, so results are bit-identical for any thread count.
 
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::error::{Error, Result};
 use crate::float::{Dtype, Float};
 use crate::hyper::{Algorithm, Hyper, MAX_SLOTS};
-use crate::kernels::{self, Kernel};
+use crate::kernels::{self, Kernel, StepScalars};
 use crate::parallel::{self, CHUNK_ELEMENTS, PARALLEL_MIN_ELEMENTS};
 use crate::simd::{self, Level};
 
@@ -102,8 +103,8 @@ impl<'a, T: Float> Job<'a, T> {
         kernels::update(level, &self.kernel, self.param, self.grad, self.slots);
     }
 
-    /// Cuts the job into pieces of at most `CHUNK_ELEMENTS` elements.
-    fn chunks(self, out: &mut Vec<Job<'a, T>>) {
+    /// Cuts the job into pieces of at most `CHUNK_ELEMENTS` elements, each wrapped by `wrap`.
+    fn chunks<J>(self, out: &mut Vec<J>, wrap: fn(Job<'a, T>) -> J) {
         let mut rest = self;
         while rest.param.len() > CHUNK_ELEMENTS {
             let (param, param_rest) = rest.param.split_at_mut(CHUNK_ELEMENTS);
@@ -115,12 +116,12 @@ impl<'a, T: Float> Job<'a, T> {
                 let at = CHUNK_ELEMENTS.min(s.len());
                 (slots[i], slots_rest[i]) = s.split_at_mut(at);
             }
-            out.push(Job {
+            out.push(wrap(Job {
                 kernel: rest.kernel,
                 param,
                 grad,
                 slots,
-            });
+            }));
             rest = Job {
                 kernel: rest.kernel,
                 param: param_rest,
@@ -128,13 +129,20 @@ impl<'a, T: Float> Job<'a, T> {
                 slots: slots_rest,
             };
         }
-        out.push(rest);
+        out.push(wrap(rest));
     }
 }
 
 impl<T: Float> TensorState<T> {
     /// Creates the slots `hyper` needs, counts the step and returns the job doing it.
-    fn prepare<'a>(&'a mut self, hyper: &Hyper, param: &'a mut [T], grad: &'a [T]) -> Job<'a, T> {
+    /// `memo` caches the step scalars of the tensor's group by step number.
+    fn prepare<'a>(
+        &'a mut self,
+        hyper: &Hyper,
+        memo: &mut Option<(u64, StepScalars)>,
+        param: &'a mut [T],
+        grad: &'a [T],
+    ) -> Job<'a, T> {
         let used = hyper.slots_used();
         let mut fresh = [false; MAX_SLOTS];
         for i in 0..MAX_SLOTS {
@@ -144,7 +152,15 @@ impl<T: Float> TensorState<T> {
             }
         }
         self.step += 1;
-        let kernel = Kernel::new(hyper, self.step, fresh);
+        let scalars = match *memo {
+            Some((t, sc)) if t == self.step => sc,
+            _ => {
+                let sc = StepScalars::new(hyper, self.step);
+                *memo = Some((self.step, sc));
+                sc
+            }
+        };
+        let kernel = Kernel::with_scalars(hyper, &scalars, fresh);
         let mut slots: [&mut [T]; MAX_SLOTS] = Default::default();
         for ((dst, slot), used) in slots.iter_mut().zip(self.slots.iter_mut()).zip(used) {
             if let (Some(buf), true) = (slot, used) {
@@ -273,24 +289,25 @@ impl Optimizer {
         self.validate(hypers)?;
         self.check_tensors(&tensors)?;
         let total: usize = self.lens.iter().sum();
-        let mut f32_jobs = Vec::new();
-        let mut f64_jobs = Vec::new();
+        let mut jobs = Vec::with_capacity(tensors.len());
+        let mut memo = vec![None; hypers.len()];
         for ((t, state), &g) in tensors
             .into_iter()
             .zip(&mut self.states)
             .zip(&self.group_of)
         {
-            match (t, state) {
+            let (h, m) = (&hypers[g], &mut memo[g]);
+            jobs.push(match (t, state) {
                 (Tensor::F32 { param, grad }, State::F32(s)) => {
-                    f32_jobs.push(s.prepare(&hypers[g], param, grad))
+                    AnyJob::F32(s.prepare(h, m, param, grad))
                 }
                 (Tensor::F64 { param, grad }, State::F64(s)) => {
-                    f64_jobs.push(s.prepare(&hypers[g], param, grad))
+                    AnyJob::F64(s.prepare(h, m, param, grad))
                 }
                 _ => unreachable!("dtypes checked above"),
-            }
+            });
         }
-        run(f32_jobs, f64_jobs, total);
+        run(jobs, total);
         Ok(())
     }
 }
@@ -299,42 +316,82 @@ fn slots_fit<T>(slots: &[Option<Vec<T>>; MAX_SLOTS], len: usize) -> bool {
     slots.iter().flatten().all(|s| s.len() == len)
 }
 
-fn run(f32_jobs: Vec<Job<'_, f32>>, f64_jobs: Vec<Job<'_, f64>>, total: usize) {
+/// A job of either dtype.
+enum AnyJob<'a> {
+    F32(Job<'a, f32>),
+    F64(Job<'a, f64>),
+}
+
+impl AnyJob<'_> {
+    fn run(self, level: Level) {
+        match self {
+            AnyJob::F32(j) => j.run(level),
+            AnyJob::F64(j) => j.run(level),
+        }
+    }
+}
+
+/// Whether `total` elements are worth sharing with the pool's workers.
+fn threaded(total: usize) -> bool {
+    total >= PARALLEL_MIN_ELEMENTS && parallel::pool().current_num_threads() > 1
+}
+
+fn run(jobs: Vec<AnyJob<'_>>, total: usize) {
     let level = simd::level();
-    if total < PARALLEL_MIN_ELEMENTS {
-        f32_jobs.into_iter().for_each(|j| j.run(level));
-        f64_jobs.into_iter().for_each(|j| j.run(level));
+    if !threaded(total) {
+        jobs.into_iter().for_each(|j| j.run(level));
         return;
     }
-    let pool = parallel::pool();
-    if pool.current_num_threads() == 1 {
-        f32_jobs.into_iter().for_each(|j| j.run(level));
-        f64_jobs.into_iter().for_each(|j| j.run(level));
-        return;
+    let mut chunks = Vec::new();
+    for job in jobs {
+        match job {
+            AnyJob::F32(j) => j.chunks(&mut chunks, AnyJob::F32),
+            AnyJob::F64(j) => j.chunks(&mut chunks, AnyJob::F64),
+        }
     }
-    let (mut c32, mut c64) = (Vec::new(), Vec::new());
-    f32_jobs.into_iter().for_each(|j| j.chunks(&mut c32));
-    f64_jobs.into_iter().for_each(|j| j.chunks(&mut c64));
-    pool.install(|| {
-        rayon::join(
-            || c32.into_par_iter().for_each(|j| j.run(level)),
-            || c64.into_par_iter().for_each(|j| j.run(level)),
-        )
+    // Each index is claimed by exactly one thread; the mutex only makes that visible to
+    // the type system.
+    let chunks: Vec<Mutex<Option<AnyJob<'_>>>> =
+        chunks.into_iter().map(|c| Mutex::new(Some(c))).collect();
+    parallel::for_each_index(chunks.len(), &|i| {
+        let job = chunks[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(job) = job {
+            job.run(level);
+        }
     });
 }
 
 /// The index of the first tensor whose gradient holds a NaN or an infinity.
 pub fn first_nonfinite(tensors: &[Tensor<'_>]) -> Option<usize> {
     let level = simd::level();
-    let check = |t: &Tensor<'_>| match t {
-        Tensor::F32 { grad, .. } => kernels::all_finite(level, grad),
-        Tensor::F64 { grad, .. } => kernels::all_finite(level, grad),
+    let finite = |t: &Tensor<'_>, range: std::ops::Range<usize>| match t {
+        Tensor::F32 { grad, .. } => kernels::all_finite(level, &grad[range]),
+        Tensor::F64 { grad, .. } => kernels::all_finite(level, &grad[range]),
     };
     let total: usize = tensors.iter().map(Tensor::len).sum();
-    if total < PARALLEL_MIN_ELEMENTS {
-        return tensors.iter().position(|t| !check(t));
+    if !threaded(total) {
+        return tensors.iter().position(|t| !finite(t, 0..t.len()));
     }
-    parallel::pool().install(|| tensors.par_iter().position_first(|t| !check(t)))
+    let pieces: Vec<(usize, std::ops::Range<usize>)> = tensors
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            (0..t.len())
+                .step_by(CHUNK_ELEMENTS)
+                .map(move |s| (i, s..(s + CHUNK_ELEMENTS).min(t.len())))
+        })
+        .collect();
+    let bad: Vec<AtomicBool> = pieces.iter().map(|_| AtomicBool::new(false)).collect();
+    parallel::for_each_index(pieces.len(), &|k| {
+        let (i, range) = pieces[k].clone();
+        bad[k].store(!finite(&tensors[i], range), Ordering::Relaxed);
+    });
+    bad.iter()
+        .position(|b| b.load(Ordering::Relaxed))
+        .map(|k| pieces[k].0)
 }
 
 #[cfg(test)]

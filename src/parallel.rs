@@ -1,11 +1,14 @@
-//! The dedicated thread pool for large steps.
+//! The dedicated thread pool for large steps, and [`for_each_index`], the one way work is
+//! split across it.
 //!
 //! Sized by `set_num_threads`, else `FERROPTIM_NUM_THREADS`, else the number of CPUs. A
 //! forked child cannot use its parent's worker threads (they do not exist after `fork`), so
 //! a `pthread_atfork` handler bumps a generation counter and the child builds a fresh pool
 //! on first use instead of deadlocking.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once, PoisonError};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -96,9 +99,128 @@ pub fn num_threads() -> usize {
     pool().current_num_threads()
 }
 
+/// The state shared between the caller of [`for_each_index`] and the workers helping it.
+struct Shared {
+    next: AtomicUsize,
+    done: AtomicUsize,
+    n: usize,
+    /// The caller's closure with its lifetime erased; see the safety argument in
+    /// [`for_each_index`].
+    work: *const (dyn Fn(usize) + Sync),
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+// SAFETY: `work` points to a `Sync` closure, only called while the caller keeps it alive.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// Claims indices until none is left, running each claimed one exactly once.
+    fn drain(&self) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::AcqRel);
+            if i >= self.n {
+                return;
+            }
+            // SAFETY: `i < n` was claimed before `done` reached `n`, so the caller of
+            // `for_each_index` is still waiting and the closure is alive.
+            let work = unsafe { &*self.work };
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| work(i))) {
+                self.panic
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert(p);
+            }
+            self.done.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+/// Runs `work(i)` once for every `i` in `0..n`, on the calling thread and on as many pool
+/// workers as join while work is left.
+///
+/// The caller starts at once and pool workers claim indices as they wake up, so a step is
+/// never slower than running it alone: waking a sleeping worker can take tens of
+/// microseconds (more on virtual machines), and a fork-join that waits for workers to start
+/// would pay that on every mid-sized step. `work` must not itself call `for_each_index`.
+pub fn for_each_index(n: usize, work: &(dyn Fn(usize) + Sync)) {
+    let pool = pool();
+    let helpers = (pool.current_num_threads()).min(n.saturating_sub(1));
+    if helpers == 0 {
+        (0..n).for_each(work);
+        return;
+    }
+    // SAFETY (of the erased lifetime): a worker calls `work` only for an index `i < n` it
+    // claimed, and this function returns only after `done == n`, i.e. after every claimed
+    // call has returned. A worker starting later claims `i >= n` and never touches `work`.
+    let work: *const (dyn Fn(usize) + Sync + '_) = work;
+    let work = unsafe {
+        std::mem::transmute::<
+            *const (dyn Fn(usize) + Sync + '_),
+            *const (dyn Fn(usize) + Sync + 'static),
+        >(work)
+    };
+    let shared = Arc::new(Shared {
+        next: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        n,
+        work,
+        panic: Mutex::new(None),
+    });
+    for _ in 0..helpers {
+        let shared = Arc::clone(&shared);
+        pool.spawn(move || shared.drain());
+    }
+    shared.drain();
+    // What is left are chunks workers are finishing now: a short wait.
+    let mut spins = 0u32;
+    while shared.done.load(Ordering::Acquire) < n {
+        if spins < 1 << 12 {
+            std::hint::spin_loop();
+            spins += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    let panic = shared
+        .panic
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some(p) = panic {
+        resume_unwind(p);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn for_each_index_runs_every_index_exactly_once() {
+        for n in [0, 1, 2, 7, 1000] {
+            let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+            for_each_index(n, &|i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        }
+    }
+
+    #[test]
+    fn a_panic_in_the_work_reaches_the_caller_after_all_work_stopped() {
+        let ran = AtomicUsize::new(0);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            for_each_index(64, &|i| {
+                ran.fetch_add(1, Ordering::Relaxed);
+                if i == 5 {
+                    panic!("boom");
+                }
+            })
+        }));
+        assert!(result.is_err());
+        assert_eq!(ran.load(Ordering::Relaxed), 64);
+    }
 
     #[test]
     fn set_num_threads_resizes_the_pool_and_rejects_zero() {

@@ -1,6 +1,7 @@
 //! Python bindings (the `_core` extension module): thin wrappers over the core, and the
 //! one place core errors become Python exceptions.
 
+use numpy::PyArrayMethods;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -37,6 +38,35 @@ fn get_num_threads() -> usize {
     parallel::num_threads()
 }
 
+/// The memory-bandwidth reference of benchmarks: `dst[k] += src` for every array of `dst`
+/// (1-D C-contiguous float32 arrays of one length), in one threaded pass with the GIL
+/// released. It moves the bytes an update with `len(dst)` read-write arrays and one
+/// read-only array moves.
+#[pyfunction]
+fn stream_reference(
+    py: Python<'_>,
+    dst: Vec<Bound<'_, numpy::PyArray1<f32>>>,
+    src: Bound<'_, numpy::PyArray1<f32>>,
+) -> PyResult<()> {
+    let src = src.try_readonly()?;
+    let src = src.as_slice()?;
+    let mut dst = dst
+        .iter()
+        .map(|d| d.try_readwrite())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut views = dst
+        .iter_mut()
+        .map(|d| d.as_slice_mut())
+        .collect::<Result<Vec<_>, _>>()?;
+    if views.iter().any(|v| v.len() != src.len()) {
+        return Err(PyValueError::new_err(
+            "stream_reference: arrays differ in length",
+        ));
+    }
+    py.detach(|| crate::bandwidth::stream(&mut views, src));
+    Ok(())
+}
+
 /// The SIMD level kernels run with: 'scalar', 'avx2' or 'avx512'.
 #[pyfunction]
 fn simd_level() -> &'static str {
@@ -66,6 +96,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(stream_reference, m)?)?;
     m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(supported_simd_levels, m)?)?;
     m.add("MAX_SLOTS", MAX_SLOTS)?;

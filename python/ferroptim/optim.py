@@ -130,7 +130,6 @@ class Optimizer:
             self.param_groups.append(full)
         self._names = names
         self._keys = keys
-        self._key_index = None if keys is None else {k: i for i, k in enumerate(keys)}
         self._engine = self._build_engine(nan_policy)
         self._engine.check_groups(self.param_groups)
 
@@ -140,7 +139,7 @@ class Optimizer:
             arrays += group["params"]
             group_of += [gi] * len(group["params"])
         return _core.Engine(
-            self._kind, arrays, self._names, group_of, len(self.param_groups), nan_policy
+            self._kind, arrays, self._names, group_of, len(self.param_groups), nan_policy, self._keys
         )
 
     # -- the step ------------------------------------------------------------------------
@@ -159,25 +158,9 @@ class Optimizer:
                 range. Nothing is modified.
             FloatingPointError: a gradient is not finite and ``nan_policy="raise"``.
         """
-        if isinstance(grads, Mapping):
-            grads = self._grads_from_mapping(grads)
+        if not isinstance(grads, (dict, list, tuple)) and isinstance(grads, Mapping):
+            grads = dict(grads)
         self._engine.step(grads, self.param_groups)
-
-    def _grads_from_mapping(self, grads: Mapping) -> list:
-        if self._keys is None:
-            raise TypeError(
-                "grads is a dict but the parameters were given as a list; pass the gradients "
-                "as a list in parameter order"
-            )
-        try:
-            out = [grads[k] for k in self._keys]
-        except KeyError:
-            missing = [k for k in self._keys if k not in grads]
-            raise ValueError(f"grads has no gradient for parameter(s) {missing}") from None
-        if len(grads) != len(self._keys):
-            extra = [k for k in grads if k not in self._key_index]
-            raise ValueError(f"grads has entries for unknown parameter(s) {extra}")
-        return out
 
     # -- hyper-parameters ---------------------------------------------------------------
 
@@ -216,13 +199,13 @@ class Optimizer:
         groups, names, keys = _parse_params([param_group])
         if (self._keys is None) != (keys is None):
             raise TypeError("a new param group must name its parameters iff the existing ones are named")
-        if keys is not None and any(k in self._key_index for k in keys):
+        if keys is not None and set(keys) & set(self._keys):
             raise ValueError("a parameter name of the new group is already in use")
         group = dict(self.defaults)
         group.update(groups[0])
         n_old = len(self._names)
         states = [self._engine.state(i) for i in range(n_old)]
-        old = (self.param_groups, self._names, self._keys, self._key_index, self._engine)
+        old = (self.param_groups, self._names, self._keys, self._engine)
         self.param_groups = self.param_groups + [group]
         gi = len(self.param_groups) - 1
         self._names = self._names + [
@@ -230,14 +213,13 @@ class Optimizer:
         ]
         if keys is not None:
             self._keys = self._keys + keys
-            self._key_index = {k: i for i, k in enumerate(self._keys)}
         try:
             engine = self._build_engine(self.nan_policy)
             engine.check_groups(self.param_groups)
             engine.set_states(states + [{} for _ in names])
-            engine.skipped_steps = old[4].skipped_steps
+            engine.skipped_steps = old[3].skipped_steps
         except Exception:
-            self.param_groups, self._names, self._keys, self._key_index, self._engine = old
+            self.param_groups, self._names, self._keys, self._engine = old
             raise
         self._engine = engine
 

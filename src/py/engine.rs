@@ -234,6 +234,8 @@ pub struct Engine {
     group_first: Vec<Option<usize>>,
     nan_policy: NanPolicy,
     skipped_steps: u64,
+    /// The parameters' keys when they were given by name: gradients may then come as a dict.
+    keys: Option<Vec<Py<PyAny>>>,
 }
 
 fn check_param(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Param> {
@@ -323,6 +325,44 @@ impl Engine {
             data,
             nbytes,
         })
+    }
+
+    /// The gradients of a dict keyed like the parameters, in parameter order.
+    fn grads_from_dict<'py>(&self, d: &Bound<'py, PyDict>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let py = d.py();
+        let keys = self.keys.as_ref().ok_or_else(|| {
+            PyTypeError::new_err(
+                "grads is a dict but the parameters were given as a list; pass the gradients \
+                 as a list in parameter order",
+            )
+        })?;
+        let mut grads = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for k in keys {
+            match d.get_item(k.bind(py))? {
+                Some(g) => grads.push(g),
+                None => missing.push(k.bind(py).clone()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(PyValueError::new_err(format!(
+                "grads has no gradient for parameter(s) {}",
+                PyList::new(py, missing)?.repr()?
+            )));
+        }
+        if d.len() != keys.len() {
+            let mut extra = Vec::new();
+            for k in d.keys() {
+                if !keys.iter().any(|p| p.bind(py).eq(&k).unwrap_or(false)) {
+                    extra.push(k);
+                }
+            }
+            return Err(PyValueError::new_err(format!(
+                "grads has entries for unknown parameter(s) {}",
+                PyList::new(py, extra)?.repr()?
+            )));
+        }
+        Ok(grads)
     }
 
     /// The parameter whose bytes overlap `[start, start + nbytes)`, if any.
@@ -458,7 +498,7 @@ fn state_from_dict<T: Float + numpy::Element>(
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (kind, params, names, group_of, n_groups, nan_policy = "propagate"))]
+    #[pyo3(signature = (kind, params, names, group_of, n_groups, nan_policy = "propagate", keys = None))]
     fn new(
         kind: &str,
         params: Vec<Bound<'_, PyAny>>,
@@ -466,10 +506,14 @@ impl Engine {
         group_of: Vec<usize>,
         n_groups: usize,
         nan_policy: &str,
+        keys: Option<Vec<Py<PyAny>>>,
     ) -> PyResult<Self> {
         let kind = Kind::parse(kind)?;
         let nan_policy = NanPolicy::parse(nan_policy)?;
-        if names.len() != params.len() || group_of.len() != params.len() {
+        if names.len() != params.len()
+            || group_of.len() != params.len()
+            || keys.as_ref().is_some_and(|k| k.len() != params.len())
+        {
             return Err(PyValueError::new_err(
                 "params, names and group_of differ in length",
             ));
@@ -518,6 +562,7 @@ impl Engine {
             group_first,
             nan_policy,
             skipped_steps: 0,
+            keys,
         })
     }
 
@@ -538,6 +583,8 @@ impl Engine {
             l.iter().collect()
         } else if let Ok(t) = grads.cast::<PyTuple>() {
             t.iter().collect()
+        } else if let Ok(d) = grads.cast::<PyDict>() {
+            self.grads_from_dict(d)?
         } else {
             return Err(PyTypeError::new_err(format!(
                 "grads must be a list or tuple of arrays in parameter order, or a dict keyed like \

@@ -1,0 +1,217 @@
+"""ferroptim's step() against its peers, measured in one run.
+
+For Adam, AdamW, SGD-momentum and RMSprop on five parameter sets (one 100M-element tensor,
+one 10M tensor, MLPs 784-512-512-10 and 64-256-256-10, and the lecture's [2, 5, 2, 1]
+network), all float32, this times one optimizer step of:
+
+- ferroptim (all cores);
+- the NumPy code a person writes from the lecture's formulas (one tensor at a time,
+  temporaries allocated by each expression);
+- torch.optim with foreach=False (for-loop), foreach=True, and fused=True where torch has
+  a fused CPU kernel -- only when torch is importable (a benchmark extra, never a
+  dependency);
+- a streaming pass over the same bytes (ferroptim's bandwidth reference), the time a
+  memory-bound step cannot beat on large tensors.
+
+Peers are interleaved round by round and the median per-step time is reported, with
+elements/s, bytes/s, the fraction of the bandwidth reference, and ferroptim's speed-up
+over each peer. Run: ``python benches/compare.py`` (``--quick`` for a smaller run,
+``--markdown`` for a README table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+import ferroptim as fo
+from ferroptim import _core
+
+try:
+    import torch
+except ImportError:  # torch is optional
+    torch = None
+
+SETS = {
+    "1x100M": [(100_000_000,)],
+    "1x10M": [(10_000_000,)],
+    "MLP 784-512-512-10": [(512, 784), (512,), (512, 512), (512,), (10, 512), (10,)],
+    "MLP 64-256-256-10": [(256, 64), (256,), (256, 256), (256,), (10, 256), (10,)],
+    "net [2,5,2,1]": [(5, 2), (5, 1), (2, 5), (2, 1), (1, 2), (1, 1)],
+}
+
+# name -> (ferroptim factory, torch class and kwargs, state arrays read-and-written per element)
+OPTIMIZERS = {
+    "Adam": (lambda p: fo.Adam(p, lr=1e-3), ("Adam", {"lr": 1e-3}), 2),
+    "AdamW": (lambda p: fo.AdamW(p, lr=1e-3), ("AdamW", {"lr": 1e-3}), 2),
+    "SGD-momentum": (lambda p: fo.SGD(p, lr=1e-3, momentum=0.9), ("SGD", {"lr": 1e-3, "momentum": 0.9}), 1),
+    "RMSprop": (lambda p: fo.RMSprop(p, lr=1e-3), ("RMSprop", {"lr": 1e-3}), 1),
+}
+
+
+class LectureNumPy:
+    """The update as written from the lecture's formulas, tensor by tensor, in NumPy."""
+
+    def __init__(self, name, params):
+        self.name, self.params, self.t = name, params, 0
+        self.v = [np.zeros_like(p) for p in params]
+        self.s = [np.zeros_like(p) for p in params]
+
+    def step(self, grads):
+        self.t += 1
+        lr, b1, b2, eps, t = 1e-3, 0.9, 0.999, 1e-8, self.t
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            if self.name in ("Adam", "AdamW"):
+                if self.name == "AdamW":
+                    p -= lr * 1e-2 * p
+                self.v[i] = b1 * self.v[i] + (1 - b1) * g
+                self.s[i] = b2 * self.s[i] + (1 - b2) * np.square(g)
+                v_corr = self.v[i] / (1 - b1**t)
+                s_corr = self.s[i] / (1 - b2**t)
+                p -= lr * v_corr / (np.sqrt(s_corr) + eps)
+            elif self.name == "SGD-momentum":
+                self.v[i] = 0.9 * self.v[i] + (1 - 0.9) * g
+                p -= lr * self.v[i]
+            else:  # RMSprop
+                self.s[i] = 0.99 * self.s[i] + (1 - 0.99) * np.square(g)
+                p -= lr * g / (np.sqrt(self.s[i]) + eps)
+
+
+def bytes_per_element(state_arrays: int) -> int:
+    # parameter and state read and written, gradient read; float32
+    return (2 * (1 + state_arrays) + 1) * 4
+
+
+def make_runners(opt_name, shapes, with_numpy):
+    """(label, step function) for every implementation of one optimizer on one set."""
+    rng = np.random.default_rng(0)
+    n = sum(int(np.prod(s)) for s in shapes)
+    make_fo, (tname, tkw), state_arrays = OPTIMIZERS[opt_name]
+
+    def arrays():
+        ps = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+        gs = [rng.standard_normal(s, dtype=np.float32) * 1e-2 for s in shapes]
+        return ps, gs
+
+    runners = []
+    ps, gs = arrays()
+    opt = make_fo(ps)
+    runners.append(("ferroptim", lambda: opt.step(gs)))
+
+    dst = [np.ones(n, np.float32) for _ in range(1 + state_arrays)]
+    src = np.full(n, 1e-7, np.float32)
+    runners.append(("bandwidth reference", lambda: _core.stream_reference(dst, src)))
+
+    if with_numpy:
+        nps, ngs = arrays()
+        lecture = LectureNumPy(opt_name, nps)
+        runners.append(("NumPy (lecture code)", lambda: lecture.step(ngs)))
+
+    if torch is not None:
+        variants = [("torch for-loop", {"foreach": False}), ("torch foreach", {"foreach": True})]
+        if tname in ("Adam", "AdamW", "SGD"):
+            variants.append(("torch fused", {"fused": True}))
+        for label, kw in variants:
+            tps, tgs = arrays()
+            tparams = [torch.from_numpy(p).requires_grad_() for p in tps]
+            for tp, g in zip(tparams, tgs):
+                tp.grad = torch.from_numpy(g)
+            topt = getattr(torch.optim, tname)(tparams, **tkw, **kw)
+            runners.append((label, topt.step))
+    return n, bytes_per_element(state_arrays), runners
+
+
+def time_runners(runners, target_s, rounds):
+    """Median seconds per call of each runner, interleaved round by round."""
+    for _, fn in runners:  # warm up: state allocation, first-touch page faults
+        fn()
+        fn()
+    calls = {}
+    for label, fn in runners:
+        t0 = time.perf_counter()
+        fn()
+        calls[label] = max(1, int(target_s / max(time.perf_counter() - t0, 1e-7)))
+    samples = {label: [] for label, _ in runners}
+    for _ in range(rounds):
+        for label, fn in runners:
+            k = calls[label]
+            gc.disable()
+            t0 = time.perf_counter()
+            for _ in range(k):
+                fn()
+            samples[label].append((time.perf_counter() - t0) / k)
+            gc.enable()
+    return {label: statistics.median(s) for label, s in samples.items()}
+
+
+def fmt_time(s):
+    return f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    parts = [f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB", f"ferroptim {fo.__version__} ({fo.simd_level()}, {fo.get_num_threads()} threads)", f"NumPy {np.__version__}"]
+    if torch is not None:
+        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    return "; ".join(parts)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="skip the 100M set, fewer rounds")
+    ap.add_argument("--sets", nargs="*", choices=list(SETS), help="parameter sets (default: all)")
+    ap.add_argument("--optimizers", nargs="*", choices=list(OPTIMIZERS), help="default: all")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per measurement")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = ap.parse_args(argv)
+    sets = args.sets or [s for s in SETS if not (args.quick and s == "1x100M")]
+    opts = args.optimizers or list(OPTIMIZERS)
+    rounds = args.rounds or (3 if args.quick else 7)
+    if torch is not None:
+        torch.set_num_threads(os.cpu_count() or 1)
+
+    print(f"Machine: {machine()}")
+    if torch is None:
+        print("(torch is not importable: torch columns skipped)")
+    header = ["set", "optimizer", "implementation", "time/step", "elements/s", "GB/s", "% of bandwidth ref", "ferroptim speed-up"]
+    rows = []
+    for set_name in sets:
+        for opt_name in opts:
+            n, bpe, runners = make_runners(opt_name, SETS[set_name], with_numpy=True)
+            big = n >= 10_000_000
+            times = time_runners(runners, target_s=0.05 if big else 0.02, rounds=rounds)
+            ref, ours = times["bandwidth reference"], times["ferroptim"]
+            for label, t in times.items():
+                rows.append([
+                    set_name, opt_name, label, fmt_time(t), f"{n / t:.3g}", f"{n * bpe / t / 1e9:.1f}",
+                    f"{100 * ref / t:.0f}%", "—" if label in ("ferroptim", "bandwidth reference") else f"{t / ours:.1f}x",
+                ])
+            del runners
+            gc.collect()
+            print(f"  measured {set_name} / {opt_name}", flush=True)
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    if args.markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---" for _ in header) + "|")
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+    else:
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+        for r in rows:
+            print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+if __name__ == "__main__":
+    main()

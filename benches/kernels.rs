@@ -1,0 +1,186 @@
+//! `cargo bench`: every optimizer step at 1K, 1M and 100M elements, float32 and float64,
+//! beside a streaming pass over the same bytes (the memory-bandwidth reference).
+//!
+//! Each benchmark reports bytes/s (the bytes the update must move); compare a kernel's
+//! throughput with its `stream` row of the same shape: the kernel is at the memory bound
+//! when they match. Set FERROPTIM_NUM_THREADS / FERROPTIM_SIMD to fix threads or ISA.
+
+use divan::counter::BytesCount;
+use divan::Bencher;
+use ferroptim::bandwidth::{bytes_per_element, stream};
+use ferroptim::hyper::{Adam, Hyper, Momentum, RmsProp, Sgd};
+use ferroptim::{Float, Optimizer, Tensor};
+
+const SIZES: [usize; 3] = [1_000, 1_000_000, 100_000_000];
+
+fn main() {
+    divan::main();
+}
+
+/// The tensor of one step, for either dtype.
+trait Elem: Float {
+    fn tensor<'a>(param: &'a mut [Self], grad: &'a [Self]) -> Tensor<'a>;
+}
+
+impl Elem for f32 {
+    fn tensor<'a>(param: &'a mut [f32], grad: &'a [f32]) -> Tensor<'a> {
+        Tensor::F32 { param, grad }
+    }
+}
+
+impl Elem for f64 {
+    fn tensor<'a>(param: &'a mut [f64], grad: &'a [f64]) -> Tensor<'a> {
+        Tensor::F64 { param, grad }
+    }
+}
+
+/// Times `Optimizer::step` on one tensor of `n` elements (after a first step has created
+/// the state, so allocation is not timed).
+fn bench_step<T: Elem>(bencher: Bencher, n: usize, hyper: Hyper, read_write: usize) {
+    let mut param: Vec<T> = (0..n)
+        .map(|i| T::from_f64((i % 97) as f64 * 1e-2))
+        .collect();
+    let grad: Vec<T> = (0..n)
+        .map(|i| T::from_f64((i % 89) as f64 * 1e-3 - 0.04))
+        .collect();
+    let mut opt = Optimizer::new(hyper.algorithm(), &[T::DTYPE], &[n], &[0]);
+    opt.step(vec![T::tensor(&mut param, &grad)], &[hyper])
+        .unwrap();
+    bencher
+        .counter(BytesCount::new(n * bytes_per_element::<T>(read_write, 1)))
+        .bench_local(|| {
+            opt.step(vec![T::tensor(&mut param, &grad)], &[hyper])
+                .unwrap()
+        });
+}
+
+/// Times the streaming reference moving the same bytes as a kernel with `read_write`
+/// read-and-written arrays and one read-only array.
+fn bench_stream<T: Float>(bencher: Bencher, n: usize, read_write: usize) {
+    let src: Vec<T> = vec![T::from_f64(1e-3); n];
+    let mut dst: Vec<Vec<T>> = vec![vec![T::ONE; n]; read_write];
+    bencher
+        .counter(BytesCount::new(n * bytes_per_element::<T>(read_write, 1)))
+        .bench_local(|| {
+            let mut views: Vec<&mut [T]> = dst.iter_mut().map(|d| d.as_mut_slice()).collect();
+            stream(&mut views, &src);
+        });
+}
+
+const ADAM: Adam = Adam {
+    lr: 1e-3,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weight_decay: 0.0,
+    amsgrad: false,
+    maximize: false,
+    decoupled: false,
+};
+
+const SGD: Sgd = Sgd {
+    lr: 1e-3,
+    momentum: 0.0,
+    dampening: 0.0,
+    nesterov: false,
+    weight_decay: 0.0,
+    maximize: false,
+};
+
+const RMSPROP: RmsProp = RmsProp {
+    lr: 1e-2,
+    alpha: 0.99,
+    eps: 1e-8,
+    weight_decay: 0.0,
+    momentum: 0.0,
+    centered: false,
+    maximize: false,
+};
+
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn adam<T: Elem>(b: Bencher, n: usize) {
+    bench_step::<T>(b, n, Hyper::Adam(ADAM), 3);
+}
+
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn adamw<T: Elem>(b: Bencher, n: usize) {
+    let h = Adam {
+        weight_decay: 1e-2,
+        decoupled: true,
+        ..ADAM
+    };
+    bench_step::<T>(b, n, Hyper::Adam(h), 3);
+}
+
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn amsgrad<T: Elem>(b: Bencher, n: usize) {
+    bench_step::<T>(
+        b,
+        n,
+        Hyper::Adam(Adam {
+            amsgrad: true,
+            ..ADAM
+        }),
+        4,
+    );
+}
+
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn sgd<T: Elem>(b: Bencher, n: usize) {
+    bench_step::<T>(b, n, Hyper::Sgd(SGD), 1);
+}
+
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn sgd_momentum<T: Elem>(b: Bencher, n: usize) {
+    bench_step::<T>(
+        b,
+        n,
+        Hyper::Sgd(Sgd {
+            momentum: 0.9,
+            ..SGD
+        }),
+        2,
+    );
+}
+
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn momentum<T: Elem>(b: Bencher, n: usize) {
+    bench_step::<T>(
+        b,
+        n,
+        Hyper::Momentum(Momentum {
+            lr: 1e-2,
+            beta: 0.9,
+        }),
+        2,
+    );
+}
+
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn rmsprop<T: Elem>(b: Bencher, n: usize) {
+    bench_step::<T>(b, n, Hyper::RmsProp(RMSPROP), 2);
+}
+
+/// The bandwidth reference of SGD (1 array read and written, 1 read).
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn stream_1rw<T: Float>(b: Bencher, n: usize) {
+    bench_stream::<T>(b, n, 1);
+}
+
+/// The bandwidth reference of SGD-momentum, Momentum and RMSprop (2 read-write, 1 read).
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn stream_2rw<T: Float>(b: Bencher, n: usize) {
+    bench_stream::<T>(b, n, 2);
+}
+
+/// The bandwidth reference of Adam and AdamW (3 read-write, 1 read).
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn stream_3rw<T: Float>(b: Bencher, n: usize) {
+    bench_stream::<T>(b, n, 3);
+}
+
+/// The bandwidth reference of AMSGrad (4 read-write, 1 read).
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn stream_4rw<T: Float>(b: Bencher, n: usize) {
+    bench_stream::<T>(b, n, 4);
+}
