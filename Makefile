@@ -10,6 +10,10 @@ PKG_STAMP := $(VENV)/.ferroptim-installed
 SOURCES := $(shell find src benches -name "*.rs") Cargo.toml Cargo.lock pyproject.toml README.md \
 	$(shell find python -type f -not -path '*/__pycache__/*' -not -name '*.so')
 
+# The Python that runs the comparison benchmarks: point it at an environment that also has
+# torch (and ferroptim: pip install dist/ferroptim-*.whl) to get the torch columns.
+BENCH_PYTHON ?= $(PY)
+
 .PHONY: setup test test-rust test-python demo bench lint clean
 
 setup: $(PKG_STAMP)
@@ -38,6 +42,10 @@ test-python: setup
 
 demo: setup
 	$(VENV)/bin/ferroptim demo
+
+bench: setup
+	cargo bench --bench kernels
+	$(BENCH_PYTHON) benches/compare.py
 
 lint: setup
 	cargo fmt --check

@@ -1,5 +1,10 @@
 """Every optimizer and option against the NumPy transcription of its formula, bit for bit."""
 
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from conftest import OPTIMIZERS
@@ -105,14 +110,11 @@ def test_hyper_parameters_changed_between_steps_are_used():
     np.testing.assert_array_equal(params[0], ref.params[0])
 
 
-def test_simd_level_from_the_environment(tmp_path):
-    import subprocess
-    import sys
-
+def test_simd_level_from_the_environment():
     for level in fo.supported_simd_levels():
         out = subprocess.run(
             [sys.executable, "-c", "import ferroptim; print(ferroptim.simd_level())"],
-            env={**__import__("os").environ, "FERROPTIM_SIMD": level},
+            env={**os.environ, "FERROPTIM_SIMD": level},
             capture_output=True,
             text=True,
             check=True,
@@ -121,10 +123,6 @@ def test_simd_level_from_the_environment(tmp_path):
 
 
 def test_thread_count_from_the_environment():
-    import os
-    import subprocess
-    import sys
-
     out = subprocess.run(
         [sys.executable, "-c", "import ferroptim; print(ferroptim.get_num_threads())"],
         env={**os.environ, "FERROPTIM_NUM_THREADS": "3"},
@@ -140,3 +138,24 @@ def test_unknown_simd_level_is_refused():
         fo.set_simd_level("sse9")
     with pytest.raises(ValueError, match="at least 1"):
         fo.set_num_threads(0)
+
+
+@pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="qemu-user is not installed")
+def test_runs_on_a_cpu_without_avx():
+    """The wheel carries no AVX outside the dispatched kernels: under an emulated Westmere
+    CPU (SSE4.2, no AVX) it selects the scalar level and trains correctly."""
+    script = (
+        "import numpy as np, ferroptim as fo\n"
+        "assert fo.supported_simd_levels() == ['scalar'], fo.supported_simd_levels()\n"
+        "p = [np.ones(100_000, np.float32), np.ones((3, 4))]\n"
+        "opt = fo.Adam(p, lr=0.1)\n"
+        "opt.step([np.full(100_000, 0.5, np.float32), np.full((3, 4), 0.5)])\n"
+        "assert np.allclose(p[0], 0.9) and np.allclose(p[1], 0.9)\n"
+        "print(fo.simd_level())\n"
+    )
+    out = subprocess.run(
+        ["qemu-x86_64", "-cpu", "Westmere", sys.executable, "-c", script],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "scalar"
