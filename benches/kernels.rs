@@ -8,7 +8,9 @@
 use divan::counter::BytesCount;
 use divan::Bencher;
 use ferroptim::bandwidth::{bytes_per_element, stream};
-use ferroptim::hyper::{Adam, Hyper, Momentum, RmsProp, Sgd};
+use ferroptim::hyper::{
+    Adadelta, Adagrad, Adam, Adamax, Hyper, Lion, Momentum, NAdam, RAdam, RmsProp, Sgd,
+};
 use ferroptim::{Float, Optimizer, Tensor};
 
 const SIZES: [usize; 3] = [1_000, 1_000_000, 100_000_000];
@@ -44,12 +46,12 @@ fn bench_step<T: Elem>(bencher: Bencher, n: usize, hyper: Hyper, read_write: usi
         .map(|i| T::from_f64((i % 89) as f64 * 1e-3 - 0.04))
         .collect();
     let mut opt = Optimizer::new(hyper.algorithm(), &[T::DTYPE], &[n], &[0]);
-    opt.step(vec![T::tensor(&mut param, &grad)], &[hyper])
+    opt.step(vec![T::tensor(&mut param, &grad)], &[hyper], 1.0)
         .unwrap();
     bencher
         .counter(BytesCount::new(n * bytes_per_element::<T>(read_write, 1)))
         .bench_local(|| {
-            opt.step(vec![T::tensor(&mut param, &grad)], &[hyper])
+            opt.step(vec![T::tensor(&mut param, &grad)], &[hyper], 1.0)
                 .unwrap()
         });
 }
@@ -161,19 +163,99 @@ fn rmsprop<T: Elem>(b: Bencher, n: usize) {
     bench_step::<T>(b, n, Hyper::RmsProp(RMSPROP), 2);
 }
 
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn adagrad<T: Elem>(b: Bencher, n: usize) {
+    let h = Adagrad {
+        lr: 1e-2,
+        lr_decay: 0.0,
+        weight_decay: 0.0,
+        initial_accumulator_value: 0.0,
+        eps: 1e-10,
+        maximize: false,
+    };
+    bench_step::<T>(b, n, Hyper::Adagrad(h), 2);
+}
+
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn adadelta<T: Elem>(b: Bencher, n: usize) {
+    let h = Adadelta {
+        lr: 1.0,
+        rho: 0.9,
+        eps: 1e-6,
+        weight_decay: 0.0,
+        maximize: false,
+    };
+    bench_step::<T>(b, n, Hyper::Adadelta(h), 3);
+}
+
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn adamax<T: Elem>(b: Bencher, n: usize) {
+    let h = Adamax {
+        lr: 2e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        maximize: false,
+    };
+    bench_step::<T>(b, n, Hyper::Adamax(h), 3);
+}
+
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn nadam<T: Elem>(b: Bencher, n: usize) {
+    let h = NAdam {
+        lr: 2e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        momentum_decay: 4e-3,
+        decoupled: false,
+        maximize: false,
+    };
+    bench_step::<T>(b, n, Hyper::NAdam(h), 3);
+}
+
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn radam<T: Elem>(b: Bencher, n: usize) {
+    let h = RAdam {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+        maximize: false,
+    };
+    bench_step::<T>(b, n, Hyper::RAdam(h), 3);
+}
+
+#[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
+fn lion<T: Elem>(b: Bencher, n: usize) {
+    let h = Lion {
+        lr: 1e-4,
+        beta1: 0.9,
+        beta2: 0.99,
+        weight_decay: 0.0,
+    };
+    bench_step::<T>(b, n, Hyper::Lion(h), 2);
+}
+
 /// The bandwidth reference of SGD (1 array read and written, 1 read).
 #[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
 fn stream_1rw<T: Float>(b: Bencher, n: usize) {
     bench_stream::<T>(b, n, 1);
 }
 
-/// The bandwidth reference of SGD-momentum, Momentum and RMSprop (2 read-write, 1 read).
+/// The bandwidth reference of SGD-momentum, Momentum, RMSprop, Adagrad and Lion
+/// (2 read-write, 1 read).
 #[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
 fn stream_2rw<T: Float>(b: Bencher, n: usize) {
     bench_stream::<T>(b, n, 2);
 }
 
-/// The bandwidth reference of Adam and AdamW (3 read-write, 1 read).
+/// The bandwidth reference of Adam, AdamW, Adadelta, Adamax, NAdam and RAdam
+/// (3 read-write, 1 read).
 #[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
 fn stream_3rw<T: Float>(b: Bencher, n: usize) {
     bench_stream::<T>(b, n, 3);

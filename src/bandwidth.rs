@@ -7,10 +7,8 @@
 //! as the optimizer, so `time(stream) / time(kernel)` is the fraction of the attainable
 //! bandwidth a kernel reaches.
 
-use std::sync::{Mutex, PoisonError};
-
 use crate::float::Float;
-use crate::parallel::{self, CHUNK_ELEMENTS, PARALLEL_MIN_ELEMENTS};
+use crate::parallel::{self, CHUNK_ELEMENTS};
 
 /// Bytes an update moves per element of type `T` with `read_write` arrays read and written
 /// back and `read_only` arrays only read.
@@ -42,18 +40,7 @@ pub fn stream<T: Float>(dst: &mut [&mut [T]], src: &[T]) {
             }
         }
     };
-    if n >= PARALLEL_MIN_ELEMENTS && parallel::pool().current_num_threads() > 1 {
-        let chunks: Vec<_> = chunks.into_iter().map(|c| Mutex::new(Some(c))).collect();
-        parallel::for_each_index(chunks.len(), &|i| {
-            let chunk = chunks[i]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            chunk.map(run);
-        });
-    } else {
-        chunks.into_iter().for_each(run);
-    }
+    parallel::run_each(chunks, parallel::worth_threads(n), run);
 }
 
 #[cfg(test)]
@@ -62,7 +49,7 @@ mod tests {
 
     #[test]
     fn stream_adds_into_every_destination() {
-        let n = PARALLEL_MIN_ELEMENTS + 3;
+        let n = crate::parallel::PARALLEL_MIN_ELEMENTS + 3;
         let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
         let (mut a, mut b, mut c) = (vec![1.0f32; n], vec![2.0f32; n], vec![3.0f32; n]);
         stream(&mut [&mut a, &mut b, &mut c], &src);

@@ -42,7 +42,20 @@ pub trait Float:
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
     fn sqrt(self) -> Self;
+    fn abs(self) -> Self;
     fn is_finite(self) -> bool;
+    /// `jnp.sign` / `torch.sign`: -1, 0 or 1, and NaN for NaN (unlike `f32::signum`, which
+    /// is 1 at zero).
+    #[inline(always)]
+    fn sign(self) -> Self {
+        if self > Self::ZERO {
+            Self::ONE
+        } else if self < Self::ZERO {
+            -Self::ONE
+        } else {
+            self
+        }
+    }
     /// `torch.maximum` / `np.maximum`: NaN if either argument is NaN.
     #[inline(always)]
     fn nan_max(self, other: Self) -> Self {
@@ -74,6 +87,10 @@ macro_rules! impl_float {
             #[inline(always)]
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
+            }
+            #[inline(always)]
+            fn abs(self) -> Self {
+                <$t>::abs(self)
             }
             #[inline(always)]
             fn is_finite(self) -> bool {

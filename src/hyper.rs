@@ -50,6 +50,72 @@ pub struct Adam {
     pub decoupled: bool,
 }
 
+/// `torch.optim.Adagrad`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adagrad {
+    pub lr: f64,
+    pub lr_decay: f64,
+    pub weight_decay: f64,
+    pub initial_accumulator_value: f64,
+    pub eps: f64,
+    pub maximize: bool,
+}
+
+/// `torch.optim.Adadelta`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adadelta {
+    pub lr: f64,
+    pub rho: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub maximize: bool,
+}
+
+/// `torch.optim.Adamax`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adamax {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub maximize: bool,
+}
+
+/// `torch.optim.NAdam`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NAdam {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub momentum_decay: f64,
+    pub decoupled: bool,
+    pub maximize: bool,
+}
+
+/// `torch.optim.RAdam`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RAdam {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub decoupled: bool,
+    pub maximize: bool,
+}
+
+/// Lion (Chen et al. 2023), as optax defines it: `p -= lr * (sign(c) + weight_decay * p)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lion {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub weight_decay: f64,
+}
+
 /// The hyper-parameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Hyper {
@@ -57,15 +123,27 @@ pub enum Hyper {
     Momentum(Momentum),
     RmsProp(RmsProp),
     Adam(Adam),
+    Adagrad(Adagrad),
+    Adadelta(Adadelta),
+    Adamax(Adamax),
+    NAdam(NAdam),
+    RAdam(RAdam),
+    Lion(Lion),
 }
 
-/// Which optimizer; fixes the names of the per-tensor state buffers.
+/// Which optimizer; fixes the names of the per-tensor state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
     Sgd,
     Momentum,
     RmsProp,
     Adam,
+    Adagrad,
+    Adadelta,
+    Adamax,
+    NAdam,
+    RAdam,
+    Lion,
 }
 
 impl Algorithm {
@@ -76,6 +154,20 @@ impl Algorithm {
             Algorithm::Momentum => &["velocity"],
             Algorithm::RmsProp => &["square_avg", "momentum_buffer", "grad_avg"],
             Algorithm::Adam => &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+            Algorithm::Adagrad => &["sum"],
+            Algorithm::Adadelta => &["square_avg", "acc_delta"],
+            Algorithm::Adamax => &["exp_avg", "exp_inf"],
+            Algorithm::NAdam | Algorithm::RAdam => &["exp_avg", "exp_avg_sq"],
+            Algorithm::Lion => &["exp_avg"],
+        }
+    }
+
+    /// The name of the per-tensor scalar state, if the algorithm keeps one (NAdam's
+    /// running product of momentum coefficients).
+    pub fn scalar_name(self) -> Option<&'static str> {
+        match self {
+            Algorithm::NAdam => Some("mu_product"),
+            _ => None,
         }
     }
 }
@@ -90,16 +182,12 @@ impl Hyper {
             Hyper::Momentum(_) => Algorithm::Momentum,
             Hyper::RmsProp(_) => Algorithm::RmsProp,
             Hyper::Adam(_) => Algorithm::Adam,
-        }
-    }
-
-    /// Learning rate of the group.
-    pub fn lr(&self) -> f64 {
-        match self {
-            Hyper::Sgd(h) => h.lr,
-            Hyper::Momentum(h) => h.lr,
-            Hyper::RmsProp(h) => h.lr,
-            Hyper::Adam(h) => h.lr,
+            Hyper::Adagrad(_) => Algorithm::Adagrad,
+            Hyper::Adadelta(_) => Algorithm::Adadelta,
+            Hyper::Adamax(_) => Algorithm::Adamax,
+            Hyper::NAdam(_) => Algorithm::NAdam,
+            Hyper::RAdam(_) => Algorithm::RAdam,
+            Hyper::Lion(_) => Algorithm::Lion,
         }
     }
 
@@ -107,9 +195,21 @@ impl Hyper {
     pub fn slots_used(&self) -> [bool; MAX_SLOTS] {
         match self {
             Hyper::Sgd(h) => [h.momentum != 0.0, false, false],
-            Hyper::Momentum(_) => [true, false, false],
+            Hyper::Momentum(_) | Hyper::Adagrad(_) | Hyper::Lion(_) => [true, false, false],
             Hyper::RmsProp(h) => [true, h.momentum > 0.0, h.centered],
             Hyper::Adam(h) => [true, true, h.amsgrad],
+            Hyper::Adadelta(_) | Hyper::Adamax(_) | Hyper::NAdam(_) | Hyper::RAdam(_) => {
+                [true, true, false]
+            }
+        }
+    }
+
+    /// The value a newly created state slot starts at (torch: zero, but Adagrad's sum starts
+    /// at `initial_accumulator_value`).
+    pub fn slot_initial_value(&self) -> f64 {
+        match self {
+            Hyper::Adagrad(h) => h.initial_accumulator_value,
+            _ => 0.0,
         }
     }
 
@@ -149,9 +249,50 @@ impl Hyper {
             }
             Hyper::Adam(h) => {
                 c.lr(h.lr)?;
-                c.unit("betas[0]", h.beta1)?;
-                c.unit("betas[1]", h.beta2)?;
+                c.betas(h.beta1, h.beta2)?;
                 c.eps(h.eps)?;
+                c.weight_decay(h.weight_decay)
+            }
+            Hyper::Adagrad(h) => {
+                c.lr(h.lr)?;
+                c.non_negative("lr_decay", h.lr_decay)?;
+                c.weight_decay(h.weight_decay)?;
+                c.non_negative("initial_accumulator_value", h.initial_accumulator_value)?;
+                c.eps(h.eps)
+            }
+            Hyper::Adadelta(h) => {
+                c.lr(h.lr)?;
+                c.range(
+                    "rho",
+                    h.rho,
+                    (0.0..=1.0).contains(&h.rho),
+                    "a number in [0, 1]",
+                )?;
+                c.eps(h.eps)?;
+                c.weight_decay(h.weight_decay)
+            }
+            Hyper::Adamax(h) => {
+                c.lr(h.lr)?;
+                c.betas(h.beta1, h.beta2)?;
+                c.eps(h.eps)?;
+                c.weight_decay(h.weight_decay)
+            }
+            Hyper::NAdam(h) => {
+                c.lr(h.lr)?;
+                c.betas(h.beta1, h.beta2)?;
+                c.eps(h.eps)?;
+                c.weight_decay(h.weight_decay)?;
+                c.non_negative("momentum_decay", h.momentum_decay)
+            }
+            Hyper::RAdam(h) => {
+                c.lr(h.lr)?;
+                c.betas(h.beta1, h.beta2)?;
+                c.eps(h.eps)?;
+                c.weight_decay(h.weight_decay)
+            }
+            Hyper::Lion(h) => {
+                c.lr(h.lr)?;
+                c.betas(h.beta1, h.beta2)?;
                 c.weight_decay(h.weight_decay)
             }
         }
@@ -189,12 +330,16 @@ impl Checker {
     }
 
     fn weight_decay(&self, v: f64) -> Result<()> {
-        self.range(
-            "weight_decay",
-            v,
-            v.is_finite() && v >= 0.0,
-            "a finite number >= 0",
-        )
+        self.non_negative("weight_decay", v)
+    }
+
+    fn non_negative(&self, name: &'static str, v: f64) -> Result<()> {
+        self.range(name, v, v.is_finite() && v >= 0.0, "a finite number >= 0")
+    }
+
+    fn betas(&self, beta1: f64, beta2: f64) -> Result<()> {
+        self.unit("betas[0]", beta1)?;
+        self.unit("betas[1]", beta2)
     }
 
     /// A decay rate of an exponentially weighted average.

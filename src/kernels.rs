@@ -2,23 +2,54 @@
 //! output element once, and allocates nothing.
 //!
 //! Operation order follows torch.optim's single-tensor implementations (hyper-parameters
-//! rounded to the element type once per step, `-lr` and `1 - beta` computed in `f64`), and
-//! the EWAs are the lecture's `beta * v + (1 - beta) * x`, so a NumPy transcription of the
-//! same formulas reproduces these kernels bit for bit.
+//! rounded to the element type once per step, scalars such as `-lr / (1 - beta1**t)`
+//! computed in `f64` as Python computes them), and the EWAs are the lecture's
+//! `beta * v + (1 - beta) * x`, so a NumPy transcription of the same formulas reproduces
+//! these kernels bit for bit.
 
 use crate::ewa::{bias_correction, ewa};
 use crate::float::Float;
-use crate::hyper::{self, MAX_SLOTS};
+use crate::hyper::{Hyper, MAX_SLOTS};
 use crate::simd::multiversion;
+
+/// How every kernel turns the raw gradient into the one it uses: scaled by the clipping
+/// coefficient, negated if `maximize`, plus `weight_decay * p` if L2 decay applies (the
+/// decision is taken on the `f64` value, as torch takes it).
+#[derive(Clone, Copy, Debug)]
+pub struct GradK<T> {
+    pub scale: T,
+    pub maximize: bool,
+    pub l2: bool,
+    pub weight_decay: T,
+}
+
+impl<T: Float> GradK<T> {
+    fn new(scale: f64, maximize: bool, weight_decay: f64) -> Self {
+        GradK {
+            scale: T::from_f64(scale),
+            maximize,
+            l2: weight_decay != 0.0,
+            weight_decay: T::from_f64(weight_decay),
+        }
+    }
+
+    #[inline(always)]
+    fn apply(&self, g: T, p: T) -> T {
+        let g = g * self.scale;
+        let g = if self.maximize { -g } else { g };
+        if self.l2 {
+            g + self.weight_decay * p
+        } else {
+            g
+        }
+    }
+}
 
 /// Per-step constants of SGD for one tensor.
 #[derive(Clone, Copy, Debug)]
 pub struct SgdK<T> {
+    pub grad: GradK<T>,
     pub neg_lr: T,
-    pub maximize: bool,
-    /// L2 weight decay is applied (decided on the `f64` value, as torch decides).
-    pub l2: bool,
-    pub weight_decay: T,
     /// A momentum buffer is used (`momentum != 0` in `f64`).
     pub use_buffer: bool,
     pub momentum: T,
@@ -31,6 +62,7 @@ pub struct SgdK<T> {
 /// Per-step constants of the lecture's momentum for one tensor.
 #[derive(Clone, Copy, Debug)]
 pub struct MomentumK<T> {
+    pub grad: GradK<T>,
     pub neg_lr: T,
     pub beta: T,
     pub one_minus_beta: T,
@@ -39,10 +71,8 @@ pub struct MomentumK<T> {
 /// Per-step constants of RMSprop for one tensor.
 #[derive(Clone, Copy, Debug)]
 pub struct RmsPropK<T> {
+    pub grad: GradK<T>,
     pub neg_lr: T,
-    pub maximize: bool,
-    pub l2: bool,
-    pub weight_decay: T,
     pub alpha: T,
     pub one_minus_alpha: T,
     pub eps: T,
@@ -55,11 +85,8 @@ pub struct RmsPropK<T> {
 /// Per-step constants of Adam / AdamW for one tensor.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamK<T> {
-    pub maximize: bool,
-    /// L2 weight decay is added to the gradient (Adam with `weight_decay != 0`).
-    pub l2: bool,
-    pub weight_decay: T,
-    /// `1 - lr * weight_decay` for AdamW's decoupled decay; one for Adam.
+    pub grad: GradK<T>,
+    /// `1 - lr * weight_decay` for decoupled decay; one otherwise.
     pub decay: T,
     pub beta1: T,
     pub one_minus_beta1: T,
@@ -73,29 +100,85 @@ pub struct AdamK<T> {
     pub amsgrad: bool,
 }
 
-/// The step-dependent scalars of update `t` of a param group, computed in `f64` once per
-/// group and step, however many tensors share them (`pow` is the costly part).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepScalars {
-    /// Adam: `lr / (1 - beta1**t)`.
-    pub step_size: f64,
-    /// Adam: `(1 - beta2**t) ** 0.5`, as Python computes it in torch.
-    pub bias_correction2_sqrt: f64,
+/// Per-step constants of Adagrad for one tensor.
+#[derive(Clone, Copy, Debug)]
+pub struct AdagradK<T> {
+    pub grad: GradK<T>,
+    /// `-lr / (1 + (t - 1) * lr_decay)`.
+    pub neg_clr: T,
+    pub eps: T,
 }
 
-impl StepScalars {
-    pub fn new(h: &hyper::Hyper, t: u64) -> Self {
-        match h {
-            hyper::Hyper::Adam(h) => StepScalars {
-                step_size: h.lr / bias_correction(h.beta1, t),
-                bias_correction2_sqrt: bias_correction(h.beta2, t).powf(0.5),
-            },
-            _ => StepScalars {
-                step_size: 0.0,
-                bias_correction2_sqrt: 1.0,
-            },
-        }
-    }
+/// Per-step constants of Adadelta for one tensor.
+#[derive(Clone, Copy, Debug)]
+pub struct AdadeltaK<T> {
+    pub grad: GradK<T>,
+    pub neg_lr: T,
+    pub rho: T,
+    pub one_minus_rho: T,
+    pub eps: T,
+}
+
+/// Per-step constants of Adamax for one tensor.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamaxK<T> {
+    pub grad: GradK<T>,
+    pub beta1: T,
+    pub one_minus_beta1: T,
+    pub beta2: T,
+    pub eps: T,
+    /// `-lr / (1 - beta1**t)`.
+    pub neg_clr: T,
+}
+
+/// Per-step constants of NAdam for one tensor.
+#[derive(Clone, Copy, Debug)]
+pub struct NAdamK<T> {
+    pub grad: GradK<T>,
+    pub decay: T,
+    pub beta1: T,
+    pub one_minus_beta1: T,
+    pub beta2: T,
+    pub one_minus_beta2: T,
+    /// `1 - beta2**t`.
+    pub bias_correction2: T,
+    pub eps: T,
+    /// `-lr * (1 - mu_t) / (1 - mu_product_t)`, the gradient's coefficient.
+    pub grad_coef: T,
+    /// `-lr * mu_{t+1} / (1 - mu_product_t * mu_{t+1})`, the momentum's coefficient.
+    pub momentum_coef: T,
+}
+
+/// Per-step constants of RAdam for one tensor.
+#[derive(Clone, Copy, Debug)]
+pub struct RAdamK<T> {
+    pub grad: GradK<T>,
+    pub decay: T,
+    pub beta1: T,
+    pub one_minus_beta1: T,
+    pub beta2: T,
+    pub one_minus_beta2: T,
+    pub lr: T,
+    /// `1 - beta1**t`.
+    pub bias_correction1: T,
+    /// `sqrt(1 - beta2**t)`.
+    pub bias_correction2_sqrt: T,
+    pub eps: T,
+    /// The variance rectification term, when the variance is tractable (`rho_t > 5`).
+    pub rectified: bool,
+    pub rect: T,
+}
+
+/// Per-step constants of Lion for one tensor.
+#[derive(Clone, Copy, Debug)]
+pub struct LionK<T> {
+    pub scale: T,
+    pub neg_lr: T,
+    pub weight_decay: T,
+    pub beta1: T,
+    pub one_minus_beta1: T,
+    pub beta2: T,
+    pub one_minus_beta2: T,
 }
 
 /// The constants of one tensor's update at one step.
@@ -105,40 +188,132 @@ pub enum Kernel<T> {
     Momentum(MomentumK<T>),
     RmsProp(RmsPropK<T>),
     Adam(AdamK<T>),
+    Adagrad(AdagradK<T>),
+    Adadelta(AdadeltaK<T>),
+    Adamax(AdamaxK<T>),
+    NAdam(NAdamK<T>),
+    RAdam(RAdamK<T>),
+    Lion(LionK<T>),
+}
+
+/// The scalars of update `t` of a param group that take a `pow` to compute, in `f64`, once
+/// per group and step however many tensors share them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StepScalars {
+    None,
+    /// Adam: `lr / (1 - beta1**t)` and `(1 - beta2**t) ** 0.5`.
+    Adam {
+        step_size: f64,
+        bias_correction2_sqrt: f64,
+    },
+    /// Adagrad: `lr / (1 + (t - 1) * lr_decay)`; Adamax: `lr / (1 - beta1**t)`.
+    Clr(f64),
+    /// NAdam: the momentum coefficients of this step and the next, and `1 - beta2**t`.
+    NAdam {
+        mu: f64,
+        mu_next: f64,
+        bias_correction2: f64,
+    },
+    /// RAdam: the bias corrections and the rectification term (if `rho_t > 5`).
+    RAdam {
+        bias_correction1: f64,
+        bias_correction2_sqrt: f64,
+        rect: Option<f64>,
+    },
+}
+
+impl StepScalars {
+    pub fn new(h: &Hyper, t: u64) -> Self {
+        let tf = t as f64;
+        match h {
+            Hyper::Adam(h) => StepScalars::Adam {
+                step_size: h.lr / bias_correction(h.beta1, t),
+                bias_correction2_sqrt: bias_correction(h.beta2, t).powf(0.5),
+            },
+            Hyper::Adagrad(h) => StepScalars::Clr(h.lr / (1.0 + (tf - 1.0) * h.lr_decay)),
+            Hyper::Adamax(h) => StepScalars::Clr(h.lr / bias_correction(h.beta1, t)),
+            Hyper::NAdam(h) => {
+                let mu = |t: f64| h.beta1 * (1.0 - 0.5 * 0.96f64.powf(t * h.momentum_decay));
+                StepScalars::NAdam {
+                    mu: mu(tf),
+                    mu_next: mu(tf + 1.0),
+                    bias_correction2: bias_correction(h.beta2, t),
+                }
+            }
+            Hyper::RAdam(h) => {
+                let bc2 = bias_correction(h.beta2, t);
+                let rho_inf = 2.0 / (1.0 - h.beta2) - 1.0;
+                let rho_t = rho_inf - 2.0 * tf * h.beta2.powf(tf) / bc2;
+                let rect = (rho_t > 5.0).then(|| {
+                    ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                        / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+                        .powf(0.5)
+                });
+                StepScalars::RAdam {
+                    bias_correction1: bias_correction(h.beta1, t),
+                    bias_correction2_sqrt: bc2.powf(0.5),
+                    rect,
+                }
+            }
+            _ => StepScalars::None,
+        }
+    }
+}
+
+/// What a tensor contributes to its kernel's constants besides the group's hyper-parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorScalars {
+    /// The gradient's clipping coefficient (1 without clipping).
+    pub grad_scale: f64,
+    /// Which state slots were just created (SGD starts a new buffer at the gradient).
+    pub fresh: [bool; MAX_SLOTS],
+    /// NAdam's `mu_product` after this step's update (torch keeps it as a float32 scalar).
+    pub mu_product: f64,
 }
 
 impl<T: Float> Kernel<T> {
-    /// The constants of update number `t` (1-based). `fresh` says which state slots were
-    /// just created (SGD initialises a new momentum buffer with the gradient).
-    pub fn new(h: &hyper::Hyper, t: u64, fresh: [bool; MAX_SLOTS]) -> Self {
-        Self::with_scalars(h, &StepScalars::new(h, t), fresh)
+    /// The constants of update number `t` (1-based) without clipping; see [`Kernel::build`].
+    pub fn new(h: &Hyper, t: u64, fresh: [bool; MAX_SLOTS]) -> Self {
+        let ts = TensorScalars {
+            grad_scale: 1.0,
+            fresh,
+            mu_product: 1.0,
+        };
+        Self::build(h, &StepScalars::new(h, t), &ts)
     }
 
-    /// As [`Kernel::new`], with the step's scalars already computed.
-    pub fn with_scalars(h: &hyper::Hyper, sc: &StepScalars, fresh: [bool; MAX_SLOTS]) -> Self {
+    /// The constants of one tensor's update from its group's hyper-parameters, the step's
+    /// scalars and the tensor's own.
+    pub fn build(h: &Hyper, sc: &StepScalars, ts: &TensorScalars) -> Self {
         let f = T::from_f64;
-        match *h {
-            hyper::Hyper::Sgd(h) => Kernel::Sgd(SgdK {
+        let s = ts.grad_scale;
+        // AdamW-style decoupled decay multiplies the parameter; L2 decay adds to the gradient.
+        let decay = |decoupled: bool, lr: f64, wd: f64| {
+            if decoupled {
+                (f(1.0 - lr * wd), 0.0)
+            } else {
+                (T::ONE, wd)
+            }
+        };
+        match (*h, *sc) {
+            (Hyper::Sgd(h), _) => Kernel::Sgd(SgdK {
+                grad: GradK::new(s, h.maximize, h.weight_decay),
                 neg_lr: f(-h.lr),
-                maximize: h.maximize,
-                l2: h.weight_decay != 0.0,
-                weight_decay: f(h.weight_decay),
                 use_buffer: h.momentum != 0.0,
                 momentum: f(h.momentum),
                 one_minus_dampening: f(1.0 - h.dampening),
                 nesterov: h.nesterov,
-                init: fresh[0],
+                init: ts.fresh[0],
             }),
-            hyper::Hyper::Momentum(h) => Kernel::Momentum(MomentumK {
+            (Hyper::Momentum(h), _) => Kernel::Momentum(MomentumK {
+                grad: GradK::new(s, false, 0.0),
                 neg_lr: f(-h.lr),
                 beta: f(h.beta),
                 one_minus_beta: f(1.0 - h.beta),
             }),
-            hyper::Hyper::RmsProp(h) => Kernel::RmsProp(RmsPropK {
+            (Hyper::RmsProp(h), _) => Kernel::RmsProp(RmsPropK {
+                grad: GradK::new(s, h.maximize, h.weight_decay),
                 neg_lr: f(-h.lr),
-                maximize: h.maximize,
-                l2: h.weight_decay != 0.0,
-                weight_decay: f(h.weight_decay),
                 alpha: f(h.alpha),
                 one_minus_alpha: f(1.0 - h.alpha),
                 eps: f(h.eps),
@@ -146,39 +321,105 @@ impl<T: Float> Kernel<T> {
                 momentum: f(h.momentum),
                 centered: h.centered,
             }),
-            hyper::Hyper::Adam(h) => {
-                let decay = if h.decoupled {
-                    1.0 - h.lr * h.weight_decay
-                } else {
-                    1.0
-                };
+            (
+                Hyper::Adam(h),
+                StepScalars::Adam {
+                    step_size,
+                    bias_correction2_sqrt,
+                },
+            ) => {
+                let (decay, l2) = decay(h.decoupled, h.lr, h.weight_decay);
                 Kernel::Adam(AdamK {
-                    maximize: h.maximize,
-                    l2: !h.decoupled && h.weight_decay != 0.0,
-                    weight_decay: f(h.weight_decay),
-                    decay: f(decay),
+                    grad: GradK::new(s, h.maximize, l2),
+                    decay,
                     beta1: f(h.beta1),
                     one_minus_beta1: f(1.0 - h.beta1),
                     beta2: f(h.beta2),
                     one_minus_beta2: f(1.0 - h.beta2),
-                    neg_step_size: f(-sc.step_size),
-                    bias_correction2_sqrt: f(sc.bias_correction2_sqrt),
+                    neg_step_size: f(-step_size),
+                    bias_correction2_sqrt: f(bias_correction2_sqrt),
                     eps: f(h.eps),
                     amsgrad: h.amsgrad,
                 })
             }
+            (Hyper::Adagrad(h), StepScalars::Clr(clr)) => Kernel::Adagrad(AdagradK {
+                grad: GradK::new(s, h.maximize, h.weight_decay),
+                neg_clr: f(-clr),
+                eps: f(h.eps),
+            }),
+            (Hyper::Adadelta(h), _) => Kernel::Adadelta(AdadeltaK {
+                grad: GradK::new(s, h.maximize, h.weight_decay),
+                neg_lr: f(-h.lr),
+                rho: f(h.rho),
+                one_minus_rho: f(1.0 - h.rho),
+                eps: f(h.eps),
+            }),
+            (Hyper::Adamax(h), StepScalars::Clr(clr)) => Kernel::Adamax(AdamaxK {
+                grad: GradK::new(s, h.maximize, h.weight_decay),
+                beta1: f(h.beta1),
+                one_minus_beta1: f(1.0 - h.beta1),
+                beta2: f(h.beta2),
+                eps: f(h.eps),
+                neg_clr: f(-clr),
+            }),
+            (
+                Hyper::NAdam(h),
+                StepScalars::NAdam {
+                    mu,
+                    mu_next,
+                    bias_correction2,
+                },
+            ) => {
+                let (decay, l2) = decay(h.decoupled, h.lr, h.weight_decay);
+                let mp = ts.mu_product;
+                Kernel::NAdam(NAdamK {
+                    grad: GradK::new(s, h.maximize, l2),
+                    decay,
+                    beta1: f(h.beta1),
+                    one_minus_beta1: f(1.0 - h.beta1),
+                    beta2: f(h.beta2),
+                    one_minus_beta2: f(1.0 - h.beta2),
+                    bias_correction2: f(bias_correction2),
+                    eps: f(h.eps),
+                    grad_coef: f(-h.lr * (1.0 - mu) / (1.0 - mp)),
+                    momentum_coef: f(-h.lr * mu_next / (1.0 - mp * mu_next)),
+                })
+            }
+            (
+                Hyper::RAdam(h),
+                StepScalars::RAdam {
+                    bias_correction1,
+                    bias_correction2_sqrt,
+                    rect,
+                },
+            ) => {
+                let (decay, l2) = decay(h.decoupled, h.lr, h.weight_decay);
+                Kernel::RAdam(RAdamK {
+                    grad: GradK::new(s, h.maximize, l2),
+                    decay,
+                    beta1: f(h.beta1),
+                    one_minus_beta1: f(1.0 - h.beta1),
+                    beta2: f(h.beta2),
+                    one_minus_beta2: f(1.0 - h.beta2),
+                    lr: f(h.lr),
+                    bias_correction1: f(bias_correction1),
+                    bias_correction2_sqrt: f(bias_correction2_sqrt),
+                    eps: f(h.eps),
+                    rectified: rect.is_some(),
+                    rect: f(rect.unwrap_or(0.0)),
+                })
+            }
+            (Hyper::Lion(h), _) => Kernel::Lion(LionK {
+                scale: f(s),
+                neg_lr: f(-h.lr),
+                weight_decay: f(h.weight_decay),
+                beta1: f(h.beta1),
+                one_minus_beta1: f(1.0 - h.beta1),
+                beta2: f(h.beta2),
+                one_minus_beta2: f(1.0 - h.beta2),
+            }),
+            (h, sc) => unreachable!("step scalars {sc:?} do not belong to {h:?}"),
         }
-    }
-}
-
-/// The gradient after `maximize` and, if `l2`, weight decay: `g + weight_decay * p`.
-#[inline(always)]
-fn effective_grad<T: Float>(g: T, p: T, maximize: bool, l2: bool, weight_decay: T) -> T {
-    let g = if maximize { -g } else { g };
-    if l2 {
-        g + weight_decay * p
-    } else {
-        g
     }
 }
 
@@ -186,7 +427,7 @@ fn effective_grad<T: Float>(g: T, p: T, maximize: bool, l2: bool, weight_decay: 
 fn sgd<T: Float>(k: &SgdK<T>, p: &mut [T], g: &[T]) {
     let g = &g[..p.len()];
     for (p, &g) in p.iter_mut().zip(g) {
-        *p = *p + k.neg_lr * effective_grad(g, *p, k.maximize, k.l2, k.weight_decay);
+        *p = *p + k.neg_lr * k.grad.apply(g, *p);
     }
 }
 
@@ -195,7 +436,7 @@ fn sgd_momentum<T: Float>(k: &SgdK<T>, p: &mut [T], g: &[T], buf: &mut [T]) {
     let n = p.len();
     let (g, buf) = (&g[..n], &mut buf[..n]);
     for i in 0..n {
-        let gi = effective_grad(g[i], p[i], k.maximize, k.l2, k.weight_decay);
+        let gi = k.grad.apply(g[i], p[i]);
         let b = if k.init {
             gi
         } else {
@@ -212,7 +453,7 @@ fn momentum<T: Float>(k: &MomentumK<T>, p: &mut [T], g: &[T], v: &mut [T]) {
     let n = p.len();
     let (g, v) = (&g[..n], &mut v[..n]);
     for i in 0..n {
-        let vi = ewa(v[i], g[i], k.beta, k.one_minus_beta);
+        let vi = ewa(v[i], k.grad.apply(g[i], p[i]), k.beta, k.one_minus_beta);
         v[i] = vi;
         p[i] = p[i] + k.neg_lr * vi;
     }
@@ -232,7 +473,7 @@ fn rmsprop<T: Float, const MOMENTUM: bool, const CENTERED: bool>(
     let buf = &mut buf[..if MOMENTUM { n } else { 0 }];
     let ga = &mut grad_avg[..if CENTERED { n } else { 0 }];
     for i in 0..n {
-        let gi = effective_grad(g[i], p[i], k.maximize, k.l2, k.weight_decay);
+        let gi = k.grad.apply(g[i], p[i]);
         let s = ewa(sq[i], gi * gi, k.alpha, k.one_minus_alpha);
         sq[i] = s;
         let avg = if CENTERED {
@@ -265,7 +506,7 @@ fn adam<T: Float, const AMSGRAD: bool>(
     let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
     let vmax = &mut vmax[..if AMSGRAD { n } else { 0 }];
     for i in 0..n {
-        let gi = effective_grad(g[i], p[i], k.maximize, k.l2, k.weight_decay);
+        let gi = k.grad.apply(g[i], p[i]);
         let mi = ewa(m[i], gi, k.beta1, k.one_minus_beta1);
         let vi = ewa(v[i], gi * gi, k.beta2, k.one_minus_beta2);
         m[i] = mi;
@@ -279,6 +520,97 @@ fn adam<T: Float, const AMSGRAD: bool>(
         };
         let denom = vhat.sqrt() / k.bias_correction2_sqrt + k.eps;
         p[i] = p[i] * k.decay + (k.neg_step_size * mi) / denom;
+    }
+}
+
+#[inline(always)]
+fn adagrad<T: Float>(k: &AdagradK<T>, p: &mut [T], g: &[T], sum: &mut [T]) {
+    let n = p.len();
+    let (g, sum) = (&g[..n], &mut sum[..n]);
+    for i in 0..n {
+        let gi = k.grad.apply(g[i], p[i]);
+        let s = sum[i] + gi * gi;
+        sum[i] = s;
+        p[i] = p[i] + (k.neg_clr * gi) / (s.sqrt() + k.eps);
+    }
+}
+
+#[inline(always)]
+fn adadelta<T: Float>(k: &AdadeltaK<T>, p: &mut [T], g: &[T], sq: &mut [T], acc: &mut [T]) {
+    let n = p.len();
+    let (g, sq, acc) = (&g[..n], &mut sq[..n], &mut acc[..n]);
+    for i in 0..n {
+        let gi = k.grad.apply(g[i], p[i]);
+        let s = ewa(sq[i], gi * gi, k.rho, k.one_minus_rho);
+        sq[i] = s;
+        let delta = (acc[i] + k.eps).sqrt() / (s + k.eps).sqrt() * gi;
+        acc[i] = ewa(acc[i], delta * delta, k.rho, k.one_minus_rho);
+        p[i] = p[i] + k.neg_lr * delta;
+    }
+}
+
+#[inline(always)]
+fn adamax<T: Float>(k: &AdamaxK<T>, p: &mut [T], g: &[T], m: &mut [T], u: &mut [T]) {
+    let n = p.len();
+    let (g, m, u) = (&g[..n], &mut m[..n], &mut u[..n]);
+    for i in 0..n {
+        let gi = k.grad.apply(g[i], p[i]);
+        let mi = ewa(m[i], gi, k.beta1, k.one_minus_beta1);
+        m[i] = mi;
+        let ui = (u[i] * k.beta2).nan_max(gi.abs() + k.eps);
+        u[i] = ui;
+        p[i] = p[i] + (k.neg_clr * mi) / ui;
+    }
+}
+
+#[inline(always)]
+fn nadam<T: Float>(k: &NAdamK<T>, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
+    let n = p.len();
+    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+    for i in 0..n {
+        let pi = p[i] * k.decay;
+        let gi = k.grad.apply(g[i], pi);
+        let mi = ewa(m[i], gi, k.beta1, k.one_minus_beta1);
+        let vi = ewa(v[i], gi * gi, k.beta2, k.one_minus_beta2);
+        m[i] = mi;
+        v[i] = vi;
+        let denom = (vi / k.bias_correction2).sqrt() + k.eps;
+        let pi = pi + (k.grad_coef * gi) / denom;
+        p[i] = pi + (k.momentum_coef * mi) / denom;
+    }
+}
+
+#[inline(always)]
+fn radam<T: Float>(k: &RAdamK<T>, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
+    let n = p.len();
+    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+    for i in 0..n {
+        let pi = p[i] * k.decay;
+        let gi = k.grad.apply(g[i], pi);
+        let mi = ewa(m[i], gi, k.beta1, k.one_minus_beta1);
+        let vi = ewa(v[i], gi * gi, k.beta2, k.one_minus_beta2);
+        m[i] = mi;
+        v[i] = vi;
+        let corrected = mi / k.bias_correction1;
+        let u = if k.rectified {
+            let adaptive = k.bias_correction2_sqrt / (vi.sqrt() + k.eps);
+            corrected * k.lr * adaptive * k.rect
+        } else {
+            corrected * k.lr
+        };
+        p[i] = pi - u;
+    }
+}
+
+#[inline(always)]
+fn lion<T: Float>(k: &LionK<T>, p: &mut [T], g: &[T], m: &mut [T]) {
+    let n = p.len();
+    let (g, m) = (&g[..n], &mut m[..n]);
+    for i in 0..n {
+        let gi = g[i] * k.scale;
+        let c = ewa(m[i], gi, k.beta1, k.one_minus_beta1);
+        p[i] = p[i] + k.neg_lr * (c.sign() + k.weight_decay * p[i]);
+        m[i] = ewa(m[i], gi, k.beta2, k.one_minus_beta2);
     }
 }
 
@@ -301,6 +633,12 @@ multiversion! {
             },
             Kernel::Adam(k) if k.amsgrad => adam::<T, true>(k, p, g, s0, s1, s2),
             Kernel::Adam(k) => adam::<T, false>(k, p, g, s0, s1, s2),
+            Kernel::Adagrad(k) => adagrad(k, p, g, s0),
+            Kernel::Adadelta(k) => adadelta(k, p, g, s0, s1),
+            Kernel::Adamax(k) => adamax(k, p, g, s0, s1),
+            Kernel::NAdam(k) => nadam(k, p, g, s0, s1),
+            Kernel::RAdam(k) => radam(k, p, g, s0, s1),
+            Kernel::Lion(k) => lion(k, p, g, s0),
         }
     }
 }
@@ -326,6 +664,7 @@ multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hyper;
     use crate::simd::Level;
 
     fn adam_hyper(amsgrad: bool, decoupled: bool, maximize: bool) -> hyper::Hyper {
@@ -427,13 +766,61 @@ mod tests {
                 centered: false,
                 maximize: true,
             }),
+            hyper::Hyper::Adagrad(hyper::Adagrad {
+                lr: 0.01,
+                lr_decay: 0.01,
+                weight_decay: 0.1,
+                initial_accumulator_value: 0.1,
+                eps: 1e-10,
+                maximize: false,
+            }),
+            hyper::Hyper::Adadelta(hyper::Adadelta {
+                lr: 1.0,
+                rho: 0.9,
+                eps: 1e-6,
+                weight_decay: 0.0,
+                maximize: true,
+            }),
+            hyper::Hyper::Adamax(hyper::Adamax {
+                lr: 2e-3,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.01,
+                maximize: false,
+            }),
+            hyper::Hyper::NAdam(hyper::NAdam {
+                lr: 2e-3,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.01,
+                momentum_decay: 4e-3,
+                decoupled: true,
+                maximize: false,
+            }),
+            hyper::Hyper::RAdam(hyper::RAdam {
+                lr: 1e-3,
+                beta1: 0.9,
+                beta2: 0.9,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                decoupled: false,
+                maximize: true,
+            }),
+            hyper::Hyper::Lion(hyper::Lion {
+                lr: 1e-4,
+                beta1: 0.9,
+                beta2: 0.99,
+                weight_decay: 0.1,
+            }),
         ];
         for h in &hypers {
             let mut results: Vec<Vec<f32>> = Vec::new();
             for level in crate::simd::supported() {
                 let mut p: Vec<f32> = data(n, 3).iter().map(|&x| x as f32).collect();
                 let mut s: Vec<Vec<f32>> = vec![vec![0.0; n]; 3];
-                for t in 1..=5u64 {
+                for t in 1..=8u64 {
                     let g: Vec<f32> = data(n, t).iter().map(|&x| x as f32).collect();
                     let k = Kernel::<f32>::new(h, t, [t == 1; 3]);
                     let [a, b, c] = &mut s[..] else {
@@ -500,6 +887,47 @@ mod tests {
             [&mut v, &mut [], &mut []],
         );
         assert!((v[0] - 0.1).abs() < 1e-15 && (p[0] + 0.1).abs() < 1e-15);
+    }
+
+    #[test]
+    fn radam_switches_to_the_rectified_update_once_the_variance_is_tractable() {
+        let h = hyper::Hyper::RAdam(hyper::RAdam {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+            maximize: false,
+        });
+        // rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t) exceeds 5 from t = 6 with beta2 = 0.999.
+        let rect = |t| match StepScalars::new(&h, t) {
+            StepScalars::RAdam { rect, .. } => rect,
+            other => panic!("{other:?}"),
+        };
+        assert!(rect(5).is_none());
+        assert!(rect(6).is_some_and(|r| r > 0.0 && r < 1.0));
+    }
+
+    #[test]
+    fn lion_steps_by_the_sign_and_zero_stays_zero() {
+        let h = hyper::Hyper::Lion(hyper::Lion {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.99,
+            weight_decay: 0.0,
+        });
+        let (mut p, mut m) = (vec![1.0f64, 1.0, 1.0], vec![0.0f64; 3]);
+        let k = Kernel::new(&h, 1, [true, false, false]);
+        update(
+            Level::Scalar,
+            &k,
+            &mut p,
+            &[3.0, -1e-9, 0.0],
+            [&mut m, &mut [], &mut []],
+        );
+        assert_eq!(p, vec![0.9, 1.1, 1.0]);
+        assert_eq!(m[0], (1.0 - 0.99) * 3.0);
     }
 
     #[test]

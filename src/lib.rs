@@ -10,6 +10,7 @@ pub mod ewa;
 pub mod float;
 pub mod hyper;
 pub mod kernels;
+pub mod ops;
 pub mod optimizer;
 pub mod parallel;
 pub mod simd;

@@ -6,13 +6,13 @@
 //! it, so results are bit-identical for any thread count.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 use crate::error::{Error, Result};
 use crate::float::{Dtype, Float};
 use crate::hyper::{Algorithm, Hyper, MAX_SLOTS};
-use crate::kernels::{self, Kernel, StepScalars};
-use crate::parallel::{self, CHUNK_ELEMENTS, PARALLEL_MIN_ELEMENTS};
+use crate::kernels::{self, Kernel, StepScalars, TensorScalars};
+use crate::ops::Slice;
+use crate::parallel::{self, CHUNK_ELEMENTS};
 use crate::simd::{self, Level};
 
 /// One tensor of a step: its parameter (updated in place) and its gradient.
@@ -45,13 +45,40 @@ impl Tensor<'_> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The gradient, read-only.
+    pub fn grad(&self) -> Slice<'_> {
+        match self {
+            Tensor::F32 { grad, .. } => Slice::F32(grad),
+            Tensor::F64 { grad, .. } => Slice::F64(grad),
+        }
+    }
 }
 
-/// The state of one tensor: its update count and its EWA buffers (`None` until first used).
+/// The state of one tensor: its update count, its EWA buffers (`None` until first used)
+/// and, for NAdam, the running product of momentum coefficients.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorState<T> {
     pub step: u64,
     pub slots: [Option<Vec<T>>; MAX_SLOTS],
+    /// NAdam's `mu_product`; 1 before the first step and for the other algorithms.
+    pub scalar: f64,
+}
+
+impl<T> TensorState<T> {
+    pub fn new() -> Self {
+        TensorState {
+            step: 0,
+            slots: Default::default(),
+            scalar: 1.0,
+        }
+    }
+}
+
+impl<T> Default for TensorState<T> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A tensor's state in its parameter's dtype.
@@ -64,14 +91,8 @@ pub enum State {
 impl State {
     pub fn new(dtype: Dtype) -> Self {
         match dtype {
-            Dtype::F32 => State::F32(TensorState {
-                step: 0,
-                slots: Default::default(),
-            }),
-            Dtype::F64 => State::F64(TensorState {
-                step: 0,
-                slots: Default::default(),
-            }),
+            Dtype::F32 => State::F32(TensorState::new()),
+            Dtype::F64 => State::F64(TensorState::new()),
         }
     }
 
@@ -140,6 +161,7 @@ impl<T: Float> TensorState<T> {
         &'a mut self,
         hyper: &Hyper,
         memo: &mut Option<(u64, StepScalars)>,
+        grad_scale: f64,
         param: &'a mut [T],
         grad: &'a [T],
     ) -> Job<'a, T> {
@@ -147,7 +169,8 @@ impl<T: Float> TensorState<T> {
         let mut fresh = [false; MAX_SLOTS];
         for i in 0..MAX_SLOTS {
             if used[i] && self.slots[i].is_none() {
-                self.slots[i] = Some(vec![T::ZERO; param.len()]);
+                let init = T::from_f64(hyper.slot_initial_value());
+                self.slots[i] = Some(vec![init; param.len()]);
                 fresh[i] = true;
             }
         }
@@ -160,7 +183,17 @@ impl<T: Float> TensorState<T> {
                 sc
             }
         };
-        let kernel = Kernel::with_scalars(hyper, &scalars, fresh);
+        if let StepScalars::NAdam { mu, .. } = scalars {
+            // torch keeps mu_product as a float32 scalar tensor (the default dtype), so
+            // each product is rounded to float32.
+            self.scalar = f64::from(self.scalar as f32 * mu as f32);
+        }
+        let ts = TensorScalars {
+            grad_scale,
+            fresh,
+            mu_product: self.scalar,
+        };
+        let kernel = Kernel::build(hyper, &scalars, &ts);
         let mut slots: [&mut [T]; MAX_SLOTS] = Default::default();
         for ((dst, slot), used) in slots.iter_mut().zip(self.slots.iter_mut()).zip(used) {
             if let (Some(buf), true) = (slot, used) {
@@ -283,9 +316,15 @@ impl Optimizer {
         Ok(())
     }
 
-    /// Applies one update to every tensor. Everything is checked first: on error nothing —
+    /// Applies one update to every tensor, with every gradient multiplied by `grad_scale`
+    /// (a clipping coefficient; 1 for none). Everything is checked first: on error nothing —
     /// parameters, state, step counts — has changed.
-    pub fn step(&mut self, tensors: Vec<Tensor<'_>>, hypers: &[Hyper]) -> Result<()> {
+    pub fn step(
+        &mut self,
+        tensors: Vec<Tensor<'_>>,
+        hypers: &[Hyper],
+        grad_scale: f64,
+    ) -> Result<()> {
         self.validate(hypers)?;
         self.check_tensors(&tensors)?;
         let total: usize = self.lens.iter().sum();
@@ -299,10 +338,10 @@ impl Optimizer {
             let (h, m) = (&hypers[g], &mut memo[g]);
             jobs.push(match (t, state) {
                 (Tensor::F32 { param, grad }, State::F32(s)) => {
-                    AnyJob::F32(s.prepare(h, m, param, grad))
+                    AnyJob::F32(s.prepare(h, m, grad_scale, param, grad))
                 }
                 (Tensor::F64 { param, grad }, State::F64(s)) => {
-                    AnyJob::F64(s.prepare(h, m, param, grad))
+                    AnyJob::F64(s.prepare(h, m, grad_scale, param, grad))
                 }
                 _ => unreachable!("dtypes checked above"),
             });
@@ -331,14 +370,9 @@ impl AnyJob<'_> {
     }
 }
 
-/// Whether `total` elements are worth sharing with the pool's workers.
-fn threaded(total: usize) -> bool {
-    total >= PARALLEL_MIN_ELEMENTS && parallel::pool().current_num_threads() > 1
-}
-
 fn run(jobs: Vec<AnyJob<'_>>, total: usize) {
     let level = simd::level();
-    if !threaded(total) {
+    if !parallel::worth_threads(total) {
         jobs.into_iter().for_each(|j| j.run(level));
         return;
     }
@@ -349,19 +383,7 @@ fn run(jobs: Vec<AnyJob<'_>>, total: usize) {
             AnyJob::F64(j) => j.chunks(&mut chunks, AnyJob::F64),
         }
     }
-    // Each index is claimed by exactly one thread; the mutex only makes that visible to
-    // the type system.
-    let chunks: Vec<Mutex<Option<AnyJob<'_>>>> =
-        chunks.into_iter().map(|c| Mutex::new(Some(c))).collect();
-    parallel::for_each_index(chunks.len(), &|i| {
-        let job = chunks[i]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(job) = job {
-            job.run(level);
-        }
-    });
+    parallel::run_each(chunks, true, |j| j.run(level));
 }
 
 /// The index of the first tensor whose gradient holds a NaN or an infinity.
@@ -372,7 +394,7 @@ pub fn first_nonfinite(tensors: &[Tensor<'_>]) -> Option<usize> {
         Tensor::F64 { grad, .. } => kernels::all_finite(level, &grad[range]),
     };
     let total: usize = tensors.iter().map(Tensor::len).sum();
-    if !threaded(total) {
+    if !parallel::worth_threads(total) {
         return tensors.iter().position(|t| !finite(t, 0..t.len()));
     }
     let pieces: Vec<(usize, std::ops::Range<usize>)> = tensors
@@ -456,7 +478,7 @@ mod tests {
                     }
                 })
                 .collect();
-            opt.step(tensors, &[adam(1e-2), adam(1e-3)]).unwrap();
+            opt.step(tensors, &[adam(1e-2), adam(1e-3)], 1.0).unwrap();
         }
         (p32.concat(), p64.concat(), opt.states)
     }
@@ -485,6 +507,7 @@ mod tests {
                 grad: &g,
             }],
             &[adam(-1.0)],
+            1.0,
         );
         assert!(matches!(bad, Err(Error::Hyper { name: "lr", .. })));
         let short = opt.step(
@@ -493,6 +516,7 @@ mod tests {
                 grad: &g[..1],
             }],
             &[adam(0.1)],
+            1.0,
         );
         assert!(matches!(short, Err(Error::Mismatch(_))));
         assert_eq!(

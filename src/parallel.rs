@@ -192,6 +192,32 @@ pub fn for_each_index(n: usize, work: &(dyn Fn(usize) + Sync)) {
     }
 }
 
+/// Whether `total` elements are worth sharing with the pool's workers.
+pub fn worth_threads(total: usize) -> bool {
+    total >= PARALLEL_MIN_ELEMENTS && pool().current_num_threads() > 1
+}
+
+/// Consumes every item with `f`: on the calling thread alone, or with [`for_each_index`]
+/// when `threaded`.
+pub fn run_each<I: Send>(items: Vec<I>, threaded: bool, f: impl Fn(I) + Sync) {
+    if !threaded || items.len() < 2 {
+        items.into_iter().for_each(f);
+        return;
+    }
+    // Each index is claimed by exactly one thread; the mutex only makes that visible to
+    // the type system.
+    let items: Vec<Mutex<Option<I>>> = items.into_iter().map(|i| Mutex::new(Some(i))).collect();
+    for_each_index(items.len(), &|i| {
+        let item = items[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(item) = item {
+            f(item);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

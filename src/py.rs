@@ -12,6 +12,7 @@ use crate::simd;
 
 mod arrays;
 mod engine;
+mod ops;
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
@@ -97,6 +98,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(stream_reference, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::grad_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::scale_, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::divide_, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::clamp_, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::accumulate_, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::lookahead_sync_, m)?)?;
     m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(supported_simd_levels, m)?)?;
     m.add("MAX_SLOTS", MAX_SLOTS)?;

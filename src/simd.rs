@@ -117,16 +117,16 @@ pub fn set_level(level: Level) -> Result<(), String> {
     Ok(())
 }
 
-/// Defines `pub fn $name(level, args...)` that runs `$body` compiled for `level`.
+/// Defines `fn $name(level, args...)` that runs `$body` compiled for `level`.
 ///
 /// The body is an `#[inline(always)]` function inlined into one `#[target_feature]` wrapper
 /// per level, so the compiler vectorizes the same source for each instruction set. Callers
 /// pass [`level()`] (read once per call into the core); tests pass every supported level.
 /// An unsupported `level` runs the baseline build.
 macro_rules! multiversion {
-    ($(#[$meta:meta])* pub fn $name:ident<$T:ident: $bound:path>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident<$T:ident: $bound:path>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        pub fn $name<$T: $bound>(level: $crate::simd::Level, $($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name<$T: $bound>(level: $crate::simd::Level, $($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             fn body<$T: $bound>($($arg: $ty),*) $(-> $ret)? $body
 

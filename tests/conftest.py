@@ -14,6 +14,12 @@ OPTIMIZERS = {
     "rmsprop": fo.RMSprop,
     "adam": fo.Adam,
     "adamw": fo.AdamW,
+    "adagrad": fo.Adagrad,
+    "adadelta": fo.Adadelta,
+    "adamax": fo.Adamax,
+    "nadam": fo.NAdam,
+    "radam": fo.RAdam,
+    "lion": fo.Lion,
 }
 
 

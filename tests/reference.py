@@ -90,3 +90,83 @@ class Reference:
     def _adamw(self, p, g, s, t, **h):
         h.setdefault("weight_decay", 1e-2)
         self._adam(p, g, s, t, decoupled=True, **h)
+
+    def _adagrad(self, p, g, s, t, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10, maximize=False):
+        g = self._grad(p, g, maximize, weight_decay)
+        acc = s.setdefault("sum", np.full_like(p, initial_accumulator_value))
+        s["sum"] = acc = acc + g * g
+        clr = lr / (1 + (t - 1) * lr_decay)
+        p[...] = p + ((-clr) * g) / (np.sqrt(acc) + eps)
+
+    def _adadelta(self, p, g, s, t, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False):
+        g = self._grad(p, g, maximize, weight_decay)
+        sq = s.setdefault("square_avg", np.zeros_like(p))
+        acc = s.setdefault("acc_delta", np.zeros_like(p))
+        s["square_avg"] = sq = rho * sq + (1 - rho) * (g * g)
+        delta = np.sqrt(acc + eps) / np.sqrt(sq + eps) * g
+        s["acc_delta"] = rho * acc + (1 - rho) * (delta * delta)
+        p[...] = p + (-lr) * delta
+
+    def _adamax(self, p, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                maximize=False):
+        b1, b2 = betas
+        g = self._grad(p, g, maximize, weight_decay)
+        m = s.setdefault("exp_avg", np.zeros_like(p))
+        u = s.setdefault("exp_inf", np.zeros_like(p))
+        s["exp_avg"] = m = b1 * m + (1 - b1) * g
+        s["exp_inf"] = u = np.maximum(u * b2, np.abs(g) + eps)
+        clr = lr / (1 - b1**t)
+        p[...] = p + ((-clr) * m) / u
+
+    def _nadam(self, p, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+               momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False):
+        b1, b2 = betas
+        if decoupled_weight_decay:
+            g = self._grad(p, g, maximize, 0.0)
+            p[...] = p * (1 - lr * weight_decay)
+        else:
+            g = self._grad(p, g, maximize, weight_decay)
+        bc2 = 1 - b2**t
+        mu = b1 * (1.0 - 0.5 * (0.96 ** (t * momentum_decay)))
+        mu_next = b1 * (1.0 - 0.5 * (0.96 ** ((t + 1) * momentum_decay)))
+        # torch keeps mu_product as a float32 scalar tensor
+        s["mu_product"] = float(np.float32(s.get("mu_product", 1.0)) * np.float32(mu))
+        mp = s["mu_product"]
+        m = s.setdefault("exp_avg", np.zeros_like(p))
+        v = s.setdefault("exp_avg_sq", np.zeros_like(p))
+        s["exp_avg"] = m = b1 * m + (1 - b1) * g
+        s["exp_avg_sq"] = v = b2 * v + (1 - b2) * (g * g)
+        denom = np.sqrt(v / bc2) + eps
+        p[...] = p + ((-lr * (1.0 - mu) / (1.0 - mp)) * g) / denom
+        p[...] = p + ((-lr * mu_next / (1.0 - mp * mu_next)) * m) / denom
+
+    def _radam(self, p, g, s, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+               decoupled_weight_decay=False, maximize=False):
+        b1, b2 = betas
+        if decoupled_weight_decay:
+            g = self._grad(p, g, maximize, 0.0)
+            p[...] = p * (1 - lr * weight_decay)
+        else:
+            g = self._grad(p, g, maximize, weight_decay)
+        m = s.setdefault("exp_avg", np.zeros_like(p))
+        v = s.setdefault("exp_avg_sq", np.zeros_like(p))
+        s["exp_avg"] = m = b1 * m + (1 - b1) * g
+        s["exp_avg_sq"] = v = b2 * v + (1 - b2) * (g * g)
+        bc1, bc2 = 1 - b1**t, 1 - b2**t
+        corrected = m / bc1
+        rho_inf = 2 / (1 - b2) - 1
+        rho_t = rho_inf - 2 * t * (b2**t) / bc2
+        if rho_t > 5.0:
+            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+            adaptive = (bc2**0.5) / (np.sqrt(v) + eps)
+            p[...] = p - corrected * lr * adaptive * rect
+        else:
+            p[...] = p - corrected * lr
+
+    def _lion(self, p, g, s, t, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):
+        b1, b2 = betas
+        m = s.setdefault("exp_avg", np.zeros_like(p))
+        c = b1 * m + (1 - b1) * g
+        p[...] = p + (-lr) * (np.sign(c) + weight_decay * p)
+        s["exp_avg"] = b2 * m + (1 - b2) * g

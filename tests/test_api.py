@@ -8,7 +8,6 @@ from conftest import OPTIMIZERS
 from reference import Reference
 
 import ferroptim as fo
-import ferroptim.optim
 
 
 def test_params_as_list_dict_and_groups_give_the_same_result():
@@ -125,6 +124,12 @@ def test_state_names_follow_torch():
         "rmsprop": ({"momentum": 0.9, "centered": True}, {"step", "square_avg", "momentum_buffer", "grad_avg"}),
         "adam": ({"amsgrad": True}, {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}),
         "adamw": ({}, {"step", "exp_avg", "exp_avg_sq"}),
+        "adagrad": ({}, {"step", "sum"}),
+        "adadelta": ({}, {"step", "square_avg", "acc_delta"}),
+        "adamax": ({}, {"step", "exp_avg", "exp_inf"}),
+        "nadam": ({}, {"step", "mu_product", "exp_avg", "exp_avg_sq"}),
+        "radam": ({}, {"step", "exp_avg", "exp_avg_sq"}),
+        "lion": ({}, {"step", "exp_avg"}),
     }
     for kind, (h, names) in expected.items():
         opt = OPTIMIZERS[kind]([p[0].copy()], **h)
@@ -139,6 +144,12 @@ def test_defaults_follow_torch():
     assert fo.Adam(p).defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False)
     assert fo.AdamW(p).defaults["weight_decay"] == 1e-2
     assert fo.Momentum(p, lr=0.1).defaults == dict(lr=0.1, beta=0.9)
+    assert fo.Adagrad(p).defaults == dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, maximize=False)
+    assert fo.Adadelta(p).defaults == dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False)
+    assert fo.Adamax(p).defaults == dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False)
+    assert fo.NAdam(p).defaults == dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False)
+    assert fo.RAdam(p).defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, maximize=False)
+    assert fo.Lion(p).defaults == dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0)
 
 
 def test_repr_lists_the_groups():
@@ -146,9 +157,12 @@ def test_repr_lists_the_groups():
     assert text.startswith("Adam (") and "Parameter Group 0" in text and "lr: 0.1" in text
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(ferroptim.optim, verbose=False)
-    assert result.attempted >= 3 and result.failed == 0
+@pytest.mark.parametrize("module", ["optim", "clip", "wrappers"])
+def test_docstring_examples_run(module):
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"ferroptim.{module}"), verbose=False)
+    assert result.attempted >= 2 and result.failed == 0
 
 
 def test_every_public_name_has_a_docstring():

@@ -12,6 +12,7 @@ unit = st.floats(0.0, 0.999)
 lr = st.floats(1e-5, 1.0)
 decay = st.sampled_from([0.0, 1e-4, 0.1])
 flag = st.booleans()
+eps = st.sampled_from([1e-8, 1e-3])
 
 
 @st.composite
@@ -26,16 +27,31 @@ def hyper(draw):
     elif kind == "momentum":
         h = dict(lr=draw(lr), beta=draw(unit))
     elif kind == "rmsprop":
-        h = dict(lr=draw(lr), alpha=draw(unit), eps=draw(st.sampled_from([1e-8, 1e-3])),
+        h = dict(lr=draw(lr), alpha=draw(unit), eps=draw(eps),
                  weight_decay=draw(decay), momentum=draw(st.sampled_from([0.0, 0.9])),
                  centered=draw(flag), maximize=draw(flag))
-    else:
-        h = dict(lr=draw(lr), betas=(draw(unit), draw(unit)), eps=draw(st.sampled_from([1e-8, 1e-3])),
+    elif kind in ("adam", "adamw"):
+        h = dict(lr=draw(lr), betas=(draw(unit), draw(unit)), eps=draw(eps),
                  weight_decay=draw(decay), amsgrad=draw(flag), maximize=draw(flag))
+    elif kind == "adagrad":
+        h = dict(lr=draw(lr), lr_decay=draw(decay), weight_decay=draw(decay),
+                 initial_accumulator_value=draw(st.sampled_from([0.0, 0.1])), eps=draw(eps), maximize=draw(flag))
+    elif kind == "adadelta":
+        h = dict(lr=draw(lr), rho=draw(unit), eps=draw(eps), weight_decay=draw(decay), maximize=draw(flag))
+    elif kind == "adamax":
+        h = dict(lr=draw(lr), betas=(draw(unit), draw(unit)), eps=draw(eps), weight_decay=draw(decay),
+                 maximize=draw(flag))
+    elif kind in ("nadam", "radam"):
+        h = dict(lr=draw(lr), betas=(draw(unit), draw(unit)), eps=draw(eps), weight_decay=draw(decay),
+                 decoupled_weight_decay=draw(flag), maximize=draw(flag))
+        if kind == "nadam":
+            h["momentum_decay"] = draw(st.sampled_from([0.0, 4e-3, 0.1]))
+    else:
+        h = dict(lr=draw(lr), betas=(draw(unit), draw(unit)), weight_decay=draw(decay))
     return kind, h
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(hyper(), shapes, dtypes, st.integers(0, 2**32 - 1))
 def test_random_configurations_match_the_reference(kh, shape_list, dtype, seed):
     kind, h = kh

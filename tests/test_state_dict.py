@@ -15,6 +15,12 @@ CASES = [
     ("rmsprop", dict(momentum=0.5, centered=True)),
     ("adam", dict(amsgrad=True, weight_decay=0.01)),
     ("adamw", dict(lr=1e-2)),
+    ("adagrad", dict(lr_decay=0.01, initial_accumulator_value=0.1)),
+    ("adadelta", dict(weight_decay=0.01)),
+    ("adamax", dict()),
+    ("nadam", dict(decoupled_weight_decay=True, weight_decay=0.01)),
+    ("radam", dict()),
+    ("lion", dict(weight_decay=0.1)),
 ]
 
 

@@ -23,8 +23,30 @@ CASES = [
     ("adam", dict(lr=1e-2, maximize=True, eps=1e-6)),
     ("adamw", dict()),
     ("adamw", dict(lr=1e-2, weight_decay=0.1, amsgrad=True)),
+    ("adagrad", dict()),
+    ("adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.5, maximize=True)),
+    ("adadelta", dict()),
+    ("adadelta", dict(lr=0.5, rho=0.5, eps=1e-4, weight_decay=0.1, maximize=True)),
+    ("adamax", dict()),
+    ("adamax", dict(lr=1e-2, betas=(0.5, 0.9), weight_decay=0.1, maximize=True)),
+    ("nadam", dict()),
+    ("nadam", dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1, momentum_decay=0.01)),
+    ("nadam", dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
+    ("radam", dict()),
+    ("radam", dict(lr=1e-2, betas=(0.8, 0.9), weight_decay=0.1)),
+    ("radam", dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
 ]
-TORCH = {"sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
+TORCH = {
+    "sgd": "SGD",
+    "rmsprop": "RMSprop",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "adagrad": "Adagrad",
+    "adadelta": "Adadelta",
+    "adamax": "Adamax",
+    "nadam": "NAdam",
+    "radam": "RAdam",
+}
 SHAPES = [(), (1,), (33, 17), (4, 5, 6), (1031,)]
 
 
@@ -47,7 +69,57 @@ def test_matches_torch_over_300_steps(kind, h, dtype, rtol, atol):
     # the state too, under torch's names
     for i, tp in enumerate(tparams):
         for name, value in topt.state[tp].items():
-            if name == "step":
-                assert opt.state[i]["step"] == int(value)
+            if name in ("step", "mu_product"):
+                np.testing.assert_allclose(opt.state[i][name], float(value), rtol=1e-7)
             else:
                 np.testing.assert_allclose(opt.state[i][name], value.numpy(), rtol=rtol * 10, atol=atol)
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, 3.5, float("inf")])
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_clip_grad_norm_matches_torch(norm_type, max_norm):
+    import ferroptim as fo
+
+    rng = np.random.default_rng(1)
+    grads = [rng.normal(size=s).astype(np.float32) for s in SHAPES]
+    tparams = [torch.zeros(s, requires_grad=True) for s in SHAPES]
+    for tp, g in zip(tparams, grads):
+        tp.grad = torch.from_numpy(g.copy())
+    tnorm = torch.nn.utils.clip_grad_norm_(tparams, max_norm, norm_type=norm_type, foreach=False)
+    norm = fo.clip_grad_norm(grads, max_norm, norm_type=norm_type)
+    np.testing.assert_allclose(norm, float(tnorm), rtol=1e-5)
+    for g, tp in zip(grads, tparams):
+        np.testing.assert_allclose(g, tp.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_clip_grad_value_matches_torch():
+    import ferroptim as fo
+
+    rng = np.random.default_rng(2)
+    grads = [rng.normal(size=s) for s in SHAPES]
+    tparams = [torch.zeros(s, dtype=torch.float64, requires_grad=True) for s in SHAPES]
+    for tp, g in zip(tparams, grads):
+        tp.grad = torch.from_numpy(g.copy())
+    torch.nn.utils.clip_grad_value_(tparams, 0.7, foreach=False)
+    fo.clip_grad_value(grads, 0.7)
+    for g, tp in zip(grads, tparams):
+        np.testing.assert_array_equal(g, tp.grad.numpy())
+
+
+def test_max_grad_norm_option_equals_clipping_before_the_step():
+    import ferroptim as fo
+
+    rng = np.random.default_rng(3)
+    params = [rng.normal(size=s) for s in SHAPES]
+    tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
+    topt = torch.optim.Adam(tparams, lr=1e-2, foreach=False)
+    opt = fo.Adam(params, lr=1e-2, max_grad_norm=1.0)
+    for _ in range(50):
+        grads = [rng.normal(size=s) * 3 for s in SHAPES]
+        for tp, g in zip(tparams, grads):
+            tp.grad = torch.from_numpy(g.copy())
+        torch.nn.utils.clip_grad_norm_(tparams, 1.0, foreach=False)
+        topt.step()
+        opt.step(grads)
+    for p, tp in zip(params, tparams):
+        np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-9, atol=1e-12)

@@ -21,7 +21,22 @@ from ._core import (
     simd_level,
     supported_simd_levels,
 )
-from .optim import SGD, Adam, AdamW, Momentum, Optimizer, RMSprop
+from .clip import clip_grad_norm, clip_grad_value
+from .optim import (
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    Lion,
+    Momentum,
+    NAdam,
+    Optimizer,
+    RAdam,
+    RMSprop,
+)
+from .wrappers import GradientAccumulation, Lookahead
 
 try:
     from importlib.metadata import version as _version
@@ -37,6 +52,16 @@ __all__ = [
     "RMSprop",
     "Adam",
     "AdamW",
+    "Adagrad",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "Lion",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "GradientAccumulation",
+    "Lookahead",
     "get_num_threads",
     "set_num_threads",
     "simd_level",

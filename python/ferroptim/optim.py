@@ -31,7 +31,20 @@ ParamsLike = Union[Sequence[np.ndarray], Mapping[Any, np.ndarray], Sequence[dict
 GradsLike = Union[Sequence[np.ndarray], Mapping[Any, np.ndarray]]
 LR = Union[float, Callable[[int], float]]
 
-__all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "AdamW"]
+__all__ = [
+    "Optimizer",
+    "SGD",
+    "Momentum",
+    "RMSprop",
+    "Adam",
+    "AdamW",
+    "Adagrad",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "Lion",
+]
 
 
 def _parse_params(params: Any) -> tuple[list[dict], list[str], list | None]:
@@ -96,6 +109,11 @@ def _parse_params(params: Any) -> tuple[list[dict], list[str], list | None]:
     return groups, names, (keys if all_keyed else None)
 
 
+def _betas(betas) -> tuple[float, float]:
+    """A list of two betas becomes a tuple, so param groups compare and print like torch's."""
+    return tuple(betas) if isinstance(betas, list) else betas
+
+
 class Optimizer:
     """Base class of the optimizers: param groups, ``step``, ``state_dict``.
 
@@ -111,6 +129,11 @@ class Optimizer:
             ``"raise"`` (``FloatingPointError``; nothing is modified) or ``"skip"`` (nothing
             is modified; ``skipped_steps`` counts it). The check reads every gradient once
             more, so it costs about one extra pass over the gradients.
+        max_grad_norm: if set, each step first scales the gradients (inside the step; your
+            arrays are not modified) so that their global 2-norm is at most this, with
+            ``torch.nn.utils.clip_grad_norm_``'s rule: ``g *= min(1, max_norm / (norm +
+            1e-6))``. The norm before clipping is ``last_grad_norm``. Costs one extra read of
+            the gradients.
 
     Hyper-parameters live in ``param_groups`` (a list of dicts, as in torch) and may be
     changed between steps; they are checked again at every step. ``lr`` may also be a
@@ -120,7 +143,14 @@ class Optimizer:
 
     _kind = ""
 
-    def __init__(self, params: ParamsLike, defaults: dict, *, nan_policy: str = "propagate"):
+    def __init__(
+        self,
+        params: ParamsLike,
+        defaults: dict,
+        *,
+        nan_policy: str = "propagate",
+        max_grad_norm: float | None = None,
+    ):
         self.defaults = dict(defaults)
         groups, names, keys = _parse_params(params)
         self.param_groups: list[dict] = []
@@ -130,17 +160,28 @@ class Optimizer:
             self.param_groups.append(full)
         self._names = names
         self._keys = keys
-        self._engine = self._build_engine(nan_policy)
+        self._engine = self._build_engine(nan_policy, max_grad_norm)
         self._engine.check_groups(self.param_groups)
 
-    def _build_engine(self, nan_policy: str) -> _core.Engine:
+    def _build_engine(self, nan_policy: str, max_grad_norm: float | None) -> _core.Engine:
         arrays, group_of = [], []
         for gi, group in enumerate(self.param_groups):
             arrays += group["params"]
             group_of += [gi] * len(group["params"])
         return _core.Engine(
-            self._kind, arrays, self._names, group_of, len(self.param_groups), nan_policy, self._keys
+            self._kind,
+            arrays,
+            self._names,
+            group_of,
+            len(self.param_groups),
+            nan_policy,
+            self._keys,
+            max_grad_norm,
         )
+
+    def _arrays(self) -> list[np.ndarray]:
+        """The parameter arrays in parameter order."""
+        return [a for g in self.param_groups for a in g["params"]]
 
     # -- the step ------------------------------------------------------------------------
 
@@ -190,6 +231,20 @@ class Optimizer:
         return self._engine.nan_policy
 
     @property
+    def max_grad_norm(self) -> float | None:
+        """The gradient-norm limit applied inside each step, or None (settable)."""
+        return self._engine.max_grad_norm
+
+    @max_grad_norm.setter
+    def max_grad_norm(self, value: float | None) -> None:
+        self._engine.max_grad_norm = value
+
+    @property
+    def last_grad_norm(self) -> float | None:
+        """Global 2-norm of the last step's gradients before clipping (with max_grad_norm)."""
+        return self._engine.last_grad_norm
+
+    @property
     def skipped_steps(self) -> int:
         """Steps skipped because a gradient was not finite (``nan_policy="skip"``)."""
         return self._engine.skipped_steps
@@ -214,7 +269,7 @@ class Optimizer:
         if keys is not None:
             self._keys = self._keys + keys
         try:
-            engine = self._build_engine(self.nan_policy)
+            engine = self._build_engine(self.nan_policy, self.max_grad_norm)
             engine.check_groups(self.param_groups)
             engine.set_states(states + [{} for _ in names])
             engine.skipped_steps = old[3].skipped_steps
@@ -257,6 +312,7 @@ class Optimizer:
             "state": state,
             "param_groups": groups,
             "nan_policy": self.nan_policy,
+            "max_grad_norm": self.max_grad_norm,
             "skipped_steps": self.skipped_steps,
         }
 
@@ -297,12 +353,12 @@ class Optimizer:
             new_groups.append(g)
             start += n
         states: list[dict] = [{} for _ in self._names]
-        arrays = [a for g in self.param_groups for a in g["params"]]
+        arrays = self._arrays()
         for pid, s in saved_state.items():
             if pid not in index_of:
                 raise ValueError(f"state_dict has state for unknown parameter {pid!r}")
             i = index_of[pid]
-            states[i] = self._coerce_state(dict(s), arrays[i], self._names[i])
+            states[i] = self._coerce_state(dict(s), arrays[i], self._names[i], self._engine.scalar_state_name)
         self._engine.check_groups(new_groups)
         self._engine.set_states(states)
         self.param_groups = new_groups
@@ -310,7 +366,7 @@ class Optimizer:
             self._engine.skipped_steps = int(state_dict["skipped_steps"])
 
     @staticmethod
-    def _coerce_state(s: dict, param: np.ndarray, name: str) -> dict:
+    def _coerce_state(s: dict, param: np.ndarray, name: str, scalar_name: str | None) -> dict:
         out = {}
         for k, v in s.items():
             if k == "step":
@@ -318,6 +374,9 @@ class Optimizer:
                 if step < 0:
                     raise ValueError(f"state 'step' of {name} must be >= 0")
                 out[k] = step
+                continue
+            if k == scalar_name:
+                out[k] = float(np.asarray(v))
                 continue
             a = np.asarray(v)
             if a.shape != param.shape or a.dtype.kind != "f":
@@ -359,7 +418,7 @@ class SGD(Optimizer):
         nesterov: Nesterov momentum (needs momentum > 0 and dampening = 0).
         weight_decay: L2 penalty coefficient (>= 0), added to the gradient.
         maximize: ascend instead of descend.
-        nan_policy: see :class:`Optimizer`.
+        nan_policy, max_grad_norm: see :class:`Optimizer`.
 
     Example:
         >>> import numpy as np, ferroptim as fo
@@ -383,6 +442,7 @@ class SGD(Optimizer):
         maximize: bool = False,
         *,
         nan_policy: str = "propagate",
+        max_grad_norm: float | None = None,
     ):
         defaults = dict(
             lr=lr,
@@ -392,7 +452,7 @@ class SGD(Optimizer):
             weight_decay=weight_decay,
             maximize=maximize,
         )
-        super().__init__(params, defaults, nan_policy=nan_policy)
+        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm)
 
 
 class Momentum(Optimizer):
@@ -411,7 +471,7 @@ class Momentum(Optimizer):
         params: arrays to optimize (see :class:`Optimizer`).
         lr: learning rate (the lecture's alpha), in parameter units per gradient unit.
         beta: decay of the velocity, in [0, 1); it averages about ``1 / (1 - beta)`` steps.
-        nan_policy: see :class:`Optimizer`.
+        nan_policy, max_grad_norm: see :class:`Optimizer`.
 
     State per parameter: ``velocity``.
 
@@ -426,8 +486,18 @@ class Momentum(Optimizer):
 
     _kind = "momentum"
 
-    def __init__(self, params: ParamsLike, lr: LR, beta: float = 0.9, *, nan_policy: str = "propagate"):
-        super().__init__(params, dict(lr=lr, beta=beta), nan_policy=nan_policy)
+    def __init__(
+        self,
+        params: ParamsLike,
+        lr: LR,
+        beta: float = 0.9,
+        *,
+        nan_policy: str = "propagate",
+        max_grad_norm: float | None = None,
+    ):
+        super().__init__(
+            params, dict(lr=lr, beta=beta), nan_policy=nan_policy, max_grad_norm=max_grad_norm
+        )
 
 
 class RMSprop(Optimizer):
@@ -455,7 +525,7 @@ class RMSprop(Optimizer):
         momentum: momentum of the update, in [0, 1).
         centered: normalise by the estimated variance instead of the second moment.
         maximize: ascend instead of descend.
-        nan_policy: see :class:`Optimizer`.
+        nan_policy, max_grad_norm: see :class:`Optimizer`.
 
     State per parameter: ``square_avg``, and ``momentum_buffer`` / ``grad_avg`` when used.
     """
@@ -474,6 +544,7 @@ class RMSprop(Optimizer):
         maximize: bool = False,
         *,
         nan_policy: str = "propagate",
+        max_grad_norm: float | None = None,
     ):
         defaults = dict(
             lr=lr,
@@ -484,7 +555,7 @@ class RMSprop(Optimizer):
             centered=centered,
             maximize=maximize,
         )
-        super().__init__(params, defaults, nan_policy=nan_policy)
+        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm)
 
 
 class Adam(Optimizer):
@@ -510,7 +581,7 @@ class Adam(Optimizer):
         weight_decay: L2 penalty coefficient added to the gradient (>= 0).
         amsgrad: use the running maximum of ``v`` (AMSGrad).
         maximize: ascend instead of descend.
-        nan_policy: see :class:`Optimizer`.
+        nan_policy, max_grad_norm: see :class:`Optimizer`.
 
     State per parameter: ``step``, ``exp_avg`` (m), ``exp_avg_sq`` (v) and, with amsgrad,
     ``max_exp_avg_sq``.
@@ -537,16 +608,17 @@ class Adam(Optimizer):
         maximize: bool = False,
         *,
         nan_policy: str = "propagate",
+        max_grad_norm: float | None = None,
     ):
         defaults = dict(
             lr=lr,
-            betas=tuple(betas) if isinstance(betas, list) else betas,
+            betas=_betas(betas),
             eps=eps,
             weight_decay=weight_decay,
             amsgrad=amsgrad,
             maximize=maximize,
         )
-        super().__init__(params, defaults, nan_policy=nan_policy)
+        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm)
 
 
 class AdamW(Adam):
@@ -559,7 +631,8 @@ class AdamW(Adam):
         (then the Adam update above, with no L2 term in g)
 
     Args:
-        params, lr, betas, eps, amsgrad, maximize, nan_policy: as in :class:`Adam`.
+        params, lr, betas, eps, amsgrad, maximize, nan_policy, max_grad_norm: as in
+            :class:`Adam`.
         weight_decay: decoupled decay coefficient, per unit of ``lr`` (>= 0; default 1e-2,
             torch's).
     """
@@ -577,7 +650,297 @@ class AdamW(Adam):
         maximize: bool = False,
         *,
         nan_policy: str = "propagate",
+        max_grad_norm: float | None = None,
     ):
         super().__init__(
-            params, lr, betas, eps, weight_decay, amsgrad, maximize, nan_policy=nan_policy
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            maximize,
+            nan_policy=nan_policy,
+            max_grad_norm=max_grad_norm,
         )
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad (``torch.optim.Adagrad``): divide by the root of the sum of squared gradients.
+
+    At update ``t`` (1-based), with ``g`` the gradient (negated if ``maximize``)::
+
+        g = g + weight_decay * p                  # if weight_decay != 0
+        s = s + g * g                             # s starts at initial_accumulator_value
+        p = p - (lr / (1 + (t - 1) * lr_decay)) * g / (sqrt(s) + eps)
+
+    Args:
+        params: arrays to optimize (see :class:`Optimizer`).
+        lr: learning rate, roughly the size of the first steps in parameter units.
+        lr_decay: the learning rate is divided by ``1 + (t - 1) * lr_decay`` (>= 0).
+        weight_decay: L2 penalty coefficient (>= 0).
+        initial_accumulator_value: starting value of ``s`` (>= 0).
+        eps: added to the denominator outside the square root (> 0).
+        maximize: ascend instead of descend.
+        nan_policy, max_grad_norm: see :class:`Optimizer`.
+
+    State per parameter: ``sum``.
+    """
+
+    _kind = "adagrad"
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        lr: LR = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        maximize: bool = False,
+        *,
+        nan_policy: str = "propagate",
+        max_grad_norm: float | None = None,
+    ):
+        defaults = dict(
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            eps=eps,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm)
+
+
+class Adadelta(Optimizer):
+    r"""Adadelta (``torch.optim.Adadelta``): step sizes from EWAs of squared gradients and
+    squared updates, so the update has the units of the parameter.
+
+    With ``g`` the gradient (negated if ``maximize``)::
+
+        g = g + weight_decay * p                  # if weight_decay != 0
+        s = rho * s + (1 - rho) * g * g
+        d = sqrt(u + eps) / sqrt(s + eps) * g
+        u = rho * u + (1 - rho) * d * d
+        p = p - lr * d
+
+    Args:
+        params: arrays to optimize (see :class:`Optimizer`).
+        lr: a dimensionless multiplier of the update (torch's default 1.0).
+        rho: decay of both EWAs, in [0, 1].
+        eps: inside both square roots (> 0); it also sets the size of the first steps.
+        weight_decay: L2 penalty coefficient (>= 0).
+        maximize: ascend instead of descend.
+        nan_policy, max_grad_norm: see :class:`Optimizer`.
+
+    State per parameter: ``square_avg`` (s), ``acc_delta`` (u).
+    """
+
+    _kind = "adadelta"
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        lr: LR = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+        *,
+        nan_policy: str = "propagate",
+        max_grad_norm: float | None = None,
+    ):
+        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm)
+
+
+class Adamax(Optimizer):
+    r"""Adamax (``torch.optim.Adamax``): Adam with the infinity norm in place of the RMS.
+
+    At update ``t`` (1-based), with ``g`` the gradient (negated if ``maximize``)::
+
+        g = g + weight_decay * p                  # if weight_decay != 0
+        m = beta1 * m + (1 - beta1) * g
+        u = maximum(beta2 * u, |g| + eps)
+        p = p - (lr / (1 - beta1**t)) * m / u
+
+    Args:
+        params: arrays to optimize (see :class:`Optimizer`).
+        lr: learning rate, roughly the step size in parameter units (default 2e-3).
+        betas: ``(beta1, beta2)``, each in [0, 1).
+        eps: added to ``|g|`` (> 0).
+        weight_decay: L2 penalty coefficient (>= 0).
+        maximize: ascend instead of descend.
+        nan_policy, max_grad_norm: see :class:`Optimizer`.
+
+    State per parameter: ``exp_avg`` (m), ``exp_inf`` (u).
+    """
+
+    _kind = "adamax"
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        lr: LR = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+        *,
+        nan_policy: str = "propagate",
+        max_grad_norm: float | None = None,
+    ):
+        defaults = dict(lr=lr, betas=_betas(betas), eps=eps, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm)
+
+
+class NAdam(Optimizer):
+    r"""NAdam (``torch.optim.NAdam``): Adam with Nesterov momentum and a momentum schedule.
+
+    At update ``t`` (1-based), with ``g`` the gradient (negated if ``maximize``) and
+    ``mu_t = beta1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))``::
+
+        p = p * (1 - lr * weight_decay)  if decoupled_weight_decay  else  g += weight_decay * p
+        mu_product = mu_product * mu_t            # kept as a float32 scalar, as torch does
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        d = sqrt(v / (1 - beta2**t)) + eps
+        p = p - lr * (1 - mu_t) / (1 - mu_product) * g / d
+        p = p - lr * mu_{t+1} / (1 - mu_product * mu_{t+1}) * m / d
+
+    Args:
+        params: arrays to optimize (see :class:`Optimizer`).
+        lr: learning rate, roughly the step size in parameter units (default 2e-3).
+        betas: ``(beta1, beta2)``, each in [0, 1).
+        eps: added outside the square root (> 0).
+        weight_decay: weight decay coefficient (>= 0), L2 or decoupled.
+        momentum_decay: the momentum schedule's rate (>= 0; torch's 4e-3).
+        decoupled_weight_decay: AdamW-style decay (NAdamW).
+        maximize: ascend instead of descend.
+        nan_policy, max_grad_norm: see :class:`Optimizer`.
+
+    State per parameter: ``step``, ``mu_product``, ``exp_avg`` (m), ``exp_avg_sq`` (v).
+    """
+
+    _kind = "nadam"
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        lr: LR = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        maximize: bool = False,
+        *,
+        nan_policy: str = "propagate",
+        max_grad_norm: float | None = None,
+    ):
+        defaults = dict(
+            lr=lr,
+            betas=_betas(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum_decay=momentum_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm)
+
+
+class RAdam(Optimizer):
+    r"""RAdam (``torch.optim.RAdam``): Adam whose adaptive step is switched on only once the
+    variance of its estimate is tractable, and rectified.
+
+    At update ``t`` (1-based), with ``g`` the gradient (negated if ``maximize``),
+    ``rho_inf = 2 / (1 - beta2) - 1`` and ``rho_t = rho_inf - 2 t beta2**t / (1 - beta2**t)``::
+
+        p = p * (1 - lr * weight_decay)  if decoupled_weight_decay  else  g += weight_decay * p
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        if rho_t > 5:
+            r = sqrt((rho_t - 4) (rho_t - 2) rho_inf / ((rho_inf - 4) (rho_inf - 2) rho_t))
+            p = p - m / (1 - beta1**t) * lr * sqrt(1 - beta2**t) / (sqrt(v) + eps) * r
+        else:
+            p = p - m / (1 - beta1**t) * lr          # SGD with momentum for the first steps
+
+    Args:
+        params: arrays to optimize (see :class:`Optimizer`).
+        lr: learning rate, roughly the step size in parameter units.
+        betas: ``(beta1, beta2)``, each in [0, 1).
+        eps: added outside the square root (> 0).
+        weight_decay: weight decay coefficient (>= 0), L2 or decoupled.
+        decoupled_weight_decay: AdamW-style decay.
+        maximize: ascend instead of descend.
+        nan_policy, max_grad_norm: see :class:`Optimizer`.
+
+    State per parameter: ``exp_avg`` (m), ``exp_avg_sq`` (v).
+    """
+
+    _kind = "radam"
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        lr: LR = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+        maximize: bool = False,
+        *,
+        nan_policy: str = "propagate",
+        max_grad_norm: float | None = None,
+    ):
+        defaults = dict(
+            lr=lr,
+            betas=_betas(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm)
+
+
+class Lion(Optimizer):
+    r"""Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), as optax
+    and Keras define it: the sign of an interpolated momentum, with decoupled decay.
+
+    With ``g`` the gradient::
+
+        c = beta1 * m + (1 - beta1) * g
+        p = p - lr * (sign(c) + weight_decay * p)   # sign(0) = 0
+        m = beta2 * m + (1 - beta2) * g
+
+    Every coordinate moves by exactly ``lr`` (plus decay), so ``lr`` is usually 3-10x
+    smaller than Adam's and ``weight_decay`` 3-10x larger.
+
+    Args:
+        params: arrays to optimize (see :class:`Optimizer`).
+        lr: the step of each coordinate, in parameter units (default 1e-4).
+        betas: ``(beta1, beta2)``: interpolation for the update and decay of the momentum,
+            each in [0, 1).
+        weight_decay: decoupled decay coefficient per unit of ``lr`` (>= 0).
+        nan_policy, max_grad_norm: see :class:`Optimizer`.
+
+    State per parameter: ``exp_avg`` (m).
+    """
+
+    _kind = "lion"
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        lr: LR = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        *,
+        nan_policy: str = "propagate",
+        max_grad_norm: float | None = None,
+    ):
+        defaults = dict(lr=lr, betas=_betas(betas), weight_decay=weight_decay)
+        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm)

@@ -4,9 +4,11 @@ use std::os::raw::c_int;
 
 use numpy::npyffi::{self, NPY_TYPES};
 use numpy::{PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::float::Dtype;
+use crate::ops::{Slice, SliceMut};
 
 /// The fields of an ndarray the bindings rely on, read from its C struct.
 pub(crate) struct Layout<'a> {
@@ -90,5 +92,168 @@ pub(crate) fn shape_str(shape: &[usize]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+    }
+}
+
+/// An ndarray checked for direct use as a slice: float32/float64 in native byte order,
+/// C-contiguous and aligned (and writeable, when asked).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Checked {
+    pub data: usize,
+    pub len: usize,
+    pub dtype: Dtype,
+}
+
+impl Checked {
+    pub fn nbytes(&self) -> usize {
+        self.len * itemsize(self.dtype)
+    }
+
+    /// The array as a mutable slice.
+    ///
+    /// # Safety
+    /// The array must stay alive and unresized for `'a`, and no other live slice may
+    /// overlap it.
+    pub unsafe fn slice_mut<'a>(&self) -> SliceMut<'a> {
+        unsafe {
+            match self.dtype {
+                Dtype::F32 => SliceMut::F32(std::slice::from_raw_parts_mut(
+                    self.data as *mut f32,
+                    self.len,
+                )),
+                Dtype::F64 => SliceMut::F64(std::slice::from_raw_parts_mut(
+                    self.data as *mut f64,
+                    self.len,
+                )),
+            }
+        }
+    }
+
+    /// The array as a read-only slice.
+    ///
+    /// # Safety
+    /// The array must stay alive and unresized for `'a`, and no mutable slice may overlap it.
+    pub unsafe fn slice<'a>(&self) -> Slice<'a> {
+        unsafe {
+            match self.dtype {
+                Dtype::F32 => Slice::F32(std::slice::from_raw_parts(
+                    self.data as *const f32,
+                    self.len,
+                )),
+                Dtype::F64 => Slice::F64(std::slice::from_raw_parts(
+                    self.data as *const f64,
+                    self.len,
+                )),
+            }
+        }
+    }
+}
+
+/// Checks that `obj` (described as `what`, e.g. "parameter 'W'") can be used as a slice,
+/// updated in place when `writeable`.
+pub(crate) fn check_array<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+    writeable: bool,
+) -> PyResult<(Bound<'py, PyUntypedArray>, Checked)> {
+    let a = obj.cast::<PyUntypedArray>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be a numpy.ndarray of float32 or float64, got {}",
+            super::type_name(obj)
+        ))
+    })?;
+    let l = layout(a);
+    let dtype = l.dtype.ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "{what} has dtype {}, expected float32 or float64 (native byte order)",
+            describe_dtype(a)
+        ))
+    })?;
+    if writeable && !l.is_writeable() {
+        return Err(PyValueError::new_err(format!(
+            "{what} is read-only; it is updated in place and must be writeable"
+        )));
+    }
+    if !l.is_c_aligned() {
+        return Err(PyValueError::new_err(format!(
+            "{what} is not a C-contiguous, aligned array; it is {} in place, so pass the array \
+             itself (e.g. made with np.ascontiguousarray), not a strided view",
+            if writeable { "updated" } else { "read" }
+        )));
+    }
+    let checked = Checked {
+        data: l.data,
+        len: l.len(),
+        dtype,
+    };
+    Ok((a.clone(), checked))
+}
+
+/// The byte extents `(start, end, index)` of the non-empty arrays, sorted by start, after
+/// checking that no two overlap (the error names them: "{what} {a} and {b} share memory").
+pub(crate) fn disjoint_extents(
+    arrays: &[Checked],
+    names: &[String],
+    what: &str,
+) -> PyResult<Vec<(usize, usize, usize)>> {
+    let mut extents: Vec<(usize, usize, usize)> = arrays
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.len > 0)
+        .map(|(i, a)| (a.data, a.data + a.nbytes(), i))
+        .collect();
+    extents.sort_unstable();
+    for w in extents.windows(2) {
+        if w[1].0 < w[0].1 {
+            return Err(PyValueError::new_err(format!(
+                "{what} {} and {} share memory; each element may belong to one of them only",
+                names[w[0].2], names[w[1].2]
+            )));
+        }
+    }
+    Ok(extents)
+}
+
+/// The index of the array of `extents` (disjoint, sorted, as [`disjoint_extents`] returns)
+/// whose bytes overlap `[start, start + nbytes)`, if any.
+pub(crate) fn overlapping(
+    extents: &[(usize, usize, usize)],
+    start: usize,
+    nbytes: usize,
+) -> Option<usize> {
+    if nbytes == 0 {
+        return None;
+    }
+    let end = start + nbytes;
+    // The last extent starting before `end` is the only one that can overlap, since
+    // extents are disjoint and sorted.
+    let k = extents.partition_point(|&(s, _, _)| s < end);
+    let &(_, e, idx) = extents.get(k.checked_sub(1)?)?;
+    (e > start).then_some(idx)
+}
+
+/// A NumPy scalar (`np.float32(1.0)`, what `np.sum(x)` returns) as a 0-d array; `None` for
+/// anything else. Lets a 0-d parameter take the scalar its gradient computation produced.
+pub(crate) fn numpy_scalar_as_array<'py>(
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = obj.py();
+    // SAFETY: type checks and a conversion through NumPy's C API, with the GIL held;
+    // PyArray_FromAny returns a new reference or NULL with an exception set.
+    unsafe {
+        let generic = npyffi::get_type_object(py, npyffi::NpyTypes::PyGenericArrType_Type);
+        if pyo3::ffi::PyObject_TypeCheck(obj.as_ptr(), generic) == 0 {
+            return Ok(None);
+        }
+        let array = numpy::PY_ARRAY_API.PyArray_FromAny(
+            py,
+            obj.as_ptr(),
+            std::ptr::null_mut(),
+            0,
+            0,
+            0,
+            std::ptr::null_mut(),
+        );
+        Bound::from_owned_ptr_or_err(py, array).map(Some)
     }
 }

@@ -16,10 +16,14 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyList, PySequence, PyString, PyTuple};
 
-use super::arrays::{describe_dtype, itemsize, layout, shape_str};
+use super::arrays::{
+    check_array, describe_dtype, disjoint_extents, layout, numpy_scalar_as_array, overlapping,
+    shape_str, Checked,
+};
 use super::type_name;
 use crate::float::{Dtype, Float};
 use crate::hyper::{self, Algorithm, Hyper};
+use crate::ops::{self, clip_coefficient, Norm, Slice};
 use crate::optimizer::{first_nonfinite, Optimizer, State, Tensor, TensorState};
 use crate::parallel::PARALLEL_MIN_ELEMENTS;
 
@@ -60,35 +64,33 @@ impl NanPolicy {
     }
 }
 
-/// Which optimizer's hyper-parameters to read from a param group.
+/// Which optimizer's hyper-parameters to read from a param group: the algorithm, and for
+/// "adamw" Adam with decoupled weight decay.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Sgd,
-    Momentum,
-    RmsProp,
-    Adam,
-    AdamW,
+struct Kind {
+    algorithm: Algorithm,
+    adamw: bool,
 }
 
 impl Kind {
     fn parse(s: &str) -> PyResult<Self> {
-        Ok(match s {
-            "sgd" => Kind::Sgd,
-            "momentum" => Kind::Momentum,
-            "rmsprop" => Kind::RmsProp,
-            "adam" => Kind::Adam,
-            "adamw" => Kind::AdamW,
+        let algorithm = match s {
+            "sgd" => Algorithm::Sgd,
+            "momentum" => Algorithm::Momentum,
+            "rmsprop" => Algorithm::RmsProp,
+            "adam" | "adamw" => Algorithm::Adam,
+            "adagrad" => Algorithm::Adagrad,
+            "adadelta" => Algorithm::Adadelta,
+            "adamax" => Algorithm::Adamax,
+            "nadam" => Algorithm::NAdam,
+            "radam" => Algorithm::RAdam,
+            "lion" => Algorithm::Lion,
             _ => return Err(PyValueError::new_err(format!("unknown optimizer {s:?}"))),
+        };
+        Ok(Kind {
+            algorithm,
+            adamw: s == "adamw",
         })
-    }
-
-    fn algorithm(self) -> Algorithm {
-        match self {
-            Kind::Sgd => Algorithm::Sgd,
-            Kind::Momentum => Algorithm::Momentum,
-            Kind::RmsProp => Algorithm::RmsProp,
-            Kind::Adam | Kind::AdamW => Algorithm::Adam,
-        }
     }
 }
 
@@ -181,39 +183,101 @@ impl<'py> GroupReader<'_, 'py> {
     fn read(&self, kind: Kind, step: u64) -> PyResult<Hyper> {
         let py = self.group.py();
         let lr = self.lr(step)?;
-        Ok(match kind {
-            Kind::Sgd => Hyper::Sgd(hyper::Sgd {
+        let float = |key: &str| self.float(&PyString::intern(py, key));
+        let flag = |key: &str| self.flag(&PyString::intern(py, key));
+        Ok(match kind.algorithm {
+            Algorithm::Sgd => Hyper::Sgd(hyper::Sgd {
                 lr,
-                momentum: self.float(intern!(py, "momentum"))?,
-                dampening: self.float(intern!(py, "dampening"))?,
-                nesterov: self.flag(intern!(py, "nesterov"))?,
-                weight_decay: self.float(intern!(py, "weight_decay"))?,
-                maximize: self.flag(intern!(py, "maximize"))?,
+                momentum: float("momentum")?,
+                dampening: float("dampening")?,
+                nesterov: flag("nesterov")?,
+                weight_decay: float("weight_decay")?,
+                maximize: flag("maximize")?,
             }),
-            Kind::Momentum => Hyper::Momentum(hyper::Momentum {
+            Algorithm::Momentum => Hyper::Momentum(hyper::Momentum {
                 lr,
-                beta: self.float(intern!(py, "beta"))?,
+                beta: float("beta")?,
             }),
-            Kind::RmsProp => Hyper::RmsProp(hyper::RmsProp {
+            Algorithm::RmsProp => Hyper::RmsProp(hyper::RmsProp {
                 lr,
-                alpha: self.float(intern!(py, "alpha"))?,
-                eps: self.float(intern!(py, "eps"))?,
-                weight_decay: self.float(intern!(py, "weight_decay"))?,
-                momentum: self.float(intern!(py, "momentum"))?,
-                centered: self.flag(intern!(py, "centered"))?,
-                maximize: self.flag(intern!(py, "maximize"))?,
+                alpha: float("alpha")?,
+                eps: float("eps")?,
+                weight_decay: float("weight_decay")?,
+                momentum: float("momentum")?,
+                centered: flag("centered")?,
+                maximize: flag("maximize")?,
             }),
-            Kind::Adam | Kind::AdamW => {
+            Algorithm::Adam => {
                 let (beta1, beta2) = self.betas()?;
                 Hyper::Adam(hyper::Adam {
                     lr,
                     beta1,
                     beta2,
-                    eps: self.float(intern!(py, "eps"))?,
-                    weight_decay: self.float(intern!(py, "weight_decay"))?,
-                    amsgrad: self.flag(intern!(py, "amsgrad"))?,
-                    maximize: self.flag(intern!(py, "maximize"))?,
-                    decoupled: kind == Kind::AdamW,
+                    eps: float("eps")?,
+                    weight_decay: float("weight_decay")?,
+                    amsgrad: flag("amsgrad")?,
+                    maximize: flag("maximize")?,
+                    decoupled: kind.adamw,
+                })
+            }
+            Algorithm::Adagrad => Hyper::Adagrad(hyper::Adagrad {
+                lr,
+                lr_decay: float("lr_decay")?,
+                weight_decay: float("weight_decay")?,
+                initial_accumulator_value: float("initial_accumulator_value")?,
+                eps: float("eps")?,
+                maximize: flag("maximize")?,
+            }),
+            Algorithm::Adadelta => Hyper::Adadelta(hyper::Adadelta {
+                lr,
+                rho: float("rho")?,
+                eps: float("eps")?,
+                weight_decay: float("weight_decay")?,
+                maximize: flag("maximize")?,
+            }),
+            Algorithm::Adamax => {
+                let (beta1, beta2) = self.betas()?;
+                Hyper::Adamax(hyper::Adamax {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps: float("eps")?,
+                    weight_decay: float("weight_decay")?,
+                    maximize: flag("maximize")?,
+                })
+            }
+            Algorithm::NAdam => {
+                let (beta1, beta2) = self.betas()?;
+                Hyper::NAdam(hyper::NAdam {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps: float("eps")?,
+                    weight_decay: float("weight_decay")?,
+                    momentum_decay: float("momentum_decay")?,
+                    decoupled: flag("decoupled_weight_decay")?,
+                    maximize: flag("maximize")?,
+                })
+            }
+            Algorithm::RAdam => {
+                let (beta1, beta2) = self.betas()?;
+                Hyper::RAdam(hyper::RAdam {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps: float("eps")?,
+                    weight_decay: float("weight_decay")?,
+                    decoupled: flag("decoupled_weight_decay")?,
+                    maximize: flag("maximize")?,
+                })
+            }
+            Algorithm::Lion => {
+                let (beta1, beta2) = self.betas()?;
+                Hyper::Lion(hyper::Lion {
+                    lr,
+                    beta1,
+                    beta2,
+                    weight_decay: float("weight_decay")?,
                 })
             }
         })
@@ -236,45 +300,36 @@ pub struct Engine {
     skipped_steps: u64,
     /// The parameters' keys when they were given by name: gradients may then come as a dict.
     keys: Option<Vec<Py<PyAny>>>,
+    /// Clip the global 2-norm of the gradients to this inside the step (torch's
+    /// `clip_grad_norm_` rule), if set.
+    max_grad_norm: Option<f64>,
+    /// The global gradient norm of the last step, before clipping (when clipping).
+    last_grad_norm: Option<f64>,
 }
 
 fn check_param(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Param> {
-    let a = obj.cast::<PyUntypedArray>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "parameter {name} must be a numpy.ndarray of float32 or float64, got {}",
-            type_name(obj)
-        ))
-    })?;
-    let l = layout(a);
-    let dtype = l.dtype.ok_or_else(|| {
-        PyTypeError::new_err(format!(
-            "parameter {name} has dtype {}, expected float32 or float64 (native byte order)",
-            describe_dtype(a)
-        ))
-    })?;
-    if !l.is_writeable() {
-        return Err(PyValueError::new_err(format!(
-            "parameter {name} is read-only; parameters are updated in place and must be writeable"
-        )));
-    }
-    if !l.is_c_aligned() {
-        return Err(PyValueError::new_err(format!(
-            "parameter {name} is not a C-contiguous, aligned array; parameters are updated in \
-             place, so pass the array itself (e.g. created with np.ascontiguousarray), not a strided view"
-        )));
-    }
+    let (a, c) = check_array(obj, &format!("parameter {name}"), true)?;
     Ok(Param {
-        array: a.clone().unbind(),
+        array: a.unbind(),
         name: name.to_string(),
-        data: l.data,
-        len: l.len(),
-        dtype,
+        data: c.data,
+        len: c.len,
+        dtype: c.dtype,
     })
+}
+
+fn check_max_grad_norm(value: Option<f64>) -> PyResult<()> {
+    match value {
+        Some(v) if !(v.is_finite() && v >= 0.0) => Err(PyValueError::new_err(format!(
+            "max_grad_norm must be a finite number >= 0 or None, got {v}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A gradient that passed its checks, kept alive (and copied if it was not contiguous).
 struct Grad<'py> {
-    _array: Bound<'py, PyUntypedArray>,
+    array: Bound<'py, PyUntypedArray>,
     data: usize,
     nbytes: usize,
 }
@@ -282,9 +337,14 @@ struct Grad<'py> {
 impl Engine {
     fn check_grad<'py>(&self, i: usize, obj: &Bound<'py, PyAny>) -> PyResult<Grad<'py>> {
         let p = &self.params[i];
+        let scalar = match obj.cast::<PyUntypedArray>() {
+            Ok(_) => None,
+            Err(_) => numpy_scalar_as_array(obj)?,
+        };
+        let obj = scalar.as_ref().unwrap_or(obj);
         let a = obj.cast::<PyUntypedArray>().map_err(|_| {
             PyTypeError::new_err(format!(
-                "gradient for {} must be a numpy.ndarray (wrap scalars with np.asarray), got {}",
+                "gradient for {} must be a numpy.ndarray, got {}",
                 p.name,
                 type_name(obj)
             ))
@@ -321,10 +381,49 @@ impl Engine {
         let l = layout(&array);
         let (data, nbytes) = (l.data, l.nbytes());
         Ok(Grad {
-            _array: array,
+            array,
             data,
             nbytes,
         })
+    }
+
+    /// The gradients of `grads` (list, tuple or dict keyed like the parameters), in
+    /// parameter order, each checked against its parameter.
+    fn collect_grads<'py>(&self, grads: &Bound<'py, PyAny>) -> PyResult<Vec<Grad<'py>>> {
+        let grads: Vec<Bound<'py, PyAny>> = if let Ok(l) = grads.cast::<PyList>() {
+            l.iter().collect()
+        } else if let Ok(t) = grads.cast::<PyTuple>() {
+            t.iter().collect()
+        } else if let Ok(d) = grads.cast::<PyDict>() {
+            self.grads_from_dict(d)?
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "grads must be a list or tuple of arrays in parameter order, or a dict keyed like \
+                 the parameters; got {}",
+                type_name(grads)
+            )));
+        };
+        if grads.len() != self.params.len() {
+            return Err(PyValueError::new_err(format!(
+                "expected {} gradients (one per parameter), got {}",
+                self.params.len(),
+                grads.len()
+            )));
+        }
+        let checked = grads
+            .iter()
+            .enumerate()
+            .map(|(i, g)| self.check_grad(i, g))
+            .collect::<PyResult<Vec<_>>>()?;
+        for (i, g) in checked.iter().enumerate() {
+            if let Some(j) = overlapping(&self.extents, g.data, g.nbytes) {
+                return Err(PyValueError::new_err(format!(
+                    "gradient for {} shares memory with parameter {}; pass a separate array",
+                    self.params[i].name, self.params[j].name
+                )));
+            }
+        }
+        Ok(checked)
     }
 
     /// The gradients of a dict keyed like the parameters, in parameter order.
@@ -363,19 +462,6 @@ impl Engine {
             )));
         }
         Ok(grads)
-    }
-
-    /// The parameter whose bytes overlap `[start, start + nbytes)`, if any.
-    fn overlapping_param(&self, start: usize, nbytes: usize) -> Option<usize> {
-        if nbytes == 0 {
-            return None;
-        }
-        let end = start + nbytes;
-        // The last extent starting before `end` is the only one that can overlap, since
-        // extents are disjoint and sorted.
-        let k = self.extents.partition_point(|&(s, _, _)| s < end);
-        let &(_, e, idx) = self.extents.get(k.checked_sub(1)?)?;
-        (e > start).then_some(idx)
     }
 
     /// Confirms each parameter still is the array checked at construction.
@@ -434,12 +520,15 @@ impl Engine {
 fn state_to_dict<'py, T: Float + numpy::Element>(
     py: Python<'py>,
     s: &TensorState<T>,
-    names: &[&str],
+    algorithm: Algorithm,
     shape: &[usize],
 ) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item(intern!(py, "step"), s.step)?;
-    for (slot, name) in s.slots.iter().zip(names) {
+    if let Some(name) = algorithm.scalar_name() {
+        d.set_item(name, s.scalar)?;
+    }
+    for (slot, name) in s.slots.iter().zip(algorithm.slot_names()) {
         if let Some(buf) = slot {
             d.set_item(
                 *name,
@@ -452,13 +541,11 @@ fn state_to_dict<'py, T: Float + numpy::Element>(
 
 fn state_from_dict<T: Float + numpy::Element>(
     d: &Bound<'_, PyDict>,
-    names: &[&str],
+    algorithm: Algorithm,
     param: &Param,
 ) -> PyResult<TensorState<T>> {
-    let mut s = TensorState {
-        step: 0,
-        slots: Default::default(),
-    };
+    let names = algorithm.slot_names();
+    let mut s = TensorState::new();
     for (k, v) in d.iter() {
         let key: String = k.extract()?;
         if key == "step" {
@@ -467,6 +554,12 @@ fn state_from_dict<T: Float + numpy::Element>(
                     "state 'step' of {} must be an integer >= 0",
                     param.name
                 ))
+            })?;
+            continue;
+        }
+        if Some(key.as_str()) == algorithm.scalar_name() {
+            s.scalar = v.extract::<f64>().map_err(|_| {
+                PyValueError::new_err(format!("state '{key}' of {} must be a number", param.name))
             })?;
             continue;
         }
@@ -498,7 +591,8 @@ fn state_from_dict<T: Float + numpy::Element>(
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (kind, params, names, group_of, n_groups, nan_policy = "propagate", keys = None))]
+    #[pyo3(signature = (kind, params, names, group_of, n_groups, nan_policy = "propagate", keys = None, max_grad_norm = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         kind: &str,
         params: Vec<Bound<'_, PyAny>>,
@@ -507,7 +601,9 @@ impl Engine {
         n_groups: usize,
         nan_policy: &str,
         keys: Option<Vec<Py<PyAny>>>,
+        max_grad_norm: Option<f64>,
     ) -> PyResult<Self> {
+        check_max_grad_norm(max_grad_norm)?;
         let kind = Kind::parse(kind)?;
         let nan_policy = NanPolicy::parse(nan_policy)?;
         if names.len() != params.len()
@@ -533,21 +629,15 @@ impl Engine {
             }
             checked.push(check_param(obj, name)?);
         }
-        let mut extents: Vec<(usize, usize, usize)> = checked
+        let as_checked: Vec<Checked> = checked
             .iter()
-            .enumerate()
-            .filter(|(_, p)| p.len > 0)
-            .map(|(i, p)| (p.data, p.data + p.len * itemsize(p.dtype), i))
+            .map(|p| Checked {
+                data: p.data,
+                len: p.len,
+                dtype: p.dtype,
+            })
             .collect();
-        extents.sort_unstable();
-        for w in extents.windows(2) {
-            if w[1].0 < w[0].1 {
-                let (a, b) = (&checked[w[0].2].name, &checked[w[1].2].name);
-                return Err(PyValueError::new_err(format!(
-                    "parameters {a} and {b} share memory; each element may belong to one parameter only"
-                )));
-            }
-        }
+        let extents = disjoint_extents(&as_checked, &names, "parameters")?;
         let mut group_first = vec![None; n_groups];
         for (i, &g) in group_of.iter().enumerate().rev() {
             group_first[g] = Some(i);
@@ -556,13 +646,15 @@ impl Engine {
         let lens: Vec<usize> = checked.iter().map(|p| p.len).collect();
         Ok(Engine {
             kind,
-            core: Optimizer::new(kind.algorithm(), &dtypes, &lens, &group_of),
+            core: Optimizer::new(kind.algorithm, &dtypes, &lens, &group_of),
             params: checked,
             extents,
             group_first,
             nan_policy,
             skipped_steps: 0,
             keys,
+            max_grad_norm,
+            last_grad_norm: None,
         })
     }
 
@@ -571,47 +663,18 @@ impl Engine {
         self.hypers(groups).map(|_| ())
     }
 
-    /// One update of every parameter; returns False when the step was skipped because a
-    /// gradient was not finite (nan_policy='skip').
+    /// One update of every parameter from `grads` times `grad_scale` (1/k turns an
+    /// accumulated sum of k gradients into their mean); returns False when the step was
+    /// skipped because a gradient was not finite (nan_policy='skip').
+    #[pyo3(signature = (grads, groups, grad_scale = 1.0))]
     fn step(
         &mut self,
         py: Python<'_>,
         grads: &Bound<'_, PyAny>,
         groups: &Bound<'_, PyAny>,
+        grad_scale: f64,
     ) -> PyResult<bool> {
-        let grads: Vec<Bound<'_, PyAny>> = if let Ok(l) = grads.cast::<PyList>() {
-            l.iter().collect()
-        } else if let Ok(t) = grads.cast::<PyTuple>() {
-            t.iter().collect()
-        } else if let Ok(d) = grads.cast::<PyDict>() {
-            self.grads_from_dict(d)?
-        } else {
-            return Err(PyTypeError::new_err(format!(
-                "grads must be a list or tuple of arrays in parameter order, or a dict keyed like \
-                 the parameters; got {}",
-                type_name(grads)
-            )));
-        };
-        if grads.len() != self.params.len() {
-            return Err(PyValueError::new_err(format!(
-                "expected {} gradients (one per parameter), got {}",
-                self.params.len(),
-                grads.len()
-            )));
-        }
-        let checked = grads
-            .iter()
-            .enumerate()
-            .map(|(i, g)| self.check_grad(i, g))
-            .collect::<PyResult<Vec<_>>>()?;
-        for (i, g) in checked.iter().enumerate() {
-            if let Some(j) = self.overlapping_param(g.data, g.nbytes) {
-                return Err(PyValueError::new_err(format!(
-                    "gradient for {} shares memory with parameter {}; pass a separate array",
-                    self.params[i].name, self.params[j].name
-                )));
-            }
-        }
+        let checked = self.collect_grads(grads)?;
         self.recheck_params(py)?;
         let hypers = self.hypers(groups)?;
 
@@ -657,13 +720,38 @@ impl Engine {
                 return Ok(false);
             }
         }
+        let mut grad_scale = grad_scale;
+        if let Some(max_norm) = self.max_grad_norm {
+            let grads: Vec<Slice<'_>> = tensors.iter().map(Tensor::grad).collect();
+            let norm = if large {
+                py.detach(|| ops::norm(&grads, Norm::L2))
+            } else {
+                ops::norm(&grads, Norm::L2)
+            };
+            let norm = norm * grad_scale;
+            grad_scale *= clip_coefficient(max_norm, norm);
+            self.last_grad_norm = Some(norm);
+        }
         let core = &mut self.core;
         if large {
-            py.detach(|| core.step(tensors, &hypers))?;
+            py.detach(|| core.step(tensors, &hypers, grad_scale))?;
         } else {
-            core.step(tensors, &hypers)?;
+            core.step(tensors, &hypers, grad_scale)?;
         }
         Ok(true)
+    }
+
+    /// The gradients `step` would use, checked and in parameter order (non-contiguous ones
+    /// copied), without stepping.
+    fn check_grads<'py>(
+        &self,
+        grads: &Bound<'py, PyAny>,
+    ) -> PyResult<Vec<Bound<'py, PyUntypedArray>>> {
+        Ok(self
+            .collect_grads(grads)?
+            .into_iter()
+            .map(|g| g.array)
+            .collect())
     }
 
     /// The state of parameter `i`: {'step': int, <buffer name>: ndarray, ...} (copies).
@@ -672,11 +760,11 @@ impl Engine {
             .params
             .get(i)
             .ok_or_else(|| PyValueError::new_err(format!("no parameter {i}")))?;
-        let names = self.core.algorithm().slot_names();
+        let algorithm = self.core.algorithm();
         let shape = layout(p.array.bind(py)).shape.to_vec();
         match &self.core.states()[i] {
-            State::F32(s) => state_to_dict(py, s, names, &shape),
-            State::F64(s) => state_to_dict(py, s, names, &shape),
+            State::F32(s) => state_to_dict(py, s, algorithm, &shape),
+            State::F64(s) => state_to_dict(py, s, algorithm, &shape),
         }
     }
 
@@ -689,14 +777,14 @@ impl Engine {
                 states.len()
             )));
         }
-        let names = self.core.algorithm().slot_names();
+        let algorithm = self.core.algorithm();
         let new = states
             .iter()
             .zip(&self.params)
             .map(|(d, p)| {
                 Ok(match p.dtype {
-                    Dtype::F32 => State::F32(state_from_dict(d, names, p)?),
-                    Dtype::F64 => State::F64(state_from_dict(d, names, p)?),
+                    Dtype::F32 => State::F32(state_from_dict(d, algorithm, p)?),
+                    Dtype::F64 => State::F64(state_from_dict(d, algorithm, p)?),
                 })
             })
             .collect::<PyResult<Vec<_>>>()?;
@@ -708,6 +796,32 @@ impl Engine {
     #[getter]
     fn state_names(&self) -> Vec<&'static str> {
         self.core.algorithm().slot_names().to_vec()
+    }
+
+    /// The name of the per-parameter scalar state (NAdam's 'mu_product'), if any.
+    #[getter]
+    fn scalar_state_name(&self) -> Option<&'static str> {
+        self.core.algorithm().scalar_name()
+    }
+
+    /// The gradient-norm limit applied inside each step (None: no clipping).
+    #[getter]
+    fn get_max_grad_norm(&self) -> Option<f64> {
+        self.max_grad_norm
+    }
+
+    #[setter]
+    fn set_max_grad_norm(&mut self, value: Option<f64>) -> PyResult<()> {
+        check_max_grad_norm(value)?;
+        self.max_grad_norm = value;
+        Ok(())
+    }
+
+    /// The global 2-norm of the last step's gradients, before clipping (None if the
+    /// optimizer does not clip or has not stepped).
+    #[getter]
+    fn last_grad_norm(&self) -> Option<f64> {
+        self.last_grad_norm
     }
 
     #[getter]

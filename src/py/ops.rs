@@ -1,0 +1,165 @@
+//! Bindings of the multi-tensor operations: gradient norm and clipping, accumulation,
+//! Lookahead's synchronisation. Each takes lists of arrays, checks them all before touching
+//! any, and releases the GIL for large work.
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use super::arrays::{check_array, disjoint_extents, overlapping, Checked};
+use super::type_name;
+use crate::ops::{self, Norm, Slice, SliceMut};
+use crate::parallel::PARALLEL_MIN_ELEMENTS;
+
+/// Checked arrays of a list (or tuple) argument, with the objects that keep them alive.
+struct Arrays<'py> {
+    _alive: Vec<Bound<'py, PyAny>>,
+    checked: Vec<Checked>,
+    names: Vec<String>,
+}
+
+impl Arrays<'_> {
+    fn total(&self) -> usize {
+        self.checked.iter().map(|c| c.len).sum()
+    }
+}
+
+fn arrays<'py>(obj: &Bound<'py, PyAny>, what: &str, writeable: bool) -> PyResult<Arrays<'py>> {
+    let items: Vec<Bound<'py, PyAny>> = if let Ok(l) = obj.cast::<PyList>() {
+        l.iter().collect()
+    } else if let Ok(t) = obj.cast::<PyTuple>() {
+        t.iter().collect()
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a list of arrays, got {}",
+            type_name(obj)
+        )));
+    };
+    let names: Vec<String> = (0..items.len()).map(|i| format!("{what}[{i}]")).collect();
+    let checked = items
+        .iter()
+        .zip(&names)
+        .map(|(a, n)| check_array(a, n, writeable).map(|(_, c)| c))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Arrays {
+        _alive: items,
+        checked,
+        names,
+    })
+}
+
+/// Checks that the arrays that will be written are pairwise disjoint and that no array
+/// read beside them overlaps one (read-only arrays may overlap each other).
+fn check_disjoint(written: &[&Arrays<'_>], read: &[&Arrays<'_>]) -> PyResult<()> {
+    let all: Vec<Checked> = written
+        .iter()
+        .flat_map(|a| a.checked.iter().copied())
+        .collect();
+    let names: Vec<String> = written
+        .iter()
+        .flat_map(|a| a.names.iter().cloned())
+        .collect();
+    let extents = disjoint_extents(&all, &names, "arrays")?;
+    for r in read {
+        for (c, n) in r.checked.iter().zip(&r.names) {
+            if let Some(j) = overlapping(&extents, c.data, c.nbytes()) {
+                return Err(PyValueError::new_err(format!(
+                    "{n} shares memory with {}; pass a separate array",
+                    names[j]
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mutable<'a>(a: &Arrays<'_>) -> Vec<SliceMut<'a>> {
+    // SAFETY: callers checked the arrays disjoint from each other and from every array read
+    // beside them, and `a` keeps them alive for the call.
+    a.checked.iter().map(|c| unsafe { c.slice_mut() }).collect()
+}
+
+fn readonly<'a>(a: &Arrays<'_>) -> Vec<Slice<'a>> {
+    // SAFETY: as in `mutable`; read-only views of live arrays nobody writes.
+    a.checked.iter().map(|c| unsafe { c.slice() }).collect()
+}
+
+/// Runs `f` with the GIL released when the arrays are large.
+fn maybe_detach<T: Send>(py: Python<'_>, total: usize, f: impl FnOnce() -> T + Send) -> T {
+    if total >= PARALLEL_MIN_ELEMENTS {
+        py.detach(f)
+    } else {
+        f()
+    }
+}
+
+/// The norm of all arrays together (as if concatenated); `norm_type` > 0 or inf.
+#[pyfunction]
+pub fn grad_norm(py: Python<'_>, arrays_: &Bound<'_, PyAny>, norm_type: f64) -> PyResult<f64> {
+    let a = arrays(arrays_, "grads", false)?;
+    let norm = Norm::of_order(norm_type)?;
+    let xs = readonly(&a);
+    Ok(maybe_detach(py, a.total(), || ops::norm(&xs, norm)))
+}
+
+/// `x *= factor` in place for every array.
+#[pyfunction]
+pub fn scale_(py: Python<'_>, arrays_: &Bound<'_, PyAny>, factor: f64) -> PyResult<()> {
+    let a = arrays(arrays_, "grads", true)?;
+    check_disjoint(&[&a], &[])?;
+    let xs = mutable(&a);
+    maybe_detach(py, a.total(), || ops::scale(xs, factor));
+    Ok(())
+}
+
+/// `x /= divisor` in place for every array.
+#[pyfunction]
+pub fn divide_(py: Python<'_>, arrays_: &Bound<'_, PyAny>, divisor: f64) -> PyResult<()> {
+    let a = arrays(arrays_, "arrays", true)?;
+    check_disjoint(&[&a], &[])?;
+    let xs = mutable(&a);
+    maybe_detach(py, a.total(), || ops::divide(xs, divisor));
+    Ok(())
+}
+
+/// `x = clip(x, lo, hi)` in place for every array (NaN stays NaN).
+#[pyfunction]
+pub fn clamp_(py: Python<'_>, arrays_: &Bound<'_, PyAny>, lo: f64, hi: f64) -> PyResult<()> {
+    let a = arrays(arrays_, "grads", true)?;
+    check_disjoint(&[&a], &[])?;
+    let xs = mutable(&a);
+    maybe_detach(py, a.total(), || ops::clamp(xs, lo, hi));
+    Ok(())
+}
+
+/// `acc[i] = x[i]` (first) or `acc[i] += x[i]`, for arrays of equal dtypes and sizes.
+#[pyfunction]
+pub fn accumulate_(
+    py: Python<'_>,
+    acc: &Bound<'_, PyAny>,
+    xs: &Bound<'_, PyAny>,
+    first: bool,
+) -> PyResult<()> {
+    let acc = arrays(acc, "accumulators", true)?;
+    let x = arrays(xs, "grads", false)?;
+    check_disjoint(&[&acc], &[&x])?;
+    let (dst, src) = (mutable(&acc), readonly(&x));
+    maybe_detach(py, acc.total(), || ops::accumulate(dst, src, first))?;
+    Ok(())
+}
+
+/// Lookahead: `slow += alpha * (fast - slow); fast = slow`, array by array.
+#[pyfunction]
+pub fn lookahead_sync_(
+    py: Python<'_>,
+    slow: &Bound<'_, PyAny>,
+    fast: &Bound<'_, PyAny>,
+    alpha: f64,
+) -> PyResult<()> {
+    let s = arrays(slow, "slow", true)?;
+    let f = arrays(fast, "fast", true)?;
+    check_disjoint(&[&s, &f], &[])?;
+    let (ss, fs) = (mutable(&s), mutable(&f));
+    maybe_detach(py, s.total(), || ops::lookahead_sync(ss, fs, alpha))?;
+    Ok(())
+}
