@@ -45,7 +45,7 @@ demo: setup
 
 bench: setup
 	cargo bench --bench kernels
-	$(BENCH_PYTHON) benches/compare.py
+	$(BENCH_PYTHON) benches/compare.py --family
 
 lint: setup
 	cargo fmt --check

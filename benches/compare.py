@@ -1,12 +1,13 @@
 """ferroptim's step() against its peers, measured in one run.
 
-For Adam, AdamW, SGD-momentum and RMSprop on five parameter sets (one 100M-element tensor,
-one 10M tensor, MLPs 784-512-512-10 and 64-256-256-10, and the lecture's [2, 5, 2, 1]
-network), all float32, this times one optimizer step of:
+For Adam, AdamW, SGD-momentum and RMSprop (and, with ``--family``, Adagrad, Adadelta,
+Adamax, NAdam, RAdam and Lion) on five parameter sets (one 100M-element tensor, one 10M
+tensor, MLPs 784-512-512-10 and 64-256-256-10, and the lecture's [2, 5, 2, 1] network), all
+float32, this times one optimizer step of:
 
 - ferroptim (all cores);
 - the NumPy code a person writes from the lecture's formulas (one tensor at a time,
-  temporaries allocated by each expression);
+  temporaries allocated by each expression; the lecture's four optimizers only);
 - torch.optim with foreach=False (for-loop), foreach=True, and fused=True where torch has
   a fused CPU kernel -- only when torch is importable (a benchmark extra, never a
   dependency);
@@ -53,6 +54,15 @@ OPTIMIZERS = {
     "SGD-momentum": (lambda p: fo.SGD(p, lr=1e-3, momentum=0.9), ("SGD", {"lr": 1e-3, "momentum": 0.9}), 1),
     "RMSprop": (lambda p: fo.RMSprop(p, lr=1e-3), ("RMSprop", {"lr": 1e-3}), 1),
 }
+FAMILY = {
+    "Adagrad": (fo.Adagrad, ("Adagrad", {}), 1),
+    "Adadelta": (fo.Adadelta, ("Adadelta", {}), 2),
+    "Adamax": (fo.Adamax, ("Adamax", {}), 2),
+    "NAdam": (fo.NAdam, ("NAdam", {}), 2),
+    "RAdam": (fo.RAdam, ("RAdam", {}), 2),
+    "Lion": (fo.Lion, (None, {}), 1),
+}
+ALL = {**OPTIMIZERS, **FAMILY}
 
 
 class LectureNumPy:
@@ -92,7 +102,7 @@ def make_runners(opt_name, shapes, with_numpy):
     """(label, step function) for every implementation of one optimizer on one set."""
     rng = np.random.default_rng(0)
     n = sum(int(np.prod(s)) for s in shapes)
-    make_fo, (tname, tkw), state_arrays = OPTIMIZERS[opt_name]
+    make_fo, (tname, tkw), state_arrays = ALL[opt_name]
 
     def arrays():
         ps = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
@@ -108,21 +118,27 @@ def make_runners(opt_name, shapes, with_numpy):
     src = np.full(n, 1e-7, np.float32)
     runners.append(("bandwidth reference", lambda: _core.stream_reference(dst, src)))
 
-    if with_numpy:
+    if with_numpy and opt_name in OPTIMIZERS:
         nps, ngs = arrays()
         lecture = LectureNumPy(opt_name, nps)
         runners.append(("NumPy (lecture code)", lambda: lecture.step(ngs)))
 
-    if torch is not None:
-        variants = [("torch for-loop", {"foreach": False}), ("torch foreach", {"foreach": True})]
-        if tname in ("Adam", "AdamW", "SGD"):
-            variants.append(("torch fused", {"fused": True}))
+    if torch is not None and tname is not None:
+        variants = [
+            ("torch for-loop", {"foreach": False}),
+            ("torch foreach", {"foreach": True}),
+            ("torch fused", {"fused": True}),
+        ]
         for label, kw in variants:
             tps, tgs = arrays()
             tparams = [torch.from_numpy(p).requires_grad_() for p in tps]
             for tp, g in zip(tparams, tgs):
                 tp.grad = torch.from_numpy(g)
-            topt = getattr(torch.optim, tname)(tparams, **tkw, **kw)
+            try:
+                topt = getattr(torch.optim, tname)(tparams, **tkw, **kw)
+                topt.step()
+            except (RuntimeError, TypeError, ValueError):  # no fused CPU kernel for it
+                continue
             runners.append((label, topt.step))
     return n, bytes_per_element(state_arrays), runners
 
@@ -172,12 +188,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="skip the 100M set, fewer rounds")
     ap.add_argument("--sets", nargs="*", choices=list(SETS), help="parameter sets (default: all)")
-    ap.add_argument("--optimizers", nargs="*", choices=list(OPTIMIZERS), help="default: all")
+    ap.add_argument("--optimizers", nargs="*", choices=list(ALL), help="default: the lecture's four")
+    ap.add_argument("--family", action="store_true", help="also Adagrad, Adadelta, Adamax, NAdam, RAdam, Lion")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per measurement")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = ap.parse_args(argv)
     sets = args.sets or [s for s in SETS if not (args.quick and s == "1x100M")]
-    opts = args.optimizers or list(OPTIMIZERS)
+    opts = args.optimizers or list(OPTIMIZERS) + (list(FAMILY) if args.family else [])
     rounds = args.rounds or (3 if args.quick else 7)
     if torch is not None:
         torch.set_num_threads(os.cpu_count() or 1)
