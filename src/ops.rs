@@ -315,6 +315,72 @@ pub fn lookahead_sync(slow: Vec<SliceMut<'_>>, fast: Vec<SliceMut<'_>>, alpha: f
     Ok(())
 }
 
+multiversion! {
+    fn copy_scaled<T: Float>(dst: &mut [T], src: &[T], scale: T, scaled: bool) {
+        let src = &src[..dst.len()];
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = if scaled { s * scale } else { s };
+        }
+    }
+}
+
+/// Splits `buffer` into consecutive pieces as long as `lens`, or fails if the lengths do not
+/// add up to the buffer's.
+fn split_by<'a, T>(buffer: &'a mut [T], lens: &[usize]) -> Result<Vec<&'a mut [T]>> {
+    if lens.iter().sum::<usize>() != buffer.len() {
+        return Err(Error::Mismatch(format!(
+            "the buffer has {} elements, the tensors {}",
+            buffer.len(),
+            lens.iter().sum::<usize>()
+        )));
+    }
+    let mut rest = buffer;
+    let mut out = Vec::with_capacity(lens.len());
+    for &n in lens {
+        let (head, tail) = rest.split_at_mut(n);
+        out.push(head);
+        rest = tail;
+    }
+    Ok(out)
+}
+
+/// Copies same-dtype tensors one after another into `buffer` (whose length must be their
+/// total), so a single collective can carry them all.
+pub fn pack<T: Float>(xs: &[&[T]], buffer: &mut [T]) -> Result<()> {
+    let level = simd::level();
+    let lens: Vec<usize> = xs.iter().map(|x| x.len()).collect();
+    let parts = split_by(buffer, &lens)?;
+    let pairs: Vec<(&mut [T], &[T])> = parts
+        .into_iter()
+        .zip(xs)
+        .flat_map(|(d, s)| d.chunks_mut(CHUNK_ELEMENTS).zip(s.chunks(CHUNK_ELEMENTS)))
+        .collect();
+    let total = lens.iter().sum();
+    parallel::run_each(pairs, parallel::worth_threads(total), |(d, s)| {
+        copy_scaled(level, d, s, T::ONE, false)
+    });
+    Ok(())
+}
+
+/// The inverse of [`pack`], multiplying by `scale` on the way (1 / world size turns an
+/// all-reduced sum into the mean).
+pub fn unpack<T: Float>(buffer: &mut [T], xs: &mut [&mut [T]], scale: f64) -> Result<()> {
+    let level = simd::level();
+    let lens: Vec<usize> = xs.iter().map(|x| x.len()).collect();
+    let parts = split_by(buffer, &lens)?;
+    let pairs: Vec<(&mut [T], &[T])> = xs
+        .iter_mut()
+        .zip(parts)
+        .flat_map(|(d, s)| d.chunks_mut(CHUNK_ELEMENTS).zip(s.chunks(CHUNK_ELEMENTS)))
+        .collect();
+    let total = lens.iter().sum();
+    let scale_t = T::from_f64(scale);
+    parallel::run_each(pairs, parallel::worth_threads(total), |(d, s)| {
+        copy_scaled(level, d, s, scale_t, scale != 1.0)
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +431,19 @@ mod tests {
             .map(|l| norm_partial(l, &x, Norm::L2).to_bits())
             .collect();
         assert!(bits.iter().all(|&b| b == bits[0]));
+    }
+
+    #[test]
+    fn pack_then_unpack_round_trips_with_a_scale() {
+        let (a, b) = (data(70_001), data(3));
+        let mut buf = vec![0.0f32; a.len() + b.len()];
+        pack(&[&a, &b], &mut buf).unwrap();
+        assert_eq!(&buf[..a.len()], &a[..]);
+        assert_eq!(&buf[a.len()..], &b[..]);
+        let (mut x, mut y) = (vec![0.0f32; a.len()], vec![0.0f32; 3]);
+        unpack(&mut buf, &mut [&mut x, &mut y], 0.5).unwrap();
+        assert!(x.iter().zip(&a).all(|(x, a)| *x == a * 0.5) && y[2] == b[2] * 0.5);
+        assert!(pack(&[&a], &mut buf).is_err());
     }
 
     #[test]

@@ -104,6 +104,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ops::clamp_, m)?)?;
     m.add_function(wrap_pyfunction!(ops::accumulate_, m)?)?;
     m.add_function(wrap_pyfunction!(ops::lookahead_sync_, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::pack_, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::unpack_, m)?)?;
     m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(supported_simd_levels, m)?)?;
     m.add("MAX_SLOTS", MAX_SLOTS)?;

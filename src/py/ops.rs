@@ -8,6 +8,7 @@ use pyo3::types::{PyList, PyTuple};
 
 use super::arrays::{check_array, disjoint_extents, overlapping, Checked};
 use super::type_name;
+use crate::float::Dtype;
 use crate::ops::{self, Norm, Slice, SliceMut};
 use crate::parallel::PARALLEL_MIN_ELEMENTS;
 
@@ -161,5 +162,101 @@ pub fn lookahead_sync_(
     check_disjoint(&[&s, &f], &[])?;
     let (ss, fs) = (mutable(&s), mutable(&f));
     maybe_detach(py, s.total(), || ops::lookahead_sync(ss, fs, alpha))?;
+    Ok(())
+}
+
+/// The arrays' dtype, which must be the buffer's too.
+fn same_dtype(buffer: &Arrays<'_>, xs: &Arrays<'_>) -> PyResult<Dtype> {
+    let dtype = buffer.checked[0].dtype;
+    if let Some((c, n)) = xs
+        .checked
+        .iter()
+        .zip(&xs.names)
+        .find(|(c, _)| c.dtype != dtype)
+    {
+        return Err(PyTypeError::new_err(format!(
+            "{n} is {}, the buffer {}: pack arrays of one dtype per buffer",
+            c.dtype.name(),
+            dtype.name()
+        )));
+    }
+    Ok(dtype)
+}
+
+/// Copies the arrays one after another into `buffer` (1-D, their total length, same dtype).
+#[pyfunction]
+pub fn pack_(
+    py: Python<'_>,
+    arrays_: &Bound<'_, PyAny>,
+    buffer: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let x = arrays(arrays_, "arrays", false)?;
+    let b = arrays(PyList::new(py, [buffer])?.as_any(), "buffer", true)?;
+    check_disjoint(&[&b], &[&x])?;
+    let dtype = same_dtype(&b, &x)?;
+    let (mut dst, src) = (mutable(&b), readonly(&x));
+    maybe_detach(py, b.total(), || match (dtype, dst.pop()) {
+        (Dtype::F32, Some(SliceMut::F32(buf))) => {
+            let xs: Vec<&[f32]> = src
+                .iter()
+                .map(|s| if let Slice::F32(v) = s { *v } else { &[] })
+                .collect();
+            ops::pack(&xs, buf)
+        }
+        (Dtype::F64, Some(SliceMut::F64(buf))) => {
+            let xs: Vec<&[f64]> = src
+                .iter()
+                .map(|s| if let Slice::F64(v) = s { *v } else { &[] })
+                .collect();
+            ops::pack(&xs, buf)
+        }
+        _ => unreachable!("one buffer of the checked dtype"),
+    })?;
+    Ok(())
+}
+
+/// Copies consecutive pieces of `buffer` back into the arrays, times `scale`.
+#[pyfunction]
+pub fn unpack_(
+    py: Python<'_>,
+    buffer: &Bound<'_, PyAny>,
+    arrays_: &Bound<'_, PyAny>,
+    scale: f64,
+) -> PyResult<()> {
+    let x = arrays(arrays_, "arrays", true)?;
+    // The buffer is only read, but `ops::unpack` borrows it mutably; it must not overlap.
+    let b = arrays(PyList::new(py, [buffer])?.as_any(), "buffer", true)?;
+    check_disjoint(&[&x, &b], &[])?;
+    let dtype = same_dtype(&b, &x)?;
+    let (mut buf, dst) = (mutable(&b), mutable(&x));
+    maybe_detach(py, b.total(), || match (dtype, buf.pop()) {
+        (Dtype::F32, Some(SliceMut::F32(b))) => {
+            let mut xs: Vec<&mut [f32]> = dst
+                .into_iter()
+                .filter_map(|s| {
+                    if let SliceMut::F32(v) = s {
+                        Some(v)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            ops::unpack(b, &mut xs, scale)
+        }
+        (Dtype::F64, Some(SliceMut::F64(b))) => {
+            let mut xs: Vec<&mut [f64]> = dst
+                .into_iter()
+                .filter_map(|s| {
+                    if let SliceMut::F64(v) = s {
+                        Some(v)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            ops::unpack(b, &mut xs, scale)
+        }
+        _ => unreachable!("one buffer of the checked dtype"),
+    })?;
     Ok(())
 }
