@@ -46,6 +46,7 @@ demo: setup
 bench: setup
 	cargo bench --bench kernels
 	$(BENCH_PYTHON) benches/compare.py --family
+	FERROPTIM_NUM_THREADS=1 $(VENV)/bin/mpiexec -n 2 $(PY) benches/distributed_compare.py
 
 lint: setup
 	cargo fmt --check
