@@ -14,6 +14,9 @@ pub enum Error {
     /// Tensors that do not fit the optimizer: wrong count, dtype or length (a programming
     /// error of the caller of the core; the bindings check these before calling).
     Mismatch(String),
+    /// An argument outside its valid range, outside any param group (a `ValueError` in
+    /// Python); the message names the argument.
+    Invalid(String),
 }
 
 impl fmt::Display for Error {
@@ -28,7 +31,7 @@ impl fmt::Display for Error {
                 f,
                 "invalid {name}={value} in param_groups[{group}]: expected {expected}"
             ),
-            Error::Mismatch(msg) => f.write_str(msg),
+            Error::Mismatch(msg) | Error::Invalid(msg) => f.write_str(msg),
         }
     }
 }

@@ -3,8 +3,21 @@
 //! `v_t = beta * v_{t-1} + (1 - beta) * x_t`, started at `v_0 = 0`, averages roughly the
 //! last `1 / (1 - beta)` values. Momentum is an EWA of gradients, RMSprop an EWA of squared
 //! gradients, Adam both; each kernel inlines [`ewa`] into its single pass.
+//!
+//! The same primitive also runs on its own: [`ewa_series`] averages a whole array along one
+//! axis (the lecture's smoothed temperature curve), [`moving_average`] is the plain
+//! trailing mean it is compared with, and [`update_averages`] keeps an EMA of many tensors
+//! in place (Polyak averaging of parameters), one call per step.
 
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use rayon::ThreadPool;
+
+use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::parallel::{self, CHUNK_ELEMENTS, PARALLEL_MIN_ELEMENTS};
+use crate::simd::{multiversion, Level};
 
 /// One EWA step: `beta * v + one_minus_beta * x`.
 ///
@@ -24,9 +37,482 @@ pub fn bias_correction(beta: f64, t: u64) -> f64 {
     1.0 - beta.powf(t as f64)
 }
 
+/// A C-contiguous array seen as `(outer, n, inner)`: `n` steps along the averaged axis,
+/// each step `inner` contiguous lanes, repeated in `outer` independent blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Series {
+    pub outer: usize,
+    pub n: usize,
+    pub inner: usize,
+}
+
+impl Series {
+    /// An array of `shape` averaged along `axis` (which must be `< shape.len()`).
+    pub fn along(shape: &[usize], axis: usize) -> Self {
+        Series {
+            outer: shape[..axis].iter().product(),
+            n: shape[axis],
+            inner: shape[axis + 1..].iter().product(),
+        }
+    }
+
+    pub fn len(self) -> usize {
+        self.outer * self.n * self.inner
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The constants of an averaged series, rounded once to `T` from their `f64` values.
+#[derive(Clone, Debug)]
+pub struct EwaK<T> {
+    pub beta: T,
+    pub one_minus_beta: T,
+    /// `1 - beta**t` for `t = 1, 2, ...` while it differs from one in `f64` (empty without
+    /// bias correction); later steps are not divided, which is what dividing by one does.
+    pub corrections: Vec<T>,
+}
+
+impl<T: Float> EwaK<T> {
+    fn new(beta: f64, corrected: bool, n: usize) -> Self {
+        let corrections = if corrected {
+            (1..=n as u64)
+                .map(|t| bias_correction(beta, t))
+                .take_while(|&c| c != 1.0)
+                .map(T::from_f64)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        EwaK {
+            beta: T::from_f64(beta),
+            one_minus_beta: T::from_f64(1.0 - beta),
+            corrections,
+        }
+    }
+}
+
+/// The running sum of one lane's window, exact to a few units in the last place however
+/// long the series: finite values are summed in `f64` with Neumaier's compensation, and
+/// NaNs and infinities are counted, so one of them leaves the window when it does instead
+/// of poisoning the rest of the series (as `inf - inf` would).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WindowSum {
+    sum: f64,
+    compensation: f64,
+    nans: u32,
+    pos_infs: u32,
+    neg_infs: u32,
+}
+
+impl WindowSum {
+    #[inline(always)]
+    fn add_finite(&mut self, y: f64) {
+        let t = self.sum + y;
+        self.compensation += if self.sum.abs() >= y.abs() {
+            (self.sum - t) + y
+        } else {
+            (y - t) + self.sum
+        };
+        self.sum = t;
+    }
+
+    /// Adds `y` to the window (`entering`) or takes it out.
+    #[inline(always)]
+    fn count(&mut self, y: f64, entering: bool) {
+        if y.is_finite() {
+            self.add_finite(if entering { y } else { -y });
+            return;
+        }
+        let counter = if y.is_nan() {
+            &mut self.nans
+        } else if y > 0.0 {
+            &mut self.pos_infs
+        } else {
+            &mut self.neg_infs
+        };
+        *counter = if entering { *counter + 1 } else { *counter - 1 };
+    }
+
+    /// The mean of the `len` values in the window, as IEEE arithmetic would give it.
+    #[inline(always)]
+    fn mean(&self, len: f64) -> f64 {
+        if self.nans > 0 || (self.pos_infs > 0 && self.neg_infs > 0) {
+            f64::NAN
+        } else if self.pos_infs > 0 {
+            f64::INFINITY
+        } else if self.neg_infs > 0 {
+            f64::NEG_INFINITY
+        } else {
+            (self.sum + self.compensation) / len
+        }
+    }
+}
+
+/// Row `t` of a panel reads `x[t * stride..][..width]` and writes the `t`-th output row.
+#[inline(always)]
+fn ewa_rows<'a, T: Float + 'a>(
+    x: &[T],
+    stride: usize,
+    rows: impl Iterator<Item = &'a mut [T]>,
+    v: &mut [T],
+    k: &EwaK<T>,
+) {
+    let width = v.len();
+    v.fill(T::ZERO);
+    for (t, out) in rows.enumerate() {
+        let (x, out) = (&x[t * stride..][..width], &mut out[..width]);
+        if let Some(&c) = k.corrections.get(t) {
+            for i in 0..width {
+                let vi = ewa(v[i], x[i], k.beta, k.one_minus_beta);
+                v[i] = vi;
+                out[i] = vi / c;
+            }
+        } else {
+            for i in 0..width {
+                let vi = ewa(v[i], x[i], k.beta, k.one_minus_beta);
+                v[i] = vi;
+                out[i] = vi;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn moving_average_rows<'a, T: Float + 'a>(
+    x: &[T],
+    stride: usize,
+    rows: impl Iterator<Item = &'a mut [T]>,
+    sums: &mut [WindowSum],
+    window: usize,
+) {
+    let width = sums.len();
+    sums.fill(WindowSum::default());
+    for (t, out) in rows.enumerate() {
+        let (entering, out) = (&x[t * stride..][..width], &mut out[..width]);
+        let leaving = t.checked_sub(window).map(|s| &x[s * stride..][..width]);
+        let len = (t + 1).min(window) as f64;
+        for i in 0..width {
+            let s = &mut sums[i];
+            s.count(entering[i].to_f64(), true);
+            if let Some(leaving) = leaving {
+                s.count(leaving[i].to_f64(), false);
+            }
+            out[i] = T::from_f64(s.mean(len));
+        }
+    }
+}
+
+multiversion! {
+    /// [`ewa_series`] of one block: `x` and `out` are `(n, v.len())`, row-major.
+    pub fn ewa_block<T: Float>(x: &[T], out: &mut [T], v: &mut [T], k: &EwaK<T>) {
+        let width = v.len();
+        ewa_rows(x, width, out.chunks_exact_mut(width), v, k)
+    }
+}
+
+multiversion! {
+    /// [`ewa_series`] of `rows.len()` steps of `v.len()` lanes, step `t` read from
+    /// `x[t * stride..]`.
+    pub fn ewa_panel<T: Float>(x: &[T], stride: usize, rows: &mut [&mut [T]], v: &mut [T], k: &EwaK<T>) {
+        ewa_rows(x, stride, rows.iter_mut().map(|r| &mut **r), v, k)
+    }
+}
+
+multiversion! {
+    /// [`moving_average`] of one block: `x` and `out` are `(n, sums.len())`, row-major.
+    pub fn moving_average_block<T: Float>(x: &[T], out: &mut [T], sums: &mut [WindowSum], window: usize) {
+        let width = sums.len();
+        moving_average_rows(x, width, out.chunks_exact_mut(width), sums, window)
+    }
+}
+
+multiversion! {
+    /// [`moving_average`] of `rows.len()` steps of `sums.len()` lanes, step `t` read from
+    /// `x[t * stride..]`.
+    pub fn moving_average_panel<T: Float>(x: &[T], stride: usize, rows: &mut [&mut [T]], sums: &mut [WindowSum], window: usize) {
+        moving_average_rows(x, stride, rows.iter_mut().map(|r| &mut **r), sums, window)
+    }
+}
+
+multiversion! {
+    /// `average = beta * average + one_minus_beta * value`, element by element.
+    pub fn ema_step<T: Float>(average: &mut [T], value: &[T], beta: T, one_minus_beta: T) {
+        let value = &value[..average.len()];
+        for (a, &x) in average.iter_mut().zip(value) {
+            *a = ewa(*a, x, beta, one_minus_beta);
+        }
+    }
+}
+
+/// An operation along the time axis of a [`Series`] whose lanes are independent, so any
+/// split of the lanes across threads gives the same bits.
+trait LaneOp<T>: Sync {
+    type Scratch: Send;
+    fn scratch(&self, width: usize) -> Self::Scratch;
+    fn block(&self, level: Level, x: &[T], out: &mut [T], scratch: &mut Self::Scratch);
+    fn panel(
+        &self,
+        level: Level,
+        x: &[T],
+        stride: usize,
+        rows: &mut [&mut [T]],
+        scratch: &mut Self::Scratch,
+    );
+}
+
+impl<T: Float> LaneOp<T> for EwaK<T> {
+    type Scratch = Vec<T>;
+    fn scratch(&self, width: usize) -> Vec<T> {
+        vec![T::ZERO; width]
+    }
+    fn block(&self, level: Level, x: &[T], out: &mut [T], v: &mut Vec<T>) {
+        ewa_block(level, x, out, v, self)
+    }
+    fn panel(&self, level: Level, x: &[T], stride: usize, rows: &mut [&mut [T]], v: &mut Vec<T>) {
+        ewa_panel(level, x, stride, rows, &mut v[..rows[0].len()], self)
+    }
+}
+
+/// A trailing window of `window` steps.
+struct Window(usize);
+
+impl<T: Float> LaneOp<T> for Window {
+    type Scratch = Vec<WindowSum>;
+    fn scratch(&self, width: usize) -> Vec<WindowSum> {
+        vec![WindowSum::default(); width]
+    }
+    fn block(&self, level: Level, x: &[T], out: &mut [T], sums: &mut Vec<WindowSum>) {
+        moving_average_block(level, x, out, sums, self.0)
+    }
+    fn panel(
+        &self,
+        level: Level,
+        x: &[T],
+        stride: usize,
+        rows: &mut [&mut [T]],
+        sums: &mut Vec<WindowSum>,
+    ) {
+        let width = rows[0].len();
+        moving_average_panel(level, x, stride, rows, &mut sums[..width], self.0)
+    }
+}
+
+/// Panels narrower than this cost more in per-row bookkeeping than they gain.
+const MIN_PANEL_WIDTH: usize = 64;
+
+/// The pool when `elements` is worth sharing out and there is more than one thread.
+fn pool_for(elements: usize) -> Option<Arc<ThreadPool>> {
+    if elements < PARALLEL_MIN_ELEMENTS {
+        return None;
+    }
+    Some(parallel::pool()).filter(|p| p.current_num_threads() > 1)
+}
+
+fn check_series<T>(x: &[T], out: &[T], s: Series) -> Result<()> {
+    if x.len() != s.len() || out.len() != s.len() {
+        return Err(Error::Mismatch(format!(
+            "a series of {} x {} x {} elements needs input and output of that length, got {} and {}",
+            s.outer,
+            s.n,
+            s.inner,
+            x.len(),
+            out.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `op` over every lane. Serially, or on the pool in tasks of whole blocks when a
+/// block is small, else in panels of columns of about `CHUNK_ELEMENTS` elements each.
+fn run_series<T: Float, Op: LaneOp<T>>(level: Level, op: &Op, x: &[T], out: &mut [T], s: Series) {
+    if s.is_empty() {
+        return;
+    }
+    let block_len = s.n * s.inner;
+    let Some(pool) = pool_for(s.len()) else {
+        let mut scratch = op.scratch(s.inner);
+        for (x, out) in x.chunks(block_len).zip(out.chunks_mut(block_len)) {
+            op.block(level, x, out, &mut scratch);
+        }
+        return;
+    };
+    let width = (CHUNK_ELEMENTS / s.n).max(MIN_PANEL_WIDTH);
+    if width >= s.inner {
+        pool.install(|| {
+            x.par_chunks(block_len)
+                .zip(out.par_chunks_mut(block_len))
+                .with_min_len(CHUNK_ELEMENTS.div_ceil(block_len))
+                .for_each_init(
+                    || op.scratch(s.inner),
+                    |scratch, (x, out)| op.block(level, x, out, scratch),
+                )
+        });
+        return;
+    }
+    // The rows of a panel are strided in `out`, so each panel gets its own list of them.
+    let mut panels: Vec<(&[T], Vec<&mut [T]>)> = Vec::new();
+    for (x, out) in x.chunks(block_len).zip(out.chunks_mut(block_len)) {
+        let first = panels.len();
+        for lo in (0..s.inner).step_by(width) {
+            panels.push((&x[lo..], Vec::with_capacity(s.n)));
+        }
+        for row in out.chunks_mut(s.inner) {
+            for (panel, segment) in panels[first..].iter_mut().zip(row.chunks_mut(width)) {
+                panel.1.push(segment);
+            }
+        }
+    }
+    pool.install(|| {
+        panels.into_par_iter().for_each_init(
+            || op.scratch(width),
+            |scratch, (x, mut rows)| op.panel(level, x, s.inner, &mut rows, scratch),
+        )
+    });
+}
+
+/// The exponentially weighted average of `x` along the middle axis of `s`:
+/// `v_t = beta * v_{t-1} + (1 - beta) * x_t` from `v_0 = 0`, written to `out` as `v_t`, or
+/// as `v_t / (1 - beta**t)` when `corrected` (`t` is 1-based).
+///
+/// `beta`, `1 - beta` and each `1 - beta**t` are computed in `f64` and rounded once to
+/// `T`; each step is then `beta * v + (1 - beta) * x` and one division in `T`, so a NumPy
+/// transcription of the formula reproduces it bit for bit. Lanes are independent, so the
+/// result is the same for any thread count.
+pub fn ewa_series<T: Float>(
+    level: Level,
+    x: &[T],
+    out: &mut [T],
+    s: Series,
+    beta: f64,
+    corrected: bool,
+) -> Result<()> {
+    if !(0.0..1.0).contains(&beta) {
+        return Err(Error::Invalid(format!(
+            "beta must be in [0, 1), got {beta:?}"
+        )));
+    }
+    check_series(x, out, s)?;
+    run_series(level, &EwaK::new(beta, corrected, s.n), x, out, s);
+    Ok(())
+}
+
+/// The trailing moving average of `x` along the middle axis of `s`: `out_t` is the mean of
+/// `x_{t-window+1}, ..., x_t`, or of `x_0, ..., x_t` while `t < window - 1`, so `out` has
+/// the length of `x` (pandas' `rolling(window, min_periods=1).mean()`).
+///
+/// Sums are kept in `f64` with compensation, so each mean is within a few units in the last
+/// place of the exact mean of its window (float32 results within one unit of it),
+/// and a NaN or infinity only affects the windows that contain it.
+pub fn moving_average<T: Float>(
+    level: Level,
+    x: &[T],
+    out: &mut [T],
+    s: Series,
+    window: usize,
+) -> Result<()> {
+    if window == 0 {
+        return Err(Error::Invalid("window must be at least 1, got 0".into()));
+    }
+    check_series(x, out, s)?;
+    run_series(level, &Window(window), x, out, s);
+    Ok(())
+}
+
+/// One tensor of [`update_averages`]: its average (updated in place) and its new value.
+pub enum Averaged<'a> {
+    F32 {
+        average: &'a mut [f32],
+        value: &'a [f32],
+    },
+    F64 {
+        average: &'a mut [f64],
+        value: &'a [f64],
+    },
+}
+
+impl Averaged<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Averaged::F32 { average, .. } => average.len(),
+            Averaged::F64 { average, .. } => average.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn value_len(&self) -> usize {
+        match self {
+            Averaged::F32 { value, .. } => value.len(),
+            Averaged::F64 { value, .. } => value.len(),
+        }
+    }
+}
+
+/// `average = decay * average + (1 - decay) * value` for every tensor, in one call.
+///
+/// `decay` and `1 - decay` are rounded once to each tensor's type. Large updates are cut
+/// into chunks that run on the pool; every element is computed by the same code whichever
+/// thread runs it. Everything is checked first: on error no average has changed.
+pub fn update_averages(level: Level, tensors: Vec<Averaged<'_>>, decay: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&decay) {
+        return Err(Error::Invalid(format!(
+            "decay must be in [0, 1], got {decay:?}"
+        )));
+    }
+    if let Some(i) = tensors.iter().position(|t| t.len() != t.value_len()) {
+        return Err(Error::Mismatch(format!(
+            "tensor {i}: the average has {} elements but the value {}",
+            tensors[i].len(),
+            tensors[i].value_len()
+        )));
+    }
+    let total = tensors.iter().map(Averaged::len).sum();
+    let pool = pool_for(total);
+    let chunk = if pool.is_some() {
+        CHUNK_ELEMENTS
+    } else {
+        usize::MAX
+    };
+    let (mut c32, mut c64) = (Vec::new(), Vec::new());
+    for t in tensors {
+        match t {
+            Averaged::F32 { average, value } => {
+                c32.extend(average.chunks_mut(chunk).zip(value.chunks(chunk)))
+            }
+            Averaged::F64 { average, value } => {
+                c64.extend(average.chunks_mut(chunk).zip(value.chunks(chunk)))
+            }
+        }
+    }
+    let (b32, m32) = (decay as f32, (1.0 - decay) as f32);
+    let step32 = |(a, v): (&mut [f32], &[f32])| ema_step(level, a, v, b32, m32);
+    let step64 = |(a, v): (&mut [f64], &[f64])| ema_step(level, a, v, decay, 1.0 - decay);
+    match pool {
+        None => {
+            c32.into_iter().for_each(step32);
+            c64.into_iter().for_each(step64);
+        }
+        Some(pool) => {
+            pool.install(|| {
+                rayon::join(
+                    || c32.into_par_iter().for_each(step32),
+                    || c64.into_par_iter().for_each(step64),
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simd;
 
     #[test]
     fn ewa_of_a_constant_converges_to_it_and_bias_correction_removes_the_start_up_lag() {
@@ -48,5 +534,292 @@ mod tests {
     fn bias_correction_matches_python_pow() {
         // Python: 1 - 0.999 ** 10 == 0.009955119790251765
         assert_eq!(bias_correction(0.999, 10), 0.009955119790251765);
+    }
+
+    /// Deterministic values with some spread, in `T`.
+    fn data<T: Float>(len: usize, seed: usize) -> Vec<T> {
+        (0..len)
+            .map(|i| T::from_f64(((i * 7919 + seed * 104729) % 1999) as f64 / 999.0 - 1.0))
+            .collect()
+    }
+
+    /// The definition, one element at a time.
+    fn ewa_reference<T: Float>(x: &[T], s: Series, beta: f64, corrected: bool) -> Vec<T> {
+        let (b, m) = (T::from_f64(beta), T::from_f64(1.0 - beta));
+        let mut out = vec![T::ZERO; x.len()];
+        for o in 0..s.outer {
+            for i in 0..s.inner {
+                let mut v = T::ZERO;
+                for t in 0..s.n {
+                    let at = (o * s.n + t) * s.inner + i;
+                    v = b * v + m * x[at];
+                    let c = bias_correction(beta, t as u64 + 1);
+                    out[at] = if corrected { v / T::from_f64(c) } else { v };
+                }
+            }
+        }
+        out
+    }
+
+    /// Shapes for the serial path, whole blocks on the pool, and column panels on the pool.
+    const SHAPES: [Series; 6] = [
+        Series {
+            outer: 1,
+            n: 0,
+            inner: 3,
+        },
+        Series {
+            outer: 1,
+            n: 7,
+            inner: 1,
+        },
+        Series {
+            outer: 3,
+            n: 5,
+            inner: 4,
+        },
+        Series {
+            outer: 40_000,
+            n: 3,
+            inner: 1,
+        },
+        Series {
+            outer: 2,
+            n: 300,
+            inner: 1_000,
+        },
+        Series {
+            outer: 1,
+            n: 70_000,
+            inner: 1,
+        },
+    ];
+
+    fn check_ewa<T: Float>() {
+        for s in SHAPES {
+            let x: Vec<T> = data(s.len(), s.n);
+            for (beta, corrected) in [(0.9, true), (0.98, false), (0.0, true), (0.5, true)] {
+                let want = ewa_reference(&x, s, beta, corrected);
+                for level in simd::supported() {
+                    let mut out = vec![T::ONE; x.len()];
+                    ewa_series(level, &x, &mut out, s, beta, corrected).unwrap();
+                    assert_eq!(out, want, "{s:?} beta={beta} {level:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ewa_series_matches_the_definition_bit_for_bit_at_every_level() {
+        check_ewa::<f32>();
+        check_ewa::<f64>();
+    }
+
+    #[test]
+    fn ewa_series_refuses_bad_beta_and_lengths() {
+        let s = Series::along(&[4], 0);
+        let (x, mut out) = (vec![1.0f64; 4], vec![0.0; 4]);
+        for beta in [1.0, -0.1, f64::NAN] {
+            let e = ewa_series(simd::level(), &x, &mut out, s, beta, true).unwrap_err();
+            assert!(e.to_string().starts_with("beta must be in [0, 1)"), "{e}");
+        }
+        let short = Series::along(&[3], 0);
+        assert!(matches!(
+            ewa_series(simd::level(), &x, &mut out, short, 0.9, true),
+            Err(Error::Mismatch(_))
+        ));
+        assert_eq!(out, [0.0; 4]);
+    }
+
+    #[test]
+    fn series_along_an_axis() {
+        assert_eq!(
+            Series::along(&[2, 3, 4, 5], 1),
+            Series {
+                outer: 2,
+                n: 3,
+                inner: 20
+            }
+        );
+        assert_eq!(
+            Series::along(&[6], 0),
+            Series {
+                outer: 1,
+                n: 6,
+                inner: 1
+            }
+        );
+    }
+
+    /// The definition with exact sums (f64 for f32 data; an exact rational is overkill for
+    /// the tolerance below).
+    fn moving_average_reference(x: &[f64], s: Series, window: usize) -> Vec<f64> {
+        let mut out = vec![0.0; x.len()];
+        for o in 0..s.outer {
+            for i in 0..s.inner {
+                for t in 0..s.n {
+                    let from = (t + 1).saturating_sub(window);
+                    let vals: Vec<f64> =
+                        (from..=t).map(|u| x[(o * s.n + u) * s.inner + i]).collect();
+                    out[(o * s.n + t) * s.inner + i] = vals.iter().sum::<f64>() / vals.len() as f64;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn moving_average_matches_the_definition_at_every_level() {
+        for s in SHAPES.into_iter().filter(|s| s.n < 1000) {
+            let x: Vec<f64> = data(s.len(), 3);
+            let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let x32_as_64: Vec<f64> = x32.iter().map(|&v| v as f64).collect();
+            for window in [1, 2, 5, 1000] {
+                let want = moving_average_reference(&x, s, window);
+                let want32 = moving_average_reference(&x32_as_64, s, window);
+                for level in simd::supported() {
+                    let mut out = vec![0.0; x.len()];
+                    moving_average(level, &x, &mut out, s, window).unwrap();
+                    for (a, b) in out.iter().zip(&want) {
+                        assert!((a - b).abs() <= 1e-13, "{s:?} window={window}: {a} vs {b}");
+                    }
+                    let mut out32 = vec![0.0f32; x.len()];
+                    moving_average(level, &x32, &mut out32, s, window).unwrap();
+                    for (a, b) in out32.iter().zip(&want32) {
+                        assert!((*a as f64 - b).abs() <= 1e-7, "{a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn moving_average_keeps_nan_and_infinity_inside_their_windows() {
+        let (inf, nan) = (f64::INFINITY, f64::NAN);
+        let x = [1.0, nan, 2.0, 3.0, inf, 4.0, -inf, 5.0, 6.0, 7.0];
+        let expected = [
+            (2, [1.0, nan, nan, 2.5, inf, inf, -inf, -inf, 5.5, 6.5]),
+            (3, [1.0, nan, nan, nan, inf, inf, nan, -inf, -inf, 6.0]),
+        ];
+        let mut out = [0.0; 10];
+        for (window, want) in expected {
+            moving_average(simd::level(), &x, &mut out, Series::along(&[10], 0), window).unwrap();
+            for (a, b) in out.iter().zip(want) {
+                assert!(*a == b || (a.is_nan() && b.is_nan()), "{window}: {out:?}");
+            }
+        }
+        assert!(moving_average(simd::level(), &x, &mut out, Series::along(&[10], 0), 0).is_err());
+    }
+
+    #[test]
+    fn a_long_moving_average_does_not_drift() {
+        // A plain running sum loses the small values' low bits each time a 1e8 passes
+        // through the window: it ends up off by about 1e-6 relative.
+        let (n, window) = (200_000, 7);
+        let x: Vec<f64> = data::<f64>(n, 0)
+            .iter()
+            .enumerate()
+            .map(|(t, &v)| if t % 50 == 0 { 1e8 } else { v + 1.5 })
+            .collect();
+        let mut out = vec![0.0; n];
+        moving_average(simd::level(), &x, &mut out, Series::along(&[n], 0), window).unwrap();
+        for t in window - 1..n {
+            let exact = x[t + 1 - window..=t].iter().sum::<f64>() / window as f64;
+            let window_has_no_big_value = exact < 1e3;
+            if window_has_no_big_value {
+                assert!(
+                    (out[t] - exact).abs() <= 4e-16 * exact,
+                    "{t}: {} vs {exact}",
+                    out[t]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let s = Series {
+            outer: 3,
+            n: 500,
+            inner: 777,
+        };
+        let x: Vec<f32> = data(s.len(), 1);
+        let run = |threads| {
+            parallel::set_num_threads(threads).unwrap();
+            let (mut e, mut m) = (vec![0.0f32; s.len()], vec![0.0f32; s.len()]);
+            ewa_series(simd::level(), &x, &mut e, s, 0.95, true).unwrap();
+            moving_average(simd::level(), &x, &mut m, s, 9).unwrap();
+            let mut avg: Vec<f32> = data(s.len(), 2);
+            let tensors = vec![Averaged::F32 {
+                average: &mut avg,
+                value: &x,
+            }];
+            update_averages(simd::level(), tensors, 0.99).unwrap();
+            (e, m, avg)
+        };
+        let one = run(1);
+        assert_eq!(one, run(4));
+        assert_eq!(one.0, ewa_reference(&x, s, 0.95, true));
+    }
+
+    #[test]
+    fn update_averages_is_the_ewa_step_for_every_tensor() {
+        let values: Vec<Vec<f64>> = [5, 0, 3 * CHUNK_ELEMENTS + 1]
+            .iter()
+            .map(|&n| data(n, n))
+            .collect();
+        let v32: Vec<f32> = data(11, 4);
+        for level in simd::supported() {
+            let mut avgs: Vec<Vec<f64>> = values
+                .iter()
+                .map(|v| v.iter().map(|x| x * 2.0).collect())
+                .collect();
+            let mut a32: Vec<f32> = vec![1.0; 11];
+            let mut tensors: Vec<Averaged<'_>> = avgs
+                .iter_mut()
+                .zip(&values)
+                .map(|(average, value)| Averaged::F64 { average, value })
+                .collect();
+            tensors.push(Averaged::F32 {
+                average: &mut a32,
+                value: &v32,
+            });
+            update_averages(level, tensors, 0.999).unwrap();
+            for (avg, val) in avgs.iter().zip(&values) {
+                for (a, v) in avg.iter().zip(val) {
+                    assert_eq!(*a, 0.999 * (v * 2.0) + (1.0 - 0.999) * v);
+                }
+            }
+            for (a, v) in a32.iter().zip(&v32) {
+                assert_eq!(*a, 0.999f32 * 1.0 + (1.0f64 - 0.999) as f32 * v);
+            }
+        }
+    }
+
+    #[test]
+    fn update_averages_checks_everything_first() {
+        let (mut a, mut b) = (vec![1.0f64; 3], vec![1.0f64; 2]);
+        let (va, vb) = (vec![0.0; 3], vec![0.0; 3]);
+        let bad = vec![
+            Averaged::F64 {
+                average: &mut a,
+                value: &va,
+            },
+            Averaged::F64 {
+                average: &mut b,
+                value: &vb,
+            },
+        ];
+        assert!(matches!(
+            update_averages(simd::level(), bad, 0.5),
+            Err(Error::Mismatch(_))
+        ));
+        let one = vec![Averaged::F64 {
+            average: &mut a,
+            value: &va,
+        }];
+        let e = update_averages(simd::level(), one, 1.5).unwrap_err();
+        assert_eq!(e.to_string(), "decay must be in [0, 1], got 1.5");
+        assert_eq!(a, [1.0; 3]);
     }
 }
