@@ -12,6 +12,7 @@ use crate::simd;
 
 mod arrays;
 mod engine;
+mod ewa;
 mod ops;
 
 impl From<Error> for PyErr {
@@ -108,6 +109,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ops::unpack_, m)?)?;
     m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(supported_simd_levels, m)?)?;
+    m.add_function(wrap_pyfunction!(ewa::ewa, m)?)?;
+    m.add_function(wrap_pyfunction!(ewa::moving_average, m)?)?;
+    m.add_function(wrap_pyfunction!(ewa::ema_update, m)?)?;
     m.add("MAX_SLOTS", MAX_SLOTS)?;
     m.add("PARALLEL_MIN_ELEMENTS", PARALLEL_MIN_ELEMENTS)?;
     Ok(())
