@@ -8,6 +8,10 @@ optimizer with torch.optim's names and defaults::
     opt = fo.Adam(params, lr=1e-3)
     opt.step({"W": dW, "b": db})        # updates params["W"], params["b"] in place
 
+Exponentially weighted averages (``ewa``, ``moving_average``, the streaming ``EWA``, the
+parameter average ``ParameterEMA``) and learning-rate schedules (``ferroptim.schedules``,
+any of which an optimizer takes as ``lr``) share the optimizers' Rust core.
+
 Threads and SIMD: large steps run on ``get_num_threads()`` threads (set with
 ``set_num_threads`` or ``FERROPTIM_NUM_THREADS``); kernels use the best instruction set
 of the CPU (``simd_level()``; force one with ``FERROPTIM_SIMD=scalar|avx2|avx512``).
@@ -21,6 +25,8 @@ from ._core import (
     simd_level,
     supported_simd_levels,
 )
+from . import schedules
+from .averages import EWA, ParameterEMA, ewa, moving_average
 from .clip import clip_grad_norm, clip_grad_value
 from .optim import (
     SGD,
@@ -62,6 +68,11 @@ __all__ = [
     "clip_grad_value",
     "GradientAccumulation",
     "Lookahead",
+    "ewa",
+    "moving_average",
+    "EWA",
+    "ParameterEMA",
+    "schedules",
     "get_num_threads",
     "set_num_threads",
     "simd_level",
