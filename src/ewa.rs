@@ -9,10 +9,7 @@
 //! trailing mean it is compared with, and [`update_averages`] keeps an EMA of many tensors
 //! in place (Polyak averaging of parameters), one call per step.
 
-use std::sync::Arc;
-
-use rayon::prelude::*;
-use rayon::ThreadPool;
+use std::sync::{Mutex, PoisonError};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -303,12 +300,25 @@ impl<T: Float> LaneOp<T> for Window {
 /// Panels narrower than this cost more in per-row bookkeeping than they gain.
 const MIN_PANEL_WIDTH: usize = 64;
 
-/// The pool when `elements` is worth sharing out and there is more than one thread.
-fn pool_for(elements: usize) -> Option<Arc<ThreadPool>> {
-    if elements < PARALLEL_MIN_ELEMENTS {
-        return None;
-    }
-    Some(parallel::pool()).filter(|p| p.current_num_threads() > 1)
+/// Whether work of `elements` elements is worth sharing out.
+fn threaded(elements: usize) -> bool {
+    elements >= PARALLEL_MIN_ELEMENTS && parallel::pool().current_num_threads() > 1
+}
+
+/// Runs `work` once on each item, on the calling thread and the pool.
+fn for_each_item<I: Send>(items: Vec<I>, work: impl Fn(I) + Sync) {
+    // Each index is claimed by exactly one thread; the mutex only makes that visible to
+    // the type system.
+    let items: Vec<Mutex<Option<I>>> = items.into_iter().map(|i| Mutex::new(Some(i))).collect();
+    parallel::for_each_index(items.len(), &|i| {
+        let item = items[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(item) = item {
+            work(item);
+        }
+    });
 }
 
 fn check_series<T>(x: &[T], out: &[T], s: Series) -> Result<()> {
@@ -325,31 +335,33 @@ fn check_series<T>(x: &[T], out: &[T], s: Series) -> Result<()> {
     Ok(())
 }
 
-/// Runs `op` over every lane. Serially, or on the pool in tasks of whole blocks when a
-/// block is small, else in panels of columns of about `CHUNK_ELEMENTS` elements each.
+/// Runs `op` over every lane: serially, or in tasks of whole blocks when a block is
+/// small, else in panels of columns, each task of about `CHUNK_ELEMENTS` elements.
 fn run_series<T: Float, Op: LaneOp<T>>(level: Level, op: &Op, x: &[T], out: &mut [T], s: Series) {
     if s.is_empty() {
         return;
     }
     let block_len = s.n * s.inner;
-    let Some(pool) = pool_for(s.len()) else {
-        let mut scratch = op.scratch(s.inner);
-        for (x, out) in x.chunks(block_len).zip(out.chunks_mut(block_len)) {
-            op.block(level, x, out, &mut scratch);
-        }
-        return;
-    };
     let width = (CHUNK_ELEMENTS / s.n).max(MIN_PANEL_WIDTH);
-    if width >= s.inner {
-        pool.install(|| {
-            x.par_chunks(block_len)
-                .zip(out.par_chunks_mut(block_len))
-                .with_min_len(CHUNK_ELEMENTS.div_ceil(block_len))
-                .for_each_init(
-                    || op.scratch(s.inner),
-                    |scratch, (x, out)| op.block(level, x, out, scratch),
-                )
-        });
+    let threaded = threaded(s.len());
+    if !threaded || width >= s.inner {
+        let task_len = if threaded {
+            CHUNK_ELEMENTS.div_ceil(block_len) * block_len
+        } else {
+            s.len()
+        };
+        let tasks: Vec<_> = x.chunks(task_len).zip(out.chunks_mut(task_len)).collect();
+        let run = |(x, out): (&[T], &mut [T])| {
+            let mut scratch = op.scratch(s.inner);
+            for (x, out) in x.chunks(block_len).zip(out.chunks_mut(block_len)) {
+                op.block(level, x, out, &mut scratch);
+            }
+        };
+        if threaded {
+            for_each_item(tasks, run);
+        } else {
+            tasks.into_iter().for_each(run);
+        }
         return;
     }
     // The rows of a panel are strided in `out`, so each panel gets its own list of them.
@@ -365,11 +377,8 @@ fn run_series<T: Float, Op: LaneOp<T>>(level: Level, op: &Op, x: &[T], out: &mut
             }
         }
     }
-    pool.install(|| {
-        panels.into_par_iter().for_each_init(
-            || op.scratch(width),
-            |scratch, (x, mut rows)| op.panel(level, x, s.inner, &mut rows, scratch),
-        )
+    for_each_item(panels, |(x, mut rows)| {
+        op.panel(level, x, s.inner, &mut rows, &mut op.scratch(width))
     });
 }
 
@@ -445,6 +454,16 @@ impl Averaged<'_> {
         self.len() == 0
     }
 
+    /// `decay` and `1 - decay` rounded once to the tensor's type.
+    fn step(self, level: Level, decay: f64) {
+        match self {
+            Averaged::F32 { average, value } => {
+                ema_step(level, average, value, decay as f32, (1.0 - decay) as f32)
+            }
+            Averaged::F64 { average, value } => ema_step(level, average, value, decay, 1.0 - decay),
+        }
+    }
+
     fn value_len(&self) -> usize {
         match self {
             Averaged::F32 { value, .. } => value.len(),
@@ -472,40 +491,28 @@ pub fn update_averages(level: Level, tensors: Vec<Averaged<'_>>, decay: f64) -> 
         )));
     }
     let total = tensors.iter().map(Averaged::len).sum();
-    let pool = pool_for(total);
-    let chunk = if pool.is_some() {
-        CHUNK_ELEMENTS
-    } else {
-        usize::MAX
-    };
-    let (mut c32, mut c64) = (Vec::new(), Vec::new());
+    if !threaded(total) {
+        tensors.into_iter().for_each(|t| t.step(level, decay));
+        return Ok(());
+    }
+    let mut chunks = Vec::new();
     for t in tensors {
         match t {
-            Averaged::F32 { average, value } => {
-                c32.extend(average.chunks_mut(chunk).zip(value.chunks(chunk)))
-            }
-            Averaged::F64 { average, value } => {
-                c64.extend(average.chunks_mut(chunk).zip(value.chunks(chunk)))
-            }
+            Averaged::F32 { average, value } => chunks.extend(
+                (average
+                    .chunks_mut(CHUNK_ELEMENTS)
+                    .zip(value.chunks(CHUNK_ELEMENTS)))
+                .map(|(average, value)| Averaged::F32 { average, value }),
+            ),
+            Averaged::F64 { average, value } => chunks.extend(
+                (average
+                    .chunks_mut(CHUNK_ELEMENTS)
+                    .zip(value.chunks(CHUNK_ELEMENTS)))
+                .map(|(average, value)| Averaged::F64 { average, value }),
+            ),
         }
     }
-    let (b32, m32) = (decay as f32, (1.0 - decay) as f32);
-    let step32 = |(a, v): (&mut [f32], &[f32])| ema_step(level, a, v, b32, m32);
-    let step64 = |(a, v): (&mut [f64], &[f64])| ema_step(level, a, v, decay, 1.0 - decay);
-    match pool {
-        None => {
-            c32.into_iter().for_each(step32);
-            c64.into_iter().for_each(step64);
-        }
-        Some(pool) => {
-            pool.install(|| {
-                rayon::join(
-                    || c32.into_par_iter().for_each(step32),
-                    || c64.into_par_iter().for_each(step64),
-                )
-            });
-        }
-    }
+    for_each_item(chunks, |t| t.step(level, decay));
     Ok(())
 }
 
