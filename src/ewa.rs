@@ -99,9 +99,9 @@ impl<T: Float> EwaK<T> {
 pub struct WindowSum {
     sum: f64,
     compensation: f64,
-    nans: u32,
-    pos_infs: u32,
-    neg_infs: u32,
+    nans: usize,
+    pos_infs: usize,
+    neg_infs: usize,
 }
 
 impl WindowSum {
@@ -158,6 +158,15 @@ fn ewa_rows<'a, T: Float + 'a>(
     k: &EwaK<T>,
 ) {
     let width = v.len();
+    if width == 1 {
+        // One lane (a 1-D series, or the last axis): the recurrence alone sets the pace.
+        let mut v = T::ZERO;
+        for (t, out) in rows.enumerate() {
+            v = ewa(v, x[t * stride], k.beta, k.one_minus_beta);
+            out[0] = k.corrections.get(t).map_or(v, |&c| v / c);
+        }
+        return;
+    }
     v.fill(T::ZERO);
     for (t, out) in rows.enumerate() {
         let (x, out) = (&x[t * stride..][..width], &mut out[..width]);
@@ -187,6 +196,16 @@ fn moving_average_rows<'a, T: Float + 'a>(
 ) {
     let width = sums.len();
     sums.fill(WindowSum::default());
+    if let [s] = sums {
+        for (t, out) in rows.enumerate() {
+            s.count(x[t * stride].to_f64(), true);
+            if let Some(leaving) = t.checked_sub(window) {
+                s.count(x[leaving * stride].to_f64(), false);
+            }
+            out[0] = T::from_f64(s.mean((t + 1).min(window) as f64));
+        }
+        return;
+    }
     for (t, out) in rows.enumerate() {
         let (entering, out) = (&x[t * stride..][..width], &mut out[..width]);
         let leaving = t.checked_sub(window).map(|s| &x[s * stride..][..width]);
