@@ -78,6 +78,7 @@ def test_dtypes_are_converted_as_np_mean_converts_them():
     assert fo.ewa(np.array([True, False]), 0.5).dtype == np.float64
     assert fo.ewa(np.ones(3, np.float16), 0.5).dtype == np.float32
     assert fo.moving_average(np.ones(3, ">f8"), 2).dtype == np.float64
+    assert fo.ewa(np.ones(3, ">f4"), 0.5).dtype == np.float32
     assert fo.moving_average(np.ones(3, np.float32), 2).dtype == np.float32
 
 

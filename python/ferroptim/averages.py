@@ -19,6 +19,7 @@ from typing import Any, Iterator, Union
 import numpy as np
 
 from . import _core
+from ._checks import flag, real
 from .optim import ParamsLike, _parse_params
 
 __all__ = ["ewa", "moving_average", "EWA", "ParameterEMA"]
@@ -27,24 +28,19 @@ Number = Union[int, float, np.number]
 
 
 def _float_array(x: Any, name: str = "x") -> np.ndarray:
-    """``x`` as an array the kernels take: float32 stays float32, float16 becomes float32,
-    other real types (bool, integers, other floats) become float64, as ``np.mean`` does."""
+    """``x`` as an array the kernels take: floats of up to 4 bytes (float16, float32 in
+    either byte order) as float32, other floats, integers and booleans as float64 (as
+    ``np.mean`` treats integers)."""
     a = np.asarray(x)
     if a.dtype == np.float32 or a.dtype == np.float64:
         return a
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    return a.astype(np.float32 if a.dtype == np.float16 else np.float64)
+    return a.astype(np.float32 if a.dtype.kind == "f" and a.dtype.itemsize <= 4 else np.float64)
 
 
 def _unit_interval(name: str, value: Any) -> float:
-    """``value`` as a float in [0, 1)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"{name} must be a number in [0, 1), got {type(value).__name__}")
-    v = float(value)
-    if not 0.0 <= v < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return v
+    return real(name, value, low=0.0, high=1.0, high_open=True)
 
 
 def ewa(x: Any, beta: float, bias_correction: bool = True, axis: int = 0) -> np.ndarray:
@@ -62,8 +58,8 @@ def ewa(x: Any, beta: float, bias_correction: bool = True, axis: int = 0) -> np.
 
     Args:
         x: the series, any shape with at least one dimension, in its own units (the output
-            has the same units, shape and dtype). float32 stays float32; float16 becomes
-            float32; integers, booleans and other floats become float64.
+            has the same units and shape). float32 and float16 give float32; float64,
+            integers and booleans give float64.
         beta: the decay per step, in [0, 1); the average spans about ``1 / (1 - beta)``
             steps.
         bias_correction: divide by ``1 - beta**t``, which removes the pull towards 0 of the
@@ -121,8 +117,8 @@ class EWA:
         value = v / (1 - beta**t)         if bias_correction else v
 
     ``x`` may be a number (``value`` is then a Python float, computed in double precision)
-    or an array (``value`` is an array shaped like the first ``x``, float32 if that was
-    float32, else float64; each update is one Rust call). The values equal those of
+    or an array (``value`` is an array shaped like the first ``x``, in the dtype
+    :func:`ewa` would give it; each update is one Rust call). The values equal those of
     :func:`ewa` over the same series bit for bit.
 
     Args:
@@ -144,9 +140,7 @@ class EWA:
 
     def __init__(self, beta: float, bias_correction: bool = True):
         self.beta = _unit_interval("beta", beta)
-        if not isinstance(bias_correction, (bool, np.bool_)):
-            raise TypeError(f"bias_correction must be True or False, got {type(bias_correction).__name__}")
-        self.bias_correction = bool(bias_correction)
+        self.bias_correction = flag("bias_correction", bias_correction)
         self.reset()
 
     def reset(self) -> None:
@@ -176,9 +170,10 @@ class EWA:
             a = _float_array(x)
             if self._v is None:
                 self._v = np.zeros(a.shape, a.dtype)
-            elif not isinstance(self._v, np.ndarray) or a.shape != self._v.shape:
-                expected = "a number" if not isinstance(self._v, np.ndarray) else f"shape {self._v.shape}"
-                raise ValueError(f"x has shape {a.shape}, expected {expected} like the earlier updates")
+            elif not isinstance(self._v, np.ndarray):
+                raise ValueError(f"x has shape {a.shape}, expected a number like the earlier updates")
+            elif a.shape != self._v.shape:
+                raise ValueError(f"x has shape {a.shape}, expected shape {self._v.shape} like the earlier updates")
             _core.ema_update([self._v], [a.astype(self._v.dtype, copy=False)], self.beta, ["x"])
         self.t += 1
         return self.value
@@ -263,9 +258,7 @@ class ParameterEMA:
 
     def __init__(self, params: ParamsLike, decay: float = 0.999, *, debias: bool = False):
         self.decay = _unit_interval("decay", decay)
-        if not isinstance(debias, (bool, np.bool_)):
-            raise TypeError(f"debias must be True or False, got {type(debias).__name__}")
-        self.debias = bool(debias)
+        self.debias = flag("debias", debias)
         groups, self._names, self._keys = _parse_params(params)
         self._params = [p for g in groups for p in g["params"]]
         for p, name in zip(self._params, self._names):

@@ -53,6 +53,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ._checks import count as _count, flag as _flag, real as _real
 from .averages import EWA
 
 __all__ = [
@@ -71,42 +72,12 @@ __all__ = [
 ]
 
 
-def _real(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-          low_open: bool = False, high_open: bool = False) -> float:
-    """``value`` as a finite float in the given range, or a clear TypeError/ValueError."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    v = float(value)
-    too_low = low is not None and (v <= low if low_open else v < low)
-    too_high = high is not None and (v >= high if high_open else v > high)
-    if not math.isfinite(v) or too_low or too_high:
-        lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
-        hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
-        expected = " and ".join(s for s in (lo, hi) if s) or "finite"
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return v
-
-
 def _lr(name: str, value: Any) -> float:
     return _real(name, value, low=0.0)
 
 
 def _steps(name: str, value: Any) -> float:
     return _real(name, value, low=0.0, low_open=True)
-
-
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return int(value)
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
-    return bool(value)
 
 
 class Schedule:
