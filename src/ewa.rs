@@ -9,11 +9,10 @@
 //! trailing mean it is compared with, and [`update_averages`] keeps an EMA of many tensors
 //! in place (Polyak averaging of parameters), one call per step.
 
-use std::sync::{Mutex, PoisonError};
-
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::parallel::{self, CHUNK_ELEMENTS, PARALLEL_MIN_ELEMENTS};
+use crate::ops::{self, Slice, SliceMut};
+use crate::parallel::{self, CHUNK_ELEMENTS};
 use crate::simd::{multiversion, Level};
 
 /// One EWA step: `beta * v + one_minus_beta * x`.
@@ -319,27 +318,6 @@ impl<T: Float> LaneOp<T> for Window {
 /// Panels narrower than this cost more in per-row bookkeeping than they gain.
 const MIN_PANEL_WIDTH: usize = 64;
 
-/// Whether work of `elements` elements is worth sharing out.
-fn threaded(elements: usize) -> bool {
-    elements >= PARALLEL_MIN_ELEMENTS && parallel::pool().current_num_threads() > 1
-}
-
-/// Runs `work` once on each item, on the calling thread and the pool.
-fn for_each_item<I: Send>(items: Vec<I>, work: impl Fn(I) + Sync) {
-    // Each index is claimed by exactly one thread; the mutex only makes that visible to
-    // the type system.
-    let items: Vec<Mutex<Option<I>>> = items.into_iter().map(|i| Mutex::new(Some(i))).collect();
-    parallel::for_each_index(items.len(), &|i| {
-        let item = items[i]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(item) = item {
-            work(item);
-        }
-    });
-}
-
 fn check_series<T>(x: &[T], out: &[T], s: Series) -> Result<()> {
     if x.len() != s.len() || out.len() != s.len() {
         return Err(Error::Mismatch(format!(
@@ -362,7 +340,7 @@ fn run_series<T: Float, Op: LaneOp<T>>(level: Level, op: &Op, x: &[T], out: &mut
     }
     let block_len = s.n * s.inner;
     let width = (CHUNK_ELEMENTS / s.n).max(MIN_PANEL_WIDTH);
-    let threaded = threaded(s.len());
+    let threaded = parallel::worth_threads(s.len());
     if !threaded || width >= s.inner {
         let task_len = if threaded {
             CHUNK_ELEMENTS.div_ceil(block_len) * block_len
@@ -376,11 +354,7 @@ fn run_series<T: Float, Op: LaneOp<T>>(level: Level, op: &Op, x: &[T], out: &mut
                 op.block(level, x, out, &mut scratch);
             }
         };
-        if threaded {
-            for_each_item(tasks, run);
-        } else {
-            tasks.into_iter().for_each(run);
-        }
+        parallel::run_each(tasks, threaded, run);
         return;
     }
     // The rows of a panel are strided in `out`, so each panel gets its own list of them.
@@ -396,7 +370,7 @@ fn run_series<T: Float, Op: LaneOp<T>>(level: Level, op: &Op, x: &[T], out: &mut
             }
         }
     }
-    for_each_item(panels, |(x, mut rows)| {
+    parallel::run_each(panels, threaded, |(x, mut rows)| {
         op.panel(level, x, s.inner, &mut rows, &mut op.scratch(width))
     });
 }
@@ -449,89 +423,30 @@ pub fn moving_average<T: Float>(
     Ok(())
 }
 
-/// One tensor of [`update_averages`]: its average (updated in place) and its new value.
-pub enum Averaged<'a> {
-    F32 {
-        average: &'a mut [f32],
-        value: &'a [f32],
-    },
-    F64 {
-        average: &'a mut [f64],
-        value: &'a [f64],
-    },
-}
-
-impl Averaged<'_> {
-    pub fn len(&self) -> usize {
-        match self {
-            Averaged::F32 { average, .. } => average.len(),
-            Averaged::F64 { average, .. } => average.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// `decay` and `1 - decay` rounded once to the tensor's type.
-    fn step(self, level: Level, decay: f64) {
-        match self {
-            Averaged::F32 { average, value } => {
-                ema_step(level, average, value, decay as f32, (1.0 - decay) as f32)
-            }
-            Averaged::F64 { average, value } => ema_step(level, average, value, decay, 1.0 - decay),
-        }
-    }
-
-    fn value_len(&self) -> usize {
-        match self {
-            Averaged::F32 { value, .. } => value.len(),
-            Averaged::F64 { value, .. } => value.len(),
-        }
-    }
-}
-
-/// `average = decay * average + (1 - decay) * value` for every tensor, in one call.
+/// `average = decay * average + (1 - decay) * value` for every pair of tensors, in one call.
 ///
 /// `decay` and `1 - decay` are rounded once to each tensor's type. Large updates are cut
-/// into chunks that run on the pool; every element is computed by the same code whichever
+/// into pieces that run on the pool; every element is computed by the same code whichever
 /// thread runs it. Everything is checked first: on error no average has changed.
-pub fn update_averages(level: Level, tensors: Vec<Averaged<'_>>, decay: f64) -> Result<()> {
+pub fn update_averages(
+    level: Level,
+    averages: Vec<SliceMut<'_>>,
+    values: Vec<Slice<'_>>,
+    decay: f64,
+) -> Result<()> {
     if !(0.0..=1.0).contains(&decay) {
         return Err(Error::Invalid(format!(
             "decay must be in [0, 1], got {decay:?}"
         )));
     }
-    if let Some(i) = tensors.iter().position(|t| t.len() != t.value_len()) {
-        return Err(Error::Mismatch(format!(
-            "tensor {i}: the average has {} elements but the value {}",
-            tensors[i].len(),
-            tensors[i].value_len()
-        )));
-    }
-    let total = tensors.iter().map(Averaged::len).sum();
-    if !threaded(total) {
-        tensors.into_iter().for_each(|t| t.step(level, decay));
-        return Ok(());
-    }
-    let mut chunks = Vec::new();
-    for t in tensors {
-        match t {
-            Averaged::F32 { average, value } => chunks.extend(
-                (average
-                    .chunks_mut(CHUNK_ELEMENTS)
-                    .zip(value.chunks(CHUNK_ELEMENTS)))
-                .map(|(average, value)| Averaged::F32 { average, value }),
-            ),
-            Averaged::F64 { average, value } => chunks.extend(
-                (average
-                    .chunks_mut(CHUNK_ELEMENTS)
-                    .zip(value.chunks(CHUNK_ELEMENTS)))
-                .map(|(average, value)| Averaged::F64 { average, value }),
-            ),
-        }
-    }
-    for_each_item(chunks, |t| t.step(level, decay));
+    let total = values.iter().map(Slice::len).sum();
+    let pairs = ops::paired(averages, values)?;
+    let (b32, m32) = (decay as f32, (1.0 - decay) as f32);
+    parallel::run_each(pairs, parallel::worth_threads(total), |pair| match pair {
+        (SliceMut::F32(a), Slice::F32(v)) => ema_step(level, a, v, b32, m32),
+        (SliceMut::F64(a), Slice::F64(v)) => ema_step(level, a, v, decay, 1.0 - decay),
+        _ => unreachable!("dtypes checked when pairing"),
+    });
     Ok(())
 }
 
@@ -776,11 +691,8 @@ mod tests {
             ewa_series(simd::level(), &x, &mut e, s, 0.95, true).unwrap();
             moving_average(simd::level(), &x, &mut m, s, 9).unwrap();
             let mut avg: Vec<f32> = data(s.len(), 2);
-            let tensors = vec![Averaged::F32 {
-                average: &mut avg,
-                value: &x,
-            }];
-            update_averages(simd::level(), tensors, 0.99).unwrap();
+            let (averages, values) = (vec![SliceMut::F32(&mut avg)], vec![Slice::F32(&x)]);
+            update_averages(simd::level(), averages, values, 0.99).unwrap();
             (e, m, avg)
         };
         let one = run(1);
@@ -801,16 +713,12 @@ mod tests {
                 .map(|v| v.iter().map(|x| x * 2.0).collect())
                 .collect();
             let mut a32: Vec<f32> = vec![1.0; 11];
-            let mut tensors: Vec<Averaged<'_>> = avgs
-                .iter_mut()
-                .zip(&values)
-                .map(|(average, value)| Averaged::F64 { average, value })
-                .collect();
-            tensors.push(Averaged::F32 {
-                average: &mut a32,
-                value: &v32,
-            });
-            update_averages(level, tensors, 0.999).unwrap();
+            let mut averages: Vec<SliceMut<'_>> =
+                avgs.iter_mut().map(|a| SliceMut::F64(a)).collect();
+            averages.push(SliceMut::F32(&mut a32));
+            let mut slices: Vec<Slice<'_>> = values.iter().map(|v| Slice::F64(v)).collect();
+            slices.push(Slice::F32(&v32));
+            update_averages(level, averages, slices, 0.999).unwrap();
             for (avg, val) in avgs.iter().zip(&values) {
                 for (a, v) in avg.iter().zip(val) {
                     assert_eq!(*a, 0.999 * (v * 2.0) + (1.0 - 0.999) * v);
@@ -826,25 +734,20 @@ mod tests {
     fn update_averages_checks_everything_first() {
         let (mut a, mut b) = (vec![1.0f64; 3], vec![1.0f64; 2]);
         let (va, vb) = (vec![0.0; 3], vec![0.0; 3]);
-        let bad = vec![
-            Averaged::F64 {
-                average: &mut a,
-                value: &va,
-            },
-            Averaged::F64 {
-                average: &mut b,
-                value: &vb,
-            },
-        ];
-        assert!(matches!(
-            update_averages(simd::level(), bad, 0.5),
-            Err(Error::Mismatch(_))
-        ));
-        let one = vec![Averaged::F64 {
-            average: &mut a,
-            value: &va,
-        }];
-        let e = update_averages(simd::level(), one, 1.5).unwrap_err();
+        let bad = update_averages(
+            simd::level(),
+            vec![SliceMut::F64(&mut a), SliceMut::F64(&mut b)],
+            vec![Slice::F64(&va), Slice::F64(&vb)],
+            0.5,
+        );
+        assert!(matches!(bad, Err(Error::Mismatch(_))));
+        let e = update_averages(
+            simd::level(),
+            vec![SliceMut::F64(&mut a)],
+            vec![Slice::F64(&va)],
+            1.5,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "decay must be in [0, 1], got 1.5");
         assert_eq!(a, [1.0; 3]);
     }

@@ -49,7 +49,7 @@ impl SliceMut<'_> {
 }
 
 /// A tensor that can be cut into `CHUNK_ELEMENTS` pieces for the pool.
-trait Pieces: Sized {
+pub(crate) trait Pieces: Sized {
     fn meta(&self) -> (Dtype, usize);
     fn pieces(self) -> Vec<Self>;
 }
@@ -269,7 +269,7 @@ multiversion! {
 }
 
 /// Pairs of same-dtype, same-length tensors, cut into aligned pieces.
-fn paired<A: Pieces, B: Pieces>(a: Vec<A>, b: Vec<B>) -> Result<Vec<(A, B)>> {
+pub(crate) fn paired<A: Pieces, B: Pieces>(a: Vec<A>, b: Vec<B>) -> Result<Vec<(A, B)>> {
     if a.len() != b.len() {
         return Err(Error::Mismatch(format!(
             "expected {} tensors, got {}",

@@ -344,12 +344,17 @@ def test_parameter_ema_refuses_bad_input():
         fo._core.ema_update([buf[:3], buf[1:]], [np.zeros(3), np.zeros(3)], 0.5, ["params[0]", "params[1]"])
 
 
-def test_non_contiguous_values_are_copied_not_refused():
+def test_strided_views_are_refused_by_the_core_and_copied_by_the_wrappers():
     w = np.zeros((4, 4))
     ema = fo.ParameterEMA([w], decay=0.5)
-    value = np.arange(32.0).reshape(4, 8)[:, ::2]
-    ema.update([value])
-    np.testing.assert_array_equal(ema.averages[0], 0.5 * value)
+    view = np.arange(32.0).reshape(4, 8)[:, ::2]
+    with pytest.raises(ValueError, match=r"params\[0\] is not a C-contiguous, aligned array"):
+        ema.update([view])
+    with pytest.raises(ValueError, match=r"x is not a C-contiguous, aligned array"):
+        fo._core.ewa(view, 0.5)
+    avg = fo.EWA(0.5, bias_correction=False)
+    avg.update(view)
+    np.testing.assert_array_equal(avg.value, 0.5 * view)
 
 
 def test_results_do_not_depend_on_the_thread_count(threads):

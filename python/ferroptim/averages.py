@@ -28,15 +28,18 @@ Number = Union[int, float, np.number]
 
 
 def _float_array(x: Any, name: str = "x") -> np.ndarray:
-    """``x`` as an array the kernels take: floats of up to 4 bytes (float16, float32 in
-    either byte order) as float32, other floats, integers and booleans as float64 (as
-    ``np.mean`` treats integers)."""
+    """``x`` as a C-contiguous, aligned array the kernels take (a copy only when needed):
+    float32 and float64 as they are, other floats of up to 4 bytes (float16, big-endian
+    float32) as float32, other floats, integers and booleans as float64 (as ``np.mean``
+    treats integers)."""
     a = np.asarray(x)
-    if a.dtype == np.float32 or a.dtype == np.float64:
-        return a
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    return a.astype(np.float32 if a.dtype.kind == "f" and a.dtype.itemsize <= 4 else np.float64)
+    if a.dtype == np.float32 or a.dtype == np.float64:
+        dtype = a.dtype
+    else:
+        dtype = np.float32 if a.dtype.kind == "f" and a.dtype.itemsize <= 4 else np.float64
+    return np.require(a, dtype, ["C_CONTIGUOUS", "ALIGNED"])
 
 
 def _unit_interval(name: str, value: Any) -> float:
@@ -174,7 +177,7 @@ class EWA:
                 raise ValueError(f"x has shape {a.shape}, expected a number like the earlier updates")
             elif a.shape != self._v.shape:
                 raise ValueError(f"x has shape {a.shape}, expected shape {self._v.shape} like the earlier updates")
-            _core.ema_update([self._v], [a.astype(self._v.dtype, copy=False)], self.beta, ["x"])
+            _core.ema_update([self._v], [np.require(a, self._v.dtype, "C")], self.beta, ["x"])
         self.t += 1
         return self.value
 
