@@ -32,6 +32,11 @@ fn map_series<'py, T: Float + Element>(
     checked: Checked,
     fill: impl FnOnce(&[T], &mut [T]) -> crate::Result<()> + Send,
 ) -> PyResult<Bound<'py, PyAny>> {
+    assert_eq!(
+        T::DTYPE,
+        checked.dtype,
+        "map_series called with the wrong element type"
+    );
     let py = x.py();
     let out = PyArrayDyn::<T>::zeros(py, layout(x).shape.to_vec(), false);
     {
