@@ -115,7 +115,7 @@ def test_max_grad_norm_option_equals_clipping_before_the_step():
     topt = torch.optim.Adam(tparams, lr=1e-2, foreach=False)
     opt = fo.Adam(params, lr=1e-2, max_grad_norm=1.0)
     for _ in range(50):
-        grads = [rng.normal(size=s) * 3 for s in SHAPES]
+        grads = [np.asarray(rng.normal(size=s) * 3) for s in SHAPES]
         for tp, g in zip(tparams, grads):
             tp.grad = torch.from_numpy(g.copy())
         torch.nn.utils.clip_grad_norm_(tparams, 1.0, foreach=False)
