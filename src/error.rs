@@ -14,6 +14,12 @@ pub enum Error {
     /// Tensors that do not fit the optimizer: wrong count, dtype or length (a programming
     /// error of the caller of the core; the bindings check these before calling).
     Mismatch(String),
+    /// An argument outside its valid range (a `ValueError` in Python).
+    Invalid(String),
+    /// An allocation of this many bytes failed (a `MemoryError` in Python).
+    OutOfMemory(usize),
+    /// A bug: a worker thread panicked (a `RuntimeError` in Python).
+    Internal(String),
 }
 
 impl fmt::Display for Error {
@@ -28,7 +34,8 @@ impl fmt::Display for Error {
                 f,
                 "invalid {name}={value} in param_groups[{group}]: expected {expected}"
             ),
-            Error::Mismatch(msg) => f.write_str(msg),
+            Error::Mismatch(msg) | Error::Invalid(msg) | Error::Internal(msg) => f.write_str(msg),
+            Error::OutOfMemory(bytes) => write!(f, "could not allocate {bytes} bytes"),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! by `cargo test` and timed by `cargo bench`. The Python bindings live in `py`, behind the
 //! `python` feature that maturin enables.
 
+pub mod batches;
 pub mod error;
 pub mod ewa;
 pub mod float;
