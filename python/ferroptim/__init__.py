@@ -8,6 +8,11 @@ optimizer with torch.optim's names and defaults::
     opt = fo.Adam(params, lr=1e-3)
     opt.step({"W": dW, "b": db})        # updates params["W"], params["b"] in place
 
+Feed it shuffled mini-batches, one pass per epoch::
+
+    for Xb, Yb in fo.MiniBatches(X, Y, batch_size=1024, seed=0):
+        ...
+
 Threads and SIMD: large steps run on ``get_num_threads()`` threads (set with
 ``set_num_threads`` or ``FERROPTIM_NUM_THREADS``); kernels use the best instruction set
 of the CPU (``simd_level()``; force one with ``FERROPTIM_SIMD=scalar|avx2|avx512``).
@@ -21,6 +26,7 @@ from ._core import (
     simd_level,
     supported_simd_levels,
 )
+from .batches import MiniBatches
 from .optim import SGD, Adam, AdamW, Momentum, Optimizer, RMSprop
 
 try:
@@ -37,6 +43,7 @@ __all__ = [
     "RMSprop",
     "Adam",
     "AdamW",
+    "MiniBatches",
     "get_num_threads",
     "set_num_threads",
     "simd_level",

@@ -1,6 +1,6 @@
 """Type stub of the Rust extension module. Users import `ferroptim`, not `_core`."""
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -28,6 +28,51 @@ class Engine:
     skipped_steps: int
     def __len__(self) -> int: ...
 
+class Batcher:
+    def __init__(
+        self, arrays: Sequence[np.ndarray], axis: int = 0, keep_alive: Sequence[Any] = ...
+    ) -> None: ...
+    @property
+    def num_samples(self) -> int: ...
+    def indices(
+        self,
+        *,
+        seed: int,
+        epoch: int,
+        shuffle: bool,
+        block_size: Optional[int],
+        buffer_blocks: int,
+        shard: tuple[int, int],
+    ) -> np.ndarray: ...
+    def epoch(
+        self,
+        *,
+        seed: int,
+        epoch: int,
+        shuffle: bool,
+        block_size: Optional[int],
+        buffer_blocks: int,
+        shard: tuple[int, int],
+        batch_size: int,
+        drop_last: bool,
+        start: int,
+        reuse: bool,
+    ) -> EpochIter: ...
+
+class EpochIter:
+    def __iter__(self) -> EpochIter: ...
+    def __next__(self) -> tuple[np.ndarray, ...]: ...
+    def __length_hint__(self) -> int: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def num_batches(self) -> int: ...
+
+def _plain_gather(
+    arrays: Sequence[np.ndarray], indices: np.ndarray, batch_size: int, threads: int
+) -> int: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def simd_level() -> str: ...
