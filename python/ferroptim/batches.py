@@ -111,11 +111,11 @@ class MiniBatches:
             within an epoch. Make ``block_size * buffer_blocks`` much larger than
             ``batch_size``.
         buffer_blocks: blocks shuffled together by the block shuffle (>= 1).
-        reuse_buffers: gather into two buffers allocated once per epoch instead of new
+        reuse_buffers: gather into a few buffers allocated once per epoch instead of new
             arrays per batch (no allocation, cache-warm memory). **Rule:** a batch's arrays
-            stay valid until the batch after the next one is requested — in a ``for`` loop,
-            until the end of the next iteration; after that they are overwritten. Copy
-            (``np.copy``) anything you keep longer.
+            are valid until the next batch is requested — in a ``for`` loop, until the end
+            of the loop body — and are overwritten after that. Copy (``np.copy``) anything
+            you keep longer, and do not use ``list(batches)``.
 
     Do not write into the source arrays during an epoch: a batch may be gathered before the
     previous one is returned.
