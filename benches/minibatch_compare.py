@@ -18,6 +18,7 @@ batches are timed and the epoch time is extrapolated.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -119,6 +120,7 @@ def main() -> None:
             lambda: dataloader_epoch(Xt, yt, b, args.dataloader_batches)
         )
 
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.repeats):
         for name, run in runs.items():
@@ -131,6 +133,9 @@ def main() -> None:
         f"{threads} threads, median of {args.repeats}"
         + ("" if use_torch else " (torch not importable or --no-torch)")
     )
+    if hasattr(os, "getloadavg"):
+        # Other processes' load skews every competitor, torch's OpenMP threads the most.
+        print(f"1-min load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
     width = max(map(len, med)) + 2
     print(f"{'':{width}}{'s/epoch':>9}  {'min':>7}  {'max':>7}  {'vs ferroptim':>12}")
     for name, t in med.items():

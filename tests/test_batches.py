@@ -4,8 +4,11 @@ import doctest
 import gc
 import os
 import signal
+import subprocess
+import sys
 import time
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -537,3 +540,12 @@ def test_docstrings_run():
     result = doctest.testmod(ferroptim.batches, verbose=False)
     assert result.attempted >= 3 and result.failed == 0
     assert "MiniBatches" in fo.__all__
+
+
+def test_the_benchmark_runs(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "benches" / "minibatch_compare.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--samples", "5000", "--repeats", "1", "--no-torch"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    ).stdout
+    assert "plain gather of the same rows" in out and "within 1.3x" in out
