@@ -685,7 +685,7 @@ impl Source {
     ) {
         let (run, units) = (self.run, self.inner.len());
         let base = self.base as *const u8;
-        let first_unit = self.inner[0];
+        let first_unit = self.inner.first().copied().unwrap_or(0);
         let at = |o: usize, i: usize| {
             base.wrapping_offset(self.outer[o] + sample(i) as isize * self.sample_stride)
         };

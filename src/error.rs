@@ -14,7 +14,8 @@ pub enum Error {
     /// Tensors that do not fit the optimizer: wrong count, dtype or length (a programming
     /// error of the caller of the core; the bindings check these before calling).
     Mismatch(String),
-    /// An argument outside its valid range (a `ValueError` in Python).
+    /// An argument outside its valid range, outside any param group (a `ValueError` in
+    /// Python); the message names the argument.
     Invalid(String),
     /// An allocation of this many bytes failed (a `MemoryError` in Python).
     OutOfMemory(usize),
@@ -34,7 +35,8 @@ impl fmt::Display for Error {
                 f,
                 "invalid {name}={value} in param_groups[{group}]: expected {expected}"
             ),
-            Error::Mismatch(msg) | Error::Invalid(msg) | Error::Internal(msg) => f.write_str(msg),
+            Error::Mismatch(msg) | Error::Invalid(msg) => f.write_str(msg),
+            Error::Internal(msg) => f.write_str(msg),
             Error::OutOfMemory(bytes) => write!(f, "could not allocate {bytes} bytes"),
         }
     }

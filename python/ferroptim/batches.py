@@ -52,17 +52,17 @@ def _find_map(a: np.ndarray) -> tuple[mmap.mmap, Optional[int]] | None:
     return None
 
 
-def _check_map(i: int, mm: mmap.mmap, start: Optional[int]) -> None:
+def _check_map(i: int, mm: mmap.mmap, map_start: Optional[int]) -> None:
     # A closed map or a page past the end of a shrunk file would crash the reader (SIGBUS).
     if mm.closed:
         raise ValueError(
             f"arrays[{i}] is a memory map that was closed; open the file again "
             "(np.load(path, mmap_mode='r'))"
         )
-    if start is not None and mm.size() < start + len(mm):
+    if map_start is not None and mm.size() < map_start + len(mm):
         raise ValueError(
             f"arrays[{i}] is a memory map of a file that shrank to {mm.size()} bytes since it "
-            f"was mapped (it needs {start + len(mm)}); reading it would crash"
+            f"was mapped (it needs {map_start + len(mm)}); reading it would crash"
         )
 
 
@@ -235,13 +235,14 @@ class MiniBatches:
 
     def __iter__(self) -> Iterator[Tuple[np.ndarray, ...]]:
         """Starts the next epoch (or resumes the one loaded by ``load_state_dict``)."""
-        for i, mm, start in self._maps:
-            _check_map(i, mm, start)
+        for i, mm, map_start in self._maps:
+            _check_map(i, mm, map_start)
         epoch, start = self._epoch, self._start
+        batch_size = self._batch_size_at(epoch)
         self._current = None  # lets the previous pass hand its permutation's memory over
         it = self._core.epoch(
             **self._order_args(epoch),
-            batch_size=self._batch_size_at(epoch),
+            batch_size=batch_size,
             drop_last=self._drop_last,
             start=start,
             reuse=self._reuse,

@@ -478,12 +478,16 @@ impl EpochIter {
             }
         };
         self.top_up(k + 1);
-        let buffers = if large && !job.is_done() {
+        let finished = if large && !job.is_done() {
             let next = self.pending.front();
-            py.detach(|| job.finish(next.map(|j| &**j)))?
+            py.detach(|| job.finish(next.map(|j| &**j)))
         } else {
-            job.finish(None)?
+            job.finish(None)
         };
+        let buffers = finished.inspect_err(|_| {
+            // Keep `pending` starting at `position`: batch k is gathered again next time.
+            self.cancel_pending();
+        })?;
         let rows = self.rows(k).len();
         self.position += 1;
         if self.position == self.num_batches {
