@@ -17,6 +17,10 @@ pub enum Error {
     /// An argument outside its valid range, outside any param group (a `ValueError` in
     /// Python); the message names the argument.
     Invalid(String),
+    /// An allocation of this many bytes failed (a `MemoryError` in Python).
+    OutOfMemory(usize),
+    /// A bug: a worker thread panicked (a `RuntimeError` in Python).
+    Internal(String),
 }
 
 impl fmt::Display for Error {
@@ -32,6 +36,8 @@ impl fmt::Display for Error {
                 "invalid {name}={value} in param_groups[{group}]: expected {expected}"
             ),
             Error::Mismatch(msg) | Error::Invalid(msg) => f.write_str(msg),
+            Error::Internal(msg) => f.write_str(msg),
+            Error::OutOfMemory(bytes) => write!(f, "could not allocate {bytes} bytes"),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! `python` feature that maturin enables.
 
 pub mod bandwidth;
+pub mod batches;
 pub mod error;
 pub mod ewa;
 pub mod float;

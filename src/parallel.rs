@@ -50,6 +50,12 @@ fn lock() -> std::sync::MutexGuard<'static, Slot> {
     POOL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Counts the forks this process descends from: work handed to the pool before a fork never
+/// finishes in the child, so waiters compare it with the value they saw when they handed it.
+pub fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::SeqCst)
+}
+
 /// The pool, built on first use (and again in a forked child).
 pub fn pool() -> Arc<ThreadPool> {
     ATFORK.call_once(|| {

@@ -2,7 +2,7 @@
 //! one place core errors become Python exceptions.
 
 use numpy::PyArrayMethods;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::error::Error;
@@ -11,13 +11,18 @@ use crate::parallel::{self, PARALLEL_MIN_ELEMENTS};
 use crate::simd;
 
 mod arrays;
+mod batches;
 mod engine;
 mod ewa;
 mod ops;
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
-        PyValueError::new_err(e.to_string())
+        match e {
+            Error::OutOfMemory(_) => PyMemoryError::new_err(e.to_string()),
+            Error::Internal(_) => PyRuntimeError::new_err(e.to_string()),
+            _ => PyValueError::new_err(e.to_string()),
+        }
     }
 }
 
@@ -95,6 +100,9 @@ fn supported_simd_levels() -> Vec<&'static str> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::Engine>()?;
+    m.add_class::<batches::Batcher>()?;
+    m.add_class::<batches::EpochIter>()?;
+    m.add_function(wrap_pyfunction!(batches::_plain_gather, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;

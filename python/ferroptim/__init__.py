@@ -8,6 +8,11 @@ optimizer with torch.optim's names and defaults::
     opt = fo.Adam(params, lr=1e-3)
     opt.step({"W": dW, "b": db})        # updates params["W"], params["b"] in place
 
+Feed it shuffled mini-batches, one pass per epoch::
+
+    for Xb, Yb in fo.MiniBatches(X, Y, batch_size=1024, seed=0):
+        ...
+
 Exponentially weighted averages (``ewa``, ``moving_average``, the streaming ``EWA``, the
 parameter average ``ParameterEMA``) and learning-rate schedules (``ferroptim.schedules``,
 any of which an optimizer takes as ``lr``) share the optimizers' Rust core.
@@ -27,6 +32,7 @@ from ._core import (
 )
 from . import schedules
 from .averages import EWA, ParameterEMA, ewa, moving_average
+from .batches import MiniBatches
 from .clip import clip_grad_norm, clip_grad_value
 from .optim import (
     SGD,
@@ -73,6 +79,7 @@ __all__ = [
     "EWA",
     "ParameterEMA",
     "schedules",
+    "MiniBatches",
     "get_num_threads",
     "set_num_threads",
     "simd_level",

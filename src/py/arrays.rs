@@ -15,6 +15,8 @@ pub(crate) struct Layout<'a> {
     pub data: usize,
     pub dtype: Option<Dtype>,
     pub shape: &'a [usize],
+    /// Byte strides, one per dimension.
+    pub strides: &'a [isize],
     pub flags: c_int,
 }
 
@@ -61,15 +63,19 @@ pub(crate) fn layout<'a>(a: &'a Bound<'_, PyUntypedArray>) -> Layout<'a> {
             n if n == NPY_TYPES::NPY_DOUBLE as c_int && native => Some(Dtype::F64),
             _ => None,
         };
-        let shape = if f.nd == 0 {
-            &[][..]
+        let (shape, strides) = if f.nd == 0 {
+            (&[][..], &[][..])
         } else {
-            std::slice::from_raw_parts(f.dimensions as *const usize, f.nd as usize)
+            (
+                std::slice::from_raw_parts(f.dimensions as *const usize, f.nd as usize),
+                std::slice::from_raw_parts(f.strides as *const isize, f.nd as usize),
+            )
         };
         Layout {
             data: f.data as usize,
             dtype,
             shape,
+            strides,
             flags: f.flags,
         }
     }

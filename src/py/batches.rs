@@ -1,0 +1,564 @@
+//! MiniBatches' Rust side: the arrays it gathers from (`Batcher`) and one epoch's iterator
+//! (`EpochIter`), which gathers the next batch on the thread pool while Python works on the
+//! current one.
+//!
+//! Lifetimes: a background gather reads the source arrays and writes Rust-owned buffers.
+//! The iterator holds the arrays (through `Inputs`) for as long as it lives and cancels its
+//! pending gather — waiting for tasks already running — before it lets go of them. A batch
+//! handed to Python is a NumPy array whose `base` owns its buffer, so it lives as long as
+//! the caller keeps it.
+
+use std::collections::VecDeque;
+use std::os::raw::{c_int, c_void};
+use std::ptr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use numpy::npyffi::{self, npy_intp, NpyTypes, NPY_ARRAY_CARRAY};
+use numpy::{
+    PyArray1, PyArrayDescr, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray,
+    PyUntypedArrayMethods, PY_ARRAY_API,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use super::arrays::{describe_dtype, layout, shape_str};
+use super::type_name;
+use crate::batches::{self, Buffer, Job, Order, Shuffle, Source};
+
+/// Batches smaller than this are gathered on the calling thread when asked for: handing
+/// them to other threads costs more than copying them.
+const PREFETCH_MIN_BYTES: usize = 64 << 10;
+
+/// Batches gathered ahead of the one being returned, when a batch is at most
+/// `DEEP_PREFETCH_MAX_BYTES` (else one): with two, the pool never runs dry between batches.
+const PREFETCH_DEPTH: usize = 2;
+const DEEP_PREFETCH_MAX_BYTES: usize = 32 << 20;
+
+/// Shuffles at least this long run with the GIL released.
+const DETACH_MIN_SAMPLES: usize = 1 << 16;
+
+/// A source array as checked at construction.
+struct Input {
+    array: Py<PyUntypedArray>,
+    descr: Py<PyArrayDescr>,
+    data: usize,
+    shape: Vec<usize>,
+    strides: Vec<isize>,
+    axis: usize,
+}
+
+struct Inputs {
+    inputs: Vec<Input>,
+    /// Objects that must outlive every gather: exports that keep memory maps open.
+    _keep_alive: Vec<Py<PyAny>>,
+    sources: Arc<[Source]>,
+    samples: usize,
+    /// The memory of a finished epoch's permutation, for the next one.
+    spare: Mutex<Vec<u64>>,
+}
+
+impl Inputs {
+    fn take_spare(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.spare.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn recycle(&self, order: Order) {
+        if let Some(buffer) = order.into_buffer() {
+            *self.spare.lock().unwrap_or_else(PoisonError::into_inner) = buffer;
+        }
+    }
+
+    /// Confirms each array still has the memory and layout the sources describe.
+    fn recheck(&self, py: Python<'_>) -> PyResult<()> {
+        for (i, input) in self.inputs.iter().enumerate() {
+            let l = layout(input.array.bind(py));
+            if l.data != input.data || l.shape != input.shape || l.strides != input.strides {
+                return Err(PyValueError::new_err(format!(
+                    "arrays[{i}] was resized or reshaped in place since MiniBatches was created; \
+                     create a new MiniBatches for it"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn batch_bytes(&self, rows: usize) -> usize {
+        self.sources.iter().map(|s| s.batch_bytes(rows)).sum()
+    }
+
+    fn buffers(&self, rows: usize) -> crate::Result<Vec<Arc<Buffer>>> {
+        self.sources
+            .iter()
+            .map(|s| Buffer::new(s.batch_bytes(rows)).map(Arc::new))
+            .collect()
+    }
+
+    /// The batch as a tuple of NumPy arrays viewing `buffers`, which their bases keep alive.
+    fn arrays<'py>(
+        &self,
+        py: Python<'py>,
+        buffers: &[Arc<Buffer>],
+        rows: usize,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let arrays = self
+            .inputs
+            .iter()
+            .zip(buffers)
+            .map(|(input, buffer)| {
+                let mut dims: Vec<npy_intp> = input.shape.iter().map(|&d| d as npy_intp).collect();
+                dims[input.axis] = rows as npy_intp;
+                let owner = Bound::new(
+                    py,
+                    BatchMemory {
+                        _buffer: Arc::clone(buffer),
+                    },
+                )?;
+                // SAFETY: NewFromDescr steals the descr reference we pass it and views
+                // `buffer`, which holds at least the batch's bytes, C-contiguous and aligned;
+                // SetBaseObject steals `owner`, which keeps the buffer alive for the array.
+                unsafe {
+                    let array = PY_ARRAY_API.PyArray_NewFromDescr(
+                        py,
+                        npyffi::get_type_object(py, NpyTypes::PyArray_Type),
+                        input.descr.clone_ref(py).into_ptr().cast(),
+                        dims.len() as c_int,
+                        dims.as_mut_ptr(),
+                        ptr::null_mut(),
+                        buffer.as_ptr().cast::<c_void>(),
+                        NPY_ARRAY_CARRAY,
+                        ptr::null_mut(),
+                    );
+                    let array = Bound::from_owned_ptr_or_err(py, array)?;
+                    if PY_ARRAY_API.PyArray_SetBaseObject(
+                        py,
+                        array.as_ptr().cast::<npyffi::PyArrayObject>(),
+                        owner.into_ptr(),
+                    ) < 0
+                    {
+                        return Err(PyErr::fetch(py));
+                    }
+                    Ok(array)
+                }
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyTuple::new(py, arrays)
+    }
+}
+
+/// Owns the memory of one array of a batch (the array's `base`).
+#[pyclass(module = "ferroptim._core", frozen)]
+struct BatchMemory {
+    _buffer: Arc<Buffer>,
+}
+
+fn check_input(i: usize, obj: &Bound<'_, PyAny>, axis: isize) -> PyResult<(Input, Source)> {
+    let a = obj.cast::<PyUntypedArray>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "arrays[{i}] must be a numpy.ndarray, got {}",
+            type_name(obj)
+        ))
+    })?;
+    let dtype = a.dtype();
+    if dtype.has_object() {
+        return Err(PyTypeError::new_err(format!(
+            "arrays[{i}] has dtype {}, which holds Python objects; batches are gathered as raw \
+             bytes, so use a numeric, string or structured dtype without objects",
+            describe_dtype(a)
+        )));
+    }
+    let l = layout(a);
+    let nd = l.shape.len() as isize;
+    if nd == 0 {
+        return Err(PyValueError::new_err(format!(
+            "arrays[{i}] is 0-dimensional; it has no sample axis"
+        )));
+    }
+    let ax = if axis < 0 { axis + nd } else { axis };
+    if !(0..nd).contains(&ax) {
+        return Err(PyValueError::new_err(format!(
+            "axis {axis} is out of range for arrays[{i}] of shape {}",
+            shape_str(l.shape)
+        )));
+    }
+    let ax = ax as usize;
+    let source = Source::new(l.data, l.shape, l.strides, dtype.itemsize(), ax)?;
+    Ok((
+        Input {
+            array: a.clone().unbind(),
+            descr: dtype.unbind(),
+            data: l.data,
+            shape: l.shape.to_vec(),
+            strides: l.strides.to_vec(),
+            axis: ax,
+        },
+        source,
+    ))
+}
+
+fn shuffle_mode(shuffle: bool, block_size: Option<usize>, buffer_blocks: usize) -> Shuffle {
+    match (shuffle, block_size) {
+        (false, _) => Shuffle::None,
+        (true, None) => Shuffle::Full,
+        (true, Some(block_size)) => Shuffle::Blocks {
+            block_size,
+            buffer_blocks,
+        },
+    }
+}
+
+/// The arrays a `MiniBatches` gathers from, checked once.
+///
+/// Built by `ferroptim.MiniBatches`; not meant to be used directly.
+#[pyclass(module = "ferroptim._core", frozen)]
+pub struct Batcher {
+    inputs: Arc<Inputs>,
+}
+
+impl Batcher {
+    #[allow(clippy::too_many_arguments)]
+    fn order(
+        &self,
+        py: Python<'_>,
+        seed: u64,
+        epoch: u64,
+        shuffle: bool,
+        block_size: Option<usize>,
+        buffer_blocks: usize,
+        shard: (usize, usize),
+    ) -> PyResult<Order> {
+        let n = self.inputs.samples;
+        let how = shuffle_mode(shuffle, block_size, buffer_blocks);
+        let buffer = self.inputs.take_spare();
+        let order = || Order::reusing(buffer, n, seed, epoch, how, shard);
+        Ok(if n >= DETACH_MIN_SAMPLES {
+            py.detach(order)?
+        } else {
+            order()?
+        })
+    }
+}
+
+#[pymethods]
+impl Batcher {
+    #[new]
+    #[pyo3(signature = (arrays, axis = 0, keep_alive = Vec::new()))]
+    fn new(
+        arrays: Vec<Bound<'_, PyAny>>,
+        axis: isize,
+        keep_alive: Vec<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        if arrays.is_empty() {
+            return Err(PyTypeError::new_err("MiniBatches needs at least one array"));
+        }
+        let (inputs, sources): (Vec<Input>, Vec<Source>) = arrays
+            .iter()
+            .enumerate()
+            .map(|(i, a)| check_input(i, a, axis))
+            .collect::<PyResult<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        let samples = sources[0].samples();
+        for (i, (s, input)) in sources.iter().zip(&inputs).enumerate().skip(1) {
+            if s.samples() != samples {
+                return Err(PyValueError::new_err(format!(
+                    "arrays[{i}] has {} samples along axis {axis} (shape {}) but arrays[0] has {samples}",
+                    s.samples(),
+                    shape_str(&input.shape)
+                )));
+            }
+        }
+        if samples == 0 {
+            return Err(PyValueError::new_err(format!(
+                "the arrays hold no samples (length 0 along axis {axis})"
+            )));
+        }
+        Ok(Batcher {
+            inputs: Arc::new(Inputs {
+                inputs,
+                _keep_alive: keep_alive,
+                sources: Arc::from(sources),
+                samples,
+                spare: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    #[getter]
+    fn num_samples(&self) -> usize {
+        self.inputs.samples
+    }
+
+    /// This shard's samples in epoch `epoch`, in the order batches take them.
+    #[pyo3(signature = (*, seed, epoch, shuffle, block_size, buffer_blocks, shard))]
+    #[allow(clippy::too_many_arguments)]
+    fn indices<'py>(
+        &self,
+        py: Python<'py>,
+        seed: u64,
+        epoch: u64,
+        shuffle: bool,
+        block_size: Option<usize>,
+        buffer_blocks: usize,
+        shard: (usize, usize),
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let order = self.order(py, seed, epoch, shuffle, block_size, buffer_blocks, shard)?;
+        let indices: Vec<i64> = order.to_vec().into_iter().map(|i| i as i64).collect();
+        Ok(PyArray1::from_vec(py, indices))
+    }
+
+    /// The iterator over epoch `epoch`'s batches, from batch `start` on.
+    #[pyo3(signature = (*, seed, epoch, shuffle, block_size, buffer_blocks, shard, batch_size, drop_last, start, reuse))]
+    #[allow(clippy::too_many_arguments)]
+    fn epoch(
+        &self,
+        py: Python<'_>,
+        seed: u64,
+        epoch: u64,
+        shuffle: bool,
+        block_size: Option<usize>,
+        buffer_blocks: usize,
+        shard: (usize, usize),
+        batch_size: usize,
+        drop_last: bool,
+        start: usize,
+        reuse: bool,
+    ) -> PyResult<EpochIter> {
+        if batch_size == 0 {
+            return Err(PyValueError::new_err("batch_size must be at least 1"));
+        }
+        let order = self.order(py, seed, epoch, shuffle, block_size, buffer_blocks, shard)?;
+        let len = order.len();
+        let num_batches = if drop_last {
+            len / batch_size
+        } else {
+            len.div_ceil(batch_size)
+        };
+        if start > num_batches {
+            return Err(PyValueError::new_err(format!(
+                "cannot start epoch {epoch} at batch {start}: it has {num_batches} batches"
+            )));
+        }
+        let rows = batch_size.min(len);
+        let depth = if self.inputs.batch_bytes(rows) <= DEEP_PREFETCH_MAX_BYTES {
+            PREFETCH_DEPTH
+        } else {
+            1
+        };
+        let reuse = if reuse {
+            Some(
+                (0..=depth)
+                    .map(|_| self.inputs.buffers(rows))
+                    .collect::<crate::Result<Vec<_>>>()?,
+            )
+        } else {
+            None
+        };
+        let mut it = EpochIter {
+            inputs: Arc::clone(&self.inputs),
+            order,
+            epoch,
+            batch_size,
+            num_batches,
+            position: start,
+            depth,
+            pending: VecDeque::new(),
+            reuse,
+        };
+        it.top_up(start);
+        Ok(it)
+    }
+}
+
+/// One epoch of batches: tuples of NumPy arrays, one per source array.
+///
+/// Made by `MiniBatches.__iter__`; not meant to be built directly.
+#[pyclass(module = "ferroptim._core")]
+pub struct EpochIter {
+    inputs: Arc<Inputs>,
+    order: Order,
+    epoch: u64,
+    batch_size: usize,
+    num_batches: usize,
+    position: usize,
+    /// Batches gathered ahead.
+    depth: usize,
+    /// Background gathers of batches `first, first + 1, ...`, where `first` is `position`
+    /// between calls.
+    pending: VecDeque<Arc<Job>>,
+    /// Reuse mode: `depth + 1` buffer sets; batch `k` is gathered into set `k % (depth + 1)`,
+    /// so the batch the caller holds is overwritten only once it asks for the next one.
+    reuse: Option<Vec<Vec<Arc<Buffer>>>>,
+}
+
+impl EpochIter {
+    fn rows(&self, k: usize) -> std::ops::Range<usize> {
+        let start = k * self.batch_size;
+        start..(start + self.batch_size).min(self.order.len())
+    }
+
+    fn job(&self, k: usize) -> crate::Result<Arc<Job>> {
+        let rows = self.rows(k);
+        let buffers = match &self.reuse {
+            Some(sets) => sets[k % sets.len()].clone(),
+            None => self.inputs.buffers(rows.len())?,
+        };
+        // SAFETY: `self.inputs` keeps the arrays (and memory maps) alive and `Drop` cancels
+        // pending jobs before letting go of them; `order` is a permutation of the samples.
+        let job = unsafe {
+            Job::new(
+                Arc::clone(&self.inputs.sources),
+                self.order.batch(rows),
+                buffers,
+            )?
+        };
+        Ok(Arc::new(job))
+    }
+
+    fn is_large(&self, k: usize) -> bool {
+        self.inputs.batch_bytes(self.rows(k).len()) >= PREFETCH_MIN_BYTES
+    }
+
+    /// Starts gathering on the pool the batches after those pending, up to `depth` from
+    /// `first` (the first pending one), skipping batches too small to be worth handing over.
+    /// A failed allocation is not reported here: that batch is then gathered when asked for,
+    /// and the error raised there.
+    fn top_up(&mut self, first: usize) {
+        loop {
+            let k = first + self.pending.len();
+            if self.pending.len() >= self.depth || k >= self.num_batches || !self.is_large(k) {
+                return;
+            }
+            match self.job(k) {
+                Ok(job) => {
+                    job.spawn();
+                    self.pending.push_back(job);
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn cancel_pending(&mut self) {
+        for job in self.pending.drain(..) {
+            job.cancel();
+        }
+    }
+}
+
+impl Drop for EpochIter {
+    fn drop(&mut self) {
+        self.cancel_pending();
+        self.inputs
+            .recycle(std::mem::replace(&mut self.order, Order::empty()));
+    }
+}
+
+#[pymethods]
+impl EpochIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let k = self.position;
+        if k >= self.num_batches {
+            return Ok(None);
+        }
+        self.inputs.recheck(py)?;
+        let large = self.is_large(k);
+        let job = match self.pending.pop_front() {
+            Some(job) => job,
+            None => {
+                let job = self.job(k)?;
+                if large {
+                    job.spawn();
+                }
+                job
+            }
+        };
+        self.top_up(k + 1);
+        let finished = if large && !job.is_done() {
+            let next = self.pending.front();
+            py.detach(|| job.finish(next.map(|j| &**j)))
+        } else {
+            job.finish(None)
+        };
+        let buffers = finished.inspect_err(|_| {
+            // Keep `pending` starting at `position`: batch k is gathered again next time.
+            self.cancel_pending();
+        })?;
+        let rows = self.rows(k).len();
+        self.position += 1;
+        if self.position == self.num_batches {
+            // Done with the permutation: the next epoch may reuse its memory.
+            self.inputs
+                .recycle(std::mem::replace(&mut self.order, Order::empty()));
+        }
+        Ok(Some(self.inputs.arrays(py, &buffers, rows)?))
+    }
+
+    fn __length_hint__(&self) -> usize {
+        self.num_batches - self.position
+    }
+
+    /// The epoch these batches belong to.
+    #[getter]
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Batches already returned in this epoch (including those skipped by a resume).
+    #[getter]
+    fn position(&self) -> usize {
+        self.position
+    }
+
+    /// Batches in this epoch.
+    #[getter]
+    fn num_batches(&self) -> usize {
+        self.num_batches
+    }
+}
+
+/// Benchmark reference: copies rows `indices` of each C-contiguous array in `arrays` with
+/// `threads` plain threads, `batch_size` rows at a time, into per-thread reused buffers.
+/// Returns a checksum.
+#[pyfunction]
+pub fn _plain_gather(
+    py: Python<'_>,
+    arrays: Vec<Bound<'_, PyUntypedArray>>,
+    indices: &Bound<'_, PyAny>,
+    batch_size: usize,
+    threads: usize,
+) -> PyResult<u64> {
+    let indices = indices
+        .cast::<PyArray1<i64>>()
+        .map_err(|_| PyTypeError::new_err("indices must be a 1-d int64 array"))?
+        .try_readonly()?;
+    let indices = indices
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("indices must be contiguous"))?;
+    let mut described = Vec::with_capacity(arrays.len());
+    for a in &arrays {
+        let l = layout(a);
+        if l.flags & npyffi::NPY_ARRAY_C_CONTIGUOUS == 0 || l.shape.is_empty() {
+            return Err(PyValueError::new_err(
+                "arrays must be C-contiguous with at least one dimension",
+            ));
+        }
+        let rows = l.shape[0];
+        if indices.iter().any(|&i| i < 0 || i as usize >= rows) {
+            return Err(PyValueError::new_err(format!(
+                "indices must be in [0, {rows})"
+            )));
+        }
+        let row_bytes = l.shape[1..].iter().product::<usize>() * a.dtype().itemsize();
+        described.push((l.data, row_bytes));
+    }
+    // SAFETY: every index is a non-negative i64 below each array's row count, so reading it
+    // as u64 gives the same value; `arrays` keeps the rows readable.
+    let indices =
+        unsafe { std::slice::from_raw_parts(indices.as_ptr().cast::<u64>(), indices.len()) };
+    Ok(py.detach(|| unsafe { batches::plain_gather(&described, indices, batch_size, threads) }))
+}
