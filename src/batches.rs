@@ -380,8 +380,37 @@ pub fn permutation(n: usize, seed: u64, epoch: u64, how: Shuffle) -> Result<Vec<
     Ok(out)
 }
 
-/// The positions of the permutation that shard `index` of `count` takes.
-pub fn shard(n: usize, index: usize, count: usize) -> Result<Range<usize>> {
+/// The positions of an epoch's permutation one shard takes: `start, start + step, ...`,
+/// `len` of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Positions {
+    pub start: usize,
+    pub step: usize,
+    pub len: usize,
+}
+
+impl Positions {
+    fn all(n: usize) -> Self {
+        Positions {
+            start: 0,
+            step: 1,
+            len: n,
+        }
+    }
+
+    /// The permutation position of this shard's `i`-th sample.
+    fn at(&self, i: usize) -> usize {
+        self.start + i * self.step
+    }
+}
+
+/// The positions of the permutation that shard `index` of `count` takes: every `count`-th
+/// one from `index` (as torch's `DistributedSampler`), `n / count` of them, so the shards
+/// are equal and disjoint and the last `n % count` positions are left out. Interleaving
+/// makes shard `i`'s `k`-th batch of size `b` exactly its part of the `k`-th batch of size
+/// `b * count` of the unsharded epoch: data-parallel training with a global batch `B`
+/// sees the same batches as one process with batch `B`.
+pub fn shard(n: usize, index: usize, count: usize) -> Result<Positions> {
     if count == 0 || index >= count {
         return Err(Error::Invalid(format!(
             "shard index must be in [0, count) with count >= 1, got ({index}, {count})"
@@ -393,7 +422,11 @@ pub fn shard(n: usize, index: usize, count: usize) -> Result<Range<usize>> {
             "{n} samples cannot be split into {count} non-empty shards"
         )));
     }
-    Ok(index * per..(index + 1) * per)
+    Ok(Positions {
+        start: index,
+        step: count,
+        len: per,
+    })
 }
 
 /// The samples one shard visits in one epoch, in order.
@@ -401,7 +434,7 @@ pub fn shard(n: usize, index: usize, count: usize) -> Result<Range<usize>> {
 pub struct Order {
     /// `None`: the identity permutation (no shuffle).
     perm: Option<Vec<u64>>,
-    range: Range<usize>,
+    positions: Positions,
 }
 
 /// The samples of one batch, in order.
@@ -449,7 +482,7 @@ impl Order {
         how: Shuffle,
         shard_: (usize, usize),
     ) -> Result<Self> {
-        let range = shard(n, shard_.0, shard_.1)?;
+        let positions = shard(n, shard_.0, shard_.1)?;
         let perm = match how {
             Shuffle::None => None,
             _ => {
@@ -457,14 +490,14 @@ impl Order {
                 Some(buffer)
             }
         };
-        Ok(Order { perm, range })
+        Ok(Order { perm, positions })
     }
 
     /// An order of no samples.
     pub fn empty() -> Self {
         Order {
             perm: None,
-            range: 0..0,
+            positions: Positions::all(0),
         }
     }
 
@@ -475,35 +508,35 @@ impl Order {
 
     /// The samples at positions `rows` of this order.
     pub fn batch(&self, rows: Range<usize>) -> Samples {
-        let (start, end) = (self.range.start + rows.start, self.range.start + rows.end);
+        let p = self.positions;
         match &self.perm {
-            Some(perm) => Samples::List(perm[start..end].to_vec()),
-            None => Samples::Consecutive {
-                start,
-                len: end - start,
+            Some(perm) if p.step == 1 => {
+                Samples::List(perm[p.at(rows.start)..p.at(rows.end)].to_vec())
+            }
+            None if p.step == 1 => Samples::Consecutive {
+                start: p.at(rows.start),
+                len: rows.len(),
             },
+            _ => Samples::List(rows.map(|i| self.get(i) as u64).collect()),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.range.len()
+        self.positions.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.range.is_empty()
+        self.positions.len == 0
     }
 
     /// The sample at position `i` of this order.
     pub fn get(&self, i: usize) -> usize {
-        let p = self.range.start + i;
+        let p = self.positions.at(i);
         self.perm.as_ref().map_or(p, |perm| perm[p] as usize)
     }
 
     pub fn to_vec(&self) -> Vec<u64> {
-        match &self.perm {
-            Some(perm) => perm[self.range.clone()].to_vec(),
-            None => (self.range.start as u64..self.range.end as u64).collect(),
-        }
+        (0..self.len()).map(|i| self.get(i) as u64).collect()
     }
 }
 
@@ -1187,8 +1220,12 @@ mod tests {
 
     #[test]
     fn shards_are_equal_disjoint_and_drop_the_remainder() {
-        assert_eq!(shard(10, 0, 3).unwrap(), 0..3);
-        assert_eq!(shard(10, 2, 3).unwrap(), 6..9);
+        let positions = |i| {
+            let p = shard(10, i, 3).unwrap();
+            (0..p.len).map(|k| p.at(k)).collect::<Vec<_>>()
+        };
+        assert_eq!(positions(0), vec![0, 3, 6]);
+        assert_eq!(positions(2), vec![2, 5, 8]);
         assert!(shard(10, 3, 3).is_err());
         assert!(shard(10, 0, 0).is_err());
         assert!(shard(2, 0, 3).is_err());

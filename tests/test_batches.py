@@ -195,10 +195,24 @@ def test_shards_are_disjoint_equal_and_cover_all_but_the_remainder(m, count):
         assert {len(g) for g in got} == {m // count}
         union = np.concatenate(got)
         assert len(np.unique(union)) == len(union) == m - m % count
-        # The left-out samples are the tail of the epoch's permutation.
+        # Shard i takes every count-th position from i; the left-out samples are the tail
+        # of the epoch's permutation.
         full = fo.MiniBatches(np.arange(m), seed=11).indices(epoch)
-        np.testing.assert_array_equal(union, full[: m - m % count])
+        for i, g in enumerate(got):
+            np.testing.assert_array_equal(g, full[i : m - m % count : count])
         assert len({len(s) for s in shards}) == 1
+
+
+def test_sharded_batches_make_up_the_unsharded_global_batches():
+    m, count, b = 1000, 4, 8
+    X = np.arange(m)
+    shards = [fo.MiniBatches(X, batch_size=b, seed=5, shard=(i, count)) for i in range(count)]
+    whole = fo.MiniBatches(X, batch_size=b * count, seed=5)
+    for _ in range(2):
+        per_shard = [ids_of(s) for s in shards]
+        for k, global_batch in enumerate(ids_of(whole)):
+            parts = np.concatenate([ps[k] for ps in per_shard])
+            np.testing.assert_array_equal(np.sort(parts), np.sort(global_batch))
 
 
 # --- resuming -----------------------------------------------------------------------------

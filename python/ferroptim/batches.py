@@ -95,10 +95,14 @@ class MiniBatches:
             ``axis=1`` (or ``-1``) serves the lecture's column layout, X of shape (n_x, m).
             Batches keep the arrays' other dimensions: X (n_x, m) gives batches (n_x, b).
         shard: ``(index, count)`` for data-parallel training: worker ``index`` of ``count``
-            gets positions ``[index * p, (index + 1) * p)`` of every epoch's permutation,
-            ``p = m // count``: equal, disjoint shards. The last ``m % count`` positions of
-            each epoch are left out (like ``DistributedSampler(drop_last=True)``); with
-            ``shuffle`` those are different samples each epoch. Every worker must use the
+            gets positions ``index, index + count, index + 2 count, ...`` of every epoch's
+            permutation, ``p = m // count`` of them (as torch's ``DistributedSampler``):
+            equal, disjoint shards. The last ``m % count`` positions of each epoch are left
+            out (like ``DistributedSampler(drop_last=True)``); with ``shuffle`` those are
+            different samples each epoch. Interleaving makes worker ``index``'s k-th batch
+            of size ``b`` exactly its part of the k-th batch of size ``b * count`` of the
+            unsharded epoch, so ``count`` workers with batches of ``b`` train on the same
+            global batches as one process with ``b * count``. Every worker must use the
             same ``seed``, so one is required.
         block_size: ``None`` for a uniform shuffle. An int switches to the locality-friendly
             block shuffle for data on disk: the samples are cut into blocks of
