@@ -62,3 +62,47 @@ def test_an_exception_on_one_rank_ends_the_whole_job_promptly(tmp_path):
     assert "rank 1 fails on purpose" in out.stderr
     assert "rank 0 was not stopped" not in out.stdout
     assert time.monotonic() - t0 < 60
+
+
+def single_process_reference():
+    """The same training in one process: batches of the global size, no sharding."""
+    import ferroptim as fo
+
+    sys.path.insert(0, str(WORKER.parent))
+    from model import EPOCHS, GLOBAL_BATCH, SEED, data, init, loss_grads
+
+    X, y = data()
+    params = init(0)
+    opt = fo.Adam(params, lr=0.01)
+    batches = fo.MiniBatches(X, y, batch_size=GLOBAL_BATCH, seed=SEED)
+    for _ in range(EPOCHS):
+        for Xb, yb in batches:
+            opt.step(loss_grads(params, Xb, yb))
+    return params, len(X), EPOCHS
+
+
+@pytest.mark.parametrize("mode", ["train", "resume"])
+def test_two_ranks_with_global_batch_b_train_like_one_process_with_batch_b(mode, tmp_path):
+    out = mpirun(mode, tmp_path)
+    assert out.returncode == 0, out.stderr
+    ranks = [np.load(tmp_path / f"{mode}-{r}.npz") for r in (0, 1)]
+    params, m, epochs = single_process_reference()
+    for r in ranks:
+        for k, v in params.items():
+            np.testing.assert_allclose(r[k], v, rtol=1e-9, atol=1e-12)
+    for e in range(epochs):
+        seen = np.concatenate([r[f"seen{e}"] for r in ranks])
+        np.testing.assert_array_equal(np.sort(seen), np.arange(m))  # each example exactly once
+
+
+def test_the_example_trains_checkpoints_and_resumes(tmp_path):
+    script = Path(__file__).parent.parent / "examples" / "distributed_train.py"
+    ckpt = tmp_path / "ckpt"
+    run = [MPIEXEC, "-n", "2", sys.executable, str(script), "--examples", "4000", "--batch-size", "128",
+           "--checkpoint", str(ckpt)]
+    out = subprocess.run(run + ["--epochs", "2"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("epoch ") == 2 and ckpt.exists()
+    out = subprocess.run(run + ["--epochs", "3", "--resume"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("epoch ") == 1 and "epoch 3/3" in out.stdout

@@ -209,15 +209,41 @@ def abort_on_exception(comm=None) -> None:
     sys.excepthook = hook
 
 
-def save_checkpoint(path: str | os.PathLike, comm=None, **objects: Any) -> None:
-    """Saves ``objects`` (anything with ``state_dict()``: optimizers, MiniBatches, ...) from
-    rank 0 into one pickle file, atomically; every rank waits until it is written.
+def _state(obj: Any) -> Any:
+    """What a checkpoint keeps of ``obj``: its ``state_dict()``, or copies of its arrays."""
+    if hasattr(obj, "state_dict"):
+        return obj.state_dict()
+    if isinstance(obj, Mapping):
+        return {k: np.array(v, copy=True) for k, v in obj.items()}
+    return [np.array(v, copy=True) for v in _arrays(obj)]
 
-    Example: ``save_checkpoint("ckpt.pkl", optimizer=opt, batches=batches)``.
+
+def _restore(obj: Any, state: Any, name: str) -> None:
+    """Loads ``state`` into ``obj``: ``load_state_dict``, or a copy into its arrays in place
+    (so an optimizer holding them keeps working)."""
+    if hasattr(obj, "load_state_dict"):
+        obj.load_state_dict(state)
+        return
+    targets = _arrays(obj)
+    sources = list(state.values()) if isinstance(state, Mapping) else list(state)
+    if len(sources) != len(targets) or any(a.shape != b.shape for a, b in zip(sources, targets)):
+        raise ValueError(f"checkpoint entry {name!r} does not match the arrays given for it")
+    if isinstance(obj, Mapping) and list(obj.keys()) != list(state.keys()):
+        raise ValueError(f"checkpoint entry {name!r} has keys {list(state)}, expected {list(obj)}")
+    for dst, src in zip(targets, sources):
+        np.copyto(dst, src)
+
+
+def save_checkpoint(path: str | os.PathLike, comm=None, **objects: Any) -> None:
+    """Saves ``objects`` from rank 0 into one pickle file, atomically; every rank waits
+    until it is written. An object with ``state_dict()`` (optimizers, MiniBatches, EWAs...)
+    is saved through it; a dict or list of arrays (the parameters) is copied.
+
+    Example: ``save_checkpoint("ckpt.pkl", params=params, optimizer=opt, batches=batches)``.
     """
     comm = world(comm)
     if comm.Get_rank() == 0:
-        state = {name: obj.state_dict() for name, obj in objects.items()}
+        state = {name: _state(obj) for name, obj in objects.items()}
         directory = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
@@ -227,8 +253,8 @@ def save_checkpoint(path: str | os.PathLike, comm=None, **objects: Any) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, comm=None, **objects: Any) -> None:
-    """Reads a checkpoint on rank 0, sends it to every rank, and loads each named object's
-    state (``objects`` as given to :func:`save_checkpoint`)."""
+    """Reads a checkpoint on rank 0, sends it to every rank, and restores each named object
+    (``objects`` as given to :func:`save_checkpoint`; arrays are filled in place)."""
     comm = world(comm)
     state = None
     if comm.Get_rank() == 0:
@@ -239,4 +265,4 @@ def load_checkpoint(path: str | os.PathLike, comm=None, **objects: Any) -> None:
     if missing:
         raise KeyError(f"checkpoint {os.fspath(path)!r} has no state for {missing}")
     for name, obj in objects.items():
-        obj.load_state_dict(state[name])
+        _restore(obj, state[name], name)

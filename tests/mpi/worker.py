@@ -1,11 +1,14 @@
 """Run by tests/test_distributed.py under `mpiexec -n 2`; writes its results as .npz files."""
 
+import os
 import sys
 
 import numpy as np
 
 import ferroptim as fo
 from ferroptim import distributed as dist
+
+sys.path.insert(0, os.path.dirname(__file__))
 
 mode, out = sys.argv[1], sys.argv[2]
 comm = dist.world()
@@ -34,3 +37,33 @@ elif mode == "abort":
         raise RuntimeError("rank 1 fails on purpose")
     opt.step([np.ones(3)])  # rank 0 would wait here forever without the abort
     print("rank 0 was not stopped", flush=True)
+
+elif mode in ("train", "resume"):
+    # Each rank takes its interleaved shard of every epoch in batches of B / size; the
+    # wrapper averages the gradients. "resume" stops mid-epoch, checkpoints, rebuilds every
+    # object from scratch, loads the checkpoint and goes on.
+    from model import EPOCHS, GLOBAL_BATCH, SEED, data, init, loss_grads
+
+    X, y = data()
+    ids = np.arange(len(X))
+
+    def build(seed):
+        params = init(seed)  # different on each rank: the wrapper broadcasts rank 0's
+        opt = dist.DistributedOptimizer(fo.Adam(params, lr=0.01))
+        batches = fo.MiniBatches(X, y, ids, batch_size=GLOBAL_BATCH // size, seed=SEED, shard=(rank, size))
+        return params, opt, batches
+
+    params, opt, batches = build(seed=rank)
+    seen = {}
+    stop_at = (1, 10) if mode == "resume" else None
+    while batches.epoch < EPOCHS:
+        epoch = batches.epoch
+        for k, (Xb, yb, ib) in enumerate(batches):
+            seen.setdefault(epoch, []).append(ib)
+            opt.step(loss_grads(params, Xb, yb))
+            if (epoch, k) == stop_at:
+                dist.save_checkpoint(f"{out}/ckpt.pkl", params=params, optimizer=opt, batches=batches)
+                params, opt, batches = build(seed=1000 + rank)
+                dist.load_checkpoint(f"{out}/ckpt.pkl", params=params, optimizer=opt, batches=batches)
+                break
+    np.savez(f"{out}/{mode}-{rank}.npz", **params, **{f"seen{e}": np.concatenate(v) for e, v in seen.items()})
