@@ -82,10 +82,11 @@ class Reference:
         if amsgrad:
             vmax = s.setdefault("max_exp_avg_sq", np.zeros_like(p))
             s["max_exp_avg_sq"] = v = np.maximum(vmax, v)
+        # torch's m / (sqrt(v) / c + eps) * lr / bc1, with numerator and denominator
+        # multiplied by c = sqrt(1 - beta2**t) (one division instead of two)
         step_size = lr / (1 - b1**t)
-        bc2_sqrt = (1 - b2**t) ** 0.5
-        denom = np.sqrt(v) / bc2_sqrt + eps
-        p[...] = p + ((-step_size) * m) / denom
+        c = (1 - b2**t) ** 0.5
+        p[...] = p + ((-(step_size * c)) * m) / (np.sqrt(v) + eps * c)
 
     def _adamw(self, p, g, s, t, **h):
         h.setdefault("weight_decay", 1e-2)

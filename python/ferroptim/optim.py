@@ -570,7 +570,10 @@ class Adam(Optimizer):
         p = p - (lr / (1 - beta1**t)) * m / (sqrt(v_hat) / sqrt(1 - beta2**t) + eps)
 
     which is the lecture's ``p -= alpha * m_corr / (sqrt(v_corr) + eps)`` with epsilon
-    placed as torch places it.
+    placed as torch places it. It is computed as ``p - (lr c / (1 - beta1**t)) m /
+    (sqrt(v_hat) + eps c)`` with ``c = sqrt(1 - beta2**t)``: the same value (numerator and
+    denominator multiplied by ``c``) with one division per element instead of two, so
+    results match torch to float rounding.
 
     Args:
         params: arrays to optimize (see :class:`Optimizer`).
