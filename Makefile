@@ -51,6 +51,7 @@ bench: setup
 lint: setup
 	cargo fmt --check
 	cargo clippy --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check python tests benches examples
 
 clean:
 	rm -rf $(VENV) dist target

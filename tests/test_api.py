@@ -4,10 +4,11 @@ import doctest
 
 import numpy as np
 import pytest
-from conftest import OPTIMIZERS
-from reference import Reference
 
 import ferroptim as fo
+
+from conftest import OPTIMIZERS
+from reference import Reference
 
 
 def test_params_as_list_dict_and_groups_give_the_same_result():

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import OPTIMIZERS, assert_same_snapshot, snapshot
 
 import ferroptim as fo
+
+from conftest import OPTIMIZERS, assert_same_snapshot, snapshot
 
 
 def trained():

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from conftest import assert_same_snapshot, snapshot
-from reference import Reference
 
 import ferroptim as fo
+
+from conftest import assert_same_snapshot, snapshot
+from reference import Reference
 
 
 def grads_list(seed, shapes, dtype=np.float64, scale=1.0):

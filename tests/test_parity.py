@@ -7,10 +7,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import OPTIMIZERS
-from reference import Reference
 
 import ferroptim as fo
+
+from conftest import OPTIMIZERS
+from reference import Reference
 
 # 0-d, empty, odd lengths (vector tails) and one tensor large enough to run on threads.
 SHAPES = [(), (0,), (1,), (7,), (33, 17), (2, 3, 5), (fo._core.PARALLEL_MIN_ELEMENTS + 4099,)]

@@ -1,9 +1,10 @@
 """Hypothesis: random shapes, dtypes and hyper-parameters against the NumPy reference."""
 
 import numpy as np
-from conftest import OPTIMIZERS, snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from conftest import OPTIMIZERS, snapshot
 from reference import Reference
 
 shapes = st.lists(st.lists(st.integers(0, 9), min_size=0, max_size=3).map(tuple), min_size=1, max_size=4)

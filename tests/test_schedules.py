@@ -8,7 +8,6 @@ import pickle
 
 import numpy as np
 import pytest
-from reference import Reference
 
 import ferroptim as fo
 import ferroptim.schedules
@@ -25,6 +24,8 @@ from ferroptim.schedules import (
     PolynomialDecay,
     ReduceLROnPlateau,
 )
+
+from reference import Reference
 
 STEPS = np.arange(0, 120)
 

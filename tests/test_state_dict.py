@@ -5,9 +5,10 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import OPTIMIZERS, assert_same_snapshot, snapshot
 
 import ferroptim as fo
+
+from conftest import OPTIMIZERS, assert_same_snapshot, snapshot
 
 CASES = [
     ("sgd", dict(lr=0.05, momentum=0.9, nesterov=True)),

@@ -6,6 +6,7 @@ separate environment, install ferroptim there, and run `pytest tests/test_torch.
 
 import numpy as np
 import pytest
+
 from conftest import OPTIMIZERS
 
 torch = pytest.importorskip("torch")

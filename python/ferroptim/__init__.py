@@ -23,6 +23,7 @@ of the CPU (``simd_level()``; force one with ``FERROPTIM_SIMD=scalar|avx2|avx512
 Results are bit-identical whatever the thread count and SIMD level.
 """
 
+from . import schedules
 from ._core import (
     get_num_threads,
     set_num_threads,
@@ -30,7 +31,6 @@ from ._core import (
     simd_level,
     supported_simd_levels,
 )
-from . import schedules
 from .averages import EWA, ParameterEMA, ewa, moving_average
 from .batches import MiniBatches
 from .clip import clip_grad_norm, clip_grad_value

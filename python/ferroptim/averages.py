@@ -333,7 +333,7 @@ class ParameterEMA:
             np.copyto(p, a)
 
     @contextlib.contextmanager
-    def swap(self, params: Any = None) -> Iterator["ParameterEMA"]:
+    def swap(self, params: Any = None) -> Iterator[ParameterEMA]:
         """A context in which ``params`` (None: the arrays given at construction) hold the
         averages, and the averages the parameters; both are swapped back on exit, even on
         an exception. For evaluating with the averaged weights in the middle of training;

@@ -53,7 +53,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._checks import count as _count, flag as _flag, real as _real
+from ._checks import count as _count
+from ._checks import flag as _flag
+from ._checks import real as _real
 from .averages import EWA
 
 __all__ = [
