@@ -45,6 +45,31 @@ impl<T: Float> GradK<T> {
     }
 }
 
+/// The two EWAs the Adam family keeps, and the decoupled decay applied before them.
+#[derive(Clone, Copy, Debug)]
+pub struct MomentsK<T> {
+    pub grad: GradK<T>,
+    /// `1 - lr * weight_decay` for decoupled (AdamW-style) decay; one otherwise.
+    pub decay: T,
+    pub beta1: T,
+    pub one_minus_beta1: T,
+    pub beta2: T,
+    pub one_minus_beta2: T,
+}
+
+impl<T: Float> MomentsK<T> {
+    /// Decays `p`, then updates `m` (EWA of gradients) and `v` (EWA of squared gradients)
+    /// in place; returns the decayed parameter, the gradient and the new moments.
+    #[inline(always)]
+    fn update(&self, p: T, g: T, m: &mut T, v: &mut T) -> (T, T, T, T) {
+        let p = p * self.decay;
+        let g = self.grad.apply(g, p);
+        *m = ewa(*m, g, self.beta1, self.one_minus_beta1);
+        *v = ewa(*v, g * g, self.beta2, self.one_minus_beta2);
+        (p, g, *m, *v)
+    }
+}
+
 /// Per-step constants of SGD for one tensor.
 #[derive(Clone, Copy, Debug)]
 pub struct SgdK<T> {
@@ -85,13 +110,7 @@ pub struct RmsPropK<T> {
 /// Per-step constants of Adam / AdamW for one tensor.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamK<T> {
-    pub grad: GradK<T>,
-    /// `1 - lr * weight_decay` for decoupled decay; one otherwise.
-    pub decay: T,
-    pub beta1: T,
-    pub one_minus_beta1: T,
-    pub beta2: T,
-    pub one_minus_beta2: T,
+    pub moments: MomentsK<T>,
     /// `-lr * sqrt(1 - beta2**t) / (1 - beta1**t)`.
     pub neg_step_size: T,
     /// `eps * sqrt(1 - beta2**t)`.
@@ -133,12 +152,7 @@ pub struct AdamaxK<T> {
 /// Per-step constants of NAdam for one tensor.
 #[derive(Clone, Copy, Debug)]
 pub struct NAdamK<T> {
-    pub grad: GradK<T>,
-    pub decay: T,
-    pub beta1: T,
-    pub one_minus_beta1: T,
-    pub beta2: T,
-    pub one_minus_beta2: T,
+    pub moments: MomentsK<T>,
     /// `1 - beta2**t`.
     pub bias_correction2: T,
     pub eps: T,
@@ -151,12 +165,7 @@ pub struct NAdamK<T> {
 /// Per-step constants of RAdam for one tensor.
 #[derive(Clone, Copy, Debug)]
 pub struct RAdamK<T> {
-    pub grad: GradK<T>,
-    pub decay: T,
-    pub beta1: T,
-    pub one_minus_beta1: T,
-    pub beta2: T,
-    pub one_minus_beta2: T,
+    pub moments: MomentsK<T>,
     pub lr: T,
     /// `1 - beta1**t`.
     pub bias_correction1: T,
@@ -287,11 +296,19 @@ impl<T: Float> Kernel<T> {
         let f = T::from_f64;
         let s = ts.grad_scale;
         // AdamW-style decoupled decay multiplies the parameter; L2 decay adds to the gradient.
-        let decay = |decoupled: bool, lr: f64, wd: f64| {
-            if decoupled {
+        let moments = |lr: f64, (beta1, beta2): (f64, f64), wd: f64, decoupled: bool, maximize| {
+            let (decay, l2) = if decoupled {
                 (f(1.0 - lr * wd), 0.0)
             } else {
                 (T::ONE, wd)
+            };
+            MomentsK {
+                grad: GradK::new(s, maximize, l2),
+                decay,
+                beta1: f(beta1),
+                one_minus_beta1: f(1.0 - beta1),
+                beta2: f(beta2),
+                one_minus_beta2: f(1.0 - beta2),
             }
         };
         match (*h, *sc) {
@@ -327,17 +344,17 @@ impl<T: Float> Kernel<T> {
                     bias_correction2_sqrt,
                 },
             ) => {
-                let (decay, l2) = decay(h.decoupled, h.lr, h.weight_decay);
                 // torch's `m / (sqrt(v) / c + eps) * lr / bc1` with numerator and denominator
                 // multiplied by c = sqrt(1 - beta2**t): the same value up to rounding, one
                 // division per element instead of two (Kingma & Ba's efficient form).
                 Kernel::Adam(AdamK {
-                    grad: GradK::new(s, h.maximize, l2),
-                    decay,
-                    beta1: f(h.beta1),
-                    one_minus_beta1: f(1.0 - h.beta1),
-                    beta2: f(h.beta2),
-                    one_minus_beta2: f(1.0 - h.beta2),
+                    moments: moments(
+                        h.lr,
+                        (h.beta1, h.beta2),
+                        h.weight_decay,
+                        h.decoupled,
+                        h.maximize,
+                    ),
                     neg_step_size: f(-(step_size * bias_correction2_sqrt)),
                     eps: f(h.eps * bias_correction2_sqrt),
                     amsgrad: h.amsgrad,
@@ -371,15 +388,15 @@ impl<T: Float> Kernel<T> {
                     bias_correction2,
                 },
             ) => {
-                let (decay, l2) = decay(h.decoupled, h.lr, h.weight_decay);
                 let mp = ts.mu_product;
                 Kernel::NAdam(NAdamK {
-                    grad: GradK::new(s, h.maximize, l2),
-                    decay,
-                    beta1: f(h.beta1),
-                    one_minus_beta1: f(1.0 - h.beta1),
-                    beta2: f(h.beta2),
-                    one_minus_beta2: f(1.0 - h.beta2),
+                    moments: moments(
+                        h.lr,
+                        (h.beta1, h.beta2),
+                        h.weight_decay,
+                        h.decoupled,
+                        h.maximize,
+                    ),
                     bias_correction2: f(bias_correction2),
                     eps: f(h.eps),
                     grad_coef: f(-h.lr * (1.0 - mu) / (1.0 - mp)),
@@ -393,23 +410,21 @@ impl<T: Float> Kernel<T> {
                     bias_correction2_sqrt,
                     rect,
                 },
-            ) => {
-                let (decay, l2) = decay(h.decoupled, h.lr, h.weight_decay);
-                Kernel::RAdam(RAdamK {
-                    grad: GradK::new(s, h.maximize, l2),
-                    decay,
-                    beta1: f(h.beta1),
-                    one_minus_beta1: f(1.0 - h.beta1),
-                    beta2: f(h.beta2),
-                    one_minus_beta2: f(1.0 - h.beta2),
-                    lr: f(h.lr),
-                    bias_correction1: f(bias_correction1),
-                    bias_correction2_sqrt: f(bias_correction2_sqrt),
-                    eps: f(h.eps),
-                    rectified: rect.is_some(),
-                    rect: f(rect.unwrap_or(0.0)),
-                })
-            }
+            ) => Kernel::RAdam(RAdamK {
+                moments: moments(
+                    h.lr,
+                    (h.beta1, h.beta2),
+                    h.weight_decay,
+                    h.decoupled,
+                    h.maximize,
+                ),
+                lr: f(h.lr),
+                bias_correction1: f(bias_correction1),
+                bias_correction2_sqrt: f(bias_correction2_sqrt),
+                eps: f(h.eps),
+                rectified: rect.is_some(),
+                rect: f(rect.unwrap_or(0.0)),
+            }),
             (Hyper::Lion(h), _) => Kernel::Lion(LionK {
                 scale: f(s),
                 neg_lr: f(-h.lr),
@@ -507,11 +522,7 @@ fn adam<T: Float, const AMSGRAD: bool>(
     let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
     let vmax = &mut vmax[..if AMSGRAD { n } else { 0 }];
     for i in 0..n {
-        let gi = k.grad.apply(g[i], p[i]);
-        let mi = ewa(m[i], gi, k.beta1, k.one_minus_beta1);
-        let vi = ewa(v[i], gi * gi, k.beta2, k.one_minus_beta2);
-        m[i] = mi;
-        v[i] = vi;
+        let (pi, _, mi, vi) = k.moments.update(p[i], g[i], &mut m[i], &mut v[i]);
         let vhat = if AMSGRAD {
             let x = vmax[i].nan_max(vi);
             vmax[i] = x;
@@ -519,7 +530,7 @@ fn adam<T: Float, const AMSGRAD: bool>(
         } else {
             vi
         };
-        p[i] = p[i] * k.decay + (k.neg_step_size * mi) / (vhat.sqrt() + k.eps);
+        p[i] = pi + (k.neg_step_size * mi) / (vhat.sqrt() + k.eps);
     }
 }
 
@@ -568,12 +579,7 @@ fn nadam<T: Float>(k: &NAdamK<T>, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]
     let n = p.len();
     let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
     for i in 0..n {
-        let pi = p[i] * k.decay;
-        let gi = k.grad.apply(g[i], pi);
-        let mi = ewa(m[i], gi, k.beta1, k.one_minus_beta1);
-        let vi = ewa(v[i], gi * gi, k.beta2, k.one_minus_beta2);
-        m[i] = mi;
-        v[i] = vi;
+        let (pi, gi, mi, vi) = k.moments.update(p[i], g[i], &mut m[i], &mut v[i]);
         let denom = (vi / k.bias_correction2).sqrt() + k.eps;
         let pi = pi + (k.grad_coef * gi) / denom;
         p[i] = pi + (k.momentum_coef * mi) / denom;
@@ -585,12 +591,7 @@ fn radam<T: Float>(k: &RAdamK<T>, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]
     let n = p.len();
     let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
     for i in 0..n {
-        let pi = p[i] * k.decay;
-        let gi = k.grad.apply(g[i], pi);
-        let mi = ewa(m[i], gi, k.beta1, k.one_minus_beta1);
-        let vi = ewa(v[i], gi * gi, k.beta2, k.one_minus_beta2);
-        m[i] = mi;
-        v[i] = vi;
+        let (pi, _, mi, vi) = k.moments.update(p[i], g[i], &mut m[i], &mut v[i]);
         let corrected = mi / k.bias_correction1;
         let u = if k.rectified {
             let adaptive = k.bias_correction2_sqrt / (vi.sqrt() + k.eps);

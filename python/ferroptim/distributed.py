@@ -28,6 +28,7 @@ import numpy as np
 
 from . import _core
 from .optim import GradsLike, Optimizer
+from .wrappers import _Wrapper
 
 __all__ = [
     "world",
@@ -122,7 +123,7 @@ def allreduce_gradients(grads: GradsLike, comm=None, average: bool = True) -> No
     _Packer(arrays).run(arrays, lambda buf: comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM), scale)
 
 
-class DistributedOptimizer:
+class DistributedOptimizer(_Wrapper):
     r"""Wraps an optimizer for data-parallel training: ``step(grads)`` averages the
     gradients over all ranks, then steps, so the training loop does not change.
 
@@ -155,20 +156,6 @@ class DistributedOptimizer:
             abort_on_exception(self.comm)
         if broadcast:
             broadcast_parameters(optimizer, comm=self.comm)
-
-    @property
-    def param_groups(self) -> list[dict]:
-        """The wrapped optimizer's param groups."""
-        return self.optimizer.param_groups
-
-    @property
-    def lr(self):
-        """The wrapped optimizer's learning rate (settable)."""
-        return self.optimizer.lr
-
-    @lr.setter
-    def lr(self, value) -> None:
-        self.optimizer.lr = value
 
     def step(self, grads: GradsLike) -> None:
         """Averages ``grads`` over all ranks (one Allreduce per dtype), then steps."""
