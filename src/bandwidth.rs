@@ -9,6 +9,7 @@
 
 use crate::float::Float;
 use crate::parallel::{self, CHUNK_ELEMENTS};
+use crate::simd::{self, multiversion};
 
 /// Bytes an update moves per element of type `T` with `read_write` arrays read and written
 /// back and `read_only` arrays only read.
@@ -16,31 +17,66 @@ pub fn bytes_per_element<T>(read_write: usize, read_only: usize) -> usize {
     (2 * read_write + read_only) * std::mem::size_of::<T>()
 }
 
-/// Adds `src` into each `dst` array in place: `dst[k][i] += src[i]`.
+multiversion! {
+    /// One fused pass: `d[i] += s[i]` for up to 4 destinations at once (`rest` empty
+    /// slices are skipped), so every array is streamed simultaneously, as a kernel does.
+    fn add_piece<T: Float>(s: &[T], d0: &mut [T], d1: &mut [T], d2: &mut [T], d3: &mut [T]) {
+        let n = s.len();
+        let d0 = &mut d0[..n];
+        // One loop per arity, so each vectorizes with no per-element branch.
+        match [d1.len(), d2.len(), d3.len()].iter().filter(|&&l| l == n).count() {
+            0 => (0..n).for_each(|i| d0[i] = d0[i] + s[i]),
+            1 => {
+                let d1 = &mut d1[..n];
+                (0..n).for_each(|i| {
+                    d0[i] = d0[i] + s[i];
+                    d1[i] = d1[i] + s[i];
+                })
+            }
+            2 => {
+                let (d1, d2) = (&mut d1[..n], &mut d2[..n]);
+                (0..n).for_each(|i| {
+                    d0[i] = d0[i] + s[i];
+                    d1[i] = d1[i] + s[i];
+                    d2[i] = d2[i] + s[i];
+                })
+            }
+            _ => {
+                let (d1, d2, d3) = (&mut d1[..n], &mut d2[..n], &mut d3[..n]);
+                (0..n).for_each(|i| {
+                    d0[i] = d0[i] + s[i];
+                    d1[i] = d1[i] + s[i];
+                    d2[i] = d2[i] + s[i];
+                    d3[i] = d3[i] + s[i];
+                })
+            }
+        }
+    }
+}
+
+/// Adds `src` into each of 1 to 4 `dst` arrays in place, `dst[k][i] += src[i]`, in one
+/// fused pass cut into the optimizer's chunks and threaded the same way.
 ///
-/// Work is cut into the optimizer's chunks; within a chunk each destination is one
-/// vectorized pass, so `src` is read from memory once and from cache after that.
-/// Panics if the lengths differ.
+/// Panics if the lengths differ or more than 4 destinations are given.
 pub fn stream<T: Float>(dst: &mut [&mut [T]], src: &[T]) {
     let n = src.len();
     assert!(dst.iter().all(|d| d.len() == n), "arrays differ in length");
-    let mut chunks: Vec<(&[T], Vec<&mut [T]>)> = src
+    assert!((1..=4).contains(&dst.len()), "1 to 4 destination arrays");
+    let level = simd::level();
+    let mut chunks: Vec<(&[T], [&mut [T]; 4])> = src
         .chunks(CHUNK_ELEMENTS)
-        .map(|s| (s, Vec::with_capacity(dst.len())))
+        .map(|s| (s, Default::default()))
         .collect();
-    for d in dst.iter_mut() {
+    for (k, d) in dst.iter_mut().enumerate() {
         for (chunk, part) in chunks.iter_mut().zip(d.chunks_mut(CHUNK_ELEMENTS)) {
-            chunk.1.push(part);
+            chunk.1[k] = part;
         }
     }
-    let run = |(s, ds): (&[T], Vec<&mut [T]>)| {
-        for d in ds {
-            for (d, &x) in d.iter_mut().zip(s) {
-                *d = *d + x;
-            }
-        }
-    };
-    parallel::run_each(chunks, parallel::worth_threads(n), run);
+    parallel::run_each(
+        chunks,
+        parallel::worth_threads(n),
+        |(s, [d0, d1, d2, d3])| add_piece(level, s, d0, d1, d2, d3),
+    );
 }
 
 #[cfg(test)]
