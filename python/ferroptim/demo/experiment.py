@@ -56,7 +56,7 @@ class Experiment:
         with threadpool_limits(1, user_api="blas"):
             for i, spec in enumerate(specs, 1):
                 with tqdm(total=100, desc=f"[{i}/{len(specs)}] {spec.name}", unit="%", leave=False,
-                          disable=None, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}") as bar:
+                          disable=None, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}") as bar:
                     r = train(spec, data, p.sizes, self.budget, self.seed, progress=bar)
                 results[spec] = r
                 print(f"[{i}/{len(specs)}] {spec.name}: {r['updates']:,} updates, {report.epochs_text(r['epochs'])} epochs "
@@ -66,7 +66,7 @@ class Experiment:
 
         batch_runs = [results[s] for s in self.batch_specs]
         optimizer_runs = [results[s] for s in self.optimizer_specs]
-        figures = self._figures(batch_runs, optimizer_runs, races, data)
+        figures, plotted = self._figures(batch_runs, optimizer_runs, races, data)
         tables = []
         if batch_runs:
             tables.append((self._batch_title(), batch_runs))
@@ -75,12 +75,13 @@ class Experiment:
             print(f"\n{title} ({self.budget.describe()})\n{report.text_table(runs)}")
         print("\nTest surfaces, steps to the target (each optimizer at its best learning rate):")
         for race in races:
-            cells = [f"{name} {r['steps_to_min'] if r['steps_to_min'] is not None else 'never'}"
+            cells = [f"{name} {r['steps_to_target'] if r['steps_to_target'] is not None else 'never'}"
                      for name, r in race["runs"].items()]
             print(f"  {race['surface'].key:11s} " + ", ".join(cells))
 
         total = time.perf_counter() - started
-        self._write(list(results.values()), batch_runs, optimizer_runs, races, figures, tables, m_test, total)
+        self._write(list(results.values()), batch_runs, optimizer_runs, races, figures, plotted, tables, m_test,
+                    total)
         print(f"\nReport: {self.out / 'report.md'} (figures, results.json) — {total:.0f} s in all.")
 
     def command(self) -> str:
@@ -104,29 +105,34 @@ class Experiment:
         b = self.optimizer_specs[0].batch_label
         return f"Optimizers: batch size {b}, constant lr and lr decay"
 
-    def _figures(self, batch_runs, optimizer_runs, races, data) -> dict:
-        """Draws every figure; returns file name -> numbers plotted that are not elsewhere."""
-        out, figures = self.out, {}
-        figures["ewa_temperature.png"] = plots.ewa_temperature(
-            datasets.daily_temperatures(self.seed), out / "ewa_temperature.png")
-        figures["lr_schedules.png"] = plots.lr_schedules(out / "lr_schedules.png")
-        if batch_runs:
-            plots.cost_by_batch_size(batch_runs, self.xaxis, out / "cost_batch_size.png")
-            plots.decision_boundaries(batch_runs, data.X_test, data.Y_test, out / "boundaries_batch_size.png",
-                                      f"Decision boundaries after {self.budget.describe()}, by batch size")
-            figures["cost_batch_size.png"] = figures["boundaries_batch_size.png"] = None
-        plots.cost_by_optimizer(optimizer_runs, self.xaxis, out / "cost_optimizers.png")
-        with_decay = any(r["decay"] for r in optimizer_runs) and any(not r["decay"] for r in optimizer_runs)
-        plots.decision_boundaries(optimizer_runs, data.X_test, data.Y_test, out / "boundaries_optimizers.png",
-                                  f"Decision boundaries after {self.budget.describe()}, by optimizer",
-                                  cols=len(optimizer_runs) // 2 if with_decay else None)
-        figures["cost_optimizers.png"] = figures["boundaries_optimizers.png"] = None
-        for race in races:
-            plots.surface_paths(race, out / f"paths_{race['surface'].key}.png")
-            figures[f"paths_{race['surface'].key}.png"] = None
-        return figures
+    def _figures(self, batch_runs, optimizer_runs, races, data) -> tuple[list, dict]:
+        """Draws every figure; returns the file names and the numbers plotted that are not
+        in the runs (the temperature EWAs and the schedules)."""
+        after = f"after {self.budget.describe()}"
+        drawn = []
 
-    def _write(self, runs, batch_runs, optimizer_runs, races, figures, tables, m_test, total) -> None:
+        def path(name):
+            drawn.append(name)
+            return self.out / name
+
+        numbers = {
+            "ewa_temperature": plots.ewa_temperature(datasets.daily_temperatures(self.seed), path("ewa_temperature.png")),
+            "lr_schedules": plots.lr_schedules(path("lr_schedules.png")),
+        }
+        if batch_runs:
+            plots.cost_by_batch_size(batch_runs, self.xaxis, path("cost_batch_size.png"))
+            plots.decision_boundaries(batch_runs, data.X_test, data.Y_test, path("boundaries_batch_size.png"),
+                                      f"Decision boundaries {after}, by batch size")
+        plots.cost_by_optimizer(optimizer_runs, self.xaxis, path("cost_optimizers.png"))
+        with_decay = any(r["decay"] for r in optimizer_runs) and any(not r["decay"] for r in optimizer_runs)
+        plots.decision_boundaries(optimizer_runs, data.X_test, data.Y_test, path("boundaries_optimizers.png"),
+                                  f"Decision boundaries {after}, by optimizer",
+                                  cols=len(optimizer_runs) // 2 if with_decay else None)
+        for race in races:
+            plots.surface_paths(race, path(f"paths_{race['surface'].key}.png"))
+        return drawn, numbers
+
+    def _write(self, runs, batch_runs, optimizer_runs, races, figures, plotted, tables, m_test, total) -> None:
         p = self.preset
         results = {
             "command": self.command(),
@@ -143,14 +149,12 @@ class Experiment:
                             "optimizer": [r["name"] for r in optimizer_runs]},
             "surfaces": [
                 {"key": race["surface"].key, "formula": race["surface"].formula, "start": race["surface"].start,
-                 "f_min": race["surface"].f_min, "target": race["surface"].tol, "steps": race["surface"].steps,
-                 "runs": {name: {"lr": r["lr"], "steps_to_target": r["steps_to_min"], "final_gap": r["final_gap"],
-                                 "path": r["path"], "sweep": r["sweep"]}
+                 "f_min": race["surface"].f_min, "target": race["surface"].target, "steps": race["surface"].steps,
+                 "runs": {name: {k: r[k] for k in ("lr", "steps_to_target", "final_gap", "path", "sweep")}
                           for name, r in race["runs"].items()}}
                 for race in races],
-            "ewa_temperature": figures["ewa_temperature.png"],
-            "lr_schedules": figures["lr_schedules.png"],
-            "figures": sorted(figures),
+            **plotted,
+            "figures": figures,
             "total_seconds": total,
         }
         report.write_json(results, self.out / "results.json")

@@ -317,12 +317,12 @@ def surface_paths(result: dict, path: Path) -> None:
         a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=9.5)
         for name, run in runs.items():
             g = np.maximum(run["gap"], 1e-16)
-            k = run["steps_to_min"]
+            k = run["steps_to_target"]
             label = f"{name}: " + (f"{k} steps" if k is not None else f"not within {s.steps}")
             b.plot(np.arange(len(g)), g, color=COLORS[name], lw=2, label=label)
             if k is not None:
                 b.plot(k, g[k], "o", color=COLORS[name], ms=7)
-        b.axhline(s.tol, color="k", ls="--", lw=1, label=f"target: f − f* < {s.tol:g}")
+        b.axhline(s.target, color="k", ls="--", lw=1, label=f"target: f − f* < {s.target:g}")
         b.set(yscale="log", xlabel="update (step)", ylabel="f − f*  (distance to the minimum value)",
               title="Loss per step; dot = reached the target for good")
         b.set_ylim(max(1e-12, np.nanmin([np.nanmin(np.maximum(r["gap"], 1e-16)) for r in runs.values()])),

@@ -45,7 +45,7 @@ def epochs_text(epochs: float) -> str:
     """Whole epochs as an integer, else 3 significant digits (1 decimal from 100 on)."""
     if epochs == round(epochs):
         return f"{round(epochs):,}"
-    return f"{epochs:.3g}" if epochs < 100 else f"{epochs:,.1f}"
+    return f"{epochs:#.3g}" if epochs < 100 else f"{epochs:,.1f}"
 
 
 def _duration(seconds: float) -> str:
@@ -140,10 +140,10 @@ def surface_table(races: list[dict]) -> str:
         cells = []
         for name in names:
             r = race["runs"][name]
-            k = r["steps_to_min"]
+            k = r["steps_to_target"]
             cells.append(f"{k} steps (lr {r['lr']:g})" if k is not None
                          else f"not in {s.steps} (lr {r['lr']:g}, f − f* = {r['final_gap']:.2g})")
-        lines.append(f"| {s.key}: `{s.formula}` | f − f* < {s.tol:g} | " + " | ".join(cells) + " |")
+        lines.append(f"| {s.key}: `{s.formula}` | f − f* < {s.target:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ class Surface:
         start: the starting point.
         minima: the global minimisers (for the plot).
         f_min: the minimum value ``f*``.
-        tol: "reached the minimum" means ``f - f* < tol`` from then on.
+        target: "reached the minimum" means ``f - f* < target`` from then on.
         steps: updates per run.
         view: ``(xmin, xmax, ymin, ymax)`` of the contour plot.
         levels: the values of ``f - f*`` to draw contours at: a sequence, ``"log"`` for
@@ -50,7 +50,7 @@ class Surface:
     start: tuple
     minima: tuple
     f_min: float
-    tol: float
+    target: float
     steps: int
     view: tuple
     levels: object = None
@@ -70,7 +70,7 @@ SURFACES = [
         start=(0.6, 1e-6),
         minima=((0.0, 1.0), (0.0, -1.0)),
         f_min=-C / 4,
-        tol=C / 8,
+        target=C / 8,
         steps=400,
         view=(-0.8, 0.8, -1.4, 1.4),
         levels=tuple(C / 4 * np.array([0, 0.1, 0.3, 0.5, 0.7, 0.85, 1, 1.15, 1.3, 1.6, 2, 3, 4, 6, 9, 13])),
@@ -85,7 +85,7 @@ SURFACES = [
         start=(3.4, 2.0),
         minima=((0.0, 0.0),),
         f_min=0.0,
-        tol=0.1,
+        target=0.1,
         steps=400,
         view=(-2.0, 4.5, -2.0, 3.0),
     ),
@@ -98,7 +98,7 @@ SURFACES = [
         start=(-1.5, 2.0),
         minima=((1.0, 1.0),),
         f_min=0.0,
-        tol=1e-3,
+        target=1e-3,
         steps=3000,
         view=(-2.0, 2.0, -1.0, 3.0),
         levels="log",
@@ -111,7 +111,7 @@ def run_path(surface: Surface, optimizer: str, lr: float) -> dict:
 
     Returns:
         ``{"path": (steps + 1, 2) array of points, "gap": f - f* at each point,
-        "steps_to_min": first step after which f - f* < tol for good (None if never),
+        "steps_to_target": first step after which f - f* < target for good (None if never),
         "final_gap", "diverged"}``; ``diverged`` means the loss became infinite or rose
         above its starting value.
     """
@@ -129,9 +129,9 @@ def run_path(surface: Surface, optimizer: str, lr: float) -> dict:
                 break
         gap = surface.f(path[:, 0], path[:, 1]) - surface.f_min
     diverged = not np.all(np.isfinite(gap)) or gap.max() > gap[0]
-    above = np.nonzero(~(gap < surface.tol))[0]
+    above = np.nonzero(~(gap < surface.target))[0]
     reached = None if diverged or len(above) == len(gap) or above[-1] == len(gap) - 1 else int(above[-1] + 1)
-    return {"path": path, "gap": gap, "steps_to_min": reached,
+    return {"path": path, "gap": gap, "steps_to_target": reached,
             "final_gap": float(gap[-1]), "diverged": diverged}
 
 
@@ -145,12 +145,12 @@ def best_path(surface: Surface, optimizer: str) -> dict:
         r = item[1]
         if r["diverged"]:
             return (2, 0.0)
-        if r["steps_to_min"] is not None:
-            return (0, r["steps_to_min"])
+        if r["steps_to_target"] is not None:
+            return (0, r["steps_to_target"])
         return (1, r["final_gap"])
 
     lr, best = min(runs, key=rank)
-    sweep = [{"lr": lr_, "steps_to_min": r["steps_to_min"],
+    sweep = [{"lr": lr_, "steps_to_target": r["steps_to_target"],
               "final_gap": None if r["diverged"] else r["final_gap"]} for lr_, r in runs]
     return {**best, "lr": lr, "sweep": sweep}
 
