@@ -1,8 +1,7 @@
 """The ``ferroptim`` command line (also ``python -m ferroptim``).
 
-``ferroptim demo`` trains NumPy networks with ferroptim and writes a report of the
-lecture's comparisons; ``ferroptim bench`` runs the optimizer speed benchmark of a source
-checkout.
+ferroptim demo trains NumPy networks with ferroptim and writes a report of the lecture's
+comparisons; ferroptim bench runs the optimizer speed benchmark of a source checkout.
 """
 
 from __future__ import annotations
