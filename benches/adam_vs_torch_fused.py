@@ -1,5 +1,7 @@
 """ferroptim Adam against torch's fused Adam, head to head: only these two, alternating
-round by round in one process, so both see the same machine state. Needs torch.
+round by round in one process, so both see the same machine state, each sample after a
+20 ms pause that lets the other's spinning worker threads (torch's OpenMP, our pool) park.
+Needs torch.
 
     python benches/adam_vs_torch_fused.py [--rounds 15]
 
@@ -50,6 +52,7 @@ def main():
         times = {label: [] for label, _ in runners}
         for _ in range(args.rounds):
             for label, f in runners:
+                time.sleep(0.02)
                 t0 = time.perf_counter()
                 for _ in range(calls):
                     f()

@@ -14,7 +14,10 @@ float32, this times one optimizer step of:
 - a streaming pass over the same bytes (ferroptim's bandwidth reference), the time a
   memory-bound step cannot beat on large tensors.
 
-Peers are interleaved round by round and the median per-step time is reported, with
+Peers are interleaved round by round, each sample starting after a 20 ms pause (OpenMP
+and rayon workers spin for a while after their last job; without the pause the previous
+contender's spinning threads would take a core from the next one), and the median
+per-step time is reported, with
 elements/s, bytes/s, the fraction of the bandwidth reference, and ferroptim's speed-up
 over each peer. Run: ``python benches/compare.py`` (``--quick`` for a smaller run,
 ``--markdown`` for a README table).
@@ -157,6 +160,7 @@ def time_runners(runners, target_s, rounds):
     for _ in range(rounds):
         for label, fn in runners:
             k = calls[label]
+            time.sleep(0.02)  # let the previous contender's spinning threads park
             gc.disable()
             t0 = time.perf_counter()
             for _ in range(k):
