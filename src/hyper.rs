@@ -247,12 +247,7 @@ impl Hyper {
                 c.weight_decay(h.weight_decay)?;
                 c.unit("momentum", h.momentum)
             }
-            Hyper::Adam(h) => {
-                c.lr(h.lr)?;
-                c.betas(h.beta1, h.beta2)?;
-                c.eps(h.eps)?;
-                c.weight_decay(h.weight_decay)
-            }
+            Hyper::Adam(h) => c.adam_like(h.lr, (h.beta1, h.beta2), h.eps, h.weight_decay),
             Hyper::Adagrad(h) => {
                 c.lr(h.lr)?;
                 c.non_negative("lr_decay", h.lr_decay)?;
@@ -271,25 +266,12 @@ impl Hyper {
                 c.eps(h.eps)?;
                 c.weight_decay(h.weight_decay)
             }
-            Hyper::Adamax(h) => {
-                c.lr(h.lr)?;
-                c.betas(h.beta1, h.beta2)?;
-                c.eps(h.eps)?;
-                c.weight_decay(h.weight_decay)
-            }
+            Hyper::Adamax(h) => c.adam_like(h.lr, (h.beta1, h.beta2), h.eps, h.weight_decay),
             Hyper::NAdam(h) => {
-                c.lr(h.lr)?;
-                c.betas(h.beta1, h.beta2)?;
-                c.eps(h.eps)?;
-                c.weight_decay(h.weight_decay)?;
+                c.adam_like(h.lr, (h.beta1, h.beta2), h.eps, h.weight_decay)?;
                 c.non_negative("momentum_decay", h.momentum_decay)
             }
-            Hyper::RAdam(h) => {
-                c.lr(h.lr)?;
-                c.betas(h.beta1, h.beta2)?;
-                c.eps(h.eps)?;
-                c.weight_decay(h.weight_decay)
-            }
+            Hyper::RAdam(h) => c.adam_like(h.lr, (h.beta1, h.beta2), h.eps, h.weight_decay),
             Hyper::Lion(h) => {
                 c.lr(h.lr)?;
                 c.betas(h.beta1, h.beta2)?;
@@ -340,6 +322,14 @@ impl Checker {
     fn betas(&self, beta1: f64, beta2: f64) -> Result<()> {
         self.unit("betas[0]", beta1)?;
         self.unit("betas[1]", beta2)
+    }
+
+    /// lr, betas, eps and weight decay: the shared hyper-parameters of the Adam family.
+    fn adam_like(&self, lr: f64, (beta1, beta2): (f64, f64), eps: f64, wd: f64) -> Result<()> {
+        self.lr(lr)?;
+        self.betas(beta1, beta2)?;
+        self.eps(eps)?;
+        self.weight_decay(wd)
     }
 
     /// A decay rate of an exponentially weighted average.
