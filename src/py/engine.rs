@@ -183,29 +183,38 @@ impl<'py> GroupReader<'_, 'py> {
     fn read(&self, kind: Kind, step: u64) -> PyResult<Hyper> {
         let py = self.group.py();
         let lr = self.lr(step)?;
-        let float = |key: &str| self.float(&PyString::intern(py, key));
-        let flag = |key: &str| self.flag(&PyString::intern(py, key));
+        // `intern!` keeps each key's Python string from one step to the next.
+        macro_rules! float {
+            ($key:literal) => {
+                self.float(intern!(py, $key))
+            };
+        }
+        macro_rules! flag {
+            ($key:literal) => {
+                self.flag(intern!(py, $key))
+            };
+        }
         Ok(match kind.algorithm {
             Algorithm::Sgd => Hyper::Sgd(hyper::Sgd {
                 lr,
-                momentum: float("momentum")?,
-                dampening: float("dampening")?,
-                nesterov: flag("nesterov")?,
-                weight_decay: float("weight_decay")?,
-                maximize: flag("maximize")?,
+                momentum: float!("momentum")?,
+                dampening: float!("dampening")?,
+                nesterov: flag!("nesterov")?,
+                weight_decay: float!("weight_decay")?,
+                maximize: flag!("maximize")?,
             }),
             Algorithm::Momentum => Hyper::Momentum(hyper::Momentum {
                 lr,
-                beta: float("beta")?,
+                beta: float!("beta")?,
             }),
             Algorithm::RmsProp => Hyper::RmsProp(hyper::RmsProp {
                 lr,
-                alpha: float("alpha")?,
-                eps: float("eps")?,
-                weight_decay: float("weight_decay")?,
-                momentum: float("momentum")?,
-                centered: flag("centered")?,
-                maximize: flag("maximize")?,
+                alpha: float!("alpha")?,
+                eps: float!("eps")?,
+                weight_decay: float!("weight_decay")?,
+                momentum: float!("momentum")?,
+                centered: flag!("centered")?,
+                maximize: flag!("maximize")?,
             }),
             Algorithm::Adam => {
                 let (beta1, beta2) = self.betas()?;
@@ -213,27 +222,27 @@ impl<'py> GroupReader<'_, 'py> {
                     lr,
                     beta1,
                     beta2,
-                    eps: float("eps")?,
-                    weight_decay: float("weight_decay")?,
-                    amsgrad: flag("amsgrad")?,
-                    maximize: flag("maximize")?,
+                    eps: float!("eps")?,
+                    weight_decay: float!("weight_decay")?,
+                    amsgrad: flag!("amsgrad")?,
+                    maximize: flag!("maximize")?,
                     decoupled: kind.adamw,
                 })
             }
             Algorithm::Adagrad => Hyper::Adagrad(hyper::Adagrad {
                 lr,
-                lr_decay: float("lr_decay")?,
-                weight_decay: float("weight_decay")?,
-                initial_accumulator_value: float("initial_accumulator_value")?,
-                eps: float("eps")?,
-                maximize: flag("maximize")?,
+                lr_decay: float!("lr_decay")?,
+                weight_decay: float!("weight_decay")?,
+                initial_accumulator_value: float!("initial_accumulator_value")?,
+                eps: float!("eps")?,
+                maximize: flag!("maximize")?,
             }),
             Algorithm::Adadelta => Hyper::Adadelta(hyper::Adadelta {
                 lr,
-                rho: float("rho")?,
-                eps: float("eps")?,
-                weight_decay: float("weight_decay")?,
-                maximize: flag("maximize")?,
+                rho: float!("rho")?,
+                eps: float!("eps")?,
+                weight_decay: float!("weight_decay")?,
+                maximize: flag!("maximize")?,
             }),
             Algorithm::Adamax => {
                 let (beta1, beta2) = self.betas()?;
@@ -241,9 +250,9 @@ impl<'py> GroupReader<'_, 'py> {
                     lr,
                     beta1,
                     beta2,
-                    eps: float("eps")?,
-                    weight_decay: float("weight_decay")?,
-                    maximize: flag("maximize")?,
+                    eps: float!("eps")?,
+                    weight_decay: float!("weight_decay")?,
+                    maximize: flag!("maximize")?,
                 })
             }
             Algorithm::NAdam => {
@@ -252,11 +261,11 @@ impl<'py> GroupReader<'_, 'py> {
                     lr,
                     beta1,
                     beta2,
-                    eps: float("eps")?,
-                    weight_decay: float("weight_decay")?,
-                    momentum_decay: float("momentum_decay")?,
-                    decoupled: flag("decoupled_weight_decay")?,
-                    maximize: flag("maximize")?,
+                    eps: float!("eps")?,
+                    weight_decay: float!("weight_decay")?,
+                    momentum_decay: float!("momentum_decay")?,
+                    decoupled: flag!("decoupled_weight_decay")?,
+                    maximize: flag!("maximize")?,
                 })
             }
             Algorithm::RAdam => {
@@ -265,10 +274,10 @@ impl<'py> GroupReader<'_, 'py> {
                     lr,
                     beta1,
                     beta2,
-                    eps: float("eps")?,
-                    weight_decay: float("weight_decay")?,
-                    decoupled: flag("decoupled_weight_decay")?,
-                    maximize: flag("maximize")?,
+                    eps: float!("eps")?,
+                    weight_decay: float!("weight_decay")?,
+                    decoupled: flag!("decoupled_weight_decay")?,
+                    maximize: flag!("maximize")?,
                 })
             }
             Algorithm::Lion => {
@@ -277,7 +286,7 @@ impl<'py> GroupReader<'_, 'py> {
                     lr,
                     beta1,
                     beta2,
-                    weight_decay: float("weight_decay")?,
+                    weight_decay: float!("weight_decay")?,
                 })
             }
         })
