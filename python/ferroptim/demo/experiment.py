@@ -63,6 +63,7 @@ class Experiment:
                       f"in {r['train_seconds']:.1f} s; cost {r['initial_cost']:.3f} -> {r['final_cost']:.3f}, "
                       f"held-out accuracy {r['heldout_accuracy']:.1%}", flush=True)
             races = surfaces.race(FOUR)
+            family = surfaces.race(list(surfaces.FAMILY))
 
         batch_runs = [results[s] for s in self.batch_specs]
         optimizer_runs = [results[s] for s in self.optimizer_specs]
@@ -74,14 +75,14 @@ class Experiment:
         for title, runs in tables:
             print(f"\n{title} ({self.budget.describe()})\n{report.text_table(runs)}")
         print("\nTest surfaces, steps to the target (each optimizer at its best learning rate):")
-        for race in races:
+        for race in races + family:
             cells = [f"{name} {r['steps_to_target'] if r['steps_to_target'] is not None else 'never'}"
                      for name, r in race["runs"].items()]
             print(f"  {race['surface'].key:11s} " + ", ".join(cells))
 
         total = time.perf_counter() - started
-        self._write(list(results.values()), batch_runs, optimizer_runs, races, figures, plotted, tables, m_test,
-                    total)
+        self._write(list(results.values()), batch_runs, optimizer_runs, races, family, figures, plotted, tables,
+                    m_test, total)
         print(f"\nReport: {self.out / 'report.md'} (figures, results.json) — {total:.0f} s in all.")
 
     def command(self) -> str:
@@ -132,7 +133,8 @@ class Experiment:
             plots.surface_paths(race, path(f"paths_{race['surface'].key}.png"))
         return drawn, numbers
 
-    def _write(self, runs, batch_runs, optimizer_runs, races, figures, plotted, tables, m_test, total) -> None:
+    def _write(self, runs, batch_runs, optimizer_runs, races, family, figures, plotted, tables, m_test,
+               total) -> None:
         p = self.preset
         results = {
             "command": self.command(),
@@ -151,14 +153,14 @@ class Experiment:
                 {"key": race["surface"].key, "formula": race["surface"].formula, "start": race["surface"].start,
                  "f_min": race["surface"].f_min, "target": race["surface"].target, "steps": race["surface"].steps,
                  "runs": {name: {k: r[k] for k in ("lr", "steps_to_target", "final_gap", "path", "sweep")}
-                          for name, r in race["runs"].items()}}
-                for race in races],
+                          for name, r in {**race["runs"], **rest["runs"]}.items()}}
+                for race, rest in zip(races, family)],
             **plotted,
             "figures": figures,
             "total_seconds": total,
         }
         report.write_json(results, self.out / "results.json")
-        report.write_markdown(self.out / "report.md", self._sections(tables, races, results),
+        report.write_markdown(self.out / "report.md", self._sections(tables, races, family, results),
                               title=f"ferroptim demo report ({p.name})", intro=self._intro(results))
 
     def _intro(self, results: dict) -> str:
@@ -174,7 +176,7 @@ class Experiment:
                 f"NumPy {mach['versions']['numpy']}; whole demo {results['total_seconds']:.0f} s. Every number is "
                 f"in `results.json`.")
 
-    def _sections(self, tables, races, results) -> list:
+    def _sections(self, tables, races, family, results) -> list:
         sections = []
         x = "training time" if self.xaxis == "seconds" else "epochs"
         if self.batch_specs:
@@ -225,5 +227,7 @@ class Experiment:
             body += report.figure(f"paths_{s.key}.png",
                                   f"{s.title}. Left: contours of {s.formula} with the paths; right: f − f* per "
                                   "step (log scale).") + "\n"
+        body += ("\nThe rest of ferroptim's optimizers on the same surfaces, by the same rule (torch's "
+                 "defaults otherwise):\n\n" + report.surface_table(family) + "\n")
         sections.append((f"{n + 3}. Saddle points, plateaus and valleys", body))
         return sections
