@@ -6,7 +6,6 @@ use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::error::Error;
-use crate::hyper::MAX_SLOTS;
 use crate::parallel::{self, PARALLEL_MIN_ELEMENTS};
 use crate::simd;
 
@@ -120,7 +119,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ewa::ewa, m)?)?;
     m.add_function(wrap_pyfunction!(ewa::moving_average, m)?)?;
     m.add_function(wrap_pyfunction!(ewa::ema_update, m)?)?;
-    m.add("MAX_SLOTS", MAX_SLOTS)?;
     m.add("PARALLEL_MIN_ELEMENTS", PARALLEL_MIN_ELEMENTS)?;
     Ok(())
 }

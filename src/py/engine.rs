@@ -801,12 +801,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Names of the state buffers this optimizer keeps, in slot order.
-    #[getter]
-    fn state_names(&self) -> Vec<&'static str> {
-        self.core.algorithm().slot_names().to_vec()
-    }
-
     /// The name of the per-parameter scalar state (NAdam's 'mu_product'), if any.
     #[getter]
     fn scalar_state_name(&self) -> Option<&'static str> {
@@ -846,9 +840,5 @@ impl Engine {
     #[setter]
     fn set_skipped_steps(&mut self, n: u64) {
         self.skipped_steps = n;
-    }
-
-    fn __len__(&self) -> usize {
-        self.params.len()
     }
 }
