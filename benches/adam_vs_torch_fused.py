@@ -33,8 +33,10 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     rng = np.random.default_rng(0)
-    print(f"ferroptim {fo.__version__} ({fo.simd_level()}, {fo.get_num_threads()} threads), "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(
+        f"ferroptim {fo.__version__} ({fo.simd_level()}, {fo.get_num_threads()} threads), "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
     for name, shapes in SETS.items():
         ps = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
         gs = [rng.standard_normal(s, dtype=np.float32) * 1e-2 for s in shapes]
@@ -62,8 +64,10 @@ def main():
         def us(t):
             return f"{t * 1e6:9.1f} µs"
 
-        print(f"{name:20} ferroptim {us(a)} (min {us(min(times['ferroptim']))})  "
-              f"torch fused {us(b)} (min {us(min(times['torch fused']))})  torch/ferroptim {b / a:4.1f}x")
+        print(
+            f"{name:20} ferroptim {us(a)} (min {us(min(times['ferroptim']))})  "
+            f"torch fused {us(b)} (min {us(min(times['torch fused']))})  torch/ferroptim {b / a:4.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -182,7 +182,11 @@ def machine():
     except (OSError, StopIteration):
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    parts = [f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB", f"ferroptim {fo.__version__} ({fo.simd_level()}, {fo.get_num_threads()} threads)", f"NumPy {np.__version__}"]
+    parts = [
+        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB",
+        f"ferroptim {fo.__version__} ({fo.simd_level()}, {fo.get_num_threads()} threads)",
+        f"NumPy {np.__version__}",
+    ]
     if torch is not None:
         parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
     return "; ".join(parts)
@@ -193,7 +197,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="skip the 100M set, fewer rounds")
     ap.add_argument("--sets", nargs="*", choices=list(SETS), help="parameter sets (default: all)")
     ap.add_argument("--optimizers", nargs="*", choices=list(ALL), help="default: the lecture's four")
-    ap.add_argument("--family", action="store_true", help="also Adagrad, Adadelta, Adamax, NAdam, RAdam, Lion")
+    ap.add_argument(
+        "--family", action="store_true", help="also Adagrad, Adadelta, Adamax, NAdam, RAdam, Lion"
+    )
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per measurement")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = ap.parse_args(argv)
@@ -206,7 +212,16 @@ def main(argv=None):
     print(f"Machine: {machine()}")
     if torch is None:
         print("(torch is not importable: torch columns skipped)")
-    header = ["set", "optimizer", "implementation", "time/step", "elements/s", "GB/s", "% of bandwidth ref", "ferroptim speed-up"]
+    header = [
+        "set",
+        "optimizer",
+        "implementation",
+        "time/step",
+        "elements/s",
+        "GB/s",
+        "% of bandwidth ref",
+        "ferroptim speed-up",
+    ]
     rows = []
     for set_name in sets:
         for opt_name in opts:
@@ -215,10 +230,18 @@ def main(argv=None):
             times = time_runners(runners, target_s=0.2 if big else 0.03, rounds=rounds)
             ref, ours = times["bandwidth reference"], times["ferroptim"]
             for label, t in times.items():
-                rows.append([
-                    set_name, opt_name, label, fmt_time(t), f"{n / t:.3g}", f"{n * bpe / t / 1e9:.1f}",
-                    f"{100 * ref / t:.0f}%", "—" if label in ("ferroptim", "bandwidth reference") else f"{t / ours:.1f}x",
-                ])
+                rows.append(
+                    [
+                        set_name,
+                        opt_name,
+                        label,
+                        fmt_time(t),
+                        f"{n / t:.3g}",
+                        f"{n * bpe / t / 1e9:.1f}",
+                        f"{100 * ref / t:.0f}%",
+                        "—" if label in ("ferroptim", "bandwidth reference") else f"{t / ours:.1f}x",
+                    ]
+                )
             del runners
             gc.collect()
             print(f"  measured {set_name} / {opt_name}", flush=True)

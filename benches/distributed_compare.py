@@ -56,7 +56,9 @@ def main():
         rows.append((name, n, t_plain, t_dist, t_comm))
     if rank == 0:
         print(f"{size} ranks, {fo.get_num_threads()} thread(s) per rank, float32 Adam")
-        print(f"{'set':22} {'params':>8} {'Adam step':>11} {'distributed step':>17} {'of which averaging':>19}")
+        print(
+            f"{'set':22} {'params':>8} {'Adam step':>11} {'distributed step':>17} {'of which averaging':>19}"
+        )
         for name, n, a, d, c in rows:
             print(f"{name:22} {n:8d} {a * 1e6:9.1f} µs {d * 1e6:15.1f} µs {c * 1e6:17.1f} µs")
 

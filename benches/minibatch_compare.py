@@ -66,9 +66,7 @@ def index_select_epoch(Xt, yt, b) -> float:
 
 def dataloader_epoch(Xt, yt, b, batches) -> float:
     """Times `batches` batches (iterator creation included) and scales to one epoch."""
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(Xt, yt), batch_size=b, shuffle=True
-    )
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(Xt, yt), batch_size=b, shuffle=True)
     t = time.perf_counter()
     for k, (Xb, yb) in enumerate(loader):
         if k + 1 == batches:
@@ -116,8 +114,8 @@ def main() -> None:
     if use_torch:
         Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
         runs["torch randperm + index_select"] = lambda: index_select_epoch(Xt, yt, b)
-        runs[f"torch DataLoader (extrapolated from {args.dataloader_batches} batches)"] = (
-            lambda: dataloader_epoch(Xt, yt, b, args.dataloader_batches)
+        runs[f"torch DataLoader (extrapolated from {args.dataloader_batches} batches)"] = lambda: (
+            dataloader_epoch(Xt, yt, b, args.dataloader_batches)
         )
 
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -149,10 +147,15 @@ def main() -> None:
         ("within 1.3x of the plain gather", ours / floor, 1.3, False),
     ]
     if use_torch:
-        checks.insert(0, (
-            "2.5x faster than torch index_select",
-            med["torch randperm + index_select"] / ours, 2.5, True,
-        ))
+        checks.insert(
+            0,
+            (
+                "2.5x faster than torch index_select",
+                med["torch randperm + index_select"] / ours,
+                2.5,
+                True,
+            ),
+        )
     for what, ratio, goal, higher in checks:
         met = ratio >= goal if higher else ratio <= goal
         print(f"  {what}: {ratio:.2f}x {'met' if met else 'MISSED'}")

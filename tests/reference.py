@@ -31,8 +31,19 @@ class Reference:
         g = -g if maximize else g
         return g + weight_decay * p if weight_decay != 0 else g
 
-    def _sgd(self, p, g, s, t, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
-             weight_decay=0.0, maximize=False):
+    def _sgd(
+        self,
+        p,
+        g,
+        s,
+        t,
+        lr=1e-3,
+        momentum=0.0,
+        dampening=0.0,
+        nesterov=False,
+        weight_decay=0.0,
+        maximize=False,
+    ):
         g = self._grad(p, g, maximize, weight_decay)
         if momentum != 0:
             if "momentum_buffer" not in s:
@@ -48,8 +59,20 @@ class Reference:
         s["velocity"] = beta * v + (1 - beta) * g
         p[...] = p - lr * s["velocity"]
 
-    def _rmsprop(self, p, g, s, t, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
-                 momentum=0.0, centered=False, maximize=False):
+    def _rmsprop(
+        self,
+        p,
+        g,
+        s,
+        t,
+        lr=1e-2,
+        alpha=0.99,
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum=0.0,
+        centered=False,
+        maximize=False,
+    ):
         g = self._grad(p, g, maximize, weight_decay)
         sq = s.setdefault("square_avg", np.zeros_like(p))
         s["square_avg"] = sq = alpha * sq + (1 - alpha) * (g * g)
@@ -67,8 +90,20 @@ class Reference:
         else:
             p[...] = p + ((-lr) * g) / avg
 
-    def _adam(self, p, g, s, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-              amsgrad=False, maximize=False, decoupled=False):
+    def _adam(
+        self,
+        p,
+        g,
+        s,
+        t,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        amsgrad=False,
+        maximize=False,
+        decoupled=False,
+    ):
         b1, b2 = betas
         if decoupled:
             g = self._grad(p, g, maximize, 0.0)
@@ -92,8 +127,19 @@ class Reference:
         h.setdefault("weight_decay", 1e-2)
         self._adam(p, g, s, t, decoupled=True, **h)
 
-    def _adagrad(self, p, g, s, t, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10, maximize=False):
+    def _adagrad(
+        self,
+        p,
+        g,
+        s,
+        t,
+        lr=1e-2,
+        lr_decay=0.0,
+        weight_decay=0.0,
+        initial_accumulator_value=0.0,
+        eps=1e-10,
+        maximize=False,
+    ):
         g = self._grad(p, g, maximize, weight_decay)
         acc = s.setdefault("sum", np.full_like(p, initial_accumulator_value))
         s["sum"] = acc = acc + g * g
@@ -109,8 +155,7 @@ class Reference:
         s["acc_delta"] = rho * acc + (1 - rho) * (delta * delta)
         p[...] = p + (-lr) * delta
 
-    def _adamax(self, p, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                maximize=False):
+    def _adamax(self, p, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False):
         b1, b2 = betas
         g = self._grad(p, g, maximize, weight_decay)
         m = s.setdefault("exp_avg", np.zeros_like(p))
@@ -120,8 +165,20 @@ class Reference:
         clr = lr / (1 - b1**t)
         p[...] = p + ((-clr) * m) / u
 
-    def _nadam(self, p, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-               momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False):
+    def _nadam(
+        self,
+        p,
+        g,
+        s,
+        t,
+        lr=2e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum_decay=4e-3,
+        decoupled_weight_decay=False,
+        maximize=False,
+    ):
         b1, b2 = betas
         if decoupled_weight_decay:
             g = self._grad(p, g, maximize, 0.0)
@@ -142,8 +199,19 @@ class Reference:
         p[...] = p + ((-lr * (1.0 - mu) / (1.0 - mp)) * g) / denom
         p[...] = p + ((-lr * mu_next / (1.0 - mp * mu_next)) * m) / denom
 
-    def _radam(self, p, g, s, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-               decoupled_weight_decay=False, maximize=False):
+    def _radam(
+        self,
+        p,
+        g,
+        s,
+        t,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        decoupled_weight_decay=False,
+        maximize=False,
+    ):
         b1, b2 = betas
         if decoupled_weight_decay:
             g = self._grad(p, g, maximize, 0.0)

@@ -122,7 +122,10 @@ def test_state_names_follow_torch():
     expected = {
         "sgd": ({"momentum": 0.9}, {"step", "momentum_buffer"}),
         "momentum": ({"lr": 0.1}, {"step", "velocity"}),
-        "rmsprop": ({"momentum": 0.9, "centered": True}, {"step", "square_avg", "momentum_buffer", "grad_avg"}),
+        "rmsprop": (
+            {"momentum": 0.9, "centered": True},
+            {"step", "square_avg", "momentum_buffer", "grad_avg"},
+        ),
         "adam": ({"amsgrad": True}, {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}),
         "adamw": ({}, {"step", "exp_avg", "exp_avg_sq"}),
         "adagrad": ({}, {"step", "sum"}),
@@ -140,16 +143,36 @@ def test_state_names_follow_torch():
 
 def test_defaults_follow_torch():
     p = [np.zeros(1)]
-    assert fo.SGD(p).defaults == dict(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, maximize=False)
-    assert fo.RMSprop(p).defaults == dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False)
-    assert fo.Adam(p).defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False)
+    assert fo.SGD(p).defaults == dict(
+        lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, maximize=False
+    )
+    assert fo.RMSprop(p).defaults == dict(
+        lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False
+    )
+    assert fo.Adam(p).defaults == dict(
+        lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False
+    )
     assert fo.AdamW(p).defaults["weight_decay"] == 1e-2
     assert fo.Momentum(p, lr=0.1).defaults == dict(lr=0.1, beta=0.9)
-    assert fo.Adagrad(p).defaults == dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, maximize=False)
+    assert fo.Adagrad(p).defaults == dict(
+        lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, maximize=False
+    )
     assert fo.Adadelta(p).defaults == dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False)
-    assert fo.Adamax(p).defaults == dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False)
-    assert fo.NAdam(p).defaults == dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False)
-    assert fo.RAdam(p).defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, maximize=False)
+    assert fo.Adamax(p).defaults == dict(
+        lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False
+    )
+    assert fo.NAdam(p).defaults == dict(
+        lr=2e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum_decay=4e-3,
+        decoupled_weight_decay=False,
+        maximize=False,
+    )
+    assert fo.RAdam(p).defaults == dict(
+        lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, maximize=False
+    )
     assert fo.Lion(p).defaults == dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0)
 
 

@@ -265,8 +265,18 @@ def test_breaking_out_of_an_epoch_starts_the_next_one_on_the_next_pass():
 # --- layouts, dtypes, sources -------------------------------------------------------------
 
 DTYPES = [
-    np.int8, np.uint16, np.float16, np.float32, np.float64, np.complex128, np.bool_,
-    ">f4", "S3", "U2", "datetime64[ms]", [("a", "<i2"), ("b", "<f8")],
+    np.int8,
+    np.uint16,
+    np.float16,
+    np.float32,
+    np.float64,
+    np.complex128,
+    np.bool_,
+    ">f4",
+    "S3",
+    "U2",
+    "datetime64[ms]",
+    [("a", "<i2"), ("b", "<f8")],
 ]
 
 
@@ -426,7 +436,7 @@ def test_an_exception_in_the_loop_leaves_the_batches_usable():
     with pytest.raises(KeyError):
         for _ in mb:
             raise KeyError("user code failed")
-    assert sum(len(Xb) for Xb, in mb) == 20_000
+    assert sum(len(Xb) for (Xb,) in mb) == 20_000
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -438,9 +448,7 @@ def test_a_forked_child_finishes_an_epoch_started_in_the_parent():
     next(it)  # batches 1 and 2 are in flight on the parent's threads
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
-        ok = all(
-            np.array_equal(Xb, X[idx[2048 * k : 2048 * (k + 1)]]) for k, (Xb,) in enumerate(it, 1)
-        )
+        ok = all(np.array_equal(Xb, X[idx[2048 * k : 2048 * (k + 1)]]) for k, (Xb,) in enumerate(it, 1))
         os._exit(0 if ok else 1)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -459,29 +467,65 @@ def test_a_forked_child_finishes_an_epoch_started_in_the_parent():
 # --- bad input ----------------------------------------------------------------------------
 
 BAD = [
-    (lambda: fo.MiniBatches(np.zeros(5), np.zeros(6)), ValueError, r"arrays\[1\] has 6 samples .* arrays\[0\] has 5"),
+    (
+        lambda: fo.MiniBatches(np.zeros(5), np.zeros(6)),
+        ValueError,
+        r"arrays\[1\] has 6 samples .* arrays\[0\] has 5",
+    ),
     (lambda: fo.MiniBatches(np.zeros((0, 3))), ValueError, r"no samples"),
     (lambda: fo.MiniBatches(), TypeError, r"at least one array"),
     (lambda: fo.MiniBatches(np.zeros(5), batch_size=0), ValueError, r"batch_size must be at least 1, got 0"),
     (lambda: fo.MiniBatches(np.zeros(5), batch_size=-3), ValueError, r"batch_size must be at least 1"),
-    (lambda: fo.MiniBatches(np.zeros(5), batch_size=2.5), TypeError, r"batch_size must be an integer, got float"),
-    (lambda: fo.MiniBatches(np.zeros(5), batch_size=True), TypeError, r"batch_size must be an integer, got bool"),
-    (lambda: fo.MiniBatches(np.zeros(5), batch_size=8, drop_last=True), ValueError, r"the epoch would have no batch"),
+    (
+        lambda: fo.MiniBatches(np.zeros(5), batch_size=2.5),
+        TypeError,
+        r"batch_size must be an integer, got float",
+    ),
+    (
+        lambda: fo.MiniBatches(np.zeros(5), batch_size=True),
+        TypeError,
+        r"batch_size must be an integer, got bool",
+    ),
+    (
+        lambda: fo.MiniBatches(np.zeros(5), batch_size=8, drop_last=True),
+        ValueError,
+        r"the epoch would have no batch",
+    ),
     (lambda: fo.MiniBatches(np.array([None, 1])), TypeError, r"arrays\[0\] has dtype object"),
     (lambda: fo.MiniBatches(np.float64(3.0)), ValueError, r"arrays\[0\] is 0-dimensional"),
-    (lambda: fo.MiniBatches(np.zeros(5), axis=1), ValueError, r"axis 1 is out of range for arrays\[0\] of shape \(5,\)"),
-    (lambda: fo.MiniBatches(np.zeros((2, 5)), np.zeros(5), axis=1), ValueError, r"axis 1 is out of range for arrays\[1\]"),
+    (
+        lambda: fo.MiniBatches(np.zeros(5), axis=1),
+        ValueError,
+        r"axis 1 is out of range for arrays\[0\] of shape \(5,\)",
+    ),
+    (
+        lambda: fo.MiniBatches(np.zeros((2, 5)), np.zeros(5), axis=1),
+        ValueError,
+        r"axis 1 is out of range for arrays\[1\]",
+    ),
     (lambda: fo.MiniBatches(np.zeros(5), seed=-1), ValueError, r"seed must be at least 0"),
     (lambda: fo.MiniBatches(np.zeros(5), seed=2**64), ValueError, r"seed must be below 2\*\*64"),
     (lambda: fo.MiniBatches(np.zeros(5), seed=1.5), TypeError, r"seed must be an integer"),
     (lambda: fo.MiniBatches(np.zeros(5), shard=(0, 2)), ValueError, r"shard needs an explicit seed"),
     (lambda: fo.MiniBatches(np.zeros(5), seed=0, shard=(2, 2)), ValueError, r"shard index must be below"),
-    (lambda: fo.MiniBatches(np.zeros(5), seed=0, shard=(0, 0)), ValueError, r"shard count must be at least 1"),
-    (lambda: fo.MiniBatches(np.zeros(5), seed=0, shard=(0, 6)), ValueError, r"5 samples cannot be split into 6"),
+    (
+        lambda: fo.MiniBatches(np.zeros(5), seed=0, shard=(0, 0)),
+        ValueError,
+        r"shard count must be at least 1",
+    ),
+    (
+        lambda: fo.MiniBatches(np.zeros(5), seed=0, shard=(0, 6)),
+        ValueError,
+        r"5 samples cannot be split into 6",
+    ),
     (lambda: fo.MiniBatches(np.zeros(5), seed=0, shard=3), TypeError, r"shard must be a pair"),
     (lambda: fo.MiniBatches(np.zeros(5), shuffle=False, block_size=2), ValueError, r"needs shuffle=True"),
     (lambda: fo.MiniBatches(np.zeros(5), block_size=0), ValueError, r"block_size must be at least 1"),
-    (lambda: fo.MiniBatches(np.zeros(5), block_size=2, buffer_blocks=0), ValueError, r"buffer_blocks must be at least 1"),
+    (
+        lambda: fo.MiniBatches(np.zeros(5), block_size=2, buffer_blocks=0),
+        ValueError,
+        r"buffer_blocks must be at least 1",
+    ),
 ]
 
 
@@ -560,6 +604,9 @@ def test_the_benchmark_runs(tmp_path):
     script = Path(__file__).resolve().parent.parent / "benches" / "minibatch_compare.py"
     out = subprocess.run(
         [sys.executable, str(script), "--samples", "5000", "--repeats", "1", "--no-torch"],
-        capture_output=True, text=True, check=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
     ).stdout
     assert "plain gather of the same rows" in out and "within 1.3x" in out

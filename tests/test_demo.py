@@ -28,8 +28,19 @@ FIGURES = [
     "paths_rosenbrock.png",
 ]
 EXAMPLES, EPOCHS = 20_000, 50
-TINY = ["demo", "--examples", str(EXAMPLES), "--epochs", str(EPOCHS), "--batch-sizes", "all,4096,512,64",
-        "--batch-size", "512", "--seed", "0"]
+TINY = [
+    "demo",
+    "--examples",
+    str(EXAMPLES),
+    "--epochs",
+    str(EPOCHS),
+    "--batch-sizes",
+    "all,4096,512,64",
+    "--batch-size",
+    "512",
+    "--seed",
+    "0",
+]
 
 
 def run_demo(args):
@@ -116,7 +127,15 @@ def test_surfaces_gd_is_the_slowest_to_leave_the_saddle_and_the_plateau(tiny):
         assert all(steps[name] < steps["GD"] for name in four[1:]), steps
     for s in surfaces.values():
         # the rest of the family races on every surface too
-        assert set(s["runs"]) == set(four) | {"AdamW", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "Lion"}
+        assert set(s["runs"]) == set(four) | {
+            "AdamW",
+            "Adagrad",
+            "Adadelta",
+            "Adamax",
+            "NAdam",
+            "RAdam",
+            "Lion",
+        }
         for r in s["runs"].values():
             assert len(r["path"]) == s["steps"] + 1 and r["final_gap"] >= 0
             assert any(p["lr"] == r["lr"] for p in r["sweep"])
@@ -138,7 +157,9 @@ def test_results_record_the_machine_data_and_lecture_figures(tiny):
 def test_lecture_preset_prints_its_accuracy_table(tmp_path):
     status, printed = run_demo(["demo", "--preset", "lecture", "--epochs", "300", "--out", str(tmp_path)])
     assert status == 0
-    rows = [line.split() for line in printed.splitlines() if line.split()[:1] in (["GD"], ["Momentum"], ["Adam"])]
+    rows = [
+        line.split() for line in printed.splitlines() if line.split()[:1] in (["GD"], ["Momentum"], ["Adam"])
+    ]
     assert [r[0] for r in rows] == ["GD", "Momentum", "Adam"] * 2
     assert all(r[-5].endswith("%") and r[-6].endswith("%") for r in rows)  # train and held-out accuracy
     results = json.loads((tmp_path / "results.json").read_text())
@@ -187,8 +208,10 @@ def test_an_unwritable_out_folder_is_a_clean_error_in_a_real_process(tmp_path):
 
 
 def test_missing_matplotlib_is_a_message_not_a_traceback(tmp_path):
-    code = ("import sys; sys.modules['matplotlib'] = None; from ferroptim.__main__ import main; "
-            f"sys.exit(main(['demo', '--examples', '100', '--out', {str(tmp_path)!r}]))")
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; from ferroptim.__main__ import main; "
+        f"sys.exit(main(['demo', '--examples', '100', '--out', {str(tmp_path)!r}]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 1
     assert "pip install 'ferroptim[demo]'" in out.stderr and "Traceback" not in out.stderr

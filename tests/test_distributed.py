@@ -18,7 +18,9 @@ WORKER = Path(__file__).parent / "mpi" / "worker.py"
 def mpirun(mode, tmp_path, timeout=120):
     return subprocess.run(
         [MPIEXEC, "-n", "2", sys.executable, str(WORKER), mode, str(tmp_path)],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -98,8 +100,19 @@ def test_two_ranks_with_global_batch_b_train_like_one_process_with_batch_b(mode,
 def test_the_example_trains_checkpoints_and_resumes(tmp_path):
     script = Path(__file__).parent.parent / "examples" / "distributed_train.py"
     ckpt = tmp_path / "ckpt"
-    run = [MPIEXEC, "-n", "2", sys.executable, str(script), "--examples", "4000", "--batch-size", "128",
-           "--checkpoint", str(ckpt)]
+    run = [
+        MPIEXEC,
+        "-n",
+        "2",
+        sys.executable,
+        str(script),
+        "--examples",
+        "4000",
+        "--batch-size",
+        "128",
+        "--checkpoint",
+        str(ckpt),
+    ]
     out = subprocess.run(run + ["--epochs", "2"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("epoch ") == 2 and ckpt.exists()

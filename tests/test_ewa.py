@@ -144,7 +144,11 @@ BAD_CALLS = [
     (lambda: fo.ewa(np.ones(3), float("nan")), ValueError, r"beta must be in \[0, 1\)"),
     (lambda: fo.ewa(np.ones(3), "0.9"), TypeError, r"beta"),
     (lambda: fo.ewa(np.ones(3), 0.9, bias_correction=None), TypeError, r"bias_correction"),
-    (lambda: fo.ewa(np.ones((2, 3)), 0.9, axis=2), ValueError, r"axis 2 is out of bounds for an array of 2 dimensions"),
+    (
+        lambda: fo.ewa(np.ones((2, 3)), 0.9, axis=2),
+        ValueError,
+        r"axis 2 is out of bounds for an array of 2 dimensions",
+    ),
     (lambda: fo.ewa(np.ones((2, 3)), 0.9, axis=-3), ValueError, r"axis -3 is out of bounds"),
     (lambda: fo.ewa(np.float64(3.0), 0.9), ValueError, r"out of bounds for an array of 0 dimensions"),
     (lambda: fo.ewa(np.ones(3, complex), 0.9), TypeError, r"x must hold real numbers, got dtype complex128"),
@@ -154,7 +158,11 @@ BAD_CALLS = [
     (lambda: fo.moving_average(np.ones(3), 2.5), TypeError, r"window"),
     (lambda: fo.moving_average(np.ones(3), True), TypeError, r"window must be an integer"),
     (lambda: fo.moving_average(np.ones(3), 2, axis=1), ValueError, r"axis 1 is out of bounds"),
-    (lambda: fo._core.ewa([1.0, 2.0], 0.5), TypeError, r"x must be a numpy.ndarray of float32 or float64, got list"),
+    (
+        lambda: fo._core.ewa([1.0, 2.0], 0.5),
+        TypeError,
+        r"x must be a numpy.ndarray of float32 or float64, got list",
+    ),
     (lambda: fo._core.moving_average(np.ones(2, np.int64), 2), TypeError, r"x has dtype int64"),
 ]
 
@@ -319,7 +327,9 @@ def test_parameter_ema_refuses_bad_input():
     w = np.zeros(3)
     with pytest.raises(ValueError, match=r"decay must be in \[0, 1\), got 1.0"):
         fo.ParameterEMA([w], decay=1.0)
-    with pytest.raises(TypeError, match=r"parameter params\[0\] must be a float32 or float64 ndarray, got dtype int64"):
+    with pytest.raises(
+        TypeError, match=r"parameter params\[0\] must be a float32 or float64 ndarray, got dtype int64"
+    ):
         fo.ParameterEMA([np.zeros(3, np.int64)])
     with pytest.raises(TypeError, match="got a single ndarray"):
         fo.ParameterEMA(w)
@@ -367,7 +377,15 @@ def test_results_do_not_depend_on_the_thread_count(threads):
         ema = fo.ParameterEMA([w], decay=0.9)
         w += 1
         ema.update()
-        results.append([fo.ewa(x, 0.95), fo.ewa(x, 0.95, axis=1), fo.moving_average(x, 5), fo.moving_average(x, 5, axis=1), ema.averages[0]])
+        results.append(
+            [
+                fo.ewa(x, 0.95),
+                fo.ewa(x, 0.95, axis=1),
+                fo.moving_average(x, 5),
+                fo.moving_average(x, 5, axis=1),
+                ema.averages[0],
+            ]
+        )
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)

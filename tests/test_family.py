@@ -22,7 +22,11 @@ SHAPES = [(3, 4), (), (0,), (fo._core.PARALLEL_MIN_ELEMENTS + 7,)]
 def test_clip_grad_norm_follows_the_definition(norm_type, dtype, simd_level):
     grads = grads_list(0, SHAPES, dtype)
     flat = np.concatenate([g.ravel().astype(np.float64) for g in grads])
-    expected = np.max(np.abs(flat)) if norm_type == float("inf") else np.sum(np.abs(flat) ** norm_type) ** (1 / norm_type)
+    expected = (
+        np.max(np.abs(flat))
+        if norm_type == float("inf")
+        else np.sum(np.abs(flat) ** norm_type) ** (1 / norm_type)
+    )
     before = [g.copy() for g in grads]
     total = fo.clip_grad_norm(grads, max_norm=0.5, norm_type=norm_type)
     assert isinstance(total, float)

@@ -38,7 +38,10 @@ CONFIGS = {
         dict(maximize=True, eps=1e-6),
     ],
     "adamw": [dict(), dict(lr=1e-2, weight_decay=0.1, amsgrad=True, maximize=True)],
-    "adagrad": [dict(), dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.5, maximize=True)],
+    "adagrad": [
+        dict(),
+        dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.5, maximize=True),
+    ],
     "adadelta": [dict(), dict(lr=0.5, rho=0.5, eps=1e-4, weight_decay=0.1, maximize=True)],
     "adamax": [dict(), dict(lr=1e-2, betas=(0.5, 0.9), eps=1e-4, weight_decay=0.1, maximize=True)],
     "nadam": [
@@ -172,7 +175,9 @@ def test_runs_on_a_cpu_without_avx():
     )
     out = subprocess.run(
         ["qemu-x86_64", "-cpu", "Westmere", sys.executable, "-c", script],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "scalar"

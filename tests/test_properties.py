@@ -23,28 +23,63 @@ def hyper(draw):
         momentum = draw(st.sampled_from([0.0, draw(unit)]))
         nesterov = momentum > 0 and draw(flag)
         dampening = 0.0 if nesterov else draw(st.floats(0.0, 1.0))
-        h = dict(lr=draw(lr), momentum=momentum, dampening=dampening, nesterov=nesterov,
-                 weight_decay=draw(decay), maximize=draw(flag))
+        h = dict(
+            lr=draw(lr),
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+            weight_decay=draw(decay),
+            maximize=draw(flag),
+        )
     elif kind == "momentum":
         h = dict(lr=draw(lr), beta=draw(unit))
     elif kind == "rmsprop":
-        h = dict(lr=draw(lr), alpha=draw(unit), eps=draw(eps),
-                 weight_decay=draw(decay), momentum=draw(st.sampled_from([0.0, 0.9])),
-                 centered=draw(flag), maximize=draw(flag))
+        h = dict(
+            lr=draw(lr),
+            alpha=draw(unit),
+            eps=draw(eps),
+            weight_decay=draw(decay),
+            momentum=draw(st.sampled_from([0.0, 0.9])),
+            centered=draw(flag),
+            maximize=draw(flag),
+        )
     elif kind in ("adam", "adamw"):
-        h = dict(lr=draw(lr), betas=(draw(unit), draw(unit)), eps=draw(eps),
-                 weight_decay=draw(decay), amsgrad=draw(flag), maximize=draw(flag))
+        h = dict(
+            lr=draw(lr),
+            betas=(draw(unit), draw(unit)),
+            eps=draw(eps),
+            weight_decay=draw(decay),
+            amsgrad=draw(flag),
+            maximize=draw(flag),
+        )
     elif kind == "adagrad":
-        h = dict(lr=draw(lr), lr_decay=draw(decay), weight_decay=draw(decay),
-                 initial_accumulator_value=draw(st.sampled_from([0.0, 0.1])), eps=draw(eps), maximize=draw(flag))
+        h = dict(
+            lr=draw(lr),
+            lr_decay=draw(decay),
+            weight_decay=draw(decay),
+            initial_accumulator_value=draw(st.sampled_from([0.0, 0.1])),
+            eps=draw(eps),
+            maximize=draw(flag),
+        )
     elif kind == "adadelta":
         h = dict(lr=draw(lr), rho=draw(unit), eps=draw(eps), weight_decay=draw(decay), maximize=draw(flag))
     elif kind == "adamax":
-        h = dict(lr=draw(lr), betas=(draw(unit), draw(unit)), eps=draw(eps), weight_decay=draw(decay),
-                 maximize=draw(flag))
+        h = dict(
+            lr=draw(lr),
+            betas=(draw(unit), draw(unit)),
+            eps=draw(eps),
+            weight_decay=draw(decay),
+            maximize=draw(flag),
+        )
     elif kind in ("nadam", "radam"):
-        h = dict(lr=draw(lr), betas=(draw(unit), draw(unit)), eps=draw(eps), weight_decay=draw(decay),
-                 decoupled_weight_decay=draw(flag), maximize=draw(flag))
+        h = dict(
+            lr=draw(lr),
+            betas=(draw(unit), draw(unit)),
+            eps=draw(eps),
+            weight_decay=draw(decay),
+            decoupled_weight_decay=draw(flag),
+            maximize=draw(flag),
+        )
         if kind == "nadam":
             h["momentum_decay"] = draw(st.sampled_from([0.0, 4e-3, 0.1]))
     else:

@@ -48,7 +48,9 @@ def test_the_lectures_decays_per_epoch():
     lr0, steps_per_epoch = 0.2, 10
     epoch = STEPS / steps_per_epoch
     # alpha0 / (1 + decay_rate * epoch), continuous and as a staircase
-    assert_matches(InverseTimeDecay(lr0, 1.0, decay_steps=steps_per_epoch), lambda k: lr0 / (1 + 1.0 * k / 10))
+    assert_matches(
+        InverseTimeDecay(lr0, 1.0, decay_steps=steps_per_epoch), lambda k: lr0 / (1 + 1.0 * k / 10)
+    )
     assert_matches(
         InverseTimeDecay(lr0, 1.0, decay_steps=steps_per_epoch, staircase=True),
         lambda k: lr0 / (1 + 1.0 * (k // 10)),
@@ -56,7 +58,9 @@ def test_the_lectures_decays_per_epoch():
     # 0.95**epoch * alpha0
     assert_matches(ExponentialDecay(lr0, 0.95, decay_steps=steps_per_epoch), lambda k: lr0 * 0.95 ** (k / 10))
     # k / sqrt(epoch_num) * alpha0 with the lecture's 1-based epoch_num
-    assert_matches(InverseSqrtDecay(lr0, 0.5, decay_steps=steps_per_epoch), lambda k: 0.5 / math.sqrt(1 + k / 10) * lr0)
+    assert_matches(
+        InverseSqrtDecay(lr0, 0.5, decay_steps=steps_per_epoch), lambda k: 0.5 / math.sqrt(1 + k / 10) * lr0
+    )
     staircase = InverseTimeDecay(lr0, 1.0, decay_steps=steps_per_epoch, staircase=True)(STEPS)
     assert len(set(staircase)) == 12 and np.all(np.diff(staircase) <= 0)
     assert np.all(np.diff(InverseTimeDecay(lr0, 1.0, steps_per_epoch)(epoch * 10)) < 0)
@@ -137,7 +141,9 @@ def test_linear_schedule_warmup():
 
 def test_torch_step_and_exponential_lr():
     lr0, gamma = 0.05, 0.7
-    assert_matches(ExponentialDecay(lr0, gamma, decay_steps=15, staircase=True), lambda k: lr0 * gamma ** (k // 15))
+    assert_matches(
+        ExponentialDecay(lr0, gamma, decay_steps=15, staircase=True), lambda k: lr0 * gamma ** (k // 15)
+    )
     assert_matches(ExponentialDecay(lr0, gamma), lambda k: lr0 * gamma**k)
 
 
@@ -160,12 +166,19 @@ def test_torch_cosine_annealing_warm_restarts():
             t_cur, t_i = t_cur - t_i, t_i * t_mult
         return eta_min + (lr0 - eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
 
-    assert_matches(CosineDecayRestarts(lr0, t_0, t_mul=t_mult, alpha=eta_min / lr0), ref, steps=np.arange(300), rtol=1e-12)
+    assert_matches(
+        CosineDecayRestarts(lr0, t_0, t_mul=t_mult, alpha=eta_min / lr0),
+        ref,
+        steps=np.arange(300),
+        rtol=1e-12,
+    )
 
 
 def test_torch_polynomial_and_linear_lr():
     lr0 = 0.1
-    assert_matches(PolynomialDecay(lr0, 40, end_lr=0.0, power=2.0), lambda k: lr0 * (1 - min(40, k) / 40) ** 2.0)
+    assert_matches(
+        PolynomialDecay(lr0, 40, end_lr=0.0, power=2.0), lambda k: lr0 * (1 - min(40, k) / 40) ** 2.0
+    )
     sf, ef, total = 0.1, 1.0, 25
     assert_matches(
         LinearSchedule(lr0 * sf, lr0 * ef, total),
@@ -202,8 +215,16 @@ TORCH_CASES = [
         dict(T_0=5, T_mult=2, eta_min=0.001),
         lambda lr: CosineDecayRestarts(lr, 5, t_mul=2, alpha=0.001 / lr),
     ),
-    ("PolynomialLR", dict(total_iters=40, power=1.5), lambda lr: PolynomialDecay(lr, 40, end_lr=0.0, power=1.5)),
-    ("LinearLR", dict(start_factor=0.1, end_factor=1.0, total_iters=20), lambda lr: LinearSchedule(lr * 0.1, lr, 20)),
+    (
+        "PolynomialLR",
+        dict(total_iters=40, power=1.5),
+        lambda lr: PolynomialDecay(lr, 40, end_lr=0.0, power=1.5),
+    ),
+    (
+        "LinearLR",
+        dict(start_factor=0.1, end_factor=1.0, total_iters=20),
+        lambda lr: LinearSchedule(lr * 0.1, lr, 20),
+    ),
     ("OneCycleLR", dict(max_lr=0.2, total_steps=60), lambda lr: OneCycle(0.2, 60)),
 ]
 
@@ -272,9 +293,17 @@ BAD_SCHEDULES = [
     (lambda: InverseTimeDecay(0.1, -1.0), ValueError, r"decay_rate must be >= 0"),
     (lambda: ExponentialDecay("0.1", 0.9), TypeError, r"initial_lr must be a number, got str"),
     (lambda: ExponentialDecay(0.1, 0.9, staircase=1), TypeError, r"staircase must be True or False"),
-    (lambda: PiecewiseConstantDecay([10, 5], [1.0, 0.5, 0.1]), ValueError, r"boundaries must be strictly increasing, got 10 then 5 at index 1"),
+    (
+        lambda: PiecewiseConstantDecay([10, 5], [1.0, 0.5, 0.1]),
+        ValueError,
+        r"boundaries must be strictly increasing, got 10 then 5 at index 1",
+    ),
     (lambda: PiecewiseConstantDecay([10, 10], [1.0, 0.5, 0.1]), ValueError, r"strictly increasing"),
-    (lambda: PiecewiseConstantDecay([10], [1.0]), ValueError, r"values must have one more entry than boundaries"),
+    (
+        lambda: PiecewiseConstantDecay([10], [1.0]),
+        ValueError,
+        r"values must have one more entry than boundaries",
+    ),
     (lambda: PiecewiseConstantDecay([10], [1.0, -0.5]), ValueError, r"values\[1\] must be >= 0"),
     (lambda: PolynomialDecay(0.1, 10, power=0.0), ValueError, r"power must be > 0"),
     (lambda: CosineDecay(0.1, 10, alpha=1.5), ValueError, r"alpha must be in \[0, 1\], got 1.5"),
@@ -288,7 +317,11 @@ BAD_SCHEDULES = [
     (lambda: JoinSchedules([LinearSchedule(0, 1, 2)], [5]), ValueError, r"one entry fewer than schedules"),
     (lambda: JoinSchedules([LinearSchedule(0, 1, 2)] * 3, [5, 3]), ValueError, r"strictly increasing"),
     (lambda: JoinSchedules([LinearSchedule(0, 1, 2)] * 2, [0]), ValueError, r"boundaries\[0\] must be > 0"),
-    (lambda: JoinSchedules([LinearSchedule(0, 1, 2), 0.1], [5]), TypeError, r"schedules\[1\] must be callable"),
+    (
+        lambda: JoinSchedules([LinearSchedule(0, 1, 2), 0.1], [5]),
+        TypeError,
+        r"schedules\[1\] must be callable",
+    ),
     (lambda: JoinSchedules([], []), ValueError, r"schedules must not be empty"),
 ]
 
@@ -312,24 +345,33 @@ def test_bad_arguments_are_refused_at_construction(make, exc, match):
     ],
 )
 def test_bad_steps_are_refused(step, exc, match):
-    for schedule in (ExponentialDecay(0.1, 0.9), JoinSchedules([LinearSchedule(0, 1, 2), OneCycle(1.0, 10)], [2])):
+    for schedule in (
+        ExponentialDecay(0.1, 0.9),
+        JoinSchedules([LinearSchedule(0, 1, 2), OneCycle(1.0, 10)], [2]),
+    ):
         with pytest.raises(exc, match=match):
             schedule(step)
 
 
 def test_schedules_print_their_arguments_and_pickle():
     s = PolynomialDecay(0.1, 100, power=2.0)
-    assert repr(s) == "PolynomialDecay(initial_lr=0.1, decay_steps=100.0, end_lr=0.0001, power=2.0, cycle=False)"
+    assert (
+        repr(s) == "PolynomialDecay(initial_lr=0.1, decay_steps=100.0, end_lr=0.0001, power=2.0, cycle=False)"
+    )
     joined = JoinSchedules([LinearSchedule(0.0, 0.1, 5), s], [5])
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(joined))(STEPS), joined(STEPS))
 
 
 # -- optimizers driven by a schedule ----------------------------------------------------
 
-SCHEDULE = JoinSchedules([LinearSchedule(0.01, 0.1, 5), PiecewiseConstantDecay([7, 12], [0.1, 0.05, 0.02])], [5])
+SCHEDULE = JoinSchedules(
+    [LinearSchedule(0.01, 0.1, 5), PiecewiseConstantDecay([7, 12], [0.1, 0.05, 0.02])], [5]
+)
 
 
-@pytest.mark.parametrize("kind,h", [("sgd", dict(momentum=0.9)), ("adam", dict()), ("momentum", dict(beta=0.8))])
+@pytest.mark.parametrize(
+    "kind,h", [("sgd", dict(momentum=0.9)), ("adam", dict()), ("momentum", dict(beta=0.8))]
+)
 def test_an_optimizer_uses_the_scheduled_rate_at_every_step(kind, h):
     rng = np.random.default_rng(0)
     params = [rng.normal(size=(3, 4)), rng.normal(size=5).astype(np.float32)]
@@ -399,13 +441,21 @@ def test_plateau_reduces_after_patience_and_cools_down():
 
 def test_plateau_max_mode_abs_threshold_min_lr_and_eps():
     opt = make_optimizer((1.0, 0.01))
-    plateau = ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=0, threshold=0.05,
-                                threshold_mode="abs", min_lr=[0.05, 0.0], eps=0.002)
-    plateau.step(0.5)      # better than -inf
-    plateau.step(0.54)     # not better by 0.05: reduce; group 1's change 0.009 > eps
+    plateau = ReduceLROnPlateau(
+        opt,
+        mode="max",
+        factor=0.1,
+        patience=0,
+        threshold=0.05,
+        threshold_mode="abs",
+        min_lr=[0.05, 0.0],
+        eps=0.002,
+    )
+    plateau.step(0.5)  # better than -inf
+    plateau.step(0.54)  # not better by 0.05: reduce; group 1's change 0.009 > eps
     assert plateau.get_last_lr() == [0.1, 0.001]
-    plateau.step(0.56)     # better by more than 0.05? 0.56 > 0.5 + 0.05: yes
-    plateau.step(0.56)     # reduce: group 0 hits its floor; group 1's change 0.0009 < eps
+    plateau.step(0.56)  # better by more than 0.05? 0.56 > 0.5 + 0.05: yes
+    plateau.step(0.56)  # reduce: group 0 hits its floor; group 1's change 0.0009 < eps
     assert plateau.get_last_lr() == [0.05, 0.001]
 
 
@@ -465,7 +515,9 @@ def test_plateau_refuses_bad_input():
     with pytest.raises(TypeError, match="must be a ferroptim optimizer"):
         ReduceLROnPlateau([np.zeros(1)])
     scheduled = fo.SGD([np.zeros(1)], lr=ExponentialDecay(0.1, 0.9))
-    with pytest.raises(TypeError, match=r"param_groups\[0\]\['lr'\] is ExponentialDecay; ReduceLROnPlateau sets"):
+    with pytest.raises(
+        TypeError, match=r"param_groups\[0\]\['lr'\] is ExponentialDecay; ReduceLROnPlateau sets"
+    ):
         ReduceLROnPlateau(scheduled)
 
 

@@ -113,7 +113,10 @@ def test_load_refuses_mismatches_before_changing_anything():
     bad = [
         (variant(lambda sd: sd["param_groups"].append(dict(sd["param_groups"][0]))), "2 param groups"),
         (variant(lambda sd: sd["param_groups"][0]["params"].pop()), "has 3 parameters"),
-        (variant(lambda sd: sd["param_groups"][0].__setitem__("param_names", ["a", "b", "c", "d"])), "names different"),
+        (
+            variant(lambda sd: sd["param_groups"][0].__setitem__("param_names", ["a", "b", "c", "d"])),
+            "names different",
+        ),
         (variant(lambda sd: sd["state"][1].__setitem__("exp_avg", np.zeros(5))), r"shape \(4,\)"),
         (variant(lambda sd: sd["state"][1].__setitem__("exp_avg_sq", np.zeros(4, np.int64))), "float array"),
         (variant(lambda sd: sd["state"][1].__setitem__("velocity", np.zeros(4))), "unknown state 'velocity'"),

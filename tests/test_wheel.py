@@ -31,7 +31,9 @@ def find_or_build_wheel(tmp_path: Path) -> Path:
     try:
         subprocess.run(
             [sys.executable, "-m", "maturin", "build", "--release", "--out", str(out)],
-            cwd=ROOT, check=True, capture_output=True,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
         )
     except (OSError, subprocess.CalledProcessError) as e:  # pragma: no cover
         pytest.skip(f"no wheel in dist/ and maturin could not build one: {e}")
@@ -45,11 +47,15 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_a_step(tmp_path):
     py = env_dir / "bin" / "python"
     subprocess.run(
         [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     site = subprocess.run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     out = subprocess.run(
         [str(py), "-c", SCRIPT % site], check=True, capture_output=True, text=True, cwd=tmp_path

@@ -19,9 +19,12 @@ def bench(args: list[str]) -> int:
     ``args``, by default ``--quick``; returns its exit status."""
     script = Path.cwd() / BENCH_SCRIPT
     if not script.is_file():
-        print(f"ferroptim bench: error: {BENCH_SCRIPT} is not in the current directory; the benchmark ships with "
-              "the source repository, not the package: run `ferroptim bench` (or `python benches/compare.py`) "
-              "from the root of a ferroptim checkout", file=sys.stderr)
+        print(
+            f"ferroptim bench: error: {BENCH_SCRIPT} is not in the current directory; the benchmark ships with "
+            "the source repository, not the package: run `ferroptim bench` (or `python benches/compare.py`) "
+            "from the root of a ferroptim checkout",
+            file=sys.stderr,
+        )
         return 2
     return subprocess.call([sys.executable, str(script), *(args or ["--quick"])])
 
@@ -34,8 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ferroptim", description=__doc__.split("\n\n")[1])
     sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,bench}")
     demo.add_arguments(sub.add_parser("demo", help=demo.__doc__.splitlines()[0]))
-    sub.add_parser("bench", help="run the optimizer speed benchmark benches/compare.py of a source checkout "
-                                 "(options are passed on; default --quick)", add_help=False)
+    sub.add_parser(
+        "bench",
+        help="run the optimizer speed benchmark benches/compare.py of a source checkout "
+        "(options are passed on; default --quick)",
+        add_help=False,
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         return bench(rest)

@@ -9,8 +9,15 @@ from typing import Any
 import numpy as np
 
 
-def real(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-         low_open: bool = False, high_open: bool = False) -> float:
+def real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """``value`` as a finite float within the given bounds."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")

@@ -176,7 +176,9 @@ class EWA:
             elif not isinstance(self._v, np.ndarray):
                 raise ValueError(f"x has shape {a.shape}, expected a number like the earlier updates")
             elif a.shape != self._v.shape:
-                raise ValueError(f"x has shape {a.shape}, expected shape {self._v.shape} like the earlier updates")
+                raise ValueError(
+                    f"x has shape {a.shape}, expected shape {self._v.shape} like the earlier updates"
+                )
             _core.ema_update([self._v], [np.require(a, self._v.dtype, "C")], self.beta, ["x"])
         self.t += 1
         return self.value
@@ -289,7 +291,9 @@ class ParameterEMA:
         if params is None:
             return self._params
         if isinstance(params, np.ndarray):
-            raise TypeError("params must be a list or dict of arrays; got a single ndarray (wrap it in a list)")
+            raise TypeError(
+                "params must be a list or dict of arrays; got a single ndarray (wrap it in a list)"
+            )
         if not isinstance(params, Mapping):
             arrays = list(params)
         elif self._keys is None:
@@ -298,7 +302,9 @@ class ParameterEMA:
             missing = [k for k in self._keys if k not in params]
             extra = [k for k in params if k not in set(self._keys)]
             if missing or extra:
-                raise ValueError(f"params does not match the averaged parameters: missing {missing}, unknown {extra}")
+                raise ValueError(
+                    f"params does not match the averaged parameters: missing {missing}, unknown {extra}"
+                )
             arrays = [params[k] for k in self._keys]
         if len(arrays) != len(self._averages):
             raise ValueError(f"expected {len(self._averages)} parameters, got {len(arrays)}")
@@ -368,7 +374,9 @@ class ParameterEMA:
         try:
             decay, debias, n, saved = (state_dict[k] for k in ("decay", "debias", "num_updates", "averages"))
         except (KeyError, TypeError):
-            raise ValueError("state_dict must have 'decay', 'debias', 'num_updates' and 'averages' entries") from None
+            raise ValueError(
+                "state_dict must have 'decay', 'debias', 'num_updates' and 'averages' entries"
+            ) from None
         decay = _unit_interval("decay", decay)
         if int(n) < 0:
             raise ValueError(f"num_updates must be >= 0, got {n}")
@@ -380,7 +388,9 @@ class ParameterEMA:
             raise ValueError(f"state_dict has {len(saved)} averages, expected {len(self._averages)}")
         for s, a, name in zip(saved, self._averages, self._names):
             if s.shape != a.shape or s.dtype.kind != "f":
-                raise ValueError(f"the average of {name} must be a float array of shape {a.shape}, got {s.dtype} {s.shape}")
+                raise ValueError(
+                    f"the average of {name} must be a float array of shape {a.shape}, got {s.dtype} {s.shape}"
+                )
         for s, a in zip(saved, self._averages):
             np.copyto(a, s, casting="unsafe")
         self.decay, self.debias, self.num_updates = decay, bool(debias), int(n)

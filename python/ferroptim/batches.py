@@ -56,8 +56,7 @@ def _check_map(i: int, mm: mmap.mmap, map_start: Optional[int]) -> None:
     # A closed map or a page past the end of a shrunk file would crash the reader (SIGBUS).
     if mm.closed:
         raise ValueError(
-            f"arrays[{i}] is a memory map that was closed; open the file again "
-            "(np.load(path, mmap_mode='r'))"
+            f"arrays[{i}] is a memory map that was closed; open the file again (np.load(path, mmap_mode='r'))"
         )
     if map_start is not None and mm.size() < map_start + len(mm):
         raise ValueError(
@@ -305,8 +304,7 @@ class MiniBatches:
         position = _index("position", state["position"])
         if state.get("num_samples", self.num_samples) != self.num_samples:
             raise ValueError(
-                f"state_dict is for {state['num_samples']} samples, these arrays have "
-                f"{self.num_samples}"
+                f"state_dict is for {state['num_samples']} samples, these arrays have {self.num_samples}"
             )
         n = self._num_batches(epoch)
         if position > n:
@@ -322,4 +320,3 @@ class MiniBatches:
             f"{getattr(b, '__name__', b) if callable(b) else b}, shuffle={self._shuffle}, "
             f"seed={self._seed}, epoch={self.epoch})"
         )
-

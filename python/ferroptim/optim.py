@@ -495,9 +495,7 @@ class Momentum(Optimizer):
         nan_policy: str = "propagate",
         max_grad_norm: float | None = None,
     ):
-        super().__init__(
-            params, dict(lr=lr, beta=beta), nan_policy=nan_policy, max_grad_norm=max_grad_norm
-        )
+        super().__init__(params, dict(lr=lr, beta=beta), nan_policy=nan_policy, max_grad_norm=max_grad_norm)
 
 
 class RMSprop(Optimizer):

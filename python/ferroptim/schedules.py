@@ -261,7 +261,9 @@ class PiecewiseConstantDecay(Schedule):
 def _check_increasing(name: str, xs: list) -> None:
     for i in range(1, len(xs)):
         if not xs[i] > xs[i - 1]:
-            raise ValueError(f"{name} must be strictly increasing, got {xs[i - 1]:g} then {xs[i]:g} at index {i}")
+            raise ValueError(
+                f"{name} must be strictly increasing, got {xs[i - 1]:g} then {xs[i]:g} at index {i}"
+            )
 
 
 class PolynomialDecay(Schedule):
@@ -290,8 +292,14 @@ class PolynomialDecay(Schedule):
         array([1.    , 0.5625, 0.25  , 0.0625, 0.    , 0.    ])
     """
 
-    def __init__(self, initial_lr: float, decay_steps: float, end_lr: float = 1e-4, power: float = 1.0,
-                 cycle: bool = False):
+    def __init__(
+        self,
+        initial_lr: float,
+        decay_steps: float,
+        end_lr: float = 1e-4,
+        power: float = 1.0,
+        cycle: bool = False,
+    ):
         self.initial_lr = _lr("initial_lr", initial_lr)
         self.decay_steps = _steps("decay_steps", decay_steps)
         self.end_lr = _lr("end_lr", end_lr)
@@ -342,8 +350,14 @@ class CosineDecay(Schedule):
         array([0. , 0.5, 1. , 0.5, 0. ])
     """
 
-    def __init__(self, initial_lr: float, decay_steps: float, alpha: float = 0.0, warmup_steps: float = 0,
-                 warmup_target: float | None = None):
+    def __init__(
+        self,
+        initial_lr: float,
+        decay_steps: float,
+        alpha: float = 0.0,
+        warmup_steps: float = 0,
+        warmup_target: float | None = None,
+    ):
         self.initial_lr = _lr("initial_lr", initial_lr)
         self.decay_steps = _steps("decay_steps", decay_steps)
         self.alpha = _real("alpha", alpha, low=0.0, high=1.0)
@@ -358,7 +372,9 @@ class CosineDecay(Schedule):
         if self.warmup_target is None:
             return _cosine(np.minimum(k, self.decay_steps), self.decay_steps, self.alpha, self.initial_lr)
         k = np.minimum(k, self.decay_steps + self.warmup_steps)
-        decay = _cosine(np.maximum(k - self.warmup_steps, 0.0), self.decay_steps, self.alpha, self.warmup_target)
+        decay = _cosine(
+            np.maximum(k - self.warmup_steps, 0.0), self.decay_steps, self.alpha, self.warmup_target
+        )
         if self.warmup_steps == 0:
             return decay
         warm = (self.warmup_target - self.initial_lr) * (k / self.warmup_steps) + self.initial_lr
@@ -391,8 +407,14 @@ class CosineDecayRestarts(Schedule):
         array([1.   , 0.5  , 0.5  , 0.427, 0.25 , 0.073, 0.25 , 0.24 ])
     """
 
-    def __init__(self, initial_lr: float, first_decay_steps: float, t_mul: float = 2.0, m_mul: float = 1.0,
-                 alpha: float = 0.0):
+    def __init__(
+        self,
+        initial_lr: float,
+        first_decay_steps: float,
+        t_mul: float = 2.0,
+        m_mul: float = 1.0,
+        alpha: float = 0.0,
+    ):
         self.initial_lr = _lr("initial_lr", initial_lr)
         self.first_decay_steps = _steps("first_decay_steps", first_decay_steps)
         self.t_mul = _real("t_mul", t_mul, low=1.0)
@@ -473,8 +495,14 @@ class OneCycle(Schedule):
         array([0.1  , 0.55 , 1.   , 0.505, 0.01 , 0.01 ])
     """
 
-    def __init__(self, max_lr: float, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
-                 final_div_factor: float = 1e4):
+    def __init__(
+        self,
+        max_lr: float,
+        total_steps: int,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+    ):
         self.max_lr = _real("max_lr", max_lr, low=0.0, low_open=True)
         self.total_steps = _count("total_steps", total_steps)
         if self.total_steps < 2:
@@ -612,10 +640,19 @@ class ReduceLROnPlateau:
         [1.0, 1.0, 1.0, 0.5, 0.5, 0.25]
     """
 
-    def __init__(self, optimizer: Any, mode: str = "min", factor: float = 0.1, patience: int = 10,
-                 threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
-                 min_lr: float | Sequence[float] = 0.0, eps: float = 1e-8,
-                 smoothing: float | EWA | None = None):
+    def __init__(
+        self,
+        optimizer: Any,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float | Sequence[float] = 0.0,
+        eps: float = 1e-8,
+        smoothing: float | EWA | None = None,
+    ):
         if not hasattr(optimizer, "param_groups"):
             raise TypeError(f"optimizer must be a ferroptim optimizer, got {type(optimizer).__name__}")
         self.optimizer = optimizer
@@ -637,7 +674,9 @@ class ReduceLROnPlateau:
         else:
             self.min_lrs = [_lr("min_lr", min_lr)] * n
         if smoothing is not None and not isinstance(smoothing, (EWA, int, float, np.floating)):
-            raise TypeError(f"smoothing must be None, a beta in [0, 1) or an EWA, got {type(smoothing).__name__}")
+            raise TypeError(
+                f"smoothing must be None, a beta in [0, 1) or an EWA, got {type(smoothing).__name__}"
+            )
         self.smoothing = EWA(smoothing) if isinstance(smoothing, (int, float, np.floating)) else smoothing
         self._lrs()
         self.best = math.inf if mode == "min" else -math.inf
@@ -688,8 +727,20 @@ class ReduceLROnPlateau:
         """The rate of each param group now."""
         return self._lrs()
 
-    _STATE = ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lrs", "eps",
-              "best", "num_bad_epochs", "cooldown_counter", "last_epoch")
+    _STATE = (
+        "mode",
+        "factor",
+        "patience",
+        "threshold",
+        "threshold_mode",
+        "cooldown",
+        "min_lrs",
+        "eps",
+        "best",
+        "num_bad_epochs",
+        "cooldown_counter",
+        "last_epoch",
+    )
 
     def state_dict(self) -> dict:
         """Every setting and counter (plain Python objects), and the smoothing EWA's state."""

@@ -19,7 +19,12 @@ def data(m=4096):
 
 def init(seed):
     rng = np.random.default_rng(seed)
-    return {"W1": rng.normal(size=(2, 16)) * 0.5, "b1": np.zeros(16), "W2": rng.normal(size=(16, 1)) * 0.5, "b2": np.zeros(1)}
+    return {
+        "W1": rng.normal(size=(2, 16)) * 0.5,
+        "b1": np.zeros(16),
+        "W2": rng.normal(size=(16, 1)) * 0.5,
+        "b2": np.zeros(1),
+    }
 
 
 def loss_grads(p, X, y):

@@ -96,9 +96,16 @@ PRESETS = {
         batch_sizes=[None, 4096, 512, 64, 1],
         batch_size_optimizer=("Adam", 3e-3),
         optimizer_batch_size=512,
-        optimizer_runs=[("GD", 0.3, None), ("Momentum", 1.0, None), ("RMSprop", 3e-3, None), ("Adam", 3e-3, None),
-                        ("GD", 0.6, DECAY), ("Momentum", 1.0, DECAY), ("RMSprop", 6e-3, DECAY),
-                        ("Adam", 3e-3, DECAY)],
+        optimizer_runs=[
+            ("GD", 0.3, None),
+            ("Momentum", 1.0, None),
+            ("RMSprop", 3e-3, None),
+            ("Adam", 3e-3, None),
+            ("GD", 0.6, DECAY),
+            ("Momentum", 1.0, DECAY),
+            ("RMSprop", 6e-3, DECAY),
+            ("Adam", 3e-3, DECAY),
+        ],
     ),
     "lecture": Preset(
         name="lecture",
@@ -109,8 +116,14 @@ PRESETS = {
         sizes=[2, 5, 2, 1],
         budget=Budget(epochs=5000),
         optimizer_batch_size=64,
-        optimizer_runs=[("GD", 7e-4, None), ("Momentum", 7e-4, None), ("Adam", 7e-4, None),
-                        ("GD", 0.1, COURSE_DECAY), ("Momentum", 0.1, COURSE_DECAY), ("Adam", 0.01, COURSE_DECAY)],
+        optimizer_runs=[
+            ("GD", 7e-4, None),
+            ("Momentum", 7e-4, None),
+            ("Adam", 7e-4, None),
+            ("GD", 0.1, COURSE_DECAY),
+            ("Momentum", 0.1, COURSE_DECAY),
+            ("Adam", 0.01, COURSE_DECAY),
+        ],
     ),
 }
 
@@ -122,25 +135,45 @@ class UsageError(Exception):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``ferroptim demo``."""
     p.description = __doc__.split("\n\n")[0]
-    p.add_argument("--preset", choices=list(PRESETS), default="default",
-                   help="default: spirals, batch-size and optimizer comparisons; lecture: the course's "
-                        "[2, 5, 2, 1] network on 300 moons examples")
-    p.add_argument("--examples", type=int, metavar="M",
-                   help="training examples m (default 1,000,000; lecture: 300); a held-out set of "
-                        "max(m/10, 1000) more is generated")
+    p.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="default",
+        help="default: spirals, batch-size and optimizer comparisons; lecture: the course's "
+        "[2, 5, 2, 1] network on 300 moons examples",
+    )
+    p.add_argument(
+        "--examples",
+        type=int,
+        metavar="M",
+        help="training examples m (default 1,000,000; lecture: 300); a held-out set of "
+        "max(m/10, 1000) more is generated",
+    )
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--seconds", type=float, metavar="S",
-                        help="training time per run, in seconds (default 3)")
-    budget.add_argument("--epochs", type=float, metavar="E",
-                        help="train each run for E epochs instead (fractional allowed; deterministic "
-                             "given --seed; lecture default 5000)")
-    p.add_argument("--batch-sizes", metavar="LIST",
-                   help="the batch-size comparison, comma-separated; 'all' is batch GD "
-                        "(default all,4096,512,64,1)")
-    p.add_argument("--batch-size", type=int, metavar="B",
-                   help="batch size of the optimizer comparison (default 512; lecture 64)")
-    p.add_argument("--out", default="ferroptim-report", metavar="DIR",
-                   help="report folder (default ./ferroptim-report)")
+    budget.add_argument(
+        "--seconds", type=float, metavar="S", help="training time per run, in seconds (default 3)"
+    )
+    budget.add_argument(
+        "--epochs",
+        type=float,
+        metavar="E",
+        help="train each run for E epochs instead (fractional allowed; deterministic "
+        "given --seed; lecture default 5000)",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        metavar="LIST",
+        help="the batch-size comparison, comma-separated; 'all' is batch GD (default all,4096,512,64,1)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="B",
+        help="batch size of the optimizer comparison (default 512; lecture 64)",
+    )
+    p.add_argument(
+        "--out", default="ferroptim-report", metavar="DIR", help="report folder (default ./ferroptim-report)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the data, initial weights and batch order")
 
 
@@ -180,7 +213,9 @@ def _batch_size(text: str) -> int | None:
     try:
         b = int(text)
     except ValueError:
-        raise UsageError(f"--batch-sizes: {text!r} is not a batch size (a positive integer or 'all')") from None
+        raise UsageError(
+            f"--batch-sizes: {text!r} is not a batch size (a positive integer or 'all')"
+        ) from None
     if b < 1:
         raise UsageError(f"--batch-sizes: batch sizes must be at least 1, got {b}")
     return b
@@ -208,8 +243,11 @@ def run(args: argparse.Namespace) -> int:
             import threadpoolctl  # noqa: F401
             import tqdm  # noqa: F401
         except ImportError as e:
-            print(f"ferroptim demo needs matplotlib, tqdm and threadpoolctl ({e}); install them with:  "
-                  "pip install 'ferroptim[demo]'", file=sys.stderr)
+            print(
+                f"ferroptim demo needs matplotlib, tqdm and threadpoolctl ({e}); install them with:  "
+                "pip install 'ferroptim[demo]'",
+                file=sys.stderr,
+            )
             return 1
         out = _prepare_out(args.out)
     except UsageError as e:

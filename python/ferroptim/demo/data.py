@@ -53,10 +53,12 @@ def moons(m: int, seed: int, noise: float = 0.2) -> tuple[np.ndarray, np.ndarray
     n_out = m // 2
     t_out = np.linspace(0, np.pi, n_out)
     t_in = np.linspace(0, np.pi, m - n_out)
-    X = np.concatenate([
-        np.stack([np.cos(t_out), np.sin(t_out)], axis=1),
-        np.stack([1 - np.cos(t_in), 0.5 - np.sin(t_in)], axis=1),
-    ])
+    X = np.concatenate(
+        [
+            np.stack([np.cos(t_out), np.sin(t_out)], axis=1),
+            np.stack([1 - np.cos(t_in), 0.5 - np.sin(t_in)], axis=1),
+        ]
+    )
     Y = np.concatenate([np.zeros(n_out), np.ones(m - n_out)])
     X += rng.normal(scale=noise, size=X.shape)
     order = rng.permutation(m)

@@ -88,8 +88,8 @@ def predict_proba(params: Params, X: np.ndarray, chunk: int = 1 << 18) -> np.nda
     ``chunk`` rows at a time (bounded memory for millions of rows)."""
     out = np.empty(len(X), dtype=np.float32)
     for i in range(0, len(X), chunk):
-        z = _logits(params, X[i:i + chunk])[:, 0]
-        out[i:i + chunk] = 0.5 * (1 + np.tanh(0.5 * z))
+        z = _logits(params, X[i : i + chunk])[:, 0]
+        out[i : i + chunk] = 0.5 * (1 + np.tanh(0.5 * z))
     return out
 
 
@@ -98,7 +98,7 @@ def evaluate(params: Params, X: np.ndarray, Y: np.ndarray, chunk: int = 1 << 18)
     examples whose ``p > 0.5`` matches Y) over all rows of X, ``chunk`` rows at a time."""
     total, correct = 0.0, 0
     for i in range(0, len(X), chunk):
-        z, y = _logits(params, X[i:i + chunk]), Y[i:i + chunk]
+        z, y = _logits(params, X[i : i + chunk]), Y[i : i + chunk]
         total += _cross_entropy(z, y) * len(z)
         correct += int(np.count_nonzero((z > 0) == (y > 0.5)))
     return total / len(X), correct / len(X)

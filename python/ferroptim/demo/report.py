@@ -13,8 +13,18 @@ from typing import Any
 
 import numpy as np
 
-COLUMNS = ["optimizer", "lr", "batch size", "epochs", "updates", "final cost", "train acc",
-           "held-out acc", "wall time", "time/epoch"]
+COLUMNS = [
+    "optimizer",
+    "lr",
+    "batch size",
+    "epochs",
+    "updates",
+    "final cost",
+    "train acc",
+    "held-out acc",
+    "wall time",
+    "time/epoch",
+]
 
 
 def _lr(run: dict) -> str:
@@ -26,18 +36,20 @@ def table_rows(runs: list[dict]) -> list[list[str]]:
     where the budget ended an epoch early; time per epoch is then extrapolated."""
     rows = []
     for r in runs:
-        rows.append([
-            r["optimizer"],
-            _lr(r),
-            r["batch_label"],
-            epochs_text(r["epochs"]),
-            f"{r['updates']:,}",
-            f"{r['final_cost']:.4f}",
-            f"{r['train_accuracy']:.2%}",
-            f"{r['heldout_accuracy']:.2%}",
-            f"{r['train_seconds']:.2f} s",
-            _duration(r["seconds_per_epoch"]),
-        ])
+        rows.append(
+            [
+                r["optimizer"],
+                _lr(r),
+                r["batch_label"],
+                epochs_text(r["epochs"]),
+                f"{r['updates']:,}",
+                f"{r['final_cost']:.4f}",
+                f"{r['train_accuracy']:.2%}",
+                f"{r['heldout_accuracy']:.2%}",
+                f"{r['train_seconds']:.2f} s",
+                _duration(r["seconds_per_epoch"]),
+            ]
+        )
     return rows
 
 
@@ -68,8 +80,10 @@ def text_table(runs: list[dict]) -> str:
 
 def markdown_table(runs: list[dict]) -> str:
     """The same table in Markdown."""
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join(["---"] * 3 + ["---:"] * (len(COLUMNS) - 3)) + "|"]
+    lines = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join(["---"] * 3 + ["---:"] * (len(COLUMNS) - 3)) + "|",
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(runs)]
     return "\n".join(lines)
 
@@ -98,12 +112,18 @@ def machine_info() -> dict:
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "os": platform.platform(),
         "python": sys.version.split()[0],
-        "versions": {"ferroptim": ferroptim.__version__, "numpy": np.__version__,
-                     "matplotlib": matplotlib.__version__},
+        "versions": {
+            "ferroptim": ferroptim.__version__,
+            "numpy": np.__version__,
+            "matplotlib": matplotlib.__version__,
+        },
         "ferroptim_threads": ferroptim.get_num_threads(),
         "ferroptim_simd": ferroptim.simd_level(),
-        "blas": [{k: v for k, v in lib.items() if k in ("internal_api", "version", "num_threads")}
-                 for lib in threadpoolctl.threadpool_info() if lib.get("user_api") == "blas"],
+        "blas": [
+            {k: v for k, v in lib.items() if k in ("internal_api", "version", "num_threads")}
+            for lib in threadpoolctl.threadpool_info()
+            if lib.get("user_api") == "blas"
+        ],
     }
 
 
@@ -133,16 +153,18 @@ def write_json(results: dict, path: Path) -> None:
 def surface_table(races: list[dict]) -> str:
     """Markdown: per surface and optimizer, the learning rate and steps to the target."""
     names = list(races[0]["runs"])
-    lines = ["| surface | target | " + " | ".join(names) + " |",
-             "|---|---|" + "---:|" * len(names)]
+    lines = ["| surface | target | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
     for race in races:
         s = race["surface"]
         cells = []
         for name in names:
             r = race["runs"][name]
             k = r["steps_to_target"]
-            cells.append(f"{k} steps (lr {r['lr']:g})" if k is not None
-                         else f"not in {s.steps} (lr {r['lr']:g}, f − f* = {r['final_gap']:.2g})")
+            cells.append(
+                f"{k} steps (lr {r['lr']:g})"
+                if k is not None
+                else f"not in {s.steps} (lr {r['lr']:g}, f − f* = {r['final_gap']:.2g})"
+            )
         lines.append(f"| {s.key}: `{s.formula}` | f − f* < {s.target:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -144,8 +144,13 @@ def run_path(surface: Surface, optimizer: str, lr: float) -> dict:
     diverged = not np.all(np.isfinite(gap)) or gap.max() > gap[0]
     above = np.nonzero(~(gap < surface.target))[0]
     reached = None if diverged or len(above) == len(gap) or above[-1] == len(gap) - 1 else int(above[-1] + 1)
-    return {"path": path, "gap": gap, "steps_to_target": reached,
-            "final_gap": float(gap[-1]), "diverged": diverged}
+    return {
+        "path": path,
+        "gap": gap,
+        "steps_to_target": reached,
+        "final_gap": float(gap[-1]),
+        "diverged": diverged,
+    }
 
 
 def best_path(surface: Surface, optimizer: str) -> dict:
@@ -163,8 +168,14 @@ def best_path(surface: Surface, optimizer: str) -> dict:
         return (1, r["final_gap"])
 
     lr, best = min(runs, key=rank)
-    sweep = [{"lr": lr_, "steps_to_target": r["steps_to_target"],
-              "final_gap": None if r["diverged"] else r["final_gap"]} for lr_, r in runs]
+    sweep = [
+        {
+            "lr": lr_,
+            "steps_to_target": r["steps_to_target"],
+            "final_gap": None if r["diverged"] else r["final_gap"],
+        }
+        for lr_, r in runs
+    ]
     return {**best, "lr": lr, "sweep": sweep}
 
 

@@ -114,8 +114,16 @@ class Data:
     Y_test: np.ndarray
 
 
-def train(spec: RunSpec, data: Data, sizes: list[int], budget: Budget, seed: int,
-          checkpoints: int = 40, checkpoint_examples: int = 10_000, progress: Any = None) -> dict:
+def train(
+    spec: RunSpec,
+    data: Data,
+    sizes: list[int],
+    budget: Budget,
+    seed: int,
+    checkpoints: int = 40,
+    checkpoint_examples: int = 10_000,
+    progress: Any = None,
+) -> dict:
     """Trains a fresh network (initialised from ``seed``) under ``budget`` and measures it.
 
     Args:
@@ -166,8 +174,15 @@ def train(spec: RunSpec, data: Data, sizes: list[int], budget: Budget, seed: int
             if spent >= next_mark:
                 t = time.perf_counter()
                 c, a = net.evaluate(params, X_check, Y_check)
-                marks.append({"seconds": elapsed, "epochs": seen / m, "updates": len(costs),
-                              "heldout_cost": c, "heldout_accuracy": a})
+                marks.append(
+                    {
+                        "seconds": elapsed,
+                        "epochs": seen / m,
+                        "updates": len(costs),
+                        "heldout_cost": c,
+                        "heldout_accuracy": a,
+                    }
+                )
                 next_mark = (math.floor(spent * checkpoints) + 1) / checkpoints
                 if progress is not None:
                     pct = min(100, int(spent * 100))
@@ -191,7 +206,9 @@ def train(spec: RunSpec, data: Data, sizes: list[int], budget: Budget, seed: int
         "m": m,
         "decay": None if spec.decay is None else {**asdict(spec.decay), "formula": spec.decay.describe()},
         "hyperparameters": {k: v for k, v in opt.defaults.items() if k != "lr"},
-        "code": f"fo.{cls.__name__}(params, lr={lr!r}" + "".join(f", {k}={v!r}" for k, v in fixed.items()) + ")",
+        "code": f"fo.{cls.__name__}(params, lr={lr!r}"
+        + "".join(f", {k}={v!r}" for k, v in fixed.items())
+        + ")",
         "updates_per_epoch": len(batches),
         "updates": len(costs),
         "epochs": epochs,
