@@ -12,7 +12,10 @@ several hosts with a host file (``mpiexec -f hosts -n 8 python train.py``, see t
 Failure: an uncaught exception on one rank would leave the others waiting forever in
 their next collective. :class:`DistributedOptimizer` therefore installs
 :func:`abort_on_exception` by default: the rank prints its traceback and calls
-``MPI_Abort``, which ends every rank of the job at once (as ``python -m mpi4py`` does).
+``MPI_Abort``, which ends every rank of the job at once (as ``python -m mpi4py`` does);
+it also covers exceptions in other threads and ``sys.exit`` with a nonzero status (see
+its docstring for what it does not cover). :func:`save_checkpoint` and
+:func:`load_checkpoint` raise the same error on every rank when rank 0 fails.
 """
 
 from __future__ import annotations
