@@ -216,6 +216,35 @@ class EWA:
         return f"EWA(beta={self.beta}, bias_correction={self.bias_correction}, t={self.t})"
 
 
+try:
+    from numpy.lib.array_utils import byte_bounds as _byte_bounds
+except ImportError:  # numpy < 2
+    _byte_bounds = np.byte_bounds
+
+
+def _check_distinct(arrays: list, names: list) -> None:
+    """Refuses, as the optimizers do, an array given twice or two that share memory (tied
+    weights, overlapping views): swapping the averages in and out of them could not restore
+    both."""
+    for i, a in enumerate(arrays):
+        for j in range(i):
+            if arrays[j] is a:
+                raise ValueError(
+                    f"parameter {names[i]} is the same array as {names[j]}; pass each parameter once"
+                )
+    extents = sorted((*_byte_bounds(a), i) for i, a in enumerate(arrays) if a.size)
+    for k, (_, end, i) in enumerate(extents):
+        for start2, _, j in extents[k + 1 :]:
+            if start2 >= end:
+                break
+            if np.shares_memory(arrays[i], arrays[j]):
+                first, second = sorted((i, j))
+                raise ValueError(
+                    f"parameters {names[first]} and {names[second]} share memory; each element "
+                    "may belong to one of them only"
+                )
+
+
 class ParameterEMA:
     r"""An exponential moving average of model parameters (Polyak averaging), for evaluation.
 
@@ -270,6 +299,7 @@ class ParameterEMA:
             if not isinstance(p, np.ndarray) or p.dtype not in (np.float32, np.float64):
                 what = f"dtype {p.dtype}" if isinstance(p, np.ndarray) else type(p).__name__
                 raise TypeError(f"parameter {name} must be a float32 or float64 ndarray, got {what}")
+        _check_distinct(self._params, self._names)
         self._averages = [np.array(p, order="C", copy=True) for p in self._params]
         self.num_updates = 0
 

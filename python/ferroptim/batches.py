@@ -65,6 +65,19 @@ def _check_map(i: int, mm: mmap.mmap, map_start: Optional[int]) -> None:
         )
 
 
+def _memmap_recipe(a: np.ndarray) -> tuple | None:
+    """How to map ``a`` again, if it is a whole ``np.memmap`` of a named file."""
+    if not (isinstance(a, np.memmap) and isinstance(a.base, mmap.mmap) and a.filename):
+        return None
+    order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+    mode = "r+" if a.mode == "w+" else a.mode  # never truncate the file on loading
+    return ("memmap", a.filename, a.dtype, mode, a.offset, a.shape, order)
+
+
+def _reopen_memmap(filename, dtype, mode, offset, shape, order) -> np.memmap:
+    return np.memmap(filename, dtype=dtype, mode=mode, offset=offset, shape=shape, order=order)
+
+
 class MiniBatches:
     """Shuffled mini-batches of one or more arrays: iterate once per epoch.
 
@@ -200,6 +213,35 @@ class MiniBatches:
         self._epoch = 0  # the epoch the next pass starts
         self._start = 0  # the batch it starts at (after load_state_dict)
         self._current: Any = None  # the latest pass's iterator
+        # What pickle and copy.deepcopy rebuild the object from (the arrays are the ones
+        # the Batcher holds anyway).
+        self._arrays = arrays
+        self._options = dict(
+            batch_size=batch_size,
+            shuffle=self._shuffle,
+            seed=self._seed,
+            drop_last=self._drop_last,
+            axis=axis,
+            shard=None if shard is None else self._shard,
+            block_size=block_size,
+            buffer_blocks=self._buffer_blocks,
+            reuse_buffers=self._reuse,
+        )
+
+    def __getstate__(self) -> dict:
+        """Pickled as its arrays, options and :meth:`state_dict`. An ``np.memmap`` (or
+        ``np.load(..., mmap_mode=...)``) array is pickled as its file name, offset, dtype
+        and shape and mapped again on loading, so its data is not copied into the pickle."""
+        return {
+            "arrays": [_memmap_recipe(a) or a for a in self._arrays],
+            "options": self._options,
+            "state": self.state_dict(),
+        }
+
+    def __setstate__(self, st: dict) -> None:
+        arrays = [_reopen_memmap(*a[1:]) if isinstance(a, tuple) else a for a in st["arrays"]]
+        self.__init__(*arrays, **st["options"])
+        self.load_state_dict(st["state"])
 
     def _batch_size_at(self, epoch: int) -> int:
         if callable(self._batch_size):

@@ -59,7 +59,7 @@ def clip_grad_norm(
     if not (math.isfinite(max_norm) and max_norm >= 0):
         raise ValueError(f"max_norm must be a finite number >= 0, got {max_norm}")
     arrays = _as_list(grads)
-    total = _core.grad_norm(arrays, float(norm_type))
+    total = _core.grad_norm(arrays, float(norm_type)) + 0.0  # an empty sum is 0.0, not -0.0
     if error_if_nonfinite and not math.isfinite(total):
         raise FloatingPointError(
             f"the total norm of order {norm_type} of the gradients is {total}; nothing was "
