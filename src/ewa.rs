@@ -26,6 +26,16 @@ pub fn ewa<T: Float>(v: T, x: T, beta: T, one_minus_beta: T) -> T {
     beta * v + one_minus_beta * x
 }
 
+/// One EWA step of squared values: `beta * v + ((1 - beta) * x) * x`.
+///
+/// The product is taken in torch's order (`addcmul_(x, x, value=1 - beta)`): scaling `x`
+/// first keeps float32 state finite for |x| up to about `sqrt(f32::MAX / (1 - beta))`,
+/// where `(1 - beta) * (x * x)` overflows at |x| ~ 1.8e19.
+#[inline(always)]
+pub fn ewa_sq<T: Float>(v: T, x: T, beta: T, one_minus_beta: T) -> T {
+    beta * v + (one_minus_beta * x) * x
+}
+
 /// The bias correction of step `t` (1-based): `1 - beta**t`, computed as Python computes
 /// `1 - beta ** t` (double precision `pow`), so scalars match torch bit for bit.
 #[inline]
