@@ -730,7 +730,6 @@ mod tests {
     fn float32_second_moments_of_huge_gradients_stay_finite_as_in_torch() {
         // (1 - beta) * (g * g) overflows float32 for |g| >= 1.9e19; torch's
         // ((1 - beta) * g) * g does not until |g| ~ 1e21 (beta2 = 0.999) or 1.8e20 (0.99).
-        let g = [1e20f32, -1e20];
         let hypers = [
             adam_hyper(false, false, false),
             adam_hyper(false, true, false),

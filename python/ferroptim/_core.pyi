@@ -47,7 +47,11 @@ def lookahead_sync_(slow: list[np.ndarray], fast: list[np.ndarray], alpha: float
 
 class Batcher:
     def __init__(
-        self, arrays: Sequence[np.ndarray], axis: int = 0, keep_alive: Sequence[Any] = ...
+        self,
+        arrays: Sequence[np.ndarray],
+        axis: int = 0,
+        keep_alive: Sequence[Any] = ...,
+        maps: Sequence[tuple[int, Any, int]] = ...,
     ) -> None: ...
     @property
     def num_samples(self) -> int: ...
