@@ -42,6 +42,15 @@ def _float_array(x: Any, name: str = "x") -> np.ndarray:
     return np.require(a, dtype, ["C_CONTIGUOUS", "ALIGNED"])
 
 
+def _axis(axis: Any, x: np.ndarray) -> int:
+    """``axis`` as an int small enough for the core, which checks it against ``x.ndim``."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be an integer, got {type(axis).__name__}")
+    if not -(2**62) <= axis < 2**62:
+        raise ValueError(f"axis {axis} is out of bounds for an array of {x.ndim} dimensions")
+    return int(axis)
+
+
 def _unit_interval(name: str, value: Any) -> float:
     return real(name, value, low=0.0, high=1.0, high_open=True)
 
@@ -76,7 +85,8 @@ def ewa(x: Any, beta: float, bias_correction: bool = True, axis: int = 0) -> np.
         >>> fo.ewa([10.0, 10.0, 10.0], beta=0.5)
         array([10., 10., 10.])
     """
-    return _core.ewa(_float_array(x), beta, bias_correction, axis)
+    x = _float_array(x)
+    return _core.ewa(x, beta, flag("bias_correction", bias_correction), _axis(axis, x))
 
 
 def moving_average(x: Any, window: int, axis: int = 0) -> np.ndarray:
@@ -98,7 +108,8 @@ def moving_average(x: Any, window: int, axis: int = 0) -> np.ndarray:
 
     Args:
         x: the series, any shape with at least one dimension (dtypes as in :func:`ewa`).
-        window: the number of steps averaged, >= 1.
+        window: the number of steps averaged, >= 1 (any int: one longer than the series
+            averages everything so far).
         axis: the time axis (negative counts from the end).
 
     Example:
@@ -106,9 +117,13 @@ def moving_average(x: Any, window: int, axis: int = 0) -> np.ndarray:
         >>> fo.moving_average([1.0, 2.0, 3.0, 4.0], window=2)
         array([1. , 1.5, 2.5, 3.5])
     """
-    if isinstance(window, (bool, np.bool_)):
-        raise TypeError("window must be an integer >= 1, got bool")
-    return _core.moving_average(_float_array(x), window, axis)
+    if isinstance(window, (bool, np.bool_)) or not isinstance(window, (int, np.integer)):
+        raise TypeError(f"window must be an integer >= 1, got {type(window).__name__}")
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    x = _float_array(x)
+    # A window longer than the series averages all of it so far, however much longer.
+    return _core.moving_average(x, min(int(window), 2**62), _axis(axis, x))
 
 
 class EWA:

@@ -20,6 +20,7 @@ epsilon            ``eps``                added to the denominator, outside the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Sequence, Union
 
@@ -46,6 +47,29 @@ __all__ = [
     "RAdam",
     "Lion",
 ]
+
+
+_MAX_STEP = 2**64 - 2
+
+
+def _step_count(value: Any, name: str) -> int:
+    """A saved step count as an int in [0, 2**64 - 2]: an integer, or an integral float (torch
+    saves steps as float tensors); never truncated, and one below the counter's maximum so
+    the next step cannot wrap."""
+    expected = f"state 'step' of {name} must be an integer in [0, 2**64 - 2]"
+    if type(value) is int:
+        step = value
+    else:
+        a = np.asarray(value)
+        if a.shape != () or a.dtype.kind not in "iuf":
+            raise TypeError(f"{expected}, got {type(value).__name__} {value!r}")
+        f = float(a)
+        if a.dtype.kind == "f" and not (math.isfinite(f) and f == math.floor(f)):
+            raise ValueError(f"{expected}, got {f!r}")
+        step = int(a)
+    if not 0 <= step <= _MAX_STEP:
+        raise ValueError(f"{expected}, got {step}")
+    return step
 
 
 def _parse_params(params: Any) -> tuple[list[dict], list[str], list | None]:
@@ -502,6 +526,11 @@ class Optimizer:
             if pid not in index_of:
                 raise ValueError(f"state_dict has state for unknown parameter {pid!r}")
             i = index_of[pid]
+            if not isinstance(s, Mapping):
+                raise TypeError(
+                    f"state_dict['state'][{pid!r}] must be a dict of the state of {self._names[i]}, "
+                    f"got {type(s).__name__}"
+                )
             states[i] = self._coerce_state(dict(s), arrays[i], self._names[i], self._engine.scalar_state_name)
         nan_policy = state_dict.get("nan_policy", self.nan_policy)
         if not isinstance(nan_policy, str) or nan_policy not in _NAN_POLICIES:
@@ -555,10 +584,7 @@ class Optimizer:
         out = {}
         for k, v in s.items():
             if k == "step":
-                step = int(np.asarray(v))
-                if step < 0:
-                    raise ValueError(f"state 'step' of {name} must be >= 0")
-                out[k] = step
+                out[k] = _step_count(v, name)
                 continue
             if k == scalar_name:
                 out[k] = float(np.asarray(v))
