@@ -297,6 +297,12 @@ class Optimizer:
         replaced behind the dict's back, would otherwise be silently ignored)."""
         groups = self.param_groups
         lists = self._param_lists
+        if len(groups) == len(lists):  # the fast path of every step
+            for g, ps in zip(groups, lists):
+                if type(g) is not _ParamGroup or dict.get(g, "params") is not ps:
+                    break
+            else:
+                return groups
         if len(groups) != len(lists):
             raise ValueError(
                 f"param_groups has {len(groups)} groups but the optimizer was built with "
