@@ -196,6 +196,7 @@ CASES = [
     ([6, 10], "relu", "softmax", np.float32, 500, 128),
     ([6, 16, 4], "leaky_relu", "softmax", np.float64, 333, 1),
     ([3, 8, 2], "sigmoid", "identity", np.float32, 257, 50),
+    ([64, 128, 64, 10], "relu", "softmax", np.float32, 700, 256),  # products split over threads
 ]
 
 

@@ -145,6 +145,46 @@ macro_rules! impl_nn_float {
 impl_nn_float!(f32, matrixmultiply::sgemm);
 impl_nn_float!(f64, matrixmultiply::dgemm);
 
+/// Products of at least this many multiply-adds are split over the pool's threads.
+const PARALLEL_MIN_MULS: usize = 1 << 20;
+
+/// `C = A B` (beta 0 only) as [`NnFloat::gemm`], split into blocks of C's rows computed on
+/// the pool when large. Each element of C is computed by the same kernel code over the
+/// same k-order whichever block it falls in, so results do not depend on the thread count.
+///
+/// # Safety
+/// As [`NnFloat::gemm`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul<T: NnFloat>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    rsa: isize,
+    csa: isize,
+    b: *const T,
+    rsb: isize,
+    csb: isize,
+    beta: T,
+    c: *mut T,
+) {
+    let threads = crate::parallel::num_threads();
+    if threads < 2 || m * k * n < PARALLEL_MIN_MULS || m < 32 {
+        return T::gemm(m, k, n, a, rsa, csa, b, rsb, csb, beta, c);
+    }
+    let pieces = threads.min(m / 16);
+    let per = m.div_ceil(pieces).div_ceil(16) * 16;
+    let (a, b, c) = (a as usize, b as usize, c as usize);
+    crate::parallel::for_each_index(m.div_ceil(per), &|i| {
+        let r0 = i * per;
+        let rows = per.min(m - r0);
+        let a = (a as *const T).wrapping_offset(r0 as isize * rsa);
+        let c = (c as *mut T).wrapping_add(r0 * n);
+        // SAFETY: the blocks of C's rows are disjoint; A's rows are read only.
+        unsafe { T::gemm(rows, k, n, a, rsa, csa, b as *const T, rsb, csb, beta, c) };
+    });
+}
+
 /// Targets of one batch, row `i` for example `i`.
 #[derive(Clone, Copy, Debug)]
 pub enum Targets<'a, T> {
@@ -311,7 +351,7 @@ impl Mlp {
             };
             // SAFETY: A is (rows, k) with these strides, W (k, n) row-major, out (rows, n).
             unsafe {
-                T::gemm(
+                matmul::<T>(
                     rows,
                     k,
                     n,
@@ -520,7 +560,7 @@ impl Mlp {
             // dW = A^T dZ (+ alpha/m W below): A^T is (k, rows).
             // SAFETY: shapes and strides as described; gw does not overlap A or dZ.
             unsafe {
-                T::gemm(
+                matmul::<T>(
                     k,
                     rows,
                     n,
@@ -554,7 +594,7 @@ impl Mlp {
                 // dA_{l-1} = dZ_l W_l^T: W^T is (n, k) with strides (1, n).
                 // SAFETY: as above; `below` is a separate buffer.
                 unsafe {
-                    T::gemm(
+                    matmul::<T>(
                         rows,
                         n,
                         k,
