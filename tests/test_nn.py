@@ -393,6 +393,8 @@ def test_bad_arguments():
         model.fit(X, Y, "adam")
     with pytest.raises(TypeError, match="epochs"):
         model.fit(X, Y, opt, epochs=1.5)
+    with pytest.raises(ValueError, match="probability rows"):
+        MLP([2, 3], output="softmax").loss_and_grad(X, np.ones((10, 3), np.float32))
     with pytest.raises(ValueError, match="hidden"):
         MLP(sizes, hidden="gelu")
     with pytest.raises(ValueError, match="softmax"):
@@ -407,3 +409,26 @@ def test_bad_arguments():
         model.params["W1"][0, 0] = np.inf
         model.fit(X, Y, fo.Adam(model.params, nan_policy="raise"), check_input=False)
     assert model.epoch == 0
+
+
+def test_ctrl_c_stops_after_a_complete_update_and_fit_continues_there():
+    import _thread
+    import threading
+
+    sizes = [2, 16, 1]
+    X, Y = _problem(sizes, "sigmoid", 20_000, np.float64, seed=1)
+    a, b = MLP(sizes, dtype=np.float64, seed=0), MLP(sizes, dtype=np.float64, seed=0)
+    oa, ob = fo.SGD(a.params, lr=0.05), fo.SGD(b.params, lr=0.05)
+    epochs = 60
+    b.fit(X, Y, ob, batch_size=8, epochs=epochs)
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        a.fit(X, Y, oa, batch_size=8, epochs=epochs)
+    timer.join()
+    stopped_at = (a.epoch, a.position)
+    assert stopped_at < (epochs, 0)
+    a.fit(X, Y, oa, batch_size=8, epochs=epochs - a.epoch, check_input=False)
+    assert (a.epoch, a.position) == (epochs, 0)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])

@@ -236,6 +236,13 @@ class MLP:
         Y = np.ascontiguousarray(Y, dtype=self.dtype)
         if finite and not _all_finite(Y):
             raise ValueError(f"{name} contains NaN or infinity")
+        if finite and self.output == "softmax":
+            sums = Y.sum(axis=1, dtype=np.float64)
+            if (Y < 0).any() or not np.allclose(sums, 1.0, rtol=0, atol=1e-3):
+                raise ValueError(
+                    f"{name}: softmax targets (m, k) must be one-hot or probability rows (>= 0, "
+                    "summing to 1); pass integer labels (m,) for classes"
+                )
         return Y
 
     # -- passes ---------------------------------------------------------------------------
@@ -340,7 +347,8 @@ class MLP:
             X: (m, n_0) of the model's dtype (``axis=1``: (n_0, m)); any layout, including
                 memory maps.
             Y: sigmoid: (m,) or (m, k) of 0/1 (any numeric dtype); softmax: (m,) integer
-                labels in [0, k) or (m, k) one-hot / probabilities; identity: (m,) or
+                labels in [0, k) or (m, k) one-hot / probability rows (summing to 1: the
+                gradient ``(p - y)/m`` assumes it); identity: (m,) or
                 (m, k). With ``axis=1``, (k, m) or (m,).
             optimizer: a ferroptim optimizer built on ``model.params`` (the arrays
                 themselves): its ``param_groups`` (``lr`` a number or a schedule ``step ->

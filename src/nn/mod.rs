@@ -694,3 +694,145 @@ fn activation_backward<T: NnFloat>(d: &mut [T], a: &[T], g: Activation) {
         Activation::Identity => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| (((i + 1) * 7919 + seed * 104_729) % 1000) as f64 / 500.0 - 1.0)
+            .collect()
+    }
+
+    fn problem(net: &Mlp, rows: usize) -> (Vec<Vec<f64>>, Vec<f64>, Vec<f64>) {
+        let params = net
+            .param_lens()
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| values(n, i + 1).iter().map(|v| v * 0.7).collect())
+            .collect();
+        let x = values(rows * net.sizes[0], 99);
+        let k = net.outputs();
+        let y = values(rows * k, 7)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match net.output {
+                // Softmax targets are distributions: one-hot rows.
+                Output::Softmax => f64::from(u8::from(i % k == (i / k) % k)),
+                _ => f64::from(u8::from(*v > 0.0)),
+            })
+            .collect();
+        (params, x, y)
+    }
+
+    fn cost(
+        net: &Mlp,
+        ws: &mut Workspace<f64>,
+        params: &[Vec<f64>],
+        x: &[f64],
+        y: &[f64],
+        rows: usize,
+    ) -> f64 {
+        let mut grads: Vec<Vec<f64>> = net.param_lens().iter().map(|&n| vec![0.0; n]).collect();
+        let inputs = Inputs {
+            x,
+            rows,
+            transposed: false,
+        };
+        net.loss_and_grad(ws, params, inputs, Targets::Dense(y), &mut grads)
+            .unwrap()
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        for hidden in [Activation::Tanh, Activation::Sigmoid, Activation::Identity] {
+            for output in [Output::Sigmoid, Output::Softmax, Output::Identity] {
+                let net = Mlp::new(vec![3, 4, 2], hidden, output, 0.3).unwrap();
+                let rows = 5;
+                let (mut params, x, y) = problem(&net, rows);
+                let mut ws = Workspace::default();
+                let mut grads: Vec<Vec<f64>> =
+                    net.param_lens().iter().map(|&n| vec![0.0; n]).collect();
+                let inputs = Inputs {
+                    x: &x,
+                    rows,
+                    transposed: false,
+                };
+                net.loss_and_grad(&mut ws, &params, inputs, Targets::Dense(&y), &mut grads)
+                    .unwrap();
+                let h = 1e-6;
+                for p in 0..params.len() {
+                    for i in 0..params[p].len() {
+                        let old = params[p][i];
+                        params[p][i] = old + h;
+                        let up = cost(&net, &mut ws, &params, &x, &y, rows);
+                        params[p][i] = old - h;
+                        let down = cost(&net, &mut ws, &params, &x, &y, rows);
+                        params[p][i] = old;
+                        let fd = (up - down) / (2.0 * h);
+                        assert!(
+                            (fd - grads[p][i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                            "{hidden:?} {output:?} param {p}[{i}]: {fd} vs {}",
+                            grads[p][i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn split_products_do_not_depend_on_the_thread_count() {
+        let (m, k, n) = (300, 64, 80);
+        let a: Vec<f32> = values(m * k, 1).iter().map(|&v| v as f32).collect();
+        let b: Vec<f32> = values(k * n, 2).iter().map(|&v| v as f32).collect();
+        let run = |threads| {
+            crate::parallel::set_num_threads(threads).unwrap();
+            let mut c = vec![0f32; m * n];
+            // SAFETY: shapes as given, C separate.
+            unsafe {
+                matmul::<f32>(
+                    m,
+                    k,
+                    n,
+                    a.as_ptr(),
+                    k as isize,
+                    1,
+                    b.as_ptr(),
+                    n as isize,
+                    1,
+                    0.0,
+                    c.as_mut_ptr(),
+                )
+            };
+            c
+        };
+        let one = run(1);
+        assert!(m * k * n >= PARALLEL_MIN_MULS);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+    }
+
+    #[test]
+    fn labels_out_of_range_are_an_error() {
+        let net = Mlp::new(vec![2, 3], Activation::Relu, Output::Softmax, 0.0).unwrap();
+        let params = vec![vec![0.1f64; 6], vec![0.0; 3]];
+        let mut grads = vec![vec![0.0f64; 6], vec![0.0; 3]];
+        let x = [1.0, 2.0];
+        let inputs = Inputs {
+            x: &x,
+            rows: 1,
+            transposed: false,
+        };
+        let r = net.loss_and_grad(
+            &mut Workspace::default(),
+            &params,
+            inputs,
+            Targets::Labels(&[3]),
+            &mut grads,
+        );
+        assert!(matches!(r, Err(Error::Invalid(_))));
+        assert!(Mlp::new(vec![2, 1], Activation::Relu, Output::Softmax, 0.0).is_err());
+    }
+}
