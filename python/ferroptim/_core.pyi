@@ -37,6 +37,43 @@ class Engine:
     def last_grad_norm(self) -> float | None: ...
     def check_grads(self, grads: Sequence[np.ndarray] | dict[Any, np.ndarray]) -> list[np.ndarray]: ...
     skipped_steps: int
+    def group_steps(self) -> list[int]: ...
+
+class Network:
+    def __init__(self, sizes: Sequence[int], hidden: str, output: str, alpha: float = 0.0) -> None: ...
+    alpha: float
+    def forward(self, params: Sequence[np.ndarray], x: np.ndarray) -> np.ndarray: ...
+    def loss_and_grad(
+        self, params: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray, grads: Sequence[np.ndarray]
+    ) -> float: ...
+    def cost(self, params: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray) -> float: ...
+    @staticmethod
+    def all_finite(x: np.ndarray) -> bool: ...
+    def fit_epoch(
+        self,
+        params: Sequence[np.ndarray],
+        engine: Engine,
+        groups: list[dict[str, Any]],
+        batcher: Batcher,
+        *,
+        seed: int,
+        epoch: int,
+        shuffle: bool,
+        block_size: Optional[int],
+        buffer_blocks: int,
+        shard: tuple[int, int],
+        batch_size: int,
+        drop_last: bool,
+        start: int,
+        stop: Optional[int],
+        lrs: Optional[list[list[float]]],
+        x_transposed: bool,
+        y_transposed: bool,
+        labels: bool,
+        timing: bool,
+    ) -> tuple[
+        np.ndarray, int, bool, Optional[tuple[float, float, float, float]], Optional[BaseException]
+    ]: ...
 
 def stream_reference(dst: list[np.ndarray], src: np.ndarray) -> None: ...
 def grad_norm(arrays_: list[np.ndarray], norm_type: float) -> float: ...

@@ -587,6 +587,91 @@ impl Engine {
     }
 }
 
+/// What [`Engine::apply`] did.
+pub(super) enum Applied {
+    Done,
+    Skipped,
+    /// A non-finite gradient under `nan_policy='raise'`: the parameter's name.
+    NonFinite(String),
+    Failed(crate::Error),
+}
+
+/// The parameters and hyper-parameters a fused training loop steps with.
+pub(super) struct FitView {
+    /// `(data address, elements, dtype)` of each parameter, in engine order.
+    pub params: Vec<(usize, usize, Dtype)>,
+    pub hypers: Vec<Hyper>,
+    /// Each group's update count now (the step its schedule is evaluated at next).
+    pub group_steps: Vec<u64>,
+}
+
+/// An engine locked for a fused training loop: other threads wait until it is dropped.
+pub(super) struct FitSession<'a> {
+    engine: &'a Engine,
+    st: Guard<'a, Mutable>,
+}
+
+// SAFETY: a session is carried into `Python::detach`, whose closure runs on the calling
+// thread, so the lock is taken and released by one thread.
+unsafe impl Send for FitSession<'_> {}
+
+impl Engine {
+    /// Re-checks the parameters, reads the groups' hyper-parameters and locks the engine,
+    /// for a loop that then calls [`FitSession::apply`] with the GIL released.
+    pub(super) fn fit_view(
+        &self,
+        py: Python<'_>,
+        groups: &Bound<'_, PyAny>,
+    ) -> PyResult<(FitView, FitSession<'_>)> {
+        self.recheck_params(py)?;
+        let (st, hypers) = self.lock_with_hypers(py, groups)?;
+        let view = FitView {
+            params: self
+                .params
+                .iter()
+                .map(|p| (p.data, p.len, p.dtype))
+                .collect(),
+            hypers,
+            group_steps: self.group_steps(&st),
+        };
+        Ok((view, FitSession { engine: self, st }))
+    }
+}
+
+impl FitSession<'_> {
+    /// Each param group's update count (0 for an empty group).
+    pub(super) fn group_steps(&self) -> Vec<u64> {
+        self.engine.group_steps(&self.st)
+    }
+
+    /// One update as `step` makes it — `nan_policy`, `max_grad_norm`, the fused kernel —
+    /// without Python: `tensors` in parameter order, checked by the caller.
+    pub(super) fn apply(&mut self, tensors: Vec<Tensor<'_>>, hypers: &[Hyper]) -> Applied {
+        let engine = self.engine;
+        let st = &mut *self.st;
+        if engine.nan_policy != NanPolicy::Propagate {
+            if let Some(i) = first_nonfinite(&tensors) {
+                if engine.nan_policy == NanPolicy::Raise {
+                    return Applied::NonFinite(engine.params[i].name.clone());
+                }
+                st.skipped_steps += 1;
+                return Applied::Skipped;
+            }
+        }
+        let mut grad_scale = 1.0;
+        if let Some(max_norm) = st.max_grad_norm {
+            let grads: Vec<Slice<'_>> = tensors.iter().map(Tensor::grad).collect();
+            let norm = ops::norm(&grads, Norm::L2);
+            grad_scale = clip_coefficient(max_norm, norm);
+            st.last_grad_norm = Some(norm);
+        }
+        match st.core.step(tensors, hypers, grad_scale) {
+            Ok(()) => Applied::Done,
+            Err(e) => Applied::Failed(e),
+        }
+    }
+}
+
 fn state_to_dict<'py, T: Float + numpy::Element>(
     py: Python<'py>,
     s: &TensorState<T>,
@@ -876,6 +961,12 @@ impl Engine {
             .collect::<PyResult<Vec<_>>>()?;
         self.state.lock(py, WHAT)?.core.set_states(new)?;
         Ok(())
+    }
+
+    /// Each param group's update count: the step its lr schedule is evaluated at next.
+    #[pyo3(name = "group_steps")]
+    fn group_steps_py(&self, py: Python<'_>) -> PyResult<Vec<u64>> {
+        Ok(self.group_steps(&*self.state.lock(py, WHAT)?))
     }
 
     /// The name of the per-parameter scalar state (NAdam's `mu_product`), if any.
