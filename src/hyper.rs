@@ -191,6 +191,22 @@ impl Hyper {
         }
     }
 
+    /// Sets the learning rate (a schedule's value for the coming update).
+    pub fn set_lr(&mut self, lr: f64) {
+        match self {
+            Hyper::Sgd(h) => h.lr = lr,
+            Hyper::Momentum(h) => h.lr = lr,
+            Hyper::RmsProp(h) => h.lr = lr,
+            Hyper::Adam(h) => h.lr = lr,
+            Hyper::Adagrad(h) => h.lr = lr,
+            Hyper::Adadelta(h) => h.lr = lr,
+            Hyper::Adamax(h) => h.lr = lr,
+            Hyper::NAdam(h) => h.lr = lr,
+            Hyper::RAdam(h) => h.lr = lr,
+            Hyper::Lion(h) => h.lr = lr,
+        }
+    }
+
     /// Which state slots the next step reads or writes.
     pub fn slots_used(&self) -> [bool; MAX_SLOTS] {
         match self {

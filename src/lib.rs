@@ -11,6 +11,7 @@ pub mod ewa;
 pub mod float;
 pub mod hyper;
 pub mod kernels;
+pub mod nn;
 pub mod ops;
 pub mod optimizer;
 pub mod parallel;

@@ -13,6 +13,7 @@ mod arrays;
 mod batches;
 mod engine;
 mod ewa;
+mod nn;
 mod ops;
 
 impl From<Error> for PyErr {
@@ -101,6 +102,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::Engine>()?;
     m.add_class::<batches::Batcher>()?;
     m.add_class::<batches::EpochIter>()?;
+    m.add_class::<nn::Network>()?;
     m.add_function(wrap_pyfunction!(batches::_plain_gather, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;

@@ -239,6 +239,32 @@ impl Batcher {
     }
 }
 
+/// What a fused training loop needs of a `Batcher`.
+impl Batcher {
+    /// Epoch `epoch`'s order (as `epoch` would build it) and the sources, after confirming
+    /// the arrays are unchanged.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn order_for_fit(
+        &self,
+        py: Python<'_>,
+        seed: u64,
+        epoch: u64,
+        shuffle: bool,
+        block_size: Option<usize>,
+        buffer_blocks: usize,
+        shard: (usize, usize),
+    ) -> PyResult<(Order, Arc<[Source]>)> {
+        self.inputs.recheck(py)?;
+        let order = self.order(py, seed, epoch, shuffle, block_size, buffer_blocks, shard)?;
+        Ok((order, Arc::clone(&self.inputs.sources)))
+    }
+
+    /// Hands a finished epoch's permutation memory back for the next one.
+    pub(super) fn recycle(&self, order: Order) {
+        self.inputs.recycle(order);
+    }
+}
+
 #[pymethods]
 impl Batcher {
     #[new]

@@ -526,6 +526,75 @@ impl Engine {
     }
 }
 
+/// What [`Engine::apply`] did.
+pub(super) enum Applied {
+    Done,
+    Skipped,
+    /// A non-finite gradient under `nan_policy='raise'`: the parameter's name.
+    NonFinite(String),
+    Failed(crate::Error),
+}
+
+/// The parameters and hyper-parameters a fused training loop steps with.
+pub(super) struct FitView {
+    /// `(data address, elements, dtype)` of each parameter, in engine order.
+    pub params: Vec<(usize, usize, Dtype)>,
+    pub hypers: Vec<Hyper>,
+    /// Each group's update count now (the step its schedule is evaluated at next).
+    pub group_steps: Vec<u64>,
+}
+
+impl Engine {
+    /// Re-checks the parameters and reads the groups' hyper-parameters, for a loop that
+    /// then calls [`Engine::apply`] with the GIL released.
+    pub(super) fn fit_view(&self, py: Python<'_>, groups: &Bound<'_, PyAny>) -> PyResult<FitView> {
+        self.recheck_params(py)?;
+        let hypers = self.hypers(groups)?;
+        Ok(FitView {
+            params: self
+                .params
+                .iter()
+                .map(|p| (p.data, p.len, p.dtype))
+                .collect(),
+            hypers,
+            group_steps: self.group_steps(),
+        })
+    }
+
+    /// Each param group's update count (0 for an empty group).
+    pub(super) fn group_steps(&self) -> Vec<u64> {
+        self.group_first
+            .iter()
+            .map(|f| f.map_or(0, |i| self.core.states()[i].step()))
+            .collect()
+    }
+
+    /// One update as `step` makes it — nan_policy, max_grad_norm, the fused kernel —
+    /// without Python: `tensors` in parameter order, checked by the caller.
+    pub(super) fn apply(&mut self, tensors: Vec<Tensor<'_>>, hypers: &[Hyper]) -> Applied {
+        if self.nan_policy != NanPolicy::Propagate {
+            if let Some(i) = first_nonfinite(&tensors) {
+                if self.nan_policy == NanPolicy::Raise {
+                    return Applied::NonFinite(self.params[i].name.clone());
+                }
+                self.skipped_steps += 1;
+                return Applied::Skipped;
+            }
+        }
+        let mut grad_scale = 1.0;
+        if let Some(max_norm) = self.max_grad_norm {
+            let grads: Vec<Slice<'_>> = tensors.iter().map(Tensor::grad).collect();
+            let norm = ops::norm(&grads, Norm::L2);
+            grad_scale = clip_coefficient(max_norm, norm);
+            self.last_grad_norm = Some(norm);
+        }
+        match self.core.step(tensors, hypers, grad_scale) {
+            Ok(()) => Applied::Done,
+            Err(e) => Applied::Failed(e),
+        }
+    }
+}
+
 fn state_to_dict<'py, T: Float + numpy::Element>(
     py: Python<'py>,
     s: &TensorState<T>,
@@ -799,6 +868,12 @@ impl Engine {
             .collect::<PyResult<Vec<_>>>()?;
         self.core.set_states(new)?;
         Ok(())
+    }
+
+    /// Each param group's update count: the step its lr schedule is evaluated at next.
+    #[pyo3(name = "group_steps")]
+    fn group_steps_py(&self) -> Vec<u64> {
+        self.group_steps()
     }
 
     /// The name of the per-parameter scalar state (NAdam's 'mu_product'), if any.

@@ -1,0 +1,652 @@
+"""Fully-connected networks trained end to end in Rust: ``ferroptim.nn.MLP``.
+
+The lecture's networks — dense layers, ReLU/leaky ReLU/tanh/sigmoid hidden units, a sigmoid
+(binary cross-entropy), softmax (categorical cross-entropy) or identity (squared error)
+output — with the forward pass, backward pass, the optimizer's step and the epoch loop in
+Rust. ``model.params`` are ordinary NumPy arrays (``W1, b1, W2, b2, ...``), so every
+ferroptim optimizer, ``ParameterEMA``, ``clip_grad_norm`` and ``state_dict`` work on them.
+
+Layout: examples are rows. ``X (m, n_0)``, ``W_l (n_{l-1}, n_l)``, ``b_l (n_l,)``;
+``Z_l = A_{l-1} W_l + b_l``, ``A_l = g(Z_l)``, ``A_0 = X``.
+
+Costs (``m`` examples in the batch, ``k`` outputs):
+
+- ``output="sigmoid"``: ``J = 1/m sum_i sum_k -(y log p + (1 - y) log(1 - p))``, computed
+  from the logits as ``softplus(z) - y z``; ``dJ/dZ_L = (p - y) / m``.
+- ``output="softmax"``: ``J = -1/m sum_i log p_{i, y_i}`` (labels) or
+  ``-1/m sum_ik y_ik log p_ik`` (one-hot); ``dJ/dZ_L = (p - y) / m``.
+- ``output="identity"``: ``J = 1/(2 m k) sum_ik (a_ik - y_ik)^2`` (scikit-learn's
+  ``squared_loss``); ``dJ/dZ_L = (a - y) / (m k)``.
+- ``alpha > 0`` adds ``alpha / (2 m) * sum_l sum W_l**2`` (biases are not penalised), as the
+  course and scikit-learn define it.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from . import _core
+from .batches import MiniBatches
+from .optim import Optimizer
+
+__all__ = ["MLP", "History"]
+
+HIDDEN = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
+OUTPUTS = ("sigmoid", "softmax", "identity")
+INITS = ("he", "xavier", "glorot", "lecture")
+
+
+def _int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        i = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if i < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {i}")
+    return i
+
+
+@dataclass
+class History:
+    """What :meth:`MLP.fit` recorded, as NumPy arrays (one entry per update or per epoch).
+
+    Attributes:
+        costs: the cost of every mini-batch at the parameters it was computed with (before
+            that batch's update), data cost plus L2 penalty, in nats per example for the
+            cross-entropies; float64, one per update.
+        epoch_costs: the mean of each epoch's batch costs.
+        epochs: the epoch numbers (counting from 0 over the model's life: fit continues).
+        updates: the updates made by the end of each epoch, counted from this call.
+        seconds: the wall time of each epoch's training (not the evaluation), in seconds.
+        val_costs: the data cost on ``validation_data`` after each epoch (empty without).
+        val_accuracy: the accuracy on ``validation_data`` after each epoch (classifiers).
+        lr: the first param group's learning rate at each epoch's last update.
+        timing: with ``timing=True``, seconds per epoch spent in ``"gather"``,
+            ``"forward"``, ``"backward"`` and ``"step"``.
+    """
+
+    costs: np.ndarray = field(default_factory=lambda: np.empty(0))
+    epoch_costs: np.ndarray = field(default_factory=lambda: np.empty(0))
+    epochs: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    updates: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    seconds: np.ndarray = field(default_factory=lambda: np.empty(0))
+    val_costs: np.ndarray = field(default_factory=lambda: np.empty(0))
+    val_accuracy: np.ndarray = field(default_factory=lambda: np.empty(0))
+    lr: np.ndarray = field(default_factory=lambda: np.empty(0))
+    timing: dict = field(default_factory=dict)
+
+
+class MLP:
+    """A fully-connected network whose forward pass, backward pass and training loop run
+    in Rust.
+
+    Args:
+        layer_sizes: units per layer, input first: ``[n_0, n_1, ..., n_L]`` (each >= 1;
+            ``n_L >= 2`` for softmax).
+        hidden: the hidden activation: ``"relu"``, ``"leaky_relu"`` (slope 0.01 below 0),
+            ``"tanh"``, ``"sigmoid"`` or ``"identity"``.
+        output: ``"sigmoid"`` (binary cross-entropy), ``"softmax"`` (categorical
+            cross-entropy) or ``"identity"`` (squared error); see the module docstring for
+            the formulas.
+        dtype: ``np.float32`` or ``np.float64``, for parameters, gradients and the data.
+        init: the weights' initialisation (biases start at 0): ``"he"``
+            (``randn * sqrt(2 / n_in)``), ``"xavier"`` / ``"glorot"`` (uniform in
+            ``+-sqrt(6 / (n_in + n_out))``) or ``"lecture"`` (``randn * 0.01``).
+        seed: seeds the initialisation (``numpy.random.default_rng(seed)``) and, by
+            default, the shuffles of :meth:`fit`.
+        alpha: L2 penalty ``alpha / (2 m) * sum W**2`` (>= 0).
+
+    Attributes:
+        params: ``{"W1": (n_0, n_1), "b1": (n_1,), ...}``, updated in place by training.
+        grads: arrays like ``params`` that :meth:`loss_and_grad` writes into (reused).
+        epoch: epochs completed by :meth:`fit` (the next one is shuffled as epoch
+            ``epoch`` of ``MiniBatches(X, Y, seed=...)``).
+        position: batches of epoch ``epoch`` already trained on (after an interrupted fit;
+            else 0).
+
+    Example:
+        >>> import numpy as np, ferroptim as fo
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(1000, 2)).astype(np.float32)
+        >>> Y = (X[:, 0] * X[:, 1] > 0).astype(np.float32)
+        >>> model = fo.nn.MLP([2, 16, 1], hidden="tanh", output="sigmoid", seed=0)
+        >>> opt = fo.Adam(model.params, lr=1e-2)
+        >>> history = model.fit(X, Y, opt, batch_size=64, epochs=20)
+        >>> bool(history.epoch_costs[-1] < history.epoch_costs[0])
+        True
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        hidden: str = "relu",
+        output: str = "sigmoid",
+        *,
+        dtype: Any = np.float32,
+        init: str = "he",
+        seed: int = 0,
+        alpha: float = 0.0,
+    ) -> None:
+        try:
+            sizes = [_int("layer_sizes[i]", s, 1) for s in layer_sizes]
+        except TypeError as e:
+            raise TypeError(f"layer_sizes must be a sequence of integers: {e}") from None
+        if len(sizes) < 2:
+            raise ValueError(f"layer_sizes needs at least an input and an output size, got {sizes}")
+        if hidden not in HIDDEN:
+            raise ValueError(f"hidden must be one of {HIDDEN}, got {hidden!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        dt = np.dtype(dtype)
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
+            raise TypeError(f"alpha must be a number, got {type(alpha).__name__}")
+        self.seed = _int("seed", seed, 0)
+        self._core = _core.Network(sizes, hidden, output, float(alpha))
+        self.layer_sizes = sizes
+        self.hidden, self.output, self.dtype, self.init = hidden, output, dt, init
+        rng = np.random.default_rng(self.seed)
+        self.params: dict[str, np.ndarray] = {}
+        for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            if init == "he":
+                w = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)
+            elif init == "lecture":
+                w = rng.standard_normal((n_in, n_out)) * 0.01
+            else:
+                bound = np.sqrt(6.0 / (n_in + n_out))
+                w = rng.uniform(-bound, bound, (n_in, n_out))
+            self.params[f"W{l}"] = np.ascontiguousarray(w, dtype=dt)
+            self.params[f"b{l}"] = np.zeros(n_out, dtype=dt)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.epoch = 0
+        self.position = 0
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def alpha(self) -> float:
+        """The L2 penalty coefficient."""
+        return self._core.alpha
+
+    @alpha.setter
+    def alpha(self, value: float) -> None:
+        self._core.alpha = float(value)
+
+    @property
+    def n_outputs(self) -> int:
+        return self.layer_sizes[-1]
+
+    def _param_list(self) -> list[np.ndarray]:
+        names = [f"{p}{l}" for l in range(1, len(self.layer_sizes)) for p in "Wb"]
+        if set(self.params) != set(names):
+            raise ValueError(f"model.params must hold exactly {names}, got {sorted(self.params)}")
+        return [self.params[n] for n in names]
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def _check_X(self, X: Any, name: str = "X", finite: bool = True) -> np.ndarray:
+        if not isinstance(X, np.ndarray):
+            X = np.asarray(X)
+        if X.dtype != self.dtype:
+            raise TypeError(
+                f"{name} has dtype {X.dtype}, expected {self.dtype} like the model "
+                f"(convert once with {name}.astype(np.{self.dtype}))"
+            )
+        if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
+            raise ValueError(f"{name} has shape {X.shape}, expected (m, {self.layer_sizes[0]})")
+        if X.shape[0] == 0:
+            raise ValueError(f"{name} holds no examples")
+        if finite and not _all_finite(X):
+            raise ValueError(f"{name} contains NaN or infinity")
+        return X
+
+    def _check_Y(self, Y: Any, m: int, name: str = "Y", finite: bool = True) -> np.ndarray:
+        """Y in the form the core reads: int64 labels (m,) or (m, k) of the model's dtype."""
+        if not isinstance(Y, np.ndarray):
+            Y = np.asarray(Y)
+        k = self.n_outputs
+        if Y.shape[:1] != (m,):
+            raise ValueError(f"{name} has shape {Y.shape}, expected {m} examples (like X) along axis 0")
+        if self.output == "softmax" and Y.ndim == 1:
+            if Y.dtype.kind not in "iu":
+                raise TypeError(f"{name}: softmax labels must be integers, got dtype {Y.dtype}")
+            if finite:
+                lo, hi = int(Y.min()), int(Y.max())
+                if lo < 0 or hi >= k:
+                    raise ValueError(f"{name} holds labels in [{lo}, {hi}], expected classes in [0, {k})")
+            return np.ascontiguousarray(Y, dtype=np.int64)
+        if Y.ndim == 1 and k == 1:
+            Y = Y.reshape(m, 1)
+        if Y.ndim != 2 or Y.shape[1] != k:
+            expected = f"(m,) integer labels or (m, {k})" if self.output == "softmax" else f"(m, {k})"
+            expected += " or (m,)" if k == 1 else ""
+            raise ValueError(f"{name} has shape {Y.shape}, expected {expected}")
+        if Y.dtype.kind not in "iufb":
+            raise TypeError(f"{name} must hold numbers, got dtype {Y.dtype}")
+        Y = np.ascontiguousarray(Y, dtype=self.dtype)
+        if finite and not _all_finite(Y):
+            raise ValueError(f"{name} contains NaN or infinity")
+        return Y
+
+    # -- passes ---------------------------------------------------------------------------
+
+    def forward(self, X: Any) -> np.ndarray:
+        """The output activations ``A_L`` (m, n_L) for the rows of X (probabilities for
+        sigmoid/softmax outputs)."""
+        X = np.ascontiguousarray(self._check_X(X, finite=False))
+        return self._core.forward(self._param_list(), X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities: (m, n_L) for softmax; for sigmoid with one output, (m, 2)
+        columns ``[1 - p, p]`` as scikit-learn returns them; else the sigmoids (m, n_L)."""
+        if self.output == "identity":
+            raise ValueError("predict_proba needs output='sigmoid' or 'softmax'")
+        p = self.forward(X)
+        if self.output == "sigmoid" and p.shape[1] == 1:
+            return np.hstack([1 - p, p])
+        return p
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions: class indices (m,) for softmax; 0/1 (m,) for one sigmoid output
+        (``p > 0.5``), (m, k) for several; the outputs for identity ((m,) if one)."""
+        a = self.forward(X)
+        if self.output == "softmax":
+            return np.argmax(a, axis=1)
+        if self.output == "sigmoid":
+            out = (a > 0.5).astype(np.int64)
+        else:
+            out = a
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def loss_and_grad(self, X: Any, Y: Any) -> tuple[float, dict]:
+        """The cost J of the batch (X, Y) — data cost plus L2 penalty, see the module
+        docstring — and its gradient ``{"W1": dJ/dW1, ...}``, written into ``self.grads``
+        (the same arrays every call: copy what you keep).
+
+        X: (m, n_0) of the model's dtype. Y: see :meth:`fit`. Cost in nats per example.
+        """
+        X = np.ascontiguousarray(self._check_X(X))
+        Y = self._check_Y(Y, X.shape[0])
+        params = self._param_list()
+        names = [f"{p}{l}" for l in range(1, len(self.layer_sizes)) for p in "Wb"]
+        grads = [self.grads[n] for n in names]
+        cost = self._core.loss_and_grad(params, X, Y, grads)
+        return cost, self.grads
+
+    def cost(self, X: Any, Y: Any) -> float:
+        """The mean data cost of (X, Y) (no L2 penalty), in nats per example for the
+        cross-entropies."""
+        X = np.ascontiguousarray(self._check_X(X))
+        return self._core.cost(self._param_list(), X, self._check_Y(Y, X.shape[0]))
+
+    def score(self, X: Any, Y: Any) -> float:
+        """Accuracy (fraction of examples whose predicted class is the label) for
+        classifiers; for identity outputs, the coefficient of determination R^2."""
+        pred = self.predict(X)
+        Y = np.asarray(Y)
+        if self.output == "softmax" and Y.ndim == 2:
+            Y = np.argmax(Y, axis=1)
+        if self.output == "identity":
+            y = Y.reshape(pred.shape).astype(np.float64)
+            ss = ((y - y.mean(axis=0)) ** 2).sum()
+            return float(1 - ((y - pred) ** 2).sum() / ss) if ss > 0 else 0.0
+        return float(np.mean(pred == Y.reshape(pred.shape)))
+
+    # -- training -------------------------------------------------------------------------
+
+    def fit(
+        self,
+        X: Any,
+        Y: Any,
+        optimizer: Optimizer,
+        *,
+        batch_size: Optional[int] = 64,
+        epochs: int = 1,
+        shuffle: bool = True,
+        seed: Optional[int] = None,
+        drop_last: bool = False,
+        axis: int = 0,
+        validation_data: Optional[tuple] = None,
+        callbacks: Sequence[Callable[[int, dict], Any]] = (),
+        progress: bool = False,
+        timing: bool = False,
+        check_input: bool = True,
+    ) -> History:
+        """Trains for ``epochs`` epochs, each one Rust call with the GIL released.
+
+        Each epoch shuffles ``(X, Y)`` exactly as ``MiniBatches(X, Y, batch_size=batch_size,
+        shuffle=shuffle, seed=seed, drop_last=drop_last, axis=axis)`` does in its epoch
+        number ``self.epoch``, and for each batch computes the cost and gradients and calls
+        the optimizer's own update (its param groups, lr schedule, ``max_grad_norm``,
+        ``nan_policy``): the same numbers, bit for bit, as ::
+
+            for Xb, Yb in batches:
+                opt.step(model.loss_and_grad(Xb, Yb)[1])
+
+        Calling ``fit(..., epochs=1)`` n times equals ``fit(..., epochs=n)``: the model keeps
+        its epoch counter (``self.epoch``), so each epoch gets a fresh permutation.
+
+        Args:
+            X: (m, n_0) of the model's dtype (``axis=1``: (n_0, m)); any layout, including
+                memory maps.
+            Y: sigmoid: (m,) or (m, k) of 0/1 (any numeric dtype); softmax: (m,) integer
+                labels in [0, k) or (m, k) one-hot / probabilities; identity: (m,) or
+                (m, k). With ``axis=1``, (k, m) or (m,).
+            optimizer: a ferroptim optimizer built on ``model.params`` (the arrays
+                themselves): its ``param_groups`` (``lr`` a number or a schedule ``step ->
+                lr``, evaluated for the epoch's updates before it starts), state,
+                ``max_grad_norm`` and ``nan_policy`` apply.
+            batch_size: examples per batch (>= 1), or None for the whole set (batch
+                gradient descent).
+            epochs: epochs to train (>= 0).
+            shuffle, drop_last, axis: as in :class:`ferroptim.MiniBatches`.
+            seed: the shuffle seed; None uses the model's ``seed``.
+            validation_data: ``(X_val, Y_val)`` evaluated after each epoch:
+                ``history.val_costs`` (data cost) and, for classifiers,
+                ``history.val_accuracy``.
+            callbacks: each called as ``cb(epoch, logs)`` after every epoch, ``logs`` a
+                dict with ``"epoch", "cost", "val_cost", "val_accuracy", "lr", "seconds"``;
+                a callback that returns True stops training (early stopping). A
+                ``ReduceLROnPlateau`` goes in as ``lambda e, logs: plateau.step(logs["val_cost"])``.
+            progress: show a tqdm progress bar (if tqdm is installed): epoch, updates/s and
+                an exponentially weighted average of the batch cost.
+            timing: record the seconds spent in gather / forward / backward / step per
+                epoch in ``history.timing`` (a few clock reads per batch).
+            check_input: check X and Y for NaN/infinity and labels for range before
+                training (one pass over the data); pass False when calling fit repeatedly
+                on data already checked.
+
+        Returns:
+            A :class:`History`.
+
+        Raises:
+            TypeError / ValueError: bad arguments, before anything is modified.
+            FloatingPointError: a gradient was not finite under ``nan_policy="raise"``; the
+                updates before it stay applied.
+            KeyboardInterrupt: Ctrl-C stops within about a millisecond, after a complete
+                update; ``self.epoch`` / ``self.position`` say where, and the next ``fit``
+                continues there.
+        """
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a ferroptim optimizer, got {type(optimizer).__name__}")
+        epochs = _int("epochs", epochs, 0)
+        if batch_size is not None:
+            batch_size = _int("batch_size", batch_size, 1)
+        if axis not in (0, 1, -1, -2):
+            raise ValueError(f"axis must be 0 or 1, got {axis!r}")
+        transposed = axis in (1, -1)
+        X, Y, labels, y_transposed = self._fit_data(X, Y, transposed, bool(check_input))
+        params = self._param_list()
+        seed = self.seed if seed is None else _int("seed", seed, 0)
+        batches = MiniBatches(
+            X,
+            Y,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            axis=-1 if transposed else 0,
+        )
+        bs = batches._batch_size_at(0)
+        if self.position and self.position > batches._num_batches(self.epoch):
+            raise ValueError(
+                f"model.position {self.position} is past epoch {self.epoch}'s "
+                f"{batches._num_batches(self.epoch)} batches at this batch_size"
+            )
+        if validation_data is not None:
+            try:
+                Xv, Yv = validation_data
+            except (TypeError, ValueError):
+                raise TypeError("validation_data must be a pair (X_val, Y_val)") from None
+            Xv = np.ascontiguousarray(self._check_X(Xv, "validation_data X"))
+            Yv_raw = Yv
+            Yv = self._check_Y(Yv, Xv.shape[0], "validation_data Y")
+        for cb in callbacks:
+            if not callable(cb):
+                raise TypeError(f"callbacks must be callables, got {type(cb).__name__}")
+        engine = optimizer._engine
+        engine.check_groups(optimizer.param_groups)
+        bar = _progress_bar(progress, epochs)
+
+        h = {
+            k: []
+            for k in (
+                "costs",
+                "epoch_costs",
+                "epochs",
+                "updates",
+                "seconds",
+                "val_costs",
+                "val_accuracy",
+                "lr",
+            )
+        }
+        t_parts = {k: [] for k in ("gather", "forward", "backward", "step")}
+        total_updates = 0
+        ewa = float("nan")
+        try:
+            for _ in range(epochs):
+                start = self.position
+                n_batches = batches._num_batches(self.epoch)
+                lrs = _learning_rates(optimizer, n_batches - start)
+                t0 = time.perf_counter()
+                costs, done, interrupted, parts, err = self._core.fit_epoch(
+                    params,
+                    engine,
+                    optimizer.param_groups,
+                    batches._core,
+                    **batches._order_args(self.epoch),
+                    batch_size=bs,
+                    drop_last=drop_last,
+                    start=start,
+                    stop=None,
+                    lrs=lrs,
+                    x_transposed=transposed,
+                    y_transposed=y_transposed,
+                    labels=labels,
+                    timing=bool(timing),
+                )
+                seconds = time.perf_counter() - t0
+                total_updates += done
+                h["costs"].append(costs)
+                self.position = start + done
+                if err is not None:
+                    raise err
+                if interrupted:
+                    raise KeyboardInterrupt
+                self.epoch, self.position = self.epoch + 1, 0
+                if timing:
+                    for k, v in zip(t_parts, parts):
+                        t_parts[k].append(v)
+                epoch_cost = float(np.mean(costs)) if len(costs) else float("nan")
+                logs = {"epoch": self.epoch - 1, "cost": epoch_cost, "seconds": seconds}
+                logs["lr"] = _current_lr(optimizer)
+                if validation_data is not None:
+                    logs["val_cost"] = self._core.cost(params, Xv, Yv)
+                    if self.output != "identity":
+                        logs["val_accuracy"] = self.score(Xv, Yv_raw)
+                for k in ("epoch_costs", "epochs", "updates", "seconds", "lr"):
+                    key = {"epoch_costs": "cost", "epochs": "epoch", "updates": None}.get(k, k)
+                    h[k].append(total_updates if key is None else logs[key])
+                if "val_cost" in logs:
+                    h["val_costs"].append(logs["val_cost"])
+                if "val_accuracy" in logs:
+                    h["val_accuracy"].append(logs["val_accuracy"])
+                if bar is not None:
+                    ewa = _ewa_cost(costs)
+                    bar.set_postfix(cost=f"{ewa:.4g}", updates_per_s=f"{done / max(seconds, 1e-12):.3g}")
+                    bar.update(1)
+                stop = False
+                for cb in callbacks:
+                    stop = bool(cb(self.epoch - 1, logs)) or stop
+                if stop:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        history = History(
+            costs=np.concatenate(h["costs"]) if h["costs"] else np.empty(0),
+            epoch_costs=np.asarray(h["epoch_costs"], dtype=np.float64),
+            epochs=np.asarray(h["epochs"], dtype=np.int64),
+            updates=np.asarray(h["updates"], dtype=np.int64),
+            seconds=np.asarray(h["seconds"], dtype=np.float64),
+            val_costs=np.asarray(h["val_costs"], dtype=np.float64),
+            val_accuracy=np.asarray(h["val_accuracy"], dtype=np.float64),
+            lr=np.asarray(h["lr"], dtype=np.float64),
+            timing={k: np.asarray(v) for k, v in t_parts.items()} if timing else {},
+        )
+        return history
+
+    def _fit_data(self, X: Any, Y: Any, transposed: bool, check: bool) -> tuple:
+        """X and Y as fit trains on them: X unchanged (checked), Y in the core's form."""
+        if not isinstance(X, np.ndarray):
+            X = np.asarray(X)
+        if not isinstance(Y, np.ndarray):
+            Y = np.asarray(Y)
+        n0, k = self.layer_sizes[0], self.n_outputs
+        if X.dtype != self.dtype:
+            raise TypeError(
+                f"X has dtype {X.dtype}, expected {self.dtype} like the model "
+                f"(convert once with X.astype(np.{self.dtype}))"
+            )
+        if transposed:
+            if X.ndim != 2 or X.shape[0] != n0:
+                raise ValueError(f"X has shape {X.shape}, expected ({n0}, m) with axis=1")
+            m = X.shape[1]
+            if Y.ndim == 2:
+                if Y.shape[1] != m:
+                    raise ValueError(f"Y has shape {Y.shape}, expected ({k}, {m}) or ({m},) with axis=1")
+                Yt = self._check_Y(Y.T, m, finite=check)
+                if Yt.dtype == np.int64 and Yt.ndim == 1:
+                    return X, Yt, True, False
+                # Keep the (k, m) layout the batches are gathered from.
+                return self._finite_X(X, check), np.ascontiguousarray(Yt.T), False, k > 1
+        else:
+            if X.ndim != 2 or X.shape[1] != n0:
+                raise ValueError(f"X has shape {X.shape}, expected (m, {n0})")
+            m = X.shape[0]
+        if m == 0:
+            raise ValueError("X holds no examples")
+        Yc = self._check_Y(Y, m, finite=check)
+        labels = Yc.ndim == 1
+        if transposed and not labels:
+            Yc = np.ascontiguousarray(Yc.T)
+        return self._finite_X(X, check), Yc, labels, transposed and not labels and k > 1
+
+    def _finite_X(self, X: np.ndarray, check: bool) -> np.ndarray:
+        if check and not _all_finite(X):
+            raise ValueError("X contains NaN or infinity")
+        return X
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """``{"params": {name: copy}, "epoch": int, "position": int}``: with the optimizer's
+        ``state_dict``, all a resumed :meth:`fit` needs to continue bit for bit."""
+        return {
+            "params": {k: v.copy() for k, v in self.params.items()},
+            "epoch": self.epoch,
+            "position": self.position,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores a :meth:`state_dict`, copying into the existing parameter arrays (so
+        optimizers built on them stay valid)."""
+        missing = {"params", "epoch", "position"} - set(state)
+        if missing:
+            raise ValueError(f"state_dict is missing {sorted(missing)}")
+        new = state["params"]
+        if set(new) != set(self.params):
+            raise ValueError(f"state_dict params have keys {sorted(new)}, expected {sorted(self.params)}")
+        arrays = {}
+        for k, v in new.items():
+            a = np.asarray(v)
+            if a.shape != self.params[k].shape:
+                raise ValueError(
+                    f"state_dict params[{k!r}] has shape {a.shape}, expected {self.params[k].shape}"
+                )
+            arrays[k] = a
+        epoch, position = _int("epoch", state["epoch"], 0), _int("position", state["position"], 0)
+        for k, a in arrays.items():
+            self.params[k][...] = a
+        self.epoch, self.position = epoch, position
+
+    def __repr__(self) -> str:
+        return (
+            f"MLP({self.layer_sizes}, hidden={self.hidden!r}, output={self.output!r}, "
+            f"dtype={self.dtype.name}, alpha={self.alpha}, epoch={self.epoch})"
+        )
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    if a.dtype.kind != "f":
+        return True
+    if a.flags.c_contiguous and a.dtype in (np.float32, np.float64) and a.flags.aligned:
+        return bool(_core.Network.all_finite(a))
+    rows = max(1, (1 << 22) // max(1, a[:1].size))
+    return all(bool(np.isfinite(a[i : i + rows]).all()) for i in range(0, a.shape[0], rows))
+
+
+def _learning_rates(optimizer: Optimizer, n: int) -> Optional[list]:
+    """Each group's lr for its next ``n`` updates when any group has a schedule, else None."""
+    groups = optimizer.param_groups
+    if not any(callable(g["lr"]) for g in groups):
+        return None
+    steps = optimizer._engine.group_steps()
+    out = []
+    for gi, (g, s) in enumerate(zip(groups, steps)):
+        lr = g["lr"]
+        if not callable(lr):
+            out.append([float(lr)] * n)
+            continue
+        from .schedules import Schedule
+
+        if isinstance(lr, Schedule):
+            values = np.asarray(lr(np.arange(s, s + n)), dtype=np.float64).reshape(n)
+        else:
+            values = np.array([float(lr(k)) for k in range(s, s + n)], dtype=np.float64)
+        bad = ~(np.isfinite(values) & (values >= 0))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ValueError(
+                f"the lr schedule of param_groups[{gi}] gives {values[k]} at step {s + k}; expected a finite number >= 0"
+            )
+        out.append(values.tolist())
+    return out
+
+
+def _current_lr(optimizer: Optimizer) -> float:
+    lr = optimizer.param_groups[0]["lr"]
+    if callable(lr):
+        step = optimizer._engine.group_steps()[0]
+        return float(lr(max(step - 1, 0)))
+    return float(lr)
+
+
+def _ewa_cost(costs: np.ndarray, beta: float = 0.98) -> float:
+    """The bias-corrected EWA of an epoch's batch costs at its last batch (progress bar)."""
+    from .averages import ewa
+
+    if len(costs) == 0:
+        return float("nan")
+    return float(ewa(np.asarray(costs, dtype=np.float64), beta)[-1])
+
+
+def _progress_bar(progress: bool, epochs: int) -> Any:
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=epochs, unit="epoch")

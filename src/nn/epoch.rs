@@ -1,0 +1,223 @@
+//! The epoch loop: gather a batch (the `MiniBatches` machinery), forward, backward, step,
+//! for a range of an epoch's batches, with no allocation per batch beyond the gather's
+//! index list.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Inputs, Mlp, NnFloat, Targets, Workspace};
+use crate::batches::{Buffer, Job, Order, Source};
+use crate::error::{Error, Result};
+
+/// Gathers at least this many bytes are handed to the pool while the current batch trains.
+const PREFETCH_MIN_BYTES: usize = 64 << 10;
+
+/// How often the loop asks whether to stop (Ctrl-C), in wall time.
+const POLL_EVERY: Duration = Duration::from_millis(1);
+
+/// What one epoch trains on: the two gather sources (X, then Y) and the epoch's order.
+pub struct EpochData<'a> {
+    /// `[X, Y]`: X of the network's dtype with `n_0` features per sample; Y of int64 labels
+    /// (`labels`) or of the network's dtype with `k` values per sample.
+    pub sources: Arc<[Source]>,
+    pub order: &'a Order,
+    pub batch_size: usize,
+    /// The epoch's batches to train on (batch `j` holds order positions
+    /// `j*batch_size .. min((j+1)*batch_size, len)`).
+    pub batches: Range<usize>,
+    /// X's batches are `(n_0, rows)` (sampled along axis 1).
+    pub x_transposed: bool,
+    /// Y's batches are `(k, rows)` (sampled along axis 1).
+    pub y_transposed: bool,
+    pub labels: bool,
+}
+
+/// The update of one batch: `step(params, grads)`.
+pub type StepFn<'a, T> = dyn FnMut(&mut [&mut [T]], &[Vec<T>]) -> StepOutcome + 'a;
+
+/// What the optimizer did with one batch's gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    Applied,
+    /// Not applied (a non-finite gradient under `nan_policy='skip'`).
+    Skipped,
+    /// Not applied, and the epoch stops (the caller keeps the reason).
+    Abort,
+}
+
+/// Seconds spent in each phase (accumulated).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Timing {
+    pub gather: f64,
+    pub forward: f64,
+    pub backward: f64,
+    pub step: f64,
+}
+
+/// How far an epoch got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochReport {
+    /// Batches trained on (their costs were pushed).
+    pub done: usize,
+    /// The poll asked to stop, or the step aborted.
+    pub stopped: bool,
+}
+
+struct Gathered {
+    job: Arc<Job>,
+    rows: usize,
+}
+
+/// Trains on `data.batches` of one epoch: for each batch, its cost (data cost plus L2
+/// penalty) is pushed to `costs` and `step(params, grads)` applies the update. `poll` is
+/// called about every millisecond; when it returns true the loop stops after the current
+/// batch. On error (a gather, a label out of range) the batches before it stay applied and
+/// `costs` holds theirs.
+#[allow(clippy::too_many_arguments)]
+pub fn train_epoch<T: NnFloat>(
+    net: &Mlp,
+    ws: &mut Workspace<T>,
+    params: &mut [&mut [T]],
+    grads: &mut [Vec<T>],
+    data: &EpochData<'_>,
+    costs: &mut Vec<f64>,
+    mut timing: Option<&mut Timing>,
+    step: &mut StepFn<'_, T>,
+    poll: &mut dyn FnMut() -> bool,
+) -> Result<EpochReport> {
+    let len = data.order.len();
+    let b = data.batch_size.max(1);
+    let rows_of = |j: usize| {
+        let start = j * b;
+        start..(start + b).min(len)
+    };
+    let max_rows = b.min(len);
+    let k = net.outputs();
+    if data.sources.len() != 2 {
+        return Err(Error::Mismatch("train_epoch needs sources [X, Y]".into()));
+    }
+    let sets: Vec<Vec<Arc<Buffer>>> = (0..2)
+        .map(|_| {
+            data.sources
+                .iter()
+                .map(|s| Buffer::new(s.batch_bytes(max_rows)).map(Arc::new))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<_>>()?;
+    let large = data
+        .sources
+        .iter()
+        .map(|s| s.batch_bytes(max_rows))
+        .sum::<usize>()
+        >= PREFETCH_MIN_BYTES
+        && crate::parallel::num_threads() > 1;
+    let mut y_rows: Vec<T> = if data.y_transposed && !data.labels && k > 1 {
+        vec![T::ZERO; max_rows * k]
+    } else {
+        Vec::new()
+    };
+    ws.fit(net, max_rows);
+
+    let start_job = |j: usize| -> Result<Gathered> {
+        let rows = rows_of(j);
+        let n = rows.len();
+        // SAFETY: the caller keeps the sources' memory alive for the call (the bindings
+        // hold the arrays), and `order` is a permutation of the samples; every job is
+        // finished or cancelled before this function returns.
+        let job = unsafe {
+            Job::new(
+                Arc::clone(&data.sources),
+                data.order.batch(rows),
+                sets[j % 2].clone(),
+            )?
+        };
+        let job = Arc::new(job);
+        if large {
+            job.spawn();
+        }
+        Ok(Gathered { job, rows: n })
+    };
+
+    let mut report = EpochReport {
+        done: 0,
+        stopped: false,
+    };
+    let mut last_poll = Instant::now();
+    let mut next = if data.batches.is_empty() {
+        None
+    } else {
+        Some(start_job(data.batches.start)?)
+    };
+    let result = (|| -> Result<()> {
+        for j in data.batches.clone() {
+            let t0 = Instant::now();
+            let current = next.take().expect("a gather is pending for every batch");
+            let buffers = current.job.finish(None)?;
+            if j + 1 < data.batches.end {
+                next = Some(start_job(j + 1)?);
+            }
+            let rows = current.rows;
+            // SAFETY: the finished buffers hold the batch: X as rows * n_0 values of T,
+            // Y as rows labels (i64) or rows * k values of T; 64-byte aligned.
+            let x = unsafe {
+                std::slice::from_raw_parts(buffers[0].as_ptr() as *const T, rows * net.sizes[0])
+            };
+            let y = if data.labels {
+                Targets::Labels(unsafe {
+                    std::slice::from_raw_parts(buffers[1].as_ptr() as *const i64, rows)
+                })
+            } else {
+                let raw = unsafe {
+                    std::slice::from_raw_parts(buffers[1].as_ptr() as *const T, rows * k)
+                };
+                if y_rows.is_empty() {
+                    Targets::Dense(raw)
+                } else {
+                    for i in 0..rows {
+                        for c in 0..k {
+                            y_rows[i * k + c] = raw[c * rows + i];
+                        }
+                    }
+                    Targets::Dense(&y_rows[..rows * k])
+                }
+            };
+            let inputs = Inputs {
+                x,
+                rows,
+                transposed: data.x_transposed,
+            };
+            let t1 = Instant::now();
+            let cost = net.forward_cost(ws, &*params, inputs, y)?;
+            let t2 = Instant::now();
+            let penalty = net.backward(ws, &*params, inputs, grads);
+            let t3 = Instant::now();
+            let outcome = step(params, grads);
+            let t4 = Instant::now();
+            if let Some(t) = timing.as_deref_mut() {
+                t.gather += (t1 - t0).as_secs_f64();
+                t.forward += (t2 - t1).as_secs_f64();
+                t.backward += (t3 - t2).as_secs_f64();
+                t.step += (t4 - t3).as_secs_f64();
+            }
+            if outcome == StepOutcome::Abort {
+                report.stopped = true;
+                return Ok(());
+            }
+            costs.push(cost + penalty);
+            report.done += 1;
+            if t4 - last_poll >= POLL_EVERY {
+                last_poll = t4;
+                if poll() {
+                    report.stopped = true;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Some(pending) = next {
+        pending.job.cancel();
+    }
+    result.map(|()| report)
+}

@@ -1,0 +1,688 @@
+//! `ferroptim.nn`'s Rust side: a network's shape with its workspaces (`Network`), and the
+//! fused epoch (`Network.fit_epoch`) that trains it with an optimizer's `Engine`.
+
+use numpy::{
+    PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyFloatingPointError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use super::arrays::{layout, shape_str};
+use super::batches::Batcher;
+use super::engine::{Applied, Engine};
+use super::type_name;
+use crate::float::Dtype;
+use crate::hyper::Hyper;
+use crate::nn::{
+    self, Activation, EpochData, Inputs, Mlp, NnFloat, Output, StepOutcome, Targets, Timing,
+    Workspace,
+};
+use crate::optimizer::Tensor;
+
+/// Elements per gathered row below which a `loss_and_grad` keeps the GIL.
+const DETACH_MIN_WORK: usize = 1 << 15;
+
+trait Element: NnFloat + numpy::Element {
+    fn tensor<'a>(param: &'a mut [Self], grad: &'a [Self]) -> Tensor<'a>;
+    fn workspace(ws: &mut Workspaces) -> &mut Workspace<Self>;
+}
+
+impl Element for f32 {
+    fn tensor<'a>(param: &'a mut [f32], grad: &'a [f32]) -> Tensor<'a> {
+        Tensor::F32 { param, grad }
+    }
+    fn workspace(ws: &mut Workspaces) -> &mut Workspace<f32> {
+        &mut ws.f32
+    }
+}
+
+impl Element for f64 {
+    fn tensor<'a>(param: &'a mut [f64], grad: &'a [f64]) -> Tensor<'a> {
+        Tensor::F64 { param, grad }
+    }
+    fn workspace(ws: &mut Workspaces) -> &mut Workspace<f64> {
+        &mut ws.f64
+    }
+}
+
+#[derive(Default)]
+struct Workspaces {
+    f32: Workspace<f32>,
+    f64: Workspace<f64>,
+}
+
+/// A fully-connected network's shape and functions, with its reusable workspaces.
+///
+/// Built by `ferroptim.nn.MLP`; not meant to be used directly.
+#[pyclass(module = "ferroptim._core")]
+pub struct Network {
+    net: Mlp,
+    ws: Workspaces,
+}
+
+/// An array checked to be C-contiguous, aligned, of dtype `T` and shape `shape`.
+fn slice_of<'py, T: Element>(
+    a: &Bound<'py, PyAny>,
+    name: &str,
+    shape: Option<&[usize]>,
+    writeable: bool,
+) -> PyResult<(usize, usize)> {
+    let arr = a.cast::<PyUntypedArray>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{name} must be a numpy.ndarray, got {}",
+            type_name(a)
+        ))
+    })?;
+    let l = layout(arr);
+    if l.dtype != Some(T::DTYPE) {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must have dtype {}, got {}",
+            T::DTYPE.name(),
+            super::arrays::describe_dtype(arr)
+        )));
+    }
+    if let Some(shape) = shape {
+        if l.shape != shape {
+            return Err(PyValueError::new_err(format!(
+                "{name} has shape {}, expected {}",
+                shape_str(l.shape),
+                shape_str(shape)
+            )));
+        }
+    }
+    if !l.is_c_aligned() || (writeable && !l.is_writeable()) {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be a C-contiguous, aligned{} array",
+            if writeable { ", writeable" } else { "" }
+        )));
+    }
+    Ok((l.data, l.len()))
+}
+
+fn dtype_of(params: &[Bound<'_, PyAny>]) -> PyResult<Dtype> {
+    let first = params
+        .first()
+        .ok_or_else(|| PyValueError::new_err("no parameters"))?;
+    let a = first
+        .cast::<PyUntypedArray>()
+        .map_err(|_| PyTypeError::new_err("parameters must be numpy arrays"))?;
+    layout(a)
+        .dtype
+        .ok_or_else(|| PyTypeError::new_err("parameters must be float32 or float64 arrays"))
+}
+
+fn param_names(net: &Mlp) -> Vec<String> {
+    (1..=net.layers())
+        .flat_map(|l| [format!("W{l}"), format!("b{l}")])
+        .collect()
+}
+
+fn param_shapes(net: &Mlp) -> Vec<Vec<usize>> {
+    net.sizes
+        .windows(2)
+        .flat_map(|w| [vec![w[0], w[1]], vec![w[1]]])
+        .collect()
+}
+
+impl Network {
+    /// `(address, len)` of each parameter, checked against the network.
+    fn params<T: Element>(
+        &self,
+        params: &[Bound<'_, PyAny>],
+        writeable: bool,
+    ) -> PyResult<Vec<(usize, usize)>> {
+        let names = param_names(&self.net);
+        if params.len() != names.len() {
+            return Err(PyValueError::new_err(format!(
+                "expected {} parameters ({}), got {}",
+                names.len(),
+                names.join(", "),
+                params.len()
+            )));
+        }
+        params
+            .iter()
+            .zip(&names)
+            .zip(param_shapes(&self.net))
+            .map(|((p, n), s)| slice_of::<T>(p, n, Some(&s), writeable))
+            .collect()
+    }
+
+    fn inputs<T: Element>(&self, x: &Bound<'_, PyAny>) -> PyResult<(usize, usize)> {
+        let arr = x.cast::<PyUntypedArray>().map_err(|_| {
+            PyTypeError::new_err(format!("X must be a numpy.ndarray, got {}", type_name(x)))
+        })?;
+        let shape = layout(arr).shape.to_vec();
+        let n0 = self.net.sizes[0];
+        if shape.len() != 2 || shape[1] != n0 {
+            return Err(PyValueError::new_err(format!(
+                "X has shape {}, expected (m, {n0})",
+                shape_str(&shape)
+            )));
+        }
+        let (data, _) = slice_of::<T>(x, "X", None, false)?;
+        Ok((data, shape[0]))
+    }
+
+    /// `(labels?, address)` of Y for `rows` examples: int64 labels (rows,) or (rows, k).
+    fn targets<T: Element>(
+        &self,
+        py: Python<'_>,
+        y: &Bound<'_, PyAny>,
+        rows: usize,
+    ) -> PyResult<(bool, usize)> {
+        let k = self.net.outputs();
+        let ya = y.cast::<PyUntypedArray>().map_err(|_| {
+            PyTypeError::new_err(format!("Y must be a numpy.ndarray, got {}", type_name(y)))
+        })?;
+        if ya.dtype().is_equiv_to(&numpy::dtype::<i64>(py)) {
+            let l = layout(ya);
+            if l.shape != [rows] || !l.is_c_aligned() {
+                return Err(PyValueError::new_err(format!(
+                    "integer labels Y must be a contiguous (m,) int64 array with m = {rows}, got \
+                     shape {}",
+                    shape_str(l.shape)
+                )));
+            }
+            Ok((true, l.data))
+        } else {
+            Ok((false, slice_of::<T>(y, "Y", Some(&[rows, k]), false)?.0))
+        }
+    }
+
+    fn cost_t<T: Element>(
+        &mut self,
+        py: Python<'_>,
+        params: &[Bound<'_, PyAny>],
+        x: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+    ) -> PyResult<f64> {
+        const CHUNK: usize = 4096;
+        let p = self.params::<T>(params, false)?;
+        let (xd, rows) = self.inputs::<T>(x)?;
+        if rows == 0 {
+            return Err(PyValueError::new_err("X holds no examples"));
+        }
+        let (labels, y_data) = self.targets::<T>(py, y, rows)?;
+        let (n0, k) = (self.net.sizes[0], self.net.outputs());
+        // SAFETY: checked above, read only, kept alive by the arguments.
+        let ps: Vec<&[T]> = p
+            .iter()
+            .map(|&(d, n)| unsafe { std::slice::from_raw_parts(d as *const T, n) })
+            .collect();
+        let xs = unsafe { std::slice::from_raw_parts(xd as *const T, rows * n0) };
+        let net = &self.net;
+        let ws = T::workspace(&mut self.ws);
+        py.detach(|| {
+            let mut total = 0.0;
+            for start in (0..rows).step_by(CHUNK) {
+                let r = CHUNK.min(rows - start);
+                let targets = if labels {
+                    Targets::Labels(unsafe {
+                        std::slice::from_raw_parts((y_data as *const i64).add(start), r)
+                    })
+                } else {
+                    Targets::Dense(unsafe {
+                        std::slice::from_raw_parts((y_data as *const T).add(start * k), r * k)
+                    })
+                };
+                let inputs = Inputs {
+                    x: &xs[start * n0..(start + r) * n0],
+                    rows: r,
+                    transposed: false,
+                };
+                total += net.forward_cost(ws, &ps, inputs, targets)? * r as f64;
+            }
+            Ok::<f64, crate::Error>(total / rows as f64)
+        })
+        .map_err(Into::into)
+    }
+
+    fn forward_t<'py, T: Element>(
+        &mut self,
+        py: Python<'py>,
+        params: &[Bound<'py, PyAny>],
+        x: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray2<T>>> {
+        let p = self.params::<T>(params, false)?;
+        let (xd, rows) = self.inputs::<T>(x)?;
+        // SAFETY: checked above: live, contiguous arrays of these lengths, kept alive by
+        // the arguments; read only.
+        let ps: Vec<&[T]> = p
+            .iter()
+            .map(|&(d, n)| unsafe { std::slice::from_raw_parts(d as *const T, n) })
+            .collect();
+        let xs = unsafe { std::slice::from_raw_parts(xd as *const T, rows * self.net.sizes[0]) };
+        let k = self.net.outputs();
+        let out = PyArray2::<T>::zeros(py, [rows, k], false);
+        if rows == 0 {
+            return Ok(out);
+        }
+        let ws = T::workspace(&mut self.ws);
+        let net = &self.net;
+        let inputs = Inputs {
+            x: xs,
+            rows,
+            transposed: false,
+        };
+        let mut run = || net.forward(ws, &ps, inputs);
+        if rows * net.sizes.iter().sum::<usize>() >= DETACH_MIN_WORK {
+            py.detach(run)?;
+        } else {
+            run()?;
+        }
+        // SAFETY: `out` is a fresh C-contiguous array nobody else references.
+        unsafe { out.as_slice_mut()? }.copy_from_slice(ws.output(net, rows));
+        Ok(out)
+    }
+
+    fn loss_and_grad_t<T: Element>(
+        &mut self,
+        py: Python<'_>,
+        params: &[Bound<'_, PyAny>],
+        x: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+        grads: &[Bound<'_, PyAny>],
+    ) -> PyResult<f64> {
+        let p = self.params::<T>(params, false)?;
+        let g = self.params::<T>(grads, true)?;
+        let (xd, rows) = self.inputs::<T>(x)?;
+        if rows == 0 {
+            return Err(PyValueError::new_err("X holds no examples"));
+        }
+        let (labels, y_data) = self.targets::<T>(py, y, rows)?;
+        let k = self.net.outputs();
+        for (i, &(d, _)) in g.iter().enumerate() {
+            let overlaps = p.iter().any(|&(pd, _)| pd == d) || d == xd || d == y_data;
+            if overlaps {
+                return Err(PyValueError::new_err(format!(
+                    "grads[{i}] shares memory with a parameter or the data; pass separate arrays"
+                )));
+            }
+        }
+        // SAFETY: checked above; gradients are writeable and distinct from the inputs.
+        let ps: Vec<&[T]> = p
+            .iter()
+            .map(|&(d, n)| unsafe { std::slice::from_raw_parts(d as *const T, n) })
+            .collect();
+        let mut gs: Vec<&mut [T]> = g
+            .iter()
+            .map(|&(d, n)| unsafe { std::slice::from_raw_parts_mut(d as *mut T, n) })
+            .collect();
+        let xs = unsafe { std::slice::from_raw_parts(xd as *const T, rows * self.net.sizes[0]) };
+        let targets = if labels {
+            Targets::Labels(unsafe { std::slice::from_raw_parts(y_data as *const i64, rows) })
+        } else {
+            Targets::Dense(unsafe { std::slice::from_raw_parts(y_data as *const T, rows * k) })
+        };
+        let ws = T::workspace(&mut self.ws);
+        let net = &self.net;
+        let inputs = Inputs {
+            x: xs,
+            rows,
+            transposed: false,
+        };
+        let mut run = || net.loss_and_grad(ws, &ps, inputs, targets, &mut gs);
+        let cost = if rows * net.sizes.iter().sum::<usize>() >= DETACH_MIN_WORK {
+            py.detach(run)?
+        } else {
+            run()?
+        };
+        Ok(cost)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fit_epoch_t<'py, T: Element>(
+        &mut self,
+        py: Python<'py>,
+        params: &[Bound<'py, PyAny>],
+        engine: &mut Engine,
+        groups: &Bound<'py, PyAny>,
+        batcher: &Batcher,
+        order_args: OrderArgs,
+        lrs: Option<Vec<Vec<f64>>>,
+        flags: FitFlags,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let p = self.params::<T>(params, true)?;
+        let view = engine.fit_view(py, groups)?;
+        // Which of the model's parameters each engine tensor is.
+        if view.params.len() != p.len() {
+            return Err(PyValueError::new_err(format!(
+                "optimizer: it was built on {} arrays, but the model has {} parameters; \
+                 build it on model.params",
+                view.params.len(),
+                p.len()
+            )));
+        }
+        let mut model_index = Vec::with_capacity(p.len());
+        for &(d, n, dt) in &view.params {
+            match p.iter().position(|&(pd, pn)| pd == d && pn == n) {
+                Some(i) if dt == T::DTYPE && !model_index.contains(&i) => model_index.push(i),
+                _ => {
+                    return Err(PyValueError::new_err(
+                        "optimizer: it was built on other arrays than model.params; build it \
+                         on model.params (the same arrays, not copies)",
+                    ))
+                }
+            }
+        }
+        let n_groups = view.hypers.len();
+        let (order, sources) = batcher.order_for_fit(
+            py,
+            order_args.seed,
+            order_args.epoch,
+            order_args.shuffle,
+            order_args.block_size,
+            order_args.buffer_blocks,
+            order_args.shard,
+        )?;
+        // The sources' rows must be what the network reads.
+        let k = self.net.outputs();
+        let item = std::mem::size_of::<T>();
+        let y_row = if flags.labels { 8 } else { k * item };
+        if sources.len() != 2
+            || sources[0].batch_bytes(1) != self.net.sizes[0] * item
+            || sources[1].batch_bytes(1) != y_row
+        {
+            return Err(PyValueError::new_err(
+                "the batches' arrays do not match the network's input and output sizes",
+            ));
+        }
+        let b = flags.batch_size.max(1);
+        let len = order.len();
+        let num_batches = if flags.drop_last {
+            len / b
+        } else {
+            len.div_ceil(b)
+        };
+        let stop = flags.stop.unwrap_or(num_batches).min(num_batches);
+        if flags.start > stop {
+            return Err(PyValueError::new_err(format!(
+                "cannot start epoch {} at batch {}: it has {num_batches} batches",
+                order_args.epoch, flags.start
+            )));
+        }
+        let updates = stop - flags.start;
+        if let Some(lrs) = &lrs {
+            if lrs.len() != n_groups || lrs.iter().any(|l| l.len() < updates) {
+                return Err(PyValueError::new_err(format!(
+                    "lrs must hold {updates} learning rates for each of the {n_groups} param groups"
+                )));
+            }
+        }
+        let data = EpochData {
+            sources,
+            order: &order,
+            batch_size: b,
+            batches: flags.start..stop,
+            x_transposed: flags.x_transposed,
+            y_transposed: flags.y_transposed,
+            labels: flags.labels,
+        };
+        let lens = self.net.param_lens();
+        let mut grads: Vec<Vec<T>> = lens.iter().map(|&n| vec![T::ZERO; n]).collect();
+        // SAFETY: the parameters are live, writeable, contiguous and disjoint (the engine
+        // checked them, and they are the model's arrays), held by `params` for this call.
+        let mut ps: Vec<&mut [T]> = p
+            .iter()
+            .map(|&(d, n)| unsafe { std::slice::from_raw_parts_mut(d as *mut T, n) })
+            .collect();
+        let mut hypers: Vec<Hyper> = view.hypers.clone();
+        let base = view.group_steps.clone();
+        let mut failure: Option<PyErr> = None;
+        let mut costs: Vec<f64> = Vec::with_capacity(updates);
+        let mut timing = Timing::default();
+        let net = &self.net;
+        let ws = T::workspace(&mut self.ws);
+        let (report, failure) = py.detach(|| {
+            let mut step = |params: &mut [&mut [T]], grads: &[Vec<T>]| -> StepOutcome {
+                if let Some(lrs) = &lrs {
+                    let steps = engine.group_steps();
+                    for (g, h) in hypers.iter_mut().enumerate() {
+                        h.set_lr(lrs[g][(steps[g] - base[g]) as usize]);
+                    }
+                }
+                let mut slots: Vec<Option<&mut [T]>> =
+                    params.iter_mut().map(|p| Some(&mut **p)).collect();
+                let tensors: Vec<Tensor<'_>> = model_index
+                    .iter()
+                    .map(|&i| T::tensor(slots[i].take().expect("distinct"), &grads[i]))
+                    .collect();
+                match engine.apply(tensors, &hypers) {
+                    Applied::Done => StepOutcome::Applied,
+                    Applied::Skipped => StepOutcome::Skipped,
+                    Applied::NonFinite(name) => {
+                        failure = Some(PyFloatingPointError::new_err(format!(
+                            "gradient for {name} contains NaN or infinity; training stopped \
+                             before that update (earlier updates stay applied)"
+                        )));
+                        StepOutcome::Abort
+                    }
+                    Applied::Failed(e) => {
+                        failure = Some(e.into());
+                        StepOutcome::Abort
+                    }
+                }
+            };
+            let mut interrupted = false;
+            let mut poll = || {
+                let stop = Python::attach(|py| py.check_signals().is_err());
+                interrupted |= stop;
+                stop
+            };
+            let report = nn::train_epoch(
+                net,
+                ws,
+                &mut ps,
+                &mut grads,
+                &data,
+                &mut costs,
+                flags.timing.then_some(&mut timing),
+                &mut step,
+                &mut poll,
+            );
+            (report.map(|r| (r, interrupted)), failure)
+        });
+        batcher.recycle(order);
+        let (report, interrupted) = report?;
+        let costs = PyArray1::from_vec(py, costs);
+        let timing = if flags.timing {
+            Some((timing.gather, timing.forward, timing.backward, timing.step))
+        } else {
+            None
+        };
+        let err = failure.map(|e| e.value(py).clone().into_any().unbind());
+        (costs, report.done, interrupted, timing, err).into_pyobject(py)
+    }
+}
+
+struct OrderArgs {
+    seed: u64,
+    epoch: u64,
+    shuffle: bool,
+    block_size: Option<usize>,
+    buffer_blocks: usize,
+    shard: (usize, usize),
+}
+
+struct FitFlags {
+    batch_size: usize,
+    drop_last: bool,
+    start: usize,
+    stop: Option<usize>,
+    x_transposed: bool,
+    y_transposed: bool,
+    labels: bool,
+    timing: bool,
+}
+
+#[pymethods]
+impl Network {
+    #[new]
+    #[pyo3(signature = (sizes, hidden, output, alpha = 0.0))]
+    fn new(sizes: Vec<usize>, hidden: &str, output: &str, alpha: f64) -> PyResult<Self> {
+        let hidden = Activation::parse(hidden).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "hidden must be 'relu', 'leaky_relu', 'tanh', 'sigmoid' or 'identity', got {hidden:?}"
+            ))
+        })?;
+        let output = Output::parse(output).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "output must be 'sigmoid', 'softmax' or 'identity', got {output:?}"
+            ))
+        })?;
+        Ok(Network {
+            net: Mlp::new(sizes, hidden, output, alpha)?,
+            ws: Workspaces::default(),
+        })
+    }
+
+    /// The L2 penalty coefficient alpha (>= 0).
+    #[getter]
+    fn get_alpha(&self) -> f64 {
+        self.net.alpha
+    }
+
+    #[setter]
+    fn set_alpha(&mut self, alpha: f64) -> PyResult<()> {
+        self.net = Mlp::new(
+            self.net.sizes.clone(),
+            self.net.hidden,
+            self.net.output,
+            alpha,
+        )?;
+        Ok(())
+    }
+
+    /// The output activations `A_L` for the rows of `X` (a new (m, n_L) array).
+    fn forward<'py>(
+        &mut self,
+        py: Python<'py>,
+        params: Vec<Bound<'py, PyAny>>,
+        x: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match dtype_of(&params)? {
+            Dtype::F32 => self.forward_t::<f32>(py, &params, &x)?.into_any(),
+            Dtype::F64 => self.forward_t::<f64>(py, &params, &x)?.into_any(),
+        })
+    }
+
+    /// The cost of the batch `(X, Y)` (data cost plus L2 penalty); writes `dJ/dparam` into
+    /// `grads` (arrays shaped like `params`).
+    fn loss_and_grad(
+        &mut self,
+        py: Python<'_>,
+        params: Vec<Bound<'_, PyAny>>,
+        x: Bound<'_, PyAny>,
+        y: Bound<'_, PyAny>,
+        grads: Vec<Bound<'_, PyAny>>,
+    ) -> PyResult<f64> {
+        match dtype_of(&params)? {
+            Dtype::F32 => self.loss_and_grad_t::<f32>(py, &params, &x, &y, &grads),
+            Dtype::F64 => self.loss_and_grad_t::<f64>(py, &params, &x, &y, &grads),
+        }
+    }
+
+    /// The mean data cost of `(X, Y)` (no L2 penalty), in chunks of rows.
+    fn cost(
+        &mut self,
+        py: Python<'_>,
+        params: Vec<Bound<'_, PyAny>>,
+        x: Bound<'_, PyAny>,
+        y: Bound<'_, PyAny>,
+    ) -> PyResult<f64> {
+        match dtype_of(&params)? {
+            Dtype::F32 => self.cost_t::<f32>(py, &params, &x, &y),
+            Dtype::F64 => self.cost_t::<f64>(py, &params, &x, &y),
+        }
+    }
+
+    /// Whether every element of a C-contiguous float array is finite (one SIMD pass, GIL
+    /// released).
+    #[staticmethod]
+    fn all_finite(py: Python<'_>, x: Bound<'_, PyAny>) -> PyResult<bool> {
+        let level = crate::simd::level();
+        let a = x.cast::<PyUntypedArray>().map_err(|_| {
+            PyTypeError::new_err(format!("expected a numpy.ndarray, got {}", type_name(&x)))
+        })?;
+        let l = layout(a);
+        if !l.is_c_aligned() {
+            return Err(PyValueError::new_err("expected a C-contiguous array"));
+        }
+        let (data, len) = (l.data, l.len());
+        // SAFETY: a live contiguous array of `len` elements of its dtype, held by `x`.
+        Ok(match l.dtype {
+            Some(Dtype::F32) => py.detach(|| {
+                crate::kernels::all_finite(level, unsafe {
+                    std::slice::from_raw_parts(data as *const f32, len)
+                })
+            }),
+            Some(Dtype::F64) => py.detach(|| {
+                crate::kernels::all_finite(level, unsafe {
+                    std::slice::from_raw_parts(data as *const f64, len)
+                })
+            }),
+            None => return Err(PyTypeError::new_err("expected a float32 or float64 array")),
+        })
+    }
+
+    /// Trains on batches `start..stop` of one epoch with the GIL released: returns
+    /// `(costs, done, interrupted, timing, error)`.
+    #[pyo3(signature = (params, engine, groups, batcher, *, seed, epoch, shuffle, block_size, buffer_blocks, shard, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing))]
+    #[allow(clippy::too_many_arguments)]
+    fn fit_epoch<'py>(
+        &mut self,
+        py: Python<'py>,
+        params: Vec<Bound<'py, PyAny>>,
+        mut engine: PyRefMut<'py, Engine>,
+        groups: Bound<'py, PyAny>,
+        batcher: PyRef<'py, Batcher>,
+        seed: u64,
+        epoch: u64,
+        shuffle: bool,
+        block_size: Option<usize>,
+        buffer_blocks: usize,
+        shard: (usize, usize),
+        batch_size: usize,
+        drop_last: bool,
+        start: usize,
+        stop: Option<usize>,
+        lrs: Option<Vec<Vec<f64>>>,
+        x_transposed: bool,
+        y_transposed: bool,
+        labels: bool,
+        timing: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        if batch_size == 0 {
+            return Err(PyValueError::new_err("batch_size must be at least 1"));
+        }
+        let order_args = OrderArgs {
+            seed,
+            epoch,
+            shuffle,
+            block_size,
+            buffer_blocks,
+            shard,
+        };
+        let flags = FitFlags {
+            batch_size,
+            drop_last,
+            start,
+            stop,
+            x_transposed,
+            y_transposed,
+            labels,
+            timing,
+        };
+        let engine = &mut *engine;
+        match dtype_of(&params)? {
+            Dtype::F32 => self.fit_epoch_t::<f32>(
+                py, &params, engine, &groups, &batcher, order_args, lrs, flags,
+            ),
+            Dtype::F64 => self.fit_epoch_t::<f64>(
+                py, &params, engine, &groups, &batcher, order_args, lrs, flags,
+            ),
+        }
+    }
+}
