@@ -551,12 +551,14 @@ class MLP:
     # -- checkpoints ----------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        """``{"params": {name: copy}, "epoch": int, "position": int}``: with the optimizer's
-        ``state_dict``, all a resumed :meth:`fit` needs to continue bit for bit."""
+        """``{"params": {name: copy}, "epoch", "position", "seed"}``: with the optimizer's
+        ``state_dict``, all a resumed :meth:`fit` needs to continue bit for bit (``seed`` is
+        the default shuffle seed)."""
         return {
             "params": {k: v.copy() for k, v in self.params.items()},
             "epoch": self.epoch,
             "position": self.position,
+            "seed": self.seed,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -577,9 +579,10 @@ class MLP:
                 )
             arrays[k] = a
         epoch, position = _int("epoch", state["epoch"], 0), _int("position", state["position"], 0)
+        seed = _int("seed", state.get("seed", self.seed), 0)
         for k, a in arrays.items():
             self.params[k][...] = a
-        self.epoch, self.position = epoch, position
+        self.epoch, self.position, self.seed = epoch, position, seed
 
     def __repr__(self) -> str:
         return (

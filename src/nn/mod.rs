@@ -428,12 +428,12 @@ impl Mlp {
                             *dd = r * inv_mk;
                             cost += 0.5 * r.to_f64() * r.to_f64();
                         }
-                        return Ok(cost / k as f64);
+                        return Ok(cost / (rows * k) as f64);
                     }
                 }
             }
         }
-        Ok(cost)
+        Ok(cost / rows as f64)
     }
 
     /// The cost `J` of a batch and its gradient `dJ/dparam` into `grads` (`W1, b1, ...`).

@@ -1,0 +1,408 @@
+"""ferroptim.nn: gradients against a NumPy transcription, torch autograd and finite
+differences; fit against the Python loop, bit for bit; checkpoints; bad input."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import ferroptim as fo
+from ferroptim.nn import MLP
+
+HIDDEN = ["relu", "leaky_relu", "tanh", "sigmoid", "identity"]
+OUTPUTS = ["sigmoid", "softmax", "identity"]
+
+
+# -- the NumPy transcription ------------------------------------------------------------------
+
+
+def _act(z, g):
+    if g == "relu":
+        return np.maximum(z, 0)
+    if g == "leaky_relu":
+        return np.where(z > 0, z, 0.01 * z)
+    if g == "tanh":
+        return np.tanh(z)
+    if g == "sigmoid":
+        return 1 / (1 + np.exp(-z))
+    return z
+
+
+def _act_grad(z, g):
+    if g == "relu":
+        return (z > 0).astype(z.dtype)
+    if g == "leaky_relu":
+        return np.where(z > 0, 1.0, 0.01)
+    if g == "tanh":
+        return 1 - np.tanh(z) ** 2
+    if g == "sigmoid":
+        s = 1 / (1 + np.exp(-z))
+        return s * (1 - s)
+    return np.ones_like(z)
+
+
+def reference(params, X, Y, hidden, output, alpha=0.0):
+    """Cost and gradients in float64, written out from the formulas of ferroptim.nn."""
+    L = len(params) // 2
+    W = [params[f"W{l}"].astype(np.float64) for l in range(1, L + 1)]
+    b = [params[f"b{l}"].astype(np.float64) for l in range(1, L + 1)]
+    A, Zs = [X.astype(np.float64)], []
+    for l in range(L):
+        z = A[-1] @ W[l] + b[l]
+        Zs.append(z)
+        A.append(_act(z, hidden) if l < L - 1 else z)
+    z = Zs[-1]
+    m, k = z.shape
+    if output == "softmax":
+        if Y.ndim == 1:
+            Y = np.eye(k)[Y]
+        Y = Y.astype(np.float64)
+        zs = z - z.max(axis=1, keepdims=True)
+        logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
+        cost = -(Y * logp).sum() / m
+        dz = (np.exp(logp) - Y) / m
+    elif output == "sigmoid":
+        Y = Y.reshape(m, k).astype(np.float64)
+        cost = (np.maximum(z, 0) - Y * z + np.log1p(np.exp(-np.abs(z)))).sum() / m
+        dz = (1 / (1 + np.exp(-z)) - Y) / m
+    else:
+        Y = Y.reshape(m, k).astype(np.float64)
+        cost = ((z - Y) ** 2).sum() / (2 * m * k)
+        dz = (z - Y) / (m * k)
+    cost += alpha / (2 * m) * sum((w**2).sum() for w in W)
+    grads = {}
+    for l in range(L - 1, -1, -1):
+        grads[f"W{l + 1}"] = A[l].T @ dz + alpha / m * W[l]
+        grads[f"b{l + 1}"] = dz.sum(axis=0)
+        if l > 0:
+            dz = (dz @ W[l].T) * _act_grad(Zs[l - 1], hidden)
+    return cost, grads
+
+
+def _problem(sizes, output, m, dtype, seed=0, onehot=False):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, sizes[0])).astype(dtype)
+    k = sizes[-1]
+    if output == "softmax":
+        Y = rng.integers(0, k, m)
+        if onehot:
+            Y = np.eye(k, dtype=dtype)[Y]
+    elif output == "sigmoid":
+        Y = (rng.random((m, k)) > 0.5).astype(dtype)
+    else:
+        Y = rng.standard_normal((m, k)).astype(dtype)
+    return X, Y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hidden,output", list(itertools.product(HIDDEN, OUTPUTS)))
+@pytest.mark.parametrize("m", [1, 7, 64])
+def test_gradients_match_the_numpy_transcription(dtype, hidden, output, m):
+    sizes = [3, 6, 5, 4] if output != "sigmoid" else [3, 6, 5, 2]
+    model = MLP(sizes, hidden=hidden, output=output, dtype=dtype, seed=1, alpha=0.1, init="glorot")
+    X, Y = _problem(sizes, output, m, dtype)
+    cost, grads = model.loss_and_grad(X, Y)
+    ref_cost, ref = reference(model.params, X, Y, hidden, output, alpha=0.1)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    assert cost == pytest.approx(ref_cost, rel=tol, abs=tol)
+    for name, g in grads.items():
+        assert g.dtype == dtype and g.shape == model.params[name].shape
+        np.testing.assert_allclose(g, ref[name], rtol=tol * 10, atol=tol, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_hot_targets_equal_labels(dtype):
+    model = MLP([4, 8, 3], hidden="tanh", output="softmax", dtype=dtype)
+    X, y = _problem([4, 8, 3], "softmax", 20, dtype)
+    c1, g1 = model.loss_and_grad(X, y)
+    g1 = {k: v.copy() for k, v in g1.items()}
+    c2, g2 = model.loss_and_grad(X, np.eye(3, dtype=dtype)[y])
+    assert c1 == pytest.approx(c2, rel=1e-6)
+    for k in g1:
+        np.testing.assert_allclose(g1[k], g2[k], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("hidden,output", list(itertools.product(HIDDEN, OUTPUTS)))
+def test_gradients_match_finite_differences(hidden, output):
+    sizes = [3, 4, 3]
+    model = MLP(sizes, hidden=hidden, output=output, dtype=np.float64, seed=2, alpha=0.05)
+    X, Y = _problem(sizes, output, 9, np.float64, seed=3)
+    if hidden in ("relu", "leaky_relu"):
+        X = X + 0.1  # keep pre-activations off the kink at 0 for the step below
+    _, grads = model.loss_and_grad(X, Y)
+    grads = {k: v.copy() for k, v in grads.items()}
+    h = 1e-6
+    for name, p in model.params.items():
+        for idx in np.ndindex(p.shape):
+            old = p[idx]
+            p[idx] = old + h
+            up = model.loss_and_grad(X, Y)[0]
+            p[idx] = old - h
+            down = model.loss_and_grad(X, Y)[0]
+            p[idx] = old
+            assert (up - down) / (2 * h) == pytest.approx(grads[name][idx], rel=1e-5, abs=1e-7), (name, idx)
+
+
+@pytest.mark.parametrize("hidden,output", list(itertools.product(HIDDEN, OUTPUTS)))
+def test_gradients_match_torch_autograd(hidden, output):
+    torch = pytest.importorskip("torch")
+    sizes = [3, 5, 4, 3]
+    model = MLP(sizes, hidden=hidden, output=output, dtype=np.float64, seed=4, alpha=0.2)
+    X, Y = _problem(sizes, output, 11, np.float64, seed=5)
+    cost, grads = model.loss_and_grad(X, Y)
+    act = {
+        "relu": torch.relu,
+        "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.01),
+        "tanh": torch.tanh,
+        "sigmoid": torch.sigmoid,
+        "identity": lambda z: z,
+    }[hidden]
+    P = {k: torch.tensor(v, requires_grad=True) for k, v in model.params.items()}
+    a = torch.tensor(X)
+    for l in range(1, 4):
+        z = a @ P[f"W{l}"] + P[f"b{l}"]
+        a = act(z) if l < 3 else z
+    m = X.shape[0]
+    if output == "softmax":
+        J = torch.nn.functional.cross_entropy(z, torch.tensor(Y))
+    elif output == "sigmoid":
+        J = torch.nn.functional.binary_cross_entropy_with_logits(z, torch.tensor(Y), reduction="sum") / m
+    else:
+        J = torch.nn.functional.mse_loss(z, torch.tensor(Y)) / 2
+    J = J + 0.2 / (2 * m) * sum((P[f"W{l}"] ** 2).sum() for l in range(1, 4))
+    J.backward()
+    assert cost == pytest.approx(J.item(), rel=1e-12)
+    for k, v in grads.items():
+        np.testing.assert_allclose(v, P[k].grad.numpy(), rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+# -- fit against the Python loop --------------------------------------------------------------
+
+
+def _python_loop(model, opt, X, Y, epochs, **kw):
+    batches = fo.MiniBatches(X, Y, **kw)
+    costs = []
+    for _ in range(epochs):
+        for Xb, Yb in batches:
+            c, g = model.loss_and_grad(Xb, Yb)
+            costs.append(c)
+            opt.step(g)
+    return np.array(costs)
+
+
+CASES = [
+    ([2, 32, 32, 1], "relu", "sigmoid", np.float32, 1000, 64),
+    ([2, 5, 2, 1], "tanh", "sigmoid", np.float64, 301, 64),  # partial last batch
+    ([6, 10], "relu", "softmax", np.float32, 500, 128),
+    ([6, 16, 4], "leaky_relu", "softmax", np.float64, 333, 1),
+    ([3, 8, 2], "sigmoid", "identity", np.float32, 257, 50),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("sizes,hidden,output,dtype,m,batch", CASES)
+def test_fit_equals_the_python_loop_bit_for_bit(threads, sizes, hidden, output, dtype, m, batch):
+    before = fo.get_num_threads()
+    fo.set_num_threads(threads)
+    try:
+        X, Y = _problem(sizes, output, m, dtype, seed=7)
+        a = MLP(sizes, hidden=hidden, output=output, dtype=dtype, seed=3, alpha=1e-3)
+        b = MLP(sizes, hidden=hidden, output=output, dtype=dtype, seed=3, alpha=1e-3)
+        oa, ob = fo.Adam(a.params, lr=1e-2), fo.Adam(b.params, lr=1e-2)
+        h = a.fit(X, Y, oa, batch_size=batch, epochs=3, seed=11)
+        costs = _python_loop(b, ob, X, Y, 3, batch_size=batch, seed=11)
+        np.testing.assert_array_equal(h.costs, costs)
+        for k in a.params:
+            np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+        sa, sb = oa.state_dict()["state"], ob.state_dict()["state"]
+        for k in sa:
+            for name in sa[k]:
+                np.testing.assert_array_equal(sa[k][name], sb[k][name])
+        assert len(h.costs) == 3 * -(-m // batch) and a.epoch == 3
+    finally:
+        fo.set_num_threads(before)
+
+
+def test_fit_follows_schedules_clipping_and_param_groups_like_step():
+    sizes = [2, 8, 1]
+    X, Y = _problem(sizes, "sigmoid", 400, np.float64, seed=1)
+    sched = fo.schedules.InverseTimeDecay(0.05, decay_rate=0.5, decay_steps=3)
+    plain = lambda k: 0.01 / (1 + k)  # noqa: E731
+
+    def build():
+        m = MLP(sizes, hidden="tanh", dtype=np.float64, seed=0)
+        groups = [
+            {"params": {"W1": m.params["W1"], "b1": m.params["b1"]}, "lr": sched},
+            {"params": {"W2": m.params["W2"], "b2": m.params["b2"]}, "lr": plain},
+        ]
+        return m, fo.Adam(groups, max_grad_norm=0.1)
+
+    a, oa = build()
+    b, ob = build()
+    h = a.fit(X, Y, oa, batch_size=32, epochs=2, seed=5)
+    costs = _python_loop(b, ob, X, Y, 2, batch_size=32, seed=5)
+    np.testing.assert_array_equal(h.costs, costs)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    assert oa.last_grad_norm == ob.last_grad_norm
+
+
+@pytest.mark.parametrize("opt_class", [fo.SGD, fo.RMSprop, fo.AdamW, fo.Momentum, fo.Lion])
+def test_fit_equals_the_loop_for_other_optimizers(opt_class):
+    sizes = [4, 8, 3]
+    X, Y = _problem(sizes, "softmax", 200, np.float32, seed=2)
+    a, b = (MLP(sizes, output="softmax", seed=1) for _ in range(2))
+    h = a.fit(X, Y, opt_class(a.params, lr=1e-2), batch_size=16, epochs=2, seed=0)
+    costs = _python_loop(b, opt_class(b.params, lr=1e-2), X, Y, 2, batch_size=16, seed=0)
+    np.testing.assert_array_equal(h.costs, costs)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+
+
+def test_fit_one_epoch_at_a_time_equals_fit_all_epochs():
+    sizes = [2, 16, 1]
+    X, Y = _problem(sizes, "sigmoid", 500, np.float32)
+    a, b = MLP(sizes, seed=0), MLP(sizes, seed=0)
+    oa, ob = fo.Adam(a.params), fo.Adam(b.params)
+    h = a.fit(X, Y, oa, batch_size=64, epochs=4)
+    hs = [b.fit(X, Y, ob, batch_size=64, epochs=1, check_input=i == 0) for i in range(4)]
+    np.testing.assert_array_equal(h.costs, np.concatenate([x.costs for x in hs]))
+    np.testing.assert_array_equal(h.epochs, [x.epochs[0] for x in hs])
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+
+
+def test_a_resumed_run_equals_one_never_stopped():
+    sizes = [3, 12, 3]
+    X, Y = _problem(sizes, "softmax", 600, np.float64, seed=9)
+    full, of = MLP(sizes, output="softmax", dtype=np.float64, seed=2), None
+    of = fo.Adam(full.params, lr=3e-3)
+    hf = full.fit(X, Y, of, batch_size=50, epochs=3)
+
+    first = MLP(sizes, output="softmax", dtype=np.float64, seed=2)
+    o1 = fo.Adam(first.params, lr=3e-3)
+    h1 = first.fit(X, Y, o1, batch_size=50, epochs=1)
+    ckpt_model, ckpt_opt = first.state_dict(), o1.state_dict()
+
+    resumed = MLP(sizes, output="softmax", dtype=np.float64, seed=99)
+    o2 = fo.Adam(resumed.params, lr=3e-3)
+    resumed.load_state_dict(ckpt_model)
+    o2.load_state_dict(ckpt_opt)
+    h2 = resumed.fit(X, Y, o2, batch_size=50, epochs=2)
+    np.testing.assert_array_equal(hf.costs, np.concatenate([h1.costs, h2.costs]))
+    for k in full.params:
+        np.testing.assert_array_equal(full.params[k], resumed.params[k])
+
+
+def test_column_layout_trains_like_rows():
+    sizes = [3, 8, 2]
+    X, Y = _problem(sizes, "identity", 120, np.float64, seed=4)
+    a, b = (MLP(sizes, output="identity", dtype=np.float64, seed=0) for _ in range(2))
+    ha = a.fit(X, Y, fo.SGD(a.params, lr=0.1), batch_size=16, epochs=2)
+    hb = b.fit(
+        np.ascontiguousarray(X.T),
+        np.ascontiguousarray(Y.T),
+        fo.SGD(b.params, lr=0.1),
+        batch_size=16,
+        epochs=2,
+        axis=1,
+    )
+    np.testing.assert_allclose(ha.costs, hb.costs, rtol=1e-12)
+    for k in a.params:
+        np.testing.assert_allclose(a.params[k], b.params[k], rtol=1e-12, atol=1e-14)
+
+
+def test_history_validation_and_callbacks():
+    sizes = [2, 16, 16, 1]
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2000, 2)).astype(np.float32)
+    Y = (X[:, 0] * X[:, 1] > 0).astype(np.float32)
+    model = MLP(sizes, hidden="tanh", seed=0)
+    opt = fo.Adam(model.params, lr=1e-2)
+    seen = []
+    h = model.fit(
+        X[:1500],
+        Y[:1500],
+        opt,
+        batch_size=100,
+        epochs=10,
+        validation_data=(X[1500:], Y[1500:]),
+        callbacks=[lambda e, logs: seen.append(logs) or e == 5],
+        timing=True,
+    )
+    assert len(h.epoch_costs) == 6 and len(seen) == 6 and len(h.costs) == 6 * 15
+    assert h.val_costs.shape == (6,) and h.val_accuracy[-1] > 0.8
+    assert h.epoch_costs[-1] < h.epoch_costs[0]
+    assert set(h.timing) == {"gather", "forward", "backward", "step"}
+    assert h.val_costs[-1] == pytest.approx(model.cost(X[1500:], Y[1500:]))
+    assert model.predict_proba(X[:5]).shape == (5, 2) and model.predict(X[:5]).shape == (5,)
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+
+def _snapshot(model, opt):
+    return {k: v.copy() for k, v in model.params.items()}, opt.state_dict()
+
+
+@pytest.mark.parametrize(
+    "change,error,match",
+    [
+        (lambda X, Y: (X[:, :2], Y), ValueError, "X has shape"),
+        (lambda X, Y: (X.astype(np.float64), Y), TypeError, "X has dtype"),
+        (
+            lambda X, Y: (np.where(np.arange(len(X))[:, None] == 7, np.nan, X).astype(np.float32), Y),
+            ValueError,
+            "NaN",
+        ),
+        (lambda X, Y: (X, np.where(np.arange(len(Y)) == 3, 4, Y)), ValueError, "labels in"),
+        (lambda X, Y: (X, Y.astype(np.float32)), TypeError, "integers"),
+        (lambda X, Y: (X, Y[:-1]), ValueError, "Y has shape"),
+    ],
+)
+def test_bad_data_raises_before_anything_changes(change, error, match):
+    sizes = [3, 4, 4]
+    model = MLP(sizes, output="softmax", seed=0)
+    opt = fo.Adam(model.params)
+    X, Y = _problem(sizes, "softmax", 50, np.float32)
+    X, Y = change(X, Y)
+    before = _snapshot(model, opt)
+    with pytest.raises(error, match=match):
+        model.fit(X, Y, opt, batch_size=8)
+    with pytest.raises(error, match=match):
+        model.loss_and_grad(X, Y)
+    after = _snapshot(model, opt)
+    for k in before[0]:
+        np.testing.assert_array_equal(before[0][k], after[0][k])
+    assert after[1]["state"] == {} and model.epoch == 0
+
+
+def test_bad_arguments():
+    sizes = [2, 3, 1]
+    model = MLP(sizes, seed=0)
+    X, Y = _problem(sizes, "sigmoid", 10, np.float32)
+    with pytest.raises(ValueError, match="other arrays"):
+        model.fit(X, Y, fo.Adam({k: v.copy() for k, v in model.params.items()}))
+    with pytest.raises(ValueError, match="built on 1 arrays"):
+        model.fit(X, Y, fo.Adam([model.params["W1"]]))
+    opt = fo.Adam(model.params)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.fit(X, Y, opt, batch_size=0)
+    with pytest.raises(TypeError, match="optimizer"):
+        model.fit(X, Y, "adam")
+    with pytest.raises(TypeError, match="epochs"):
+        model.fit(X, Y, opt, epochs=1.5)
+    with pytest.raises(ValueError, match="hidden"):
+        MLP(sizes, hidden="gelu")
+    with pytest.raises(ValueError, match="softmax"):
+        MLP([2, 1], output="softmax")
+    with pytest.raises(ValueError, match="layer_sizes"):
+        MLP([2, 0, 1])
+    with pytest.raises(TypeError, match="dtype"):
+        MLP(sizes, dtype=np.int32)
+    with pytest.raises(ValueError, match="alpha"):
+        MLP(sizes, alpha=-1.0)
+    with pytest.raises(FloatingPointError):
+        model.params["W1"][0, 0] = np.inf
+        model.fit(X, Y, fo.Adam(model.params, nan_policy="raise"), check_input=False)
+    assert model.epoch == 0
