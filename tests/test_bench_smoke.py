@@ -40,10 +40,18 @@ def test_every_workload_and_contender_trains(quick):
             assert len(v["times"]) == results["rounds"] == 3
             assert v["seconds"] > 0 and v["updates"] == math.ceil(r["m"] / r["batch"])
             if key != "floor":
-                assert math.isfinite(v["final_cost"]) and v["final_cost"] < v["warmup_cost"], (r["workload"], key)
+                assert math.isfinite(v["final_cost"]) and v["final_cost"] < v["warmup_cost"], (
+                    r["workload"],
+                    key,
+                )
         # every contender starts from the same weights and sees the same data: the
         # first epochs' costs agree to a few percent, whatever the batch order
         assert c["lecture"]["warmup_cost"] == pytest.approx(c["numpy_fo"]["warmup_cost"], rel=0.05)
+        if "fit" in c:
+            assert c["fit"]["warmup_cost"] == pytest.approx(c["numpy_fo"]["warmup_cost"], rel=0.05)
+            shares = r["fit_breakdown"]
+            assert set(shares) == {"gather", "forward", "backward", "step", "other"}
+            assert sum(shares.values()) == pytest.approx(1.0) and min(shares.values()) >= 0
     assert "| workload | lecture NumPy |" in out and "| W4: MLP 64-256-256-10" in out
     assert "sgemm floor" in out and "load average" in out and "Threads: 2" in out
 
