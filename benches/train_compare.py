@@ -879,7 +879,7 @@ def main(argv=None) -> int:
         print_markdown(results)
         print(
             f"\n{machine(peers, args.threads)}; load average {load[0]:.2f} before, {after[0]:.2f} after; "
-            f"`python benches/train_compare.py --rounds {rounds} --markdown`"
+            f"`python benches/train_compare.py {' '.join(sys.argv[1:] if argv is None else argv)}`"
         )
     if args.json:
         with open(args.json, "w") as f:

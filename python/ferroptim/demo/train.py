@@ -202,6 +202,7 @@ class _Run:
         self.next_mark = 1 / checkpoints
         self.fit_seconds_per_update = None
         self.checked = False
+        self._py_iter, self._py_at = None, None
 
     # -- the budget ---------------------------------------------------------------------
 
@@ -309,11 +310,17 @@ class _Run:
 
     def _python(self, most: int, until_budget: bool) -> int:
         """Up to ``most`` updates of the current epoch in Python, stopping early (with
-        ``until_budget``) when the seconds budget is spent or a checkpoint is due."""
+        ``until_budget``) when the seconds budget is spent or a checkpoint is due. The
+        batches' iterator is kept between calls (a new one shuffles the epoch again)
+        while ``fit`` has not moved the model on."""
         model = self.model
-        self.batches.load_state_dict({"seed": self.seed, "epoch": model.epoch, "position": model.position})
+        if self._py_iter is None or self._py_at != (model.epoch, model.position):
+            self.batches.load_state_dict(
+                {"seed": self.seed, "epoch": model.epoch, "position": model.position}
+            )
+            self._py_iter = iter(self.batches)
         done = 0
-        for Xb, Yb in self.batches:
+        for Xb, Yb in self._py_iter:
             self.clock.append(self.elapsed())  # when the parameters had this cost
             cost, grads = model.loss_and_grad(Xb, Yb)
             self.opt.step(grads)
@@ -322,9 +329,11 @@ class _Run:
             model.position += 1
             if model.position == self.n:
                 model.epoch, model.position = model.epoch + 1, 0
+                self._py_iter = None
                 break
             if done == most or (until_budget and self.spent() >= min(self.next_mark, 1.0)):
                 break
+        self._py_at = (model.epoch, model.position)
         return done
 
     def _calibrate(self) -> float:
