@@ -205,7 +205,8 @@ def test_a_seconds_budget_is_trained_by_fit_in_slices():
     data = Data(X, Y, Xt, Yt)
     for batch in (None, 64, 1):
         r = train(RunSpec("Adam", 3e-3, batch), data, [2, 8, 1], Budget(seconds=0.2), seed=0)
-        assert r["updates_by_fit"] > 0, batch  # the calibration says an epoch fits in 0.2 s
+        if batch is None:  # an epoch is one update of 20,000 rows: fit's estimate fits in 0.2 s
+            assert r["updates_by_fit"] > 0
         assert len(r["batch_costs"]) == len(r["update_seconds"]) == r["updates"] >= r["updates_by_fit"]
         assert np.all(np.diff(r["update_seconds"]) >= 0)
         assert r["train_seconds"] >= 0.2  # the loop stops once the budget is spent, not before
