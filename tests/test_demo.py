@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from ferroptim.__main__ import main
+from ferroptim.demo import data as datasets
 from ferroptim.demo import net
+from ferroptim.demo.train import Budget, Data, RunSpec, train
 
 FIGURES = [
     "cost_batch_size.png",
@@ -168,6 +170,47 @@ def test_lecture_preset_prints_its_accuracy_table(tmp_path):
     assert all(r["updates"] == 300 * 5 for r in results["runs"])  # 300 / 64 -> 5 batches per epoch
     assert all(r["final_cost"] < r["initial_cost"] for r in results["runs"])
     assert (tmp_path / "cost_optimizers.png").exists() and not (tmp_path / "cost_batch_size.png").exists()
+
+
+def test_lecture_preset_gives_the_same_numbers_through_fit_as_through_the_python_loop(tmp_path):
+    args = ["demo", "--preset", "lecture", "--epochs", "300"]
+    status_fit, printed_fit = run_demo(args + ["--out", str(tmp_path / "fit")])
+    status_py, printed_py = run_demo(args + ["--loop", "python", "--out", str(tmp_path / "python")])
+    assert status_fit == status_py == 0
+
+    def table(printed):
+        return [line for line in printed.splitlines() if line.split()[:1] in (["GD"], ["Momentum"], ["Adam"])]
+
+    rows = table(printed_fit)
+    assert len(rows) == 6
+    # every column but the last two (training time and time per epoch)
+    assert [r.split()[:-4] for r in rows] == [r.split()[:-4] for r in table(printed_py)]
+    fit = json.loads((tmp_path / "fit" / "results.json").read_text())
+    python = json.loads((tmp_path / "python" / "results.json").read_text())
+    assert fit["loop"] == "fit" and python["loop"] == "python"
+    for a, b in zip(fit["runs"], python["runs"]):
+        assert a["name"] == b["name"] and a["updates"] == b["updates"] == 1500
+        assert a["batch_costs"] == b["batch_costs"]  # bit for bit
+        assert a["params"] == b["params"]
+        for key in ("final_cost", "train_accuracy", "heldout_cost", "heldout_accuracy"):
+            assert a[key] == b[key], (a["name"], key)
+        assert [c["updates"] for c in a["checkpoints"]] == [c["updates"] for c in b["checkpoints"]]
+        # fit made most of the updates; the Python loop only the parts of epochs up to a checkpoint
+        assert a["updates_by_fit"] > a["updates"] // 2 and b["updates_by_fit"] == 0
+
+
+def test_a_seconds_budget_is_trained_by_fit_in_slices():
+    X, Y = datasets.spirals(20_000, 0)
+    Xt, Yt = datasets.spirals(2_000, 1)
+    data = Data(X, Y, Xt, Yt)
+    for batch in (None, 64, 1):
+        r = train(RunSpec("Adam", 3e-3, batch), data, [2, 8, 1], Budget(seconds=0.2), seed=0)
+        if batch is None:  # an epoch is one update of 20,000 rows: fit's estimate fits in 0.2 s
+            assert r["updates_by_fit"] > 0
+        assert len(r["batch_costs"]) == len(r["update_seconds"]) == r["updates"] >= r["updates_by_fit"]
+        assert np.all(np.diff(r["update_seconds"]) >= 0)
+        assert r["train_seconds"] >= 0.2  # the loop stops once the budget is spent, not before
+        assert r["epochs"] == pytest.approx(r["updates"] / r["updates_per_epoch"], rel=0.01, abs=1e-3)
 
 
 BAD = [

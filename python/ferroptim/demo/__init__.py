@@ -1,9 +1,10 @@
-"""Train NumPy networks on a million examples with ferroptim and report the lecture's comparisons.
+"""Train networks on a million examples with ferroptim and report the lecture's comparisons.
 
 ``ferroptim demo`` generates two noisy spirals (1,000,000 training examples by default),
-trains a 2-32-32-1 network written in NumPy, with mini-batches from
-``ferroptim.MiniBatches`` and optimizers and schedules from ferroptim, and compares, each
-run with the same budget (3 s of training by default, or ``--epochs``):
+trains a 2-32-32-1 ``ferroptim.nn.MLP`` with ``model.fit`` (each epoch's shuffle, gather,
+forward and backward pass and updates in one Rust call) and optimizers and schedules from
+ferroptim, and compares, each run with the same budget (3 s of training by default, or
+``--epochs``):
 
 1. batch gradient descent vs mini-batches of 4096, 512 and 64 vs stochastic (batch 1),
    all with Adam at lr 0.003;
@@ -175,6 +176,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out", default="ferroptim-report", metavar="DIR", help="report folder (default ./ferroptim-report)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the data, initial weights and batch order")
+    p.add_argument(
+        "--loop",
+        choices=["fit", "python"],
+        default="fit",
+        help="fit: train with model.fit, each epoch one Rust call (default); python: the same "
+        "updates, one Python call per batch (model.loss_and_grad + opt.step): the same numbers, slower",
+    )
 
 
 def _configure(args: argparse.Namespace) -> tuple[Preset, int, Budget, list, int | None]:
@@ -258,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     from .experiment import Experiment
 
     try:
-        Experiment(preset, m, budget, batch_sizes, optimizer_batch, args.seed, out).run()
+        Experiment(preset, m, budget, batch_sizes, optimizer_batch, args.seed, out, args.loop).run()
     except KeyboardInterrupt:
         print("\nferroptim demo: interrupted", file=sys.stderr)
         return 130

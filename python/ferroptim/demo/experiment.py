@@ -27,6 +27,8 @@ class Experiment:
         optimizer_batch: the optimizer comparison's batch size (None = all m).
         seed: seeds the data, the initial weights and the batch order.
         out: the report folder (exists and is writable).
+        loop: ``"fit"`` (``model.fit`` in slices) or ``"python"`` (the same updates, one
+            Python call per batch); see :func:`.train.train`.
     """
 
     def __init__(
@@ -38,8 +40,10 @@ class Experiment:
         optimizer_batch: int | None,
         seed: int,
         out: Path,
+        loop: str = "fit",
     ):
         self.preset, self.m, self.budget, self.seed, self.out = preset, m, budget, seed, out
+        self.loop = loop
         opt, lr = preset.batch_size_optimizer
         self.batch_specs = [RunSpec(opt, lr, b) for b in batch_sizes]
         self.optimizer_specs = [
@@ -76,7 +80,7 @@ class Experiment:
                     disable=None,
                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}",
                 ) as bar:
-                    r = train(spec, data, p.sizes, self.budget, self.seed, progress=bar)
+                    r = train(spec, data, p.sizes, self.budget, self.seed, progress=bar, loop=self.loop)
                 results[spec] = r
                 print(
                     f"[{i}/{len(specs)}] {spec.name}: {r['updates']:,} updates, {report.epochs_text(r['epochs'])} epochs "
@@ -133,6 +137,8 @@ class Experiment:
             parts.append(f"--batch-sizes {sizes}")
         if self.optimizer_specs[0].batch_size is not None:
             parts.append(f"--batch-size {self.optimizer_specs[0].batch_size}")
+        if self.loop != "fit":
+            parts.append(f"--loop {self.loop}")
         parts += [f"--seed {self.seed}", f"--out {self.out}"]
         return " ".join(parts)
 
@@ -199,6 +205,7 @@ class Experiment:
                 "m_heldout": m_test,
                 "features": 2,
             },
+            "loop": self.loop,
             "network": {
                 "sizes": p.sizes,
                 "hidden": "ReLU",
@@ -245,9 +252,14 @@ class Experiment:
             f"`{self.command()}` — "
             f"{self.preset.description}. Data: {self.preset.data_description}; m = {self.m:,} training "
             f"and {results['data']['m_heldout']:,} held-out examples. Network "
-            f"{'-'.join(map(str, self.preset.sizes))} in NumPy (float32, ReLU, sigmoid output, "
-            f"cross-entropy cost), mini-batches from `ferroptim.MiniBatches`, optimizers and schedules from "
-            f"ferroptim. Budget: {self.budget.describe()}; seed {self.seed}.\n\n"
+            f"{'-'.join(map(str, self.preset.sizes))}, a `ferroptim.nn.MLP` (float32, ReLU, sigmoid output, "
+            f"cross-entropy cost) trained by "
+            + (
+                "`model.fit` (each epoch one Rust call)"
+                if self.loop == "fit"
+                else "a Python loop over `ferroptim.MiniBatches` (`model.loss_and_grad` + `opt.step` per batch)"
+            )
+            + f", optimizers and schedules from ferroptim. Budget: {self.budget.describe()}; seed {self.seed}.\n\n"
             f"Machine: {mach['cpu']}, {mach['logical_cpus']} logical CPUs, ferroptim "
             f"{mach['versions']['ferroptim']} ({mach['ferroptim_simd']}, {mach['ferroptim_threads']} threads), "
             f"NumPy {mach['versions']['numpy']}; whole demo {results['total_seconds']:.0f} s. Every number is "

@@ -1,9 +1,11 @@
 """Training runs of the demo: one network, one optimizer, one batch size, one budget.
 
-The loop is the one the package is for: ``ferroptim.MiniBatches`` shuffles and gathers the
-batches, the NumPy network (:mod:`.net`) computes the gradients, a ferroptim optimizer
-updates the arrays in place. Each run records the cost of every mini-batch, the training
-clock at every update, and the held-out cost and accuracy at checkpoints.
+The network is a ``ferroptim.nn.MLP`` started from :mod:`.net`'s NumPy initialisation and
+trained by ``model.fit`` with a ferroptim optimizer: the shuffle, the gather, the forward
+and backward pass and the update of every batch of an epoch run in one Rust call, so batch
+GD, mini-batches and stochastic GD make as many updates as the machine allows in the
+budget. Each run records the cost of every mini-batch, the training clock at every update,
+and the held-out cost and accuracy at checkpoints (computed by :mod:`.net` in NumPy).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from .. import optim, schedules
 from ..batches import MiniBatches
+from ..nn import MLP
 from . import net
 
 OPTIMIZERS = {
@@ -114,6 +117,13 @@ class Data:
     Y_test: np.ndarray
 
 
+LOOPS = ("fit", "python")
+
+#: fit trains a whole (rest of an) epoch only when its estimated time, times this margin,
+#: fits in the budget left: the budget is overshot by less than the estimate's error.
+FIT_MARGIN = 1.25
+
+
 def train(
     spec: RunSpec,
     data: Data,
@@ -123,8 +133,20 @@ def train(
     checkpoints: int = 40,
     checkpoint_examples: int = 10_000,
     progress: Any = None,
+    loop: str = "fit",
 ) -> dict:
     """Trains a fresh network (initialised from ``seed``) under ``budget`` and measures it.
+
+    The network is a ``ferroptim.nn.MLP`` (ReLU hidden layers, sigmoid + cross-entropy)
+    starting from :func:`.net.init_params`' weights. ``loop="fit"`` trains it with
+    ``model.fit`` (each epoch, or the rest of one, in one Rust call) in slices, checking
+    the budget between them: a whole (rest of an) epoch goes to ``fit`` when its estimated
+    time fits in the budget left (the first estimate comes from a calibration ``fit`` on a
+    copy, off the clock), the updates that do not (the end of a seconds budget, the
+    fraction of an epoch of an epochs budget, up to a checkpoint) go one by one through
+    the Python loop ``opt.step(model.loss_and_grad(Xb, Yb)[1])`` over ``MiniBatches``
+    positioned where fit stopped. ``loop="python"`` makes every update that way: the same
+    batches and the same numbers, bit for bit, one Python call per batch.
 
     Args:
         spec: optimizer, learning rate, batch size and decay.
@@ -137,90 +159,252 @@ def train(
             counted as training time.
         progress: a tqdm-like bar (``update(n)``, ``set_postfix_str(s)``) counting to 100,
             or None.
+        loop: ``"fit"`` or ``"python"`` (above).
 
     Returns:
-        A dict of plain numbers and lists: the spec, ``updates``, ``epochs`` (fractional),
-        ``train_seconds``, ``seconds_per_epoch``, ``initial_cost``, ``final_cost`` and
-        ``train_accuracy`` (over the whole training set), ``heldout_cost`` and
-        ``heldout_accuracy``, ``batch_costs`` (the cost of each mini-batch, as the update
-        saw it), ``update_seconds`` (training clock when each update started) and
+        A dict of plain numbers and lists: the spec, ``loop``, ``updates``, ``epochs``
+        (fractional), ``updates_by_fit``, ``train_seconds``, ``seconds_per_epoch``,
+        ``initial_cost``, ``final_cost`` and ``train_accuracy`` (over the whole training
+        set), ``heldout_cost`` and ``heldout_accuracy``, ``batch_costs`` (the cost of each
+        mini-batch, as the update saw it), ``update_seconds`` (training clock when each
+        update started; spread evenly over each epoch inside a fit call) and
         ``checkpoints`` (``seconds``, ``epochs``, ``updates``, ``heldout_cost``,
         ``heldout_accuracy``, the first before training), and ``params``, the trained arrays.
     """
-    params = net.init_params(sizes, seed)
-    m = len(data.X)
-    batches = MiniBatches(data.X, data.Y, batch_size=spec.batch_size, seed=seed)
-    cls, fixed = OPTIMIZERS[spec.optimizer]
-    lr = spec.decay.schedule(spec.lr, len(batches)) if spec.decay else spec.lr
-    opt = cls(params, lr=lr, **fixed)
-    X_check, Y_check = data.X_test[:checkpoint_examples], data.Y_test[:checkpoint_examples]
-    initial_cost, _ = net.evaluate(params, data.X, data.Y)
+    if loop not in LOOPS:
+        raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}")
+    run = _Run(spec, data, sizes, budget, seed, checkpoints, checkpoint_examples, progress, loop)
+    run.train()
+    return run.result()
 
-    c, a = net.evaluate(params, X_check, Y_check)
-    marks = [{"seconds": 0.0, "epochs": 0.0, "updates": 0, "heldout_cost": c, "heldout_accuracy": a}]
-    costs, clock = [], []
-    seen, shown, next_mark, off_clock = 0, 0, 1 / checkpoints, 0.0
-    start = time.perf_counter()
-    done = False
-    while not done:
-        for Xb, Yb in batches:
-            clock.append(time.perf_counter() - start - off_clock)  # when the parameters had this cost
-            cost, grads = net.forward_backward(params, Xb, Yb)
-            opt.step(grads)
-            costs.append(cost)
-            seen += len(Xb)
-            elapsed = time.perf_counter() - start - off_clock
-            spent = budget.fraction(elapsed, seen / m)
-            if spent >= next_mark:
-                t = time.perf_counter()
-                c, a = net.evaluate(params, X_check, Y_check)
-                marks.append(
-                    {
-                        "seconds": elapsed,
-                        "epochs": seen / m,
-                        "updates": len(costs),
-                        "heldout_cost": c,
-                        "heldout_accuracy": a,
-                    }
-                )
-                next_mark = (math.floor(spent * checkpoints) + 1) / checkpoints
-                if progress is not None:
-                    pct = min(100, int(spent * 100))
-                    progress.update(pct - shown)
-                    progress.set_postfix_str(f"held-out accuracy {a:.1%}")
-                    shown = pct
-                off_clock += time.perf_counter() - t
+
+class _Run:
+    """One training run: the model, its optimizer and batches, and what is recorded."""
+
+    def __init__(self, spec, data, sizes, budget, seed, checkpoints, checkpoint_examples, progress, loop):
+        self.spec, self.data, self.sizes, self.budget, self.seed = spec, data, sizes, budget, seed
+        self.checkpoints, self.progress, self.loop = checkpoints, progress, loop
+        self.m = len(data.X)
+        self.b = spec.batch_size or self.m
+        self.model = MLP(sizes, hidden="relu", output="sigmoid", dtype=np.float32, seed=seed)
+        self.params = self.model.params
+        for name, value in net.init_params(sizes, seed).items():
+            self.params[name][...] = value
+        self.batches = MiniBatches(data.X, data.Y, batch_size=spec.batch_size, seed=seed)
+        self.n = len(self.batches)  # updates per epoch
+        self.cls, self.fixed = OPTIMIZERS[spec.optimizer]
+        self.lr = spec.decay.schedule(spec.lr, self.n) if spec.decay else spec.lr
+        self.opt = self.cls(self.params, lr=self.lr, **self.fixed)
+        self.X_check = data.X_test[:checkpoint_examples]
+        self.Y_check = data.Y_test[:checkpoint_examples]
+        self.costs, self.clock = [], []
+        self.by_fit, self.shown, self.off_clock = 0, 0, 0.0
+        self.next_mark = 1 / checkpoints
+        self.fit_seconds_per_update = None
+        self.checked = False
+        self._py_iter, self._py_at = None, None
+
+    # -- the budget ---------------------------------------------------------------------
+
+    def batches_done(self) -> int:
+        return self.model.epoch * self.n + self.model.position
+
+    def seen(self, g: int | None = None) -> int:
+        """Examples seen after ``g`` batches (default: those done); only an epoch's last
+        batch is short."""
+        g = self.batches_done() if g is None else g
+        return (g // self.n) * self.m + (g % self.n) * self.b
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start - self.off_clock
+
+    def spent(self) -> float:
+        return self.budget.fraction(self.elapsed(), self.seen() / self.m)
+
+    def updates_to(self, fraction: float) -> int:
+        """Epochs budget: the updates from now until ``fraction`` of it is spent (to the
+        first update at which the epochs seen reach ``fraction * epochs``; at least one)."""
+        g0 = self.batches_done()
+        lo, hi = g0 + 1, g0 + (math.ceil(fraction * self.budget.epochs) + 1) * self.n
+        while lo < hi:  # the smallest g in [lo, hi] whose fraction reaches it
+            mid = (lo + hi) // 2
+            if self.budget.fraction(0.0, self.seen(mid) / self.m) >= fraction:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo - g0
+
+    # -- training -----------------------------------------------------------------------
+
+    def train(self) -> None:
+        self.initial_cost, _ = net.evaluate(self.params, self.data.X, self.data.Y)
+        c, a = net.evaluate(self.params, self.X_check, self.Y_check)
+        self.marks = [{"seconds": 0.0, "epochs": 0.0, "updates": 0, "heldout_cost": c, "heldout_accuracy": a}]
+        if self.loop == "fit" and self.budget.seconds is not None:
+            self.fit_seconds_per_update = self._calibrate()
+        self.start = time.perf_counter()
+        while True:
+            if self.budget.epochs is not None:
+                self._advance(self.updates_to(min(self.next_mark, 1.0)))
+            else:
+                self._advance_for_time()
+            spent = self.spent()
+            self.train_seconds = self.elapsed()
+            self._checkpoint(spent)
             if spent >= 1:
-                done = True
                 break
-    train_seconds = elapsed
-    final_cost, train_acc = net.evaluate(params, data.X, data.Y)
-    heldout_cost, heldout_acc = net.evaluate(params, data.X_test, data.Y_test)
-    epochs = seen / m
-    return {
-        "name": spec.name,
-        "optimizer": spec.optimizer,
-        "lr": spec.lr,
-        "batch_size": spec.batch_size,
-        "batch_label": spec.batch_label,
-        "m": m,
-        "decay": None if spec.decay is None else {**asdict(spec.decay), "formula": spec.decay.describe()},
-        "hyperparameters": {k: v for k, v in opt.defaults.items() if k != "lr"},
-        "code": f"fo.{cls.__name__}(params, lr={lr!r}"
-        + "".join(f", {k}={v!r}" for k, v in fixed.items())
-        + ")",
-        "updates_per_epoch": len(batches),
-        "updates": len(costs),
-        "epochs": epochs,
-        "train_seconds": train_seconds,
-        "seconds_per_epoch": train_seconds / epochs,
-        "initial_cost": initial_cost,
-        "final_cost": final_cost,
-        "train_accuracy": train_acc,
-        "heldout_cost": heldout_cost,
-        "heldout_accuracy": heldout_acc,
-        "batch_costs": costs,
-        "update_seconds": clock,
-        "checkpoints": marks,
-        "params": params,
-    }
+
+    def _advance(self, u: int) -> None:
+        """Makes exactly ``u`` updates: whole (rests of) epochs by fit, the rest in Python."""
+        while u > 0:
+            left = self.n - self.model.position
+            if self.loop == "fit" and u >= left:
+                epochs = 1 + (u - left) // self.n if self.model.position == 0 else 1
+                u -= self._fit(epochs)
+            else:
+                u -= self._python(min(u, left), until_budget=False)
+
+    def _advance_for_time(self) -> None:
+        """A seconds budget: fit when the rest of the epoch is estimated to fit in the
+        budget left (then more whole epochs, up to the next checkpoint), else Python
+        updates until the budget or the epoch ends or a checkpoint is due."""
+        left = self.n - self.model.position
+        tau = self.fit_seconds_per_update
+        if (
+            self.loop == "fit"
+            and tau is not None
+            and left * tau * FIT_MARGIN <= self.budget.seconds - self.elapsed()
+        ):
+            epochs = 1
+            if self.model.position == 0:
+                to_mark = self.budget.seconds * min(self.next_mark, 1.0) - self.elapsed()
+                epochs += max(int((to_mark / FIT_MARGIN - left * tau) // (self.n * tau)), 0)
+            self._fit(epochs)
+        else:
+            self._python(left, until_budget=True)
+
+    def _fit(self, epochs: int) -> int:
+        """``epochs`` epochs through ``model.fit`` (the first from ``model.position``)."""
+        begin = self.elapsed()
+        history = self.model.fit(
+            self.data.X,
+            self.data.Y,
+            self.opt,
+            batch_size=self.spec.batch_size,
+            epochs=epochs,
+            seed=self.seed,
+            check_input=not self.checked,
+        )
+        self.checked = True
+        done = len(history.costs)
+        t = begin
+        counts = np.diff(np.concatenate([[0], history.updates]))
+        for k, seconds in zip(counts, history.seconds):
+            self.clock.extend((t + seconds * np.arange(k) / max(k, 1)).tolist())
+            t += seconds
+        self.costs.extend(history.costs.tolist())
+        self.by_fit += done
+        if done:
+            self.fit_seconds_per_update = float(np.sum(history.seconds)) / done
+        return done
+
+    def _python(self, most: int, until_budget: bool) -> int:
+        """Up to ``most`` updates of the current epoch in Python, stopping early (with
+        ``until_budget``) when the seconds budget is spent or a checkpoint is due. The
+        batches' iterator is kept between calls (a new one shuffles the epoch again)
+        while ``fit`` has not moved the model on."""
+        model = self.model
+        if self._py_iter is None or self._py_at != (model.epoch, model.position):
+            self.batches.load_state_dict(
+                {"seed": self.seed, "epoch": model.epoch, "position": model.position}
+            )
+            self._py_iter = iter(self.batches)
+        done = 0
+        for Xb, Yb in self._py_iter:
+            self.clock.append(self.elapsed())  # when the parameters had this cost
+            cost, grads = model.loss_and_grad(Xb, Yb)
+            self.opt.step(grads)
+            self.costs.append(cost)
+            done += 1
+            model.position += 1
+            if model.position == self.n:
+                model.epoch, model.position = model.epoch + 1, 0
+                self._py_iter = None
+                break
+            if done == most or (until_budget and self.spent() >= min(self.next_mark, 1.0)):
+                break
+        self._py_at = (model.epoch, model.position)
+        return done
+
+    def _calibrate(self) -> float:
+        """Seconds per update of ``fit`` on this network and batch size, from a fit of a
+        copy on the first rows (at least 32 batches, 4096 updates for small batches)."""
+        probe = MLP(self.sizes, hidden="relu", output="sigmoid", dtype=np.float32, seed=self.seed)
+        for name, value in self.params.items():
+            probe.params[name][...] = value
+        opt = self.cls(probe.params, lr=self.spec.lr, **self.fixed)
+        b = self.spec.batch_size or self.m
+        rows = min(self.m, max(32 * b, 4096))
+        t = time.perf_counter()
+        history = probe.fit(
+            self.data.X[:rows], self.data.Y[:rows], opt, batch_size=b, epochs=1, seed=self.seed
+        )
+        return (time.perf_counter() - t) / max(len(history.costs), 1)
+
+    def _checkpoint(self, spent: float) -> None:
+        if spent < self.next_mark and spent < 1:
+            return
+        t = time.perf_counter()
+        c, a = net.evaluate(self.params, self.X_check, self.Y_check)
+        self.marks.append(
+            {
+                "seconds": self.train_seconds,
+                "epochs": self.seen() / self.m,
+                "updates": len(self.costs),
+                "heldout_cost": c,
+                "heldout_accuracy": a,
+            }
+        )
+        self.next_mark = (math.floor(spent * self.checkpoints) + 1) / self.checkpoints
+        if self.progress is not None:
+            pct = min(100, int(spent * 100))
+            self.progress.update(pct - self.shown)
+            self.progress.set_postfix_str(f"held-out accuracy {a:.1%}")
+            self.shown = pct
+        self.off_clock += time.perf_counter() - t
+
+    def result(self) -> dict:
+        spec, data, cls = self.spec, self.data, self.cls
+        final_cost, train_acc = net.evaluate(self.params, data.X, data.Y)
+        heldout_cost, heldout_acc = net.evaluate(self.params, data.X_test, data.Y_test)
+        epochs = self.seen() / self.m
+        b = "None" if spec.batch_size is None else spec.batch_size
+        return {
+            "name": spec.name,
+            "optimizer": spec.optimizer,
+            "lr": spec.lr,
+            "batch_size": spec.batch_size,
+            "batch_label": spec.batch_label,
+            "m": self.m,
+            "decay": None if spec.decay is None else {**asdict(spec.decay), "formula": spec.decay.describe()},
+            "hyperparameters": {k: v for k, v in self.opt.defaults.items() if k != "lr"},
+            "code": f"opt = fo.{cls.__name__}(model.params, lr={self.lr!r}"
+            + "".join(f", {k}={v!r}" for k, v in self.fixed.items())
+            + f"); model.fit(X, Y, opt, batch_size={b}, epochs=...)",
+            "loop": self.loop,
+            "updates_per_epoch": self.n,
+            "updates": len(self.costs),
+            "updates_by_fit": self.by_fit,
+            "epochs": epochs,
+            "train_seconds": self.train_seconds,
+            "seconds_per_epoch": self.train_seconds / epochs,
+            "initial_cost": self.initial_cost,
+            "final_cost": final_cost,
+            "train_accuracy": train_acc,
+            "heldout_cost": heldout_cost,
+            "heldout_accuracy": heldout_acc,
+            "batch_costs": self.costs,
+            "update_seconds": self.clock,
+            "checkpoints": self.marks,
+            "params": {k: v.copy() for k, v in self.params.items()},
+        }
