@@ -49,7 +49,7 @@ bench: setup
 	FERROPTIM_NUM_THREADS=1 $(VENV)/bin/mpiexec -n 2 $(PY) benches/distributed_compare.py
 
 # The Python sources ruff checks and formats (README.md's examples keep their aligned comments).
-PY_SOURCES := python tests benches examples
+PY_SOURCES := python tests benches examples scripts
 
 # Clippy's pedantic group and its allow-list are in Cargo.toml ([lints.clippy]) and clippy.toml;
 # the stub python/ferroptim/_core.pyi is checked against the built extension.
