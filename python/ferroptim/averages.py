@@ -19,7 +19,7 @@ from typing import Any, Iterator, Union
 import numpy as np
 
 from . import _core
-from ._checks import flag, real
+from ._checks import flag, integer_type, number_type, real
 from .optim import ParamsLike, _parse_params
 
 __all__ = ["ewa", "moving_average", "EWA", "ParameterEMA"]
@@ -76,7 +76,12 @@ def ewa(x: Any, beta: float, bias_correction: bool = True, axis: int = 0) -> np.
         >>> fo.ewa([10.0, 10.0, 10.0], beta=0.5)
         array([10., 10., 10.])
     """
-    return _core.ewa(_float_array(x), beta, bias_correction, axis)
+    return _core.ewa(
+        _float_array(x),
+        number_type("beta", beta),
+        flag("bias_correction", bias_correction),
+        integer_type("axis", axis),
+    )
 
 
 def moving_average(x: Any, window: int, axis: int = 0) -> np.ndarray:
@@ -108,7 +113,7 @@ def moving_average(x: Any, window: int, axis: int = 0) -> np.ndarray:
     """
     if isinstance(window, (bool, np.bool_)):
         raise TypeError("window must be an integer >= 1, got bool")
-    return _core.moving_average(_float_array(x), window, axis)
+    return _core.moving_average(_float_array(x), integer_type("window", window), integer_type("axis", axis))
 
 
 class EWA:
