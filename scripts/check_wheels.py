@@ -2,11 +2,13 @@
 
 1. The manylinux x86_64 wheel in a fresh venv on every CPython 3.9-3.13 found: a smoke test
    (import, each optimizer one step, one MiniBatches epoch) and the tests of error messages
-   (tests/test_errors.py, tests/test_ewa.py) and of torch parity (tests/test_golden.py).
+   (tests/test_errors.py, the bad-argument test of tests/test_ewa.py) and of torch parity
+   (tests/test_golden.py).
 2. The declared NumPy floor and the newest NumPy, on one Python: the core parity tests.
-3. The aarch64 build under qemu-user: the Rust core's tests (`cargo test`), and, where an
-   aarch64 CPython is given (FERROPTIM_AARCH64_PYTHON="qemu-aarch64 -L <sysroot> <python>"),
-   the aarch64 wheel's smoke test.
+3. The aarch64 build under qemu-user: the Rust core's tests (`cargo test`), and the aarch64
+   wheel's smoke test (which checks `simd_level() == "neon"`) and a pytest subset, run by
+   Debian 12's aarch64 CPython 3.11 and NumPy 1.24, unpacked from deb.debian.org into
+   dist/aarch64-sysroot (nothing is installed on the machine).
 
 Dependencies come from dist/wheelhouse without the network when they are there; otherwise
 they are downloaded into it once. Offline, with nothing cached, a step is skipped (with the
@@ -31,7 +33,11 @@ WHEELS = ROOT / "dist" / "wheels"
 WHEELHOUSE = ROOT / "dist" / "wheelhouse"
 NUMPY_FLOOR = "1.24"
 TEST_DEPS = ["pytest>=7", "hypothesis>=6"]
-ERROR_TESTS = ["tests/test_errors.py", "tests/test_ewa.py", "tests/test_golden.py"]
+ERROR_TESTS = [
+    "tests/test_errors.py",
+    "tests/test_ewa.py::test_bad_arguments_are_refused_with_a_clear_message",
+    "tests/test_golden.py",
+]
 PARITY_TESTS = ["tests/test_parity.py", "tests/test_family.py", "tests/test_golden.py", "tests/test_ewa.py"]
 NETWORK_ERRORS = re.compile(
     r"NewConnectionError|Network is unreachable|Temporary failure in name resolution|"
@@ -132,8 +138,29 @@ def wheel(arch: str) -> Path:
     return found[-1]
 
 
+def license_travels() -> str:
+    """The sdist builds (backend, lock file) and, like every wheel, carries the LICENSE."""
+    import tarfile
+    import zipfile
+
+    sdists = sorted(WHEELS.glob("ferroptim-*.tar.gz"))
+    if not sdists:
+        raise RuntimeError(f"no sdist in {WHEELS}")
+    with tarfile.open(sdists[-1]) as t:
+        names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
+    missing = {"LICENSE", "CHANGELOG.md", "Cargo.lock", "build_backend/ferroptim_build.py"} - names
+    for w in WHEELS.glob("*.whl"):
+        with zipfile.ZipFile(w) as z:
+            if not any(n.endswith(".dist-info/licenses/LICENSE") for n in z.namelist()):
+                missing.add(f"LICENSE in {w.name}")
+    if missing:
+        raise RuntimeError(f"missing: {sorted(missing)}")
+    return f"{sdists[-1].name} and {len(list(WHEELS.glob('*.whl')))} wheels carry LICENSE"
+
+
 def steps(tmp: Path):
     """(name, thunk) for every check."""
+    yield "sdist and wheels contents", license_travels
     found = pythons()
     x86 = wheel("x86_64")
     for v, python in found.items():
@@ -181,26 +208,129 @@ def aarch64_cargo_test() -> str:
     return f"{passed} Rust tests passed on aarch64 (qemu)"
 
 
+SYSROOT = ROOT / "dist" / "aarch64-sysroot"
+DEBIAN = "http://deb.debian.org/debian/"
+# Debian 12's aarch64 CPython 3.11 and NumPy with the libraries they load
+AARCH64_DEBS = [
+    "python3.11-minimal",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "python3-numpy",
+    "libblas3",
+    "liblapack3",
+    "libgfortran5",
+    "zlib1g",
+    "libexpat1",
+    "libffi8",
+    "libssl3",
+    "libbz2-1.0",
+    "liblzma5",
+    "libgcc-s1",
+    "libstdc++6",
+    "libsqlite3-0",
+    "libuuid1",
+    "libncursesw6",
+    "libtinfo6",
+    "libreadline8",
+    "libdb5.3",
+    "libcrypt1",
+    "libnsl2",
+    "libtirpc3",
+]
+AARCH64_TESTS = ["tests/test_golden.py", "tests/test_errors.py"]
+
+
+def aarch64_sysroot() -> Path:
+    """dist/aarch64-sysroot: glibc from the cross toolchain, CPython and NumPy from Debian."""
+    python = SYSROOT / "usr" / "bin" / "python3.11"
+    if python.exists():
+        return python
+    import lzma
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(DEBIAN + "dists/bookworm/main/binary-arm64/Packages.xz", timeout=30) as r:
+            index = lzma.decompress(r.read()).decode()
+    except OSError as e:
+        raise Skip(f"no aarch64 CPython: deb.debian.org unreachable ({e})") from None
+    files = {}
+    for stanza in index.split("\n\n"):
+        fields = dict(re.findall(r"^(Package|Filename): (.+)$", stanza, re.M))
+        if fields.get("Package") in AARCH64_DEBS:
+            files[fields["Package"]] = fields["Filename"]
+    staging = SYSROOT.with_name("aarch64-sysroot.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree("/usr/aarch64-linux-gnu/lib", staging / "lib")
+    for name in AARCH64_DEBS:
+        deb = staging / f"{name}.deb"
+        urllib.request.urlretrieve(DEBIAN + files[name], deb)
+        if run(["dpkg-deb", "-x", str(deb), str(staging)]).returncode != 0:
+            raise RuntimeError(f"dpkg-deb could not unpack {deb}")
+        deb.unlink()
+    staging.rename(SYSROOT)
+    return python
+
+
 def aarch64_wheel(tmp: Path) -> str:
-    spec = os.environ.get("FERROPTIM_AARCH64_PYTHON")
-    if not spec:
-        raise Skip(
-            "no aarch64 CPython to run it with (set FERROPTIM_AARCH64_PYTHON='qemu-aarch64 -L "
-            "<sysroot> <sysroot>/usr/bin/python3' with NumPy in that sysroot); the Rust core's "
-            "tests above ran on aarch64"
+    qemu = shutil.which("qemu-aarch64")
+    if not qemu or not Path("/usr/aarch64-linux-gnu/lib").is_dir():
+        raise Skip("needs qemu-aarch64 and the aarch64 glibc (apt: qemu-user libc6-dev-arm64-cross)")
+    python = aarch64_sysroot()
+    libs = ":".join(
+        str(SYSROOT / d)
+        for d in (
+            "usr/lib/aarch64-linux-gnu",
+            "usr/lib/aarch64-linux-gnu/blas",
+            "usr/lib/aarch64-linux-gnu/lapack",
+            "lib/aarch64-linux-gnu",
         )
-    *prefix, py = spec.split()
-    target = tmp / "aarch64-site"
-    unpack = run([sys.executable, "-m", "zipfile", "-e", str(wheel("aarch64")), str(target)])
+    )
+    prefix = [qemu, "-L", str(SYSROOT), "-E", f"LD_LIBRARY_PATH={libs}"]
+    site = tmp / "aarch64-site"
+    unpack = run([sys.executable, "-m", "zipfile", "-e", str(wheel("aarch64")), str(site)])
     if unpack.returncode != 0:
         raise RuntimeError(unpack.stderr)
-    code = f"import sys; sys.path.insert(0, {str(target)!r}); SITE = {str(target)!r}\n{SMOKE}"
-    out = run([*prefix, py, "-c", code], cwd=tmp)
+    # pytest and hypothesis are pure Python: the wheels of the x86-64 download serve.
+    deps = tmp / "aarch64-deps"
+    got = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--only-binary",
+            ":all:",
+            "--python-version",
+            "3.11",
+            "--platform",
+            "manylinux2014_aarch64",
+            "--find-links",
+            str(WHEELHOUSE),
+            "-d",
+            str(WHEELHOUSE),
+            *TEST_DEPS,
+        ]
+    )
+    if got.returncode != 0 and not NETWORK_ERRORS.search(got.stderr):
+        raise RuntimeError(got.stderr[-2000:])
+    for w in WHEELHOUSE.glob("*-py3-none-any.whl"):
+        run([sys.executable, "-m", "zipfile", "-e", str(w), str(deps)])
+    path = f"{site}:{deps}:/usr/lib/python3/dist-packages"
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONNOUSERSITE": "1"}
+    out = run([*prefix, str(python), "-c", f"SITE = {str(site)!r}\n{SMOKE}"], cwd=tmp, env=env)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
-    if " neon " not in f" {out.stdout} ":
+    if out.stdout.split()[1] != "neon":
         raise RuntimeError(f"expected simd_level() == 'neon': {out.stdout}")
-    return out.stdout.strip()
+    tests = run(
+        [*prefix, str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *AARCH64_TESTS],
+        cwd=ROOT,
+        env=env,
+    )
+    if tests.returncode != 0:
+        raise RuntimeError((tests.stdout + tests.stderr)[-3000:])
+    return f"{out.stdout.strip()}; {tests.stdout.strip().splitlines()[-1]}"
 
 
 def main() -> int:
