@@ -318,7 +318,7 @@ def aarch64_wheel(tmp: Path) -> str:
     )
     if got.returncode != 0 and not NETWORK_ERRORS.search(got.stderr):
         raise RuntimeError(got.stderr[-2000:])
-    for w in WHEELHOUSE.glob("*-py3-none-any.whl"):
+    for w in WHEELHOUSE.glob("*-none-any.whl"):
         run([sys.executable, "-m", "zipfile", "-e", str(w), str(deps)])
     path = f"{site}:{deps}:/usr/lib/python3/dist-packages"
     env = {**os.environ, "PYTHONPATH": path, "PYTHONNOUSERSITE": "1"}
