@@ -14,7 +14,10 @@ SOURCES := $(shell find src benches -name "*.rs") Cargo.toml Cargo.lock pyprojec
 # torch (and ferroptim: pip install dist/ferroptim-*.whl) to get the torch columns.
 BENCH_PYTHON ?= $(PY)
 
-.PHONY: setup test test-rust test-python demo bench lint clean
+RELEASE_STAMP := $(VENV)/.release-tools-installed
+WHEEL_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
+
+.PHONY: setup test test-rust test-python demo bench lint wheels test-wheels clean
 
 setup: $(PKG_STAMP)
 
@@ -49,7 +52,7 @@ bench: setup
 	FERROPTIM_NUM_THREADS=1 $(VENV)/bin/mpiexec -n 2 $(PY) benches/distributed_compare.py
 
 # The Python sources ruff checks and formats (README.md's examples keep their aligned comments).
-PY_SOURCES := python tests benches examples
+PY_SOURCES := python tests benches examples scripts build_backend
 
 # Clippy's pedantic group and its allow-list are in Cargo.toml ([lints.clippy]) and clippy.toml;
 # the stub python/ferroptim/_core.pyi is checked against the built extension.
@@ -59,6 +62,27 @@ lint: setup
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(PY) -m mypy.stubtest ferroptim._core --allowlist stubtest-allowlist.txt
+
+$(RELEASE_STAMP): $(DEPS_STAMP) requirements-release.txt
+	$(PY) -m pip install --quiet -r requirements-release.txt
+	touch $@
+
+# manylinux2014 (glibc >= 2.17) abi3 wheels for x86_64 and aarch64, and the sdist, in
+# dist/wheels/. zig (the ziglang wheel) links against glibc 2.17: no manylinux container.
+wheels: $(RELEASE_STAMP)
+	rm -rf dist/wheels
+	rustup target add $(WHEEL_TARGETS)
+	for t in $(WHEEL_TARGETS); do \
+		PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --quiet --release --zig \
+			--compatibility manylinux2014 --target $$t --out dist/wheels || exit 1; \
+	done
+	$(VENV)/bin/maturin sdist --out dist/wheels
+	for w in dist/wheels/*.whl; do $(VENV)/bin/auditwheel show $$w || exit 1; done
+
+# The wheels where users install them: every CPython 3.9-3.13 found, the NumPy floor and
+# the newest NumPy, aarch64 under qemu-user (scripts/check_wheels.py says what it skips).
+test-wheels: wheels
+	$(PY) scripts/check_wheels.py
 
 clean:
 	rm -rf $(VENV) dist target

@@ -6,9 +6,17 @@
 //! wheel runs on any x86-64 CPU. No kernel writes `mul_add`, and the compiler never fuses a
 //! multiply and an add on its own, so every level gives bit-identical results.
 //!
-//! `FERROPTIM_SIMD=scalar|avx2|avx512` forces a level (read once, at first use).
+//! `FERROPTIM_SIMD=scalar|avx2|avx512` forces a level (read once, at first use). On aarch64
+//! the baseline level is named `neon` (`scalar` is accepted for it too).
 
 use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The name of the baseline level: NEON is part of the aarch64 baseline.
+const BASELINE: &str = if cfg!(target_arch = "aarch64") {
+    "neon"
+} else {
+    "scalar"
+};
 
 /// An instruction-set level a kernel can run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -26,13 +34,16 @@ impl Level {
 
     pub fn name(self) -> &'static str {
         match self {
-            Level::Scalar => "scalar",
+            Level::Scalar => BASELINE,
             Level::Avx2 => "avx2",
             Level::Avx512 => "avx512",
         }
     }
 
     pub fn parse(name: &str) -> Option<Level> {
+        if name.trim().eq_ignore_ascii_case("scalar") {
+            return Some(Level::Scalar);
+        }
         Level::ALL
             .into_iter()
             .find(|l| l.name().eq_ignore_ascii_case(name.trim()))
@@ -160,6 +171,18 @@ pub(crate) use multiversion;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_baseline_is_named_neon_on_aarch64_and_scalar_elsewhere() {
+        let want = if cfg!(target_arch = "aarch64") {
+            "neon"
+        } else {
+            "scalar"
+        };
+        assert_eq!(Level::Scalar.name(), want);
+        assert_eq!(Level::parse(want), Some(Level::Scalar));
+        assert_eq!(Level::parse("scalar"), Some(Level::Scalar));
+    }
 
     #[test]
     fn names_round_trip_and_scalar_is_always_supported() {

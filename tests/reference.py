@@ -3,6 +3,10 @@
 Written from torch.optim's single-tensor implementations and the lecture's formulas, with
 the same operation order as the Rust kernels (Python floats meet float32 arrays as float32
 scalars, as in torch), so results are expected to match bit for bit.
+
+That promotion rule holds on every supported NumPy for arrays of at least one dimension;
+NumPy 1.x computes a 0-d float32 array with a Python float in float64 (NEP 50 changed that
+in NumPy 2), so 0-d parameters are stepped through 1-element views.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ class Reference:
         for i, (p, g) in enumerate(zip(self.params, grads)):
             s = self.state[i]
             s["step"] += 1
+            if p.ndim == 0:
+                p, g = p.reshape(1), g.reshape(1)
             getattr(self, "_" + self.kind)(p, g.copy(), s, s["step"], **h)
 
     @staticmethod

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Union
 import numpy as np
 
 from . import _core
-from ._checks import flag, real
+from ._checks import flag, integer_type, number_type, real
 from .optim import ParamsLike, _parse_params
 
 __all__ = ["ewa", "moving_average", "EWA", "ParameterEMA"]
@@ -86,7 +86,7 @@ def ewa(x: Any, beta: float, bias_correction: bool = True, axis: int = 0) -> np.
         array([10., 10., 10.])
     """
     x = _float_array(x)
-    return _core.ewa(x, beta, flag("bias_correction", bias_correction), _axis(axis, x))
+    return _core.ewa(x, number_type("beta", beta), flag("bias_correction", bias_correction), _axis(axis, x))
 
 
 def moving_average(x: Any, window: int, axis: int = 0) -> np.ndarray:
