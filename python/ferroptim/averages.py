@@ -19,7 +19,7 @@ from typing import Any, Iterator, Union
 import numpy as np
 
 from . import _core
-from ._checks import flag, integer_type, number_type, real
+from ._checks import flag, number_type, real
 from .optim import ParamsLike, _parse_params
 
 __all__ = ["ewa", "moving_average", "EWA", "ParameterEMA"]
