@@ -12,17 +12,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
+import io
 import logging
 import os
 import re
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 FENCE = re.compile(r"^```[ \t]*(?:python|py)\b[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 FIGURE_SUFFIXES = (".png", ".svg")
 log = logging.getLogger("mkdocs.hooks.ferroptim")
+
+
+class CodeBlockError(Exception):
+    """A code block of a page raised."""
 
 
 def python_blocks(markdown: str) -> list[tuple[int, str]]:
@@ -48,12 +55,16 @@ def run_page(markdown: str, workdir: Path, name: str = "<page>") -> list[Path]:
         from threadpoolctl import threadpool_limits
 
         # NumPy's BLAS threads cost more than they save on the docs' small matrices.
-        with threadpool_limits(1, user_api="blas"):
+        with threadpool_limits(1, user_api="blas"), contextlib.redirect_stdout(io.StringIO()):
             for line, code in blocks:
                 try:
                     exec(compile(code, f"{name}:{line}", "exec"), namespace)
                 except Exception as e:
-                    raise RuntimeError(f"{name}: the code block at line {line} raised {e!r}") from e
+                    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.startswith(name)]
+                    where = "".join(traceback.format_list(frames))
+                    raise CodeBlockError(
+                        f"{name}: the code block at line {line} raised {type(e).__name__}: {e}\n{where}"
+                    ) from e
     finally:
         os.chdir(old)
         try:
@@ -75,7 +86,12 @@ def on_files(files, config):
             continue
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            figures = run_page(text, Path(tmp), page.src_uri)
+            try:
+                figures = run_page(text, Path(tmp), page.src_uri)
+            except CodeBlockError as e:
+                from mkdocs.exceptions import PluginError
+
+                raise PluginError(str(e)) from None
             folder = Path(page.src_uri).parent
             for fig in figures:
                 uri = (folder / fig.name).as_posix()
