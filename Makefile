@@ -48,10 +48,17 @@ bench: setup
 	$(BENCH_PYTHON) benches/compare.py --family
 	FERROPTIM_NUM_THREADS=1 $(VENV)/bin/mpiexec -n 2 $(PY) benches/distributed_compare.py
 
+# The Python sources ruff checks and formats (README.md's examples keep their aligned comments).
+PY_SOURCES := python tests benches examples
+
+# Clippy's pedantic group and its allow-list are in Cargo.toml ([lints.clippy]) and clippy.toml;
+# the stub python/ferroptim/_core.pyi is checked against the built extension.
 lint: setup
 	cargo fmt --check
 	cargo clippy --all-targets --features python -- -D warnings
-	$(VENV)/bin/ruff check python tests benches examples
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
+	$(PY) -m mypy.stubtest ferroptim._core --allowlist stubtest-allowlist.txt
 
 clean:
 	rm -rf $(VENV) dist target

@@ -3,7 +3,7 @@
 //!
 //! Each benchmark reports bytes/s (the bytes the update must move); compare a kernel's
 //! throughput with its `stream` row of the same shape: the kernel is at the memory bound
-//! when they match. Set FERROPTIM_NUM_THREADS / FERROPTIM_SIMD to fix threads or ISA.
+//! when they match. Set `FERROPTIM_NUM_THREADS` / `FERROPTIM_SIMD` to fix threads or ISA.
 
 use divan::counter::BytesCount;
 use divan::Bencher;
@@ -52,7 +52,7 @@ fn bench_step<T: Elem>(bencher: Bencher, n: usize, hyper: Hyper, read_write: usi
         .counter(BytesCount::new(n * bytes_per_element::<T>(read_write, 1)))
         .bench_local(|| {
             opt.step(vec![T::tensor(&mut param, &grad)], &[hyper], 1.0)
-                .unwrap()
+                .unwrap();
         });
 }
 
@@ -64,7 +64,8 @@ fn bench_stream<T: Float>(bencher: Bencher, n: usize, read_write: usize) {
     bencher
         .counter(BytesCount::new(n * bytes_per_element::<T>(read_write, 1)))
         .bench_local(|| {
-            let mut views: Vec<&mut [T]> = dst.iter_mut().map(|d| d.as_mut_slice()).collect();
+            let mut views: Vec<&mut [T]> =
+                dst.iter_mut().map(std::vec::Vec::as_mut_slice).collect();
             stream(&mut views, &src);
         });
 }
@@ -261,7 +262,7 @@ fn stream_3rw<T: Float>(b: Bencher, n: usize) {
     bench_stream::<T>(b, n, 3);
 }
 
-/// The bandwidth reference of AMSGrad (4 read-write, 1 read).
+/// The bandwidth reference of `AMSGrad` (4 read-write, 1 read).
 #[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
 fn stream_4rw<T: Float>(b: Bencher, n: usize) {
     bench_stream::<T>(b, n, 4);

@@ -31,7 +31,7 @@ multiversion! {
                 (0..n).for_each(|i| {
                     d0[i] = d0[i] + s[i];
                     d1[i] = d1[i] + s[i];
-                })
+                });
             }
             2 => {
                 let (d1, d2) = (&mut d1[..n], &mut d2[..n]);
@@ -39,7 +39,7 @@ multiversion! {
                     d0[i] = d0[i] + s[i];
                     d1[i] = d1[i] + s[i];
                     d2[i] = d2[i] + s[i];
-                })
+                });
             }
             _ => {
                 let (d1, d2, d3) = (&mut d1[..n], &mut d2[..n], &mut d3[..n]);
@@ -48,7 +48,7 @@ multiversion! {
                     d1[i] = d1[i] + s[i];
                     d2[i] = d2[i] + s[i];
                     d3[i] = d3[i] + s[i];
-                })
+                });
             }
         }
     }
@@ -57,7 +57,8 @@ multiversion! {
 /// Adds `src` into each of 1 to 4 `dst` arrays in place, `dst[k][i] += src[i]`, in one
 /// fused pass cut into the optimizer's chunks and threaded the same way.
 ///
-/// Panics if the lengths differ or more than 4 destinations are given.
+/// # Panics
+/// If the lengths differ or more than 4 destinations are given.
 pub fn stream<T: Float>(dst: &mut [&mut [T]], src: &[T]) {
     let n = src.len();
     assert!(dst.iter().all(|d| d.len() == n), "arrays differ in length");

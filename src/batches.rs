@@ -179,7 +179,7 @@ fn shuffle_pieces(pieces: Vec<&mut [u64]>, parallel: bool, seed_of: impl Fn(usiz
             pieces
                 .into_par_iter()
                 .enumerate()
-                .for_each(|(i, p)| fisher_yates(p, seed_of(i)))
+                .for_each(|(i, p)| fisher_yates(p, seed_of(i)));
         });
     } else {
         for (i, p) in pieces.into_iter().enumerate() {
@@ -483,12 +483,11 @@ impl Order {
         shard_: (usize, usize),
     ) -> Result<Self> {
         let positions = shard(n, shard_.0, shard_.1)?;
-        let perm = match how {
-            Shuffle::None => None,
-            _ => {
-                permutation_into(&mut buffer, n, seed, epoch, how)?;
-                Some(buffer)
-            }
+        let perm = if how == Shuffle::None {
+            None
+        } else {
+            permutation_into(&mut buffer, n, seed, epoch, how)?;
+            Some(buffer)
         };
         Ok(Order { perm, positions })
     }
@@ -594,7 +593,7 @@ impl Drop for Buffer {
                 alloc::dealloc(
                     self.ptr.as_ptr(),
                     Layout::from_size_align_unchecked(self.len, BUFFER_ALIGN),
-                )
+                );
             }
         }
     }
@@ -1013,7 +1012,7 @@ pub unsafe fn plain_gather(
                                         (base + i as usize * row) as *const u8,
                                         buf.as_mut_ptr().add(k * row),
                                         row,
-                                    )
+                                    );
                                 };
                             }
                             std::hint::black_box(&mut *buf);
@@ -1266,6 +1265,7 @@ mod tests {
         });
         job.spawn();
         job.finish(None).unwrap();
+        #[allow(clippy::cast_ptr_alignment, reason = "the buffer is 64-byte aligned")]
         let got = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u32, buf.len() / 4) };
         // Reference: walk the batch in C order.
         let mut out_shape = shape.to_vec();

@@ -35,8 +35,7 @@ impl fmt::Display for Error {
                 f,
                 "invalid {name}={value} in param_groups[{group}]: expected {expected}"
             ),
-            Error::Mismatch(msg) | Error::Invalid(msg) => f.write_str(msg),
-            Error::Internal(msg) => f.write_str(msg),
+            Error::Mismatch(msg) | Error::Invalid(msg) | Error::Internal(msg) => f.write_str(msg),
             Error::OutOfMemory(bytes) => write!(f, "could not allocate {bytes} bytes"),
         }
     }

@@ -224,7 +224,7 @@ multiversion! {
     /// [`ewa_series`] of one block: `x` and `out` are `(n, v.len())`, row-major.
     pub fn ewa_block<T: Float>(x: &[T], out: &mut [T], v: &mut [T], k: &EwaK<T>) {
         let width = v.len();
-        ewa_rows(x, width, out.chunks_exact_mut(width), v, k)
+        ewa_rows(x, width, out.chunks_exact_mut(width), v, k);
     }
 }
 
@@ -232,7 +232,7 @@ multiversion! {
     /// [`ewa_series`] of `rows.len()` steps of `v.len()` lanes, step `t` read from
     /// `x[t * stride..]`.
     pub fn ewa_panel<T: Float>(x: &[T], stride: usize, rows: &mut [&mut [T]], v: &mut [T], k: &EwaK<T>) {
-        ewa_rows(x, stride, rows.iter_mut().map(|r| &mut **r), v, k)
+        ewa_rows(x, stride, rows.iter_mut().map(|r| &mut **r), v, k);
     }
 }
 
@@ -240,7 +240,7 @@ multiversion! {
     /// [`moving_average`] of one block: `x` and `out` are `(n, sums.len())`, row-major.
     pub fn moving_average_block<T: Float>(x: &[T], out: &mut [T], sums: &mut [WindowSum], window: usize) {
         let width = sums.len();
-        moving_average_rows(x, width, out.chunks_exact_mut(width), sums, window)
+        moving_average_rows(x, width, out.chunks_exact_mut(width), sums, window);
     }
 }
 
@@ -248,7 +248,7 @@ multiversion! {
     /// [`moving_average`] of `rows.len()` steps of `sums.len()` lanes, step `t` read from
     /// `x[t * stride..]`.
     pub fn moving_average_panel<T: Float>(x: &[T], stride: usize, rows: &mut [&mut [T]], sums: &mut [WindowSum], window: usize) {
-        moving_average_rows(x, stride, rows.iter_mut().map(|r| &mut **r), sums, window)
+        moving_average_rows(x, stride, rows.iter_mut().map(|r| &mut **r), sums, window);
     }
 }
 
@@ -284,10 +284,10 @@ impl<T: Float> LaneOp<T> for EwaK<T> {
         vec![T::ZERO; width]
     }
     fn block(&self, level: Level, x: &[T], out: &mut [T], v: &mut Vec<T>) {
-        ewa_block(level, x, out, v, self)
+        ewa_block(level, x, out, v, self);
     }
     fn panel(&self, level: Level, x: &[T], stride: usize, rows: &mut [&mut [T]], v: &mut Vec<T>) {
-        ewa_panel(level, x, stride, rows, &mut v[..rows[0].len()], self)
+        ewa_panel(level, x, stride, rows, &mut v[..rows[0].len()], self);
     }
 }
 
@@ -300,7 +300,7 @@ impl<T: Float> LaneOp<T> for Window {
         vec![WindowSum::default(); width]
     }
     fn block(&self, level: Level, x: &[T], out: &mut [T], sums: &mut Vec<WindowSum>) {
-        moving_average_block(level, x, out, sums, self.0)
+        moving_average_block(level, x, out, sums, self.0);
     }
     fn panel(
         &self,
@@ -311,7 +311,7 @@ impl<T: Float> LaneOp<T> for Window {
         sums: &mut Vec<WindowSum>,
     ) {
         let width = rows[0].len();
-        moving_average_panel(level, x, stride, rows, &mut sums[..width], self.0)
+        moving_average_panel(level, x, stride, rows, &mut sums[..width], self.0);
     }
 }
 
@@ -371,7 +371,7 @@ fn run_series<T: Float, Op: LaneOp<T>>(level: Level, op: &Op, x: &[T], out: &mut
         }
     }
     parallel::run_each(panels, threaded, |(x, mut rows)| {
-        op.panel(level, x, s.inner, &mut rows, &mut op.scratch(width))
+        op.panel(level, x, s.inner, &mut rows, &mut op.scratch(width));
     });
 }
 
@@ -474,13 +474,13 @@ mod tests {
     #[test]
     fn bias_correction_matches_python_pow() {
         // Python: 1 - 0.999 ** 10 == 0.009955119790251765
-        assert_eq!(bias_correction(0.999, 10), 0.009955119790251765);
+        assert_eq!(bias_correction(0.999, 10), 0.009_955_119_790_251_765);
     }
 
     /// Deterministic values with some spread, in `T`.
     fn data<T: Float>(len: usize, seed: usize) -> Vec<T> {
         (0..len)
-            .map(|i| T::from_f64(((i * 7919 + seed * 104729) % 1999) as f64 / 999.0 - 1.0))
+            .map(|i| T::from_f64(((i * 7919 + seed * 104_729) % 1999) as f64 / 999.0 - 1.0))
             .collect()
     }
 

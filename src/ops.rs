@@ -357,7 +357,7 @@ pub fn pack<T: Float>(xs: &[&[T]], buffer: &mut [T]) -> Result<()> {
         .collect();
     let total = lens.iter().sum();
     parallel::run_each(pairs, parallel::worth_threads(total), |(d, s)| {
-        copy_scaled(level, d, s, T::ONE, false)
+        copy_scaled(level, d, s, T::ONE, false);
     });
     Ok(())
 }
@@ -376,7 +376,7 @@ pub fn unpack<T: Float>(buffer: &mut [T], xs: &mut [&mut [T]], scale: f64) -> Re
     let total = lens.iter().sum();
     let scale_t = T::from_f64(scale);
     parallel::run_each(pairs, parallel::worth_threads(total), |(d, s)| {
-        copy_scaled(level, d, s, scale_t, scale != 1.0)
+        copy_scaled(level, d, s, scale_t, scale != 1.0);
     });
     Ok(())
 }

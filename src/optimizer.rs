@@ -221,6 +221,9 @@ pub struct Optimizer {
 impl Optimizer {
     /// An optimizer for tensors of the given dtypes and lengths; tensor `i` belongs to param
     /// group `group_of[i]`.
+    ///
+    /// # Panics
+    /// If `dtypes`, `lens` and `group_of` differ in length.
     pub fn new(algorithm: Algorithm, dtypes: &[Dtype], lens: &[usize], group_of: &[usize]) -> Self {
         assert!(dtypes.len() == lens.len() && lens.len() == group_of.len());
         Optimizer {
@@ -373,7 +376,9 @@ impl AnyJob<'_> {
 fn run(jobs: Vec<AnyJob<'_>>, total: usize) {
     let level = simd::level();
     if !parallel::worth_threads(total) {
-        jobs.into_iter().for_each(|j| j.run(level));
+        for j in jobs {
+            j.run(level);
+        }
         return;
     }
     let mut chunks = Vec::new();

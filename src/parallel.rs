@@ -43,7 +43,7 @@ fn default_threads() -> usize {
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Slot> {
@@ -57,6 +57,9 @@ pub fn fork_generation() -> u64 {
 }
 
 /// The pool, built on first use (and again in a forked child).
+///
+/// # Panics
+/// Only if not even a one-thread pool can be built (the system cannot start a thread).
 pub fn pool() -> Arc<ThreadPool> {
     ATFORK.call_once(|| {
         // SAFETY: registers a handler that only touches an atomic (async-signal-safe).
@@ -160,6 +163,10 @@ pub fn for_each_index(n: usize, work: &(dyn Fn(usize) + Sync)) {
     // claimed, and this function returns only after `done == n`, i.e. after every claimed
     // call has returned. A worker starting later claims `i >= n` and never touches `work`.
     let work: *const (dyn Fn(usize) + Sync + '_) = work;
+    #[allow(
+        clippy::transmute_ptr_to_ptr,
+        reason = "an `as` cast cannot extend a trait object's lifetime"
+    )]
     let work = unsafe {
         std::mem::transmute::<
             *const (dyn Fn(usize) + Sync + '_),
@@ -245,10 +252,8 @@ mod tests {
         let result = catch_unwind(AssertUnwindSafe(|| {
             for_each_index(64, &|i| {
                 ran.fetch_add(1, Ordering::Relaxed);
-                if i == 5 {
-                    panic!("boom");
-                }
-            })
+                assert!(i != 5, "boom");
+            });
         }));
         assert!(result.is_err());
         assert_eq!(ran.load(Ordering::Relaxed), 64);

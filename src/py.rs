@@ -58,7 +58,7 @@ fn stream_reference(
     let src = src.as_slice()?;
     let mut dst = dst
         .iter()
-        .map(|d| d.try_readwrite())
+        .map(numpy::PyArrayMethods::try_readwrite)
         .collect::<Result<Vec<_>, _>>()?;
     let mut views = dst
         .iter_mut()
@@ -93,7 +93,10 @@ fn set_simd_level(name: &str) -> PyResult<()> {
 /// The SIMD levels this CPU supports, lowest first.
 #[pyfunction]
 fn supported_simd_levels() -> Vec<&'static str> {
-    simd::supported().into_iter().map(|l| l.name()).collect()
+    simd::supported()
+        .into_iter()
+        .map(super::simd::Level::name)
+        .collect()
 }
 
 #[pymodule]

@@ -68,7 +68,7 @@ pub(crate) fn layout<'a>(a: &'a Bound<'_, PyUntypedArray>) -> Layout<'a> {
         } else {
             (
                 std::slice::from_raw_parts(f.dimensions as *const usize, f.nd as usize),
-                std::slice::from_raw_parts(f.strides as *const isize, f.nd as usize),
+                std::slice::from_raw_parts(f.strides.cast_const(), f.nd as usize),
             )
         };
         Layout {
@@ -94,7 +94,7 @@ pub(crate) fn shape_str(shape: &[usize]) -> String {
             "({})",
             shape
                 .iter()
-                .map(|n| n.to_string())
+                .map(std::string::ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

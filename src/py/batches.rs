@@ -49,7 +49,7 @@ struct Input {
 }
 
 struct Inputs {
-    inputs: Vec<Input>,
+    arrays: Vec<Input>,
     /// Objects that must outlive every gather: exports that keep memory maps open.
     _keep_alive: Vec<Py<PyAny>>,
     sources: Arc<[Source]>,
@@ -71,7 +71,7 @@ impl Inputs {
 
     /// Confirms each array still has the memory and layout the sources describe.
     fn recheck(&self, py: Python<'_>) -> PyResult<()> {
-        for (i, input) in self.inputs.iter().enumerate() {
+        for (i, input) in self.arrays.iter().enumerate() {
             let l = layout(input.array.bind(py));
             if l.data != input.data || l.shape != input.shape || l.strides != input.strides {
                 return Err(PyValueError::new_err(format!(
@@ -102,7 +102,7 @@ impl Inputs {
         rows: usize,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let arrays = self
-            .inputs
+            .arrays
             .iter()
             .zip(buffers)
             .map(|(input, buffer)| {
@@ -275,7 +275,7 @@ impl Batcher {
         }
         Ok(Batcher {
             inputs: Arc::new(Inputs {
-                inputs,
+                arrays: inputs,
                 _keep_alive: keep_alive,
                 sources: Arc::from(sources),
                 samples,
@@ -467,15 +467,14 @@ impl EpochIter {
         }
         self.inputs.recheck(py)?;
         let large = self.is_large(k);
-        let job = match self.pending.pop_front() {
-            Some(job) => job,
-            None => {
-                let job = self.job(k)?;
-                if large {
-                    job.spawn();
-                }
-                job
+        let job = if let Some(job) = self.pending.pop_front() {
+            job
+        } else {
+            let job = self.job(k)?;
+            if large {
+                job.spawn();
             }
+            job
         };
         self.top_up(k + 1);
         let finished = if large && !job.is_done() {

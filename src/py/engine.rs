@@ -674,7 +674,7 @@ impl Engine {
 
     /// One update of every parameter from `grads` times `grad_scale` (1/k turns an
     /// accumulated sum of k gradients into their mean); returns False when the step was
-    /// skipped because a gradient was not finite (nan_policy='skip').
+    /// skipped because a gradient was not finite (`nan_policy='skip'`).
     #[pyo3(signature = (grads, groups, grad_scale = 1.0))]
     fn step(
         &mut self,
@@ -801,7 +801,7 @@ impl Engine {
         Ok(())
     }
 
-    /// The name of the per-parameter scalar state (NAdam's 'mu_product'), if any.
+    /// The name of the per-parameter scalar state (NAdam's `mu_product`), if any.
     #[getter]
     fn scalar_state_name(&self) -> Option<&'static str> {
         self.core.algorithm().scalar_name()
