@@ -14,7 +14,7 @@ SOURCES := $(shell find src benches -name "*.rs") Cargo.toml Cargo.lock pyprojec
 # torch (and ferroptim: pip install dist/ferroptim-*.whl) to get the torch columns.
 BENCH_PYTHON ?= $(PY)
 
-.PHONY: setup test test-rust test-python demo bench lint clean
+.PHONY: setup test test-rust test-python demo bench lint docs clean
 
 setup: $(PKG_STAMP)
 
@@ -49,7 +49,7 @@ bench: setup
 	FERROPTIM_NUM_THREADS=1 $(VENV)/bin/mpiexec -n 2 $(PY) benches/distributed_compare.py
 
 # The Python sources ruff checks and formats (README.md's examples keep their aligned comments).
-PY_SOURCES := python tests benches examples
+PY_SOURCES := python tests benches examples docs/hooks
 
 # Clippy's pedantic group and its allow-list are in Cargo.toml ([lints.clippy]) and clippy.toml;
 # the stub python/ferroptim/_core.pyi is checked against the built extension.
@@ -59,6 +59,13 @@ lint: setup
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(PY) -m mypy.stubtest ferroptim._core --allowlist stubtest-allowlist.txt
+	$(MAKE) docs
+
+# The site (mkdocs.yml, docs/) into site/: fails on any warning (a broken link, a docstring
+# that does not render, a code block that raises); the tutorial's figures are drawn by its
+# code during the build. tests/test_docs.py runs the same code blocks under pytest.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 clean:
-	rm -rf $(VENV) dist target
+	rm -rf $(VENV) dist target site

@@ -98,7 +98,12 @@ def on_files(files, config):
                 if (docs_dir / uri).exists():
                     raise RuntimeError(f"{page.src_uri} draws {uri}, which is also a file in docs/")
                 files.append(File.generated(config, uri, content=fig.read_bytes()))
-        log.info("ran the code of %s (%d figures) in %.1f s", page.src_uri, len(figures), time.perf_counter() - started)
+        log.info(
+            "ran the code of %s (%d figures) in %.1f s",
+            page.src_uri,
+            len(figures),
+            time.perf_counter() - started,
+        )
     return files
 
 
@@ -126,3 +131,13 @@ def _mathml(match: re.Match) -> str:
 
 def on_page_content(html_text, page, config, files):
     return MATH.sub(_mathml, html_text)
+
+
+if __name__ == "__main__":
+    # ``python docs/hooks/docs_hooks.py PAGE.md WORKDIR``: runs one page's code in a fresh
+    # interpreter (as tests/test_docs.py does) and prints the figures it drew.
+    import sys
+
+    page, workdir = Path(sys.argv[1]), Path(sys.argv[2])
+    for figure in run_page(page.read_text(encoding="utf-8"), workdir, page.name):
+        print(figure.name)

@@ -34,7 +34,21 @@ GREEK = {
     "lambda_": r"\lambda", "mu": r"\mu", "nu": r"\nu", "rho": r"\rho", "sigma": r"\sigma",
     "tau": r"\tau", "phi": r"\phi", "inf": r"\infty",
 }  # fmt: skip
-FUNCS = {"sqrt", "abs", "maximum", "max", "min", "minimum", "sign", "floor", "exp", "log", "cos", "sin", "SUB"}
+FUNCS = {
+    "sqrt",
+    "abs",
+    "maximum",
+    "max",
+    "min",
+    "minimum",
+    "sign",
+    "floor",
+    "exp",
+    "log",
+    "cos",
+    "sin",
+    "SUB",
+}
 PREC = {ast.Add: 1, ast.Sub: 1, ast.Mult: 2, ast.Div: 2, ast.Pow: 4}
 
 
@@ -98,8 +112,12 @@ def _tex(node) -> str:
         op = type(node.op)
         if op is ast.Div:
             left = node.left
-            if isinstance(left, ast.BinOp) and isinstance(left.op, ast.Mult) and isinstance(left.left, ast.BinOp) \
-                    and isinstance(left.left.op, ast.Div):
+            if (
+                isinstance(left, ast.BinOp)
+                and isinstance(left.op, ast.Mult)
+                and isinstance(left.left, ast.BinOp)
+                and isinstance(left.left.op, ast.Div)
+            ):
                 # (a / b) * c / d reads better as a/b times c/d than as one nested fraction
                 return rf"{_tex(left.left)}\,\frac{{{_tex(left.right)}}}{{{_tex(node.right)}}}"
             return rf"\frac{{{_tex(left)}}}{{{_tex(node.right)}}}"
@@ -252,6 +270,14 @@ def literal_blocks(text: str) -> str:
     return "\n".join(out)
 
 
+def _cells(row: str, spans: list[tuple[int, int]]) -> list[str]:
+    """The cells of a table row, cut where the rule's columns start."""
+    return [
+        row[a : (spans[k + 1][0] if k + 1 < len(spans) else len(row))].strip()
+        for k, (a, _) in enumerate(spans)
+    ]
+
+
 def simple_tables(text: str) -> str:
     """reST simple tables (a rule, the header, a rule, rows, a rule) -> Markdown tables."""
     lines = text.split("\n")
@@ -265,16 +291,12 @@ def simple_tables(text: str) -> str:
                 spans = [(m.start(), m.end()) for m in re.finditer(r"=+", rule)]
                 pad = rule[: len(rule) - len(rule.lstrip())]
 
-                def cells(row: str) -> list[str]:
-                    return [
-                        row[a : (spans[k + 1][0] if k + 1 < len(spans) else len(row))].strip()
-                        for k, (a, _) in enumerate(spans)
-                    ]
-
-                header = [" ".join(c) for c in zip(*[cells(l) for l in lines[rules[0] + 1 : rules[1]]])]
+                header = [
+                    " ".join(c) for c in zip(*[_cells(l, spans) for l in lines[rules[0] + 1 : rules[1]]])
+                ]
                 rows: list[list[str]] = []
                 for l in lines[rules[1] + 1 : rules[2]]:
-                    c = cells(l)
+                    c = _cells(l, spans)
                     if rows and not c[0]:
                         rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], c)]
                     elif l.strip():
