@@ -164,7 +164,7 @@ def _tex(node) -> str:
 
 def _cond(node) -> str:
     if isinstance(node, ast.Name):
-        return r"\mathtt{" + node.id.replace("_", r"\_") + "}"
+        return r"\text{" + node.id + "}"
     return _tex(node)
 
 
@@ -183,8 +183,9 @@ def _statement(node) -> str:
 
 
 def _text(s: str) -> str:
-    s = s.replace("\\", " ").replace("{", "(").replace("}", ")")
-    for a, b in (("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"), ("$", r"\$"), ("^", " ")):
+    """Comment text for ``\\text{}``: latex2mathml keeps its characters literally."""
+    s = s.replace("\\", " ").replace("{", "(").replace("}", ")").replace("$", "")
+    for a, b in (("!=", "≠"), (">=", "≥"), ("<=", "≤"), ("**", "^"), ("&", "and")):
         s = s.replace(a, b)
     return s
 
@@ -297,7 +298,9 @@ def simple_tables(text: str) -> str:
                 rows: list[list[str]] = []
                 for l in lines[rules[1] + 1 : rules[2]]:
                     c = _cells(l, spans)
-                    if rows and not c[0]:
+                    # a continuation line: the first cell is empty, or a cell of the row
+                    # before left a ``literal`` open
+                    if rows and (not c[0] or any(cell.count("``") % 2 for cell in rows[-1])):
                         rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], c)]
                     elif l.strip():
                         rows.append(c)
