@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
+use crate::error::{try_filled, try_grow, Error, Result};
 use crate::parallel;
 
 pub const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -162,14 +162,27 @@ fn map_indexed<T: Send>(n: usize, parallel: bool, f: impl Fn(usize) -> T + Sync)
 }
 
 /// Cuts `items` into consecutive pieces of the given lengths (which sum to its length).
-fn split_lengths<'a>(mut items: &'a mut [u64], lens: &[usize]) -> Vec<&'a mut [u64]> {
-    lens.iter()
-        .map(|&len| {
+fn split_lengths<'a>(mut items: &'a mut [u64], lens: &[usize]) -> Result<Vec<&'a mut [u64]>> {
+    try_collect(
+        lens.iter().map(|&len| {
             let (head, tail) = std::mem::take(&mut items).split_at_mut(len);
             items = tail;
             head
-        })
-        .collect()
+        }),
+        "the shuffle's windows",
+    )
+}
+
+/// The items of `iter` in a vector, or `OutOfMemory` naming `what`.
+fn try_collect<T>(iter: impl ExactSizeIterator<Item = T>, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(iter.len())
+        .map_err(|_| Error::OutOfMemory {
+            what: what.into(),
+            bytes: iter.len().saturating_mul(std::mem::size_of::<T>()),
+        })?;
+    v.extend(iter);
+    Ok(v)
 }
 
 /// Fisher–Yates on each piece with its own stream, `seed_of(piece index)`.
@@ -204,11 +217,12 @@ fn shuffle_into(out: &mut [u64], key: u64, bucket: usize) {
     } else {
         partition(out, key, buckets, parallel)
     };
-    shuffle_pieces(split_lengths(out, &lens), parallel, |b| {
-        sub(key, b as u64 + 1)
-    });
+    // A few buckets per 2**15 samples: no size a user chooses makes these large.
+    let pieces = split_lengths(out, &lens).expect("one piece per bucket");
+    shuffle_pieces(pieces, parallel, |b| sub(key, b as u64 + 1));
 }
 
+#[cfg(test)]
 fn shuffle(n: usize, key: u64, bucket: usize) -> Vec<u64> {
     let mut out = vec![0; n];
     shuffle_into(&mut out, key, bucket);
@@ -318,17 +332,20 @@ pub enum Shuffle {
     },
 }
 
-fn block_shuffle_into(out: &mut [u64], key: u64, block: usize, window: usize) {
+fn block_shuffle_into(out: &mut [u64], key: u64, block: usize, window: usize) -> Result<()> {
     let n = out.len();
     let blocks = n.div_ceil(block);
-    let order = shuffle(blocks, sub(key, u64::MAX), BUCKET_SAMPLES);
+    let mut order = try_filled(blocks, 0, || format!("the order of {blocks} blocks"))?;
+    shuffle_into(&mut order, sub(key, u64::MAX), BUCKET_SAMPLES);
     let block_len = |j: u64| block.min(n - j as usize * block);
-    let windows: Vec<&[u64]> = order.chunks(window).collect();
-    let lens: Vec<usize> = windows
-        .iter()
-        .map(|w| w.iter().map(|&j| block_len(j)).sum())
-        .collect();
-    let mut pieces = split_lengths(out, &lens);
+    let windows: Vec<&[u64]> = try_collect(order.chunks(window), "the shuffle's windows")?;
+    let lens: Vec<usize> = try_collect(
+        windows
+            .iter()
+            .map(|w| w.iter().map(|&j| block_len(j)).sum()),
+        "the shuffle's windows",
+    )?;
+    let mut pieces = split_lengths(out, &lens)?;
     for (piece, w) in pieces.iter_mut().zip(&windows) {
         let mut at = 0;
         for &j in *w {
@@ -338,6 +355,7 @@ fn block_shuffle_into(out: &mut [u64], key: u64, block: usize, window: usize) {
         }
     }
     shuffle_pieces(pieces, use_threads(n), |v| sub(key, v as u64 + 1));
+    Ok(())
 }
 
 /// Makes `out` the permutation of `0..n` for epoch `epoch` under `seed` (see the module
@@ -360,7 +378,7 @@ pub fn permutation_into(
             )));
         }
     }
-    out.resize(n, 0);
+    try_grow(out, n, 0, || format!("the permutation of {n} samples"))?;
     let key = epoch_key(seed, epoch);
     match how {
         Shuffle::None => fill_identity(out, 0),
@@ -368,7 +386,7 @@ pub fn permutation_into(
         Shuffle::Blocks {
             block_size,
             buffer_blocks,
-        } => block_shuffle_into(out, key, block_size, buffer_blocks),
+        } => block_shuffle_into(out, key, block_size, buffer_blocks)?,
     }
     Ok(())
 }
@@ -506,18 +524,20 @@ impl Order {
     }
 
     /// The samples at positions `rows` of this order.
-    pub fn batch(&self, rows: Range<usize>) -> Samples {
+    pub fn batch(&self, rows: Range<usize>) -> Result<Samples> {
         let p = self.positions;
-        match &self.perm {
-            Some(perm) if p.step == 1 => {
-                Samples::List(perm[p.at(rows.start)..p.at(rows.end)].to_vec())
-            }
+        let what = "a batch's sample indices";
+        Ok(match &self.perm {
+            Some(perm) if p.step == 1 => Samples::List(try_collect(
+                perm[p.at(rows.start)..p.at(rows.end)].iter().copied(),
+                what,
+            )?),
             None if p.step == 1 => Samples::Consecutive {
                 start: p.at(rows.start),
                 len: rows.len(),
             },
-            _ => Samples::List(rows.map(|i| self.get(i) as u64).collect()),
-        }
+            _ => Samples::List(try_collect(rows.map(|i| self.get(i) as u64), what)?),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -534,8 +554,11 @@ impl Order {
         self.perm.as_ref().map_or(p, |perm| perm[p] as usize)
     }
 
-    pub fn to_vec(&self) -> Vec<u64> {
-        (0..self.len()).map(|i| self.get(i) as u64).collect()
+    pub fn to_vec(&self) -> Result<Vec<u64>> {
+        try_collect(
+            (0..self.len()).map(|i| self.get(i) as u64),
+            "the epoch's indices",
+        )
     }
 }
 
@@ -563,13 +586,16 @@ impl Buffer {
                 len,
             });
         }
-        let layout =
-            Layout::from_size_align(len, BUFFER_ALIGN).map_err(|_| Error::OutOfMemory(len))?;
+        let oom = || Error::OutOfMemory {
+            what: "a batch".into(),
+            bytes: len,
+        };
+        let layout = Layout::from_size_align(len, BUFFER_ALIGN).map_err(|_| oom())?;
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc::alloc(layout) };
         NonNull::new(ptr)
             .map(|ptr| Buffer { ptr, len })
-            .ok_or(Error::OutOfMemory(len))
+            .ok_or_else(oom)
     }
 
     pub fn as_ptr(&self) -> *mut u8 {
@@ -1261,7 +1287,12 @@ mod tests {
         let buf = Arc::new(Buffer::new(src.batch_bytes(n)).unwrap());
         let sources: Arc<[Source]> = Arc::from(vec![src]);
         let job = Arc::new(unsafe {
-            Job::new(sources, order.batch(rows.clone()), vec![buf.clone()]).unwrap()
+            Job::new(
+                sources,
+                order.batch(rows.clone()).unwrap(),
+                vec![buf.clone()],
+            )
+            .unwrap()
         });
         job.spawn();
         job.finish(None).unwrap();
@@ -1326,7 +1357,12 @@ mod tests {
         let new_job = |buf: &Arc<Buffer>| {
             // SAFETY: `data` outlives the jobs; the order is a permutation of 0..m.
             Arc::new(unsafe {
-                Job::new(sources.clone(), order.batch(0..m), vec![buf.clone()]).unwrap()
+                Job::new(
+                    sources.clone(),
+                    order.batch(0..m).unwrap(),
+                    vec![buf.clone()],
+                )
+                .unwrap()
             })
         };
         let buf = Arc::new(Buffer::new(src.batch_bytes(m)).unwrap());
@@ -1372,7 +1408,10 @@ mod tests {
         );
         assert_eq!(
             Buffer::new(usize::MAX - 10).err(),
-            Some(Error::OutOfMemory(usize::MAX - 10))
+            Some(Error::OutOfMemory {
+                what: "a batch".into(),
+                bytes: usize::MAX - 10
+            })
         );
     }
 }

@@ -17,8 +17,8 @@ pub enum Error {
     /// An argument outside its valid range, outside any param group (a `ValueError` in
     /// Python); the message names the argument.
     Invalid(String),
-    /// An allocation of this many bytes failed (a `MemoryError` in Python).
-    OutOfMemory(usize),
+    /// An allocation of `bytes` bytes for `what` failed (a `MemoryError` in Python).
+    OutOfMemory { what: String, bytes: usize },
     /// A bug: a worker thread panicked (a `RuntimeError` in Python).
     Internal(String),
 }
@@ -36,7 +36,9 @@ impl fmt::Display for Error {
                 "invalid {name}={value} in param_groups[{group}]: expected {expected}"
             ),
             Error::Mismatch(msg) | Error::Invalid(msg) | Error::Internal(msg) => f.write_str(msg),
-            Error::OutOfMemory(bytes) => write!(f, "could not allocate {bytes} bytes"),
+            Error::OutOfMemory { what, bytes } => {
+                write!(f, "could not allocate {bytes} bytes for {what}")
+            }
         }
     }
 }
@@ -44,3 +46,29 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// `n` copies of `value` in a new vector, or `OutOfMemory` naming `what` (for every size a
+/// user controls: a failed infallible allocation aborts the process).
+pub fn try_filled<T: Clone>(n: usize, value: T, what: impl FnOnce() -> String) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    try_grow(&mut v, n, value, what)?;
+    Ok(v)
+}
+
+/// Resizes `v` to `n` elements (new ones `value`), or `OutOfMemory` naming `what`.
+pub fn try_grow<T: Clone>(
+    v: &mut Vec<T>,
+    n: usize,
+    value: T,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    if n > v.len() {
+        v.try_reserve_exact(n - v.len())
+            .map_err(|_| Error::OutOfMemory {
+                what: what(),
+                bytes: n.saturating_mul(std::mem::size_of::<T>()),
+            })?;
+    }
+    v.resize(n, value);
+    Ok(())
+}

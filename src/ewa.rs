@@ -26,6 +26,16 @@ pub fn ewa<T: Float>(v: T, x: T, beta: T, one_minus_beta: T) -> T {
     beta * v + one_minus_beta * x
 }
 
+/// One EWA step of squared values: `beta * v + ((1 - beta) * x) * x`.
+///
+/// The product is taken in torch's order (`addcmul_(x, x, value=1 - beta)`): scaling `x`
+/// first keeps float32 state finite for |x| up to about `sqrt(f32::MAX / (1 - beta))`,
+/// where `(1 - beta) * (x * x)` overflows at |x| ~ 1.8e19.
+#[inline(always)]
+pub fn ewa_sq<T: Float>(v: T, x: T, beta: T, one_minus_beta: T) -> T {
+    beta * v + (one_minus_beta * x) * x
+}
+
 /// The bias correction of step `t` (1-based): `1 - beta**t`, computed as Python computes
 /// `1 - beta ** t` (double precision `pow`), so scalars match torch bit for bit.
 #[inline]
@@ -93,19 +103,29 @@ impl<T: Float> EwaK<T> {
 /// The running sum of one lane's window, exact to a few units in the last place however
 /// long the series: finite values are summed in `f64` with Neumaier's compensation, and
 /// NaNs and infinities are counted, so one of them leaves the window when it does instead
-/// of poisoning the rest of the series (as `inf - inf` would).
+/// of poisoning the rest of the series (as `inf - inf` would). Values of magnitude
+/// `2**BIG_EXP` and more are summed apart, scaled by `2**-BIG_SHIFT`, so finite values
+/// whose sum exceeds `f64::MAX` (`1e308 + 1e308`) do not overflow it either.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WindowSum {
-    sum: f64,
-    compensation: f64,
+    small: Neumaier,
+    /// The sum of the large values times `2**-BIG_SHIFT`.
+    big: Neumaier,
     nans: usize,
     pos_infs: usize,
     neg_infs: usize,
 }
 
-impl WindowSum {
+/// A compensated sum.
+#[derive(Clone, Copy, Debug, Default)]
+struct Neumaier {
+    sum: f64,
+    compensation: f64,
+}
+
+impl Neumaier {
     #[inline(always)]
-    fn add_finite(&mut self, y: f64) {
+    fn add(&mut self, y: f64) {
         let t = self.sum + y;
         self.compensation += if self.sum.abs() >= y.abs() {
             (self.sum - t) + y
@@ -113,6 +133,28 @@ impl WindowSum {
             (y - t) + self.sum
         };
         self.sum = t;
+    }
+
+    #[inline(always)]
+    fn value(&self) -> f64 {
+        self.sum + self.compensation
+    }
+}
+
+/// `2**BIG_EXP`: below it a value goes to the unscaled sum, which 2**64 of them cannot
+/// overflow (`2**564 < f64::MAX`); from it on to the sum scaled by `2**-BIG_SHIFT`, which
+/// scaling keeps exact (no large value becomes subnormal) and finite.
+const BIG_EXP: i32 = 500;
+const BIG_SHIFT: i32 = 600;
+
+impl WindowSum {
+    #[inline(always)]
+    fn add_finite(&mut self, y: f64) {
+        if y.abs() < 2f64.powi(BIG_EXP) {
+            self.small.add(y);
+        } else {
+            self.big.add(y * 2f64.powi(-BIG_SHIFT));
+        }
     }
 
     /// Adds `y` to the window (`entering`) or takes it out.
@@ -141,8 +183,12 @@ impl WindowSum {
             f64::INFINITY
         } else if self.neg_infs > 0 {
             f64::NEG_INFINITY
+        } else if self.big.sum == 0.0 && self.big.compensation == 0.0 {
+            self.small.value() / len
         } else {
-            (self.sum + self.compensation) / len
+            // The mean of finite values is at most their largest magnitude: finite.
+            let scaled = self.big.value() + self.small.value() * 2f64.powi(-BIG_SHIFT);
+            (scaled / len) * 2f64.powi(BIG_SHIFT)
         }
     }
 }
@@ -650,6 +696,24 @@ mod tests {
             }
         }
         assert!(moving_average(simd::level(), &x, &mut out, Series::along(&[10], 0), 0).is_err());
+    }
+
+    #[test]
+    fn finite_values_whose_sum_overflows_only_affect_their_windows() {
+        let x = [1e308, 1e308, 1.0, 1.0, 1.0, -1e308, -1.7e308, 2.0];
+        let want = [1e308, 1e308, 5e307, 1.0, 1.0, -5e307, -1.35e308, -8.5e307];
+        let mut out = [0.0; 8];
+        for level in simd::supported() {
+            moving_average(level, &x, &mut out, Series::along(&[8], 0), 2).unwrap();
+            for (a, b) in out.iter().zip(want) {
+                assert!((a - b).abs() <= 1e-15 * b.abs(), "{level:?}: {out:?}");
+            }
+            assert_eq!(&out[3..5], &[1.0, 1.0]);
+        }
+        let x32 = [3e38f32, 3e38, 1.0, 1.0];
+        let mut out32 = [0.0f32; 4];
+        moving_average(simd::level(), &x32, &mut out32, Series::along(&[4], 0), 2).unwrap();
+        assert_eq!(out32, [3e38, 3e38, 1.5e38, 1.0]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! `beta * v + (1 - beta) * x`, so a NumPy transcription of the same formulas reproduces
 //! these kernels bit for bit.
 
-use crate::ewa::{bias_correction, ewa};
+use crate::ewa::{bias_correction, ewa, ewa_sq};
 use crate::float::Float;
 use crate::hyper::{Hyper, MAX_SLOTS};
 use crate::simd::multiversion;
@@ -65,7 +65,7 @@ impl<T: Float> MomentsK<T> {
         let p = p * self.decay;
         let g = self.grad.apply(g, p);
         *m = ewa(*m, g, self.beta1, self.one_minus_beta1);
-        *v = ewa(*v, g * g, self.beta2, self.one_minus_beta2);
+        *v = ewa_sq(*v, g, self.beta2, self.one_minus_beta2);
         (p, g, *m, *v)
     }
 }
@@ -490,7 +490,7 @@ fn rmsprop<T: Float, const MOMENTUM: bool, const CENTERED: bool>(
     let ga = &mut grad_avg[..if CENTERED { n } else { 0 }];
     for i in 0..n {
         let gi = k.grad.apply(g[i], p[i]);
-        let s = ewa(sq[i], gi * gi, k.alpha, k.one_minus_alpha);
+        let s = ewa_sq(sq[i], gi, k.alpha, k.one_minus_alpha);
         sq[i] = s;
         let avg = if CENTERED {
             let a = ewa(ga[i], gi, k.alpha, k.one_minus_alpha);
@@ -552,10 +552,10 @@ fn adadelta<T: Float>(k: &AdadeltaK<T>, p: &mut [T], g: &[T], sq: &mut [T], acc:
     let (g, sq, acc) = (&g[..n], &mut sq[..n], &mut acc[..n]);
     for i in 0..n {
         let gi = k.grad.apply(g[i], p[i]);
-        let s = ewa(sq[i], gi * gi, k.rho, k.one_minus_rho);
+        let s = ewa_sq(sq[i], gi, k.rho, k.one_minus_rho);
         sq[i] = s;
         let delta = (acc[i] + k.eps).sqrt() / (s + k.eps).sqrt() * gi;
-        acc[i] = ewa(acc[i], delta * delta, k.rho, k.one_minus_rho);
+        acc[i] = ewa_sq(acc[i], delta, k.rho, k.one_minus_rho);
         p[i] = p[i] + k.neg_lr * delta;
     }
 }
@@ -688,7 +688,7 @@ mod tests {
         for i in 0..p.len() {
             let gi = g[i] + wd * p[i];
             m[i] = b1 * m[i] + (1.0 - b1) * gi;
-            v[i] = b2 * v[i] + (1.0 - b2) * (gi * gi);
+            v[i] = b2 * v[i] + ((1.0 - b2) * gi) * gi;
             let bc1 = 1.0 - b1.powf(t as f64);
             let c = (1.0 - b2.powf(t as f64)).powf(0.5);
             p[i] += (-(lr / bc1 * c) * m[i]) / (v[i].sqrt() + eps * c);
@@ -724,6 +724,78 @@ mod tests {
         assert_eq!(p, rp);
         assert_eq!(m, rm);
         assert_eq!(v, rv);
+    }
+
+    #[test]
+    fn float32_second_moments_of_huge_gradients_stay_finite_as_in_torch() {
+        // (1 - beta) * (g * g) overflows float32 for |g| >= 1.9e19; torch's
+        // ((1 - beta) * g) * g does not until |g| ~ 1e21 (beta2 = 0.999) or 1.8e20 (0.99).
+        let hypers = [
+            adam_hyper(false, false, false),
+            adam_hyper(false, true, false),
+            hyper::Hyper::RmsProp(hyper::RmsProp {
+                lr: 0.01,
+                alpha: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                momentum: 0.0,
+                centered: false,
+                maximize: false,
+            }),
+            hyper::Hyper::Adadelta(hyper::Adadelta {
+                lr: 1.0,
+                rho: 0.999,
+                eps: 1e-6,
+                weight_decay: 0.0,
+                maximize: false,
+            }),
+            hyper::Hyper::NAdam(hyper::NAdam {
+                lr: 0.01,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                momentum_decay: 0.004,
+                decoupled: false,
+                maximize: false,
+            }),
+        ];
+        for h in &hypers {
+            for level in crate::simd::supported() {
+                let (mut p, mut s0, mut s1) = ([1.0f32, 2.0], [0.0f32; 2], [0.0f32; 2]);
+                let mut s2 = [0.0f32; 2];
+                let mut mu_product = 1.0;
+                // A huge gradient moves the parameter, as in torch, and then ordinary ones
+                // find a finite state (inf in v would freeze the parameter for good).
+                for (t, g) in [(1, [1e20f32, -1e20]), (2, [1.0, -1.0]), (3, [1.0, -1.0])] {
+                    let sc = StepScalars::new(h, t);
+                    if let StepScalars::NAdam { mu, .. } = sc {
+                        mu_product *= mu;
+                    }
+                    let ts = TensorScalars {
+                        grad_scale: 1.0,
+                        fresh: [t == 1; 3],
+                        mu_product,
+                    };
+                    let k = Kernel::<f32>::build(h, &sc, &ts);
+                    let before = p;
+                    update(level, &k, &mut p, &g, [&mut s0, &mut s1, &mut s2]);
+                    let state = [s0, s1, s2];
+                    assert!(
+                        state.iter().flatten().all(|x| x.is_finite()),
+                        "{h:?} at {level:?}, step {t}: state {state:?}"
+                    );
+                    assert!(p.iter().all(|x| x.is_finite()), "{h:?}: p = {p:?}");
+                    // NAdam's `sqrt(v / (1 - beta2**t))` overflows in torch too (|g| > 1.8e19).
+                    if t == 1 && !matches!(h, hyper::Hyper::NAdam(_)) {
+                        assert!(
+                            p[0] < before[0] && p[1] > before[1],
+                            "{h:?} at {level:?}, step {t}: {before:?} -> {p:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::error::{Error, Result};
+use crate::error::{try_filled, Error, Result};
 use crate::float::{Dtype, Float};
 use crate::hyper::{Algorithm, Hyper, MAX_SLOTS};
 use crate::kernels::{self, Kernel, StepScalars, TensorScalars};
@@ -155,25 +155,54 @@ impl<'a, T: Float> Job<'a, T> {
 }
 
 impl<T: Float> TensorState<T> {
-    /// Creates the slots `hyper` needs, counts the step and returns the job doing it.
+    /// Allocates the slots `hyper` needs and does not have yet; returns which. On failure
+    /// removes those it allocated and names the tensor and slot.
+    fn allocate(&mut self, hyper: &Hyper, len: usize, tensor: &str) -> Result<[bool; MAX_SLOTS]> {
+        let used = hyper.slots_used();
+        let names = hyper.algorithm().slot_names();
+        let mut fresh = [false; MAX_SLOTS];
+        for i in 0..MAX_SLOTS {
+            if used[i] && self.slots[i].is_none() {
+                let init = T::from_f64(hyper.slot_initial_value());
+                match try_filled(len, init, || {
+                    format!("the state '{}' of {tensor}", names[i])
+                }) {
+                    Ok(buf) => {
+                        self.slots[i] = Some(buf);
+                        fresh[i] = true;
+                    }
+                    Err(e) => {
+                        self.release(fresh);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// Removes the slots `allocate` created for a step that is not taken.
+    fn release(&mut self, fresh: [bool; MAX_SLOTS]) {
+        for (slot, fresh) in self.slots.iter_mut().zip(fresh) {
+            if fresh {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Counts the step and returns the job doing it (after `allocate`).
     /// `memo` caches the step scalars of the tensor's group by step number.
+    #[allow(clippy::too_many_arguments)]
     fn prepare<'a>(
         &'a mut self,
         hyper: &Hyper,
+        fresh: [bool; MAX_SLOTS],
         memo: &mut Option<(u64, StepScalars)>,
         grad_scale: f64,
         param: &'a mut [T],
         grad: &'a [T],
     ) -> Job<'a, T> {
         let used = hyper.slots_used();
-        let mut fresh = [false; MAX_SLOTS];
-        for i in 0..MAX_SLOTS {
-            if used[i] && self.slots[i].is_none() {
-                let init = T::from_f64(hyper.slot_initial_value());
-                self.slots[i] = Some(vec![init; param.len()]);
-                fresh[i] = true;
-            }
-        }
         self.step += 1;
         let scalars = match *memo {
             Some((t, sc)) if t == self.step => sc,
@@ -216,6 +245,8 @@ pub struct Optimizer {
     group_of: Vec<usize>,
     lens: Vec<usize>,
     states: Vec<State>,
+    /// How errors name each tensor.
+    names: Vec<String>,
 }
 
 impl Optimizer {
@@ -231,7 +262,18 @@ impl Optimizer {
             group_of: group_of.to_vec(),
             lens: lens.to_vec(),
             states: dtypes.iter().map(|&d| State::new(d)).collect(),
+            names: (0..lens.len()).map(|i| format!("tensor {i}")).collect(),
         }
+    }
+
+    /// Names the tensors in error messages (one name each).
+    ///
+    /// # Panics
+    /// If `names` does not have one name per tensor.
+    pub fn with_names(mut self, names: Vec<String>) -> Self {
+        assert_eq!(names.len(), self.lens.len());
+        self.names = names;
+        self
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -330,21 +372,49 @@ impl Optimizer {
     ) -> Result<()> {
         self.validate(hypers)?;
         self.check_tensors(&tensors)?;
+        if let Some(i) = self.states.iter().position(|s| s.step() == u64::MAX) {
+            return Err(Error::Invalid(format!(
+                "the step count of {} is at its maximum 2**64 - 1",
+                self.names[i]
+            )));
+        }
+        // Every allocation first, so that running out of memory changes nothing.
+        let mut fresh = Vec::with_capacity(tensors.len());
+        for (i, state) in self.states.iter_mut().enumerate() {
+            let (h, len, name) = (&hypers[self.group_of[i]], self.lens[i], &self.names[i]);
+            let made = match state {
+                State::F32(s) => s.allocate(h, len, name),
+                State::F64(s) => s.allocate(h, len, name),
+            };
+            match made {
+                Ok(f) => fresh.push(f),
+                Err(e) => {
+                    for (state, f) in self.states.iter_mut().zip(fresh) {
+                        match state {
+                            State::F32(s) => s.release(f),
+                            State::F64(s) => s.release(f),
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
         let total: usize = self.lens.iter().sum();
         let mut jobs = Vec::with_capacity(tensors.len());
         let mut memo = vec![None; hypers.len()];
-        for ((t, state), &g) in tensors
+        for (((t, state), &g), fresh) in tensors
             .into_iter()
             .zip(&mut self.states)
             .zip(&self.group_of)
+            .zip(fresh)
         {
             let (h, m) = (&hypers[g], &mut memo[g]);
             jobs.push(match (t, state) {
                 (Tensor::F32 { param, grad }, State::F32(s)) => {
-                    AnyJob::F32(s.prepare(h, m, grad_scale, param, grad))
+                    AnyJob::F32(s.prepare(h, fresh, m, grad_scale, param, grad))
                 }
                 (Tensor::F64 { param, grad }, State::F64(s)) => {
-                    AnyJob::F64(s.prepare(h, m, grad_scale, param, grad))
+                    AnyJob::F64(s.prepare(h, fresh, m, grad_scale, param, grad))
                 }
                 _ => unreachable!("dtypes checked above"),
             });
@@ -524,6 +594,51 @@ mod tests {
             1.0,
         );
         assert!(matches!(short, Err(Error::Mismatch(_))));
+        assert_eq!(
+            (p.as_slice(), &opt.states),
+            ([1.0, 2.0].as_slice(), &before)
+        );
+    }
+
+    #[test]
+    fn a_state_that_cannot_be_allocated_is_an_error_naming_it() {
+        let mut s = TensorState::<f32>::new();
+        let err = s
+            .allocate(&adam(1e-3), 1 << 60, "parameter 'W'")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "could not allocate {} bytes for the state 'exp_avg' of parameter 'W'",
+                4u64 << 60
+            )
+        );
+        assert_eq!(s, TensorState::new());
+    }
+
+    #[test]
+    fn the_step_count_does_not_wrap() {
+        let mut opt = Optimizer::new(Algorithm::Adam, &[Dtype::F64], &[2], &[0])
+            .with_names(vec!["parameter 'W'".into()]);
+        let mut state = TensorState::<f64>::new();
+        state.step = u64::MAX;
+        opt.set_states(vec![State::F64(state)]).unwrap();
+        let before = opt.states.clone();
+        let (mut p, g) = (vec![1.0, 2.0], vec![0.5, 0.5]);
+        let err = opt
+            .step(
+                vec![Tensor::F64 {
+                    param: &mut p,
+                    grad: &g,
+                }],
+                &[adam(1e-3)],
+                1.0,
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("step count of parameter 'W'"),
+            "{err}"
+        );
         assert_eq!(
             (p.as_slice(), &opt.states),
             ([1.0, 2.0].as_slice(), &before)

@@ -38,12 +38,98 @@ extern "C" fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
 }
 
-fn default_threads() -> usize {
-    std::env::var("FERROPTIM_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+/// Thread counts above this many per CPU are refused (`set_num_threads`) or clamped
+/// (`FERROPTIM_NUM_THREADS`): thousands of threads take minutes to start and gain nothing.
+pub const MAX_THREADS_PER_CPU: usize = 4;
+
+/// The CPUs this process may run on (affinity and cgroup quota included).
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// The largest thread count accepted.
+pub fn max_threads() -> usize {
+    MAX_THREADS_PER_CPU * cpus()
+}
+
+/// The number of processes of this job on this host, from the variables MPI launchers set
+/// (MPICH/Hydra, Open MPI, MVAPICH, Slurm), if any.
+fn local_ranks() -> Option<usize> {
+    [
+        "MPI_LOCALNRANKS",
+        "OMPI_COMM_WORLD_LOCAL_SIZE",
+        "MV2_COMM_WORLD_LOCAL_SIZE",
+        "SLURM_NTASKS_PER_NODE",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.trim().parse::<usize>().ok())
+    .filter(|&n| n > 1)
+}
+
+/// Whether this process may run on every online CPU (no launcher pinned it to a subset).
+fn unpinned() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw mut set) != 0
+            {
+                return true;
+            }
+            let online = libc::sysconf(libc::_SC_NPROCESSORS_ONLN);
+            online <= 0 || libc::CPU_COUNT(&set) as libc::c_long >= online
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    true
+}
+
+/// The default thread count without `FERROPTIM_NUM_THREADS`: every CPU, shared among the
+/// ranks of an MPI job on this host unless the launcher already pinned each to its cores.
+pub fn default_threads() -> usize {
+    let n = cpus();
+    match local_ranks() {
+        Some(ranks) if unpinned() => (n / ranks).max(1),
+        _ => n,
+    }
+}
+
+/// What `FERROPTIM_NUM_THREADS` asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnvThreads {
+    /// Unset: the default.
+    Unset,
+    Threads(usize),
+    /// More than [`max_threads`]: that many are used instead.
+    Clamped {
+        asked: usize,
+        used: usize,
+    },
+    /// Not an integer >= 1: the default is used.
+    Invalid(String),
+}
+
+pub fn env_threads() -> EnvThreads {
+    let Ok(v) = std::env::var("FERROPTIM_NUM_THREADS") else {
+        return EnvThreads::Unset;
+    };
+    match v.trim().parse::<usize>() {
+        Ok(0) | Err(_) => EnvThreads::Invalid(v),
+        Ok(n) if n > max_threads() => EnvThreads::Clamped {
+            asked: n,
+            used: max_threads(),
+        },
+        Ok(n) => EnvThreads::Threads(n),
+    }
+}
+
+fn initial_threads() -> usize {
+    match env_threads() {
+        EnvThreads::Threads(n) => n,
+        EnvThreads::Clamped { used, .. } => used,
+        EnvThreads::Unset | EnvThreads::Invalid(_) => default_threads(),
+    }
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Slot> {
@@ -79,7 +165,7 @@ pub fn pool() -> Arc<ThreadPool> {
         let n = if slot.requested > 0 {
             slot.requested
         } else {
-            default_threads()
+            initial_threads()
         };
         let pool = ThreadPoolBuilder::new()
             .num_threads(n)
@@ -92,10 +178,15 @@ pub fn pool() -> Arc<ThreadPool> {
     slot.pool.clone().expect("set above")
 }
 
-/// Sets the number of worker threads for later steps (`n >= 1`).
+/// Sets the number of worker threads for later steps (`1 <= n <= max_threads()`).
 pub fn set_num_threads(n: usize) -> Result<(), String> {
-    if n == 0 {
-        return Err("the number of threads must be at least 1".into());
+    if n == 0 || n > max_threads() {
+        return Err(format!(
+            "the number of threads must be at least 1 and at most {} ({MAX_THREADS_PER_CPU} per \
+             CPU of the {} this process may use), got {n}",
+            max_threads(),
+            cpus()
+        ));
     }
     let mut slot = lock();
     slot.requested = n;
@@ -234,6 +325,14 @@ pub fn run_each<I: Send>(items: Vec<I>, threaded: bool, f: impl Fn(I) + Sync) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_counts_far_beyond_the_cpus_are_refused() {
+        let err = set_num_threads(max_threads() + 1).unwrap_err();
+        assert!(err.contains("at least 1 and at most"), "{err}");
+        assert!(set_num_threads(0).is_err());
+        assert!(max_threads() >= cpus() && default_threads() >= 1);
+    }
 
     #[test]
     fn for_each_index_runs_every_index_exactly_once() {

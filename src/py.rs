@@ -2,8 +2,11 @@
 //! one place core errors become Python exceptions.
 
 use numpy::PyArrayMethods;
-use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{
+    PyMemoryError, PyRuntimeError, PyRuntimeWarning, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyInt};
 
 use crate::error::Error;
 use crate::parallel::{self, PARALLEL_MIN_ELEMENTS};
@@ -13,12 +16,13 @@ mod arrays;
 mod batches;
 mod engine;
 mod ewa;
+mod lock;
 mod ops;
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         match e {
-            Error::OutOfMemory(_) => PyMemoryError::new_err(e.to_string()),
+            Error::OutOfMemory { .. } => PyMemoryError::new_err(e.to_string()),
             Error::Internal(_) => PyRuntimeError::new_err(e.to_string()),
             _ => PyValueError::new_err(e.to_string()),
         }
@@ -32,10 +36,36 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .map_or_else(|_| "?".into(), |n| n.to_string())
 }
 
-/// Sets the number of threads used for large steps (n >= 1).
+/// Sets the number of threads used for large steps: an int in [1, 4 * CPUs].
 #[pyfunction]
-fn set_num_threads(n: usize) -> PyResult<()> {
-    parallel::set_num_threads(n).map_err(PyValueError::new_err)
+fn set_num_threads(n: &Bound<'_, PyAny>) -> PyResult<()> {
+    if n.is_instance_of::<PyBool>() || !n.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "set_num_threads: n must be an int, got {}",
+            type_name(n)
+        )));
+    }
+    let n = n.extract::<usize>().unwrap_or(0);
+    parallel::set_num_threads(n).map_err(|e| PyValueError::new_err(format!("set_num_threads: {e}")))
+}
+
+/// Warns about a `FERROPTIM_NUM_THREADS` that is not used as given.
+fn warn_about_env_threads(py: Python<'_>) -> PyResult<()> {
+    let msg = match parallel::env_threads() {
+        parallel::EnvThreads::Clamped { asked, used } => format!(
+            "FERROPTIM_NUM_THREADS={asked} is more than {} per CPU of the {} this process may \
+             use; using {used} threads",
+            parallel::MAX_THREADS_PER_CPU,
+            parallel::cpus()
+        ),
+        parallel::EnvThreads::Invalid(v) => format!(
+            "FERROPTIM_NUM_THREADS={v:?} is not an integer >= 1; using the default of {} threads",
+            parallel::default_threads()
+        ),
+        _ => return Ok(()),
+    };
+    let msg = std::ffi::CString::new(msg).unwrap_or_default();
+    PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &msg, 1)
 }
 
 /// The number of threads used for large steps.
@@ -101,6 +131,7 @@ fn supported_simd_levels() -> Vec<&'static str> {
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    warn_about_env_threads(m.py())?;
     m.add_class::<engine::Engine>()?;
     m.add_class::<batches::Batcher>()?;
     m.add_class::<batches::EpochIter>()?;

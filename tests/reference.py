@@ -75,7 +75,7 @@ class Reference:
     ):
         g = self._grad(p, g, maximize, weight_decay)
         sq = s.setdefault("square_avg", np.zeros_like(p))
-        s["square_avg"] = sq = alpha * sq + (1 - alpha) * (g * g)
+        s["square_avg"] = sq = alpha * sq + ((1 - alpha) * g) * g
         if centered:
             ga = s.setdefault("grad_avg", np.zeros_like(p))
             s["grad_avg"] = ga = alpha * ga + (1 - alpha) * g
@@ -113,7 +113,7 @@ class Reference:
         m = s.setdefault("exp_avg", np.zeros_like(p))
         v = s.setdefault("exp_avg_sq", np.zeros_like(p))
         s["exp_avg"] = m = b1 * m + (1 - b1) * g
-        s["exp_avg_sq"] = v = b2 * v + (1 - b2) * (g * g)
+        s["exp_avg_sq"] = v = b2 * v + ((1 - b2) * g) * g
         if amsgrad:
             vmax = s.setdefault("max_exp_avg_sq", np.zeros_like(p))
             s["max_exp_avg_sq"] = v = np.maximum(vmax, v)
@@ -150,9 +150,9 @@ class Reference:
         g = self._grad(p, g, maximize, weight_decay)
         sq = s.setdefault("square_avg", np.zeros_like(p))
         acc = s.setdefault("acc_delta", np.zeros_like(p))
-        s["square_avg"] = sq = rho * sq + (1 - rho) * (g * g)
+        s["square_avg"] = sq = rho * sq + ((1 - rho) * g) * g
         delta = np.sqrt(acc + eps) / np.sqrt(sq + eps) * g
-        s["acc_delta"] = rho * acc + (1 - rho) * (delta * delta)
+        s["acc_delta"] = rho * acc + ((1 - rho) * delta) * delta
         p[...] = p + (-lr) * delta
 
     def _adamax(self, p, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False):
@@ -194,7 +194,7 @@ class Reference:
         m = s.setdefault("exp_avg", np.zeros_like(p))
         v = s.setdefault("exp_avg_sq", np.zeros_like(p))
         s["exp_avg"] = m = b1 * m + (1 - b1) * g
-        s["exp_avg_sq"] = v = b2 * v + (1 - b2) * (g * g)
+        s["exp_avg_sq"] = v = b2 * v + ((1 - b2) * g) * g
         denom = np.sqrt(v / bc2) + eps
         p[...] = p + ((-lr * (1.0 - mu) / (1.0 - mp)) * g) / denom
         p[...] = p + ((-lr * mu_next / (1.0 - mp * mu_next)) * m) / denom
@@ -221,7 +221,7 @@ class Reference:
         m = s.setdefault("exp_avg", np.zeros_like(p))
         v = s.setdefault("exp_avg_sq", np.zeros_like(p))
         s["exp_avg"] = m = b1 * m + (1 - b1) * g
-        s["exp_avg_sq"] = v = b2 * v + (1 - b2) * (g * g)
+        s["exp_avg_sq"] = v = b2 * v + ((1 - b2) * g) * g
         bc1, bc2 = 1 - b1**t, 1 - b2**t
         corrected = m / bc1
         rho_inf = 2 / (1 - b2) - 1

@@ -51,7 +51,11 @@ def unpack_(buffer: np.ndarray, arrays_: list[np.ndarray], scale: float) -> None
 @final
 class Batcher:
     def __new__(
-        cls, arrays: Sequence[np.ndarray], axis: int = 0, keep_alive: Sequence[Any] = ...
+        cls,
+        arrays: Sequence[np.ndarray],
+        axis: int = 0,
+        keep_alive: Sequence[Any] = ...,
+        maps: Sequence[tuple[int, Any, int]] = ...,
     ) -> Batcher: ...
     @property
     def num_samples(self) -> int: ...

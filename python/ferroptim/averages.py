@@ -42,6 +42,15 @@ def _float_array(x: Any, name: str = "x") -> np.ndarray:
     return np.require(a, dtype, ["C_CONTIGUOUS", "ALIGNED"])
 
 
+def _axis(axis: Any, x: np.ndarray) -> int:
+    """``axis`` as an int small enough for the core, which checks it against ``x.ndim``."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be an integer, got {type(axis).__name__}")
+    if not -(2**62) <= axis < 2**62:
+        raise ValueError(f"axis {axis} is out of bounds for an array of {x.ndim} dimensions")
+    return int(axis)
+
+
 def _unit_interval(name: str, value: Any) -> float:
     return real(name, value, low=0.0, high=1.0, high_open=True)
 
@@ -76,7 +85,8 @@ def ewa(x: Any, beta: float, bias_correction: bool = True, axis: int = 0) -> np.
         >>> fo.ewa([10.0, 10.0, 10.0], beta=0.5)
         array([10., 10., 10.])
     """
-    return _core.ewa(_float_array(x), beta, bias_correction, axis)
+    x = _float_array(x)
+    return _core.ewa(x, beta, flag("bias_correction", bias_correction), _axis(axis, x))
 
 
 def moving_average(x: Any, window: int, axis: int = 0) -> np.ndarray:
@@ -98,7 +108,8 @@ def moving_average(x: Any, window: int, axis: int = 0) -> np.ndarray:
 
     Args:
         x: the series, any shape with at least one dimension (dtypes as in :func:`ewa`).
-        window: the number of steps averaged, >= 1.
+        window: the number of steps averaged, >= 1 (any int: one longer than the series
+            averages everything so far).
         axis: the time axis (negative counts from the end).
 
     Example:
@@ -106,9 +117,13 @@ def moving_average(x: Any, window: int, axis: int = 0) -> np.ndarray:
         >>> fo.moving_average([1.0, 2.0, 3.0, 4.0], window=2)
         array([1. , 1.5, 2.5, 3.5])
     """
-    if isinstance(window, (bool, np.bool_)):
-        raise TypeError("window must be an integer >= 1, got bool")
-    return _core.moving_average(_float_array(x), window, axis)
+    if isinstance(window, (bool, np.bool_)) or not isinstance(window, (int, np.integer)):
+        raise TypeError(f"window must be an integer >= 1, got {type(window).__name__}")
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    x = _float_array(x)
+    # A window longer than the series averages all of it so far, however much longer.
+    return _core.moving_average(x, min(int(window), 2**62), _axis(axis, x))
 
 
 class EWA:
@@ -216,6 +231,35 @@ class EWA:
         return f"EWA(beta={self.beta}, bias_correction={self.bias_correction}, t={self.t})"
 
 
+try:
+    from numpy.lib.array_utils import byte_bounds as _byte_bounds
+except ImportError:  # numpy < 2
+    _byte_bounds = np.byte_bounds
+
+
+def _check_distinct(arrays: list, names: list) -> None:
+    """Refuses, as the optimizers do, an array given twice or two that share memory (tied
+    weights, overlapping views): swapping the averages in and out of them could not restore
+    both."""
+    for i, a in enumerate(arrays):
+        for j in range(i):
+            if arrays[j] is a:
+                raise ValueError(
+                    f"parameter {names[i]} is the same array as {names[j]}; pass each parameter once"
+                )
+    extents = sorted((*_byte_bounds(a), i) for i, a in enumerate(arrays) if a.size)
+    for k, (_, end, i) in enumerate(extents):
+        for start2, _, j in extents[k + 1 :]:
+            if start2 >= end:
+                break
+            if np.shares_memory(arrays[i], arrays[j]):
+                first, second = sorted((i, j))
+                raise ValueError(
+                    f"parameters {names[first]} and {names[second]} share memory; each element "
+                    "may belong to one of them only"
+                )
+
+
 class ParameterEMA:
     r"""An exponential moving average of model parameters (Polyak averaging), for evaluation.
 
@@ -270,6 +314,7 @@ class ParameterEMA:
             if not isinstance(p, np.ndarray) or p.dtype not in (np.float32, np.float64):
                 what = f"dtype {p.dtype}" if isinstance(p, np.ndarray) else type(p).__name__
                 raise TypeError(f"parameter {name} must be a float32 or float64 ndarray, got {what}")
+        _check_distinct(self._params, self._names)
         self._averages = [np.array(p, order="C", copy=True) for p in self._params]
         self.num_updates = 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import mmap
 import operator
 import secrets
+import threading
 from typing import Any, Callable, Iterator, Optional, Tuple, Union
 
 import numpy as np
@@ -20,8 +21,12 @@ __all__ = ["MiniBatches"]
 BatchSize = Union[int, None, Callable[[int], Optional[int]]]
 
 
-def _index(name: str, value: Any, minimum: Optional[int] = 0) -> int:
-    if isinstance(value, bool):
+_U64_MAX = 2**64 - 1
+
+
+def _index(name: str, value: Any, minimum: Optional[int] = 0, maximum: Optional[int] = _U64_MAX) -> int:
+    """``value`` as an int in [minimum, maximum] (the core takes 64-bit counts)."""
+    if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer, got bool")
     try:
         i = operator.index(value)
@@ -29,11 +34,13 @@ def _index(name: str, value: Any, minimum: Optional[int] = 0) -> int:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
     if minimum is not None and i < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {i}")
+    if maximum is not None and i > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {i}")
     return i
 
 
 def _seed(value: Any) -> int:
-    seed = _index("seed", value)
+    seed = _index("seed", value, maximum=None)
     if seed >= 1 << 64:
         raise ValueError(f"seed must be below 2**64, got {seed}")
     return seed
@@ -63,6 +70,19 @@ def _check_map(i: int, mm: mmap.mmap, map_start: Optional[int]) -> None:
             f"arrays[{i}] is a memory map of a file that shrank to {mm.size()} bytes since it "
             f"was mapped (it needs {map_start + len(mm)}); reading it would crash"
         )
+
+
+def _memmap_recipe(a: np.ndarray) -> tuple | None:
+    """How to map ``a`` again, if it is a whole ``np.memmap`` of a named file."""
+    if not (isinstance(a, np.memmap) and isinstance(a.base, mmap.mmap) and a.filename):
+        return None
+    order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+    mode = "r+" if a.mode == "w+" else a.mode  # never truncate the file on loading
+    return ("memmap", a.filename, a.dtype, mode, a.offset, a.shape, order)
+
+
+def _reopen_memmap(filename, dtype, mode, offset, shape, order) -> np.memmap:
+    return np.memmap(filename, dtype=dtype, mode=mode, offset=offset, shape=shape, order=order)
 
 
 class MiniBatches:
@@ -157,7 +177,14 @@ class MiniBatches:
                 self._maps.append((i, *found))
         # Exports of each map: while they live, the map cannot be closed under a gather.
         pins = [memoryview(mm) for _, mm, _ in self._maps]
-        self._core = _core.Batcher(list(arrays), _index("axis", axis, None), pins)
+        # Checked before each gather: a file truncated under its map would end the process.
+        sizes = [(i, mm, start + len(mm)) for i, mm, start in self._maps if start is not None]
+        axis = _index("axis", axis, None, None)
+        if not -(2**62) <= axis < 2**62:
+            raise ValueError(f"axis {axis} is out of range for arrays of {arrays[0].ndim} dimensions")
+        self._core = _core.Batcher(list(arrays), axis, pins, sizes)
+        # One pass starts at a time: two threads iterating must not both take one epoch.
+        self._lock = threading.RLock()
         self._shuffle = bool(shuffle)
         self._seed = secrets.randbits(64) if seed is None else _seed(seed)
         self._drop_last = bool(drop_last)
@@ -192,7 +219,7 @@ class MiniBatches:
         self._buffer_blocks = _index("buffer_blocks", buffer_blocks, 1)
 
         if not (batch_size is None or callable(batch_size)):
-            _index("batch_size", batch_size, 1)
+            _index("batch_size", batch_size, 1, None)
         self._batch_size = batch_size
         if not callable(batch_size):
             self._batch_size_at(0)  # drop_last with too large a batch fails here
@@ -200,6 +227,35 @@ class MiniBatches:
         self._epoch = 0  # the epoch the next pass starts
         self._start = 0  # the batch it starts at (after load_state_dict)
         self._current: Any = None  # the latest pass's iterator
+        # What pickle and copy.deepcopy rebuild the object from (the arrays are the ones
+        # the Batcher holds anyway).
+        self._arrays = arrays
+        self._options = dict(
+            batch_size=batch_size,
+            shuffle=self._shuffle,
+            seed=self._seed,
+            drop_last=self._drop_last,
+            axis=axis,
+            shard=None if shard is None else self._shard,
+            block_size=block_size,
+            buffer_blocks=self._buffer_blocks,
+            reuse_buffers=self._reuse,
+        )
+
+    def __getstate__(self) -> dict:
+        """Pickled as its arrays, options and :meth:`state_dict`. An ``np.memmap`` (or
+        ``np.load(..., mmap_mode=...)``) array is pickled as its file name, offset, dtype
+        and shape and mapped again on loading, so its data is not copied into the pickle."""
+        return {
+            "arrays": [_memmap_recipe(a) or a for a in self._arrays],
+            "options": self._options,
+            "state": self.state_dict(),
+        }
+
+    def __setstate__(self, st: dict) -> None:
+        arrays = [_reopen_memmap(*a[1:]) if isinstance(a, tuple) else a for a in st["arrays"]]
+        self.__init__(*arrays, **st["options"])
+        self.load_state_dict(st["state"])
 
     def _batch_size_at(self, epoch: int) -> int:
         if callable(self._batch_size):
@@ -210,7 +266,7 @@ class MiniBatches:
         n = self._shard_size
         if b is None:
             return n
-        b = _index(name, b, 1)
+        b = _index(name, b, 1, None)
         if self._drop_last and b > n:
             raise ValueError(
                 f"{name} is {b} but there are only {n} samples per epoch: with drop_last=True "
@@ -237,7 +293,15 @@ class MiniBatches:
         return it if it is not None and it.position < it.num_batches else None
 
     def __iter__(self) -> Iterator[Tuple[np.ndarray, ...]]:
-        """Starts the next epoch (or resumes the one loaded by ``load_state_dict``)."""
+        """Starts the next epoch (or resumes the one loaded by ``load_state_dict``).
+
+        Thread-safe: passes started by several threads get consecutive epochs."""
+        with self._lock:
+            return self._start_epoch()
+
+    def _start_epoch(self) -> Any:
+        if self._epoch > _U64_MAX:
+            raise ValueError(f"epoch {self._epoch} is past the last one, 2**64 - 1")
         for i, mm, map_start in self._maps:
             _check_map(i, mm, map_start)
         epoch, start = self._epoch, self._start
@@ -285,8 +349,9 @@ class MiniBatches:
         a MiniBatches over the same data makes the next pass continue with exactly the
         batches an uninterrupted run would have seen.
         """
-        it = self._in_progress()
-        epoch, position = (it.epoch, it.position) if it is not None else (self._epoch, self._start)
+        with self._lock:
+            it = self._in_progress()
+            epoch, position = (it.epoch, it.position) if it is not None else (self._epoch, self._start)
         return {
             "seed": self._seed,
             "epoch": epoch,
@@ -302,7 +367,7 @@ class MiniBatches:
         seed = _seed(state["seed"])
         epoch = _index("epoch", state["epoch"])
         position = _index("position", state["position"])
-        if state.get("num_samples", self.num_samples) != self.num_samples:
+        if "num_samples" in state and _index("num_samples", state["num_samples"]) != self.num_samples:
             raise ValueError(
                 f"state_dict is for {state['num_samples']} samples, these arrays have {self.num_samples}"
             )
@@ -311,7 +376,8 @@ class MiniBatches:
             raise ValueError(f"position {position} is past the end of epoch {epoch} ({n} batches)")
         if position == n:
             epoch, position = epoch + 1, 0
-        self._seed, self._epoch, self._start, self._current = seed, epoch, position, None
+        with self._lock:
+            self._seed, self._epoch, self._start, self._current = seed, epoch, position, None
 
     def __repr__(self) -> str:
         b = self._batch_size

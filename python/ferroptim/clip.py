@@ -9,6 +9,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from . import _core
+from ._checks import real
 
 GradsLike = Union[np.ndarray, Sequence[np.ndarray], Mapping[Any, np.ndarray]]
 
@@ -56,10 +57,9 @@ def clip_grad_norm(
         >>> [np.round(x, 6) for x in g]
         [array([0.6, 0. ]), array([0.8])]
     """
-    if not (math.isfinite(max_norm) and max_norm >= 0):
-        raise ValueError(f"max_norm must be a finite number >= 0, got {max_norm}")
+    max_norm = real("max_norm", max_norm, low=0.0)
     arrays = _as_list(grads)
-    total = _core.grad_norm(arrays, float(norm_type))
+    total = _core.grad_norm(arrays, float(norm_type)) + 0.0  # an empty sum is 0.0, not -0.0
     if error_if_nonfinite and not math.isfinite(total):
         raise FloatingPointError(
             f"the total norm of order {norm_type} of the gradients is {total}; nothing was "

@@ -12,7 +12,10 @@ several hosts with a host file (``mpiexec -f hosts -n 8 python train.py``, see t
 Failure: an uncaught exception on one rank would leave the others waiting forever in
 their next collective. :class:`DistributedOptimizer` therefore installs
 :func:`abort_on_exception` by default: the rank prints its traceback and calls
-``MPI_Abort``, which ends every rank of the job at once (as ``python -m mpi4py`` does).
+``MPI_Abort``, which ends every rank of the job at once (as ``python -m mpi4py`` does);
+it also covers exceptions in other threads and ``sys.exit`` with a nonzero status (see
+its docstring for what it does not cover). :func:`save_checkpoint` and
+:func:`load_checkpoint` raise the same error on every rank when rank 0 fails.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,7 +64,7 @@ def _arrays(x: Any) -> list[np.ndarray]:
         return [x]
     if isinstance(x, Mapping):
         return list(x.values())
-    if isinstance(x, Optimizer):
+    if isinstance(x, (Optimizer, _Wrapper)):
         return x._arrays()
     return list(x)
 
@@ -132,15 +134,24 @@ class DistributedOptimizer(_Wrapper):
     mean loss over the whole global batch when shards are equal-sized.
 
     Args:
-        optimizer: any ferroptim optimizer (or wrapper exposing ``step`` and ``_arrays``).
+        optimizer: any ferroptim optimizer, or a :class:`~ferroptim.GradientAccumulation`
+            or :class:`~ferroptim.Lookahead` around one. Both orders work:
+            ``DistributedOptimizer(GradientAccumulation(opt, k))`` averages every
+            micro-batch; ``GradientAccumulation(DistributedOptimizer(opt), k)`` averages
+            only the accumulated mean, once per update (k times less communication, the
+            same result up to rounding).
         comm: an mpi4py communicator (default ``MPI.COMM_WORLD``).
-        broadcast: copy rank 0's parameters to every rank now, so all start equal.
+        broadcast: copy rank 0's parameters (and a Lookahead's slow weights) to every rank
+            now, so all start equal; parameters added later with ``add_param_group`` are
+            broadcast at the next step.
         abort_on_error: install :func:`abort_on_exception` so that an uncaught exception
             on any rank ends the whole job instead of hanging the others.
 
     The gradients are averaged in place in your arrays (after being checked against the
     parameters; non-contiguous ones are averaged in a contiguous copy). ``comm_seconds``
-    accumulates the time spent packing, communicating and unpacking.
+    accumulates the time spent packing, communicating and unpacking. ``add_param_group``
+    (on this wrapper or the optimizer inside) must be called on every rank alike, like
+    every other call that changes the model; the next step takes the new group in.
     """
 
     def __init__(self, optimizer: Optimizer, comm=None, broadcast: bool = True, abort_on_error: bool = True):
@@ -151,24 +162,38 @@ class DistributedOptimizer(_Wrapper):
         self.comm = world(comm)
         self._MPI = _mpi()
         self._packer = _Packer(optimizer._arrays())
+        self._seen_version = optimizer._version
+        self._broadcast = bool(broadcast)
+        self._abort_on_error = bool(abort_on_error)
         self.comm_seconds = 0.0
         if abort_on_error:
             abort_on_exception(self.comm)
         if broadcast:
-            broadcast_parameters(optimizer, comm=self.comm)
+            broadcast_parameters(optimizer._sync_arrays(), comm=self.comm)
+
+    def _follow_layout(self) -> None:
+        if self._seen_version != self.optimizer._version:
+            # A param group was added (on every rank): rank 0's values of everything that
+            # must agree, then a packer for the new set of gradients.
+            if self._broadcast:
+                broadcast_parameters(self.optimizer._sync_arrays(), comm=self.comm)
+            self._packer = _Packer(self.optimizer._arrays())
+            self._seen_version = self.optimizer._version
 
     def step(self, grads: GradsLike) -> None:
         """Averages ``grads`` over all ranks (one Allreduce per dtype), then steps."""
-        checked = self.optimizer._engine.check_grads(grads)
+        self._step(grads)
+
+    def _step_checked(self, grads: list[np.ndarray], grad_scale: float = 1.0) -> bool:
         t0 = self._clock()
         MPI, comm = self._MPI, self.comm
         self._packer.run(
-            checked,
+            grads,
             lambda buf: comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM),
             1.0 / comm.Get_size(),
         )
         self.comm_seconds += self._clock() - t0
-        self.optimizer.step(checked)
+        return self.optimizer._step_checked(grads, grad_scale)
 
     def state_dict(self) -> dict:
         """The wrapped optimizer's state (equal on every rank)."""
@@ -178,11 +203,108 @@ class DistributedOptimizer(_Wrapper):
         """Restores the wrapped optimizer's state."""
         self.optimizer.load_state_dict(state_dict)
 
+    def __getstate__(self) -> dict:
+        if self.comm != self._MPI.COMM_WORLD:
+            raise TypeError(
+                "a DistributedOptimizer over a communicator other than COMM_WORLD cannot be "
+                "pickled or copied; pickle its .optimizer and wrap the copy again"
+            )
+        return {k: v for k, v in self.__dict__.items() if k not in ("comm", "_MPI", "_clock", "_packer")}
+
+    def __setstate__(self, st: dict) -> None:
+        import time
+
+        self.__dict__.update(st)
+        self._clock = time.perf_counter
+        self._MPI = _mpi()
+        self.comm = self._MPI.COMM_WORLD
+        self._packer = _Packer(self.optimizer._arrays())
+        if self._abort_on_error:
+            abort_on_exception(self.comm)
+
+
+# What abort_on_exception installed, and what it saw: the exit status passed to sys.exit
+# (or exit()/quit()) in the main thread, and whether an uncaught exception already aborted.
+_abort: dict = {"comm": None, "exit_status": None, "main_frame": None}
+
+
+def _exit_status(code: Any) -> int:
+    """The process exit status Python derives from ``SystemExit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code & 0xFF if code >= 0 else 1
+    return 1
+
+
+def _main_frame():
+    """The outermost frame running the ``__main__`` module's top-level code, if any."""
+    frame, main = sys._getframe(), None
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            main = frame
+        frame = frame.f_back
+    return main
+
+
+def _main_returned(frame) -> bool:
+    """Whether ``frame`` (the main module's) ran to its end rather than unwinding."""
+    import dis
+
+    for ins in dis.get_instructions(frame.f_code):
+        if ins.offset == frame.f_lasti:
+            return ins.opname.startswith("RETURN")
+    return False
+
+
+class _RecordingExit:
+    """``sys.exit``/``exit``/``quit`` that first note the status (main thread only)."""
+
+    def __init__(self, original):
+        self._original = original
+        self.__doc__ = getattr(original, "__doc__", None)
+
+    def __call__(self, *args):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            _abort["exit_status"] = _exit_status(args[0] if args else None)
+        return self._original(*args)
+
+    def __repr__(self) -> str:
+        return repr(self._original)
+
+
+def _abort_at_exit() -> None:
+    status, frame, comm = _abort["exit_status"], _abort["main_frame"], _abort["comm"]
+    if status and frame is not None and not _main_returned(frame):
+        sys.stderr.flush()
+        comm.Abort(status)
+
 
 def abort_on_exception(comm=None) -> None:
-    """Makes an uncaught exception on this rank print its traceback and abort the whole MPI
-    job (``comm.Abort(1)``), so no other rank waits forever in a collective."""
+    """Makes a rank that fails abort the whole MPI job (``comm.Abort``), so no other rank
+    waits forever in a collective. Covered:
+
+    * an uncaught exception in the main thread (``sys.excepthook``): the traceback is
+      printed, then ``Abort(1)``;
+    * an uncaught exception in any other thread (``threading.excepthook``), the same;
+    * the main module ending through ``sys.exit(status)``, ``exit(status)`` or
+      ``quit(status)`` with a nonzero status: ``Abort(status)`` when the interpreter exits
+      (``sys.exit(0)`` or ``sys.exit()`` exits normally).
+
+    Not covered: ``raise SystemExit(n)`` written directly (its status is not visible; use
+    ``sys.exit``), ``os._exit``, signals and crashes of the process (the MPI launcher
+    usually ends the job then), and a rank that exits normally (status 0) while the others
+    still wait for it. Installing it twice does nothing.
+    """
     comm = world(comm)
+    if getattr(sys.excepthook, "_ferroptim_abort", False):
+        return
+    import atexit
+    import builtins
+    import threading
+
     previous = sys.excepthook
 
     def hook(kind, value, tb):
@@ -190,10 +312,27 @@ def abort_on_exception(comm=None) -> None:
         sys.stderr.flush()
         comm.Abort(1)
 
-    if getattr(sys.excepthook, "_ferroptim_abort", False):
-        return
+    previous_thread_hook = threading.excepthook
+
+    def thread_hook(args):
+        previous_thread_hook(args)
+        if args.exc_type is SystemExit:  # ends only its thread, as Python intends
+            return
+        sys.stderr.flush()
+        comm.Abort(1)
+
     hook._ferroptim_abort = True  # type: ignore[attr-defined]
     sys.excepthook = hook
+    threading.excepthook = thread_hook
+    _abort["comm"] = comm
+    _abort["main_frame"] = _main_frame()
+    if not isinstance(sys.exit, _RecordingExit):
+        sys.exit = _RecordingExit(sys.exit)
+    for name in ("exit", "quit"):
+        original = getattr(builtins, name, None)
+        if original is not None and not isinstance(original, _RecordingExit):
+            setattr(builtins, name, _RecordingExit(original))
+    atexit.register(_abort_at_exit)
 
 
 def _state(obj: Any) -> Any:
@@ -205,51 +344,144 @@ def _state(obj: Any) -> Any:
     return [np.array(v, copy=True) for v in _arrays(obj)]
 
 
+def _check_arrays_entry(obj: Any, state: Any, name: str) -> None:
+    """Raises unless ``state`` can be copied into the arrays of ``obj`` (no load_state_dict)."""
+    targets = _arrays(obj)
+    if isinstance(obj, Mapping):
+        if not isinstance(state, Mapping) or list(obj.keys()) != list(state.keys()):
+            keys = list(state) if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"checkpoint entry {name!r} has keys {keys}, expected {list(obj)}")
+    sources = list(state.values()) if isinstance(state, Mapping) else list(state)
+    if len(sources) != len(targets) or any(np.shape(a) != b.shape for a, b in zip(sources, targets)):
+        raise ValueError(f"checkpoint entry {name!r} does not match the arrays given for it")
+
+
 def _restore(obj: Any, state: Any, name: str) -> None:
     """Loads ``state`` into ``obj``: ``load_state_dict``, or a copy into its arrays in place
     (so an optimizer holding them keeps working)."""
     if hasattr(obj, "load_state_dict"):
         obj.load_state_dict(state)
         return
-    targets = _arrays(obj)
+    _check_arrays_entry(obj, state, name)
     sources = list(state.values()) if isinstance(state, Mapping) else list(state)
-    if len(sources) != len(targets) or any(a.shape != b.shape for a, b in zip(sources, targets)):
-        raise ValueError(f"checkpoint entry {name!r} does not match the arrays given for it")
-    if isinstance(obj, Mapping) and list(obj.keys()) != list(state.keys()):
-        raise ValueError(f"checkpoint entry {name!r} has keys {list(state)}, expected {list(obj)}")
-    for dst, src in zip(targets, sources):
+    for dst, src in zip(_arrays(obj), sources):
         np.copyto(dst, src)
+
+
+def _on_root(comm, work) -> Any:
+    """Runs ``work()`` on rank 0 and returns its result on every rank; if it raised, every
+    rank raises that error (rank 0 the original, the others a copy), so none waits."""
+    result = error = None
+    if comm.Get_rank() == 0:
+        try:
+            result = work()
+        except Exception as e:  # re-raised below, on every rank
+            error = e
+    if comm.Get_size() > 1:
+        portable = None
+        if error is not None:
+            try:
+                portable = pickle.loads(pickle.dumps(error))
+            except Exception:
+                portable = RuntimeError(f"{type(error).__name__} on rank 0: {error}")
+        ok, payload = comm.bcast((error is None, result if error is None else portable), root=0)
+        if not ok and error is None:
+            raise payload
+        result = payload if ok else None
+    if error is not None:
+        raise error
+    return result
+
+
+def _write_atomically(path: str | os.PathLike, state: Any) -> None:
+    """Pickles ``state`` into a temporary file beside ``path`` and renames it over ``path``.
+
+    A symbolic link is written through (its target is replaced); an existing file keeps its
+    permission bits, a new one gets the umask's; anything but a regular file is refused;
+    the temporary file is removed if anything fails."""
+    import secrets
+    import stat
+
+    if not isinstance(path, (str, os.PathLike)) or os.fspath(path) in ("", b""):
+        raise ValueError(f"path must be a non-empty file path, got {path!r}")
+    target = os.path.realpath(path)
+    try:
+        existing = os.stat(target)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        raise ValueError(
+            f"checkpoint path {os.fspath(path)!r} exists and is not a regular file; a checkpoint "
+            "replaces a regular file (or creates one), never a device, pipe or directory"
+        )
+    directory, base = os.path.split(target)
+    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if existing is not None:
+                os.fchmod(f.fileno(), stat.S_IMODE(existing.st_mode))
+            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def save_checkpoint(path: str | os.PathLike, comm=None, **objects: Any) -> None:
     """Saves ``objects`` from rank 0 into one pickle file, atomically; every rank waits
-    until it is written. An object with ``state_dict()`` (optimizers, MiniBatches, EWAs...)
-    is saved through it; a dict or list of arrays (the parameters) is copied.
+    until it is written, and every rank raises the same error if it could not be. An
+    object with ``state_dict()`` (optimizers, MiniBatches, EWAs...) is saved through it; a
+    dict or list of arrays (the parameters) is copied.
+
+    ``path`` must be a regular file or not exist yet (a device such as ``/dev/null`` or a
+    directory is refused); an existing file keeps its permissions.
 
     Example: ``save_checkpoint("ckpt.pkl", params=params, optimizer=opt, batches=batches)``.
     """
     comm = world(comm)
-    if comm.Get_rank() == 0:
-        state = {name: _state(obj) for name, obj in objects.items()}
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    comm.Barrier()
+
+    def write() -> None:
+        _write_atomically(path, {name: _state(obj) for name, obj in objects.items()})
+
+    _on_root(comm, write)
 
 
 def load_checkpoint(path: str | os.PathLike, comm=None, **objects: Any) -> None:
     """Reads a checkpoint on rank 0, sends it to every rank, and restores each named object
-    (``objects`` as given to :func:`save_checkpoint`; arrays are filled in place)."""
+    (``objects`` as given to :func:`save_checkpoint`; arrays are filled in place).
+
+    All or nothing: if the file cannot be read, every rank raises the same error; if any
+    object refuses its entry (missing, different shapes, another optimizer...), the objects
+    restored before it are put back as they were, and the error is raised."""
     comm = world(comm)
-    state = None
-    if comm.Get_rank() == 0:
+
+    def read() -> dict:
         with open(path, "rb") as f:
             state = pickle.load(f)
-    state = comm.bcast(state, root=0)
+        if not isinstance(state, dict):
+            raise ValueError(f"{os.fspath(path)!r} is not a ferroptim checkpoint (not a dict of entries)")
+        return state
+
+    state = _on_root(comm, read)
     missing = [name for name in objects if name not in state]
     if missing:
         raise KeyError(f"checkpoint {os.fspath(path)!r} has no state for {missing}")
     for name, obj in objects.items():
-        _restore(obj, state[name], name)
+        if not hasattr(obj, "load_state_dict"):
+            _check_arrays_entry(obj, state[name], name)
+    done: list = []
+    try:
+        for name, obj in objects.items():
+            before = _state(obj)
+            _restore(obj, state[name], name)
+            done.append((name, obj, before))
+    except BaseException:
+        for name, obj, before in reversed(done):
+            _restore(obj, before, name)
+        raise

@@ -20,12 +20,14 @@ epsilon            ``eps``                added to the denominator, outside the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
 from . import _core
+from ._checks import count, real
 
 ParamsLike = Union[Sequence[np.ndarray], Mapping[Any, np.ndarray], Sequence[dict]]
 GradsLike = Union[Sequence[np.ndarray], Mapping[Any, np.ndarray]]
@@ -47,6 +49,29 @@ __all__ = [
 ]
 
 
+_MAX_STEP = 2**64 - 2
+
+
+def _step_count(value: Any, name: str) -> int:
+    """A saved step count as an int in [0, 2**64 - 2]: an integer, or an integral float (torch
+    saves steps as float tensors); never truncated, and one below the counter's maximum so
+    the next step cannot wrap."""
+    expected = f"state 'step' of {name} must be an integer in [0, 2**64 - 2]"
+    if type(value) is int:
+        step = value
+    else:
+        a = np.asarray(value)
+        if a.shape != () or a.dtype.kind not in "iuf":
+            raise TypeError(f"{expected}, got {type(value).__name__} {value!r}")
+        f = float(a)
+        if a.dtype.kind == "f" and not (math.isfinite(f) and f == math.floor(f)):
+            raise ValueError(f"{expected}, got {f!r}")
+        step = int(a)
+    if not 0 <= step <= _MAX_STEP:
+        raise ValueError(f"{expected}, got {step}")
+    return step
+
+
 def _parse_params(params: Any) -> tuple[list[dict], list[str], list | None]:
     """Splits ``params`` into param groups.
 
@@ -60,6 +85,8 @@ def _parse_params(params: Any) -> tuple[list[dict], list[str], list | None]:
             "got a single ndarray (wrap it in a list)"
         )
     if isinstance(params, Mapping):
+        if not params:
+            raise ValueError("optimizer got an empty parameter dict")
         raw_groups: list = [{"params": params}]
         single = True
     elif isinstance(params, Iterable) and not isinstance(params, (str, bytes)):
@@ -114,6 +141,83 @@ def _betas(betas) -> tuple[float, float]:
     return tuple(betas) if isinstance(betas, list) else betas
 
 
+_ADD_GROUP_HINT = "add parameters with optimizer.add_param_group({'params': [...]})"
+
+
+class _ParamList(tuple):
+    """The arrays of one param group: a tuple whose list-style edits raise a clear error.
+
+    An optimizer's parameters are fixed when it is built (their state lives in Rust, laid
+    out for exactly those arrays), so ``param_groups[i]["params"]`` cannot change in place;
+    :meth:`Optimizer.add_param_group` adds parameters.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"param_groups[i]['params'] cannot be changed; {_ADD_GROUP_HINT}")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+
+class _ParamGroup(dict):
+    """One param group: a dict whose hyper-parameters may change but whose ``"params"``
+    entry may not (see :class:`_ParamList`)."""
+
+    __slots__ = ()
+
+    def _check_key(self, key: Any) -> None:
+        if key == "params":
+            raise TypeError(f"param_groups[i]['params'] cannot be replaced or removed; {_ADD_GROUP_HINT}")
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._check_key(key)
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._check_key(key)
+        dict.__delitem__(self, key)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self._check_key(key)
+        return dict.pop(self, key, *default)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self._check_key(key)
+        return dict.setdefault(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        other = dict(*args, **kwargs)
+        if "params" in other:
+            self._check_key("params")
+        dict.update(self, other)
+
+    def __ior__(self, other: Any) -> _ParamGroup:
+        self.update(other)
+        return self
+
+    def popitem(self) -> tuple:
+        raise TypeError(f"param_groups[i]['params'] cannot be removed; {_ADD_GROUP_HINT}")
+
+    def clear(self) -> None:
+        self.popitem()
+
+    def __reduce__(self) -> tuple:
+        return (_ParamGroup, (dict(self),))
+
+
+def _param_group(group: Mapping) -> _ParamGroup:
+    g = dict(group)
+    g["params"] = _ParamList(g["params"])
+    return _ParamGroup(g)
+
+
+_NAN_POLICIES = ("propagate", "raise", "skip")
+_U64_MAX = 2**64 - 1
+
+
 class Optimizer:
     """Base class of the optimizers: param groups, ``step``, ``state_dict``.
 
@@ -138,7 +242,13 @@ class Optimizer:
     Hyper-parameters live in ``param_groups`` (a list of dicts, as in torch) and may be
     changed between steps; they are checked again at every step. ``lr`` may also be a
     schedule: any callable ``k -> lr`` evaluated at the group's update number ``k``
-    (0 for the first update).
+    (0 for the first update). The parameters themselves are fixed: each group's
+    ``"params"`` is a tuple that cannot be edited or replaced (a TypeError says so); add
+    parameters with :meth:`add_param_group`.
+
+    Optimizers can be pickled and deep-copied (with their parameters: pickle the
+    parameters and the optimizer together to keep them linked); a schedule given as a
+    lambda or local function makes pickling fail, as pickle stores functions by name.
     """
 
     _kind = ""
@@ -157,7 +267,9 @@ class Optimizer:
         for group in groups:
             full = dict(self.defaults)
             full.update(group)
-            self.param_groups.append(full)
+            self.param_groups.append(_param_group(full))
+        self._param_lists = [g["params"] for g in self.param_groups]
+        self._version = 0  # bumped by add_param_group, so wrappers can follow
         self._names = names
         self._keys = keys
         self._engine = self._build_engine(nan_policy, max_grad_norm)
@@ -165,23 +277,66 @@ class Optimizer:
 
     def _build_engine(self, nan_policy: str, max_grad_norm: float | None) -> _core.Engine:
         arrays, group_of = [], []
-        for gi, group in enumerate(self.param_groups):
-            arrays += group["params"]
-            group_of += [gi] * len(group["params"])
+        for gi, ps in enumerate(self._param_lists):
+            arrays += ps
+            group_of += [gi] * len(ps)
         return _core.Engine(
             self._kind,
             arrays,
             self._names,
             group_of,
-            len(self.param_groups),
+            len(self._param_lists),
             nan_policy,
             self._keys,
             max_grad_norm,
         )
 
+    def _groups(self) -> list[dict]:
+        """``param_groups``, after confirming that its groups still hold the parameters the
+        optimizer was built for (a group appended by hand, or a ``"params"`` entry
+        replaced behind the dict's back, would otherwise be silently ignored)."""
+        groups = self.param_groups
+        lists = self._param_lists
+        if len(groups) != len(lists):
+            raise ValueError(
+                f"param_groups has {len(groups)} groups but the optimizer was built with "
+                f"{len(lists)}; add groups with add_param_group(), not param_groups.append()"
+            )
+        for i, (g, ps) in enumerate(zip(groups, lists)):
+            if not isinstance(g, Mapping) or g.get("params") is not ps:
+                raise ValueError(
+                    f"param_groups[{i}] no longer holds the optimizer's parameters (its dict or its "
+                    f"'params' entry was replaced); the parameters are fixed: {_ADD_GROUP_HINT}"
+                )
+        return groups
+
     def _arrays(self) -> list[np.ndarray]:
         """The parameter arrays in parameter order."""
-        return [a for g in self.param_groups for a in g["params"]]
+        self._groups()
+        return [a for ps in self._param_lists for a in ps]
+
+    # -- the protocol the wrappers (GradientAccumulation, Lookahead, Distributed) share --
+
+    def _check_grads(self, grads: GradsLike) -> list[np.ndarray]:
+        """The gradients ``step`` would use, checked, as a list in parameter order."""
+        if not isinstance(grads, (dict, list, tuple)) and isinstance(grads, Mapping):
+            grads = dict(grads)
+        return self._engine.check_grads(grads)
+
+    def _check_groups(self) -> None:
+        """Raises as ``step`` would on a bad hyper-parameter, without stepping."""
+        self._engine.check_groups(self._groups())
+
+    def _step_checked(self, grads: list[np.ndarray], grad_scale: float = 1.0) -> bool:
+        """One step with ``grads * grad_scale``; False when it was skipped (``nan_policy``)."""
+        return self._engine.step(grads, self._groups(), grad_scale)
+
+    def _sync_layout(self) -> None:
+        """Wrappers bring their per-parameter buffers up to date here; nothing to do."""
+
+    def _sync_arrays(self) -> list[np.ndarray]:
+        """The arrays that must be equal on every rank of a data-parallel job."""
+        return self._arrays()
 
     # -- the step ------------------------------------------------------------------------
 
@@ -201,7 +356,7 @@ class Optimizer:
         """
         if not isinstance(grads, (dict, list, tuple)) and isinstance(grads, Mapping):
             grads = dict(grads)
-        self._engine.step(grads, self.param_groups)
+        self._engine.step(grads, self._groups())
 
     # -- hyper-parameters ---------------------------------------------------------------
 
@@ -250,7 +405,13 @@ class Optimizer:
         return self._engine.skipped_steps
 
     def add_param_group(self, param_group: dict) -> None:
-        """Adds a param group (as in torch); its state starts empty."""
+        """Adds a param group (as in torch); its state starts empty.
+
+        Wrappers (:class:`~ferroptim.GradientAccumulation`, :class:`~ferroptim.Lookahead`,
+        ``DistributedOptimizer``) around this optimizer take the new parameters in at
+        their next step.
+        """
+        self._groups()
         groups, names, keys = _parse_params([param_group])
         if (self._keys is None) != (keys is None):
             raise TypeError("a new param group must name its parameters iff the existing ones are named")
@@ -258,10 +419,12 @@ class Optimizer:
             raise ValueError("a parameter name of the new group is already in use")
         group = dict(self.defaults)
         group.update(groups[0])
+        group = _param_group(group)
         n_old = len(self._names)
         states = [self._engine.state(i) for i in range(n_old)]
-        old = (self.param_groups, self._names, self._keys, self._engine)
+        old = (self.param_groups, self._param_lists, self._names, self._keys, self._engine)
         self.param_groups = self.param_groups + [group]
+        self._param_lists = self._param_lists + [group["params"]]
         gi = len(self.param_groups) - 1
         self._names = self._names + [
             n.replace("params", f"param_groups[{gi}]['params']", 1) if keys is None else n for n in names
@@ -272,11 +435,12 @@ class Optimizer:
             engine = self._build_engine(self.nan_policy, self.max_grad_norm)
             engine.check_groups(self.param_groups)
             engine.set_states(states + [{} for _ in names])
-            engine.skipped_steps = old[3].skipped_steps
+            engine.skipped_steps = old[4].skipped_steps
         except Exception:
-            self.param_groups, self._names, self._keys, self._engine = old
+            self.param_groups, self._param_lists, self._names, self._keys, self._engine = old
             raise
         self._engine = engine
+        self._version += 1
 
     # -- state ----------------------------------------------------------------------------
 
@@ -292,10 +456,11 @@ class Optimizer:
 
         Plain Python and NumPy objects (copies), in torch's layout: ``"state"`` maps the
         parameter index to its state, ``"param_groups"`` holds each group's options with
-        ``"params"`` the indices of its parameters (and ``"param_names"`` when named).
+        ``"params"`` the indices of its parameters (and ``"param_names"`` when named), plus
+        ``"nan_policy"``, ``"max_grad_norm"`` and ``"skipped_steps"``.
         """
         groups, start = [], 0
-        for group in self.param_groups:
+        for group in self._groups():
             g = {k: v for k, v in group.items() if k != "params"}
             n = len(group["params"])
             g["params"] = list(range(start, start + n))
@@ -321,8 +486,11 @@ class Optimizer:
 
         Everything is checked before anything changes: the number of groups and of
         parameters per group, parameter names (when both sides have them), each buffer's
-        shape, and the hyper-parameters. Buffers are cast to their parameter's dtype.
+        shape, the hyper-parameters, ``nan_policy``, ``max_grad_norm`` and
+        ``skipped_steps`` (each restored when present). Buffers are cast to their
+        parameter's dtype. ``last_grad_norm`` starts again at None.
         """
+        self._groups()
         try:
             saved_groups = list(state_dict["param_groups"])
             saved_state = dict(state_dict["state"])
@@ -350,7 +518,7 @@ class Optimizer:
                 index_of[pid] = start + j
             g = {k: v for k, v in saved.items() if k not in ("params", "param_names")}
             g["params"] = group["params"]
-            new_groups.append(g)
+            new_groups.append(_ParamGroup(g))
             start += n
         states: list[dict] = [{} for _ in self._names]
         arrays = self._arrays()
@@ -358,22 +526,65 @@ class Optimizer:
             if pid not in index_of:
                 raise ValueError(f"state_dict has state for unknown parameter {pid!r}")
             i = index_of[pid]
+            if not isinstance(s, Mapping):
+                raise TypeError(
+                    f"state_dict['state'][{pid!r}] must be a dict of the state of {self._names[i]}, "
+                    f"got {type(s).__name__}"
+                )
             states[i] = self._coerce_state(dict(s), arrays[i], self._names[i], self._engine.scalar_state_name)
-        self._engine.check_groups(new_groups)
-        self._engine.set_states(states)
+        nan_policy = state_dict.get("nan_policy", self.nan_policy)
+        if not isinstance(nan_policy, str) or nan_policy not in _NAN_POLICIES:
+            raise ValueError(f"state_dict's nan_policy must be one of {_NAN_POLICIES}, got {nan_policy!r}")
+        max_grad_norm = state_dict.get("max_grad_norm", self.max_grad_norm)
+        if max_grad_norm is not None:
+            max_grad_norm = real("state_dict's max_grad_norm", max_grad_norm, low=0.0)
+        skipped = state_dict.get("skipped_steps", self.skipped_steps)
+        skipped = count("state_dict's skipped_steps", skipped)
+        if skipped > _U64_MAX:
+            raise ValueError(f"state_dict's skipped_steps must be < 2**64, got {skipped}")
+        # A new engine holds everything restored; it replaces the old one only once every
+        # part has been accepted, so a failure leaves this optimizer as it was.
+        engine = self._build_engine(nan_policy, max_grad_norm)
+        engine.check_groups(new_groups)
+        engine.set_states(states)
+        engine.skipped_steps = skipped
+        self._engine = engine
         self.param_groups = new_groups
-        if "skipped_steps" in state_dict:
-            self._engine.skipped_steps = int(state_dict["skipped_steps"])
+
+    # -- pickle and copy.deepcopy, through the state_dict ---------------------------------
+
+    _PICKLED = ("defaults", "param_groups", "_param_lists", "_version", "_names", "_keys", "_engine")
+
+    def __getstate__(self) -> dict:
+        groups = [dict(g, params=list(g["params"])) for g in self._groups()]
+        extra = {k: v for k, v in self.__dict__.items() if k not in self._PICKLED}
+        return {
+            "defaults": self.defaults,
+            "groups": groups,
+            "names": self._names,
+            "keys": self._keys,
+            "state_dict": self.state_dict(),
+            "version": self._version,
+            "extra": extra,
+        }
+
+    def __setstate__(self, st: dict) -> None:
+        self.__dict__.update(st["extra"])
+        self.defaults = st["defaults"]
+        self.param_groups = [_param_group(g) for g in st["groups"]]
+        self._param_lists = [g["params"] for g in self.param_groups]
+        self._version = st["version"]
+        self._names, self._keys = st["names"], st["keys"]
+        sd = st["state_dict"]
+        self._engine = self._build_engine(sd["nan_policy"], sd["max_grad_norm"])
+        self.load_state_dict(sd)
 
     @staticmethod
     def _coerce_state(s: dict, param: np.ndarray, name: str, scalar_name: str | None) -> dict:
         out = {}
         for k, v in s.items():
             if k == "step":
-                step = int(np.asarray(v))
-                if step < 0:
-                    raise ValueError(f"state 'step' of {name} must be >= 0")
-                out[k] = step
+                out[k] = _step_count(v, name)
                 continue
             if k == scalar_name:
                 out[k] = float(np.asarray(v))

@@ -8,13 +8,18 @@ import numbers
 import numpy as np
 
 from . import _core
+from ._checks import count as _count
+from ._checks import real
 from .optim import GradsLike, Optimizer
 
 __all__ = ["GradientAccumulation", "Lookahead"]
 
 
 class _Wrapper:
-    """Forwards the hyper-parameter surface of the wrapped optimizer."""
+    """Forwards the hyper-parameter surface of the wrapped optimizer, and the internal
+    protocol that lets wrappers nest in any order (each layer checks the gradients with
+    the innermost optimizer, brings its own per-parameter buffers up to date after an
+    ``add_param_group``, then passes the step on)."""
 
     optimizer: Optimizer
 
@@ -32,6 +37,57 @@ class _Wrapper:
     def lr(self, value) -> None:
         self.optimizer.lr = value
 
+    def add_param_group(self, param_group: dict) -> None:
+        """Adds a param group to the wrapped optimizer (see ``Optimizer.add_param_group``);
+        this wrapper takes the new parameters in at its next step."""
+        self.optimizer.add_param_group(param_group)
+
+    @property
+    def _keys(self):
+        return self.optimizer._keys
+
+    @property
+    def _version(self) -> int:
+        return self.optimizer._version
+
+    def _arrays(self) -> list[np.ndarray]:
+        return self.optimizer._arrays()
+
+    def _check_grads(self, grads: GradsLike) -> list[np.ndarray]:
+        return self.optimizer._check_grads(grads)
+
+    def _check_groups(self) -> None:
+        self.optimizer._check_groups()
+
+    def _sync_arrays(self) -> list[np.ndarray]:
+        return self.optimizer._sync_arrays()
+
+    def _sync_layout(self) -> None:
+        """Brings every layer up to date with the parameters, innermost first."""
+        self.optimizer._sync_layout()
+        self._follow_layout()
+
+    def _follow_layout(self) -> None:
+        """Extends this wrapper's per-parameter buffers after ``add_param_group``."""
+        if self._seen_version != self.optimizer._version:
+            arrays = self.optimizer._arrays()
+            self._extend(arrays[self._num_buffers() :])
+            self._seen_version = self.optimizer._version
+
+    def _num_buffers(self) -> int:
+        return len(self._arrays())
+
+    def _extend(self, new: list[np.ndarray]) -> None:
+        pass
+
+    def _step(self, grads: GradsLike) -> bool:
+        checked = self._check_grads(grads)
+        self._sync_layout()
+        return self._step_checked(checked, 1.0)
+
+    def _step_checked(self, grads: list[np.ndarray], grad_scale: float = 1.0) -> bool:
+        raise NotImplementedError
+
     def _copies_from(self, saved, name: str) -> list[np.ndarray]:
         """Checked copies of saved buffers, one per parameter, cast like the parameters."""
         arrays = self.optimizer._arrays()
@@ -47,6 +103,12 @@ class _Wrapper:
                 )
             out.append(np.array(a, dtype=p.dtype, order="C"))
         return out
+
+
+def _positive_int(name: str, value) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 class GradientAccumulation(_Wrapper):
@@ -79,26 +141,38 @@ class GradientAccumulation(_Wrapper):
     """
 
     def __init__(self, optimizer: Optimizer, steps: int):
-        if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        self.steps = _positive_int("steps", steps)
         self.optimizer = optimizer
-        self.steps = int(steps)
         self.count = 0
         self._acc = [np.zeros_like(p) for p in optimizer._arrays()]
+        self._seen_version = optimizer._version
+
+    def _num_buffers(self) -> int:
+        return len(self._acc)
+
+    def _extend(self, new: list[np.ndarray]) -> None:
+        # Parameters added mid-accumulation count the earlier micro-batches as zero gradients.
+        self._acc = self._acc + [np.zeros_like(p) for p in new]
 
     def step(self, grads: GradsLike) -> bool:
-        """Adds ``grads``; on every ``steps``-th call, steps the optimizer with the mean."""
-        checked = self.optimizer._engine.check_grads(grads)
-        self.optimizer._engine.check_groups(self.optimizer.param_groups)
-        _core.accumulate_(self._acc, checked, self.count == 0)
+        """Adds ``grads`` (a list, or a mapping keyed like the parameters); on every
+        ``steps``-th call, steps the optimizer with the mean. Returns True when it did."""
+        return self._step(grads)
+
+    def _step_checked(self, grads: list[np.ndarray], grad_scale: float = 1.0) -> bool:
+        self.optimizer._check_groups()
+        if grad_scale != 1.0:
+            _core.scale_(grads, grad_scale)
+        _core.accumulate_(self._acc, grads, self.count == 0)
         self.count += 1
         if self.count < self.steps:
             return False
         self.count = 0
-        return self.optimizer._engine.step(self._acc, self.optimizer.param_groups, 1.0 / self.steps)
+        return self.optimizer._step_checked(self._acc, 1.0 / self.steps)
 
     def state_dict(self) -> dict:
         """The optimizer's state_dict, plus the micro-batches accumulated so far."""
+        self._follow_layout()
         return {
             "optimizer": self.optimizer.state_dict(),
             "steps": self.steps,
@@ -108,15 +182,21 @@ class GradientAccumulation(_Wrapper):
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restores what ``state_dict`` returned (all checked before anything changes)."""
-        count = int(state_dict["count"])
-        if not 0 <= count < self.steps or int(state_dict["steps"]) != self.steps:
+        self._follow_layout()
+        count = state_dict["count"]
+        if (
+            not isinstance(count, numbers.Integral)
+            or isinstance(count, bool)
+            or not 0 <= count < self.steps
+            or state_dict["steps"] != self.steps
+        ):
             raise ValueError(
-                f"state_dict is for steps={state_dict['steps']} with count={count}; this "
-                f"wrapper has steps={self.steps}"
+                f"state_dict is for steps={state_dict['steps']!r} with count={count!r}; this "
+                f"wrapper has steps={self.steps} (count must be in [0, steps))"
             )
         acc = self._copies_from(state_dict["accumulated"], "accumulated")
         self.optimizer.load_state_dict(state_dict["optimizer"])
-        self._acc, self.count = acc, count
+        self._acc, self.count = acc, int(count)
 
 
 class Lookahead(_Wrapper):
@@ -149,26 +229,38 @@ class Lookahead(_Wrapper):
     """
 
     def __init__(self, optimizer: Optimizer, sync_period: int = 5, slow_step_size: float = 0.5):
-        if not isinstance(sync_period, numbers.Integral) or isinstance(sync_period, bool) or sync_period < 1:
-            raise ValueError(f"sync_period must be an integer >= 1, got {sync_period!r}")
-        if not 0.0 <= slow_step_size <= 1.0:
-            raise ValueError(f"slow_step_size must be in [0, 1], got {slow_step_size!r}")
+        self.sync_period = _positive_int("sync_period", sync_period)
+        self.slow_step_size = real("slow_step_size", slow_step_size, low=0.0, high=1.0)
         self.optimizer = optimizer
-        self.sync_period = int(sync_period)
-        self.slow_step_size = float(slow_step_size)
         self.count = 0
         self._slow = [p.copy() for p in optimizer._arrays()]
+        self._seen_version = optimizer._version
+
+    def _num_buffers(self) -> int:
+        return len(self._slow)
+
+    def _extend(self, new: list[np.ndarray]) -> None:
+        # Slow weights of added parameters start, as all do, as a copy of the parameters.
+        self._slow = self._slow + [p.copy() for p in new]
+
+    def _sync_arrays(self) -> list[np.ndarray]:
+        return self.optimizer._sync_arrays() + self._slow
 
     def step(self, grads: GradsLike) -> None:
         """One fast step; every ``sync_period``-th one also synchronises."""
-        self.optimizer.step(grads)
+        self._step(grads)
+
+    def _step_checked(self, grads: list[np.ndarray], grad_scale: float = 1.0) -> bool:
+        stepped = self.optimizer._step_checked(grads, grad_scale)
         self.count += 1
         if self.count % self.sync_period == 0:
             _core.lookahead_sync_(self._slow, self.optimizer._arrays(), self.slow_step_size)
+        return stepped
 
     @property
     def slow_params(self):
         """Read-only views of the slow weights, keyed like the parameters (list or dict)."""
+        self._follow_layout()
         views = []
         for s in self._slow:
             v = s.view()
@@ -179,6 +271,7 @@ class Lookahead(_Wrapper):
 
     def state_dict(self) -> dict:
         """The optimizer's state_dict, plus the slow weights and the step count."""
+        self._follow_layout()
         return {
             "optimizer": self.optimizer.state_dict(),
             "sync_period": self.sync_period,
@@ -189,11 +282,18 @@ class Lookahead(_Wrapper):
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restores what ``state_dict`` returned (all checked before anything changes)."""
+        self._follow_layout()
+        sync_period = _positive_int(
+            "state_dict's sync_period", state_dict.get("sync_period", self.sync_period)
+        )
+        slow_step_size = real(
+            "state_dict's slow_step_size",
+            state_dict.get("slow_step_size", self.slow_step_size),
+            low=0.0,
+            high=1.0,
+        )
+        count = _count("state_dict's count", state_dict["count"])
         slow = self._copies_from(state_dict["slow"], "slow")
-        count = int(state_dict["count"])
-        if count < 0:
-            raise ValueError(f"count must be >= 0, got {count}")
         self.optimizer.load_state_dict(state_dict["optimizer"])
         self._slow, self.count = slow, count
-        self.sync_period = int(state_dict.get("sync_period", self.sync_period))
-        self.slow_step_size = float(state_dict.get("slow_step_size", self.slow_step_size))
+        self.sync_period, self.slow_step_size = sync_period, slow_step_size

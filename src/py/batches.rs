@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::arrays::{describe_dtype, layout, shape_str};
+use super::lock::Locked;
 use super::type_name;
 use crate::batches::{self, Buffer, Job, Order, Shuffle, Source};
 
@@ -52,6 +53,9 @@ struct Inputs {
     arrays: Vec<Input>,
     /// Objects that must outlive every gather: exports that keep memory maps open.
     _keep_alive: Vec<Py<PyAny>>,
+    /// `(i, map, bytes)`: `arrays[i]` reads a memory map of a file that must keep at least
+    /// `bytes` bytes (a page past its end would end the process with SIGBUS).
+    maps: Vec<(usize, Py<PyAny>, u64)>,
     sources: Arc<[Source]>,
     samples: usize,
     /// The memory of a finished epoch's permutation, for the next one.
@@ -77,6 +81,21 @@ impl Inputs {
                 return Err(PyValueError::new_err(format!(
                     "arrays[{i}] was resized or reshaped in place since MiniBatches was created; \
                      create a new MiniBatches for it"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Confirms each memory-mapped file still holds what its map covers (one `fstat`
+    /// each, through `mmap.size()`).
+    fn check_maps(&self, py: Python<'_>) -> PyResult<()> {
+        for (i, map, needed) in &self.maps {
+            let size: u64 = map.bind(py).call_method0("size")?.extract()?;
+            if size < *needed {
+                return Err(PyValueError::new_err(format!(
+                    "arrays[{i}] is a memory map of a file that shrank to {size} bytes since it \
+                     was mapped (it needs {needed}); reading it would crash, so iteration stops"
                 )));
             }
         }
@@ -242,11 +261,12 @@ impl Batcher {
 #[pymethods]
 impl Batcher {
     #[new]
-    #[pyo3(signature = (arrays, axis = 0, keep_alive = Vec::new()))]
+    #[pyo3(signature = (arrays, axis = 0, keep_alive = Vec::new(), maps = Vec::new()))]
     fn new(
         arrays: Vec<Bound<'_, PyAny>>,
         axis: isize,
         keep_alive: Vec<Py<PyAny>>,
+        maps: Vec<(usize, Py<PyAny>, u64)>,
     ) -> PyResult<Self> {
         if arrays.is_empty() {
             return Err(PyTypeError::new_err("MiniBatches needs at least one array"));
@@ -277,6 +297,7 @@ impl Batcher {
             inputs: Arc::new(Inputs {
                 arrays: inputs,
                 _keep_alive: keep_alive,
+                maps,
                 sources: Arc::from(sources),
                 samples,
                 spare: Mutex::new(Vec::new()),
@@ -303,7 +324,8 @@ impl Batcher {
         shard: (usize, usize),
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let order = self.order(py, seed, epoch, shuffle, block_size, buffer_blocks, shard)?;
-        let indices: Vec<i64> = order.to_vec().into_iter().map(|i| i as i64).collect();
+        // In place: the collect reuses the allocation of the u64 vector.
+        let indices: Vec<i64> = order.to_vec()?.into_iter().map(|i| i as i64).collect();
         Ok(PyArray1::from_vec(py, indices))
     }
 
@@ -354,7 +376,7 @@ impl Batcher {
         } else {
             None
         };
-        let mut it = EpochIter {
+        let mut it = EpochState {
             inputs: Arc::clone(&self.inputs),
             order,
             epoch,
@@ -365,16 +387,25 @@ impl Batcher {
             pending: VecDeque::new(),
             reuse,
         };
-        it.top_up(start);
-        Ok(it)
+        it.top_up(py, start);
+        Ok(EpochIter {
+            state: Locked::new(it),
+        })
     }
 }
 
-/// One epoch of batches: tuples of NumPy arrays, one per source array.
+/// One epoch of batches: tuples of NumPy arrays, one per source array. Threads sharing
+/// one take turns: each batch goes to exactly one of them.
 ///
 /// Made by `MiniBatches.__iter__`; not meant to be built directly.
-#[pyclass(module = "ferroptim._core")]
+#[pyclass(module = "ferroptim._core", frozen)]
 pub struct EpochIter {
+    state: Locked<EpochState>,
+}
+
+const WHAT: &str = "this epoch's iterator";
+
+struct EpochState {
     inputs: Arc<Inputs>,
     order: Order,
     epoch: u64,
@@ -391,13 +422,14 @@ pub struct EpochIter {
     reuse: Option<Vec<Vec<Arc<Buffer>>>>,
 }
 
-impl EpochIter {
+impl EpochState {
     fn rows(&self, k: usize) -> std::ops::Range<usize> {
         let start = k * self.batch_size;
         start..(start + self.batch_size).min(self.order.len())
     }
 
-    fn job(&self, k: usize) -> crate::Result<Arc<Job>> {
+    fn job(&self, py: Python<'_>, k: usize) -> PyResult<Arc<Job>> {
+        self.inputs.check_maps(py)?;
         let rows = self.rows(k);
         let buffers = match &self.reuse {
             Some(sets) => sets[k % sets.len()].clone(),
@@ -408,7 +440,7 @@ impl EpochIter {
         let job = unsafe {
             Job::new(
                 Arc::clone(&self.inputs.sources),
-                self.order.batch(rows),
+                self.order.batch(rows)?,
                 buffers,
             )?
         };
@@ -423,13 +455,13 @@ impl EpochIter {
     /// `first` (the first pending one), skipping batches too small to be worth handing over.
     /// A failed allocation is not reported here: that batch is then gathered when asked for,
     /// and the error raised there.
-    fn top_up(&mut self, first: usize) {
+    fn top_up(&mut self, py: Python<'_>, first: usize) {
         loop {
             let k = first + self.pending.len();
             if self.pending.len() >= self.depth || k >= self.num_batches || !self.is_large(k) {
                 return;
             }
-            match self.job(k) {
+            match self.job(py, k) {
                 Ok(job) => {
                     job.spawn();
                     self.pending.push_back(job);
@@ -446,7 +478,7 @@ impl EpochIter {
     }
 }
 
-impl Drop for EpochIter {
+impl Drop for EpochState {
     fn drop(&mut self) {
         self.cancel_pending();
         self.inputs
@@ -454,29 +486,29 @@ impl Drop for EpochIter {
     }
 }
 
-#[pymethods]
-impl EpochIter {
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+impl EpochState {
+    fn next<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let k = self.position;
         if k >= self.num_batches {
             return Ok(None);
         }
         self.inputs.recheck(py)?;
+        if let Err(e) = self.inputs.check_maps(py) {
+            // Gathers not started yet would read past the end of the file.
+            self.cancel_pending();
+            return Err(e);
+        }
         let large = self.is_large(k);
         let job = if let Some(job) = self.pending.pop_front() {
             job
         } else {
-            let job = self.job(k)?;
+            let job = self.job(py, k)?;
             if large {
                 job.spawn();
             }
             job
         };
-        self.top_up(k + 1);
+        self.top_up(py, k + 1);
         let finished = if large && !job.is_done() {
             let next = self.pending.front();
             py.detach(|| job.finish(next.map(|j| &**j)))
@@ -496,27 +528,39 @@ impl EpochIter {
         }
         Ok(Some(self.inputs.arrays(py, &buffers, rows)?))
     }
+}
 
-    fn __length_hint__(&self) -> usize {
-        self.num_batches - self.position
+#[pymethods]
+impl EpochIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        self.state.lock(py, WHAT)?.next(py)
+    }
+
+    fn __length_hint__(&self, py: Python<'_>) -> PyResult<usize> {
+        let st = self.state.lock(py, WHAT)?;
+        Ok(st.num_batches - st.position)
     }
 
     /// The epoch these batches belong to.
     #[getter]
-    fn epoch(&self) -> u64 {
-        self.epoch
+    fn epoch(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.state.lock(py, WHAT)?.epoch)
     }
 
     /// Batches already returned in this epoch (including those skipped by a resume).
     #[getter]
-    fn position(&self) -> usize {
-        self.position
+    fn position(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.state.lock(py, WHAT)?.position)
     }
 
     /// Batches in this epoch.
     #[getter]
-    fn num_batches(&self) -> usize {
-        self.num_batches
+    fn num_batches(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.state.lock(py, WHAT)?.num_batches)
     }
 }
 

@@ -14,12 +14,13 @@ use numpy::{
 use pyo3::exceptions::{PyFloatingPointError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyList, PySequence, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PySequence, PyString, PyTuple};
 
 use super::arrays::{
     check_array, describe_dtype, disjoint_extents, layout, numpy_scalar_as_array, overlapping,
     shape_str, Checked,
 };
+use super::lock::{Guard, Locked};
 use super::type_name;
 use crate::float::{Dtype, Float};
 use crate::hyper::{self, Algorithm, Hyper};
@@ -130,11 +131,20 @@ impl<'py> GroupReader<'_, 'py> {
         if let Ok(f) = v.cast::<PyFloat>() {
             return Ok(f.value());
         }
-        if v.is_instance_of::<pyo3::types::PyBool>() {
+        if v.is_instance_of::<PyBool>() {
             return Err(self.type_error(key, "a number", &v));
         }
-        v.extract::<f64>()
-            .map_err(|_| self.type_error(key, "a number", &v))
+        v.extract::<f64>().map_err(|_| {
+            if v.is_instance_of::<PyInt>() {
+                PyValueError::new_err(format!(
+                    "param_groups[{}]['{}'] is an int too large for a float; expected a number \
+                     below about 1.8e308",
+                    self.index, key
+                ))
+            } else {
+                self.type_error(key, "a number", &v)
+            }
+        })
     }
 
     fn flag(&self, key: &Bound<'py, PyString>) -> PyResult<bool> {
@@ -151,12 +161,28 @@ impl<'py> GroupReader<'_, 'py> {
         }
         if v.is_callable() && !v.is_instance_of::<PyUntypedArray>() {
             let out = v.call1((step,))?;
+            if let Ok(f) = out.cast::<PyFloat>() {
+                return Ok(f.value());
+            }
+            let prefix = format!("the lr schedule of param_groups[{}] returned", self.index);
+            if out.is_instance_of::<PyBool>() || type_name(&out) == "bool" {
+                return Err(PyTypeError::new_err(format!(
+                    "{prefix} bool ({out}) at step {step}, expected a number (True and False \
+                     are refused, as lr=True is)"
+                )));
+            }
             return out.extract::<f64>().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "the lr schedule of param_groups[{}] returned {} at step {step}, expected a number",
-                    self.index,
-                    type_name(&out)
-                ))
+                if out.is_instance_of::<PyInt>() {
+                    PyValueError::new_err(format!(
+                        "{prefix} an int too large for a float at step {step}, expected a number \
+                         below about 1.8e308"
+                    ))
+                } else {
+                    PyTypeError::new_err(format!(
+                        "{prefix} {} at step {step}, expected a number",
+                        type_name(&out)
+                    ))
+                }
             });
         }
         self.float(key)
@@ -296,25 +322,34 @@ impl<'py> GroupReader<'_, 'py> {
 /// The Rust side of a ferroptim optimizer: parameters, their state, and the fused step.
 ///
 /// Built by the Python optimizer classes; not meant to be used directly.
-#[pyclass(module = "ferroptim._core")]
+#[pyclass(module = "ferroptim._core", frozen)]
 pub struct Engine {
     kind: Kind,
-    core: Optimizer,
     params: Vec<Param>,
     /// `(start, end, index)` of each non-empty parameter's bytes, sorted by start.
     extents: Vec<(usize, usize, usize)>,
     /// The first tensor of each param group (whose step count drives a schedule).
     group_first: Vec<Option<usize>>,
     nan_policy: NanPolicy,
-    skipped_steps: u64,
     /// The parameters' keys when they were given by name: gradients may then come as a dict.
     keys: Option<Vec<Py<PyAny>>>,
+    /// Everything a step changes, behind one lock: threads sharing the optimizer take turns.
+    state: Locked<Mutable>,
+}
+
+/// The part of an engine that steps change.
+struct Mutable {
+    core: Optimizer,
+    skipped_steps: u64,
     /// Clip the global 2-norm of the gradients to this inside the step (torch's
     /// `clip_grad_norm_` rule), if set.
     max_grad_norm: Option<f64>,
     /// The global gradient norm of the last step, before clipping (when clipping).
     last_grad_norm: Option<f64>,
 }
+
+/// How a lock conflict names the engine.
+const WHAT: &str = "this optimizer";
 
 fn check_param(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Param> {
     let (a, c) = check_array(obj, &format!("parameter {name}"), true)?;
@@ -496,7 +531,17 @@ impl Engine {
         Ok(())
     }
 
-    fn hypers(&self, groups: &Bound<'_, PyAny>) -> PyResult<Vec<Hyper>> {
+    /// The step count of each param group's first tensor (which drives its schedule).
+    fn group_steps(&self, st: &Mutable) -> Vec<u64> {
+        self.group_first
+            .iter()
+            .map(|first| first.map_or(0, |i| st.core.states()[i].step()))
+            .collect()
+    }
+
+    /// Reads every group's hyper-parameters for update `steps[g]` (calling schedules:
+    /// Python code, so this runs without the lock and before any pointer is taken).
+    fn read_hypers(&self, groups: &Bound<'_, PyAny>, steps: &[u64]) -> PyResult<Vec<Hyper>> {
         let groups = groups
             .cast::<PyList>()
             .map_err(|_| PyTypeError::new_err("param_groups must be a list of dicts"))?;
@@ -507,7 +552,7 @@ impl Engine {
                 groups.len()
             )));
         }
-        let hypers = groups
+        groups
             .iter()
             .enumerate()
             .map(|(index, g)| {
@@ -517,12 +562,28 @@ impl Engine {
                         type_name(&g)
                     ))
                 })?;
-                let step = self.group_first[index].map_or(0, |i| self.core.states()[i].step());
-                GroupReader { group, index }.read(self.kind, step)
+                GroupReader { group, index }.read(self.kind, steps[index])
             })
-            .collect::<PyResult<Vec<_>>>()?;
-        self.core.validate(&hypers)?;
-        Ok(hypers)
+            .collect()
+    }
+
+    /// The lock, and the hyper-parameters read for the step counts it holds: schedules are
+    /// called unlocked (one may read this optimizer), then read again if another thread
+    /// stepped meanwhile.
+    fn lock_with_hypers<'a>(
+        &'a self,
+        py: Python<'_>,
+        groups: &Bound<'_, PyAny>,
+    ) -> PyResult<(Guard<'a, Mutable>, Vec<Hyper>)> {
+        loop {
+            let steps = self.group_steps(&*self.state.lock(py, WHAT)?);
+            let hypers = self.read_hypers(groups, &steps)?;
+            let st = self.state.lock(py, WHAT)?;
+            if self.group_steps(&st) == steps {
+                st.core.validate(&hypers)?;
+                return Ok((st, hypers));
+            }
+        }
     }
 }
 
@@ -588,10 +649,18 @@ fn state_from_dict<T: Float + numpy::Element>(
             ))
         };
         let arr = v.cast::<PyArrayDyn<T>>().map_err(|_| err())?;
-        let buf = arr.to_vec().map_err(|_| err())?;
-        if buf.len() != param.len {
+        let view = arr.try_readonly()?;
+        let src = view.as_slice().map_err(|_| err())?;
+        if src.len() != param.len {
             return Err(err());
         }
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(src.len())
+            .map_err(|_| crate::error::Error::OutOfMemory {
+                what: format!("the state '{key}' of {}", param.name),
+                bytes: std::mem::size_of_val(src),
+            })?;
+        buf.extend_from_slice(src);
         s.slots[slot] = Some(buf);
     }
     Ok(s)
@@ -653,23 +722,27 @@ impl Engine {
         }
         let dtypes: Vec<Dtype> = checked.iter().map(|p| p.dtype).collect();
         let lens: Vec<usize> = checked.iter().map(|p| p.len).collect();
+        let core = Optimizer::new(kind.algorithm, &dtypes, &lens, &group_of)
+            .with_names(names.iter().map(|n| format!("parameter {n}")).collect());
         Ok(Engine {
             kind,
-            core: Optimizer::new(kind.algorithm, &dtypes, &lens, &group_of),
             params: checked,
             extents,
             group_first,
             nan_policy,
-            skipped_steps: 0,
             keys,
-            max_grad_norm,
-            last_grad_norm: None,
+            state: Locked::new(Mutable {
+                core,
+                skipped_steps: 0,
+                max_grad_norm,
+                last_grad_norm: None,
+            }),
         })
     }
 
     /// Checks the hyper-parameters of every group (raises like `step` would).
-    fn check_groups(&self, groups: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.hypers(groups).map(|_| ())
+    fn check_groups(&self, py: Python<'_>, groups: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.lock_with_hypers(py, groups).map(|_| ())
     }
 
     /// One update of every parameter from `grads` times `grad_scale` (1/k turns an
@@ -677,15 +750,18 @@ impl Engine {
     /// skipped because a gradient was not finite (`nan_policy='skip'`).
     #[pyo3(signature = (grads, groups, grad_scale = 1.0))]
     fn step(
-        &mut self,
+        &self,
         py: Python<'_>,
         grads: &Bound<'_, PyAny>,
         groups: &Bound<'_, PyAny>,
         grad_scale: f64,
     ) -> PyResult<bool> {
+        // Schedules first: they are Python code and may resize, re-type or free any array,
+        // so every array is checked, and every pointer taken, after the last of them ran.
+        let (mut st, hypers) = self.lock_with_hypers(py, groups)?;
+        let st = &mut *st;
         let checked = self.collect_grads(grads)?;
         self.recheck_params(py)?;
-        let hypers = self.hypers(groups)?;
 
         // SAFETY: every parameter is a live, writeable, aligned, C-contiguous array of
         // `len` elements of its dtype (checked at construction and just now), parameters
@@ -725,12 +801,12 @@ impl Engine {
                         self.params[i].name
                     )));
                 }
-                self.skipped_steps += 1;
+                st.skipped_steps += 1;
                 return Ok(false);
             }
         }
         let mut grad_scale = grad_scale;
-        if let Some(max_norm) = self.max_grad_norm {
+        if let Some(max_norm) = st.max_grad_norm {
             let grads: Vec<Slice<'_>> = tensors.iter().map(Tensor::grad).collect();
             let norm = if large {
                 py.detach(|| ops::norm(&grads, Norm::L2))
@@ -739,9 +815,9 @@ impl Engine {
             };
             let norm = norm * grad_scale;
             grad_scale *= clip_coefficient(max_norm, norm);
-            self.last_grad_norm = Some(norm);
+            st.last_grad_norm = Some(norm);
         }
-        let core = &mut self.core;
+        let core = &mut st.core;
         if large {
             py.detach(|| core.step(tensors, &hypers, grad_scale))?;
         } else {
@@ -769,16 +845,17 @@ impl Engine {
             .params
             .get(i)
             .ok_or_else(|| PyValueError::new_err(format!("no parameter {i}")))?;
-        let algorithm = self.core.algorithm();
         let shape = layout(p.array.bind(py)).shape.to_vec();
-        match &self.core.states()[i] {
+        let st = self.state.lock(py, WHAT)?;
+        let algorithm = st.core.algorithm();
+        match &st.core.states()[i] {
             State::F32(s) => state_to_dict(py, s, algorithm, &shape),
             State::F64(s) => state_to_dict(py, s, algorithm, &shape),
         }
     }
 
     /// Replaces every parameter's state (a list of dicts as `state` returns), all or nothing.
-    fn set_states(&mut self, states: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
+    fn set_states(&self, py: Python<'_>, states: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
         if states.len() != self.params.len() {
             return Err(PyValueError::new_err(format!(
                 "expected state for {} parameters, got {}",
@@ -786,7 +863,7 @@ impl Engine {
                 states.len()
             )));
         }
-        let algorithm = self.core.algorithm();
+        let algorithm = self.kind.algorithm;
         let new = states
             .iter()
             .zip(&self.params)
@@ -797,34 +874,34 @@ impl Engine {
                 })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        self.core.set_states(new)?;
+        self.state.lock(py, WHAT)?.core.set_states(new)?;
         Ok(())
     }
 
     /// The name of the per-parameter scalar state (NAdam's `mu_product`), if any.
     #[getter]
     fn scalar_state_name(&self) -> Option<&'static str> {
-        self.core.algorithm().scalar_name()
+        self.kind.algorithm.scalar_name()
     }
 
     /// The gradient-norm limit applied inside each step (None: no clipping).
     #[getter]
-    fn get_max_grad_norm(&self) -> Option<f64> {
-        self.max_grad_norm
+    fn get_max_grad_norm(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        Ok(self.state.lock(py, WHAT)?.max_grad_norm)
     }
 
     #[setter]
-    fn set_max_grad_norm(&mut self, value: Option<f64>) -> PyResult<()> {
+    fn set_max_grad_norm(&self, py: Python<'_>, value: Option<f64>) -> PyResult<()> {
         check_max_grad_norm(value)?;
-        self.max_grad_norm = value;
+        self.state.lock(py, WHAT)?.max_grad_norm = value;
         Ok(())
     }
 
     /// The global 2-norm of the last step's gradients, before clipping (None if the
     /// optimizer does not clip or has not stepped).
     #[getter]
-    fn last_grad_norm(&self) -> Option<f64> {
-        self.last_grad_norm
+    fn last_grad_norm(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        Ok(self.state.lock(py, WHAT)?.last_grad_norm)
     }
 
     #[getter]
@@ -833,12 +910,13 @@ impl Engine {
     }
 
     #[getter]
-    fn get_skipped_steps(&self) -> u64 {
-        self.skipped_steps
+    fn get_skipped_steps(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.state.lock(py, WHAT)?.skipped_steps)
     }
 
     #[setter]
-    fn set_skipped_steps(&mut self, n: u64) {
-        self.skipped_steps = n;
+    fn set_skipped_steps(&self, py: Python<'_>, n: u64) -> PyResult<()> {
+        self.state.lock(py, WHAT)?.skipped_steps = n;
+        Ok(())
     }
 }

@@ -222,6 +222,8 @@ def _batch_size(text: str) -> int | None:
 
 
 def _prepare_out(path: str) -> Path:
+    if not path.strip():
+        raise UsageError("--out: the report folder must be a non-empty path (e.g. --out ferroptim-report)")
     out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
