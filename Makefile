@@ -17,7 +17,7 @@ BENCH_PYTHON ?= $(PY)
 RELEASE_STAMP := $(VENV)/.release-tools-installed
 WHEEL_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
 
-.PHONY: setup test test-rust test-python demo bench lint wheels test-wheels clean
+.PHONY: setup test test-rust test-python demo bench lint docs wheels test-wheels clean
 
 setup: $(PKG_STAMP)
 
@@ -52,7 +52,7 @@ bench: setup
 	FERROPTIM_NUM_THREADS=1 $(VENV)/bin/mpiexec -n 2 $(PY) benches/distributed_compare.py
 
 # The Python sources ruff checks and formats (README.md's examples keep their aligned comments).
-PY_SOURCES := python tests benches examples scripts build_backend
+PY_SOURCES := python tests benches examples scripts build_backend docs/hooks
 
 # Clippy's pedantic group and its allow-list are in Cargo.toml ([lints.clippy]) and clippy.toml;
 # the stub python/ferroptim/_core.pyi is checked against the built extension.
@@ -62,6 +62,13 @@ lint: setup
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(PY) -m mypy.stubtest ferroptim._core --allowlist stubtest-allowlist.txt
+	$(MAKE) docs
+
+# The site (mkdocs.yml, docs/) into site/: fails on any warning (a broken link, a docstring
+# that does not render, a code block that raises); the tutorial's figures are drawn by its
+# code during the build. tests/test_docs.py runs the same code blocks under pytest.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 $(RELEASE_STAMP): $(DEPS_STAMP) requirements-release.txt
 	$(PY) -m pip install --quiet -r requirements-release.txt
@@ -85,4 +92,4 @@ test-wheels: wheels
 	$(PY) scripts/check_wheels.py
 
 clean:
-	rm -rf $(VENV) dist target
+	rm -rf $(VENV) dist target site
