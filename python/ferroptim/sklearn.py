@@ -1,0 +1,797 @@
+"""scikit-learn estimators trained by ferroptim: ``MLPClassifier`` and ``MLPRegressor``.
+
+Drop-in replacements for ``sklearn.neural_network.MLPClassifier`` / ``MLPRegressor``
+(same constructor parameters, names, defaults, fitted attributes, warnings and verbose
+lines), trained by :meth:`ferroptim.nn.MLP.fit`: each epoch's forward pass, backward pass
+and optimizer steps run in one Rust call. Needs scikit-learn (``pip install
+'ferroptim[sklearn]'``); the rest of ferroptim never imports it. ::
+
+    from ferroptim.sklearn import MLPClassifier      # was: from sklearn.neural_network import ...
+    clf = MLPClassifier(hidden_layer_sizes=(100,), random_state=0).fit(X, y)
+
+Beyond scikit-learn's values:
+
+- ``solver``: ``"sgd"`` and ``"adam"`` as in scikit-learn; any ferroptim optimizer by name
+  (``"rmsprop"``, ``"momentum"``, ``"adamw"``, ``"nadam"``, ``"radam"``, ``"adamax"``,
+  ``"adagrad"``, ``"adadelta"``, ``"lion"``), built with ``lr=learning_rate_init`` (and
+  ``betas=(beta_1, beta_2)``, ``eps=epsilon`` where it has them, ``beta=momentum`` for
+  ``"momentum"``); or a ferroptim optimizer class or factory, called as
+  ``solver(params, lr=learning_rate_init)`` (e.g. ``functools.partial(fo.RMSprop,
+  alpha=0.9)``). ``"lbfgs"`` is refused: use scikit-learn's estimator for it.
+- ``learning_rate``: ``"constant"``, ``"invscaling"`` (``lr = learning_rate_init /
+  (t + 1) ** power_t`` after each epoch, ``t`` the samples seen) and ``"adaptive"``
+  (``lr /= 5`` each time ``n_iter_no_change`` epochs fail to improve by ``tol``; stop
+  below 1e-6) act as in scikit-learn: on ``"sgd"`` (and on ferroptim's other optimizers),
+  not on ``"adam"``, which scikit-learn keeps at a constant rate. Any ferroptim schedule
+  (a callable ``update -> lr``, see :mod:`ferroptim.schedules`) becomes the optimizer's
+  ``lr`` for every solver; ``learning_rate_init`` is then unused.
+- ``batch_size``: ``"auto"`` (``min(200, n_samples)``), an integer, or a function
+  ``epoch -> batch size`` (``epoch`` counting from 0 over the estimator's life), clipped to
+  ``[1, n_samples]`` — small batches to explore early, large ones to exploit late.
+
+Differences: no ``sample_weight``; dense input only (sparse matrices raise scikit-learn's
+``TypeError``); ``MLPRegressor(loss="poisson")`` is refused. The SGD solver is torch's
+(``b = momentum * b + g; p -= lr * b``, Nesterov ``p -= lr * (g + momentum * b)``), which
+equals scikit-learn's velocity form while the rate is constant; Adam is torch's, with
+``epsilon`` outside the bias correction.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import optim
+from .nn import MLP
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+# ferroptim's optimizers by name, and which of scikit-learn's parameters each one takes.
+_SOLVERS = {
+    "sgd": optim.SGD,
+    "adam": optim.Adam,
+    "momentum": optim.Momentum,
+    "rmsprop": optim.RMSprop,
+    "adamw": optim.AdamW,
+    "nadam": optim.NAdam,
+    "radam": optim.RAdam,
+    "adamax": optim.Adamax,
+    "adagrad": optim.Adagrad,
+    "adadelta": optim.Adadelta,
+    "lion": optim.Lion,
+}
+_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+_OUTPUTS = {"identity": "identity", "logistic": "sigmoid", "softmax": "softmax"}
+
+
+def _solver_ok(est) -> bool:
+    if est.solver == "lbfgs":
+        raise AttributeError(
+            "partial_fit is only available for stochastic optimizers. lbfgs is not stochastic."
+        )
+    return True
+
+
+class _BaseMLP(BaseEstimator):
+    """The training loop shared by :class:`MLPClassifier` and :class:`MLPRegressor`."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "solver": [StrOptions({"lbfgs", *_SOLVERS}), callable],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), callable],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"}), callable],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    # -- pickling: the Rust network and optimizer are rebuilt from plain arrays ----------
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state = dict(state)
+        model = state.pop("_model", None)
+        opt = state.pop("_optimizer", None)
+        if model is not None:
+            state["_epoch"] = model.epoch
+        if opt is not None:
+            state["_optimizer_state"] = opt.state_dict()
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._model = None
+        self._optimizer = None
+
+    # -- the network -----------------------------------------------------------------------
+
+    def _network(self) -> MLP:
+        """The ferroptim network whose ``params`` are ``coefs_`` / ``intercepts_``."""
+        model = getattr(self, "_model", None)
+        if model is not None:
+            return model
+        sizes = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
+        dtype = self.coefs_[0].dtype
+        model = MLP(
+            sizes,
+            _ACTIVATIONS[self.activation],
+            _OUTPUTS[self.out_activation_],
+            dtype=dtype,
+            seed=self._shuffle_seed,
+            alpha=float(self.alpha),
+        )
+        # Writeable C-contiguous copies where needed (an unpickled memory map is read-only).
+        self.coefs_ = [np.require(c, dtype, ["C", "W", "A"]) for c in self.coefs_]
+        self.intercepts_ = [np.require(b, dtype, ["C", "W", "A"]) for b in self.intercepts_]
+        for l, (w, b) in enumerate(zip(self.coefs_, self.intercepts_), start=1):
+            model.params[f"W{l}"] = w
+            model.params[f"b{l}"] = b
+        model.epoch = getattr(self, "_epoch", 0)
+        self._model = model
+        return model
+
+    def _initialize(self, y: np.ndarray, layer_units: list, dtype) -> None:
+        """scikit-learn's ``_initialize``: attributes, and Glorot-uniform weights and biases
+        in ``+-sqrt(f / (fan_in + fan_out))``, ``f = 2`` for logistic units, else 6."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = y.shape[1]
+        self.n_layers_ = len(layer_units)
+        if not is_classifier(self):
+            self.out_activation_ = "identity"
+        elif self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_ = "softmax"
+        else:
+            self.out_activation_ = "logistic"
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        self.coefs_, self.intercepts_ = [], []
+        for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            w = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
+            b = self._random_state.uniform(-bound, bound, fan_out)
+            self.coefs_.append(np.ascontiguousarray(w, dtype=dtype))
+            self.intercepts_.append(np.ascontiguousarray(b, dtype=dtype))
+        self._shuffle_seed = int(self._random_state.randint(0, 2**31 - 1))
+        self._best_coefs = [c.copy() for c in self.coefs_]
+        self._best_intercepts = [b.copy() for b in self.intercepts_]
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+        self._model = None
+        self._optimizer = None
+        self._optimizer_state = None
+        self._epoch = 0
+
+    # -- the optimizer ---------------------------------------------------------------------
+
+    def _uses_sklearn_schedule(self) -> bool:
+        """Whether ``learning_rate="invscaling"/"adaptive"`` act (as in scikit-learn: not on Adam)."""
+        return isinstance(self.learning_rate, str) and self.solver != "adam"
+
+    def _make_optimizer(self, params: dict) -> optim.Optimizer:
+        lr = self.learning_rate if callable(self.learning_rate) else float(self.learning_rate_init)
+        solver = self.solver
+        if isinstance(solver, str):
+            cls = _SOLVERS[solver]
+            kwargs = {}
+            names = inspect.signature(cls.__init__).parameters
+            if solver == "sgd":
+                m = float(self.momentum)
+                kwargs = dict(momentum=m, nesterov=bool(self.nesterovs_momentum) and m > 0)
+            elif solver == "momentum":
+                kwargs = dict(beta=float(self.momentum))
+            else:
+                if "betas" in names and solver != "lion":
+                    kwargs["betas"] = (float(self.beta_1), float(self.beta_2))
+                if "eps" in names and solver not in ("adagrad", "adadelta"):
+                    kwargs["eps"] = float(self.epsilon)
+            opt = cls(params, lr=lr, **kwargs)
+        else:
+            opt = solver(params, lr=lr)
+            if not isinstance(opt, optim.Optimizer):
+                raise TypeError(
+                    "solver must be a ferroptim optimizer name, class or factory returning a ferroptim "
+                    f"optimizer; solver(params, lr=...) returned {type(opt).__name__}"
+                )
+        return opt
+
+    def _set_lr(self, lr: float) -> None:
+        for g in self._optimizer.param_groups:
+            g["lr"] = lr
+
+    # -- training ----------------------------------------------------------------------
+
+    def _fit(self, X, y, incremental: bool = False):
+        self._validate_params()
+        if self.solver == "lbfgs":
+            raise ValueError(
+                "solver='lbfgs' (full-batch L-BFGS) is not a mini-batch optimizer and ferroptim does not "
+                "offer it; use sklearn.neural_network's estimator for it, or a stochastic solver here"
+            )
+        hidden = self.hidden_layer_sizes
+        if not hasattr(hidden, "__iter__"):
+            hidden = [hidden]
+        hidden = list(hidden)
+        if np.any(np.array(hidden) <= 0):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        layer_units = [X.shape[1]] + hidden + [y.shape[1]]
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(y, layer_units, X.dtype)
+        elif [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_] != layer_units:
+            raise ValueError(
+                f"the layer sizes {layer_units} differ from the fitted network's; "
+                "refit without warm_start to change hidden_layer_sizes or the data"
+            )
+        self.n_outputs_ = y.shape[1]
+        model = self._network()
+        model.alpha = float(self.alpha)
+        if X.dtype != model.dtype:
+            X = X.astype(model.dtype)
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        if not incremental or getattr(self, "_optimizer", None) is None:
+            self._optimizer = self._make_optimizer(model.params)
+            saved = getattr(self, "_optimizer_state", None)
+            if incremental and saved is not None:
+                self._optimizer.load_state_dict(saved)
+            self._optimizer_state = None
+            self._learning_rate = float(self.learning_rate_init)
+            if self._uses_sklearn_schedule() and self.learning_rate == "invscaling" and self.t_ > 0:
+                self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+        self._fit_stochastic(model, X, y, incremental)
+        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
+        return self
+
+    def _targets(self, y: np.ndarray, dtype) -> np.ndarray:
+        """y as ferroptim.nn trains on it: class indices for softmax, else floats (m, k)."""
+        if self.out_activation_ == "softmax":
+            return np.argmax(y, axis=1).astype(np.int64)
+        return np.ascontiguousarray(y, dtype=dtype)
+
+    def _batch_size(self, n_samples: int) -> int:
+        bs = self.batch_size
+        if bs == "auto":
+            return min(200, n_samples)
+        if callable(bs):
+            value = bs(self.n_iter_)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (Integral, np.integer)):
+                raise TypeError(
+                    f"batch_size({self.n_iter_}) must return an integer, got {type(value).__name__}"
+                )
+            bs = int(value)
+        if bs < 1 or bs > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
+                stacklevel=4,
+            )
+        return int(np.clip(bs, 1, n_samples))
+
+    def _fit_stochastic(self, model: MLP, X, y, incremental: bool) -> None:
+        early_stopping = self.early_stopping
+        if early_stopping:
+            stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+            X, X_val, y, y_val = train_test_split(
+                X, y, random_state=self._random_state, test_size=self.validation_fraction, stratify=stratify
+            )
+            if X_val.shape[0] < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
+                )
+            if is_classifier(self):
+                y_val = self._label_binarizer.inverse_transform(y_val)
+        else:
+            X_val = y_val = None
+        X = np.ascontiguousarray(X)
+        Y = self._targets(y, model.dtype)
+        n_samples = X.shape[0]
+        bar = _progress_bar(self.verbose, 1 if incremental else self.max_iter)
+        say = print if bar is None else bar.write
+        checked = False
+        try:
+            if not incremental:
+                self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                batch_size = self._batch_size(n_samples)
+                if self._uses_sklearn_schedule():
+                    self._set_lr(self._learning_rate)
+                history = model.fit(
+                    X,
+                    Y,
+                    self._optimizer,
+                    batch_size=batch_size,
+                    epochs=1,
+                    shuffle=bool(self.shuffle),
+                    check_input=not checked,
+                )
+                checked = True
+                costs = history.costs
+                # scikit-learn's loss_: the batch costs weighted by the batch sizes.
+                sizes = np.full(len(costs), batch_size, dtype=np.float64)
+                if len(costs):
+                    sizes[-1] = n_samples - batch_size * (len(costs) - 1)
+                self.n_iter_ += 1
+                self.loss_ = float(np.dot(costs, sizes) / n_samples)
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{self.loss_:.6g}")
+                    bar.update(1)
+                if self.verbose:
+                    say(f"Iteration {self.n_iter_:d}, loss = {self.loss_:.8f}")
+                self._update_no_improvement_count(early_stopping, X_val, y_val, say)
+                if self._uses_sklearn_schedule() and self.learning_rate == "invscaling":
+                    self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+                if self._no_improvement_count > self.n_iter_no_change:
+                    what = "Validation score" if early_stopping else "Training loss"
+                    msg = (
+                        f"{what} did not improve more than tol={self.tol:f}"
+                        f" for {self.n_iter_no_change:d} consecutive epochs."
+                    )
+                    if self._trigger_stopping(msg, say):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter:d}) reached and the "
+                        "optimization hasn't converged yet.",
+                        ConvergenceWarning,
+                        stacklevel=3,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", stacklevel=3)
+        finally:
+            if bar is not None:
+                bar.close()
+        if early_stopping:
+            for c, best in zip(self.coefs_ + self.intercepts_, self._best_coefs + self._best_intercepts):
+                c[...] = best
+
+    def _trigger_stopping(self, msg: str, say) -> bool:
+        """scikit-learn's ``trigger_stopping``: ``"adaptive"`` divides the rate by 5 (and
+        stops below 1e-6); every other schedule stops."""
+        if not (self._uses_sklearn_schedule() and self.learning_rate == "adaptive"):
+            if self.verbose:
+                say(msg + " Stopping.")
+            return True
+        if self._learning_rate <= 1e-6:
+            if self.verbose:
+                say(msg + " Learning rate too small. Stopping.")
+            return True
+        self._learning_rate /= 5.0
+        if self.verbose:
+            say(msg + f" Setting learning rate to {self._learning_rate:f}")
+        return False
+
+    def _update_no_improvement_count(self, early_stopping, X_val, y_val, say) -> None:
+        if early_stopping:
+            y_pred = self._predict(X_val, check_input=False)
+            if np.issubdtype(np.asarray(y_pred).dtype, np.floating) and not np.isfinite(y_pred).all():
+                score = np.nan
+            else:
+                score = self._score_function(y_val, y_pred)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                say(f"Validation score: {score:f}")
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_coefs = [c.copy() for c in self.coefs_]
+                self._best_intercepts = [b.copy() for b in self.intercepts_]
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    def fit(self, X, y):
+        """Trains the network on (X, y) for up to ``max_iter`` epochs (scikit-learn's ``fit``).
+
+        Each epoch shuffles (with ``shuffle``), splits into batches of ``batch_size`` and
+        makes one optimizer step per batch on the cost ``J = loss + alpha / (2 m) *
+        sum_l ||W_l||^2`` (``m`` the batch's examples): log-loss in nats per example for
+        the classifier, half the mean squared error for the regressor. Stops early when
+        ``loss_`` (or, with ``early_stopping``, the validation score) does not improve by
+        ``tol`` for ``n_iter_no_change`` epochs.
+
+        Args:
+            X: (n_samples, n_features) array-like of numbers (float32 stays float32, other
+                types become float64).
+            y: the targets: class labels (n_samples,), or a 0/1 indicator matrix
+                (n_samples, n_labels) for the classifier (multilabel); real values
+                (n_samples,) or (n_samples, n_outputs) for the regressor.
+
+        Returns:
+            self.
+        """
+        return self._fit(X, y, incremental=False)
+
+    # -- prediction ------------------------------------------------------------------------
+
+    def _forward(self, X, check_input: bool = True) -> np.ndarray:
+        if check_input:
+            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        model = self._network()
+        X = np.ascontiguousarray(X, dtype=model.dtype)
+        return model.forward(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier (scikit-learn's ``MLPClassifier``) trained by ferroptim.
+
+    Softmax output and categorical log-loss for multiclass targets; one logistic output and
+    binary log-loss for binary targets; one logistic output per label for multilabel
+    indicator targets. Parameters, defaults and fitted attributes are scikit-learn's (see
+    :mod:`ferroptim.sklearn` for what ``solver``, ``learning_rate`` and ``batch_size``
+    accept beyond them).
+
+    Args:
+        hidden_layer_sizes: units of each hidden layer (default ``(100,)``).
+        activation: hidden units: ``"relu"``, ``"tanh"``, ``"logistic"`` or ``"identity"``.
+        solver: ``"adam"`` (default), ``"sgd"``, a ferroptim optimizer name, class or factory.
+        alpha: L2 penalty ``alpha / (2 m) * sum W**2`` per batch of ``m`` examples (>= 0).
+        batch_size: ``"auto"`` = ``min(200, n_samples)``, an integer or ``epoch -> int``.
+        learning_rate: ``"constant"``, ``"invscaling"``, ``"adaptive"`` or a ferroptim schedule.
+        learning_rate_init: the optimizer's ``lr`` (> 0, parameter units per gradient unit).
+        power_t: the exponent of ``"invscaling"`` (>= 0).
+        max_iter: the most epochs (>= 1).
+        shuffle: shuffle the examples each epoch.
+        random_state: seeds the initial weights, the shuffles and the validation split.
+        tol: the improvement of ``loss_`` (nats per example) or validation score that counts.
+        verbose: print each epoch's loss (and a tqdm progress bar when tqdm is installed).
+        warm_start: continue from the previous fit's weights (and optimizer state reset).
+        momentum: ``"sgd"``'s momentum (and ``"momentum"``'s beta), in [0, 1].
+        nesterovs_momentum: Nesterov momentum for ``"sgd"``.
+        early_stopping: hold out ``validation_fraction`` of the data (stratified) and stop
+            when its accuracy stops improving; the best weights are kept.
+        validation_fraction: the held-out fraction, in [0, 1).
+        beta_1, beta_2, epsilon: Adam's (and the Adam family's) ``betas`` and ``eps``.
+        n_iter_no_change: epochs without improvement by ``tol`` before stopping.
+        max_fun: only for ``"lbfgs"`` in scikit-learn; accepted and unused.
+
+    Attributes:
+        classes_, loss_, best_loss_, loss_curve_, validation_scores_,
+        best_validation_score_, t_, coefs_, intercepts_, n_features_in_,
+        feature_names_in_, n_iter_, n_layers_, n_outputs_, out_activation_: as in
+        scikit-learn. ``coefs_[i]`` is (n_units_i, n_units_{i+1}), the layout of
+        ``ferroptim.nn.MLP.params["W{i+1}"]``.
+
+    Example:
+        >>> from sklearn.datasets import load_breast_cancer
+        >>> from ferroptim.sklearn import MLPClassifier
+        >>> X, y = load_breast_cancer(return_X_y=True)
+        >>> clf = MLPClassifier(max_iter=50, random_state=0).fit(X / X.max(axis=0), y)
+        >>> clf.score(X / X.max(axis=0), y) > 0.9
+        True
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same "
+                        "classes as in the previous call to fit. Previously "
+                        f"got {self.classes_}, `y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. 'y' has {classes}."
+                )
+        y = self._label_binarizer.transform(y).astype(bool)
+        return X, y
+
+    @staticmethod
+    def _score_function(y, y_pred) -> float:
+        return accuracy_score(y, y_pred)
+
+    def _predict(self, X, check_input: bool = True):
+        y_pred = self._forward(X, check_input=check_input)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def predict(self, X):
+        """The predicted classes (n_samples,), or the indicator matrix (n_samples, n_labels)
+        of a multilabel fit: the most probable class, or each label with probability > 0.5.
+
+        Args:
+            X: (n_samples, n_features) array-like of numbers.
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    @available_if(_solver_ok)
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over (X, y), continuing from the current weights and optimizer state
+        (scikit-learn's ``partial_fit``; each call draws a fresh shuffle).
+
+        Args:
+            X: (n_samples, n_features) array-like of numbers.
+            y: class labels (n_samples,) or a multilabel indicator matrix.
+            classes: every class of all the calls; required on the first call
+                (``np.unique(y_all)``); y may hold only some of them.
+
+        Returns:
+            self.
+        """
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, incremental=True)
+
+    def predict_proba(self, X):
+        """Class probabilities (n_samples, n_classes), columns ordered as ``classes_``
+        (``[1 - p, p]`` for a binary fit; each label's sigmoid for multilabel).
+
+        Args:
+            X: (n_samples, n_features) array-like of numbers.
+        """
+        check_is_fitted(self)
+        y_pred = self._forward(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        if y_pred.ndim == 1:
+            return np.vstack([1 - y_pred, y_pred]).T
+        return y_pred
+
+    def predict_log_proba(self, X):
+        """``log(predict_proba(X))``, natural logarithm, (n_samples, n_classes)."""
+        y_prob = self.predict_proba(X)
+        return np.log(y_prob, out=y_prob)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor (scikit-learn's ``MLPRegressor``) trained by ferroptim.
+
+    Identity output and the cost ``J = 1 / (2 m k) sum (a - y)**2`` (half the mean squared
+    error, scikit-learn's ``squared_error``) plus the L2 penalty. Parameters and attributes
+    as :class:`MLPClassifier` (``validation_scores_`` hold R^2), and ``loss``: only
+    ``"squared_error"`` (``"poisson"`` is refused: use scikit-learn's estimator for it).
+
+    Example:
+        >>> from sklearn.datasets import make_regression
+        >>> from ferroptim.sklearn import MLPRegressor
+        >>> X, y = make_regression(n_samples=500, n_features=5, noise=1.0, random_state=0)
+        >>> reg = MLPRegressor(max_iter=300, learning_rate_init=0.01, random_state=0).fit(X, y / 100)
+        >>> reg.score(X, y / 100) > 0.95
+        True
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+    ):
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+
+    def _fit(self, X, y, incremental: bool = False):
+        if self.loss == "poisson":
+            raise ValueError(
+                "loss='poisson' (an exponential output) is not offered by ferroptim.nn; "
+                "use sklearn.neural_network.MLPRegressor for it"
+            )
+        return super()._fit(X, y, incremental)
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32), reset=reset
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y
+
+    @staticmethod
+    def _score_function(y, y_pred) -> float:
+        return r2_score(y, y_pred)
+
+    def _predict(self, X, check_input: bool = True):
+        y_pred = self._forward(X, check_input=check_input)
+        return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
+
+    def predict(self, X):
+        """The predictions (n_samples,) or (n_samples, n_outputs), in the units of y.
+
+        Args:
+            X: (n_samples, n_features) array-like of numbers.
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    @available_if(_solver_ok)
+    def partial_fit(self, X, y):
+        """One epoch over (X, y), continuing from the current weights and optimizer state
+        (scikit-learn's ``partial_fit``).
+
+        Args:
+            X: (n_samples, n_features) array-like of numbers.
+            y: (n_samples,) or (n_samples, n_outputs) real targets.
+
+        Returns:
+            self.
+        """
+        return self._fit(X, y, incremental=True)
+
+
+def _progress_bar(verbose, total: int):
+    if not verbose:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="epoch", leave=False)

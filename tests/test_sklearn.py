@@ -1,0 +1,234 @@
+"""ferroptim.sklearn: scikit-learn's conformance suite, quality against scikit-learn's own
+estimators (within their seed-to-seed spread), determinism, pickling and the meta-estimators."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import load_breast_cancer, load_digits, make_classification, make_regression  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split  # noqa: E402
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier  # noqa: E402
+from sklearn.neural_network import MLPRegressor as SkMLPRegressor  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+import ferroptim as fo  # noqa: E402
+from ferroptim.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+
+@parametrize_with_checks([MLPClassifier(random_state=0), MLPRegressor(random_state=0)])
+def test_sklearn_conformance(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+def _digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X / 16.0, y, test_size=0.3, random_state=0)
+
+
+def _cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    return train_test_split(X, y, test_size=0.3, random_state=0)
+
+
+def _regression():
+    X, y = make_regression(n_samples=2000, n_features=10, noise=10.0, random_state=0)
+    return train_test_split(X, y / y.std(), test_size=0.3, random_state=0)
+
+
+def _classification():
+    X, y = make_classification(n_samples=20000, n_features=20, n_informative=10, random_state=0)
+    return train_test_split(X, y, test_size=0.3, random_state=0)
+
+
+@pytest.mark.parametrize(
+    "data, ours, theirs, params",
+    [
+        (_digits, MLPClassifier, SkMLPClassifier, dict(max_iter=30)),
+        (_cancer, MLPClassifier, SkMLPClassifier, dict(max_iter=30)),
+        (_classification, MLPClassifier, SkMLPClassifier, dict(max_iter=5, hidden_layer_sizes=(64,))),
+        (_regression, MLPRegressor, SkMLPRegressor, dict(max_iter=40, hidden_layer_sizes=(32,))),
+        (_digits, MLPClassifier, SkMLPClassifier, dict(max_iter=30, solver="sgd", learning_rate_init=0.05)),
+    ],
+)
+def test_quality_within_sklearn_seed_spread(data, ours, theirs, params):
+    """Held-out accuracy / R^2 over 5 seeds: our mean lies within scikit-learn's mean +- 3
+    standard deviations (plus 0.01 for a spread of 0 on easy sets), same hyper-parameters."""
+    Xt, Xv, yt, yv = data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = [ours(random_state=s, **params).fit(Xt, yt).score(Xv, yv) for s in range(5)]
+        b = [theirs(random_state=s, **params).fit(Xt, yt).score(Xv, yv) for s in range(5)]
+    spread = 3 * np.std(b) + 0.01
+    assert np.mean(a) >= np.mean(b) - spread, (a, b)
+
+
+def test_loss_matches_sklearn_definition():
+    """loss_ is scikit-learn's: batch costs (log-loss + alpha/(2m) ||W||^2) weighted by batch size."""
+    Xt, Xv, yt, yv = _digits()
+    clf = MLPClassifier(max_iter=1, random_state=0, batch_size=100).fit(Xt, yt)
+    sk = SkMLPClassifier(max_iter=1, random_state=0, batch_size=100).fit(Xt, yt)
+    # Same Glorot initialisation as scikit-learn, hence the same first-epoch loss to a few percent.
+    assert abs(clf.loss_ - sk.loss_) / sk.loss_ < 0.05
+    assert clf.loss_curve_ == [clf.loss_] and clf.n_iter_ == 1 and clf.t_ == len(Xt)
+
+
+def test_deterministic_whatever_the_thread_count():
+    X, y = make_classification(n_samples=3000, n_features=30, random_state=1)
+    n = fo.get_num_threads()
+    try:
+        fo.set_num_threads(1)
+        a = MLPClassifier(hidden_layer_sizes=(64, 64), max_iter=3, random_state=7).fit(X, y)
+        fo.set_num_threads(max(2, n))
+        b = MLPClassifier(hidden_layer_sizes=(64, 64), max_iter=3, random_state=7).fit(X, y)
+    finally:
+        fo.set_num_threads(n)
+    for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(u, v)
+    assert a.loss_curve_ == b.loss_curve_
+    c = MLPClassifier(hidden_layer_sizes=(64, 64), max_iter=3, random_state=8).fit(X, y)
+    assert not np.array_equal(a.coefs_[0], c.coefs_[0])
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_pickle_clone_and_partial_fit_after_unpickling(binary):
+    Xt, Xv, yt, yv = _digits()
+    if binary:
+        yt, yv = yt % 2, yv % 2
+    unfitted = MLPClassifier(hidden_layer_sizes=(20,), random_state=0)
+    assert pickle.loads(pickle.dumps(unfitted)).get_params() == unfitted.get_params()
+    clf = clone(unfitted).partial_fit(Xt, yt, classes=np.unique(yt))
+    twin = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(twin.predict_proba(Xv), clf.predict_proba(Xv))
+    clf.partial_fit(Xt, yt)
+    twin.partial_fit(Xt, yt)  # optimizer state and shuffle position travel with the pickle
+    np.testing.assert_array_equal(twin.predict_proba(Xv), clf.predict_proba(Xv))
+    assert clf.n_iter_ == twin.n_iter_ == 2
+
+
+def test_pipeline_gridsearch_cross_val_score():
+    Xt, Xv, yt, yv = _cancer()
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(max_iter=20, random_state=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scores = cross_val_score(pipe, Xt, yt, cv=3)
+        grid = GridSearchCV(pipe, {"mlpclassifier__solver": ["adam", "rmsprop"]}, cv=2).fit(Xt, yt)
+    assert scores.shape == (3,) and scores.min() > 0.85
+    assert grid.best_params_["mlpclassifier__solver"] in ("adam", "rmsprop")
+    assert grid.score(Xv, yv) > 0.85
+
+
+def test_ferroptim_solvers_schedules_and_batch_schedule():
+    Xt, Xv, yt, yv = _digits()
+    from functools import partial
+
+    from ferroptim.schedules import ExponentialDecay
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for solver in ["rmsprop", "momentum", "adamw", "nadam", fo.AdamW, partial(fo.RMSprop, alpha=0.9)]:
+            lr = 0.1 if solver == "momentum" else 1e-3
+            clf = MLPClassifier(solver=solver, learning_rate_init=lr, max_iter=15, random_state=0).fit(Xt, yt)
+            assert clf.score(Xv, yv) > 0.85, solver
+        sched = ExponentialDecay(1e-2, 0.5, decay_steps=100)
+        clf = MLPClassifier(learning_rate=sched, max_iter=15, random_state=0).fit(Xt, yt)
+        assert clf._optimizer.param_groups[0]["lr"] is sched and clf.score(Xv, yv) > 0.85
+        sizes = []
+
+        def batch_size(epoch):
+            sizes.append(epoch)
+            return 32 if epoch < 3 else 512
+
+        clf = MLPClassifier(batch_size=batch_size, max_iter=6, random_state=0).fit(Xt, yt)
+        assert sizes == list(range(6))
+        # 3 epochs of ceil(1257/32) updates then 3 of ceil(1257/512)
+        assert clf._optimizer.state["W1"]["step"] == 3 * 40 + 3 * 3
+
+
+def test_sgd_learning_rate_schedules_follow_sklearn():
+    Xt, Xv, yt, yv = _digits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        inv = MLPClassifier(solver="sgd", learning_rate="invscaling", power_t=0.5, max_iter=3, random_state=0)
+        inv.fit(Xt, yt)
+        assert inv._optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 / (2 * len(Xt) + 1) ** 0.5)
+        ada = MLPClassifier(solver="sgd", learning_rate="adaptive", tol=10.0, n_iter_no_change=1, max_iter=5)
+        ada.fit(Xt, yt)  # nothing improves by tol=10: count 0, 1, 2 (>1: lr / 5), 1, 2 (lr / 5)
+        assert ada._learning_rate == pytest.approx(1e-3 / 25) and ada.n_iter_ == 5
+        # adam ignores learning_rate="adaptive", as in scikit-learn: it stops instead
+        adam = MLPClassifier(learning_rate="adaptive", tol=10.0, n_iter_no_change=1, max_iter=10).fit(Xt, yt)
+        assert adam.n_iter_ == 3
+
+
+def test_early_stopping_keeps_best_validation_weights():
+    Xt, Xv, yt, yv = _digits()
+    clf = MLPClassifier(early_stopping=True, n_iter_no_change=3, max_iter=200, random_state=0).fit(Xt, yt)
+    assert clf.n_iter_ < 200 and len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_) and clf.best_loss_ is None
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        clf.partial_fit(Xt, yt)
+
+
+def test_multilabel_and_multioutput():
+    X, Y = sklearn.datasets.make_multilabel_classification(n_samples=400, n_classes=4, random_state=0)
+    clf = MLPClassifier(max_iter=100, random_state=0).fit(X, Y)
+    assert clf.out_activation_ == "logistic" and clf.predict(X).shape == Y.shape
+    assert clf.predict_proba(X).shape == Y.shape and clf.score(X, Y) > 0.3
+    X, y = make_regression(n_samples=500, n_features=5, n_targets=3, random_state=0)
+    reg = MLPRegressor(max_iter=200, learning_rate_init=0.01, random_state=0).fit(X, y / y.std())
+    assert reg.predict(X).shape == (500, 3) and reg.n_outputs_ == 3
+
+
+def test_errors_and_messages(capsys):
+    X, y = load_breast_cancer(return_X_y=True)
+    with pytest.raises(NotFittedError):
+        MLPClassifier().predict(X)
+    with pytest.raises(ValueError, match="lbfgs"):
+        MLPClassifier(solver="lbfgs").fit(X, y)
+    with pytest.raises(ValueError, match="poisson"):
+        MLPRegressor(loss="poisson").fit(X, y)
+    with pytest.raises(ValueError, match="The 'solver' parameter"):
+        MLPClassifier(solver="newton").fit(X, y)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        MLPClassifier().fit(np.full_like(X, np.nan), y)
+    with pytest.raises(TypeError, match="must return an integer"):
+        MLPClassifier(batch_size=lambda e: 1.5).fit(X, y)
+    with pytest.raises(TypeError, match="ferroptim optimizer"):
+        MLPClassifier(solver=lambda params, lr: None).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations \\(2\\) reached"):
+        MLPClassifier(max_iter=2, verbose=True).fit(X / X.max(axis=0), y)
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss = " in out and "Iteration 2, loss = " in out
+    clf = MLPClassifier(max_iter=5).fit(X / X.max(axis=0), y)
+    with pytest.raises(ValueError, match="X has 3 features, but MLPClassifier is expecting 30"):
+        clf.predict(X[:, :3])
+
+
+def test_docstring_examples():
+    import doctest
+
+    import ferroptim.sklearn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result = doctest.testmod(ferroptim.sklearn, verbose=False)
+    assert result.failed == 0 and result.attempted >= 4
+
+
+def test_ferroptim_itself_never_imports_sklearn():
+    import subprocess
+    import sys
+
+    code = "import sys, ferroptim, ferroptim.nn; print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
