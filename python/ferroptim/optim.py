@@ -103,7 +103,9 @@ def _to_state_array(a: np.ndarray, target: str, saved: str, where: str) -> np.nd
         elif saved == "bfloat16":
             a = (a.astype(np.uint32) << 16).view(np.float32)  # exact: bfloat16 is float32's top half
         else:
-            raise ValueError(f"{where} is uint16, but uint16 state holds float16 or bfloat16 bits; got {saved} state")
+            raise ValueError(
+                f"{where} is uint16, but uint16 state holds float16 or bfloat16 bits; got {saved} state"
+            )
     elif a.dtype.name == "bfloat16" and a.dtype.itemsize == 2:
         a = a.view(np.uint16) if target == "bfloat16" else a.astype(np.float32)
         if target == "bfloat16":
@@ -358,7 +360,9 @@ class Optimizer:
         self._names = names
         self._keys = keys
         if master_weights is not None and not isinstance(master_weights, (bool, np.bool_)):
-            raise TypeError(f"master_weights must be None, True or False, got {type(master_weights).__name__}")
+            raise TypeError(
+                f"master_weights must be None, True or False, got {type(master_weights).__name__}"
+            )
         self._state_dtype = _state_dtype_name(state_dtype)
         self._master_weights = None if master_weights is None else bool(master_weights)
         self._engine = self._build_engine(nan_policy, max_grad_norm)
@@ -805,7 +809,14 @@ class SGD(Optimizer):
             weight_decay=weight_decay,
             maximize=maximize,
         )
-        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm, state_dtype=state_dtype, master_weights=master_weights)
+        super().__init__(
+            params,
+            defaults,
+            nan_policy=nan_policy,
+            max_grad_norm=max_grad_norm,
+            state_dtype=state_dtype,
+            master_weights=master_weights,
+        )
 
 
 class Momentum(Optimizer):
@@ -850,7 +861,14 @@ class Momentum(Optimizer):
         state_dtype: DtypeLike = None,
         master_weights: bool | None = None,
     ):
-        super().__init__(params, dict(lr=lr, beta=beta), nan_policy=nan_policy, max_grad_norm=max_grad_norm, state_dtype=state_dtype, master_weights=master_weights)
+        super().__init__(
+            params,
+            dict(lr=lr, beta=beta),
+            nan_policy=nan_policy,
+            max_grad_norm=max_grad_norm,
+            state_dtype=state_dtype,
+            master_weights=master_weights,
+        )
 
 
 class RMSprop(Optimizer):
@@ -910,7 +928,14 @@ class RMSprop(Optimizer):
             centered=centered,
             maximize=maximize,
         )
-        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm, state_dtype=state_dtype, master_weights=master_weights)
+        super().__init__(
+            params,
+            defaults,
+            nan_policy=nan_policy,
+            max_grad_norm=max_grad_norm,
+            state_dtype=state_dtype,
+            master_weights=master_weights,
+        )
 
 
 class Adam(Optimizer):
@@ -978,7 +1003,14 @@ class Adam(Optimizer):
             amsgrad=amsgrad,
             maximize=maximize,
         )
-        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm, state_dtype=state_dtype, master_weights=master_weights)
+        super().__init__(
+            params,
+            defaults,
+            nan_policy=nan_policy,
+            max_grad_norm=max_grad_norm,
+            state_dtype=state_dtype,
+            master_weights=master_weights,
+        )
 
 
 class AdamW(Adam):
@@ -1076,7 +1108,14 @@ class Adagrad(Optimizer):
             eps=eps,
             maximize=maximize,
         )
-        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm, state_dtype=state_dtype, master_weights=master_weights)
+        super().__init__(
+            params,
+            defaults,
+            nan_policy=nan_policy,
+            max_grad_norm=max_grad_norm,
+            state_dtype=state_dtype,
+            master_weights=master_weights,
+        )
 
 
 class Adadelta(Optimizer):
@@ -1120,7 +1159,14 @@ class Adadelta(Optimizer):
         master_weights: bool | None = None,
     ):
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
-        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm, state_dtype=state_dtype, master_weights=master_weights)
+        super().__init__(
+            params,
+            defaults,
+            nan_policy=nan_policy,
+            max_grad_norm=max_grad_norm,
+            state_dtype=state_dtype,
+            master_weights=master_weights,
+        )
 
 
 class Adamax(Optimizer):
@@ -1162,7 +1208,14 @@ class Adamax(Optimizer):
         master_weights: bool | None = None,
     ):
         defaults = dict(lr=lr, betas=_betas(betas), eps=eps, weight_decay=weight_decay, maximize=maximize)
-        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm, state_dtype=state_dtype, master_weights=master_weights)
+        super().__init__(
+            params,
+            defaults,
+            nan_policy=nan_policy,
+            max_grad_norm=max_grad_norm,
+            state_dtype=state_dtype,
+            master_weights=master_weights,
+        )
 
 
 class NAdam(Optimizer):
@@ -1220,7 +1273,14 @@ class NAdam(Optimizer):
             decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
         )
-        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm, state_dtype=state_dtype, master_weights=master_weights)
+        super().__init__(
+            params,
+            defaults,
+            nan_policy=nan_policy,
+            max_grad_norm=max_grad_norm,
+            state_dtype=state_dtype,
+            master_weights=master_weights,
+        )
 
 
 class RAdam(Optimizer):
@@ -1277,7 +1337,14 @@ class RAdam(Optimizer):
             decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
         )
-        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm, state_dtype=state_dtype, master_weights=master_weights)
+        super().__init__(
+            params,
+            defaults,
+            nan_policy=nan_policy,
+            max_grad_norm=max_grad_norm,
+            state_dtype=state_dtype,
+            master_weights=master_weights,
+        )
 
 
 class Lion(Optimizer):
@@ -1319,4 +1386,11 @@ class Lion(Optimizer):
         master_weights: bool | None = None,
     ):
         defaults = dict(lr=lr, betas=_betas(betas), weight_decay=weight_decay)
-        super().__init__(params, defaults, nan_policy=nan_policy, max_grad_norm=max_grad_norm, state_dtype=state_dtype, master_weights=master_weights)
+        super().__init__(
+            params,
+            defaults,
+            nan_policy=nan_policy,
+            max_grad_norm=max_grad_norm,
+            state_dtype=state_dtype,
+            master_weights=master_weights,
+        )
