@@ -2,8 +2,10 @@
 same float32 math and the same rounding, bit for bit; the refusals; state_dict round trips
 with and without ml_dtypes."""
 
+import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -301,3 +303,26 @@ def test_ferroptim_imports_and_runs_without_ml_dtypes():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout) == int(np.float32(0.1).astype(BF16).view(np.uint16))
+
+
+def load_convergence():
+    path = Path(__file__).resolve().parent.parent / "benches" / "half_convergence.py"
+    spec = importlib.util.spec_from_file_location("half_convergence", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not hasattr(fo, "nn"), reason="needs ferroptim.nn")
+def test_bfloat16_state_reaches_float32_state_accuracy_on_the_demo_tasks():
+    """A short version of benches/half_convergence.py (whose full numbers are in the docs):
+    the same runs with bfloat16 state end within the seed-to-seed spread of float32's."""
+    conv = load_convergence()
+    for run in (
+        lambda s, d: conv.spirals(s, d, m=100_000, epochs=10),
+        lambda s, d: conv.course(s, d, epochs=1000),
+    ):
+        acc = {d: np.array([run(s, d) for s in range(3)]) for d in ("float32", "bfloat16")}
+        spread = max(acc["float32"].std(), 0.005)
+        assert acc["float32"].mean() > 0.75
+        assert abs(acc["bfloat16"].mean() - acc["float32"].mean()) < 2 * spread, acc

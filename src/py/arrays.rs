@@ -67,9 +67,7 @@ pub(crate) fn layout<'a>(a: &'a Bound<'_, PyUntypedArray>) -> Layout<'a> {
             n if n == NPY_TYPES::NPY_FLOAT as c_int && native => Some(Elem::F32),
             n if n == NPY_TYPES::NPY_DOUBLE as c_int && native => Some(Elem::F64),
             n if n == NPY_TYPES::NPY_HALF as c_int && native => Some(Elem::F16),
-            n if n >= NPY_TYPES::NPY_USERDEF as c_int && is_bfloat16(a, n) => {
-                Some(Elem::Bf16)
-            }
+            n if n >= NPY_TYPES::NPY_USERDEF as c_int && is_bfloat16(a, n) => Some(Elem::Bf16),
             _ => None,
         };
         let dtype = match elem {

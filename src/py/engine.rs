@@ -516,8 +516,7 @@ impl Engine {
         for p in &self.params {
             let a = p.array.bind(py);
             let l = layout(a);
-            if l.data != p.data || l.elem != Some(p.elem) || l.len() != p.len || !l.is_c_aligned()
-            {
+            if l.data != p.data || l.elem != Some(p.elem) || l.len() != p.len || !l.is_c_aligned() {
                 return Err(PyValueError::new_err(format!(
                     "parameter {} was resized, re-typed or re-strided since the optimizer was \
                      created; create a new optimizer for it",
@@ -721,8 +720,22 @@ macro_rules! numpy_elem {
 }
 numpy_elem!(f32, f32, "float32", false, |x| x, |r| r);
 numpy_elem!(f64, f64, "float64", false, |x| x, |r| r);
-numpy_elem!(Bf16, u16, "uint16 (bfloat16 bits) or float32", true, |x| x.0, |r| Bf16(r));
-numpy_elem!(F16, u16, "uint16 (float16 bits) or float32", true, |x| x.0, |r| F16(r));
+numpy_elem!(
+    Bf16,
+    u16,
+    "uint16 (bfloat16 bits) or float32",
+    true,
+    |x| x.0,
+    |r| Bf16(r)
+);
+numpy_elem!(
+    F16,
+    u16,
+    "uint16 (float16 bits) or float32",
+    true,
+    |x| x.0,
+    |r| F16(r)
+);
 
 /// The name master weights have in a state dict.
 const MASTER: &str = "master_param";
@@ -741,10 +754,7 @@ fn state_to_dict<'py, S: NumpyElem>(
     for (slot, name) in s.slots.iter().zip(algorithm.slot_names()) {
         if let Some(buf) = slot {
             let raw: Vec<S::Raw> = buf.iter().map(|x| x.to_raw()).collect();
-            d.set_item(
-                *name,
-                PyArray1::from_vec(py, raw).reshape(shape.to_vec())?,
-            )?;
+            d.set_item(*name, PyArray1::from_vec(py, raw).reshape(shape.to_vec())?)?;
         }
     }
     if let Some(m) = &s.master {
@@ -810,7 +820,13 @@ fn state_from_dict<S: NumpyElem>(
         };
         if key == MASTER && master {
             let what = || format!("the master weights of {}", param.name);
-            s.master = Some(buffer_from(&v, param.len, |x: f32| x, || err("float32"), what)?);
+            s.master = Some(buffer_from(
+                &v,
+                param.len,
+                |x: f32| x,
+                || err("float32"),
+                what,
+            )?);
             continue;
         }
         let slot = names.iter().position(|n| *n == key).ok_or_else(|| {
