@@ -82,6 +82,9 @@ multiversion! {
     }
 }
 
+/// A chunk of [`stream_16`]'s arrays.
+type Piece16<'a> = (&'a [f32], &'a mut [f32], [&'a mut [u16]; 2]);
+
 /// The bandwidth reference of an update with 16-bit state: `dst += src` and every element
 /// of the 1 or 2 `half` arrays incremented, in one fused pass chunked and threaded as the
 /// optimizer is. Per element it moves 12 bytes plus 4 per 16-bit array (Adam with
@@ -97,7 +100,7 @@ pub fn stream_16(dst: &mut [f32], half: &mut [&mut [u16]], src: &[f32]) {
     );
     assert!((1..=2).contains(&half.len()), "1 or 2 16-bit arrays");
     let level = simd::level();
-    let mut chunks: Vec<(&[f32], &mut [f32], [&mut [u16]; 2])> = src
+    let mut chunks: Vec<Piece16<'_>> = src
         .chunks(CHUNK_ELEMENTS)
         .zip(dst.chunks_mut(CHUNK_ELEMENTS))
         .map(|(s, d)| (s, d, Default::default()))
@@ -108,7 +111,7 @@ pub fn stream_16(dst: &mut [f32], half: &mut [&mut [u16]], src: &[f32]) {
         }
     }
     parallel::run_each(chunks, parallel::worth_threads(n), |(s, d, [h0, h1])| {
-        add_piece_16(level, s, d, h0, h1)
+        add_piece_16(level, s, d, h0, h1);
     });
 }
 

@@ -445,9 +445,9 @@ impl<T: Float> Kernel<T> {
 fn sgd<T: Float, P: Params<T>>(k: &SgdK<T>, p: P, g: &[P::Grad]) {
     let n = p.len();
     let (mut p, g) = (p.prefix(n), &g[..n]);
-    for i in 0..n {
+    for (i, g) in g.iter().enumerate() {
         let pi = p.load(i);
-        p.store(i, pi + k.neg_lr * k.grad.apply(g[i].load(), pi));
+        p.store(i, pi + k.neg_lr * k.grad.apply(g.load(), pi));
     }
 }
 

@@ -15,6 +15,9 @@ pub trait Params<T: Float>: Sized + Send {
     /// The gradient's element type: the parameter's as the user holds it.
     type Grad: Stored<T>;
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// The first `n` elements (so the kernel's loop knows every index is in bounds).
     ///
     /// # Panics

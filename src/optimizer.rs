@@ -894,6 +894,66 @@ mod tests {
     }
 
     #[test]
+    fn storage_checks_name_the_option_and_the_reason() {
+        let st = |param, state, master| Storage {
+            param,
+            state,
+            master,
+        };
+        let err = |s: Storage, a| s.check(a).unwrap_err().to_string();
+        assert!(err(st(Elem::F32, Elem::F16, false), Algorithm::Adam)
+            .contains("state_dtype='float16' cannot hold the second moment 'exp_avg_sq'"));
+        assert!(err(st(Elem::F64, Elem::Bf16, false), Algorithm::Sgd)
+            .contains("float64 parameters keep float64 state"));
+        assert!(err(st(Elem::F32, Elem::F32, true), Algorithm::Sgd).contains("master_weights"));
+        for a in [
+            Algorithm::Sgd,
+            Algorithm::Momentum,
+            Algorithm::Adamax,
+            Algorithm::Lion,
+        ] {
+            assert!(st(Elem::Bf16, Elem::F16, true).check(a).is_ok());
+        }
+    }
+
+    #[test]
+    fn master_weights_are_made_from_the_parameter_and_released_on_failure() {
+        let storage = [Storage {
+            param: Elem::Bf16,
+            state: Elem::Bf16,
+            master: true,
+        }];
+        let mut opt = Optimizer::with_storage(Algorithm::Adam, &storage, &[3], &[0]).unwrap();
+        let mut p: Vec<Bf16> = [1.0f32, -2.0, 0.5].map(Bf16::from_f32).to_vec();
+        let g = vec![Bf16::from_f32(0.25); 3];
+        opt.step(
+            vec![Tensor::Bf16 {
+                param: &mut p,
+                grad: &g,
+            }],
+            &[adam(1e-4)],
+            1.0,
+        )
+        .unwrap();
+        let master = opt.states()[0].master().unwrap().to_vec();
+        // 1 - 1e-4 is 1 in bfloat16: the parameter keeps its value, the master moves.
+        assert_eq!(p[0], Bf16::from_f32(1.0));
+        assert!(master[0] < 1.0 && master[0] > 0.9998);
+        assert!(p.iter().zip(&master).all(|(p, &m)| *p == Bf16::from_f32(m)));
+
+        let mut s = State::new(Elem::F32);
+        let err = s.allocate(&adam(1e-3), 1 << 60, true, "parameter 'W'");
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("master weights of parameter 'W'"));
+        assert_eq!(s, State::new(Elem::F32));
+        let mut s = TensorState::<f32>::new();
+        assert!(s.allocate::<f32>(&adam(1e-3), 1 << 40, true, "W").is_err());
+        assert!(s.master.is_none() && s.slots.iter().all(Option::is_none));
+    }
+
+    #[test]
     fn first_nonfinite_names_the_tensor() {
         let (mut a, mut b) = (vec![0.0f32; 10], vec![0.0f64; 70_000]);
         let ga = vec![1.0f32; 10];
