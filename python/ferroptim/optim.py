@@ -2,7 +2,8 @@
 
 Each optimizer holds your parameter arrays and updates them **in place**: one call of
 ``step(grads)`` runs a single fused Rust pass over every tensor, with the GIL released for
-large steps. State (moments, step counts) lives in Rust, in each parameter's dtype.
+large steps. State (moments, step counts) lives in Rust, in each parameter's dtype or in
+bfloat16 / float16 (``state_dtype=``); 16-bit parameters get float32 master weights.
 
 The lecture's notation maps onto the arguments like this:
 
