@@ -59,7 +59,6 @@ def main() -> None:
     print(
         "| hidden | batch | scikit-learn s/epoch | ferroptim s/epoch | speed-up | accuracy sklearn | accuracy ferroptim |"
     )
-    print(f"# {args.epochs} epoch(s) each")
     print("|---|---|---|---|---|---|---|")
     for hidden in [(100,), (256, 256)]:
         for batch in [200, 1024]:

@@ -200,10 +200,27 @@ def steps(tmp: Path):
     yield "aarch64 wheel: smoke test under qemu-aarch64", lambda: aarch64_wheel(tmp)
 
 
-def aarch64_cargo_test() -> str:
+CROSS_PACKAGES = ["qemu-user", "gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"]
+
+
+def cross_tools() -> tuple[str | None, str | None]:
+    """qemu-aarch64 and the aarch64 gcc, installed from Debian's packages when missing and this
+    runs as root with apt-get (as on CI); (None, ...) when they cannot be had."""
     qemu, gcc = shutil.which("qemu-aarch64"), shutil.which("aarch64-linux-gnu-gcc")
+    if (not qemu or not gcc) and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if run(["apt-get", "update", "-qq"], env=env).returncode == 0:
+            run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *CROSS_PACKAGES], env=env)
+        qemu, gcc = shutil.which("qemu-aarch64"), shutil.which("aarch64-linux-gnu-gcc")
+    return qemu, gcc
+
+
+def aarch64_cargo_test() -> str:
+    qemu, gcc = cross_tools()
     if not qemu or not gcc:
-        raise Skip("needs qemu-aarch64 and aarch64-linux-gnu-gcc (apt: qemu-user gcc-aarch64-linux-gnu)")
+        raise Skip(
+            f"needs qemu-aarch64 and aarch64-linux-gnu-gcc, not installable here (apt: {' '.join(CROSS_PACKAGES)})"
+        )
     targets = run(["rustup", "target", "list", "--installed"]).stdout.split()
     if "aarch64-unknown-linux-gnu" not in targets:
         raise Skip("the Rust target aarch64-unknown-linux-gnu is not installed (rustup target add)")
@@ -285,7 +302,7 @@ def aarch64_sysroot() -> Path:
 
 
 def aarch64_wheel(tmp: Path) -> str:
-    qemu = shutil.which("qemu-aarch64")
+    qemu, _ = cross_tools()
     if not qemu or not Path("/usr/aarch64-linux-gnu/lib").is_dir():
         raise Skip("needs qemu-aarch64 and the aarch64 glibc (apt: qemu-user libc6-dev-arm64-cross)")
     python = aarch64_sysroot()

@@ -47,7 +47,7 @@ def _regression():
 
 
 def _classification():
-    X, y = make_classification(n_samples=20000, n_features=20, n_informative=10, random_state=0)
+    X, y = make_classification(n_samples=200_000, n_features=20, n_informative=10, random_state=0)
     return train_test_split(X, y, test_size=0.3, random_state=0)
 
 
