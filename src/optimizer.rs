@@ -92,7 +92,7 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// A parameter whose state has its own type (float32 / float64 as before).
+    /// A float32 / float64 parameter with state of its own dtype.
     pub fn plain(d: Dtype) -> Self {
         Storage {
             param: d.into(),
