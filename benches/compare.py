@@ -21,6 +21,12 @@ per-step time is reported, with
 elements/s, bytes/s, the fraction of the bandwidth reference, and ferroptim's speed-up
 over each peer. Run: ``python benches/compare.py`` (``--quick`` for a smaller run,
 ``--markdown`` for a README table).
+
+``--half`` measures Adam with bfloat16 state instead (``state_dtype="bfloat16"``) on the
+large tensors: against ferroptim's float32 state, torch's fused float32 Adam, and the
+bandwidth reference moving the same 20 bytes per element (and the 28 of float32 state);
+the "speed-up" column is bfloat16 state's, and the resident memory each state takes is
+printed (RSS growth over the first step).
 """
 
 from __future__ import annotations
@@ -170,6 +176,81 @@ def time_runners(runners, target_s, rounds):
     return {label: statistics.median(s) for label, s in samples.items()}
 
 
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def state_rss(n, state_dtype):
+    """Resident bytes the Adam state of an n-element float32 tensor adds (its first step)."""
+    p, g = np.ones(n, np.float32), np.ones(n, np.float32)  # touched: only the state grows
+    opt = fo.Adam([p], lr=1e-3, state_dtype=state_dtype)
+    gc.collect()
+    before = rss_bytes()
+    opt.step([g])
+    grown = rss_bytes() - before
+    del opt
+    gc.collect()
+    return grown
+
+
+def make_half_runners(shapes):
+    """Adam with bfloat16 and float32 state, torch fused float32, and the two references."""
+    rng = np.random.default_rng(0)
+    n = sum(int(np.prod(s)) for s in shapes)
+
+    def arrays():
+        return (
+            [rng.standard_normal(s, dtype=np.float32) for s in shapes],
+            [rng.standard_normal(s, dtype=np.float32) * 1e-2 for s in shapes],
+        )
+
+    runners = []
+    for label, state_dtype in (("ferroptim bfloat16 state", "bfloat16"), ("ferroptim float32 state", None)):
+        ps, gs = arrays()
+        opt = fo.Adam(ps, lr=1e-3, state_dtype=state_dtype)
+        runners.append((label, lambda opt=opt, gs=gs: opt.step(gs)))
+    src = np.full(n, 1e-7, np.float32)
+    d32 = [np.ones(n, np.float32) for _ in range(3)]
+    d16 = [np.zeros(n, np.uint16) for _ in range(2)]
+    runners.append(("bandwidth reference 20 B", lambda: _core.stream_reference(d32[:1], src, d16)))
+    runners.append(("bandwidth reference 28 B", lambda: _core.stream_reference(d32, src)))
+    if torch is not None:
+        tps, tgs = arrays()
+        tparams = [torch.from_numpy(p).requires_grad_() for p in tps]
+        for tp, g in zip(tparams, tgs):
+            tp.grad = torch.from_numpy(g)
+        topt = torch.optim.Adam(tparams, lr=1e-3, fused=True)
+        runners.append(("torch fused float32", topt.step))
+    return n, runners
+
+
+def half_rows(sets, rounds):
+    rows = []
+    for set_name in sets:
+        n, runners = make_half_runners(SETS[set_name])
+        times = time_runners(runners, target_s=0.2, rounds=rounds)
+        ours, ref = times["ferroptim bfloat16 state"], times["bandwidth reference 20 B"]
+        for label, t in times.items():
+            bpe = 28 if ("float32" in label or "28" in label) else 20
+            rows.append(
+                [
+                    set_name,
+                    "Adam",
+                    label,
+                    fmt_time(t),
+                    f"{n / t:.3g}",
+                    f"{n * bpe / t / 1e9:.1f}",
+                    f"{100 * ref / t:.0f}%",
+                    "—" if label == "ferroptim bfloat16 state" else f"{t / ours:.2f}x",
+                ]
+            )
+        del runners
+        gc.collect()
+        print(f"  measured {set_name} / Adam, bfloat16 state", flush=True)
+    return rows
+
+
 def fmt_time(s):
     return f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"
 
@@ -202,6 +283,7 @@ def main(argv=None):
     )
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per measurement")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument("--half", action="store_true", help="Adam with bfloat16 state on the large tensors")
     args = ap.parse_args(argv)
     sets = args.sets or [s for s in SETS if not (args.quick and s == "1x100M")]
     opts = args.optimizers or list(OPTIMIZERS) + (list(FAMILY) if args.family else [])
@@ -223,6 +305,15 @@ def main(argv=None):
         "ferroptim speed-up",
     ]
     rows = []
+    if args.half:
+        big = [s for s in (args.sets or ["1x100M", "1x10M"]) if s.startswith("1x")]
+        sets, opts = [], []
+        rows = half_rows([s for s in big if not (args.quick and s == "1x100M")], rounds)
+        n = 10_000_000 if args.quick else 100_000_000
+        for label, dtype in (("float32", None), ("bfloat16", "bfloat16")):
+            print(
+                f"Adam state of a {n:,}-element float32 tensor, {label}: {state_rss(n, dtype) / 2**20:.0f} MiB resident"
+            )
     for set_name in sets:
         for opt_name in opts:
             n, bpe, runners = make_runners(opt_name, SETS[set_name], with_numpy=True)

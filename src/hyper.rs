@@ -162,6 +162,16 @@ impl Algorithm {
         }
     }
 
+    /// The name of the slot holding an EWA (or sum) of squared gradients, if any.
+    pub fn second_moment(self) -> Option<&'static str> {
+        match self {
+            Algorithm::Sgd | Algorithm::Momentum | Algorithm::Adamax | Algorithm::Lion => None,
+            Algorithm::RmsProp | Algorithm::Adadelta => Some("square_avg"),
+            Algorithm::Adagrad => Some("sum"),
+            Algorithm::Adam | Algorithm::NAdam | Algorithm::RAdam => Some("exp_avg_sq"),
+        }
+    }
+
     /// The name of the per-tensor scalar state, if the algorithm keeps one (NAdam's
     /// running product of momentum coefficients).
     pub fn scalar_name(self) -> Option<&'static str> {

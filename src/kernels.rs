@@ -9,7 +9,9 @@
 
 use crate::ewa::{bias_correction, ewa, ewa_sq};
 use crate::float::Float;
+use crate::half::Stored;
 use crate::hyper::{Hyper, MAX_SLOTS};
+use crate::mixed::Params;
 use crate::simd::multiversion;
 
 /// How every kernel turns the raw gradient into the one it uses: scaled by the clipping
@@ -58,15 +60,15 @@ pub struct MomentsK<T> {
 }
 
 impl<T: Float> MomentsK<T> {
-    /// Decays `p`, then updates `m` (EWA of gradients) and `v` (EWA of squared gradients)
-    /// in place; returns the decayed parameter, the gradient and the new moments.
+    /// Decays `p`, then updates `m` (EWA of gradients) and `v` (EWA of squared gradients);
+    /// returns the decayed parameter, the gradient and the new moments.
     #[inline(always)]
-    fn update(&self, p: T, g: T, m: &mut T, v: &mut T) -> (T, T, T, T) {
+    fn update(&self, p: T, g: T, m: T, v: T) -> (T, T, T, T) {
         let p = p * self.decay;
         let g = self.grad.apply(g, p);
-        *m = ewa(*m, g, self.beta1, self.one_minus_beta1);
-        *v = ewa_sq(*v, g, self.beta2, self.one_minus_beta2);
-        (p, g, *m, *v)
+        let m = ewa(m, g, self.beta1, self.one_minus_beta1);
+        let v = ewa_sq(v, g, self.beta2, self.one_minus_beta2);
+        (p, g, m, v)
     }
 }
 
@@ -440,158 +442,224 @@ impl<T: Float> Kernel<T> {
 }
 
 #[inline(always)]
-fn sgd<T: Float>(k: &SgdK<T>, p: &mut [T], g: &[T]) {
-    let g = &g[..p.len()];
-    for (p, &g) in p.iter_mut().zip(g) {
-        *p = *p + k.neg_lr * k.grad.apply(g, *p);
+fn sgd<T: Float, P: Params<T>>(k: &SgdK<T>, p: P, g: &[P::Grad]) {
+    let n = p.len();
+    let (mut p, g) = (p.prefix(n), &g[..n]);
+    for (i, g) in g.iter().enumerate() {
+        let pi = p.load(i);
+        p.store(i, pi + k.neg_lr * k.grad.apply(g.load(), pi));
     }
 }
 
 #[inline(always)]
-fn sgd_momentum<T: Float>(k: &SgdK<T>, p: &mut [T], g: &[T], buf: &mut [T]) {
+fn sgd_momentum<T: Float, P: Params<T>, S: Stored<T>>(
+    k: &SgdK<T>,
+    p: P,
+    g: &[P::Grad],
+    buf: &mut [S],
+) {
     let n = p.len();
-    let (g, buf) = (&g[..n], &mut buf[..n]);
+    let (mut p, g, buf) = (p.prefix(n), &g[..n], &mut buf[..n]);
     for i in 0..n {
-        let gi = k.grad.apply(g[i], p[i]);
+        let pi = p.load(i);
+        let gi = k.grad.apply(g[i].load(), pi);
         let b = if k.init {
             gi
         } else {
-            ewa(buf[i], gi, k.momentum, k.one_minus_dampening)
+            ewa(buf[i].load(), gi, k.momentum, k.one_minus_dampening)
         };
-        buf[i] = b;
+        buf[i] = S::store(b);
         let d = if k.nesterov { gi + k.momentum * b } else { b };
-        p[i] = p[i] + k.neg_lr * d;
+        p.store(i, pi + k.neg_lr * d);
     }
 }
 
 #[inline(always)]
-fn momentum<T: Float>(k: &MomentumK<T>, p: &mut [T], g: &[T], v: &mut [T]) {
-    let n = p.len();
-    let (g, v) = (&g[..n], &mut v[..n]);
-    for i in 0..n {
-        let vi = ewa(v[i], k.grad.apply(g[i], p[i]), k.beta, k.one_minus_beta);
-        v[i] = vi;
-        p[i] = p[i] + k.neg_lr * vi;
-    }
-}
-
-#[inline(always)]
-fn rmsprop<T: Float, const MOMENTUM: bool, const CENTERED: bool>(
-    k: &RmsPropK<T>,
-    p: &mut [T],
-    g: &[T],
-    square_avg: &mut [T],
-    buf: &mut [T],
-    grad_avg: &mut [T],
+fn momentum<T: Float, P: Params<T>, S: Stored<T>>(
+    k: &MomentumK<T>,
+    p: P,
+    g: &[P::Grad],
+    v: &mut [S],
 ) {
     let n = p.len();
-    let (g, sq) = (&g[..n], &mut square_avg[..n]);
+    let (mut p, g, v) = (p.prefix(n), &g[..n], &mut v[..n]);
+    for i in 0..n {
+        let pi = p.load(i);
+        let vi = ewa(
+            v[i].load(),
+            k.grad.apply(g[i].load(), pi),
+            k.beta,
+            k.one_minus_beta,
+        );
+        v[i] = S::store(vi);
+        p.store(i, pi + k.neg_lr * vi);
+    }
+}
+
+#[inline(always)]
+fn rmsprop<T: Float, P: Params<T>, S: Stored<T>, const MOMENTUM: bool, const CENTERED: bool>(
+    k: &RmsPropK<T>,
+    p: P,
+    g: &[P::Grad],
+    square_avg: &mut [S],
+    buf: &mut [S],
+    grad_avg: &mut [S],
+) {
+    let n = p.len();
+    let (mut p, g, sq) = (p.prefix(n), &g[..n], &mut square_avg[..n]);
     let buf = &mut buf[..if MOMENTUM { n } else { 0 }];
     let ga = &mut grad_avg[..if CENTERED { n } else { 0 }];
     for i in 0..n {
-        let gi = k.grad.apply(g[i], p[i]);
-        let s = ewa_sq(sq[i], gi, k.alpha, k.one_minus_alpha);
-        sq[i] = s;
+        let pi = p.load(i);
+        let gi = k.grad.apply(g[i].load(), pi);
+        let s = ewa_sq(sq[i].load(), gi, k.alpha, k.one_minus_alpha);
+        sq[i] = S::store(s);
         let avg = if CENTERED {
-            let a = ewa(ga[i], gi, k.alpha, k.one_minus_alpha);
-            ga[i] = a;
+            let a = ewa(ga[i].load(), gi, k.alpha, k.one_minus_alpha);
+            ga[i] = S::store(a);
             (s - a * a).sqrt()
         } else {
             s.sqrt()
         } + k.eps;
-        p[i] = if MOMENTUM {
-            let b = k.momentum * buf[i] + gi / avg;
-            buf[i] = b;
-            p[i] + k.neg_lr * b
+        let pi = if MOMENTUM {
+            let b = k.momentum * buf[i].load() + gi / avg;
+            buf[i] = S::store(b);
+            pi + k.neg_lr * b
         } else {
-            p[i] + (k.neg_lr * gi) / avg
+            pi + (k.neg_lr * gi) / avg
         };
+        p.store(i, pi);
     }
 }
 
 #[inline(always)]
-fn adam<T: Float, const AMSGRAD: bool>(
+fn adam<T: Float, P: Params<T>, S: Stored<T>, const AMSGRAD: bool>(
     k: &AdamK<T>,
-    p: &mut [T],
-    g: &[T],
-    m: &mut [T],
-    v: &mut [T],
-    vmax: &mut [T],
+    p: P,
+    g: &[P::Grad],
+    m: &mut [S],
+    v: &mut [S],
+    vmax: &mut [S],
 ) {
     let n = p.len();
-    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+    let (mut p, g, m, v) = (p.prefix(n), &g[..n], &mut m[..n], &mut v[..n]);
     let vmax = &mut vmax[..if AMSGRAD { n } else { 0 }];
     for i in 0..n {
-        let (pi, _, mi, vi) = k.moments.update(p[i], g[i], &mut m[i], &mut v[i]);
+        let (pi, _, mi, vi) = k
+            .moments
+            .update(p.load(i), g[i].load(), m[i].load(), v[i].load());
+        m[i] = S::store(mi);
+        v[i] = S::store(vi);
         let vhat = if AMSGRAD {
-            let x = vmax[i].nan_max(vi);
-            vmax[i] = x;
+            let x = vmax[i].load().nan_max(vi);
+            vmax[i] = S::store(x);
             x
         } else {
             vi
         };
-        p[i] = pi + (k.neg_step_size * mi) / (vhat.sqrt() + k.eps);
+        p.store(i, pi + (k.neg_step_size * mi) / (vhat.sqrt() + k.eps));
     }
 }
 
 #[inline(always)]
-fn adagrad<T: Float>(k: &AdagradK<T>, p: &mut [T], g: &[T], sum: &mut [T]) {
+fn adagrad<T: Float, P: Params<T>, S: Stored<T>>(
+    k: &AdagradK<T>,
+    p: P,
+    g: &[P::Grad],
+    sum: &mut [S],
+) {
     let n = p.len();
-    let (g, sum) = (&g[..n], &mut sum[..n]);
+    let (mut p, g, sum) = (p.prefix(n), &g[..n], &mut sum[..n]);
     for i in 0..n {
-        let gi = k.grad.apply(g[i], p[i]);
-        let s = sum[i] + gi * gi;
-        sum[i] = s;
-        p[i] = p[i] + (k.neg_clr * gi) / (s.sqrt() + k.eps);
+        let pi = p.load(i);
+        let gi = k.grad.apply(g[i].load(), pi);
+        let s = sum[i].load() + gi * gi;
+        sum[i] = S::store(s);
+        p.store(i, pi + (k.neg_clr * gi) / (s.sqrt() + k.eps));
     }
 }
 
 #[inline(always)]
-fn adadelta<T: Float>(k: &AdadeltaK<T>, p: &mut [T], g: &[T], sq: &mut [T], acc: &mut [T]) {
+fn adadelta<T: Float, P: Params<T>, S: Stored<T>>(
+    k: &AdadeltaK<T>,
+    p: P,
+    g: &[P::Grad],
+    sq: &mut [S],
+    acc: &mut [S],
+) {
     let n = p.len();
-    let (g, sq, acc) = (&g[..n], &mut sq[..n], &mut acc[..n]);
+    let (mut p, g, sq, acc) = (p.prefix(n), &g[..n], &mut sq[..n], &mut acc[..n]);
     for i in 0..n {
-        let gi = k.grad.apply(g[i], p[i]);
-        let s = ewa_sq(sq[i], gi, k.rho, k.one_minus_rho);
-        sq[i] = s;
-        let delta = (acc[i] + k.eps).sqrt() / (s + k.eps).sqrt() * gi;
-        acc[i] = ewa_sq(acc[i], delta, k.rho, k.one_minus_rho);
-        p[i] = p[i] + k.neg_lr * delta;
+        let pi = p.load(i);
+        let gi = k.grad.apply(g[i].load(), pi);
+        let s = ewa_sq(sq[i].load(), gi, k.rho, k.one_minus_rho);
+        sq[i] = S::store(s);
+        let a = acc[i].load();
+        let delta = (a + k.eps).sqrt() / (s + k.eps).sqrt() * gi;
+        acc[i] = S::store(ewa_sq(a, delta, k.rho, k.one_minus_rho));
+        p.store(i, pi + k.neg_lr * delta);
     }
 }
 
 #[inline(always)]
-fn adamax<T: Float>(k: &AdamaxK<T>, p: &mut [T], g: &[T], m: &mut [T], u: &mut [T]) {
+fn adamax<T: Float, P: Params<T>, S: Stored<T>>(
+    k: &AdamaxK<T>,
+    p: P,
+    g: &[P::Grad],
+    m: &mut [S],
+    u: &mut [S],
+) {
     let n = p.len();
-    let (g, m, u) = (&g[..n], &mut m[..n], &mut u[..n]);
+    let (mut p, g, m, u) = (p.prefix(n), &g[..n], &mut m[..n], &mut u[..n]);
     for i in 0..n {
-        let gi = k.grad.apply(g[i], p[i]);
-        let mi = ewa(m[i], gi, k.beta1, k.one_minus_beta1);
-        m[i] = mi;
-        let ui = (u[i] * k.beta2).nan_max(gi.abs() + k.eps);
-        u[i] = ui;
-        p[i] = p[i] + (k.neg_clr * mi) / ui;
+        let pi = p.load(i);
+        let gi = k.grad.apply(g[i].load(), pi);
+        let mi = ewa(m[i].load(), gi, k.beta1, k.one_minus_beta1);
+        m[i] = S::store(mi);
+        let ui = (u[i].load() * k.beta2).nan_max(gi.abs() + k.eps);
+        u[i] = S::store(ui);
+        p.store(i, pi + (k.neg_clr * mi) / ui);
     }
 }
 
 #[inline(always)]
-fn nadam<T: Float>(k: &NAdamK<T>, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
+fn nadam<T: Float, P: Params<T>, S: Stored<T>>(
+    k: &NAdamK<T>,
+    p: P,
+    g: &[P::Grad],
+    m: &mut [S],
+    v: &mut [S],
+) {
     let n = p.len();
-    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+    let (mut p, g, m, v) = (p.prefix(n), &g[..n], &mut m[..n], &mut v[..n]);
     for i in 0..n {
-        let (pi, gi, mi, vi) = k.moments.update(p[i], g[i], &mut m[i], &mut v[i]);
+        let (pi, gi, mi, vi) = k
+            .moments
+            .update(p.load(i), g[i].load(), m[i].load(), v[i].load());
+        m[i] = S::store(mi);
+        v[i] = S::store(vi);
         let denom = (vi / k.bias_correction2).sqrt() + k.eps;
         let pi = pi + (k.grad_coef * gi) / denom;
-        p[i] = pi + (k.momentum_coef * mi) / denom;
+        p.store(i, pi + (k.momentum_coef * mi) / denom);
     }
 }
 
 #[inline(always)]
-fn radam<T: Float>(k: &RAdamK<T>, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
+fn radam<T: Float, P: Params<T>, S: Stored<T>>(
+    k: &RAdamK<T>,
+    p: P,
+    g: &[P::Grad],
+    m: &mut [S],
+    v: &mut [S],
+) {
     let n = p.len();
-    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+    let (mut p, g, m, v) = (p.prefix(n), &g[..n], &mut m[..n], &mut v[..n]);
     for i in 0..n {
-        let (pi, _, mi, vi) = k.moments.update(p[i], g[i], &mut m[i], &mut v[i]);
+        let (pi, _, mi, vi) = k
+            .moments
+            .update(p.load(i), g[i].load(), m[i].load(), v[i].load());
+        m[i] = S::store(mi);
+        v[i] = S::store(vi);
         let corrected = mi / k.bias_correction1;
         let u = if k.rectified {
             let adaptive = k.bias_correction2_sqrt / (vi.sqrt() + k.eps);
@@ -599,47 +667,59 @@ fn radam<T: Float>(k: &RAdamK<T>, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]
         } else {
             corrected * k.lr
         };
-        p[i] = pi - u;
+        p.store(i, pi - u);
     }
 }
 
 #[inline(always)]
-fn lion<T: Float>(k: &LionK<T>, p: &mut [T], g: &[T], m: &mut [T]) {
+fn lion<T: Float, P: Params<T>, S: Stored<T>>(k: &LionK<T>, p: P, g: &[P::Grad], m: &mut [S]) {
     let n = p.len();
-    let (g, m) = (&g[..n], &mut m[..n]);
+    let (mut p, g, m) = (p.prefix(n), &g[..n], &mut m[..n]);
     for i in 0..n {
-        let gi = g[i] * k.scale;
-        let c = ewa(m[i], gi, k.beta1, k.one_minus_beta1);
-        p[i] = p[i] + k.neg_lr * (c.sign() + k.weight_decay * p[i]);
-        m[i] = ewa(m[i], gi, k.beta2, k.one_minus_beta2);
+        let pi = p.load(i);
+        let gi = g[i].load() * k.scale;
+        let mi = m[i].load();
+        let c = ewa(mi, gi, k.beta1, k.one_minus_beta1);
+        p.store(i, pi + k.neg_lr * (c.sign() + k.weight_decay * pi));
+        m[i] = S::store(ewa(mi, gi, k.beta2, k.one_minus_beta2));
     }
 }
 
 multiversion! {
-    /// Applies one tensor's update (or a contiguous chunk of it) in place.
+    /// Applies one tensor's update (or a contiguous chunk of it) in place: the parameter
+    /// through `p` (see [`Params`]), its state in `S` (each value widened to `T` on load
+    /// and rounded once on store).
     ///
     /// `state` holds the slots the kernel uses, each as long as `p`; unused slots may be
-    /// empty. Panics if a used slot or `g` is shorter than `p`.
-    pub fn update<T: Float>(k: &Kernel<T>, p: &mut [T], g: &[T], state: [&mut [T]; MAX_SLOTS]) {
+    /// empty. Panics if a used slot or `g` is shorter than `p`. With float16 state
+    /// (`S::WIDE` false) only the kernels without a second moment are compiled; the others
+    /// panic.
+    pub fn update<T: Float, P: Params<T>, S: Stored<T>>(
+        k: &Kernel<T>,
+        p: P,
+        g: &[P::Grad],
+        state: [&mut [S]; MAX_SLOTS],
+    ) {
         let [s0, s1, s2] = state;
         match k {
             Kernel::Sgd(k) if !k.use_buffer => sgd(k, p, g),
             Kernel::Sgd(k) => sgd_momentum(k, p, g, s0),
             Kernel::Momentum(k) => momentum(k, p, g, s0),
+            Kernel::Lion(k) => lion(k, p, g, s0),
+            Kernel::Adamax(k) => adamax(k, p, g, s0, s1),
+            _ if !S::WIDE => panic!("{} state for {k:?}", S::ELEM.name()),
             Kernel::RmsProp(k) => match (k.use_momentum, k.centered) {
-                (false, false) => rmsprop::<T, false, false>(k, p, g, s0, s1, s2),
-                (true, false) => rmsprop::<T, true, false>(k, p, g, s0, s1, s2),
-                (false, true) => rmsprop::<T, false, true>(k, p, g, s0, s1, s2),
-                (true, true) => rmsprop::<T, true, true>(k, p, g, s0, s1, s2),
+                (false, false) => rmsprop::<T, P, S, false, false>(k, p, g, s0, s1, s2),
+                (true, false) => rmsprop::<T, P, S, true, false>(k, p, g, s0, s1, s2),
+                (false, true) => rmsprop::<T, P, S, false, true>(k, p, g, s0, s1, s2),
+                (true, true) => rmsprop::<T, P, S, true, true>(k, p, g, s0, s1, s2),
             },
-            Kernel::Adam(k) if k.amsgrad => adam::<T, true>(k, p, g, s0, s1, s2),
-            Kernel::Adam(k) => adam::<T, false>(k, p, g, s0, s1, s2),
+            Kernel::Adam(k) if k.amsgrad => adam::<T, P, S, true>(k, p, g, s0, s1, s2),
+            Kernel::Adam(k) => adam::<T, P, S, false>(k, p, g, s0, s1, s2),
             Kernel::Adagrad(k) => adagrad(k, p, g, s0),
             Kernel::Adadelta(k) => adadelta(k, p, g, s0, s1),
-            Kernel::Adamax(k) => adamax(k, p, g, s0, s1),
             Kernel::NAdam(k) => nadam(k, p, g, s0, s1),
             Kernel::RAdam(k) => radam(k, p, g, s0, s1),
-            Kernel::Lion(k) => lion(k, p, g, s0),
         }
     }
 }
@@ -666,6 +746,7 @@ multiversion! {
 mod tests {
     use super::*;
     use crate::hyper;
+    use crate::mixed::Direct;
     use crate::simd::Level;
 
     fn adam_hyper(amsgrad: bool, decoupled: bool, maximize: bool) -> hyper::Hyper {
@@ -718,7 +799,13 @@ mod tests {
         for t in 1..=20 {
             let g = data(n, 100 + t);
             let k = Kernel::<f64>::new(&adam_hyper(false, false, false), t, [false; 3]);
-            update(Level::Scalar, &k, &mut p, &g, [&mut m, &mut v, &mut []]);
+            update(
+                Level::Scalar,
+                &k,
+                Direct(&mut p),
+                &g,
+                [&mut m, &mut v, &mut []],
+            );
             adam_reference(&mut rp, &g, &mut rm, &mut rv, t);
         }
         assert_eq!(p, rp);
@@ -779,7 +866,7 @@ mod tests {
                     };
                     let k = Kernel::<f32>::build(h, &sc, &ts);
                     let before = p;
-                    update(level, &k, &mut p, &g, [&mut s0, &mut s1, &mut s2]);
+                    update(level, &k, Direct(&mut p), &g, [&mut s0, &mut s1, &mut s2]);
                     let state = [s0, s1, s2];
                     assert!(
                         state.iter().flatten().all(|x| x.is_finite()),
@@ -899,7 +986,7 @@ mod tests {
                     let [a, b, c] = &mut s[..] else {
                         unreachable!()
                     };
-                    update(level, &k, &mut p, &g, [a, b, c]);
+                    update(level, &k, Direct(&mut p), &g, [a, b, c]);
                 }
                 results.push(p.iter().chain(s.concat().iter()).copied().collect());
             }
@@ -929,7 +1016,7 @@ mod tests {
         update(
             Level::Scalar,
             &k,
-            &mut p,
+            Direct(&mut p),
             &[2.0],
             [&mut buf, &mut [], &mut []],
         );
@@ -938,7 +1025,7 @@ mod tests {
         update(
             Level::Scalar,
             &k,
-            &mut p,
+            Direct(&mut p),
             &[2.0],
             [&mut buf, &mut [], &mut []],
         );
@@ -955,7 +1042,7 @@ mod tests {
         update(
             Level::Scalar,
             &k,
-            &mut p,
+            Direct(&mut p),
             &[1.0],
             [&mut v, &mut [], &mut []],
         );
@@ -995,7 +1082,7 @@ mod tests {
         update(
             Level::Scalar,
             &k,
-            &mut p,
+            Direct(&mut p),
             &[3.0, -1e-9, 0.0],
             [&mut m, &mut [], &mut []],
         );

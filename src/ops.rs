@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::float::{Dtype, Float};
+use crate::half::{Bf16, Stored, F16};
 use crate::parallel::{self, CHUNK_ELEMENTS};
 use crate::simd::{self, multiversion};
 
@@ -113,12 +114,13 @@ impl Norm {
 const LANES: usize = 16;
 
 multiversion! {
-    /// Per-piece partial of a norm: a sum of `|x|^p`, or the max of `|x|` for `Norm::Inf`.
-    pub fn norm_partial<T: Float>(x: &[T], norm: Norm) -> f64 {
+    /// Per-piece partial of a norm: a sum of `|x|^p`, or the max of `|x|` for `Norm::Inf`
+    /// (16-bit values widened to `f32` first).
+    pub fn norm_partial<T: Float, S: Stored<T>>(x: &[S], norm: Norm) -> f64 {
         let mut lanes = [0.0f64; LANES];
         let mut blocks = x.chunks_exact(LANES);
-        let term = |v: T| -> f64 {
-            let a = v.abs().to_f64();
+        let term = |v: S| -> f64 {
+            let a = v.load().abs().to_f64();
             match norm {
                 Norm::L1 | Norm::Inf => a,
                 Norm::L2 => a * a,
@@ -138,16 +140,54 @@ multiversion! {
     }
 }
 
+/// A read-only tensor of any stored type, for [`norm_any`].
+#[derive(Clone, Copy, Debug)]
+pub enum AnySlice<'a> {
+    Float(Slice<'a>),
+    Bf16(&'a [Bf16]),
+    F16(&'a [F16]),
+}
+
+impl AnySlice<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            AnySlice::Float(x) => x.len(),
+            AnySlice::Bf16(x) => x.len(),
+            AnySlice::F16(x) => x.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn pieces(self) -> Vec<Self> {
+        match self {
+            AnySlice::Float(x) => x.pieces().into_iter().map(AnySlice::Float).collect(),
+            AnySlice::Bf16(x) => x.chunks(CHUNK_ELEMENTS).map(AnySlice::Bf16).collect(),
+            AnySlice::F16(x) => x.chunks(CHUNK_ELEMENTS).map(AnySlice::F16).collect(),
+        }
+    }
+}
+
 /// The norm of all tensors together, as if concatenated (torch's `clip_grad_norm_` total).
 pub fn norm(xs: &[Slice<'_>], norm: Norm) -> f64 {
+    let any: Vec<AnySlice<'_>> = xs.iter().copied().map(AnySlice::Float).collect();
+    norm_any(&any, norm)
+}
+
+/// [`norm`] over tensors that may be 16-bit.
+pub fn norm_any(xs: &[AnySlice<'_>], norm: Norm) -> f64 {
     let level = simd::level();
-    let pieces: Vec<Slice<'_>> = xs.iter().flat_map(|x| x.pieces()).collect();
-    let total: usize = xs.iter().map(Slice::len).sum();
+    let pieces: Vec<AnySlice<'_>> = xs.iter().flat_map(|x| x.pieces()).collect();
+    let total: usize = xs.iter().map(AnySlice::len).sum();
     let partials: Vec<AtomicU64> = pieces.iter().map(|_| AtomicU64::new(0)).collect();
     let work = |i: usize| {
         let v = match pieces[i] {
-            Slice::F32(x) => norm_partial(level, x, norm),
-            Slice::F64(x) => norm_partial(level, x, norm),
+            AnySlice::Float(Slice::F32(x)) => norm_partial::<f32, f32>(level, x, norm),
+            AnySlice::Float(Slice::F64(x)) => norm_partial::<f64, f64>(level, x, norm),
+            AnySlice::Bf16(x) => norm_partial::<f32, Bf16>(level, x, norm),
+            AnySlice::F16(x) => norm_partial::<f32, F16>(level, x, norm),
         };
         partials[i].store(v.to_bits(), Ordering::Relaxed);
     };
@@ -428,7 +468,7 @@ mod tests {
         let x = data(5000);
         let bits: Vec<u64> = crate::simd::supported()
             .into_iter()
-            .map(|l| norm_partial(l, &x, Norm::L2).to_bits())
+            .map(|l| norm_partial::<f32, f32>(l, &x, Norm::L2).to_bits())
             .collect();
         assert!(bits.iter().all(|&b| b == bits[0]));
     }

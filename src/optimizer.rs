@@ -1,21 +1,24 @@
 //! Multi-tensor apply: one call updates every tensor of a step.
 //!
-//! The optimizer owns each tensor's state (step count and EWA buffers); parameters and
-//! gradients are borrowed for the duration of a step. Large steps are cut into chunks that
-//! run on the thread pool; every element is computed by the same code whichever thread runs
-//! it, so results are bit-identical for any thread count.
+//! The optimizer owns each tensor's state (step count, EWA buffers and, for a 16-bit
+//! parameter, its float32 master weights); parameters and gradients are borrowed for the
+//! duration of a step. Large steps are cut into chunks that run on the thread pool; every
+//! element is computed by the same code whichever thread runs it, so results are
+//! bit-identical for any thread count.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{try_filled, Error, Result};
 use crate::float::{Dtype, Float};
+use crate::half::{self, Bf16, Bits16, Elem, Stored, F16};
 use crate::hyper::{Algorithm, Hyper, MAX_SLOTS};
 use crate::kernels::{self, Kernel, StepScalars, TensorScalars};
-use crate::ops::Slice;
+use crate::mixed::{Direct, Master, Params};
+use crate::ops::{AnySlice, Slice};
 use crate::parallel::{self, CHUNK_ELEMENTS};
 use crate::simd::{self, Level};
 
-/// One tensor of a step: its parameter (updated in place) and its gradient.
+/// One tensor of a step: its parameter (updated in place) and its gradient, of one type.
 pub enum Tensor<'a> {
     F32 {
         param: &'a mut [f32],
@@ -25,13 +28,24 @@ pub enum Tensor<'a> {
         param: &'a mut [f64],
         grad: &'a [f64],
     },
+    Bf16 {
+        param: &'a mut [Bf16],
+        grad: &'a [Bf16],
+    },
+    F16 {
+        param: &'a mut [F16],
+        grad: &'a [F16],
+    },
 }
 
 impl Tensor<'_> {
-    pub fn dtype(&self) -> Dtype {
+    /// The parameter's element type.
+    pub fn elem(&self) -> Elem {
         match self {
-            Tensor::F32 { .. } => Dtype::F32,
-            Tensor::F64 { .. } => Dtype::F64,
+            Tensor::F32 { .. } => Elem::F32,
+            Tensor::F64 { .. } => Elem::F64,
+            Tensor::Bf16 { .. } => Elem::Bf16,
+            Tensor::F16 { .. } => Elem::F16,
         }
     }
 
@@ -39,6 +53,17 @@ impl Tensor<'_> {
         match self {
             Tensor::F32 { param, .. } => param.len(),
             Tensor::F64 { param, .. } => param.len(),
+            Tensor::Bf16 { param, .. } => param.len(),
+            Tensor::F16 { param, .. } => param.len(),
+        }
+    }
+
+    fn grad_len(&self) -> usize {
+        match self {
+            Tensor::F32 { grad, .. } => grad.len(),
+            Tensor::F64 { grad, .. } => grad.len(),
+            Tensor::Bf16 { grad, .. } => grad.len(),
+            Tensor::F16 { grad, .. } => grad.len(),
         }
     }
 
@@ -47,91 +72,198 @@ impl Tensor<'_> {
     }
 
     /// The gradient, read-only.
-    pub fn grad(&self) -> Slice<'_> {
+    pub fn grad(&self) -> AnySlice<'_> {
         match self {
-            Tensor::F32 { grad, .. } => Slice::F32(grad),
-            Tensor::F64 { grad, .. } => Slice::F64(grad),
+            Tensor::F32 { grad, .. } => AnySlice::Float(Slice::F32(grad)),
+            Tensor::F64 { grad, .. } => AnySlice::Float(Slice::F64(grad)),
+            Tensor::Bf16 { grad, .. } => AnySlice::Bf16(grad),
+            Tensor::F16 { grad, .. } => AnySlice::F16(grad),
         }
     }
 }
 
-/// The state of one tensor: its update count, its EWA buffers (`None` until first used)
-/// and, for NAdam, the running product of momentum coefficients.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TensorState<T> {
-    pub step: u64,
-    pub slots: [Option<Vec<T>>; MAX_SLOTS],
-    /// NAdam's `mu_product`; 1 before the first step and for the other algorithms.
-    pub scalar: f64,
+/// How one tensor is stored: its parameter's element type, its state's, and whether a
+/// float32 master copy of a 16-bit parameter is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Storage {
+    pub param: Elem,
+    pub state: Elem,
+    pub master: bool,
 }
 
-impl<T> TensorState<T> {
+impl Storage {
+    /// A float32 / float64 parameter with state of its own dtype.
+    pub fn plain(d: Dtype) -> Self {
+        Storage {
+            param: d.into(),
+            state: d.into(),
+            master: false,
+        }
+    }
+
+    /// Checks that `algorithm` can keep a tensor this way; the error names `state_dtype` /
+    /// `master_weights` and why.
+    pub fn check(self, algorithm: Algorithm) -> Result<()> {
+        let bad = |msg: String| Err(Error::Invalid(msg));
+        match (self.param, self.state) {
+            (Elem::F64, Elem::F64) => {}
+            (Elem::F64, state) => {
+                return bad(format!(
+                    "state_dtype={:?} needs float32, float16 or bfloat16 parameters; float64 \
+                     parameters keep float64 state",
+                    state.name()
+                ))
+            }
+            (param, Elem::F64) => {
+                return bad(format!(
+                    "state_dtype='float64' needs float64 parameters, not {}",
+                    param.name()
+                ))
+            }
+            _ => {}
+        }
+        if self.master && !self.param.is_16bit() {
+            return bad(format!(
+                "master_weights=True is for float16 and bfloat16 parameters; {} parameters are \
+                 updated in their own precision",
+                self.param.name()
+            ));
+        }
+        if let (Elem::F16, Some(slot)) = (self.state, algorithm.second_moment()) {
+            return bad(format!(
+                "state_dtype='float16' cannot hold the second moment '{slot}' of {algorithm:?}: \
+                 squared gradients below 6e-8 round to zero in float16 and those above 65504 \
+                 to infinity; use state_dtype='bfloat16' (float32's range) or float32"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The state of one tensor: its update count, its EWA buffers (`None` until first used),
+/// for NAdam the running product of momentum coefficients, and the master weights of a
+/// 16-bit parameter (`None` until its first step).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorState<S> {
+    pub step: u64,
+    pub slots: [Option<Vec<S>>; MAX_SLOTS],
+    /// NAdam's `mu_product`; 1 before the first step and for the other algorithms.
+    pub scalar: f64,
+    pub master: Option<Vec<f32>>,
+}
+
+impl<S> TensorState<S> {
     pub fn new() -> Self {
         TensorState {
             step: 0,
             slots: Default::default(),
             scalar: 1.0,
+            master: None,
         }
     }
 }
 
-impl<T> Default for TensorState<T> {
+impl<S> Default for TensorState<S> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-/// A tensor's state in its parameter's dtype.
+/// A tensor's state, by the element type of its buffers.
 #[derive(Clone, Debug, PartialEq)]
 pub enum State {
     F32(TensorState<f32>),
     F64(TensorState<f64>),
+    Bf16(TensorState<Bf16>),
+    F16(TensorState<F16>),
+}
+
+/// Runs `$body` with `$s` bound to the `TensorState` of any `State`.
+macro_rules! with_state {
+    ($state:expr, $s:ident => $body:expr) => {
+        match $state {
+            State::F32($s) => $body,
+            State::F64($s) => $body,
+            State::Bf16($s) => $body,
+            State::F16($s) => $body,
+        }
+    };
 }
 
 impl State {
-    pub fn new(dtype: Dtype) -> Self {
-        match dtype {
-            Dtype::F32 => State::F32(TensorState::new()),
-            Dtype::F64 => State::F64(TensorState::new()),
+    /// An empty state with buffers of `elem`.
+    pub fn new(elem: Elem) -> Self {
+        match elem {
+            Elem::F32 => State::F32(TensorState::new()),
+            Elem::F64 => State::F64(TensorState::new()),
+            Elem::Bf16 => State::Bf16(TensorState::new()),
+            Elem::F16 => State::F16(TensorState::new()),
         }
     }
 
-    pub fn dtype(&self) -> Dtype {
+    /// The element type of the buffers.
+    pub fn elem(&self) -> Elem {
         match self {
-            State::F32(_) => Dtype::F32,
-            State::F64(_) => Dtype::F64,
+            State::F32(_) => Elem::F32,
+            State::F64(_) => Elem::F64,
+            State::Bf16(_) => Elem::Bf16,
+            State::F16(_) => Elem::F16,
         }
     }
 
     pub fn step(&self) -> u64 {
-        match self {
-            State::F32(s) => s.step,
-            State::F64(s) => s.step,
-        }
+        with_state!(self, s => s.step)
+    }
+
+    pub fn master(&self) -> Option<&[f32]> {
+        with_state!(self, s => s.master.as_deref())
+    }
+
+    fn fits(&self, len: usize, master: bool) -> bool {
+        with_state!(self, s => slots_fit(&s.slots, len)
+            && s.master.as_ref().is_none_or(|m| master && m.len() == len))
+    }
+
+    fn allocate(&mut self, hyper: &Hyper, len: usize, master: bool, name: &str) -> Result<Fresh> {
+        with_state!(self, s => s.allocate(hyper, len, master, name))
+    }
+
+    fn release(&mut self, fresh: Fresh) {
+        with_state!(self, s => s.release(fresh));
     }
 }
 
-/// One tensor's (or one chunk's) work for a step.
-struct Job<'a, T> {
-    kernel: Kernel<T>,
-    param: &'a mut [T],
-    grad: &'a [T],
-    slots: [&'a mut [T]; MAX_SLOTS],
+/// What `allocate` created for a step: state slots, and the master weights.
+#[derive(Clone, Copy, Debug, Default)]
+struct Fresh {
+    slots: [bool; MAX_SLOTS],
+    master: bool,
 }
 
-impl<'a, T: Float> Job<'a, T> {
+/// One tensor's (or one chunk's) work for a step.
+struct Job<'a, T, P: Params<T>, S>
+where
+    T: Float,
+{
+    kernel: Kernel<T>,
+    param: P,
+    grad: &'a [P::Grad],
+    slots: [&'a mut [S]; MAX_SLOTS],
+}
+
+impl<'a, T: Float, P: Params<T> + 'a, S: Stored<T>> Job<'a, T, P, S> {
     fn run(self, level: Level) {
         kernels::update(level, &self.kernel, self.param, self.grad, self.slots);
     }
 
     /// Cuts the job into pieces of at most `CHUNK_ELEMENTS` elements, each wrapped by `wrap`.
-    fn chunks<J>(self, out: &mut Vec<J>, wrap: fn(Job<'a, T>) -> J) {
+    fn chunks<J>(self, out: &mut Vec<J>, wrap: impl Fn(Self) -> J) {
         let mut rest = self;
         while rest.param.len() > CHUNK_ELEMENTS {
-            let (param, param_rest) = rest.param.split_at_mut(CHUNK_ELEMENTS);
+            let (param, param_rest) = rest.param.split_at(CHUNK_ELEMENTS);
             let (grad, grad_rest) = rest.grad.split_at(CHUNK_ELEMENTS);
-            let mut slots: [&mut [T]; MAX_SLOTS] = Default::default();
-            let mut slots_rest: [&mut [T]; MAX_SLOTS] = Default::default();
+            let mut slots: [&mut [S]; MAX_SLOTS] = Default::default();
+            let mut slots_rest: [&mut [S]; MAX_SLOTS] = Default::default();
             for (i, s) in rest.slots.into_iter().enumerate() {
                 // Unused slots are empty and stay empty.
                 let at = CHUNK_ELEMENTS.min(s.len());
@@ -154,22 +286,38 @@ impl<'a, T: Float> Job<'a, T> {
     }
 }
 
-impl<T: Float> TensorState<T> {
-    /// Allocates the slots `hyper` needs and does not have yet; returns which. On failure
-    /// removes those it allocated and names the tensor and slot.
-    fn allocate(&mut self, hyper: &Hyper, len: usize, tensor: &str) -> Result<[bool; MAX_SLOTS]> {
+impl<S: Copy> TensorState<S> {
+    /// Allocates the slots `hyper` needs and does not have yet, and the master weights if
+    /// `master` and not made yet; returns which. On failure removes those it allocated and
+    /// names the tensor and slot.
+    fn allocate<T: Float>(
+        &mut self,
+        hyper: &Hyper,
+        len: usize,
+        master: bool,
+        tensor: &str,
+    ) -> Result<Fresh>
+    where
+        S: Stored<T>,
+    {
         let used = hyper.slots_used();
         let names = hyper.algorithm().slot_names();
-        let mut fresh = [false; MAX_SLOTS];
+        let mut fresh = Fresh::default();
+        if master && self.master.is_none() {
+            self.master = Some(try_filled(len, 0.0f32, || {
+                format!("the master weights of {tensor}")
+            })?);
+            fresh.master = true;
+        }
         for i in 0..MAX_SLOTS {
             if used[i] && self.slots[i].is_none() {
-                let init = T::from_f64(hyper.slot_initial_value());
+                let init = S::store(T::from_f64(hyper.slot_initial_value()));
                 match try_filled(len, init, || {
                     format!("the state '{}' of {tensor}", names[i])
                 }) {
                     Ok(buf) => {
                         self.slots[i] = Some(buf);
-                        fresh[i] = true;
+                        fresh.slots[i] = true;
                     }
                     Err(e) => {
                         self.release(fresh);
@@ -181,57 +329,70 @@ impl<T: Float> TensorState<T> {
         Ok(fresh)
     }
 
-    /// Removes the slots `allocate` created for a step that is not taken.
-    fn release(&mut self, fresh: [bool; MAX_SLOTS]) {
-        for (slot, fresh) in self.slots.iter_mut().zip(fresh) {
+    /// Removes what `allocate` created for a step that is not taken.
+    fn release(&mut self, fresh: Fresh) {
+        for (slot, fresh) in self.slots.iter_mut().zip(fresh.slots) {
             if fresh {
                 *slot = None;
             }
         }
+        if fresh.master {
+            self.master = None;
+        }
     }
 
-    /// Counts the step and returns the job doing it (after `allocate`).
+    /// Counts the step and returns the job doing it (after `allocate`): `param` makes the
+    /// kernel's view of the parameter from the master weights (when kept).
     /// `memo` caches the step scalars of the tensor's group by step number.
     #[allow(clippy::too_many_arguments)]
-    fn prepare<'a>(
+    fn prepare<'a, T: Float, P: Params<T>>(
         &'a mut self,
         hyper: &Hyper,
-        fresh: [bool; MAX_SLOTS],
+        fresh: Fresh,
         memo: &mut Option<(u64, StepScalars)>,
         grad_scale: f64,
-        param: &'a mut [T],
-        grad: &'a [T],
-    ) -> Job<'a, T> {
+        param: impl FnOnce(Option<&'a mut [f32]>) -> P,
+        grad: &'a [P::Grad],
+    ) -> Job<'a, T, P, S>
+    where
+        S: Stored<T>,
+    {
+        let TensorState {
+            step,
+            slots: state_slots,
+            scalar,
+            master,
+        } = self;
         let used = hyper.slots_used();
-        self.step += 1;
+        *step += 1;
         let scalars = match *memo {
-            Some((t, sc)) if t == self.step => sc,
+            Some((t, sc)) if t == *step => sc,
             _ => {
-                let sc = StepScalars::new(hyper, self.step);
-                *memo = Some((self.step, sc));
+                let sc = StepScalars::new(hyper, *step);
+                *memo = Some((*step, sc));
                 sc
             }
         };
         if let StepScalars::NAdam { mu, .. } = scalars {
             // torch keeps mu_product as a float32 scalar tensor (the default dtype), so
             // each product is rounded to float32.
-            self.scalar = f64::from(self.scalar as f32 * mu as f32);
+            *scalar = f64::from(*scalar as f32 * mu as f32);
         }
         let ts = TensorScalars {
             grad_scale,
-            fresh,
-            mu_product: self.scalar,
+            fresh: fresh.slots,
+            mu_product: *scalar,
         };
         let kernel = Kernel::build(hyper, &scalars, &ts);
-        let mut slots: [&mut [T]; MAX_SLOTS] = Default::default();
-        for ((dst, slot), used) in slots.iter_mut().zip(self.slots.iter_mut()).zip(used) {
+        let mut slots: [&mut [S]; MAX_SLOTS] = Default::default();
+        for ((dst, slot), used) in slots.iter_mut().zip(state_slots.iter_mut()).zip(used) {
             if let (Some(buf), true) = (slot, used) {
                 *dst = buf.as_mut_slice();
             }
         }
         Job {
             kernel,
-            param,
+            param: param(master.as_deref_mut()),
             grad,
             slots,
         }
@@ -244,26 +405,47 @@ pub struct Optimizer {
     algorithm: Algorithm,
     group_of: Vec<usize>,
     lens: Vec<usize>,
+    storage: Vec<Storage>,
     states: Vec<State>,
     /// How errors name each tensor.
     names: Vec<String>,
 }
 
 impl Optimizer {
-    /// An optimizer for tensors of the given dtypes and lengths; tensor `i` belongs to param
-    /// group `group_of[i]`.
+    /// An optimizer for tensors of the given dtypes and lengths, each with state of its own
+    /// dtype; tensor `i` belongs to param group `group_of[i]`.
     ///
     /// # Panics
     /// If `dtypes`, `lens` and `group_of` differ in length.
     pub fn new(algorithm: Algorithm, dtypes: &[Dtype], lens: &[usize], group_of: &[usize]) -> Self {
-        assert!(dtypes.len() == lens.len() && lens.len() == group_of.len());
-        Optimizer {
+        let storage: Vec<Storage> = dtypes.iter().map(|&d| Storage::plain(d)).collect();
+        Self::with_storage(algorithm, &storage, lens, group_of)
+            .expect("a plain float32/float64 layout is valid")
+    }
+
+    /// An optimizer for tensors stored as `storage` says (16-bit parameters or state,
+    /// master weights), each checked by [`Storage::check`].
+    ///
+    /// # Panics
+    /// If `storage`, `lens` and `group_of` differ in length.
+    pub fn with_storage(
+        algorithm: Algorithm,
+        storage: &[Storage],
+        lens: &[usize],
+        group_of: &[usize],
+    ) -> Result<Self> {
+        assert!(storage.len() == lens.len() && lens.len() == group_of.len());
+        for s in storage {
+            s.check(algorithm)?;
+        }
+        Ok(Optimizer {
             algorithm,
             group_of: group_of.to_vec(),
             lens: lens.to_vec(),
-            states: dtypes.iter().map(|&d| State::new(d)).collect(),
+            storage: storage.to_vec(),
+            states: storage.iter().map(|s| State::new(s.state)).collect(),
             names: (0..lens.len()).map(|i| format!("tensor {i}")).collect(),
-        }
+        })
     }
 
     /// Names the tensors in error messages (one name each).
@@ -284,6 +466,10 @@ impl Optimizer {
         &self.states
     }
 
+    pub fn storage(&self) -> &[Storage] {
+        &self.storage
+    }
+
     pub fn group_of(&self) -> &[usize] {
         &self.group_of
     }
@@ -297,16 +483,12 @@ impl Optimizer {
                 states.len()
             )));
         }
-        for (i, (new, old)) in states.iter().zip(&self.states).enumerate() {
-            let ok = new.dtype() == old.dtype()
-                && match new {
-                    State::F32(s) => slots_fit(&s.slots, self.lens[i]),
-                    State::F64(s) => slots_fit(&s.slots, self.lens[i]),
-                };
-            if !ok {
+        for (i, new) in states.iter().enumerate() {
+            let st = self.storage[i];
+            if new.elem() != st.state || !new.fits(self.lens[i], st.master) {
                 return Err(Error::Mismatch(format!(
                     "state of tensor {i} does not match its dtype {} and {} elements",
-                    old.dtype().name(),
+                    st.state.name(),
                     self.lens[i]
                 )));
             }
@@ -345,15 +527,11 @@ impl Optimizer {
             )));
         }
         for (i, t) in tensors.iter().enumerate() {
-            let grad_len = match t {
-                Tensor::F32 { grad, .. } => grad.len(),
-                Tensor::F64 { grad, .. } => grad.len(),
-            };
-            if t.dtype() != self.states[i].dtype() || t.len() != self.lens[i] || grad_len != t.len()
-            {
+            let param = self.storage[i].param;
+            if t.elem() != param || t.len() != self.lens[i] || t.grad_len() != t.len() {
                 return Err(Error::Mismatch(format!(
                     "tensor {i}: expected {} parameter and gradient of {} elements",
-                    self.states[i].dtype().name(),
+                    param.name(),
                     self.lens[i]
                 )));
             }
@@ -382,18 +560,11 @@ impl Optimizer {
         let mut fresh = Vec::with_capacity(tensors.len());
         for (i, state) in self.states.iter_mut().enumerate() {
             let (h, len, name) = (&hypers[self.group_of[i]], self.lens[i], &self.names[i]);
-            let made = match state {
-                State::F32(s) => s.allocate(h, len, name),
-                State::F64(s) => s.allocate(h, len, name),
-            };
-            match made {
+            match state.allocate(h, len, self.storage[i].master, name) {
                 Ok(f) => fresh.push(f),
                 Err(e) => {
                     for (state, f) in self.states.iter_mut().zip(fresh) {
-                        match state {
-                            State::F32(s) => s.release(f),
-                            State::F64(s) => s.release(f),
-                        }
+                        state.release(f);
                     }
                     return Err(e);
                 }
@@ -411,12 +582,24 @@ impl Optimizer {
             let (h, m) = (&hypers[g], &mut memo[g]);
             jobs.push(match (t, state) {
                 (Tensor::F32 { param, grad }, State::F32(s)) => {
-                    AnyJob::F32(s.prepare(h, fresh, m, grad_scale, param, grad))
+                    AnyJob::F32(s.prepare(h, fresh, m, grad_scale, |_| Direct(param), grad))
                 }
                 (Tensor::F64 { param, grad }, State::F64(s)) => {
-                    AnyJob::F64(s.prepare(h, fresh, m, grad_scale, param, grad))
+                    AnyJob::F64(s.prepare(h, fresh, m, grad_scale, |_| Direct(param), grad))
                 }
-                _ => unreachable!("dtypes checked above"),
+                (Tensor::F32 { param, grad }, State::Bf16(s)) => {
+                    AnyJob::boxed(s.prepare(h, fresh, m, grad_scale, |_| Direct(param), grad))
+                }
+                (Tensor::F32 { param, grad }, State::F16(s)) => {
+                    AnyJob::boxed(s.prepare(h, fresh, m, grad_scale, |_| Direct(param), grad))
+                }
+                (Tensor::Bf16 { param, grad }, state) => {
+                    half_job(state, param, grad, (h, fresh, m, grad_scale))
+                }
+                (Tensor::F16 { param, grad }, state) => {
+                    half_job(state, param, grad, (h, fresh, m, grad_scale))
+                }
+                _ => unreachable!("types checked above"),
             });
         }
         run(jobs, total);
@@ -424,21 +607,83 @@ impl Optimizer {
     }
 }
 
+/// The job of a 16-bit parameter, with or without master weights (made from the parameter
+/// when `fresh.master`), for each state type.
+fn half_job<'a, H: Bits16>(
+    state: &'a mut State,
+    param: &'a mut [H],
+    grad: &'a [H],
+    (h, fresh, memo, grad_scale): (&Hyper, Fresh, &mut Option<(u64, StepScalars)>, f64),
+) -> AnyJob<'a> {
+    // `Master` when the state holds master weights, else `Direct`: one closure per case.
+    macro_rules! job {
+        ($s:expr) => {
+            if $s.master.is_some() {
+                AnyJob::boxed($s.prepare(
+                    h,
+                    fresh,
+                    memo,
+                    grad_scale,
+                    |m| {
+                        let master = m.expect("allocated");
+                        if fresh.master {
+                            half::convert(param, master);
+                        }
+                        Master { master, param }
+                    },
+                    grad,
+                ))
+            } else {
+                AnyJob::boxed($s.prepare(h, fresh, memo, grad_scale, |_| Direct(param), grad))
+            }
+        };
+    }
+    match state {
+        State::F32(s) => job!(s),
+        State::Bf16(s) => job!(s),
+        State::F16(s) => job!(s),
+        State::F64(_) => unreachable!("checked by Storage::check"),
+    }
+}
+
 fn slots_fit<T>(slots: &[Option<Vec<T>>; MAX_SLOTS], len: usize) -> bool {
     slots.iter().flatten().all(|s| s.len() == len)
 }
 
-/// A job of either dtype.
-enum AnyJob<'a> {
-    F32(Job<'a, f32>),
-    F64(Job<'a, f64>),
+/// A mixed-precision job behind a box: one allocation per tensor keeps [`AnyJob`] one
+/// enum without a variant per type combination.
+trait DynJob<'a>: Send {
+    fn run(self: Box<Self>, level: Level);
+    fn chunks(self: Box<Self>, out: &mut Vec<AnyJob<'a>>);
 }
 
-impl AnyJob<'_> {
+impl<'a, T: Float, P: Params<T> + 'a, S: Stored<T>> DynJob<'a> for Job<'a, T, P, S> {
+    fn run(self: Box<Self>, level: Level) {
+        Job::run(*self, level);
+    }
+
+    fn chunks(self: Box<Self>, out: &mut Vec<AnyJob<'a>>) {
+        Job::chunks(*self, out, AnyJob::boxed);
+    }
+}
+
+/// A job of any type.
+enum AnyJob<'a> {
+    F32(Job<'a, f32, Direct<'a, f32>, f32>),
+    F64(Job<'a, f64, Direct<'a, f64>, f64>),
+    Mixed(Box<dyn DynJob<'a> + 'a>),
+}
+
+impl<'a> AnyJob<'a> {
+    fn boxed<T: Float, P: Params<T> + 'a, S: Stored<T>>(j: Job<'a, T, P, S>) -> Self {
+        AnyJob::Mixed(Box::new(j))
+    }
+
     fn run(self, level: Level) {
         match self {
             AnyJob::F32(j) => j.run(level),
             AnyJob::F64(j) => j.run(level),
+            AnyJob::Mixed(j) => j.run(level),
         }
     }
 }
@@ -456,6 +701,7 @@ fn run(jobs: Vec<AnyJob<'_>>, total: usize) {
         match job {
             AnyJob::F32(j) => j.chunks(&mut chunks, AnyJob::F32),
             AnyJob::F64(j) => j.chunks(&mut chunks, AnyJob::F64),
+            AnyJob::Mixed(j) => j.chunks(&mut chunks),
         }
     }
     parallel::run_each(chunks, true, |j| j.run(level));
@@ -467,6 +713,8 @@ pub fn first_nonfinite(tensors: &[Tensor<'_>]) -> Option<usize> {
     let finite = |t: &Tensor<'_>, range: std::ops::Range<usize>| match t {
         Tensor::F32 { grad, .. } => kernels::all_finite(level, &grad[range]),
         Tensor::F64 { grad, .. } => kernels::all_finite(level, &grad[range]),
+        Tensor::Bf16 { grad, .. } => half::all_finite_16(level, &grad[range]),
+        Tensor::F16 { grad, .. } => half::all_finite_16(level, &grad[range]),
     };
     let total: usize = tensors.iter().map(Tensor::len).sum();
     if !parallel::worth_threads(total) {
@@ -604,7 +852,7 @@ mod tests {
     fn a_state_that_cannot_be_allocated_is_an_error_naming_it() {
         let mut s = TensorState::<f32>::new();
         let err = s
-            .allocate(&adam(1e-3), 1 << 60, "parameter 'W'")
+            .allocate::<f32>(&adam(1e-3), 1 << 60, false, "parameter 'W'")
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -643,6 +891,66 @@ mod tests {
             (p.as_slice(), &opt.states),
             ([1.0, 2.0].as_slice(), &before)
         );
+    }
+
+    #[test]
+    fn storage_checks_name_the_option_and_the_reason() {
+        let st = |param, state, master| Storage {
+            param,
+            state,
+            master,
+        };
+        let err = |s: Storage, a| s.check(a).unwrap_err().to_string();
+        assert!(err(st(Elem::F32, Elem::F16, false), Algorithm::Adam)
+            .contains("state_dtype='float16' cannot hold the second moment 'exp_avg_sq'"));
+        assert!(err(st(Elem::F64, Elem::Bf16, false), Algorithm::Sgd)
+            .contains("float64 parameters keep float64 state"));
+        assert!(err(st(Elem::F32, Elem::F32, true), Algorithm::Sgd).contains("master_weights"));
+        for a in [
+            Algorithm::Sgd,
+            Algorithm::Momentum,
+            Algorithm::Adamax,
+            Algorithm::Lion,
+        ] {
+            assert!(st(Elem::Bf16, Elem::F16, true).check(a).is_ok());
+        }
+    }
+
+    #[test]
+    fn master_weights_are_made_from_the_parameter_and_released_on_failure() {
+        let storage = [Storage {
+            param: Elem::Bf16,
+            state: Elem::Bf16,
+            master: true,
+        }];
+        let mut opt = Optimizer::with_storage(Algorithm::Adam, &storage, &[3], &[0]).unwrap();
+        let mut p: Vec<Bf16> = [1.0f32, -2.0, 0.5].map(Bf16::from_f32).to_vec();
+        let g = vec![Bf16::from_f32(0.25); 3];
+        opt.step(
+            vec![Tensor::Bf16 {
+                param: &mut p,
+                grad: &g,
+            }],
+            &[adam(1e-4)],
+            1.0,
+        )
+        .unwrap();
+        let master = opt.states()[0].master().unwrap().to_vec();
+        // 1 - 1e-4 is 1 in bfloat16: the parameter keeps its value, the master moves.
+        assert_eq!(p[0], Bf16::from_f32(1.0));
+        assert!(master[0] < 1.0 && master[0] > 0.9998);
+        assert!(p.iter().zip(&master).all(|(p, &m)| *p == Bf16::from_f32(m)));
+
+        let mut s = State::new(Elem::F32);
+        let err = s.allocate(&adam(1e-3), 1 << 60, true, "parameter 'W'");
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("master weights of parameter 'W'"));
+        assert_eq!(s, State::new(Elem::F32));
+        let mut s = TensorState::<f32>::new();
+        assert!(s.allocate::<f32>(&adam(1e-3), 1 << 40, true, "W").is_err());
+        assert!(s.master.is_none() && s.slots.iter().all(Option::is_none));
     }
 
     #[test]

@@ -74,10 +74,18 @@ def test_non_contiguous_gradients_are_copied_not_refused():
 
 
 BAD_PARAMS = [
-    (lambda: [np.zeros(3, np.int64)], TypeError, r"params\[0\] has dtype int64, expected float32 or float64"),
-    (lambda: [np.zeros(3, np.float16)], TypeError, r"dtype float16"),
+    (
+        lambda: [np.zeros(3, np.int64)],
+        TypeError,
+        r"params\[0\] has dtype int64, expected float32, float64, float16 or bfloat16",
+    ),
+    (lambda: [np.zeros(3, ">f2")], TypeError, r"dtype >f2"),
     (lambda: [np.zeros(3, ">f4")], TypeError, r"dtype >f4"),
-    (lambda: [[1.0, 2.0]], TypeError, r"params\[0\] must be a numpy.ndarray of float32 or float64, got list"),
+    (
+        lambda: [[1.0, 2.0]],
+        TypeError,
+        r"params\[0\] must be a numpy.ndarray of float32, float64, float16 or bfloat16, got list",
+    ),
     (lambda: {"w": np.zeros((4, 4))[:, 1]}, ValueError, r"'w' is not a C-contiguous"),
     (lambda: {"w": np.zeros((4, 4)).T}, ValueError, r"'w' is not a C-contiguous"),
     (lambda: np.zeros(3), TypeError, r"got a single ndarray"),

@@ -1,6 +1,7 @@
 //! Reading NumPy arrays straight from their C struct: a few loads, no borrow-tracker lock.
 
 use std::os::raw::c_int;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use numpy::npyffi::{self, NPY_TYPES};
 use numpy::{PyUntypedArray, PyUntypedArrayMethods};
@@ -8,12 +9,16 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::float::Dtype;
+use crate::half::Elem;
 use crate::ops::{Slice, SliceMut};
 
 /// The fields of an ndarray the bindings rely on, read from its C struct.
 pub(crate) struct Layout<'a> {
     pub data: usize,
+    /// float32 / float64 in native byte order.
     pub dtype: Option<Dtype>,
+    /// Those, or float16 (native) or `ml_dtypes.bfloat16`.
+    pub elem: Option<Elem>,
     pub shape: &'a [usize],
     /// Byte strides, one per dimension.
     pub strides: &'a [isize],
@@ -28,7 +33,7 @@ impl Layout<'_> {
     }
 
     pub fn nbytes(&self) -> usize {
-        self.len() * self.dtype.map_or(0, itemsize)
+        self.len() * self.elem.map_or(0, Elem::itemsize)
     }
 
     pub fn is_c_aligned(&self) -> bool {
@@ -58,9 +63,16 @@ pub(crate) fn layout<'a>(a: &'a Bound<'_, PyUntypedArray>) -> Layout<'a> {
             } else {
                 b'<'
             };
-        let dtype = match d.type_num {
-            n if n == NPY_TYPES::NPY_FLOAT as c_int && native => Some(Dtype::F32),
-            n if n == NPY_TYPES::NPY_DOUBLE as c_int && native => Some(Dtype::F64),
+        let elem = match d.type_num {
+            n if n == NPY_TYPES::NPY_FLOAT as c_int && native => Some(Elem::F32),
+            n if n == NPY_TYPES::NPY_DOUBLE as c_int && native => Some(Elem::F64),
+            n if n == NPY_TYPES::NPY_HALF as c_int && native => Some(Elem::F16),
+            n if n >= NPY_TYPES::NPY_USERDEF as c_int && is_bfloat16(a, n) => Some(Elem::Bf16),
+            _ => None,
+        };
+        let dtype = match elem {
+            Some(Elem::F32) => Some(Dtype::F32),
+            Some(Elem::F64) => Some(Dtype::F64),
             _ => None,
         };
         let (shape, strides) = if f.nd == 0 {
@@ -74,11 +86,34 @@ pub(crate) fn layout<'a>(a: &'a Bound<'_, PyUntypedArray>) -> Layout<'a> {
         Layout {
             data: f.data as usize,
             dtype,
+            elem,
             shape,
             strides,
             flags: f.flags,
         }
     }
+}
+
+/// The type number NumPy gave `ml_dtypes.bfloat16` in this process (user-defined dtypes are
+/// numbered at registration), once an array of it was seen; -1 before.
+static BFLOAT16_TYPE_NUM: AtomicI32 = AtomicI32::new(-1);
+
+/// Whether the user-defined dtype numbered `n` is `ml_dtypes.bfloat16`: its name is
+/// asked once, then the number is remembered.
+fn is_bfloat16(a: &Bound<'_, PyUntypedArray>, n: c_int) -> bool {
+    let known = BFLOAT16_TYPE_NUM.load(Ordering::Relaxed);
+    if known >= 0 {
+        return n == known;
+    }
+    let named = a
+        .dtype()
+        .getattr(pyo3::intern!(a.py(), "name"))
+        .and_then(|v| v.extract::<String>())
+        .is_ok_and(|name| name == "bfloat16");
+    if named {
+        BFLOAT16_TYPE_NUM.store(n, Ordering::Relaxed);
+    }
+    named
 }
 
 pub(crate) fn describe_dtype(a: &Bound<'_, PyUntypedArray>) -> String {
@@ -162,16 +197,38 @@ pub(crate) fn check_array<'py>(
     what: &str,
     writeable: bool,
 ) -> PyResult<(Bound<'py, PyUntypedArray>, Checked)> {
+    let (a, data, len, elem) = check_array_of(obj, what, writeable, false)?;
+    let dtype = match elem {
+        Elem::F32 => Dtype::F32,
+        Elem::F64 => Dtype::F64,
+        Elem::Bf16 | Elem::F16 => unreachable!("16-bit arrays were refused"),
+    };
+    Ok((a, Checked { data, len, dtype }))
+}
+
+/// [`check_array`], accepting float16 and bfloat16 arrays too when `half`; returns the
+/// array, its data address, its length and its element type.
+pub(crate) fn check_array_of<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+    writeable: bool,
+    half: bool,
+) -> PyResult<(Bound<'py, PyUntypedArray>, usize, usize, Elem)> {
+    let types = if half {
+        "float32, float64, float16 or bfloat16"
+    } else {
+        "float32 or float64"
+    };
     let a = obj.cast::<PyUntypedArray>().map_err(|_| {
         PyTypeError::new_err(format!(
-            "{what} must be a numpy.ndarray of float32 or float64, got {}",
+            "{what} must be a numpy.ndarray of {types}, got {}",
             super::type_name(obj)
         ))
     })?;
     let l = layout(a);
-    let dtype = l.dtype.ok_or_else(|| {
+    let elem = l.elem.filter(|e| half || !e.is_16bit()).ok_or_else(|| {
         PyTypeError::new_err(format!(
-            "{what} has dtype {}, expected float32 or float64 (native byte order)",
+            "{what} has dtype {}, expected {types} (native byte order)",
             describe_dtype(a)
         ))
     })?;
@@ -187,12 +244,7 @@ pub(crate) fn check_array<'py>(
             if writeable { "updated" } else { "read" }
         )));
     }
-    let checked = Checked {
-        data: l.data,
-        len: l.len(),
-        dtype,
-    };
-    Ok((a.clone(), checked))
+    Ok((a.clone(), l.data, l.len(), elem))
 }
 
 /// The byte extents `(start, end, index)` of the non-empty arrays, sorted by start, after
@@ -202,11 +254,21 @@ pub(crate) fn disjoint_extents(
     names: &[String],
     what: &str,
 ) -> PyResult<Vec<(usize, usize, usize)>> {
+    let bytes: Vec<(usize, usize)> = arrays.iter().map(|a| (a.data, a.nbytes())).collect();
+    disjoint_byte_extents(&bytes, names, what)
+}
+
+/// [`disjoint_extents`] of arrays given as `(data address, bytes)`.
+pub(crate) fn disjoint_byte_extents(
+    arrays: &[(usize, usize)],
+    names: &[String],
+    what: &str,
+) -> PyResult<Vec<(usize, usize, usize)>> {
     let mut extents: Vec<(usize, usize, usize)> = arrays
         .iter()
         .enumerate()
-        .filter(|(_, a)| a.len > 0)
-        .map(|(i, a)| (a.data, a.data + a.nbytes(), i))
+        .filter(|(_, &(_, nbytes))| nbytes > 0)
+        .map(|(i, &(data, nbytes))| (data, data + nbytes, i))
         .collect();
     extents.sort_unstable();
     for w in extents.windows(2) {

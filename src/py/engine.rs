@@ -17,15 +17,16 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PySequence, PyString, PyTuple};
 
 use super::arrays::{
-    check_array, describe_dtype, disjoint_extents, layout, numpy_scalar_as_array, overlapping,
-    shape_str, Checked,
+    check_array_of, describe_dtype, disjoint_byte_extents, layout, numpy_scalar_as_array,
+    overlapping, shape_str,
 };
 use super::lock::{Guard, Locked};
 use super::type_name;
-use crate::float::{Dtype, Float};
+use crate::float::Dtype;
+use crate::half::{Bf16, Elem, F16};
 use crate::hyper::{self, Algorithm, Hyper};
-use crate::ops::{self, clip_coefficient, Norm, Slice};
-use crate::optimizer::{first_nonfinite, Optimizer, State, Tensor, TensorState};
+use crate::ops::{self, clip_coefficient, AnySlice, Norm};
+use crate::optimizer::{first_nonfinite, Optimizer, State, Storage, Tensor, TensorState};
 use crate::parallel::PARALLEL_MIN_ELEMENTS;
 
 /// A parameter as checked at construction.
@@ -34,7 +35,7 @@ struct Param {
     name: String,
     data: usize,
     len: usize,
-    dtype: Dtype,
+    elem: Elem,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -333,6 +334,8 @@ pub struct Engine {
     nan_policy: NanPolicy,
     /// The parameters' keys when they were given by name: gradients may then come as a dict.
     keys: Option<Vec<Py<PyAny>>>,
+    /// How each parameter and its state are stored (fixed at construction).
+    storage: Vec<Storage>,
     /// Everything a step changes, behind one lock: threads sharing the optimizer take turns.
     state: Locked<Mutable>,
 }
@@ -352,13 +355,13 @@ struct Mutable {
 const WHAT: &str = "this optimizer";
 
 fn check_param(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Param> {
-    let (a, c) = check_array(obj, &format!("parameter {name}"), true)?;
+    let (a, data, len, elem) = check_array_of(obj, &format!("parameter {name}"), true, true)?;
     Ok(Param {
         array: a.unbind(),
         name: name.to_string(),
-        data: c.data,
-        len: c.len,
-        dtype: c.dtype,
+        data,
+        len,
+        elem,
     })
 }
 
@@ -394,12 +397,12 @@ impl Engine {
             ))
         })?;
         let l = layout(a);
-        if l.dtype != Some(p.dtype) {
+        if l.elem != Some(p.elem) {
             return Err(PyTypeError::new_err(format!(
                 "gradient for {} has dtype {}, expected {} like its parameter",
                 p.name,
                 describe_dtype(a),
-                p.dtype.name()
+                p.elem.name()
             )));
         }
         let param = p.array.bind(obj.py());
@@ -513,8 +516,7 @@ impl Engine {
         for p in &self.params {
             let a = p.array.bind(py);
             let l = layout(a);
-            if l.data != p.data || l.dtype != Some(p.dtype) || l.len() != p.len || !l.is_c_aligned()
-            {
+            if l.data != p.data || l.elem != Some(p.elem) || l.len() != p.len || !l.is_c_aligned() {
                 return Err(PyValueError::new_err(format!(
                     "parameter {} was resized, re-typed or re-strided since the optimizer was \
                      created; create a new optimizer for it",
@@ -624,13 +626,23 @@ impl Engine {
         groups: &Bound<'_, PyAny>,
     ) -> PyResult<(FitView, FitSession<'_>)> {
         self.recheck_params(py)?;
+        let params = self
+            .params
+            .iter()
+            .map(|p| match p.elem {
+                Elem::F32 => Ok((p.data, p.len, Dtype::F32)),
+                Elem::F64 => Ok((p.data, p.len, Dtype::F64)),
+                Elem::Bf16 | Elem::F16 => Err(PyTypeError::new_err(format!(
+                    "parameter {} is {}: the fused training loop takes float32 or float64 \
+                     parameters",
+                    p.name,
+                    p.elem.name()
+                ))),
+            })
+            .collect::<PyResult<Vec<_>>>()?;
         let (st, hypers) = self.lock_with_hypers(py, groups)?;
         let view = FitView {
-            params: self
-                .params
-                .iter()
-                .map(|p| (p.data, p.len, p.dtype))
-                .collect(),
+            params,
             hypers,
             group_steps: self.group_steps(&st),
         };
@@ -660,8 +672,8 @@ impl FitSession<'_> {
         }
         let mut grad_scale = 1.0;
         if let Some(max_norm) = st.max_grad_norm {
-            let grads: Vec<Slice<'_>> = tensors.iter().map(Tensor::grad).collect();
-            let norm = ops::norm(&grads, Norm::L2);
+            let grads: Vec<AnySlice<'_>> = tensors.iter().map(Tensor::grad).collect();
+            let norm = ops::norm_any(&grads, Norm::L2);
             grad_scale = clip_coefficient(max_norm, norm);
             st.last_grad_norm = Some(norm);
         }
@@ -672,9 +684,65 @@ impl FitSession<'_> {
     }
 }
 
-fn state_to_dict<'py, T: Float + numpy::Element>(
+/// How a state element crosses to NumPy: float32/float64 as themselves, bfloat16 and
+/// float16 as their `uint16` bit patterns (the Python layer views them as their dtype).
+trait NumpyElem: Copy + 'static {
+    type Raw: numpy::Element + Copy;
+    const NAME: &'static str;
+    /// 16-bit state also loads from float32 arrays, rounded as the kernels round.
+    const FROM_F32: bool = false;
+    fn to_raw(self) -> Self::Raw;
+    fn from_raw(r: Self::Raw) -> Self;
+    fn from_f32(x: f32) -> Self;
+}
+
+macro_rules! numpy_elem {
+    ($t:ty, $raw:ty, $name:literal, $from_f32:literal, |$x:ident| $to:expr, |$r:ident| $from:expr) => {
+        impl NumpyElem for $t {
+            type Raw = $raw;
+            const NAME: &'static str = $name;
+            const FROM_F32: bool = $from_f32;
+            #[inline]
+            fn from_f32(x: f32) -> Self {
+                <$t as crate::half::Stored<_>>::store(x.into())
+            }
+            #[inline]
+            fn to_raw(self) -> $raw {
+                let $x = self;
+                $to
+            }
+            #[inline]
+            fn from_raw($r: $raw) -> Self {
+                $from
+            }
+        }
+    };
+}
+numpy_elem!(f32, f32, "float32", false, |x| x, |r| r);
+numpy_elem!(f64, f64, "float64", false, |x| x, |r| r);
+numpy_elem!(
+    Bf16,
+    u16,
+    "uint16 (bfloat16 bits) or float32",
+    true,
+    |x| x.0,
+    |r| Bf16(r)
+);
+numpy_elem!(
+    F16,
+    u16,
+    "uint16 (float16 bits) or float32",
+    true,
+    |x| x.0,
+    |r| F16(r)
+);
+
+/// The name master weights have in a state dict.
+const MASTER: &str = "master_param";
+
+fn state_to_dict<'py, S: NumpyElem>(
     py: Python<'py>,
-    s: &TensorState<T>,
+    s: &TensorState<S>,
     algorithm: Algorithm,
     shape: &[usize],
 ) -> PyResult<Bound<'py, PyDict>> {
@@ -685,20 +753,46 @@ fn state_to_dict<'py, T: Float + numpy::Element>(
     }
     for (slot, name) in s.slots.iter().zip(algorithm.slot_names()) {
         if let Some(buf) = slot {
-            d.set_item(
-                *name,
-                PyArray1::from_slice(py, buf).reshape(shape.to_vec())?,
-            )?;
+            let raw: Vec<S::Raw> = buf.iter().map(|x| x.to_raw()).collect();
+            d.set_item(*name, PyArray1::from_vec(py, raw).reshape(shape.to_vec())?)?;
         }
+    }
+    if let Some(m) = &s.master {
+        d.set_item(MASTER, PyArray1::from_slice(py, m).reshape(shape.to_vec())?)?;
     }
     Ok(d)
 }
 
-fn state_from_dict<T: Float + numpy::Element>(
+/// A contiguous array of `len` elements of `R` from a state dict, copied.
+fn buffer_from<R: numpy::Element + Copy, S>(
+    v: &Bound<'_, PyAny>,
+    len: usize,
+    map: impl Fn(R) -> S,
+    err: impl Fn() -> PyErr,
+    what: impl FnOnce() -> String,
+) -> PyResult<Vec<S>> {
+    let arr = v.cast::<PyArrayDyn<R>>().map_err(|_| err())?;
+    let view = arr.try_readonly()?;
+    let src = view.as_slice().map_err(|_| err())?;
+    if src.len() != len {
+        return Err(err());
+    }
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(src.len())
+        .map_err(|_| crate::error::Error::OutOfMemory {
+            what: what(),
+            bytes: std::mem::size_of_val(src),
+        })?;
+    buf.extend(src.iter().map(|&r| map(r)));
+    Ok(buf)
+}
+
+fn state_from_dict<S: NumpyElem>(
     d: &Bound<'_, PyDict>,
     algorithm: Algorithm,
     param: &Param,
-) -> PyResult<TensorState<T>> {
+    master: bool,
+) -> PyResult<TensorState<S>> {
     let names = algorithm.slot_names();
     let mut s = TensorState::new();
     for (k, v) in d.iter() {
@@ -718,34 +812,37 @@ fn state_from_dict<T: Float + numpy::Element>(
             })?;
             continue;
         }
-        let slot = names.iter().position(|n| *n == key).ok_or_else(|| {
+        let err = |dtype: &str| {
             PyValueError::new_err(format!(
-                "unknown state '{key}' for {}; expected 'step' and some of '{}'",
-                param.name,
-                names.join("', '")
-            ))
-        })?;
-        let err = || {
-            PyValueError::new_err(format!(
-                "state '{key}' of {} must be a contiguous {} array of {} elements",
-                param.name,
-                T::DTYPE.name(),
-                param.len
+                "state '{key}' of {} must be a contiguous {dtype} array of {} elements",
+                param.name, param.len
             ))
         };
-        let arr = v.cast::<PyArrayDyn<T>>().map_err(|_| err())?;
-        let view = arr.try_readonly()?;
-        let src = view.as_slice().map_err(|_| err())?;
-        if src.len() != param.len {
-            return Err(err());
+        if key == MASTER && master {
+            let what = || format!("the master weights of {}", param.name);
+            s.master = Some(buffer_from(
+                &v,
+                param.len,
+                |x: f32| x,
+                || err("float32"),
+                what,
+            )?);
+            continue;
         }
-        let mut buf = Vec::new();
-        buf.try_reserve_exact(src.len())
-            .map_err(|_| crate::error::Error::OutOfMemory {
-                what: format!("the state '{key}' of {}", param.name),
-                bytes: std::mem::size_of_val(src),
-            })?;
-        buf.extend_from_slice(src);
+        let slot = names.iter().position(|n| *n == key).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "unknown state '{key}' for {}; expected 'step' and some of '{}'{}",
+                param.name,
+                names.join("', '"),
+                if master { ", and 'master_param'" } else { "" }
+            ))
+        })?;
+        let what = || format!("the state '{key}' of {}", param.name);
+        let buf = if S::FROM_F32 && v.cast::<PyArrayDyn<f32>>().is_ok() {
+            buffer_from(&v, param.len, S::from_f32, || err(S::NAME), what)?
+        } else {
+            buffer_from(&v, param.len, S::from_raw, || err(S::NAME), what)?
+        };
         s.slots[slot] = Some(buf);
     }
     Ok(s)
@@ -754,7 +851,7 @@ fn state_from_dict<T: Float + numpy::Element>(
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (kind, params, names, group_of, n_groups, nan_policy = "propagate", keys = None, max_grad_norm = None))]
+    #[pyo3(signature = (kind, params, names, group_of, n_groups, nan_policy = "propagate", keys = None, max_grad_norm = None, state_dtype = None, master_weights = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         kind: &str,
@@ -765,7 +862,19 @@ impl Engine {
         nan_policy: &str,
         keys: Option<Vec<Py<PyAny>>>,
         max_grad_norm: Option<f64>,
+        state_dtype: Option<&str>,
+        master_weights: Option<bool>,
     ) -> PyResult<Self> {
+        let state_elem = state_dtype
+            .map(|name| {
+                Elem::parse(name).ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "state_dtype must be None, 'float32', 'float64', 'bfloat16' or \
+                         'float16', got {name:?}"
+                    ))
+                })
+            })
+            .transpose()?;
         check_max_grad_norm(max_grad_norm)?;
         let kind = Kind::parse(kind)?;
         let nan_policy = NanPolicy::parse(nan_policy)?;
@@ -792,22 +901,29 @@ impl Engine {
             }
             checked.push(check_param(obj, name)?);
         }
-        let as_checked: Vec<Checked> = checked
+        let bytes: Vec<(usize, usize)> = checked
             .iter()
-            .map(|p| Checked {
-                data: p.data,
-                len: p.len,
-                dtype: p.dtype,
-            })
+            .map(|p| (p.data, p.len * p.elem.itemsize()))
             .collect();
-        let extents = disjoint_extents(&as_checked, &names, "parameters")?;
+        let extents = disjoint_byte_extents(&bytes, &names, "parameters")?;
         let mut group_first = vec![None; n_groups];
         for (i, &g) in group_of.iter().enumerate().rev() {
             group_first[g] = Some(i);
         }
-        let dtypes: Vec<Dtype> = checked.iter().map(|p| p.dtype).collect();
+        // 16-bit parameters are computed in float32, so their state defaults to float32.
+        let storage: Vec<Storage> = checked
+            .iter()
+            .map(|p| Storage {
+                param: p.elem,
+                state: state_elem.unwrap_or(match p.elem {
+                    Elem::F64 => Elem::F64,
+                    _ => Elem::F32,
+                }),
+                master: p.elem.is_16bit() && master_weights.unwrap_or(true),
+            })
+            .collect();
         let lens: Vec<usize> = checked.iter().map(|p| p.len).collect();
-        let core = Optimizer::new(kind.algorithm, &dtypes, &lens, &group_of)
+        let core = Optimizer::with_storage(kind.algorithm, &storage, &lens, &group_of)?
             .with_names(names.iter().map(|n| format!("parameter {n}")).collect());
         Ok(Engine {
             kind,
@@ -816,6 +932,7 @@ impl Engine {
             group_first,
             nan_policy,
             keys,
+            storage,
             state: Locked::new(Mutable {
                 core,
                 skipped_steps: 0,
@@ -857,14 +974,24 @@ impl Engine {
             .iter()
             .zip(&checked)
             .map(|(p, g)| unsafe {
-                match p.dtype {
-                    Dtype::F32 => Tensor::F32 {
-                        param: std::slice::from_raw_parts_mut(p.data as *mut f32, p.len),
-                        grad: std::slice::from_raw_parts(g.data as *const f32, p.len),
+                use std::slice::{from_raw_parts, from_raw_parts_mut};
+                // Bf16 and F16 are `repr(transparent)` over the arrays' 16-bit elements.
+                match p.elem {
+                    Elem::F32 => Tensor::F32 {
+                        param: from_raw_parts_mut(p.data as *mut f32, p.len),
+                        grad: from_raw_parts(g.data as *const f32, p.len),
                     },
-                    Dtype::F64 => Tensor::F64 {
-                        param: std::slice::from_raw_parts_mut(p.data as *mut f64, p.len),
-                        grad: std::slice::from_raw_parts(g.data as *const f64, p.len),
+                    Elem::F64 => Tensor::F64 {
+                        param: from_raw_parts_mut(p.data as *mut f64, p.len),
+                        grad: from_raw_parts(g.data as *const f64, p.len),
+                    },
+                    Elem::Bf16 => Tensor::Bf16 {
+                        param: from_raw_parts_mut(p.data as *mut Bf16, p.len),
+                        grad: from_raw_parts(g.data as *const Bf16, p.len),
+                    },
+                    Elem::F16 => Tensor::F16 {
+                        param: from_raw_parts_mut(p.data as *mut F16, p.len),
+                        grad: from_raw_parts(g.data as *const F16, p.len),
                     },
                 }
             })
@@ -892,11 +1019,11 @@ impl Engine {
         }
         let mut grad_scale = grad_scale;
         if let Some(max_norm) = st.max_grad_norm {
-            let grads: Vec<Slice<'_>> = tensors.iter().map(Tensor::grad).collect();
+            let grads: Vec<AnySlice<'_>> = tensors.iter().map(Tensor::grad).collect();
             let norm = if large {
-                py.detach(|| ops::norm(&grads, Norm::L2))
+                py.detach(|| ops::norm_any(&grads, Norm::L2))
             } else {
-                ops::norm(&grads, Norm::L2)
+                ops::norm_any(&grads, Norm::L2)
             };
             let norm = norm * grad_scale;
             grad_scale *= clip_coefficient(max_norm, norm);
@@ -936,6 +1063,8 @@ impl Engine {
         match &st.core.states()[i] {
             State::F32(s) => state_to_dict(py, s, algorithm, &shape),
             State::F64(s) => state_to_dict(py, s, algorithm, &shape),
+            State::Bf16(s) => state_to_dict(py, s, algorithm, &shape),
+            State::F16(s) => state_to_dict(py, s, algorithm, &shape),
         }
     }
 
@@ -952,10 +1081,14 @@ impl Engine {
         let new = states
             .iter()
             .zip(&self.params)
-            .map(|(d, p)| {
-                Ok(match p.dtype {
-                    Dtype::F32 => State::F32(state_from_dict(d, algorithm, p)?),
-                    Dtype::F64 => State::F64(state_from_dict(d, algorithm, p)?),
+            .zip(&self.storage)
+            .map(|((d, p), st)| {
+                let m = st.master;
+                Ok(match st.state {
+                    Elem::F32 => State::F32(state_from_dict(d, algorithm, p, m)?),
+                    Elem::F64 => State::F64(state_from_dict(d, algorithm, p, m)?),
+                    Elem::Bf16 => State::Bf16(state_from_dict(d, algorithm, p, m)?),
+                    Elem::F16 => State::F16(state_from_dict(d, algorithm, p, m)?),
                 })
             })
             .collect::<PyResult<Vec<_>>>()?;
@@ -967,6 +1100,19 @@ impl Engine {
     #[pyo3(name = "group_steps")]
     fn group_steps_py(&self, py: Python<'_>) -> PyResult<Vec<u64>> {
         Ok(self.group_steps(&*self.state.lock(py, WHAT)?))
+    }
+
+    /// Each parameter's state dtype: 'float32', 'float64', 'bfloat16' or 'float16' (16-bit
+    /// state crosses to Python as uint16 bit patterns).
+    #[getter]
+    fn state_dtypes(&self) -> Vec<&'static str> {
+        self.storage.iter().map(|s| s.state.name()).collect()
+    }
+
+    /// Whether each parameter has float32 master weights (16-bit parameters only).
+    #[getter]
+    fn master_weights(&self) -> Vec<bool> {
+        self.storage.iter().map(|s| s.master).collect()
     }
 
     /// The name of the per-parameter scalar state (NAdam's `mu_product`), if any.
