@@ -3,14 +3,20 @@
 //!
 //! Each benchmark reports bytes/s (the bytes the update must move); compare a kernel's
 //! throughput with its `stream` row of the same shape: the kernel is at the memory bound
-//! when they match. Set `FERROPTIM_NUM_THREADS` / `FERROPTIM_SIMD` to fix threads or ISA.
+//! when they match. The `*_kernel` rows time one kernel in cache on one thread at each SIMD
+//! level, per state type (float32, bfloat16, float16): the cost of the 16-bit conversions.
+//! Set `FERROPTIM_NUM_THREADS` / `FERROPTIM_SIMD` to fix threads or ISA.
 
-use divan::counter::BytesCount;
+use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
 use ferroptim::bandwidth::{bytes_per_element, stream};
+use ferroptim::half::{Bf16, Stored, F16};
 use ferroptim::hyper::{
     Adadelta, Adagrad, Adam, Adamax, Hyper, Lion, Momentum, NAdam, RAdam, RmsProp, Sgd,
 };
+use ferroptim::kernels::{update, Kernel};
+use ferroptim::mixed::Direct;
+use ferroptim::simd::{self, Level};
 use ferroptim::{Float, Optimizer, Tensor};
 
 const SIZES: [usize; 3] = [1_000, 1_000_000, 100_000_000];
@@ -240,6 +246,53 @@ fn lion<T: Elem>(b: Bencher, n: usize) {
         weight_decay: 0.0,
     };
     bench_step::<T>(b, n, Hyper::Lion(h), 2);
+}
+
+/// The in-cache size of the `*_kernel` rows: 16K elements, 256 KiB with float32 state.
+const IN_CACHE: usize = 16_384;
+
+/// Times one kernel on one thread at `level` on [`IN_CACHE`] elements that stay in cache:
+/// the compute cost per element of each state type, which the 2-core 100M run hides only
+/// partly behind memory bandwidth.
+fn bench_kernel<S: Stored<f32>>(b: Bencher, level: Level, hyper: Hyper, slots: usize) {
+    if !simd::supported().contains(&level) {
+        return;
+    }
+    let n = IN_CACHE;
+    let mut p: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 1e-2).collect();
+    let g: Vec<f32> = (0..n).map(|i| (i % 89) as f32 * 1e-3 - 0.04).collect();
+    let mut s: Vec<Vec<S>> = (0..3)
+        .map(|j| vec![S::store(if j < slots { 1e-3 } else { 0.0 }); if j < slots { n } else { 0 }])
+        .collect();
+    let k = Kernel::<f32>::new(&hyper, 10, [false; 3]);
+    b.counter(ItemsCount::new(n)).bench_local(|| {
+        let [s0, s1, s2] = &mut s[..] else {
+            unreachable!()
+        };
+        update(level, &k, Direct(&mut p), &g, [s0, s1, s2]);
+    });
+}
+
+const LEVELS: [Level; 3] = [Level::Scalar, Level::Avx2, Level::Avx512];
+
+/// Adam's kernel in cache with float32 or bfloat16 state, at each SIMD level.
+#[divan::bench(types = [f32, Bf16], args = LEVELS, max_time = 1)]
+fn adam_kernel<S: Stored<f32>>(b: Bencher, level: Level) {
+    bench_kernel::<S>(b, level, Hyper::Adam(ADAM), 2);
+}
+
+/// The lecture's momentum in cache with float32, bfloat16 or float16 state.
+#[divan::bench(types = [f32, Bf16, F16], args = LEVELS, max_time = 1)]
+fn momentum_kernel<S: Stored<f32>>(b: Bencher, level: Level) {
+    bench_kernel::<S>(
+        b,
+        level,
+        Hyper::Momentum(Momentum {
+            lr: 1e-2,
+            beta: 0.9,
+        }),
+        1,
+    );
 }
 
 /// The bandwidth reference of SGD (1 array read and written, 1 read).
