@@ -116,13 +116,62 @@ pub fn bce_from_logit<T: NnFloat>(z: T, y: T) -> T {
     pos - y * z + (-z.abs()).exp().ln_1p()
 }
 
+/// Runs `$body` with `$n` a constant when `$len` is 1 to 8 (narrow layers: the loop over a
+/// row unrolls, and the loop over rows vectorizes), else with `$n = $len`.
+macro_rules! by_width {
+    ($len:expr, |$n:ident| $body:expr) => {
+        match $len {
+            1 => {
+                const $n: usize = 1;
+                $body
+            }
+            2 => {
+                const $n: usize = 2;
+                $body
+            }
+            3 => {
+                const $n: usize = 3;
+                $body
+            }
+            4 => {
+                const $n: usize = 4;
+                $body
+            }
+            5 => {
+                const $n: usize = 5;
+                $body
+            }
+            6 => {
+                const $n: usize = 6;
+                $body
+            }
+            7 => {
+                const $n: usize = 7;
+                $body
+            }
+            8 => {
+                const $n: usize = 8;
+                $body
+            }
+            _ => {
+                #[allow(non_snake_case)]
+                let $n = $len;
+                $body
+            }
+        }
+    };
+}
+
+/// `out[i, j] = f(out[i, j] + b[j])` for rows of `n = b.len()` values.
 #[inline(always)]
 fn each_with_bias<T: NnFloat>(out: &mut [T], b: &[T], f: impl Fn(T) -> T) {
-    for row in out.chunks_exact_mut(b.len()) {
-        for (z, &bb) in row.iter_mut().zip(b) {
-            *z = f(*z + bb);
+    by_width!(b.len(), |N| {
+        for row in out.chunks_exact_mut(N) {
+            for (z, &bb) in row[..N].iter_mut().zip(&b[..N]) {
+                *z = f(*z + bb);
+            }
         }
-    }
+    });
 }
 
 multiversion! {
@@ -144,11 +193,10 @@ multiversion! {
 multiversion! {
     /// `z = out + b` (the logits, kept for the cost) and `out = sigmoid(z)`.
     pub fn bias_sigmoid<T: NnFloat>(out: &mut [T], z: &mut [T], b: &[T]) {
-        for (zr, pr) in z.chunks_exact_mut(b.len()).zip(out.chunks_exact_mut(b.len())) {
-            for ((zz, p), &bb) in zr.iter_mut().zip(pr.iter_mut()).zip(b) {
-                *zz = *p + bb;
-                *p = sigmoid(*zz);
-            }
+        z.copy_from_slice(out);
+        each_with_bias(z, b, |v| v);
+        for (p, &zz) in out.iter_mut().zip(z.iter()) {
+            *p = sigmoid(zz);
         }
     }
 }
@@ -219,11 +267,13 @@ multiversion! {
     /// `sums[j] = sum_i d[i, j]` (the bias gradient), rows added in order.
     pub fn column_sums<T: NnFloat>(sums: &mut [T], d: &[T]) {
         sums.fill(T::ZERO);
-        for row in d.chunks_exact(sums.len()) {
-            for (s, &v) in sums.iter_mut().zip(row) {
-                *s = *s + v;
+        by_width!(sums.len(), |N| {
+            for row in d.chunks_exact(N) {
+                for (s, &v) in sums[..N].iter_mut().zip(&row[..N]) {
+                    *s = *s + v;
+                }
             }
-        }
+        });
     }
 }
 

@@ -12,6 +12,7 @@ use super::arrays::{layout, shape_str};
 use super::batches::Batcher;
 use super::engine::{Applied, Engine};
 use super::type_name;
+use crate::batches::Order;
 use crate::float::Dtype;
 use crate::hyper::Hyper;
 use crate::nn::{
@@ -59,6 +60,21 @@ struct Workspaces {
 pub struct Network {
     net: Mlp,
     ws: Workspaces,
+    /// The last epoch order `fit_epoch` trained with, kept for the next call: a fit that
+    /// returns to Python every few updates shuffles each epoch once, not once per call.
+    order: Option<(OrderKey, Order)>,
+}
+
+/// What an epoch's order is a function of.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct OrderKey {
+    samples: usize,
+    seed: u64,
+    epoch: u64,
+    shuffle: bool,
+    block_size: Option<usize>,
+    buffer_blocks: usize,
+    shard: (usize, usize),
 }
 
 /// An array checked to be C-contiguous, aligned, of dtype `T` and shape `shape`.
@@ -368,15 +384,32 @@ impl Network {
             }
         }
         let n_groups = view.hypers.len();
-        let (order, sources) = batcher.order_for_fit(
-            py,
-            order_args.seed,
-            order_args.epoch,
-            order_args.shuffle,
-            order_args.block_size,
-            order_args.buffer_blocks,
-            order_args.shard,
-        )?;
+        let key = OrderKey {
+            samples: batcher.samples(),
+            seed: order_args.seed,
+            epoch: order_args.epoch,
+            shuffle: order_args.shuffle,
+            block_size: order_args.block_size,
+            buffer_blocks: order_args.buffer_blocks,
+            shard: order_args.shard,
+        };
+        let (order, sources) = match self.order.take() {
+            Some((k, order)) if k == key => (order, batcher.sources_for_fit(py)?),
+            previous => {
+                if let Some((_, order)) = previous {
+                    batcher.recycle(order);
+                }
+                batcher.order_for_fit(
+                    py,
+                    order_args.seed,
+                    order_args.epoch,
+                    order_args.shuffle,
+                    order_args.block_size,
+                    order_args.buffer_blocks,
+                    order_args.shard,
+                )?
+            }
+        };
         // The sources' rows must be what the network reads.
         let k = self.net.outputs();
         let item = std::mem::size_of::<T>();
@@ -484,7 +517,7 @@ impl Network {
             );
             (report.map(|r| (r, interrupted)), failure)
         });
-        batcher.recycle(order);
+        self.order = Some((key, order));
         let (report, interrupted) = report?;
         let costs = PyArray1::from_vec(py, costs);
         let timing = if flags.timing {
@@ -535,6 +568,7 @@ impl Network {
         Ok(Network {
             net: Mlp::new(sizes, hidden, output, alpha)?,
             ws: Workspaces::default(),
+            order: None,
         })
     }
 
