@@ -544,7 +544,7 @@ impl Mlp {
                 let am = T::from_f64(alpha_m);
                 let mut sq = 0.0f64;
                 for (g, &wv) in gw.iter_mut().zip(w) {
-                    *g = *g + am * wv;
+                    *g += am * wv;
                     sq += wv.to_f64() * wv.to_f64();
                 }
                 cost += 0.5 * alpha_m * sq;

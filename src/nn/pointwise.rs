@@ -20,20 +20,14 @@ pub fn exp_f32(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let xc = if x > HI {
-        HI
-    } else if x < LO {
-        LO
-    } else {
-        x
-    };
+    let xc = x.clamp(LO, HI); // NaN stays NaN
     let t = xc * std::f32::consts::LOG2_E + ROUND;
     let n = t - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let y = p * (r * r) + r + 1.0;
     // 2^(n - 1) * 2, so that n = 128 (x near HI) stays finite; n >= -125 above LO.
     let n = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
@@ -75,7 +69,7 @@ pub fn ln_f32(x: f32) -> f32 {
         * m
         - 2.499_999_4e-1)
         * m
-        + 3.333_333_1e-1;
+        + 3.333_333e-1;
     let y = p * m * z + e * -2.121_944_4e-4 - 0.5 * z;
     let r = m + y + e * 0.693_359_4;
     if x == 0.0 {
@@ -210,11 +204,11 @@ multiversion! {
         for row in out.chunks_exact_mut(k) {
             let mut max = T::from_f64(f64::NEG_INFINITY);
             for (z, &bb) in row.iter_mut().zip(b) {
-                *z = *z + bb;
+                *z += bb;
                 max = max.nan_max(*z);
             }
             for z in row.iter_mut() {
-                *z = *z - max;
+                *z -= max;
             }
         }
         for z in out.iter_mut() {
@@ -223,11 +217,11 @@ multiversion! {
         for row in out.chunks_exact_mut(k) {
             let mut sum = T::ZERO;
             for &z in row.iter() {
-                sum = sum + z;
+                sum += z;
             }
             let inv = T::ONE / sum;
             for z in row.iter_mut() {
-                *z = *z * inv;
+                *z *= inv;
             }
         }
     }
@@ -250,12 +244,12 @@ multiversion! {
             }
             Activation::Tanh => {
                 for (d, &a) in d.iter_mut().zip(a) {
-                    *d = *d * (T::ONE - a * a);
+                    *d *= T::ONE - a * a;
                 }
             }
             Activation::Sigmoid => {
                 for (d, &a) in d.iter_mut().zip(a) {
-                    *d = *d * (a * (T::ONE - a));
+                    *d *= a * (T::ONE - a);
                 }
             }
             Activation::Identity => {}
@@ -270,7 +264,7 @@ multiversion! {
         by_width!(sums.len(), |N| {
             for row in d.chunks_exact(N) {
                 for (s, &v) in sums[..N].iter_mut().zip(&row[..N]) {
-                    *s = *s + v;
+                    *s += v;
                 }
             }
         });
