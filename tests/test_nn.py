@@ -509,7 +509,8 @@ def test_bad_arguments():
     assert model.epoch == 0
 
 
-def test_ctrl_c_stops_after_a_complete_update_and_fit_continues_there():
+@pytest.mark.parametrize("how", ["epochs", "steps_per_execution", "wrapper"])
+def test_ctrl_c_stops_after_a_complete_update_and_fit_continues_there(how):
     import _thread
     import threading
 
@@ -517,15 +518,18 @@ def test_ctrl_c_stops_after_a_complete_update_and_fit_continues_there():
     X, Y = _problem(sizes, "sigmoid", 20_000, np.float64, seed=1)
     a, b = MLP(sizes, dtype=np.float64, seed=0), MLP(sizes, dtype=np.float64, seed=0)
     oa, ob = fo.SGD(a.params, lr=0.05), fo.SGD(b.params, lr=0.05)
+    if how == "wrapper":
+        oa, ob = fo.Lookahead(oa), fo.Lookahead(ob)
+    kw = {"steps_per_execution": 30} if how == "steps_per_execution" else {}
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     with pytest.raises(KeyboardInterrupt):
-        a.fit(X, Y, oa, batch_size=8, epochs=100_000)  # far longer than 0.3 s
+        a.fit(X, Y, oa, batch_size=8, epochs=100_000, **kw)  # far longer than 0.3 s
     timer.join()
     assert a.epoch < 100_000
     # Finish the interrupted epoch and one more; b trains as many epochs without a stop.
     epochs = a.epoch + 2
-    a.fit(X, Y, oa, batch_size=8, epochs=epochs - a.epoch, check_input=False)
+    a.fit(X, Y, oa, batch_size=8, epochs=epochs - a.epoch, check_input=False, **kw)
     assert (a.epoch, a.position) == (epochs, 0)
     b.fit(X, Y, ob, batch_size=8, epochs=epochs)
     for k in a.params:

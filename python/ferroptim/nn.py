@@ -499,76 +499,81 @@ class MLP:
             timing=bool(timing),
         )
         stop = False
-        try:
-            for _ in range(epochs):
-                n_batches = batches._num_batches(self.epoch)
-                epoch_costs, seconds, parts, ended = [], 0.0, np.zeros(4), False
-                while not (ended or stop):
-                    count = n_batches - self.position
-                    if steps_per_execution is not None:
-                        count = min(count, steps_per_execution)
-                    if max_steps is not None:
-                        stop = total_updates >= max_steps
-                        count = min(count, max_steps - total_updates)
-                    if count > 0:
-                        t0 = time.perf_counter()
-                        costs, part = run(optimizer, params, count, **step_args)
-                        spent = time.perf_counter() - t0
-                        seconds, train_seconds = seconds + spent, train_seconds + spent
-                        total_updates += len(costs)
-                        h["costs"].append(costs)
-                        epoch_costs.append(costs)
-                        if part is not None:
-                            parts += part
-                    ended = self.position == n_batches
-                    if ended:
-                        self.epoch, self.position = self.epoch + 1, 0
-                    if count == 0:
-                        continue
-                    logs = {
-                        "epoch": self.epoch,
-                        "position": self.position,
-                        "updates": total_updates,
-                        "cost": float(np.mean(costs)) if len(costs) else float("nan"),
-                        "lr": _current_lr(inner),
-                        "seconds": train_seconds,
-                    }
-                    for cb in batch_callbacks:
-                        stop = bool(cb(logs)) or stop
-                    if bar is not None:
-                        bar.set_postfix(
-                            epoch=self.epoch,
-                            cost=f"{_ewa_cost(np.concatenate(epoch_costs)):.4g}",
-                            updates_per_s=f"{len(costs) / max(spent, 1e-12):.3g}",
-                        )
-                        bar.update(len(costs) / max(n_batches, 1))
-                if not ended:  # stopped inside the epoch
-                    break
-                costs = np.concatenate(epoch_costs) if epoch_costs else np.empty(0)
-                if timing:
-                    for k, v in zip(t_parts, parts):
-                        t_parts[k].append(float(v))
-                epoch_cost = float(np.mean(costs)) if len(costs) else float("nan")
-                logs = {"epoch": self.epoch - 1, "cost": epoch_cost, "seconds": seconds}
-                logs["lr"] = _current_lr(inner)
-                if validation_data is not None:
-                    logs["val_cost"] = self._core.cost(params, Xv, Yv)
-                    if self.output != "identity":
-                        logs["val_accuracy"] = self.score(Xv, Yv_raw)
-                for k in ("epoch_costs", "epochs", "updates", "seconds", "lr"):
-                    key = {"epoch_costs": "cost", "epochs": "epoch", "updates": None}.get(k, k)
-                    h[k].append(total_updates if key is None else logs[key])
-                if "val_cost" in logs:
-                    h["val_costs"].append(logs["val_cost"])
-                if "val_accuracy" in logs:
-                    h["val_accuracy"].append(logs["val_accuracy"])
-                for cb in callbacks:
-                    stop = bool(cb(self.epoch - 1, logs)) or stop
-                if stop:
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
+        interrupt = _DeferredInterrupt()
+        step_args["interrupt"] = interrupt
+        with interrupt:  # a Ctrl-C raises KeyboardInterrupt on leaving, the model consistent
+            try:
+                for _ in range(epochs):
+                    n_batches = batches._num_batches(self.epoch)
+                    epoch_costs, seconds, parts, ended = [], 0.0, np.zeros(4), False
+                    while not (ended or stop):
+                        count = n_batches - self.position
+                        if steps_per_execution is not None:
+                            count = min(count, steps_per_execution)
+                        if max_steps is not None:
+                            stop = total_updates >= max_steps
+                            count = min(count, max_steps - total_updates)
+                        if count > 0:
+                            t0 = time.perf_counter()
+                            costs, part = run(optimizer, params, count, **step_args)
+                            spent = time.perf_counter() - t0
+                            seconds, train_seconds = seconds + spent, train_seconds + spent
+                            total_updates += len(costs)
+                            h["costs"].append(costs)
+                            epoch_costs.append(costs)
+                            if part is not None:
+                                parts += part
+                        ended = self.position == n_batches
+                        if ended:
+                            self.epoch, self.position = self.epoch + 1, 0
+                        if interrupt.pending:  # the model is consistent here: stop
+                            break
+                        if count == 0:
+                            continue
+                        logs = {
+                            "epoch": self.epoch,
+                            "position": self.position,
+                            "updates": total_updates,
+                            "cost": float(np.mean(costs)) if len(costs) else float("nan"),
+                            "lr": _current_lr(inner),
+                            "seconds": train_seconds,
+                        }
+                        for cb in batch_callbacks:
+                            stop = bool(cb(logs)) or stop
+                        if bar is not None:
+                            bar.set_postfix(
+                                epoch=self.epoch,
+                                cost=f"{_ewa_cost(np.concatenate(epoch_costs)):.4g}",
+                                updates_per_s=f"{len(costs) / max(spent, 1e-12):.3g}",
+                            )
+                            bar.update(len(costs) / max(n_batches, 1))
+                    if not ended or interrupt.pending:  # stopped inside the epoch, or Ctrl-C
+                        break
+                    costs = np.concatenate(epoch_costs) if epoch_costs else np.empty(0)
+                    if timing:
+                        for k, v in zip(t_parts, parts):
+                            t_parts[k].append(float(v))
+                    epoch_cost = float(np.mean(costs)) if len(costs) else float("nan")
+                    logs = {"epoch": self.epoch - 1, "cost": epoch_cost, "seconds": seconds}
+                    logs["lr"] = _current_lr(inner)
+                    if validation_data is not None:
+                        logs["val_cost"] = self._core.cost(params, Xv, Yv)
+                        if self.output != "identity":
+                            logs["val_accuracy"] = self.score(Xv, Yv_raw)
+                    for k in ("epoch_costs", "epochs", "updates", "seconds", "lr"):
+                        key = {"epoch_costs": "cost", "epochs": "epoch", "updates": None}.get(k, k)
+                        h[k].append(total_updates if key is None else logs[key])
+                    if "val_cost" in logs:
+                        h["val_costs"].append(logs["val_cost"])
+                    if "val_accuracy" in logs:
+                        h["val_accuracy"].append(logs["val_accuracy"])
+                    for cb in callbacks:
+                        stop = bool(cb(self.epoch - 1, logs)) or stop
+                    if stop:
+                        break
+            finally:
+                if bar is not None:
+                    bar.close()
         history = History(
             costs=np.concatenate(h["costs"]) if h["costs"] else np.empty(0),
             epoch_costs=np.asarray(h["epoch_costs"], dtype=np.float64),
@@ -583,7 +588,19 @@ class MLP:
         return history
 
     def _rust_updates(
-        self, optimizer, params, count, *, batches, bs, drop_last, transposed, y_transposed, labels, timing
+        self,
+        optimizer,
+        params,
+        count,
+        *,
+        batches,
+        bs,
+        drop_last,
+        transposed,
+        y_transposed,
+        labels,
+        timing,
+        interrupt,
     ):
         """``count`` updates from ``self.position`` of epoch ``self.epoch`` in one Rust call;
         advances ``self.position``. Returns the batch costs and the timing parts."""
@@ -603,31 +620,30 @@ class MLP:
             y_transposed=y_transposed,
             labels=labels,
             timing=timing,
+            interrupt=interrupt,
         )
         self.position = start + done
         if err is not None:
             raise err
-        if interrupted:
-            raise KeyboardInterrupt
+        interrupt.pending |= interrupted
         return costs, (np.asarray(parts) if parts is not None else None)
 
-    def _python_updates(self, optimizer, params, count, *, batches, transposed, labels, **_):
+    def _python_updates(self, optimizer, params, count, *, batches, transposed, labels, interrupt, **_):
         """The slower path for optimizer wrappers: ``count`` updates as
         ``optimizer.step(self.loss_and_grad(Xb, Yb)[1])``, one Python iteration per batch.
         Ctrl-C is held until the batch's update is complete."""
         batches.load_state_dict({"seed": batches.seed, "epoch": self.epoch, "position": self.position})
         costs = []
-        with _DeferredInterrupt() as interrupt:
-            for Xb, Yb in itertools.islice(iter(batches), count):
-                if transposed:
-                    Xb = Xb.T
-                    Yb = Yb if labels or Yb.ndim == 1 else Yb.T
-                cost, grads = self.loss_and_grad(Xb, Yb)
-                optimizer.step(grads)
-                costs.append(cost)
-                self.position += 1
-                if interrupt.pending:
-                    break
+        for Xb, Yb in itertools.islice(iter(batches), count):
+            if transposed:
+                Xb = Xb.T
+                Yb = Yb if labels or Yb.ndim == 1 else Yb.T
+            cost, grads = self.loss_and_grad(Xb, Yb)
+            optimizer.step(grads)
+            costs.append(cost)
+            self.position += 1
+            if interrupt.pending:
+                break
         return np.asarray(costs, dtype=np.float64), None
 
     def _fit_data(self, X: Any, Y: Any, transposed: bool, check: bool) -> tuple:
@@ -715,13 +731,16 @@ class MLP:
 
 
 class _DeferredInterrupt:
-    """Holds SIGINT (Ctrl-C) while a Python training loop updates, and raises
-    KeyboardInterrupt on leaving once the update in progress is complete (main thread only:
-    elsewhere signals are not delivered anyway)."""
+    """Holds SIGINT (Ctrl-C) during :meth:`MLP.fit`: the handler only sets ``pending``,
+    which the Rust loop polls (it stops after a complete update) and the Python loop checks
+    once the model's counters are consistent; leaving raises KeyboardInterrupt then. Main
+    thread only: elsewhere signals are not delivered anyway."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._old: Any = None
 
     def __enter__(self) -> _DeferredInterrupt:
-        self.pending = False
-        self._old = None
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self._hold)
         return self
@@ -732,7 +751,9 @@ class _DeferredInterrupt:
     def __exit__(self, *exc: Any) -> None:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
+            self._old = None
         if self.pending and exc[0] is None:
+            self.pending = False
             raise KeyboardInterrupt
 
 

@@ -85,6 +85,54 @@ pub trait NnFloat: Float + faer::traits::ComplexField {
     fn ln(self) -> Self;
     fn ln_1p(self) -> Self;
     fn tanh(self) -> Self;
+    /// `nano-gemm`'s `C = A B` (faer's own path for small products), C row-major `(m, n)`
+    /// with row stride `ldc`.
+    ///
+    /// # Safety
+    /// As [`gemm`].
+    unsafe fn small_gemm(
+        shape: (usize, usize, usize),
+        a: *const Self,
+        sa: (isize, isize),
+        b: *const Self,
+        sb: (isize, isize),
+        c: *mut Self,
+        ldc: usize,
+    );
+}
+
+macro_rules! small_gemm {
+    ($execute:path) => {
+        unsafe fn small_gemm(
+            (m, k, n): (usize, usize, usize),
+            a: *const Self,
+            sa: (isize, isize),
+            b: *const Self,
+            sb: (isize, isize),
+            c: *mut Self,
+            ldc: usize,
+        ) {
+            // dst = 0 * dst + 1 * A B.
+            $execute(
+                m,
+                n,
+                k,
+                c,
+                ldc as isize,
+                1,
+                a,
+                sa.0,
+                sa.1,
+                b,
+                sb.0,
+                sb.1,
+                0.0,
+                1.0,
+                false,
+                false,
+            );
+        }
+    };
 }
 
 impl NnFloat for f32 {
@@ -104,6 +152,7 @@ impl NnFloat for f32 {
     fn tanh(self) -> Self {
         f32::tanh(self)
     }
+    small_gemm!(nano_gemm::planless::execute_f32);
 }
 
 impl NnFloat for f64 {
@@ -123,10 +172,11 @@ impl NnFloat for f64 {
     fn tanh(self) -> Self {
         f64::tanh(self)
     }
+    small_gemm!(nano_gemm::planless::execute_f64);
 }
 
 /// `C = A B` through faer (runtime-dispatched AVX2/AVX-512 kernels; small products by its
-/// `nano-gemm` path), sequential: `A (m, k)` and `B (k, n)` given by (row, column) strides
+/// `nano-gemm`), sequential: `A (m, k)` and `B (k, n)` given by (row, column) strides
 /// in elements, C row-major with row stride `ldc`.
 ///
 /// # Safety
@@ -145,11 +195,18 @@ unsafe fn gemm<T: NnFloat>(
     if m == 0 || n == 0 {
         return;
     }
+    if m * n * k <= SMALL_MULS {
+        return T::small_gemm((m, k, n), a, (rsa, csa), b, (rsb, csb), c, ldc);
+    }
     let a = faer::MatRef::<T>::from_raw_parts(a, m, k, rsa, csa);
     let b = faer::MatRef::<T>::from_raw_parts(b, k, n, rsb, csb);
     let c = faer::MatMut::<T>::from_raw_parts_mut(c, m, n, ldc as isize, 1);
     faer::linalg::matmul::matmul(c, faer::Accum::Replace, a, b, T::ONE, faer::Par::Seq);
 }
+
+/// Products of at most this many multiply-adds go straight to `nano-gemm` (faer's own
+/// threshold for it; faer would first try its matrix-vector kernels, slower at this size).
+const SMALL_MULS: usize = 16 * 16 * 16;
 
 /// Products of at least twice this many multiply-adds (about 5 us of one core) are cut
 /// into tiles of C.

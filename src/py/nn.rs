@@ -468,6 +468,7 @@ impl Network {
         let mut timing = Timing::default();
         let net = &self.net;
         let ws = T::workspace(&mut self.ws);
+        let interrupt = flags.interrupt;
         let (report, failure) = py.detach(|| {
             let mut step = |params: &mut [&mut [T]], grads: &[Vec<T>]| -> StepOutcome {
                 if let Some(lrs) = &lrs {
@@ -500,7 +501,16 @@ impl Network {
             };
             let mut interrupted = false;
             let mut poll = || {
-                let stop = Python::attach(|py| py.check_signals().is_err());
+                let stop = Python::attach(|py| {
+                    // A handler that holds Ctrl-C for fit records it in `interrupt.pending`.
+                    py.check_signals().is_err()
+                        || interrupt.as_ref().is_some_and(|f| {
+                            f.bind(py)
+                                .getattr("pending")
+                                .and_then(|v| v.is_truthy())
+                                .unwrap_or(false)
+                        })
+                });
                 interrupted |= stop;
                 stop
             };
@@ -548,6 +558,7 @@ struct FitFlags {
     y_transposed: bool,
     labels: bool,
     timing: bool,
+    interrupt: Option<Py<PyAny>>,
 }
 
 #[pymethods]
@@ -662,8 +673,9 @@ impl Network {
     }
 
     /// Trains on batches `start..stop` of one epoch with the GIL released: returns
-    /// `(costs, done, interrupted, timing, error)`.
-    #[pyo3(signature = (params, engine, groups, batcher, *, seed, epoch, shuffle, block_size, buffer_blocks, shard, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing))]
+    /// `(costs, done, interrupted, timing, error)`. It stops after a complete update on
+    /// Ctrl-C, or when `interrupt.pending` becomes true (checked about every millisecond).
+    #[pyo3(signature = (params, engine, groups, batcher, *, seed, epoch, shuffle, block_size, buffer_blocks, shard, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing, interrupt = None))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch<'py>(
         &mut self,
@@ -687,6 +699,7 @@ impl Network {
         y_transposed: bool,
         labels: bool,
         timing: bool,
+        interrupt: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         if batch_size == 0 {
             return Err(PyValueError::new_err("batch_size must be at least 1"));
@@ -708,6 +721,7 @@ impl Network {
             y_transposed,
             labels,
             timing,
+            interrupt,
         };
         let engine = &*engine;
         match dtype_of(&params)? {
