@@ -264,6 +264,30 @@ unsafe fn matmul<T: NnFloat>(
     }
 }
 
+/// Element-wise passes over at least twice this many values are cut into blocks of whole
+/// rows of about this many, spread over the pool.
+const ROW_BLOCK_ELEMENTS: usize = 1 << 15;
+
+/// Runs `f(first, block)` on blocks of whole rows of `out` (`n` values per row; `first` is
+/// the block's first element), on the pool when it has several threads and `out` is large.
+/// For element-wise passes, whose results do not depend on the cut.
+fn by_row_blocks<T: NnFloat>(out: &mut [T], n: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let len = out.len();
+    if len < 2 * ROW_BLOCK_ELEMENTS || crate::parallel::num_threads() < 2 {
+        return f(0, out);
+    }
+    let block = (ROW_BLOCK_ELEMENTS / n.max(1)).max(1) * n;
+    let at = out.as_mut_ptr() as usize;
+    crate::parallel::for_each_index(len.div_ceil(block), &|i| {
+        let first = i * block;
+        let end = (first + block).min(len);
+        // SAFETY: the blocks are disjoint parts of `out`, borrowed mutably for this call.
+        let part =
+            unsafe { std::slice::from_raw_parts_mut((at as *mut T).add(first), end - first) };
+        f(first, part);
+    });
+}
+
 /// Targets of one batch, row `i` for example `i`.
 #[derive(Clone, Copy, Debug)]
 pub enum Targets<'a, T> {
@@ -432,7 +456,9 @@ impl Mlp {
                 );
             };
             match self.output {
-                _ if l < layers => bias_activation(level, out, b, self.hidden),
+                _ if l < layers => by_row_blocks(out, n, |_, block| {
+                    bias_activation(level, block, b, self.hidden);
+                }),
                 // The logits stay for the cost: log(1 - p) loses them once p rounds to 1.
                 Output::Sigmoid => bias_sigmoid(level, out, &mut ws.delta[1][..rows * n], b),
                 Output::Softmax => bias_softmax(level, out, b),
@@ -621,7 +647,10 @@ impl Mlp {
                         below.as_mut_ptr(),
                     );
                 };
-                activation_backward(level, below, &ws.acts[l - 2][..rows * k], self.hidden);
+                let a = &ws.acts[l - 2][..rows * k];
+                by_row_blocks(below, k, |at, block| {
+                    activation_backward(level, block, &a[at..at + block.len()], self.hidden);
+                });
                 ws.delta.swap(0, 1);
             }
         }
