@@ -808,6 +808,49 @@ mod tests {
     }
 
     #[test]
+    fn gradients_do_not_depend_on_the_thread_count() {
+        // Wide enough for tiled products and element-wise passes in blocks of rows.
+        let net = Mlp::new(
+            vec![64, 160, 160, 10],
+            Activation::Relu,
+            Output::Softmax,
+            0.1,
+        )
+        .unwrap();
+        let rows = 700;
+        let (params, x, _) = problem(&net, rows);
+        let params: Vec<Vec<f32>> = params
+            .iter()
+            .map(|p| p.iter().map(|&v| v as f32 * 0.3).collect())
+            .collect();
+        let x: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let labels: Vec<i64> = (0..rows as i64).map(|i| i % 10).collect();
+        assert!(rows * 160 >= 2 * ROW_BLOCK_ELEMENTS);
+        let run = |threads| {
+            crate::parallel::set_num_threads(threads).unwrap();
+            let mut grads: Vec<Vec<f32>> = net.param_lens().iter().map(|&n| vec![0.0; n]).collect();
+            let inputs = Inputs {
+                x: &x,
+                rows,
+                transposed: false,
+            };
+            let cost = net
+                .loss_and_grad(
+                    &mut Workspace::default(),
+                    &params,
+                    inputs,
+                    Targets::Labels(&labels),
+                    &mut grads,
+                )
+                .unwrap();
+            (cost, grads)
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+    }
+
+    #[test]
     fn tiles_cover_c_and_depend_only_on_the_shape() {
         assert_eq!(tiles(64, 2, 5), (64, 5));
         assert_eq!(tiles(256, 32, 32), (256, 32));
