@@ -523,6 +523,16 @@ impl Order {
         self.perm
     }
 
+    /// The samples at positions `rows`, without a copy, when the order is a permutation read
+    /// at every position (no shard); None otherwise.
+    pub fn slice(&self, rows: Range<usize>) -> Option<&[u64]> {
+        let p = self.positions;
+        match &self.perm {
+            Some(perm) if p.step == 1 => Some(&perm[p.at(rows.start)..p.at(rows.end)]),
+            _ => None,
+        }
+    }
+
     /// The samples at positions `rows` of this order.
     pub fn batch(&self, rows: Range<usize>) -> Result<Samples> {
         let p = self.positions;
@@ -718,7 +728,7 @@ impl Source {
     }
 
     /// Hints the CPU to fetch (the first cache lines of) each unit of sample `sample`.
-    fn prefetch_sample(&self, sample: usize) {
+    pub fn prefetch_sample(&self, sample: usize) {
         let base = self.base as *const u8;
         let first_unit = self.inner.first().copied().unwrap_or(0);
         for &o in &self.outer {
@@ -727,6 +737,17 @@ impl Source {
                 self.run,
             );
         }
+    }
+
+    /// Copies the batch whose row `i` is sample `samples[i]` into `out`, on this thread (a
+    /// [`Job`] without the tasks, for batches too small to share).
+    ///
+    /// # Safety
+    /// As [`Job::new`]: the source memory stays readable for the call and every sample is
+    /// below `samples()`; `out` holds `batch_bytes(samples.len())` bytes.
+    pub unsafe fn gather(&self, out: *mut u8, samples: &[u64]) {
+        let n = samples.len();
+        self.copy(out, n, 0..self.outer.len(), 0..n, &|i| samples[i] as usize);
     }
 
     /// Bytes of one sample.

@@ -151,7 +151,21 @@ pub fn train_epoch<T: NnFloat>(
         stopped: false,
     };
     let mut last_poll = Instant::now();
+    // Small batches of a permutation are copied on this thread straight from the order (no
+    // job, no allocation), the next one prefetched while the current one trains.
+    let direct = !large && data.order.slice(0..0).is_some();
+    let prefetch = |j: usize| {
+        let samples = data.order.slice(rows_of(j)).unwrap_or(&[]);
+        for src in data.sources.iter() {
+            samples
+                .iter()
+                .for_each(|&i| src.prefetch_sample(i as usize));
+        }
+    };
     let mut next = if data.batches.is_empty() {
+        None
+    } else if direct {
+        prefetch(data.batches.start);
         None
     } else {
         Some(start_job(data.batches.start)?)
@@ -161,12 +175,27 @@ pub fn train_epoch<T: NnFloat>(
             // The phases are clocked only when asked (a clock read is ~20 ns).
             let clock = || timing.is_some().then(Instant::now);
             let t0 = clock();
-            let current = next.take().expect("a gather is pending for every batch");
-            let buffers = current.job.finish(None)?;
-            if j + 1 < data.batches.end {
-                next = Some(start_job(j + 1)?);
-            }
-            let rows = current.rows;
+            let (owned, rows);
+            let buffers: &[Arc<Buffer>] = if direct {
+                let samples = data.order.slice(rows_of(j)).unwrap_or(&[]);
+                for (src, buf) in data.sources.iter().zip(&sets[0]) {
+                    // SAFETY: as for the jobs of `start_job`; the buffer holds `max_rows` samples.
+                    unsafe { src.gather(buf.as_ptr(), samples) };
+                }
+                if j + 1 < data.batches.end {
+                    prefetch(j + 1);
+                }
+                rows = samples.len();
+                &sets[0]
+            } else {
+                let current = next.take().expect("a gather is pending for every batch");
+                owned = current.job.finish(None)?;
+                if j + 1 < data.batches.end {
+                    next = Some(start_job(j + 1)?);
+                }
+                rows = current.rows;
+                &owned
+            };
             // SAFETY: the finished buffers hold the batch: X as rows * n_0 values of T,
             // Y as rows labels (i64) or rows * k values of T; 64-byte aligned.
             let x = unsafe {
