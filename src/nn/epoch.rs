@@ -157,9 +157,9 @@ pub fn train_epoch<T: NnFloat>(
     let prefetch = |j: usize| {
         let samples = data.order.slice(rows_of(j)).unwrap_or(&[]);
         for src in data.sources.iter() {
-            samples
-                .iter()
-                .for_each(|&i| src.prefetch_sample(i as usize));
+            for &i in samples {
+                src.prefetch_sample(i as usize);
+            }
         }
     };
     let mut next = if data.batches.is_empty() {
