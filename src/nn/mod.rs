@@ -388,10 +388,11 @@ impl Mlp {
 
     /// Element counts of `W1, b1, W2, b2, ...`.
     pub fn param_lens(&self) -> Vec<usize> {
-        self.sizes
-            .windows(2)
-            .flat_map(|w| [w[0] * w[1], w[1]])
-            .collect()
+        self.param_len_iter().collect()
+    }
+
+    fn param_len_iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.sizes.windows(2).flat_map(|w| [w[0] * w[1], w[1]])
     }
 
     pub fn outputs(&self) -> usize {
@@ -399,12 +400,12 @@ impl Mlp {
     }
 
     fn check_params<P: AsRef<[T]>, T>(&self, params: &[P]) -> Result<()> {
-        let lens = self.param_lens();
-        if params.len() != lens.len()
+        // Checked once per batch: no allocation.
+        if params.len() != 2 * self.layers()
             || params
                 .iter()
-                .zip(&lens)
-                .any(|(p, &n)| p.as_ref().len() != n)
+                .zip(self.param_len_iter())
+                .any(|(p, n)| p.as_ref().len() != n)
         {
             return Err(Error::Mismatch(
                 "parameters do not match layer_sizes".into(),

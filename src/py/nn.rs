@@ -383,6 +383,8 @@ impl Network {
                 }
             }
         }
+        // The optimizer holds the model's parameters in the model's order (the usual case).
+        let in_order = model_index.iter().enumerate().all(|(j, &i)| i == j);
         let n_groups = view.hypers.len();
         let key = OrderKey {
             samples: batcher.samples(),
@@ -477,12 +479,20 @@ impl Network {
                         h.set_lr(lrs[g][(steps[g] - base[g]) as usize]);
                     }
                 }
-                let mut slots: Vec<Option<&mut [T]>> =
-                    params.iter_mut().map(|p| Some(&mut **p)).collect();
-                let tensors: Vec<Tensor<'_>> = model_index
-                    .iter()
-                    .map(|&i| T::tensor(slots[i].take().expect("distinct"), &grads[i]))
-                    .collect();
+                let tensors: Vec<Tensor<'_>> = if in_order {
+                    params
+                        .iter_mut()
+                        .zip(grads)
+                        .map(|(p, g)| T::tensor(p, g))
+                        .collect()
+                } else {
+                    let mut slots: Vec<Option<&mut [T]>> =
+                        params.iter_mut().map(|p| Some(&mut **p)).collect();
+                    model_index
+                        .iter()
+                        .map(|&i| T::tensor(slots[i].take().expect("distinct"), &grads[i]))
+                        .collect()
+                };
                 match session.apply(tensors, &hypers) {
                     Applied::Done => StepOutcome::Applied,
                     Applied::Skipped => StepOutcome::Skipped,
