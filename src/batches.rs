@@ -523,6 +523,16 @@ impl Order {
         self.perm
     }
 
+    /// The samples at positions `rows`, without a copy, when the order is a permutation read
+    /// at every position (no shard); None otherwise.
+    pub fn slice(&self, rows: Range<usize>) -> Option<&[u64]> {
+        let p = self.positions;
+        match &self.perm {
+            Some(perm) if p.step == 1 => Some(&perm[p.at(rows.start)..p.at(rows.end)]),
+            _ => None,
+        }
+    }
+
     /// The samples at positions `rows` of this order.
     pub fn batch(&self, rows: Range<usize>) -> Result<Samples> {
         let p = self.positions;
@@ -715,6 +725,29 @@ impl Source {
 
     pub fn samples(&self) -> usize {
         self.samples
+    }
+
+    /// Hints the CPU to fetch (the first cache lines of) each unit of sample `sample`.
+    pub fn prefetch_sample(&self, sample: usize) {
+        let base = self.base as *const u8;
+        let first_unit = self.inner.first().copied().unwrap_or(0);
+        for &o in &self.outer {
+            prefetch(
+                base.wrapping_offset(o + sample as isize * self.sample_stride + first_unit),
+                self.run,
+            );
+        }
+    }
+
+    /// Copies the batch whose row `i` is sample `samples[i]` into `out`, on this thread (a
+    /// [`Job`] without the tasks, for batches too small to share).
+    ///
+    /// # Safety
+    /// As [`Job::new`]: the source memory stays readable for the call and every sample is
+    /// below `samples()`; `out` holds `batch_bytes(samples.len())` bytes.
+    pub unsafe fn gather(&self, out: *mut u8, samples: &[u64]) {
+        let n = samples.len();
+        self.copy(out, n, 0..self.outer.len(), 0..n, &|i| samples[i] as usize);
     }
 
     /// Bytes of one sample.
@@ -920,6 +953,20 @@ impl Job {
             match &self.samples {
                 Samples::List(list) => src.copy(out, n, o, r, &|i| list[i] as usize),
                 Samples::Consecutive { start, .. } => src.copy(out, n, o, r, &|i| start + i),
+            }
+        }
+    }
+
+    /// Hints the CPU to fetch every source's rows of this batch, so that the gather, run
+    /// later on this thread, finds them in cache (for batches too small to hand to the
+    /// pool): a hint, never a fault.
+    pub fn prefetch(&self) {
+        for src in self.sources.iter() {
+            match &self.samples {
+                Samples::List(list) => list.iter().for_each(|&i| src.prefetch_sample(i as usize)),
+                Samples::Consecutive { start, len } => {
+                    (*start..start + len).for_each(|i| src.prefetch_sample(i));
+                }
             }
         }
     }

@@ -295,6 +295,104 @@ def test_a_resumed_run_equals_one_never_stopped():
         np.testing.assert_array_equal(full.params[k], resumed.params[k])
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_steps_per_execution_and_max_steps_give_the_same_updates(threads):
+    before = fo.get_num_threads()
+    fo.set_num_threads(threads)
+    try:
+        sizes = [3, 16, 1]
+        X, Y = _problem(sizes, "sigmoid", 1000, np.float32, seed=3)
+        a, b, c = (MLP(sizes, seed=4) for _ in range(3))
+        oa, ob, oc = (fo.Adam(m.params, lr=1e-2) for m in (a, b, c))
+        ha = a.fit(X, Y, oa, batch_size=64, epochs=3, seed=1)  # 16 batches per epoch
+        logs = []
+        hb = b.fit(
+            X, Y, ob, batch_size=64, epochs=3, seed=1, steps_per_execution=5, batch_callbacks=[logs.append]
+        )
+        np.testing.assert_array_equal(ha.costs, hb.costs)
+        np.testing.assert_array_equal(ha.epoch_costs, hb.epoch_costs)
+        # 5, 5, 5, 1 updates per epoch: a call at every 5 and at each epoch's end.
+        assert [(d["epoch"], d["position"]) for d in logs[:5]] == [(0, 5), (0, 10), (0, 15), (1, 0), (1, 5)]
+        assert logs[-1]["updates"] == 48 and logs[-1]["seconds"] > 0
+        assert logs[0]["cost"] == pytest.approx(float(np.mean(ha.costs[:5])))
+        # max_steps stops mid-epoch; a checkpoint there resumes bit for bit.
+        h1 = c.fit(X, Y, oc, batch_size=64, epochs=3, seed=1, max_steps=21)
+        assert len(h1.costs) == 21 and (c.epoch, c.position) == (1, 5) and len(h1.epoch_costs) == 1
+        resumed = MLP(sizes, seed=99)
+        ro = fo.Adam(resumed.params, lr=1e-2)
+        resumed.load_state_dict(c.state_dict())
+        ro.load_state_dict(oc.state_dict())
+        h2 = resumed.fit(X, Y, ro, batch_size=64, epochs=3, seed=1, steps_per_execution=7)
+        assert resumed.epoch == 4
+        h3 = resumed.fit(X, Y, ro, batch_size=64, epochs=0)
+        assert len(h3.costs) == 0
+        np.testing.assert_array_equal(np.concatenate([h1.costs, h2.costs])[:48], ha.costs)
+        a.fit(X, Y, oa, batch_size=64, epochs=1, seed=1)
+        for k in a.params:
+            np.testing.assert_array_equal(a.params[k], resumed.params[k], err_msg=k)
+    finally:
+        fo.set_num_threads(before)
+
+
+def test_a_batch_callback_stops_training_within_an_epoch():
+    sizes = [2, 8, 1]
+    X, Y = _problem(sizes, "sigmoid", 640, np.float32, seed=5)
+    model = MLP(sizes, seed=0)
+    h = model.fit(
+        X,
+        Y,
+        fo.SGD(model.params, lr=0.1),
+        batch_size=8,
+        epochs=5,
+        steps_per_execution=3,
+        batch_callbacks=[lambda logs: logs["updates"] >= 10],
+    )
+    assert len(h.costs) == 12 and (model.epoch, model.position) == (0, 12) and len(h.epoch_costs) == 0
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda o: fo.GradientAccumulation(o, steps=3),
+        lambda o: fo.Lookahead(o, sync_period=4),
+        lambda o: fo.Lookahead(fo.GradientAccumulation(o, steps=2)),
+    ],
+)
+@pytest.mark.parametrize("axis", [0, 1])
+def test_fit_takes_optimizer_wrappers_through_the_python_loop(wrap, axis):
+    sizes = [3, 8, 2]
+    X, Y = _problem(sizes, "softmax", 300, np.float64, seed=6)
+    a, b = (
+        MLP(sizes, output="softmax", dtype=np.float64, seed=1),
+        MLP(sizes, output="softmax", dtype=np.float64, seed=1),
+    )
+    wa, wb = wrap(fo.Adam(a.params, lr=1e-2)), wrap(fo.Adam(b.params, lr=1e-2))
+    Xa = X.T.copy() if axis == 1 else X
+    h = a.fit(Xa, Y, wa, batch_size=32, epochs=2, seed=2, axis=axis, steps_per_execution=4)
+    costs = _python_loop(b, wb, X, Y, 2, batch_size=32, seed=2)
+    np.testing.assert_array_equal(h.costs, costs)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+    assert a.epoch == 2 and len(h.epoch_costs) == 2
+    other = MLP(sizes, output="softmax", dtype=np.float64, seed=1)
+    with pytest.raises(ValueError, match="other arrays"):
+        other.fit(X, Y, wrap(fo.Adam(b.params)))
+
+
+def test_bad_steps_arguments():
+    sizes = [2, 4, 1]
+    X, Y = _problem(sizes, "sigmoid", 50, np.float32)
+    model = MLP(sizes)
+    opt = fo.SGD(model.params, lr=0.1)
+    with pytest.raises(ValueError, match="steps_per_execution"):
+        model.fit(X, Y, opt, steps_per_execution=0)
+    with pytest.raises(TypeError, match="max_steps"):
+        model.fit(X, Y, opt, max_steps=1.5)
+    with pytest.raises(TypeError, match="batch_callbacks"):
+        model.fit(X, Y, opt, batch_callbacks=[1])
+    assert model.epoch == 0 and model.position == 0
+
+
 def test_column_layout_trains_like_rows():
     sizes = [3, 8, 2]
     X, Y = _problem(sizes, "identity", 120, np.float64, seed=4)
@@ -411,7 +509,8 @@ def test_bad_arguments():
     assert model.epoch == 0
 
 
-def test_ctrl_c_stops_after_a_complete_update_and_fit_continues_there():
+@pytest.mark.parametrize("how", ["epochs", "steps_per_execution", "wrapper"])
+def test_ctrl_c_stops_after_a_complete_update_and_fit_continues_there(how):
     import _thread
     import threading
 
@@ -419,16 +518,19 @@ def test_ctrl_c_stops_after_a_complete_update_and_fit_continues_there():
     X, Y = _problem(sizes, "sigmoid", 20_000, np.float64, seed=1)
     a, b = MLP(sizes, dtype=np.float64, seed=0), MLP(sizes, dtype=np.float64, seed=0)
     oa, ob = fo.SGD(a.params, lr=0.05), fo.SGD(b.params, lr=0.05)
-    epochs = 60
-    b.fit(X, Y, ob, batch_size=8, epochs=epochs)
+    if how == "wrapper":
+        oa, ob = fo.Lookahead(oa), fo.Lookahead(ob)
+    kw = {"steps_per_execution": 30} if how == "steps_per_execution" else {}
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     with pytest.raises(KeyboardInterrupt):
-        a.fit(X, Y, oa, batch_size=8, epochs=epochs)
+        a.fit(X, Y, oa, batch_size=8, epochs=100_000, **kw)  # far longer than 0.3 s
     timer.join()
-    stopped_at = (a.epoch, a.position)
-    assert stopped_at < (epochs, 0)
-    a.fit(X, Y, oa, batch_size=8, epochs=epochs - a.epoch, check_input=False)
+    assert a.epoch < 100_000
+    # Finish the interrupted epoch and one more; b trains as many epochs without a stop.
+    epochs = a.epoch + 2
+    a.fit(X, Y, oa, batch_size=8, epochs=epochs - a.epoch, check_input=False, **kw)
     assert (a.epoch, a.position) == (epochs, 0)
+    b.fit(X, Y, ob, batch_size=8, epochs=epochs)
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])

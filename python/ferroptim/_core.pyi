@@ -78,6 +78,7 @@ class Network:
         y_transposed: bool,
         labels: bool,
         timing: bool,
+        interrupt: Optional[Any] = None,
     ) -> tuple[
         np.ndarray, int, bool, Optional[tuple[float, float, float, float]], Optional[BaseException]
     ]: ...

@@ -23,7 +23,10 @@ Costs (``m`` examples in the batch, ``k`` outputs):
 
 from __future__ import annotations
 
+import itertools
 import operator
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -33,6 +36,7 @@ import numpy as np
 from . import _core
 from .batches import MiniBatches
 from .optim import Optimizer
+from .wrappers import _Wrapper
 
 __all__ = ["MLP", "History"]
 
@@ -315,7 +319,7 @@ class MLP:
         self,
         X: Any,
         Y: Any,
-        optimizer: Optimizer,
+        optimizer: Any,
         *,
         batch_size: Optional[int] = 64,
         epochs: int = 1,
@@ -325,11 +329,15 @@ class MLP:
         axis: int = 0,
         validation_data: Optional[tuple] = None,
         callbacks: Sequence[Callable[[int, dict], Any]] = (),
+        steps_per_execution: Optional[int] = None,
+        batch_callbacks: Sequence[Callable[[dict], Any]] = (),
+        max_steps: Optional[int] = None,
         progress: bool = False,
         timing: bool = False,
         check_input: bool = True,
     ) -> History:
-        """Trains for ``epochs`` epochs, each one Rust call with the GIL released.
+        """Trains for ``epochs`` epochs, each one Rust call with the GIL released (or one
+        per ``steps_per_execution`` updates).
 
         Each epoch shuffles ``(X, Y)`` exactly as ``MiniBatches(X, Y, batch_size=batch_size,
         shuffle=shuffle, seed=seed, drop_last=drop_last, axis=axis)`` does in its epoch
@@ -341,7 +349,8 @@ class MLP:
                 opt.step(model.loss_and_grad(Xb, Yb)[1])
 
         Calling ``fit(..., epochs=1)`` n times equals ``fit(..., epochs=n)``: the model keeps
-        its epoch counter (``self.epoch``), so each epoch gets a fresh permutation.
+        its epoch counter (``self.epoch``) and position in it (``self.position``), so each
+        epoch gets a fresh permutation and a fit stopped mid-epoch continues there.
 
         Args:
             X: (m, n_0) of the model's dtype (``axis=1``: (n_0, m)); any layout, including
@@ -352,11 +361,15 @@ class MLP:
                 (m, k). With ``axis=1``, (k, m) or (m,).
             optimizer: a ferroptim optimizer built on ``model.params`` (the arrays
                 themselves): its ``param_groups`` (``lr`` a number or a schedule ``step ->
-                lr``, evaluated for the epoch's updates before it starts), state,
-                ``max_grad_norm`` and ``nan_policy`` apply.
+                lr``, evaluated for each Rust call's updates before it starts), state,
+                ``max_grad_norm`` and ``nan_policy`` apply. A wrapper
+                (``GradientAccumulation``, ``Lookahead``, ``DistributedOptimizer``) is
+                accepted too and trains through the slower path: one Python iteration per
+                batch, ``wrapper.step(model.loss_and_grad(Xb, Yb)[1])``.
             batch_size: examples per batch (>= 1), or None for the whole set (batch
                 gradient descent).
-            epochs: epochs to train (>= 0).
+            epochs: epochs to train (>= 0); the first one finishes an epoch a previous fit
+                stopped in.
             shuffle, drop_last, axis: as in :class:`ferroptim.MiniBatches`.
             seed: the shuffle seed; None uses the model's ``seed``.
             validation_data: ``(X_val, Y_val)`` evaluated after each epoch:
@@ -366,8 +379,22 @@ class MLP:
                 dict with ``"epoch", "cost", "val_cost", "val_accuracy", "lr", "seconds"``;
                 a callback that returns True stops training (early stopping). A
                 ``ReduceLROnPlateau`` goes in as ``lambda e, logs: plateau.step(logs["val_cost"])``.
-            progress: show a tqdm progress bar (if tqdm is installed): epoch, updates/s and
-                an exponentially weighted average of the batch cost.
+            steps_per_execution: at most this many updates per Rust call (>= 1; None: the
+                rest of the epoch), as Keras' ``steps_per_execution``: Python gets control
+                back every that many updates for ``batch_callbacks``, the progress bar and
+                a stop. The updates are the same whatever its value.
+            batch_callbacks: each called as ``cb(logs)`` after every Rust call (every
+                ``steps_per_execution`` updates, and at the end of each epoch), ``logs`` a
+                dict with ``"epoch"`` and ``"position"`` (where the model is now),
+                ``"updates"`` (made by this fit so far), ``"cost"`` (the mean batch cost of
+                the call's updates), ``"lr"`` and ``"seconds"`` (training wall time of this
+                fit so far, evaluations excluded); one that returns True stops training
+                there (a time budget: ``lambda logs: logs["seconds"] >= budget``).
+            max_steps: stop after this many updates (>= 0; None: no limit), possibly in
+                the middle of an epoch (``self.position`` says where).
+            progress: show a tqdm progress bar (if tqdm is installed): epochs (fractional
+                between Rust calls), updates/s and an exponentially weighted average of the
+                batch cost.
             timing: record the seconds spent in gather / forward / backward / step per
                 epoch in ``history.timing`` (a few clock reads per batch).
             check_input: check X and Y for NaN/infinity and labels for range before
@@ -375,7 +402,9 @@ class MLP:
                 on data already checked.
 
         Returns:
-            A :class:`History`.
+            A :class:`History`. ``costs`` holds every update of this call; the per-epoch
+            entries (``epoch_costs``, ``seconds``, validation, ...) only epochs that ended
+            in it.
 
         Raises:
             TypeError / ValueError: bad arguments, before anything is modified.
@@ -385,11 +414,16 @@ class MLP:
                 update; ``self.epoch`` / ``self.position`` say where, and the next ``fit``
                 continues there.
         """
-        if not isinstance(optimizer, Optimizer):
+        wrapped = isinstance(optimizer, _Wrapper)
+        if not (isinstance(optimizer, Optimizer) or wrapped):
             raise TypeError(f"optimizer must be a ferroptim optimizer, got {type(optimizer).__name__}")
         epochs = _int("epochs", epochs, 0)
         if batch_size is not None:
             batch_size = _int("batch_size", batch_size, 1)
+        if steps_per_execution is not None:
+            steps_per_execution = _int("steps_per_execution", steps_per_execution, 1)
+        if max_steps is not None:
+            max_steps = _int("max_steps", max_steps, 0)
         if axis not in (0, 1, -1, -2):
             raise ValueError(f"axis must be 0 or 1, got {axis!r}")
         transposed = axis in (1, -1)
@@ -419,11 +453,24 @@ class MLP:
             Xv = np.ascontiguousarray(self._check_X(Xv, "validation_data X"))
             Yv_raw = Yv
             Yv = self._check_Y(Yv, Xv.shape[0], "validation_data Y")
-        for cb in callbacks:
-            if not callable(cb):
-                raise TypeError(f"callbacks must be callables, got {type(cb).__name__}")
-        engine = optimizer._engine
-        engine.check_groups(optimizer.param_groups)
+        for name, cbs in (("callbacks", callbacks), ("batch_callbacks", batch_callbacks)):
+            for cb in cbs:
+                if not callable(cb):
+                    raise TypeError(f"{name} must be callables, got {type(cb).__name__}")
+        if wrapped:
+            ids = {id(a) for a in optimizer._arrays()}
+            if ids != {id(p) for p in params}:
+                raise ValueError(
+                    "optimizer: it was built on other arrays than model.params; build it on "
+                    "model.params (the same arrays, not copies)"
+                )
+            optimizer._check_groups()
+            inner = optimizer
+            while isinstance(inner, _Wrapper):
+                inner = inner.optimizer
+        else:
+            inner = optimizer
+            optimizer._engine.check_groups(optimizer.param_groups)
         bar = _progress_bar(progress, epochs)
 
         h = {
@@ -440,68 +487,93 @@ class MLP:
             )
         }
         t_parts = {k: [] for k in ("gather", "forward", "backward", "step")}
-        total_updates = 0
-        ewa = float("nan")
-        try:
-            for _ in range(epochs):
-                start = self.position
-                n_batches = batches._num_batches(self.epoch)
-                lrs = _learning_rates(optimizer, n_batches - start)
-                t0 = time.perf_counter()
-                costs, done, interrupted, parts, err = self._core.fit_epoch(
-                    params,
-                    engine,
-                    optimizer.param_groups,
-                    batches._core,
-                    **batches._order_args(self.epoch),
-                    batch_size=bs,
-                    drop_last=drop_last,
-                    start=start,
-                    stop=None,
-                    lrs=lrs,
-                    x_transposed=transposed,
-                    y_transposed=y_transposed,
-                    labels=labels,
-                    timing=bool(timing),
-                )
-                seconds = time.perf_counter() - t0
-                total_updates += done
-                h["costs"].append(costs)
-                self.position = start + done
-                if err is not None:
-                    raise err
-                if interrupted:
-                    raise KeyboardInterrupt
-                self.epoch, self.position = self.epoch + 1, 0
-                if timing:
-                    for k, v in zip(t_parts, parts):
-                        t_parts[k].append(v)
-                epoch_cost = float(np.mean(costs)) if len(costs) else float("nan")
-                logs = {"epoch": self.epoch - 1, "cost": epoch_cost, "seconds": seconds}
-                logs["lr"] = _current_lr(optimizer)
-                if validation_data is not None:
-                    logs["val_cost"] = self._core.cost(params, Xv, Yv)
-                    if self.output != "identity":
-                        logs["val_accuracy"] = self.score(Xv, Yv_raw)
-                for k in ("epoch_costs", "epochs", "updates", "seconds", "lr"):
-                    key = {"epoch_costs": "cost", "epochs": "epoch", "updates": None}.get(k, k)
-                    h[k].append(total_updates if key is None else logs[key])
-                if "val_cost" in logs:
-                    h["val_costs"].append(logs["val_cost"])
-                if "val_accuracy" in logs:
-                    h["val_accuracy"].append(logs["val_accuracy"])
+        total_updates, train_seconds = 0, 0.0
+        run = self._python_updates if wrapped else self._rust_updates
+        step_args = dict(
+            batches=batches,
+            bs=bs,
+            drop_last=drop_last,
+            transposed=transposed,
+            y_transposed=y_transposed,
+            labels=labels,
+            timing=bool(timing),
+        )
+        stop = False
+        interrupt = _DeferredInterrupt()
+        step_args["interrupt"] = interrupt
+        with interrupt:  # a Ctrl-C raises KeyboardInterrupt on leaving, the model consistent
+            try:
+                for _ in range(epochs):
+                    n_batches = batches._num_batches(self.epoch)
+                    epoch_costs, seconds, parts, ended = [], 0.0, np.zeros(4), False
+                    while not (ended or stop):
+                        count = n_batches - self.position
+                        if steps_per_execution is not None:
+                            count = min(count, steps_per_execution)
+                        if max_steps is not None:
+                            stop = total_updates >= max_steps
+                            count = min(count, max_steps - total_updates)
+                        if count > 0:
+                            t0 = time.perf_counter()
+                            costs, part = run(optimizer, params, count, **step_args)
+                            spent = time.perf_counter() - t0
+                            seconds, train_seconds = seconds + spent, train_seconds + spent
+                            total_updates += len(costs)
+                            h["costs"].append(costs)
+                            epoch_costs.append(costs)
+                            if part is not None:
+                                parts += part
+                        ended = self.position == n_batches
+                        if ended:
+                            self.epoch, self.position = self.epoch + 1, 0
+                        if interrupt.pending:  # the model is consistent here: stop
+                            break
+                        if count == 0:
+                            continue
+                        logs = {
+                            "epoch": self.epoch,
+                            "position": self.position,
+                            "updates": total_updates,
+                            "cost": float(np.mean(costs)) if len(costs) else float("nan"),
+                            "lr": _current_lr(inner),
+                            "seconds": train_seconds,
+                        }
+                        for cb in batch_callbacks:
+                            stop = bool(cb(logs)) or stop
+                        if bar is not None:
+                            bar.set_postfix(
+                                epoch=self.epoch,
+                                cost=f"{_ewa_cost(np.concatenate(epoch_costs)):.4g}",
+                                updates_per_s=f"{len(costs) / max(spent, 1e-12):.3g}",
+                            )
+                            bar.update(len(costs) / max(n_batches, 1))
+                    if not ended or interrupt.pending:  # stopped inside the epoch, or Ctrl-C
+                        break
+                    costs = np.concatenate(epoch_costs) if epoch_costs else np.empty(0)
+                    if timing:
+                        for k, v in zip(t_parts, parts):
+                            t_parts[k].append(float(v))
+                    epoch_cost = float(np.mean(costs)) if len(costs) else float("nan")
+                    logs = {"epoch": self.epoch - 1, "cost": epoch_cost, "seconds": seconds}
+                    logs["lr"] = _current_lr(inner)
+                    if validation_data is not None:
+                        logs["val_cost"] = self._core.cost(params, Xv, Yv)
+                        if self.output != "identity":
+                            logs["val_accuracy"] = self.score(Xv, Yv_raw)
+                    for k in ("epoch_costs", "epochs", "updates", "seconds", "lr"):
+                        key = {"epoch_costs": "cost", "epochs": "epoch", "updates": None}.get(k, k)
+                        h[k].append(total_updates if key is None else logs[key])
+                    if "val_cost" in logs:
+                        h["val_costs"].append(logs["val_cost"])
+                    if "val_accuracy" in logs:
+                        h["val_accuracy"].append(logs["val_accuracy"])
+                    for cb in callbacks:
+                        stop = bool(cb(self.epoch - 1, logs)) or stop
+                    if stop:
+                        break
+            finally:
                 if bar is not None:
-                    ewa = _ewa_cost(costs)
-                    bar.set_postfix(cost=f"{ewa:.4g}", updates_per_s=f"{done / max(seconds, 1e-12):.3g}")
-                    bar.update(1)
-                stop = False
-                for cb in callbacks:
-                    stop = bool(cb(self.epoch - 1, logs)) or stop
-                if stop:
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
+                    bar.close()
         history = History(
             costs=np.concatenate(h["costs"]) if h["costs"] else np.empty(0),
             epoch_costs=np.asarray(h["epoch_costs"], dtype=np.float64),
@@ -514,6 +586,65 @@ class MLP:
             timing={k: np.asarray(v) for k, v in t_parts.items()} if timing else {},
         )
         return history
+
+    def _rust_updates(
+        self,
+        optimizer,
+        params,
+        count,
+        *,
+        batches,
+        bs,
+        drop_last,
+        transposed,
+        y_transposed,
+        labels,
+        timing,
+        interrupt,
+    ):
+        """``count`` updates from ``self.position`` of epoch ``self.epoch`` in one Rust call;
+        advances ``self.position``. Returns the batch costs and the timing parts."""
+        start = self.position
+        costs, done, interrupted, parts, err = self._core.fit_epoch(
+            params,
+            optimizer._engine,
+            optimizer.param_groups,
+            batches._core,
+            **batches._order_args(self.epoch),
+            batch_size=bs,
+            drop_last=drop_last,
+            start=start,
+            stop=start + count,
+            lrs=_learning_rates(optimizer, count),
+            x_transposed=transposed,
+            y_transposed=y_transposed,
+            labels=labels,
+            timing=timing,
+            interrupt=interrupt,
+        )
+        self.position = start + done
+        if err is not None:
+            raise err
+        interrupt.pending |= interrupted
+        return costs, (np.asarray(parts) if parts is not None else None)
+
+    def _python_updates(self, optimizer, params, count, *, batches, transposed, labels, interrupt, **_):
+        """The slower path for optimizer wrappers: ``count`` updates as
+        ``optimizer.step(self.loss_and_grad(Xb, Yb)[1])``, one Python iteration per batch.
+        Ctrl-C is held until the batch's update is complete."""
+        batches.load_state_dict({"seed": batches.seed, "epoch": self.epoch, "position": self.position})
+        costs = []
+        for Xb, Yb in itertools.islice(iter(batches), count):
+            if transposed:
+                Xb = Xb.T
+                Yb = Yb if labels or Yb.ndim == 1 else Yb.T
+            cost, grads = self.loss_and_grad(Xb, Yb)
+            optimizer.step(grads)
+            costs.append(cost)
+            self.position += 1
+            if interrupt.pending:
+                break
+        return np.asarray(costs, dtype=np.float64), None
 
     def _fit_data(self, X: Any, Y: Any, transposed: bool, check: bool) -> tuple:
         """X and Y as fit trains on them: X unchanged (checked), Y in the core's form."""
@@ -597,6 +728,33 @@ class MLP:
             f"MLP({self.layer_sizes}, hidden={self.hidden!r}, output={self.output!r}, "
             f"dtype={self.dtype.name}, alpha={self.alpha}, epoch={self.epoch})"
         )
+
+
+class _DeferredInterrupt:
+    """Holds SIGINT (Ctrl-C) during :meth:`MLP.fit`: the handler only sets ``pending``,
+    which the Rust loop polls (it stops after a complete update) and the Python loop checks
+    once the model's counters are consistent; leaving raises KeyboardInterrupt then. Main
+    thread only: elsewhere signals are not delivered anyway."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._old: Any = None
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.pending = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+        if self.pending and exc[0] is None:
+            self.pending = False
+            raise KeyboardInterrupt
 
 
 def _all_finite(a: np.ndarray) -> bool:

@@ -6,17 +6,23 @@
 //! `A_l = g(Z_l)` for hidden layers and the output activation for the last one.
 //! Parameters are passed in the order `W1, b1, W2, b2, ...`.
 //!
-//! Matrix products go through `matrixmultiply` (runtime-dispatched AVX/FMA kernels);
+//! Matrix products go through faer (runtime-dispatched AVX2/AVX-512 kernels), large ones
+//! cut into tiles of C by shape alone and spread over the pool;
 //! bias and activation are one pass over each layer's output, softmax and cross-entropy
 //! one pass over the last. A [`Workspace`] holds every intermediate for a given number of
 //! rows and is reused from batch to batch.
 
 mod epoch;
+mod pointwise;
 
 pub use epoch::{train_epoch, EpochData, EpochReport, StepOutcome, Timing};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use pointwise::{
+    activation_backward, bias_activation, bias_sigmoid, bias_softmax, column_sums,
+    sigmoid_delta_and_terms,
+};
 
 /// A hidden-layer activation `g`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,117 +77,214 @@ impl Output {
     }
 }
 
-/// The element arithmetic the networks need beyond [`Float`], and the matrix product.
-pub trait NnFloat: Float {
+/// The element arithmetic the networks need beyond [`Float`]: float32's `exp`, `ln` and
+/// `ln_1p` are the vectorizable polynomials of [`pointwise`] (about 1 ulp), float64's are
+/// libm's; `tanh` is libm's for both.
+pub trait NnFloat: Float + faer::traits::ComplexField {
     fn exp(self) -> Self;
     fn ln(self) -> Self;
     fn ln_1p(self) -> Self;
     fn tanh(self) -> Self;
-    /// `C = A B + beta C`, `A (m, k)`, `B (k, n)`, `C (m, n)` row-major with C's row stride
-    /// `n`, A and B given by (row, column) strides in elements.
+    /// `nano-gemm`'s `C = A B` (faer's own path for small products), C row-major `(m, n)`
+    /// with row stride `ldc`.
     ///
     /// # Safety
-    /// The pointers must address matrices of these shapes and strides; C must not overlap
-    /// A or B.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
+    /// As [`gemm`].
+    unsafe fn small_gemm(
+        shape: (usize, usize, usize),
         a: *const Self,
-        rsa: isize,
-        csa: isize,
+        sa: (isize, isize),
         b: *const Self,
-        rsb: isize,
-        csb: isize,
-        beta: Self,
+        sb: (isize, isize),
         c: *mut Self,
+        ldc: usize,
     );
 }
 
-macro_rules! impl_nn_float {
-    ($t:ty, $gemm:path) => {
-        impl NnFloat for $t {
-            #[inline(always)]
-            fn exp(self) -> Self {
-                <$t>::exp(self)
-            }
-            #[inline(always)]
-            fn ln(self) -> Self {
-                <$t>::ln(self)
-            }
-            #[inline(always)]
-            fn ln_1p(self) -> Self {
-                <$t>::ln_1p(self)
-            }
-            #[inline(always)]
-            fn tanh(self) -> Self {
-                <$t>::tanh(self)
-            }
-            unsafe fn gemm(
-                m: usize,
-                k: usize,
-                n: usize,
-                a: *const Self,
-                rsa: isize,
-                csa: isize,
-                b: *const Self,
-                rsb: isize,
-                csb: isize,
-                beta: Self,
-                c: *mut Self,
-            ) {
-                if m == 0 || n == 0 {
-                    return;
-                }
-                $gemm(
-                    m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, n as isize, 1,
-                );
-            }
+macro_rules! small_gemm {
+    ($execute:path) => {
+        unsafe fn small_gemm(
+            (m, k, n): (usize, usize, usize),
+            a: *const Self,
+            sa: (isize, isize),
+            b: *const Self,
+            sb: (isize, isize),
+            c: *mut Self,
+            ldc: usize,
+        ) {
+            // dst = 0 * dst + 1 * A B.
+            $execute(
+                m,
+                n,
+                k,
+                c,
+                ldc as isize,
+                1,
+                a,
+                sa.0,
+                sa.1,
+                b,
+                sb.0,
+                sb.1,
+                0.0,
+                1.0,
+                false,
+                false,
+            );
         }
     };
 }
 
-impl_nn_float!(f32, matrixmultiply::sgemm);
-impl_nn_float!(f64, matrixmultiply::dgemm);
+impl NnFloat for f32 {
+    #[inline(always)]
+    fn exp(self) -> Self {
+        pointwise::exp_f32(self)
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        pointwise::ln_f32(self)
+    }
+    #[inline(always)]
+    fn ln_1p(self) -> Self {
+        pointwise::ln_1p_f32(self)
+    }
+    #[inline(always)]
+    fn tanh(self) -> Self {
+        f32::tanh(self)
+    }
+    small_gemm!(nano_gemm::planless::execute_f32);
+}
 
-/// Products of at least this many multiply-adds are split over the pool's threads.
-const PARALLEL_MIN_MULS: usize = 1 << 20;
+impl NnFloat for f64 {
+    #[inline(always)]
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+    #[inline(always)]
+    fn ln_1p(self) -> Self {
+        f64::ln_1p(self)
+    }
+    #[inline(always)]
+    fn tanh(self) -> Self {
+        f64::tanh(self)
+    }
+    small_gemm!(nano_gemm::planless::execute_f64);
+}
 
-/// `C = A B` (beta 0 only) as [`NnFloat::gemm`], split into blocks of C's rows computed on
-/// the pool when large. Each element of C is computed by the same kernel code over the
-/// same k-order whichever block it falls in, so results do not depend on the thread count.
+/// `C = A B` through faer (runtime-dispatched AVX2/AVX-512 kernels; small products by its
+/// `nano-gemm`), sequential: `A (m, k)` and `B (k, n)` given by (row, column) strides
+/// in elements, C row-major with row stride `ldc`.
 ///
 /// # Safety
-/// As [`NnFloat::gemm`].
+/// The pointers must address matrices of these shapes and strides; C must not overlap
+/// A or B.
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul<T: NnFloat>(
-    m: usize,
-    k: usize,
-    n: usize,
+unsafe fn gemm<T: NnFloat>(
+    (m, k, n): (usize, usize, usize),
     a: *const T,
-    rsa: isize,
-    csa: isize,
+    (rsa, csa): (isize, isize),
     b: *const T,
-    rsb: isize,
-    csb: isize,
-    beta: T,
+    (rsb, csb): (isize, isize),
+    c: *mut T,
+    ldc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if m * n * k <= SMALL_MULS {
+        return T::small_gemm((m, k, n), a, (rsa, csa), b, (rsb, csb), c, ldc);
+    }
+    let a = faer::MatRef::<T>::from_raw_parts(a, m, k, rsa, csa);
+    let b = faer::MatRef::<T>::from_raw_parts(b, k, n, rsb, csb);
+    let c = faer::MatMut::<T>::from_raw_parts_mut(c, m, n, ldc as isize, 1);
+    faer::linalg::matmul::matmul(c, faer::Accum::Replace, a, b, T::ONE, faer::Par::Seq);
+}
+
+/// Products of at most this many multiply-adds go straight to `nano-gemm` (faer's own
+/// threshold for it; faer would first try its matrix-vector kernels, slower at this size).
+const SMALL_MULS: usize = 16 * 16 * 16;
+
+/// Products of at least twice this many multiply-adds (about 5 us of one core) are cut
+/// into tiles of C.
+const TILE_MIN_MULS: usize = 1 << 18;
+/// The most tiles a product is cut into.
+const MAX_TILES: usize = 16;
+/// Tiles are at least this many rows and columns (where C has them).
+const TILE_MIN_SIDE: usize = 128;
+
+/// How C `(m, n)` of a product with inner size `k` is cut into tiles: `(rows, columns)`
+/// per tile. A function of the shape alone, never of the thread count: each tile is the
+/// same faer call whichever thread runs it, so results do not depend on the thread count.
+fn tiles(m: usize, k: usize, n: usize) -> (usize, usize) {
+    let want = (m * k * n / TILE_MIN_MULS).clamp(1, MAX_TILES);
+    let row_blocks = want.min(m.div_ceil(TILE_MIN_SIDE));
+    let col_blocks = (want / row_blocks).min(n.div_ceil(TILE_MIN_SIDE)).max(1);
+    let round = |len: usize, blocks: usize| len.div_ceil(blocks).div_ceil(16) * 16;
+    (round(m, row_blocks).min(m), round(n, col_blocks).min(n))
+}
+
+/// `C = A B` as [`gemm`] with C row-major `(m, n)`, cut into the [`tiles`] of its shape,
+/// computed on the pool when there are several.
+///
+/// # Safety
+/// As [`gemm`].
+unsafe fn matmul<T: NnFloat>(
+    shape: (usize, usize, usize),
+    a: *const T,
+    sa: (isize, isize),
+    b: *const T,
+    sb: (isize, isize),
     c: *mut T,
 ) {
-    let threads = crate::parallel::num_threads();
-    if threads < 2 || m * k * n < PARALLEL_MIN_MULS || m < 32 {
-        return T::gemm(m, k, n, a, rsa, csa, b, rsb, csb, beta, c);
+    let (m, k, n) = shape;
+    let (tr, tc) = tiles(m, k, n);
+    if tr >= m && tc >= n {
+        return gemm(shape, a, sa, b, sb, c, n);
     }
-    let pieces = threads.min(m / 16);
-    let per = m.div_ceil(pieces).div_ceil(16) * 16;
+    let (row_tiles, col_tiles) = (m.div_ceil(tr), n.div_ceil(tc));
     let (a, b, c) = (a as usize, b as usize, c as usize);
-    crate::parallel::for_each_index(m.div_ceil(per), &|i| {
-        let r0 = i * per;
-        let rows = per.min(m - r0);
-        let a = (a as *const T).wrapping_offset(r0 as isize * rsa);
-        let c = (c as *mut T).wrapping_add(r0 * n);
-        // SAFETY: the blocks of C's rows are disjoint; A's rows are read only.
-        unsafe { T::gemm(rows, k, n, a, rsa, csa, b as *const T, rsb, csb, beta, c) };
+    let tile = |t: usize| {
+        let (r0, c0) = ((t / col_tiles) * tr, (t % col_tiles) * tc);
+        let (rows, cols) = (tr.min(m - r0), tc.min(n - c0));
+        let a = (a as *const T).wrapping_offset(r0 as isize * sa.0);
+        let b = (b as *const T).wrapping_offset(c0 as isize * sb.1);
+        let c = (c as *mut T).wrapping_add(r0 * n + c0);
+        // SAFETY: the tiles of C are disjoint; A and B are read only.
+        unsafe { gemm((rows, k, cols), a, sa, b, sb, c, n) };
+    };
+    let count = row_tiles * col_tiles;
+    if crate::parallel::num_threads() < 2 {
+        (0..count).for_each(tile);
+    } else {
+        crate::parallel::for_each_index(count, &tile);
+    }
+}
+
+/// Element-wise passes over at least twice this many values are cut into blocks of whole
+/// rows of about this many, spread over the pool.
+const ROW_BLOCK_ELEMENTS: usize = 1 << 15;
+
+/// Runs `f(first, block)` on blocks of whole rows of `out` (`n` values per row; `first` is
+/// the block's first element), on the pool when it has several threads and `out` is large.
+/// For element-wise passes, whose results do not depend on the cut.
+fn by_row_blocks<T: NnFloat>(out: &mut [T], n: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let len = out.len();
+    if len < 2 * ROW_BLOCK_ELEMENTS || crate::parallel::num_threads() < 2 {
+        return f(0, out);
+    }
+    let block = (ROW_BLOCK_ELEMENTS / n.max(1)).max(1) * n;
+    let at = out.as_mut_ptr() as usize;
+    crate::parallel::for_each_index(len.div_ceil(block), &|i| {
+        let first = i * block;
+        let end = (first + block).min(len);
+        // SAFETY: the blocks are disjoint parts of `out`, borrowed mutably for this call.
+        let part =
+            unsafe { std::slice::from_raw_parts_mut((at as *mut T).add(first), end - first) };
+        f(first, part);
     });
 }
 
@@ -251,18 +354,6 @@ pub struct Inputs<'a, T> {
     pub transposed: bool,
 }
 
-#[inline(always)]
-fn sigmoid<T: NnFloat>(z: T) -> T {
-    T::ONE / (T::ONE + (-z).exp())
-}
-
-/// `softplus(z) - y z = log(1 + exp(z)) - y z`, stable for large `|z|`.
-#[inline(always)]
-fn bce_from_logit<T: NnFloat>(z: T, y: T) -> T {
-    let pos = if z > T::ZERO { z } else { T::ZERO };
-    pos - y * z + (-z.abs()).exp().ln_1p()
-}
-
 impl Mlp {
     /// Checks the shape and functions: at least one layer, every size >= 1, and at least
     /// two outputs for softmax.
@@ -297,10 +388,11 @@ impl Mlp {
 
     /// Element counts of `W1, b1, W2, b2, ...`.
     pub fn param_lens(&self) -> Vec<usize> {
-        self.sizes
-            .windows(2)
-            .flat_map(|w| [w[0] * w[1], w[1]])
-            .collect()
+        self.param_len_iter().collect()
+    }
+
+    fn param_len_iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.sizes.windows(2).flat_map(|w| [w[0] * w[1], w[1]])
     }
 
     pub fn outputs(&self) -> usize {
@@ -308,12 +400,12 @@ impl Mlp {
     }
 
     fn check_params<P: AsRef<[T]>, T>(&self, params: &[P]) -> Result<()> {
-        let lens = self.param_lens();
-        if params.len() != lens.len()
+        // Checked once per batch: no allocation.
+        if params.len() != 2 * self.layers()
             || params
                 .iter()
-                .zip(&lens)
-                .any(|(p, &n)| p.as_ref().len() != n)
+                .zip(self.param_len_iter())
+                .any(|(p, n)| p.as_ref().len() != n)
         {
             return Err(Error::Mismatch(
                 "parameters do not match layer_sizes".into(),
@@ -335,6 +427,7 @@ impl Mlp {
             return Err(Error::Mismatch("X does not match its row count".into()));
         }
         ws.fit(self, rows);
+        let level = crate::simd::level();
         let layers = self.layers();
         for l in 1..=layers {
             let (k, n) = (self.sizes[l - 1], self.sizes[l]);
@@ -355,64 +448,25 @@ impl Mlp {
             // SAFETY: A is (rows, k) with these strides, W (k, n) row-major, out (rows, n).
             unsafe {
                 matmul::<T>(
-                    rows,
-                    k,
-                    n,
+                    (rows, k, n),
                     a,
-                    rsa,
-                    csa,
+                    (rsa, csa),
                     w.as_ptr(),
-                    n as isize,
-                    1,
-                    T::ZERO,
+                    (n as isize, 1),
                     out.as_mut_ptr(),
                 );
             };
-            if l < layers {
-                bias_activation(out, b, self.hidden);
-            } else if self.output == Output::Sigmoid {
+            match self.output {
+                _ if l < layers => by_row_blocks(out, n, |_, block| {
+                    bias_activation(level, block, b, self.hidden);
+                }),
                 // The logits stay for the cost: log(1 - p) loses them once p rounds to 1.
-                let z = &mut ws.delta[1][..rows * n];
-                for ((zr, pr), _) in z
-                    .chunks_exact_mut(n)
-                    .zip(out.chunks_exact_mut(n))
-                    .zip(0..rows)
-                {
-                    for ((zz, p), &bb) in zr.iter_mut().zip(pr.iter_mut()).zip(b) {
-                        *zz = *p + bb;
-                        *p = sigmoid(*zz);
-                    }
-                }
-            } else {
-                self.output_activation(out, b);
+                Output::Sigmoid => bias_sigmoid(level, out, &mut ws.delta[1][..rows * n], b),
+                Output::Softmax => bias_softmax(level, out, b),
+                Output::Identity => bias_activation(level, out, b, Activation::Identity),
             }
         }
         Ok(())
-    }
-
-    fn output_activation<T: NnFloat>(&self, out: &mut [T], b: &[T]) {
-        match self.output {
-            Output::Sigmoid => bias_activation(out, b, Activation::Sigmoid),
-            Output::Identity => bias_activation(out, b, Activation::Identity),
-            Output::Softmax => {
-                for row in out.chunks_exact_mut(b.len()) {
-                    let mut max = T::from_f64(f64::NEG_INFINITY);
-                    for (z, &bb) in row.iter_mut().zip(b) {
-                        *z = *z + bb;
-                        max = max.nan_max(*z);
-                    }
-                    let mut sum = T::ZERO;
-                    for z in row.iter_mut() {
-                        *z = (*z - max).exp();
-                        sum = sum + *z;
-                    }
-                    let inv = T::ONE / sum;
-                    for z in row.iter_mut() {
-                        *z = *z * inv;
-                    }
-                }
-            }
-        }
     }
 
     /// The cost of the last forward pass against `y`, and `dJ/dZ_L` into `ws.delta[0]`.
@@ -443,7 +497,7 @@ impl Mlp {
                         let y = if j == c { T::ONE } else { T::ZERO };
                         *dd = (pp - y) * inv_m;
                     }
-                    cost -= p[c].to_f64().ln();
+                    cost -= p[c].ln().to_f64();
                 }
             }
             (_, Targets::Labels(_)) => {
@@ -459,7 +513,7 @@ impl Mlp {
                     for ((dd, &p), &t) in d.iter_mut().zip(a).zip(y) {
                         *dd = (p - t) * inv_m;
                         if t != T::ZERO {
-                            cost -= t.to_f64() * p.to_f64().ln();
+                            cost -= t.to_f64() * p.ln().to_f64();
                         }
                     }
                 } else {
@@ -541,6 +595,7 @@ impl Mlp {
         let mut cost = 0.0;
         let layers = self.layers();
         let alpha_m = self.alpha / rows as f64;
+        let level = crate::simd::level();
         for l in (1..=layers).rev() {
             let (k, n) = (self.sizes[l - 1], self.sizes[l]);
             let (gw, rest) = grads[2 * (l - 1)..].split_at_mut(1);
@@ -561,16 +616,11 @@ impl Mlp {
             // SAFETY: shapes and strides as described; gw does not overlap A or dZ.
             unsafe {
                 matmul::<T>(
-                    k,
-                    rows,
-                    n,
+                    (k, rows, n),
                     a,
-                    rsa,
-                    csa,
+                    (rsa, csa),
                     d.as_ptr(),
-                    n as isize,
-                    1,
-                    T::ZERO,
+                    (n as isize, 1),
                     gw.as_mut_ptr(),
                 );
             };
@@ -578,37 +628,30 @@ impl Mlp {
                 let am = T::from_f64(alpha_m);
                 let mut sq = 0.0f64;
                 for (g, &wv) in gw.iter_mut().zip(w) {
-                    *g = *g + am * wv;
+                    *g += am * wv;
                     sq += wv.to_f64() * wv.to_f64();
                 }
                 cost += 0.5 * alpha_m * sq;
             }
-            gb.fill(T::ZERO);
-            for row in d.chunks_exact(n) {
-                for (g, &v) in gb.iter_mut().zip(row) {
-                    *g = *g + v;
-                }
-            }
+            column_sums(level, gb, d);
             if l > 1 {
                 let below = &mut d_below[..rows * k];
                 // dA_{l-1} = dZ_l W_l^T: W^T is (n, k) with strides (1, n).
                 // SAFETY: as above; `below` is a separate buffer.
                 unsafe {
                     matmul::<T>(
-                        rows,
-                        n,
-                        k,
+                        (rows, n, k),
                         d.as_ptr(),
-                        n as isize,
-                        1,
+                        (n as isize, 1),
                         w.as_ptr(),
-                        1,
-                        n as isize,
-                        T::ZERO,
+                        (1, n as isize),
                         below.as_mut_ptr(),
                     );
                 };
-                activation_backward(below, &ws.acts[l - 2][..rows * k], self.hidden);
+                let a = &ws.acts[l - 2][..rows * k];
+                by_row_blocks(below, k, |at, block| {
+                    activation_backward(level, block, &a[at..at + block.len()], self.hidden);
+                });
                 ws.delta.swap(0, 1);
             }
         }
@@ -635,63 +678,11 @@ impl Mlp {
         };
         let l = self.layers();
         let [d, z] = &mut ws.delta;
-        let (z, d) = (&z[..rows * k], &mut d[..rows * k]);
+        let (z, d) = (&mut z[..rows * k], &mut d[..rows * k]);
         let p = &ws.acts[l - 1][..rows * k];
         let inv_m = T::from_f64(1.0 / rows as f64);
-        let mut cost = 0.0f64;
-        for (((dd, &pp), &t), &zz) in d.iter_mut().zip(p).zip(y).zip(z) {
-            *dd = (pp - t) * inv_m;
-            cost += bce_from_logit(zz.to_f64(), t.to_f64());
-        }
-        Ok(cost / rows as f64)
-    }
-}
-
-/// `out[i, j] = g(out[i, j] + b[j])`, one pass.
-fn bias_activation<T: NnFloat>(out: &mut [T], b: &[T], g: Activation) {
-    let slope = T::from_f64(LEAKY_SLOPE);
-    macro_rules! each {
-        ($f:expr) => {
-            for row in out.chunks_exact_mut(b.len()) {
-                for (z, &bb) in row.iter_mut().zip(b) {
-                    let v = *z + bb;
-                    *z = $f(v);
-                }
-            }
-        };
-    }
-    match g {
-        Activation::Relu => each!(|v: T| if v > T::ZERO { v } else { T::ZERO }),
-        Activation::LeakyRelu => each!(|v: T| if v > T::ZERO { v } else { slope * v }),
-        Activation::Tanh => each!(|v: T| v.tanh()),
-        Activation::Sigmoid => each!(sigmoid),
-        Activation::Identity => each!(|v: T| v),
-    }
-}
-
-/// `d *= g'(z)`, with `g'` written through `a = g(z)`.
-fn activation_backward<T: NnFloat>(d: &mut [T], a: &[T], g: Activation) {
-    let slope = T::from_f64(LEAKY_SLOPE);
-    match g {
-        Activation::Relu => d.iter_mut().zip(a).for_each(|(d, &a)| {
-            if a <= T::ZERO {
-                *d = T::ZERO;
-            }
-        }),
-        Activation::LeakyRelu => d.iter_mut().zip(a).for_each(|(d, &a)| {
-            if a <= T::ZERO {
-                *d = *d * slope;
-            }
-        }),
-        Activation::Tanh => d
-            .iter_mut()
-            .zip(a)
-            .for_each(|(d, &a)| *d = *d * (T::ONE - a * a)),
-        Activation::Sigmoid => d
-            .iter_mut()
-            .zip(a)
-            .for_each(|(d, &a)| *d = *d * (a * (T::ONE - a))),
-        Activation::Identity => {}
+        sigmoid_delta_and_terms(crate::simd::level(), d, z, p, y, inv_m);
+        Ok(z.iter().map(|t| t.to_f64()).sum::<f64>() / rows as f64)
     }
 }
 
@@ -783,8 +774,9 @@ mod tests {
     }
 
     #[test]
-    fn split_products_do_not_depend_on_the_thread_count() {
-        let (m, k, n) = (300, 64, 80);
+    fn tiled_products_do_not_depend_on_the_thread_count() {
+        // A^T given by strides, as the backward pass passes it.
+        let (m, k, n) = (300, 200, 280);
         let a: Vec<f32> = values(m * k, 1).iter().map(|&v| v as f32).collect();
         let b: Vec<f32> = values(k * n, 2).iter().map(|&v| v as f32).collect();
         let run = |threads| {
@@ -793,25 +785,89 @@ mod tests {
             // SAFETY: shapes as given, C separate.
             unsafe {
                 matmul::<f32>(
-                    m,
-                    k,
-                    n,
+                    (m, k, n),
                     a.as_ptr(),
-                    k as isize,
-                    1,
+                    (1, m as isize),
                     b.as_ptr(),
-                    n as isize,
-                    1,
-                    0.0,
+                    (n as isize, 1),
                     c.as_mut_ptr(),
                 );
             };
             c
         };
+        let (tr, tc) = tiles(m, k, n);
+        assert!(tr < m && tc < n, "the product is cut into tiles both ways");
         let one = run(1);
-        assert!(m * k * n >= PARALLEL_MIN_MULS);
+        for (i, j) in [(0, 0), (m - 1, n - 1), (137, 211)] {
+            let exact: f64 = (0..k)
+                .map(|p| f64::from(a[p * m + i]) * f64::from(b[p * n + j]))
+                .sum();
+            assert!((f64::from(one[i * n + j]) - exact).abs() < 1e-3 * (1.0 + exact.abs()));
+        }
         assert_eq!(one, run(2));
         assert_eq!(one, run(3));
+    }
+
+    #[test]
+    fn gradients_do_not_depend_on_the_thread_count() {
+        // Wide enough for tiled products and element-wise passes in blocks of rows.
+        let net = Mlp::new(
+            vec![64, 160, 160, 10],
+            Activation::Relu,
+            Output::Softmax,
+            0.1,
+        )
+        .unwrap();
+        let rows = 700;
+        let (params, x, _) = problem(&net, rows);
+        let params: Vec<Vec<f32>> = params
+            .iter()
+            .map(|p| p.iter().map(|&v| v as f32 * 0.3).collect())
+            .collect();
+        let x: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let labels: Vec<i64> = (0..rows as i64).map(|i| i % 10).collect();
+        assert!(rows * 160 >= 2 * ROW_BLOCK_ELEMENTS);
+        let run = |threads| {
+            crate::parallel::set_num_threads(threads).unwrap();
+            let mut grads: Vec<Vec<f32>> = net.param_lens().iter().map(|&n| vec![0.0; n]).collect();
+            let inputs = Inputs {
+                x: &x,
+                rows,
+                transposed: false,
+            };
+            let cost = net
+                .loss_and_grad(
+                    &mut Workspace::default(),
+                    &params,
+                    inputs,
+                    Targets::Labels(&labels),
+                    &mut grads,
+                )
+                .unwrap();
+            (cost, grads)
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+    }
+
+    #[test]
+    fn tiles_cover_c_and_depend_only_on_the_shape() {
+        assert_eq!(tiles(64, 2, 5), (64, 5));
+        assert_eq!(tiles(256, 32, 32), (256, 32));
+        for (m, k, n) in [
+            (1024, 256, 256),
+            (256, 1024, 10),
+            (64, 1024, 256),
+            (1000, 64, 300),
+        ] {
+            let (tr, tc) = tiles(m, k, n);
+            let count = m.div_ceil(tr) * n.div_ceil(tc);
+            assert!(
+                count > 1 && count <= MAX_TILES,
+                "{m}x{k}x{n}: {count} tiles"
+            );
+        }
     }
 
     #[test]

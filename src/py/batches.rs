@@ -278,6 +278,18 @@ impl Batcher {
         Ok((order, Arc::clone(&self.inputs.sources)))
     }
 
+    /// The sources, after confirming the arrays are unchanged (for an order built before:
+    /// an order depends only on the sample count and its arguments).
+    pub(super) fn sources_for_fit(&self, py: Python<'_>) -> PyResult<Arc<[Source]>> {
+        self.inputs.recheck(py)?;
+        Ok(Arc::clone(&self.inputs.sources))
+    }
+
+    /// The number of samples the arrays hold.
+    pub(super) fn samples(&self) -> usize {
+        self.inputs.samples
+    }
+
     /// Hands a finished epoch's permutation memory back for the next one.
     pub(super) fn recycle(&self, order: Order) {
         self.inputs.recycle(order);

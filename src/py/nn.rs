@@ -12,6 +12,7 @@ use super::arrays::{layout, shape_str};
 use super::batches::Batcher;
 use super::engine::{Applied, Engine};
 use super::type_name;
+use crate::batches::Order;
 use crate::float::Dtype;
 use crate::hyper::Hyper;
 use crate::nn::{
@@ -59,6 +60,21 @@ struct Workspaces {
 pub struct Network {
     net: Mlp,
     ws: Workspaces,
+    /// The last epoch order `fit_epoch` trained with, kept for the next call: a fit that
+    /// returns to Python every few updates shuffles each epoch once, not once per call.
+    order: Option<(OrderKey, Order)>,
+}
+
+/// What an epoch's order is a function of.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct OrderKey {
+    samples: usize,
+    seed: u64,
+    epoch: u64,
+    shuffle: bool,
+    block_size: Option<usize>,
+    buffer_blocks: usize,
+    shard: (usize, usize),
 }
 
 /// An array checked to be C-contiguous, aligned, of dtype `T` and shape `shape`.
@@ -367,16 +383,35 @@ impl Network {
                 }
             }
         }
+        // The optimizer holds the model's parameters in the model's order (the usual case).
+        let in_order = model_index.iter().enumerate().all(|(j, &i)| i == j);
         let n_groups = view.hypers.len();
-        let (order, sources) = batcher.order_for_fit(
-            py,
-            order_args.seed,
-            order_args.epoch,
-            order_args.shuffle,
-            order_args.block_size,
-            order_args.buffer_blocks,
-            order_args.shard,
-        )?;
+        let key = OrderKey {
+            samples: batcher.samples(),
+            seed: order_args.seed,
+            epoch: order_args.epoch,
+            shuffle: order_args.shuffle,
+            block_size: order_args.block_size,
+            buffer_blocks: order_args.buffer_blocks,
+            shard: order_args.shard,
+        };
+        let (order, sources) = match self.order.take() {
+            Some((k, order)) if k == key => (order, batcher.sources_for_fit(py)?),
+            previous => {
+                if let Some((_, order)) = previous {
+                    batcher.recycle(order);
+                }
+                batcher.order_for_fit(
+                    py,
+                    order_args.seed,
+                    order_args.epoch,
+                    order_args.shuffle,
+                    order_args.block_size,
+                    order_args.buffer_blocks,
+                    order_args.shard,
+                )?
+            }
+        };
         // The sources' rows must be what the network reads.
         let k = self.net.outputs();
         let item = std::mem::size_of::<T>();
@@ -435,6 +470,7 @@ impl Network {
         let mut timing = Timing::default();
         let net = &self.net;
         let ws = T::workspace(&mut self.ws);
+        let interrupt = flags.interrupt;
         let (report, failure) = py.detach(|| {
             let mut step = |params: &mut [&mut [T]], grads: &[Vec<T>]| -> StepOutcome {
                 if let Some(lrs) = &lrs {
@@ -443,12 +479,20 @@ impl Network {
                         h.set_lr(lrs[g][(steps[g] - base[g]) as usize]);
                     }
                 }
-                let mut slots: Vec<Option<&mut [T]>> =
-                    params.iter_mut().map(|p| Some(&mut **p)).collect();
-                let tensors: Vec<Tensor<'_>> = model_index
-                    .iter()
-                    .map(|&i| T::tensor(slots[i].take().expect("distinct"), &grads[i]))
-                    .collect();
+                let tensors: Vec<Tensor<'_>> = if in_order {
+                    params
+                        .iter_mut()
+                        .zip(grads)
+                        .map(|(p, g)| T::tensor(p, g))
+                        .collect()
+                } else {
+                    let mut slots: Vec<Option<&mut [T]>> =
+                        params.iter_mut().map(|p| Some(&mut **p)).collect();
+                    model_index
+                        .iter()
+                        .map(|&i| T::tensor(slots[i].take().expect("distinct"), &grads[i]))
+                        .collect()
+                };
                 match session.apply(tensors, &hypers) {
                     Applied::Done => StepOutcome::Applied,
                     Applied::Skipped => StepOutcome::Skipped,
@@ -467,7 +511,16 @@ impl Network {
             };
             let mut interrupted = false;
             let mut poll = || {
-                let stop = Python::attach(|py| py.check_signals().is_err());
+                let stop = Python::attach(|py| {
+                    // A handler that holds Ctrl-C for fit records it in `interrupt.pending`.
+                    py.check_signals().is_err()
+                        || interrupt.as_ref().is_some_and(|f| {
+                            f.bind(py)
+                                .getattr("pending")
+                                .and_then(|v| v.is_truthy())
+                                .unwrap_or(false)
+                        })
+                });
                 interrupted |= stop;
                 stop
             };
@@ -484,7 +537,7 @@ impl Network {
             );
             (report.map(|r| (r, interrupted)), failure)
         });
-        batcher.recycle(order);
+        self.order = Some((key, order));
         let (report, interrupted) = report?;
         let costs = PyArray1::from_vec(py, costs);
         let timing = if flags.timing {
@@ -515,6 +568,7 @@ struct FitFlags {
     y_transposed: bool,
     labels: bool,
     timing: bool,
+    interrupt: Option<Py<PyAny>>,
 }
 
 #[pymethods]
@@ -535,6 +589,7 @@ impl Network {
         Ok(Network {
             net: Mlp::new(sizes, hidden, output, alpha)?,
             ws: Workspaces::default(),
+            order: None,
         })
     }
 
@@ -628,8 +683,9 @@ impl Network {
     }
 
     /// Trains on batches `start..stop` of one epoch with the GIL released: returns
-    /// `(costs, done, interrupted, timing, error)`.
-    #[pyo3(signature = (params, engine, groups, batcher, *, seed, epoch, shuffle, block_size, buffer_blocks, shard, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing))]
+    /// `(costs, done, interrupted, timing, error)`. It stops after a complete update on
+    /// Ctrl-C, or when `interrupt.pending` becomes true (checked about every millisecond).
+    #[pyo3(signature = (params, engine, groups, batcher, *, seed, epoch, shuffle, block_size, buffer_blocks, shard, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing, interrupt = None))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch<'py>(
         &mut self,
@@ -653,6 +709,7 @@ impl Network {
         y_transposed: bool,
         labels: bool,
         timing: bool,
+        interrupt: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         if batch_size == 0 {
             return Err(PyValueError::new_err("batch_size must be at least 1"));
@@ -674,6 +731,7 @@ impl Network {
             y_transposed,
             labels,
             timing,
+            interrupt,
         };
         let engine = &*engine;
         match dtype_of(&params)? {

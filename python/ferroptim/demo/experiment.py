@@ -27,7 +27,7 @@ class Experiment:
         optimizer_batch: the optimizer comparison's batch size (None = all m).
         seed: seeds the data, the initial weights and the batch order.
         out: the report folder (exists and is writable).
-        loop: ``"fit"`` (``model.fit`` in slices) or ``"python"`` (the same updates, one
+        loop: ``"fit"`` (every update by ``model.fit``) or ``"python"`` (the same updates, one
             Python call per batch); see :func:`.train.train`.
     """
 

@@ -119,9 +119,12 @@ class Data:
 
 LOOPS = ("fit", "python")
 
-#: fit trains a whole (rest of an) epoch only when its estimated time, times this margin,
-#: fits in the budget left: the budget is overshot by less than the estimate's error.
-FIT_MARGIN = 1.25
+#: A seconds budget hands control back to Python about this often (``steps_per_execution``
+#: of fit, sized from the calibration): the budget is overshot by at most that much.
+CHUNK_SECONDS = 0.002
+
+#: Epochs asked of ``fit`` when ``max_steps`` or a budget callback ends it.
+MANY_EPOCHS = 1 << 40
 
 
 def train(
@@ -139,14 +142,14 @@ def train(
 
     The network is a ``ferroptim.nn.MLP`` (ReLU hidden layers, sigmoid + cross-entropy)
     starting from :func:`.net.init_params`' weights. ``loop="fit"`` trains it with
-    ``model.fit`` (each epoch, or the rest of one, in one Rust call) in slices, checking
-    the budget between them: a whole (rest of an) epoch goes to ``fit`` when its estimated
-    time fits in the budget left (the first estimate comes from a calibration ``fit`` on a
-    copy, off the clock), the updates that do not (the end of a seconds budget, the
-    fraction of an epoch of an epochs budget, up to a checkpoint) go one by one through
-    the Python loop ``opt.step(model.loss_and_grad(Xb, Yb)[1])`` over ``MiniBatches``
-    positioned where fit stopped. ``loop="python"`` makes every update that way: the same
-    batches and the same numbers, bit for bit, one Python call per batch.
+    ``model.fit`` alone: an epochs budget as ``fit(..., max_steps=u)`` up to each
+    checkpoint (fractions of an epoch included); a seconds budget as one ``fit`` up to
+    each checkpoint, which returns to Python every ``steps_per_execution`` updates (about
+    :data:`CHUNK_SECONDS` of training, from a calibration ``fit`` on a copy, off the clock)
+    for a batch callback that stops it once the time is spent. ``loop="python"`` makes
+    every update through the Python loop ``opt.step(model.loss_and_grad(Xb, Yb)[1])`` over
+    ``MiniBatches``: the same batches and the same numbers, bit for bit, one Python call
+    per batch.
 
     Args:
         spec: optimizer, learning rate, batch size and decay.
@@ -200,7 +203,7 @@ class _Run:
         self.costs, self.clock = [], []
         self.by_fit, self.shown, self.off_clock = 0, 0, 0.0
         self.next_mark = 1 / checkpoints
-        self.fit_seconds_per_update = None
+        self.chunk = 1
         self.checked = False
         self._py_iter, self._py_at = None, None
 
@@ -241,7 +244,7 @@ class _Run:
         c, a = net.evaluate(self.params, self.X_check, self.Y_check)
         self.marks = [{"seconds": 0.0, "epochs": 0.0, "updates": 0, "heldout_cost": c, "heldout_accuracy": a}]
         if self.loop == "fit" and self.budget.seconds is not None:
-            self.fit_seconds_per_update = self._calibrate()
+            self.chunk = max(1, int(CHUNK_SECONDS / self._calibrate()))
         self.start = time.perf_counter()
         while True:
             if self.budget.epochs is not None:
@@ -255,57 +258,49 @@ class _Run:
                 break
 
     def _advance(self, u: int) -> None:
-        """Makes exactly ``u`` updates: whole (rests of) epochs by fit, the rest in Python."""
+        """Makes exactly ``u`` updates."""
+        if self.loop == "fit":
+            self._fit(max_steps=u)
+            return
         while u > 0:
-            left = self.n - self.model.position
-            if self.loop == "fit" and u >= left:
-                epochs = 1 + (u - left) // self.n if self.model.position == 0 else 1
-                u -= self._fit(epochs)
-            else:
-                u -= self._python(min(u, left), until_budget=False)
+            u -= self._python(min(u, self.n - self.model.position), until_budget=False)
 
     def _advance_for_time(self) -> None:
-        """A seconds budget: fit when the rest of the epoch is estimated to fit in the
-        budget left (then more whole epochs, up to the next checkpoint), else Python
-        updates until the budget or the epoch ends or a checkpoint is due."""
-        left = self.n - self.model.position
-        tau = self.fit_seconds_per_update
-        if (
-            self.loop == "fit"
-            and tau is not None
-            and left * tau * FIT_MARGIN <= self.budget.seconds - self.elapsed()
-        ):
-            epochs = 1
-            if self.model.position == 0:
-                to_mark = self.budget.seconds * min(self.next_mark, 1.0) - self.elapsed()
-                epochs += max(int((to_mark / FIT_MARGIN - left * tau) // (self.n * tau)), 0)
-            self._fit(epochs)
+        """A seconds budget: updates until the next checkpoint (or the end of the budget)."""
+        if self.loop == "fit":
+            self._fit(until=min(self.next_mark, 1.0))
         else:
-            self._python(left, until_budget=True)
+            self._python(self.n - self.model.position, until_budget=True)
 
-    def _fit(self, epochs: int) -> int:
-        """``epochs`` epochs through ``model.fit`` (the first from ``model.position``)."""
+    def _fit(self, max_steps: int | None = None, until: float | None = None) -> int:
+        """One ``model.fit`` call: ``max_steps`` updates, or updates until ``until`` of the
+        budget is spent (checked every ``self.chunk`` updates)."""
         begin = self.elapsed()
+        marks = [(0, 0.0)]  # (updates, training seconds) after each Rust call
+
+        def after_call(logs: dict) -> bool:
+            marks.append((logs["updates"], logs["seconds"]))
+            return until is not None and self.spent() >= until
+
         history = self.model.fit(
             self.data.X,
             self.data.Y,
             self.opt,
             batch_size=self.spec.batch_size,
-            epochs=epochs,
+            epochs=MANY_EPOCHS,
             seed=self.seed,
             check_input=not self.checked,
+            max_steps=max_steps,
+            steps_per_execution=self.chunk if until is not None else None,
+            batch_callbacks=[after_call],
         )
         self.checked = True
-        done = len(history.costs)
-        t = begin
-        counts = np.diff(np.concatenate([[0], history.updates]))
-        for k, seconds in zip(counts, history.seconds):
-            self.clock.extend((t + seconds * np.arange(k) / max(k, 1)).tolist())
-            t += seconds
+        for (u0, s0), (u1, s1) in zip(marks, marks[1:]):
+            k = u1 - u0
+            self.clock.extend((begin + s0 + (s1 - s0) * np.arange(k) / max(k, 1)).tolist())
         self.costs.extend(history.costs.tolist())
+        done = len(history.costs)
         self.by_fit += done
-        if done:
-            self.fit_seconds_per_update = float(np.sum(history.seconds)) / done
         return done
 
     def _python(self, most: int, until_budget: bool) -> int:
