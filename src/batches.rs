@@ -747,7 +747,35 @@ impl Source {
     /// below `samples()`; `out` holds `batch_bytes(samples.len())` bytes.
     pub unsafe fn gather(&self, out: *mut u8, samples: &[u64]) {
         let n = samples.len();
+        if let ([o], [i]) = (&self.outer[..], &self.inner[..]) {
+            // Each sample is one run of bytes (row-major rows, 1-d labels): one move per row.
+            let first = (self.base as *const u8).wrapping_offset(o + i);
+            match self.run {
+                4 => self.gather_runs::<4>(first, out, samples),
+                8 => self.gather_runs::<8>(first, out, samples),
+                16 => self.gather_runs::<16>(first, out, samples),
+                _ => self.copy(out, n, 0..1, 0..n, &|i| samples[i] as usize),
+            }
+            return;
+        }
         self.copy(out, n, 0..self.outer.len(), 0..n, &|i| samples[i] as usize);
+    }
+
+    /// [`Source::gather`] of a source whose samples are single runs of `N` bytes, the first
+    /// at `first`: row `r` of `out` is the run of sample `samples[r]`.
+    ///
+    /// # Safety
+    /// As [`Source::gather`].
+    #[inline(always)]
+    unsafe fn gather_runs<const N: usize>(&self, first: *const u8, out: *mut u8, samples: &[u64]) {
+        let stride = self.sample_stride;
+        let at = |s: u64| first.wrapping_offset(s as isize * stride);
+        for (r, &s) in samples.iter().enumerate() {
+            if let Some(&ahead) = samples.get(r + PREFETCH_AHEAD) {
+                prefetch(at(ahead), N);
+            }
+            ptr::copy_nonoverlapping(at(s), out.add(r * N), N);
+        }
     }
 
     /// Bytes of one sample.
