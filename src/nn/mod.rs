@@ -101,6 +101,10 @@ pub trait NnFloat: Float + faer::traits::ComplexField {
     );
 }
 
+/// nano-gemm sums a product whose C is not column-major in depth blocks of this many
+/// (64); up to it, a product is computed as its transpose with the same result.
+const SMALL_GEMM_DEPTH: usize = 64;
+
 macro_rules! small_gemm {
     ($execute:path) => {
         unsafe fn small_gemm(
@@ -112,6 +116,29 @@ macro_rules! small_gemm {
             c: *mut Self,
             ldc: usize,
         ) {
+            if k <= SMALL_GEMM_DEPTH {
+                // C^T = B^T A^T: C row-major is C^T column-major, which nano-gemm writes in
+                // place (no copy of C through a buffer). Each element is the same chain of
+                // multiply-adds over the depth as below (one depth block), so the same bits.
+                return $execute(
+                    n,
+                    m,
+                    k,
+                    c,
+                    1,
+                    ldc as isize,
+                    b,
+                    sb.1,
+                    sb.0,
+                    a,
+                    sa.1,
+                    sa.0,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                );
+            }
             // dst = 0 * dst + 1 * A B.
             $execute(
                 m,
