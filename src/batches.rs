@@ -747,6 +747,9 @@ impl Source {
     /// below `samples()`; `out` holds `batch_bytes(samples.len())` bytes.
     pub unsafe fn gather(&self, out: *mut u8, samples: &[u64]) {
         let n = samples.len();
+        if self.sample_bytes() == 0 {
+            return;
+        }
         if let ([o], [i]) = (&self.outer[..], &self.inner[..]) {
             // Each sample is one run of bytes (row-major rows, 1-d labels): one move per row.
             let first = (self.base as *const u8).wrapping_offset(o + i);
@@ -1360,7 +1363,7 @@ mod tests {
         let rows = 1..m;
         let n = rows.len();
         let buf = Arc::new(Buffer::new(src.batch_bytes(n)).unwrap());
-        let sources: Arc<[Source]> = Arc::from(vec![src]);
+        let sources: Arc<[Source]> = Arc::from(vec![src.clone()]);
         let job = Arc::new(unsafe {
             Job::new(
                 sources,
@@ -1403,6 +1406,18 @@ mod tests {
             &expected[..],
             "shape {shape:?} strides {strides_items:?} axis {axis}"
         );
+        // The same batch copied on this thread (the epoch loop's path for small batches).
+        let here = Buffer::new(src.batch_bytes(n)).unwrap();
+        let samples = order.slice(rows).unwrap();
+        // SAFETY: `data` is alive, the samples are below `m`, the buffer holds the batch.
+        unsafe { src.gather(here.as_ptr(), samples) };
+        #[allow(clippy::cast_ptr_alignment, reason = "the buffer is 64-byte aligned")]
+        let here = unsafe { std::slice::from_raw_parts(here.as_ptr() as *const u32, got.len()) };
+        assert_eq!(
+            here,
+            &expected[..],
+            "Source::gather: shape {shape:?} strides {strides_items:?} axis {axis}"
+        );
     }
 
     #[test]
@@ -1417,6 +1432,9 @@ mod tests {
         check_gather(&[20, 3], &[6, 2], 0); // strided view
         check_gather(&[20, 0, 3], &[0, 3, 1], 0); // empty sample
         check_gather(&[20], &[1], 0); // 1-d
+        check_gather(&[50, 2], &[2, 1], 0); // rows of 8 bytes
+        check_gather(&[50, 4], &[4, 1], 0); // rows of 16 bytes
+        check_gather(&[20, 2], &[-2, 1], 0); // reversed rows of 8 bytes
         check_gather(&[3000, 40], &[40, 1], 0); // many tasks
         check_gather(&[2, 3000, 40], &[40, 80, 1], 1); // many tasks, outer dim
         check_gather(&[3, 10, 4000], &[40000, 4000, 1], 1); // samples split across tasks
