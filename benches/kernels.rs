@@ -76,16 +76,7 @@ fn bench_stream<T: Float>(bencher: Bencher, n: usize, read_write: usize) {
         });
 }
 
-const ADAM: Adam = Adam {
-    lr: 1e-3,
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-    weight_decay: 0.0,
-    amsgrad: false,
-    maximize: false,
-    decoupled: false,
-};
+const ADAM: Adam = Adam::TORCH;
 
 const SGD: Sgd = Sgd {
     lr: 1e-3,

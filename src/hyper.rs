@@ -50,6 +50,20 @@ pub struct Adam {
     pub decoupled: bool,
 }
 
+impl Adam {
+    /// `torch.optim.Adam`'s defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay.
+    pub const TORCH: Adam = Adam {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        amsgrad: false,
+        maximize: false,
+        decoupled: false,
+    };
+}
+
 /// `torch.optim.Adagrad`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Adagrad {
@@ -369,16 +383,7 @@ mod tests {
     use super::*;
 
     fn adam() -> Adam {
-        Adam {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            amsgrad: false,
-            maximize: false,
-            decoupled: false,
-        }
+        Adam::TORCH
     }
 
     #[test]

@@ -747,13 +747,7 @@ mod tests {
     fn adam(lr: f64) -> Hyper {
         Hyper::Adam(hyper::Adam {
             lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            amsgrad: false,
-            maximize: false,
-            decoupled: false,
+            ..hyper::Adam::TORCH
         })
     }
 

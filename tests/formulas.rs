@@ -363,13 +363,7 @@ fn rmsprop() {
 fn adam_and_adamw() {
     let base = Adam {
         lr: 0.01,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        amsgrad: false,
-        maximize: false,
-        decoupled: false,
+        ..Adam::TORCH
     };
     check("adam", Hyper::Adam(base), ULPS);
     check(

@@ -65,16 +65,11 @@ pub struct Network {
     order: Option<(OrderKey, Order)>,
 }
 
-/// What an epoch's order is a function of.
+/// What an epoch's order is a function of: the sample count and the order's arguments.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct OrderKey {
     samples: usize,
-    seed: u64,
-    epoch: u64,
-    shuffle: bool,
-    block_size: Option<usize>,
-    buffer_blocks: usize,
-    shard: (usize, usize),
+    args: OrderArgs,
 }
 
 /// An array checked to be C-contiguous, aligned, of dtype `T` and shape `shape`.
@@ -388,12 +383,7 @@ impl Network {
         let n_groups = view.hypers.len();
         let key = OrderKey {
             samples: batcher.samples(),
-            seed: order_args.seed,
-            epoch: order_args.epoch,
-            shuffle: order_args.shuffle,
-            block_size: order_args.block_size,
-            buffer_blocks: order_args.buffer_blocks,
-            shard: order_args.shard,
+            args: order_args,
         };
         let (order, sources) = match self.order.take() {
             Some((k, order)) if k == key => (order, batcher.sources_for_fit(py)?),
@@ -550,6 +540,7 @@ impl Network {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct OrderArgs {
     seed: u64,
     epoch: u64,
