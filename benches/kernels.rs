@@ -102,6 +102,25 @@ fn adam<T: Elem>(b: Bencher, n: usize) {
     bench_step::<T>(b, n, Hyper::Adam(ADAM), 3);
 }
 
+/// One Adam step of the lecture's [2, 5, 2, 1] network (six tensors, 30 elements): the
+/// fixed cost of a step, which `fit` pays once per batch.
+#[divan::bench(max_time = 2)]
+fn adam_lecture_net(b: Bencher) {
+    let lens = [10usize, 5, 10, 2, 2, 1];
+    let mut params: Vec<Vec<f32>> = lens.iter().map(|&n| vec![0.5; n]).collect();
+    let grads: Vec<Vec<f32>> = lens.iter().map(|&n| vec![-0.025; n]).collect();
+    let hyper = [Hyper::Adam(ADAM)];
+    let mut opt = Optimizer::new(hyper[0].algorithm(), &[f32::DTYPE; 6], &lens, &[0; 6]);
+    b.counter(ItemsCount::new(1usize)).bench_local(|| {
+        let tensors = params
+            .iter_mut()
+            .zip(&grads)
+            .map(|(p, g)| f32::tensor(p, g))
+            .collect();
+        opt.step(tensors, &hyper, 1.0).unwrap();
+    });
+}
+
 #[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
 fn adamw<T: Elem>(b: Bencher, n: usize) {
     let h = Adam {

@@ -228,6 +228,12 @@ impl State {
         with_state!(self, s => s.allocate(hyper, len, master, name))
     }
 
+    /// Whether the state has every slot `hyper` uses, and master weights if `master`.
+    fn complete(&self, hyper: &Hyper, master: bool) -> bool {
+        with_state!(self, s => (!master || s.master.is_some())
+            && s.slots.iter().zip(hyper.slots_used()).all(|(slot, used)| !used || slot.is_some()))
+    }
+
     fn release(&mut self, fresh: Fresh) {
         with_state!(self, s => s.release(fresh));
     }
@@ -556,31 +562,29 @@ impl Optimizer {
                 self.names[i]
             )));
         }
-        // Every allocation first, so that running out of memory changes nothing.
-        let mut fresh = Vec::with_capacity(tensors.len());
-        for (i, state) in self.states.iter_mut().enumerate() {
-            let (h, len, name) = (&hypers[self.group_of[i]], self.lens[i], &self.names[i]);
-            match state.allocate(h, len, self.storage[i].master, name) {
-                Ok(f) => fresh.push(f),
-                Err(e) => {
-                    for (state, f) in self.states.iter_mut().zip(fresh) {
-                        state.release(f);
-                    }
-                    return Err(e);
-                }
-            }
-        }
+        let fresh = self.allocate(hypers)?;
         let total: usize = self.lens.iter().sum();
-        let mut jobs = Vec::with_capacity(tensors.len());
-        let mut memo = vec![None; hypers.len()];
-        for (((t, state), &g), fresh) in tensors
+        let level = simd::level();
+        // Small steps run each tensor's job as soon as it is made (no list of jobs).
+        let threaded = parallel::worth_threads(total);
+        let mut jobs = Vec::with_capacity(if threaded { tensors.len() } else { 0 });
+        let mut few_groups = [None; 4];
+        let mut many_groups = Vec::new();
+        let memo: &mut [Option<(u64, StepScalars)>] = if hypers.len() <= few_groups.len() {
+            &mut few_groups[..hypers.len()]
+        } else {
+            many_groups.resize(hypers.len(), None);
+            &mut many_groups
+        };
+        for (i, ((t, state), &g)) in tensors
             .into_iter()
             .zip(&mut self.states)
             .zip(&self.group_of)
-            .zip(fresh)
+            .enumerate()
         {
             let (h, m) = (&hypers[g], &mut memo[g]);
-            jobs.push(match (t, state) {
+            let fresh = fresh.get(i).copied().unwrap_or_default();
+            let job = match (t, state) {
                 (Tensor::F32 { param, grad }, State::F32(s)) => {
                     AnyJob::F32(s.prepare(h, fresh, m, grad_scale, |_| Direct(param), grad))
                 }
@@ -600,10 +604,42 @@ impl Optimizer {
                     half_job(state, param, grad, (h, fresh, m, grad_scale))
                 }
                 _ => unreachable!("types checked above"),
-            });
+            };
+            if threaded {
+                jobs.push(job);
+            } else {
+                job.run(level);
+            }
         }
-        run(jobs, total);
+        if threaded {
+            run_threaded(jobs, level);
+        }
         Ok(())
+    }
+
+    /// Allocates the state every tensor's step needs and does not have yet (all of it, or
+    /// none: running out of memory changes nothing). Returns what each tensor got, or an
+    /// empty list when nothing was missing (every step after the first).
+    fn allocate(&mut self, hypers: &[Hyper]) -> Result<Vec<Fresh>> {
+        let complete =
+            |(i, s): (usize, &State)| s.complete(&hypers[self.group_of[i]], self.storage[i].master);
+        if self.states.iter().enumerate().all(complete) {
+            return Ok(Vec::new());
+        }
+        let mut fresh = Vec::with_capacity(self.states.len());
+        for (i, state) in self.states.iter_mut().enumerate() {
+            let (h, len, name) = (&hypers[self.group_of[i]], self.lens[i], &self.names[i]);
+            match state.allocate(h, len, self.storage[i].master, name) {
+                Ok(f) => fresh.push(f),
+                Err(e) => {
+                    for (state, f) in self.states.iter_mut().zip(fresh) {
+                        state.release(f);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(fresh)
     }
 }
 
@@ -688,14 +724,8 @@ impl<'a> AnyJob<'a> {
     }
 }
 
-fn run(jobs: Vec<AnyJob<'_>>, total: usize) {
-    let level = simd::level();
-    if !parallel::worth_threads(total) {
-        for j in jobs {
-            j.run(level);
-        }
-        return;
-    }
+/// Runs the jobs in chunks on the pool.
+fn run_threaded(jobs: Vec<AnyJob<'_>>, level: Level) {
     let mut chunks = Vec::new();
     for job in jobs {
         match job {
