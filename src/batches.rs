@@ -201,8 +201,12 @@ fn shuffle_pieces(pieces: Vec<&mut [u64]>, parallel: bool, seed_of: impl Fn(usiz
     }
 }
 
+/// Large shuffles fan out over the pool, unless they already run on it (an order computed
+/// ahead, beside the training it would otherwise slow down).
 fn use_threads(n: usize) -> bool {
-    n >= PARALLEL_MIN_SAMPLES && parallel::num_threads() > 1
+    n >= PARALLEL_MIN_SAMPLES
+        && parallel::num_threads() > 1
+        && rayon::current_thread_index().is_none()
 }
 
 /// Fills `out` with the full shuffle of `0..out.len()` under `key`, with buckets of about

@@ -6,6 +6,7 @@
 
 pub mod bandwidth;
 pub mod batches;
+pub mod epoch_orders;
 pub mod error;
 pub mod ewa;
 pub mod float;

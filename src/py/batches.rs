@@ -215,7 +215,11 @@ fn check_input(i: usize, obj: &Bound<'_, PyAny>, axis: isize) -> PyResult<(Input
     ))
 }
 
-fn shuffle_mode(shuffle: bool, block_size: Option<usize>, buffer_blocks: usize) -> Shuffle {
+pub(super) fn shuffle_mode(
+    shuffle: bool,
+    block_size: Option<usize>,
+    buffer_blocks: usize,
+) -> Shuffle {
     match (shuffle, block_size) {
         (false, _) => Shuffle::None,
         (true, None) => Shuffle::Full,
@@ -260,26 +264,8 @@ impl Batcher {
 
 /// What a fused training loop needs of a `Batcher`.
 impl Batcher {
-    /// Epoch `epoch`'s order (as `epoch` would build it) and the sources, after confirming
-    /// the arrays are unchanged.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn order_for_fit(
-        &self,
-        py: Python<'_>,
-        seed: u64,
-        epoch: u64,
-        shuffle: bool,
-        block_size: Option<usize>,
-        buffer_blocks: usize,
-        shard: (usize, usize),
-    ) -> PyResult<(Order, Arc<[Source]>)> {
-        self.inputs.recheck(py)?;
-        let order = self.order(py, seed, epoch, shuffle, block_size, buffer_blocks, shard)?;
-        Ok((order, Arc::clone(&self.inputs.sources)))
-    }
-
-    /// The sources, after confirming the arrays are unchanged (for an order built before:
-    /// an order depends only on the sample count and its arguments).
+    /// The sources, after confirming the arrays are unchanged (an epoch's order depends
+    /// only on the sample count and its arguments, so the loop keeps its own).
     pub(super) fn sources_for_fit(&self, py: Python<'_>) -> PyResult<Arc<[Source]>> {
         self.inputs.recheck(py)?;
         Ok(Arc::clone(&self.inputs.sources))
@@ -288,11 +274,6 @@ impl Batcher {
     /// The number of samples the arrays hold.
     pub(super) fn samples(&self) -> usize {
         self.inputs.samples
-    }
-
-    /// Hands a finished epoch's permutation memory back for the next one.
-    pub(super) fn recycle(&self, order: Order) {
-        self.inputs.recycle(order);
     }
 }
 

@@ -9,10 +9,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::arrays::{layout, shape_str};
-use super::batches::Batcher;
+use super::batches::{shuffle_mode, Batcher};
 use super::engine::{Applied, Engine};
 use super::type_name;
-use crate::batches::Order;
+use crate::epoch_orders::{EpochOrders, OrderSpec};
 use crate::float::Dtype;
 use crate::hyper::Hyper;
 use crate::nn::{
@@ -60,16 +60,10 @@ struct Workspaces {
 pub struct Network {
     net: Mlp,
     ws: Workspaces,
-    /// The last epoch order `fit_epoch` trained with, kept for the next call: a fit that
-    /// returns to Python every few updates shuffles each epoch once, not once per call.
-    order: Option<(OrderKey, Order)>,
-}
-
-/// What an epoch's order is a function of: the sample count and the order's arguments.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct OrderKey {
-    samples: usize,
-    args: OrderArgs,
+    /// The epoch order `fit_epoch` trains with, kept for the next call (a fit that returns
+    /// to Python every few updates shuffles each epoch once, not once per call), and the
+    /// next epoch's, computed ahead.
+    orders: EpochOrders,
 }
 
 /// An array checked to be C-contiguous, aligned, of dtype `T` and shape `shape`.
@@ -351,7 +345,7 @@ impl Network {
         engine: &Engine,
         groups: &Bound<'py, PyAny>,
         batcher: &Batcher,
-        order_args: OrderArgs,
+        spec: OrderSpec,
         lrs: Option<Vec<Vec<f64>>>,
         flags: FitFlags,
     ) -> PyResult<Bound<'py, PyTuple>> {
@@ -381,27 +375,13 @@ impl Network {
         // The optimizer holds the model's parameters in the model's order (the usual case).
         let in_order = model_index.iter().enumerate().all(|(j, &i)| i == j);
         let n_groups = view.hypers.len();
-        let key = OrderKey {
-            samples: batcher.samples(),
-            args: order_args,
-        };
-        let (order, sources) = match self.order.take() {
-            Some((k, order)) if k == key => (order, batcher.sources_for_fit(py)?),
-            previous => {
-                if let Some((_, order)) = previous {
-                    batcher.recycle(order);
-                }
-                batcher.order_for_fit(
-                    py,
-                    order_args.seed,
-                    order_args.epoch,
-                    order_args.shuffle,
-                    order_args.block_size,
-                    order_args.buffer_blocks,
-                    order_args.shard,
-                )?
-            }
-        };
+        let sources = batcher.sources_for_fit(py)?;
+        let orders = &mut self.orders;
+        let order = if spec.samples >= DETACH_MIN_WORK {
+            py.detach(|| orders.get(spec))
+        } else {
+            orders.get(spec)
+        }?;
         // The sources' rows must be what the network reads.
         let k = self.net.outputs();
         let item = std::mem::size_of::<T>();
@@ -425,7 +405,7 @@ impl Network {
         if flags.start > stop {
             return Err(PyValueError::new_err(format!(
                 "cannot start epoch {} at batch {}: it has {num_batches} batches",
-                order_args.epoch, flags.start
+                spec.epoch, flags.start
             )));
         }
         let updates = stop - flags.start;
@@ -438,7 +418,7 @@ impl Network {
         }
         let data = EpochData {
             sources,
-            order: &order,
+            order,
             batch_size: b,
             batches: flags.start..stop,
             x_transposed: flags.x_transposed,
@@ -527,7 +507,6 @@ impl Network {
             );
             (report.map(|r| (r, interrupted)), failure)
         });
-        self.order = Some((key, order));
         let (report, interrupted) = report?;
         let costs = PyArray1::from_vec(py, costs);
         let timing = if flags.timing {
@@ -538,16 +517,6 @@ impl Network {
         let err = failure.map(|e| e.value(py).clone().into_any().unbind());
         (costs, report.done, interrupted, timing, err).into_pyobject(py)
     }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct OrderArgs {
-    seed: u64,
-    epoch: u64,
-    shuffle: bool,
-    block_size: Option<usize>,
-    buffer_blocks: usize,
-    shard: (usize, usize),
 }
 
 struct FitFlags {
@@ -580,7 +549,7 @@ impl Network {
         Ok(Network {
             net: Mlp::new(sizes, hidden, output, alpha)?,
             ws: Workspaces::default(),
-            order: None,
+            orders: EpochOrders::default(),
         })
     }
 
@@ -705,12 +674,11 @@ impl Network {
         if batch_size == 0 {
             return Err(PyValueError::new_err("batch_size must be at least 1"));
         }
-        let order_args = OrderArgs {
+        let order = OrderSpec {
+            samples: batcher.samples(),
             seed,
             epoch,
-            shuffle,
-            block_size,
-            buffer_blocks,
+            how: shuffle_mode(shuffle, block_size, buffer_blocks),
             shard,
         };
         let flags = FitFlags {
@@ -726,12 +694,12 @@ impl Network {
         };
         let engine = &*engine;
         match dtype_of(&params)? {
-            Dtype::F32 => self.fit_epoch_t::<f32>(
-                py, &params, engine, &groups, &batcher, order_args, lrs, flags,
-            ),
-            Dtype::F64 => self.fit_epoch_t::<f64>(
-                py, &params, engine, &groups, &batcher, order_args, lrs, flags,
-            ),
+            Dtype::F32 => {
+                self.fit_epoch_t::<f32>(py, &params, engine, &groups, &batcher, order, lrs, flags)
+            }
+            Dtype::F64 => {
+                self.fit_epoch_t::<f64>(py, &params, engine, &groups, &batcher, order, lrs, flags)
+            }
         }
     }
 }
