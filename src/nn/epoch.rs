@@ -14,6 +14,10 @@ use crate::error::{Error, Result};
 /// (a 512-row batch of the demo's 2-32-32-1 network is 6 KiB); smaller ones are prefetched.
 const PREFETCH_MIN_BYTES: usize = 4 << 10;
 
+/// The parts of a small batch's samples prefetched one by one (one after each phase of the
+/// batch before it).
+const PREFETCH_PARTS: usize = 4;
+
 /// How often the loop asks whether to stop (Ctrl-C), in wall time.
 const POLL_EVERY: Duration = Duration::from_millis(1);
 
@@ -152,12 +156,20 @@ pub fn train_epoch<T: NnFloat>(
     };
     let mut last_poll = Instant::now();
     // Small batches of a permutation are copied on this thread straight from the order (no
-    // job, no allocation), the next one prefetched while the current one trains.
+    // job, no allocation), the next one prefetched while the current one trains: a part of
+    // its samples after each phase, so that the loads in flight do not fill the CPU's
+    // buffers all at once (a prefetch waits for a free one).
     let direct = !large && data.order.slice(0..0).is_some();
-    let prefetch = |j: usize| {
+    let prefetch = |j: usize, part: usize| {
+        if !direct || j >= data.batches.end {
+            return;
+        }
         let samples = data.order.slice(rows_of(j)).unwrap_or(&[]);
+        let per_part = samples.len().div_ceil(PREFETCH_PARTS);
+        let from = (part * per_part).min(samples.len());
+        let to = ((part + 1) * per_part).min(samples.len());
         for src in data.sources.iter() {
-            for &i in samples {
+            for &i in &samples[from..to] {
                 src.prefetch_sample(i as usize);
             }
         }
@@ -165,7 +177,9 @@ pub fn train_epoch<T: NnFloat>(
     let mut next = if data.batches.is_empty() {
         None
     } else if direct {
-        prefetch(data.batches.start);
+        for part in 0..PREFETCH_PARTS {
+            prefetch(data.batches.start, part);
+        }
         None
     } else {
         Some(start_job(data.batches.start)?)
@@ -181,9 +195,6 @@ pub fn train_epoch<T: NnFloat>(
                 for (src, buf) in data.sources.iter().zip(&sets[0]) {
                     // SAFETY: as for the jobs of `start_job`; the buffer holds `max_rows` samples.
                     unsafe { src.gather(buf.as_ptr(), samples) };
-                }
-                if j + 1 < data.batches.end {
-                    prefetch(j + 1);
                 }
                 rows = samples.len();
                 &sets[0]
@@ -227,12 +238,16 @@ pub fn train_epoch<T: NnFloat>(
                 rows,
                 transposed: data.x_transposed,
             };
+            prefetch(j + 1, 0);
             let t1 = clock();
             let cost = net.forward_cost(ws, &*params, inputs, y)?;
+            prefetch(j + 1, 1);
             let t2 = clock();
             let penalty = net.backward(ws, &*params, inputs, grads);
+            prefetch(j + 1, 2);
             let t3 = clock();
             let outcome = step(params, grads);
+            prefetch(j + 1, 3);
             let t4 = Instant::now();
             if let Some(t) = timing.as_deref_mut() {
                 let secs = |a: Option<Instant>, b: Option<Instant>| {
