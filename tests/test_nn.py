@@ -2,6 +2,9 @@
 differences; fit against the Python loop, bit for bit; checkpoints; bad input."""
 
 import itertools
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -271,6 +274,35 @@ def test_fit_one_epoch_at_a_time_equals_fit_all_epochs():
     np.testing.assert_array_equal(h.epochs, [x.epochs[0] for x in hs])
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_trains_the_epoch_its_parent_was_shuffling_ahead(threads):
+    # fit shuffles the next epoch on a pool thread, which a forked child does not have: the
+    # child must compute that order itself rather than wait for it.
+    fo.set_num_threads(2)
+    m, b = 4_000_000, 64  # shuffling 4M samples on one thread takes tens of ms
+    X, Y = _problem([2, 4, 1], "sigmoid", m, np.float32, seed=1)
+    model = MLP([2, 4, 1], seed=0)
+    opt = fo.Adam(model.params)
+    model.fit(X, Y, opt, batch_size=b, epochs=1, max_steps=1)  # epoch 1 is being shuffled
+    pid = os.fork()
+    rest = 2 * -(-m // b) - 1
+    if pid == 0:  # pragma: no cover - runs in the child
+        h = model.fit(X, Y, opt, batch_size=b, epochs=2, check_input=False)
+        os._exit(0 if len(h.costs) == rest and np.all(np.isfinite(h.costs)) else 1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(model.fit(X, Y, opt, batch_size=b, epochs=2, check_input=False).costs) == rest
 
 
 def test_a_resumed_run_equals_one_never_stopped():
