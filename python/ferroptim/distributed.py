@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -275,11 +276,24 @@ class _RecordingExit:
         return repr(self._original)
 
 
+# Seconds a failing rank waits between printing its error and aborting: the launcher
+# forwards each rank's output through a pipe, and an abort that kills the ranks at once can
+# cut the traceback off there.
+_ABORT_GRACE_S = 0.25
+
+
+def _abort_now(comm, status: int) -> None:
+    """Flushes the error output, gives the launcher time to forward it, then aborts the job."""
+    sys.stderr.flush()
+    sys.stdout.flush()
+    time.sleep(_ABORT_GRACE_S)
+    comm.Abort(status)
+
+
 def _abort_at_exit() -> None:
     status, frame, comm = _abort["exit_status"], _abort["main_frame"], _abort["comm"]
     if status and frame is not None and not _main_returned(frame):
-        sys.stderr.flush()
-        comm.Abort(status)
+        _abort_now(comm, status)
 
 
 def abort_on_exception(comm=None) -> None:
@@ -287,7 +301,7 @@ def abort_on_exception(comm=None) -> None:
     waits forever in a collective. Covered:
 
     * an uncaught exception in the main thread (``sys.excepthook``): the traceback is
-      printed, then ``Abort(1)``;
+      printed, then, after 0.25 s for the launcher to forward it, ``Abort(1)``;
     * an uncaught exception in any other thread (``threading.excepthook``), the same;
     * the main module ending through ``sys.exit(status)``, ``exit(status)`` or
       ``quit(status)`` with a nonzero status: ``Abort(status)`` when the interpreter exits
@@ -309,8 +323,7 @@ def abort_on_exception(comm=None) -> None:
 
     def hook(kind, value, tb):
         previous(kind, value, tb)
-        sys.stderr.flush()
-        comm.Abort(1)
+        _abort_now(comm, 1)
 
     previous_thread_hook = threading.excepthook
 
@@ -318,8 +331,7 @@ def abort_on_exception(comm=None) -> None:
         previous_thread_hook(args)
         if args.exc_type is SystemExit:  # ends only its thread, as Python intends
             return
-        sys.stderr.flush()
-        comm.Abort(1)
+        _abort_now(comm, 1)
 
     hook._ferroptim_abort = True  # type: ignore[attr-defined]
     sys.excepthook = hook
