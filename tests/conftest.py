@@ -1,5 +1,7 @@
 import os
+import signal
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -57,3 +59,17 @@ def assert_same_snapshot(a, b):
         assert sa["state"][k].keys() == sb["state"][k].keys()
         for name, v in sa["state"][k].items():
             np.testing.assert_array_equal(v, sb["state"][k][name])
+
+
+def wait_for_child(pid: int, seconds: float = 60) -> int:
+    """The exit code of forked child `pid`; kills it and fails the test if it runs longer
+    than `seconds` (it hung)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung")

@@ -3,7 +3,6 @@
 import doctest
 import gc
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from hypothesis import strategies as st
 
 import ferroptim as fo
 import ferroptim.batches
+
+from conftest import wait_for_child
 
 # --- the permutation, transcribed from the specification in src/batches.rs -------------
 
@@ -450,17 +451,7 @@ def test_a_forked_child_finishes_an_epoch_started_in_the_parent():
     if pid == 0:  # pragma: no cover - runs in the child
         ok = all(np.array_equal(Xb, X[idx[2048 * k : 2048 * (k + 1)]]) for k, (Xb,) in enumerate(it, 1))
         os._exit(0 if ok else 1)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.05)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child hung")
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert wait_for_child(pid) == 0
     assert sum(1 for _ in it) == len(mb) - 1  # the parent is unaffected
 
 

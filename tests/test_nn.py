@@ -3,14 +3,14 @@ differences; fit against the Python loop, bit for bit; checkpoints; bad input.""
 
 import itertools
 import os
-import signal
-import time
 
 import numpy as np
 import pytest
 
 import ferroptim as fo
 from ferroptim.nn import MLP
+
+from conftest import wait_for_child
 
 HIDDEN = ["relu", "leaky_relu", "tanh", "sigmoid", "identity"]
 OUTPUTS = ["sigmoid", "softmax", "identity"]
@@ -291,17 +291,7 @@ def test_a_forked_child_trains_the_epoch_its_parent_was_shuffling_ahead(threads)
     if pid == 0:  # pragma: no cover - runs in the child
         h = model.fit(X, Y, opt, batch_size=b, epochs=2, check_input=False)
         os._exit(0 if len(h.costs) == rest and np.all(np.isfinite(h.costs)) else 1)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.05)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child hung")
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert wait_for_child(pid) == 0
     assert len(model.fit(X, Y, opt, batch_size=b, epochs=2, check_input=False).costs) == rest
 
 
