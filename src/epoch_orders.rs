@@ -85,19 +85,16 @@ impl EpochOrders {
             Some((s, order)) if s == spec => order,
             previous => {
                 if let Some((_, old)) = previous {
-                    self.spare = old.into_buffer().unwrap_or_default();
+                    self.keep_memory(Ok(old));
                 }
-                let ahead = match self.ahead.take() {
-                    Some(a) if a.spec == spec => a.wait().and_then(Result::ok),
-                    Some(a) => {
-                        // Another epoch's (the caller changed seed or epoch): its memory is reused.
-                        if let Some(Ok(order)) = a.wait() {
-                            self.spare = order.into_buffer().unwrap_or_default();
-                        }
-                        None
+                let ahead = self.ahead.take().and_then(|a| {
+                    if a.spec == spec {
+                        return a.wait().and_then(Result::ok);
                     }
-                    None => None,
-                };
+                    // Another epoch's (the caller changed seed or epoch): its memory is reused.
+                    self.finish(Some(a));
+                    None
+                });
                 match ahead {
                     Some(order) => order,
                     None => spec.build(std::mem::take(&mut self.spare))?,
@@ -120,11 +117,8 @@ impl EpochOrders {
         {
             return;
         }
-        if let Some(old) = self.ahead.take().and_then(Ahead::wait) {
-            self.spare = old
-                .map(|o| o.into_buffer().unwrap_or_default())
-                .unwrap_or_default();
-        }
+        let previous = self.ahead.take();
+        self.finish(previous);
         let slot: Slot = Arc::default();
         let (buffer, filled) = (std::mem::take(&mut self.spare), Arc::clone(&slot));
         parallel::pool().spawn(move || {
@@ -138,6 +132,20 @@ impl EpochOrders {
             fork: parallel::fork_generation(),
             slot,
         });
+    }
+
+    /// Waits for an order computed ahead that is not wanted, and keeps its memory.
+    fn finish(&mut self, ahead: Option<Ahead>) {
+        if let Some(result) = ahead.and_then(Ahead::wait) {
+            self.keep_memory(result);
+        }
+    }
+
+    /// Keeps a finished order's permutation memory for the next order.
+    fn keep_memory(&mut self, order: Result<Order>) {
+        if let Some(buffer) = order.ok().and_then(Order::into_buffer) {
+            self.spare = buffer;
+        }
     }
 }
 

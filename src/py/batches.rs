@@ -37,7 +37,7 @@ const PREFETCH_DEPTH: usize = 2;
 const DEEP_PREFETCH_MAX_BYTES: usize = 32 << 20;
 
 /// Shuffles at least this long run with the GIL released.
-const DETACH_MIN_SAMPLES: usize = 1 << 16;
+pub(super) const DETACH_MIN_SAMPLES: usize = 1 << 16;
 
 /// A source array as checked at construction.
 struct Input {

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::arrays::{layout, shape_str};
-use super::batches::{shuffle_mode, Batcher};
+use super::batches::{shuffle_mode, Batcher, DETACH_MIN_SAMPLES};
 use super::engine::{Applied, Engine};
 use super::type_name;
 use crate::epoch_orders::{EpochOrders, OrderSpec};
@@ -377,7 +377,7 @@ impl Network {
         let n_groups = view.hypers.len();
         let sources = batcher.sources_for_fit(py)?;
         let orders = &mut self.orders;
-        let order = if spec.samples >= DETACH_MIN_WORK {
+        let order = if spec.samples >= DETACH_MIN_SAMPLES {
             py.detach(|| orders.get(spec))
         } else {
             orders.get(spec)
