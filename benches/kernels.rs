@@ -10,6 +10,7 @@
 use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
 use ferroptim::bandwidth::{bytes_per_element, stream};
+use ferroptim::bf16_kernels;
 use ferroptim::half::{Bf16, Stored, F16};
 use ferroptim::hyper::{
     Adadelta, Adagrad, Adam, Adamax, Hyper, Lion, Momentum, NAdam, RAdam, RmsProp, Sgd,
@@ -289,6 +290,23 @@ const LEVELS: [Level; 3] = [Level::Scalar, Level::Avx2, Level::Avx512];
 #[divan::bench(types = [f32, Bf16], args = LEVELS, max_time = 1)]
 fn adam_kernel<S: Stored<f32>>(b: Bencher, level: Level) {
     bench_kernel::<S>(b, level, Hyper::Adam(ADAM), 2);
+}
+
+/// Adam's kernel in cache with bfloat16 state as the optimizer runs it: at the AVX-512
+/// level on a CPU with AVX-512 BF16, the kernel of `ferroptim::bf16_kernels`.
+#[divan::bench(args = LEVELS, max_time = 1)]
+fn adam_kernel_bf16_as_stepped(b: Bencher, level: Level) {
+    if !simd::supported().contains(&level) {
+        return;
+    }
+    let n = IN_CACHE;
+    let mut p: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 1e-2).collect();
+    let g: Vec<f32> = (0..n).map(|i| (i % 89) as f32 * 1e-3 - 0.04).collect();
+    let (mut m, mut v) = (vec![Bf16::store(1e-3); n], vec![Bf16::store(1e-3); n]);
+    let k = Kernel::<f32>::new(&Hyper::Adam(ADAM), 10, [false; 3]);
+    b.counter(ItemsCount::new(n)).bench_local(|| {
+        bf16_kernels::update(level, &k, &mut p, &g, [&mut m, &mut v, &mut []]);
+    });
 }
 
 /// The lecture's momentum in cache with float32, bfloat16 or float16 state.

@@ -5,9 +5,9 @@
 //! compiler vectorizes them with the kernel at every SIMD level (a bfloat16 load is a 16-bit
 //! shift; a store is five integer operations per lane) and every level gives the same bits.
 //! Stores round to nearest, ties to even, as `ml_dtypes` and NumPy do; a NaN stays a quiet
-//! NaN of its sign. AVX-512 BF16's `vcvtne2ps2bf16` is not used: it flushes float32
-//! subnormals to zero, which would make that level round differently from the others, and
-//! the update kernels are bound by memory bandwidth, not by these few operations.
+//! NaN of its sign. Adam with bfloat16 state on a CPU with AVX-512 BF16 rounds with
+//! `vcvtneps2bf16` instead, and with these operations where that instruction would differ
+//! (subnormals, NaNs): see [`crate::bf16_kernels`].
 
 use std::fmt::Debug;
 

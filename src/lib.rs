@@ -6,6 +6,7 @@
 
 pub mod bandwidth;
 pub mod batches;
+pub mod bf16_kernels;
 pub mod epoch_orders;
 pub mod error;
 pub mod ewa;

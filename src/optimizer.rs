@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::bf16_kernels;
 use crate::error::{try_filled, Error, Result};
 use crate::float::{Dtype, Float};
 use crate::half::{self, Bf16, Bits16, Elem, Stored, F16};
@@ -592,7 +593,7 @@ impl Optimizer {
                     AnyJob::F64(s.prepare(h, fresh, m, grad_scale, |_| Direct(param), grad))
                 }
                 (Tensor::F32 { param, grad }, State::Bf16(s)) => {
-                    AnyJob::boxed(s.prepare(h, fresh, m, grad_scale, |_| Direct(param), grad))
+                    AnyJob::Bf16(s.prepare(h, fresh, m, grad_scale, |_| Direct(param), grad))
                 }
                 (Tensor::F32 { param, grad }, State::F16(s)) => {
                     AnyJob::boxed(s.prepare(h, fresh, m, grad_scale, |_| Direct(param), grad))
@@ -707,6 +708,8 @@ impl<'a, T: Float, P: Params<T> + 'a, S: Stored<T>> DynJob<'a> for Job<'a, T, P,
 enum AnyJob<'a> {
     F32(Job<'a, f32, Direct<'a, f32>, f32>),
     F64(Job<'a, f64, Direct<'a, f64>, f64>),
+    /// A float32 parameter with bfloat16 state: [`bf16_kernels::update`].
+    Bf16(Job<'a, f32, Direct<'a, f32>, Bf16>),
     Mixed(Box<dyn DynJob<'a> + 'a>),
 }
 
@@ -719,6 +722,7 @@ impl<'a> AnyJob<'a> {
         match self {
             AnyJob::F32(j) => j.run(level),
             AnyJob::F64(j) => j.run(level),
+            AnyJob::Bf16(j) => bf16_kernels::update(level, &j.kernel, j.param.0, j.grad, j.slots),
             AnyJob::Mixed(j) => j.run(level),
         }
     }
@@ -731,6 +735,7 @@ fn run_threaded(jobs: Vec<AnyJob<'_>>, level: Level) {
         match job {
             AnyJob::F32(j) => j.chunks(&mut chunks, AnyJob::F32),
             AnyJob::F64(j) => j.chunks(&mut chunks, AnyJob::F64),
+            AnyJob::Bf16(j) => j.chunks(&mut chunks, AnyJob::Bf16),
             AnyJob::Mixed(j) => j.chunks(&mut chunks),
         }
     }
