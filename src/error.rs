@@ -55,6 +55,22 @@ pub fn try_filled<T: Clone>(n: usize, value: T, what: impl FnOnce() -> String) -
     Ok(v)
 }
 
+/// `map` of every element of `src` in a new vector, or `OutOfMemory` naming `what`.
+pub fn try_map<A: Copy, B>(
+    src: &[A],
+    map: impl Fn(A) -> B,
+    what: impl FnOnce() -> String,
+) -> Result<Vec<B>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(src.len())
+        .map_err(|_| Error::OutOfMemory {
+            what: what(),
+            bytes: src.len().saturating_mul(std::mem::size_of::<B>()),
+        })?;
+    v.extend(src.iter().map(|&x| map(x)));
+    Ok(v)
+}
+
 /// Resizes `v` to `n` elements (new ones `value`), or `OutOfMemory` naming `what`.
 pub fn try_grow<T: Clone>(
     v: &mut Vec<T>,

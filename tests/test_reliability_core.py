@@ -106,6 +106,78 @@ print("ok")
     assert_ok(out)
 
 
+@needs_linux
+def test_a_batch_too_large_for_memory_raises_memory_error_and_the_network_keeps_working():
+    # The hidden activations of 100,000 rows x 4096 units take 1.6 GB: without fallible
+    # workspaces the allocation failure aborted the process.
+    out = run_python(
+        LIMIT
+        + """
+import numpy as np, ferroptim as fo
+model = fo.nn.MLP([2, 4096, 1], seed=0)
+X = np.ones((100_000, 2), np.float32)
+Y = np.ones((100_000, 1), np.float32)
+opt = fo.Adam(model.params, lr=0.1)
+before = {k: v.copy() for k, v in model.params.items()}
+limit(200 << 20)
+calls = {
+    "forward": lambda: model.forward(X),
+    "loss_and_grad": lambda: model.loss_and_grad(X, Y),
+    "fit": lambda: model.fit(X, Y, opt, batch_size=100_000, epochs=1),
+}
+for name, call in calls.items():
+    try:
+        call()
+    except MemoryError as e:
+        assert "activations A1 of 100000 rows" in str(e), (name, str(e))
+    else:
+        raise SystemExit(f"{name}: no MemoryError")
+unlimit()
+assert all((model.params[k] == v).all() for k, v in before.items()), "a failed call changed the model"
+assert opt.state_dict()["state"] == {}, "a failed fit stepped the optimizer"
+history = model.fit(X[:1000], Y[:1000], opt, batch_size=100, epochs=1)
+assert len(history.costs) == 10 and np.isfinite(history.costs).all()
+print("ok")
+"""
+    )
+    assert_ok(out)
+
+
+@needs_linux
+@pytest.mark.parametrize(
+    "setup, slot",
+    [
+        ("p = np.ones(16 << 20, np.float32); opt = fo.Adam([p], lr=0.1)", "exp_avg"),
+        ("p = np.ones(16 << 20, np.float32); opt = fo.Adam([p], lr=0.1, state_dtype='bfloat16')", "exp_avg"),
+        ("p = np.ones(16 << 20, np.float16); opt = fo.SGD([p], lr=0.1)", "master_param"),
+    ],
+)
+def test_a_state_dict_that_cannot_be_copied_raises_memory_error(setup, slot):
+    # state_dict copies every buffer: without fallible copies a failure aborted the process
+    # (or raised pyo3's PanicException, which `except Exception` does not catch).
+    out = run_python(
+        LIMIT
+        + f"""
+import numpy as np, ferroptim as fo
+{setup}
+opt.step([np.ones_like(p)])
+limit(24 << 20)   # less than one 32-64 MiB copy
+try:
+    opt.state_dict()
+except MemoryError as e:
+    assert "state dict's {slot}" in str(e), str(e)
+else:
+    raise SystemExit("no MemoryError")
+unlimit()
+sd = opt.state_dict()
+opt.load_state_dict(sd)
+opt.step([np.ones_like(p)])
+print("ok")
+"""
+    )
+    assert_ok(out)
+
+
 # -- item 13: float32 second moments in torch's order ---------------------------------------
 
 

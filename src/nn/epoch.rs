@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{Inputs, Mlp, NnFloat, Targets, Workspace};
 use crate::batches::{Buffer, Job, Order, Source};
-use crate::error::{Error, Result};
+use crate::error::{try_filled, Error, Result};
 
 /// Gathers at least this many bytes are handed to the pool while the current batch trains
 /// (a 512-row batch of the demo's 2-32-32-1 network is 6 KiB); smaller ones are prefetched.
@@ -121,11 +121,13 @@ pub fn train_epoch<T: NnFloat>(
         >= PREFETCH_MIN_BYTES
         && crate::parallel::num_threads() > 1;
     let mut y_rows: Vec<T> = if data.y_transposed && !data.labels && k > 1 {
-        vec![T::ZERO; max_rows * k]
+        try_filled(max_rows * k, T::ZERO, || {
+            format!("the targets of a batch of {max_rows} rows")
+        })?
     } else {
         Vec::new()
     };
-    ws.fit(net, max_rows);
+    ws.fit(net, max_rows)?;
 
     let start_job = |j: usize| -> Result<Gathered> {
         let rows = rows_of(j);

@@ -17,7 +17,7 @@ mod pointwise;
 
 pub use epoch::{train_epoch, EpochData, EpochReport, StepOutcome, Timing};
 
-use crate::error::{Error, Result};
+use crate::error::{try_filled, Error, Result};
 use crate::float::Float;
 use pointwise::{
     activation_backward, bias_activation, bias_sigmoid, bias_softmax, column_sums,
@@ -346,20 +346,36 @@ pub struct Workspace<T> {
 }
 
 impl<T: NnFloat> Workspace<T> {
-    /// Grows (never shrinks) the buffers to hold `rows` examples of `net`.
-    pub fn fit(&mut self, net: &Mlp, rows: usize) {
+    /// Grows (never shrinks) the buffers to hold `rows` examples of `net`: one activation
+    /// per layer (`rows * n_l` values) and two deltas of the widest layer.
+    ///
+    /// # Errors
+    /// `OutOfMemory` naming the buffer and the row count, the workspace left empty.
+    pub fn fit(&mut self, net: &Mlp, rows: usize) -> Result<()> {
         let layers = net.sizes.len() - 1;
         if self.acts.len() == layers && self.rows >= rows {
-            return;
+            return Ok(());
         }
         let rows = rows.max(self.rows);
+        // The old buffers go first, so their memory is there for the new ones.
+        *self = Workspace::default();
+        let buffer = |width: usize, what: &dyn Fn() -> String| {
+            let n = rows.saturating_mul(width);
+            try_filled(n, T::ZERO, || format!("{} of {rows} rows", what()))
+        };
         let widest = net.sizes[1..].iter().copied().max().unwrap_or(0);
-        self.acts = net.sizes[1..]
+        let acts = net.sizes[1..]
             .iter()
-            .map(|&n| vec![T::ZERO; rows * n])
-            .collect();
-        self.delta = [vec![T::ZERO; rows * widest], vec![T::ZERO; rows * widest]];
-        self.rows = rows;
+            .enumerate()
+            .map(|(l, &n)| buffer(n, &|| format!("the activations A{}", l + 1)))
+            .collect::<Result<_>>()?;
+        let delta = || buffer(widest, &|| "a backward-pass delta".to_string());
+        *self = Workspace {
+            rows,
+            acts,
+            delta: [delta()?, delta()?],
+        };
+        Ok(())
     }
 
     /// The output activations of the last forward pass (`rows` of them).
@@ -453,7 +469,7 @@ impl Mlp {
         if inputs.x.len() != rows * self.sizes[0] {
             return Err(Error::Mismatch("X does not match its row count".into()));
         }
-        ws.fit(self, rows);
+        ws.fit(self, rows)?;
         let level = crate::simd::level();
         let layers = self.layers();
         for l in 1..=layers {

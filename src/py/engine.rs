@@ -22,6 +22,7 @@ use super::arrays::{
 };
 use super::lock::{Guard, Locked};
 use super::type_name;
+use crate::error::try_map;
 use crate::float::Dtype;
 use crate::half::{Bf16, Elem, F16};
 use crate::hyper::{self, Algorithm, Hyper};
@@ -753,12 +754,19 @@ fn state_to_dict<'py, S: NumpyElem>(
     }
     for (slot, name) in s.slots.iter().zip(algorithm.slot_names()) {
         if let Some(buf) = slot {
-            let raw: Vec<S::Raw> = buf.iter().map(|x| x.to_raw()).collect();
+            let raw = try_map(buf, NumpyElem::to_raw, || {
+                format!("the state dict's {name}")
+            })?;
             d.set_item(*name, PyArray1::from_vec(py, raw).reshape(shape.to_vec())?)?;
         }
     }
     if let Some(m) = &s.master {
-        d.set_item(MASTER, PyArray1::from_slice(py, m).reshape(shape.to_vec())?)?;
+        // Copied into a vector that NumPy then owns: NumPy's own allocation panics on failure.
+        let copy = try_map(m, |x| x, || format!("the state dict's {MASTER}"))?;
+        d.set_item(
+            MASTER,
+            PyArray1::from_vec(py, copy).reshape(shape.to_vec())?,
+        )?;
     }
     Ok(d)
 }
@@ -777,14 +785,7 @@ fn buffer_from<R: numpy::Element + Copy, S>(
     if src.len() != len {
         return Err(err());
     }
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(src.len())
-        .map_err(|_| crate::error::Error::OutOfMemory {
-            what: what(),
-            bytes: std::mem::size_of_val(src),
-        })?;
-    buf.extend(src.iter().map(|&r| map(r)));
-    Ok(buf)
+    Ok(try_map(src, map, what)?)
 }
 
 fn state_from_dict<S: NumpyElem>(
