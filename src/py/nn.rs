@@ -13,6 +13,7 @@ use super::batches::{shuffle_mode, Batcher, DETACH_MIN_SAMPLES};
 use super::engine::{Applied, Engine};
 use super::type_name;
 use crate::epoch_orders::{EpochOrders, OrderSpec};
+use crate::error::try_filled;
 use crate::float::Dtype;
 use crate::hyper::Hyper;
 use crate::nn::{
@@ -426,7 +427,10 @@ impl Network {
             labels: flags.labels,
         };
         let lens = self.net.param_lens();
-        let mut grads: Vec<Vec<T>> = lens.iter().map(|&n| vec![T::ZERO; n]).collect();
+        let mut grads: Vec<Vec<T>> = lens
+            .iter()
+            .map(|&n| try_filled(n, T::ZERO, || "the gradients fit computes".to_string()))
+            .collect::<crate::Result<_>>()?;
         // SAFETY: the parameters are live, writeable, contiguous and disjoint (the engine
         // checked them, and they are the model's arrays), held by `params` for this call.
         let mut ps: Vec<&mut [T]> = p
