@@ -65,6 +65,7 @@ const PARALLEL_MIN_SAMPLES: usize = 1 << 16;
 const PREFETCH_AHEAD: usize = 8;
 
 /// Cache lines of a sample prefetched; the hardware streams the rest of a long run.
+#[cfg(target_arch = "x86_64")]
 const PREFETCH_LINES: usize = 4;
 
 #[inline(always)]

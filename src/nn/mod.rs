@@ -359,17 +359,18 @@ impl<T: NnFloat> Workspace<T> {
         let rows = rows.max(self.rows);
         // The old buffers go first, so their memory is there for the new ones.
         *self = Workspace::default();
-        let buffer = |width: usize, what: &dyn Fn() -> String| {
-            let n = rows.saturating_mul(width);
-            try_filled(n, T::ZERO, || format!("{} of {rows} rows", what()))
+        let buffer = |width: usize, what: String| {
+            try_filled(rows.saturating_mul(width), T::ZERO, || {
+                format!("{what} of {rows} rows")
+            })
         };
         let widest = net.sizes[1..].iter().copied().max().unwrap_or(0);
         let acts = net.sizes[1..]
             .iter()
             .enumerate()
-            .map(|(l, &n)| buffer(n, &|| format!("the activations A{}", l + 1)))
+            .map(|(l, &n)| buffer(n, format!("the activations A{}", l + 1)))
             .collect::<Result<_>>()?;
-        let delta = || buffer(widest, &|| "a backward-pass delta".to_string());
+        let delta = || buffer(widest, "a backward-pass delta".to_string());
         *self = Workspace {
             rows,
             acts,
