@@ -264,8 +264,14 @@ const IN_CACHE: usize = 16_384;
 
 /// Times one kernel on one thread at `level` on [`IN_CACHE`] elements that stay in cache:
 /// the compute cost per element of each state type, which the 2-core 100M run hides only
-/// partly behind memory bandwidth.
-fn bench_kernel<S: Stored<f32>>(b: Bencher, level: Level, hyper: Hyper, slots: usize) {
+/// partly behind memory bandwidth. `run` applies the kernel as [`update`] does.
+fn bench_kernel<S: Stored<f32>>(
+    b: Bencher,
+    level: Level,
+    hyper: Hyper,
+    slots: usize,
+    run: impl Fn(&Kernel<f32>, &mut [f32], &[f32], [&mut [S]; 3]),
+) {
     if !simd::supported().contains(&level) {
         return;
     }
@@ -280,7 +286,7 @@ fn bench_kernel<S: Stored<f32>>(b: Bencher, level: Level, hyper: Hyper, slots: u
         let [s0, s1, s2] = &mut s[..] else {
             unreachable!()
         };
-        update(level, &k, Direct(&mut p), &g, [s0, s1, s2]);
+        run(&k, &mut p, &g, [s0, s1, s2]);
     });
 }
 
@@ -289,23 +295,17 @@ const LEVELS: [Level; 3] = [Level::Scalar, Level::Avx2, Level::Avx512];
 /// Adam's kernel in cache with float32 or bfloat16 state, at each SIMD level.
 #[divan::bench(types = [f32, Bf16], args = LEVELS, max_time = 1)]
 fn adam_kernel<S: Stored<f32>>(b: Bencher, level: Level) {
-    bench_kernel::<S>(b, level, Hyper::Adam(ADAM), 2);
+    bench_kernel::<S>(b, level, Hyper::Adam(ADAM), 2, |k, p, g, s| {
+        update(level, k, Direct(p), g, s);
+    });
 }
 
 /// Adam's kernel in cache with bfloat16 state as the optimizer runs it: at the AVX-512
 /// level on a CPU with AVX-512 BF16, the kernel of `ferroptim::bf16_kernels`.
 #[divan::bench(args = LEVELS, max_time = 1)]
 fn adam_kernel_bf16_as_stepped(b: Bencher, level: Level) {
-    if !simd::supported().contains(&level) {
-        return;
-    }
-    let n = IN_CACHE;
-    let mut p: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 1e-2).collect();
-    let g: Vec<f32> = (0..n).map(|i| (i % 89) as f32 * 1e-3 - 0.04).collect();
-    let (mut m, mut v) = (vec![Bf16::store(1e-3); n], vec![Bf16::store(1e-3); n]);
-    let k = Kernel::<f32>::new(&Hyper::Adam(ADAM), 10, [false; 3]);
-    b.counter(ItemsCount::new(n)).bench_local(|| {
-        bf16_kernels::update(level, &k, &mut p, &g, [&mut m, &mut v, &mut []]);
+    bench_kernel::<Bf16>(b, level, Hyper::Adam(ADAM), 2, |k, p, g, s| {
+        bf16_kernels::update(level, k, p, g, s);
     });
 }
 
@@ -320,6 +320,9 @@ fn momentum_kernel<S: Stored<f32>>(b: Bencher, level: Level) {
             beta: 0.9,
         }),
         1,
+        |k, p, g, s| {
+            update(level, k, Direct(p), g, s);
+        },
     );
 }
 
