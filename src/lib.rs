@@ -20,6 +20,7 @@ pub mod ops;
 pub mod optimizer;
 pub mod parallel;
 pub mod simd;
+pub mod subnormal;
 
 pub use error::{Error, Result};
 pub use float::{Dtype, Float};

@@ -18,6 +18,7 @@ use crate::mixed::{Direct, Master, Params};
 use crate::ops::{AnySlice, Slice};
 use crate::parallel::{self, CHUNK_ELEMENTS};
 use crate::simd::{self, Level};
+use crate::subnormal;
 
 /// One tensor of a step: its parameter (updated in place) and its gradient, of one type.
 pub enum Tensor<'a> {
@@ -720,7 +721,7 @@ impl<'a> AnyJob<'a> {
 
     fn run(self, level: Level) {
         match self {
-            AnyJob::F32(j) => j.run(level),
+            AnyJob::F32(j) => subnormal::update(level, &j.kernel, j.param.0, j.grad, j.slots),
             AnyJob::F64(j) => j.run(level),
             AnyJob::Bf16(j) => bf16_kernels::update(level, &j.kernel, j.param.0, j.grad, j.slots),
             AnyJob::Mixed(j) => j.run(level),

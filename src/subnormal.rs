@@ -1,0 +1,449 @@
+//! Float32 updates whose values are subnormal (below 2^-126), at full speed and with the
+//! same bits.
+//!
+//! Intel CPUs take a microcode assist for every multiply, divide or square root with a
+//! subnormal operand or result: about 60 ns (150 cycles) on a Sapphire Rapids Xeon, where
+//! the instruction otherwise takes a fraction of one (AMD Zen 3: a few ns). Training makes them
+//! for good: the moments of a dead `ReLU` unit decay by `beta` every step until they sit at
+//! a subnormal that `beta * m` rounds back to itself, and stay there. Flushing them to zero
+//! (FTZ/DAZ) would change the results, and torch does not flush.
+//!
+//! Float64 has no such values where float32 has them, and converting between the two is
+//! not assisted. So a block of a tensor that holds a value below [`TINY`] runs the same
+//! kernel in [`Wide32`] arithmetic: each float32 operation computed in float64 and rounded
+//! to float32. That is the float32 result bit for bit: rounding an exact result to 53
+//! bits and then to 24 gives the same as rounding it to 24 directly for `+ - * /` and
+//! `sqrt` (double rounding is innocuous when `53 >= 2 * 24 + 2`, Figueroa 1995), subnormal
+//! results included (they have fewer than 24 bits).
+
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+use crate::float::{Dtype, Float};
+use crate::half::{Elem, Stored};
+use crate::hyper::MAX_SLOTS;
+use crate::kernels::{
+    self, AdadeltaK, AdagradK, AdamK, AdamaxK, GradK, Kernel, LionK, MomentsK, MomentumK, NAdamK,
+    RAdamK, RmsPropK, SgdK,
+};
+use crate::mixed::Direct;
+use crate::simd::Level;
+
+/// A float32 value held as a float64, whose arithmetic rounds every result to float32:
+/// `a + b` is `f64::from(a) + f64::from(b)` rounded to float32, and so on for `- * /` and
+/// `sqrt`. The same values as float32 arithmetic, without subnormal operands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd)]
+pub struct Wide32(f64);
+
+impl Wide32 {
+    #[inline(always)]
+    fn round(x: f64) -> Self {
+        Wide32(f64::from(x as f32))
+    }
+}
+
+macro_rules! wide_op {
+    ($trait:ident, $method:ident, $op:tt) => {
+        impl $trait for Wide32 {
+            type Output = Self;
+            #[inline(always)]
+            fn $method(self, other: Self) -> Self {
+                Wide32::round(self.0 $op other.0)
+            }
+        }
+    };
+}
+wide_op!(Add, add, +);
+wide_op!(Sub, sub, -);
+wide_op!(Mul, mul, *);
+wide_op!(Div, div, /);
+
+impl Neg for Wide32 {
+    type Output = Self;
+    #[inline(always)]
+    fn neg(self) -> Self {
+        Wide32(-self.0)
+    }
+}
+
+impl Float for Wide32 {
+    const DTYPE: Dtype = Dtype::F32;
+    const ZERO: Self = Wide32(0.0);
+    const ONE: Self = Wide32(1.0);
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        Wide32::round(x)
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self.0
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        Wide32::round(self.0.sqrt())
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        Wide32(self.0.abs())
+    }
+    #[inline(always)]
+    fn is_finite(self) -> bool {
+        self.0.is_finite()
+    }
+}
+
+/// A float32 buffer element the wide kernels load as a [`Wide32`] (exactly) and store
+/// back (exactly: a `Wide32` holds a float32 value). A type of its own, so that `f32`
+/// keeps a single `Stored` type.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(transparent)]
+struct Narrow(f32);
+
+impl Stored<Wide32> for Narrow {
+    const ELEM: Elem = Elem::F32;
+    #[inline(always)]
+    fn load(self) -> Wide32 {
+        Wide32(f64::from(self.0))
+    }
+    #[inline(always)]
+    fn store(x: Wide32) -> Self {
+        Narrow(x.0 as f32)
+    }
+}
+
+fn narrow(xs: &mut [f32]) -> &mut [Narrow] {
+    // SAFETY: `Narrow` is `repr(transparent)` over `f32`; the borrow moves to the result.
+    unsafe { std::slice::from_raw_parts_mut(xs.as_mut_ptr().cast(), xs.len()) }
+}
+
+fn narrow_ref(xs: &[f32]) -> &[Narrow] {
+    // SAFETY: as `narrow`.
+    unsafe { std::slice::from_raw_parts(xs.as_ptr().cast(), xs.len()) }
+}
+
+/// A kernel's constants in [`Wide32`]: the same values.
+trait Widen {
+    type Wide;
+    fn widen(self) -> Self::Wide;
+}
+
+impl Widen for f32 {
+    type Wide = Wide32;
+    fn widen(self) -> Wide32 {
+        Wide32(f64::from(self))
+    }
+}
+
+impl Widen for bool {
+    type Wide = bool;
+    fn widen(self) -> bool {
+        self
+    }
+}
+
+/// `Widen` for each kernel's constants, field by field (a field left out does not compile).
+macro_rules! widen_fields {
+    ($($k:ident { $($f:ident),* })*) => {
+        $(impl Widen for $k<f32> {
+            type Wide = $k<Wide32>;
+            fn widen(self) -> $k<Wide32> {
+                $k { $($f: self.$f.widen()),* }
+            }
+        })*
+    };
+}
+widen_fields! {
+    GradK { scale, maximize, l2, weight_decay }
+    MomentsK { grad, decay, beta1, one_minus_beta1, beta2, one_minus_beta2 }
+    SgdK { grad, neg_lr, use_buffer, momentum, one_minus_dampening, nesterov, init }
+    MomentumK { grad, neg_lr, beta, one_minus_beta }
+    RmsPropK { grad, neg_lr, alpha, one_minus_alpha, eps, use_momentum, momentum, centered }
+    AdamK { moments, neg_step_size, eps, amsgrad }
+    AdagradK { grad, neg_clr, eps }
+    AdadeltaK { grad, neg_lr, rho, one_minus_rho, eps }
+    AdamaxK { grad, beta1, one_minus_beta1, beta2, eps, neg_clr }
+    NAdamK { moments, bias_correction2, eps, grad_coef, momentum_coef }
+    RAdamK { moments, lr, bias_correction1, bias_correction2_sqrt, eps, rectified, rect }
+    LionK { scale, neg_lr, weight_decay, beta1, one_minus_beta1, beta2, one_minus_beta2 }
+}
+
+impl Widen for Kernel<f32> {
+    type Wide = Kernel<Wide32>;
+    fn widen(self) -> Kernel<Wide32> {
+        match self {
+            Kernel::Sgd(k) => Kernel::Sgd(k.widen()),
+            Kernel::Momentum(k) => Kernel::Momentum(k.widen()),
+            Kernel::RmsProp(k) => Kernel::RmsProp(k.widen()),
+            Kernel::Adam(k) => Kernel::Adam(k.widen()),
+            Kernel::Adagrad(k) => Kernel::Adagrad(k.widen()),
+            Kernel::Adadelta(k) => Kernel::Adadelta(k.widen()),
+            Kernel::Adamax(k) => Kernel::Adamax(k.widen()),
+            Kernel::NAdam(k) => Kernel::NAdam(k.widen()),
+            Kernel::RAdam(k) => Kernel::RAdam(k.widen()),
+            Kernel::Lion(k) => Kernel::Lion(k.widen()),
+        }
+    }
+}
+
+/// Blocks whose state holds a nonzero value below this in magnitude (2^-60) run in
+/// [`Wide32`]: the subnormals themselves, and values whose products in a kernel can
+/// underflow (the square of a value below 2^-63 is subnormal). Which blocks take the wide
+/// path changes only the speed, never the bits.
+pub const TINY: f32 = 8.673_617e-19;
+
+/// Elements per block: each block is checked, then updated by one kernel call.
+const BLOCK: usize = 1024;
+
+/// Whether any element of `arrays` is nonzero and below [`TINY`] in magnitude: an
+/// integer comparison of the bits without the sign, which takes no assist (NaN and the
+/// infinities are above `TINY`'s bits). Inlined at the baseline level: for the short
+/// tensors where its cost shows, a dispatch would cost more than the loop.
+#[inline]
+pub fn has_tiny(arrays: &[&[f32]]) -> bool {
+    let below = TINY.to_bits() - 1;
+    arrays.iter().any(|xs| {
+        xs.iter().fold(false, |any, x| {
+            any | ((x.to_bits() & 0x7fff_ffff).wrapping_sub(1) < below)
+        })
+    })
+}
+
+/// [`kernels::update`] of a float32 parameter with float32 state, block by block: in
+/// float32, or in [`Wide32`] for a block where [`has_tiny`] finds a value in a state slot
+/// (where subnormals stay: a dead unit's moments decay to one and stay there; a tiny
+/// gradient or parameter costs one assist, not one per step). Same bits either way.
+///
+/// # Panics
+/// As [`kernels::update`]: if a used slot or `g` is shorter than `p`.
+pub fn update(
+    level: Level,
+    k: &Kernel<f32>,
+    p: &mut [f32],
+    g: &[f32],
+    state: [&mut [f32]; MAX_SLOTS],
+) {
+    let [s0, s1, s2] = &state;
+    if p.len() <= BLOCK && !has_tiny(&[s0, s1, s2]) {
+        // The common case of a small tensor, without the blocks' bookkeeping.
+        kernels::update(level, k, Direct(p), g, state);
+    } else {
+        by_blocks(level, k, p, g, state);
+    }
+}
+
+/// [`update`] one block at a time.
+#[inline(never)]
+fn by_blocks(
+    level: Level,
+    k: &Kernel<f32>,
+    p: &mut [f32],
+    g: &[f32],
+    state: [&mut [f32]; MAX_SLOTS],
+) {
+    let n = p.len();
+    assert!(g.len() >= n, "the gradient is shorter than the parameter");
+    let mut wide: Option<Kernel<Wide32>> = None;
+    let (mut p, mut g, mut state) = (p, &g[..n], state);
+    while !p.is_empty() {
+        let at = p.len().min(BLOCK);
+        let (pb, p_rest) = p.split_at_mut(at);
+        let (gb, g_rest) = g.split_at(at);
+        let mut block: [&mut [f32]; MAX_SLOTS] = Default::default();
+        for (b, s) in block.iter_mut().zip(state.iter_mut()) {
+            // Unused slots are empty and stay empty.
+            let s_at = at.min(s.len());
+            (*b, *s) = std::mem::take(s).split_at_mut(s_at);
+        }
+        let [s0, s1, s2] = &block;
+        if has_tiny(&[s0, s1, s2]) {
+            let wk = wide.get_or_insert_with(|| k.widen());
+            let block = block.map(narrow);
+            kernels::update(level, wk, Direct(narrow(pb)), narrow_ref(gb), block);
+        } else {
+            kernels::update(level, k, Direct(pb), gb, block);
+        }
+        (p, g) = (p_rest, g_rest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hyper::{self, Hyper};
+
+    /// Values around the float32 subnormal range and ordinary ones, with zeros, NaN and
+    /// infinities. The second block holds none of the tiny ones, so both paths run.
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| {
+                if (BLOCK as u32..2 * BLOCK as u32).contains(&i) {
+                    return 0.25 + i as f32 * 1e-4;
+                }
+                let h = (i.wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503)).rotate_left(7);
+                match h % 11 {
+                    0 => 0.0,
+                    1 => f32::from_bits(h % 0x0080_0000), // subnormal
+                    2 => -f32::from_bits(h % 0x0180_0000), // around 2^-126
+                    3 => f32::from_bits(0x1f00_0000 + h % 0x0100_0000), // near TINY
+                    4 if h.is_multiple_of(97) => f32::NAN,
+                    5 if h.is_multiple_of(89) => f32::INFINITY,
+                    _ => (h % 20_000) as f32 * 1e-4 - 1.0,
+                }
+            })
+            .collect()
+    }
+
+    fn hypers() -> Vec<Hyper> {
+        let adam = hyper::Adam::TORCH;
+        vec![
+            Hyper::Adam(adam),
+            Hyper::Adam(hyper::Adam {
+                amsgrad: true,
+                weight_decay: 0.1,
+                decoupled: true,
+                ..adam
+            }),
+            Hyper::Sgd(hyper::Sgd {
+                lr: 0.1,
+                momentum: 0.9,
+                dampening: 0.0,
+                nesterov: true,
+                weight_decay: 1e-3,
+                maximize: false,
+            }),
+            Hyper::RmsProp(hyper::RmsProp {
+                lr: 1e-2,
+                alpha: 0.99,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                momentum: 0.5,
+                centered: true,
+                maximize: false,
+            }),
+            Hyper::NAdam(hyper::NAdam {
+                lr: 2e-3,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                momentum_decay: 4e-3,
+                decoupled: false,
+                maximize: false,
+            }),
+            Hyper::RAdam(hyper::RAdam {
+                lr: 1e-3,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                decoupled: false,
+                maximize: false,
+            }),
+            Hyper::Adagrad(hyper::Adagrad {
+                lr: 1e-2,
+                lr_decay: 0.0,
+                weight_decay: 0.0,
+                initial_accumulator_value: 0.0,
+                eps: 1e-10,
+                maximize: false,
+            }),
+            Hyper::Adadelta(hyper::Adadelta {
+                lr: 1.0,
+                rho: 0.9,
+                eps: 1e-6,
+                weight_decay: 0.0,
+                maximize: false,
+            }),
+            Hyper::Adamax(hyper::Adamax {
+                lr: 2e-3,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                maximize: false,
+            }),
+            Hyper::Lion(hyper::Lion {
+                lr: 1e-4,
+                beta1: 0.9,
+                beta2: 0.99,
+                weight_decay: 0.0,
+            }),
+            Hyper::Momentum(hyper::Momentum { lr: 0.1, beta: 0.9 }),
+        ]
+    }
+
+    #[test]
+    fn wide32_arithmetic_is_float32_arithmetic_bit_for_bit() {
+        let (a, b) = (values(20_000, 1), values(20_000, 2));
+        for (&x, &y) in a.iter().zip(&b) {
+            let (wx, wy) = (Wide32(f64::from(x)), Wide32(f64::from(y)));
+            let same = |w: Wide32, f: f32| {
+                let w = w.0 as f32;
+                w.to_bits() == f.to_bits() || (w.is_nan() && f.is_nan())
+            };
+            assert!(same(wx + wy, x + y), "{x:e} + {y:e}");
+            assert!(same(wx - wy, x - y), "{x:e} - {y:e}");
+            assert!(same(wx * wy, x * y), "{x:e} * {y:e}");
+            assert!(same(wx / wy, x / y), "{x:e} / {y:e}");
+            assert!(same(wx.sqrt(), x.sqrt()), "sqrt {x:e}");
+        }
+    }
+
+    #[test]
+    fn every_kernel_gives_the_float32_bits_on_subnormal_state_at_every_level() {
+        let n = 3 * BLOCK + 37;
+        for h in hypers() {
+            for t in [1u64, 2, 50] {
+                let k = Kernel::<f32>::new(&h, t, [t == 1; MAX_SLOTS]);
+                let used = h.slots_used();
+                let run = |level: Level, split: bool| {
+                    let mut p = values(n, 3);
+                    let g = values(n, 4);
+                    let mut s: Vec<Vec<f32>> = (0..MAX_SLOTS)
+                        .map(|i| {
+                            if used[i] {
+                                // Second moments and accumulators are >= 0.
+                                values(n, 5 + i as u32).iter().map(|v| v.abs()).collect()
+                            } else {
+                                Vec::new()
+                            }
+                        })
+                        .collect();
+                    let [a, b, c] = &mut s[..] else {
+                        unreachable!()
+                    };
+                    if split {
+                        update(level, &k, &mut p, &g, [a, b, c]);
+                    } else {
+                        kernels::update(level, &k, Direct(&mut p[..]), &g, [a, b, c]);
+                    }
+                    (p, s)
+                };
+                let bits = |(p, s): (Vec<f32>, Vec<Vec<f32>>)| {
+                    // Any NaN is the same NaN: its payload is not specified.
+                    let canon = |x: &f32| if x.is_nan() { u32::MAX } else { x.to_bits() };
+                    p.iter()
+                        .chain(s.iter().flatten())
+                        .map(canon)
+                        .collect::<Vec<u32>>()
+                };
+                let want = bits(run(Level::Scalar, false));
+                for level in crate::simd::supported() {
+                    assert_eq!(bits(run(level, true)), want, "{h:?} t={t} {level:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn has_tiny_finds_subnormals_and_values_below_tiny_but_not_zero() {
+        {
+            let ordinary = [0.0f32, -0.0, 1.0, TINY, f32::NAN, f32::INFINITY];
+            assert!(!has_tiny(&[&ordinary, &[], &ordinary]));
+            assert!(has_tiny(&[&ordinary, &[1.0f32, 0.0, -1e-40]]));
+            assert!(has_tiny(&[&[TINY / 2.0]]));
+            let mut long = vec![1.0f32; 1000];
+            long[999] = f32::from_bits(1);
+            assert!(has_tiny(&[&ordinary, &long]));
+        }
+    }
+}
