@@ -257,55 +257,62 @@ multiversion! {
     }
 }
 
-/// Rows a narrow layer's column sums add in separate chains (see [`column_sums`]).
+/// Rows the column sums add in separate chains (see [`column_sums`]).
 const SUM_CHAINS: usize = 4;
 
+/// Columns [`column_sums`] adds at once: 32 float32 are two AVX-512 registers per chain.
+const SUM_TILE: usize = 32;
+
 multiversion! {
-    /// `sums[j] = sum_i d[i, j]` (the bias gradient). Up to 8 columns, rows `i` are added
-    /// in order into chain `i mod 4`, and the chains combined as `(c0 + c1) + (c2 + c3)`:
-    /// a narrow layer's sum is otherwise one chain of `rows` dependent additions. Wider
-    /// layers add rows in order (their columns are independent chains already).
+    /// `sums[j] = sum_i d[i, j]` (the bias gradient; `d` is row-major with `sums.len()`
+    /// columns). Rows `i` are added in order into chain `i mod 4`, and the chains combined
+    /// as `(c0 + c1) + (c2 + c3)`: otherwise a column's sum is one chain of `rows`
+    /// dependent additions. Columns are summed in tiles of up to 32 held in registers.
     pub fn column_sums<T: NnFloat>(sums: &mut [T], d: &[T]) {
-        match sums.len() {
-            1 => chained_sums::<T, 1>(sums, d),
-            2 => chained_sums::<T, 2>(sums, d),
-            3 => chained_sums::<T, 3>(sums, d),
-            4 => chained_sums::<T, 4>(sums, d),
-            5 => chained_sums::<T, 5>(sums, d),
-            6 => chained_sums::<T, 6>(sums, d),
-            7 => chained_sums::<T, 7>(sums, d),
-            8 => chained_sums::<T, 8>(sums, d),
-            n => {
-                sums.fill(T::ZERO);
-                for row in d.chunks_exact(n) {
-                    for (s, &v) in sums.iter_mut().zip(row) {
-                        *s += v;
-                    }
-                }
-            }
+        let n = sums.len();
+        let mut first = 0;
+        while n - first >= SUM_TILE {
+            chained_sums::<T, SUM_TILE>(sums, d, first);
+            first += SUM_TILE;
+        }
+        while n - first >= 8 {
+            chained_sums::<T, 8>(sums, d, first);
+            first += 8;
+        }
+        match n - first {
+            0 => {}
+            1 => chained_sums::<T, 1>(sums, d, first),
+            2 => chained_sums::<T, 2>(sums, d, first),
+            3 => chained_sums::<T, 3>(sums, d, first),
+            4 => chained_sums::<T, 4>(sums, d, first),
+            5 => chained_sums::<T, 5>(sums, d, first),
+            6 => chained_sums::<T, 6>(sums, d, first),
+            _ => chained_sums::<T, 7>(sums, d, first),
         }
     }
 }
 
-/// [`column_sums`] of `N` columns in [`SUM_CHAINS`] chains of rows.
+/// [`column_sums`] of the `N` columns from `first`, in [`SUM_CHAINS`] chains of rows.
 #[inline(always)]
-fn chained_sums<T: NnFloat, const N: usize>(sums: &mut [T], d: &[T]) {
-    let mut chains = [[T::ZERO; N]; SUM_CHAINS];
-    let mut blocks = d.chunks_exact(SUM_CHAINS * N);
-    for block in &mut blocks {
-        for (chain, row) in chains.iter_mut().zip(block.chunks_exact(N)) {
-            for (s, &v) in chain.iter_mut().zip(row) {
-                *s += v;
-            }
-        }
-    }
-    for (chain, row) in chains.iter_mut().zip(blocks.remainder().chunks_exact(N)) {
-        for (s, &v) in chain.iter_mut().zip(row) {
+fn chained_sums<T: NnFloat, const N: usize>(sums: &mut [T], d: &[T], first: usize) {
+    let n = sums.len();
+    let add = |chain: &mut [T; N], row: &[T]| {
+        for (s, &v) in chain.iter_mut().zip(&row[first..first + N]) {
             *s += v;
         }
+    };
+    let mut chains = [[T::ZERO; N]; SUM_CHAINS];
+    let mut blocks = d.chunks_exact(SUM_CHAINS * n);
+    for block in &mut blocks {
+        for (chain, row) in chains.iter_mut().zip(block.chunks_exact(n)) {
+            add(chain, row);
+        }
+    }
+    for (chain, row) in chains.iter_mut().zip(blocks.remainder().chunks_exact(n)) {
+        add(chain, row);
     }
     let [c0, c1, c2, c3] = chains;
-    for (j, s) in sums[..N].iter_mut().enumerate() {
+    for (j, s) in sums[first..first + N].iter_mut().enumerate() {
         *s = (c0[j] + c1[j]) + (c2[j] + c3[j]);
     }
 }
@@ -384,22 +391,27 @@ mod tests {
     }
 
     #[test]
-    fn column_sums_add_four_chains_of_rows_for_narrow_layers_and_rows_in_order_otherwise() {
-        for (rows, n) in [(64, 1), (7, 2), (1, 5), (13, 8), (64, 9), (3, 40)] {
+    fn column_sums_add_rows_in_four_chains_at_every_width() {
+        for (rows, n) in [
+            (64, 1),
+            (7, 2),
+            (1, 5),
+            (13, 8),
+            (64, 9),
+            (3, 40),
+            (9, 32),
+            (517, 75),
+        ] {
             let d: Vec<f32> = (0..rows * n)
                 .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.4)
                 .collect();
             let mut want = vec![0.0f32; n];
             for j in 0..n {
-                if n <= 8 {
-                    let mut chains = [0.0f32; 4];
-                    for i in 0..rows {
-                        chains[i % 4] += d[i * n + j];
-                    }
-                    want[j] = (chains[0] + chains[1]) + (chains[2] + chains[3]);
-                } else {
-                    want[j] = (0..rows).fold(0.0, |s, i| s + d[i * n + j]);
+                let mut chains = [0.0f32; 4];
+                for i in 0..rows {
+                    chains[i % 4] += d[i * n + j];
                 }
+                want[j] = (chains[0] + chains[1]) + (chains[2] + chains[3]);
             }
             for level in crate::simd::supported() {
                 let mut sums = vec![f32::NAN; n];
