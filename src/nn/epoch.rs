@@ -14,6 +14,10 @@ use crate::error::{try_filled, Error, Result};
 /// (a 512-row batch of the demo's 2-32-32-1 network is 6 KiB); smaller ones are prefetched.
 const PREFETCH_MIN_BYTES: usize = 4 << 10;
 
+/// The same for batches computed in halves ([`Mlp::halves`]), whose second half needs the
+/// pool: a small gather there would delay it more than the gather itself takes.
+const HALVES_PREFETCH_MIN_BYTES: usize = 64 << 10;
+
 /// The parts of a small batch's samples prefetched one by one (one after each phase of the
 /// batch before it).
 const PREFETCH_PARTS: usize = 4;
@@ -113,12 +117,17 @@ pub fn train_epoch<T: NnFloat>(
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<_>>()?;
+    let halves = net.halves(max_rows, data.x_transposed);
     let large = data
         .sources
         .iter()
         .map(|s| s.batch_bytes(max_rows))
         .sum::<usize>()
-        >= PREFETCH_MIN_BYTES
+        >= if halves.is_some() {
+            HALVES_PREFETCH_MIN_BYTES
+        } else {
+            PREFETCH_MIN_BYTES
+        }
         && crate::parallel::num_threads() > 1;
     let mut y_rows: Vec<T> = if data.y_transposed && !data.labels && k > 1 {
         try_filled(max_rows * k, T::ZERO, || {
@@ -128,6 +137,9 @@ pub fn train_epoch<T: NnFloat>(
         Vec::new()
     };
     ws.fit(net, max_rows)?;
+    // Batches computed in halves hand one to the pool twice per batch: a worker stays
+    // awake for them.
+    let _awake = halves.and_then(|_| crate::parallel::stay_awake());
 
     let start_job = |j: usize| -> Result<Gathered> {
         let rows = rows_of(j);

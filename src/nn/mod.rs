@@ -7,7 +7,8 @@
 //! Parameters are passed in the order `W1, b1, W2, b2, ...`.
 //!
 //! Matrix products go through faer (runtime-dispatched AVX2/AVX-512 kernels), large ones
-//! cut into tiles of C by shape alone and spread over the pool;
+//! cut into tiles of C by shape alone and spread over the pool; mid-sized batches are
+//! computed in two halves of rows side by side ([`Mlp::halves`]);
 //! bias and activation are one pass over each layer's output, softmax and cross-entropy
 //! one pass over the last. A [`Workspace`] holds every intermediate for a given number of
 //! rows and is reused from batch to batch.
@@ -16,6 +17,8 @@ mod epoch;
 mod pointwise;
 
 pub use epoch::{train_epoch, EpochData, EpochReport, StepOutcome, Timing};
+
+use std::sync::{Mutex, PoisonError};
 
 use crate::error::{try_filled, Error, Result};
 use crate::float::Float;
@@ -343,7 +346,12 @@ pub struct Workspace<T> {
     acts: Vec<Vec<T>>,
     /// `dJ/dZ` of the layer being back-propagated, and of the one below it.
     delta: [Vec<T>; 2],
+    /// The second half of a batch computed in two halves (see [`Mlp::halves`]).
+    half: Option<Box<Half<T>>>,
 }
+
+/// The second half's own workspace and gradients.
+type Half<T> = (Workspace<T>, Vec<Vec<T>>);
 
 impl<T: NnFloat> Workspace<T> {
     /// Grows (never shrinks) the buffers to hold `rows` examples of `net`: one activation
@@ -375,8 +383,28 @@ impl<T: NnFloat> Workspace<T> {
             rows,
             acts,
             delta: [delta()?, delta()?],
+            half: None,
         };
         Ok(())
+    }
+
+    /// Takes out the second half's workspace, sized for `rows`, and gradients (made on
+    /// first use); the caller puts it back.
+    ///
+    /// # Errors
+    /// `OutOfMemory` as [`Workspace::fit`].
+    fn take_half(&mut self, net: &Mlp, rows: usize) -> Result<Box<Half<T>>> {
+        let mut half = if let Some(h) = self.half.take() {
+            h
+        } else {
+            let grads = net
+                .param_len_iter()
+                .map(|n| try_filled(n, T::ZERO, || "the second half's gradients".to_string()))
+                .collect::<Result<_>>()?;
+            Box::new((Workspace::default(), grads))
+        };
+        half.0.fit(net, rows)?;
+        Ok(half)
     }
 
     /// The output activations of the last forward pass (`rows` of them).
@@ -396,6 +424,76 @@ pub struct Inputs<'a, T> {
     pub x: &'a [T],
     pub rows: usize,
     pub transposed: bool,
+}
+
+impl<T> Inputs<'_, T> {
+    /// Rows `..at` and `at..` of row-major inputs with `n` columns.
+    fn split(self, at: usize, n: usize) -> (Self, Self) {
+        let (x0, x1) = self.x.split_at(at * n);
+        let part = |x, rows| Inputs {
+            x,
+            rows,
+            transposed: false,
+        };
+        (part(x0, at), part(x1, self.rows - at))
+    }
+}
+
+impl<T> Targets<'_, T> {
+    /// Rows `..at` and `at..` (`k` values per row when dense).
+    fn split(self, at: usize, k: usize) -> (Self, Self) {
+        match self {
+            Targets::Dense(y) => {
+                let (a, b) = y.split_at(at * k);
+                (Targets::Dense(a), Targets::Dense(b))
+            }
+            Targets::Labels(y) => {
+                let (a, b) = y.split_at(at);
+                (Targets::Labels(a), Targets::Labels(b))
+            }
+        }
+    }
+
+    /// Whether there are `rows` targets of `k` values (or labels).
+    fn fits(&self, rows: usize, k: usize) -> bool {
+        match self {
+            Targets::Dense(y) => y.len() == rows * k,
+            Targets::Labels(y) => y.len() == rows,
+        }
+    }
+}
+
+/// Batches whose forward products take at least this many multiply-adds are computed in
+/// two halves of rows, side by side on the pool (see [`Mlp::halves`]).
+const HALVES_MIN_MULS: usize = 1 << 17;
+
+/// The value in `m`, taken out (each of [`join`]'s values is taken once).
+fn take<X>(m: &Mutex<Option<X>>) -> X {
+    let x = m.lock().unwrap_or_else(PoisonError::into_inner).take();
+    x.expect("each half runs once")
+}
+
+/// Runs `a` and `b`, side by side when the pool has two threads (the caller runs whichever
+/// a worker has not claimed).
+fn join<RA: Send, RB: Send>(
+    a: impl FnOnce() -> RA + Send,
+    b: impl FnOnce() -> RB + Send,
+) -> (RA, RB) {
+    if crate::parallel::num_threads() < 2 {
+        return (a(), b());
+    }
+    let (a, b) = (Mutex::new(Some(a)), Mutex::new(Some(b)));
+    let (ra, rb) = (Mutex::new(None), Mutex::new(None));
+    crate::parallel::for_each_index(2, &|i| {
+        if i == 0 {
+            let r = take(&a)();
+            *ra.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+        } else {
+            let r = take(&b)();
+            *rb.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+        }
+    });
+    (take(&ra), take(&rb))
 }
 
 impl Mlp {
@@ -513,17 +611,19 @@ impl Mlp {
         Ok(())
     }
 
-    /// The cost of the last forward pass against `y`, and `dJ/dZ_L` into `ws.delta[0]`.
+    /// The cost of the last forward pass (`rows` of a batch of `m`) against `y`, and
+    /// `dJ/dZ_L` into `ws.delta[0]`.
     fn output_delta<T: NnFloat>(
         &self,
         ws: &mut Workspace<T>,
         rows: usize,
         y: Targets<'_, T>,
+        m: usize,
     ) -> Result<f64> {
         let k = self.outputs();
         let a = &ws.acts[ws.acts.len() - 1][..rows * k];
         let d = &mut ws.delta[0][..rows * k];
-        let inv_m = T::from_f64(1.0 / rows as f64);
+        let inv_m = T::from_f64(1.0 / m as f64);
         let mut cost = 0.0f64;
         match (self.output, y) {
             (Output::Softmax, Targets::Labels(labels)) => {
@@ -561,24 +661,24 @@ impl Mlp {
                         }
                     }
                 } else {
-                    let inv_mk = T::from_f64(1.0 / (rows * k) as f64);
+                    let inv_mk = T::from_f64(1.0 / (m * k) as f64);
                     for ((dd, &p), &t) in d.iter_mut().zip(a).zip(y) {
                         let r = p - t;
                         *dd = r * inv_mk;
                         cost += 0.5 * r.to_f64() * r.to_f64();
                     }
-                    return Ok(cost / (rows * k) as f64);
+                    return Ok(cost / (m * k) as f64);
                 }
             }
         }
-        Ok(cost / rows as f64)
+        Ok(cost / m as f64)
     }
 
     /// The cost `J` of a batch and its gradient `dJ/dparam` into `grads` (`W1, b1, ...`).
     ///
     /// Sigmoid outputs: the cost is computed from the logits (`softplus(z) - y z`), which
     /// stays finite when `p` rounds to 0 or 1.
-    pub fn loss_and_grad<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
+    pub fn loss_and_grad<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
         &self,
         ws: &mut Workspace<T>,
         params: &[P],
@@ -592,21 +692,37 @@ impl Mlp {
     }
 
     fn check_grads<T, G: AsMut<[T]>>(&self, grads: &mut [G]) -> Result<()> {
-        let lens = self.param_lens();
-        if grads.len() != lens.len()
+        // Checked once per batch: no allocation.
+        if grads.len() != 2 * self.layers()
             || grads
                 .iter_mut()
-                .zip(&lens)
-                .any(|(g, &n)| g.as_mut().len() != n)
+                .zip(self.param_len_iter())
+                .any(|(g, n)| g.as_mut().len() != n)
         {
             return Err(Error::Mismatch("gradients do not match layer_sizes".into()));
         }
         Ok(())
     }
 
+    /// Where a batch of `rows` is cut into two halves computed side by side, if it is:
+    /// when its forward products take at least [`HALVES_MIN_MULS`] multiply-adds, its
+    /// inputs are row-major, and each half is small enough that nothing in it is spread
+    /// over the pool again (no product cut into tiles, no element-wise pass into blocks).
+    /// The gradient is then the first half's plus the second's. A function of the shape
+    /// alone, so results do not depend on the thread count.
+    pub fn halves(&self, rows: usize, transposed: bool) -> Option<usize> {
+        let first = rows.div_ceil(2);
+        let muls: usize = self.sizes.windows(2).map(|w| w[0] * w[1]).sum();
+        let small = self.sizes.windows(2).all(|w| {
+            first * w[0] * w[1] < 2 * TILE_MIN_MULS && first * w[1] < 2 * ROW_BLOCK_ELEMENTS
+        });
+        (!transposed && rows >= 2 && rows.saturating_mul(muls) >= HALVES_MIN_MULS && small)
+            .then_some(first)
+    }
+
     /// The forward pass and the data cost of a batch (no penalty), leaving `dJ/dZ_L` in the
     /// workspace for [`Mlp::backward`].
-    pub fn forward_cost<T: NnFloat, P: AsRef<[T]>>(
+    pub fn forward_cost<T: NnFloat, P: AsRef<[T]> + Sync>(
         &self,
         ws: &mut Workspace<T>,
         params: &[P],
@@ -617,18 +733,52 @@ impl Mlp {
         if rows == 0 {
             return Err(Error::Invalid("a batch needs at least one example".into()));
         }
+        let Some(at) = self.halves(rows, inputs.transposed) else {
+            return self.forward_cost_rows(ws, params, inputs, y, rows);
+        };
+        if inputs.x.len() != rows * self.sizes[0] {
+            return Err(Error::Mismatch("X does not match its row count".into()));
+        }
+        if !y.fits(rows, self.outputs()) {
+            return Err(Error::Mismatch("Y does not match X's rows".into()));
+        }
+        let mut half = ws.take_half(self, rows - at)?;
+        let (x0, x1) = inputs.split(at, self.sizes[0]);
+        let (y0, y1) = y.split(at, self.outputs());
+        let (c0, c1) = join(
+            || self.forward_cost_rows(ws, params, x0, y0, rows),
+            || self.forward_cost_rows(&mut half.0, params, x1, y1, rows),
+        );
+        ws.half = Some(half);
+        Ok(c0? + c1?)
+    }
+
+    /// [`Mlp::forward_cost`] of the rows of `inputs`, part of a batch of `m` rows: the
+    /// part's share of the batch's mean cost, and of `dJ/dZ_L`.
+    fn forward_cost_rows<T: NnFloat, P: AsRef<[T]>>(
+        &self,
+        ws: &mut Workspace<T>,
+        params: &[P],
+        inputs: Inputs<'_, T>,
+        y: Targets<'_, T>,
+        m: usize,
+    ) -> Result<f64> {
         self.forward(ws, params, inputs)?;
         if self.output == Output::Sigmoid {
-            self.sigmoid_cost_and_delta(ws, rows, y)
+            self.sigmoid_cost_and_delta(ws, inputs.rows, y, m)
         } else {
-            self.output_delta(ws, rows, y)
+            self.output_delta(ws, inputs.rows, y, m)
         }
     }
 
     /// The gradients of the batch [`Mlp::forward_cost`] just saw, into `grads`; returns the
     /// L2 penalty `alpha/(2m) sum ||W||^2` (0 without one). The caller has checked
     /// `params` and `grads` against the network (both passes use the same `params`).
-    pub fn backward<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
+    ///
+    /// # Panics
+    /// If the batch was computed in halves ([`Mlp::halves`]) and `forward_cost` was not
+    /// called for it.
+    pub fn backward<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
         &self,
         ws: &mut Workspace<T>,
         params: &[P],
@@ -636,9 +786,64 @@ impl Mlp {
         grads: &mut [G],
     ) -> f64 {
         let rows = inputs.rows;
-        let mut cost = 0.0;
-        let layers = self.layers();
+        if let Some(at) = self.halves(rows, inputs.transposed) {
+            let mut half = ws
+                .half
+                .take()
+                .expect("forward_cost computed this batch in halves");
+            let (x0, x1) = inputs.split(at, self.sizes[0]);
+            join(
+                || self.backward_rows(ws, params, x0, grads),
+                || self.backward_rows(&mut half.0, params, x1, &mut half.1),
+            );
+            for (g, h) in grads.iter_mut().zip(&half.1) {
+                for (a, &b) in g.as_mut().iter_mut().zip(h) {
+                    *a += b;
+                }
+            }
+            ws.half = Some(half);
+        } else {
+            self.backward_rows(ws, params, inputs, grads);
+        }
+        self.penalty(params, grads, rows)
+    }
+
+    /// Adds `alpha/m W` to each `dW` and returns the penalty `alpha/(2m) sum ||W||^2`.
+    fn penalty<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
+        &self,
+        params: &[P],
+        grads: &mut [G],
+        rows: usize,
+    ) -> f64 {
+        if self.alpha == 0.0 {
+            return 0.0;
+        }
         let alpha_m = self.alpha / rows as f64;
+        let am = T::from_f64(alpha_m);
+        let mut cost = 0.0;
+        for l in (1..=self.layers()).rev() {
+            let (gw, w) = (grads[2 * (l - 1)].as_mut(), params[2 * (l - 1)].as_ref());
+            let mut sq = 0.0f64;
+            for (g, &wv) in gw.iter_mut().zip(w) {
+                *g += am * wv;
+                sq += wv.to_f64() * wv.to_f64();
+            }
+            cost += 0.5 * alpha_m * sq;
+        }
+        cost
+    }
+
+    /// The data part of [`Mlp::backward`] for the rows of `inputs` (those the last
+    /// `forward_cost_rows` into `ws` saw), into `grads`.
+    fn backward_rows<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
+        &self,
+        ws: &mut Workspace<T>,
+        params: &[P],
+        inputs: Inputs<'_, T>,
+        grads: &mut [G],
+    ) {
+        let rows = inputs.rows;
+        let layers = self.layers();
         let level = crate::simd::level();
         for l in (1..=layers).rev() {
             let (k, n) = (self.sizes[l - 1], self.sizes[l]);
@@ -656,7 +861,7 @@ impl Mlp {
                 (ws.acts[l - 2].as_ptr(), 1, k as isize)
             };
             let w = params[2 * (l - 1)].as_ref();
-            // dW = A^T dZ (+ alpha/m W below): A^T is (k, rows).
+            // dW = A^T dZ: A^T is (k, rows).
             // SAFETY: shapes and strides as described; gw does not overlap A or dZ.
             unsafe {
                 matmul::<T>(
@@ -668,15 +873,6 @@ impl Mlp {
                     gw.as_mut_ptr(),
                 );
             };
-            if self.alpha != 0.0 {
-                let am = T::from_f64(alpha_m);
-                let mut sq = 0.0f64;
-                for (g, &wv) in gw.iter_mut().zip(w) {
-                    *g += am * wv;
-                    sq += wv.to_f64() * wv.to_f64();
-                }
-                cost += 0.5 * alpha_m * sq;
-            }
             column_sums(level, gb, d);
             if l > 1 {
                 let below = &mut d_below[..rows * k];
@@ -699,7 +895,6 @@ impl Mlp {
                 ws.delta.swap(0, 1);
             }
         }
-        cost
     }
 
     /// Sigmoid output: `dJ/dZ = (p - y)/m`, `J = 1/m sum bce(z, y)` from the logits the
@@ -709,6 +904,7 @@ impl Mlp {
         ws: &mut Workspace<T>,
         rows: usize,
         y: Targets<'_, T>,
+        m: usize,
     ) -> Result<f64> {
         let k = self.outputs();
         let y = match y {
@@ -724,9 +920,9 @@ impl Mlp {
         let [d, z] = &mut ws.delta;
         let (z, d) = (&mut z[..rows * k], &mut d[..rows * k]);
         let p = &ws.acts[l - 1][..rows * k];
-        let inv_m = T::from_f64(1.0 / rows as f64);
+        let inv_m = T::from_f64(1.0 / m as f64);
         sigmoid_delta_and_terms(crate::simd::level(), d, z, p, y, inv_m);
-        Ok(z.iter().map(|t| t.to_f64()).sum::<f64>() / rows as f64)
+        Ok(z.iter().map(|t| t.to_f64()).sum::<f64>() / m as f64)
     }
 }
 
@@ -893,6 +1089,57 @@ mod tests {
         let one = run(1);
         assert_eq!(one, run(2));
         assert_eq!(one, run(3));
+    }
+
+    #[test]
+    fn a_batch_in_halves_equals_the_whole_batch_to_rounding_at_every_thread_count() {
+        for output in [Output::Sigmoid, Output::Softmax, Output::Identity] {
+            let net = Mlp::new(vec![2, 32, 32, 3], Activation::Relu, output, 0.2).unwrap();
+            let rows = 515;
+            assert_eq!(net.halves(rows, false), Some(258));
+            assert_eq!(net.halves(rows, true), None);
+            let (params, x, y) = problem(&net, rows);
+            let inputs = Inputs {
+                x: &x,
+                rows,
+                transposed: false,
+            };
+            let zeros =
+                || -> Vec<Vec<f64>> { net.param_lens().iter().map(|&n| vec![0.0; n]).collect() };
+            // The whole batch at once: the private passes, without the split.
+            let mut ws = Workspace::default();
+            let mut whole = zeros();
+            let y_all = Targets::Dense(&y[..]);
+            let mut want = net
+                .forward_cost_rows(&mut ws, &params, inputs, y_all, rows)
+                .unwrap();
+            net.backward_rows(&mut ws, &params, inputs, &mut whole);
+            want += net.penalty(&params, &mut whole, rows);
+            let run = |threads| {
+                crate::parallel::set_num_threads(threads).unwrap();
+                let mut grads = zeros();
+                let mut ws = Workspace::default();
+                let cost = net
+                    .loss_and_grad(&mut ws, &params, inputs, Targets::Dense(&y), &mut grads)
+                    .unwrap();
+                assert!(ws.half.is_some(), "computed in halves");
+                (cost, grads)
+            };
+            let one = run(1);
+            let (cost, grads) = &one;
+            assert!(
+                (cost - want).abs() <= 1e-12 * want.abs(),
+                "{output:?}: {cost} vs {want}"
+            );
+            for (g, w) in grads.iter().flatten().zip(whole.iter().flatten()) {
+                assert!(
+                    (g - w).abs() <= 1e-12 * (1.0 + w.abs()),
+                    "{output:?}: {g} vs {w}"
+                );
+            }
+            assert_eq!(one, run(2));
+            assert_eq!(one, run(3));
+        }
     }
 
     #[test]
