@@ -88,15 +88,7 @@ const SGD: Sgd = Sgd {
     maximize: false,
 };
 
-const RMSPROP: RmsProp = RmsProp {
-    lr: 1e-2,
-    alpha: 0.99,
-    eps: 1e-8,
-    weight_decay: 0.0,
-    momentum: 0.0,
-    centered: false,
-    maximize: false,
-};
+const RMSPROP: RmsProp = RmsProp::TORCH;
 
 #[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
 fn adam<T: Elem>(b: Bencher, n: usize) {
@@ -183,68 +175,31 @@ fn rmsprop<T: Elem>(b: Bencher, n: usize) {
 
 #[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
 fn adagrad<T: Elem>(b: Bencher, n: usize) {
-    let h = Adagrad {
-        lr: 1e-2,
-        lr_decay: 0.0,
-        weight_decay: 0.0,
-        initial_accumulator_value: 0.0,
-        eps: 1e-10,
-        maximize: false,
-    };
+    let h = Adagrad::TORCH;
     bench_step::<T>(b, n, Hyper::Adagrad(h), 2);
 }
 
 #[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
 fn adadelta<T: Elem>(b: Bencher, n: usize) {
-    let h = Adadelta {
-        lr: 1.0,
-        rho: 0.9,
-        eps: 1e-6,
-        weight_decay: 0.0,
-        maximize: false,
-    };
+    let h = Adadelta::TORCH;
     bench_step::<T>(b, n, Hyper::Adadelta(h), 3);
 }
 
 #[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
 fn adamax<T: Elem>(b: Bencher, n: usize) {
-    let h = Adamax {
-        lr: 2e-3,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        maximize: false,
-    };
+    let h = Adamax::TORCH;
     bench_step::<T>(b, n, Hyper::Adamax(h), 3);
 }
 
 #[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
 fn nadam<T: Elem>(b: Bencher, n: usize) {
-    let h = NAdam {
-        lr: 2e-3,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        momentum_decay: 4e-3,
-        decoupled: false,
-        maximize: false,
-    };
+    let h = NAdam::TORCH;
     bench_step::<T>(b, n, Hyper::NAdam(h), 3);
 }
 
 #[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
 fn radam<T: Elem>(b: Bencher, n: usize) {
-    let h = RAdam {
-        lr: 1e-3,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        decoupled: false,
-        maximize: false,
-    };
+    let h = RAdam::TORCH;
     bench_step::<T>(b, n, Hyper::RAdam(h), 3);
 }
 

@@ -36,6 +36,19 @@ pub struct RmsProp {
     pub maximize: bool,
 }
 
+impl RmsProp {
+    /// `torch.optim.RMSprop`'s defaults: lr 1e-2, alpha 0.99, eps 1e-8.
+    pub const TORCH: RmsProp = RmsProp {
+        lr: 1e-2,
+        alpha: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        momentum: 0.0,
+        centered: false,
+        maximize: false,
+    };
+}
+
 /// `torch.optim.Adam` (`decoupled = false`, L2 weight decay added to the gradient) and
 /// `torch.optim.AdamW` (`decoupled = true`, `p *= 1 - lr * weight_decay`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -75,6 +88,18 @@ pub struct Adagrad {
     pub maximize: bool,
 }
 
+impl Adagrad {
+    /// `torch.optim.Adagrad`'s defaults: lr 1e-2, eps 1e-10.
+    pub const TORCH: Adagrad = Adagrad {
+        lr: 1e-2,
+        lr_decay: 0.0,
+        weight_decay: 0.0,
+        initial_accumulator_value: 0.0,
+        eps: 1e-10,
+        maximize: false,
+    };
+}
+
 /// `torch.optim.Adadelta`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Adadelta {
@@ -83,6 +108,17 @@ pub struct Adadelta {
     pub eps: f64,
     pub weight_decay: f64,
     pub maximize: bool,
+}
+
+impl Adadelta {
+    /// `torch.optim.Adadelta`'s defaults: lr 1, rho 0.9, eps 1e-6.
+    pub const TORCH: Adadelta = Adadelta {
+        lr: 1.0,
+        rho: 0.9,
+        eps: 1e-6,
+        weight_decay: 0.0,
+        maximize: false,
+    };
 }
 
 /// `torch.optim.Adamax`.
@@ -94,6 +130,18 @@ pub struct Adamax {
     pub eps: f64,
     pub weight_decay: f64,
     pub maximize: bool,
+}
+
+impl Adamax {
+    /// `torch.optim.Adamax`'s defaults: lr 2e-3, betas (0.9, 0.999), eps 1e-8.
+    pub const TORCH: Adamax = Adamax {
+        lr: 2e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        maximize: false,
+    };
 }
 
 /// `torch.optim.NAdam`.
@@ -109,6 +157,20 @@ pub struct NAdam {
     pub maximize: bool,
 }
 
+impl NAdam {
+    /// `torch.optim.NAdam`'s defaults: lr 2e-3, betas (0.9, 0.999), eps 1e-8, `momentum_decay` 4e-3.
+    pub const TORCH: NAdam = NAdam {
+        lr: 2e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        momentum_decay: 4e-3,
+        decoupled: false,
+        maximize: false,
+    };
+}
+
 /// `torch.optim.RAdam`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RAdam {
@@ -119,6 +181,19 @@ pub struct RAdam {
     pub weight_decay: f64,
     pub decoupled: bool,
     pub maximize: bool,
+}
+
+impl RAdam {
+    /// `torch.optim.RAdam`'s defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8.
+    pub const TORCH: RAdam = RAdam {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+        maximize: false,
+    };
 }
 
 /// Lion (Chen et al. 2023), as optax defines it: `p -= lr * (sign(c) + weight_decay * p)`.

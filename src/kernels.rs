@@ -1051,15 +1051,7 @@ mod tests {
 
     #[test]
     fn radam_switches_to_the_rectified_update_once_the_variance_is_tractable() {
-        let h = hyper::Hyper::RAdam(hyper::RAdam {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            decoupled: false,
-            maximize: false,
-        });
+        let h = hyper::Hyper::RAdam(hyper::RAdam::TORCH);
         // rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t) exceeds 5 from t = 6 with beta2 = 0.999.
         let rect = |t| match StepScalars::new(&h, t) {
             StepScalars::RAdam { rect, .. } => rect,

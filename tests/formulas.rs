@@ -328,15 +328,7 @@ fn momentum() {
 
 #[test]
 fn rmsprop() {
-    let base = RmsProp {
-        lr: 0.01,
-        alpha: 0.99,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        momentum: 0.0,
-        centered: false,
-        maximize: false,
-    };
+    let base = RmsProp::TORCH;
     check("rmsprop", Hyper::RmsProp(base), ULPS);
     check(
         "rmsprop weight_decay maximize",
