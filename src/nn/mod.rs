@@ -714,7 +714,8 @@ impl Mlp {
         let first = rows.div_ceil(2);
         let muls: usize = self.sizes.windows(2).map(|w| w[0] * w[1]).sum();
         let small = self.sizes.windows(2).all(|w| {
-            first * w[0] * w[1] < 2 * TILE_MIN_MULS && first * w[1] < 2 * ROW_BLOCK_ELEMENTS
+            first.saturating_mul(w[0] * w[1]) < 2 * TILE_MIN_MULS
+                && first.saturating_mul(w[1]) < 2 * ROW_BLOCK_ELEMENTS
         });
         (!transposed && rows >= 2 && rows.saturating_mul(muls) >= HALVES_MIN_MULS && small)
             .then_some(first)
