@@ -511,12 +511,7 @@ fn nadam() {
 fn radam() {
     let base = RAdam {
         lr: 0.01,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        decoupled: false,
-        maximize: false,
+        ..RAdam::TORCH
     };
     // 10 steps cross from the unrectified (rho_t <= 5) to the rectified branch at step 6
     check("radam", Hyper::RAdam(base), ULPS);

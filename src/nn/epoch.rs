@@ -117,13 +117,13 @@ pub fn train_epoch<T: NnFloat>(
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<_>>()?;
-    let halves = net.halves(max_rows, data.x_transposed);
+    let halves = net.halves(max_rows, data.x_transposed).is_some();
     let large = data
         .sources
         .iter()
         .map(|s| s.batch_bytes(max_rows))
         .sum::<usize>()
-        >= if halves.is_some() {
+        >= if halves {
             HALVES_PREFETCH_MIN_BYTES
         } else {
             PREFETCH_MIN_BYTES
@@ -139,7 +139,7 @@ pub fn train_epoch<T: NnFloat>(
     ws.fit(net, max_rows)?;
     // Batches computed in halves hand one to the pool twice per batch: a worker stays
     // awake for them.
-    let _awake = halves.and_then(|_| crate::parallel::stay_awake());
+    let _awake = halves.then(crate::parallel::stay_awake).flatten();
 
     let start_job = |j: usize| -> Result<Gathered> {
         let rows = rows_of(j);

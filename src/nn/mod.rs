@@ -18,8 +18,6 @@ mod pointwise;
 
 pub use epoch::{train_epoch, EpochData, EpochReport, StepOutcome, Timing};
 
-use std::sync::{Mutex, PoisonError};
-
 use crate::error::{try_filled, Error, Result};
 use crate::float::Float;
 use pointwise::{
@@ -467,35 +465,6 @@ impl<T> Targets<'_, T> {
 /// two halves of rows, side by side on the pool (see [`Mlp::halves`]).
 const HALVES_MIN_MULS: usize = 1 << 17;
 
-/// The value in `m`, taken out (each of [`join`]'s values is taken once).
-fn take<X>(m: &Mutex<Option<X>>) -> X {
-    let x = m.lock().unwrap_or_else(PoisonError::into_inner).take();
-    x.expect("each half runs once")
-}
-
-/// Runs `a` and `b`, side by side when the pool has two threads (the caller runs whichever
-/// a worker has not claimed).
-fn join<RA: Send, RB: Send>(
-    a: impl FnOnce() -> RA + Send,
-    b: impl FnOnce() -> RB + Send,
-) -> (RA, RB) {
-    if crate::parallel::num_threads() < 2 {
-        return (a(), b());
-    }
-    let (a, b) = (Mutex::new(Some(a)), Mutex::new(Some(b)));
-    let (ra, rb) = (Mutex::new(None), Mutex::new(None));
-    crate::parallel::for_each_index(2, &|i| {
-        if i == 0 {
-            let r = take(&a)();
-            *ra.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
-        } else {
-            let r = take(&b)();
-            *rb.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
-        }
-    });
-    (take(&ra), take(&rb))
-}
-
 impl Mlp {
     /// Checks the shape and functions: at least one layer, every size >= 1, and at least
     /// two outputs for softmax.
@@ -746,7 +715,7 @@ impl Mlp {
         let mut half = ws.take_half(self, rows - at)?;
         let (x0, x1) = inputs.split(at, self.sizes[0]);
         let (y0, y1) = y.split(at, self.outputs());
-        let (c0, c1) = join(
+        let (c0, c1) = crate::parallel::join(
             || self.forward_cost_rows(ws, params, x0, y0, rows),
             || self.forward_cost_rows(&mut half.0, params, x1, y1, rows),
         );
@@ -793,7 +762,7 @@ impl Mlp {
                 .take()
                 .expect("forward_cost computed this batch in halves");
             let (x0, x1) = inputs.split(at, self.sizes[0]);
-            join(
+            crate::parallel::join(
                 || self.backward_rows(ws, params, x0, grads),
                 || self.backward_rows(&mut half.0, params, x1, &mut half.1),
             );
