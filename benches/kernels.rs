@@ -114,6 +114,33 @@ fn adam_lecture_net(b: Bencher) {
     });
 }
 
+/// One Adam step of a 32x32 float32 matrix whose columns of dead units (a quarter, zero
+/// gradients for 2,000 steps) hold subnormal first moments, as in the demo's network:
+/// compare with `adam` at 1,000 (ordinary values). Without `subnormal`'s wide path each
+/// operation on them takes a microcode assist on Intel CPUs.
+#[divan::bench(max_time = 2)]
+fn adam_dead_units(b: Bencher) {
+    let n = 1024;
+    let mut param: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 1e-2).collect();
+    let live: Vec<f32> = (0..n).map(|i| (i % 89) as f32 * 1e-3 - 0.04).collect();
+    let grad: Vec<f32> = (0..n)
+        .map(|i| if i % 32 < 8 { 0.0 } else { live[i] })
+        .collect();
+    let hyper = [Hyper::Adam(ADAM)];
+    let mut opt = Optimizer::new(hyper[0].algorithm(), &[f32::DTYPE], &[n], &[0]);
+    opt.step(vec![f32::tensor(&mut param, &live)], &hyper, 1.0)
+        .unwrap();
+    for _ in 0..2000 {
+        opt.step(vec![f32::tensor(&mut param, &grad)], &hyper, 1.0)
+            .unwrap();
+    }
+    b.counter(BytesCount::new(n * bytes_per_element::<f32>(3, 1)))
+        .bench_local(|| {
+            opt.step(vec![f32::tensor(&mut param, &grad)], &hyper, 1.0)
+                .unwrap();
+        });
+}
+
 #[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
 fn adamw<T: Elem>(b: Bencher, n: usize) {
     let h = Adam {

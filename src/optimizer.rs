@@ -144,14 +144,17 @@ impl Storage {
 
 /// The state of one tensor: its update count, its EWA buffers (`None` until first used),
 /// for NAdam the running product of momentum coefficients, and the master weights of a
-/// 16-bit parameter (`None` until its first step).
-#[derive(Clone, Debug, PartialEq)]
+/// 16-bit parameter (`None` until its first step); for float32 state, where it holds
+/// values below [`subnormal::TINY`] (a speed hint, not saved and not compared: it never
+/// changes the bits).
+#[derive(Clone, Debug)]
 pub struct TensorState<S> {
     pub step: u64,
     pub slots: [Option<Vec<S>>; MAX_SLOTS],
     /// NAdam's `mu_product`; 1 before the first step and for the other algorithms.
     pub scalar: f64,
     pub master: Option<Vec<f32>>,
+    pub tiny: subnormal::TinyHint,
 }
 
 impl<S> TensorState<S> {
@@ -161,7 +164,15 @@ impl<S> TensorState<S> {
             slots: Default::default(),
             scalar: 1.0,
             master: None,
+            tiny: subnormal::TinyHint::default(),
         }
+    }
+}
+
+impl<S: PartialEq> PartialEq for TensorState<S> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.step, &self.slots, self.scalar, &self.master)
+            == (other.step, &other.slots, other.scalar, &other.master)
     }
 }
 
@@ -257,6 +268,9 @@ where
     param: P,
     grad: &'a [P::Grad],
     slots: [&'a mut [S]; MAX_SLOTS],
+    /// Where the tensor's float32 state was tiny ([`subnormal::update`]); `None` for the
+    /// pieces of a tensor split across threads.
+    tiny: Option<&'a mut subnormal::TinyHint>,
 }
 
 impl<'a, T: Float, P: Params<T> + 'a, S: Stored<T>> Job<'a, T, P, S> {
@@ -267,6 +281,9 @@ impl<'a, T: Float, P: Params<T> + 'a, S: Stored<T>> Job<'a, T, P, S> {
     /// Cuts the job into pieces of at most `CHUNK_ELEMENTS` elements, each wrapped by `wrap`.
     fn chunks<J>(self, out: &mut Vec<J>, wrap: impl Fn(Self) -> J) {
         let mut rest = self;
+        if rest.param.len() > CHUNK_ELEMENTS {
+            rest.tiny = None;
+        }
         while rest.param.len() > CHUNK_ELEMENTS {
             let (param, param_rest) = rest.param.split_at(CHUNK_ELEMENTS);
             let (grad, grad_rest) = rest.grad.split_at(CHUNK_ELEMENTS);
@@ -282,12 +299,14 @@ impl<'a, T: Float, P: Params<T> + 'a, S: Stored<T>> Job<'a, T, P, S> {
                 param,
                 grad,
                 slots,
+                tiny: None,
             }));
             rest = Job {
                 kernel: rest.kernel,
                 param: param_rest,
                 grad: grad_rest,
                 slots: slots_rest,
+                tiny: None,
             };
         }
         out.push(wrap(rest));
@@ -370,6 +389,7 @@ impl<S: Copy> TensorState<S> {
             slots: state_slots,
             scalar,
             master,
+            tiny,
         } = self;
         let used = hyper.slots_used();
         *step += 1;
@@ -403,6 +423,7 @@ impl<S: Copy> TensorState<S> {
             param: param(master.as_deref_mut()),
             grad,
             slots,
+            tiny: Some(tiny),
         }
     }
 }
@@ -721,7 +742,9 @@ impl<'a> AnyJob<'a> {
 
     fn run(self, level: Level) {
         match self {
-            AnyJob::F32(j) => subnormal::update(level, &j.kernel, j.param.0, j.grad, j.slots),
+            AnyJob::F32(j) => {
+                subnormal::update(level, &j.kernel, j.param.0, j.grad, j.slots, j.tiny);
+            }
             AnyJob::F64(j) => j.run(level),
             AnyJob::Bf16(j) => bf16_kernels::update(level, &j.kernel, j.param.0, j.grad, j.slots),
             AnyJob::Mixed(j) => j.run(level),

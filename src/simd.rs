@@ -135,34 +135,34 @@ pub fn set_level(level: Level) -> Result<(), String> {
 /// pass [`level()`] (read once per call into the core); tests pass every supported level.
 /// An unsupported `level` runs the baseline build.
 macro_rules! multiversion {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident<$($T:ident: $bound:path),+>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident$(<$($T:ident: $bound:path),+>)?($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        $vis fn $name<$($T: $bound),+>(level: $crate::simd::Level, $($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name$(<$($T: $bound),+>)?(level: $crate::simd::Level, $($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn body<$($T: $bound),+>($($arg: $ty),*) $(-> $ret)? $body
+            fn body$(<$($T: $bound),+>)?($($arg: $ty),*) $(-> $ret)? $body
 
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                fn avx512<$($T: $bound),+>($($arg: $ty),*) $(-> $ret)? {
-                    body::<$($T),+>($($arg),*)
+                fn avx512$(<$($T: $bound),+>)?($($arg: $ty),*) $(-> $ret)? {
+                    body$(::<$($T),+>)?($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                fn avx2<$($T: $bound),+>($($arg: $ty),*) $(-> $ret)? {
-                    body::<$($T),+>($($arg),*)
+                fn avx2$(<$($T: $bound),+>)?($($arg: $ty),*) $(-> $ret)? {
+                    body$(::<$($T),+>)?($($arg),*)
                 }
                 // `is_supported` is a cached feature lookup: it keeps this safe function sound
                 // for any `level` a caller passes.
                 match level {
                     // SAFETY: the CPU has the features the wrapper was compiled for.
-                    $crate::simd::Level::Avx512 if level.is_supported() => return unsafe { avx512::<$($T),+>($($arg),*) },
-                    $crate::simd::Level::Avx2 if level.is_supported() => return unsafe { avx2::<$($T),+>($($arg),*) },
+                    $crate::simd::Level::Avx512 if level.is_supported() => return unsafe { avx512$(::<$($T),+>)?($($arg),*) },
+                    $crate::simd::Level::Avx2 if level.is_supported() => return unsafe { avx2$(::<$($T),+>)?($($arg),*) },
                     _ => {}
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
             let _ = level;
-            body::<$($T),+>($($arg),*)
+            body$(::<$($T),+>)?($($arg),*)
         }
     };
 }

@@ -9,8 +9,8 @@
 //! (FTZ/DAZ) would change the results, and torch does not flush.
 //!
 //! Float64 has no such values where float32 has them, and converting between the two is
-//! not assisted. So a small tensor whose state holds a value below [`TINY`] runs the same
-//! kernel in [`Wide32`] arithmetic: each float32 operation computed in float64 and rounded
+//! not assisted. So a tensor (a block of a long one) whose state holds a value below
+//! [`TINY`] runs the same kernel in [`Wide32`] arithmetic: each float32 operation computed in float64 and rounded
 //! to float32. That is the float32 result bit for bit: rounding an exact result to 53
 //! bits and then to 24 gives the same as rounding it to 24 directly for `+ - * /` and
 //! `sqrt` (double rounding is innocuous when `53 >= 2 * 24 + 2`, Figueroa 1995), subnormal
@@ -200,22 +200,51 @@ pub const MAX_CHECKED: usize = 64;
 
 /// Whether any element of `arrays` is nonzero and below [`TINY`] in magnitude: an
 /// integer comparison of the bits without the sign, which takes no assist (NaN and the
-/// infinities are above `TINY`'s bits).
-#[inline]
-pub fn has_tiny(arrays: &[&[f32]]) -> bool {
-    let below = TINY.to_bits() - 1;
-    arrays.iter().any(|xs| {
-        xs.iter().fold(false, |any, x| {
-            any | ((x.to_bits() & 0x7fff_ffff).wrapping_sub(1) < below)
-        })
-    })
+/// infinities are above `TINY`'s bits). Branch-free, so it vectorizes.
+#[inline(always)]
+fn any_tiny(arrays: &[&[f32]]) -> bool {
+    // Zero wraps to the largest value; a min-reduction vectorizes to one instruction.
+    let smallest = arrays.iter().fold(u32::MAX, |m, xs| {
+        xs.iter()
+            .fold(m, |m, x| m.min((x.to_bits() & 0x7fff_ffff).wrapping_sub(1)))
+    });
+    smallest < TINY.to_bits() - 1
 }
 
-/// [`kernels::update`] of a float32 parameter with float32 state: in [`Wide32`] when the
-/// tensor has at most [`MAX_CHECKED`] elements and [`has_tiny`] finds a value in a state
-/// slot (where subnormals stay: a dead unit's moments decay to one and stay there; a tiny
-/// gradient or parameter costs one assist, not one per step), else in float32. Same bits
-/// either way.
+/// [`any_tiny`] for the tensors too small to be worth a call into the SIMD dispatch.
+#[inline]
+pub fn has_tiny(arrays: &[&[f32]]) -> bool {
+    any_tiny(arrays)
+}
+
+crate::simd::multiversion! {
+    /// [`any_tiny`] compiled for `level`: one block's check, a fraction of its update.
+    fn has_tiny_at(arrays: &[&[f32]]) -> bool {
+        any_tiny(arrays)
+    }
+}
+
+/// A longer tensor's state is checked in this many windows (equal parts, the last
+/// shorter), one window per step in turn.
+pub const WINDOWS: usize = 16;
+
+/// Which [`WINDOWS`] of a tensor's float32 state held a value below [`TINY`] when last
+/// checked, and the window to check next. A hint for speed: the path it picks never
+/// changes the bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TinyHint {
+    windows: u16,
+    next: u8,
+}
+
+/// [`kernels::update`] of a float32 parameter with float32 state, in [`Wide32`] where a
+/// state slot holds a value below [`TINY`] (where subnormals stay: a dead unit's moments
+/// decay to one and stay there; a tiny gradient or parameter costs one assist, not one
+/// per step), else in float32: same bits either way. A tensor of at most [`MAX_CHECKED`]
+/// elements is checked whole at every step; a longer one with a `hint` has one of its
+/// [`WINDOWS`] rechecked per step (a sixteenth of a check pass, so the check costs a few
+/// percent of the update) and each window takes the path its last check chose; without a
+/// hint (a tensor split across threads) it runs in float32.
 ///
 /// # Panics
 /// As [`kernels::update`]: if a used slot or `g` is shorter than `p`.
@@ -225,9 +254,56 @@ pub fn update(
     p: &mut [f32],
     g: &[f32],
     state: [&mut [f32]; MAX_SLOTS],
+    hint: Option<&mut TinyHint>,
 ) {
+    let n = p.len();
     let [s0, s1, s2] = &state;
-    if p.len() <= MAX_CHECKED && has_tiny(&[s0, s1, s2]) {
+    let hint = match hint {
+        _ if n <= MAX_CHECKED => {
+            let tiny = has_tiny(&[s0, s1, s2]);
+            return update_block(level, k, tiny, p, g, state);
+        }
+        None => return kernels::update(level, k, Direct(p), g, state),
+        Some(hint) => hint,
+    };
+    let window = n.div_ceil(WINDOWS);
+    let w = usize::from(hint.next);
+    let checked = w * window..((w + 1) * window).min(n);
+    let parts = [s0, s1, s2].map(|s| s.get(checked.clone()).unwrap_or(&[]));
+    let tiny = has_tiny_at(level, &parts);
+    hint.windows = hint.windows & !(1 << w) | u16::from(tiny) << w;
+    hint.next = ((w + 1) % WINDOWS) as u8;
+    // Runs of windows that take the same path.
+    let is_tiny = |w: usize| hint.windows >> w & 1 == 1;
+    let (mut p, mut g, mut state, mut w) = (p, g, state, 0);
+    while !p.is_empty() {
+        let run = (w..WINDOWS)
+            .take_while(|&v| is_tiny(v) == is_tiny(w))
+            .count();
+        let at = (run * window).min(p.len());
+        let (block_p, rest_p) = p.split_at_mut(at);
+        let (block_g, rest_g) = g.split_at(at.min(g.len()));
+        let mut block: [&mut [f32]; MAX_SLOTS] = Default::default();
+        let mut rest: [&mut [f32]; MAX_SLOTS] = Default::default();
+        for (i, s) in state.into_iter().enumerate() {
+            // Unused slots are empty and stay empty.
+            (block[i], rest[i]) = s.split_at_mut(at.min(s.len()));
+        }
+        update_block(level, k, is_tiny(w), block_p, block_g, block);
+        (p, g, state, w) = (rest_p, rest_g, rest, w + run);
+    }
+}
+
+/// One tensor's or block's update: in [`Wide32`] if `tiny`, else in float32.
+fn update_block(
+    level: Level,
+    k: &Kernel<f32>,
+    tiny: bool,
+    p: &mut [f32],
+    g: &[f32],
+    state: [&mut [f32]; MAX_SLOTS],
+) {
+    if tiny {
         let wide = k.widen();
         kernels::update(
             level,
@@ -249,9 +325,15 @@ mod tests {
     /// Values around the float32 subnormal range (if `tiny`) and ordinary ones, with zeros,
     /// NaN and infinities.
     fn values(n: usize, seed: u32, tiny: bool) -> Vec<f32> {
+        values_from(n, seed, if tiny { 0 } else { n })
+    }
+
+    /// [`values`], tiny from element `tiny_from` on.
+    fn values_from(n: usize, seed: u32, tiny_from: usize) -> Vec<f32> {
         (0..n as u32)
             .map(|i| {
                 let h = (i.wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503)).rotate_left(7);
+                let tiny = i as usize >= tiny_from;
                 match h % 11 {
                     1..=3 if !tiny => 0.5,
                     0 => 0.0,
@@ -323,28 +405,32 @@ mod tests {
 
     #[test]
     fn every_kernel_gives_the_float32_bits_on_subnormal_state_at_every_level() {
-        // The wide path; the float32 path after the check; too long to be checked.
+        // (length, tiny from): a small tensor on the wide path and on the float32 one; a
+        // longer one whose first windows are float32 and the rest wide (the tiny values
+        // start inside the seventh of its 103-element windows).
         let cases = [
-            (MAX_CHECKED - 3, true),
-            (MAX_CHECKED, false),
-            (MAX_CHECKED + 5, true),
+            (MAX_CHECKED - 3, 0),
+            (MAX_CHECKED, MAX_CHECKED),
+            (MAX_CHECKED + 5, 0),
+            (WINDOWS * 102 + 5, 700),
         ];
-        for ((n, tiny), h) in cases
+        for ((n, tiny_from), h) in cases
             .into_iter()
             .flat_map(|c| hypers().into_iter().map(move |h| (c, h)))
         {
-            assert_eq!(has_tiny(&[&values(n, 5, tiny)]), tiny);
+            let tiny = tiny_from < n;
+            assert_eq!(has_tiny(&[&values_from(n, 5, tiny_from)]), tiny);
             for t in [1u64, 2, 50] {
                 let k = Kernel::<f32>::new(&h, t, [t == 1; MAX_SLOTS]);
                 let used = h.slots_used();
                 let run = |level: Level, checked: bool| {
-                    let mut p = values(n, 3, tiny);
-                    let g = values(n, 4, tiny);
+                    let mut p = values_from(n, 3, tiny_from);
+                    let g = values_from(n, 4, tiny_from);
                     let mut s: Vec<Vec<f32>> = (0..MAX_SLOTS)
                         .map(|i| {
                             if used[i] {
                                 // Second moments and accumulators are >= 0.
-                                let v = values(n, 5 + i as u32, tiny);
+                                let v = values_from(n, 5 + i as u32, tiny_from);
                                 v.iter().map(|v| v.abs()).collect()
                             } else {
                                 Vec::new()
@@ -354,10 +440,18 @@ mod tests {
                     let [a, b, c] = &mut s[..] else {
                         unreachable!()
                     };
-                    if checked {
-                        update(level, &k, &mut p, &g, [a, b, c]);
-                    } else {
-                        kernels::update(level, &k, Direct(&mut p[..]), &g, [a, b, c]);
+                    // Enough updates for every window to be checked and take its path.
+                    let mut hint = TinyHint::default();
+                    for _ in 0..=WINDOWS {
+                        let state = [&mut a[..], &mut b[..], &mut c[..]];
+                        if checked {
+                            update(level, &k, &mut p, &g, state, Some(&mut hint));
+                        } else {
+                            kernels::update(level, &k, Direct(&mut p[..]), &g, state);
+                        }
+                    }
+                    if checked && n > MAX_CHECKED {
+                        assert_eq!(hint.windows != 0, tiny, "{h:?} n={n}: {hint:?}");
                     }
                     (p, s)
                 };
@@ -387,6 +481,28 @@ mod tests {
             let mut long = vec![1.0f32; 1000];
             long[999] = f32::from_bits(1);
             assert!(has_tiny(&[&ordinary, &long]));
+        }
+        // The vectorized check, at every level, with one tiny value at every position of an
+        // array (vector bodies and tails) and in each slot.
+        let ordinary = vec![1.0f32; 515];
+        for level in crate::simd::supported() {
+            assert!(!has_tiny_at(level, &[&ordinary, &ordinary, &[]]));
+            for slot in 0..2 {
+                for i in 0..ordinary.len() {
+                    let mut one = ordinary.clone();
+                    one[i] = if i % 2 == 0 {
+                        -1e-20
+                    } else {
+                        f32::from_bits(i as u32)
+                    };
+                    let arrays: [&[f32]; 2] = if slot == 0 {
+                        [&one, &ordinary]
+                    } else {
+                        [&ordinary, &one]
+                    };
+                    assert!(has_tiny_at(level, &arrays), "{level:?} slot {slot} at {i}");
+                }
+            }
         }
     }
 }
