@@ -274,6 +274,20 @@ impl Algorithm {
 /// At most this many state buffers per tensor.
 pub const MAX_SLOTS: usize = 3;
 
+/// A tensor's state slots cut at element `at`: the first `at` elements of each, and the
+/// rest. Unused slots are empty and stay empty.
+pub type Slots<'a, S> = [&'a mut [S]; MAX_SLOTS];
+
+/// [`Slots`] split at `at` (each slot at `at` or its end, whichever comes first).
+pub fn split_slots<S>(slots: Slots<'_, S>, at: usize) -> (Slots<'_, S>, Slots<'_, S>) {
+    let mut head: Slots<'_, S> = Default::default();
+    let mut tail: Slots<'_, S> = Default::default();
+    for (i, s) in slots.into_iter().enumerate() {
+        (head[i], tail[i]) = s.split_at_mut(at.min(s.len()));
+    }
+    (head, tail)
+}
+
 impl Hyper {
     pub fn algorithm(&self) -> Algorithm {
         match self {

@@ -12,7 +12,7 @@ use crate::bf16_kernels;
 use crate::error::{try_filled, Error, Result};
 use crate::float::{Dtype, Float};
 use crate::half::{self, Bf16, Bits16, Elem, Stored, F16};
-use crate::hyper::{Algorithm, Hyper, MAX_SLOTS};
+use crate::hyper::{self, Algorithm, Hyper, MAX_SLOTS};
 use crate::kernels::{self, Kernel, StepScalars, TensorScalars};
 use crate::mixed::{Direct, Master, Params};
 use crate::ops::{AnySlice, Slice};
@@ -287,13 +287,7 @@ impl<'a, T: Float, P: Params<T> + 'a, S: Stored<T>> Job<'a, T, P, S> {
         while rest.param.len() > CHUNK_ELEMENTS {
             let (param, param_rest) = rest.param.split_at(CHUNK_ELEMENTS);
             let (grad, grad_rest) = rest.grad.split_at(CHUNK_ELEMENTS);
-            let mut slots: [&mut [S]; MAX_SLOTS] = Default::default();
-            let mut slots_rest: [&mut [S]; MAX_SLOTS] = Default::default();
-            for (i, s) in rest.slots.into_iter().enumerate() {
-                // Unused slots are empty and stay empty.
-                let at = CHUNK_ELEMENTS.min(s.len());
-                (slots[i], slots_rest[i]) = s.split_at_mut(at);
-            }
+            let (slots, slots_rest) = hyper::split_slots(rest.slots, CHUNK_ELEMENTS);
             out.push(wrap(Job {
                 kernel: rest.kernel,
                 param,

@@ -20,7 +20,7 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use crate::float::{Dtype, Float};
 use crate::half::{Elem, Stored};
-use crate::hyper::MAX_SLOTS;
+use crate::hyper::{split_slots, MAX_SLOTS};
 use crate::kernels::{
     self, AdadeltaK, AdagradK, AdamK, AdamaxK, GradK, Kernel, LionK, MomentsK, MomentumK, NAdamK,
     RAdamK, RmsPropK, SgdK,
@@ -200,9 +200,10 @@ pub const MAX_CHECKED: usize = 64;
 
 /// Whether any element of `arrays` is nonzero and below [`TINY`] in magnitude: an
 /// integer comparison of the bits without the sign, which takes no assist (NaN and the
-/// infinities are above `TINY`'s bits). Branch-free, so it vectorizes.
+/// infinities are above `TINY`'s bits). Branch-free, so it vectorizes; inlined where the
+/// tensors are too small to be worth a call into the SIMD dispatch.
 #[inline(always)]
-fn any_tiny(arrays: &[&[f32]]) -> bool {
+pub fn has_tiny(arrays: &[&[f32]]) -> bool {
     // Zero wraps to the largest value; a min-reduction vectorizes to one instruction.
     let smallest = arrays.iter().fold(u32::MAX, |m, xs| {
         xs.iter()
@@ -211,16 +212,10 @@ fn any_tiny(arrays: &[&[f32]]) -> bool {
     smallest < TINY.to_bits() - 1
 }
 
-/// [`any_tiny`] for the tensors too small to be worth a call into the SIMD dispatch.
-#[inline]
-pub fn has_tiny(arrays: &[&[f32]]) -> bool {
-    any_tiny(arrays)
-}
-
 crate::simd::multiversion! {
-    /// [`any_tiny`] compiled for `level`: one block's check, a fraction of its update.
+    /// [`has_tiny`] compiled for `level`: one block's check, a fraction of its update.
     fn has_tiny_at(arrays: &[&[f32]]) -> bool {
-        any_tiny(arrays)
+        has_tiny(arrays)
     }
 }
 
@@ -283,12 +278,7 @@ pub fn update(
         let at = (run * window).min(p.len());
         let (block_p, rest_p) = p.split_at_mut(at);
         let (block_g, rest_g) = g.split_at(at.min(g.len()));
-        let mut block: [&mut [f32]; MAX_SLOTS] = Default::default();
-        let mut rest: [&mut [f32]; MAX_SLOTS] = Default::default();
-        for (i, s) in state.into_iter().enumerate() {
-            // Unused slots are empty and stay empty.
-            (block[i], rest[i]) = s.split_at_mut(at.min(s.len()));
-        }
+        let (block, rest) = split_slots(state, at);
         update_block(level, k, is_tiny(w), block_p, block_g, block);
         (p, g, state, w) = (rest_p, rest_g, rest, w + run);
     }
