@@ -274,11 +274,11 @@ impl Algorithm {
 /// At most this many state buffers per tensor.
 pub const MAX_SLOTS: usize = 3;
 
-/// A tensor's state slots cut at element `at`: the first `at` elements of each, and the
-/// rest. Unused slots are empty and stay empty.
+/// A tensor's state slots, one per [`MAX_SLOTS`]; unused ones are empty.
 pub type Slots<'a, S> = [&'a mut [S]; MAX_SLOTS];
 
-/// [`Slots`] split at `at` (each slot at `at` or its end, whichever comes first).
+/// [`Slots`] split at element `at`: the first `at` elements of each slot, and the rest
+/// (an empty slot stays empty in both).
 pub fn split_slots<S>(slots: Slots<'_, S>, at: usize) -> (Slots<'_, S>, Slots<'_, S>) {
     let mut head: Slots<'_, S> = Default::default();
     let mut tail: Slots<'_, S> = Default::default();
