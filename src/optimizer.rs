@@ -280,10 +280,8 @@ impl<'a, T: Float, P: Params<T> + 'a, S: Stored<T>> Job<'a, T, P, S> {
 
     /// Cuts the job into pieces of at most `CHUNK_ELEMENTS` elements, each wrapped by `wrap`.
     fn chunks<J>(self, out: &mut Vec<J>, wrap: impl Fn(Self) -> J) {
+        // Pieces of a split tensor carry no hint (`tiny: None`); a whole one keeps its own.
         let mut rest = self;
-        if rest.param.len() > CHUNK_ELEMENTS {
-            rest.tiny = None;
-        }
         while rest.param.len() > CHUNK_ELEMENTS {
             let (param, param_rest) = rest.param.split_at(CHUNK_ELEMENTS);
             let (grad, grad_rest) = rest.grad.split_at(CHUNK_ELEMENTS);

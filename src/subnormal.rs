@@ -10,11 +10,12 @@
 //!
 //! Float64 has no such values where float32 has them, and converting between the two is
 //! not assisted. So a tensor (a block of a long one) whose state holds a value below
-//! [`TINY`] runs the same kernel in [`Wide32`] arithmetic: each float32 operation computed in float64 and rounded
-//! to float32. That is the float32 result bit for bit: rounding an exact result to 53
-//! bits and then to 24 gives the same as rounding it to 24 directly for `+ - * /` and
-//! `sqrt` (double rounding is innocuous when `53 >= 2 * 24 + 2`, Figueroa 1995), subnormal
-//! results included (they have fewer than 24 bits).
+//! [`TINY`] runs the same kernel in [`Wide32`] arithmetic: each float32 operation
+//! computed in float64 and rounded to float32. That is the float32 result bit for bit:
+//! rounding an exact result to 53 bits and then to 24 gives the same as rounding it to 24
+//! directly for `+ - * /` and `sqrt` (double rounding is innocuous when
+//! `53 >= 2 * 24 + 2`, Figueroa 1995), subnormal results included (they have fewer than 24
+//! bits).
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
