@@ -17,7 +17,7 @@ use ferroptim::hyper::{
 };
 use ferroptim::kernels::{update, Kernel};
 use ferroptim::mixed::Direct;
-use ferroptim::simd::{self, Level};
+use ferroptim::runtime::simd::{self, Level};
 use ferroptim::{Float, Optimizer, Tensor};
 
 const SIZES: [usize; 3] = [1_000, 1_000_000, 100_000_000];

@@ -8,8 +8,8 @@
 //! bandwidth a kernel reaches.
 
 use crate::float::Float;
-use crate::parallel::{self, CHUNK_ELEMENTS};
-use crate::simd::{self, multiversion};
+use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
+use crate::runtime::simd::{self, multiversion};
 
 /// Bytes an update moves per element of type `T` with `read_write` arrays read and written
 /// back and `read_only` arrays only read.
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn stream_adds_into_every_destination() {
-        let n = crate::parallel::PARALLEL_MIN_ELEMENTS + 3;
+        let n = crate::runtime::parallel::PARALLEL_MIN_ELEMENTS + 3;
         let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
         let (mut a, mut b, mut c) = (vec![1.0f32; n], vec![2.0f32; n], vec![3.0f32; n]);
         stream(&mut [&mut a, &mut b, &mut c], &src);
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn stream_16_adds_and_increments() {
-        let n = crate::parallel::PARALLEL_MIN_ELEMENTS + 3;
+        let n = crate::runtime::parallel::PARALLEL_MIN_ELEMENTS + 3;
         let src = vec![2.0f32; n];
         let (mut d, mut h0, mut h1) = (vec![1.0f32; n], vec![0u16; n], vec![u16::MAX; n]);
         stream_16(&mut d, &mut [&mut h0, &mut h1], &src);

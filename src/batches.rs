@@ -47,7 +47,7 @@ use std::time::Duration;
 use rayon::prelude::*;
 
 use crate::error::{try_filled, try_grow, Error, Result};
-use crate::parallel;
+use crate::runtime::parallel;
 
 pub const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 

@@ -20,7 +20,7 @@ use crate::half::Bf16;
 use crate::hyper::MAX_SLOTS;
 use crate::kernels::{self, Kernel};
 use crate::mixed::Direct;
-use crate::simd::Level;
+use crate::runtime::simd::Level;
 
 /// [`kernels::update`] for a float32 parameter with bfloat16 state: Adam and AdamW (not
 /// `AMSGrad`) run the AVX-512 BF16 kernel where [`has_bf16_rounding`] holds, everything else
@@ -79,7 +79,7 @@ mod x86 {
     use crate::half::Bf16;
     use crate::kernels::{self, AdamK, Kernel};
     use crate::mixed::Direct;
-    use crate::simd::Level;
+    use crate::runtime::simd::Level;
 
     /// `vfpclassps` categories: quiet NaN (0x01), subnormal (0x20), signalling NaN (0x80).
     const NAN_OR_SUBNORMAL: i32 = 0x01 | 0x20 | 0x80;
@@ -196,7 +196,7 @@ mod tests {
     use super::*;
     use crate::hyper::{self, Hyper};
     use crate::kernels::{StepScalars, TensorScalars};
-    use crate::simd;
+    use crate::runtime::simd;
 
     /// Gradients that make the moments hit every rounding case: ties, subnormal moments
     /// (tiny gradients), overflow to infinity, NaN, zeros of both signs.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use crate::batches::{Order, Shuffle};
 use crate::error::Result;
-use crate::parallel;
+use crate::runtime::parallel;
 
 /// Orders of more samples than this are not computed ahead: the second permutation it
 /// keeps takes 8 bytes per sample (256 MiB here).

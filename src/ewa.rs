@@ -12,8 +12,8 @@
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::ops::{self, Slice, SliceMut};
-use crate::parallel::{self, CHUNK_ELEMENTS};
-use crate::simd::{multiversion, Level};
+use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
+use crate::runtime::simd::{multiversion, Level};
 
 /// One EWA step: `beta * v + one_minus_beta * x`.
 ///
@@ -499,7 +499,7 @@ pub fn update_averages(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simd;
+    use crate::runtime::simd;
 
     #[test]
     fn ewa_of_a_constant_converges_to_it_and_bias_correction_removes_the_start_up_lag() {

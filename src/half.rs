@@ -207,9 +207,9 @@ impl Stored<f32> for F16 {
 /// # Panics
 /// If the lengths differ.
 pub fn convert<A: Stored<f32>, B: Stored<f32>>(src: &[A], dst: &mut [B]) {
-    use crate::parallel::{self, CHUNK_ELEMENTS};
+    use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
     assert_eq!(src.len(), dst.len(), "arrays differ in length");
-    let level = crate::simd::level();
+    let level = crate::runtime::simd::level();
     let pieces: Vec<(&[A], &mut [B])> = src
         .chunks(CHUNK_ELEMENTS)
         .zip(dst.chunks_mut(CHUNK_ELEMENTS))
@@ -221,7 +221,7 @@ pub fn convert<A: Stored<f32>, B: Stored<f32>>(src: &[A], dst: &mut [B]) {
     );
 }
 
-crate::simd::multiversion! {
+crate::runtime::simd::multiversion! {
     fn convert_piece<A: Stored<f32>, B: Stored<f32>>(src: &[A], dst: &mut [B]) {
         for (d, &s) in dst.iter_mut().zip(src) {
             *d = B::store(s.load());
@@ -229,7 +229,7 @@ crate::simd::multiversion! {
     }
 }
 
-crate::simd::multiversion! {
+crate::runtime::simd::multiversion! {
     /// Whether every element of a 16-bit array is finite (its exponent is not all ones).
     pub fn all_finite_16<H: Bits16>(x: &[H]) -> bool {
         const BLOCK: usize = 1024;
@@ -278,7 +278,7 @@ impl Bits16 for F16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simd;
+    use crate::runtime::simd;
 
     /// Float32 values that exercise every rounding case: ties both ways, subnormals of
     /// both formats, overflow, infinities and NaNs, plus a sweep of bit patterns.

@@ -12,7 +12,7 @@ use crate::float::Float;
 use crate::half::Stored;
 use crate::hyper::{Hyper, MAX_SLOTS};
 use crate::mixed::Params;
-use crate::simd::multiversion;
+use crate::runtime::simd::multiversion;
 
 /// How every kernel turns the raw gradient into the one it uses: scaled by the clipping
 /// coefficient, negated if `maximize`, plus `weight_decay * p` if L2 decay applies (the
@@ -747,7 +747,7 @@ mod tests {
     use super::*;
     use crate::hyper;
     use crate::mixed::Direct;
-    use crate::simd::Level;
+    use crate::runtime::simd::Level;
 
     fn adam_hyper(amsgrad: bool, decoupled: bool, maximize: bool) -> hyper::Hyper {
         hyper::Hyper::Adam(hyper::Adam {
@@ -848,7 +848,7 @@ mod tests {
             }),
         ];
         for h in &hypers {
-            for level in crate::simd::supported() {
+            for level in crate::runtime::simd::supported() {
                 let (mut p, mut s0, mut s1) = ([1.0f32, 2.0], [0.0f32; 2], [0.0f32; 2]);
                 let mut s2 = [0.0f32; 2];
                 let mut mu_product = 1.0;
@@ -977,7 +977,7 @@ mod tests {
         ];
         for h in &hypers {
             let mut results: Vec<Vec<f32>> = Vec::new();
-            for level in crate::simd::supported() {
+            for level in crate::runtime::simd::supported() {
                 let mut p: Vec<f32> = data(n, 3).iter().map(|&x| x as f32).collect();
                 let mut s: Vec<Vec<f32>> = vec![vec![0.0; n]; 3];
                 for t in 1..=8u64 {
@@ -1084,7 +1084,7 @@ mod tests {
 
     #[test]
     fn all_finite_finds_nan_and_inf_anywhere() {
-        for level in crate::simd::supported() {
+        for level in crate::runtime::simd::supported() {
             let mut x = vec![1.0f32; 3001];
             assert!(all_finite(level, &x));
             for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {

@@ -18,8 +18,7 @@ pub mod mixed;
 pub mod nn;
 pub mod ops;
 pub mod optimizer;
-pub mod parallel;
-pub mod simd;
+pub mod runtime;
 pub mod subnormal;
 
 pub use error::{Error, Result};

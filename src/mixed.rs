@@ -108,7 +108,7 @@ mod tests {
     use crate::half::{Bf16, F16};
     use crate::hyper::{self, Hyper};
     use crate::kernels::{update, Kernel};
-    use crate::simd::{self, Level};
+    use crate::runtime::simd::{self, Level};
 
     fn data(n: usize, seed: u32, scale: f32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(0x9e37_79b9) | 1;

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::{Error, Result};
 use crate::float::{Dtype, Float};
 use crate::half::{Bf16, Stored, F16};
-use crate::parallel::{self, CHUNK_ELEMENTS};
-use crate::simd::{self, multiversion};
+use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
+use crate::runtime::simd::{self, multiversion};
 
 /// A read-only tensor of either dtype.
 #[derive(Clone, Copy, Debug)]
@@ -448,7 +448,7 @@ mod tests {
         let results: Vec<[f64; 4]> = [1, 2, 3]
             .iter()
             .map(|&t| {
-                crate::parallel::set_num_threads(t).unwrap();
+                crate::runtime::parallel::set_num_threads(t).unwrap();
                 [Norm::L2, Norm::L1, Norm::Inf, Norm::Lp(3.0)].map(|n| norm(&xs, n))
             })
             .collect();
@@ -466,7 +466,7 @@ mod tests {
     #[test]
     fn every_level_gives_the_same_norm_bits() {
         let x = data(5000);
-        let bits: Vec<u64> = crate::simd::supported()
+        let bits: Vec<u64> = crate::runtime::simd::supported()
             .into_iter()
             .map(|l| norm_partial::<f32, f32>(l, &x, Norm::L2).to_bits())
             .collect();

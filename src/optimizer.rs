@@ -16,8 +16,8 @@ use crate::hyper::{self, Algorithm, Hyper, MAX_SLOTS};
 use crate::kernels::{self, Kernel, StepScalars, TensorScalars};
 use crate::mixed::{Direct, Master, Params};
 use crate::ops::{AnySlice, Slice};
-use crate::parallel::{self, CHUNK_ELEMENTS};
-use crate::simd::{self, Level};
+use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
+use crate::runtime::simd::{self, Level};
 use crate::subnormal;
 
 /// One tensor of a step: its parameter (updated in place) and its gradient, of one type.
@@ -855,9 +855,9 @@ mod tests {
     fn results_do_not_depend_on_the_thread_count() {
         // Large enough to be split into chunks and run in parallel.
         let lens = [3 * CHUNK_ELEMENTS + 5, 100, 2 * CHUNK_ELEMENTS, 0, 1];
-        crate::parallel::set_num_threads(1).unwrap();
+        crate::runtime::parallel::set_num_threads(1).unwrap();
         let one = train(&lens, 3);
-        crate::parallel::set_num_threads(4).unwrap();
+        crate::runtime::parallel::set_num_threads(4).unwrap();
         let four = train(&lens, 3);
         assert_eq!(one, four);
         assert!(one.2.iter().all(|s| s.step() == 3));

@@ -9,8 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt};
 
 use crate::error::Error;
-use crate::parallel::{self, PARALLEL_MIN_ELEMENTS};
-use crate::simd;
+use crate::runtime::parallel::{self, PARALLEL_MIN_ELEMENTS};
+use crate::runtime::simd;
 
 mod arrays;
 mod batches;
@@ -154,7 +154,7 @@ fn set_simd_level(name: &str) -> PyResult<()> {
 fn supported_simd_levels() -> Vec<&'static str> {
     simd::supported()
         .into_iter()
-        .map(super::simd::Level::name)
+        .map(crate::runtime::simd::Level::name)
         .collect()
 }
 

@@ -27,7 +27,7 @@ use crate::kernels::{
     RAdamK, RmsPropK, SgdK,
 };
 use crate::mixed::Direct;
-use crate::simd::Level;
+use crate::runtime::simd::Level;
 
 /// A float32 value held as a float64, whose arithmetic rounds every result to float32:
 /// `a + b` is `f64::from(a) + f64::from(b)` rounded to float32, and so on for `- * /` and
@@ -213,7 +213,7 @@ pub fn has_tiny(arrays: &[&[f32]]) -> bool {
     smallest < TINY.to_bits() - 1
 }
 
-crate::simd::multiversion! {
+crate::runtime::simd::multiversion! {
     /// [`has_tiny`] compiled for `level`: one block's check, a fraction of its update.
     fn has_tiny_at(arrays: &[&[f32]]) -> bool {
         has_tiny(arrays)
@@ -455,7 +455,7 @@ mod tests {
                         .collect::<Vec<u32>>()
                 };
                 let want = bits(run(Level::Scalar, false));
-                for level in crate::simd::supported() {
+                for level in crate::runtime::simd::supported() {
                     assert_eq!(bits(run(level, true)), want, "{h:?} t={t} n={n} {level:?}");
                 }
             }
@@ -476,7 +476,7 @@ mod tests {
         // The vectorized check, at every level, with one tiny value at every position of an
         // array (vector bodies and tails) and in each slot.
         let ordinary = vec![1.0f32; 515];
-        for level in crate::simd::supported() {
+        for level in crate::runtime::simd::supported() {
             assert!(!has_tiny_at(level, &[&ordinary, &ordinary, &[]]));
             for slot in 0..2 {
                 for i in 0..ordinary.len() {

@@ -128,7 +128,7 @@ pub fn train_epoch<T: NnFloat>(
         } else {
             PREFETCH_MIN_BYTES
         }
-        && crate::parallel::num_threads() > 1;
+        && crate::runtime::parallel::num_threads() > 1;
     let mut y_rows: Vec<T> = if data.y_transposed && !data.labels && k > 1 {
         try_filled(max_rows * k, T::ZERO, || {
             format!("the targets of a batch of {max_rows} rows")
@@ -139,7 +139,7 @@ pub fn train_epoch<T: NnFloat>(
     ws.fit(net, max_rows)?;
     // Batches computed in halves hand one to the pool twice per batch: a worker stays
     // awake for them.
-    let _awake = halves.then(crate::parallel::stay_awake).flatten();
+    let _awake = halves.then(crate::runtime::parallel::stay_awake).flatten();
 
     let start_job = |j: usize| -> Result<Gathered> {
         let rows = rows_of(j);

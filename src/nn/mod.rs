@@ -285,10 +285,10 @@ unsafe fn matmul<T: NnFloat>(
         unsafe { gemm((rows, k, cols), a, sa, b, sb, c, n) };
     };
     let count = row_tiles * col_tiles;
-    if crate::parallel::num_threads() < 2 {
+    if crate::runtime::parallel::num_threads() < 2 {
         (0..count).for_each(tile);
     } else {
-        crate::parallel::for_each_index(count, &tile);
+        crate::runtime::parallel::for_each_index(count, &tile);
     }
 }
 
@@ -301,12 +301,12 @@ const ROW_BLOCK_ELEMENTS: usize = 1 << 15;
 /// For element-wise passes, whose results do not depend on the cut.
 fn by_row_blocks<T: NnFloat>(out: &mut [T], n: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     let len = out.len();
-    if len < 2 * ROW_BLOCK_ELEMENTS || crate::parallel::num_threads() < 2 {
+    if len < 2 * ROW_BLOCK_ELEMENTS || crate::runtime::parallel::num_threads() < 2 {
         return f(0, out);
     }
     let block = (ROW_BLOCK_ELEMENTS / n.max(1)).max(1) * n;
     let at = out.as_mut_ptr() as usize;
-    crate::parallel::for_each_index(len.div_ceil(block), &|i| {
+    crate::runtime::parallel::for_each_index(len.div_ceil(block), &|i| {
         let first = i * block;
         let end = (first + block).min(len);
         // SAFETY: the blocks are disjoint parts of `out`, borrowed mutably for this call.
@@ -538,7 +538,7 @@ impl Mlp {
             return Err(Error::Mismatch("X does not match its row count".into()));
         }
         ws.fit(self, rows)?;
-        let level = crate::simd::level();
+        let level = crate::runtime::simd::level();
         let layers = self.layers();
         for l in 1..=layers {
             let (k, n) = (self.sizes[l - 1], self.sizes[l]);
@@ -715,7 +715,7 @@ impl Mlp {
         let mut half = ws.take_half(self, rows - at)?;
         let (x0, x1) = inputs.split(at, self.sizes[0]);
         let (y0, y1) = y.split(at, self.outputs());
-        let (c0, c1) = crate::parallel::join(
+        let (c0, c1) = crate::runtime::parallel::join(
             || self.forward_cost_rows(ws, params, x0, y0, rows),
             || self.forward_cost_rows(&mut half.0, params, x1, y1, rows),
         );
@@ -762,7 +762,7 @@ impl Mlp {
                 .take()
                 .expect("forward_cost computed this batch in halves");
             let (x0, x1) = inputs.split(at, self.sizes[0]);
-            crate::parallel::join(
+            crate::runtime::parallel::join(
                 || self.backward_rows(ws, params, x0, grads),
                 || self.backward_rows(&mut half.0, params, x1, &mut half.1),
             );
@@ -814,7 +814,7 @@ impl Mlp {
     ) {
         let rows = inputs.rows;
         let layers = self.layers();
-        let level = crate::simd::level();
+        let level = crate::runtime::simd::level();
         for l in (1..=layers).rev() {
             let (k, n) = (self.sizes[l - 1], self.sizes[l]);
             let (gw, rest) = grads[2 * (l - 1)..].split_at_mut(1);
@@ -891,7 +891,7 @@ impl Mlp {
         let (z, d) = (&mut z[..rows * k], &mut d[..rows * k]);
         let p = &ws.acts[l - 1][..rows * k];
         let inv_m = T::from_f64(1.0 / m as f64);
-        sigmoid_delta_and_terms(crate::simd::level(), d, z, p, y, inv_m);
+        sigmoid_delta_and_terms(crate::runtime::simd::level(), d, z, p, y, inv_m);
         Ok(z.iter().map(|t| t.to_f64()).sum::<f64>() / m as f64)
     }
 }
@@ -990,7 +990,7 @@ mod tests {
         let a: Vec<f32> = values(m * k, 1).iter().map(|&v| v as f32).collect();
         let b: Vec<f32> = values(k * n, 2).iter().map(|&v| v as f32).collect();
         let run = |threads| {
-            crate::parallel::set_num_threads(threads).unwrap();
+            crate::runtime::parallel::set_num_threads(threads).unwrap();
             let mut c = vec![0f32; m * n];
             // SAFETY: shapes as given, C separate.
             unsafe {
@@ -1038,7 +1038,7 @@ mod tests {
         let labels: Vec<i64> = (0..rows as i64).map(|i| i % 10).collect();
         assert!(rows * 160 >= 2 * ROW_BLOCK_ELEMENTS);
         let run = |threads| {
-            crate::parallel::set_num_threads(threads).unwrap();
+            crate::runtime::parallel::set_num_threads(threads).unwrap();
             let mut grads: Vec<Vec<f32>> = net.param_lens().iter().map(|&n| vec![0.0; n]).collect();
             let inputs = Inputs {
                 x: &x,
@@ -1086,7 +1086,7 @@ mod tests {
             net.backward_rows(&mut ws, &params, inputs, &mut whole);
             want += net.penalty(&params, &mut whole, rows);
             let run = |threads| {
-                crate::parallel::set_num_threads(threads).unwrap();
+                crate::runtime::parallel::set_num_threads(threads).unwrap();
                 let mut grads = zeros();
                 let mut ws = Workspace::default();
                 let cost = net

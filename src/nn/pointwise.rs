@@ -6,7 +6,7 @@
 //! `mul_add`), which the compiler vectorizes; float64 calls libm (see [`NnFloat`]).
 
 use super::{Activation, NnFloat, LEAKY_SLOPE};
-use crate::simd::multiversion;
+use crate::runtime::simd::multiversion;
 
 /// `e^x` in float32 to about 1 ulp (Cephes `expf`): `x = n ln 2 + r`, `|r| <= ln 2 / 2`,
 /// `e^r` by a degree-7 polynomial, times `2^n` built in the exponent bits. 0 below
@@ -383,7 +383,7 @@ mod tests {
             bias_activation(level, &mut sig, &b, Activation::Sigmoid);
             (soft, sig)
         };
-        let levels = crate::simd::supported();
+        let levels = crate::runtime::simd::supported();
         let first = run(levels[0]);
         for &l in &levels[1..] {
             assert_eq!(run(l), first, "{l:?}");
@@ -413,7 +413,7 @@ mod tests {
                 }
                 want[j] = (chains[0] + chains[1]) + (chains[2] + chains[3]);
             }
-            for level in crate::simd::supported() {
+            for level in crate::runtime::simd::supported() {
                 let mut sums = vec![f32::NAN; n];
                 column_sums(level, &mut sums, &d);
                 assert_eq!(sums, want, "{rows}x{n} at {level:?}");

@@ -28,7 +28,7 @@ use crate::half::{Bf16, Elem, F16};
 use crate::hyper::{self, Algorithm, Hyper};
 use crate::ops::{self, clip_coefficient, AnySlice, Norm};
 use crate::optimizer::{first_nonfinite, Optimizer, State, Storage, Tensor, TensorState};
-use crate::parallel::PARALLEL_MIN_ELEMENTS;
+use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
 
 /// A parameter as checked at construction.
 struct Param {

@@ -11,8 +11,8 @@ use pyo3::prelude::*;
 use super::arrays::{check_array, disjoint_extents, layout, overlapping, shape_str, Checked};
 use crate::ewa::{self as ewa_core, Series};
 use crate::float::{Dtype, Float};
-use crate::parallel::PARALLEL_MIN_ELEMENTS;
-use crate::simd;
+use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
+use crate::runtime::simd;
 
 fn series(shape: &[usize], axis: isize) -> PyResult<Series> {
     let ndim = shape.len() as isize;

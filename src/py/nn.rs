@@ -621,7 +621,7 @@ impl Network {
     /// released).
     #[staticmethod]
     fn all_finite(py: Python<'_>, x: Bound<'_, PyAny>) -> PyResult<bool> {
-        let level = crate::simd::level();
+        let level = crate::runtime::simd::level();
         let a = x.cast::<PyUntypedArray>().map_err(|_| {
             PyTypeError::new_err(format!("expected a numpy.ndarray, got {}", type_name(&x)))
         })?;

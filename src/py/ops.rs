@@ -10,7 +10,7 @@ use super::arrays::{check_array, disjoint_extents, overlapping, Checked};
 use super::type_name;
 use crate::float::Dtype;
 use crate::ops::{self, Norm, Slice, SliceMut};
-use crate::parallel::PARALLEL_MIN_ELEMENTS;
+use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
 
 /// Checked arrays of a list (or tuple) argument, with the objects that keep them alive.
 struct Arrays<'py> {

@@ -137,7 +137,7 @@ pub fn set_level(level: Level) -> Result<(), String> {
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident$(<$($T:ident: $bound:path),+>)?($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        $vis fn $name$(<$($T: $bound),+>)?(level: $crate::simd::Level, $($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name$(<$($T: $bound),+>)?(level: $crate::runtime::simd::Level, $($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             fn body$(<$($T: $bound),+>)?($($arg: $ty),*) $(-> $ret)? $body
 
@@ -155,8 +155,8 @@ macro_rules! multiversion {
                 // for any `level` a caller passes.
                 match level {
                     // SAFETY: the CPU has the features the wrapper was compiled for.
-                    $crate::simd::Level::Avx512 if level.is_supported() => return unsafe { avx512$(::<$($T),+>)?($($arg),*) },
-                    $crate::simd::Level::Avx2 if level.is_supported() => return unsafe { avx2$(::<$($T),+>)?($($arg),*) },
+                    $crate::runtime::simd::Level::Avx512 if level.is_supported() => return unsafe { avx512$(::<$($T),+>)?($($arg),*) },
+                    $crate::runtime::simd::Level::Avx2 if level.is_supported() => return unsafe { avx2$(::<$($T),+>)?($($arg),*) },
                     _ => {}
                 }
             }
