@@ -11,12 +11,12 @@ use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
 use ferroptim::bandwidth::{bytes_per_element, stream};
 use ferroptim::bf16_kernels;
-use ferroptim::half::{Bf16, Stored, F16};
 use ferroptim::hyper::{
     Adadelta, Adagrad, Adam, Adamax, Hyper, Lion, Momentum, NAdam, RAdam, RmsProp, Sgd,
 };
 use ferroptim::kernels::{update, Kernel};
-use ferroptim::mixed::Direct;
+use ferroptim::numerics::half::{Bf16, Stored, F16};
+use ferroptim::numerics::mixed::Direct;
 use ferroptim::runtime::simd::{self, Level};
 use ferroptim::{Float, Optimizer, Tensor};
 

@@ -7,7 +7,7 @@
 //! as the optimizer, so `time(stream) / time(kernel)` is the fraction of the attainable
 //! bandwidth a kernel reaches.
 
-use crate::float::Float;
+use crate::numerics::float::Float;
 use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
 use crate::runtime::simd::{self, multiversion};
 

@@ -10,7 +10,7 @@
 //! in place (Polyak averaging of parameters), one call per step.
 
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::numerics::float::Float;
 use crate::ops::{self, Slice, SliceMut};
 use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
 use crate::runtime::simd::{multiversion, Level};

@@ -8,10 +8,10 @@
 //! these kernels bit for bit.
 
 use crate::ewa::{bias_correction, ewa, ewa_sq};
-use crate::float::Float;
-use crate::half::Stored;
 use crate::hyper::{Hyper, MAX_SLOTS};
-use crate::mixed::Params;
+use crate::numerics::float::Float;
+use crate::numerics::half::Stored;
+use crate::numerics::mixed::Params;
 use crate::runtime::simd::multiversion;
 
 /// How every kernel turns the raw gradient into the one it uses: scaled by the clipping
@@ -746,7 +746,7 @@ multiversion! {
 mod tests {
     use super::*;
     use crate::hyper;
-    use crate::mixed::Direct;
+    use crate::numerics::mixed::Direct;
     use crate::runtime::simd::Level;
 
     fn adam_hyper(amsgrad: bool, decoupled: bool, maximize: bool) -> hyper::Hyper {

@@ -10,8 +10,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
-use crate::float::{Dtype, Float};
-use crate::half::{Bf16, Stored, F16};
+use crate::numerics::float::{Dtype, Float};
+use crate::numerics::half::{Bf16, Stored, F16};
 use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
 use crate::runtime::simd::{self, multiversion};
 

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::bf16_kernels;
 use crate::error::{try_filled, Error, Result};
-use crate::float::{Dtype, Float};
-use crate::half::{self, Bf16, Bits16, Elem, Stored, F16};
 use crate::hyper::{self, Algorithm, Hyper, MAX_SLOTS};
 use crate::kernels::{self, Kernel, StepScalars, TensorScalars};
-use crate::mixed::{Direct, Master, Params};
+use crate::numerics::float::{Dtype, Float};
+use crate::numerics::half::{self, Bf16, Bits16, Elem, Stored, F16};
+use crate::numerics::mixed::{Direct, Master, Params};
 use crate::ops::{AnySlice, Slice};
 use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
 use crate::runtime::simd::{self, Level};

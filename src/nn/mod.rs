@@ -19,7 +19,7 @@ mod pointwise;
 pub use epoch::{train_epoch, EpochData, EpochReport, StepOutcome, Timing};
 
 use crate::error::{try_filled, Error, Result};
-use crate::float::Float;
+use crate::numerics::float::Float;
 use pointwise::{
     activation_backward, bias_activation, bias_sigmoid, bias_softmax, column_sums,
     sigmoid_delta_and_terms,

@@ -8,8 +8,8 @@ use numpy::{PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::float::Dtype;
-use crate::half::Elem;
+use crate::numerics::float::Dtype;
+use crate::numerics::half::Elem;
 use crate::ops::{Slice, SliceMut};
 
 /// The fields of an ndarray the bindings rely on, read from its C struct.

@@ -23,9 +23,9 @@ use super::arrays::{
 use super::lock::{Guard, Locked};
 use super::type_name;
 use crate::error::try_map;
-use crate::float::Dtype;
-use crate::half::{Bf16, Elem, F16};
 use crate::hyper::{self, Algorithm, Hyper};
+use crate::numerics::float::Dtype;
+use crate::numerics::half::{Bf16, Elem, F16};
 use crate::ops::{self, clip_coefficient, AnySlice, Norm};
 use crate::optimizer::{first_nonfinite, Optimizer, State, Storage, Tensor, TensorState};
 use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
@@ -705,7 +705,7 @@ macro_rules! numpy_elem {
             const FROM_F32: bool = $from_f32;
             #[inline]
             fn from_f32(x: f32) -> Self {
-                <$t as crate::half::Stored<_>>::store(x.into())
+                <$t as crate::numerics::half::Stored<_>>::store(x.into())
             }
             #[inline]
             fn to_raw(self) -> $raw {

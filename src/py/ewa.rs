@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 
 use super::arrays::{check_array, disjoint_extents, layout, overlapping, shape_str, Checked};
 use crate::ewa::{self as ewa_core, Series};
-use crate::float::{Dtype, Float};
+use crate::numerics::float::{Dtype, Float};
 use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
 use crate::runtime::simd;
 

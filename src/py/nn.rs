@@ -14,12 +14,12 @@ use super::engine::{Applied, Engine};
 use super::type_name;
 use crate::epoch_orders::{EpochOrders, OrderSpec};
 use crate::error::try_filled;
-use crate::float::Dtype;
 use crate::hyper::Hyper;
 use crate::nn::{
     self, Activation, EpochData, Inputs, Mlp, NnFloat, Output, StepOutcome, Targets, Timing,
     Workspace,
 };
+use crate::numerics::float::Dtype;
 use crate::optimizer::Tensor;
 
 /// Elements per gathered row below which a `loss_and_grad` keeps the GIL.

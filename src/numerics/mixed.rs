@@ -7,8 +7,8 @@
 //! memory as a float32 one. With master weights the parameter's float32 copy is what the
 //! kernel updates; the 16-bit array the user holds is written (not read) with its rounding.
 
-use crate::float::Float;
-use crate::half::Stored;
+use crate::numerics::float::Float;
+use crate::numerics::half::Stored;
 
 /// A parameter as one update kernel sees it: `len` elements it loads as `T`, and stores.
 pub trait Params<T: Float>: Sized + Send {
@@ -105,9 +105,9 @@ impl<H: Stored<f32>> Params<f32> for Master<'_, H> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::half::{Bf16, F16};
     use crate::hyper::{self, Hyper};
     use crate::kernels::{update, Kernel};
+    use crate::numerics::half::{Bf16, F16};
     use crate::runtime::simd::{self, Level};
 
     fn data(n: usize, seed: u32, scale: f32) -> Vec<f32> {

@@ -11,7 +11,7 @@
 
 use std::fmt::Debug;
 
-use crate::float::{Dtype, Float};
+use crate::numerics::float::{Dtype, Float};
 
 /// A bfloat16 number (the upper half of a float32) as its bit pattern.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

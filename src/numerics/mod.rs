@@ -1,0 +1,6 @@
+//! Number formats: the float trait and dtypes ([`float`]), 16-bit storage ([`half`]) and how a
+//! kernel reads and writes a parameter in mixed precision ([`mixed`]).
+
+pub mod float;
+pub mod half;
+pub mod mixed;
