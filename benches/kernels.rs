@@ -10,11 +10,11 @@
 use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
 use ferroptim::bandwidth::{bytes_per_element, stream};
-use ferroptim::bf16_kernels;
-use ferroptim::hyper::{
+use ferroptim::optim::bf16;
+use ferroptim::optim::hyper::{
     Adadelta, Adagrad, Adam, Adamax, Hyper, Lion, Momentum, NAdam, RAdam, RmsProp, Sgd,
 };
-use ferroptim::kernels::{update, Kernel};
+use ferroptim::optim::kernels::{update, Kernel};
 use ferroptim::numerics::half::{Bf16, Stored, F16};
 use ferroptim::numerics::mixed::Direct;
 use ferroptim::runtime::simd::{self, Level};
@@ -283,7 +283,7 @@ fn adam_kernel<S: Stored<f32>>(b: Bencher, level: Level) {
 }
 
 /// Adam's kernel in cache with bfloat16 state as the optimizer runs it: at the AVX-512
-/// level on a CPU with AVX-512 BF16, the kernel of `ferroptim::bf16_kernels`.
+/// level on a CPU with AVX-512 BF16, the kernel of `ferroptim::optim::bf16`.
 #[divan::bench(args = LEVELS, max_time = 1)]
 fn adam_kernel_bf16_as_stepped(b: Bencher, level: Level) {
     bench_kernel::<Bf16>(b, level, Hyper::Adam(ADAM), 2, |k, p, g, s| {

@@ -6,18 +6,11 @@
 
 pub mod bandwidth;
 pub mod batches;
-pub mod bf16_kernels;
 pub mod epoch_orders;
 pub mod error;
-pub mod ewa;
-pub mod hyper;
-pub mod kernels;
 pub mod nn;
 pub mod numerics;
-pub mod ops;
-pub mod optimizer;
 pub mod runtime;
-pub mod subnormal;
 
 pub use error::{Error, Result};
 pub use float::{Dtype, Float};

@@ -4,7 +4,7 @@
 //! formulas (bias corrections into the step size, `lerp` for EWAs, SIMD lanes), so the
 //! comparison allows a few ulps of rounding per element, not bit equality.
 
-use ferroptim::hyper::{
+use ferroptim::optim::hyper::{
     Adadelta, Adagrad, Adam, Adamax, Lion, Momentum, NAdam, RAdam, RmsProp, Sgd,
 };
 use ferroptim::{Dtype, Hyper, Optimizer, Tensor};

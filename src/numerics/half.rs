@@ -7,7 +7,7 @@
 //! Stores round to nearest, ties to even, as `ml_dtypes` and NumPy do; a NaN stays a quiet
 //! NaN of its sign. Adam with bfloat16 state on a CPU with AVX-512 BF16 rounds with
 //! `vcvtneps2bf16` instead, and with these operations where that instruction would differ
-//! (subnormals, NaNs): see [`crate::bf16_kernels`].
+//! (subnormals, NaNs): see [`crate::optim::bf16`].
 
 use std::fmt::Debug;
 

@@ -1,7 +1,7 @@
 //! Mixed precision: how an update kernel reads and writes a parameter stored as float32 or
 //! float64, as 16 bits, or as 16 bits with a float32 master copy.
 //!
-//! The kernels in [`crate::kernels`] are generic over the parameter access ([`Params`]) and
+//! The kernels in [`crate::optim::kernels`] are generic over the parameter access ([`Params`]) and
 //! the state's element type ([`Stored`]): a bfloat16 moment is widened to float32 in the
 //! kernel's registers, updated, and rounded once on store, in the same single pass over
 //! memory as a float32 one. With master weights the parameter's float32 copy is what the
@@ -105,8 +105,8 @@ impl<H: Stored<f32>> Params<f32> for Master<'_, H> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hyper::{self, Hyper};
-    use crate::kernels::{update, Kernel};
+    use crate::optim::hyper::{self, Hyper};
+    use crate::optim::kernels::{update, Kernel};
     use crate::numerics::half::{Bf16, F16};
     use crate::runtime::simd::{self, Level};
 

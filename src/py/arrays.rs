@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 
 use crate::numerics::float::Dtype;
 use crate::numerics::half::Elem;
-use crate::ops::{Slice, SliceMut};
+use crate::optim::ops::{Slice, SliceMut};
 
 /// The fields of an ndarray the bindings rely on, read from its C struct.
 pub(crate) struct Layout<'a> {

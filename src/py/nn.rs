@@ -14,13 +14,13 @@ use super::engine::{Applied, Engine};
 use super::type_name;
 use crate::epoch_orders::{EpochOrders, OrderSpec};
 use crate::error::try_filled;
-use crate::hyper::Hyper;
+use crate::optim::hyper::Hyper;
 use crate::nn::{
     self, Activation, EpochData, Inputs, Mlp, NnFloat, Output, StepOutcome, Targets, Timing,
     Workspace,
 };
 use crate::numerics::float::Dtype;
-use crate::optimizer::Tensor;
+use crate::optim::optimizer::Tensor;
 
 /// Elements per gathered row below which a `loss_and_grad` keeps the GIL.
 const DETACH_MIN_WORK: usize = 1 << 15;
@@ -633,12 +633,12 @@ impl Network {
         // SAFETY: a live contiguous array of `len` elements of its dtype, held by `x`.
         Ok(match l.dtype {
             Some(Dtype::F32) => py.detach(|| {
-                crate::kernels::all_finite(level, unsafe {
+                crate::optim::kernels::all_finite(level, unsafe {
                     std::slice::from_raw_parts(data as *const f32, len)
                 })
             }),
             Some(Dtype::F64) => py.detach(|| {
-                crate::kernels::all_finite(level, unsafe {
+                crate::optim::kernels::all_finite(level, unsafe {
                     std::slice::from_raw_parts(data as *const f64, len)
                 })
             }),

@@ -9,7 +9,7 @@ use pyo3::types::{PyList, PyTuple};
 use super::arrays::{check_array, disjoint_extents, overlapping, Checked};
 use super::type_name;
 use crate::numerics::float::Dtype;
-use crate::ops::{self, Norm, Slice, SliceMut};
+use crate::optim::ops::{self, Norm, Slice, SliceMut};
 use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
 
 /// Checked arrays of a list (or tuple) argument, with the objects that keep them alive.

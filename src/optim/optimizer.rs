@@ -8,17 +8,17 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::bf16_kernels;
+use crate::optim::bf16;
 use crate::error::{try_filled, Error, Result};
-use crate::hyper::{self, Algorithm, Hyper, MAX_SLOTS};
-use crate::kernels::{self, Kernel, StepScalars, TensorScalars};
+use crate::optim::hyper::{self, Algorithm, Hyper, MAX_SLOTS};
+use crate::optim::kernels::{self, Kernel, StepScalars, TensorScalars};
 use crate::numerics::float::{Dtype, Float};
 use crate::numerics::half::{self, Bf16, Bits16, Elem, Stored, F16};
 use crate::numerics::mixed::{Direct, Master, Params};
-use crate::ops::{AnySlice, Slice};
+use crate::optim::ops::{AnySlice, Slice};
 use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
 use crate::runtime::simd::{self, Level};
-use crate::subnormal;
+use crate::optim::subnormal;
 
 /// One tensor of a step: its parameter (updated in place) and its gradient, of one type.
 pub enum Tensor<'a> {
@@ -793,7 +793,7 @@ pub fn first_nonfinite(tensors: &[Tensor<'_>]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hyper;
+    use crate::optim::hyper;
 
     fn adam(lr: f64) -> Hyper {
         Hyper::Adam(hyper::Adam {

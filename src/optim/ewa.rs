@@ -11,7 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::numerics::float::Float;
-use crate::ops::{self, Slice, SliceMut};
+use crate::optim::ops::{self, Slice, SliceMut};
 use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
 use crate::runtime::simd::{multiversion, Level};
 

@@ -19,8 +19,8 @@
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
-use crate::hyper::{split_slots, MAX_SLOTS};
-use crate::kernels::{
+use crate::optim::hyper::{split_slots, MAX_SLOTS};
+use crate::optim::kernels::{
     self, AdadeltaK, AdagradK, AdamK, AdamaxK, GradK, Kernel, LionK, MomentsK, MomentumK, NAdamK,
     RAdamK, RmsPropK, SgdK,
 };
@@ -311,7 +311,7 @@ fn update_block(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hyper::{self, Hyper};
+    use crate::optim::hyper::{self, Hyper};
 
     /// Values around the float32 subnormal range (if `tiny`) and ordinary ones, with zeros,
     /// NaN and infinities.

@@ -7,8 +7,8 @@
 //! `beta * v + (1 - beta) * x`, so a NumPy transcription of the same formulas reproduces
 //! these kernels bit for bit.
 
-use crate::ewa::{bias_correction, ewa, ewa_sq};
-use crate::hyper::{Hyper, MAX_SLOTS};
+use crate::optim::ewa::{bias_correction, ewa, ewa_sq};
+use crate::optim::hyper::{Hyper, MAX_SLOTS};
 use crate::numerics::float::Float;
 use crate::numerics::half::Stored;
 use crate::numerics::mixed::Params;
@@ -745,7 +745,7 @@ multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hyper;
+    use crate::optim::hyper;
     use crate::numerics::mixed::Direct;
     use crate::runtime::simd::Level;
 

@@ -1,7 +1,7 @@
 //! Adam and AdamW with bfloat16 state on CPUs with AVX-512 BF16: the moments rounded by
 //! `vcvtneps2bf16`, one instruction per 16 values.
 //!
-//! The generic kernels ([`crate::kernels`]) round bfloat16 with integer operations the
+//! The generic kernels ([`crate::optim::kernels`]) round bfloat16 with integer operations the
 //! compiler vectorizes at every level: nine vector operations per stored vector, which on
 //! a 2-core Zen 4 made Adam with bfloat16 state cost 0.41 ns per element in cache against
 //! 0.30 ns with float32 state (`cargo bench --bench kernels -- adam_kernel`), enough to
@@ -16,8 +16,8 @@
 //! instead, on the vector (the dead units of a `ReLU` network keep subnormal moments for
 //! thousands of steps).
 
-use crate::hyper::MAX_SLOTS;
-use crate::kernels::{self, Kernel};
+use crate::optim::hyper::MAX_SLOTS;
+use crate::optim::kernels::{self, Kernel};
 use crate::numerics::half::Bf16;
 use crate::numerics::mixed::Direct;
 use crate::runtime::simd::Level;
@@ -76,7 +76,7 @@ mod x86 {
         _mm512_sqrt_ps, _mm512_srli_epi32, _mm512_storeu_ps, _mm512_xor_ps, _CMP_UNORD_Q,
     };
 
-    use crate::kernels::{self, AdamK, Kernel};
+    use crate::optim::kernels::{self, AdamK, Kernel};
     use crate::numerics::half::Bf16;
     use crate::numerics::mixed::Direct;
     use crate::runtime::simd::Level;
@@ -194,8 +194,8 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hyper::{self, Hyper};
-    use crate::kernels::{StepScalars, TensorScalars};
+    use crate::optim::hyper::{self, Hyper};
+    use crate::optim::kernels::{StepScalars, TensorScalars};
     use crate::runtime::simd;
 
     /// Gradients that make the moments hit every rounding case: ties, subnormal moments

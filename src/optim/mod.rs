@@ -1,0 +1,12 @@
+//! The optimizers: hyper-parameters and their ranges ([`hyper`]), the fused update kernels
+//! ([`kernels`], with their bfloat16 ([`bf16`]) and subnormal-state ([`subnormal`]) paths), the
+//! multi-tensor apply that owns the state ([`optimizer`]), the EWA they are built on ([`ewa`])
+//! and the element-wise operations over lists of tensors ([`ops`]: norms, clipping, scaling).
+
+pub mod optimizer;
+pub mod hyper;
+pub mod kernels;
+pub mod bf16;
+pub mod subnormal;
+pub mod ops;
+pub mod ewa;
