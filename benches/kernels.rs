@@ -10,13 +10,13 @@
 use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
 use ferroptim::bandwidth::{bytes_per_element, stream};
+use ferroptim::numerics::half::{Bf16, Stored, F16};
+use ferroptim::numerics::mixed::Direct;
 use ferroptim::optim::bf16;
 use ferroptim::optim::hyper::{
     Adadelta, Adagrad, Adam, Adamax, Hyper, Lion, Momentum, NAdam, RAdam, RmsProp, Sgd,
 };
 use ferroptim::optim::kernels::{update, Kernel};
-use ferroptim::numerics::half::{Bf16, Stored, F16};
-use ferroptim::numerics::mixed::Direct;
 use ferroptim::runtime::simd::{self, Level};
 use ferroptim::{Float, Optimizer, Tensor};
 
@@ -287,7 +287,7 @@ fn adam_kernel<S: Stored<f32>>(b: Bencher, level: Level) {
 #[divan::bench(args = LEVELS, max_time = 1)]
 fn adam_kernel_bf16_as_stepped(b: Bencher, level: Level) {
     bench_kernel::<Bf16>(b, level, Hyper::Adam(ADAM), 2, |k, p, g, s| {
-        bf16_kernels::update(level, k, p, g, s);
+        bf16::update(level, k, p, g, s);
     });
 }
 

@@ -5,17 +5,17 @@
 //! `python` feature that maturin enables.
 
 pub mod bandwidth;
-pub mod batches;
-pub mod epoch_orders;
+pub mod data;
 pub mod error;
 pub mod nn;
 pub mod numerics;
+pub mod optim;
 pub mod runtime;
 
 pub use error::{Error, Result};
-pub use float::{Dtype, Float};
-pub use hyper::{Algorithm, Hyper};
-pub use optimizer::{Optimizer, State, Tensor, TensorState};
+pub use numerics::float::{Dtype, Float};
+pub use optim::hyper::{Algorithm, Hyper};
+pub use optim::optimizer::{Optimizer, State, Tensor, TensorState};
 
 #[cfg(feature = "python")]
 mod py;

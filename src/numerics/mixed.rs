@@ -105,9 +105,9 @@ impl<H: Stored<f32>> Params<f32> for Master<'_, H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::numerics::half::{Bf16, F16};
     use crate::optim::hyper::{self, Hyper};
     use crate::optim::kernels::{update, Kernel};
-    use crate::numerics::half::{Bf16, F16};
     use crate::runtime::simd::{self, Level};
 
     fn data(n: usize, seed: u32, scale: f32) -> Vec<f32> {

@@ -16,10 +16,10 @@
 //! instead, on the vector (the dead units of a `ReLU` network keep subnormal moments for
 //! thousands of steps).
 
-use crate::optim::hyper::MAX_SLOTS;
-use crate::optim::kernels::{self, Kernel};
 use crate::numerics::half::Bf16;
 use crate::numerics::mixed::Direct;
+use crate::optim::hyper::MAX_SLOTS;
+use crate::optim::kernels::{self, Kernel};
 use crate::runtime::simd::Level;
 
 /// [`kernels::update`] for a float32 parameter with bfloat16 state: Adam and AdamW (not
@@ -76,9 +76,9 @@ mod x86 {
         _mm512_sqrt_ps, _mm512_srli_epi32, _mm512_storeu_ps, _mm512_xor_ps, _CMP_UNORD_Q,
     };
 
-    use crate::optim::kernels::{self, AdamK, Kernel};
     use crate::numerics::half::Bf16;
     use crate::numerics::mixed::Direct;
+    use crate::optim::kernels::{self, AdamK, Kernel};
     use crate::runtime::simd::Level;
 
     /// `vfpclassps` categories: quiet NaN (0x01), subnormal (0x20), signalling NaN (0x80).

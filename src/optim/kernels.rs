@@ -7,11 +7,11 @@
 //! `beta * v + (1 - beta) * x`, so a NumPy transcription of the same formulas reproduces
 //! these kernels bit for bit.
 
-use crate::optim::ewa::{bias_correction, ewa, ewa_sq};
-use crate::optim::hyper::{Hyper, MAX_SLOTS};
 use crate::numerics::float::Float;
 use crate::numerics::half::Stored;
 use crate::numerics::mixed::Params;
+use crate::optim::ewa::{bias_correction, ewa, ewa_sq};
+use crate::optim::hyper::{Hyper, MAX_SLOTS};
 use crate::runtime::simd::multiversion;
 
 /// How every kernel turns the raw gradient into the one it uses: scaled by the clipping
@@ -745,8 +745,8 @@ multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::optim::hyper;
     use crate::numerics::mixed::Direct;
+    use crate::optim::hyper;
     use crate::runtime::simd::Level;
 
     fn adam_hyper(amsgrad: bool, decoupled: bool, maximize: bool) -> hyper::Hyper {

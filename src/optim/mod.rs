@@ -3,10 +3,10 @@
 //! multi-tensor apply that owns the state ([`optimizer`]), the EWA they are built on ([`ewa`])
 //! and the element-wise operations over lists of tensors ([`ops`]: norms, clipping, scaling).
 
-pub mod optimizer;
+pub mod bf16;
+pub mod ewa;
 pub mod hyper;
 pub mod kernels;
-pub mod bf16;
-pub mod subnormal;
 pub mod ops;
-pub mod ewa;
+pub mod optimizer;
+pub mod subnormal;

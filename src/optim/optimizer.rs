@@ -8,17 +8,17 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::optim::bf16;
 use crate::error::{try_filled, Error, Result};
-use crate::optim::hyper::{self, Algorithm, Hyper, MAX_SLOTS};
-use crate::optim::kernels::{self, Kernel, StepScalars, TensorScalars};
 use crate::numerics::float::{Dtype, Float};
 use crate::numerics::half::{self, Bf16, Bits16, Elem, Stored, F16};
 use crate::numerics::mixed::{Direct, Master, Params};
+use crate::optim::bf16;
+use crate::optim::hyper::{self, Algorithm, Hyper, MAX_SLOTS};
+use crate::optim::kernels::{self, Kernel, StepScalars, TensorScalars};
 use crate::optim::ops::{AnySlice, Slice};
+use crate::optim::subnormal;
 use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
 use crate::runtime::simd::{self, Level};
-use crate::optim::subnormal;
 
 /// One tensor of a step: its parameter (updated in place) and its gradient, of one type.
 pub enum Tensor<'a> {
@@ -722,7 +722,7 @@ impl<'a, T: Float, P: Params<T> + 'a, S: Stored<T>> DynJob<'a> for Job<'a, T, P,
 enum AnyJob<'a> {
     F32(Job<'a, f32, Direct<'a, f32>, f32>),
     F64(Job<'a, f64, Direct<'a, f64>, f64>),
-    /// A float32 parameter with bfloat16 state: [`bf16_kernels::update`].
+    /// A float32 parameter with bfloat16 state: [`bf16::update`].
     Bf16(Job<'a, f32, Direct<'a, f32>, Bf16>),
     Mixed(Box<dyn DynJob<'a> + 'a>),
 }
@@ -738,7 +738,7 @@ impl<'a> AnyJob<'a> {
                 subnormal::update(level, &j.kernel, j.param.0, j.grad, j.slots, j.tiny);
             }
             AnyJob::F64(j) => j.run(level),
-            AnyJob::Bf16(j) => bf16_kernels::update(level, &j.kernel, j.param.0, j.grad, j.slots),
+            AnyJob::Bf16(j) => bf16::update(level, &j.kernel, j.param.0, j.grad, j.slots),
             AnyJob::Mixed(j) => j.run(level),
         }
     }

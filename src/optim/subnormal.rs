@@ -19,14 +19,14 @@
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
+use crate::numerics::float::{Dtype, Float};
+use crate::numerics::half::{Elem, Stored};
+use crate::numerics::mixed::Direct;
 use crate::optim::hyper::{split_slots, MAX_SLOTS};
 use crate::optim::kernels::{
     self, AdadeltaK, AdagradK, AdamK, AdamaxK, GradK, Kernel, LionK, MomentsK, MomentumK, NAdamK,
     RAdamK, RmsPropK, SgdK,
 };
-use crate::numerics::float::{Dtype, Float};
-use crate::numerics::half::{Elem, Stored};
-use crate::numerics::mixed::Direct;
 use crate::runtime::simd::Level;
 
 /// A float32 value held as a float64, whose arithmetic rounds every result to float32:

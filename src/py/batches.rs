@@ -25,7 +25,7 @@ use pyo3::types::PyTuple;
 use super::arrays::{describe_dtype, layout, shape_str};
 use super::lock::Locked;
 use super::type_name;
-use crate::batches::{self, Buffer, Job, Order, Shuffle, Source};
+use crate::data::batches::{self, Buffer, Job, Order, Shuffle, Source};
 
 /// Batches smaller than this are gathered on the calling thread when asked for: handing
 /// them to other threads costs more than copying them.

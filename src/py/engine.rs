@@ -23,9 +23,9 @@ use super::arrays::{
 use super::lock::{Guard, Locked};
 use super::type_name;
 use crate::error::try_map;
-use crate::optim::hyper::{self, Algorithm, Hyper};
 use crate::numerics::float::Dtype;
 use crate::numerics::half::{Bf16, Elem, F16};
+use crate::optim::hyper::{self, Algorithm, Hyper};
 use crate::optim::ops::{self, clip_coefficient, AnySlice, Norm};
 use crate::optim::optimizer::{first_nonfinite, Optimizer, State, Storage, Tensor, TensorState};
 use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;

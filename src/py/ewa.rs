@@ -9,8 +9,8 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use super::arrays::{check_array, disjoint_extents, layout, overlapping, shape_str, Checked};
-use crate::optim::ewa::{self as ewa_core, Series};
 use crate::numerics::float::{Dtype, Float};
+use crate::optim::ewa::{self as ewa_core, Series};
 use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
 use crate::runtime::simd;
 

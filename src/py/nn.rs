@@ -12,14 +12,14 @@ use super::arrays::{layout, shape_str};
 use super::batches::{shuffle_mode, Batcher, DETACH_MIN_SAMPLES};
 use super::engine::{Applied, Engine};
 use super::type_name;
-use crate::epoch_orders::{EpochOrders, OrderSpec};
+use crate::data::orders::{EpochOrders, OrderSpec};
 use crate::error::try_filled;
-use crate::optim::hyper::Hyper;
 use crate::nn::{
     self, Activation, EpochData, Inputs, Mlp, NnFloat, Output, StepOutcome, Targets, Timing,
     Workspace,
 };
 use crate::numerics::float::Dtype;
+use crate::optim::hyper::Hyper;
 use crate::optim::optimizer::Tensor;
 
 /// Elements per gathered row below which a `loss_and_grad` keeps the GIL.

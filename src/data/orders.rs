@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use crate::batches::{Order, Shuffle};
+use crate::data::batches::{Order, Shuffle};
 use crate::error::Result;
 use crate::runtime::parallel;
 
