@@ -9,16 +9,12 @@
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
-use ferroptim::bandwidth::{bytes_per_element, stream};
-use ferroptim::numerics::half::{Bf16, Stored, F16};
-use ferroptim::numerics::mixed::Direct;
-use ferroptim::optim::bf16;
-use ferroptim::optim::hyper::{
-    Adadelta, Adagrad, Adam, Adamax, Hyper, Lion, Momentum, NAdam, RAdam, RmsProp, Sgd,
+use ferroptim::simd::{self, Level};
+use ferroptim::{
+    bytes_per_element, stream, update, update_bf16, Adadelta, Adagrad, Adam, Adamax, Bf16, Direct,
+    Float, Hyper, Kernel, Lion, Momentum, NAdam, Optimizer, RAdam, RmsProp, Sgd, Stored, Tensor,
+    F16,
 };
-use ferroptim::optim::kernels::{update, Kernel};
-use ferroptim::runtime::simd::{self, Level};
-use ferroptim::{Float, Optimizer, Tensor};
 
 const SIZES: [usize; 3] = [1_000, 1_000_000, 100_000_000];
 
@@ -287,7 +283,7 @@ fn adam_kernel<S: Stored<f32>>(b: Bencher, level: Level) {
 #[divan::bench(args = LEVELS, max_time = 1)]
 fn adam_kernel_bf16_as_stepped(b: Bencher, level: Level) {
     bench_kernel::<Bf16>(b, level, Hyper::Adam(ADAM), 2, |k, p, g, s| {
-        bf16::update(level, k, p, g, s);
+        update_bf16(level, k, p, g, s);
     });
 }
 

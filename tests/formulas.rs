@@ -4,10 +4,10 @@
 //! formulas (bias corrections into the step size, `lerp` for EWAs, SIMD lanes), so the
 //! comparison allows a few ulps of rounding per element, not bit equality.
 
-use ferroptim::optim::hyper::{
-    Adadelta, Adagrad, Adam, Adamax, Lion, Momentum, NAdam, RAdam, RmsProp, Sgd,
+use ferroptim::{
+    Adadelta, Adagrad, Adam, Adamax, Dtype, Hyper, Lion, Momentum, NAdam, Optimizer, RAdam,
+    RmsProp, Sgd, Tensor,
 };
-use ferroptim::{Dtype, Hyper, Optimizer, Tensor};
 
 const STEPS: usize = 10;
 const N: usize = 37; // more than one SIMD block of every level, plus a tail

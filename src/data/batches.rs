@@ -397,6 +397,7 @@ pub fn permutation_into(
 }
 
 /// The permutation of `0..n` for epoch `epoch` under `seed` (see the module docs).
+#[cfg(test)]
 pub fn permutation(n: usize, seed: u64, epoch: u64, how: Shuffle) -> Result<Vec<u64>> {
     let mut out = Vec::new();
     permutation_into(&mut out, n, seed, epoch, how)?;
@@ -478,13 +479,10 @@ impl Samples {
             Samples::List(v) => v.len(),
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl Order {
+    #[cfg(test)]
     pub fn new(
         n: usize,
         seed: u64,
@@ -559,10 +557,6 @@ impl Order {
         self.positions.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.positions.len == 0
-    }
-
     /// The sample at position `i` of this order.
     pub fn get(&self, i: usize) -> usize {
         let p = self.positions.at(i);
@@ -619,10 +613,6 @@ impl Buffer {
 
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 

@@ -16,7 +16,7 @@
 mod epoch;
 mod pointwise;
 
-pub use epoch::{train_epoch, EpochData, EpochReport, StepOutcome, Timing};
+pub use epoch::{train_epoch, EpochData, StepOutcome, Timing};
 
 use crate::error::{try_filled, Error, Result};
 use crate::numerics::float::Float;

@@ -248,7 +248,6 @@ pub trait Bits16: Stored<f32> {
     /// The bits of the exponent field.
     const EXP_MASK: u16;
     fn bits(self) -> u16;
-    fn from_bits(b: u16) -> Self;
 }
 
 impl Bits16 for Bf16 {
@@ -257,10 +256,6 @@ impl Bits16 for Bf16 {
     fn bits(self) -> u16 {
         self.0
     }
-    #[inline(always)]
-    fn from_bits(b: u16) -> Self {
-        Bf16(b)
-    }
 }
 
 impl Bits16 for F16 {
@@ -268,10 +263,6 @@ impl Bits16 for F16 {
     #[inline(always)]
     fn bits(self) -> u16 {
         self.0
-    }
-    #[inline(always)]
-    fn from_bits(b: u16) -> Self {
-        F16(b)
     }
 }
 

@@ -33,19 +33,11 @@ impl Slice<'_> {
     pub fn len(&self) -> usize {
         self.meta().1
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl SliceMut<'_> {
     pub fn len(&self) -> usize {
         self.meta().1
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
