@@ -6,34 +6,150 @@
 
 use crate::error::{Error, Result};
 
-/// Plain SGD, optionally with (Nesterov) momentum, as `torch.optim.SGD`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Sgd {
-    pub lr: f64,
-    pub momentum: f64,
-    pub dampening: f64,
-    pub nesterov: bool,
-    pub weight_decay: f64,
-    pub maximize: bool,
+/// How the bindings read one param-group entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    /// A number (`float`, or an `int` that fits one).
+    Number,
+    /// `True` or `False`.
+    Flag,
+    /// A pair of numbers (`betas`).
+    Pair,
 }
 
-/// The lecture's momentum: `v = beta * v + (1 - beta) * g; p -= lr * v`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Momentum {
-    pub lr: f64,
-    pub beta: f64,
+/// One param-group entry an optimizer reads besides `lr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub key: &'static str,
+    pub kind: FieldKind,
 }
 
-/// `torch.optim.RMSprop`.
+/// A value read for a [`Field`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RmsProp {
-    pub lr: f64,
-    pub alpha: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub momentum: f64,
-    pub centered: bool,
-    pub maximize: bool,
+pub enum Value {
+    Number(f64),
+    Flag(bool),
+    Pair(f64, f64),
+}
+
+/// A struct field's type as a param-group entry.
+pub trait FieldType: Sized {
+    const KIND: FieldKind;
+    /// The value read for a field of this kind (the bindings read by [`Self::KIND`]).
+    fn from_value(v: Value) -> Self;
+}
+
+impl FieldType for f64 {
+    const KIND: FieldKind = FieldKind::Number;
+    fn from_value(v: Value) -> Self {
+        match v {
+            Value::Number(x) => x,
+            _ => unreachable!("a number field read as {v:?}"),
+        }
+    }
+}
+
+impl FieldType for bool {
+    const KIND: FieldKind = FieldKind::Flag;
+    fn from_value(v: Value) -> Self {
+        match v {
+            Value::Flag(b) => b,
+            _ => unreachable!("a flag field read as {v:?}"),
+        }
+    }
+}
+
+/// At most this many fields per optimizer (besides `lr`).
+pub const MAX_FIELDS: usize = 8;
+
+/// Defines one optimizer's hyper-parameter struct — `lr`, then `betas` read as the pair
+/// `(beta1, beta2)` where present, then the fields read from the param group under their
+/// keys, then fields the registry sets (`@fixed`, false when read) — with its field table
+/// [`Self::FIELDS`], its state slot names [`Self::SLOTS`] and `from_values`: one home for
+/// each fact the bindings and the state need.
+macro_rules! hyper_params {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            slots: [$($slot:literal),*],
+            $(@betas($b1:ident, $b2:ident),)?
+            $($field:ident: $ty:ty = $key:literal,)*
+            $(@fixed[$($fixed:ident),*],)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub struct $name {
+            pub lr: f64,
+            $(pub $b1: f64, pub $b2: f64,)?
+            $(pub $field: $ty,)*
+            $($(pub $fixed: bool,)*)?
+        }
+
+        impl $name {
+            /// The param-group entries read besides `lr`, in the order of `from_values`.
+            pub const FIELDS: &'static [Field] = &[
+                $(Field { key: hyper_params!(@betas $b1), kind: FieldKind::Pair },)?
+                $(Field { key: $key, kind: <$ty as FieldType>::KIND },)*
+            ];
+
+            /// State buffer names, in slot order, as torch names them in `optimizer.state`.
+            pub const SLOTS: &'static [&'static str] = &[$($slot),*];
+
+            /// The hyper-parameters from `lr` and the values read for [`Self::FIELDS`].
+            pub fn from_values(lr: f64, values: &[Value]) -> Self {
+                let mut values = values.iter().copied();
+                let mut next = || values.next().expect("one value per field");
+                $(let (($b1, $b2),) = (match next() {
+                    Value::Pair(a, b) => (a, b),
+                    v => unreachable!("betas read as {v:?}"),
+                },);)?
+                $(let $field = <$ty as FieldType>::from_value(next());)*
+                $name {
+                    lr,
+                    $($b1, $b2,)?
+                    $($field,)*
+                    $($($fixed: false,)*)?
+                }
+            }
+        }
+    };
+    (@betas $b1:ident) => {
+        "betas"
+    };
+}
+
+hyper_params! {
+    /// Plain SGD, optionally with (Nesterov) momentum, as `torch.optim.SGD`.
+    pub struct Sgd {
+        slots: ["momentum_buffer"],
+        momentum: f64 = "momentum",
+        dampening: f64 = "dampening",
+        nesterov: bool = "nesterov",
+        weight_decay: f64 = "weight_decay",
+        maximize: bool = "maximize",
+    }
+}
+
+hyper_params! {
+    /// The lecture's momentum: `v = beta * v + (1 - beta) * g; p -= lr * v`.
+    pub struct Momentum {
+        slots: ["velocity"],
+        beta: f64 = "beta",
+    }
+}
+
+hyper_params! {
+    /// `torch.optim.RMSprop`.
+    pub struct RmsProp {
+        slots: ["square_avg", "momentum_buffer", "grad_avg"],
+        alpha: f64 = "alpha",
+        eps: f64 = "eps",
+        weight_decay: f64 = "weight_decay",
+        momentum: f64 = "momentum",
+        centered: bool = "centered",
+        maximize: bool = "maximize",
+    }
 }
 
 impl RmsProp {
@@ -49,18 +165,19 @@ impl RmsProp {
     };
 }
 
-/// `torch.optim.Adam` (`decoupled = false`, L2 weight decay added to the gradient) and
-/// `torch.optim.AdamW` (`decoupled = true`, `p *= 1 - lr * weight_decay`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Adam {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub amsgrad: bool,
-    pub maximize: bool,
-    pub decoupled: bool,
+hyper_params! {
+    /// `torch.optim.Adam` (`decoupled = false`, L2 weight decay added to the gradient) and
+    /// `torch.optim.AdamW` (`decoupled = true`, `p *= 1 - lr * weight_decay`; set by the
+    /// registry's "adamw").
+    pub struct Adam {
+        slots: ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+        @betas(beta1, beta2),
+        eps: f64 = "eps",
+        weight_decay: f64 = "weight_decay",
+        amsgrad: bool = "amsgrad",
+        maximize: bool = "maximize",
+        @fixed[decoupled],
+    }
 }
 
 impl Adam {
@@ -77,15 +194,16 @@ impl Adam {
     };
 }
 
-/// `torch.optim.Adagrad`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Adagrad {
-    pub lr: f64,
-    pub lr_decay: f64,
-    pub weight_decay: f64,
-    pub initial_accumulator_value: f64,
-    pub eps: f64,
-    pub maximize: bool,
+hyper_params! {
+    /// `torch.optim.Adagrad`.
+    pub struct Adagrad {
+        slots: ["sum"],
+        lr_decay: f64 = "lr_decay",
+        weight_decay: f64 = "weight_decay",
+        initial_accumulator_value: f64 = "initial_accumulator_value",
+        eps: f64 = "eps",
+        maximize: bool = "maximize",
+    }
 }
 
 impl Adagrad {
@@ -100,14 +218,15 @@ impl Adagrad {
     };
 }
 
-/// `torch.optim.Adadelta`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Adadelta {
-    pub lr: f64,
-    pub rho: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub maximize: bool,
+hyper_params! {
+    /// `torch.optim.Adadelta`.
+    pub struct Adadelta {
+        slots: ["square_avg", "acc_delta"],
+        rho: f64 = "rho",
+        eps: f64 = "eps",
+        weight_decay: f64 = "weight_decay",
+        maximize: bool = "maximize",
+    }
 }
 
 impl Adadelta {
@@ -121,15 +240,15 @@ impl Adadelta {
     };
 }
 
-/// `torch.optim.Adamax`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Adamax {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub maximize: bool,
+hyper_params! {
+    /// `torch.optim.Adamax`.
+    pub struct Adamax {
+        slots: ["exp_avg", "exp_inf"],
+        @betas(beta1, beta2),
+        eps: f64 = "eps",
+        weight_decay: f64 = "weight_decay",
+        maximize: bool = "maximize",
+    }
 }
 
 impl Adamax {
@@ -144,17 +263,17 @@ impl Adamax {
     };
 }
 
-/// `torch.optim.NAdam`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct NAdam {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub momentum_decay: f64,
-    pub decoupled: bool,
-    pub maximize: bool,
+hyper_params! {
+    /// `torch.optim.NAdam`.
+    pub struct NAdam {
+        slots: ["exp_avg", "exp_avg_sq"],
+        @betas(beta1, beta2),
+        eps: f64 = "eps",
+        weight_decay: f64 = "weight_decay",
+        momentum_decay: f64 = "momentum_decay",
+        decoupled: bool = "decoupled_weight_decay",
+        maximize: bool = "maximize",
+    }
 }
 
 impl NAdam {
@@ -171,16 +290,16 @@ impl NAdam {
     };
 }
 
-/// `torch.optim.RAdam`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RAdam {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub decoupled: bool,
-    pub maximize: bool,
+hyper_params! {
+    /// `torch.optim.RAdam`.
+    pub struct RAdam {
+        slots: ["exp_avg", "exp_avg_sq"],
+        @betas(beta1, beta2),
+        eps: f64 = "eps",
+        weight_decay: f64 = "weight_decay",
+        decoupled: bool = "decoupled_weight_decay",
+        maximize: bool = "maximize",
+    }
 }
 
 impl RAdam {
@@ -196,13 +315,102 @@ impl RAdam {
     };
 }
 
-/// Lion (Chen et al. 2023), as optax defines it: `p -= lr * (sign(c) + weight_decay * p)`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Lion {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub weight_decay: f64,
+hyper_params! {
+    /// Lion (Chen et al. 2023), as optax defines it: `p -= lr * (sign(c) + weight_decay * p)`.
+    pub struct Lion {
+        slots: ["exp_avg"],
+        @betas(beta1, beta2),
+        weight_decay: f64 = "weight_decay",
+    }
+}
+
+/// One optimizer the bindings can build: the name Python gives, the entries it reads,
+/// and the [`Hyper`] it makes of them.
+pub struct Entry {
+    pub name: &'static str,
+    pub algorithm: Algorithm,
+    pub fields: &'static [Field],
+    pub build: fn(f64, &[Value]) -> Hyper,
+}
+
+/// Every optimizer, by name: the one registry the bindings read.
+pub const OPTIMIZERS: &[Entry] = &[
+    Entry {
+        name: "sgd",
+        algorithm: Algorithm::Sgd,
+        fields: Sgd::FIELDS,
+        build: |lr, v| Hyper::Sgd(Sgd::from_values(lr, v)),
+    },
+    Entry {
+        name: "momentum",
+        algorithm: Algorithm::Momentum,
+        fields: Momentum::FIELDS,
+        build: |lr, v| Hyper::Momentum(Momentum::from_values(lr, v)),
+    },
+    Entry {
+        name: "rmsprop",
+        algorithm: Algorithm::RmsProp,
+        fields: RmsProp::FIELDS,
+        build: |lr, v| Hyper::RmsProp(RmsProp::from_values(lr, v)),
+    },
+    Entry {
+        name: "adam",
+        algorithm: Algorithm::Adam,
+        fields: Adam::FIELDS,
+        build: |lr, v| Hyper::Adam(Adam::from_values(lr, v)),
+    },
+    Entry {
+        name: "adamw",
+        algorithm: Algorithm::Adam,
+        fields: Adam::FIELDS,
+        build: |lr, v| {
+            Hyper::Adam(Adam {
+                decoupled: true,
+                ..Adam::from_values(lr, v)
+            })
+        },
+    },
+    Entry {
+        name: "adagrad",
+        algorithm: Algorithm::Adagrad,
+        fields: Adagrad::FIELDS,
+        build: |lr, v| Hyper::Adagrad(Adagrad::from_values(lr, v)),
+    },
+    Entry {
+        name: "adadelta",
+        algorithm: Algorithm::Adadelta,
+        fields: Adadelta::FIELDS,
+        build: |lr, v| Hyper::Adadelta(Adadelta::from_values(lr, v)),
+    },
+    Entry {
+        name: "adamax",
+        algorithm: Algorithm::Adamax,
+        fields: Adamax::FIELDS,
+        build: |lr, v| Hyper::Adamax(Adamax::from_values(lr, v)),
+    },
+    Entry {
+        name: "nadam",
+        algorithm: Algorithm::NAdam,
+        fields: NAdam::FIELDS,
+        build: |lr, v| Hyper::NAdam(NAdam::from_values(lr, v)),
+    },
+    Entry {
+        name: "radam",
+        algorithm: Algorithm::RAdam,
+        fields: RAdam::FIELDS,
+        build: |lr, v| Hyper::RAdam(RAdam::from_values(lr, v)),
+    },
+    Entry {
+        name: "lion",
+        algorithm: Algorithm::Lion,
+        fields: Lion::FIELDS,
+        build: |lr, v| Hyper::Lion(Lion::from_values(lr, v)),
+    },
+];
+
+/// The registry's entry for `name`.
+pub fn optimizer(name: &str) -> Option<&'static Entry> {
+    OPTIMIZERS.iter().find(|e| e.name == name)
 }
 
 /// The hyper-parameters of one param group.
@@ -239,15 +447,16 @@ impl Algorithm {
     /// State buffer names, in slot order, as torch names them in `optimizer.state`.
     pub fn slot_names(self) -> &'static [&'static str] {
         match self {
-            Algorithm::Sgd => &["momentum_buffer"],
-            Algorithm::Momentum => &["velocity"],
-            Algorithm::RmsProp => &["square_avg", "momentum_buffer", "grad_avg"],
-            Algorithm::Adam => &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
-            Algorithm::Adagrad => &["sum"],
-            Algorithm::Adadelta => &["square_avg", "acc_delta"],
-            Algorithm::Adamax => &["exp_avg", "exp_inf"],
-            Algorithm::NAdam | Algorithm::RAdam => &["exp_avg", "exp_avg_sq"],
-            Algorithm::Lion => &["exp_avg"],
+            Algorithm::Sgd => Sgd::SLOTS,
+            Algorithm::Momentum => Momentum::SLOTS,
+            Algorithm::RmsProp => RmsProp::SLOTS,
+            Algorithm::Adam => Adam::SLOTS,
+            Algorithm::Adagrad => Adagrad::SLOTS,
+            Algorithm::Adadelta => Adadelta::SLOTS,
+            Algorithm::Adamax => Adamax::SLOTS,
+            Algorithm::NAdam => NAdam::SLOTS,
+            Algorithm::RAdam => RAdam::SLOTS,
+            Algorithm::Lion => Lion::SLOTS,
         }
     }
 
@@ -509,6 +718,66 @@ mod tests {
                 other => panic!("{h:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_registry_reads_each_table_in_order() {
+        let mut names: Vec<&str> = OPTIMIZERS.iter().map(|e| e.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), OPTIMIZERS.len(), "a name registered twice");
+        for e in OPTIMIZERS {
+            assert!(e.fields.len() <= MAX_FIELDS, "{}", e.name);
+            assert!(e.algorithm.slot_names().len() <= MAX_SLOTS, "{}", e.name);
+            assert_eq!(optimizer(e.name).map(|f| f.name), Some(e.name));
+        }
+        assert!(optimizer("adamx").is_none());
+        let read = [
+            Value::Pair(0.9, 0.999),
+            Value::Number(1e-8),
+            Value::Number(0.0),
+            Value::Flag(false),
+            Value::Flag(false),
+        ];
+        let keys: Vec<&str> = Adam::FIELDS.iter().map(|f| f.key).collect();
+        assert_eq!(
+            keys,
+            ["betas", "eps", "weight_decay", "amsgrad", "maximize"]
+        );
+        assert_eq!(
+            (optimizer("adam").unwrap().build)(1e-3, &read),
+            Hyper::Adam(adam())
+        );
+        assert_eq!(
+            (optimizer("adamw").unwrap().build)(1e-3, &read),
+            Hyper::Adam(Adam {
+                decoupled: true,
+                ..adam()
+            })
+        );
+        let sgd = (optimizer("sgd").unwrap().build)(
+            0.1,
+            &[
+                Value::Number(0.9),
+                Value::Number(0.0),
+                Value::Flag(true),
+                Value::Number(1e-4),
+                Value::Flag(false),
+            ],
+        );
+        let want = Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: true,
+            weight_decay: 1e-4,
+            maximize: false,
+        };
+        assert_eq!(sgd, Hyper::Sgd(want));
+        assert_eq!(
+            Algorithm::Adam.slot_names(),
+            ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+        );
     }
 
     #[test]

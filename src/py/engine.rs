@@ -25,7 +25,7 @@ use super::type_name;
 use crate::error::try_map;
 use crate::numerics::float::Dtype;
 use crate::numerics::half::{Bf16, Elem, F16};
-use crate::optim::hyper::{self, Algorithm, Hyper};
+use crate::optim::hyper::{self, Algorithm, FieldKind, Hyper, Value};
 use crate::optim::ops::{self, clip_coefficient, AnySlice, Norm};
 use crate::optim::optimizer::{first_nonfinite, Optimizer, State, Storage, Tensor, TensorState};
 use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
@@ -67,34 +67,11 @@ impl NanPolicy {
     }
 }
 
-/// Which optimizer's hyper-parameters to read from a param group: the algorithm, and for
-/// "adamw" Adam with decoupled weight decay.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Kind {
-    algorithm: Algorithm,
-    adamw: bool,
-}
+/// Which optimizer's hyper-parameters to read from a param group (its registry entry).
+type Kind = &'static hyper::Entry;
 
-impl Kind {
-    fn parse(s: &str) -> PyResult<Self> {
-        let algorithm = match s {
-            "sgd" => Algorithm::Sgd,
-            "momentum" => Algorithm::Momentum,
-            "rmsprop" => Algorithm::RmsProp,
-            "adam" | "adamw" => Algorithm::Adam,
-            "adagrad" => Algorithm::Adagrad,
-            "adadelta" => Algorithm::Adadelta,
-            "adamax" => Algorithm::Adamax,
-            "nadam" => Algorithm::NAdam,
-            "radam" => Algorithm::RAdam,
-            "lion" => Algorithm::Lion,
-            _ => return Err(PyValueError::new_err(format!("unknown optimizer {s:?}"))),
-        };
-        Ok(Kind {
-            algorithm,
-            adamw: s == "adamw",
-        })
-    }
+fn parse_kind(s: &str) -> PyResult<Kind> {
+    hyper::optimizer(s).ok_or_else(|| PyValueError::new_err(format!("unknown optimizer {s:?}")))
 }
 
 /// Reads param group `gi`'s hyper-parameters; a callable `lr` is a schedule, called with
@@ -102,6 +79,8 @@ impl Kind {
 struct GroupReader<'a, 'py> {
     group: &'a Bound<'py, PyDict>,
     index: usize,
+    /// The Python strings of the kind's field keys, made once per engine.
+    keys: &'a [Py<PyString>],
 }
 
 impl<'py> GroupReader<'_, 'py> {
@@ -190,8 +169,7 @@ impl<'py> GroupReader<'_, 'py> {
         self.float(key)
     }
 
-    fn betas(&self) -> PyResult<(f64, f64)> {
-        let key = intern!(self.group.py(), "betas");
+    fn pair(&self, key: &Bound<'py, PyString>) -> PyResult<(f64, f64)> {
         let v = self.item(key)?;
         let expected = "a pair of numbers (beta1, beta2)";
         let seq = v
@@ -208,116 +186,23 @@ impl<'py> GroupReader<'_, 'py> {
         Ok((get(0)?, get(1)?))
     }
 
+    /// One value per entry of `kind`'s field table, then the hyper-parameters built from them.
     fn read(&self, kind: Kind, step: u64) -> PyResult<Hyper> {
         let py = self.group.py();
         let lr = self.lr(step)?;
-        // `intern!` keeps each key's Python string from one step to the next.
-        macro_rules! float {
-            ($key:literal) => {
-                self.float(intern!(py, $key))
+        let mut values = [Value::Flag(false); hyper::MAX_FIELDS];
+        for ((value, field), key) in values.iter_mut().zip(kind.fields).zip(self.keys) {
+            let key = key.bind(py);
+            *value = match field.kind {
+                FieldKind::Number => Value::Number(self.float(key)?),
+                FieldKind::Flag => Value::Flag(self.flag(key)?),
+                FieldKind::Pair => {
+                    let (a, b) = self.pair(key)?;
+                    Value::Pair(a, b)
+                }
             };
         }
-        macro_rules! flag {
-            ($key:literal) => {
-                self.flag(intern!(py, $key))
-            };
-        }
-        Ok(match kind.algorithm {
-            Algorithm::Sgd => Hyper::Sgd(hyper::Sgd {
-                lr,
-                momentum: float!("momentum")?,
-                dampening: float!("dampening")?,
-                nesterov: flag!("nesterov")?,
-                weight_decay: float!("weight_decay")?,
-                maximize: flag!("maximize")?,
-            }),
-            Algorithm::Momentum => Hyper::Momentum(hyper::Momentum {
-                lr,
-                beta: float!("beta")?,
-            }),
-            Algorithm::RmsProp => Hyper::RmsProp(hyper::RmsProp {
-                lr,
-                alpha: float!("alpha")?,
-                eps: float!("eps")?,
-                weight_decay: float!("weight_decay")?,
-                momentum: float!("momentum")?,
-                centered: flag!("centered")?,
-                maximize: flag!("maximize")?,
-            }),
-            Algorithm::Adam => {
-                let (beta1, beta2) = self.betas()?;
-                Hyper::Adam(hyper::Adam {
-                    lr,
-                    beta1,
-                    beta2,
-                    eps: float!("eps")?,
-                    weight_decay: float!("weight_decay")?,
-                    amsgrad: flag!("amsgrad")?,
-                    maximize: flag!("maximize")?,
-                    decoupled: kind.adamw,
-                })
-            }
-            Algorithm::Adagrad => Hyper::Adagrad(hyper::Adagrad {
-                lr,
-                lr_decay: float!("lr_decay")?,
-                weight_decay: float!("weight_decay")?,
-                initial_accumulator_value: float!("initial_accumulator_value")?,
-                eps: float!("eps")?,
-                maximize: flag!("maximize")?,
-            }),
-            Algorithm::Adadelta => Hyper::Adadelta(hyper::Adadelta {
-                lr,
-                rho: float!("rho")?,
-                eps: float!("eps")?,
-                weight_decay: float!("weight_decay")?,
-                maximize: flag!("maximize")?,
-            }),
-            Algorithm::Adamax => {
-                let (beta1, beta2) = self.betas()?;
-                Hyper::Adamax(hyper::Adamax {
-                    lr,
-                    beta1,
-                    beta2,
-                    eps: float!("eps")?,
-                    weight_decay: float!("weight_decay")?,
-                    maximize: flag!("maximize")?,
-                })
-            }
-            Algorithm::NAdam => {
-                let (beta1, beta2) = self.betas()?;
-                Hyper::NAdam(hyper::NAdam {
-                    lr,
-                    beta1,
-                    beta2,
-                    eps: float!("eps")?,
-                    weight_decay: float!("weight_decay")?,
-                    momentum_decay: float!("momentum_decay")?,
-                    decoupled: flag!("decoupled_weight_decay")?,
-                    maximize: flag!("maximize")?,
-                })
-            }
-            Algorithm::RAdam => {
-                let (beta1, beta2) = self.betas()?;
-                Hyper::RAdam(hyper::RAdam {
-                    lr,
-                    beta1,
-                    beta2,
-                    eps: float!("eps")?,
-                    weight_decay: float!("weight_decay")?,
-                    decoupled: flag!("decoupled_weight_decay")?,
-                    maximize: flag!("maximize")?,
-                })
-            }
-            Algorithm::Lion => {
-                let (beta1, beta2) = self.betas()?;
-                Hyper::Lion(hyper::Lion {
-                    lr,
-                    beta1,
-                    beta2,
-                    weight_decay: float!("weight_decay")?,
-                })
-            }
-        })
+        Ok((kind.build)(lr, &values[..kind.fields.len()]))
     }
 }
 
@@ -327,6 +212,8 @@ impl<'py> GroupReader<'_, 'py> {
 #[pyclass(module = "ferroptim._core", frozen)]
 pub struct Engine {
     kind: Kind,
+    /// `kind.fields`' keys as Python strings (read from every group at every step).
+    field_keys: Vec<Py<PyString>>,
     params: Vec<Param>,
     /// `(start, end, index)` of each non-empty parameter's bytes, sorted by start.
     extents: Vec<(usize, usize, usize)>,
@@ -565,7 +452,12 @@ impl Engine {
                         type_name(&g)
                     ))
                 })?;
-                GroupReader { group, index }.read(self.kind, steps[index])
+                GroupReader {
+                    group,
+                    index,
+                    keys: &self.field_keys,
+                }
+                .read(self.kind, steps[index])
             })
             .collect()
     }
@@ -855,6 +747,7 @@ impl Engine {
     #[pyo3(signature = (kind, params, names, group_of, n_groups, nan_policy = "propagate", keys = None, max_grad_norm = None, state_dtype = None, master_weights = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         kind: &str,
         params: Vec<Bound<'_, PyAny>>,
         names: Vec<String>,
@@ -877,7 +770,7 @@ impl Engine {
             })
             .transpose()?;
         check_max_grad_norm(max_grad_norm)?;
-        let kind = Kind::parse(kind)?;
+        let kind = parse_kind(kind)?;
         let nan_policy = NanPolicy::parse(nan_policy)?;
         if names.len() != params.len()
             || group_of.len() != params.len()
@@ -928,6 +821,11 @@ impl Engine {
             .with_names(names.iter().map(|n| format!("parameter {n}")).collect());
         Ok(Engine {
             kind,
+            field_keys: kind
+                .fields
+                .iter()
+                .map(|f| PyString::intern(py, f.key).unbind())
+                .collect(),
             params: checked,
             extents,
             group_first,
