@@ -52,8 +52,6 @@ import argparse
 import gc
 import json
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -64,6 +62,8 @@ import numpy as np
 
 import ferroptim as fo
 from ferroptim.demo.data import moons, spirals
+
+from _common import batch_sizes, fmt_s, he_init, import_peers, load_average, machine, setup_threads
 
 LR = 1e-3
 CONTENDERS = ["lecture", "numpy_fo", "torch", "jax", "jax_numpy", "sklearn", "fit", "floor"]
@@ -126,20 +126,6 @@ WORKLOADS = {
     "W4": Workload("W4", "MLP 64-256-256-10, batch 1024", [64, 256, 256, 10], "softmax", m=1_000_000,
                    batch=1024, quick_m=4_096, targets=[("torch", 1.1), ("jax", 1.1)], floor_factor=1.3),
 }  # fmt: skip
-
-
-def he_init(sizes: list, seed: int) -> list:
-    """``[(W_l (n_{l-1}, n_l), b_l (n_l,)), ...]`` float32, ``W_l ~ N(0, 2 / n_{l-1})``, b = 0."""
-    rng = np.random.default_rng(seed)
-    return [
-        ((rng.standard_normal((i, o)) * np.sqrt(2.0 / i)).astype(np.float32), np.zeros(o, np.float32))
-        for i, o in zip(sizes[:-1], sizes[1:])
-    ]
-
-
-def batch_sizes(m: int, b: int) -> list:
-    """The sizes of an epoch's batches: full ones, then the smaller last one."""
-    return [b] * (m // b) + ([m % b] if m % b else [])
 
 
 # --- the contenders: each has epoch() -> (seconds, mean cost per example, updates) ----------
@@ -546,63 +532,6 @@ class Result:
         return statistics.median(self.times)
 
 
-def setup_threads(threads: int) -> list:
-    """Sets every library's thread count before any peer is imported; returns what was set."""
-    notes = []
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(cpus) > threads:
-        os.sched_setaffinity(0, cpus[:threads])
-        notes.append(f"process pinned to CPUs {cpus[:threads]} (XLA's pool follows the affinity)")
-    if threads == 1:
-        os.environ["XLA_FLAGS"] = (
-            os.environ.get("XLA_FLAGS", "")
-            + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        )
-    fo.set_num_threads(threads)
-    return notes
-
-
-def import_peers(threads: int, notes: list) -> dict:
-    """The importable peers, each set to ``threads`` threads; prints a line for each missing."""
-    peers = {}
-    try:
-        from threadpoolctl import threadpool_info, threadpool_limits
-
-        peers["threadpool_limits"] = threadpool_limits(threads)
-        peers["blas"] = ", ".join(
-            f"{p['internal_api']} {p['version']} ({p['num_threads']} threads)"
-            for p in threadpool_info()
-            if p.get("user_api") == "blas"
-        )
-    except ImportError:
-        notes.append("threadpoolctl not installed: NumPy's BLAS runs on its default threads")
-        peers["blas"] = "BLAS threads not set (no threadpoolctl)"
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-        peers["torch"] = torch
-    except ImportError:
-        notes.append("torch not installed: torch skipped")
-    try:
-        import jax
-        import optax
-
-        jax.config.update("jax_platforms", "cpu")
-        peers["jax"], peers["optax"] = jax, optax
-    except ImportError:
-        notes.append("jax or optax not installed: JAX skipped")
-    try:
-        from sklearn import neural_network
-
-        peers["sklearn"] = neural_network
-    except ImportError:
-        notes.append("scikit-learn not installed: scikit-learn skipped")
-    if not hasattr(fo, "nn"):
-        notes.append("this ferroptim has no ferroptim.nn: fit skipped")
-    return peers
-
-
 def build(key: str, w: Workload, X, y, init, seed, peers):
     if key == "lecture":
         return LectureNumPy(w, X, y, init, seed)
@@ -715,39 +644,6 @@ def targets(w: Workload, c: dict) -> list:
     return rows
 
 
-def machine(peers: dict, threads: int) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    parts = [
-        f"{cpu}, {os.cpu_count()} CPUs, {mem:.0f} GiB",
-        f"Python {platform.python_version()}",
-        f"ferroptim {fo.__version__} ({fo.simd_level()}, {fo.get_num_threads()} threads)",
-        f"NumPy {np.__version__} ({peers['blas']})",
-    ]
-    if "torch" in peers:
-        parts.append(f"torch {peers['torch'].__version__} ({peers['torch'].get_num_threads()} threads)")
-    if "jax" in peers:
-        import optax
-
-        parts.append(f"jax {peers['jax'].__version__} + optax {optax.__version__} ({threads} CPUs)")
-    if "sklearn" in peers:
-        import sklearn
-
-        parts.append(f"scikit-learn {sklearn.__version__}")
-    return "; ".join(parts)
-
-
-def fmt_s(s: float | None) -> str:
-    if s is None:
-        return "—"
-    return f"{s * 1e3:.1f} ms" if s < 0.1 else f"{s:.3f} s" if s < 10 else f"{s:.1f} s"
-
-
 def fmt_ratio(r: float | None) -> str:
     return "—" if r is None else f"{r:.2f}x"
 
@@ -849,7 +745,7 @@ def main(argv=None) -> int:
 
     notes = setup_threads(args.threads)
     peers = import_peers(args.threads, notes)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    load = load_average()
     print(f"Machine: {machine(peers, args.threads)}")
     print(
         f"Threads: {args.threads} for every contender (fo.set_num_threads, torch.set_num_threads, threadpoolctl, CPU affinity)"
@@ -869,11 +765,9 @@ def main(argv=None) -> int:
         r = run_workload(w, m, rounds, contenders, peers)
         results.append(r)
         print_text(r)
-        print(
-            f"  load average now: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "", flush=True
-        )
+        print(f"  load average now: {load_average()[0]:.2f}", flush=True)
 
-    after = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    after = load_average()
     print(f"\n1/5/15-min load average after: {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}")
     if args.markdown:
         print_markdown(results)

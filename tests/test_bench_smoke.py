@@ -1,6 +1,8 @@
 """benches/train_compare.py at --quick size: it runs with only NumPy and ferroptim, every
 contender it can import trains (its cost falls), missing peers are named, and the README
-table is printed. No time is asserted."""
+table is printed. benches/nn_grid.py: the whole grid has every combination, its --quick
+sample (at tiny sizes) covers every activation, output, dtype and batch with the rows its
+rule states, and the summary names issue 27's targets. No time is asserted."""
 
 import importlib.util
 import json
@@ -68,4 +70,91 @@ def test_missing_peers_are_named(quick):
 
 def test_fewer_than_three_rounds_is_refused():
     done = run("--quick", "--rounds", "2", check=False)
+    assert done.returncode == 2 and "--rounds must be >= 3" in done.stderr
+
+
+# --- benches/nn_grid.py -----------------------------------------------------------------------
+
+GRID = SCRIPT.parent / "nn_grid.py"
+# a tiny epoch per cell: the quick sample's cells at a few hundred rows and <= 4 batches
+TINY = ["--budget", "0.002", "--min-rows", "64", "--max-rows", "512", "--max-updates", "4"]
+
+
+def run_grid(*args, check=True):
+    return subprocess.run(
+        [sys.executable, str(GRID), *args], capture_output=True, text=True, check=check, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    path = tmp_path_factory.mktemp("grid") / "grid.json"
+    out = run_grid("--quick", "--no-jax", *TINY, "--markdown", "--json", str(path)).stdout
+    return out, json.loads(path.read_text())
+
+
+def test_the_whole_grid_has_every_combination():
+    out = run_grid("--list").stdout
+    # 4 hidden x 4 outputs x 2 dtypes x 5 shapes x 6 batches x 2 thread counts
+    assert out.rstrip().endswith("1920 cells")
+    assert "tanh/softmax100/float64/100-1024-100/ball/t1" in out
+    assert "relu/identity/float32/8-64-64-8/b1/t2" in out and "leaky_relu/sigmoid/float32/3-16-1/b4096" in out
+
+
+def test_quick_samples_every_activation_output_dtype_and_batch(grid):
+    out, results = grid
+    [run] = results["runs"]
+    assert run["threads"] == 2 and "Threads: 2" in out
+    cells = run["cells"]
+    for key, values in [
+        ("hidden", {"relu", "tanh", "sigmoid", "leaky_relu"}),
+        ("output", {"sigmoid", "softmax10", "softmax100", "identity"}),
+        ("dtype", {"float32", "float64"}),
+        ("batch", {1, 32, 128, 512, 4096, None}),
+    ]:
+        assert {c[key] for c in cells} == values, key
+    budget, lo, hi, max_updates = results["sizing"].values()
+    for c in cells:
+        sizes = [int(s) for s in c["shape"].split("-")]
+        k = {"sigmoid": 1, "softmax10": 10, "softmax100": 100, "identity": sizes[-1]}[c["output"]]
+        sizes[-1] = k
+        flops = 6 * sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
+        rows = int(min(max(budget / flops, lo), hi))
+        if c["batch"] is not None:
+            rows = max(min(rows, c["batch"] * max_updates), c["batch"])
+        assert c["rows"] == rows, c
+        r = c["result"]
+        assert r["fit_s"] > 0 and len(r["times"]["fit"]) == results["rounds"] == 3
+        assert r["gflops"] == pytest.approx(flops * rows / r["fit_s"] / 1e9)
+        assert r["pct_gemm"] == pytest.approx(100 * r["gflops"] / run["gemm_before"][c["dtype"]])
+        assert all(math.isfinite(r[k]["fit"]) for k in ("initial_cost", "warmup_cost", "final_cost"))
+        big = flops * (rows if c["batch"] is None else c["batch"]) >= 4e6
+        if c["hidden"] != "relu" and big:  # its relu twin ran too, for the 1.3x target
+            twin = {**c, "hidden": "relu"}
+            assert any(
+                all(d[f] == twin[f] for f in ("hidden", "output", "dtype", "shape", "batch")) for d in cells
+            )
+    assert "sgemm" in out and "dgemm" in out and "load average before" in out and "load average after" in out
+    assert "rows per cell: 0.002 GFLOP per epoch" in out
+
+
+def test_grid_summary_names_the_targets(grid):
+    out, results = grid
+    s = results["summary"]
+    assert {k.split(",")[0] for k in s["per_activation"]} == {"relu", "tanh", "sigmoid", "leaky_relu"}
+    assert "| hidden, threads | cells | torch / fit min | median | max |" in out
+    assert ">= 4 MFLOP per update (2 threads): >= 50% of the GEMM rate" in s["misses"]
+    assert "there, tanh and sigmoid within 1.3x of relu's time" in s["misses"]
+    has_torch = importlib.util.find_spec("torch") is not None
+    assert ("torch not installed: torch skipped" in out) == (not has_torch)
+    if has_torch:  # same data, weights and cost: the costs at the initial weights agree
+        for c in results["runs"][0]["cells"]:
+            cost = c["result"]["initial_cost"]
+            assert cost["torch"] == pytest.approx(cost["fit"], rel=1e-4), c
+            assert c["result"]["ratio"] == pytest.approx(c["result"]["torch_s"] / c["result"]["fit_s"])
+        assert "every cell >= 1.5x torch or >= 70% of the GEMM rate" in s["misses"]
+
+
+def test_grid_refuses_fewer_than_three_rounds():
+    done = run_grid("--quick", "--rounds", "2", check=False)
     assert done.returncode == 2 and "--rounds must be >= 3" in done.stderr
