@@ -14,11 +14,11 @@ use crate::runtime::simd;
 
 mod arrays;
 mod batches;
-mod engine;
 mod ewa;
 mod lock;
 mod nn;
 mod ops;
+mod optim;
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
@@ -161,7 +161,7 @@ fn supported_simd_levels() -> Vec<&'static str> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     warn_about_env_threads(m.py())?;
-    m.add_class::<engine::Engine>()?;
+    m.add_class::<optim::Engine>()?;
     m.add_class::<batches::Batcher>()?;
     m.add_class::<batches::EpochIter>()?;
     m.add_class::<nn::Network>()?;

@@ -10,7 +10,7 @@ use pyo3::types::PyTuple;
 
 use super::arrays::{layout, shape_str};
 use super::batches::{shuffle_mode, Batcher, DETACH_MIN_SAMPLES};
-use super::engine::{Applied, Engine};
+use super::optim::{Applied, Engine};
 use super::type_name;
 use crate::data::orders::{EpochOrders, OrderSpec};
 use crate::error::try_filled;

@@ -8,39 +8,36 @@
 //! with the same guarantees.
 
 use numpy::npyffi::NPY_ORDER;
-use numpy::{
-    PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods, PY_ARRAY_API,
-};
+use numpy::{PyUntypedArray, PyUntypedArrayMethods, PY_ARRAY_API};
 use pyo3::exceptions::{PyFloatingPointError, PyTypeError, PyValueError};
-use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PySequence, PyString, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use super::arrays::{
+use super::groups::{parse_kind, GroupReader, Kind};
+use super::state_dict::{state_from_dict, state_to_dict};
+use crate::numerics::half::{Bf16, Elem, F16};
+use crate::optim::hyper::Hyper;
+use crate::optim::ops::{self, clip_coefficient, AnySlice, Norm};
+use crate::optim::optimizer::{first_nonfinite, Optimizer, State, Storage, Tensor};
+use crate::py::arrays::{
     check_array_of, describe_dtype, disjoint_byte_extents, layout, numpy_scalar_as_array,
     overlapping, shape_str,
 };
-use super::lock::{Guard, Locked};
-use super::type_name;
-use crate::error::try_map;
-use crate::numerics::float::Dtype;
-use crate::numerics::half::{Bf16, Elem, F16};
-use crate::optim::hyper::{self, Algorithm, FieldKind, Hyper, Value};
-use crate::optim::ops::{self, clip_coefficient, AnySlice, Norm};
-use crate::optim::optimizer::{first_nonfinite, Optimizer, State, Storage, Tensor, TensorState};
+use crate::py::lock::{Guard, Locked};
+use crate::py::type_name;
 use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
 
 /// A parameter as checked at construction.
-struct Param {
-    array: Py<PyUntypedArray>,
-    name: String,
-    data: usize,
-    len: usize,
-    elem: Elem,
+pub(super) struct Param {
+    pub(super) array: Py<PyUntypedArray>,
+    pub(super) name: String,
+    pub(super) data: usize,
+    pub(super) len: usize,
+    pub(super) elem: Elem,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum NanPolicy {
+pub(super) enum NanPolicy {
     Propagate,
     Raise,
     Skip,
@@ -67,145 +64,6 @@ impl NanPolicy {
     }
 }
 
-/// Which optimizer's hyper-parameters to read from a param group (its registry entry).
-type Kind = &'static hyper::Entry;
-
-fn parse_kind(s: &str) -> PyResult<Kind> {
-    hyper::optimizer(s).ok_or_else(|| PyValueError::new_err(format!("unknown optimizer {s:?}")))
-}
-
-/// Reads param group `gi`'s hyper-parameters; a callable `lr` is a schedule, called with
-/// the group's update number `step` (0-based).
-struct GroupReader<'a, 'py> {
-    group: &'a Bound<'py, PyDict>,
-    index: usize,
-    /// The Python strings of the kind's field keys, made once per engine.
-    keys: &'a [Py<PyString>],
-}
-
-impl<'py> GroupReader<'_, 'py> {
-    fn item(&self, key: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
-        self.group.get_item(key)?.ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "param_groups[{}] has no '{}' entry",
-                self.index, key
-            ))
-        })
-    }
-
-    fn type_error(
-        &self,
-        key: &Bound<'py, PyString>,
-        expected: &str,
-        got: &Bound<'py, PyAny>,
-    ) -> PyErr {
-        PyTypeError::new_err(format!(
-            "param_groups[{}]['{}'] must be {expected}, got {}",
-            self.index,
-            key,
-            type_name(got)
-        ))
-    }
-
-    fn float(&self, key: &Bound<'py, PyString>) -> PyResult<f64> {
-        let v = self.item(key)?;
-        if let Ok(f) = v.cast::<PyFloat>() {
-            return Ok(f.value());
-        }
-        if v.is_instance_of::<PyBool>() {
-            return Err(self.type_error(key, "a number", &v));
-        }
-        v.extract::<f64>().map_err(|_| {
-            if v.is_instance_of::<PyInt>() {
-                PyValueError::new_err(format!(
-                    "param_groups[{}]['{}'] is an int too large for a float; expected a number \
-                     below about 1.8e308",
-                    self.index, key
-                ))
-            } else {
-                self.type_error(key, "a number", &v)
-            }
-        })
-    }
-
-    fn flag(&self, key: &Bound<'py, PyString>) -> PyResult<bool> {
-        let v = self.item(key)?;
-        v.extract::<bool>()
-            .map_err(|_| self.type_error(key, "True or False", &v))
-    }
-
-    fn lr(&self, step: u64) -> PyResult<f64> {
-        let key = intern!(self.group.py(), "lr");
-        let v = self.item(key)?;
-        if let Ok(f) = v.cast::<PyFloat>() {
-            return Ok(f.value());
-        }
-        if v.is_callable() && !v.is_instance_of::<PyUntypedArray>() {
-            let out = v.call1((step,))?;
-            if let Ok(f) = out.cast::<PyFloat>() {
-                return Ok(f.value());
-            }
-            let prefix = format!("the lr schedule of param_groups[{}] returned", self.index);
-            if out.is_instance_of::<PyBool>() || type_name(&out) == "bool" {
-                return Err(PyTypeError::new_err(format!(
-                    "{prefix} bool ({out}) at step {step}, expected a number (True and False \
-                     are refused, as lr=True is)"
-                )));
-            }
-            return out.extract::<f64>().map_err(|_| {
-                if out.is_instance_of::<PyInt>() {
-                    PyValueError::new_err(format!(
-                        "{prefix} an int too large for a float at step {step}, expected a number \
-                         below about 1.8e308"
-                    ))
-                } else {
-                    PyTypeError::new_err(format!(
-                        "{prefix} {} at step {step}, expected a number",
-                        type_name(&out)
-                    ))
-                }
-            });
-        }
-        self.float(key)
-    }
-
-    fn pair(&self, key: &Bound<'py, PyString>) -> PyResult<(f64, f64)> {
-        let v = self.item(key)?;
-        let expected = "a pair of numbers (beta1, beta2)";
-        let seq = v
-            .cast::<PySequence>()
-            .map_err(|_| self.type_error(key, expected, &v))?;
-        if seq.len()? != 2 {
-            return Err(self.type_error(key, expected, &v));
-        }
-        let get = |i: usize| -> PyResult<f64> {
-            seq.get_item(i)?
-                .extract::<f64>()
-                .map_err(|_| self.type_error(key, expected, &v))
-        };
-        Ok((get(0)?, get(1)?))
-    }
-
-    /// One value per entry of `kind`'s field table, then the hyper-parameters built from them.
-    fn read(&self, kind: Kind, step: u64) -> PyResult<Hyper> {
-        let py = self.group.py();
-        let lr = self.lr(step)?;
-        let mut values = [Value::Flag(false); hyper::MAX_FIELDS];
-        for ((value, field), key) in values.iter_mut().zip(kind.fields).zip(self.keys) {
-            let key = key.bind(py);
-            *value = match field.kind {
-                FieldKind::Number => Value::Number(self.float(key)?),
-                FieldKind::Flag => Value::Flag(self.flag(key)?),
-                FieldKind::Pair => {
-                    let (a, b) = self.pair(key)?;
-                    Value::Pair(a, b)
-                }
-            };
-        }
-        Ok((kind.build)(lr, &values[..kind.fields.len()]))
-    }
-}
-
 /// The Rust side of a ferroptim optimizer: parameters, their state, and the fused step.
 ///
 /// Built by the Python optimizer classes; not meant to be used directly.
@@ -214,12 +72,12 @@ pub struct Engine {
     kind: Kind,
     /// `kind.fields`' keys as Python strings (read from every group at every step).
     field_keys: Vec<Py<PyString>>,
-    params: Vec<Param>,
+    pub(super) params: Vec<Param>,
     /// `(start, end, index)` of each non-empty parameter's bytes, sorted by start.
     extents: Vec<(usize, usize, usize)>,
     /// The first tensor of each param group (whose step count drives a schedule).
     group_first: Vec<Option<usize>>,
-    nan_policy: NanPolicy,
+    pub(super) nan_policy: NanPolicy,
     /// The parameters' keys when they were given by name: gradients may then come as a dict.
     keys: Option<Vec<Py<PyAny>>>,
     /// How each parameter and its state are stored (fixed at construction).
@@ -229,14 +87,14 @@ pub struct Engine {
 }
 
 /// The part of an engine that steps change.
-struct Mutable {
-    core: Optimizer,
-    skipped_steps: u64,
+pub(super) struct Mutable {
+    pub(super) core: Optimizer,
+    pub(super) skipped_steps: u64,
     /// Clip the global 2-norm of the gradients to this inside the step (torch's
     /// `clip_grad_norm_` rule), if set.
-    max_grad_norm: Option<f64>,
+    pub(super) max_grad_norm: Option<f64>,
     /// The global gradient norm of the last step, before clipping (when clipping).
-    last_grad_norm: Option<f64>,
+    pub(super) last_grad_norm: Option<f64>,
 }
 
 /// How a lock conflict names the engine.
@@ -400,7 +258,7 @@ impl Engine {
     }
 
     /// Confirms each parameter still is the array checked at construction.
-    fn recheck_params(&self, py: Python<'_>) -> PyResult<()> {
+    pub(super) fn recheck_params(&self, py: Python<'_>) -> PyResult<()> {
         for p in &self.params {
             let a = p.array.bind(py);
             let l = layout(a);
@@ -422,7 +280,7 @@ impl Engine {
     }
 
     /// The step count of each param group's first tensor (which drives its schedule).
-    fn group_steps(&self, st: &Mutable) -> Vec<u64> {
+    pub(super) fn group_steps(&self, st: &Mutable) -> Vec<u64> {
         self.group_first
             .iter()
             .map(|first| first.map_or(0, |i| st.core.states()[i].step()))
@@ -465,7 +323,7 @@ impl Engine {
     /// The lock, and the hyper-parameters read for the step counts it holds: schedules are
     /// called unlocked (one may read this optimizer), then read again if another thread
     /// stepped meanwhile.
-    fn lock_with_hypers<'a>(
+    pub(super) fn lock_with_hypers<'a>(
         &'a self,
         py: Python<'_>,
         groups: &Bound<'_, PyAny>,
@@ -480,265 +338,6 @@ impl Engine {
             }
         }
     }
-}
-
-/// What [`Engine::apply`] did.
-pub(super) enum Applied {
-    Done,
-    Skipped,
-    /// A non-finite gradient under `nan_policy='raise'`: the parameter's name.
-    NonFinite(String),
-    Failed(crate::Error),
-}
-
-/// The parameters and hyper-parameters a fused training loop steps with.
-pub(super) struct FitView {
-    /// `(data address, elements, dtype)` of each parameter, in engine order.
-    pub params: Vec<(usize, usize, Dtype)>,
-    pub hypers: Vec<Hyper>,
-    /// Each group's update count now (the step its schedule is evaluated at next).
-    pub group_steps: Vec<u64>,
-}
-
-/// An engine locked for a fused training loop: other threads wait until it is dropped.
-pub(super) struct FitSession<'a> {
-    engine: &'a Engine,
-    st: Guard<'a, Mutable>,
-}
-
-// SAFETY: a session is carried into `Python::detach`, whose closure runs on the calling
-// thread, so the lock is taken and released by one thread.
-unsafe impl Send for FitSession<'_> {}
-
-impl Engine {
-    /// Re-checks the parameters, reads the groups' hyper-parameters and locks the engine,
-    /// for a loop that then calls [`FitSession::apply`] with the GIL released.
-    pub(super) fn fit_view(
-        &self,
-        py: Python<'_>,
-        groups: &Bound<'_, PyAny>,
-    ) -> PyResult<(FitView, FitSession<'_>)> {
-        self.recheck_params(py)?;
-        let params = self
-            .params
-            .iter()
-            .map(|p| match p.elem {
-                Elem::F32 => Ok((p.data, p.len, Dtype::F32)),
-                Elem::F64 => Ok((p.data, p.len, Dtype::F64)),
-                Elem::Bf16 | Elem::F16 => Err(PyTypeError::new_err(format!(
-                    "parameter {} is {}: the fused training loop takes float32 or float64 \
-                     parameters",
-                    p.name,
-                    p.elem.name()
-                ))),
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        let (st, hypers) = self.lock_with_hypers(py, groups)?;
-        let view = FitView {
-            params,
-            hypers,
-            group_steps: self.group_steps(&st),
-        };
-        Ok((view, FitSession { engine: self, st }))
-    }
-}
-
-impl FitSession<'_> {
-    /// Each param group's update count (0 for an empty group).
-    pub(super) fn group_steps(&self) -> Vec<u64> {
-        self.engine.group_steps(&self.st)
-    }
-
-    /// One update as `step` makes it — `nan_policy`, `max_grad_norm`, the fused kernel —
-    /// without Python: `tensors` in parameter order, checked by the caller.
-    pub(super) fn apply(&mut self, tensors: Vec<Tensor<'_>>, hypers: &[Hyper]) -> Applied {
-        let engine = self.engine;
-        let st = &mut *self.st;
-        if engine.nan_policy != NanPolicy::Propagate {
-            if let Some(i) = first_nonfinite(&tensors) {
-                if engine.nan_policy == NanPolicy::Raise {
-                    return Applied::NonFinite(engine.params[i].name.clone());
-                }
-                st.skipped_steps += 1;
-                return Applied::Skipped;
-            }
-        }
-        let mut grad_scale = 1.0;
-        if let Some(max_norm) = st.max_grad_norm {
-            let grads: Vec<AnySlice<'_>> = tensors.iter().map(Tensor::grad).collect();
-            let norm = ops::norm_any(&grads, Norm::L2);
-            grad_scale = clip_coefficient(max_norm, norm);
-            st.last_grad_norm = Some(norm);
-        }
-        match st.core.step(tensors, hypers, grad_scale) {
-            Ok(()) => Applied::Done,
-            Err(e) => Applied::Failed(e),
-        }
-    }
-}
-
-/// How a state element crosses to NumPy: float32/float64 as themselves, bfloat16 and
-/// float16 as their `uint16` bit patterns (the Python layer views them as their dtype).
-trait NumpyElem: Copy + 'static {
-    type Raw: numpy::Element + Copy;
-    const NAME: &'static str;
-    /// 16-bit state also loads from float32 arrays, rounded as the kernels round.
-    const FROM_F32: bool = false;
-    fn to_raw(self) -> Self::Raw;
-    fn from_raw(r: Self::Raw) -> Self;
-    fn from_f32(x: f32) -> Self;
-}
-
-macro_rules! numpy_elem {
-    ($t:ty, $raw:ty, $name:literal, $from_f32:literal, |$x:ident| $to:expr, |$r:ident| $from:expr) => {
-        impl NumpyElem for $t {
-            type Raw = $raw;
-            const NAME: &'static str = $name;
-            const FROM_F32: bool = $from_f32;
-            #[inline]
-            fn from_f32(x: f32) -> Self {
-                <$t as crate::numerics::half::Stored<_>>::store(x.into())
-            }
-            #[inline]
-            fn to_raw(self) -> $raw {
-                let $x = self;
-                $to
-            }
-            #[inline]
-            fn from_raw($r: $raw) -> Self {
-                $from
-            }
-        }
-    };
-}
-numpy_elem!(f32, f32, "float32", false, |x| x, |r| r);
-numpy_elem!(f64, f64, "float64", false, |x| x, |r| r);
-numpy_elem!(
-    Bf16,
-    u16,
-    "uint16 (bfloat16 bits) or float32",
-    true,
-    |x| x.0,
-    |r| Bf16(r)
-);
-numpy_elem!(
-    F16,
-    u16,
-    "uint16 (float16 bits) or float32",
-    true,
-    |x| x.0,
-    |r| F16(r)
-);
-
-/// The name master weights have in a state dict.
-const MASTER: &str = "master_param";
-
-fn state_to_dict<'py, S: NumpyElem>(
-    py: Python<'py>,
-    s: &TensorState<S>,
-    algorithm: Algorithm,
-    shape: &[usize],
-) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item(intern!(py, "step"), s.step)?;
-    if let Some(name) = algorithm.scalar_name() {
-        d.set_item(name, s.scalar)?;
-    }
-    for (slot, name) in s.slots.iter().zip(algorithm.slot_names()) {
-        if let Some(buf) = slot {
-            let raw = try_map(buf, NumpyElem::to_raw, || {
-                format!("the state dict's {name}")
-            })?;
-            d.set_item(*name, PyArray1::from_vec(py, raw).reshape(shape.to_vec())?)?;
-        }
-    }
-    if let Some(m) = &s.master {
-        // Copied into a vector that NumPy then owns: NumPy's own allocation panics on failure.
-        let copy = try_map(m, |x| x, || format!("the state dict's {MASTER}"))?;
-        d.set_item(
-            MASTER,
-            PyArray1::from_vec(py, copy).reshape(shape.to_vec())?,
-        )?;
-    }
-    Ok(d)
-}
-
-/// A contiguous array of `len` elements of `R` from a state dict, copied.
-fn buffer_from<R: numpy::Element + Copy, S>(
-    v: &Bound<'_, PyAny>,
-    len: usize,
-    map: impl Fn(R) -> S,
-    err: impl Fn() -> PyErr,
-    what: impl FnOnce() -> String,
-) -> PyResult<Vec<S>> {
-    let arr = v.cast::<PyArrayDyn<R>>().map_err(|_| err())?;
-    let view = arr.try_readonly()?;
-    let src = view.as_slice().map_err(|_| err())?;
-    if src.len() != len {
-        return Err(err());
-    }
-    Ok(try_map(src, map, what)?)
-}
-
-fn state_from_dict<S: NumpyElem>(
-    d: &Bound<'_, PyDict>,
-    algorithm: Algorithm,
-    param: &Param,
-    master: bool,
-) -> PyResult<TensorState<S>> {
-    let names = algorithm.slot_names();
-    let mut s = TensorState::new();
-    for (k, v) in d.iter() {
-        let key: String = k.extract()?;
-        if key == "step" {
-            s.step = v.extract::<u64>().map_err(|_| {
-                PyValueError::new_err(format!(
-                    "state 'step' of {} must be an integer >= 0",
-                    param.name
-                ))
-            })?;
-            continue;
-        }
-        if Some(key.as_str()) == algorithm.scalar_name() {
-            s.scalar = v.extract::<f64>().map_err(|_| {
-                PyValueError::new_err(format!("state '{key}' of {} must be a number", param.name))
-            })?;
-            continue;
-        }
-        let err = |dtype: &str| {
-            PyValueError::new_err(format!(
-                "state '{key}' of {} must be a contiguous {dtype} array of {} elements",
-                param.name, param.len
-            ))
-        };
-        if key == MASTER && master {
-            let what = || format!("the master weights of {}", param.name);
-            s.master = Some(buffer_from(
-                &v,
-                param.len,
-                |x: f32| x,
-                || err("float32"),
-                what,
-            )?);
-            continue;
-        }
-        let slot = names.iter().position(|n| *n == key).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "unknown state '{key}' for {}; expected 'step' and some of '{}'{}",
-                param.name,
-                names.join("', '"),
-                if master { ", and 'master_param'" } else { "" }
-            ))
-        })?;
-        let what = || format!("the state '{key}' of {}", param.name);
-        let buf = if S::FROM_F32 && v.cast::<PyArrayDyn<f32>>().is_ok() {
-            buffer_from(&v, param.len, S::from_f32, || err(S::NAME), what)?
-        } else {
-            buffer_from(&v, param.len, S::from_raw, || err(S::NAME), what)?
-        };
-        s.slots[slot] = Some(buf);
-    }
-    Ok(s)
 }
 
 #[pymethods]
@@ -997,7 +596,7 @@ impl Engine {
 
     /// Each param group's update count: the step its lr schedule is evaluated at next.
     #[pyo3(name = "group_steps")]
-    fn group_steps_py(&self, py: Python<'_>) -> PyResult<Vec<u64>> {
+    pub(super) fn group_steps_py(&self, py: Python<'_>) -> PyResult<Vec<u64>> {
         Ok(self.group_steps(&*self.state.lock(py, WHAT)?))
     }
 

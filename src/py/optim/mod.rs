@@ -1,0 +1,10 @@
+//! The optimizer bindings: the engine (parameters, their checks and the step), param-group
+//! reading, `state_dict` conversion, and the locked view the fused training loop steps with.
+
+mod engine;
+mod fit;
+mod groups;
+mod state_dict;
+
+pub use engine::Engine;
+pub(super) use fit::Applied;
