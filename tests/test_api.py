@@ -193,3 +193,12 @@ def test_every_public_name_has_a_docstring():
     for name in fo.__all__:
         obj = getattr(fo, name)
         assert obj.__doc__ and len(obj.__doc__.strip()) > 20, name
+
+
+def test_every_optimizer_class_is_registered_once_under_its_engine_name():
+    classes = [getattr(fo.optim, n) for n in fo.optim.__all__ if n != "Optimizer"]
+    assert sorted(fo.optim.OPTIMIZERS) == sorted(c._kind for c in classes)
+    for cls in classes:
+        assert fo.optim.OPTIMIZERS[cls._kind] is cls
+        cls([np.zeros(3)], lr=0.1)  # the engine knows the name
+

@@ -53,6 +53,10 @@ __all__ = [
 
 _MAX_STEP = 2**64 - 2
 
+# Every optimizer class by its engine name ("adam", "adamw", ...): filled as each class is
+# defined (``Optimizer.__init_subclass__``), so a name is written once, on its class.
+OPTIMIZERS: dict[str, type[Optimizer]] = {}
+
 _STATE_DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 
@@ -338,6 +342,11 @@ class Optimizer:
     """
 
     _kind = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("_kind"):
+            OPTIMIZERS[cls._kind] = cls
 
     def __init__(
         self,

@@ -59,20 +59,8 @@ from .nn import MLP
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-# ferroptim's optimizers by name, and which of scikit-learn's parameters each one takes.
-_SOLVERS = {
-    "sgd": optim.SGD,
-    "adam": optim.Adam,
-    "momentum": optim.Momentum,
-    "rmsprop": optim.RMSprop,
-    "adamw": optim.AdamW,
-    "nadam": optim.NAdam,
-    "radam": optim.RAdam,
-    "adamax": optim.Adamax,
-    "adagrad": optim.Adagrad,
-    "adadelta": optim.Adadelta,
-    "lion": optim.Lion,
-}
+# ferroptim's optimizers by name (solver="adam", ...): the optimizers' own registry.
+_SOLVERS = optim.OPTIMIZERS
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _OUTPUTS = {"identity": "identity", "logistic": "sigmoid", "softmax": "softmax"}
 
