@@ -179,6 +179,20 @@ def test_early_stopping_keeps_best_validation_weights():
         clf.partial_fit(Xt, yt)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_warm_start_may_switch_early_stopping_either_way():
+    # scikit-learn 1.9 fails here (None.append, None - float): the record of the new mode
+    # starts at the warm start.
+    Xt, _, yt, _ = _digits()
+    clf = MLPClassifier(max_iter=3, warm_start=True, random_state=0).fit(Xt, yt)
+    clf.set_params(early_stopping=True).fit(Xt, yt)
+    assert len(clf.validation_scores_) == 3
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    clf = MLPClassifier(max_iter=3, warm_start=True, early_stopping=True, random_state=0).fit(Xt, yt)
+    clf.set_params(early_stopping=False).fit(Xt, yt)
+    assert clf.best_loss_ == min(clf.loss_curve_[3:])
+
+
 def test_multilabel_and_multioutput():
     X, Y = sklearn.datasets.make_multilabel_classification(n_samples=400, n_classes=4, random_state=0)
     clf = MLPClassifier(max_iter=100, random_state=0).fit(X, Y)

@@ -411,6 +411,9 @@ class _BaseMLP(BaseEstimator):
 
     def _update_no_improvement_count(self, early_stopping, X_val, y_val, say) -> None:
         if early_stopping:
+            if self.validation_scores_ is None or self.best_validation_score_ is None:
+                # A warm start after a fit without early stopping: its record starts here.
+                self.validation_scores_, self.best_validation_score_ = [], -np.inf
             y_pred = self._predict(X_val, check_input=False)
             if np.issubdtype(np.asarray(y_pred).dtype, np.floating) and not np.isfinite(y_pred).all():
                 score = np.nan
@@ -428,6 +431,9 @@ class _BaseMLP(BaseEstimator):
                 self._best_coefs = [c.copy() for c in self.coefs_]
                 self._best_intercepts = [b.copy() for b in self.intercepts_]
         else:
+            if self.best_loss_ is None:
+                # A warm start after a fit with early stopping: the best loss starts here.
+                self.best_loss_ = np.inf
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1
             else:
