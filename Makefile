@@ -55,12 +55,15 @@ bench: setup
 PY_SOURCES := python tests benches examples scripts build_backend docs/hooks
 
 # Clippy's pedantic group and its allow-list are in Cargo.toml ([lints.clippy]) and clippy.toml;
-# the stub python/ferroptim/_core.pyi is checked against the built extension.
+# mypy type-checks the package (pyproject.toml's [tool.mypy]); the stub
+# python/ferroptim/_core.pyi is checked against the built extension. .pre-commit-config.yaml
+# runs the fast steps (ruff, cargo fmt, mypy) before each commit.
 lint: setup
 	cargo fmt --check
 	cargo clippy --all-targets --features python -- -D warnings
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
+	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest ferroptim._core --allowlist stubtest-allowlist.txt
 	$(MAKE) docs
 
