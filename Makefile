@@ -17,7 +17,7 @@ BENCH_PYTHON ?= $(PY)
 RELEASE_STAMP := $(VENV)/.release-tools-installed
 WHEEL_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
 
-.PHONY: setup test test-rust test-python demo bench lint docs wheels test-wheels clean
+.PHONY: setup test test-fast test-rust test-python demo bench lint docs wheels test-wheels clean
 
 setup: $(PKG_STAMP)
 
@@ -36,6 +36,12 @@ $(PKG_STAMP): $(DEPS_STAMP) $(SOURCES)
 	touch $@
 
 test: test-rust test-python
+
+# The inner loop: cargo test and every pytest test but those marked `slow` (subprocesses,
+# MPI jobs, wheel and demo runs end to end); `make test` runs them all.
+test-fast: setup
+	cargo test --quiet
+	$(PY) -m pytest -q -m "not slow"
 
 test-rust:
 	cargo test --quiet

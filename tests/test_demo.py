@@ -239,6 +239,7 @@ def test_bad_options_exit_non_zero_with_one_line(options, message, tmp_path, cap
     assert not (tmp_path / "report").exists() or not any((tmp_path / "report").iterdir())
 
 
+@pytest.mark.slow
 def test_an_unwritable_out_folder_is_a_clean_error_in_a_real_process(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -248,6 +249,7 @@ def test_an_unwritable_out_folder_is_a_clean_error_in_a_real_process(tmp_path):
     assert out.stderr.count("\n") == 1 and "--out" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_missing_matplotlib_is_a_message_not_a_traceback(tmp_path):
     code = (
         "import sys; sys.modules['matplotlib'] = None; from ferroptim.__main__ import main; "

@@ -239,6 +239,7 @@ def test_docstring_examples():
     assert result.failed == 0 and result.attempted >= 4
 
 
+@pytest.mark.slow
 def test_ferroptim_itself_never_imports_sklearn():
     import subprocess
     import sys
