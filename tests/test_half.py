@@ -314,6 +314,7 @@ def load_convergence():
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(fo, "nn"), reason="needs ferroptim.nn")
 def test_bfloat16_state_reaches_float32_state_accuracy_on_the_demo_tasks():
     """A short version of benches/half_convergence.py (whose full numbers are in the docs):

@@ -51,6 +51,7 @@ def _classification():
     return train_test_split(X, y, test_size=0.3, random_state=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "data, ours, theirs, params",
     [
