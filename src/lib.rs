@@ -29,3 +29,6 @@ pub use optimizer::{Optimizer, State, Tensor, TensorState};
 
 #[cfg(feature = "python")]
 mod py;
+
+#[cfg(test)]
+mod test_util;
