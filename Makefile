@@ -17,7 +17,7 @@ BENCH_PYTHON ?= $(PY)
 RELEASE_STAMP := $(VENV)/.release-tools-installed
 WHEEL_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
 
-.PHONY: setup test test-rust test-python demo bench lint docs wheels test-wheels clean
+.PHONY: setup test test-fast test-rust test-python demo bench lint docs wheels test-wheels clean
 
 setup: $(PKG_STAMP)
 
@@ -37,6 +37,12 @@ $(PKG_STAMP): $(DEPS_STAMP) $(SOURCES)
 
 test: test-rust test-python
 
+# The inner loop: cargo test and every pytest test but those marked `slow` (subprocesses,
+# MPI jobs, wheel and demo runs end to end); `make test` runs them all.
+test-fast: setup
+	cargo test --quiet
+	$(PY) -m pytest -q -m "not slow"
+
 test-rust:
 	cargo test --quiet
 
@@ -55,12 +61,15 @@ bench: setup
 PY_SOURCES := python tests benches examples scripts build_backend docs/hooks
 
 # Clippy's pedantic group and its allow-list are in Cargo.toml ([lints.clippy]) and clippy.toml;
-# the stub python/ferroptim/_core.pyi is checked against the built extension.
+# mypy type-checks the package (pyproject.toml's [tool.mypy]); the stub
+# python/ferroptim/_core.pyi is checked against the built extension. .pre-commit-config.yaml
+# runs the fast steps (ruff, cargo fmt, mypy) before each commit.
 lint: setup
 	cargo fmt --check
 	cargo clippy --all-targets --features python -- -D warnings
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
+	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest ferroptim._core --allowlist stubtest-allowlist.txt
 	$(MAKE) docs
 

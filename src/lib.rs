@@ -32,3 +32,6 @@ pub use runtime::simd::{self, Level};
 
 #[cfg(feature = "python")]
 mod py;
+
+#[cfg(test)]
+mod test_util;

@@ -201,4 +201,3 @@ def test_every_optimizer_class_is_registered_once_under_its_engine_name():
     for cls in classes:
         assert fo.optim.OPTIMIZERS[cls._kind] is cls
         cls([np.zeros(3)], lr=0.1)  # the engine knows the name
-

@@ -591,6 +591,7 @@ def test_docstrings_run():
     assert "MiniBatches" in fo.__all__
 
 
+@pytest.mark.slow
 def test_the_benchmark_runs(tmp_path):
     script = Path(__file__).resolve().parent.parent / "benches" / "minibatch_compare.py"
     out = subprocess.run(

@@ -15,6 +15,8 @@ import pytest
 
 import ferroptim as fo
 
+pytestmark = pytest.mark.slow  # every test runs the script in a subprocess
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benches" / "train_compare.py"
 
 

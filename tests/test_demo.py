@@ -68,6 +68,7 @@ def tiny(tmp_path_factory):
     return out, json.loads((out / "results.json").read_text()), printed
 
 
+@pytest.mark.slow
 def test_every_figure_and_the_report_are_written(tiny):
     out, results, printed = tiny
     report = (out / "report.md").read_text()
@@ -83,6 +84,7 @@ def test_every_figure_and_the_report_are_written(tiny):
     assert "held-out acc" in printed and "Report:" in printed
 
 
+@pytest.mark.slow
 def test_every_run_trained_its_budget_and_its_cost_fell(tiny):
     _, results, _ = tiny
     runs = results["runs"]
@@ -108,6 +110,7 @@ def test_every_run_trained_its_budget_and_its_cost_fell(tiny):
     assert all("InverseTimeDecay" in r["code"] for r in decayed)
 
 
+@pytest.mark.slow
 def test_adam_beats_plain_gd_at_the_same_budget(tiny):
     _, results, _ = tiny
     by_name = {r["name"]: r for r in results["runs"]}
@@ -117,6 +120,7 @@ def test_adam_beats_plain_gd_at_the_same_budget(tiny):
     assert adam["final_cost"] < gd["final_cost"]
 
 
+@pytest.mark.slow
 def test_surfaces_gd_is_the_slowest_to_leave_the_saddle_and_the_plateau(tiny):
     _, results, _ = tiny
     surfaces = {s["key"]: s for s in results["surfaces"]}
@@ -143,6 +147,7 @@ def test_surfaces_gd_is_the_slowest_to_leave_the_saddle_and_the_plateau(tiny):
             assert any(p["lr"] == r["lr"] for p in r["sweep"])
 
 
+@pytest.mark.slow
 def test_results_record_the_machine_data_and_lecture_figures(tiny):
     _, results, _ = tiny
     machine = results["machine"]
@@ -156,6 +161,7 @@ def test_results_record_the_machine_data_and_lecture_figures(tiny):
     assert len(results["lr_schedules"]["lecture (per epoch)"]) == 4
 
 
+@pytest.mark.slow
 def test_lecture_preset_prints_its_accuracy_table(tmp_path):
     status, printed = run_demo(["demo", "--preset", "lecture", "--epochs", "300", "--out", str(tmp_path)])
     assert status == 0
@@ -172,6 +178,7 @@ def test_lecture_preset_prints_its_accuracy_table(tmp_path):
     assert (tmp_path / "cost_optimizers.png").exists() and not (tmp_path / "cost_batch_size.png").exists()
 
 
+@pytest.mark.slow
 def test_lecture_preset_gives_the_same_numbers_through_fit_as_through_the_python_loop(tmp_path):
     args = ["demo", "--preset", "lecture", "--epochs", "300"]
     status_fit, printed_fit = run_demo(args + ["--out", str(tmp_path / "fit")])
@@ -239,6 +246,7 @@ def test_bad_options_exit_non_zero_with_one_line(options, message, tmp_path, cap
     assert not (tmp_path / "report").exists() or not any((tmp_path / "report").iterdir())
 
 
+@pytest.mark.slow
 def test_an_unwritable_out_folder_is_a_clean_error_in_a_real_process(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -248,6 +256,7 @@ def test_an_unwritable_out_folder_is_a_clean_error_in_a_real_process(tmp_path):
     assert out.stderr.count("\n") == 1 and "--out" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_missing_matplotlib_is_a_message_not_a_traceback(tmp_path):
     code = (
         "import sys; sys.modules['matplotlib'] = None; from ferroptim.__main__ import main; "

@@ -37,6 +37,7 @@ def test_the_docs_have_code_to_run():
     assert DOCS / "tutorial" / "minibatch.md" in PAGES
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
 def test_every_code_block_runs_and_draws_the_figures_of_its_page(page, tmp_path):
     done = subprocess.run(

@@ -291,6 +291,7 @@ def test_16_bit_state_loads_into_float32_state_exactly():
     assert_bits(opt.state[0]["exp_avg_sq"], f32.state[0]["exp_avg_sq"].astype(BF16), "rounded")
 
 
+@pytest.mark.slow
 def test_ferroptim_imports_and_runs_without_ml_dtypes():
     code = (
         "import sys; sys.modules['ml_dtypes'] = None\n"
@@ -313,6 +314,7 @@ def load_convergence():
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(fo, "nn"), reason="needs ferroptim.nn")
 def test_bfloat16_state_reaches_float32_state_accuracy_on_the_demo_tasks():
     """A short version of benches/half_convergence.py (whose full numbers are in the docs):

@@ -276,6 +276,7 @@ def test_fit_one_epoch_at_a_time_equals_fit_all_epochs():
         np.testing.assert_array_equal(a.params[k], b.params[k])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_trains_the_epoch_its_parent_was_shuffling_ahead(threads):
     # fit shuffles the next epoch on a pool thread, which a forked child does not have: the

@@ -25,6 +25,7 @@ def backend(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_without_cargo_the_build_stops_with_what_to_install_instead_of_downloading_rust(tmp_path):
     requires = backend("print(b.get_requires_for_build_wheel())", tmp_path)
     assert requires.returncode == 0, requires.stderr

@@ -130,6 +130,7 @@ def test_hyper_parameters_changed_between_steps_are_used():
     np.testing.assert_array_equal(params[0], ref.params[0])
 
 
+@pytest.mark.slow
 def test_simd_level_from_the_environment():
     for level in fo.supported_simd_levels():
         out = subprocess.run(
@@ -142,6 +143,7 @@ def test_simd_level_from_the_environment():
         assert out.stdout.strip() == level
 
 
+@pytest.mark.slow
 def test_thread_count_from_the_environment():
     out = subprocess.run(
         [sys.executable, "-c", "import ferroptim; print(ferroptim.get_num_threads())"],
@@ -160,6 +162,7 @@ def test_unknown_simd_level_is_refused():
         fo.set_num_threads(0)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="qemu-user is not installed")
 def test_runs_on_a_cpu_without_avx():
     """The wheel carries no AVX outside the dispatched kernels: under an emulated Westmere

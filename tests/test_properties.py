@@ -98,7 +98,10 @@ def test_random_configurations_match_the_reference(kh, shape_list, dtype, seed):
     for _ in range(4):
         grads = [rng.normal(size=s).astype(dtype) for s in shape_list]
         opt.step(grads)
-        ref.step(grads)
+        # Some draws overflow to inf (centered RMSprop with alpha = 0 divides by eps), in the
+        # kernels as in the reference: compared like any other value, not a warning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            ref.step(grads)
     for p, r in zip(params, ref.params):
         np.testing.assert_array_equal(p, r)
 

@@ -52,6 +52,7 @@ needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="u
 # -- item 2: fallible allocation -----------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_linux
 def test_a_state_that_cannot_be_allocated_raises_memory_error_and_changes_nothing():
     out = run_python(
@@ -80,6 +81,7 @@ print("ok")
     assert_ok(out)
 
 
+@pytest.mark.slow
 @needs_linux
 def test_minibatches_over_a_huge_memmap_raise_memory_error_on_iter(tmp_path):
     path = tmp_path / "huge.bin"
@@ -106,6 +108,7 @@ print("ok")
     assert_ok(out)
 
 
+@pytest.mark.slow
 @needs_linux
 def test_a_batch_too_large_for_memory_raises_memory_error_and_the_network_keeps_working():
     # The hidden activations of 100,000 rows x 4096 units take 1.6 GB: without fallible
@@ -152,6 +155,7 @@ print("ok")
         ("p = np.ones(16 << 20, np.float16); opt = fo.SGD([p], lr=0.1)", "master_param"),
     ],
 )
+@pytest.mark.slow
 def test_a_state_dict_that_cannot_be_copied_raises_memory_error(setup, slot):
     # state_dict copies every buffer: without fallible copies a failure aborted the process
     # (or raised pyo3's PanicException, which `except Exception` does not catch).
@@ -329,6 +333,7 @@ def test_threads_sharing_one_epoch_iterator_each_get_distinct_batches():
 # -- item 15: a memory map truncated mid-epoch --------------------------------------------
 
 
+@pytest.mark.slow
 @needs_linux
 def test_a_memmap_truncated_mid_epoch_raises_instead_of_sigbus(tmp_path):
     # Batches this small are gathered when asked for, after the check. (A larger batch
@@ -362,6 +367,7 @@ print("ok")
 # -- item 16: callbacks that change arrays before the step uses them ----------------------
 
 
+@pytest.mark.slow
 def test_a_schedule_that_resizes_a_gradient_is_refused_without_a_crash():
     out = run_python(
         """
@@ -407,6 +413,7 @@ def threads_in_subprocess(env: dict) -> subprocess.CompletedProcess:
     return run_python("import ferroptim as fo; print(fo.get_num_threads())", env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_absurd_thread_counts_are_refused_or_clamped_with_a_warning(threads):
     with pytest.raises(ValueError, match="at most .* per CPU"):
         fo.set_num_threads(10_000)
@@ -426,6 +433,7 @@ def test_absurd_thread_counts_are_refused_or_clamped_with_a_warning(threads):
     assert "is not an integer >= 1" in out.stderr and int(out.stdout) == base
 
 
+@pytest.mark.slow
 def test_mpi_ranks_on_one_host_share_the_cores_by_default():
     env = {"FERROPTIM_NUM_THREADS": ""}
     for var in (

@@ -134,12 +134,14 @@ def test_save_checkpoint_removes_its_temporary_file_when_pickling_fails(tmp_path
 # -- 3, 4, 5, 21: MPI ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sys_exit_with_a_nonzero_status_on_one_rank_ends_the_job(tmp_path):
     out = mpirun("sys-exit", tmp_path)
     assert out.returncode != 0
     assert "was not stopped" not in out.stdout
 
 
+@pytest.mark.slow
 def test_an_exception_in_another_thread_ends_the_job(tmp_path):
     out = mpirun("thread-error", tmp_path)
     assert out.returncode != 0
@@ -147,12 +149,14 @@ def test_an_exception_in_another_thread_ends_the_job(tmp_path):
     assert "was not stopped" not in out.stdout
 
 
+@pytest.mark.slow
 def test_exits_with_status_zero_and_caught_system_exits_do_not_abort(tmp_path):
     out = mpirun("normal-exits", tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("finished") == 2
 
 
+@pytest.mark.slow
 def test_checkpoint_errors_are_raised_on_every_rank(tmp_path):
     out = mpirun("checkpoint-errors", tmp_path)
     assert out.returncode == 0, out.stderr
@@ -164,6 +168,7 @@ def test_checkpoint_errors_are_raised_on_every_rank(tmp_path):
     assert stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)
 
 
+@pytest.mark.slow
 def test_distributed_optimizer_covers_groups_added_after_wrapping(tmp_path):
     out = mpirun("add-param-group", tmp_path)
     assert out.returncode == 0, out.stderr
@@ -206,6 +211,7 @@ def test_distributed_optimizer_covers_groups_added_after_wrapping(tmp_path):
         np.testing.assert_array_equal(r0[k], r1[k])
 
 
+@pytest.mark.slow
 def test_distributed_optimizer_composes_with_the_wrappers_in_both_orders(tmp_path):
     out = mpirun("compose", tmp_path)
     assert out.returncode == 0, out.stderr

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from check_wheels import Skip, install  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 SCRIPT = """
 import numpy as np, ferroptim as fo
 assert fo.__file__.startswith(%r), fo.__file__

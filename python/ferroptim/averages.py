@@ -38,7 +38,7 @@ def _float_array(x: Any, name: str = "x") -> np.ndarray:
     if a.dtype == np.float32 or a.dtype == np.float64:
         dtype = a.dtype
     else:
-        dtype = np.float32 if a.dtype.kind == "f" and a.dtype.itemsize <= 4 else np.float64
+        dtype = np.dtype(np.float32 if a.dtype.kind == "f" and a.dtype.itemsize <= 4 else np.float64)
     return np.require(a, dtype, ["C_CONTIGUOUS", "ALIGNED"])
 
 
@@ -196,7 +196,9 @@ class EWA:
                 )
             _core.ema_update([self._v], [np.require(a, self._v.dtype, "C")], self.beta, ["x"])
         self.t += 1
-        return self.value
+        value = self.value
+        assert value is not None  # set by this update
+        return value
 
     @property
     def value(self) -> float | np.ndarray | None:
@@ -234,7 +236,7 @@ class EWA:
 try:
     from numpy.lib.array_utils import byte_bounds as _byte_bounds
 except ImportError:  # numpy < 2
-    _byte_bounds = np.byte_bounds
+    _byte_bounds = np.byte_bounds  # type: ignore[attr-defined]  # NumPy 1 only, type-checked with NumPy 2
 
 
 def _check_distinct(arrays: list, names: list) -> None:

@@ -52,7 +52,7 @@ def _find_map(a: np.ndarray) -> tuple[mmap.mmap, Optional[int]] | None:
     while obj is not None:
         if isinstance(obj, np.memmap) and getattr(obj, "_mmap", None) is not None:
             offset = obj.offset - obj.offset % mmap.ALLOCATIONGRANULARITY
-            return obj._mmap, offset
+            return obj._mmap, offset  # type: ignore[attr-defined]  # NumPy's private handle, not in its stubs
         if isinstance(obj, mmap.mmap):
             return obj, None
         obj = getattr(obj, "base", None)
@@ -254,7 +254,7 @@ class MiniBatches:
 
     def __setstate__(self, st: dict) -> None:
         arrays = [_reopen_memmap(*a[1:]) if isinstance(a, tuple) else a for a in st["arrays"]]
-        self.__init__(*arrays, **st["options"])
+        type(self).__init__(self, *arrays, **st["options"])
         self.load_state_dict(st["state"])
 
     def _batch_size_at(self, epoch: int) -> int:

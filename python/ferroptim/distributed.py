@@ -25,13 +25,16 @@ import pickle
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
 from . import _core
 from .optim import GradsLike, Optimizer
 from .wrappers import _Wrapper
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 __all__ = [
     "world",
@@ -55,7 +58,7 @@ def _mpi():
     return MPI
 
 
-def world(comm=None):
+def world(comm: Optional[MPI.Comm] = None) -> MPI.Comm:
     """The communicator to use: ``comm``, or ``MPI.COMM_WORLD``."""
     return comm if comm is not None else _mpi().COMM_WORLD
 
@@ -93,7 +96,7 @@ class _Packer:
             _core.unpack_(buf, group, scale)
 
 
-def broadcast_parameters(params: Any, root: int = 0, comm=None) -> None:
+def broadcast_parameters(params: Any, root: int = 0, comm: Optional[MPI.Comm] = None) -> None:
     """Copies rank ``root``'s parameters into the same arrays on every rank, in place.
 
     Args:
@@ -107,7 +110,7 @@ def broadcast_parameters(params: Any, root: int = 0, comm=None) -> None:
     _Packer(arrays).run(arrays, lambda buf: comm.Bcast(buf, root=root))
 
 
-def allreduce_gradients(grads: GradsLike, comm=None, average: bool = True) -> None:
+def allreduce_gradients(grads: GradsLike, comm: Optional[MPI.Comm] = None, average: bool = True) -> None:
     r"""Sums the gradients over all ranks in place, divided by the number of ranks if
     ``average``: ``g = (g_0 + ... + g_{n-1}) / n``.
 
@@ -155,7 +158,13 @@ class DistributedOptimizer(_Wrapper):
     every other call that changes the model; the next step takes the new group in.
     """
 
-    def __init__(self, optimizer: Optimizer, comm=None, broadcast: bool = True, abort_on_error: bool = True):
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        comm: Optional[MPI.Comm] = None,
+        broadcast: bool = True,
+        abort_on_error: bool = True,
+    ):
         import time
 
         self._clock = time.perf_counter
@@ -261,11 +270,11 @@ def _main_returned(frame) -> bool:
 class _RecordingExit:
     """``sys.exit``/``exit``/``quit`` that first note the status (main thread only)."""
 
-    def __init__(self, original):
+    def __init__(self, original: Callable[..., Any]):
         self._original = original
         self.__doc__ = getattr(original, "__doc__", None)
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> Any:
         import threading
 
         if threading.current_thread() is threading.main_thread():
@@ -296,7 +305,7 @@ def _abort_at_exit() -> None:
         _abort_now(comm, status)
 
 
-def abort_on_exception(comm=None) -> None:
+def abort_on_exception(comm: Optional[MPI.Comm] = None) -> None:
     """Makes a rank that fails abort the whole MPI job (``comm.Abort``), so no other rank
     waits forever in a collective. Covered:
 
@@ -445,7 +454,7 @@ def _write_atomically(path: str | os.PathLike, state: Any) -> None:
         raise
 
 
-def save_checkpoint(path: str | os.PathLike, comm=None, **objects: Any) -> None:
+def save_checkpoint(path: str | os.PathLike, comm: Optional[MPI.Comm] = None, **objects: Any) -> None:
     """Saves ``objects`` from rank 0 into one pickle file, atomically; every rank waits
     until it is written, and every rank raises the same error if it could not be. An
     object with ``state_dict()`` (optimizers, MiniBatches, EWAs...) is saved through it; a
@@ -464,7 +473,7 @@ def save_checkpoint(path: str | os.PathLike, comm=None, **objects: Any) -> None:
     _on_root(comm, write)
 
 
-def load_checkpoint(path: str | os.PathLike, comm=None, **objects: Any) -> None:
+def load_checkpoint(path: str | os.PathLike, comm: Optional[MPI.Comm] = None, **objects: Any) -> None:
     """Reads a checkpoint on rank 0, sends it to every rank, and restores each named object
     (``objects`` as given to :func:`save_checkpoint`; arrays are filled in place).
 

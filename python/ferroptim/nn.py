@@ -473,7 +473,7 @@ class MLP:
             optimizer._engine.check_groups(optimizer.param_groups)
         bar = _progress_bar(progress, epochs)
 
-        h = {
+        h: dict[str, list] = {
             k: []
             for k in (
                 "costs",
@@ -486,7 +486,7 @@ class MLP:
                 "lr",
             )
         }
-        t_parts = {k: [] for k in ("gather", "forward", "backward", "step")}
+        t_parts: dict[str, list[float]] = {k: [] for k in ("gather", "forward", "backward", "step")}
         total_updates, train_seconds = 0, 0.0
         run = self._python_updates if wrapped else self._rust_updates
         step_args = dict(

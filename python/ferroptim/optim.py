@@ -266,7 +266,9 @@ class _ParamGroup(dict):
             self._check_key("params")
         dict.update(self, other)
 
-    def __ior__(self, other: Any) -> _ParamGroup:
+    # mypy holds `|=` to dict's `|`, which returns a new plain dict; `|=` updates in place,
+    # as dict's own does, through the check on "params" in `update`.
+    def __ior__(self, other: Any) -> _ParamGroup:  # type: ignore[misc]
         self.update(other)
         return self
 
@@ -539,7 +541,7 @@ class Optimizer:
         groups, names, keys = _parse_params([param_group])
         if (self._keys is None) != (keys is None):
             raise TypeError("a new param group must name its parameters iff the existing ones are named")
-        if keys is not None and set(keys) & set(self._keys):
+        if keys is not None and self._keys is not None and set(keys) & set(self._keys):
             raise ValueError("a parameter name of the new group is already in use")
         group = dict(self.defaults)
         group.update(groups[0])
@@ -553,7 +555,7 @@ class Optimizer:
         self._names = self._names + [
             n.replace("params", f"param_groups[{gi}]['params']", 1) if keys is None else n for n in names
         ]
-        if keys is not None:
+        if keys is not None and self._keys is not None:
             self._keys = self._keys + keys
         try:
             engine = self._build_engine(self.nan_policy, self.max_grad_norm)
@@ -630,7 +632,8 @@ class Optimizer:
                 f"state_dict has {len(saved_groups)} param groups, this optimizer has "
                 f"{len(self.param_groups)}"
             )
-        new_groups, index_of = [], {}
+        new_groups: list[dict] = []
+        index_of: dict[Any, int] = {}
         start = 0
         for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             ids = list(saved.get("params", []))
@@ -731,7 +734,7 @@ class Optimizer:
     ) -> dict:
         """A saved state as the engine takes it: buffers in ``target`` (the state dtype here),
         read as ``saved`` (the state dtype they were saved with) when they are bit patterns."""
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in s.items():
             if k == "step":
                 out[k] = _step_count(v, name)

@@ -93,10 +93,10 @@ class Schedule:
     def __call__(self, step: Any) -> Any:
         if isinstance(step, (int, float, np.integer, np.floating)) and not isinstance(step, (bool, np.bool_)):
             # The optimizer's path, once per update: NumPy scalars cost far less than arrays.
-            k = np.float64(step)
-            if not (np.isfinite(k) and k >= 0):
+            x = np.float64(step)
+            if not (np.isfinite(x) and x >= 0):
                 raise ValueError(f"step must be a finite number >= 0, got {step!r}")
-            return float(self._value(k))
+            return float(self._value(x))
         k = np.asarray(step)
         if k.dtype == np.bool_ or k.dtype.kind not in "iuf":
             raise TypeError(f"step must be a number or an array of numbers, got {type(step).__name__}")
@@ -107,7 +107,7 @@ class Schedule:
         out = np.broadcast_to(np.asarray(self._value(k), dtype=np.float64), k.shape)
         return float(out) if k.ndim == 0 else np.array(out)
 
-    def _value(self, k: np.ndarray) -> np.ndarray:
+    def _value(self, k: np.ndarray | np.float64) -> np.ndarray | np.float64:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -706,7 +706,7 @@ class ReduceLROnPlateau:
         """Records ``metric`` (a number) and reduces the rates if it has stopped improving."""
         value = float(metric)
         if self.smoothing is not None:
-            value = self.smoothing.update(value)
+            value = float(self.smoothing.update(value))
         self.last_epoch += 1
         if self._is_better(value):
             self.best, self.num_bad_epochs = value, 0
@@ -761,7 +761,7 @@ class ReduceLROnPlateau:
         checked = ReduceLROnPlateau(
             self.optimizer, **{k: state_dict[k] for k in settings}, min_lr=list(state_dict["min_lrs"])
         )
-        if saved is not None:
+        if saved is not None and self.smoothing is not None:
             self.smoothing.load_state_dict(saved)
         for k in self._STATE:
             setattr(self, k, state_dict[k])

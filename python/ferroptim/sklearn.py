@@ -41,8 +41,10 @@ from __future__ import annotations
 import inspect
 import warnings
 from numbers import Integral, Real
+from typing import Any, Callable, Optional, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -59,13 +61,15 @@ from .nn import MLP
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
+_Estimator = TypeVar("_Estimator", bound="_BaseMLP")
+
 # ferroptim's optimizers by name (solver="adam", ...): the optimizers' own registry.
-_SOLVERS = optim.OPTIMIZERS
+_SOLVERS: dict[str, Callable[..., optim.Optimizer]] = dict(optim.OPTIMIZERS)
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _OUTPUTS = {"identity": "identity", "logistic": "sigmoid", "softmax": "softmax"}
 
 
-def _solver_ok(est) -> bool:
+def _solver_ok(est: _BaseMLP) -> bool:
     if est.solver == "lbfgs":
         raise AttributeError(
             "partial_fit is only available for stochastic optimizers. lbfgs is not stochastic."
@@ -75,6 +79,56 @@ def _solver_ok(est) -> bool:
 
 class _BaseMLP(BaseEstimator):
     """The training loop shared by :class:`MLPClassifier` and :class:`MLPRegressor`."""
+
+    # The parameters (set by each estimator's __init__) and the fitted state (set by fit),
+    # declared for the type checker only: nothing here exists on an instance before it is
+    # set, so check_is_fitted and hasattr see what they saw.
+    hidden_layer_sizes: ArrayLike
+    activation: str
+    solver: str | Callable[..., optim.Optimizer]
+    alpha: float
+    batch_size: int | str | Callable[[int], int]
+    learning_rate: str | Callable[[int], float]
+    learning_rate_init: float
+    power_t: float
+    max_iter: int
+    shuffle: bool
+    random_state: int | np.random.RandomState | None
+    tol: float
+    verbose: int
+    warm_start: bool
+    momentum: float
+    nesterovs_momentum: bool
+    early_stopping: bool
+    validation_fraction: float
+    beta_1: float
+    beta_2: float
+    epsilon: float
+    n_iter_no_change: float
+    max_fun: int
+    coefs_: list[np.ndarray]
+    intercepts_: list[np.ndarray]
+    n_iter_: int
+    t_: int
+    n_outputs_: int
+    n_layers_: int
+    out_activation_: str
+    loss_: float
+    loss_curve_: list[float]
+    validation_scores_: list[float] | None
+    best_validation_score_: float | None
+    best_loss_: float | None
+    _label_binarizer: LabelBinarizer
+    _random_state: np.random.RandomState
+    _shuffle_seed: int
+    _best_coefs: list[np.ndarray]
+    _best_intercepts: list[np.ndarray]
+    _no_improvement_count: int
+    _learning_rate: float
+    _model: MLP | None
+    _optimizer: optim.Optimizer | None
+    _optimizer_state: dict[str, Any] | None
+    _epoch: int
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
@@ -104,7 +158,7 @@ class _BaseMLP(BaseEstimator):
 
     # -- pickling: the Rust network and optimizer are rebuilt from plain arrays ----------
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state = dict(state)
         model = state.pop("_model", None)
@@ -115,7 +169,7 @@ class _BaseMLP(BaseEstimator):
             state["_optimizer_state"] = opt.state_dict()
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._model = None
         self._optimizer = None
@@ -147,7 +201,7 @@ class _BaseMLP(BaseEstimator):
         self._model = model
         return model
 
-    def _initialize(self, y: np.ndarray, layer_units: list, dtype) -> None:
+    def _initialize(self, y: np.ndarray, layer_units: list[int], dtype: np.dtype) -> None:
         """scikit-learn's ``_initialize``: attributes, and Glorot-uniform weights and biases
         in ``+-sqrt(f / (fan_in + fan_out))``, ``f = 2`` for logistic units, else 6."""
         self.n_iter_ = 0
@@ -192,12 +246,12 @@ class _BaseMLP(BaseEstimator):
         """Whether ``learning_rate="invscaling"/"adaptive"`` act (as in scikit-learn: not on Adam)."""
         return isinstance(self.learning_rate, str) and self.solver != "adam"
 
-    def _make_optimizer(self, params: dict) -> optim.Optimizer:
+    def _make_optimizer(self, params: dict[str, np.ndarray]) -> optim.Optimizer:
         lr = self.learning_rate if callable(self.learning_rate) else float(self.learning_rate_init)
         solver = self.solver
         if isinstance(solver, str):
             cls = _SOLVERS[solver]
-            kwargs = {}
+            kwargs: dict[str, Any] = {}
             names = inspect.signature(cls.__init__).parameters
             if solver == "sgd":
                 m = float(self.momentum)
@@ -220,19 +274,20 @@ class _BaseMLP(BaseEstimator):
         return opt
 
     def _set_lr(self, lr: float) -> None:
+        assert self._optimizer is not None  # made by _fit before training
         for g in self._optimizer.param_groups:
             g["lr"] = lr
 
     # -- training ----------------------------------------------------------------------
 
-    def _fit(self, X, y, incremental: bool = False):
+    def _fit(self: _Estimator, X: ArrayLike, y: ArrayLike, incremental: bool = False) -> _Estimator:
         self._validate_params()
         if self.solver == "lbfgs":
             raise ValueError(
                 "solver='lbfgs' (full-batch L-BFGS) is not a mini-batch optimizer and ferroptim does not "
                 "offer it; use sklearn.neural_network's estimator for it, or a stochastic solver here"
             )
-        hidden = self.hidden_layer_sizes
+        hidden: Any = self.hidden_layer_sizes
         if not hasattr(hidden, "__iter__"):
             hidden = [hidden]
         hidden = list(hidden)
@@ -275,14 +330,14 @@ class _BaseMLP(BaseEstimator):
             )
         return self
 
-    def _targets(self, y: np.ndarray, dtype) -> np.ndarray:
+    def _targets(self, y: np.ndarray, dtype: np.dtype) -> np.ndarray:
         """y as ferroptim.nn trains on it: class indices for softmax, else floats (m, k)."""
         if self.out_activation_ == "softmax":
             return np.argmax(y, axis=1).astype(np.int64)
         return np.ascontiguousarray(y, dtype=dtype)
 
     def _batch_size(self, n_samples: int) -> int:
-        bs = self.batch_size
+        bs: Any = self.batch_size  # "auto", an int or a callable (checked by _validate_params)
         if bs == "auto":
             return min(200, n_samples)
         if callable(bs):
@@ -299,7 +354,7 @@ class _BaseMLP(BaseEstimator):
             )
         return int(np.clip(bs, 1, n_samples))
 
-    def _fit_stochastic(self, model: MLP, X, y, incremental: bool) -> None:
+    def _fit_stochastic(self, model: MLP, X: np.ndarray, y: np.ndarray, incremental: bool) -> None:
         early_stopping = self.early_stopping
         if early_stopping:
             stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
@@ -381,7 +436,7 @@ class _BaseMLP(BaseEstimator):
             for c, best in zip(self.coefs_ + self.intercepts_, self._best_coefs + self._best_intercepts):
                 c[...] = best
 
-    def _trigger_stopping(self, msg: str, say) -> bool:
+    def _trigger_stopping(self, msg: str, say: Callable[[str], Any]) -> bool:
         """scikit-learn's ``trigger_stopping``: ``"adaptive"`` divides the rate by 5 (and
         stops below 1e-6); every other schedule stops."""
         if not (self._uses_sklearn_schedule() and self.learning_rate == "adaptive"):
@@ -397,8 +452,18 @@ class _BaseMLP(BaseEstimator):
             say(msg + f" Setting learning rate to {self._learning_rate:f}")
         return False
 
-    def _update_no_improvement_count(self, early_stopping, X_val, y_val, say) -> None:
+    def _update_no_improvement_count(
+        self,
+        early_stopping: bool,
+        X_val: Optional[np.ndarray],
+        y_val: Optional[np.ndarray],
+        say: Callable[[str], Any],
+    ) -> None:
         if early_stopping:
+            assert X_val is not None and y_val is not None  # held out by _fit_stochastic
+            if self.validation_scores_ is None or self.best_validation_score_ is None:
+                # A warm start after a fit without early stopping: its record starts here.
+                self.validation_scores_, self.best_validation_score_ = [], -np.inf
             y_pred = self._predict(X_val, check_input=False)
             if np.issubdtype(np.asarray(y_pred).dtype, np.floating) and not np.isfinite(y_pred).all():
                 score = np.nan
@@ -416,6 +481,9 @@ class _BaseMLP(BaseEstimator):
                 self._best_coefs = [c.copy() for c in self.coefs_]
                 self._best_intercepts = [b.copy() for b in self.intercepts_]
         else:
+            if self.best_loss_ is None:
+                # A warm start after a fit with early stopping: the best loss starts here.
+                self.best_loss_ = np.inf
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1
             else:
@@ -423,7 +491,7 @@ class _BaseMLP(BaseEstimator):
             if self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]
 
-    def fit(self, X, y):
+    def fit(self: _Estimator, X: ArrayLike, y: ArrayLike) -> _Estimator:
         """Trains the network on (X, y) for up to ``max_iter`` epochs (scikit-learn's ``fit``).
 
         Each epoch shuffles (with ``shuffle``), splits into batches of ``batch_size`` and
@@ -445,16 +513,30 @@ class _BaseMLP(BaseEstimator):
         """
         return self._fit(X, y, incremental=False)
 
+    # -- what each estimator defines ---------------------------------------------------------
+
+    def _validate_input(
+        self, X: Any, y: Any, incremental: bool, reset: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _score_function(y: np.ndarray, y_pred: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def _predict(self, X: Any, check_input: bool = True) -> np.ndarray:
+        raise NotImplementedError
+
     # -- prediction ------------------------------------------------------------------------
 
-    def _forward(self, X, check_input: bool = True) -> np.ndarray:
+    def _forward(self, X: Any, check_input: bool = True) -> np.ndarray:
         if check_input:
             X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
         model = self._network()
         X = np.ascontiguousarray(X, dtype=model.dtype)
         return model.forward(X)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
@@ -511,31 +593,31 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def __init__(
         self,
-        hidden_layer_sizes=(100,),
-        activation="relu",
+        hidden_layer_sizes: ArrayLike = (100,),
+        activation: str = "relu",
         *,
-        solver="adam",
-        alpha=0.0001,
-        batch_size="auto",
-        learning_rate="constant",
-        learning_rate_init=0.001,
-        power_t=0.5,
-        max_iter=200,
-        shuffle=True,
-        random_state=None,
-        tol=1e-4,
-        verbose=False,
-        warm_start=False,
-        momentum=0.9,
-        nesterovs_momentum=True,
-        early_stopping=False,
-        validation_fraction=0.1,
-        beta_1=0.9,
-        beta_2=0.999,
-        epsilon=1e-8,
-        n_iter_no_change=10,
-        max_fun=15000,
-    ):
+        solver: str | Callable[..., optim.Optimizer] = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str | Callable[[int], int] = "auto",
+        learning_rate: str | Callable[[int], float] = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4,
+        verbose: int = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: float = 10,
+        max_fun: int = 15000,
+    ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -560,7 +642,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
 
-    def _validate_input(self, X, y, incremental, reset):
+    def _validate_input(
+        self, X: Any, y: Any, incremental: bool, reset: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -585,16 +669,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return X, y
 
     @staticmethod
-    def _score_function(y, y_pred) -> float:
+    def _score_function(y: np.ndarray, y_pred: np.ndarray) -> float:
         return accuracy_score(y, y_pred)
 
-    def _predict(self, X, check_input: bool = True):
+    def _predict(self, X: Any, check_input: bool = True) -> np.ndarray:
         y_pred = self._forward(X, check_input=check_input)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         return self._label_binarizer.inverse_transform(y_pred)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The predicted classes (n_samples,), or the indicator matrix (n_samples, n_labels)
         of a multilabel fit: the most probable class, or each label with probability > 0.5.
 
@@ -605,7 +689,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._predict(X)
 
     @available_if(_solver_ok)
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: Optional[ArrayLike] = None) -> MLPClassifier:
         """One epoch over (X, y), continuing from the current weights and optimizer state
         (scikit-learn's ``partial_fit``; each call draws a fresh shuffle).
 
@@ -626,7 +710,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._label_binarizer.fit(classes)
         return self._fit(X, y, incremental=True)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities (n_samples, n_classes), columns ordered as ``classes_``
         (``[1 - p, p]`` for a binary fit; each label's sigmoid for multilabel).
 
@@ -641,12 +725,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.vstack([1 - y_pred, y_pred]).T
         return y_pred
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """``log(predict_proba(X))``, natural logarithm, (n_samples, n_classes)."""
         y_prob = self.predict_proba(X)
         return np.log(y_prob, out=y_prob)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
@@ -676,32 +760,32 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def __init__(
         self,
-        loss="squared_error",
-        hidden_layer_sizes=(100,),
-        activation="relu",
+        loss: str = "squared_error",
+        hidden_layer_sizes: ArrayLike = (100,),
+        activation: str = "relu",
         *,
-        solver="adam",
-        alpha=0.0001,
-        batch_size="auto",
-        learning_rate="constant",
-        learning_rate_init=0.001,
-        power_t=0.5,
-        max_iter=200,
-        shuffle=True,
-        random_state=None,
-        tol=1e-4,
-        verbose=False,
-        warm_start=False,
-        momentum=0.9,
-        nesterovs_momentum=True,
-        early_stopping=False,
-        validation_fraction=0.1,
-        beta_1=0.9,
-        beta_2=0.999,
-        epsilon=1e-8,
-        n_iter_no_change=10,
-        max_fun=15000,
-    ):
+        solver: str | Callable[..., optim.Optimizer] = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str | Callable[[int], int] = "auto",
+        learning_rate: str | Callable[[int], float] = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4,
+        verbose: int = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: float = 10,
+        max_fun: int = 15000,
+    ) -> None:
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -727,7 +811,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
 
-    def _fit(self, X, y, incremental: bool = False):
+    def _fit(self: _Estimator, X: ArrayLike, y: ArrayLike, incremental: bool = False) -> _Estimator:
         if self.loss == "poisson":
             raise ValueError(
                 "loss='poisson' (an exponential output) is not offered by ferroptim.nn; "
@@ -735,7 +819,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             )
         return super()._fit(X, y, incremental)
 
-    def _validate_input(self, X, y, incremental, reset):
+    def _validate_input(
+        self, X: Any, y: Any, incremental: bool, reset: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         X, y = validate_data(
             self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32), reset=reset
         )
@@ -744,14 +830,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return X, y
 
     @staticmethod
-    def _score_function(y, y_pred) -> float:
+    def _score_function(y: np.ndarray, y_pred: np.ndarray) -> float:
         return r2_score(y, y_pred)
 
-    def _predict(self, X, check_input: bool = True):
+    def _predict(self, X: Any, check_input: bool = True) -> np.ndarray:
         y_pred = self._forward(X, check_input=check_input)
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The predictions (n_samples,) or (n_samples, n_outputs), in the units of y.
 
         Args:
@@ -761,7 +847,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._predict(X)
 
     @available_if(_solver_ok)
-    def partial_fit(self, X, y):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike) -> MLPRegressor:
         """One epoch over (X, y), continuing from the current weights and optimizer state
         (scikit-learn's ``partial_fit``).
 
@@ -775,7 +861,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._fit(X, y, incremental=True)
 
 
-def _progress_bar(verbose, total: int):
+def _progress_bar(verbose: int, total: int) -> Any:
     if not verbose:
         return None
     try:

@@ -4,13 +4,14 @@ averaging, interpolating) runs in Rust; the wrappers keep the training loop unch
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
 from . import _core
 from ._checks import count as _count
 from ._checks import real
-from .optim import GradsLike, Optimizer
+from .optim import LR, GradsLike, Optimizer
 
 __all__ = ["GradientAccumulation", "Lookahead"]
 
@@ -22,6 +23,7 @@ class _Wrapper:
     ``add_param_group``, then passes the step on)."""
 
     optimizer: Optimizer
+    _seen_version: int
 
     @property
     def param_groups(self) -> list[dict]:
@@ -29,12 +31,12 @@ class _Wrapper:
         return self.optimizer.param_groups
 
     @property
-    def lr(self):
+    def lr(self) -> LR:
         """The wrapped optimizer's learning rate (settable)."""
         return self.optimizer.lr
 
     @lr.setter
-    def lr(self, value) -> None:
+    def lr(self, value: LR) -> None:
         self.optimizer.lr = value
 
     def add_param_group(self, param_group: dict) -> None:
@@ -187,7 +189,7 @@ class GradientAccumulation(_Wrapper):
         if (
             not isinstance(count, numbers.Integral)
             or isinstance(count, bool)
-            or not 0 <= count < self.steps
+            or not 0 <= int(count) < self.steps
             or state_dict["steps"] != self.steps
         ):
             raise ValueError(
@@ -258,7 +260,7 @@ class Lookahead(_Wrapper):
         return stepped
 
     @property
-    def slow_params(self):
+    def slow_params(self) -> list[np.ndarray] | dict[Any, np.ndarray]:
         """Read-only views of the slow weights, keyed like the parameters (list or dict)."""
         self._follow_layout()
         views = []

@@ -1230,6 +1230,7 @@ mod tests {
 
     #[test]
     fn the_result_does_not_depend_on_the_thread_count() {
+        let _threads = crate::test_util::thread_count_lock();
         let n = 3 * BUCKET_SAMPLES + 17;
         let mut results = Vec::new();
         for threads in [1, 2, 5] {

@@ -985,6 +985,7 @@ mod tests {
 
     #[test]
     fn tiled_products_do_not_depend_on_the_thread_count() {
+        let _threads = crate::test_util::thread_count_lock();
         // A^T given by strides, as the backward pass passes it.
         let (m, k, n) = (300, 200, 280);
         let a: Vec<f32> = values(m * k, 1).iter().map(|&v| v as f32).collect();
@@ -1020,6 +1021,7 @@ mod tests {
 
     #[test]
     fn gradients_do_not_depend_on_the_thread_count() {
+        let _threads = crate::test_util::thread_count_lock();
         // Wide enough for tiled products and element-wise passes in blocks of rows.
         let net = Mlp::new(
             vec![64, 160, 160, 10],
@@ -1063,6 +1065,7 @@ mod tests {
 
     #[test]
     fn a_batch_in_halves_equals_the_whole_batch_to_rounding_at_every_thread_count() {
+        let _threads = crate::test_util::thread_count_lock();
         for output in [Output::Sigmoid, Output::Softmax, Output::Identity] {
             let net = Mlp::new(vec![2, 32, 32, 3], Activation::Relu, output, 0.2).unwrap();
             let rows = 515;

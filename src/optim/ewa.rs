@@ -743,6 +743,7 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
+        let _threads = crate::test_util::thread_count_lock();
         let s = Series {
             outer: 3,
             n: 500,

@@ -425,6 +425,7 @@ mod tests {
 
     #[test]
     fn norms_match_their_definitions_and_ignore_the_thread_count() {
+        let _threads = crate::test_util::thread_count_lock();
         let (a, b) = (data(100_003), data(17));
         let b64: Vec<f64> = b.iter().map(|&x| x as f64).collect();
         let xs = [Slice::F32(&a), Slice::F64(&b64)];

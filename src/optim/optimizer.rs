@@ -853,6 +853,7 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
+        let _threads = crate::test_util::thread_count_lock();
         // Large enough to be split into chunks and run in parallel.
         let lens = [3 * CHUNK_ELEMENTS + 5, 100, 2 * CHUNK_ELEMENTS, 0, 1];
         crate::runtime::parallel::set_num_threads(1).unwrap();

@@ -433,6 +433,7 @@ mod tests {
 
     #[test]
     fn an_awake_worker_runs_pool_work_and_goes_back_when_its_guard_drops() {
+        let _threads = crate::test_util::thread_count_lock();
         set_num_threads(2).unwrap();
         // Other tests resize the global pool meanwhile: hold on to this one.
         let pool = pool();
@@ -451,6 +452,7 @@ mod tests {
 
     #[test]
     fn set_num_threads_resizes_the_pool_and_rejects_zero() {
+        let _threads = crate::test_util::thread_count_lock();
         assert!(set_num_threads(0).is_err());
         set_num_threads(3).unwrap();
         assert_eq!(num_threads(), 3);

@@ -12,7 +12,7 @@ method's, not a badly chosen rate's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from .. import optim
 from .train import OPTIMIZERS as FOUR
 
 # The rest of the family races too (a table, not the figures): torch's defaults otherwise.
-FAMILY = {
+FAMILY: dict[str, tuple[Callable[..., optim.Optimizer], dict[str, Any]]] = {
     "AdamW": (optim.AdamW, {}),
     "Adagrad": (optim.Adagrad, {}),
     "Adadelta": (optim.Adadelta, {}),

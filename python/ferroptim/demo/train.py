@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from ..batches import MiniBatches
 from ..nn import MLP
 from . import net
 
-OPTIMIZERS = {
+OPTIMIZERS: dict[str, tuple[Callable[..., optim.Optimizer], dict[str, Any]]] = {
     # name -> (class, fixed hyper-parameters): the lecture's four, at the defaults it quotes.
     "GD": (optim.SGD, {}),
     "Momentum": (optim.Momentum, {"beta": 0.9}),
@@ -98,7 +98,10 @@ class Budget:
 
     def fraction(self, elapsed: float, epochs_done: float) -> float:
         """How much of the budget is spent, from 0 to >= 1."""
-        return elapsed / self.seconds if self.seconds is not None else epochs_done / self.epochs
+        if self.seconds is not None:
+            return elapsed / self.seconds
+        assert self.epochs is not None  # exactly one is set
+        return epochs_done / self.epochs
 
     def describe(self) -> str:
         """E.g. ``3 s of training per run``."""
