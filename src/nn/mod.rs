@@ -610,7 +610,7 @@ impl<'a, T> Inputs<'a, T> {
     }
 }
 
-impl<'a, T> Targets<'a, T> {
+impl<T> Targets<'_, T> {
     /// The rows `r` (`k` values per row when dense).
     fn part(self, r: Range<usize>, k: usize) -> Self {
         match self {
@@ -851,11 +851,11 @@ impl Mlp {
             self.forward_block(buf, params, inputs.part(0..m, n0), true);
             return self.cost_block(buf, m, y, m);
         }
-        self.over_groups(ws, &plan, workers, &|buf, _, _, r| {
+        Self::over_groups(ws, &plan, workers, &|buf, _, _, r| {
             self.forward_block(buf, params, inputs.part(r.clone(), n0), false);
             self.cost_block(buf, r.len(), y.part(r, k), m)
         });
-        self.sum_groups::<T, Vec<T>>(ws, &plan, None)
+        Self::sum_groups::<T, Vec<T>>(ws, &plan, None)
     }
 
     /// The cost `J` of a batch and its gradient `dJ/dparam` into `grads` (`W1, b1, ...`).
@@ -916,7 +916,7 @@ impl Mlp {
         // The calling thread's own forward and backward seconds.
         let caller = std::thread::current().id();
         let own = Mutex::new([0.0f64; 2]);
-        self.over_groups(ws, &plan, workers, &|buf, group, first, r| {
+        Self::over_groups(ws, &plan, workers, &|buf, group, first, r| {
             let here = timed && std::thread::current().id() == caller;
             let ta = now(here);
             let x = inputs.part(r.clone(), n0);
@@ -939,7 +939,7 @@ impl Mlp {
             Ok(cost)
         });
         let t1 = now(timed);
-        let cost = self.sum_groups(ws, &plan, Some(grads))?;
+        let cost = Self::sum_groups(ws, &plan, Some(grads))?;
         let penalty = self.penalty(params, grads, m);
         if let Some(p) = phases {
             let wall = span(t0, t1);
@@ -956,7 +956,6 @@ impl Mlp {
     /// blocks in order on one thread — and keeps each group's summed cost (or its first
     /// error).
     fn over_groups<T: NnFloat>(
-        &self,
         ws: &Workspace<T>,
         plan: &Blocks,
         workers: usize,
@@ -989,10 +988,9 @@ impl Mlp {
     /// groups 0 and `stride` are left, whose sum is the batch's. The first group's error, if
     /// any.
     fn sum_groups<T: NnFloat, G: AsMut<[T]>>(
-        &self,
         ws: &mut Workspace<T>,
         plan: &Blocks,
-        mut grads: Option<&mut [G]>,
+        grads: Option<&mut [G]>,
     ) -> Result<f64> {
         let groups = &mut ws.groups[..plan.groups];
         for g in groups.iter_mut() {
@@ -1015,7 +1013,7 @@ impl Mlp {
         }
         let (low, high) = groups.split_at_mut(stride);
         let (a, b) = (owned(&mut low[0]), owned(&mut high[0]));
-        if let Some(grads) = grads.as_deref_mut() {
+        if let Some(grads) = grads {
             for ((out, x), y) in grads.iter_mut().zip(&a.grads).zip(&b.grads) {
                 for ((o, &x), &y) in out.as_mut().iter_mut().zip(x).zip(y) {
                     *o = x + y;
