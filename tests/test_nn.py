@@ -99,7 +99,7 @@ def _problem(sizes, output, m, dtype, seed=0, onehot=False):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("hidden,output", list(itertools.product(HIDDEN, OUTPUTS)))
-@pytest.mark.parametrize("m", [1, 7, 64])
+@pytest.mark.parametrize("m", [1, 7, 64, 5000])  # 5000: several blocks of rows
 def test_gradients_match_the_numpy_transcription(dtype, hidden, output, m):
     sizes = [3, 6, 5, 4] if output != "sigmoid" else [3, 6, 5, 2]
     model = MLP(sizes, hidden=hidden, output=output, dtype=dtype, seed=1, alpha=0.1, init="glorot")
@@ -200,6 +200,8 @@ CASES = [
     ([6, 16, 4], "leaky_relu", "softmax", np.float64, 333, 1),
     ([3, 8, 2], "sigmoid", "identity", np.float32, 257, 50),
     ([64, 128, 64, 10], "relu", "softmax", np.float32, 700, 256),  # products split over threads
+    ([4, 32, 16, 4], "relu", "identity", np.float32, 6000, 6000),  # full batch, 11 blocks
+    ([2, 32, 32, 1], "tanh", "sigmoid", np.float64, 3000, 1100),  # 3 blocks; last batch 2
 ]
 
 
@@ -225,6 +227,36 @@ def test_fit_equals_the_python_loop_bit_for_bit(threads, sizes, hidden, output, 
         assert len(h.costs) == 3 * -(-m // batch) and a.epoch == 3
     finally:
         fo.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_full_batch_in_blocks_is_the_same_bits_at_every_thread_count(dtype):
+    # 20,000 rows: many more blocks than threads, in groups summed in a fixed order.
+    sizes = [5, 24, 12, 3]
+    X, Y = _problem(sizes, "softmax", 20_000, dtype, seed=2)
+    model = MLP(sizes, hidden="tanh", output="softmax", dtype=dtype, seed=4, alpha=0.01)
+    before = fo.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            fo.set_num_threads(threads)
+            cost, grads = model.loss_and_grad(X, Y)
+            p = model.predict_proba(X)
+            runs.append((cost, {k: g.copy() for k, g in grads.items()}, p, model.cost(X, Y)))
+    finally:
+        fo.set_num_threads(before)
+    for cost, grads, p, data_cost in runs[1:]:
+        assert cost == runs[0][0] and data_cost == runs[0][3]
+        np.testing.assert_array_equal(p, runs[0][2])
+        for k in grads:
+            np.testing.assert_array_equal(grads[k], runs[0][1][k], err_msg=k)
+    # Each row's prediction is its own: the same as predicted alone, to rounding.
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(runs[0][2][::997], model.predict_proba(X[::997]), rtol=tol, atol=tol)
+    ref_cost, ref = reference(model.params, X, Y, "tanh", "softmax", alpha=0.01)
+    assert runs[0][0] == pytest.approx(ref_cost, rel=tol)
+    for k, g in runs[0][1].items():
+        np.testing.assert_allclose(g, ref[k], rtol=10 * tol, atol=tol, err_msg=k)
 
 
 def test_fit_follows_schedules_clipping_and_param_groups_like_step():

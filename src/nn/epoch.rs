@@ -14,9 +14,9 @@ use crate::error::{try_filled, Error, Result};
 /// (a 512-row batch of the demo's 2-32-32-1 network is 6 KiB); smaller ones are prefetched.
 const PREFETCH_MIN_BYTES: usize = 4 << 10;
 
-/// The same for batches computed in halves ([`Mlp::halves`]), whose second half needs the
-/// pool: a small gather there would delay it more than the gather itself takes.
-const HALVES_PREFETCH_MIN_BYTES: usize = 64 << 10;
+/// The same for batches computed in several blocks ([`Mlp::blocks`]), which need the pool:
+/// a small gather there would delay them more than the gather itself takes.
+const BLOCKS_PREFETCH_MIN_BYTES: usize = 64 << 10;
 
 /// The parts of a small batch's samples prefetched one by one (one after each phase of the
 /// batch before it).
@@ -117,14 +117,14 @@ pub fn train_epoch<T: NnFloat>(
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<_>>()?;
-    let halves = net.halves(max_rows, data.x_transposed).is_some();
+    let blocks = net.blocks::<T>(max_rows).count > 1;
     let large = data
         .sources
         .iter()
         .map(|s| s.batch_bytes(max_rows))
         .sum::<usize>()
-        >= if halves {
-            HALVES_PREFETCH_MIN_BYTES
+        >= if blocks {
+            BLOCKS_PREFETCH_MIN_BYTES
         } else {
             PREFETCH_MIN_BYTES
         }
@@ -137,9 +137,9 @@ pub fn train_epoch<T: NnFloat>(
         Vec::new()
     };
     ws.fit(net, max_rows)?;
-    // Batches computed in halves hand one to the pool twice per batch: a worker stays
+    // Batches computed in blocks hand them to the pool once per batch: a worker stays
     // awake for them.
-    let _awake = halves.then(crate::runtime::parallel::stay_awake).flatten();
+    let _awake = blocks.then(crate::runtime::parallel::stay_awake).flatten();
 
     let start_job = |j: usize| -> Result<Gathered> {
         let rows = rows_of(j);
@@ -254,10 +254,10 @@ pub fn train_epoch<T: NnFloat>(
             };
             prefetch(j + 1, 0);
             let t1 = clock();
-            let cost = net.forward_cost(ws, &*params, inputs, y)?;
+            let mut phases = [0.0; 2];
+            let timed = timing.is_some().then_some(&mut phases);
+            let (cost, penalty) = net.cost_and_grad(ws, &*params, inputs, y, grads, timed)?;
             prefetch(j + 1, 1);
-            let t2 = clock();
-            let penalty = net.backward(ws, &*params, inputs, grads);
             prefetch(j + 1, 2);
             let t3 = clock();
             let outcome = step(params, grads);
@@ -268,8 +268,9 @@ pub fn train_epoch<T: NnFloat>(
                     a.zip(b).map_or(0.0, |(a, b)| (b - a).as_secs_f64())
                 };
                 t.gather += secs(t0, t1);
-                t.forward += secs(t1, t2);
-                t.backward += secs(t2, t3);
+                t.forward += phases[0];
+                t.backward += phases[1];
+                t.gather += secs(t1, t3) - phases[0] - phases[1];
                 t.step += secs(t3, Some(t4));
             }
             if outcome == StepOutcome::Abort {

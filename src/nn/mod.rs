@@ -7,16 +7,22 @@
 //! Parameters are passed in the order `W1, b1, W2, b2, ...`.
 //!
 //! Matrix products go through faer (runtime-dispatched AVX2/AVX-512 kernels), large ones
-//! cut into tiles of C by shape alone and spread over the pool; mid-sized batches are
-//! computed in two halves of rows side by side ([`Mlp::halves`]);
-//! bias and activation are one pass over each layer's output, softmax and cross-entropy
-//! one pass over the last. A [`Workspace`] holds every intermediate for a given number of
-//! rows and is reused from batch to batch.
+//! cut into tiles of C by shape alone and spread over the pool; bias and activation are
+//! one pass over each layer's output, softmax and cross-entropy one pass over the last.
+//! Batches larger than a cache-sized block of rows — and mid-sized ones, in two — are
+//! computed block by block, the blocks side by side on the pool, each block's forward and
+//! backward passes in a block-sized [`Workspace`] buffer, the blocks' gradients summed in
+//! an order fixed by the shape ([`Mlp::blocks`]): memory is bounded by the block, never
+//! by the batch, and results are the same bits at every thread count.
 
 mod epoch;
 mod pointwise;
 
 pub use epoch::{train_epoch, EpochData, StepOutcome, Timing};
+
+use std::ops::Range;
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::Instant;
 
 use crate::error::{try_filled, Error, Result};
 use crate::numerics::float::Float;
@@ -256,7 +262,8 @@ fn tiles(m: usize, k: usize, n: usize) -> (usize, usize) {
 }
 
 /// `C = A B` as [`gemm`] with C row-major `(m, n)`, cut into the [`tiles`] of its shape,
-/// computed on the pool when there are several.
+/// computed on the pool when `par` and there are several (the same tiles either way, so the
+/// same bits).
 ///
 /// # Safety
 /// As [`gemm`].
@@ -267,6 +274,7 @@ unsafe fn matmul<T: NnFloat>(
     b: *const T,
     sb: (isize, isize),
     c: *mut T,
+    par: bool,
 ) {
     let (m, k, n) = shape;
     let (tr, tc) = tiles(m, k, n);
@@ -285,10 +293,20 @@ unsafe fn matmul<T: NnFloat>(
         unsafe { gemm((rows, k, cols), a, sa, b, sb, c, n) };
     };
     let count = row_tiles * col_tiles;
-    if crate::runtime::parallel::num_threads() < 2 {
-        (0..count).for_each(tile);
+    if par {
+        on_pool(count, &tile);
     } else {
-        crate::runtime::parallel::for_each_index(count, &tile);
+        (0..count).for_each(tile);
+    }
+}
+
+/// Runs `work(i)` for every `i < n`: with [`crate::runtime::parallel::for_each_index`] when the pool
+/// has several threads, else on this thread alone (not beside a lone worker).
+fn on_pool(n: usize, work: &(dyn Fn(usize) + Sync)) {
+    if crate::runtime::parallel::num_threads() < 2 {
+        (0..n).for_each(work);
+    } else {
+        crate::runtime::parallel::for_each_index(n, work);
     }
 }
 
@@ -297,11 +315,16 @@ unsafe fn matmul<T: NnFloat>(
 const ROW_BLOCK_ELEMENTS: usize = 1 << 15;
 
 /// Runs `f(first, block)` on blocks of whole rows of `out` (`n` values per row; `first` is
-/// the block's first element), on the pool when it has several threads and `out` is large.
-/// For element-wise passes, whose results do not depend on the cut.
-fn by_row_blocks<T: NnFloat>(out: &mut [T], n: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+/// the block's first element), on the pool when `par`, it has several threads and `out` is
+/// large. For element-wise passes, whose results do not depend on the cut.
+fn by_row_blocks<T: NnFloat>(
+    out: &mut [T],
+    n: usize,
+    par: bool,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
     let len = out.len();
-    if len < 2 * ROW_BLOCK_ELEMENTS || crate::runtime::parallel::num_threads() < 2 {
+    if !par || len < 2 * ROW_BLOCK_ELEMENTS || crate::runtime::parallel::num_threads() < 2 {
         return f(0, out);
     }
     let block = (ROW_BLOCK_ELEMENTS / n.max(1)).max(1) * n;
@@ -336,82 +359,219 @@ pub struct Mlp {
     pub alpha: f64,
 }
 
-/// Every intermediate of a forward and backward pass over at most `rows` examples.
-#[derive(Clone, Debug, Default)]
-pub struct Workspace<T> {
+/// The bytes of one block's activations and deltas aimed for: a quarter of a core's L2
+/// cache on the machines measured (1 MiB on the AMD EPYC, 1.25-2 MiB on the Intel Xeons),
+/// leaving room for the weights, the inputs and the gradients.
+const BLOCK_BYTES: usize = 256 << 10;
+
+/// Blocks hold at least this many rows (all of a smaller batch): the wide layers' products
+/// are bound by arithmetic, not by the cache, and run faster on long blocks.
+const MIN_BLOCK_ROWS: usize = 512;
+
+/// A batch in many blocks is summed in at most this many groups of consecutive blocks.
+const MAX_GROUPS: usize = 16;
+
+/// The groups' gradients take at most this many bytes (beyond 2 groups).
+const GROUP_GRADS_BYTES: usize = 64 << 20;
+
+/// Batches whose forward products take at least this many multiply-adds are computed in
+/// two blocks at least, side by side on the pool (see [`Mlp::blocks`]).
+const SPLIT_MIN_MULS: usize = 1 << 17;
+
+/// How a batch is cut into blocks of rows, and the blocks into groups (see
+/// [`Mlp::blocks`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocks {
+    /// The batch's rows.
+    pub rows: usize,
+    /// Rows per block (the last block may hold fewer).
+    pub block: usize,
+    /// The number of blocks.
+    pub count: usize,
+    /// The number of groups of consecutive blocks.
+    pub groups: usize,
+}
+
+impl Blocks {
+    /// The rows of block `b`.
+    fn rows_of(&self, b: usize) -> Range<usize> {
+        let start = b * self.block;
+        start..(start + self.block).min(self.rows)
+    }
+
+    /// The blocks of group `g`.
+    fn blocks_of(&self, g: usize) -> Range<usize> {
+        g * self.count / self.groups..(g + 1) * self.count / self.groups
+    }
+}
+
+/// The work on one block of a group: `(buffers, group, first of the group, rows)` to the
+/// block's share of the cost.
+type BlockFn<'a, T> =
+    dyn Fn(&mut Buffers<T>, &mut Group<T>, bool, Range<usize>) -> Result<f64> + Sync + 'a;
+
+/// One block's intermediates.
+#[derive(Debug, Default)]
+struct Buffers<T> {
     rows: usize,
     /// `acts[l - 1]`: `A_l`, `(rows, n_l)`, for `l = 1..=L`.
     acts: Vec<Vec<T>>,
     /// `dJ/dZ` of the layer being back-propagated, and of the one below it.
     delta: [Vec<T>; 2],
-    /// The second half of a batch computed in two halves (see [`Mlp::halves`]).
-    half: Option<Box<Half<T>>>,
+    /// The gradients of a block after its group's first, added to the group's (empty
+    /// until a batch in several blocks is trained on).
+    grads: Vec<Vec<T>>,
 }
 
-/// The second half's own workspace and gradients.
-type Half<T> = (Workspace<T>, Vec<Vec<T>>);
+/// What a group of blocks sums: its gradients (empty until trained on) and data cost.
+#[derive(Debug, Default)]
+struct Group<T> {
+    grads: Vec<Vec<T>>,
+    cost: f64,
+    error: Option<Error>,
+}
 
-impl<T: NnFloat> Workspace<T> {
+/// Every intermediate of a batch's forward and backward passes: one block's buffers per
+/// thread that computes blocks at once ([`Mlp::blocks`]), and the gradients of each group
+/// of blocks when a batch is in several. Its size is bounded by the block, the thread
+/// count and the network, never by a batch's row count; it grows (never shrinks) and is
+/// reused from batch to batch.
+#[derive(Debug, Default)]
+pub struct Workspace<T> {
+    blocks: Vec<Mutex<Buffers<T>>>,
+    groups: Vec<Mutex<Group<T>>>,
+}
+
+/// A workspace holds scratch values only: its clone starts empty.
+impl<T> Clone for Workspace<T> {
+    fn clone(&self) -> Self {
+        Workspace {
+            blocks: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// The value behind a lock of a workspace (a panic in another block leaves only scratch
+/// values behind it).
+fn locked<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The value behind a lock held alone.
+fn owned<X>(m: &mut Mutex<X>) -> &mut X {
+    m.get_mut().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Some free one of `slots`: there are at least as many as blocks run at once.
+fn claim<X>(slots: &[Mutex<X>]) -> MutexGuard<'_, X> {
+    loop {
+        for s in slots {
+            match s.try_lock() {
+                Ok(g) => return g,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        std::hint::spin_loop();
+    }
+}
+
+impl<T: NnFloat> Buffers<T> {
     /// Grows (never shrinks) the buffers to hold `rows` examples of `net`: one activation
-    /// per layer (`rows * n_l` values) and two deltas of the widest layer.
+    /// per layer (`rows * n_l` values) and two deltas of the widest layer; and a block's
+    /// gradients when `grads`.
     ///
     /// # Errors
-    /// `OutOfMemory` naming the buffer and the row count, the workspace left empty.
-    pub fn fit(&mut self, net: &Mlp, rows: usize) -> Result<()> {
-        let layers = net.sizes.len() - 1;
-        if self.acts.len() == layers && self.rows >= rows {
-            return Ok(());
+    /// `OutOfMemory` naming the buffer and the row count, the buffers left empty.
+    fn fit(&mut self, net: &Mlp, rows: usize, grads: bool) -> Result<()> {
+        if !(self.acts.len() == net.layers() && self.rows >= rows) {
+            let rows = rows.max(self.rows);
+            // The old buffers go first, so their memory is there for the new ones.
+            (self.rows, self.acts, self.delta) = (0, Vec::new(), Default::default());
+            let buffer = |width: usize, what: String| {
+                try_filled(rows.saturating_mul(width), T::ZERO, || {
+                    format!("{what} of {rows} rows")
+                })
+            };
+            let widest = net.sizes[1..].iter().copied().max().unwrap_or(0);
+            let acts = net.sizes[1..]
+                .iter()
+                .enumerate()
+                .map(|(l, &n)| buffer(n, format!("the activations A{}", l + 1)))
+                .collect::<Result<_>>()?;
+            let delta = || buffer(widest, "a backward-pass delta".to_string());
+            self.delta = [delta()?, delta()?];
+            (self.rows, self.acts) = (rows, acts);
         }
-        let rows = rows.max(self.rows);
-        // The old buffers go first, so their memory is there for the new ones.
-        *self = Workspace::default();
-        let buffer = |width: usize, what: String| {
-            try_filled(rows.saturating_mul(width), T::ZERO, || {
-                format!("{what} of {rows} rows")
-            })
-        };
-        let widest = net.sizes[1..].iter().copied().max().unwrap_or(0);
-        let acts = net.sizes[1..]
-            .iter()
-            .enumerate()
-            .map(|(l, &n)| buffer(n, format!("the activations A{}", l + 1)))
-            .collect::<Result<_>>()?;
-        let delta = || buffer(widest, "a backward-pass delta".to_string());
-        *self = Workspace {
-            rows,
-            acts,
-            delta: [delta()?, delta()?],
-            half: None,
-        };
+        if grads && self.grads.is_empty() {
+            self.grads = net.zero_grads("a block's gradients")?;
+        }
         Ok(())
     }
 
-    /// Takes out the second half's workspace, sized for `rows`, and gradients (made on
-    /// first use); the caller puts it back.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        let values: usize = (self.acts.iter().chain(&self.delta).chain(&self.grads))
+            .map(Vec::capacity)
+            .sum();
+        values * std::mem::size_of::<T>()
+    }
+}
+
+impl<T: NnFloat> Workspace<T> {
+    /// Sizes the workspace for training `net` on batches of up to `rows` examples (what
+    /// [`Mlp::cost_and_grad`] does first; a smaller batch may cut its blocks otherwise and
+    /// grow it once).
     ///
     /// # Errors
-    /// `OutOfMemory` as [`Workspace::fit`].
-    fn take_half(&mut self, net: &Mlp, rows: usize) -> Result<Box<Half<T>>> {
-        let mut half = if let Some(h) = self.half.take() {
-            h
-        } else {
-            let grads = net
-                .param_len_iter()
-                .map(|n| try_filled(n, T::ZERO, || "the second half's gradients".to_string()))
-                .collect::<Result<_>>()?;
-            Box::new((Workspace::default(), grads))
-        };
-        half.0.fit(net, rows)?;
-        Ok(half)
+    /// `OutOfMemory` naming the buffer.
+    pub fn fit(&mut self, net: &Mlp, rows: usize) -> Result<()> {
+        let plan = net.blocks::<T>(rows);
+        self.reserve(net, &plan, plan.groups, true).map(|_| ())
     }
 
-    /// The output activations of the last forward pass (`rows` of them).
-    ///
-    /// # Panics
-    /// If the workspace was not sized for `net` (see [`Workspace::fit`]).
-    pub fn output(&self, net: &Mlp, rows: usize) -> &[T] {
-        let n = *net.sizes.last().unwrap();
-        &self.acts[self.acts.len() - 1][..rows * n]
+    /// The bytes the workspace holds: one block's activations and deltas (and gradients)
+    /// per thread that computes blocks, and one gradient per group of blocks.
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        let blocks: usize = self.blocks.iter().map(|b| locked(b).bytes()).sum();
+        let groups: usize = (self.groups.iter())
+            .map(|g| locked(g).grads.iter().map(Vec::capacity).sum::<usize>())
+            .sum();
+        blocks + groups * std::mem::size_of::<T>()
+    }
+
+    /// Sizes the buffers for `plan` run as `tasks` tasks on the pool (with the groups'
+    /// gradients and the blocks' when `grads`); returns how many block buffers they use:
+    /// one for a batch in one block, else one per thread that may run a task at once.
+    fn reserve(&mut self, net: &Mlp, plan: &Blocks, tasks: usize, grads: bool) -> Result<usize> {
+        let spread = plan.count > 1;
+        let threads = crate::runtime::parallel::num_threads();
+        let workers = if spread && threads > 1 {
+            // The caller drains the tasks beside every worker of the pool.
+            tasks.min(threads + 1)
+        } else {
+            1
+        };
+        if self.blocks.len() < workers {
+            self.blocks.resize_with(workers, Mutex::default);
+        }
+        for b in &mut self.blocks[..workers] {
+            owned(b).fit(net, plan.block, grads && spread)?;
+        }
+        if spread {
+            if self.groups.len() < plan.groups {
+                self.groups.resize_with(plan.groups, Mutex::default);
+            }
+            for g in &mut self.groups[..plan.groups] {
+                let g = owned(g);
+                if grads && g.grads.is_empty() {
+                    g.grads = net.zero_grads("a group of blocks' gradients")?;
+                }
+            }
+        }
+        Ok(workers)
     }
 }
 
@@ -424,31 +584,40 @@ pub struct Inputs<'a, T> {
     pub transposed: bool,
 }
 
-impl<T> Inputs<'_, T> {
-    /// Rows `..at` and `at..` of row-major inputs with `n` columns.
-    fn split(self, at: usize, n: usize) -> (Self, Self) {
-        let (x0, x1) = self.x.split_at(at * n);
-        let part = |x, rows| Inputs {
-            x,
-            rows,
-            transposed: false,
-        };
-        (part(x0, at), part(x1, self.rows - at))
+/// The inputs of one block: `rows` rows from `x`, which starts at the block's first
+/// element, with `(row, column)` strides in elements.
+#[derive(Clone, Copy, Debug)]
+struct Part<'a, T> {
+    x: &'a [T],
+    rows: usize,
+    strides: (isize, isize),
+}
+
+impl<'a, T> Inputs<'a, T> {
+    /// The rows `r` of inputs with `n` columns.
+    fn part(self, r: Range<usize>, n: usize) -> Part<'a, T> {
+        if self.transposed {
+            Part {
+                x: &self.x[r.start..],
+                rows: r.len(),
+                strides: (1, self.rows as isize),
+            }
+        } else {
+            Part {
+                x: &self.x[r.start * n..r.end * n],
+                rows: r.len(),
+                strides: (n as isize, 1),
+            }
+        }
     }
 }
 
 impl<T> Targets<'_, T> {
-    /// Rows `..at` and `at..` (`k` values per row when dense).
-    fn split(self, at: usize, k: usize) -> (Self, Self) {
+    /// The rows `r` (`k` values per row when dense).
+    fn part(self, r: Range<usize>, k: usize) -> Self {
         match self {
-            Targets::Dense(y) => {
-                let (a, b) = y.split_at(at * k);
-                (Targets::Dense(a), Targets::Dense(b))
-            }
-            Targets::Labels(y) => {
-                let (a, b) = y.split_at(at);
-                (Targets::Labels(a), Targets::Labels(b))
-            }
+            Targets::Dense(y) => Targets::Dense(&y[r.start * k..r.end * k]),
+            Targets::Labels(y) => Targets::Labels(&y[r]),
         }
     }
 
@@ -461,9 +630,14 @@ impl<T> Targets<'_, T> {
     }
 }
 
-/// Batches whose forward products take at least this many multiply-adds are computed in
-/// two halves of rows, side by side on the pool (see [`Mlp::halves`]).
-const HALVES_MIN_MULS: usize = 1 << 17;
+/// `acc += part`, element by element.
+fn add_into<T: NnFloat, G: AsMut<[T]>>(acc: &mut [G], part: &[Vec<T>]) {
+    for (a, p) in acc.iter_mut().zip(part) {
+        for (x, &y) in a.as_mut().iter_mut().zip(p) {
+            *x += y;
+        }
+    }
+}
 
 impl Mlp {
     /// Checks the shape and functions: at least one layer, every size >= 1, and at least
@@ -506,6 +680,13 @@ impl Mlp {
         self.sizes.windows(2).flat_map(|w| [w[0] * w[1], w[1]])
     }
 
+    /// Zeroed buffers for `W1, b1, ...`, or `OutOfMemory` naming `what`.
+    fn zero_grads<T: NnFloat>(&self, what: &str) -> Result<Vec<Vec<T>>> {
+        self.param_len_iter()
+            .map(|n| try_filled(n, T::ZERO, || what.to_string()))
+            .collect()
+    }
+
     pub fn outputs(&self) -> usize {
         self.sizes[self.sizes.len() - 1]
     }
@@ -525,80 +706,403 @@ impl Mlp {
         Ok(())
     }
 
-    /// The forward pass into `ws`: every `A_l` (the output activations last).
-    pub fn forward<T: NnFloat, P: AsRef<[T]>>(
+    fn check_grads<T, G: AsMut<[T]>>(&self, grads: &mut [G]) -> Result<()> {
+        // Checked once per batch: no allocation.
+        if grads.len() != 2 * self.layers()
+            || grads
+                .iter_mut()
+                .zip(self.param_len_iter())
+                .any(|(g, n)| g.as_mut().len() != n)
+        {
+            return Err(Error::Mismatch("gradients do not match layer_sizes".into()));
+        }
+        Ok(())
+    }
+
+    /// Checks a batch of at least one example: the parameters, X's length, and Y's.
+    fn check_batch<T, P: AsRef<[T]>>(
+        &self,
+        params: &[P],
+        inputs: &Inputs<'_, T>,
+        y: &Targets<'_, T>,
+    ) -> Result<()> {
+        self.check_params(params)?;
+        if inputs.rows == 0 {
+            return Err(Error::Invalid("a batch needs at least one example".into()));
+        }
+        if inputs.x.len() != inputs.rows * self.sizes[0] {
+            return Err(Error::Mismatch("X does not match its row count".into()));
+        }
+        if !y.fits(inputs.rows, self.outputs()) {
+            return Err(Error::Mismatch("Y does not match X's rows".into()));
+        }
+        Ok(())
+    }
+
+    /// The most rows of a block for values of `T`: as many as keep one block's activations
+    /// and deltas (`sum_l n_l + 2 max_l n_l` values a row) within [`BLOCK_BYTES`], and at
+    /// least [`MIN_BLOCK_ROWS`].
+    pub fn block_rows<T>(&self) -> usize {
+        let widest = self.sizes[1..].iter().copied().max().unwrap_or(0);
+        let row = (self.sizes[1..].iter().sum::<usize>() + 2 * widest) * std::mem::size_of::<T>();
+        (BLOCK_BYTES / row.max(1)).max(MIN_BLOCK_ROWS)
+    }
+
+    /// How a batch of `rows` examples with values of `T` is computed: in blocks of equal
+    /// rows (the last may hold fewer), as few as hold at most [`Mlp::block_rows`] rows each
+    /// — and two for a mid-sized batch whose forward products take at least
+    /// [`SPLIT_MIN_MULS`] multiply-adds while each half stays too small for its products to
+    /// be cut into tiles (or its element-wise passes into blocks of rows). A batch in
+    /// several blocks runs them on the pool, each block's forward and backward passes one
+    /// after the other in a block-sized buffer; the blocks' gradients and costs are summed
+    /// in order within groups of consecutive blocks (at most [`MAX_GROUPS`], their
+    /// gradients within [`GROUP_GRADS_BYTES`]), and the groups' in a fixed pairwise tree
+    /// over the group index. A function of the shape alone, never of the thread count, so
+    /// results are the same bits at every thread count.
+    pub fn blocks<T>(&self, rows: usize) -> Blocks {
+        let mut count = rows.div_ceil(self.block_rows::<T>());
+        if count == 1 && self.split_pays(rows) {
+            count = 2;
+        }
+        let block = rows.div_ceil(count.max(1));
+        let count = rows.checked_div(block).map_or(0, |_| rows.div_ceil(block));
+        let param_bytes = self.param_len_iter().sum::<usize>() * std::mem::size_of::<T>();
+        let groups = count
+            .min(MAX_GROUPS)
+            .min((GROUP_GRADS_BYTES / param_bytes.max(1)).max(2));
+        Blocks {
+            rows,
+            block,
+            count,
+            groups,
+        }
+    }
+
+    /// Whether a batch of `rows` that fits one block is computed in two (see
+    /// [`Mlp::blocks`]).
+    fn split_pays(&self, rows: usize) -> bool {
+        let first = rows.div_ceil(2);
+        let muls: usize = self.sizes.windows(2).map(|w| w[0] * w[1]).sum();
+        let small = self.sizes.windows(2).all(|w| {
+            first.saturating_mul(w[0] * w[1]) < 2 * TILE_MIN_MULS
+                && first.saturating_mul(w[1]) < 2 * ROW_BLOCK_ELEMENTS
+        });
+        rows >= 2 && rows.saturating_mul(muls) >= SPLIT_MIN_MULS && small
+    }
+
+    /// The forward pass: the outputs `A_L` of every row of `inputs` into `out` (`(rows,
+    /// n_L)` row-major), block by block ([`Mlp::blocks`]) on the pool.
+    pub fn predict<T: NnFloat, P: AsRef<[T]> + Sync>(
         &self,
         ws: &mut Workspace<T>,
         params: &[P],
         inputs: Inputs<'_, T>,
+        out: &mut [T],
     ) -> Result<()> {
         self.check_params(params)?;
-        let rows = inputs.rows;
-        if inputs.x.len() != rows * self.sizes[0] {
+        let (rows, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
+        if inputs.x.len() != rows * n0 {
             return Err(Error::Mismatch("X does not match its row count".into()));
         }
-        ws.fit(self, rows)?;
+        if out.len() != rows * k {
+            return Err(Error::Mismatch("the output does not match X's rows".into()));
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        let plan = self.blocks::<T>(rows);
+        let workers = ws.reserve(self, &plan, plan.count, false)?;
+        let last = self.layers() - 1;
+        if plan.count == 1 {
+            let buf = owned(&mut ws.blocks[0]);
+            self.forward_block(buf, params, inputs.part(0..rows, n0), true);
+            out.copy_from_slice(&buf.acts[last][..rows * k]);
+            return Ok(());
+        }
+        let at = out.as_mut_ptr() as usize;
+        let slots = &ws.blocks[..workers];
+        on_pool(plan.count, &|b| {
+            let r = plan.rows_of(b);
+            let mut buf = claim(slots);
+            self.forward_block(&mut buf, params, inputs.part(r.clone(), n0), false);
+            // SAFETY: the blocks' rows are disjoint parts of `out`, borrowed mutably for
+            // this call.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut((at as *mut T).add(r.start * k), r.len() * k)
+            };
+            dst.copy_from_slice(&buf.acts[last][..r.len() * k]);
+        });
+        Ok(())
+    }
+
+    /// The data cost `J` of a batch (no penalty), block by block ([`Mlp::blocks`]): the same
+    /// bits as [`Mlp::cost_and_grad`]'s.
+    pub fn forward_cost<T: NnFloat, P: AsRef<[T]> + Sync>(
+        &self,
+        ws: &mut Workspace<T>,
+        params: &[P],
+        inputs: Inputs<'_, T>,
+        y: Targets<'_, T>,
+    ) -> Result<f64> {
+        self.check_batch(params, &inputs, &y)?;
+        let plan = self.blocks::<T>(inputs.rows);
+        let workers = ws.reserve(self, &plan, plan.groups, false)?;
+        let (m, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
+        if plan.count == 1 {
+            let buf = owned(&mut ws.blocks[0]);
+            self.forward_block(buf, params, inputs.part(0..m, n0), true);
+            return self.cost_block(buf, m, y, m);
+        }
+        Self::over_groups(ws, &plan, workers, &|buf, _, _, r| {
+            self.forward_block(buf, params, inputs.part(r.clone(), n0), false);
+            self.cost_block(buf, r.len(), y.part(r, k), m)
+        });
+        Self::sum_groups::<T, Vec<T>>(ws, &plan, None)
+    }
+
+    /// The cost `J` of a batch and its gradient `dJ/dparam` into `grads` (`W1, b1, ...`).
+    ///
+    /// Sigmoid outputs: the cost is computed from the logits (`softplus(z) - y z`), which
+    /// stays finite when `p` rounds to 0 or 1.
+    pub fn loss_and_grad<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
+        &self,
+        ws: &mut Workspace<T>,
+        params: &[P],
+        inputs: Inputs<'_, T>,
+        y: Targets<'_, T>,
+        grads: &mut [G],
+    ) -> Result<f64> {
+        let (cost, penalty) = self.cost_and_grad(ws, params, inputs, y, grads, None)?;
+        Ok(cost + penalty)
+    }
+
+    /// [`Mlp::loss_and_grad`] returning the data cost and the L2 penalty
+    /// `alpha/(2m) sum ||W||^2` apart, block by block ([`Mlp::blocks`]). With `phases`, adds
+    /// the seconds of the forward pass with the cost (`phases[0]`) and of the backward pass
+    /// with the penalty (`phases[1]`); a batch in several blocks interleaves them, and its
+    /// wall time is split as the calling thread's own blocks split theirs.
+    pub fn cost_and_grad<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
+        &self,
+        ws: &mut Workspace<T>,
+        params: &[P],
+        inputs: Inputs<'_, T>,
+        y: Targets<'_, T>,
+        grads: &mut [G],
+        phases: Option<&mut [f64; 2]>,
+    ) -> Result<(f64, f64)> {
+        self.check_grads(grads)?;
+        self.check_batch(params, &inputs, &y)?;
+        let plan = self.blocks::<T>(inputs.rows);
+        let workers = ws.reserve(self, &plan, plan.groups, true)?;
+        let (m, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
+        let timed = phases.is_some();
+        let now = |on: bool| on.then(Instant::now);
+        let span = |a: Option<Instant>, b: Option<Instant>| {
+            a.zip(b).map_or(0.0, |(a, b)| (b - a).as_secs_f64())
+        };
+        let t0 = now(timed);
+        if plan.count == 1 {
+            let buf = owned(&mut ws.blocks[0]);
+            let x = inputs.part(0..m, n0);
+            self.forward_block(buf, params, x, true);
+            let cost = self.cost_block(buf, m, y, m)?;
+            let t1 = now(timed);
+            self.backward_block(buf, params, x, grads, true);
+            let penalty = self.penalty(params, grads, m);
+            if let Some(p) = phases {
+                p[0] += span(t0, t1);
+                p[1] += span(t1, now(true));
+            }
+            return Ok((cost, penalty));
+        }
+        // The calling thread's own forward and backward seconds.
+        let caller = std::thread::current().id();
+        let own = Mutex::new([0.0f64; 2]);
+        Self::over_groups(ws, &plan, workers, &|buf, group, first, r| {
+            let here = timed && std::thread::current().id() == caller;
+            let ta = now(here);
+            let x = inputs.part(r.clone(), n0);
+            self.forward_block(buf, params, x, false);
+            let cost = self.cost_block(buf, r.len(), y.part(r, k), m)?;
+            let tb = now(here);
+            if first {
+                self.backward_block(buf, params, x, &mut group.grads, false);
+            } else {
+                let mut part = std::mem::take(&mut buf.grads);
+                self.backward_block(buf, params, x, &mut part, false);
+                add_into(&mut group.grads, &part);
+                buf.grads = part;
+            }
+            if here {
+                let mut own = locked(&own);
+                own[0] += span(ta, tb);
+                own[1] += span(tb, now(true));
+            }
+            Ok(cost)
+        });
+        let t1 = now(timed);
+        let cost = Self::sum_groups(ws, &plan, Some(grads))?;
+        let penalty = self.penalty(params, grads, m);
+        if let Some(p) = phases {
+            let wall = span(t0, t1);
+            let [f, b] = *locked(&own);
+            let share = if f + b > 0.0 { f / (f + b) } else { 1.0 };
+            p[0] += wall * share;
+            p[1] += wall * (1.0 - share) + span(t1, now(true));
+        }
+        Ok((cost, penalty))
+    }
+
+    /// Runs `block(buffers, group, first, rows)` for every block of every group of `plan`
+    /// (`first` for a group's first block) — the groups spread over the pool, each group's
+    /// blocks in order on one thread — and keeps each group's summed cost (or its first
+    /// error).
+    fn over_groups<T: NnFloat>(
+        ws: &Workspace<T>,
+        plan: &Blocks,
+        workers: usize,
+        block: &BlockFn<'_, T>,
+    ) {
+        let slots = &ws.blocks[..workers];
+        let groups = &ws.groups[..plan.groups];
+        on_pool(plan.groups, &|g| {
+            let mut buf = claim(slots);
+            let mut group = locked(&groups[g]);
+            let mut cost = 0.0;
+            group.error = None;
+            let blocks = plan.blocks_of(g);
+            for b in blocks.clone() {
+                match block(&mut buf, &mut group, b == blocks.start, plan.rows_of(b)) {
+                    Ok(c) => cost += c,
+                    Err(e) => {
+                        group.error = Some(e);
+                        return;
+                    }
+                }
+            }
+            group.cost = cost;
+        });
+    }
+
+    /// The groups' costs (and gradients, into `grads`, when given) after [`Mlp::over_groups`],
+    /// summed in a fixed pairwise tree over the group index: at stride 1, 2, 4, ... group
+    /// `g` adds group `g + stride` for every `g` a multiple of twice the stride, until
+    /// groups 0 and `stride` are left, whose sum is the batch's. The first group's error, if
+    /// any.
+    fn sum_groups<T: NnFloat, G: AsMut<[T]>>(
+        ws: &mut Workspace<T>,
+        plan: &Blocks,
+        grads: Option<&mut [G]>,
+    ) -> Result<f64> {
+        let groups = &mut ws.groups[..plan.groups];
+        for g in groups.iter_mut() {
+            if let Some(e) = owned(g).error.take() {
+                return Err(e);
+            }
+        }
+        let n = groups.len();
+        let mut stride = 1;
+        while 2 * stride < n {
+            for g in (0..n - stride).step_by(2 * stride) {
+                let (low, high) = groups.split_at_mut(g + stride);
+                let (a, b) = (owned(&mut low[g]), owned(&mut high[0]));
+                a.cost += b.cost;
+                if grads.is_some() {
+                    add_into(&mut a.grads, &b.grads);
+                }
+            }
+            stride *= 2;
+        }
+        let (low, high) = groups.split_at_mut(stride);
+        let (a, b) = (owned(&mut low[0]), owned(&mut high[0]));
+        if let Some(grads) = grads {
+            for ((out, x), y) in grads.iter_mut().zip(&a.grads).zip(&b.grads) {
+                for ((o, &x), &y) in out.as_mut().iter_mut().zip(x).zip(y) {
+                    *o = x + y;
+                }
+            }
+        }
+        Ok(a.cost + b.cost)
+    }
+
+    /// The forward pass of one block into `buf`: every `A_l` (the output activations last;
+    /// sigmoid's logits in `buf.delta[1]`). The caller has checked the shapes.
+    fn forward_block<T: NnFloat, P: AsRef<[T]>>(
+        &self,
+        buf: &mut Buffers<T>,
+        params: &[P],
+        x: Part<'_, T>,
+        par: bool,
+    ) {
+        let rows = x.rows;
         let level = crate::runtime::simd::level();
         let layers = self.layers();
         for l in 1..=layers {
             let (k, n) = (self.sizes[l - 1], self.sizes[l]);
             let w = params[2 * (l - 1)].as_ref();
             let b = params[2 * (l - 1) + 1].as_ref();
-            let (below, rest) = ws.acts.split_at_mut(l - 1);
+            let (below, rest) = buf.acts.split_at_mut(l - 1);
             let out = &mut rest[0][..rows * n];
-            let (a, rsa, csa) = if l == 1 {
-                let (rs, cs) = if inputs.transposed {
-                    (1, rows as isize)
-                } else {
-                    (k as isize, 1)
-                };
-                (inputs.x.as_ptr(), rs, cs)
+            let (a, sa) = if l == 1 {
+                (x.x.as_ptr(), x.strides)
             } else {
-                (below[l - 2].as_ptr(), k as isize, 1)
+                (below[l - 2].as_ptr(), (k as isize, 1))
             };
             // SAFETY: A is (rows, k) with these strides, W (k, n) row-major, out (rows, n).
             unsafe {
                 matmul::<T>(
                     (rows, k, n),
                     a,
-                    (rsa, csa),
+                    sa,
                     w.as_ptr(),
                     (n as isize, 1),
                     out.as_mut_ptr(),
+                    par,
                 );
             };
             match self.output {
-                _ if l < layers => by_row_blocks(out, n, |_, block| {
+                _ if l < layers => by_row_blocks(out, n, par, |_, block| {
                     bias_activation(level, block, b, self.hidden);
                 }),
                 // The logits stay for the cost: log(1 - p) loses them once p rounds to 1.
-                Output::Sigmoid => bias_sigmoid(level, out, &mut ws.delta[1][..rows * n], b),
+                Output::Sigmoid => bias_sigmoid(level, out, &mut buf.delta[1][..rows * n], b),
                 Output::Softmax => bias_softmax(level, out, b),
                 Output::Identity => bias_activation(level, out, b, Activation::Identity),
             }
         }
-        Ok(())
     }
 
-    /// The cost of the last forward pass (`rows` of a batch of `m`) against `y`, and
-    /// `dJ/dZ_L` into `ws.delta[0]`.
+    /// The cost of the last forward pass in `buf` (`rows` of a batch of `m`) against `y`:
+    /// the block's share of the batch's mean cost, and of `dJ/dZ_L` into `buf.delta[0]`.
+    fn cost_block<T: NnFloat>(
+        &self,
+        buf: &mut Buffers<T>,
+        rows: usize,
+        y: Targets<'_, T>,
+        m: usize,
+    ) -> Result<f64> {
+        if self.output == Output::Sigmoid {
+            self.sigmoid_cost_and_delta(buf, rows, y, m)
+        } else {
+            self.output_delta(buf, rows, y, m)
+        }
+    }
+
+    /// [`Mlp::cost_block`] for softmax and identity outputs.
     fn output_delta<T: NnFloat>(
         &self,
-        ws: &mut Workspace<T>,
+        buf: &mut Buffers<T>,
         rows: usize,
         y: Targets<'_, T>,
         m: usize,
     ) -> Result<f64> {
         let k = self.outputs();
-        let a = &ws.acts[ws.acts.len() - 1][..rows * k];
-        let d = &mut ws.delta[0][..rows * k];
+        let a = &buf.acts[buf.acts.len() - 1][..rows * k];
+        let d = &mut buf.delta[0][..rows * k];
         let inv_m = T::from_f64(1.0 / m as f64);
         let mut cost = 0.0f64;
         match (self.output, y) {
             (Output::Softmax, Targets::Labels(labels)) => {
-                if labels.len() != rows {
-                    return Err(Error::Mismatch("Y does not match X's rows".into()));
-                }
                 for ((p, dr), &c) in a.chunks_exact(k).zip(d.chunks_exact_mut(k)).zip(labels) {
                     if c < 0 || c as usize >= k {
                         return Err(Error::Invalid(format!(
@@ -619,9 +1123,6 @@ impl Mlp {
                 ))
             }
             (out, Targets::Dense(y)) => {
-                if y.len() != rows * k {
-                    return Err(Error::Mismatch("Y does not match X's rows".into()));
-                }
                 if out == Output::Softmax {
                     for ((dd, &p), &t) in d.iter_mut().zip(a).zip(y) {
                         *dd = (p - t) * inv_m;
@@ -641,141 +1142,6 @@ impl Mlp {
             }
         }
         Ok(cost / m as f64)
-    }
-
-    /// The cost `J` of a batch and its gradient `dJ/dparam` into `grads` (`W1, b1, ...`).
-    ///
-    /// Sigmoid outputs: the cost is computed from the logits (`softplus(z) - y z`), which
-    /// stays finite when `p` rounds to 0 or 1.
-    pub fn loss_and_grad<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
-        &self,
-        ws: &mut Workspace<T>,
-        params: &[P],
-        inputs: Inputs<'_, T>,
-        y: Targets<'_, T>,
-        grads: &mut [G],
-    ) -> Result<f64> {
-        self.check_grads(grads)?;
-        let cost = self.forward_cost(ws, params, inputs, y)?;
-        Ok(cost + self.backward(ws, params, inputs, grads))
-    }
-
-    fn check_grads<T, G: AsMut<[T]>>(&self, grads: &mut [G]) -> Result<()> {
-        // Checked once per batch: no allocation.
-        if grads.len() != 2 * self.layers()
-            || grads
-                .iter_mut()
-                .zip(self.param_len_iter())
-                .any(|(g, n)| g.as_mut().len() != n)
-        {
-            return Err(Error::Mismatch("gradients do not match layer_sizes".into()));
-        }
-        Ok(())
-    }
-
-    /// Where a batch of `rows` is cut into two halves computed side by side, if it is:
-    /// when its forward products take at least [`HALVES_MIN_MULS`] multiply-adds, its
-    /// inputs are row-major, and each half is small enough that nothing in it is spread
-    /// over the pool again (no product cut into tiles, no element-wise pass into blocks).
-    /// The gradient is then the first half's plus the second's. A function of the shape
-    /// alone, so results do not depend on the thread count.
-    pub fn halves(&self, rows: usize, transposed: bool) -> Option<usize> {
-        let first = rows.div_ceil(2);
-        let muls: usize = self.sizes.windows(2).map(|w| w[0] * w[1]).sum();
-        let small = self.sizes.windows(2).all(|w| {
-            first.saturating_mul(w[0] * w[1]) < 2 * TILE_MIN_MULS
-                && first.saturating_mul(w[1]) < 2 * ROW_BLOCK_ELEMENTS
-        });
-        (!transposed && rows >= 2 && rows.saturating_mul(muls) >= HALVES_MIN_MULS && small)
-            .then_some(first)
-    }
-
-    /// The forward pass and the data cost of a batch (no penalty), leaving `dJ/dZ_L` in the
-    /// workspace for [`Mlp::backward`].
-    pub fn forward_cost<T: NnFloat, P: AsRef<[T]> + Sync>(
-        &self,
-        ws: &mut Workspace<T>,
-        params: &[P],
-        inputs: Inputs<'_, T>,
-        y: Targets<'_, T>,
-    ) -> Result<f64> {
-        let rows = inputs.rows;
-        if rows == 0 {
-            return Err(Error::Invalid("a batch needs at least one example".into()));
-        }
-        let Some(at) = self.halves(rows, inputs.transposed) else {
-            return self.forward_cost_rows(ws, params, inputs, y, rows);
-        };
-        if inputs.x.len() != rows * self.sizes[0] {
-            return Err(Error::Mismatch("X does not match its row count".into()));
-        }
-        if !y.fits(rows, self.outputs()) {
-            return Err(Error::Mismatch("Y does not match X's rows".into()));
-        }
-        let mut half = ws.take_half(self, rows - at)?;
-        let (x0, x1) = inputs.split(at, self.sizes[0]);
-        let (y0, y1) = y.split(at, self.outputs());
-        let (c0, c1) = crate::runtime::parallel::join(
-            || self.forward_cost_rows(ws, params, x0, y0, rows),
-            || self.forward_cost_rows(&mut half.0, params, x1, y1, rows),
-        );
-        ws.half = Some(half);
-        Ok(c0? + c1?)
-    }
-
-    /// [`Mlp::forward_cost`] of the rows of `inputs`, part of a batch of `m` rows: the
-    /// part's share of the batch's mean cost, and of `dJ/dZ_L`.
-    fn forward_cost_rows<T: NnFloat, P: AsRef<[T]>>(
-        &self,
-        ws: &mut Workspace<T>,
-        params: &[P],
-        inputs: Inputs<'_, T>,
-        y: Targets<'_, T>,
-        m: usize,
-    ) -> Result<f64> {
-        self.forward(ws, params, inputs)?;
-        if self.output == Output::Sigmoid {
-            self.sigmoid_cost_and_delta(ws, inputs.rows, y, m)
-        } else {
-            self.output_delta(ws, inputs.rows, y, m)
-        }
-    }
-
-    /// The gradients of the batch [`Mlp::forward_cost`] just saw, into `grads`; returns the
-    /// L2 penalty `alpha/(2m) sum ||W||^2` (0 without one). The caller has checked
-    /// `params` and `grads` against the network (both passes use the same `params`).
-    ///
-    /// # Panics
-    /// If the batch was computed in halves ([`Mlp::halves`]) and `forward_cost` was not
-    /// called for it.
-    pub fn backward<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
-        &self,
-        ws: &mut Workspace<T>,
-        params: &[P],
-        inputs: Inputs<'_, T>,
-        grads: &mut [G],
-    ) -> f64 {
-        let rows = inputs.rows;
-        if let Some(at) = self.halves(rows, inputs.transposed) {
-            let mut half = ws
-                .half
-                .take()
-                .expect("forward_cost computed this batch in halves");
-            let (x0, x1) = inputs.split(at, self.sizes[0]);
-            crate::runtime::parallel::join(
-                || self.backward_rows(ws, params, x0, grads),
-                || self.backward_rows(&mut half.0, params, x1, &mut half.1),
-            );
-            for (g, h) in grads.iter_mut().zip(&half.1) {
-                for (a, &b) in g.as_mut().iter_mut().zip(h) {
-                    *a += b;
-                }
-            }
-            ws.half = Some(half);
-        } else {
-            self.backward_rows(ws, params, inputs, grads);
-        }
-        self.penalty(params, grads, rows)
     }
 
     /// Adds `alpha/m W` to each `dW` and returns the penalty `alpha/(2m) sum ||W||^2`.
@@ -803,44 +1169,43 @@ impl Mlp {
         cost
     }
 
-    /// The data part of [`Mlp::backward`] for the rows of `inputs` (those the last
-    /// `forward_cost_rows` into `ws` saw), into `grads`.
-    fn backward_rows<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
+    /// The data part of the gradient of one block (the rows of `x`, which the last
+    /// [`Mlp::forward_block`] and [`Mlp::cost_block`] into `buf` saw), into `grads`.
+    fn backward_block<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
         &self,
-        ws: &mut Workspace<T>,
+        buf: &mut Buffers<T>,
         params: &[P],
-        inputs: Inputs<'_, T>,
+        x: Part<'_, T>,
         grads: &mut [G],
+        par: bool,
     ) {
-        let rows = inputs.rows;
+        let rows = x.rows;
         let layers = self.layers();
         let level = crate::runtime::simd::level();
         for l in (1..=layers).rev() {
             let (k, n) = (self.sizes[l - 1], self.sizes[l]);
             let (gw, rest) = grads[2 * (l - 1)..].split_at_mut(1);
             let (gw, gb) = (gw[0].as_mut(), rest[0].as_mut());
-            let [d, d_below] = &mut ws.delta;
+            let [d, d_below] = &mut buf.delta;
             let d = &d[..rows * n];
-            let (a, rsa, csa) = if l == 1 {
-                if inputs.transposed {
-                    (inputs.x.as_ptr(), rows as isize, 1)
-                } else {
-                    (inputs.x.as_ptr(), 1, k as isize)
-                }
+            // A^T is (k, rows): A's strides swapped.
+            let (a, (rsa, csa)) = if l == 1 {
+                (x.x.as_ptr(), x.strides)
             } else {
-                (ws.acts[l - 2].as_ptr(), 1, k as isize)
+                (buf.acts[l - 2].as_ptr(), (k as isize, 1))
             };
             let w = params[2 * (l - 1)].as_ref();
-            // dW = A^T dZ: A^T is (k, rows).
+            // dW = A^T dZ.
             // SAFETY: shapes and strides as described; gw does not overlap A or dZ.
             unsafe {
                 matmul::<T>(
                     (k, rows, n),
                     a,
-                    (rsa, csa),
+                    (csa, rsa),
                     d.as_ptr(),
                     (n as isize, 1),
                     gw.as_mut_ptr(),
+                    par,
                 );
             };
             column_sums(level, gb, d);
@@ -856,40 +1221,37 @@ impl Mlp {
                         w.as_ptr(),
                         (1, n as isize),
                         below.as_mut_ptr(),
+                        par,
                     );
                 };
-                let a = &ws.acts[l - 2][..rows * k];
-                by_row_blocks(below, k, |at, block| {
+                let a = &buf.acts[l - 2][..rows * k];
+                by_row_blocks(below, k, par, |at, block| {
                     activation_backward(level, block, &a[at..at + block.len()], self.hidden);
                 });
-                ws.delta.swap(0, 1);
+                buf.delta.swap(0, 1);
             }
         }
     }
 
     /// Sigmoid output: `dJ/dZ = (p - y)/m`, `J = 1/m sum bce(z, y)` from the logits the
-    /// forward pass kept in `ws.delta[1]`.
+    /// forward pass kept in `buf.delta[1]`.
     fn sigmoid_cost_and_delta<T: NnFloat>(
         &self,
-        ws: &mut Workspace<T>,
+        buf: &mut Buffers<T>,
         rows: usize,
         y: Targets<'_, T>,
         m: usize,
     ) -> Result<f64> {
         let k = self.outputs();
-        let y = match y {
-            Targets::Dense(y) if y.len() == rows * k => y,
-            Targets::Dense(_) => return Err(Error::Mismatch("Y does not match X's rows".into())),
-            Targets::Labels(_) => {
-                return Err(Error::Invalid(
-                    "integer labels need output='softmax'".into(),
-                ))
-            }
+        let Targets::Dense(y) = y else {
+            return Err(Error::Invalid(
+                "integer labels need output='softmax'".into(),
+            ));
         };
         let l = self.layers();
-        let [d, z] = &mut ws.delta;
+        let [d, z] = &mut buf.delta;
         let (z, d) = (&mut z[..rows * k], &mut d[..rows * k]);
-        let p = &ws.acts[l - 1][..rows * k];
+        let p = &buf.acts[l - 1][..rows * k];
         let inv_m = T::from_f64(1.0 / m as f64);
         sigmoid_delta_and_terms(crate::runtime::simd::level(), d, z, p, y, inv_m);
         Ok(z.iter().map(|t| t.to_f64()).sum::<f64>() / m as f64)
@@ -1002,6 +1364,7 @@ mod tests {
                     b.as_ptr(),
                     (n as isize, 1),
                     c.as_mut_ptr(),
+                    true,
                 );
             };
             c
@@ -1063,56 +1426,182 @@ mod tests {
         assert_eq!(one, run(3));
     }
 
+    /// The zeroed gradients of `net`.
+    fn zeros<T: NnFloat>(net: &Mlp) -> Vec<Vec<T>> {
+        net.zero_grads("test").unwrap()
+    }
+
+    /// A batch computed as one block, whatever its size: the block-level passes over one
+    /// buffer of every row, on this thread. The cost (penalty included), the gradients and
+    /// the outputs.
+    fn one_block<T: NnFloat>(
+        net: &Mlp,
+        params: &[Vec<T>],
+        inputs: Inputs<'_, T>,
+        y: Targets<'_, T>,
+    ) -> (f64, Vec<Vec<T>>, Vec<T>) {
+        let rows = inputs.rows;
+        let mut buf = Buffers::default();
+        buf.fit(net, rows, false).unwrap();
+        let x = inputs.part(0..rows, net.sizes[0]);
+        net.forward_block(&mut buf, params, x, false);
+        let out = buf.acts[net.layers() - 1][..rows * net.outputs()].to_vec();
+        let mut cost = net.cost_block(&mut buf, rows, y, rows).unwrap();
+        let mut grads = zeros(net);
+        net.backward_block(&mut buf, params, x, &mut grads, false);
+        cost += net.penalty(params, &mut grads, rows);
+        (cost, grads, out)
+    }
+
+    /// `(cost, grads, outputs)` of `loss_and_grad` and `predict` at `threads` threads in a
+    /// fresh workspace, with the data cost of `forward_cost` checked against
+    /// `cost_and_grad`'s, bit for bit.
+    fn blocked(
+        net: &Mlp,
+        params: &[Vec<f64>],
+        inputs: Inputs<'_, f64>,
+        y: Targets<'_, f64>,
+        threads: usize,
+    ) -> (f64, Vec<Vec<f64>>, Vec<f64>) {
+        crate::runtime::parallel::set_num_threads(threads).unwrap();
+        let mut ws = Workspace::default();
+        let mut grads = zeros(net);
+        let (cost, penalty) = net
+            .cost_and_grad(&mut ws, params, inputs, y, &mut grads, None)
+            .unwrap();
+        let data = net.forward_cost(&mut ws, params, inputs, y).unwrap();
+        assert_eq!(data.to_bits(), cost.to_bits(), "forward_cost's cost");
+        let mut out = vec![0.0; inputs.rows * net.outputs()];
+        net.predict(&mut ws, params, inputs, &mut out).unwrap();
+        (cost + penalty, grads, out)
+    }
+
+    fn assert_close(a: &(f64, Vec<Vec<f64>>, Vec<f64>), b: &(f64, Vec<Vec<f64>>, Vec<f64>)) {
+        assert!((a.0 - b.0).abs() <= 1e-12 * b.0.abs(), "{} vs {}", a.0, b.0);
+        for (x, y) in (a.1.iter().flatten().chain(&a.2)).zip(b.1.iter().flatten().chain(&b.2)) {
+            assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
     #[test]
-    fn a_batch_in_halves_equals_the_whole_batch_to_rounding_at_every_thread_count() {
-        let _threads = crate::test_util::thread_count_lock();
+    fn a_mid_sized_batch_in_two_blocks_equals_one_block_to_rounding_at_every_thread_count() {
         for output in [Output::Sigmoid, Output::Softmax, Output::Identity] {
             let net = Mlp::new(vec![2, 32, 32, 3], Activation::Relu, output, 0.2).unwrap();
             let rows = 515;
-            assert_eq!(net.halves(rows, false), Some(258));
-            assert_eq!(net.halves(rows, true), None);
+            let plan = net.blocks::<f64>(rows);
+            assert_eq!((plan.count, plan.block, plan.groups), (2, 258, 2));
             let (params, x, y) = problem(&net, rows);
             let inputs = Inputs {
                 x: &x,
                 rows,
                 transposed: false,
             };
-            let zeros =
-                || -> Vec<Vec<f64>> { net.param_lens().iter().map(|&n| vec![0.0; n]).collect() };
-            // The whole batch at once: the private passes, without the split.
-            let mut ws = Workspace::default();
-            let mut whole = zeros();
-            let y_all = Targets::Dense(&y[..]);
-            let mut want = net
-                .forward_cost_rows(&mut ws, &params, inputs, y_all, rows)
-                .unwrap();
-            net.backward_rows(&mut ws, &params, inputs, &mut whole);
-            want += net.penalty(&params, &mut whole, rows);
-            let run = |threads| {
-                crate::runtime::parallel::set_num_threads(threads).unwrap();
-                let mut grads = zeros();
-                let mut ws = Workspace::default();
-                let cost = net
-                    .loss_and_grad(&mut ws, &params, inputs, Targets::Dense(&y), &mut grads)
-                    .unwrap();
-                assert!(ws.half.is_some(), "computed in halves");
-                (cost, grads)
-            };
-            let one = run(1);
-            let (cost, grads) = &one;
-            assert!(
-                (cost - want).abs() <= 1e-12 * want.abs(),
-                "{output:?}: {cost} vs {want}"
-            );
-            for (g, w) in grads.iter().flatten().zip(whole.iter().flatten()) {
-                assert!(
-                    (g - w).abs() <= 1e-12 * (1.0 + w.abs()),
-                    "{output:?}: {g} vs {w}"
-                );
-            }
-            assert_eq!(one, run(2));
-            assert_eq!(one, run(3));
+            let want = one_block(&net, &params, inputs, Targets::Dense(&y));
+            let one = blocked(&net, &params, inputs, Targets::Dense(&y), 1);
+            assert_close(&one, &want);
+            assert_eq!(one, blocked(&net, &params, inputs, Targets::Dense(&y), 2));
+            assert_eq!(one, blocked(&net, &params, inputs, Targets::Dense(&y), 3));
         }
+    }
+
+    #[test]
+    fn a_full_batch_in_blocks_equals_itself_at_every_thread_count_and_one_block_to_rounding() {
+        // More blocks than groups: each group sums several blocks in order.
+        let outputs = [Output::Sigmoid, Output::Softmax, Output::Identity];
+        for (output, transposed) in outputs
+            .iter()
+            .map(|&o| (o, false))
+            .chain([(Output::Softmax, true)])
+        {
+            let net = Mlp::new(vec![3, 8, 5, 2], Activation::Tanh, output, 0.2).unwrap();
+            let rows = 17 * net.block_rows::<f64>() + 3;
+            let plan = net.blocks::<f64>(rows);
+            assert!(
+                plan.count > plan.groups && plan.groups == MAX_GROUPS,
+                "{plan:?}"
+            );
+            assert!(plan.block <= net.block_rows::<f64>());
+            let (params, x, y) = problem(&net, rows);
+            let xt: Vec<f64> = (0..x.len()).map(|i| x[(i % rows) * 3 + i / rows]).collect();
+            let rows_major = Inputs {
+                x: &x,
+                rows,
+                transposed: false,
+            };
+            let inputs = Inputs {
+                x: if transposed { &xt } else { &x },
+                rows,
+                transposed,
+            };
+            let want = one_block(&net, &params, rows_major, Targets::Dense(&y));
+            let one = blocked(&net, &params, inputs, Targets::Dense(&y), 1);
+            assert_close(&one, &want);
+            assert_eq!(one, blocked(&net, &params, inputs, Targets::Dense(&y), 2));
+            assert_eq!(one, blocked(&net, &params, inputs, Targets::Dense(&y), 3));
+        }
+    }
+
+    #[test]
+    fn a_full_batch_workspace_is_bounded_by_the_block_not_the_rows() {
+        let net = Mlp::new(
+            vec![64, 256, 256, 10],
+            Activation::Relu,
+            Output::Softmax,
+            0.0,
+        )
+        .unwrap();
+        let params: usize = net.param_lens().iter().sum();
+        // What a workspace may hold: per block buffer one block's activations, deltas and
+        // gradients; per group one gradient.
+        let bound = |ws: &Workspace<f32>, plan: &Blocks| {
+            let per_row = 256 + 256 + 10 + 2 * 256;
+            4 * (ws.blocks.len() * (plan.block * per_row + params) + plan.groups * params)
+        };
+        for m in [1_000_000, 10_000_000] {
+            let plan = net.blocks::<f32>(m);
+            assert!(plan.block <= net.block_rows::<f32>() && plan.groups <= MAX_GROUPS);
+            let mut ws = Workspace::<f32>::default();
+            ws.fit(&net, m).unwrap();
+            assert!(ws.blocks.len() <= MAX_GROUPS);
+            assert!(
+                ws.bytes() <= bound(&ws, &plan),
+                "{m} rows: {} bytes",
+                ws.bytes()
+            );
+            // Not even A1 of every row: 256 values a row.
+            assert!(
+                ws.bytes() < 1_000_000 * 256 * 4 / 20,
+                "{m} rows: {} bytes",
+                ws.bytes()
+            );
+        }
+        // A batch trained on in 64 blocks holds at most 16 blocks' buffers (one per thread
+        // computing blocks, at most one per group): not the whole batch's.
+        let net = Mlp::new(vec![8, 16, 4], Activation::Relu, Output::Identity, 0.0).unwrap();
+        let rows = 64 * net.block_rows::<f32>();
+        let x = vec![0.5f32; rows * 8];
+        let y = vec![0.25f32; rows * 4];
+        let p: Vec<Vec<f32>> = net.param_lens().iter().map(|&n| vec![0.1; n]).collect();
+        let mut grads = zeros::<f32>(&net);
+        let mut ws = Workspace::default();
+        let inputs = Inputs {
+            x: &x,
+            rows,
+            transposed: false,
+        };
+        net.loss_and_grad(&mut ws, &p, inputs, Targets::Dense(&y), &mut grads)
+            .unwrap();
+        let plan = net.blocks::<f32>(rows);
+        let per_row = 16 + 4 + 2 * 16;
+        let params: usize = net.param_lens().iter().sum();
+        let held = 4 * (ws.blocks.len() * (plan.block * per_row + params) + plan.groups * params);
+        assert_eq!(plan.count, 64);
+        let unblocked = rows * per_row * 4;
+        assert!(
+            ws.bytes() <= held && held < unblocked / 2,
+            "{} bytes",
+            ws.bytes()
+        );
     }
 
     #[test]

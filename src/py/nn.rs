@@ -272,14 +272,14 @@ impl Network {
             rows,
             transposed: false,
         };
-        let mut run = || net.forward(ws, &ps, inputs);
+        // SAFETY: `out` is a fresh C-contiguous array nobody else references.
+        let dst = unsafe { out.as_slice_mut()? };
+        let mut run = || net.predict(ws, &ps, inputs, dst);
         if rows * net.sizes.iter().sum::<usize>() >= DETACH_MIN_WORK {
             py.detach(run)?;
         } else {
             run()?;
         }
-        // SAFETY: `out` is a fresh C-contiguous array nobody else references.
-        unsafe { out.as_slice_mut()? }.copy_from_slice(ws.output(net, rows));
         Ok(out)
     }
 

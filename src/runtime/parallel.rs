@@ -296,35 +296,6 @@ pub fn for_each_index(n: usize, work: &(dyn Fn(usize) + Sync)) {
     }
 }
 
-/// The value in `m`, taken out (each of [`join`]'s values is taken once).
-fn take<X>(m: &Mutex<Option<X>>) -> X {
-    let x = m.lock().unwrap_or_else(PoisonError::into_inner).take();
-    x.expect("each half runs once")
-}
-
-/// Runs `a` and `b`, side by side when the pool has two threads (through
-/// [`for_each_index`]: the caller runs whichever a worker has not claimed).
-pub fn join<RA: Send, RB: Send>(
-    a: impl FnOnce() -> RA + Send,
-    b: impl FnOnce() -> RB + Send,
-) -> (RA, RB) {
-    if num_threads() < 2 {
-        return (a(), b());
-    }
-    let (a, b) = (Mutex::new(Some(a)), Mutex::new(Some(b)));
-    let (ra, rb) = (Mutex::new(None), Mutex::new(None));
-    for_each_index(2, &|i| {
-        if i == 0 {
-            let r = take(&a)();
-            *ra.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
-        } else {
-            let r = take(&b)();
-            *rb.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
-        }
-    });
-    (take(&ra), take(&rb))
-}
-
 /// Keeps one pool worker awake until the returned guard drops: it runs the pool's jobs as
 /// they arrive and spins between them, so work handed to the pool by [`for_each_index`]
 /// starts at once instead of after a sleeping worker wakes (tens of microseconds on a
