@@ -557,6 +557,16 @@ impl Order {
         self.positions.len
     }
 
+    /// The epoch's number of batches of `batch_size` (>= 1) samples: a last, smaller batch
+    /// counts unless `drop_last`.
+    pub fn num_batches(&self, batch_size: usize, drop_last: bool) -> usize {
+        if drop_last {
+            self.len() / batch_size
+        } else {
+            self.len().div_ceil(batch_size)
+        }
+    }
+
     /// The sample at position `i` of this order.
     pub fn get(&self, i: usize) -> usize {
         let p = self.positions.at(i);
@@ -1477,6 +1487,16 @@ mod tests {
             let i = order.get(r);
             assert_eq!(row, &data[i * 64..(i + 1) * 64]);
         }
+    }
+
+    #[test]
+    fn num_batches_counts_a_last_smaller_batch_unless_dropped() {
+        let order = Order::new(10, 0, 0, Shuffle::Full, (0, 1)).unwrap();
+        let counts: Vec<(usize, usize)> = [1, 3, 5, 10, 20]
+            .iter()
+            .map(|&b| (order.num_batches(b, false), order.num_batches(b, true)))
+            .collect();
+        assert_eq!(counts, [(10, 10), (4, 3), (2, 2), (1, 1), (1, 0)]);
     }
 
     #[test]

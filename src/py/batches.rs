@@ -370,11 +370,7 @@ impl Batcher {
         }
         let order = self.order(py, seed, epoch, shuffle, block_size, buffer_blocks, shard)?;
         let len = order.len();
-        let num_batches = if drop_last {
-            len / batch_size
-        } else {
-            len.div_ceil(batch_size)
-        };
+        let num_batches = order.num_batches(batch_size, drop_last);
         if start > num_batches {
             return Err(PyValueError::new_err(format!(
                 "cannot start epoch {epoch} at batch {start}: it has {num_batches} batches"

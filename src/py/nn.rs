@@ -396,12 +396,7 @@ impl Network {
             ));
         }
         let b = flags.batch_size.max(1);
-        let len = order.len();
-        let num_batches = if flags.drop_last {
-            len / b
-        } else {
-            len.div_ceil(b)
-        };
+        let num_batches = order.num_batches(b, flags.drop_last);
         let stop = flags.stop.unwrap_or(num_batches).min(num_batches);
         if flags.start > stop {
             return Err(PyValueError::new_err(format!(
