@@ -172,6 +172,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stream_reference, m)?)?;
     m.add_function(wrap_pyfunction!(ops::grad_norm, m)?)?;
     m.add_function(wrap_pyfunction!(ops::scale_, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::clip_grad_norm_, m)?)?;
     m.add_function(wrap_pyfunction!(ops::divide_, m)?)?;
     m.add_function(wrap_pyfunction!(ops::clamp_, m)?)?;
     m.add_function(wrap_pyfunction!(ops::accumulate_, m)?)?;

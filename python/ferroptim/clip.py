@@ -59,15 +59,12 @@ def clip_grad_norm(
     """
     max_norm = real("max_norm", max_norm, low=0.0)
     arrays = _as_list(grads)
-    total = _core.grad_norm(arrays, float(norm_type)) + 0.0  # an empty sum is 0.0, not -0.0
+    total = _core.clip_grad_norm_(arrays, max_norm, float(norm_type), bool(error_if_nonfinite))
     if error_if_nonfinite and not math.isfinite(total):
         raise FloatingPointError(
             f"the total norm of order {norm_type} of the gradients is {total}; nothing was "
             "changed (pass error_if_nonfinite=False to scale anyway)"
         )
-    coef = max_norm / (total + 1e-6)
-    if not coef >= 1.0:  # also NaN, which torch propagates into the gradients
-        _core.scale_(arrays, coef)
     return total
 
 

@@ -9,7 +9,7 @@ use pyo3::types::{PyList, PyTuple};
 use super::arrays::{check_array, disjoint_extents, overlapping, Checked};
 use super::type_name;
 use crate::numerics::float::Dtype;
-use crate::optim::ops::{self, Norm, Slice, SliceMut};
+use crate::optim::ops::{self, clip_coefficient, Norm, Slice, SliceMut};
 use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
 
 /// Checked arrays of a list (or tuple) argument, with the objects that keep them alive.
@@ -111,6 +111,29 @@ pub fn scale_(py: Python<'_>, arrays_: &Bound<'_, PyAny>, factor: f64) -> PyResu
     let xs = mutable(&a);
     maybe_detach(py, a.total(), || ops::scale(xs, factor));
     Ok(())
+}
+
+/// `clip_grad_norm`: the norm `N` of all arrays together, then every array scaled by the
+/// core's clip coefficient `min(1, max_norm / (N + 1e-6))` where it is below 1 (or NaN).
+/// Returns `N` (an empty sum as +0.0). With `error_if_nonfinite`, a NaN or infinite `N` is
+/// returned before anything is scaled (the Python layer raises).
+#[pyfunction]
+pub fn clip_grad_norm_(
+    py: Python<'_>,
+    arrays_: &Bound<'_, PyAny>,
+    max_norm: f64,
+    norm_type: f64,
+    error_if_nonfinite: bool,
+) -> PyResult<f64> {
+    let total = grad_norm(py, arrays_, norm_type)? + 0.0;
+    if error_if_nonfinite && !total.is_finite() {
+        return Ok(total);
+    }
+    let coef = clip_coefficient(max_norm, total);
+    if coef.is_nan() || coef < 1.0 {
+        scale_(py, arrays_, coef)?;
+    }
+    Ok(total)
 }
 
 /// `x /= divisor` in place for every array.
