@@ -657,12 +657,14 @@ def ctrl_c():
     while not stop.is_set():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.005)
-sender = threading.Thread(target=ctrl_c)
+sender = threading.Thread(target=ctrl_c, daemon=True)
 def start(logs):
     if not sender.is_alive() and not stop.is_set():
         sender.start()
-h = model.fit(X, Y, opt, batch_size=8, epochs=30, batch_callbacks=[start])
-stop.set()
+try:
+    h = model.fit(X, Y, opt, batch_size=8, epochs=30, batch_callbacks=[start])
+finally:
+    stop.set()
 sender.join()
 assert model.epoch == 30 and len(h.epochs) == 30, (model.epoch, h.epochs)
 assert updates() == 30 * n_batches
@@ -787,12 +789,25 @@ def test_issue29_12_a_window_beyond_64_bits_is_refused():
 
 
 @needs_linux
-def test_issue29_13_a_memmap_truncated_during_fit_raises_before_the_next_batch(tmp_path):
-    # A SIGINT handler of the user's truncates the file between two batches of the Rust
-    # loop (fit calls it from there); the next batch used to be read: SIGBUS.
+@pytest.mark.parametrize("when", ["inside the Rust loop", "between Rust calls"])
+def test_issue29_13_a_memmap_truncated_during_fit_raises_before_the_next_batch(tmp_path, when):
+    # The file is truncated between two batches: by a SIGINT handler of the user's, which
+    # fit calls from inside its Rust loop, or by a batch callback between two Rust calls.
+    # The next batch used to be read: SIGBUS.
     path = tmp_path / "x.npy"
     rng = np.random.default_rng(0)
     np.save(path, rng.standard_normal((200_000, 8)))
+    if when == "inside the Rust loop":
+        how = f"""
+signal.signal(signal.SIGINT, lambda s, f: os.truncate({str(path)!r}, 0))
+timer = threading.Timer(0.1, _thread.interrupt_main)
+timer.start()
+kw = {{}}
+"""
+    else:
+        how = f"""
+kw = dict(steps_per_execution=100, batch_callbacks=[lambda logs: os.truncate({str(path)!r}, 0)])
+"""
     out = run_python(
         f"""
 import _thread, os, signal, threading, numpy as np, ferroptim as fo
@@ -800,16 +815,13 @@ X = np.load({str(path)!r}, mmap_mode="r")
 Y = (np.asarray(X[:, :1]) > 0).astype(np.float64)
 model = fo.nn.MLP([8, 16, 1], dtype=np.float64, seed=0)
 opt = fo.SGD(model.params, lr=0.01)
-signal.signal(signal.SIGINT, lambda s, f: os.truncate({str(path)!r}, 0))
-timer = threading.Timer(0.1, _thread.interrupt_main)
-timer.start()
+{how}
 try:
-    model.fit(X, Y, opt, batch_size=8, epochs=1000, check_input=False)
+    model.fit(X, Y, opt, batch_size=8, epochs=1000, check_input=False, **kw)
 except ValueError as e:
     assert "shrank to 0 bytes" in str(e), str(e)
 else:
     raise SystemExit("no error")
-timer.join()
 steps = int(opt.state["W1"]["step"])
 assert steps == model.epoch * 25_000 + model.position, (steps, model.epoch, model.position)
 print("ok")
