@@ -585,3 +585,135 @@ def test_demo_refuses_an_empty_out_path(tmp_path, monkeypatch, capsys):
     assert cli.main(["demo", "--out", ""]) == 2
     assert "--out" in capsys.readouterr().err
     assert ran == [] and os.listdir(tmp_path) == []
+
+
+# -- issue 29: fo.nn.MLP's targets, pickling and messages; 16-bit state in pickles ---------
+
+
+def _binary_problem(m=64, dtype=np.float32):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((m, 2)).astype(dtype)
+    return X, (X[:, :1] > 0).astype(dtype)
+
+
+@pytest.mark.parametrize("bad", [[0, 1, 2], [-1, 1]], ids=["0/1/2", "-1/+1"])
+def test_issue29_5_sigmoid_targets_outside_0_1_are_refused_before_anything_changes(bad):
+    X, _ = _binary_problem()
+    Y = np.resize(np.asarray(bad, np.float32), X.shape[0])
+    model = fo.nn.MLP([2, 4, 1], seed=0)
+    opt = fo.Adam(model.params, lr=0.1)
+    before = {k: v.copy() for k, v in model.params.items()}
+    match = r"Y holds targets in \[-?\d+, \d+\]; output='sigmoid' \(binary cross-entropy\) needs targets in \[0, 1\]"
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, Y, opt)
+    with pytest.raises(ValueError, match=match):
+        model.loss_and_grad(X, Y)
+    with pytest.raises(ValueError, match=match):
+        model.cost(X, Y)
+    with pytest.raises(ValueError, match="validation_data Y holds targets"):
+        model.fit(X, (Y > 0).astype(np.float32), opt, validation_data=(X, Y))
+    for k, v in before.items():
+        np.testing.assert_array_equal(model.params[k], v)
+    assert (model.epoch, model.position) == (0, 0) and opt.state["W1"] == {"step": 0}
+    # Probabilities are targets too; check_input=False skips the check as for labels.
+    model.loss_and_grad(X, np.full_like(Y, 0.25))
+    model.fit(X, Y, opt, check_input=False)
+
+
+def _copies(obj, how):
+    return pickle.loads(pickle.dumps(obj)) if how == "pickle" else copy.deepcopy(obj)
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_issue29_6_mlp_pickles_and_deepcopies_and_stays_linked_to_its_optimizer(how):
+    X, Y = _binary_problem(200, np.float64)
+    model = fo.nn.MLP([2, 8, 1], hidden="tanh", dtype=np.float64, seed=3, alpha=0.01, init="glorot")
+    opt = fo.Adam(model.params, lr=1e-2)
+    model.fit(X, Y, opt, batch_size=16, epochs=2, max_steps=20)  # stops mid-epoch
+    model.note = "kept"
+    alone = _copies(model, how)
+    m2, o2 = _copies((model, opt), how)
+    for m in (alone, m2):
+        assert repr(m) == repr(model) and m.note == "kept"
+        assert (m.epoch, m.position, m.seed, m.init) == (model.epoch, model.position, model.seed, "glorot")
+        np.testing.assert_array_equal(m.predict_proba(X), model.predict_proba(X))
+        for k in model.params:
+            assert m.params[k] is not model.params[k]
+    old = m2.params["W1"][0, 0]
+    m2.params["W1"][0, 0] = 123.0  # independent of the original
+    assert model.params["W1"][0, 0] != 123.0
+    m2.params["W1"][0, 0] = old
+    # The copied optimizer updates the copied model: both continue as the original does.
+    model.fit(X, Y, opt, batch_size=16, epochs=1)
+    m2.fit(X, Y, o2, batch_size=16, epochs=1)
+    for k in model.params:
+        np.testing.assert_array_equal(m2.params[k], model.params[k])
+    assert (m2.epoch, m2.position) == (model.epoch, model.position)
+
+
+def test_issue29_10_mlp_names_what_is_wrong_up_front():
+    X, Y = _binary_problem()
+    model = fo.nn.MLP([2, 4, 1], seed=0)
+    opt = fo.Adam(model.params, lr=0.1)
+    sd = model.state_dict()
+    with pytest.raises(
+        ValueError, match=r"state_dict's epoch must be below 2\*\*64, got 18446744073709551616"
+    ):
+        model.load_state_dict(dict(sd, epoch=2**64))
+    assert model.epoch == 0
+    with pytest.raises(ValueError, match="model.epoch must be at least 0, got -1"):
+        model.epoch = -1
+    with pytest.raises(ValueError, match="model.position must be at least 0, got -1"):
+        model.position = -1
+    with pytest.raises(TypeError, match="model.alpha must be a number, got str"):
+        model.alpha = "0.1"
+    assert model.alpha == 0.0
+    with pytest.raises(
+        TypeError, match=r"callbacks must be a list of callables, got function \(pass \[callback\]"
+    ):
+        model.fit(X, Y, opt, callbacks=lambda e, logs: None)
+    with pytest.raises(
+        TypeError, match=r"model.params must be a dict \{'W1': array, 'b1': array, ...\}, got list"
+    ):
+        model.params = list(model.params.values())
+    W1 = model.params["W1"]
+    model.params["W1"] = W1.astype(np.float64)
+    for call in (lambda: model.predict(X), lambda: model.fit(X, Y, fo.Adam(model.params, lr=0.1))):
+        with pytest.raises(
+            TypeError, match=r"model.params\['W1'\] has dtype float64, expected float32 like the model"
+        ):
+            call()
+    model.params["W1"] = W1
+    # An unaligned X is accepted by predict as by fit.
+    raw = np.zeros(X.nbytes + 1, np.uint8)[1:].view(np.float32).reshape(X.shape)
+    raw[...] = X
+    assert not raw.flags.aligned
+    np.testing.assert_array_equal(model.predict(raw), model.predict(X))
+    assert model.cost(raw, Y) == model.cost(X, Y)
+    model.fit(raw, Y, opt, epochs=1)
+
+
+def test_issue29_11_bfloat16_state_pickled_with_ml_dtypes_loads_without_it(tmp_path):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    w = np.linspace(-1, 1, 6, dtype=np.float32)
+    opt = fo.Adam([w], lr=0.1, state_dtype="bfloat16")
+    opt.step([np.linspace(1, 2, 6, dtype=np.float32)])
+    path = tmp_path / "opt.pkl"
+    path.write_bytes(pickle.dumps(opt))
+    bits = opt.state_dict()["state"][0]["exp_avg"].view(np.uint16)
+    code = (
+        "import sys, pickle; sys.modules['ml_dtypes'] = None\n"
+        "import numpy as np, ferroptim as fo\n"
+        f"opt = pickle.loads(open({str(path)!r}, 'rb').read())\n"
+        "m = opt.state_dict()['state'][0]['exp_avg']\n"
+        "assert m.dtype == np.uint16, m.dtype\n"
+        "print(' '.join(str(int(b)) for b in m))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert [int(b) for b in out.stdout.split()] == bits.tolist()
+    # Where ml_dtypes is present the copy's state is bfloat16 again, bit for bit.
+    again = pickle.loads(path.read_bytes())
+    m = again.state_dict()["state"][0]["exp_avg"]
+    assert m.dtype == np.dtype(ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(m.view(np.uint16), bits)

@@ -255,3 +255,83 @@ def test_ferroptim_itself_never_imports_sklearn():
     code = "import sys, ferroptim, ferroptim.nn; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def _relu_logistic(X, coefs, intercepts):
+    a = X
+    for i, (W, b) in enumerate(zip(coefs, intercepts)):
+        z = a @ W + b
+        a = np.maximum(z, 0) if i < len(coefs) - 1 else 1 / (1 + np.exp(-z))
+    return a.ravel()
+
+
+def test_issue29_8_assigned_coefs_and_intercepts_are_used_at_once():
+    X, y = make_classification(n_samples=200, n_features=5, random_state=0)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        clf.partial_fit(X, y)  # the estimator now holds a network and an optimizer
+    rng = np.random.default_rng(1)
+    clf.coefs_ = [rng.normal(size=c.shape) for c in clf.coefs_]
+    clf.intercepts_ = [rng.normal(size=b.shape) for b in clf.intercepts_]
+    p = _relu_logistic(X, clf.coefs_, clf.intercepts_)
+    np.testing.assert_allclose(clf.predict_proba(X)[:, 1], p, rtol=1e-12)
+    copy = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
+    # In-place edits too.
+    clf.intercepts_[-1][...] += 1.0
+    np.testing.assert_allclose(
+        clf.predict_proba(X)[:, 1], _relu_logistic(X, clf.coefs_, clf.intercepts_), rtol=1e-12
+    )
+    copy.intercepts_[-1][...] += 1.0
+    # partial_fit and a warm start continue from the assigned weights (and the optimizer's
+    # state), as the pickled copy does.
+    clf.partial_fit(X, y)
+    copy.partial_fit(X, y)
+    for a, b in zip(clf.coefs_ + clf.intercepts_, copy.coefs_ + copy.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    clf.coefs_ = [c * 0.5 for c in clf.coefs_]
+    copy.coefs_ = [c * 0.5 for c in copy.coefs_]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.set_params(warm_start=True, max_iter=2).fit(X, y)
+        copy = pickle.loads(pickle.dumps(copy))
+        copy.set_params(warm_start=True, max_iter=2).fit(X, y)
+    for a, b in zip(clf.coefs_ + clf.intercepts_, copy.coefs_ + copy.intercepts_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_issue29_9_partial_fit_after_a_caught_ctrl_c_is_one_pass_over_its_chunk():
+    import _thread
+    import threading
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2_000_000, 8))
+    y = (X[:, 0] > 0).astype(np.int64)
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    armed = []
+
+    def one(epoch):  # a batch size of 1 that starts the Ctrl-C timer once training starts
+        if armed and not timer.is_alive() and not timer.finished.is_set():
+            timer.start()
+        return 1
+
+    clf = MLPClassifier(hidden_layer_sizes=(16,), batch_size=one, random_state=0)
+    clf.partial_fit(X[:100], y[:100], classes=[0, 1])
+    armed.append(True)
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        clf.partial_fit(X, y)  # 2 * 10**6 updates: far longer than 0.5 s
+    timer.join()
+    assert clf._model.position > 0  # stopped inside the epoch
+    steps = clf._optimizer.state_dict()["state"][0]["step"]
+    clf.set_params(batch_size=10)
+    twin = pickle.loads(pickle.dumps(clf))  # rebuilt from the attributes: no half epoch
+    for est in (clf, twin):
+        est.partial_fit(X[:95], y[:95])  # a smaller chunk than the interrupted one
+        assert est._optimizer.state_dict()["state"][0]["step"] == steps + 10
+        assert est._model.position == 0
+    # loss_ averages the 10 batches of this chunk, as on the copy that never saw a half epoch.
+    assert np.isfinite(clf.loss_) and clf.loss_ == twin.loss_
+    for a, b in zip(clf.coefs_ + clf.intercepts_, twin.coefs_ + twin.intercepts_):
+        np.testing.assert_array_equal(a, b)

@@ -105,7 +105,7 @@ class Batcher:
         arrays: Sequence[np.ndarray],
         axis: int = 0,
         keep_alive: Sequence[Any] = ...,
-        maps: Sequence[tuple[int, Any, int]] = ...,
+        maps: Sequence[tuple[int, Any, int, Optional[str]]] = ...,
     ) -> Batcher: ...
     @property
     def num_samples(self) -> int: ...

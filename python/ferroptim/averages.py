@@ -108,8 +108,8 @@ def moving_average(x: Any, window: int, axis: int = 0) -> np.ndarray:
 
     Args:
         x: the series, any shape with at least one dimension (dtypes as in :func:`ewa`).
-        window: the number of steps averaged, >= 1 (any int: one longer than the series
-            averages everything so far).
+        window: the number of steps averaged, an int in [1, 2**63 - 1] (one longer than
+            the series averages everything so far).
         axis: the time axis (negative counts from the end).
 
     Example:
@@ -121,6 +121,8 @@ def moving_average(x: Any, window: int, axis: int = 0) -> np.ndarray:
         raise TypeError(f"window must be an integer >= 1, got {type(window).__name__}")
     if window < 1:
         raise ValueError(f"window must be at least 1, got {window}")
+    if window > 2**63 - 1:
+        raise ValueError(f"window must be at most 2**63 - 1 (a 64-bit count), got {window}")
     x = _float_array(x)
     # A window longer than the series averages all of it so far, however much longer.
     return _core.moving_average(x, min(int(window), 2**62), _axis(axis, x))

@@ -59,6 +59,16 @@ def _find_map(a: np.ndarray) -> tuple[mmap.mmap, Optional[int]] | None:
     return None
 
 
+def _map_filename(a: np.ndarray) -> Optional[str]:
+    """The name of the file under `a`'s ``np.memmap``, opened again to check its size."""
+    obj: Any = a
+    while obj is not None:
+        if isinstance(obj, np.memmap):
+            return obj.filename
+        obj = getattr(obj, "base", None)
+    return None
+
+
 def _check_map(i: int, mm: mmap.mmap, map_start: Optional[int]) -> None:
     # A closed map or a page past the end of a shrunk file would crash the reader (SIGBUS).
     if mm.closed:
@@ -178,7 +188,11 @@ class MiniBatches:
         # Exports of each map: while they live, the map cannot be closed under a gather.
         pins = [memoryview(mm) for _, mm, _ in self._maps]
         # Checked before each gather: a file truncated under its map would end the process.
-        sizes = [(i, mm, start + len(mm)) for i, mm, start in self._maps if start is not None]
+        sizes = [
+            (i, mm, start + len(mm), _map_filename(arrays[i]))
+            for i, mm, start in self._maps
+            if start is not None
+        ]
         axis = _index("axis", axis, None, None)
         if not -(2**62) <= axis < 2**62:
             raise ValueError(f"axis {axis} is out of range for arrays of {arrays[0].ndim} dimensions")

@@ -57,6 +57,29 @@ def _int(name: str, value: Any, minimum: int) -> int:
     return i
 
 
+_U64_MAX = 2**64 - 1
+
+
+def _count(name: str, value: Any) -> int:
+    """A counter the core keeps in 64 bits: an int in [0, 2**64 - 1]."""
+    i = _int(name, value, 0)
+    if i > _U64_MAX:
+        raise ValueError(f"{name} must be below 2**64, got {i}")
+    return i
+
+
+def _callables(name: str, value: Any) -> list:
+    """``value`` as a list of callables: a list, tuple or other iterable of them."""
+    if callable(value) or isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        hint = f" (pass [{name[:-1]}] for one)" if callable(value) else ""
+        raise TypeError(f"{name} must be a list of callables, got {type(value).__name__}{hint}")
+    out = list(value)
+    for cb in out:
+        if not callable(cb):
+            raise TypeError(f"{name} must be callables, got {type(cb).__name__}")
+    return out
+
+
 @dataclass
 class History:
     """What :meth:`MLP.fit` recorded, as NumPy arrays (one entry per update or per epoch).
@@ -160,7 +183,7 @@ class MLP:
         self.layer_sizes = sizes
         self.hidden, self.output, self.dtype, self.init = hidden, output, dt, init
         rng = np.random.default_rng(self.seed)
-        self.params: dict[str, np.ndarray] = {}
+        self._params: dict[str, np.ndarray] = {}
         for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
             if init == "he":
                 w = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)
@@ -184,7 +207,42 @@ class MLP:
 
     @alpha.setter
     def alpha(self, value: float) -> None:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.floating, np.integer)
+        ):
+            raise TypeError(f"model.alpha must be a number, got {type(value).__name__}")
         self._core.alpha = float(value)
+
+    @property
+    def params(self) -> dict:
+        """``{"W1": array, "b1": array, ...}``: the parameters, updated in place by training."""
+        return self._params
+
+    @params.setter
+    def params(self, value: dict) -> None:
+        if not isinstance(value, dict):
+            raise TypeError(
+                f"model.params must be a dict {{'W1': array, 'b1': array, ...}}, got {type(value).__name__}"
+            )
+        self._params = value
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed by :meth:`fit`, in [0, 2**64 - 1]."""
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch = _count("model.epoch", value)
+
+    @property
+    def position(self) -> int:
+        """Batches of epoch ``epoch`` already trained on, in [0, 2**64 - 1]."""
+        return self._position
+
+    @position.setter
+    def position(self, value: int) -> None:
+        self._position = _count("model.position", value)
 
     @property
     def n_outputs(self) -> int:
@@ -192,9 +250,23 @@ class MLP:
 
     def _param_list(self) -> list[np.ndarray]:
         names = [f"{p}{l}" for l in range(1, len(self.layer_sizes)) for p in "Wb"]
-        if set(self.params) != set(names):
-            raise ValueError(f"model.params must hold exactly {names}, got {sorted(self.params)}")
-        return [self.params[n] for n in names]
+        params = self.params
+        if set(params) != set(names):
+            raise ValueError(f"model.params must hold exactly {names}, got {sorted(params, key=str)}")
+        out = [params[n] for n in names]
+        sizes = self.layer_sizes
+        for l in range(1, len(sizes)):
+            for n, shape in ((f"W{l}", (sizes[l - 1], sizes[l])), (f"b{l}", (sizes[l],))):
+                a = params[n]
+                if not isinstance(a, np.ndarray):
+                    raise TypeError(f"model.params[{n!r}] must be a numpy.ndarray, got {type(a).__name__}")
+                if a.dtype != self.dtype:
+                    raise TypeError(
+                        f"model.params[{n!r}] has dtype {a.dtype}, expected {self.dtype} like the model"
+                    )
+                if a.shape != shape:
+                    raise ValueError(f"model.params[{n!r}] has shape {a.shape}, expected {shape}")
+        return out
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -240,6 +312,13 @@ class MLP:
         Y = np.ascontiguousarray(Y, dtype=self.dtype)
         if finite and not _all_finite(Y):
             raise ValueError(f"{name} contains NaN or infinity")
+        if finite and self.output == "sigmoid":
+            lo, hi = float(Y.min()), float(Y.max())
+            if lo < 0 or hi > 1:
+                raise ValueError(
+                    f"{name} holds targets in [{lo:g}, {hi:g}]; output='sigmoid' (binary "
+                    "cross-entropy) needs targets in [0, 1] (0/1 labels or probabilities)"
+                )
         if finite and self.output == "softmax":
             sums = Y.sum(axis=1, dtype=np.float64)
             if (Y < 0).any() or not np.allclose(sums, 1.0, rtol=0, atol=1e-3):
@@ -254,7 +333,7 @@ class MLP:
     def forward(self, X: Any) -> np.ndarray:
         """The output activations ``A_L`` (m, n_L) for the rows of X (probabilities for
         sigmoid/softmax outputs)."""
-        X = np.ascontiguousarray(self._check_X(X, finite=False))
+        X = np.require(self._check_X(X, finite=False), requirements=["C", "A"])
         return self._core.forward(self._param_list(), X)
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -286,7 +365,7 @@ class MLP:
 
         X: (m, n_0) of the model's dtype. Y: see :meth:`fit`. Cost in nats per example.
         """
-        X = np.ascontiguousarray(self._check_X(X))
+        X = np.require(self._check_X(X), requirements=["C", "A"])
         Y = self._check_Y(Y, X.shape[0])
         params = self._param_list()
         names = [f"{p}{l}" for l in range(1, len(self.layer_sizes)) for p in "Wb"]
@@ -297,7 +376,7 @@ class MLP:
     def cost(self, X: Any, Y: Any) -> float:
         """The mean data cost of (X, Y) (no L2 penalty), in nats per example for the
         cross-entropies."""
-        X = np.ascontiguousarray(self._check_X(X))
+        X = np.require(self._check_X(X), requirements=["C", "A"])
         return self._core.cost(self._param_list(), X, self._check_Y(Y, X.shape[0]))
 
     def score(self, X: Any, Y: Any) -> float:
@@ -410,14 +489,20 @@ class MLP:
             TypeError / ValueError: bad arguments, before anything is modified.
             FloatingPointError: a gradient was not finite under ``nan_policy="raise"``; the
                 updates before it stay applied.
-            KeyboardInterrupt: Ctrl-C stops within about a millisecond, after a complete
-                update; ``self.epoch`` / ``self.position`` say where, and the next ``fit``
-                continues there.
+            KeyboardInterrupt: Ctrl-C during the training loop stops within about a
+                millisecond, after a complete update; ``self.epoch`` / ``self.position`` say
+                where, and the next ``fit`` continues there. During callbacks, validation and
+                the progress bar it interrupts them as in any Python code. This is Python's
+                default SIGINT handler; whatever other handler is installed (``SIG_IGN``, a
+                handler of your own) is left in place and called as usual — if it raises,
+                training stops after the current update and its exception propagates.
         """
         wrapped = isinstance(optimizer, _Wrapper)
         if not (isinstance(optimizer, Optimizer) or wrapped):
             raise TypeError(f"optimizer must be a ferroptim optimizer, got {type(optimizer).__name__}")
         epochs = _int("epochs", epochs, 0)
+        if epochs and self.epoch > _U64_MAX:
+            raise ValueError(f"model.epoch {self.epoch} is past the last epoch, 2**64 - 1")
         if batch_size is not None:
             batch_size = _int("batch_size", batch_size, 1)
         if steps_per_execution is not None:
@@ -450,13 +535,11 @@ class MLP:
                 Xv, Yv = validation_data
             except (TypeError, ValueError):
                 raise TypeError("validation_data must be a pair (X_val, Y_val)") from None
-            Xv = np.ascontiguousarray(self._check_X(Xv, "validation_data X"))
+            Xv = np.require(self._check_X(Xv, "validation_data X"), requirements=["C", "A"])
             Yv_raw = Yv
             Yv = self._check_Y(Yv, Xv.shape[0], "validation_data Y")
-        for name, cbs in (("callbacks", callbacks), ("batch_callbacks", batch_callbacks)):
-            for cb in cbs:
-                if not callable(cb):
-                    raise TypeError(f"{name} must be callables, got {type(cb).__name__}")
+        callbacks = _callables("callbacks", callbacks)
+        batch_callbacks = _callables("batch_callbacks", batch_callbacks)
         if wrapped:
             ids = {id(a) for a in optimizer._arrays()}
             if ids != {id(p) for p in params}:
@@ -499,81 +582,79 @@ class MLP:
             timing=bool(timing),
         )
         stop = False
-        interrupt = _DeferredInterrupt()
-        step_args["interrupt"] = interrupt
-        with interrupt:  # a Ctrl-C raises KeyboardInterrupt on leaving, the model consistent
-            try:
-                for _ in range(epochs):
-                    n_batches = batches._num_batches(self.epoch)
-                    epoch_costs, seconds, parts, ended = [], 0.0, np.zeros(4), False
-                    while not (ended or stop):
-                        count = n_batches - self.position
-                        if steps_per_execution is not None:
-                            count = min(count, steps_per_execution)
-                        if max_steps is not None:
-                            stop = total_updates >= max_steps
-                            count = min(count, max_steps - total_updates)
-                        if count > 0:
-                            t0 = time.perf_counter()
-                            costs, part = run(optimizer, params, count, **step_args)
-                            spent = time.perf_counter() - t0
-                            seconds, train_seconds = seconds + spent, train_seconds + spent
-                            total_updates += len(costs)
-                            h["costs"].append(costs)
-                            epoch_costs.append(costs)
-                            if part is not None:
-                                parts += part
-                        ended = self.position == n_batches
-                        if ended:
-                            self.epoch, self.position = self.epoch + 1, 0
-                        if interrupt.pending:  # the model is consistent here: stop
-                            break
-                        if count == 0:
-                            continue
-                        logs = {
-                            "epoch": self.epoch,
-                            "position": self.position,
-                            "updates": total_updates,
-                            "cost": float(np.mean(costs)) if len(costs) else float("nan"),
-                            "lr": _current_lr(inner),
-                            "seconds": train_seconds,
-                        }
-                        for cb in batch_callbacks:
-                            stop = bool(cb(logs)) or stop
-                        if bar is not None:
-                            bar.set_postfix(
-                                epoch=self.epoch,
-                                cost=f"{_ewa_cost(np.concatenate(epoch_costs)):.4g}",
-                                updates_per_s=f"{len(costs) / max(spent, 1e-12):.3g}",
-                            )
-                            bar.update(len(costs) / max(n_batches, 1))
-                    if not ended or interrupt.pending:  # stopped inside the epoch, or Ctrl-C
-                        break
-                    costs = np.concatenate(epoch_costs) if epoch_costs else np.empty(0)
-                    if timing:
-                        for k, v in zip(t_parts, parts):
-                            t_parts[k].append(float(v))
-                    epoch_cost = float(np.mean(costs)) if len(costs) else float("nan")
-                    logs = {"epoch": self.epoch - 1, "cost": epoch_cost, "seconds": seconds}
-                    logs["lr"] = _current_lr(inner)
-                    if validation_data is not None:
-                        logs["val_cost"] = self._core.cost(params, Xv, Yv)
-                        if self.output != "identity":
-                            logs["val_accuracy"] = self.score(Xv, Yv_raw)
-                    for k in ("epoch_costs", "epochs", "updates", "seconds", "lr"):
-                        key = {"epoch_costs": "cost", "epochs": "epoch", "updates": None}.get(k, k)
-                        h[k].append(total_updates if key is None else logs[key])
-                    if "val_cost" in logs:
-                        h["val_costs"].append(logs["val_cost"])
-                    if "val_accuracy" in logs:
-                        h["val_accuracy"].append(logs["val_accuracy"])
-                    for cb in callbacks:
-                        stop = bool(cb(self.epoch - 1, logs)) or stop
-                    if stop:
-                        break
-            finally:
-                if bar is not None:
-                    bar.close()
+        # Ctrl-C: inside each Rust call (and each update of the Python path) it stops after
+        # the current update, the model's counters consistent (see _DeferredInterrupt);
+        # elsewhere (callbacks, validation, the progress bar) it acts as in any Python code.
+        try:
+            for _ in range(epochs):
+                n_batches = batches._num_batches(self.epoch)
+                epoch_costs, seconds, parts, ended = [], 0.0, np.zeros(4), False
+                while not (ended or stop):
+                    count = n_batches - self.position
+                    if steps_per_execution is not None:
+                        count = min(count, steps_per_execution)
+                    if max_steps is not None:
+                        stop = total_updates >= max_steps
+                        count = min(count, max_steps - total_updates)
+                    if count > 0:
+                        t0 = time.perf_counter()
+                        costs, part = run(optimizer, params, count, **step_args)
+                        spent = time.perf_counter() - t0
+                        seconds, train_seconds = seconds + spent, train_seconds + spent
+                        total_updates += len(costs)
+                        h["costs"].append(costs)
+                        epoch_costs.append(costs)
+                        if part is not None:
+                            parts += part
+                    ended = self.position == n_batches
+                    if ended:
+                        self._epoch, self._position = self._epoch + 1, 0
+                    if count == 0:
+                        continue
+                    logs = {
+                        "epoch": self.epoch,
+                        "position": self.position,
+                        "updates": total_updates,
+                        "cost": float(np.mean(costs)) if len(costs) else float("nan"),
+                        "lr": _current_lr(inner),
+                        "seconds": train_seconds,
+                    }
+                    for cb in batch_callbacks:
+                        stop = bool(cb(logs)) or stop
+                    if bar is not None:
+                        bar.set_postfix(
+                            epoch=self.epoch,
+                            cost=f"{_ewa_cost(np.concatenate(epoch_costs)):.4g}",
+                            updates_per_s=f"{len(costs) / max(spent, 1e-12):.3g}",
+                        )
+                        bar.update(len(costs) / max(n_batches, 1))
+                if not ended:  # stopped inside the epoch
+                    break
+                costs = np.concatenate(epoch_costs) if epoch_costs else np.empty(0)
+                if timing:
+                    for k, v in zip(t_parts, parts):
+                        t_parts[k].append(float(v))
+                epoch_cost = float(np.mean(costs)) if len(costs) else float("nan")
+                logs = {"epoch": self.epoch - 1, "cost": epoch_cost, "seconds": seconds}
+                logs["lr"] = _current_lr(inner)
+                if validation_data is not None:
+                    logs["val_cost"] = self._core.cost(params, Xv, Yv)
+                    if self.output != "identity":
+                        logs["val_accuracy"] = self.score(Xv, Yv_raw)
+                for k in ("epoch_costs", "epochs", "updates", "seconds", "lr"):
+                    key = {"epoch_costs": "cost", "epochs": "epoch", "updates": None}.get(k, k)
+                    h[k].append(total_updates if key is None else logs[key])
+                if "val_cost" in logs:
+                    h["val_costs"].append(logs["val_cost"])
+                if "val_accuracy" in logs:
+                    h["val_accuracy"].append(logs["val_accuracy"])
+                for cb in callbacks:
+                    stop = bool(cb(self.epoch - 1, logs)) or stop
+                if stop:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
         history = History(
             costs=np.concatenate(h["costs"]) if h["costs"] else np.empty(0),
             epoch_costs=np.asarray(h["epoch_costs"], dtype=np.float64),
@@ -600,35 +681,36 @@ class MLP:
         y_transposed,
         labels,
         timing,
-        interrupt,
     ):
         """``count`` updates from ``self.position`` of epoch ``self.epoch`` in one Rust call;
-        advances ``self.position``. Returns the batch costs and the timing parts."""
+        advances ``self.position`` (also when it raises: by the updates applied). Returns
+        the batch costs and the timing parts."""
         start = self.position
-        costs, done, interrupted, parts, err = self._core.fit_epoch(
-            params,
-            optimizer._engine,
-            optimizer.param_groups,
-            batches._core,
-            **batches._order_args(self.epoch),
-            batch_size=bs,
-            drop_last=drop_last,
-            start=start,
-            stop=start + count,
-            lrs=_learning_rates(optimizer, count),
-            x_transposed=transposed,
-            y_transposed=y_transposed,
-            labels=labels,
-            timing=timing,
-            interrupt=interrupt,
-        )
-        self.position = start + done
-        if err is not None:
-            raise err
-        interrupt.pending |= interrupted
+        lrs = _learning_rates(optimizer, count)
+        with _DeferredInterrupt() as interrupt:
+            costs, done, _, parts, err = self._core.fit_epoch(
+                params,
+                optimizer._engine,
+                optimizer.param_groups,
+                batches._core,
+                **batches._order_args(self.epoch),
+                batch_size=bs,
+                drop_last=drop_last,
+                start=start,
+                stop=start + count,
+                lrs=lrs,
+                x_transposed=transposed,
+                y_transposed=y_transposed,
+                labels=labels,
+                timing=timing,
+                interrupt=interrupt,
+            )
+            self._position = start + done
+            if err is not None:
+                raise err
         return costs, (np.asarray(parts) if parts is not None else None)
 
-    def _python_updates(self, optimizer, params, count, *, batches, transposed, labels, interrupt, **_):
+    def _python_updates(self, optimizer, params, count, *, batches, transposed, labels, **_):
         """The slower path for optimizer wrappers: ``count`` updates as
         ``optimizer.step(self.loss_and_grad(Xb, Yb)[1])``, one Python iteration per batch.
         Ctrl-C is held until the batch's update is complete."""
@@ -639,11 +721,10 @@ class MLP:
                 Xb = Xb.T
                 Yb = Yb if labels or Yb.ndim == 1 else Yb.T
             cost, grads = self.loss_and_grad(Xb, Yb)
-            optimizer.step(grads)
-            costs.append(cost)
-            self.position += 1
-            if interrupt.pending:
-                break
+            with _DeferredInterrupt():
+                optimizer.step(grads)
+                costs.append(cost)
+                self._position += 1
         return np.asarray(costs, dtype=np.float64), None
 
     def _fit_data(self, X: Any, Y: Any, transposed: bool, check: bool) -> tuple:
@@ -717,11 +798,40 @@ class MLP:
                     f"state_dict params[{k!r}] has shape {a.shape}, expected {self.params[k].shape}"
                 )
             arrays[k] = a
-        epoch, position = _int("epoch", state["epoch"], 0), _int("position", state["position"], 0)
-        seed = _int("seed", state.get("seed", self.seed), 0)
+        epoch = _count("state_dict's epoch", state["epoch"])
+        position = _count("state_dict's position", state["position"])
+        seed = _count("state_dict's seed", state.get("seed", self.seed))
         for k, a in arrays.items():
             self.params[k][...] = a
         self.epoch, self.position, self.seed = epoch, position, seed
+
+    # -- pickle and copy.deepcopy, through the state_dict ---------------------------------
+
+    def __getstate__(self) -> dict:
+        arch = {
+            "layer_sizes": self.layer_sizes,
+            "hidden": self.hidden,
+            "output": self.output,
+            "dtype": self.dtype,
+            "alpha": self.alpha,
+        }
+        # The parameter arrays themselves (not copies, as state_dict() gives): pickled or
+        # deep-copied together with an optimizer built on them, the copies stay linked.
+        sd = {"params": self.params, "epoch": self.epoch, "position": self.position, "seed": self.seed}
+        skip = {"_core", "grads", "_params", "_epoch", "_position", "seed", *arch}
+        extra = {k: v for k, v in self.__dict__.items() if k not in skip}
+        return {"architecture": arch, "state_dict": sd, "extra": extra}
+
+    def __setstate__(self, st: dict) -> None:
+        arch, sd = st["architecture"], st["state_dict"]
+        self.__dict__.update(st["extra"])
+        self.layer_sizes = list(arch["layer_sizes"])
+        self.hidden, self.output, self.dtype = arch["hidden"], arch["output"], np.dtype(arch["dtype"])
+        self._core = _core.Network(self.layer_sizes, self.hidden, self.output, float(arch["alpha"]))
+        self.params = sd["params"]
+        self._param_list()  # the arrays fit the architecture
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.epoch, self.position, self.seed = sd["epoch"], sd["position"], sd["seed"]
 
     def __repr__(self) -> str:
         return (
@@ -731,17 +841,23 @@ class MLP:
 
 
 class _DeferredInterrupt:
-    """Holds SIGINT (Ctrl-C) during :meth:`MLP.fit`: the handler only sets ``pending``,
-    which the Rust loop polls (it stops after a complete update) and the Python loop checks
-    once the model's counters are consistent; leaving raises KeyboardInterrupt then. Main
-    thread only: elsewhere signals are not delivered anyway."""
+    """Holds Ctrl-C during one update step of :meth:`MLP.fit` (a Rust call, or one update
+    of the Python path) when Python's default SIGINT handler is installed: the handler in
+    its place only sets ``pending``, which the Rust loop polls (it stops after a complete
+    update); leaving, once the model's counters are updated, raises KeyboardInterrupt.
+    Any other handler (``SIG_IGN``, a user's own) stays in place and runs as usual (in the
+    Rust loop too, which stops after the current update if it raises). Main thread only:
+    elsewhere signals are not delivered anyway."""
 
     def __init__(self) -> None:
         self.pending = False
         self._old: Any = None
 
     def __enter__(self) -> _DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
             self._old = signal.signal(signal.SIGINT, self._hold)
         return self
 

@@ -398,12 +398,13 @@ class Optimizer:
             self._master_weights,
         )
 
-    def _state_of(self, i: int) -> dict:
+    def _state_of(self, i: int, view: bool = True) -> dict:
         """Parameter ``i``'s state from the engine, 16-bit buffers viewed as their dtype
-        (bfloat16 through ml_dtypes when it is installed; else uint16 bit patterns)."""
+        (bfloat16 through ml_dtypes when it is installed; else, or without ``view``, uint16
+        bit patterns)."""
         s = self._engine.state(i)
         dtype = self._engine.state_dtypes[i]
-        if dtype in ("bfloat16", "float16"):
+        if view and dtype in ("bfloat16", "float16"):
             view = np.dtype(np.float16) if dtype == "float16" else _ml_bfloat16()
             if view is not None:
                 for k, v in s.items():
@@ -588,6 +589,11 @@ class Optimizer:
         ``ml_dtypes.bfloat16`` when ml_dtypes is installed, else as uint16 bit patterns,
         which ``"state_dtype"`` names); master weights are float32 ``"master_param"``.
         """
+        return self._state_dict(view=True)
+
+    def _state_dict(self, view: bool) -> dict:
+        """:meth:`state_dict`; without ``view``, 16-bit state as uint16 bit patterns (what a
+        pickle holds, so that it loads without ml_dtypes)."""
         groups, start = [], 0
         for group in self._groups():
             g = {k: v for k, v in group.items() if k != "params"}
@@ -599,7 +605,7 @@ class Optimizer:
             start += n
         state = {}
         for i in range(len(self._names)):
-            s = self._state_of(i)
+            s = self._state_of(i, view)
             if s["step"] or len(s) > 1:
                 state[i] = s
         return {
@@ -710,7 +716,8 @@ class Optimizer:
             "groups": groups,
             "names": self._names,
             "keys": self._keys,
-            "state_dict": self.state_dict(),
+            # 16-bit state as uint16 bits and its dtype's name: loads with or without ml_dtypes.
+            "state_dict": self._state_dict(view=False),
             "version": self._version,
             "extra": extra,
         }

@@ -164,9 +164,9 @@ class _BaseMLP(BaseEstimator):
         model = state.pop("_model", None)
         opt = state.pop("_optimizer", None)
         if model is not None:
-            state["_epoch"] = model.epoch
+            state["_epoch"] = model.epoch + (model.position > 0)
         if opt is not None:
-            state["_optimizer_state"] = opt.state_dict()
+            state["_optimizer_state"] = opt._state_dict(view=False)  # loads without ml_dtypes
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -177,10 +177,25 @@ class _BaseMLP(BaseEstimator):
     # -- the network -----------------------------------------------------------------------
 
     def _network(self) -> MLP:
-        """The ferroptim network whose ``params`` are ``coefs_`` / ``intercepts_``."""
+        """The ferroptim network whose ``params`` are ``coefs_`` / ``intercepts_`` (the same
+        arrays: ``coefs_`` and ``intercepts_`` are the source of truth, so arrays assigned
+        to them after a fit rebuild the network, and the optimizer carries its state over)."""
         model = getattr(self, "_model", None)
         if model is not None:
-            return model
+            linked = len(self.coefs_) == len(self.intercepts_) == len(model.layer_sizes) - 1 and all(
+                model.params[f"W{l}"] is w and model.params[f"b{l}"] is b
+                for l, (w, b) in enumerate(zip(self.coefs_, self.intercepts_), start=1)
+            )
+            if linked:
+                return model
+            # Weights were assigned: rebuild on them, keeping the epoch and optimizer state.
+            self._epoch = model.epoch + (model.position > 0)
+            opt = getattr(self, "_optimizer", None)
+            if opt is not None:
+                self._optimizer_state = opt.state_dict()
+                self._optimizer = None
+            self._model = None
+        self.coefs_, self.intercepts_ = list(self.coefs_), list(self.intercepts_)
         sizes = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
         dtype = self.coefs_[0].dtype
         model = MLP(
@@ -379,6 +394,9 @@ class _BaseMLP(BaseEstimator):
             if not incremental:
                 self.n_iter_ = 0
             for _ in range(self.max_iter):
+                if model.position:
+                    # An epoch left unfinished (a caught Ctrl-C): each pass starts a new one.
+                    model.epoch, model.position = model.epoch + 1, 0
                 batch_size = self._batch_size(n_samples)
                 if self._uses_sklearn_schedule():
                     self._set_lr(self._learning_rate)
@@ -395,10 +413,10 @@ class _BaseMLP(BaseEstimator):
                 costs = history.costs
                 # scikit-learn's loss_: the batch costs weighted by the batch sizes.
                 sizes = np.full(len(costs), batch_size, dtype=np.float64)
-                if len(costs):
+                if len(costs) == -(-n_samples // batch_size):
                     sizes[-1] = n_samples - batch_size * (len(costs) - 1)
                 self.n_iter_ += 1
-                self.loss_ = float(np.dot(costs, sizes) / n_samples)
+                self.loss_ = float(np.dot(costs, sizes) / sizes.sum())
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if bar is not None:

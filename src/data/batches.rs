@@ -36,6 +36,7 @@
 //!    equal and disjoint; the last `n mod k` positions are left out of that epoch.
 
 use std::alloc::{self, Layout};
+use std::fs::File;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
@@ -640,6 +641,42 @@ impl Drop for Buffer {
     }
 }
 
+/// The file under a memory-mapped source, which must keep `bytes` bytes: a page read past
+/// its end ends the process with SIGBUS. Checked (one `fstat`) before each batch is read.
+#[derive(Debug)]
+pub struct MappedFile {
+    file: File,
+    bytes: u64,
+    /// The source's index, for the message.
+    index: usize,
+}
+
+impl MappedFile {
+    /// `file` must be the mapped file; `bytes` the end of the map in it.
+    pub fn new(file: File, bytes: u64, index: usize) -> Self {
+        MappedFile { file, bytes, index }
+    }
+
+    /// An error if the file no longer holds the map's extent.
+    pub fn check(&self) -> Result<()> {
+        let i = self.index;
+        let size = self.file.metadata().map(|m| m.len()).map_err(|e| {
+            Error::Invalid(format!(
+                "arrays[{i}] is a memory map whose file could not be checked ({e}); reading it \
+                 could crash, so iteration stops"
+            ))
+        })?;
+        if size < self.bytes {
+            return Err(Error::Invalid(format!(
+                "arrays[{i}] is a memory map of a file that shrank to {size} bytes since it was \
+                 mapped (it needs {}); reading it would crash, so iteration stops",
+                self.bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// An array to gather samples from, described by its memory layout alone.
 ///
 /// A batch of `rows` samples has the array's shape with the sample axis set to `rows`, in C
@@ -657,6 +694,8 @@ pub struct Source {
     /// Loop over samples outermost: when one sample's units are close together (row-major
     /// samples), each sample's memory is then read in one go.
     sample_major: bool,
+    /// The file under the array, when it is a memory map.
+    file: Option<Arc<MappedFile>>,
 }
 
 /// Byte offsets of every position of `dims` (length, byte stride), in C order.
@@ -725,7 +764,19 @@ impl Source {
             inner: offsets(&inner_dims),
             run,
             sample_major: sample_stride.unsigned_abs() >= widest_outer,
+            file: None,
         })
+    }
+
+    /// This source reading a memory map of `file`, checked before each batch.
+    pub fn mapping(mut self, file: MappedFile) -> Self {
+        self.file = Some(Arc::new(file));
+        self
+    }
+
+    /// An error if the array is a memory map whose file shrank below the map.
+    pub fn check_file(&self) -> Result<()> {
+        self.file.as_deref().map_or(Ok(()), MappedFile::check)
     }
 
     pub fn samples(&self) -> usize {
@@ -745,15 +796,17 @@ impl Source {
     }
 
     /// Copies the batch whose row `i` is sample `samples[i]` into `out`, on this thread (a
-    /// [`Job`] without the tasks, for batches too small to share).
+    /// [`Job`] without the tasks, for batches too small to share); an error, before
+    /// reading, if the array's file shrank below its memory map.
     ///
     /// # Safety
     /// As [`Job::new`]: the source memory stays readable for the call and every sample is
     /// below `samples()`; `out` holds `batch_bytes(samples.len())` bytes.
-    pub unsafe fn gather(&self, out: *mut u8, samples: &[u64]) {
+    pub unsafe fn gather(&self, out: *mut u8, samples: &[u64]) -> Result<()> {
+        self.check_file()?;
         let n = samples.len();
         if self.sample_bytes() == 0 {
-            return;
+            return Ok(());
         }
         if let ([o], [i]) = (&self.outer[..], &self.inner[..]) {
             // Each sample is one run of bytes (row-major rows, 1-d labels): one move per row.
@@ -764,9 +817,10 @@ impl Source {
                 16 => self.gather_runs::<16>(first, out, samples),
                 _ => self.copy(out, n, 0..1, 0..n, &|i| samples[i] as usize),
             }
-            return;
+            return Ok(());
         }
         self.copy(out, n, 0..self.outer.len(), 0..n, &|i| samples[i] as usize);
+        Ok(())
     }
 
     /// [`Source::gather`] of a source whose samples are single runs of `N` bytes, the first
@@ -918,7 +972,7 @@ pub struct Job {
 
 impl Job {
     /// The gather of `samples` into `buffers` (one per source, each at least `batch_bytes`
-    /// long).
+    /// long); an error if a source's memory-mapped file shrank below its map.
     ///
     /// # Safety
     /// Every source must describe memory that stays readable until the job is finished
@@ -939,6 +993,9 @@ impl Job {
             return Err(Error::Mismatch(
                 "gather job: buffers missing or too small".into(),
             ));
+        }
+        for s in sources.iter() {
+            s.check_file()?;
         }
         let splits: Vec<Split> = sources.iter().map(|s| s.split(n)).collect();
         let mut first_task = vec![0];
@@ -1416,7 +1473,7 @@ mod tests {
         let here = Buffer::new(src.batch_bytes(n)).unwrap();
         let samples = order.slice(rows).unwrap();
         // SAFETY: `data` is alive, the samples are below `m`, the buffer holds the batch.
-        unsafe { src.gather(here.as_ptr(), samples) };
+        unsafe { src.gather(here.as_ptr(), samples) }.unwrap();
         #[allow(clippy::cast_ptr_alignment, reason = "the buffer is 64-byte aligned")]
         let here = unsafe { std::slice::from_raw_parts(here.as_ptr() as *const u32, got.len()) };
         assert_eq!(

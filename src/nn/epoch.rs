@@ -208,7 +208,7 @@ pub fn train_epoch<T: NnFloat>(
                 let samples = data.order.slice(rows_of(j)).unwrap_or(&[]);
                 for (src, buf) in data.sources.iter().zip(&sets[0]) {
                     // SAFETY: as for the jobs of `start_job`; the buffer holds `max_rows` samples.
-                    unsafe { src.gather(buf.as_ptr(), samples) };
+                    unsafe { src.gather(buf.as_ptr(), samples) }?;
                 }
                 rows = samples.len();
                 &sets[0]

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::os::raw::{c_int, c_void};
+use std::path::PathBuf;
 use std::ptr;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -25,7 +26,7 @@ use pyo3::types::PyTuple;
 use super::arrays::{describe_dtype, layout, shape_str};
 use super::lock::Locked;
 use super::type_name;
-use crate::data::batches::{self, Buffer, Job, Order, Shuffle, Source};
+use crate::data::batches::{self, Buffer, Job, MappedFile, Order, Shuffle, Source};
 
 /// Batches smaller than this are gathered on the calling thread when asked for: handing
 /// them to other threads costs more than copying them.
@@ -54,7 +55,9 @@ struct Inputs {
     /// Objects that must outlive every gather: exports that keep memory maps open.
     _keep_alive: Vec<Py<PyAny>>,
     /// `(i, map, bytes)`: `arrays[i]` reads a memory map of a file that must keep at least
-    /// `bytes` bytes (a page past its end would end the process with SIGBUS).
+    /// `bytes` bytes (a page past its end would end the process with SIGBUS), checked
+    /// through the map with the GIL: the maps whose file could not be opened by name (the
+    /// others' sources check their file before each batch).
     maps: Vec<(usize, Py<PyAny>, u64)>,
     sources: Arc<[Source]>,
     samples: usize,
@@ -268,6 +271,7 @@ impl Batcher {
     /// only on the sample count and its arguments, so the loop keeps its own).
     pub(super) fn sources_for_fit(&self, py: Python<'_>) -> PyResult<Arc<[Source]>> {
         self.inputs.recheck(py)?;
+        self.inputs.check_maps(py)?;
         Ok(Arc::clone(&self.inputs.sources))
     }
 
@@ -285,7 +289,7 @@ impl Batcher {
         arrays: Vec<Bound<'_, PyAny>>,
         axis: isize,
         keep_alive: Vec<Py<PyAny>>,
-        maps: Vec<(usize, Py<PyAny>, u64)>,
+        maps: Vec<(usize, Py<PyAny>, u64, Option<PathBuf>)>,
     ) -> PyResult<Self> {
         if arrays.is_empty() {
             return Err(PyTypeError::new_err("MiniBatches needs at least one array"));
@@ -312,11 +316,24 @@ impl Batcher {
                 "the arrays hold no samples (length 0 along axis {axis})"
             )));
         }
+        // A mapped file opened again by name is checked (fstat) before each batch is read,
+        // without the GIL; one that cannot be opened is checked when each pass starts.
+        let mut sources = sources;
+        let mut checked = Vec::with_capacity(maps.len());
+        for (i, map, bytes, path) in maps {
+            match path.and_then(|p| std::fs::File::open(p).ok()) {
+                Some(file) if i < sources.len() => {
+                    let source = sources[i].clone().mapping(MappedFile::new(file, bytes, i));
+                    sources[i] = source;
+                }
+                _ => checked.push((i, map, bytes)),
+            }
+        }
         Ok(Batcher {
             inputs: Arc::new(Inputs {
                 arrays: inputs,
                 _keep_alive: keep_alive,
-                maps,
+                maps: checked,
                 sources: Arc::from(sources),
                 samples,
                 spare: Mutex::new(Vec::new()),

@@ -1,6 +1,8 @@
 //! `ferroptim.nn`'s Rust side: a network's shape with its workspaces (`Network`), and the
 //! fused epoch (`Network.fit_epoch`) that trains it with an optimizer's `Engine`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use numpy::{
     PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
@@ -11,6 +13,7 @@ use pyo3::types::PyTuple;
 use super::arrays::{layout, shape_str};
 use super::batches::{shuffle_mode, Batcher, DETACH_MIN_SAMPLES};
 use super::optim::{Applied, Engine};
+use super::lock::Locked;
 use super::type_name;
 use crate::data::orders::{EpochOrders, OrderSpec};
 use crate::error::try_filled;
@@ -56,9 +59,19 @@ struct Workspaces {
 
 /// A fully-connected network's shape and functions, with its reusable workspaces.
 ///
-/// Built by `ferroptim.nn.MLP`; not meant to be used directly.
-#[pyclass(module = "ferroptim._core")]
+/// Built by `ferroptim.nn.MLP`; not meant to be used directly. Threads share it as they
+/// share an optimizer: a call waits (with the interpreter released) for the one running.
+#[pyclass(module = "ferroptim._core", frozen)]
 pub struct Network {
+    state: Locked<NetState>,
+    /// `alpha`'s bits, readable while a fit holds the lock.
+    alpha: AtomicU64,
+}
+
+const WHAT: &str = "this network";
+
+/// What a call on a network uses or changes, behind its lock.
+struct NetState {
     net: Mlp,
     ws: Workspaces,
     /// The epoch order `fit_epoch` trains with, kept for the next call (a fit that returns
@@ -131,7 +144,7 @@ fn param_shapes(net: &Mlp) -> Vec<Vec<usize>> {
         .collect()
 }
 
-impl Network {
+impl NetState {
     /// `(address, len)` of each parameter, checked against the network.
     fn params<T: Element>(
         &self,
@@ -299,13 +312,29 @@ impl Network {
         }
         let (labels, y_data) = self.targets::<T>(py, y, rows)?;
         let k = self.net.outputs();
-        for (i, &(d, _)) in g.iter().enumerate() {
-            let overlaps = p.iter().any(|&(pd, _)| pd == d) || d == xd || d == y_data;
-            if overlaps {
+        // Byte ranges of everything read, then of every output: an output may overlap none
+        // of them (nor another output), at any offset.
+        let item = std::mem::size_of::<T>();
+        let names = param_names(&self.net);
+        let span = |d: usize, bytes: usize| d..d + bytes;
+        let y_bytes = rows * if labels { 8 } else { k * item };
+        let mut taken: Vec<(String, std::ops::Range<usize>)> = p
+            .iter()
+            .zip(&names)
+            .map(|(&(d, n), name)| (format!("params['{name}']"), span(d, n * item)))
+            .collect();
+        taken.push(("X".into(), span(xd, rows * self.net.sizes[0] * item)));
+        taken.push(("Y".into(), span(y_data, y_bytes)));
+        for (&(d, n), name) in g.iter().zip(&names) {
+            let out = span(d, n * item);
+            if let Some((what, _)) = taken.iter().find(|(_, r)| {
+                !out.is_empty() && !r.is_empty() && out.start < r.end && r.start < out.end
+            }) {
                 return Err(PyValueError::new_err(format!(
-                    "grads[{i}] shares memory with a parameter or the data; pass separate arrays"
+                    "grads['{name}'] shares memory with {what}; pass separate arrays"
                 )));
             }
+            taken.push((format!("grads['{name}']"), out));
         }
         // SAFETY: checked above; gradients are writeable and distinct from the inputs.
         let ps: Vec<&[T]> = p
@@ -479,18 +508,25 @@ impl Network {
                 }
             };
             let mut interrupted = false;
+            let mut raised: Option<PyErr> = None;
             let mut poll = || {
                 let stop = Python::attach(|py| {
-                    // A handler that holds Ctrl-C for fit records it in `interrupt.pending`.
-                    py.check_signals().is_err()
-                        || interrupt.as_ref().is_some_and(|f| {
-                            f.bind(py)
-                                .getattr("pending")
-                                .and_then(|v| v.is_truthy())
-                                .unwrap_or(false)
-                        })
+                    // The installed SIGINT handler runs here: one that raises (the default
+                    // handler's KeyboardInterrupt) stops the loop and its error is raised
+                    // once the model's counters are updated; one that returns lets training
+                    // go on. A handler that holds Ctrl-C for fit sets `interrupt.pending`.
+                    if let Err(e) = py.check_signals() {
+                        raised = Some(e);
+                        return true;
+                    }
+                    interrupt.as_ref().is_some_and(|f| {
+                        f.bind(py)
+                            .getattr("pending")
+                            .and_then(|v| v.is_truthy())
+                            .unwrap_or(false)
+                    })
                 });
-                interrupted |= stop;
+                interrupted |= stop && raised.is_none();
                 stop
             };
             let report = nn::train_epoch(
@@ -504,9 +540,15 @@ impl Network {
                 &mut step,
                 &mut poll,
             );
-            (report.map(|r| (r, interrupted)), failure)
+            (report.map(|r| (r, interrupted)), failure.or(raised))
         });
-        let (report, interrupted) = report?;
+        // An error mid-epoch (a label out of range, a file that shrank) leaves the updates
+        // before it applied: report them (one cost each) with the error, so the caller's
+        // position counts them.
+        let (done, interrupted, failure) = match report {
+            Ok((r, interrupted)) => (r.done, interrupted, failure),
+            Err(e) => (costs.len(), false, Some(PyErr::from(e))),
+        };
         let costs = PyArray1::from_vec(py, costs);
         let timing = if flags.timing {
             Some((timing.gather, timing.forward, timing.backward, timing.step))
@@ -514,7 +556,7 @@ impl Network {
             None
         };
         let err = failure.map(|e| e.value(py).clone().into_any().unbind());
-        (costs, report.done, interrupted, timing, err).into_pyobject(py)
+        (costs, done, interrupted, timing, err).into_pyobject(py)
     }
 }
 
@@ -545,70 +587,77 @@ impl Network {
                 "output must be 'sigmoid', 'softmax' or 'identity', got {output:?}"
             ))
         })?;
+        let net = Mlp::new(sizes, hidden, output, alpha)?;
         Ok(Network {
-            net: Mlp::new(sizes, hidden, output, alpha)?,
-            ws: Workspaces::default(),
-            orders: EpochOrders::default(),
+            alpha: AtomicU64::new(net.alpha.to_bits()),
+            state: Locked::new(NetState {
+                net,
+                ws: Workspaces::default(),
+                orders: EpochOrders::default(),
+            }),
         })
     }
 
     /// The L2 penalty coefficient alpha (>= 0).
     #[getter]
     fn get_alpha(&self) -> f64 {
-        self.net.alpha
+        f64::from_bits(self.alpha.load(Ordering::Acquire))
     }
 
     #[setter]
-    fn set_alpha(&mut self, alpha: f64) -> PyResult<()> {
-        self.net = Mlp::new(
-            self.net.sizes.clone(),
-            self.net.hidden,
-            self.net.output,
-            alpha,
-        )?;
+    fn set_alpha(&self, py: Python<'_>, alpha: f64) -> PyResult<()> {
+        let mut st = self.state.lock(py, WHAT)?;
+        st.net = Mlp::new(st.net.sizes.clone(), st.net.hidden, st.net.output, alpha)?;
+        self.alpha.store(st.net.alpha.to_bits(), Ordering::Release);
         Ok(())
     }
 
     /// The output activations `A_L` for the rows of `X` (a new (m, `n_L`) array).
     fn forward<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         params: Vec<Bound<'py, PyAny>>,
         x: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        Ok(match dtype_of(&params)? {
-            Dtype::F32 => self.forward_t::<f32>(py, &params, &x)?.into_any(),
-            Dtype::F64 => self.forward_t::<f64>(py, &params, &x)?.into_any(),
+        let dtype = dtype_of(&params)?;
+        let mut st = self.state.lock(py, WHAT)?;
+        Ok(match dtype {
+            Dtype::F32 => st.forward_t::<f32>(py, &params, &x)?.into_any(),
+            Dtype::F64 => st.forward_t::<f64>(py, &params, &x)?.into_any(),
         })
     }
 
     /// The cost of the batch `(X, Y)` (data cost plus L2 penalty); writes `dJ/dparam` into
     /// `grads` (arrays shaped like `params`).
     fn loss_and_grad(
-        &mut self,
+        &self,
         py: Python<'_>,
         params: Vec<Bound<'_, PyAny>>,
         x: Bound<'_, PyAny>,
         y: Bound<'_, PyAny>,
         grads: Vec<Bound<'_, PyAny>>,
     ) -> PyResult<f64> {
-        match dtype_of(&params)? {
-            Dtype::F32 => self.loss_and_grad_t::<f32>(py, &params, &x, &y, &grads),
-            Dtype::F64 => self.loss_and_grad_t::<f64>(py, &params, &x, &y, &grads),
+        let dtype = dtype_of(&params)?;
+        let mut st = self.state.lock(py, WHAT)?;
+        match dtype {
+            Dtype::F32 => st.loss_and_grad_t::<f32>(py, &params, &x, &y, &grads),
+            Dtype::F64 => st.loss_and_grad_t::<f64>(py, &params, &x, &y, &grads),
         }
     }
 
     /// The mean data cost of `(X, Y)` (no L2 penalty), in chunks of rows.
     fn cost(
-        &mut self,
+        &self,
         py: Python<'_>,
         params: Vec<Bound<'_, PyAny>>,
         x: Bound<'_, PyAny>,
         y: Bound<'_, PyAny>,
     ) -> PyResult<f64> {
-        match dtype_of(&params)? {
-            Dtype::F32 => self.cost_t::<f32>(py, &params, &x, &y),
-            Dtype::F64 => self.cost_t::<f64>(py, &params, &x, &y),
+        let dtype = dtype_of(&params)?;
+        let mut st = self.state.lock(py, WHAT)?;
+        match dtype {
+            Dtype::F32 => st.cost_t::<f32>(py, &params, &x, &y),
+            Dtype::F64 => st.cost_t::<f64>(py, &params, &x, &y),
         }
     }
 
@@ -647,7 +696,7 @@ impl Network {
     #[pyo3(signature = (params, engine, groups, batcher, *, seed, epoch, shuffle, block_size, buffer_blocks, shard, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing, interrupt = None))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         params: Vec<Bound<'py, PyAny>>,
         engine: PyRef<'py, Engine>,
@@ -692,12 +741,14 @@ impl Network {
             interrupt,
         };
         let engine = &*engine;
-        match dtype_of(&params)? {
+        let dtype = dtype_of(&params)?;
+        let mut st = self.state.lock(py, WHAT)?;
+        match dtype {
             Dtype::F32 => {
-                self.fit_epoch_t::<f32>(py, &params, engine, &groups, &batcher, order, lrs, flags)
+                st.fit_epoch_t::<f32>(py, &params, engine, &groups, &batcher, order, lrs, flags)
             }
             Dtype::F64 => {
-                self.fit_epoch_t::<f64>(py, &params, engine, &groups, &batcher, order, lrs, flags)
+                st.fit_epoch_t::<f64>(py, &params, engine, &groups, &batcher, order, lrs, flags)
             }
         }
     }
