@@ -313,10 +313,10 @@ class MLP:
         if finite and not _all_finite(Y):
             raise ValueError(f"{name} contains NaN or infinity")
         if finite and self.output == "sigmoid":
-            lo, hi = float(Y.min()), float(Y.max())
-            if lo < 0 or hi > 1:
+            ylo, yhi = float(Y.min()), float(Y.max())
+            if ylo < 0 or yhi > 1:
                 raise ValueError(
-                    f"{name} holds targets in [{lo:g}, {hi:g}]; output='sigmoid' (binary "
+                    f"{name} holds targets in [{ylo:g}, {yhi:g}]; output='sigmoid' (binary "
                     "cross-entropy) needs targets in [0, 1] (0/1 labels or probabilities)"
                 )
         if finite and self.output == "softmax":

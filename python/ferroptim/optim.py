@@ -405,11 +405,11 @@ class Optimizer:
         s = self._engine.state(i)
         dtype = self._engine.state_dtypes[i]
         if view and dtype in ("bfloat16", "float16"):
-            view = np.dtype(np.float16) if dtype == "float16" else _ml_bfloat16()
-            if view is not None:
+            as16 = np.dtype(np.float16) if dtype == "float16" else _ml_bfloat16()
+            if as16 is not None:
                 for k, v in s.items():
                     if isinstance(v, np.ndarray) and v.dtype == np.uint16:
-                        s[k] = v.view(view)
+                        s[k] = v.view(as16)
         return s
 
     def _groups(self) -> list[dict]:
