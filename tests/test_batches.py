@@ -19,7 +19,7 @@ import ferroptim.batches
 
 from conftest import wait_for_child
 
-# --- the permutation, transcribed from the specification in src/data/batches.rs -------------
+# --- the permutation, transcribed from the specification in src/data/permutation.rs -------------
 
 M64 = (1 << 64) - 1
 G = 0x9E3779B97F4A7C15

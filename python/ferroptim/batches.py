@@ -117,7 +117,7 @@ class MiniBatches:
         shuffle: permute the samples each epoch; ``False`` keeps storage order.
         seed: an int in [0, 2**64). The order of epoch ``e`` depends only on
             ``(seed, e, number of samples, block_size, buffer_blocks)``, by the algorithm
-            documented in ``src/data/batches.rs``. ``None`` draws a seed from the OS once;
+            documented in ``src/data/permutation.rs``. ``None`` draws a seed from the OS once;
             ``batches.seed`` and ``state_dict()`` record it.
         drop_last: drop the last batch when it has fewer than ``batch_size`` samples.
         axis: the sample axis of every array (negative counts from the end, per array):

@@ -1,5 +1,21 @@
-//! The data path: epoch orders (permutations, block shuffles, MPI shards: [`orders`]) and the
-//! mini-batch machinery that gathers them from arrays and memory maps ([`batches`]).
+//! The data path: the permutation of each epoch ([`permutation`]), the order each shard
+//! visits ([`orders`]), the arrays batches are read from ([`source`]), the buffers they are
+//! gathered into ([`buffer`]) and the gather itself ([`gather`]).
+//!
+//! A shuffled mini-batch epoch is: the epoch's permutation, the shard's positions of it,
+//! cut into batches, and each batch's samples copied from every source into contiguous
+//! buffers on the thread pool.
 
-pub mod batches;
+pub mod buffer;
+pub mod gather;
 pub mod orders;
+pub mod permutation;
+pub mod source;
+#[cfg(test)]
+mod tests;
+
+pub use buffer::Buffer;
+pub use gather::Job;
+pub use orders::Order;
+pub use permutation::Shuffle;
+pub use source::{MappedFile, Source};

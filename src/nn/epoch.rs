@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Inputs, Mlp, NnFloat, Targets, Workspace};
-use crate::data::batches::{Buffer, Job, Order, Source};
+use crate::data::{Buffer, Job, Order, Source};
 use crate::error::{try_filled, Error, Result};
 
 /// Gathers at least this many bytes are handed to the pool while the current batch trains

@@ -26,7 +26,8 @@ use pyo3::types::PyTuple;
 use super::arrays::{describe_dtype, layout, shape_str};
 use super::lock::Locked;
 use super::type_name;
-use crate::data::batches::{self, Buffer, Job, MappedFile, Order, Shuffle, Source};
+use crate::data::gather::plain_gather;
+use crate::data::{Buffer, Job, MappedFile, Order, Shuffle, Source};
 
 /// Batches smaller than this are gathered on the calling thread when asked for: handing
 /// them to other threads costs more than copying them.
@@ -635,5 +636,5 @@ pub fn _plain_gather(
     // as u64 gives the same value; `arrays` keeps the rows readable.
     let indices =
         unsafe { std::slice::from_raw_parts(indices.as_ptr().cast::<u64>(), indices.len()) };
-    Ok(py.detach(|| unsafe { batches::plain_gather(&described, indices, batch_size, threads) }))
+    Ok(py.detach(|| unsafe { plain_gather(&described, indices, batch_size, threads) }))
 }

@@ -12,8 +12,8 @@ use pyo3::types::PyTuple;
 
 use super::arrays::{layout, shape_str};
 use super::batches::{shuffle_mode, Batcher, DETACH_MIN_SAMPLES};
-use super::optim::{Applied, Engine};
 use super::lock::Locked;
+use super::optim::{Applied, Engine};
 use super::type_name;
 use crate::data::orders::{EpochOrders, OrderSpec};
 use crate::error::try_filled;
