@@ -54,6 +54,8 @@ demo: setup
 
 bench: setup
 	cargo bench --bench kernels
+	cargo bench --bench gather
+	cargo bench --bench nn
 	$(BENCH_PYTHON) benches/compare.py --family
 	FERROPTIM_NUM_THREADS=1 $(VENV)/bin/mpiexec -n 2 $(PY) benches/distributed_compare.py
 
