@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use divan::counter::BytesCount;
 use divan::Bencher;
-use ferroptim::batches::{Buffer, Job, Order, Samples, Shuffle, Source};
+use ferroptim::{Buffer, Job, Order, Samples, Shuffle, Source};
 
 const SAMPLES: usize = 10_000;
 const FEATURES: usize = 784;

@@ -10,7 +10,7 @@
 use divan::counter::ItemsCount;
 use divan::Bencher;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
-use ferroptim::nn::{Activation, Inputs, Mlp, Output, Targets, Workspace};
+use ferroptim::{Activation, Inputs, Mlp, Output, Targets, Workspace};
 
 const SIZES: [usize; 3] = [784, 128, 10];
 const ROWS: [usize; 2] = [128, 1024];

@@ -16,6 +16,6 @@ mod tests;
 
 pub use buffer::Buffer;
 pub use gather::Job;
-pub use orders::Order;
+pub use orders::{Order, Samples};
 pub use permutation::Shuffle;
 pub use source::{MappedFile, Source};

@@ -91,10 +91,13 @@ impl Samples {
             Samples::List(v) => v.len(),
         }
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Order {
-    #[cfg(test)]
     pub fn new(
         n: usize,
         seed: u64,
@@ -167,6 +170,10 @@ impl Order {
 
     pub fn len(&self) -> usize {
         self.positions.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The epoch's number of batches of `batch_size` (>= 1) samples: a last, smaller batch
