@@ -392,7 +392,7 @@ mod tests {
     }
 
     multiversion! {
-        /// `x = f(x)` for the elementary function `which` (0 exp, 1 ln, 2 ln_1p, 3 tanh).
+        /// `x = f(x)` for the elementary function `which` (0 `exp`, 1 `ln`, 2 `ln_1p`, 3 `tanh`).
         fn elementary<T: NnFloat>(xs: &mut [T], which: u8) {
             match which {
                 0 => xs.iter_mut().for_each(|x| *x = x.exp()),
@@ -518,7 +518,9 @@ mod tests {
                     let mut one: Vec<f32> = x.iter().map(|&v| v as f32).collect();
                     for row in one.chunks_exact_mut(k) {
                         narrow_shift::<f32, 1>(row, &b32);
-                        row.iter_mut().for_each(|z| *z = NnFloat::exp(*z));
+                        for z in row.iter_mut() {
+                            *z = NnFloat::exp(*z);
+                        }
                         narrow_scale::<f32, 1>(row, k);
                     }
                     assert_eq!(got32, one, "{k} classes");
