@@ -201,3 +201,12 @@ def test_every_optimizer_class_is_registered_once_under_its_engine_name():
     for cls in classes:
         assert fo.optim.OPTIMIZERS[cls._kind] is cls
         cls([np.zeros(3)], lr=0.1)  # the engine knows the name
+
+
+def test_the_registry_keeps_the_order_the_classes_have_always_been_defined_in():
+    # ferroptim.optim is a package of modules: its __init__ imports sgd.py before adaptive.py
+    # so OPTIMIZERS still fills in optim.py's old order (dict copies of it iterate that way).
+    assert list(fo.optim.OPTIMIZERS) == [
+        "sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad",
+        "adadelta", "adamax", "nadam", "radam", "lion",
+    ]  # fmt: skip

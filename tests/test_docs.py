@@ -86,6 +86,16 @@ def test_the_docstring_examples_of_the_api_reference_run(name):
     assert result.failed == 0
 
 
+def test_the_optimizer_classes_doctests_are_found_from_ferroptim_optim():
+    # doctest.testmod(ferroptim.optim) only collects classes whose __module__ is
+    # "ferroptim.optim"; the classes live in the package's inner modules, so without that the
+    # examples above would silently stop running.
+    module = importlib.import_module("ferroptim.optim")
+    found = {t.name.rsplit(".", 1)[-1] for t in doctest.DocTestFinder().find(module) if t.examples}
+    with_examples = {n for n in module.__all__ if ">>>" in (getattr(module, n).__doc__ or "")}
+    assert with_examples and with_examples <= found
+
+
 # -- the API reference's conversions ------------------------------------------------------
 
 rst = _load("griffe_rst")

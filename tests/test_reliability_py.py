@@ -527,6 +527,31 @@ def test_optimizers_and_wrappers_pickle_and_deepcopy_with_their_parameters(name)
             assert p[k] is not params[k]
 
 
+def test_pickles_name_every_optimizer_class_by_its_public_path_ferroptim_optim():
+    # Pickles made before optim.py became a package name ``ferroptim.optim.Adam``; new pickles
+    # must name that path too (not the inner module), and both load.
+    for name in [*fo.optim.__all__, "_ParamGroup", "_ParamList"]:
+        cls = getattr(fo.optim, name)
+        assert pickle.dumps(cls, protocol=0) == f"cferroptim.optim\n{name}\np0\n.".encode()
+        assert pickle.loads(f"cferroptim.optim\n{name}\n.".encode()) is cls
+
+
+def test_an_optimizer_pickled_under_the_path_ferroptim_optim_adam_loads_and_steps_on():
+    w = np.array([1.0, -2.0, 3.0])
+    opt = fo.Adam([w], lr=0.1, betas=[0.8, 0.9])
+    opt.step([np.array([0.5, -1.0, 2.0])])
+    old = pickle.dumps((w, opt, opt.param_groups), protocol=2)
+    # protocol 2 names a class with the GLOBAL opcode: b"c" module "\n" name "\n"
+    for name in (b"Adam", b"_ParamGroup", b"_ParamList"):
+        assert b"cferroptim.optim\n" + name + b"\n" in old
+    w2, opt2, groups2 = pickle.loads(old)
+    assert type(opt2) is fo.Adam and opt2.param_groups[0]["params"][0] is w2
+    assert type(groups2[0]) is type(opt.param_groups[0]) and groups2[0]["betas"] == (0.8, 0.9)
+    for o in (opt, opt2):
+        o.step([np.array([-0.25, 0.75, 1.0])])
+    np.testing.assert_array_equal(w2, w)
+
+
 def test_minibatches_ewa_and_parameter_ema_pickle_and_deepcopy(tmp_path):
     X = np.arange(40.0).reshape(20, 2)
     np.save(tmp_path / "y.npy", np.arange(20))

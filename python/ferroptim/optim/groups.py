@@ -1,0 +1,153 @@
+"""Param groups: splitting ``params`` into groups, and the group dicts whose ``"params"``
+cannot be edited."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+
+def _parse_params(params: Any) -> tuple[list[dict], list[str], list | None]:
+    """Splits ``params`` into param groups.
+
+    Returns the groups (each with ``"params"`` a list of arrays and its own options), a
+    display name per parameter for error messages, and the parameter keys when every
+    parameter came from a dict (so gradients may be passed as a dict).
+    """
+    if isinstance(params, np.ndarray):
+        raise TypeError(
+            "params must be a list or dict of arrays, or a list of param-group dicts; "
+            "got a single ndarray (wrap it in a list)"
+        )
+    if isinstance(params, Mapping):
+        if not params:
+            raise ValueError("optimizer got an empty parameter dict")
+        raw_groups: list = [{"params": params}]
+        single = True
+    elif isinstance(params, Iterable) and not isinstance(params, (str, bytes)):
+        items = list(params)
+        if not items:
+            raise ValueError("optimizer got an empty parameter list")
+        is_group = [isinstance(x, Mapping) for x in items]
+        if all(is_group):
+            raw_groups, single = [dict(x) for x in items], False
+        elif not any(is_group):
+            raw_groups, single = [{"params": items}], True
+        else:
+            raise TypeError("params mixes arrays and param-group dicts; use one or the other")
+    else:
+        raise TypeError(
+            f"params must be a list or dict of arrays, or a list of param-group dicts; "
+            f"got {type(params).__name__}"
+        )
+
+    groups, names, keys = [], [], []
+    all_keyed = True
+    for gi, group in enumerate(raw_groups):
+        if "params" not in group:
+            raise ValueError(f"param group {gi} has no 'params' entry")
+        ps = group["params"]
+        where = "params" if single else f"param_groups[{gi}]['params']"
+        if isinstance(ps, np.ndarray):
+            ps = [ps]
+        if isinstance(ps, Mapping):
+            group_keys = list(ps.keys())
+            arrays = list(ps.values())
+            names += [repr(k) for k in group_keys]
+            keys += group_keys
+        else:
+            arrays = list(ps)
+            names += [f"{where}[{j}]" for j in range(len(arrays))]
+            all_keyed = False
+        group = dict(group)
+        group["params"] = arrays
+        groups.append(group)
+    if all_keyed:
+        seen: set = set()
+        for k in keys:
+            if k in seen:
+                raise ValueError(f"parameter name {k!r} appears more than once")
+            seen.add(k)
+    return groups, names, (keys if all_keyed else None)
+
+
+def _betas(betas) -> tuple[float, float]:
+    """A list of two betas becomes a tuple, so param groups compare and print like torch's."""
+    return tuple(betas) if isinstance(betas, list) else betas
+
+
+_ADD_GROUP_HINT = "add parameters with optimizer.add_param_group({'params': [...]})"
+
+
+class _ParamList(tuple):
+    """The arrays of one param group: a tuple whose list-style edits raise a clear error.
+
+    An optimizer's parameters are fixed when it is built (their state lives in Rust, laid
+    out for exactly those arrays), so ``param_groups[i]["params"]`` cannot change in place;
+    :meth:`Optimizer.add_param_group` adds parameters.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"param_groups[i]['params'] cannot be changed; {_ADD_GROUP_HINT}")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+
+class _ParamGroup(dict):
+    """One param group: a dict whose hyper-parameters may change but whose ``"params"``
+    entry may not (see :class:`_ParamList`)."""
+
+    __slots__ = ()
+
+    def _check_key(self, key: Any) -> None:
+        if key == "params":
+            raise TypeError(f"param_groups[i]['params'] cannot be replaced or removed; {_ADD_GROUP_HINT}")
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._check_key(key)
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._check_key(key)
+        dict.__delitem__(self, key)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self._check_key(key)
+        return dict.pop(self, key, *default)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self._check_key(key)
+        return dict.setdefault(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        other = dict(*args, **kwargs)
+        if "params" in other:
+            self._check_key("params")
+        dict.update(self, other)
+
+    # mypy holds `|=` to dict's `|`, which returns a new plain dict; `|=` updates in place,
+    # as dict's own does, through the check on "params" in `update`.
+    def __ior__(self, other: Any) -> _ParamGroup:  # type: ignore[misc]
+        self.update(other)
+        return self
+
+    def popitem(self) -> tuple:
+        raise TypeError(f"param_groups[i]['params'] cannot be removed; {_ADD_GROUP_HINT}")
+
+    def clear(self) -> None:
+        self.popitem()
+
+    def __reduce__(self) -> tuple:
+        return (_ParamGroup, (dict(self),))
+
+
+def _param_group(group: Mapping) -> _ParamGroup:
+    g = dict(group)
+    g["params"] = _ParamList(g["params"])
+    return _ParamGroup(g)
