@@ -1,0 +1,236 @@
+//! A network's shape and functions ([`Mlp`], [`Activation`], [`Output`]), its batches
+//! ([`Inputs`], [`Targets`]) and the checks of its parameters and batches.
+
+use std::ops::Range;
+
+use super::NnFloat;
+use crate::error::{try_filled, Error, Result};
+
+/// A hidden-layer activation `g`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `max(z, 0)`.
+    Relu,
+    /// `z` if `z > 0` else `0.01 z` (torch's default slope).
+    LeakyRelu,
+    Tanh,
+    /// `1 / (1 + exp(-z))`.
+    Sigmoid,
+    Identity,
+}
+
+/// Slope of `leaky_relu` for `z <= 0`.
+pub const LEAKY_SLOPE: f64 = 0.01;
+
+impl Activation {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "relu" => Activation::Relu,
+            "leaky_relu" => Activation::LeakyRelu,
+            "tanh" => Activation::Tanh,
+            "sigmoid" | "logistic" => Activation::Sigmoid,
+            "identity" => Activation::Identity,
+            _ => return None,
+        })
+    }
+}
+
+/// The output layer and its cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Sigmoid outputs, binary cross-entropy summed over outputs, mean over examples:
+    /// `J = 1/m sum_i sum_k softplus(z) - y z`.
+    Sigmoid,
+    /// Softmax, categorical cross-entropy: `J = -1/m sum_i sum_k y_ik log p_ik`.
+    Softmax,
+    /// Identity, mean squared error over every element, halved (scikit-learn's
+    /// `squared_loss`): `J = 1/(2 m k) sum (a - y)^2`.
+    Identity,
+}
+
+impl Output {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "sigmoid" | "logistic" => Output::Sigmoid,
+            "softmax" => Output::Softmax,
+            "identity" => Output::Identity,
+            _ => return None,
+        })
+    }
+}
+
+/// Targets of one batch, row `i` for example `i`.
+#[derive(Clone, Copy, Debug)]
+pub enum Targets<'a, T> {
+    /// `(rows, k)` values: 0/1 (or probabilities) for sigmoid, one-hot (or probabilities)
+    /// for softmax, real values for identity.
+    Dense(&'a [T]),
+    /// Class indices in `[0, k)` for softmax, one per row.
+    Labels(&'a [i64]),
+}
+
+/// A network's shape and functions (no parameters: those live in the caller's arrays).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mlp {
+    pub sizes: Vec<usize>,
+    pub hidden: Activation,
+    pub output: Output,
+    /// L2 penalty `alpha / 2 * sum_l ||W_l||^2 / m` (biases are not penalised).
+    pub alpha: f64,
+}
+
+/// A batch of inputs: `x[i * n_0 + j]` (row-major, `transposed == false`) or
+/// `x[j * rows + i]` (the lecture's column layout, `transposed == true`).
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a, T> {
+    pub x: &'a [T],
+    pub rows: usize,
+    pub transposed: bool,
+}
+
+/// The inputs of one block: `rows` rows from `x`, which starts at the block's first
+/// element, with `(row, column)` strides in elements.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Part<'a, T> {
+    pub(super) x: &'a [T],
+    pub(super) rows: usize,
+    pub(super) strides: (isize, isize),
+}
+
+impl<'a, T> Inputs<'a, T> {
+    /// The rows `r` of inputs with `n` columns.
+    pub(super) fn part(self, r: Range<usize>, n: usize) -> Part<'a, T> {
+        if self.transposed {
+            Part {
+                x: &self.x[r.start..],
+                rows: r.len(),
+                strides: (1, self.rows as isize),
+            }
+        } else {
+            Part {
+                x: &self.x[r.start * n..r.end * n],
+                rows: r.len(),
+                strides: (n as isize, 1),
+            }
+        }
+    }
+}
+
+impl<T> Targets<'_, T> {
+    /// The rows `r` (`k` values per row when dense).
+    pub(super) fn part(self, r: Range<usize>, k: usize) -> Self {
+        match self {
+            Targets::Dense(y) => Targets::Dense(&y[r.start * k..r.end * k]),
+            Targets::Labels(y) => Targets::Labels(&y[r]),
+        }
+    }
+
+    /// Whether there are `rows` targets of `k` values (or labels).
+    fn fits(&self, rows: usize, k: usize) -> bool {
+        match self {
+            Targets::Dense(y) => y.len() == rows * k,
+            Targets::Labels(y) => y.len() == rows,
+        }
+    }
+}
+
+impl Mlp {
+    /// Checks the shape and functions: at least one layer, every size >= 1, and at least
+    /// two outputs for softmax.
+    pub fn new(sizes: Vec<usize>, hidden: Activation, output: Output, alpha: f64) -> Result<Self> {
+        if sizes.len() < 2 || sizes.contains(&0) {
+            return Err(Error::Invalid(format!(
+                "layer_sizes must hold at least two sizes, each >= 1, got {sizes:?}"
+            )));
+        }
+        if output == Output::Softmax && sizes[sizes.len() - 1] < 2 {
+            return Err(Error::Invalid(
+                "output='softmax' needs at least 2 output units; use output='sigmoid' for one"
+                    .into(),
+            ));
+        }
+        if !(alpha.is_finite() && alpha >= 0.0) {
+            return Err(Error::Invalid(format!(
+                "alpha must be a finite number >= 0, got {alpha}"
+            )));
+        }
+        Ok(Mlp {
+            sizes,
+            hidden,
+            output,
+            alpha,
+        })
+    }
+
+    pub fn layers(&self) -> usize {
+        self.sizes.len() - 1
+    }
+
+    /// Element counts of `W1, b1, W2, b2, ...`.
+    pub fn param_lens(&self) -> Vec<usize> {
+        self.param_len_iter().collect()
+    }
+
+    pub(super) fn param_len_iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.sizes.windows(2).flat_map(|w| [w[0] * w[1], w[1]])
+    }
+
+    /// Zeroed buffers for `W1, b1, ...`, or `OutOfMemory` naming `what`.
+    pub(super) fn zero_grads<T: NnFloat>(&self, what: &str) -> Result<Vec<Vec<T>>> {
+        self.param_len_iter()
+            .map(|n| try_filled(n, T::ZERO, || what.to_string()))
+            .collect()
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.sizes[self.sizes.len() - 1]
+    }
+
+    pub(super) fn check_params<P: AsRef<[T]>, T>(&self, params: &[P]) -> Result<()> {
+        // Checked once per batch: no allocation.
+        if params.len() != 2 * self.layers()
+            || params
+                .iter()
+                .zip(self.param_len_iter())
+                .any(|(p, n)| p.as_ref().len() != n)
+        {
+            return Err(Error::Mismatch(
+                "parameters do not match layer_sizes".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_grads<T, G: AsMut<[T]>>(&self, grads: &mut [G]) -> Result<()> {
+        // Checked once per batch: no allocation.
+        if grads.len() != 2 * self.layers()
+            || grads
+                .iter_mut()
+                .zip(self.param_len_iter())
+                .any(|(g, n)| g.as_mut().len() != n)
+        {
+            return Err(Error::Mismatch("gradients do not match layer_sizes".into()));
+        }
+        Ok(())
+    }
+
+    /// Checks a batch of at least one example: the parameters, X's length, and Y's.
+    pub(super) fn check_batch<T, P: AsRef<[T]>>(
+        &self,
+        params: &[P],
+        inputs: &Inputs<'_, T>,
+        y: &Targets<'_, T>,
+    ) -> Result<()> {
+        self.check_params(params)?;
+        if inputs.rows == 0 {
+            return Err(Error::Invalid("a batch needs at least one example".into()));
+        }
+        if inputs.x.len() != inputs.rows * self.sizes[0] {
+            return Err(Error::Mismatch("X does not match its row count".into()));
+        }
+        if !y.fits(inputs.rows, self.outputs()) {
+            return Err(Error::Mismatch("Y does not match X's rows".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,492 @@
+//! The forward pass, the cost and the backward pass of a batch, block by block.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::gemm::{by_row_blocks, matmul, on_pool};
+use super::model::Part;
+use super::pointwise::{
+    activation_backward, bias_activation, bias_sigmoid, bias_softmax, column_sums,
+    sigmoid_delta_and_terms,
+};
+use super::workspace::{claim, locked, owned, BlockFn, Blocks, Buffers};
+use super::{Activation, Inputs, Mlp, NnFloat, Output, Targets, Workspace};
+use crate::error::{Error, Result};
+
+/// `acc += part`, element by element.
+fn add_into<T: NnFloat, G: AsMut<[T]>>(acc: &mut [G], part: &[Vec<T>]) {
+    for (a, p) in acc.iter_mut().zip(part) {
+        for (x, &y) in a.as_mut().iter_mut().zip(p) {
+            *x += y;
+        }
+    }
+}
+
+impl Mlp {
+    /// The forward pass: the outputs `A_L` of every row of `inputs` into `out` (`(rows,
+    /// n_L)` row-major), block by block ([`Mlp::blocks`]) on the pool.
+    pub fn predict<T: NnFloat, P: AsRef<[T]> + Sync>(
+        &self,
+        ws: &mut Workspace<T>,
+        params: &[P],
+        inputs: Inputs<'_, T>,
+        out: &mut [T],
+    ) -> Result<()> {
+        self.check_params(params)?;
+        let (rows, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
+        if inputs.x.len() != rows * n0 {
+            return Err(Error::Mismatch("X does not match its row count".into()));
+        }
+        if out.len() != rows * k {
+            return Err(Error::Mismatch("the output does not match X's rows".into()));
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        let plan = self.blocks::<T>(rows);
+        let workers = ws.reserve(self, &plan, plan.count, false)?;
+        let last = self.layers() - 1;
+        if plan.count == 1 {
+            let buf = owned(&mut ws.blocks[0]);
+            self.forward_block(buf, params, inputs.part(0..rows, n0), true);
+            out.copy_from_slice(&buf.acts[last][..rows * k]);
+            return Ok(());
+        }
+        let at = out.as_mut_ptr() as usize;
+        let slots = &ws.blocks[..workers];
+        on_pool(plan.count, &|b| {
+            let r = plan.rows_of(b);
+            let mut buf = claim(slots);
+            self.forward_block(&mut buf, params, inputs.part(r.clone(), n0), false);
+            // SAFETY: the blocks' rows are disjoint parts of `out`, borrowed mutably for
+            // this call.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut((at as *mut T).add(r.start * k), r.len() * k)
+            };
+            dst.copy_from_slice(&buf.acts[last][..r.len() * k]);
+        });
+        Ok(())
+    }
+
+    /// The data cost `J` of a batch (no penalty), block by block ([`Mlp::blocks`]): the same
+    /// bits as [`Mlp::cost_and_grad`]'s.
+    pub fn forward_cost<T: NnFloat, P: AsRef<[T]> + Sync>(
+        &self,
+        ws: &mut Workspace<T>,
+        params: &[P],
+        inputs: Inputs<'_, T>,
+        y: Targets<'_, T>,
+    ) -> Result<f64> {
+        self.check_batch(params, &inputs, &y)?;
+        let plan = self.blocks::<T>(inputs.rows);
+        let workers = ws.reserve(self, &plan, plan.groups, false)?;
+        let (m, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
+        if plan.count == 1 {
+            let buf = owned(&mut ws.blocks[0]);
+            self.forward_block(buf, params, inputs.part(0..m, n0), true);
+            return self.cost_block(buf, m, y, m);
+        }
+        Self::over_groups(ws, &plan, workers, &|buf, _, _, r| {
+            self.forward_block(buf, params, inputs.part(r.clone(), n0), false);
+            self.cost_block(buf, r.len(), y.part(r, k), m)
+        });
+        Self::sum_groups::<T, Vec<T>>(ws, &plan, None)
+    }
+
+    /// The cost `J` of a batch and its gradient `dJ/dparam` into `grads` (`W1, b1, ...`).
+    ///
+    /// Sigmoid outputs: the cost is computed from the logits (`softplus(z) - y z`), which
+    /// stays finite when `p` rounds to 0 or 1.
+    pub fn loss_and_grad<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
+        &self,
+        ws: &mut Workspace<T>,
+        params: &[P],
+        inputs: Inputs<'_, T>,
+        y: Targets<'_, T>,
+        grads: &mut [G],
+    ) -> Result<f64> {
+        let (cost, penalty) = self.cost_and_grad(ws, params, inputs, y, grads, None)?;
+        Ok(cost + penalty)
+    }
+
+    /// [`Mlp::loss_and_grad`] returning the data cost and the L2 penalty
+    /// `alpha/(2m) sum ||W||^2` apart, block by block ([`Mlp::blocks`]). With `phases`, adds
+    /// the seconds of the forward pass with the cost (`phases[0]`) and of the backward pass
+    /// with the penalty (`phases[1]`); a batch in several blocks interleaves them, and its
+    /// wall time is split as the calling thread's own blocks split theirs.
+    pub fn cost_and_grad<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
+        &self,
+        ws: &mut Workspace<T>,
+        params: &[P],
+        inputs: Inputs<'_, T>,
+        y: Targets<'_, T>,
+        grads: &mut [G],
+        phases: Option<&mut [f64; 2]>,
+    ) -> Result<(f64, f64)> {
+        self.check_grads(grads)?;
+        self.check_batch(params, &inputs, &y)?;
+        let plan = self.blocks::<T>(inputs.rows);
+        let workers = ws.reserve(self, &plan, plan.groups, true)?;
+        let (m, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
+        let timed = phases.is_some();
+        let now = |on: bool| on.then(Instant::now);
+        let span = |a: Option<Instant>, b: Option<Instant>| {
+            a.zip(b).map_or(0.0, |(a, b)| (b - a).as_secs_f64())
+        };
+        let t0 = now(timed);
+        if plan.count == 1 {
+            let buf = owned(&mut ws.blocks[0]);
+            let x = inputs.part(0..m, n0);
+            self.forward_block(buf, params, x, true);
+            let cost = self.cost_block(buf, m, y, m)?;
+            let t1 = now(timed);
+            self.backward_block(buf, params, x, grads, true);
+            let penalty = self.penalty(params, grads, m);
+            if let Some(p) = phases {
+                p[0] += span(t0, t1);
+                p[1] += span(t1, now(true));
+            }
+            return Ok((cost, penalty));
+        }
+        // The calling thread's own forward and backward seconds.
+        let caller = std::thread::current().id();
+        let own = Mutex::new([0.0f64; 2]);
+        Self::over_groups(ws, &plan, workers, &|buf, group, first, r| {
+            let here = timed && std::thread::current().id() == caller;
+            let ta = now(here);
+            let x = inputs.part(r.clone(), n0);
+            self.forward_block(buf, params, x, false);
+            let cost = self.cost_block(buf, r.len(), y.part(r, k), m)?;
+            let tb = now(here);
+            if first {
+                self.backward_block(buf, params, x, &mut group.grads, false);
+            } else {
+                let mut part = std::mem::take(&mut buf.grads);
+                self.backward_block(buf, params, x, &mut part, false);
+                add_into(&mut group.grads, &part);
+                buf.grads = part;
+            }
+            if here {
+                let mut own = locked(&own);
+                own[0] += span(ta, tb);
+                own[1] += span(tb, now(true));
+            }
+            Ok(cost)
+        });
+        let t1 = now(timed);
+        let cost = Self::sum_groups(ws, &plan, Some(grads))?;
+        let penalty = self.penalty(params, grads, m);
+        if let Some(p) = phases {
+            let wall = span(t0, t1);
+            let [f, b] = *locked(&own);
+            let share = if f + b > 0.0 { f / (f + b) } else { 1.0 };
+            p[0] += wall * share;
+            p[1] += wall * (1.0 - share) + span(t1, now(true));
+        }
+        Ok((cost, penalty))
+    }
+
+    /// Runs `block(buffers, group, first, rows)` for every block of every group of `plan`
+    /// (`first` for a group's first block) — the groups spread over the pool, each group's
+    /// blocks in order on one thread — and keeps each group's summed cost (or its first
+    /// error).
+    fn over_groups<T: NnFloat>(
+        ws: &Workspace<T>,
+        plan: &Blocks,
+        workers: usize,
+        block: &BlockFn<'_, T>,
+    ) {
+        let slots = &ws.blocks[..workers];
+        let groups = &ws.groups[..plan.groups];
+        on_pool(plan.groups, &|g| {
+            let mut buf = claim(slots);
+            let mut group = locked(&groups[g]);
+            let mut cost = 0.0;
+            group.error = None;
+            let blocks = plan.blocks_of(g);
+            for b in blocks.clone() {
+                match block(&mut buf, &mut group, b == blocks.start, plan.rows_of(b)) {
+                    Ok(c) => cost += c,
+                    Err(e) => {
+                        group.error = Some(e);
+                        return;
+                    }
+                }
+            }
+            group.cost = cost;
+        });
+    }
+
+    /// The groups' costs (and gradients, into `grads`, when given) after [`Mlp::over_groups`],
+    /// summed in a fixed pairwise tree over the group index: at stride 1, 2, 4, ... group
+    /// `g` adds group `g + stride` for every `g` a multiple of twice the stride, until
+    /// groups 0 and `stride` are left, whose sum is the batch's. The first group's error, if
+    /// any.
+    fn sum_groups<T: NnFloat, G: AsMut<[T]>>(
+        ws: &mut Workspace<T>,
+        plan: &Blocks,
+        grads: Option<&mut [G]>,
+    ) -> Result<f64> {
+        let groups = &mut ws.groups[..plan.groups];
+        for g in groups.iter_mut() {
+            if let Some(e) = owned(g).error.take() {
+                return Err(e);
+            }
+        }
+        let n = groups.len();
+        let mut stride = 1;
+        while 2 * stride < n {
+            for g in (0..n - stride).step_by(2 * stride) {
+                let (low, high) = groups.split_at_mut(g + stride);
+                let (a, b) = (owned(&mut low[g]), owned(&mut high[0]));
+                a.cost += b.cost;
+                if grads.is_some() {
+                    add_into(&mut a.grads, &b.grads);
+                }
+            }
+            stride *= 2;
+        }
+        let (low, high) = groups.split_at_mut(stride);
+        let (a, b) = (owned(&mut low[0]), owned(&mut high[0]));
+        if let Some(grads) = grads {
+            for ((out, x), y) in grads.iter_mut().zip(&a.grads).zip(&b.grads) {
+                for ((o, &x), &y) in out.as_mut().iter_mut().zip(x).zip(y) {
+                    *o = x + y;
+                }
+            }
+        }
+        Ok(a.cost + b.cost)
+    }
+
+    /// The forward pass of one block into `buf`: every `A_l` (the output activations last;
+    /// sigmoid's logits in `buf.delta[1]`). The caller has checked the shapes.
+    pub(super) fn forward_block<T: NnFloat, P: AsRef<[T]>>(
+        &self,
+        buf: &mut Buffers<T>,
+        params: &[P],
+        x: Part<'_, T>,
+        par: bool,
+    ) {
+        let rows = x.rows;
+        let level = crate::runtime::simd::level();
+        let layers = self.layers();
+        for l in 1..=layers {
+            let (k, n) = (self.sizes[l - 1], self.sizes[l]);
+            let w = params[2 * (l - 1)].as_ref();
+            let b = params[2 * (l - 1) + 1].as_ref();
+            let (below, rest) = buf.acts.split_at_mut(l - 1);
+            let out = &mut rest[0][..rows * n];
+            let (a, sa) = if l == 1 {
+                (x.x.as_ptr(), x.strides)
+            } else {
+                (below[l - 2].as_ptr(), (k as isize, 1))
+            };
+            // SAFETY: A is (rows, k) with these strides, W (k, n) row-major, out (rows, n).
+            unsafe {
+                matmul::<T>(
+                    (rows, k, n),
+                    a,
+                    sa,
+                    w.as_ptr(),
+                    (n as isize, 1),
+                    out.as_mut_ptr(),
+                    par,
+                );
+            };
+            match self.output {
+                _ if l < layers => by_row_blocks(out, n, par, |_, block| {
+                    bias_activation(level, block, b, self.hidden);
+                }),
+                // The logits stay for the cost: log(1 - p) loses them once p rounds to 1.
+                Output::Sigmoid => bias_sigmoid(level, out, &mut buf.delta[1][..rows * n], b),
+                Output::Softmax => bias_softmax(level, out, b),
+                Output::Identity => bias_activation(level, out, b, Activation::Identity),
+            }
+        }
+    }
+
+    /// The cost of the last forward pass in `buf` (`rows` of a batch of `m`) against `y`:
+    /// the block's share of the batch's mean cost, and of `dJ/dZ_L` into `buf.delta[0]`.
+    pub(super) fn cost_block<T: NnFloat>(
+        &self,
+        buf: &mut Buffers<T>,
+        rows: usize,
+        y: Targets<'_, T>,
+        m: usize,
+    ) -> Result<f64> {
+        if self.output == Output::Sigmoid {
+            self.sigmoid_cost_and_delta(buf, rows, y, m)
+        } else {
+            self.output_delta(buf, rows, y, m)
+        }
+    }
+
+    /// [`Mlp::cost_block`] for softmax and identity outputs.
+    fn output_delta<T: NnFloat>(
+        &self,
+        buf: &mut Buffers<T>,
+        rows: usize,
+        y: Targets<'_, T>,
+        m: usize,
+    ) -> Result<f64> {
+        let k = self.outputs();
+        let a = &buf.acts[buf.acts.len() - 1][..rows * k];
+        let d = &mut buf.delta[0][..rows * k];
+        let inv_m = T::from_f64(1.0 / m as f64);
+        let mut cost = 0.0f64;
+        match (self.output, y) {
+            (Output::Softmax, Targets::Labels(labels)) => {
+                for ((p, dr), &c) in a.chunks_exact(k).zip(d.chunks_exact_mut(k)).zip(labels) {
+                    if c < 0 || c as usize >= k {
+                        return Err(Error::Invalid(format!(
+                            "Y holds class {c}, outside [0, {k}) for {k} output units"
+                        )));
+                    }
+                    let c = c as usize;
+                    for (j, (dd, &pp)) in dr.iter_mut().zip(p).enumerate() {
+                        let y = if j == c { T::ONE } else { T::ZERO };
+                        *dd = (pp - y) * inv_m;
+                    }
+                    cost -= p[c].ln().to_f64();
+                }
+            }
+            (_, Targets::Labels(_)) => {
+                return Err(Error::Invalid(
+                    "integer labels need output='softmax'".into(),
+                ))
+            }
+            (out, Targets::Dense(y)) => {
+                if out == Output::Softmax {
+                    for ((dd, &p), &t) in d.iter_mut().zip(a).zip(y) {
+                        *dd = (p - t) * inv_m;
+                        if t != T::ZERO {
+                            cost -= t.to_f64() * p.ln().to_f64();
+                        }
+                    }
+                } else {
+                    let inv_mk = T::from_f64(1.0 / (m * k) as f64);
+                    for ((dd, &p), &t) in d.iter_mut().zip(a).zip(y) {
+                        let r = p - t;
+                        *dd = r * inv_mk;
+                        cost += 0.5 * r.to_f64() * r.to_f64();
+                    }
+                    return Ok(cost / (m * k) as f64);
+                }
+            }
+        }
+        Ok(cost / m as f64)
+    }
+
+    /// Adds `alpha/m W` to each `dW` and returns the penalty `alpha/(2m) sum ||W||^2`.
+    pub(super) fn penalty<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
+        &self,
+        params: &[P],
+        grads: &mut [G],
+        rows: usize,
+    ) -> f64 {
+        if self.alpha == 0.0 {
+            return 0.0;
+        }
+        let alpha_m = self.alpha / rows as f64;
+        let am = T::from_f64(alpha_m);
+        let mut cost = 0.0;
+        for l in (1..=self.layers()).rev() {
+            let (gw, w) = (grads[2 * (l - 1)].as_mut(), params[2 * (l - 1)].as_ref());
+            let mut sq = 0.0f64;
+            for (g, &wv) in gw.iter_mut().zip(w) {
+                *g += am * wv;
+                sq += wv.to_f64() * wv.to_f64();
+            }
+            cost += 0.5 * alpha_m * sq;
+        }
+        cost
+    }
+
+    /// The data part of the gradient of one block (the rows of `x`, which the last
+    /// [`Mlp::forward_block`] and [`Mlp::cost_block`] into `buf` saw), into `grads`.
+    pub(super) fn backward_block<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
+        &self,
+        buf: &mut Buffers<T>,
+        params: &[P],
+        x: Part<'_, T>,
+        grads: &mut [G],
+        par: bool,
+    ) {
+        let rows = x.rows;
+        let layers = self.layers();
+        let level = crate::runtime::simd::level();
+        for l in (1..=layers).rev() {
+            let (k, n) = (self.sizes[l - 1], self.sizes[l]);
+            let (gw, rest) = grads[2 * (l - 1)..].split_at_mut(1);
+            let (gw, gb) = (gw[0].as_mut(), rest[0].as_mut());
+            let [d, d_below] = &mut buf.delta;
+            let d = &d[..rows * n];
+            // A^T is (k, rows): A's strides swapped.
+            let (a, (rsa, csa)) = if l == 1 {
+                (x.x.as_ptr(), x.strides)
+            } else {
+                (buf.acts[l - 2].as_ptr(), (k as isize, 1))
+            };
+            let w = params[2 * (l - 1)].as_ref();
+            // dW = A^T dZ.
+            // SAFETY: shapes and strides as described; gw does not overlap A or dZ.
+            unsafe {
+                matmul::<T>(
+                    (k, rows, n),
+                    a,
+                    (csa, rsa),
+                    d.as_ptr(),
+                    (n as isize, 1),
+                    gw.as_mut_ptr(),
+                    par,
+                );
+            };
+            column_sums(level, gb, d);
+            if l > 1 {
+                let below = &mut d_below[..rows * k];
+                // dA_{l-1} = dZ_l W_l^T: W^T is (n, k) with strides (1, n).
+                // SAFETY: as above; `below` is a separate buffer.
+                unsafe {
+                    matmul::<T>(
+                        (rows, n, k),
+                        d.as_ptr(),
+                        (n as isize, 1),
+                        w.as_ptr(),
+                        (1, n as isize),
+                        below.as_mut_ptr(),
+                        par,
+                    );
+                };
+                let a = &buf.acts[l - 2][..rows * k];
+                by_row_blocks(below, k, par, |at, block| {
+                    activation_backward(level, block, &a[at..at + block.len()], self.hidden);
+                });
+                buf.delta.swap(0, 1);
+            }
+        }
+    }
+
+    /// Sigmoid output: `dJ/dZ = (p - y)/m`, `J = 1/m sum bce(z, y)` from the logits the
+    /// forward pass kept in `buf.delta[1]`.
+    fn sigmoid_cost_and_delta<T: NnFloat>(
+        &self,
+        buf: &mut Buffers<T>,
+        rows: usize,
+        y: Targets<'_, T>,
+        m: usize,
+    ) -> Result<f64> {
+        let k = self.outputs();
+        let Targets::Dense(y) = y else {
+            return Err(Error::Invalid(
+                "integer labels need output='softmax'".into(),
+            ));
+        };
+        let l = self.layers();
+        let [d, z] = &mut buf.delta;
+        let (z, d) = (&mut z[..rows * k], &mut d[..rows * k]);
+        let p = &buf.acts[l - 1][..rows * k];
+        let inv_m = T::from_f64(1.0 / m as f64);
+        sigmoid_delta_and_terms(crate::runtime::simd::level(), d, z, p, y, inv_m);
+        Ok(z.iter().map(|t| t.to_f64()).sum::<f64>() / m as f64)
+    }
+}
