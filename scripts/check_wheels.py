@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WHEELS = ROOT / "dist" / "wheels"
 WHEELHOUSE = ROOT / "dist" / "wheelhouse"
 NUMPY_FLOOR = "1.24"
-TEST_DEPS = ["pytest>=7", "hypothesis>=6"]
+# pytest-timeout: the pytest config sets `timeout`, an unknown option (an error) without it.
+TEST_DEPS = ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2"]
 ERROR_TESTS = [
     "tests/test_errors.py",
     "tests/test_ewa.py::test_bad_arguments_are_refused_with_a_clear_message",
@@ -320,7 +321,7 @@ def aarch64_wheel(tmp: Path) -> str:
     unpack = run([sys.executable, "-m", "zipfile", "-e", str(wheel("aarch64")), str(site)])
     if unpack.returncode != 0:
         raise RuntimeError(unpack.stderr)
-    # pytest and hypothesis are pure Python: the wheels of the x86-64 download serve.
+    # pytest, hypothesis and pytest-timeout are pure Python: the x86-64 download serves.
     deps = tmp / "aarch64-deps"
     got = run(
         [
