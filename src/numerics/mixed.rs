@@ -133,7 +133,7 @@ mod tests {
     fn adam_bf16_reference(p: &mut [f32], g: &[f32], m: &mut [Bf16], v: &mut [Bf16], t: u64) {
         let (lr, b1, b2, eps) = (1e-2f64, 0.9f64, 0.999f64, 1e-8f64);
         let bc1 = 1.0 - b1.powf(t as f64);
-        let c = (1.0 - b2.powf(t as f64)).powf(0.5);
+        let c = crate::optim::ewa::py_pow_half(1.0 - b2.powf(t as f64));
         let neg_step = (-(lr / bc1 * c)) as f32;
         let eps_c = (eps * c) as f32;
         for i in 0..p.len() {

@@ -10,7 +10,7 @@
 use crate::numerics::float::Float;
 use crate::numerics::half::Stored;
 use crate::numerics::mixed::Params;
-use crate::optim::ewa::{bias_correction, ewa, ewa_sq};
+use crate::optim::ewa::{bias_correction, ewa, ewa_sq, py_pow_half};
 use crate::optim::hyper::{Hyper, MAX_SLOTS};
 use crate::runtime::simd::multiversion;
 
@@ -238,7 +238,7 @@ impl StepScalars {
         match h {
             Hyper::Adam(h) => StepScalars::Adam {
                 step_size: h.lr / bias_correction(h.beta1, t),
-                bias_correction2_sqrt: bias_correction(h.beta2, t).powf(0.5),
+                bias_correction2_sqrt: py_pow_half(bias_correction(h.beta2, t)),
             },
             Hyper::Adagrad(h) => StepScalars::Clr(h.lr / (1.0 + (tf - 1.0) * h.lr_decay)),
             Hyper::Adamax(h) => StepScalars::Clr(h.lr / bias_correction(h.beta1, t)),
@@ -255,13 +255,14 @@ impl StepScalars {
                 let rho_inf = 2.0 / (1.0 - h.beta2) - 1.0;
                 let rho_t = rho_inf - 2.0 * tf * h.beta2.powf(tf) / bc2;
                 let rect = (rho_t > 5.0).then(|| {
-                    ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
-                        / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-                        .powf(0.5)
+                    py_pow_half(
+                        (rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                            / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t),
+                    )
                 });
                 StepScalars::RAdam {
                     bias_correction1: bias_correction(h.beta1, t),
-                    bias_correction2_sqrt: bc2.powf(0.5),
+                    bias_correction2_sqrt: py_pow_half(bc2),
                     rect,
                 }
             }
@@ -771,7 +772,7 @@ mod tests {
             m[i] = b1 * m[i] + (1.0 - b1) * gi;
             v[i] = b2 * v[i] + ((1.0 - b2) * gi) * gi;
             let bc1 = 1.0 - b1.powf(t as f64);
-            let c = (1.0 - b2.powf(t as f64)).powf(0.5);
+            let c = crate::optim::ewa::py_pow_half(1.0 - b2.powf(t as f64));
             p[i] += (-(lr / bc1 * c) * m[i]) / (v[i].sqrt() + eps * c);
         }
     }
