@@ -151,3 +151,19 @@ def test_math_becomes_mathml():
     assert '<span class="math"><math' in out and 'display="inline"' in out
     assert '<div class="math"><math' in out and 'display="block"' in out
     assert "&#x003B2;" in out and "arithmatex" not in out  # beta, and nothing left for JavaScript
+
+
+def test_dataclass_defaults_from_a_factory_read_as_the_value_they_make():
+    import griffe
+
+    plain = griffe.load("ferroptim.nn", search_paths=[str(ROOT / "python")])
+    assert str(plain["History"]["__init__"].parameters["costs"].default) == "(lambda: np.empty(0))()"
+    ours = griffe.load(
+        "ferroptim.nn",
+        search_paths=[str(ROOT / "python")],
+        extensions=griffe.load_extensions(rst.ReSTToMarkdown),
+    )
+    history = ours["History"]
+    assert str(history["__init__"].parameters["costs"].default) == "np.empty(0)"
+    assert str(history["epochs"].value) == "np.empty(0, dtype=np.int64)"
+    assert str(history["timing"].value) == "dict()"
