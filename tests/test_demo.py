@@ -15,8 +15,8 @@ import pytest
 
 from ferroptim.__main__ import main
 from ferroptim.demo import data as datasets
-from ferroptim.demo import net
-from ferroptim.demo.train import Budget, Data, RunSpec, train
+from ferroptim.demo import net, report
+from ferroptim.demo.train import Budget, Data, Decay, RunSpec, train
 
 FIGURES = [
     "cost_batch_size.png",
@@ -60,28 +60,49 @@ def png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
+def with_arrays(out):
+    """results.json with each run's full ``batch_costs``, ``update_seconds`` and ``params``
+    put back from curves.npz."""
+    results = json.loads((out / "results.json").read_text())
+    with np.load(out / "curves.npz") as arrays:
+        for r in results["runs"]:
+            key = f"runs/{r['name']}/"
+            r["batch_costs"] = arrays[key + "batch_costs"].tolist()
+            r["update_seconds"] = arrays[key + "update_seconds"].tolist()
+            names = [k[len(key) :] for k in arrays.files if k.startswith(key)]
+            r["params"] = {
+                n: arrays[key + n].tolist() for n in names if n not in ("batch_costs", "update_seconds")
+            }
+    return results
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     status, printed = run_demo(TINY + ["--out", str(out)])
     assert status == 0
-    return out, json.loads((out / "results.json").read_text()), printed
+    return out, with_arrays(out), printed
 
 
 @pytest.mark.slow
 def test_every_figure_and_the_report_are_written(tiny):
     out, results, printed = tiny
-    report = (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
     for name in FIGURES:
         width, height = png_size(out / name)
         assert width >= 800 and height >= 350, (name, width, height)
         assert (out / name).stat().st_size > 30_000, name  # drawn, not blank
-        assert f"]({name})" in report, name
+        assert f"]({name})" in text, name
     assert sorted(results["figures"]) == sorted(FIGURES)
-    assert "| optimizer | lr | batch size | epochs |" in report
-    assert report.count("\n| Adam |") >= 3  # in both tables
-    assert f"--examples {EXAMPLES} --epochs {EPOCHS}" in report  # the command that repeats the run
+    assert "| optimizer | lr | batch size | epochs |" in text
+    assert text.count("\n| Adam |") >= 3  # in both tables
+    assert f"--examples {EXAMPLES} --epochs {EPOCHS}" in text  # the command that repeats the run
     assert "held-out acc" in printed and "Report:" in printed
+    # what decay did, computed from this run's numbers, in the console and the report
+    summary = report.decay_summary(results["runs"])
+    assert summary.startswith("Learning-rate decay (lr = lr0 / (1 + ")
+    assert summary in printed and summary in text
+    assert (out / "results.json").stat().st_size < 1_000_000
 
 
 @pytest.mark.slow
@@ -132,7 +153,7 @@ def test_surfaces_gd_is_the_slowest_to_leave_the_saddle_and_the_plateau(tiny):
         assert all(isinstance(k, int) for k in steps.values()), steps
         assert all(steps[name] < steps["GD"] for name in four[1:]), steps
     for s in surfaces.values():
-        # the rest of the family races on every surface too
+        # the rest of the family races on every surface too (paths thinned in results.json)
         assert set(s["runs"]) == set(four) | {
             "AdamW",
             "Adagrad",
@@ -143,7 +164,8 @@ def test_surfaces_gd_is_the_slowest_to_leave_the_saddle_and_the_plateau(tiny):
             "Lion",
         }
         for r in s["runs"].values():
-            assert len(r["path"]) == s["steps"] + 1 and r["final_gap"] >= 0
+            assert len(r["path"]) == len(r["path_steps"]) <= report.PATH_POINTS and r["final_gap"] >= 0
+            assert r["path_steps"][0] == 0 and r["path_steps"][-1] == s["steps"]
             assert any(p["lr"] == r["lr"] for p in r["sweep"])
 
 
@@ -192,8 +214,7 @@ def test_lecture_preset_gives_the_same_numbers_through_fit_as_through_the_python
     assert len(rows) == 6
     # every column but the last two (training time and time per epoch)
     assert [r.split()[:-4] for r in rows] == [r.split()[:-4] for r in table(printed_py)]
-    fit = json.loads((tmp_path / "fit" / "results.json").read_text())
-    python = json.loads((tmp_path / "python" / "results.json").read_text())
+    fit, python = with_arrays(tmp_path / "fit"), with_arrays(tmp_path / "python")
     assert fit["loop"] == "fit" and python["loop"] == "python"
     for a, b in zip(fit["runs"], python["runs"]):
         assert a["name"] == b["name"] and a["updates"] == b["updates"] == 1500
@@ -295,3 +316,147 @@ def test_the_networks_gradients_match_finite_differences():
             p[i] = old
             numeric[i] = (up - down) / (2 * h)
         np.testing.assert_allclose(grads[name], numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+
+
+# -- what decay did, stated from the numbers -----------------------------------------------
+
+
+def fake_run(optimizer, final_cost, decay, costs, acc=0.9):
+    return {
+        "name": f"{optimizer}{', lr decay' if decay else ''}",
+        "optimizer": optimizer,
+        "batch_size": 512,
+        "decay": {"formula": "lr0 / (1 + 1·10t/T)"} if decay else None,
+        "final_cost": final_cost,
+        "heldout_accuracy": acc,
+        "batch_costs": list(costs),
+    }
+
+
+FLAT = [0.1] * 100
+FALLING = list(np.linspace(0.5, 0.1, 100))
+
+
+def test_the_decay_sentence_says_where_decay_helped_from_the_numbers():
+    runs = [
+        fake_run("GD", 0.05, False, FLAT),
+        fake_run("Adam", 0.02, False, FLAT),
+        fake_run("GD", 0.03, True, FLAT),
+        fake_run("Adam", 0.01, True, FLAT),
+    ]
+    text = report.decay_summary(runs)
+    assert text.startswith(
+        "Learning-rate decay (lr = lr0 / (1 + 1·10t/T)) lowered the final cost for GD and Adam,"
+    )
+    assert "0.0500 → 0.0300" in text and "0.0200 → 0.0100" in text
+    assert "did not" not in text
+
+
+def test_the_decay_sentence_says_where_and_why_decay_did_not_help():
+    runs = [
+        fake_run("GD", 0.05, False, FLAT),
+        fake_run("Adam", 0.02, False, FLAT),
+        fake_run("RMSprop", 0.02, False, FLAT),
+        fake_run("GD", 0.03, True, FLAT),
+        fake_run("Adam", 0.04, True, FALLING),  # worse, and still descending at the end
+        fake_run("RMSprop", 0.03, True, FLAT),  # worse, levelled off
+    ]
+    text = report.decay_summary(runs)
+    assert "lowered the final cost for GD (cost 0.0500 → 0.0300" in text
+    assert "It did not for Adam (cost 0.0200 → 0.0400" in text
+    assert "still descending when the budget ended" in text  # Adam's reason, from its curve
+    assert "RMSprop (cost 0.0200 → 0.0300" in text and "both had levelled off" in text
+    none = report.decay_summary([runs[1], runs[4]])
+    assert "did not lower the final cost for any optimizer" in none
+    assert report.decay_summary([runs[0], runs[1]]) == ""  # nothing to compare
+
+
+def test_late_drop_measures_the_last_tenth():
+    assert report.late_drop(FLAT) == pytest.approx(0.0)
+    assert report.late_drop([1.0] * 80 + [0.8] * 10 + [0.4] * 10) == pytest.approx(0.5)
+    assert report.late_drop([1.0] * 10) is None
+
+
+def test_results_json_stays_under_a_megabyte_with_a_million_updates(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    costs = rng.uniform(0, 1, n)
+    runs = [
+        {
+            "name": f"run {i}",
+            "batch_costs": costs,
+            "update_seconds": np.linspace(0, 3, n),
+            "params": {"W1": np.ones((32, 2))},
+        }
+        for i in range(12)
+    ]
+    path = np.cumsum(rng.normal(size=(3001, 2)), axis=0)
+    surfaces = [
+        {"key": k, "steps": 3000, "runs": {f"opt {j}": {"path": path, "lr": 0.1} for j in range(11)}}
+        for k in ("saddle", "plateau", "rosenbrock")
+    ]
+    light, arrays = report.split_arrays({"runs": runs, "surfaces": surfaces})
+    report.write_json(light, tmp_path / "results.json")
+    assert (tmp_path / "results.json").stat().st_size < 1_000_000
+    assert "batch_costs" in runs[0] and len(surfaces[0]["runs"]["opt 0"]["path"]) == 3001  # input kept
+    np.savez_compressed(tmp_path / "curves.npz", **arrays)
+    with np.load(tmp_path / "curves.npz") as back:
+        np.testing.assert_array_equal(back["runs/run 3/batch_costs"], costs.astype(np.float32))
+        np.testing.assert_array_equal(back["surfaces/plateau/opt 2/path"], path)
+        assert back["runs/run 0/W1"].shape == (32, 2)
+    c = light["runs"][0]["cost_curve"]
+    assert len(c["mean"]) == report.CURVE_POINTS and c["update"][0] == 0
+    width = c["update"][1]
+    assert c["mean"][0] == pytest.approx(costs[:width].mean(), rel=1e-5)
+    assert c["min"][0] == pytest.approx(costs[:width].min(), rel=1e-5, abs=1e-6)
+    thin = light["surfaces"][0]["runs"]["opt 0"]
+    assert len(thin["path"]) == report.PATH_POINTS and thin["path_steps"][-1] == 3000
+    assert thin["path"][-1] == pytest.approx(path[-1].tolist(), rel=1e-5)
+
+
+def test_a_decay_per_run_shrinks_the_rate_over_the_run_whatever_its_length():
+    X, Y = datasets.spirals(4_000, 0)
+    data = Data(X, Y, *datasets.spirals(1_000, 1))
+    decay = Decay(rate=1.0, every=0.1, per="run")
+    assert decay.shrink == 11 and decay.describe() == "lr0 / (1 + 1·10t/T)"
+    for epochs in (2, 7):
+        r = train(
+            RunSpec("GD", 0.5, 64, decay), data, [2, 8, 1], Budget(epochs=epochs), seed=0, checkpoints=2
+        )
+        assert r["decay"]["run_updates"] == r["updates"] == epochs * 63
+        s = decay.schedule(0.5, 63, r["updates"])
+        assert s(r["updates"]) == pytest.approx(0.5 / 11)
+    timed = train(
+        RunSpec("Adam", 3e-3, 64, decay), data, [2, 8, 1], Budget(seconds=0.2), seed=0, checkpoints=2
+    )
+    assert timed["decay"]["run_updates"] >= 1  # estimated from the timed calibration
+    with pytest.raises(ValueError, match="run_updates"):
+        decay.schedule(0.5, 63)
+
+
+# -- the command line's small things ---------------------------------------------------------
+
+
+def test_version_prints_the_package_version(capsys):
+    import ferroptim
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ferroptim {ferroptim.__version__}"
+
+
+def test_bench_help_outside_a_checkout_prints_help(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--help"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("usage: ferroptim bench") and "benches/compare.py" in out.out
+    assert out.err == ""
+
+
+def test_demo_help_says_how_long_it_takes_and_which_extra_it_needs(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["demo", "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "about a minute" in text and "pip install 'ferroptim[demo]'" in text

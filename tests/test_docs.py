@@ -151,3 +151,36 @@ def test_math_becomes_mathml():
     assert '<span class="math"><math' in out and 'display="inline"' in out
     assert '<div class="math"><math' in out and 'display="block"' in out
     assert "&#x003B2;" in out and "arithmatex" not in out  # beta, and nothing left for JavaScript
+
+
+def test_dataclass_defaults_from_a_factory_read_as_the_value_they_make():
+    import griffe
+
+    plain = griffe.load("ferroptim.nn", search_paths=[str(ROOT / "python")])
+    assert str(plain["History"]["__init__"].parameters["costs"].default) == "(lambda: np.empty(0))()"
+    ours = griffe.load(
+        "ferroptim.nn",
+        search_paths=[str(ROOT / "python")],
+        extensions=griffe.load_extensions(rst.ReSTToMarkdown),
+    )
+    history = ours["History"]
+    assert str(history["__init__"].parameters["costs"].default) == "np.empty(0)"
+    assert str(history["epochs"].value) == "np.empty(0, dtype=np.int64)"
+    assert str(history["timing"].value) == "dict()"
+
+
+def test_a_page_sees_its_own_file_so_it_can_read_the_benchmark_results(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text("```python\nfrom pathlib import Path\nassert Path(__file__).name == 'p.md'\n```\n")
+    hooks.run_page(page.read_text(), tmp_path, "p.md", page)
+    with pytest.raises(hooks.CodeBlockError, match="NameError"):
+        hooks.run_page(page.read_text(), tmp_path, "p.md")  # without the path, no __file__
+
+
+def test_the_benchmark_results_the_benchmarks_page_draws_are_in_the_repository():
+    import json
+
+    run = json.loads((ROOT / "benches" / "results" / "train_compare.json").read_text())
+    assert "AMD EPYC" in run["machine"]
+    assert [r["workload"] for r in run["results"]] == ["W1", "W2", "W3", "W4"]
+    assert all(r["contenders"]["fit"]["seconds"] > 0 for r in run["results"])

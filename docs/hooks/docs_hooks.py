@@ -37,9 +37,11 @@ def python_blocks(markdown: str) -> list[tuple[int, str]]:
     return [(markdown.count("\n", 0, m.start()) + 1, m.group(1)) for m in FENCE.finditer(markdown)]
 
 
-def run_page(markdown: str, workdir: Path, name: str = "<page>") -> list[Path]:
+def run_page(markdown: str, workdir: Path, name: str = "<page>", path: Path | None = None) -> list[Path]:
     """Runs every Python block of ``markdown`` in order, with ``workdir`` as the working
     directory and one namespace for the page; returns the figures written into ``workdir``.
+    With ``path`` (the page's file) the blocks see it as ``__file__``, so a page can read
+    files of the repository (the benchmark results) relative to itself.
 
     Raises:
         RuntimeError: a block raised; the message names the page and the block's line.
@@ -49,6 +51,8 @@ def run_page(markdown: str, workdir: Path, name: str = "<page>") -> list[Path]:
         return []
     os.environ.setdefault("MPLBACKEND", "Agg")
     namespace: dict = {"__name__": "__main__"}
+    if path is not None:
+        namespace["__file__"] = str(Path(path).resolve())
     old = os.getcwd()
     os.chdir(workdir)
     try:
@@ -87,7 +91,7 @@ def on_files(files, config):
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                figures = run_page(text, Path(tmp), page.src_uri)
+                figures = run_page(text, Path(tmp), page.src_uri, Path(page.abs_src_path))
             except CodeBlockError as e:
                 from mkdocs.exceptions import PluginError
 
@@ -139,5 +143,5 @@ if __name__ == "__main__":
     import sys
 
     page, workdir = Path(sys.argv[1]), Path(sys.argv[2])
-    for figure in run_page(page.read_text(encoding="utf-8"), workdir, page.name):
+    for figure in run_page(page.read_text(encoding="utf-8"), workdir, page.name, page):
         print(figure.name)

@@ -370,7 +370,26 @@ def convert(text: str, obj) -> str:
     return roles(simple_tables(literal_blocks(shared_args(text))), obj)
 
 
+def readable_default(value):
+    """A dataclass field's ``field(default_factory=lambda: EXPR)`` as ``EXPR`` and
+    ``field(default_factory=F)`` as ``F()``: the value each instance starts with (griffe
+    would show the call ``(lambda: EXPR)()`` as the default); any other value as it is. Fields with more arguments than the factory are left alone."""
+    if not isinstance(value, griffe.ExprCall) or str(value.function).rsplit(".", 1)[-1] != "field":
+        return value
+    args = value.arguments
+    if len(args) != 1 or not isinstance(args[0], griffe.ExprKeyword) or args[0].name != "default_factory":
+        return value
+    factory = args[0].value
+    if isinstance(factory, griffe.ExprLambda):
+        return factory.body if not factory.parameters else value
+    return griffe.ExprCall(function=factory, arguments=[])  # field(default_factory=dict): dict()
+
+
 class ReSTToMarkdown(griffe.Extension):
     def on_instance(self, *, obj, **kwargs) -> None:
-        if obj.docstring is not None and obj.path.startswith("ferroptim"):
+        if not obj.path.startswith("ferroptim"):
+            return
+        if obj.docstring is not None:
             obj.docstring.value = convert(obj.docstring.value, obj)
+        if obj.is_attribute and obj.value is not None:
+            obj.value = readable_default(obj.value)

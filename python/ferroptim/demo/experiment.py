@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
@@ -100,6 +101,9 @@ class Experiment:
         tables.append((self._optimizer_title(), optimizer_runs))
         for title, runs in tables:
             print(f"\n{title} ({self.budget.describe()})\n{report.text_table(runs)}")
+        decay = report.decay_summary(optimizer_runs)
+        if decay:
+            print(f"\n{decay}")
         print("\nTest surfaces, steps to the target (each optimizer at its best learning rate):")
         for race in races + family:
             cells = [
@@ -238,7 +242,9 @@ class Experiment:
             "figures": figures,
             "total_seconds": total,
         }
-        report.write_json(results, self.out / "results.json")
+        light, arrays = report.split_arrays(results)
+        report.write_json(light, self.out / "results.json")
+        np.savez_compressed(self.out / "curves.npz", **arrays)
         report.write_markdown(
             self.out / "report.md",
             self._sections(tables, races, family, results),
@@ -263,7 +269,8 @@ class Experiment:
             f"Machine: {mach['cpu']}, {mach['logical_cpus']} logical CPUs, ferroptim "
             f"{mach['versions']['ferroptim']} ({mach['ferroptim_simd']}, {mach['ferroptim_threads']} threads), "
             f"NumPy {mach['versions']['numpy']}; whole demo {results['total_seconds']:.0f} s. Every number is "
-            f"in `results.json`."
+            f"in `results.json` (cost curves binned); every update's cost and time, the trained weights and "
+            f"the surfaces' full paths are in `curves.npz`."
         )
 
     def _sections(self, tables, races, family, results) -> list:
@@ -308,6 +315,7 @@ class Experiment:
                         for r in runs
                     )
                     + "\n"
+                    + (f"{report.decay_summary(runs)}\n\n" if report.decay_summary(runs) else "")
                     + report.figure(
                         "cost_optimizers.png",
                         f"Top: mini-batch cost (faint) and its EWA (bold) against {x}. Bottom: held-out "

@@ -37,7 +37,10 @@ STYLE: dict[Any, Any] = {
     "savefig.bbox": "tight",
 }
 SMOOTHING_BETAS = (0.0, 0.5, 0.9, 0.98, 0.99, 0.998, 0.999)
-MAX_RAW_POINTS = 20_000
+#: Up to this many updates every mini-batch's cost is drawn; beyond, the mean of each of
+#: BINS runs of consecutive updates (a faint line, not a solid band of single costs).
+MAX_RAW_POINTS = 2_000
+BINS = 500
 
 
 def _save(fig, path: Path) -> None:
@@ -68,8 +71,12 @@ def _raw_and_smoothed(
     returns the EWA."""
     costs = np.asarray(run["batch_costs"])
     x = _x(run, xaxis)
-    stride = max(1, math.ceil(len(costs) / MAX_RAW_POINTS))
-    ax.plot(x[::stride], costs[::stride], color=color, lw=0.6, alpha=raw_alpha)
+    if len(costs) <= MAX_RAW_POINTS:
+        ax.plot(x, costs, color=color, lw=0.6, alpha=raw_alpha)
+    else:
+        starts = np.unique(np.linspace(0, len(costs), BINS + 1).astype(np.int64))[:-1]
+        means = np.add.reduceat(costs, starts) / np.diff(np.append(starts, len(costs)))
+        ax.plot(x[starts], means, color=color, lw=0.8, alpha=min(1.0, 2 * raw_alpha))
     beta = smoothing_beta(len(costs))
     smooth = ewa(costs, beta) if beta > 0 else costs
     ax.plot(
@@ -84,14 +91,21 @@ def _raw_and_smoothed(
     return smooth
 
 
-def _cost_axis(ax, smoothed: list[np.ndarray]) -> None:
-    """Log y axis from a quarter of the lowest smoothed cost to above the highest, so the
-    noise of single examples (costs down to ~0) does not squash the curves."""
+def _cost_axis(ax, smoothed: list[np.ndarray]) -> bool:
+    """A y axis that shows how the smoothed costs fell: log, from a quarter of the lowest to
+    above the highest, where they span more than a factor of 3 (so the noise of single
+    examples, costs down to ~0, does not squash them); otherwise linear and zoomed onto
+    them, so a small fall (batch GD's few updates) is not a flat line. Returns whether it zoomed."""
     low = min(float(np.min(s)) for s in smoothed)
     high = max(float(np.max(s)) for s in smoothed)
-    ax.set_yscale("log")
-    ax.set_ylim(low / 4, high * 2.5)
     ax.set_ylabel("cost J (cross-entropy, nats)")
+    if low > 0 and high / low > 3:
+        ax.set_yscale("log")
+        ax.set_ylim(low / 4, high * 2.5)
+        return False
+    pad = max(high - low, 1e-3 * high) * 0.25
+    ax.set_ylim(low - pad, high + pad)
+    return True
 
 
 def ewa_temperature(temps: np.ndarray, path: Path) -> dict:
@@ -222,6 +236,9 @@ def lr_schedules(path: Path, epochs: int = 50, steps_per_epoch: int = 100) -> di
         )
         fig.tight_layout()
         _save(fig, path)
+    every = max(1, total // 500)  # results.json keeps every `every`-th update of the modern ones
+    values["modern (per update)"] = {name: v[::every] for name, v in values["modern (per update)"].items()}
+    values["modern updates"] = step[::every].tolist()
     return values
 
 
@@ -238,19 +255,27 @@ def cost_by_batch_size(runs: list[dict], xaxis: str, path: Path) -> None:
             _raw_and_smoothed(ax, run, xaxis, color, "cost")
             for ax, run, color in zip(axes, runs, BATCH_COLORS)
         ]
-        for ax, run, color in zip(axes, runs, BATCH_COLORS):
-            _cost_axis(ax, smoothed)
+        for ax, run, color, smooth in zip(axes, runs, BATCH_COLORS, smoothed):
+            # each panel its own y axis: on a shared one batch GD's small fall looks flat
+            zoomed = _cost_axis(ax, [smooth])
             what = (
                 f"batch GD (all {run['m']:,} per update)"
                 if run["batch_size"] is None
                 else f"batch size {run['batch_label']}"
             )
-            ax.set_title(f"{what}: {run['updates']:,} updates")
+            ax.set_title(
+                f"{what}: {run['updates']:,} updates" + ("\n(y axis zoomed in, linear)" if zoomed else "")
+            )
             ax.set_xlabel(XLABEL[xaxis])
+            raw = (
+                "cost of each batch"
+                if run["updates"] <= MAX_RAW_POINTS
+                else f"mean cost of each {run['updates'] // BINS:,} batches"
+            )
             ax.legend(
                 loc="upper right",
                 handles=[
-                    plt.Line2D([], [], color=color, lw=0.8, alpha=0.5, label="cost of each batch"),
+                    plt.Line2D([], [], color=color, lw=0.8, alpha=0.5, label=raw),
                     ax.get_lines()[-1],
                 ],
             )

@@ -35,27 +35,52 @@ OPTIMIZERS: dict[str, tuple[Callable[..., optim.Optimizer], dict[str, Any]]] = {
 class Decay:
     """The lecture's learning-rate decay ``lr = lr0 / (1 + rate * floor?(epoch / every))``.
 
+    With ``per="run"`` the clock is the run itself instead of epochs: ``every`` is a
+    fraction of the run's updates, so ``lr = lr0 / (1 + rate * t / (every * T))`` for update
+    ``t`` of ``T`` (``T`` exact for an epochs budget, estimated from a timed calibration
+    for a seconds budget). The steps then shrink over the run by the same factor,
+    ``1 + rate / every``, whether the machine makes 0.5 or 50 epochs in the budget.
+
     Args:
-        rate: ``decay_rate`` per ``every`` epochs (> 0).
-        every: epochs per decay interval (> 0).
+        rate: ``decay_rate`` per interval (> 0).
+        every: the interval: epochs (``per="epoch"``) or a fraction of the run (``per="run"``), > 0.
         staircase: drop the rate once per interval (the course's ``schedule_lr_decay``)
             instead of continuously.
+        per: ``"epoch"`` or ``"run"``, what ``every`` counts.
     """
 
     rate: float = 1.0
     every: float = 1.0
     staircase: bool = False
+    per: str = "epoch"
 
-    def schedule(self, lr0: float, updates_per_epoch: int) -> schedules.InverseTimeDecay:
-        """The schedule ``update k -> lr`` for ``updates_per_epoch`` updates per epoch."""
-        return schedules.InverseTimeDecay(lr0, self.rate, self.every * updates_per_epoch, self.staircase)
+    def schedule(
+        self, lr0: float, updates_per_epoch: int, run_updates: int | None = None
+    ) -> schedules.InverseTimeDecay:
+        """The schedule ``update k -> lr`` for ``updates_per_epoch`` updates per epoch, or
+        (``per="run"``) ``run_updates`` updates in the run."""
+        if self.per == "run":
+            if run_updates is None:
+                raise ValueError("a decay per run needs run_updates, the updates the run will make")
+            interval = max(self.every * run_updates, 1.0)
+        else:
+            interval = self.every * updates_per_epoch
+        return schedules.InverseTimeDecay(lr0, self.rate, interval, self.staircase)
 
     def describe(self) -> str:
-        """The formula, e.g. ``lr0 / (1 + 0.3·epoch)``."""
-        epoch = "epoch" if self.every == 1 else f"epoch/{self.every:g}"
+        """The formula, e.g. ``lr0 / (1 + 0.3·epoch)`` or ``lr0 / (1 + 1·10t/T)``."""
+        if self.per == "run":
+            clock = f"{1 / self.every:g}t/T"
+        else:
+            clock = "epoch" if self.every == 1 else f"epoch/{self.every:g}"
         if self.staircase:
-            epoch = f"floor({epoch})"
-        return f"lr0 / (1 + {self.rate:g}·{epoch})"
+            clock = f"floor({clock})"
+        return f"lr0 / (1 + {self.rate:g}·{clock})"
+
+    @property
+    def shrink(self) -> float | None:
+        """For ``per="run"``: the learning rate's first over its last value, ``1 + rate/every``."""
+        return 1 + self.rate / self.every if self.per == "run" else None
 
 
 @dataclass(frozen=True)
@@ -199,7 +224,8 @@ class _Run:
         self.batches = MiniBatches(data.X, data.Y, batch_size=spec.batch_size, seed=seed)
         self.n = len(self.batches)  # updates per epoch
         self.cls, self.fixed = OPTIMIZERS[spec.optimizer]
-        self.lr = spec.decay.schedule(spec.lr, self.n) if spec.decay else spec.lr
+        self.run_updates = None  # T of a decay per run (an int once known)
+        self.lr = spec.lr
         self.opt = self.cls(self.params, lr=self.lr, **self.fixed)
         self.X_check = data.X_test[:checkpoint_examples]
         self.Y_check = data.Y_test[:checkpoint_examples]
@@ -246,8 +272,17 @@ class _Run:
         self.initial_cost, _ = net.evaluate(self.params, self.data.X, self.data.Y)
         c, a = net.evaluate(self.params, self.X_check, self.Y_check)
         self.marks = [{"seconds": 0.0, "epochs": 0.0, "updates": 0, "heldout_cost": c, "heldout_accuracy": a}]
-        if self.loop == "fit" and self.budget.seconds is not None:
-            self.chunk = max(1, int(CHUNK_SECONDS / self._calibrate()))
+        per_run = self.spec.decay is not None and self.spec.decay.per == "run"
+        if self.budget.seconds is not None and (self.loop == "fit" or per_run):
+            per_update = self._calibrate()
+            self.chunk = max(1, int(CHUNK_SECONDS / per_update))
+            if per_run:
+                self.run_updates = max(1, round(self.budget.seconds / per_update))
+        elif per_run:
+            self.run_updates = self.updates_to(1.0)
+        if self.spec.decay is not None:
+            self.lr = self.spec.decay.schedule(self.spec.lr, self.n, self.run_updates)
+            self.opt = self.cls(self.params, lr=self.lr, **self.fixed)
         self.start = time.perf_counter()
         while True:
             if self.budget.epochs is not None:
@@ -335,18 +370,24 @@ class _Run:
         return done
 
     def _calibrate(self) -> float:
-        """Seconds per update of ``fit`` on this network and batch size, from a fit of a
-        copy on the first rows (at least 32 batches, 4096 updates for small batches)."""
+        """Seconds per update of the loop (``fit``, or the Python loop) on this network and
+        batch size, from training a copy on the first rows (at least 32 batches, 4096
+        updates for small batches)."""
         probe = MLP(self.sizes, hidden="relu", output="sigmoid", dtype=np.float32, seed=self.seed)
         for name, value in self.params.items():
             probe.params[name][...] = value
         opt = self.cls(probe.params, lr=self.spec.lr, **self.fixed)
         b = self.spec.batch_size or self.m
         rows = min(self.m, max(32 * b, 4096))
+        X, Y = self.data.X[:rows], self.data.Y[:rows]
         t = time.perf_counter()
-        history = probe.fit(
-            self.data.X[:rows], self.data.Y[:rows], opt, batch_size=b, epochs=1, seed=self.seed
-        )
+        if self.loop == "python":  # the loop that will train: one Python call per batch
+            done = 0
+            for Xb, Yb in MiniBatches(X, Y, batch_size=b, seed=self.seed):
+                opt.step(probe.loss_and_grad(Xb, Yb)[1])
+                done += 1
+            return (time.perf_counter() - t) / max(done, 1)
+        history = probe.fit(X, Y, opt, batch_size=b, epochs=1, seed=self.seed)
         return (time.perf_counter() - t) / max(len(history.costs), 1)
 
     def _checkpoint(self, spent: float) -> None:
@@ -384,7 +425,9 @@ class _Run:
             "batch_size": spec.batch_size,
             "batch_label": spec.batch_label,
             "m": self.m,
-            "decay": None if spec.decay is None else {**asdict(spec.decay), "formula": spec.decay.describe()},
+            "decay": None
+            if spec.decay is None
+            else {**asdict(spec.decay), "formula": spec.decay.describe(), "run_updates": self.run_updates},
             "hyperparameters": {k: v for k, v in self.opt.defaults.items() if k != "lr"},
             "code": f"opt = fo.{cls.__name__}(model.params, lr={self.lr!r}"
             + "".join(f", {k}={v!r}" for k, v in self.fixed.items())
