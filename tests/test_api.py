@@ -210,3 +210,15 @@ def test_the_registry_keeps_the_order_the_classes_have_always_been_defined_in():
         "sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad",
         "adadelta", "adamax", "nadam", "radam", "lion",
     ]  # fmt: skip
+
+
+def test_ferroptim_sklearn_without_scikit_learn_says_which_extra_to_install(monkeypatch):
+    import sys
+
+    for name in [n for n in sys.modules if n == "sklearn" or n.startswith("sklearn.")] or ["sklearn"]:
+        monkeypatch.setitem(sys.modules, name, None)  # "import sklearn..." now fails
+    for name in [n for n in sys.modules if n.startswith("ferroptim.sklearn")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delattr(fo, "sklearn", raising=False)
+    with pytest.raises(ImportError, match=r"pip install 'ferroptim\[sklearn\]'"):
+        import ferroptim.sklearn  # noqa: F401
