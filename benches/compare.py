@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import platform
 import statistics
 import time
 
@@ -42,6 +41,8 @@ import numpy as np
 
 import ferroptim as fo
 from ferroptim import _core
+
+from _common import machine
 
 try:
     import torch
@@ -255,24 +256,6 @@ def fmt_time(s):
     return f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"
 
 
-def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    parts = [
-        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB",
-        f"ferroptim {fo.__version__} ({fo.simd_level()}, {fo.get_num_threads()} threads)",
-        f"NumPy {np.__version__}",
-    ]
-    if torch is not None:
-        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    return "; ".join(parts)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="skip the 100M set, fewer rounds")
@@ -291,7 +274,7 @@ def main(argv=None):
     if torch is not None:
         torch.set_num_threads(os.cpu_count() or 1)
 
-    print(f"Machine: {machine()}")
+    print(f"Machine: {machine({'torch': torch} if torch is not None else {}, os.cpu_count() or 1)}")
     if torch is None:
         print("(torch is not importable: torch columns skipped)")
     header = [
