@@ -17,7 +17,7 @@ BENCH_PYTHON ?= $(PY)
 RELEASE_STAMP := $(VENV)/.release-tools-installed
 WHEEL_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
 
-.PHONY: setup test test-fast test-rust test-python demo bench lint docs wheels test-wheels clean
+.PHONY: setup test test-fast test-rust test-python demo bench bench-refs lint docs wheels test-wheels clean
 
 setup: $(PKG_STAMP)
 
@@ -40,11 +40,11 @@ test: test-rust test-python
 # The inner loop: cargo test and every pytest test but those marked `slow` (subprocesses,
 # MPI jobs, wheel and demo runs end to end); `make test` runs them all.
 test-fast: setup
-	cargo test --quiet
+	cargo test --quiet --features bench-refs
 	$(PY) -m pytest -q -m "not slow"
 
 test-rust:
-	cargo test --quiet
+	cargo test --quiet --features bench-refs
 
 test-python: setup
 	$(PY) -m pytest -q
@@ -52,12 +52,20 @@ test-python: setup
 demo: setup
 	$(VENV)/bin/ferroptim demo
 
+# The memory-bandwidth references are not in the wheel: the kernels bench builds them with the
+# `bench-refs` cargo feature; benches/compare.py prints its reference rows only on an extension
+# built with it (`make bench-refs` installs one into .venv), and skips them otherwise.
 bench: setup
-	cargo bench --bench kernels
+	cargo bench --features bench-refs --bench kernels
 	cargo bench --bench gather
 	cargo bench --bench nn
 	$(BENCH_PYTHON) benches/compare.py --family
 	FERROPTIM_NUM_THREADS=1 $(VENV)/bin/mpiexec -n 2 $(PY) benches/distributed_compare.py
+
+# The extension with the benchmarks' bandwidth reference (`_core.stream_reference`), into .venv
+# in place of the wheel's; `rm $(PKG_STAMP)` and `make setup` put the wheel's back.
+bench-refs: $(DEPS_STAMP)
+	MATURIN_PEP517_ARGS="--features python,bench-refs" $(PY) -m pip install --quiet --force-reinstall --no-deps .
 
 # The Python sources ruff checks and formats (README.md's examples keep their aligned comments).
 PY_SOURCES := python tests benches examples scripts build_backend docs/hooks
@@ -69,6 +77,7 @@ PY_SOURCES := python tests benches examples scripts build_backend docs/hooks
 lint: setup
 	cargo fmt --check
 	cargo clippy --all-targets --features python -- -D warnings
+	cargo clippy --all-targets --features python,bench-refs -- -D warnings
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV)/bin/mypy

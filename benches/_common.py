@@ -8,11 +8,11 @@ on ``sys.path`` and ``from _common import ...`` finds this module.
 from __future__ import annotations
 
 import os
-import platform
 
 import numpy as np
 
 import ferroptim as fo
+from ferroptim._machine import machine_info
 
 
 def setup_threads(threads: int) -> list:
@@ -80,19 +80,18 @@ def import_peers(threads: int, notes: list, wanted: tuple = ("torch", "jax", "sk
 
 
 def machine(peers: dict, threads: int) -> str:
-    """CPU model, CPUs, memory, and the version and thread count of every library used."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    """CPU model, CPUs, memory, and the version and thread count of every library used (the
+    facts from the package's one machine description, ``ferroptim._machine``)."""
+    info = machine_info()
+    mem = (info["memory_bytes"] or 0) / 2**30
+    blas = peers.get("blas") or ", ".join(
+        f"{p['internal_api']} {p['version']} ({p['num_threads']} threads)" for p in info["blas"] or []
+    )
     parts = [
-        f"{cpu}, {os.cpu_count()} CPUs, {mem:.0f} GiB",
-        f"Python {platform.python_version()}",
-        f"ferroptim {fo.__version__} ({fo.simd_level()}, {fo.get_num_threads()} threads)",
-        f"NumPy {np.__version__} ({peers['blas']})",
+        f"{info['cpu']}, {info['logical_cpus']} CPUs, {mem:.0f} GiB",
+        f"Python {info['python']}",
+        f"ferroptim {fo.__version__} ({info['ferroptim_simd']}, {info['ferroptim_threads']} threads)",
+        f"NumPy {np.__version__} ({blas or 'BLAS unknown: no threadpoolctl'})",
     ]
     if "torch" in peers:
         parts.append(f"torch {peers['torch'].__version__} ({peers['torch'].get_num_threads()} threads)")

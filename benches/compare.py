@@ -12,7 +12,8 @@ float32, this times one optimizer step of:
   a fused CPU kernel -- only when torch is importable (a benchmark extra, never a
   dependency);
 - a streaming pass over the same bytes (ferroptim's bandwidth reference), the time a
-  memory-bound step cannot beat on large tensors.
+  memory-bound step cannot beat on large tensors -- only when ferroptim was built with the
+  ``bench-refs`` cargo feature (``make bench-refs``; the wheel leaves it out).
 
 Peers are interleaved round by round, each sample starting after a 20 ms pause (OpenMP
 and rayon workers spin for a while after their last job; without the pause the previous
@@ -34,7 +35,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import platform
 import statistics
 import time
 
@@ -42,6 +42,15 @@ import numpy as np
 
 import ferroptim as fo
 from ferroptim import _core
+
+from _common import machine
+
+# The bandwidth reference: only in an extension built with the bench-refs feature.
+STREAM = getattr(_core, "stream_reference", None)
+NO_STREAM = (
+    "(this ferroptim was built without the bench-refs cargo feature: the bandwidth reference "
+    "rows and percentages are skipped; `make bench-refs` installs a build with them)"
+)
 
 try:
     import torch
@@ -125,7 +134,8 @@ def make_runners(opt_name, shapes, with_numpy):
 
     dst = [np.ones(n, np.float32) for _ in range(1 + state_arrays)]
     src = np.full(n, 1e-7, np.float32)
-    runners.append(("bandwidth reference", lambda: _core.stream_reference(dst, src)))
+    if STREAM is not None:
+        runners.append(("bandwidth reference", lambda: STREAM(dst, src)))
 
     if with_numpy and opt_name in OPTIMIZERS:
         nps, ngs = arrays()
@@ -213,8 +223,9 @@ def make_half_runners(shapes):
     src = np.full(n, 1e-7, np.float32)
     d32 = [np.ones(n, np.float32) for _ in range(3)]
     d16 = [np.zeros(n, np.uint16) for _ in range(2)]
-    runners.append(("bandwidth reference 20 B", lambda: _core.stream_reference(d32[:1], src, d16)))
-    runners.append(("bandwidth reference 28 B", lambda: _core.stream_reference(d32, src)))
+    if STREAM is not None:
+        runners.append(("bandwidth reference 20 B", lambda: STREAM(d32[:1], src, d16)))
+        runners.append(("bandwidth reference 28 B", lambda: STREAM(d32, src)))
     if torch is not None:
         tps, tgs = arrays()
         tparams = [torch.from_numpy(p).requires_grad_() for p in tps]
@@ -230,7 +241,7 @@ def half_rows(sets, rounds):
     for set_name in sets:
         n, runners = make_half_runners(SETS[set_name])
         times = time_runners(runners, target_s=0.2, rounds=rounds)
-        ours, ref = times["ferroptim bfloat16 state"], times["bandwidth reference 20 B"]
+        ours, ref = times["ferroptim bfloat16 state"], times.get("bandwidth reference 20 B")
         for label, t in times.items():
             bpe = 28 if ("float32" in label or "28" in label) else 20
             rows.append(
@@ -241,7 +252,7 @@ def half_rows(sets, rounds):
                     fmt_time(t),
                     f"{n / t:.3g}",
                     f"{n * bpe / t / 1e9:.1f}",
-                    f"{100 * ref / t:.0f}%",
+                    f"{100 * ref / t:.0f}%" if ref else "—",
                     "—" if label == "ferroptim bfloat16 state" else f"{t / ours:.2f}x",
                 ]
             )
@@ -253,24 +264,6 @@ def half_rows(sets, rounds):
 
 def fmt_time(s):
     return f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"
-
-
-def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    parts = [
-        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB",
-        f"ferroptim {fo.__version__} ({fo.simd_level()}, {fo.get_num_threads()} threads)",
-        f"NumPy {np.__version__}",
-    ]
-    if torch is not None:
-        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    return "; ".join(parts)
 
 
 def main(argv=None):
@@ -291,9 +284,11 @@ def main(argv=None):
     if torch is not None:
         torch.set_num_threads(os.cpu_count() or 1)
 
-    print(f"Machine: {machine()}")
+    print(f"Machine: {machine({'torch': torch} if torch is not None else {}, os.cpu_count() or 1)}")
     if torch is None:
         print("(torch is not importable: torch columns skipped)")
+    if STREAM is None:
+        print(NO_STREAM)
     header = [
         "set",
         "optimizer",
@@ -319,7 +314,7 @@ def main(argv=None):
             n, bpe, runners = make_runners(opt_name, SETS[set_name], with_numpy=True)
             big = n >= 10_000_000
             times = time_runners(runners, target_s=0.2 if big else 0.03, rounds=rounds)
-            ref, ours = times["bandwidth reference"], times["ferroptim"]
+            ref, ours = times.get("bandwidth reference"), times["ferroptim"]
             for label, t in times.items():
                 rows.append(
                     [
@@ -329,7 +324,7 @@ def main(argv=None):
                         fmt_time(t),
                         f"{n / t:.3g}",
                         f"{n * bpe / t / 1e9:.1f}",
-                        f"{100 * ref / t:.0f}%",
+                        f"{100 * ref / t:.0f}%" if ref else "—",
                         "—" if label in ("ferroptim", "bandwidth reference") else f"{t / ours:.1f}x",
                     ]
                 )

@@ -8,6 +8,7 @@
 // one `make lint` runs, with `--features python`.
 #![cfg_attr(not(feature = "python"), allow(dead_code, unused_imports))]
 
+#[cfg(feature = "bench-refs")]
 mod bandwidth;
 mod data;
 mod error;
@@ -17,6 +18,7 @@ mod optim;
 mod runtime;
 
 // What the benches and the Rust integration tests use; the rest is reached through `py`.
+#[cfg(feature = "bench-refs")]
 pub use bandwidth::{bytes_per_element, stream};
 pub use data::{Buffer, Job, Order, Samples, Shuffle, Source};
 pub use error::{Error, Result};

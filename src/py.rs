@@ -1,7 +1,6 @@
 //! Python bindings (the `_core` extension module): thin wrappers over the core, and the
 //! one place core errors become Python exceptions.
 
-use numpy::PyArrayMethods;
 use pyo3::exceptions::{
     PyMemoryError, PyRuntimeError, PyRuntimeWarning, PyTypeError, PyValueError,
 };
@@ -14,6 +13,8 @@ use crate::runtime::simd;
 
 mod arrays;
 mod batches;
+#[cfg(feature = "bench-refs")]
+mod bench_refs;
 mod ewa;
 mod lock;
 mod nn;
@@ -75,63 +76,6 @@ fn get_num_threads() -> usize {
     parallel::num_threads()
 }
 
-/// The memory-bandwidth reference of benchmarks: `dst[k] += src` for every array of `dst`
-/// (1-D C-contiguous float32 arrays of one length), in one threaded pass with the GIL
-/// released. It moves the bytes an update with `len(dst)` read-write arrays and one
-/// read-only array moves. With `dst16` (1 or 2 uint16 arrays, each element incremented)
-/// `dst` must be one array: the bytes of an update with 16-bit state.
-#[pyfunction]
-#[pyo3(signature = (dst, src, dst16 = None))]
-fn stream_reference(
-    py: Python<'_>,
-    dst: Vec<Bound<'_, numpy::PyArray1<f32>>>,
-    src: Bound<'_, numpy::PyArray1<f32>>,
-    dst16: Option<Vec<Bound<'_, numpy::PyArray1<u16>>>>,
-) -> PyResult<()> {
-    let src = src.try_readonly()?;
-    let src = src.as_slice()?;
-    let mut dst = dst
-        .iter()
-        .map(numpy::PyArrayMethods::try_readwrite)
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut views = dst
-        .iter_mut()
-        .map(|d| d.as_slice_mut())
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut half = dst16
-        .iter()
-        .flatten()
-        .map(numpy::PyArrayMethods::try_readwrite)
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut half_views = half
-        .iter_mut()
-        .map(|d| d.as_slice_mut())
-        .collect::<Result<Vec<_>, _>>()?;
-    if views.iter().any(|v| v.len() != src.len()) || half_views.iter().any(|v| v.len() != src.len())
-    {
-        return Err(PyValueError::new_err(
-            "stream_reference: arrays differ in length",
-        ));
-    }
-    if dst16.is_some() {
-        if views.len() != 1 || !(1..=2).contains(&half_views.len()) {
-            return Err(PyValueError::new_err(
-                "stream_reference: with dst16, dst is one array and dst16 one or two",
-            ));
-        }
-        let d = views.pop().unwrap_or_default();
-        py.detach(|| crate::bandwidth::stream_16(d, &mut half_views, src));
-        return Ok(());
-    }
-    if !(1..=4).contains(&views.len()) {
-        return Err(PyValueError::new_err(
-            "stream_reference: 1 to 4 destination arrays",
-        ));
-    }
-    py.detach(|| crate::bandwidth::stream(&mut views, src));
-    Ok(())
-}
-
 /// The SIMD level kernels run with: 'scalar', 'avx2' or 'avx512'.
 #[pyfunction]
 fn simd_level() -> &'static str {
@@ -169,7 +113,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
-    m.add_function(wrap_pyfunction!(stream_reference, m)?)?;
+    #[cfg(feature = "bench-refs")]
+    m.add_function(wrap_pyfunction!(bench_refs::stream_reference, m)?)?;
     m.add_function(wrap_pyfunction!(ops::grad_norm, m)?)?;
     m.add_function(wrap_pyfunction!(ops::scale_, m)?)?;
     m.add_function(wrap_pyfunction!(ops::clip_grad_norm_, m)?)?;

@@ -8,6 +8,7 @@ import pytest
 import ferroptim as fo
 
 from conftest import OPTIMIZERS
+from optimizers import OPTIMIZER_DB
 from reference import Reference
 
 
@@ -119,22 +120,7 @@ def test_add_param_group_keeps_existing_state():
 def test_state_names_follow_torch():
     p = [np.zeros(2)]
     g = [np.ones(2)]
-    expected = {
-        "sgd": ({"momentum": 0.9}, {"step", "momentum_buffer"}),
-        "momentum": ({"lr": 0.1}, {"step", "velocity"}),
-        "rmsprop": (
-            {"momentum": 0.9, "centered": True},
-            {"step", "square_avg", "momentum_buffer", "grad_avg"},
-        ),
-        "adam": ({"amsgrad": True}, {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}),
-        "adamw": ({}, {"step", "exp_avg", "exp_avg_sq"}),
-        "adagrad": ({}, {"step", "sum"}),
-        "adadelta": ({}, {"step", "square_avg", "acc_delta"}),
-        "adamax": ({}, {"step", "exp_avg", "exp_inf"}),
-        "nadam": ({}, {"step", "mu_product", "exp_avg", "exp_avg_sq"}),
-        "radam": ({}, {"step", "exp_avg", "exp_avg_sq"}),
-        "lion": ({}, {"step", "exp_avg"}),
-    }
+    expected = {row.name: row.state_names for row in OPTIMIZER_DB}
     for kind, (h, names) in expected.items():
         opt = OPTIMIZERS[kind]([p[0].copy()], **h)
         opt.step(g)
@@ -143,37 +129,8 @@ def test_state_names_follow_torch():
 
 def test_defaults_follow_torch():
     p = [np.zeros(1)]
-    assert fo.SGD(p).defaults == dict(
-        lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, maximize=False
-    )
-    assert fo.RMSprop(p).defaults == dict(
-        lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False
-    )
-    assert fo.Adam(p).defaults == dict(
-        lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False
-    )
-    assert fo.AdamW(p).defaults["weight_decay"] == 1e-2
-    assert fo.Momentum(p, lr=0.1).defaults == dict(lr=0.1, beta=0.9)
-    assert fo.Adagrad(p).defaults == dict(
-        lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, maximize=False
-    )
-    assert fo.Adadelta(p).defaults == dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False)
-    assert fo.Adamax(p).defaults == dict(
-        lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False
-    )
-    assert fo.NAdam(p).defaults == dict(
-        lr=2e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=0.0,
-        momentum_decay=4e-3,
-        decoupled_weight_decay=False,
-        maximize=False,
-    )
-    assert fo.RAdam(p).defaults == dict(
-        lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, maximize=False
-    )
-    assert fo.Lion(p).defaults == dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0)
+    for row in OPTIMIZER_DB:
+        assert row.cls(p, **row.required).defaults == row.defaults, row.name
 
 
 def test_repr_lists_the_groups():
@@ -206,7 +163,24 @@ def test_every_optimizer_class_is_registered_once_under_its_engine_name():
 def test_the_registry_keeps_the_order_the_classes_have_always_been_defined_in():
     # ferroptim.optim is a package of modules: its __init__ imports sgd.py before adaptive.py
     # so OPTIMIZERS still fills in optim.py's old order (dict copies of it iterate that way).
-    assert list(fo.optim.OPTIMIZERS) == [
-        "sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad",
-        "adadelta", "adamax", "nadam", "radam", "lion",
-    ]  # fmt: skip
+    assert list(fo.optim.OPTIMIZERS) == [row.name for row in OPTIMIZER_DB]
+
+
+def test_the_optimizer_table_of_the_tests_has_the_registry_s_classes():
+    # tests/optimizers.py drives every per-optimizer test (the test above checks it has a row
+    # for each registered name, in order): each row names the registered class.
+    for row in OPTIMIZER_DB:
+        assert row.cls is fo.optim.OPTIMIZERS[row.name] and row.configs and row.draw_hyper
+        assert row.torch is None or row.torch == row.cls.__name__
+
+
+def test_ferroptim_sklearn_without_scikit_learn_says_which_extra_to_install(monkeypatch):
+    import sys
+
+    for name in [n for n in sys.modules if n == "sklearn" or n.startswith("sklearn.")] or ["sklearn"]:
+        monkeypatch.setitem(sys.modules, name, None)  # "import sklearn..." now fails
+    for name in [n for n in sys.modules if n.startswith("ferroptim.sklearn")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delattr(fo, "sklearn", raising=False)
+    with pytest.raises(ImportError, match=r"pip install 'ferroptim\[sklearn\]'"):
+        import ferroptim.sklearn  # noqa: F401

@@ -19,6 +19,7 @@ import pytest
 import ferroptim as fo
 
 from golden_inputs import SHAPES, STEPS, inputs
+from optimizers import OPTIMIZER_DB
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 META = json.loads((GOLDEN / "torch_optim.json").read_text())
@@ -34,7 +35,7 @@ def trajectories():
 
 def test_the_golden_files_cover_every_optimizer_shared_with_torch_in_both_dtypes():
     assert META["steps"] == STEPS and {k: tuple(v) for k, v in META["shapes"].items()} == SHAPES
-    shared = {"SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam"}
+    shared = {row.torch for row in OPTIMIZER_DB if row.torch}
     covered = {(c["optimizer"], c["dtype"]) for c in CASES}
     assert covered == {(o, d) for o in shared for d in ("float32", "float64")}
 

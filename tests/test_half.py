@@ -13,12 +13,13 @@ import pytest
 import ferroptim as fo
 
 from conftest import OPTIMIZERS
+from optimizers import OPTIMIZER_DB
 from reference import Reference
 from test_parity import CASES, IDS
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 BF16 = np.dtype(ml_dtypes.bfloat16)
-SECOND_MOMENT = {"rmsprop", "adam", "adamw", "adagrad", "adadelta", "nadam", "radam"}
+SECOND_MOMENT = {row.name for row in OPTIMIZER_DB if row.second_moment}
 SHAPES = [(), (7,), (33, 17), (fo._core.PARALLEL_MIN_ELEMENTS + 4099,)]
 
 

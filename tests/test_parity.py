@@ -11,52 +11,13 @@ import pytest
 import ferroptim as fo
 
 from conftest import OPTIMIZERS
+from optimizers import OPTIMIZER_DB
 from reference import Reference
 
 # 0-d, empty, odd lengths (vector tails) and one tensor large enough to run on threads.
 SHAPES = [(), (0,), (1,), (7,), (33, 17), (2, 3, 5), (fo._core.PARALLEL_MIN_ELEMENTS + 4099,)]
 
-CONFIGS = {
-    "sgd": [
-        dict(lr=0.1),
-        dict(lr=0.05, momentum=0.9),
-        dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
-        dict(lr=0.05, momentum=0.5, dampening=0.3, maximize=True),
-    ],
-    "momentum": [dict(lr=0.1), dict(lr=0.3, beta=0.5)],
-    "rmsprop": [
-        dict(),
-        dict(lr=1e-3, alpha=0.9, eps=1e-6, weight_decay=0.1),
-        dict(momentum=0.9),
-        dict(centered=True),
-        dict(centered=True, momentum=0.5, maximize=True, weight_decay=0.01),
-    ],
-    "adam": [
-        dict(),
-        dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1),
-        dict(amsgrad=True),
-        dict(maximize=True, eps=1e-6),
-    ],
-    "adamw": [dict(), dict(lr=1e-2, weight_decay=0.1, amsgrad=True, maximize=True)],
-    "adagrad": [
-        dict(),
-        dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.5, maximize=True),
-    ],
-    "adadelta": [dict(), dict(lr=0.5, rho=0.5, eps=1e-4, weight_decay=0.1, maximize=True)],
-    "adamax": [dict(), dict(lr=1e-2, betas=(0.5, 0.9), eps=1e-4, weight_decay=0.1, maximize=True)],
-    "nadam": [
-        dict(),
-        dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1, momentum_decay=0.01),
-        dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
-    ],
-    "radam": [
-        dict(),
-        dict(lr=1e-2, betas=(0.8, 0.9), weight_decay=0.1),
-        dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
-    ],
-    "lion": [dict(), dict(lr=1e-3, betas=(0.5, 0.9), weight_decay=0.1)],
-}
-CASES = [(kind, h) for kind, hs in CONFIGS.items() for h in hs]
+CASES = [(row.name, h) for row in OPTIMIZER_DB for h in row.configs]
 IDS = [f"{kind}-{'-'.join(f'{k}={v}' for k, v in h.items()) or 'defaults'}" for kind, h in CASES]
 
 

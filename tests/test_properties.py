@@ -1,10 +1,13 @@
 """Hypothesis: random shapes, dtypes and hyper-parameters against the NumPy reference."""
 
+from types import SimpleNamespace
+
 import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import OPTIMIZERS, snapshot
+from optimizers import BY_NAME
 from reference import Reference
 
 shapes = st.lists(st.lists(st.integers(0, 9), min_size=0, max_size=3).map(tuple), min_size=1, max_size=4)
@@ -16,75 +19,14 @@ flag = st.booleans()
 eps = st.sampled_from([1e-8, 1e-3])
 
 
+# The shared strategies each row's draw_hyper takes (tests/optimizers.py).
+S = SimpleNamespace(st=st, lr=lr, unit=unit, decay=decay, flag=flag, eps=eps)
+
+
 @st.composite
 def hyper(draw):
     kind = draw(st.sampled_from(sorted(OPTIMIZERS)))
-    if kind == "sgd":
-        momentum = draw(st.sampled_from([0.0, draw(unit)]))
-        nesterov = momentum > 0 and draw(flag)
-        dampening = 0.0 if nesterov else draw(st.floats(0.0, 1.0))
-        h = dict(
-            lr=draw(lr),
-            momentum=momentum,
-            dampening=dampening,
-            nesterov=nesterov,
-            weight_decay=draw(decay),
-            maximize=draw(flag),
-        )
-    elif kind == "momentum":
-        h = dict(lr=draw(lr), beta=draw(unit))
-    elif kind == "rmsprop":
-        h = dict(
-            lr=draw(lr),
-            alpha=draw(unit),
-            eps=draw(eps),
-            weight_decay=draw(decay),
-            momentum=draw(st.sampled_from([0.0, 0.9])),
-            centered=draw(flag),
-            maximize=draw(flag),
-        )
-    elif kind in ("adam", "adamw"):
-        h = dict(
-            lr=draw(lr),
-            betas=(draw(unit), draw(unit)),
-            eps=draw(eps),
-            weight_decay=draw(decay),
-            amsgrad=draw(flag),
-            maximize=draw(flag),
-        )
-    elif kind == "adagrad":
-        h = dict(
-            lr=draw(lr),
-            lr_decay=draw(decay),
-            weight_decay=draw(decay),
-            initial_accumulator_value=draw(st.sampled_from([0.0, 0.1])),
-            eps=draw(eps),
-            maximize=draw(flag),
-        )
-    elif kind == "adadelta":
-        h = dict(lr=draw(lr), rho=draw(unit), eps=draw(eps), weight_decay=draw(decay), maximize=draw(flag))
-    elif kind == "adamax":
-        h = dict(
-            lr=draw(lr),
-            betas=(draw(unit), draw(unit)),
-            eps=draw(eps),
-            weight_decay=draw(decay),
-            maximize=draw(flag),
-        )
-    elif kind in ("nadam", "radam"):
-        h = dict(
-            lr=draw(lr),
-            betas=(draw(unit), draw(unit)),
-            eps=draw(eps),
-            weight_decay=draw(decay),
-            decoupled_weight_decay=draw(flag),
-            maximize=draw(flag),
-        )
-        if kind == "nadam":
-            h["momentum_decay"] = draw(st.sampled_from([0.0, 4e-3, 0.1]))
-    else:
-        h = dict(lr=draw(lr), betas=(draw(unit), draw(unit)), weight_decay=draw(decay))
-    return kind, h
+    return kind, BY_NAME[kind].draw_hyper(draw, S)
 
 
 @settings(max_examples=300, deadline=None)

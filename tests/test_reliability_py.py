@@ -536,6 +536,17 @@ def test_pickles_name_every_optimizer_class_by_its_public_path_ferroptim_optim()
         assert pickle.loads(f"cferroptim.optim\n{name}\n.".encode()) is cls
 
 
+def test_pickles_name_the_network_classes_by_their_public_path_ferroptim_nn():
+    # nn.py became a package (model, training loop); pickles made before and after name
+    # ``ferroptim.nn.MLP`` / ``ferroptim.nn.History``, not the inner module, and both load.
+    for name in fo.nn.__all__:
+        cls = getattr(fo.nn, name)
+        assert pickle.dumps(cls, protocol=0) == f"cferroptim.nn\n{name}\np0\n.".encode()
+        assert pickle.loads(f"cferroptim.nn\n{name}\n.".encode()) is cls
+    model = fo.nn.MLP([2, 3, 1], seed=0)
+    assert b"cferroptim.nn\nMLP\n" in pickle.dumps(model, protocol=2)
+
+
 def test_an_optimizer_pickled_under_the_path_ferroptim_optim_adam_loads_and_steps_on():
     w = np.array([1.0, -2.0, 3.0])
     opt = fo.Adam([w], lr=0.1, betas=[0.8, 0.9])

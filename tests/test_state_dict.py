@@ -9,20 +9,9 @@ import pytest
 import ferroptim as fo
 
 from conftest import OPTIMIZERS, assert_same_snapshot, snapshot
+from optimizers import OPTIMIZER_DB
 
-CASES = [
-    ("sgd", dict(lr=0.05, momentum=0.9, nesterov=True)),
-    ("momentum", dict(lr=0.1, beta=0.8)),
-    ("rmsprop", dict(momentum=0.5, centered=True)),
-    ("adam", dict(amsgrad=True, weight_decay=0.01)),
-    ("adamw", dict(lr=1e-2)),
-    ("adagrad", dict(lr_decay=0.01, initial_accumulator_value=0.1)),
-    ("adadelta", dict(weight_decay=0.01)),
-    ("adamax", dict()),
-    ("nadam", dict(decoupled_weight_decay=True, weight_decay=0.01)),
-    ("radam", dict()),
-    ("lion", dict(weight_decay=0.1)),
-]
+CASES = [(row.name, row.state_dict_config) for row in OPTIMIZER_DB]
 
 
 def make_params(seed=0):

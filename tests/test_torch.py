@@ -8,46 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import OPTIMIZERS
+from optimizers import OPTIMIZER_DB
 
 torch = pytest.importorskip("torch")
 
-CASES = [
-    ("sgd", dict(lr=0.05)),
-    ("sgd", dict(lr=0.05, momentum=0.9)),
-    ("sgd", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2)),
-    ("sgd", dict(lr=0.05, momentum=0.5, dampening=0.5, maximize=True)),
-    ("rmsprop", dict()),
-    ("rmsprop", dict(lr=1e-3, alpha=0.9, momentum=0.9, weight_decay=1e-2)),
-    ("rmsprop", dict(lr=1e-3, centered=True, momentum=0.5, maximize=True)),
-    ("adam", dict()),
-    ("adam", dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=1e-2, amsgrad=True)),
-    ("adam", dict(lr=1e-2, maximize=True, eps=1e-6)),
-    ("adamw", dict()),
-    ("adamw", dict(lr=1e-2, weight_decay=0.1, amsgrad=True)),
-    ("adagrad", dict()),
-    ("adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.5, maximize=True)),
-    ("adadelta", dict()),
-    ("adadelta", dict(lr=0.5, rho=0.5, eps=1e-4, weight_decay=0.1, maximize=True)),
-    ("adamax", dict()),
-    ("adamax", dict(lr=1e-2, betas=(0.5, 0.9), weight_decay=0.1, maximize=True)),
-    ("nadam", dict()),
-    ("nadam", dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1, momentum_decay=0.01)),
-    ("nadam", dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
-    ("radam", dict()),
-    ("radam", dict(lr=1e-2, betas=(0.8, 0.9), weight_decay=0.1)),
-    ("radam", dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
-]
-TORCH = {
-    "sgd": "SGD",
-    "rmsprop": "RMSprop",
-    "adam": "Adam",
-    "adamw": "AdamW",
-    "adagrad": "Adagrad",
-    "adadelta": "Adadelta",
-    "adamax": "Adamax",
-    "nadam": "NAdam",
-    "radam": "RAdam",
-}
+CASES = [(row.name, h) for row in OPTIMIZER_DB for h in row.torch_configs]
+TORCH = {row.name: row.torch for row in OPTIMIZER_DB if row.torch}
 SHAPES = [(), (1,), (33, 17), (4, 5, 6), (1031,)]
 
 

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -92,42 +89,13 @@ def markdown_table(runs: list[dict]) -> str:
 
 
 def machine_info() -> dict:
-    """CPU, cores, memory, load, OS and the versions of everything the demo used."""
+    """CPU, cores, memory, load, OS and the versions of everything the demo used (the
+    package's one machine description, :func:`ferroptim._machine.machine_info`)."""
     import matplotlib
-    import threadpoolctl
 
-    import ferroptim
+    from .._machine import machine_info as describe
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        memory = None
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "memory_bytes": memory,
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "os": platform.platform(),
-        "python": sys.version.split()[0],
-        "versions": {
-            "ferroptim": ferroptim.__version__,
-            "numpy": np.__version__,
-            "matplotlib": matplotlib.__version__,
-        },
-        "ferroptim_threads": ferroptim.get_num_threads(),
-        "ferroptim_simd": ferroptim.simd_level(),
-        "blas": [
-            {k: v for k, v in lib.items() if k in ("internal_api", "version", "num_threads")}
-            for lib in threadpoolctl.threadpool_info()
-            if lib.get("user_api") == "blas"
-        ],
-    }
+    return describe({"matplotlib": matplotlib.__version__})
 
 
 def _plain(x: Any) -> Any:

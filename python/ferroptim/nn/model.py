@@ -1,83 +1,19 @@
-"""Fully-connected networks trained end to end in Rust: ``ferroptim.nn.MLP``.
-
-The lecture's networks — dense layers, ReLU/leaky ReLU/tanh/sigmoid hidden units, a sigmoid
-(binary cross-entropy), softmax (categorical cross-entropy) or identity (squared error)
-output — with the forward pass, backward pass, the optimizer's step and the epoch loop in
-Rust. ``model.params`` are ordinary NumPy arrays (``W1, b1, W2, b2, ...``), so every
-ferroptim optimizer, ``ParameterEMA``, ``clip_grad_norm`` and ``state_dict`` work on them.
-
-Layout: examples are rows. ``X (m, n_0)``, ``W_l (n_{l-1}, n_l)``, ``b_l (n_l,)``;
-``Z_l = A_{l-1} W_l + b_l``, ``A_l = g(Z_l)``, ``A_0 = X``.
-
-Costs (``m`` examples in the batch, ``k`` outputs):
-
-- ``output="sigmoid"``: ``J = 1/m sum_i sum_k -(y log p + (1 - y) log(1 - p))``, computed
-  from the logits as ``softplus(z) - y z``; ``dJ/dZ_L = (p - y) / m``.
-- ``output="softmax"``: ``J = -1/m sum_i log p_{i, y_i}`` (labels) or
-  ``-1/m sum_ik y_ik log p_ik`` (one-hot); ``dJ/dZ_L = (p - y) / m``.
-- ``output="identity"``: ``J = 1/(2 m k) sum_ik (a_ik - y_ik)^2`` (scikit-learn's
-  ``squared_loss``); ``dJ/dZ_L = (a - y) / (m k)``.
-- ``alpha > 0`` adds ``alpha / (2 m) * sum_l sum W_l**2`` (biases are not penalised), as the
-  course and scikit-learn define it.
-"""
+"""The network: :class:`MLP` (architecture, parameters, passes, inputs, checkpoints) and the
+:class:`History` its :meth:`MLP.fit` returns (the loop itself is in :mod:`.training`)."""
 
 from __future__ import annotations
 
-import itertools
-import operator
-import signal
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from . import _core
-from .batches import MiniBatches
-from .optim import Optimizer
-from .wrappers import _Wrapper
-
-__all__ = ["MLP", "History"]
+from .. import _core
+from ._args import _count, _int
 
 HIDDEN = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
 OUTPUTS = ("sigmoid", "softmax", "identity")
 INITS = ("he", "xavier", "glorot", "lecture")
-
-
-def _int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got bool")
-    try:
-        i = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-    if i < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {i}")
-    return i
-
-
-_U64_MAX = 2**64 - 1
-
-
-def _count(name: str, value: Any) -> int:
-    """A counter the core keeps in 64 bits: an int in [0, 2**64 - 1]."""
-    i = _int(name, value, 0)
-    if i > _U64_MAX:
-        raise ValueError(f"{name} must be below 2**64, got {i}")
-    return i
-
-
-def _callables(name: str, value: Any) -> list:
-    """``value`` as a list of callables: a list, tuple or other iterable of them."""
-    if callable(value) or isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        hint = f" (pass [{name[:-1]}] for one)" if callable(value) else ""
-        raise TypeError(f"{name} must be a list of callables, got {type(value).__name__}{hint}")
-    out = list(value)
-    for cb in out:
-        if not callable(cb):
-            raise TypeError(f"{name} must be callables, got {type(cb).__name__}")
-    return out
 
 
 @dataclass
@@ -195,8 +131,10 @@ class MLP:
             self.params[f"W{l}"] = np.ascontiguousarray(w, dtype=dt)
             self.params[f"b{l}"] = np.zeros(n_out, dtype=dt)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self.epoch = 0
-        self.position = 0
+        # The counters' own attributes (0 is valid): the API reference, which reads this class
+        # through its ferroptim.nn alias, lists the properties in source order only then.
+        self._epoch = 0
+        self._position = 0
 
     # -- properties -------------------------------------------------------------------------
 
@@ -497,235 +435,28 @@ class MLP:
                 handler of your own) is left in place and called as usual — if it raises,
                 training stops after the current update and its exception propagates.
         """
-        wrapped = isinstance(optimizer, _Wrapper)
-        if not (isinstance(optimizer, Optimizer) or wrapped):
-            raise TypeError(f"optimizer must be a ferroptim optimizer, got {type(optimizer).__name__}")
-        epochs = _int("epochs", epochs, 0)
-        if epochs and self.epoch > _U64_MAX:
-            raise ValueError(f"model.epoch {self.epoch} is past the last epoch, 2**64 - 1")
-        if batch_size is not None:
-            batch_size = _int("batch_size", batch_size, 1)
-        if steps_per_execution is not None:
-            steps_per_execution = _int("steps_per_execution", steps_per_execution, 1)
-        if max_steps is not None:
-            max_steps = _int("max_steps", max_steps, 0)
-        if axis not in (0, 1, -1, -2):
-            raise ValueError(f"axis must be 0 or 1, got {axis!r}")
-        transposed = axis in (1, -1)
-        X, Y, labels, y_transposed = self._fit_data(X, Y, transposed, bool(check_input))
-        params = self._param_list()
-        seed = self.seed if seed is None else _int("seed", seed, 0)
-        batches = MiniBatches(
+        from .training import _Fit
+
+        return _Fit(
+            self,
             X,
             Y,
+            optimizer,
             batch_size=batch_size,
+            epochs=epochs,
             shuffle=shuffle,
             seed=seed,
             drop_last=drop_last,
-            axis=-1 if transposed else 0,
-        )
-        bs = batches._batch_size_at(0)
-        if self.position and self.position > batches._num_batches(self.epoch):
-            raise ValueError(
-                f"model.position {self.position} is past epoch {self.epoch}'s "
-                f"{batches._num_batches(self.epoch)} batches at this batch_size"
-            )
-        if validation_data is not None:
-            try:
-                Xv, Yv = validation_data
-            except (TypeError, ValueError):
-                raise TypeError("validation_data must be a pair (X_val, Y_val)") from None
-            Xv = np.require(self._check_X(Xv, "validation_data X"), requirements=["C", "A"])
-            Yv_raw = Yv
-            Yv = self._check_Y(Yv, Xv.shape[0], "validation_data Y")
-        callbacks = _callables("callbacks", callbacks)
-        batch_callbacks = _callables("batch_callbacks", batch_callbacks)
-        if wrapped:
-            ids = {id(a) for a in optimizer._arrays()}
-            if ids != {id(p) for p in params}:
-                raise ValueError(
-                    "optimizer: it was built on other arrays than model.params; build it on "
-                    "model.params (the same arrays, not copies)"
-                )
-            optimizer._check_groups()
-            inner = optimizer
-            while isinstance(inner, _Wrapper):
-                inner = inner.optimizer
-        else:
-            inner = optimizer
-            optimizer._engine.check_groups(optimizer.param_groups)
-        bar = _progress_bar(progress, epochs)
-
-        h: dict[str, list] = {
-            k: []
-            for k in (
-                "costs",
-                "epoch_costs",
-                "epochs",
-                "updates",
-                "seconds",
-                "val_costs",
-                "val_accuracy",
-                "lr",
-            )
-        }
-        t_parts: dict[str, list[float]] = {k: [] for k in ("gather", "forward", "backward", "step")}
-        total_updates, train_seconds = 0, 0.0
-        run = self._python_updates if wrapped else self._rust_updates
-        step_args = dict(
-            batches=batches,
-            bs=bs,
-            drop_last=drop_last,
-            transposed=transposed,
-            y_transposed=y_transposed,
-            labels=labels,
-            timing=bool(timing),
-        )
-        stop = False
-        # Ctrl-C: inside each Rust call (and each update of the Python path) it stops after
-        # the current update, the model's counters consistent (see _DeferredInterrupt);
-        # elsewhere (callbacks, validation, the progress bar) it acts as in any Python code.
-        try:
-            for _ in range(epochs):
-                n_batches = batches._num_batches(self.epoch)
-                epoch_costs, seconds, parts, ended = [], 0.0, np.zeros(4), False
-                while not (ended or stop):
-                    count = n_batches - self.position
-                    if steps_per_execution is not None:
-                        count = min(count, steps_per_execution)
-                    if max_steps is not None:
-                        stop = total_updates >= max_steps
-                        count = min(count, max_steps - total_updates)
-                    if count > 0:
-                        t0 = time.perf_counter()
-                        costs, part = run(optimizer, params, count, **step_args)
-                        spent = time.perf_counter() - t0
-                        seconds, train_seconds = seconds + spent, train_seconds + spent
-                        total_updates += len(costs)
-                        h["costs"].append(costs)
-                        epoch_costs.append(costs)
-                        if part is not None:
-                            parts += part
-                    ended = self.position == n_batches
-                    if ended:
-                        self._epoch, self._position = self._epoch + 1, 0
-                    if count == 0:
-                        continue
-                    logs = {
-                        "epoch": self.epoch,
-                        "position": self.position,
-                        "updates": total_updates,
-                        "cost": float(np.mean(costs)) if len(costs) else float("nan"),
-                        "lr": _current_lr(inner),
-                        "seconds": train_seconds,
-                    }
-                    for cb in batch_callbacks:
-                        stop = bool(cb(logs)) or stop
-                    if bar is not None:
-                        bar.set_postfix(
-                            epoch=self.epoch,
-                            cost=f"{_ewa_cost(np.concatenate(epoch_costs)):.4g}",
-                            updates_per_s=f"{len(costs) / max(spent, 1e-12):.3g}",
-                        )
-                        bar.update(len(costs) / max(n_batches, 1))
-                if not ended:  # stopped inside the epoch
-                    break
-                costs = np.concatenate(epoch_costs) if epoch_costs else np.empty(0)
-                if timing:
-                    for k, v in zip(t_parts, parts):
-                        t_parts[k].append(float(v))
-                epoch_cost = float(np.mean(costs)) if len(costs) else float("nan")
-                logs = {"epoch": self.epoch - 1, "cost": epoch_cost, "seconds": seconds}
-                logs["lr"] = _current_lr(inner)
-                if validation_data is not None:
-                    logs["val_cost"] = self._core.cost(params, Xv, Yv)
-                    if self.output != "identity":
-                        logs["val_accuracy"] = self.score(Xv, Yv_raw)
-                for k in ("epoch_costs", "epochs", "updates", "seconds", "lr"):
-                    key = {"epoch_costs": "cost", "epochs": "epoch", "updates": None}.get(k, k)
-                    h[k].append(total_updates if key is None else logs[key])
-                if "val_cost" in logs:
-                    h["val_costs"].append(logs["val_cost"])
-                if "val_accuracy" in logs:
-                    h["val_accuracy"].append(logs["val_accuracy"])
-                for cb in callbacks:
-                    stop = bool(cb(self.epoch - 1, logs)) or stop
-                if stop:
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-        history = History(
-            costs=np.concatenate(h["costs"]) if h["costs"] else np.empty(0),
-            epoch_costs=np.asarray(h["epoch_costs"], dtype=np.float64),
-            epochs=np.asarray(h["epochs"], dtype=np.int64),
-            updates=np.asarray(h["updates"], dtype=np.int64),
-            seconds=np.asarray(h["seconds"], dtype=np.float64),
-            val_costs=np.asarray(h["val_costs"], dtype=np.float64),
-            val_accuracy=np.asarray(h["val_accuracy"], dtype=np.float64),
-            lr=np.asarray(h["lr"], dtype=np.float64),
-            timing={k: np.asarray(v) for k, v in t_parts.items()} if timing else {},
-        )
-        return history
-
-    def _rust_updates(
-        self,
-        optimizer,
-        params,
-        count,
-        *,
-        batches,
-        bs,
-        drop_last,
-        transposed,
-        y_transposed,
-        labels,
-        timing,
-    ):
-        """``count`` updates from ``self.position`` of epoch ``self.epoch`` in one Rust call;
-        advances ``self.position`` (also when it raises: by the updates applied). Returns
-        the batch costs and the timing parts."""
-        start = self.position
-        lrs = _learning_rates(optimizer, count)
-        with _DeferredInterrupt() as interrupt:
-            costs, done, _, parts, err = self._core.fit_epoch(
-                params,
-                optimizer._engine,
-                optimizer.param_groups,
-                batches._core,
-                **batches._order_args(self.epoch),
-                batch_size=bs,
-                drop_last=drop_last,
-                start=start,
-                stop=start + count,
-                lrs=lrs,
-                x_transposed=transposed,
-                y_transposed=y_transposed,
-                labels=labels,
-                timing=timing,
-                interrupt=interrupt,
-            )
-            self._position = start + done
-            if err is not None:
-                raise err
-        return costs, (np.asarray(parts) if parts is not None else None)
-
-    def _python_updates(self, optimizer, params, count, *, batches, transposed, labels, **_):
-        """The slower path for optimizer wrappers: ``count`` updates as
-        ``optimizer.step(self.loss_and_grad(Xb, Yb)[1])``, one Python iteration per batch.
-        Ctrl-C is held until the batch's update is complete."""
-        batches.load_state_dict({"seed": batches.seed, "epoch": self.epoch, "position": self.position})
-        costs = []
-        for Xb, Yb in itertools.islice(iter(batches), count):
-            if transposed:
-                Xb = Xb.T
-                Yb = Yb if labels or Yb.ndim == 1 else Yb.T
-            cost, grads = self.loss_and_grad(Xb, Yb)
-            with _DeferredInterrupt():
-                optimizer.step(grads)
-                costs.append(cost)
-                self._position += 1
-        return np.asarray(costs, dtype=np.float64), None
+            axis=axis,
+            validation_data=validation_data,
+            callbacks=callbacks,
+            steps_per_execution=steps_per_execution,
+            batch_callbacks=batch_callbacks,
+            max_steps=max_steps,
+            progress=progress,
+            timing=timing,
+            check_input=check_input,
+        ).run()
 
     def _fit_data(self, X: Any, Y: Any, transposed: bool, check: bool) -> tuple:
         """X and Y as fit trains on them: X unchanged (checked), Y in the core's form."""
@@ -840,39 +571,6 @@ class MLP:
         )
 
 
-class _DeferredInterrupt:
-    """Holds Ctrl-C during one update step of :meth:`MLP.fit` (a Rust call, or one update
-    of the Python path) when Python's default SIGINT handler is installed: the handler in
-    its place only sets ``pending``, which the Rust loop polls (it stops after a complete
-    update); leaving, once the model's counters are updated, raises KeyboardInterrupt.
-    Any other handler (``SIG_IGN``, a user's own) stays in place and runs as usual (in the
-    Rust loop too, which stops after the current update if it raises). Main thread only:
-    elsewhere signals are not delivered anyway."""
-
-    def __init__(self) -> None:
-        self.pending = False
-        self._old: Any = None
-
-    def __enter__(self) -> _DeferredInterrupt:
-        if (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            self._old = signal.signal(signal.SIGINT, self._hold)
-        return self
-
-    def _hold(self, signum: int, frame: Any) -> None:
-        self.pending = True
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
-        if self.pending and exc[0] is None:
-            self.pending = False
-            raise KeyboardInterrupt
-
-
 def _all_finite(a: np.ndarray) -> bool:
     if a.dtype.kind != "f":
         return True
@@ -880,58 +578,3 @@ def _all_finite(a: np.ndarray) -> bool:
         return bool(_core.Network.all_finite(a))
     rows = max(1, (1 << 22) // max(1, a[:1].size))
     return all(bool(np.isfinite(a[i : i + rows]).all()) for i in range(0, a.shape[0], rows))
-
-
-def _learning_rates(optimizer: Optimizer, n: int) -> Optional[list]:
-    """Each group's lr for its next ``n`` updates when any group has a schedule, else None."""
-    groups = optimizer.param_groups
-    if not any(callable(g["lr"]) for g in groups):
-        return None
-    steps = optimizer._engine.group_steps()
-    out = []
-    for gi, (g, s) in enumerate(zip(groups, steps)):
-        lr = g["lr"]
-        if not callable(lr):
-            out.append([float(lr)] * n)
-            continue
-        from .schedules import Schedule
-
-        if isinstance(lr, Schedule):
-            values = np.asarray(lr(np.arange(s, s + n)), dtype=np.float64).reshape(n)
-        else:
-            values = np.array([float(lr(k)) for k in range(s, s + n)], dtype=np.float64)
-        bad = ~(np.isfinite(values) & (values >= 0))
-        if bad.any():
-            k = int(np.argmax(bad))
-            raise ValueError(
-                f"the lr schedule of param_groups[{gi}] gives {values[k]} at step {s + k}; expected a finite number >= 0"
-            )
-        out.append(values.tolist())
-    return out
-
-
-def _current_lr(optimizer: Optimizer) -> float:
-    lr = optimizer.param_groups[0]["lr"]
-    if callable(lr):
-        step = optimizer._engine.group_steps()[0]
-        return float(lr(max(step - 1, 0)))
-    return float(lr)
-
-
-def _ewa_cost(costs: np.ndarray, beta: float = 0.98) -> float:
-    """The bias-corrected EWA of an epoch's batch costs at its last batch (progress bar)."""
-    from .averages import ewa
-
-    if len(costs) == 0:
-        return float("nan")
-    return float(ewa(np.asarray(costs, dtype=np.float64), beta)[-1])
-
-
-def _progress_bar(progress: bool, epochs: int) -> Any:
-    if not progress:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=epochs, unit="epoch")

@@ -1,0 +1,41 @@
+"""Fully-connected networks trained end to end in Rust: ``ferroptim.nn.MLP``.
+
+The lecture's networks — dense layers, ReLU/leaky ReLU/tanh/sigmoid hidden units, a sigmoid
+(binary cross-entropy), softmax (categorical cross-entropy) or identity (squared error)
+output — with the forward pass, backward pass, the optimizer's step and the epoch loop in
+Rust. ``model.params`` are ordinary NumPy arrays (``W1, b1, W2, b2, ...``), so every
+ferroptim optimizer, ``ParameterEMA``, ``clip_grad_norm`` and ``state_dict`` work on them.
+
+Layout: examples are rows. ``X (m, n_0)``, ``W_l (n_{l-1}, n_l)``, ``b_l (n_l,)``;
+``Z_l = A_{l-1} W_l + b_l``, ``A_l = g(Z_l)``, ``A_0 = X``.
+
+Costs (``m`` examples in the batch, ``k`` outputs):
+
+- ``output="sigmoid"``: ``J = 1/m sum_i sum_k -(y log p + (1 - y) log(1 - p))``, computed
+  from the logits as ``softplus(z) - y z``; ``dJ/dZ_L = (p - y) / m``.
+- ``output="softmax"``: ``J = -1/m sum_i log p_{i, y_i}`` (labels) or
+  ``-1/m sum_ik y_ik log p_ik`` (one-hot); ``dJ/dZ_L = (p - y) / m``.
+- ``output="identity"``: ``J = 1/(2 m k) sum_ik (a_ik - y_ik)^2`` (scikit-learn's
+  ``squared_loss``); ``dJ/dZ_L = (a - y) / (m k)``.
+- ``alpha > 0`` adds ``alpha / (2 m) * sum_l sum W_l**2`` (biases are not penalised), as the
+  course and scikit-learn define it.
+"""
+
+from __future__ import annotations
+
+from .model import HIDDEN as HIDDEN
+from .model import INITS as INITS
+from .model import OUTPUTS as OUTPUTS
+from .model import History as History
+
+# isort: split
+from .model import MLP as MLP
+
+__all__ = ["MLP", "History"]
+
+# Pickles and the API reference name a class by its module: the public classes keep the path
+# they had before nn.py became a package (``ferroptim.nn.MLP``), so pickles made before and
+# after the split load either way, and the split stays an inner detail.
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name

@@ -1,0 +1,342 @@
+"""The training loop of :meth:`ferroptim.nn.MLP.fit`, one method per phase: the set-up (every
+argument checked before anything is modified), the epochs (Rust calls of at most
+``steps_per_execution`` updates), what runs between calls and after each epoch (batch
+callbacks, progress bar, validation, epoch callbacks), and the :class:`History` at the end."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from ..batches import MiniBatches
+from ..optim import Optimizer
+from ..wrappers import _Wrapper
+from ._args import _U64_MAX, _callables, _int
+from ._interrupt import _DeferredInterrupt
+from .model import History
+
+if TYPE_CHECKING:
+    from .model import MLP
+
+_HISTORY_KEYS = ("costs", "epoch_costs", "epochs", "updates", "seconds", "val_costs", "val_accuracy", "lr")
+_TIMING_PARTS = ("gather", "forward", "backward", "step")
+
+
+class _Fit:
+    """One call of :meth:`MLP.fit` (see its docstring for the arguments): built, it has
+    checked every argument and modified nothing; :meth:`run` trains and returns the
+    :class:`History`."""
+
+    def __init__(
+        self,
+        model: MLP,
+        X: Any,
+        Y: Any,
+        optimizer: Any,
+        *,
+        batch_size: Optional[int],
+        epochs: int,
+        shuffle: bool,
+        seed: Optional[int],
+        drop_last: bool,
+        axis: int,
+        validation_data: Optional[tuple],
+        callbacks: Sequence[Callable[[int, dict], Any]],
+        steps_per_execution: Optional[int],
+        batch_callbacks: Sequence[Callable[[dict], Any]],
+        max_steps: Optional[int],
+        progress: bool,
+        timing: bool,
+        check_input: bool,
+    ) -> None:
+        wrapped = isinstance(optimizer, _Wrapper)
+        if not (isinstance(optimizer, Optimizer) or wrapped):
+            raise TypeError(f"optimizer must be a ferroptim optimizer, got {type(optimizer).__name__}")
+        epochs = _int("epochs", epochs, 0)
+        if epochs and model.epoch > _U64_MAX:
+            raise ValueError(f"model.epoch {model.epoch} is past the last epoch, 2**64 - 1")
+        if batch_size is not None:
+            batch_size = _int("batch_size", batch_size, 1)
+        if steps_per_execution is not None:
+            steps_per_execution = _int("steps_per_execution", steps_per_execution, 1)
+        if max_steps is not None:
+            max_steps = _int("max_steps", max_steps, 0)
+        if axis not in (0, 1, -1, -2):
+            raise ValueError(f"axis must be 0 or 1, got {axis!r}")
+        transposed = axis in (1, -1)
+        X, Y, labels, y_transposed = model._fit_data(X, Y, transposed, bool(check_input))
+        params = model._param_list()
+        seed = model.seed if seed is None else _int("seed", seed, 0)
+        batches = MiniBatches(
+            X,
+            Y,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            axis=-1 if transposed else 0,
+        )
+        if model.position and model.position > batches._num_batches(model.epoch):
+            raise ValueError(
+                f"model.position {model.position} is past epoch {model.epoch}'s "
+                f"{batches._num_batches(model.epoch)} batches at this batch_size"
+            )
+        self.validation: Optional[tuple] = None
+        if validation_data is not None:
+            try:
+                Xv, Yv = validation_data
+            except (TypeError, ValueError):
+                raise TypeError("validation_data must be a pair (X_val, Y_val)") from None
+            Xv = np.require(model._check_X(Xv, "validation_data X"), requirements=["C", "A"])
+            # The targets as the core reads them (cost) and as given (score).
+            self.validation = (Xv, model._check_Y(Yv, Xv.shape[0], "validation_data Y"), Yv)
+        self.callbacks = _callables("callbacks", callbacks)
+        self.batch_callbacks = _callables("batch_callbacks", batch_callbacks)
+        if wrapped:
+            ids = {id(a) for a in optimizer._arrays()}
+            if ids != {id(p) for p in params}:
+                raise ValueError(
+                    "optimizer: it was built on other arrays than model.params; build it on "
+                    "model.params (the same arrays, not copies)"
+                )
+            optimizer._check_groups()
+            inner = optimizer
+            while isinstance(inner, _Wrapper):
+                inner = inner.optimizer
+        else:
+            inner = optimizer
+            optimizer._engine.check_groups(optimizer.param_groups)
+
+        self.model, self.optimizer, self.inner, self.params = model, optimizer, inner, params
+        self.batches, self.bs, self.drop_last = batches, batches._batch_size_at(0), drop_last
+        self.transposed, self.y_transposed, self.labels = transposed, y_transposed, labels
+        self.epochs, self.steps_per_execution, self.max_steps = epochs, steps_per_execution, max_steps
+        self.progress, self.timing = progress, bool(timing)
+        self.updates: Callable[[int], tuple] = self._python_updates if wrapped else self._rust_updates
+        self.h: dict[str, list] = {k: [] for k in _HISTORY_KEYS}
+        self.t_parts: dict[str, list[float]] = {k: [] for k in _TIMING_PARTS}
+        self.total_updates, self.train_seconds, self.stop = 0, 0.0, False
+        self.bar: Any = None
+
+    def run(self) -> History:
+        """Trains ``epochs`` epochs (fewer when stopped) and returns what was recorded.
+
+        Ctrl-C: inside each Rust call (and each update of the Python path) it stops after the
+        current update, the model's counters consistent (see ``_DeferredInterrupt``);
+        elsewhere (callbacks, validation, the progress bar) it acts as in any Python code."""
+        self.bar = _progress_bar(self.progress, self.epochs)
+        try:
+            for _ in range(self.epochs):
+                if not self._epoch():
+                    break
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+        return self._history()
+
+    def _epoch(self) -> bool:
+        """The model's current epoch from its position on, as calls of at most
+        ``steps_per_execution`` updates; False when training stops (inside the epoch or by
+        a callback at its end)."""
+        model = self.model
+        n_batches = self.batches._num_batches(model.epoch)
+        epoch_costs: list[np.ndarray] = []
+        seconds, parts, ended = 0.0, np.zeros(4), False
+        while not (ended or self.stop):
+            count = n_batches - model.position
+            if self.steps_per_execution is not None:
+                count = min(count, self.steps_per_execution)
+            if self.max_steps is not None:
+                self.stop = self.total_updates >= self.max_steps
+                count = min(count, self.max_steps - self.total_updates)
+            if count > 0:
+                t0 = time.perf_counter()
+                costs, part = self.updates(count)
+                spent = time.perf_counter() - t0
+                seconds, self.train_seconds = seconds + spent, self.train_seconds + spent
+                self.total_updates += len(costs)
+                self.h["costs"].append(costs)
+                epoch_costs.append(costs)
+                if part is not None:
+                    parts += part
+            ended = model.position == n_batches
+            if ended:
+                model._epoch, model._position = model._epoch + 1, 0
+            if count == 0:
+                continue
+            self._after_call(costs, spent, epoch_costs, n_batches)
+        if not ended:  # stopped inside the epoch
+            return False
+        self._after_epoch(epoch_costs, seconds, parts)
+        return not self.stop
+
+    def _after_call(self, costs: np.ndarray, spent: float, epoch_costs: list, n_batches: int) -> None:
+        """The batch callbacks and the progress bar, after a call of ``len(costs)`` updates
+        that took ``spent`` seconds."""
+        model = self.model
+        logs = {
+            "epoch": model.epoch,
+            "position": model.position,
+            "updates": self.total_updates,
+            "cost": float(np.mean(costs)) if len(costs) else float("nan"),
+            "lr": _current_lr(self.inner),
+            "seconds": self.train_seconds,
+        }
+        for cb in self.batch_callbacks:
+            self.stop = bool(cb(logs)) or self.stop
+        if self.bar is not None:
+            self.bar.set_postfix(
+                epoch=model.epoch,
+                cost=f"{_ewa_cost(np.concatenate(epoch_costs)):.4g}",
+                updates_per_s=f"{len(costs) / max(spent, 1e-12):.3g}",
+            )
+            self.bar.update(len(costs) / max(n_batches, 1))
+
+    def _after_epoch(self, epoch_costs: list, seconds: float, parts: np.ndarray) -> None:
+        """An ended epoch's entries of the history, its validation and the epoch callbacks."""
+        model = self.model
+        costs = np.concatenate(epoch_costs) if epoch_costs else np.empty(0)
+        if self.timing:
+            for k, v in zip(self.t_parts, parts):
+                self.t_parts[k].append(float(v))
+        epoch_cost = float(np.mean(costs)) if len(costs) else float("nan")
+        logs = {"epoch": model.epoch - 1, "cost": epoch_cost, "seconds": seconds}
+        logs["lr"] = _current_lr(self.inner)
+        if self.validation is not None:
+            Xv, Yv, Yv_raw = self.validation
+            logs["val_cost"] = model._core.cost(self.params, Xv, Yv)
+            if model.output != "identity":
+                logs["val_accuracy"] = model.score(Xv, Yv_raw)
+        h = self.h
+        for k in ("epoch_costs", "epochs", "updates", "seconds", "lr"):
+            key = {"epoch_costs": "cost", "epochs": "epoch", "updates": None}.get(k, k)
+            h[k].append(self.total_updates if key is None else logs[key])
+        if "val_cost" in logs:
+            h["val_costs"].append(logs["val_cost"])
+        if "val_accuracy" in logs:
+            h["val_accuracy"].append(logs["val_accuracy"])
+        for cb in self.callbacks:
+            self.stop = bool(cb(model.epoch - 1, logs)) or self.stop
+
+    def _history(self) -> History:
+        """What this fit recorded, as arrays."""
+        h = self.h
+        return History(
+            costs=np.concatenate(h["costs"]) if h["costs"] else np.empty(0),
+            epoch_costs=np.asarray(h["epoch_costs"], dtype=np.float64),
+            epochs=np.asarray(h["epochs"], dtype=np.int64),
+            updates=np.asarray(h["updates"], dtype=np.int64),
+            seconds=np.asarray(h["seconds"], dtype=np.float64),
+            val_costs=np.asarray(h["val_costs"], dtype=np.float64),
+            val_accuracy=np.asarray(h["val_accuracy"], dtype=np.float64),
+            lr=np.asarray(h["lr"], dtype=np.float64),
+            timing={k: np.asarray(v) for k, v in self.t_parts.items()} if self.timing else {},
+        )
+
+    # -- the updates: one Rust call, or the Python path for optimizer wrappers ---------------
+
+    def _rust_updates(self, count: int) -> tuple:
+        """``count`` updates from ``model.position`` of epoch ``model.epoch`` in one Rust
+        call; advances ``model.position`` (also when it raises: by the updates applied).
+        Returns the batch costs and the timing parts."""
+        model, optimizer, batches = self.model, self.optimizer, self.batches
+        start = model.position
+        lrs = _learning_rates(optimizer, count)
+        with _DeferredInterrupt() as interrupt:
+            costs, done, _, parts, err = model._core.fit_epoch(
+                self.params,
+                optimizer._engine,
+                optimizer.param_groups,
+                batches._core,
+                **batches._order_args(model.epoch),
+                batch_size=self.bs,
+                drop_last=self.drop_last,
+                start=start,
+                stop=start + count,
+                lrs=lrs,
+                x_transposed=self.transposed,
+                y_transposed=self.y_transposed,
+                labels=self.labels,
+                timing=self.timing,
+                interrupt=interrupt,
+            )
+            model._position = start + done
+            if err is not None:
+                raise err
+        return costs, (np.asarray(parts) if parts is not None else None)
+
+    def _python_updates(self, count: int) -> tuple:
+        """The slower path for optimizer wrappers: ``count`` updates as
+        ``optimizer.step(model.loss_and_grad(Xb, Yb)[1])``, one Python iteration per batch.
+        Ctrl-C is held until the batch's update is complete."""
+        model, batches = self.model, self.batches
+        batches.load_state_dict({"seed": batches.seed, "epoch": model.epoch, "position": model.position})
+        costs = []
+        for Xb, Yb in itertools.islice(iter(batches), count):
+            if self.transposed:
+                Xb = Xb.T
+                Yb = Yb if self.labels or Yb.ndim == 1 else Yb.T
+            cost, grads = model.loss_and_grad(Xb, Yb)
+            with _DeferredInterrupt():
+                self.optimizer.step(grads)
+                costs.append(cost)
+                model._position += 1
+        return np.asarray(costs, dtype=np.float64), None
+
+
+def _learning_rates(optimizer: Optimizer, n: int) -> Optional[list]:
+    """Each group's lr for its next ``n`` updates when any group has a schedule, else None."""
+    groups = optimizer.param_groups
+    if not any(callable(g["lr"]) for g in groups):
+        return None
+    steps = optimizer._engine.group_steps()
+    out = []
+    for gi, (g, s) in enumerate(zip(groups, steps)):
+        lr = g["lr"]
+        if not callable(lr):
+            out.append([float(lr)] * n)
+            continue
+        from ..schedules import Schedule
+
+        if isinstance(lr, Schedule):
+            values = np.asarray(lr(np.arange(s, s + n)), dtype=np.float64).reshape(n)
+        else:
+            values = np.array([float(lr(k)) for k in range(s, s + n)], dtype=np.float64)
+        bad = ~(np.isfinite(values) & (values >= 0))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ValueError(
+                f"the lr schedule of param_groups[{gi}] gives {values[k]} at step {s + k}; expected a finite number >= 0"
+            )
+        out.append(values.tolist())
+    return out
+
+
+def _current_lr(optimizer: Optimizer) -> float:
+    lr = optimizer.param_groups[0]["lr"]
+    if callable(lr):
+        step = optimizer._engine.group_steps()[0]
+        return float(lr(max(step - 1, 0)))
+    return float(lr)
+
+
+def _ewa_cost(costs: np.ndarray, beta: float = 0.98) -> float:
+    """The bias-corrected EWA of an epoch's batch costs at its last batch (progress bar)."""
+    from ..averages import ewa
+
+    if len(costs) == 0:
+        return float("nan")
+    return float(ewa(np.asarray(costs, dtype=np.float64), beta)[-1])
+
+
+def _progress_bar(progress: bool, epochs: int) -> Any:
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=epochs, unit="epoch")
