@@ -35,6 +35,7 @@ import numpy as np
 
 from . import _core
 from .batches import MiniBatches
+from .data import _fit as _data
 from .optim import Optimizer
 from .wrappers import _Wrapper
 
@@ -272,7 +273,7 @@ class MLP:
 
     def _check_X(self, X: Any, name: str = "X", finite: bool = True) -> np.ndarray:
         if not isinstance(X, np.ndarray):
-            X = np.asarray(X)
+            X = _data.as_array(X, self.dtype if _data.is_frame(X) else None)
         if X.dtype != self.dtype:
             raise TypeError(
                 f"{name} has dtype {X.dtype}, expected {self.dtype} like the model "
@@ -332,7 +333,10 @@ class MLP:
 
     def forward(self, X: Any) -> np.ndarray:
         """The output activations ``A_L`` (m, n_L) for the rows of X (probabilities for
-        sigmoid/softmax outputs)."""
+        sigmoid/softmax outputs). X may be a :mod:`ferroptim.data` source: its rows in
+        storage order, a few thousand at a time."""
+        if _data.is_source(X):
+            return _data.forward(self, X)
         X = np.require(self._check_X(X, finite=False), requirements=["C", "A"])
         return self._core.forward(self._param_list(), X)
 
@@ -397,8 +401,8 @@ class MLP:
     def fit(
         self,
         X: Any,
-        Y: Any,
-        optimizer: Any,
+        Y: Any = None,
+        optimizer: Any = None,
         *,
         batch_size: Optional[int] = 64,
         epochs: int = 1,
@@ -406,7 +410,7 @@ class MLP:
         seed: Optional[int] = None,
         drop_last: bool = False,
         axis: int = 0,
-        validation_data: Optional[tuple] = None,
+        validation_data: Any = None,
         callbacks: Sequence[Callable[[int, dict], Any]] = (),
         steps_per_execution: Optional[int] = None,
         batch_callbacks: Sequence[Callable[[dict], Any]] = (),
@@ -433,7 +437,12 @@ class MLP:
 
         Args:
             X: (m, n_0) of the model's dtype (``axis=1``: (n_0, m)); any layout, including
-                memory maps.
+                memory maps; a pandas DataFrame or pyarrow Table is converted once, column
+                by column, to the model's dtype. Or a :mod:`ferroptim.data` source
+                (``Parquet``, ``Sliced``) holding the labels too: ``Y`` omitted, streamed
+                in bounded memory, each epoch in the source's order (``shuffle``, ``seed``
+                and ``drop_last`` apply; rows are checked per chunk, before its batches
+                train).
             Y: sigmoid: (m,) or (m, k) of 0/1 (any numeric dtype); softmax: (m,) integer
                 labels in [0, k) or (m, k) one-hot / probability rows (summing to 1: the
                 gradient ``(p - y)/m`` assumes it); identity: (m,) or
@@ -451,7 +460,8 @@ class MLP:
                 stopped in.
             shuffle, drop_last, axis: as in :class:`ferroptim.MiniBatches`.
             seed: the shuffle seed; None uses the model's ``seed``.
-            validation_data: ``(X_val, Y_val)`` evaluated after each epoch:
+            validation_data: ``(X_val, Y_val)`` or a :mod:`ferroptim.data` source,
+                evaluated after each epoch:
                 ``history.val_costs`` (data cost) and, for classifiers,
                 ``history.val_accuracy``.
             callbacks: each called as ``cb(epoch, logs)`` after every epoch, ``logs`` a
@@ -512,25 +522,34 @@ class MLP:
         if axis not in (0, 1, -1, -2):
             raise ValueError(f"axis must be 0 or 1, got {axis!r}")
         transposed = axis in (1, -1)
-        X, Y, labels, y_transposed = self._fit_data(X, Y, transposed, bool(check_input))
         params = self._param_list()
         seed = self.seed if seed is None else _int("seed", seed, 0)
-        batches = MiniBatches(
-            X,
-            Y,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            axis=-1 if transposed else 0,
-        )
+        if _data.is_source(X):  # a ferroptim.data source: streamed, labels inside
+            batches, labels = _data.fit_batches(
+                self, X, Y, axis=axis, check=bool(check_input), batch_size=batch_size,
+                shuffle=shuffle, seed=seed, drop_last=drop_last,
+            )  # fmt: skip
+            y_transposed = False
+        else:
+            X, Y, labels, y_transposed = self._fit_data(X, Y, transposed, bool(check_input))
+            batches = MiniBatches(
+                X,
+                Y,
+                batch_size=batch_size,
+                shuffle=shuffle,
+                seed=seed,
+                drop_last=drop_last,
+                axis=-1 if transposed else 0,
+            )
         bs = batches._batch_size_at(0)
         if self.position and self.position > batches._num_batches(self.epoch):
             raise ValueError(
                 f"model.position {self.position} is past epoch {self.epoch}'s "
                 f"{batches._num_batches(self.epoch)} batches at this batch_size"
             )
-        if validation_data is not None:
+        if _data.is_source(validation_data):
+            evaluate_source = _data.evaluator(self, validation_data)
+        elif validation_data is not None:
             try:
                 Xv, Yv = validation_data
             except (TypeError, ValueError):
@@ -637,7 +656,11 @@ class MLP:
                 epoch_cost = float(np.mean(costs)) if len(costs) else float("nan")
                 logs = {"epoch": self.epoch - 1, "cost": epoch_cost, "seconds": seconds}
                 logs["lr"] = _current_lr(inner)
-                if validation_data is not None:
+                if _data.is_source(validation_data):
+                    logs["val_cost"], val_accuracy = evaluate_source()
+                    if val_accuracy is not None:
+                        logs["val_accuracy"] = val_accuracy
+                elif validation_data is not None:
                     logs["val_cost"] = self._core.cost(params, Xv, Yv)
                     if self.output != "identity":
                         logs["val_accuracy"] = self.score(Xv, Yv_raw)
@@ -685,6 +708,11 @@ class MLP:
         """``count`` updates from ``self.position`` of epoch ``self.epoch`` in one Rust call;
         advances ``self.position`` (also when it raises: by the updates applied). Returns
         the batch costs and the timing parts."""
+        if _data.is_source(getattr(batches, "source", None)):
+            return _data.source_updates(
+                self, optimizer, params, count, batches=batches, labels=labels, timing=timing,
+                learning_rates=_learning_rates, deferred_interrupt=_DeferredInterrupt,
+            )  # fmt: skip
         start = self.position
         lrs = _learning_rates(optimizer, count)
         with _DeferredInterrupt() as interrupt:
@@ -730,7 +758,7 @@ class MLP:
     def _fit_data(self, X: Any, Y: Any, transposed: bool, check: bool) -> tuple:
         """X and Y as fit trains on them: X unchanged (checked), Y in the core's form."""
         if not isinstance(X, np.ndarray):
-            X = np.asarray(X)
+            X = _data.as_array(X, self.dtype if _data.is_frame(X) else None)
         if not isinstance(Y, np.ndarray):
             Y = np.asarray(Y)
         n0, k = self.layer_sizes[0], self.n_outputs
