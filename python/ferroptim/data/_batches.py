@@ -72,13 +72,18 @@ class _Cursor:
         self.num_batches = batches._num_batches(epoch)
         self._runs = batches._runs(epoch, position)
         self._head: Optional[Run] = None
+        self.broken = False
 
     def next_run(self, max_batches: int) -> Optional[Run]:
         """Up to ``max_batches`` of the next batches as one run (None at the epoch's end)."""
         if self.position >= self.num_batches:
             return None
         if self._head is None:
-            self._head = next(self._runs)
+            try:
+                self._head = next(self._runs)
+            except BaseException:
+                self.broken = True  # the stream ended with the error: reopen to continue
+                raise
         X, Y, nb, segs = self._head
         k = min(nb, max_batches)
         if k == nb:
@@ -313,7 +318,7 @@ class SourceBatches(MiniBatches):
         """The stream fit trains from: kept between calls while it continues where the last
         call stopped, else opened at ``(epoch, position)``."""
         c = self._fit_cursor
-        if c is None or (c.epoch, c.position) != (epoch, position):
+        if c is None or c.broken or (c.epoch, c.position) != (epoch, position):
             if c is not None:
                 c.close()
             if position == 0:
