@@ -450,3 +450,45 @@ def test_dataframes_and_tables_convert_column_by_column():
     m1.fit(X, y.to_numpy(), fo.SGD(m1.params, lr=0.1), batch_size=8, seed=0)
     m2.fit(X.to_numpy(np.float32), y.to_numpy(), fo.SGD(m2.params, lr=0.1), batch_size=8, seed=0)
     assert all(np.array_equal(m1.params[k], m2.params[k]) for k in m1.params)
+
+
+MEMORY_WORKER = r"""
+import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq, ferroptim as fo
+rows, f = 600_000, 32
+X = np.random.default_rng(0).standard_normal((rows, f)).astype(np.float32)
+pq.write_table(pa.table({**{f"x{j}": X[:, j] for j in range(f)}, "y": (X[:, 0] > 0).astype(np.int64)}),
+               sys.argv[1], row_group_size=8192)
+del X
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * 4096 / 2**20
+def hwm():  # this process's peak resident memory, MiB
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
+src = fo.data.Parquet(sys.argv[1], labels="y", shuffle_buffer=4)
+model = fo.nn.MLP([f, 16, 1])
+model.fit(src, optimizer=fo.SGD(model.params, lr=0.01), batch_size=256, epochs=1)  # warm-up
+import gc; gc.collect()
+base = rss()
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")  # resets VmHWM to the current RSS
+model.fit(src, optimizer=fo.SGD(model.params, lr=0.01), batch_size=256, epochs=1)
+print(base, hwm())
+"""
+
+
+@pytest.mark.slow
+def test_a_fit_epoch_over_parquet_stays_within_its_buffers(tmp_path):
+    # 77 MB of features in row groups of 1 MiB, windows of 4 row groups: an epoch's peak
+    # resident memory grows by a few windows and pyarrow's buffers, not by the data.
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux's /proc/self/clear_refs")
+    r = subprocess.run(
+        [sys.executable, "-c", MEMORY_WORKER, str(tmp_path / "m.parquet")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    base, peak = (float(v) for v in r.stdout.split())
+    assert peak - base < 0.4 * 77, (base, peak)

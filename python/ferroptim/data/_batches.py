@@ -186,7 +186,9 @@ class SourceBatches(MiniBatches):
         if not isinstance(source, Source):
             raise TypeError(f"source must be a ferroptim.data source, got {type(source).__name__}")
         if axis != 0:
-            raise ValueError(f"axis: a data source's batches are (rows, features); got axis={axis!r}, expected 0")
+            raise ValueError(
+                f"axis: a data source's batches are (rows, features); got axis={axis!r}, expected 0"
+            )
         if block_size is not None or buffer_blocks != 16:
             raise ValueError(
                 "block_size/buffer_blocks: a data source shuffles as it was built "

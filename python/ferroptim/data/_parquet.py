@@ -337,21 +337,31 @@ class Parquet(Source):
         Y = None
         if self.n_labels:
             Y = np.empty((chunk.rows, self.n_labels), self.label_dtype)
+        perm = self._perm(chunk.rows, perm_seed)
+        if perm is not None:  # where each row read goes: out[dest[i]] = row i
+            dest = np.empty(chunk.rows, np.int64)
+            dest[perm] = np.arange(chunk.rows)
         r = 0
         for g in ids:
             table = self._read_group(g)
             n = table.num_rows
+            # Unshuffled, the row group's rows go straight into place; shuffled, through a
+            # row-major block of the row group, scattered row by row (never a second copy
+            # of the window).
+            bx = X[r : r + n] if perm is None else np.empty((n, self.n_features), self.dtype)
             for c, name in enumerate(self.features):
-                X[r : r + n, c] = self._column(table, name, g)
+                bx[:, c] = self._column(table, name, g)
+            by = None
             if Y is not None:
+                by = Y[r : r + n] if perm is None else np.empty((n, self.n_labels), Y.dtype)
                 for c, name in enumerate(self.labels):
-                    Y[r : r + n, c] = self._column(table, name, g)
+                    by[:, c] = self._column(table, name, g)
             del table
+            if perm is not None:
+                X[dest[r : r + n]] = bx
+                if Y is not None:
+                    Y[dest[r : r + n]] = by
             r += n
-        perm = self._perm(chunk.rows, perm_seed)
-        if perm is not None:
-            X = X[perm]
-            Y = None if Y is None else Y[perm]
         if Y is not None and self.n_labels == 1:
             Y = Y[:, 0]
         return X, Y
