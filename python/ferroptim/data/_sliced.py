@@ -51,9 +51,13 @@ class Sliced(Source):
             ``np.float32`` for a float32 model over a float64 file.
 
     Example:
-        >>> import h5py, ferroptim as fo                       # doctest: +SKIP
-        >>> f = h5py.File("train.h5")                          # doctest: +SKIP
-        >>> src = fo.data.Sliced(f["X"], f["Y"], dtype=np.float32)  # doctest: +SKIP
+        >>> import numpy as np, ferroptim as fo
+        >>> X, Y = np.arange(20.0).reshape(10, 2), np.arange(10)   # or h5["X"], h5["Y"]
+        >>> src = fo.data.Sliced(X, Y, block_size=2, buffer_blocks=2)
+        >>> [len(Yb) for Xb, Yb in fo.MiniBatches(src, batch_size=4, seed=0)]
+        [4, 4, 2]
+        >>> all(np.array_equal(Xb[:, 0], 2 * Yb) for Xb, Yb in fo.MiniBatches(src, seed=0))
+        True
     """
 
     def __init__(
