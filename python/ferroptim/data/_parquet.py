@@ -341,26 +341,34 @@ class Parquet(Source):
         if perm is not None:  # where each row read goes: out[dest[i]] = row i
             dest = np.empty(chunk.rows, np.int64)
             dest[perm] = np.arange(chunk.rows)
+        # Rows per block of the interleave: a block of the row-major batch (~256 KiB) stays
+        # in cache while every column writes into it.
+        step = max(64, (1 << 18) // max(1, self.n_features * self.dtype.itemsize))
+        block = None if perm is None else np.empty((step, self.n_features), self.dtype)
         r = 0
         for g in ids:
             table = self._read_group(g)
             n = table.num_rows
-            # Unshuffled, the row group's rows go straight into place; shuffled, through a
-            # row-major block of the row group, scattered row by row (never a second copy
-            # of the window).
-            bx = X[r : r + n] if perm is None else np.empty((n, self.n_features), self.dtype)
-            for c, name in enumerate(self.features):
-                bx[:, c] = self._column(table, name, g)
-            by = None
+            cols = [self._column(table, name, g) for name in self.features]
+            for a in range(0, n, step):
+                b = min(n, a + step)
+                # Unshuffled, the rows go straight into place; shuffled, through the
+                # cache-sized block, scattered row by row to their shuffled places.
+                bx = X[r + a : r + b] if block is None else block[: b - a]
+                for c, col in enumerate(cols):
+                    bx[:, c] = col[a:b]
+                if block is not None:
+                    X[dest[r + a : r + b]] = bx
+            del cols
             if Y is not None:
-                by = Y[r : r + n] if perm is None else np.empty((n, self.n_labels), Y.dtype)
+                by = np.empty((n, self.n_labels), Y.dtype)
                 for c, name in enumerate(self.labels):
                     by[:, c] = self._column(table, name, g)
-            del table
-            if perm is not None:
-                X[dest[r : r + n]] = bx
-                if Y is not None:
+                if perm is None:
+                    Y[r : r + n] = by
+                else:
                     Y[dest[r : r + n]] = by
+            del table
             r += n
         if Y is not None and self.n_labels == 1:
             Y = Y[:, 0]
