@@ -495,3 +495,24 @@ def test_a_fit_epoch_over_parquet_stays_within_its_buffers(tmp_path):
     assert r.returncode == 0, r.stderr
     base, peak = (float(v) for v in r.stdout.split())
     assert peak - base < 0.4 * 77, (base, peak)
+
+
+def test_the_reader_thread_stops_when_a_pass_is_abandoned():
+    import threading
+    import time
+
+    def readers():
+        time.sleep(0.2)
+        return sum(t.name == "ferroptim-data-reader" for t in threading.enumerate())
+
+    src = fo.data.Sliced(np.zeros((10_000, 3)), np.zeros(10_000), block_size=100, buffer_blocks=2)
+    b = fo.MiniBatches(src, batch_size=10, seed=0)
+    it = iter(b)
+    next(it)
+    assert readers() == 1
+    b.load_state_dict(b.state_dict())
+    assert readers() == 0
+    next(iter(b))
+    next(iter(b))  # a new epoch closes the pass before it
+    assert readers() == 1
+    del it

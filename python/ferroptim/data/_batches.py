@@ -380,6 +380,8 @@ class SourceBatches(MiniBatches):
         if position == n:
             epoch, position = epoch + 1, 0
         with self._lock:
+            if self._current is not None:
+                self._current._cursor.close()  # stops its reader thread
             self._seed, self._epoch, self._start = seed, epoch, position
             self._current = None
 
