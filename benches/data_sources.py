@@ -55,7 +55,7 @@ def write_parquet(path: Path, rows: int, features: int, classes: int, seed: int 
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((features, classes)).astype(np.float32)
     schema = pa.schema([(f"x{j}", pa.float32()) for j in range(features)] + [("y", pa.int64())])
-    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+    with pq.ParquetWriter(path, schema, compression="snappy", use_dictionary=False) as writer:
         for a in range(0, rows, ROW_GROUP):
             n = min(ROW_GROUP, rows - a)
             X = rng.standard_normal((n, features)).astype(np.float32)

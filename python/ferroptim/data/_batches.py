@@ -19,30 +19,33 @@ from ._base import Chunk, Source
 Run = Tuple[np.ndarray, Optional[np.ndarray], int, list]
 
 
-def _prefetched(source: Source, todo: list, depth: int) -> Iterator[tuple]:
+def _prefetched(source: Source, todo: list, depth: int) -> Generator[tuple, None, None]:
     """``(X, Y, chunk, first row)`` of each ``(chunk, lo, hi)`` of ``todo``, loaded on a
-    background thread at most ``depth`` chunks ahead of the consumer. An error loading a
-    chunk is raised when the consumer reaches that chunk (after the ones before it)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
+    background thread at most ``depth`` chunks ahead of the one the consumer took last
+    (resident: that one and ``depth`` more). An error loading a chunk is raised when the
+    consumer reaches that chunk (after the ones before it)."""
+    q: queue.Queue = queue.Queue()
+    slots = threading.Semaphore(depth)
     stop = threading.Event()
 
     def work() -> None:
         for chunk, lo, hi in todo:
+            while not slots.acquire(timeout=0.05):
+                if stop.is_set():
+                    return
             if stop.is_set():
                 return
+            X: Any = None
+            Y: Any = None
             try:
                 X, Y = source._load(chunk)
                 item: Any = (X[lo:hi], None if Y is None else Y[lo:hi], chunk, lo)
             except BaseException as e:  # noqa: BLE001 - handed to the consumer
                 item = e
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.05)
-                    break
-                except queue.Full:
-                    continue
-            if isinstance(item, BaseException):
+            q.put(item)
+            if isinstance(item, BaseException) or stop.is_set():
                 return
+            item = X = Y = None  # the consumer holds the chunk now, not this thread
 
     thread = threading.Thread(target=work, name="ferroptim-data-reader", daemon=True)
     thread.start()
@@ -51,14 +54,11 @@ def _prefetched(source: Source, todo: list, depth: int) -> Iterator[tuple]:
             item = q.get()
             if isinstance(item, BaseException):
                 raise item
+            slots.release()  # the next chunk may load while this one trains
             yield item
+            del item
     finally:
         stop.set()
-        while thread.is_alive():
-            try:
-                q.get(timeout=0.05)
-            except queue.Empty:
-                pass
         thread.join()
 
 
@@ -164,8 +164,8 @@ class SourceBatches(MiniBatches):
         shard: ``(index, count)``: worker ``index``'s share of every epoch, as the source
             splits it (see :class:`~ferroptim.data.Sliced` and
             :class:`~ferroptim.data.Parquet`); every worker must pass the same ``seed``.
-        prefetch: chunks read ahead (>= 1). Resident memory is about ``prefetch + 2``
-            chunks.
+        prefetch: chunks read ahead (>= 1) of the one being cut into batches. Resident
+            memory is about ``prefetch + 1`` chunks.
     """
 
     def __init__(
@@ -279,8 +279,17 @@ class SourceBatches(MiniBatches):
                 todo.append((c, max(start - lo, 0), hi - lo))
             if acc >= end:
                 break
+        stream = _prefetched(self._source, todo, self._prefetch)
+        try:
+            yield from self._cut(stream, b)
+        finally:
+            stream.close()  # stops and joins the reader thread now, not at garbage collection
+
+    @staticmethod
+    def _cut(stream: Iterator[tuple], b: int) -> Iterator[Run]:
+        """The runs of batches of ``b`` rows of the chunks of ``stream``."""
         pending: Optional[list] = None  # pieces of a batch that spans chunks
-        for X, Y, chunk, lo in _prefetched(self._source, todo, self._prefetch):
+        for X, Y, chunk, lo in stream:
             i = 0
             if pending is not None:
                 have = sum(len(p[0]) for p in pending)

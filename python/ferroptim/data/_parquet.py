@@ -123,9 +123,10 @@ class Parquet(Source):
     Row groups are decoded by pyarrow on its own threads with the GIL released, one
     window ahead on a background thread; each decoded column is written into the batch's
     row-major array of ``dtype`` once (the cast and the column-to-row interleave in one
-    strided copy), then the window's rows are put in their shuffled order. Resident
-    memory: about three windows (``3 * shuffle_buffer`` row groups of ``n_features``
-    values of ``dtype``) plus pyarrow's decoding buffers.
+    copy, in cache-sized blocks of rows scattered to their shuffled places).
+    Resident memory: about two windows (the one being trained on and the next one,
+    ``2 * shuffle_buffer`` row groups of ``n_features`` values of ``dtype``) plus
+    pyarrow's buffers for one row group.
 
     Args:
         path_or_dataset: a file, a folder (every ``.parquet``/``.pq``/``.arrow``/
