@@ -219,6 +219,21 @@ def test_sliced_memmap_resume_equals_uninterrupted(tmp_path):
         assert np.array_equal(a, b)
 
 
+def test_fit_over_sliced_checks_rows_before_their_batches():
+    X = np.ones((300, 2), np.float32)
+    X[250, 1] = np.nan
+    y = np.zeros(300)
+    model = fo.nn.MLP([2, 1])
+    with pytest.raises(DataError, match="row 250 of the arrays: the features hold NaN"):
+        model.fit(fo.data.Sliced(X, y, block_size=100, buffer_blocks=1), optimizer=fo.SGD(model.params, lr=0.1),
+                  batch_size=10, shuffle=False)  # fmt: skip
+    assert model.position == 20  # the first two blocks' batches trained, not the third's
+    with pytest.raises(ValueError, match=r"rows have shape \(2, 1\)"):
+        fo.nn.MLP([2, 1]).fit(
+            fo.data.Sliced(np.ones((10, 2, 1), np.float32), y[:10]), optimizer=fo.SGD(model.params)
+        )
+
+
 def test_sliced_refuses_what_it_cannot_slice():
     with pytest.raises(TypeError, match="shape, .dtype and slicing"):
         fo.data.Sliced([[1.0, 2.0]])

@@ -29,6 +29,11 @@ def _check_model_fit(model: Any, source: Source) -> None:
             f"the source gives features of dtype {source.dtype}, the model is {model.dtype}: "
             f"build the source with dtype=np.{model.dtype}"
         )
+    shape = getattr(source, "row_shape", (source.n_features,))
+    if shape != (source.n_features,):
+        raise ValueError(
+            f"the source's rows have shape {shape}; the model takes rows of ({model.layer_sizes[0]},)"
+        )
     if source.n_features != model.layer_sizes[0]:
         raise ValueError(
             f"the source has {source.n_features} features per row, the model takes {model.layer_sizes[0]}"
@@ -89,10 +94,11 @@ def _checked_run(
 ) -> np.ndarray:
     src = batches.source
     if check:
-        finite = np.isfinite(X).all(axis=1)
-        if not finite.all():
-            row = int(np.argmin(finite))
-            raise DataError(f"{where(src, segs, row)}: the features hold NaN or infinity")
+        for a in range(0, len(X), EVAL_ROWS):  # in blocks: a bounded temporary
+            finite = np.isfinite(X[a : a + EVAL_ROWS]).all(axis=1)
+            if not finite.all():
+                row = a + int(np.argmin(finite))
+                raise DataError(f"{where(src, segs, row)}: the features hold NaN or infinity")
     try:
         return model._check_Y(Y, len(X), "labels", finite=check)
     except (TypeError, ValueError) as e:

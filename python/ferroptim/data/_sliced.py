@@ -97,6 +97,11 @@ class Sliced(Source):
     def __len__(self) -> int:
         return self._m
 
+    @property
+    def row_shape(self) -> tuple:
+        """The shape of one row of X (a batch is ``(rows, *row_shape)``)."""
+        return tuple(self._xshape)
+
     def __repr__(self) -> str:
         return (
             f"Sliced({self._m} rows x {self.n_features} features, labels={self.n_labels}, "
