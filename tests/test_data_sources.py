@@ -234,6 +234,28 @@ def test_fit_over_sliced_checks_rows_before_their_batches():
         )
 
 
+class _Sliceable:
+    """Only shape, dtype and slicing, recording every read (like an h5py Dataset)."""
+
+    def __init__(self, a):
+        self._a, self.shape, self.dtype, self.reads = a, a.shape, a.dtype, []
+
+    def __getitem__(self, key):
+        assert isinstance(key, slice) and key.step is None, key
+        self.reads.append((key.start, key.stop))
+        return self._a[key].copy()
+
+
+def test_sliced_reads_contiguous_blocks_only():
+    X = _Sliceable(np.arange(2000.0).reshape(1000, 2))
+    src = fo.data.Sliced(X, block_size=50, buffer_blocks=4)
+    batches = fo.MiniBatches(src, batch_size=32, seed=1)
+    ids = np.concatenate([xb[:, 0] for (xb,) in batches]) / 2
+    assert np.array_equal(np.sort(ids), np.arange(1000))
+    assert all(stop - start <= 50 and start % 50 == 0 for start, stop in X.reads)
+    assert sum(stop - start for start, stop in X.reads) <= 2 * 1000  # blocks at most twice
+
+
 def test_sliced_refuses_what_it_cannot_slice():
     with pytest.raises(TypeError, match="shape, .dtype and slicing"):
         fo.data.Sliced([[1.0, 2.0]])
