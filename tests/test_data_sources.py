@@ -57,10 +57,12 @@ def _id_source(d, **kw):
 
 
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
-def test_parquet_epoch_has_every_row_once_whatever_the_threads(folder, threads, n_threads):
+def test_parquet_epoch_has_every_row_once_whatever_the_threads(folder, threads, n_threads, request):
     d, _, _ = folder
     fo.set_num_threads(n_threads)
+    cpus = pa.cpu_count()
     pa.set_cpu_count(n_threads)
+    request.addfinalizer(lambda: pa.set_cpu_count(cpus))
     batches = fo.MiniBatches(_id_source(d, shuffle_buffer=3), batch_size=128, seed=4)
     assert len(batches) == -(-M // 128)
     epochs = [_ids(batches) for _ in range(2)]
