@@ -76,6 +76,7 @@ MODULES = [
     "ferroptim.schedules",
     "ferroptim.clip",
     "ferroptim.wrappers",
+    "ferroptim.data._sliced",
 ]
 
 

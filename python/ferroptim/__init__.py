@@ -23,7 +23,7 @@ of the CPU (``simd_level()``; force one with ``FERROPTIM_SIMD=scalar|avx2|avx512
 Results are bit-identical whatever the thread count and SIMD level.
 """
 
-from . import nn, schedules
+from . import data, nn, schedules
 from ._core import (
     get_num_threads,
     set_num_threads,
@@ -78,6 +78,7 @@ __all__ = [
     "moving_average",
     "EWA",
     "ParameterEMA",
+    "data",
     "nn",
     "schedules",
     "MiniBatches",

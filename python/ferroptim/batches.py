@@ -106,11 +106,16 @@ class MiniBatches:
     while you work on the current one.
 
     Args:
-        *arrays: NumPy arrays (anything else goes through ``np.asarray``) with the same
+        *arrays: NumPy arrays (a pandas DataFrame or pyarrow Table is converted once,
+            column by column, by :func:`ferroptim.data.as_array`; anything else goes
+            through ``np.asarray``, which loads an h5py Dataset whole: wrap that in
+            :class:`ferroptim.data.Sliced` instead) with the same
             number of samples along ``axis``: any dtype without Python objects, any
             trailing shape, any memory layout (strided views are read in place, never
             copied whole), including ``np.memmap`` / ``np.load(path, mmap_mode="r")``
-            arrays larger than RAM.
+            arrays larger than RAM. A single :mod:`ferroptim.data` source (Parquet,
+            sliced h5py/zarr arrays) instead gives a
+            :class:`ferroptim.data.SourceBatches` streaming it.
         batch_size: samples per batch: an int >= 1 (1 is stochastic gradient descent),
             ``None`` for the whole set in one batch (batch gradient descent), or a function
             ``epoch -> int or None`` (epochs count from 0) for a batch-size schedule.
@@ -165,6 +170,19 @@ class MiniBatches:
         True
     """
 
+    def __new__(cls, *arrays: Any, **options: Any) -> MiniBatches:
+        """``MiniBatches(source, ...)`` over a :mod:`ferroptim.data` source builds a
+        :class:`ferroptim.data.SourceBatches` (same interface)."""
+        from .data import _base
+
+        if arrays and isinstance(arrays[0], _base.Source):
+            if len(arrays) != 1:
+                raise TypeError("a data source holds its labels: pass it alone, MiniBatches(source, ...)")
+            from .data._batches import SourceBatches
+
+            return object.__new__(SourceBatches)
+        return object.__new__(cls)
+
     def __init__(
         self,
         *arrays: Any,
@@ -178,7 +196,9 @@ class MiniBatches:
         buffer_blocks: int = 16,
         reuse_buffers: bool = False,
     ) -> None:
-        arrays = tuple(a if isinstance(a, np.ndarray) else np.asarray(a) for a in arrays)
+        from .data._frames import as_array
+
+        arrays = tuple(a if isinstance(a, np.ndarray) else as_array(a) for a in arrays)
         self._maps = []
         for i, a in enumerate(arrays):
             found = _find_map(a)

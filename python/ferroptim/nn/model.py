@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from .. import _core
+from ..data import _fit as _data
 from ._args import _count, _int
 
 HIDDEN = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
@@ -210,7 +211,7 @@ class MLP:
 
     def _check_X(self, X: Any, name: str = "X", finite: bool = True) -> np.ndarray:
         if not isinstance(X, np.ndarray):
-            X = np.asarray(X)
+            X = _data.as_array(X, self.dtype if _data.is_frame(X) else None)
         if X.dtype != self.dtype:
             raise TypeError(
                 f"{name} has dtype {X.dtype}, expected {self.dtype} like the model "
@@ -270,7 +271,10 @@ class MLP:
 
     def forward(self, X: Any) -> np.ndarray:
         """The output activations ``A_L`` (m, n_L) for the rows of X (probabilities for
-        sigmoid/softmax outputs)."""
+        sigmoid/softmax outputs). X may be a :mod:`ferroptim.data` source: its rows in
+        storage order, a few thousand at a time."""
+        if _data.is_source(X):
+            return _data.forward(self, X)
         X = np.require(self._check_X(X, finite=False), requirements=["C", "A"])
         return self._core.forward(self._param_list(), X)
 
@@ -335,8 +339,8 @@ class MLP:
     def fit(
         self,
         X: Any,
-        Y: Any,
-        optimizer: Any,
+        Y: Any = None,
+        optimizer: Any = None,
         *,
         batch_size: Optional[int] = 64,
         epochs: int = 1,
@@ -344,7 +348,7 @@ class MLP:
         seed: Optional[int] = None,
         drop_last: bool = False,
         axis: int = 0,
-        validation_data: Optional[tuple] = None,
+        validation_data: Any = None,
         callbacks: Sequence[Callable[[int, dict], Any]] = (),
         steps_per_execution: Optional[int] = None,
         batch_callbacks: Sequence[Callable[[dict], Any]] = (),
@@ -371,7 +375,12 @@ class MLP:
 
         Args:
             X: (m, n_0) of the model's dtype (``axis=1``: (n_0, m)); any layout, including
-                memory maps.
+                memory maps; a pandas DataFrame or pyarrow Table is converted once, column
+                by column, to the model's dtype. Or a :mod:`ferroptim.data` source
+                (``Parquet``, ``Sliced``) holding the labels too: ``Y`` omitted, streamed
+                in bounded memory, each epoch in the source's order (``shuffle``, ``seed``
+                and ``drop_last`` apply; rows are checked per chunk, before its batches
+                train).
             Y: sigmoid: (m,) or (m, k) of 0/1 (any numeric dtype); softmax: (m,) integer
                 labels in [0, k) or (m, k) one-hot / probability rows (summing to 1: the
                 gradient ``(p - y)/m`` assumes it); identity: (m,) or
@@ -389,7 +398,8 @@ class MLP:
                 stopped in.
             shuffle, drop_last, axis: as in :class:`ferroptim.MiniBatches`.
             seed: the shuffle seed; None uses the model's ``seed``.
-            validation_data: ``(X_val, Y_val)`` evaluated after each epoch:
+            validation_data: ``(X_val, Y_val)`` or a :mod:`ferroptim.data` source,
+                evaluated after each epoch:
                 ``history.val_costs`` (data cost) and, for classifiers,
                 ``history.val_accuracy``.
             callbacks: each called as ``cb(epoch, logs)`` after every epoch, ``logs`` a
@@ -461,7 +471,7 @@ class MLP:
     def _fit_data(self, X: Any, Y: Any, transposed: bool, check: bool) -> tuple:
         """X and Y as fit trains on them: X unchanged (checked), Y in the core's form."""
         if not isinstance(X, np.ndarray):
-            X = np.asarray(X)
+            X = _data.as_array(X, self.dtype if _data.is_frame(X) else None)
         if not isinstance(Y, np.ndarray):
             Y = np.asarray(Y)
         n0, k = self.layer_sizes[0], self.n_outputs

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import numpy as np
 
 from ..batches import MiniBatches
+from ..data import _fit as _data
 from ..optim import Optimizer
 from ..wrappers import _Wrapper
 from ._args import _U64_MAX, _callables, _int
@@ -43,7 +44,7 @@ class _Fit:
         seed: Optional[int],
         drop_last: bool,
         axis: int,
-        validation_data: Optional[tuple],
+        validation_data: Any,
         callbacks: Sequence[Callable[[int, dict], Any]],
         steps_per_execution: Optional[int],
         batch_callbacks: Sequence[Callable[[dict], Any]],
@@ -67,25 +68,36 @@ class _Fit:
         if axis not in (0, 1, -1, -2):
             raise ValueError(f"axis must be 0 or 1, got {axis!r}")
         transposed = axis in (1, -1)
-        X, Y, labels, y_transposed = model._fit_data(X, Y, transposed, bool(check_input))
         params = model._param_list()
         seed = model.seed if seed is None else _int("seed", seed, 0)
-        batches = MiniBatches(
-            X,
-            Y,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            axis=-1 if transposed else 0,
-        )
+        batches: Any
+        if _data.is_source(X):  # a ferroptim.data source: streamed, labels inside
+            batches, labels = _data.fit_batches(
+                model, X, Y, axis=axis, check=bool(check_input), batch_size=batch_size,
+                shuffle=shuffle, seed=seed, drop_last=drop_last,
+            )  # fmt: skip
+            y_transposed = False
+        else:
+            X, Y, labels, y_transposed = model._fit_data(X, Y, transposed, bool(check_input))
+            batches = MiniBatches(
+                X,
+                Y,
+                batch_size=batch_size,
+                shuffle=shuffle,
+                seed=seed,
+                drop_last=drop_last,
+                axis=-1 if transposed else 0,
+            )
         if model.position and model.position > batches._num_batches(model.epoch):
             raise ValueError(
                 f"model.position {model.position} is past epoch {model.epoch}'s "
                 f"{batches._num_batches(model.epoch)} batches at this batch_size"
             )
         self.validation: Optional[tuple] = None
-        if validation_data is not None:
+        self.evaluate_source: Optional[Callable[[], tuple]] = None
+        if _data.is_source(validation_data):
+            self.evaluate_source = _data.evaluator(model, validation_data)
+        elif validation_data is not None:
             try:
                 Xv, Yv = validation_data
             except (TypeError, ValueError):
@@ -205,7 +217,11 @@ class _Fit:
         epoch_cost = float(np.mean(costs)) if len(costs) else float("nan")
         logs = {"epoch": model.epoch - 1, "cost": epoch_cost, "seconds": seconds}
         logs["lr"] = _current_lr(self.inner)
-        if self.validation is not None:
+        if self.evaluate_source is not None:
+            logs["val_cost"], val_accuracy = self.evaluate_source()
+            if val_accuracy is not None:
+                logs["val_accuracy"] = val_accuracy
+        elif self.validation is not None:
             Xv, Yv, Yv_raw = self.validation
             logs["val_cost"] = model._core.cost(self.params, Xv, Yv)
             if model.output != "identity":
@@ -243,6 +259,11 @@ class _Fit:
         call; advances ``model.position`` (also when it raises: by the updates applied).
         Returns the batch costs and the timing parts."""
         model, optimizer, batches = self.model, self.optimizer, self.batches
+        if _data.is_source(getattr(batches, "source", None)):
+            return _data.source_updates(
+                model, optimizer, self.params, count, batches=batches, labels=self.labels,
+                timing=self.timing, learning_rates=_learning_rates, deferred_interrupt=_DeferredInterrupt,
+            )  # fmt: skip
         start = model.position
         lrs = _learning_rates(optimizer, count)
         with _DeferredInterrupt() as interrupt:
