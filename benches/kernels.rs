@@ -49,12 +49,13 @@ fn bench_step<T: Elem>(bencher: Bencher, n: usize, hyper: Hyper, read_write: usi
         .map(|i| T::from_f64((i % 89) as f64 * 1e-3 - 0.04))
         .collect();
     let mut opt = Optimizer::new(hyper.algorithm(), &[T::DTYPE], &[n], &[0]);
-    opt.step(vec![T::tensor(&mut param, &grad)], &[hyper], 1.0)
+    let hyper = opt.validate(vec![hyper]).unwrap();
+    opt.step(vec![T::tensor(&mut param, &grad)], &hyper, 1.0)
         .unwrap();
     bencher
         .counter(BytesCount::new(n * bytes_per_element::<T>(read_write, 1)))
         .bench_local(|| {
-            opt.step(vec![T::tensor(&mut param, &grad)], &[hyper], 1.0)
+            opt.step(vec![T::tensor(&mut param, &grad)], &hyper, 1.0)
                 .unwrap();
         });
 }
@@ -98,8 +99,8 @@ fn adam_lecture_net(b: Bencher) {
     let lens = [10usize, 5, 10, 2, 2, 1];
     let mut params: Vec<Vec<f32>> = lens.iter().map(|&n| vec![0.5; n]).collect();
     let grads: Vec<Vec<f32>> = lens.iter().map(|&n| vec![-0.025; n]).collect();
-    let hyper = [Hyper::Adam(ADAM)];
-    let mut opt = Optimizer::new(hyper[0].algorithm(), &[f32::DTYPE; 6], &lens, &[0; 6]);
+    let mut opt = Optimizer::new(Hyper::Adam(ADAM).algorithm(), &[f32::DTYPE; 6], &lens, &[0; 6]);
+    let hyper = opt.validate(vec![Hyper::Adam(ADAM)]).unwrap();
     b.counter(ItemsCount::new(1usize)).bench_local(|| {
         let tensors = params
             .iter_mut()
@@ -122,8 +123,8 @@ fn adam_dead_units(b: Bencher) {
     let grad: Vec<f32> = (0..n)
         .map(|i| if i % 32 < 8 { 0.0 } else { live[i] })
         .collect();
-    let hyper = [Hyper::Adam(ADAM)];
-    let mut opt = Optimizer::new(hyper[0].algorithm(), &[f32::DTYPE], &[n], &[0]);
+    let mut opt = Optimizer::new(Hyper::Adam(ADAM).algorithm(), &[f32::DTYPE], &[n], &[0]);
+    let hyper = opt.validate(vec![Hyper::Adam(ADAM)]).unwrap();
     opt.step(vec![f32::tensor(&mut param, &live)], &hyper, 1.0)
         .unwrap();
     for _ in 0..2000 {

@@ -1,8 +1,10 @@
 //! Hyper-parameters of each optimizer, with torch.optim's names, and their valid ranges.
 //!
-//! Validation lives here, once, and runs both when an optimizer is built and before every
-//! step (a user may edit `param_groups` between steps); nothing is modified by a step whose
-//! hyper-parameters are invalid.
+//! Validation lives here, once: [`Hyper::validate`] runs when an optimizer is built and
+//! once per step (a user may edit `param_groups` between steps), through
+//! `Optimizer::validate`, whose token the step takes without checking again; a fused
+//! training loop validates once per call and then only each scheduled `lr` ([`check_lr`]).
+//! Nothing is modified by a step whose hyper-parameters are invalid.
 
 use crate::error::{Error, Result};
 
@@ -617,6 +619,12 @@ impl Hyper {
             }
         }
     }
+}
+
+/// Checks a learning rate of param group `group` (a schedule's value for the coming update)
+/// as [`Hyper::validate`] checks `lr`.
+pub fn check_lr(group: usize, lr: f64) -> Result<()> {
+    Checker { group }.lr(lr)
 }
 
 struct Checker {

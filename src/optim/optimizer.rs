@@ -420,10 +420,47 @@ impl<S: Copy> TensorState<S> {
     }
 }
 
+/// Hyper-parameters, one per param group, that passed [`Optimizer::validate`] — the only
+/// way to make one (besides [`Validated::set_lr`], which checks the one value it changes) —
+/// so [`Optimizer::step`] takes them without checking them again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Validated {
+    hypers: Vec<Hyper>,
+    algorithm: Algorithm,
+}
+
+impl Validated {
+    /// The hyper-parameters, one per param group.
+    pub fn hypers(&self) -> &[Hyper] {
+        &self.hypers
+    }
+
+    pub fn len(&self) -> usize {
+        self.hypers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hypers.is_empty()
+    }
+
+    /// Sets param group `group`'s learning rate (a schedule's value for the coming update),
+    /// checking only it: the other hyper-parameters are unchanged, so still valid.
+    ///
+    /// # Panics
+    /// If there is no param group `group`.
+    pub fn set_lr(&mut self, group: usize, lr: f64) -> Result<()> {
+        hyper::check_lr(group, lr)?;
+        self.hypers[group].set_lr(lr);
+        Ok(())
+    }
+}
+
 /// An optimizer over a fixed list of tensors, each in one param group.
 #[derive(Clone, Debug)]
 pub struct Optimizer {
     algorithm: Algorithm,
+    /// One more than the largest group index (the param groups a step needs).
+    groups: usize,
     group_of: Vec<usize>,
     lens: Vec<usize>,
     storage: Vec<Storage>,
@@ -461,6 +498,7 @@ impl Optimizer {
         }
         Ok(Optimizer {
             algorithm,
+            groups: group_of.iter().max().map_or(0, |&g| g + 1),
             group_of: group_of.to_vec(),
             lens: lens.to_vec(),
             storage: storage.to_vec(),
@@ -518,8 +556,9 @@ impl Optimizer {
         Ok(())
     }
 
-    /// Checks that `hypers` (one per param group) are all valid for this optimizer.
-    pub fn validate(&self, hypers: &[Hyper]) -> Result<()> {
+    /// Checks that `hypers` (one per param group) are all valid for this optimizer; the
+    /// token [`Optimizer::step`] takes.
+    pub fn validate(&self, hypers: Vec<Hyper>) -> Result<Validated> {
         for (g, h) in hypers.iter().enumerate() {
             if h.algorithm() != self.algorithm {
                 return Err(Error::Mismatch(format!(
@@ -530,13 +569,17 @@ impl Optimizer {
             }
             h.validate(g)?;
         }
-        if let Some(&g) = self.group_of.iter().find(|&&g| g >= hypers.len()) {
+        if self.groups > hypers.len() {
             return Err(Error::Mismatch(format!(
-                "a tensor belongs to param group {g} but only {} groups were given",
+                "a tensor belongs to param group {} but only {} groups were given",
+                self.groups - 1,
                 hypers.len()
             )));
         }
-        Ok(())
+        Ok(Validated {
+            hypers,
+            algorithm: self.algorithm,
+        })
     }
 
     fn check_tensors(&self, tensors: &[Tensor<'_>]) -> Result<()> {
@@ -566,10 +609,21 @@ impl Optimizer {
     pub fn step(
         &mut self,
         tensors: Vec<Tensor<'_>>,
-        hypers: &[Hyper],
+        hypers: &Validated,
         grad_scale: f64,
     ) -> Result<()> {
-        self.validate(hypers)?;
+        // A token of another optimizer (two comparisons, not a re-validation).
+        if hypers.algorithm != self.algorithm || hypers.len() < self.groups {
+            return Err(Error::Mismatch(format!(
+                "hyper-parameters validated for {:?} with {} groups, but this optimizer is {:?} \
+                 with {}",
+                hypers.algorithm,
+                hypers.len(),
+                self.algorithm,
+                self.groups
+            )));
+        }
+        let hypers = hypers.hypers();
         self.check_tensors(&tensors)?;
         if let Some(i) = self.states.iter().position(|s| s.step() == u64::MAX) {
             return Err(Error::Invalid(format!(
@@ -846,7 +900,8 @@ mod tests {
                     }
                 })
                 .collect();
-            opt.step(tensors, &[adam(1e-2), adam(1e-3)], 1.0).unwrap();
+            let hypers = opt.validate(vec![adam(1e-2), adam(1e-3)]).unwrap();
+            opt.step(tensors, &hypers, 1.0).unwrap();
         }
         (p32.concat(), p64.concat(), opt.states)
     }
@@ -870,21 +925,15 @@ mod tests {
         let mut p = vec![1.0, 2.0];
         let g = vec![0.5, 0.5];
         let before = opt.states.clone();
-        let bad = opt.step(
-            vec![Tensor::F64 {
-                param: &mut p,
-                grad: &g,
-            }],
-            &[adam(-1.0)],
-            1.0,
-        );
+        let bad = opt.validate(vec![adam(-1.0)]);
         assert!(matches!(bad, Err(Error::Hyper { name: "lr", .. })));
+        let hypers = opt.validate(vec![adam(0.1)]).unwrap();
         let short = opt.step(
             vec![Tensor::F64 {
                 param: &mut p,
                 grad: &g[..1],
             }],
-            &[adam(0.1)],
+            &hypers,
             1.0,
         );
         assert!(matches!(short, Err(Error::Mismatch(_))));
@@ -892,6 +941,44 @@ mod tests {
             (p.as_slice(), &opt.states),
             ([1.0, 2.0].as_slice(), &before)
         );
+    }
+
+    #[test]
+    fn a_token_is_checked_for_its_optimizer_and_set_lr_checks_the_new_lr() {
+        let mut opt = Optimizer::new(Algorithm::Adam, &[Dtype::F64], &[2], &[1]);
+        let (mut p, g) = (vec![1.0, 2.0], vec![0.5, 0.5]);
+        assert!(matches!(
+            opt.validate(vec![adam(0.1)]),
+            Err(Error::Mismatch(_))
+        ));
+        let sgd = Optimizer::new(Algorithm::Sgd, &[Dtype::F64], &[2], &[0]);
+        let other = sgd
+            .validate(vec![Hyper::Sgd(hyper::Sgd::from_values(
+                0.1,
+                &[
+                    hyper::Value::Number(0.0),
+                    hyper::Value::Number(0.0),
+                    hyper::Value::Flag(false),
+                    hyper::Value::Number(0.0),
+                    hyper::Value::Flag(false),
+                ],
+            ))])
+            .unwrap();
+        fn tensors<'a>(p: &'a mut [f64], g: &'a [f64]) -> Vec<Tensor<'a>> {
+            vec![Tensor::F64 { param: p, grad: g }]
+        }
+        assert!(matches!(
+            opt.step(tensors(&mut p, &g), &other, 1.0),
+            Err(Error::Mismatch(_))
+        ));
+        let mut hypers = opt.validate(vec![adam(0.1), adam(0.1)]).unwrap();
+        let err = hypers.set_lr(1, f64::NAN).unwrap_err();
+        assert!(matches!(err, Error::Hyper { group: 1, name: "lr", .. }));
+        assert_eq!(hypers.hypers()[1], adam(0.1), "a refused lr is not set");
+        hypers.set_lr(1, 0.0).unwrap();
+        opt.step(tensors(&mut p, &g), &hypers, 1.0).unwrap();
+        assert_eq!(p, [1.0, 2.0], "lr 0 leaves the parameter as it is");
+        assert_eq!(opt.states()[0].step(), 1);
     }
 
     #[test]
@@ -919,13 +1006,14 @@ mod tests {
         opt.set_states(vec![State::F64(state)]).unwrap();
         let before = opt.states.clone();
         let (mut p, g) = (vec![1.0, 2.0], vec![0.5, 0.5]);
+        let hypers = opt.validate(vec![adam(1e-3)]).unwrap();
         let err = opt
             .step(
                 vec![Tensor::F64 {
                     param: &mut p,
                     grad: &g,
                 }],
-                &[adam(1e-3)],
+                &hypers,
                 1.0,
             )
             .unwrap_err();
@@ -972,12 +1060,13 @@ mod tests {
         let mut opt = Optimizer::with_storage(Algorithm::Adam, &storage, &[3], &[0]).unwrap();
         let mut p: Vec<Bf16> = [1.0f32, -2.0, 0.5].map(Bf16::from_f32).to_vec();
         let g = vec![Bf16::from_f32(0.25); 3];
+        let hypers = opt.validate(vec![adam(1e-4)]).unwrap();
         opt.step(
             vec![Tensor::Bf16 {
                 param: &mut p,
                 grad: &g,
             }],
-            &[adam(1e-4)],
+            &hypers,
             1.0,
         )
         .unwrap();

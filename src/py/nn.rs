@@ -22,7 +22,6 @@ use crate::nn::{
     Workspace,
 };
 use crate::numerics::float::Dtype;
-use crate::optim::hyper::Hyper;
 use crate::optim::optimizer::Tensor;
 
 /// Elements per gathered row below which a `loss_and_grad` keeps the GIL.
@@ -461,7 +460,7 @@ impl NetState {
             .iter()
             .map(|&(d, n)| unsafe { std::slice::from_raw_parts_mut(d as *mut T, n) })
             .collect();
-        let mut hypers: Vec<Hyper> = view.hypers.clone();
+        let mut hypers = view.hypers.clone();
         let base = view.group_steps.clone();
         let mut failure: Option<PyErr> = None;
         let mut costs: Vec<f64> = Vec::with_capacity(updates);
@@ -473,8 +472,11 @@ impl NetState {
             let mut step = |params: &mut [&mut [T]], grads: &[Vec<T>]| -> StepOutcome {
                 if let Some(lrs) = &lrs {
                     let steps = session.group_steps();
-                    for (g, h) in hypers.iter_mut().enumerate() {
-                        h.set_lr(lrs[g][(steps[g] - base[g]) as usize]);
+                    for (g, lrs) in lrs.iter().enumerate() {
+                        if let Err(e) = hypers.set_lr(g, lrs[(steps[g] - base[g]) as usize]) {
+                            failure = Some(e.into());
+                            return StepOutcome::Abort;
+                        }
                     }
                 }
                 let tensors: Vec<Tensor<'_>> = if in_order {

@@ -18,10 +18,10 @@ use super::state_dict::{state_from_dict, state_to_dict};
 use crate::numerics::half::{Bf16, Elem, F16};
 use crate::optim::hyper::Hyper;
 use crate::optim::ops::{self, clip_coefficient, AnySlice, Norm};
-use crate::optim::optimizer::{first_nonfinite, Optimizer, State, Storage, Tensor};
+use crate::optim::optimizer::{first_nonfinite, Optimizer, State, Storage, Tensor, Validated};
 use crate::py::arrays::{
     check_array_of, describe_dtype, disjoint_byte_extents, layout, numpy_scalar_as_array,
-    overlapping, shape_str,
+    overlapping, shape_str, Layout,
 };
 use crate::py::lock::{Guard, Locked};
 use crate::py::type_name;
@@ -327,13 +327,13 @@ impl Engine {
         &'a self,
         py: Python<'_>,
         groups: &Bound<'_, PyAny>,
-    ) -> PyResult<(Guard<'a, Mutable>, Vec<Hyper>)> {
+    ) -> PyResult<(Guard<'a, Mutable>, Validated)> {
         loop {
             let steps = self.group_steps(&*self.state.lock(py, WHAT)?);
             let hypers = self.read_hypers(groups, &steps)?;
             let st = self.state.lock(py, WHAT)?;
             if self.group_steps(&st) == steps {
-                st.core.validate(&hypers)?;
+                let hypers = st.core.validate(hypers)?;
                 return Ok((st, hypers));
             }
         }
@@ -461,11 +461,10 @@ impl Engine {
         let (mut st, hypers) = self.lock_with_hypers(py, groups)?;
         let st = &mut *st;
         let checked = self.collect_grads(grads)?;
-        self.recheck_params(py)?;
 
         // SAFETY: every parameter is a live, writeable, aligned, C-contiguous array of
-        // `len` elements of its dtype (checked at construction and just now), parameters
-        // are pairwise disjoint, and no gradient overlaps a parameter; `self.params` and
+        // `len` elements of its dtype (checked at construction and again by `collect_grads`,
+        // after the last Python code of this call ran), parameters are pairwise disjoint, and no gradient overlaps a parameter; `self.params` and
         // `checked` keep all of them alive for the rest of this call.
         let tensors: Vec<Tensor<'_>> = self
             .params
