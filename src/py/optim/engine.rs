@@ -100,14 +100,39 @@ pub(super) struct Mutable {
 /// How a lock conflict names the engine.
 const WHAT: &str = "this optimizer";
 
+impl Param {
+    /// Confirms that `l`, the array's header read now, still describes the array checked at
+    /// construction.
+    fn recheck(&self, l: &Layout<'_>) -> PyResult<()> {
+        if l.data != self.data
+            || l.elem != Some(self.elem)
+            || l.len() != self.len
+            || !l.is_c_aligned()
+        {
+            return Err(PyValueError::new_err(format!(
+                "parameter {} was resized, re-typed or re-strided since the optimizer was \
+                 created; create a new optimizer for it",
+                self.name
+            )));
+        }
+        if !l.is_writeable() {
+            return Err(PyValueError::new_err(format!(
+                "parameter {} has become read-only; parameters are updated in place",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn check_param(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Param> {
-    let (a, data, len, elem) = check_array_of(obj, &format!("parameter {name}"), true, true)?;
+    let a = check_array_of(obj, &format!("parameter {name}"), true, true)?;
     Ok(Param {
-        array: a.unbind(),
+        array: a.array.unbind(),
         name: name.to_string(),
-        data,
-        len,
-        elem,
+        data: a.data,
+        len: a.len,
+        elem: a.elem,
     })
 }
 
@@ -128,8 +153,14 @@ struct Grad<'py> {
 }
 
 impl Engine {
+    /// Checks gradient `i` against its parameter, after confirming the parameter still is
+    /// the array checked at construction ([`Param::recheck`]): each array's header is
+    /// read once.
     fn check_grad<'py>(&self, i: usize, obj: &Bound<'py, PyAny>) -> PyResult<Grad<'py>> {
         let p = &self.params[i];
+        let param = p.array.bind(obj.py());
+        let pl = layout(param);
+        p.recheck(&pl)?;
         let scalar = match obj.cast::<PyUntypedArray>() {
             Ok(_) => None,
             Err(_) => numpy_scalar_as_array(obj)?,
@@ -151,8 +182,6 @@ impl Engine {
                 p.elem.name()
             )));
         }
-        let param = p.array.bind(obj.py());
-        let pl = layout(param);
         if l.shape != pl.shape {
             return Err(PyValueError::new_err(format!(
                 "gradient for {} has shape {}, expected {} like its parameter",
@@ -161,15 +190,18 @@ impl Engine {
                 shape_str(pl.shape)
             )));
         }
-        let array = if l.is_c_aligned() {
-            a.clone()
-        } else {
-            // SAFETY: `a` is a live ndarray; NewCopy returns a new reference or NULL.
-            unsafe {
-                let copy =
-                    PY_ARRAY_API.PyArray_NewCopy(obj.py(), a.as_array_ptr(), NPY_ORDER::NPY_CORDER);
-                Bound::from_owned_ptr_or_err(obj.py(), copy)?.cast_into::<PyUntypedArray>()?
-            }
+        if l.is_c_aligned() {
+            return Ok(Grad {
+                array: a.clone(),
+                data: l.data,
+                nbytes: l.nbytes(),
+            });
+        }
+        // SAFETY: `a` is a live ndarray; NewCopy returns a new reference or NULL.
+        let array = unsafe {
+            let copy =
+                PY_ARRAY_API.PyArray_NewCopy(obj.py(), a.as_array_ptr(), NPY_ORDER::NPY_CORDER);
+            Bound::from_owned_ptr_or_err(obj.py(), copy)?.cast_into::<PyUntypedArray>()?
         };
         let l = layout(&array);
         let (data, nbytes) = (l.data, l.nbytes());
@@ -181,7 +213,8 @@ impl Engine {
     }
 
     /// The gradients of `grads` (list, tuple or dict keyed like the parameters), in
-    /// parameter order, each checked against its parameter.
+    /// parameter order, each checked against its parameter (itself re-checked): the one walk
+    /// over the parameters a step makes.
     fn collect_grads<'py>(&self, grads: &Bound<'py, PyAny>) -> PyResult<Vec<Grad<'py>>> {
         let grads: Vec<Bound<'py, PyAny>> = if let Ok(l) = grads.cast::<PyList>() {
             l.iter().collect()
@@ -260,21 +293,7 @@ impl Engine {
     /// Confirms each parameter still is the array checked at construction.
     pub(super) fn recheck_params(&self, py: Python<'_>) -> PyResult<()> {
         for p in &self.params {
-            let a = p.array.bind(py);
-            let l = layout(a);
-            if l.data != p.data || l.elem != Some(p.elem) || l.len() != p.len || !l.is_c_aligned() {
-                return Err(PyValueError::new_err(format!(
-                    "parameter {} was resized, re-typed or re-strided since the optimizer was \
-                     created; create a new optimizer for it",
-                    p.name
-                )));
-            }
-            if !l.is_writeable() {
-                return Err(PyValueError::new_err(format!(
-                    "parameter {} has become read-only; parameters are updated in place",
-                    p.name
-                )));
-            }
+            p.recheck(&layout(p.array.bind(py)))?;
         }
         Ok(())
     }
@@ -320,9 +339,9 @@ impl Engine {
             .collect()
     }
 
-    /// The lock, and the hyper-parameters read for the step counts it holds: schedules are
-    /// called unlocked (one may read this optimizer), then read again if another thread
-    /// stepped meanwhile.
+    /// The lock, and the hyper-parameters read (and validated, once) for the step counts it
+    /// holds: schedules are called unlocked (one may read this optimizer), then read again if
+    /// another thread stepped meanwhile.
     pub(super) fn lock_with_hypers<'a>(
         &'a self,
         py: Python<'_>,
