@@ -973,7 +973,14 @@ mod tests {
         ));
         let mut hypers = opt.validate(vec![adam(0.1), adam(0.1)]).unwrap();
         let err = hypers.set_lr(1, f64::NAN).unwrap_err();
-        assert!(matches!(err, Error::Hyper { group: 1, name: "lr", .. }));
+        assert!(matches!(
+            err,
+            Error::Hyper {
+                group: 1,
+                name: "lr",
+                ..
+            }
+        ));
         assert_eq!(hypers.hypers()[1], adam(0.1), "a refused lr is not set");
         hypers.set_lr(1, 0.0).unwrap();
         opt.step(tensors(&mut p, &g), &hypers, 1.0).unwrap();

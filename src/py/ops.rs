@@ -135,7 +135,11 @@ pub fn clip_grad_norm_(
     };
     // Writable arrays are viewed mutably only (the norm reads them through those views).
     let ys = writable.is_ok().then(|| mutable(&a));
-    let xs = if ys.is_none() { readonly(&a) } else { Vec::new() };
+    let xs = if ys.is_none() {
+        readonly(&a)
+    } else {
+        Vec::new()
+    };
     let (total, coef) = maybe_detach(py, a.total(), move || {
         let total = match &ys {
             Some(ys) => ops::norm(&ys.iter().map(SliceMut::as_slice).collect::<Vec<_>>(), norm),
