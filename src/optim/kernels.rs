@@ -800,7 +800,7 @@ mod tests {
             let g = data(n, 100 + t);
             let k = Kernel::<f64>::new(&adam_hyper(false, false, false), t, [false; 3]);
             update(
-                Level::Scalar,
+                Level::SCALAR,
                 &k,
                 Direct(&mut p),
                 &g,
@@ -1014,7 +1014,7 @@ mod tests {
         let (mut p, mut buf) = (vec![1.0f64], vec![0.0f64]);
         let k = Kernel::new(&h, 1, [true, false, false]);
         update(
-            Level::Scalar,
+            Level::SCALAR,
             &k,
             Direct(&mut p),
             &[2.0],
@@ -1023,7 +1023,7 @@ mod tests {
         assert_eq!((p[0], buf[0]), (0.0, 2.0));
         let k = Kernel::new(&h, 2, [false; 3]);
         update(
-            Level::Scalar,
+            Level::SCALAR,
             &k,
             Direct(&mut p),
             &[2.0],
@@ -1040,7 +1040,7 @@ mod tests {
         let (mut p, mut v) = (vec![0.0f64], vec![0.0f64]);
         let k = Kernel::new(&h, 1, [true, false, false]);
         update(
-            Level::Scalar,
+            Level::SCALAR,
             &k,
             Direct(&mut p),
             &[1.0],
@@ -1072,7 +1072,7 @@ mod tests {
         let (mut p, mut m) = (vec![1.0f64, 1.0, 1.0], vec![0.0f64; 3]);
         let k = Kernel::new(&h, 1, [true, false, false]);
         update(
-            Level::Scalar,
+            Level::SCALAR,
             &k,
             Direct(&mut p),
             &[3.0, -1e-9, 0.0],
