@@ -30,6 +30,39 @@ impl From<Error> for PyErr {
     }
 }
 
+/// How much work a binding hands the core: the one decision whether to release the GIL
+/// for it ([`maybe_detach`]).
+///
+/// Releasing and re-taking the GIL (and waking a thread waiting for it) costs about a
+/// microsecond, more than small work takes. Two units, because a unit's cost differs: an
+/// element of an element-wise pass, of a norm or of a network's activations costs about a
+/// nanosecond, and the threshold is the core's [`PARALLEL_MIN_ELEMENTS`] (the size at which
+/// it starts sharing work with its pool); a sample of an epoch's order (a shuffle, or a
+/// block shuffle through a buffer) costs less per sample, and the threshold is twice that.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Work {
+    Elements(usize),
+    Samples(usize),
+}
+
+impl Work {
+    fn is_large(self) -> bool {
+        match self {
+            Work::Elements(n) => n >= PARALLEL_MIN_ELEMENTS,
+            Work::Samples(n) => n >= 2 * PARALLEL_MIN_ELEMENTS,
+        }
+    }
+}
+
+/// Runs `f` with the GIL released when `work` is large ([`Work`]), else holding it.
+pub(crate) fn maybe_detach<T: Send>(py: Python<'_>, work: Work, f: impl FnOnce() -> T + Send) -> T {
+    if work.is_large() {
+        py.detach(f)
+    } else {
+        f()
+    }
+}
+
 /// The name of an object's type, for error messages.
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
@@ -141,12 +174,12 @@ fn simd_level() -> &'static str {
 /// Forces the SIMD level for later steps (one of `supported_simd_levels()`).
 #[pyfunction]
 fn set_simd_level(name: &str) -> PyResult<()> {
-    let level = simd::Level::parse(name).ok_or_else(|| {
+    let isa = simd::Isa::parse(name).ok_or_else(|| {
         PyValueError::new_err(format!(
             "unknown SIMD level {name:?}; expected 'scalar', 'avx2' or 'avx512'"
         ))
     })?;
-    simd::set_level(level).map_err(PyValueError::new_err)
+    simd::set_level(isa).map_err(PyValueError::new_err)
 }
 
 /// The SIMD levels this CPU supports, lowest first.

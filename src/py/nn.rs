@@ -11,10 +11,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::arrays::{layout, shape_str};
-use super::batches::{shuffle_mode, Batcher, DETACH_MIN_SAMPLES};
+use super::batches::{shuffle_mode, Batcher};
 use super::lock::Locked;
 use super::optim::{Applied, Engine};
 use super::type_name;
+use super::{maybe_detach, Work};
 use crate::data::orders::{EpochOrders, OrderSpec};
 use crate::error::try_filled;
 use crate::nn::{
@@ -23,9 +24,6 @@ use crate::nn::{
 };
 use crate::numerics::float::Dtype;
 use crate::optim::optimizer::Tensor;
-
-/// Elements per gathered row below which a `loss_and_grad` keeps the GIL.
-const DETACH_MIN_WORK: usize = 1 << 15;
 
 trait Element: NnFloat + numpy::Element {
     fn tensor<'a>(param: &'a mut [Self], grad: &'a [Self]) -> Tensor<'a>;
@@ -286,12 +284,8 @@ impl NetState {
         };
         // SAFETY: `out` is a fresh C-contiguous array nobody else references.
         let dst = unsafe { out.as_slice_mut()? };
-        let mut run = || net.predict(ws, &ps, inputs, dst);
-        if rows * net.sizes.iter().sum::<usize>() >= DETACH_MIN_WORK {
-            py.detach(run)?;
-        } else {
-            run()?;
-        }
+        let work = Work::Elements(rows * net.sizes.iter().sum::<usize>());
+        maybe_detach(py, work, || net.predict(ws, &ps, inputs, dst))?;
         Ok(out)
     }
 
@@ -357,12 +351,10 @@ impl NetState {
             rows,
             transposed: false,
         };
-        let mut run = || net.loss_and_grad(ws, &ps, inputs, targets, &mut gs);
-        let cost = if rows * net.sizes.iter().sum::<usize>() >= DETACH_MIN_WORK {
-            py.detach(run)?
-        } else {
-            run()?
-        };
+        let work = Work::Elements(rows * net.sizes.iter().sum::<usize>());
+        let cost = maybe_detach(py, work, || {
+            net.loss_and_grad(ws, &ps, inputs, targets, &mut gs)
+        })?;
         Ok(cost)
     }
 
@@ -406,11 +398,7 @@ impl NetState {
         let n_groups = view.hypers.len();
         let sources = batcher.sources_for_fit(py)?;
         let orders = &mut self.orders;
-        let order = if spec.samples >= DETACH_MIN_SAMPLES {
-            py.detach(|| orders.get(spec))
-        } else {
-            orders.get(spec)
-        }?;
+        let order = maybe_detach(py, Work::Samples(spec.samples), || orders.get(spec))?;
         // The sources' rows must be what the network reads.
         let k = self.net.outputs();
         let item = std::mem::size_of::<T>();

@@ -7,10 +7,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
 use super::arrays::{check_array, disjoint_extents, overlapping, read_only_error, Checked};
-use super::type_name;
+use super::{type_name, Work};
 use crate::numerics::float::Dtype;
 use crate::optim::ops::{self, clip_coefficient, Norm, Slice, SliceMut};
-use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
 
 /// Checked arrays of a list (or tuple) argument, with the objects that keep them alive.
 struct Arrays<'py> {
@@ -85,13 +84,9 @@ fn readonly<'a>(a: &Arrays<'_>) -> Vec<Slice<'a>> {
     a.checked.iter().map(|c| unsafe { c.slice() }).collect()
 }
 
-/// Runs `f` with the GIL released when the arrays are large.
+/// Runs `f` with the GIL released when the arrays' `total` elements are many.
 fn maybe_detach<T: Send>(py: Python<'_>, total: usize, f: impl FnOnce() -> T + Send) -> T {
-    if total >= PARALLEL_MIN_ELEMENTS {
-        py.detach(f)
-    } else {
-        f()
-    }
+    super::maybe_detach(py, Work::Elements(total), f)
 }
 
 /// The norm of all arrays together (as if concatenated); `norm_type` > 0 or inf.

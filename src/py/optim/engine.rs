@@ -24,8 +24,7 @@ use crate::py::arrays::{
     overlapping, shape_str, Layout,
 };
 use crate::py::lock::{Guard, Locked};
-use crate::py::type_name;
-use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
+use crate::py::{maybe_detach, type_name, Work};
 
 /// A parameter as checked at construction.
 pub(super) struct Param {
@@ -513,14 +512,10 @@ impl Engine {
             })
             .collect();
         let total: usize = self.params.iter().map(|p| p.len).sum();
-        let large = total >= PARALLEL_MIN_ELEMENTS;
+        let work = Work::Elements(total);
 
         if self.nan_policy != NanPolicy::Propagate {
-            let bad = if large {
-                py.detach(|| first_nonfinite(&tensors))
-            } else {
-                first_nonfinite(&tensors)
-            };
+            let bad = maybe_detach(py, work, || first_nonfinite(&tensors));
             if let Some(i) = bad {
                 if self.nan_policy == NanPolicy::Raise {
                     return Err(PyFloatingPointError::new_err(format!(
@@ -536,21 +531,13 @@ impl Engine {
         let mut grad_scale = grad_scale;
         if let Some(max_norm) = st.max_grad_norm {
             let grads: Vec<AnySlice<'_>> = tensors.iter().map(Tensor::grad).collect();
-            let norm = if large {
-                py.detach(|| ops::norm_any(&grads, Norm::L2))
-            } else {
-                ops::norm_any(&grads, Norm::L2)
-            };
+            let norm = maybe_detach(py, work, || ops::norm_any(&grads, Norm::L2));
             let norm = norm * grad_scale;
             grad_scale *= clip_coefficient(max_norm, norm);
             st.last_grad_norm = Some(norm);
         }
         let core = &mut st.core;
-        if large {
-            py.detach(|| core.step(tensors, &hypers, grad_scale))?;
-        } else {
-            core.step(tensors, &hypers, grad_scale)?;
-        }
+        maybe_detach(py, work, || core.step(tensors, &hypers, grad_scale))?;
         Ok(true)
     }
 
