@@ -923,7 +923,7 @@ mod tests {
     fn a_failed_step_changes_nothing() {
         let mut opt = Optimizer::new(Algorithm::Adam, &[Dtype::F64], &[2], &[0]);
         let mut p = vec![1.0, 2.0];
-        let g = vec![0.5, 0.5];
+        let g = [0.5, 0.5];
         let before = opt.states.clone();
         let bad = opt.validate(vec![adam(-1.0)]);
         assert!(matches!(bad, Err(Error::Hyper { name: "lr", .. })));
@@ -945,6 +945,9 @@ mod tests {
 
     #[test]
     fn a_token_is_checked_for_its_optimizer_and_set_lr_checks_the_new_lr() {
+        fn tensors<'a>(p: &'a mut [f64], g: &'a [f64]) -> Vec<Tensor<'a>> {
+            vec![Tensor::F64 { param: p, grad: g }]
+        }
         let mut opt = Optimizer::new(Algorithm::Adam, &[Dtype::F64], &[2], &[1]);
         let (mut p, g) = (vec![1.0, 2.0], vec![0.5, 0.5]);
         assert!(matches!(
@@ -964,9 +967,6 @@ mod tests {
                 ],
             ))])
             .unwrap();
-        fn tensors<'a>(p: &'a mut [f64], g: &'a [f64]) -> Vec<Tensor<'a>> {
-            vec![Tensor::F64 { param: p, grad: g }]
-        }
         assert!(matches!(
             opt.step(tensors(&mut p, &g), &other, 1.0),
             Err(Error::Mismatch(_))
