@@ -20,7 +20,9 @@ class Engine:
         max_grad_norm: float | None = None,
         state_dtype: str | None = None,
         master_weights: bool | None = None,
+        param_lists: Sequence[Any] | None = None,
     ) -> Engine: ...
+    def check_param_groups(self, groups: Sequence[Any]) -> None: ...
     def check_groups(self, groups: list[dict[str, Any]]) -> None: ...
     def step(
         self,

@@ -10,8 +10,9 @@
 use numpy::npyffi::NPY_ORDER;
 use numpy::{PyUntypedArray, PyUntypedArrayMethods, PY_ARRAY_API};
 use pyo3::exceptions::{PyFloatingPointError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyList, PyMapping, PyString, PyTuple};
 
 use super::groups::{parse_kind, GroupReader, Kind};
 use super::state_dict::{state_from_dict, state_to_dict};
@@ -79,6 +80,10 @@ pub struct Engine {
     pub(super) nan_policy: NanPolicy,
     /// The parameters' keys when they were given by name: gradients may then come as a dict.
     keys: Option<Vec<Py<PyAny>>>,
+    /// Each param group's `"params"` object, when given: every read of the groups confirms
+    /// that each still holds it (a group replaced or appended by hand would otherwise be
+    /// ignored).
+    param_lists: Option<Vec<Py<PyAny>>>,
     /// How each parameter and its state are stored (fixed at construction).
     storage: Vec<Storage>,
     /// Everything a step changes, behind one lock: threads sharing the optimizer take turns.
@@ -305,12 +310,52 @@ impl Engine {
             .collect()
     }
 
+    /// Confirms that the `n` param groups `groups` are the optimizer's: as many as it was
+    /// built with, each still holding its `"params"` object (when the engine was given them).
+    fn check_param_lists<'py>(
+        &self,
+        py: Python<'py>,
+        n: usize,
+        groups: impl Iterator<Item = PyResult<Bound<'py, PyAny>>>,
+    ) -> PyResult<()> {
+        let Some(lists) = &self.param_lists else {
+            return Ok(());
+        };
+        if n != lists.len() {
+            return Err(PyValueError::new_err(format!(
+                "param_groups has {n} groups but the optimizer was built with {}; add groups \
+                 with add_param_group(), not param_groups.append()",
+                lists.len()
+            )));
+        }
+        let key = intern!(py, "params");
+        for (i, (g, ps)) in groups.zip(lists).enumerate() {
+            let g = g?;
+            let holds = match g.cast::<PyDict>() {
+                Ok(d) => d.get_item(key)?.is_some_and(|p| p.is(ps.bind(py))),
+                Err(_) => {
+                    g.cast::<PyMapping>().is_ok()
+                        && g.call_method1(intern!(py, "get"), (key,))?.is(ps.bind(py))
+                }
+            };
+            if !holds {
+                return Err(PyValueError::new_err(format!(
+                    "param_groups[{i}] no longer holds the optimizer's parameters (its dict or \
+                     its 'params' entry was replaced); the parameters are fixed: add parameters \
+                     with optimizer.add_param_group({{'params': [...]}})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads every group's hyper-parameters for update `steps[g]` (calling schedules:
     /// Python code, so this runs without the lock and before any pointer is taken).
     fn read_hypers(&self, groups: &Bound<'_, PyAny>, steps: &[u64]) -> PyResult<Vec<Hyper>> {
         let groups = groups
             .cast::<PyList>()
             .map_err(|_| PyTypeError::new_err("param_groups must be a list of dicts"))?;
+        self.check_param_lists(groups.py(), groups.len(), groups.iter().map(Ok))?;
         if groups.len() != self.group_first.len() {
             return Err(PyValueError::new_err(format!(
                 "expected {} param groups, got {}",
@@ -361,7 +406,7 @@ impl Engine {
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (kind, params, names, group_of, n_groups, nan_policy = "propagate", keys = None, max_grad_norm = None, state_dtype = None, master_weights = None))]
+    #[pyo3(signature = (kind, params, names, group_of, n_groups, nan_policy = "propagate", keys = None, max_grad_norm = None, state_dtype = None, master_weights = None, param_lists = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -375,6 +420,7 @@ impl Engine {
         max_grad_norm: Option<f64>,
         state_dtype: Option<&str>,
         master_weights: Option<bool>,
+        param_lists: Option<Vec<Py<PyAny>>>,
     ) -> PyResult<Self> {
         let state_elem = state_dtype
             .map(|name| {
@@ -392,9 +438,10 @@ impl Engine {
         if names.len() != params.len()
             || group_of.len() != params.len()
             || keys.as_ref().is_some_and(|k| k.len() != params.len())
+            || param_lists.as_ref().is_some_and(|l| l.len() != n_groups)
         {
             return Err(PyValueError::new_err(
-                "params, names and group_of differ in length",
+                "params, names and group_of differ in length (or param_lists from n_groups)",
             ));
         }
         if let Some(&g) = group_of.iter().find(|&&g| g >= n_groups) {
@@ -448,6 +495,7 @@ impl Engine {
             group_first,
             nan_policy,
             keys,
+            param_lists,
             storage,
             state: Locked::new(Mutable {
                 core,
@@ -456,6 +504,13 @@ impl Engine {
                 last_grad_norm: None,
             }),
         })
+    }
+
+    /// Checks that `groups` (any sequence) are the optimizer's param groups, each holding
+    /// its parameters (raises like `step` would), without reading hyper-parameters.
+    fn check_param_groups(&self, groups: &Bound<'_, PyAny>) -> PyResult<()> {
+        let n = groups.len()?;
+        self.check_param_lists(groups.py(), n, (0..n).map(|i| groups.get_item(i)))
     }
 
     /// Checks the hyper-parameters of every group (raises like `step` would).
