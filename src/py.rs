@@ -218,5 +218,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ewa::moving_average, m)?)?;
     m.add_function(wrap_pyfunction!(ewa::ema_update, m)?)?;
     m.add("PARALLEL_MIN_ELEMENTS", PARALLEL_MIN_ELEMENTS)?;
+    let hidden: Vec<&str> = crate::nn::Activation::ALL.iter().map(|(n, _)| *n).collect();
+    m.add(
+        "HIDDEN_ACTIVATIONS",
+        pyo3::types::PyTuple::new(m.py(), hidden)?,
+    )?;
     Ok(())
 }

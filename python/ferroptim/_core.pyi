@@ -5,6 +5,7 @@ from typing import Any, Optional, Sequence, final
 import numpy as np
 
 PARALLEL_MIN_ELEMENTS: int
+HIDDEN_ACTIVATIONS: tuple[str, ...]
 
 @final
 class Engine:

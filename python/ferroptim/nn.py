@@ -40,7 +40,7 @@ from .wrappers import _Wrapper
 
 __all__ = ["MLP", "History"]
 
-HIDDEN = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
+HIDDEN: tuple[str, ...] = _core.HIDDEN_ACTIVATIONS  # the core's list, one name per activation
 OUTPUTS = ("sigmoid", "softmax", "identity")
 INITS = ("he", "xavier", "glorot", "lecture")
 

@@ -568,8 +568,14 @@ impl Network {
     #[pyo3(signature = (sizes, hidden, output, alpha = 0.0))]
     fn new(sizes: Vec<usize>, hidden: &str, output: &str, alpha: f64) -> PyResult<Self> {
         let hidden = Activation::parse(hidden).ok_or_else(|| {
+            let names: Vec<String> = Activation::ALL
+                .iter()
+                .map(|(name, _)| format!("'{name}'"))
+                .collect();
+            let (last, rest) = names.split_last().expect("activations");
             PyValueError::new_err(format!(
-                "hidden must be 'relu', 'leaky_relu', 'tanh', 'sigmoid' or 'identity', got {hidden:?}"
+                "hidden must be {} or {last}, got {hidden:?}",
+                rest.join(", ")
             ))
         })?;
         let output = Output::parse(output).ok_or_else(|| {
