@@ -18,12 +18,10 @@ mod adam;
 mod adaptive;
 mod sgd;
 
-use adam::{adam, adamax, nadam, radam};
-pub use adam::{AdamK, AdamaxK, NAdamK, RAdamK};
-use adaptive::{adadelta, adagrad, rmsprop};
-pub use adaptive::{AdadeltaK, AdagradK, RmsPropK};
-use sgd::{lion, momentum, sgd, sgd_momentum};
-pub use sgd::{LionK, MomentumK, SgdK};
+// Each family's constants (public) and kernels (to the dispatch below): a new optimizer's
+// kernel needs no import line here.
+#[allow(clippy::wildcard_imports)]
+pub use {adam::*, adaptive::*, sgd::*};
 
 /// How every kernel turns the raw gradient into the one it uses: scaled by the clipping
 /// coefficient, negated if `maximize`, plus `weight_decay * p` if L2 decay applies (the
