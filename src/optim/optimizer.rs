@@ -460,6 +460,9 @@ impl Optimizer {
         })
     }
 
+    /// The core's own guard of its safe API (kernels index state by the tensor's length, the
+    /// bfloat16 kernel with unchecked vector loads): a few comparisons per tensor. The
+    /// bindings' walk has already checked count, dtype and shape with the user's names.
     fn check_tensors(&self, tensors: &[Tensor<'_>]) -> Result<()> {
         if tensors.len() != self.states.len() {
             return Err(Error::Mismatch(format!(
