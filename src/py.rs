@@ -33,12 +33,12 @@ impl From<Error> for PyErr {
 /// How much work a binding hands the core: the one decision whether to release the GIL
 /// for it ([`maybe_detach`]).
 ///
-/// Releasing and re-taking the GIL (and waking a thread waiting for it) costs about a
-/// microsecond, more than small work takes. Two units, because a unit's cost differs: an
-/// element of an element-wise pass, of a norm or of a network's activations costs about a
-/// nanosecond, and the threshold is the core's [`PARALLEL_MIN_ELEMENTS`] (the size at which
-/// it starts sharing work with its pool); a sample of an epoch's order (a shuffle, or a
-/// block shuffle through a buffer) costs less per sample, and the threshold is twice that.
+/// Releasing and re-taking the GIL (and waking a thread waiting for it) costs more than
+/// small work takes. Two units, because they count different work: an element of an
+/// element-wise pass, of a norm or of a network's activations (threshold: the core's
+/// [`PARALLEL_MIN_ELEMENTS`], the size at which it starts sharing work with its pool), and a
+/// sample of an epoch's order, built by a shuffle or a block shuffle (threshold: twice that,
+/// the value the order bindings used before this helper; not re-measured).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Work {
     Elements(usize),
