@@ -240,6 +240,9 @@ impl Engine {
                 grads.len()
             )));
         }
+        // No Python code runs in this walk (casts, header reads and NumPy's C copies; the dict
+        // lookups that may call `__eq__` ran above), so a parameter re-checked here is still
+        // as checked when the step takes its pointer.
         let checked = grads
             .iter()
             .enumerate()
