@@ -9,7 +9,7 @@
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
-use ferroptim::simd::{self, Level};
+use ferroptim::simd::Isa;
 use ferroptim::{
     bytes_per_element, stream, update, update_bf16, Adadelta, Adagrad, Adam, Adamax, Bf16, Direct,
     Float, Hyper, Kernel, Lion, Momentum, NAdam, Optimizer, RAdam, RmsProp, Sgd, Stored, Tensor,
@@ -49,12 +49,13 @@ fn bench_step<T: Elem>(bencher: Bencher, n: usize, hyper: Hyper, read_write: usi
         .map(|i| T::from_f64((i % 89) as f64 * 1e-3 - 0.04))
         .collect();
     let mut opt = Optimizer::new(hyper.algorithm(), &[T::DTYPE], &[n], &[0]);
-    opt.step(vec![T::tensor(&mut param, &grad)], &[hyper], 1.0)
+    let hyper = opt.validate(vec![hyper]).unwrap();
+    opt.step(vec![T::tensor(&mut param, &grad)], &hyper, 1.0)
         .unwrap();
     bencher
         .counter(BytesCount::new(n * bytes_per_element::<T>(read_write, 1)))
         .bench_local(|| {
-            opt.step(vec![T::tensor(&mut param, &grad)], &[hyper], 1.0)
+            opt.step(vec![T::tensor(&mut param, &grad)], &hyper, 1.0)
                 .unwrap();
         });
 }
@@ -98,8 +99,13 @@ fn adam_lecture_net(b: Bencher) {
     let lens = [10usize, 5, 10, 2, 2, 1];
     let mut params: Vec<Vec<f32>> = lens.iter().map(|&n| vec![0.5; n]).collect();
     let grads: Vec<Vec<f32>> = lens.iter().map(|&n| vec![-0.025; n]).collect();
-    let hyper = [Hyper::Adam(ADAM)];
-    let mut opt = Optimizer::new(hyper[0].algorithm(), &[f32::DTYPE; 6], &lens, &[0; 6]);
+    let mut opt = Optimizer::new(
+        Hyper::Adam(ADAM).algorithm(),
+        &[f32::DTYPE; 6],
+        &lens,
+        &[0; 6],
+    );
+    let hyper = opt.validate(vec![Hyper::Adam(ADAM)]).unwrap();
     b.counter(ItemsCount::new(1usize)).bench_local(|| {
         let tensors = params
             .iter_mut()
@@ -122,8 +128,8 @@ fn adam_dead_units(b: Bencher) {
     let grad: Vec<f32> = (0..n)
         .map(|i| if i % 32 < 8 { 0.0 } else { live[i] })
         .collect();
-    let hyper = [Hyper::Adam(ADAM)];
-    let mut opt = Optimizer::new(hyper[0].algorithm(), &[f32::DTYPE], &[n], &[0]);
+    let mut opt = Optimizer::new(Hyper::Adam(ADAM).algorithm(), &[f32::DTYPE], &[n], &[0]);
+    let hyper = opt.validate(vec![Hyper::Adam(ADAM)]).unwrap();
     opt.step(vec![f32::tensor(&mut param, &live)], &hyper, 1.0)
         .unwrap();
     for _ in 0..2000 {
@@ -240,19 +246,15 @@ fn lion<T: Elem>(b: Bencher, n: usize) {
 /// The in-cache size of the `*_kernel` rows: 16K elements, 256 KiB with float32 state.
 const IN_CACHE: usize = 16_384;
 
-/// Times one kernel on one thread at `level` on [`IN_CACHE`] elements that stay in cache:
+/// Times one kernel on one thread (at the level `run` uses) on [`IN_CACHE`] elements that stay in cache:
 /// the compute cost per element of each state type, which the 2-core 100M run hides only
 /// partly behind memory bandwidth. `run` applies the kernel as [`update`] does.
 fn bench_kernel<S: Stored<f32>>(
     b: Bencher,
-    level: Level,
     hyper: Hyper,
     slots: usize,
     run: impl Fn(&Kernel<f32>, &mut [f32], &[f32], [&mut [S]; 3]),
 ) {
-    if !simd::supported().contains(&level) {
-        return;
-    }
     let n = IN_CACHE;
     let mut p: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 1e-2).collect();
     let g: Vec<f32> = (0..n).map(|i| (i % 89) as f32 * 1e-3 - 0.04).collect();
@@ -268,12 +270,14 @@ fn bench_kernel<S: Stored<f32>>(
     });
 }
 
-const LEVELS: [Level; 3] = [Level::Scalar, Level::Avx2, Level::Avx512];
+/// Every instruction set; a bench row for one this CPU does not run does nothing.
+const LEVELS: [Isa; 3] = Isa::ALL;
 
 /// Adam's kernel in cache with float32 or bfloat16 state, at each SIMD level.
 #[divan::bench(types = [f32, Bf16], args = LEVELS, max_time = 1)]
-fn adam_kernel<S: Stored<f32>>(b: Bencher, level: Level) {
-    bench_kernel::<S>(b, level, Hyper::Adam(ADAM), 2, |k, p, g, s| {
+fn adam_kernel<S: Stored<f32>>(b: Bencher, isa: Isa) {
+    let Some(level) = isa.level() else { return };
+    bench_kernel::<S>(b, Hyper::Adam(ADAM), 2, |k, p, g, s| {
         update(level, k, Direct(p), g, s);
     });
 }
@@ -281,18 +285,19 @@ fn adam_kernel<S: Stored<f32>>(b: Bencher, level: Level) {
 /// Adam's kernel in cache with bfloat16 state as the optimizer runs it: at the AVX-512
 /// level on a CPU with AVX-512 BF16, the kernel of `ferroptim::optim::bf16`.
 #[divan::bench(args = LEVELS, max_time = 1)]
-fn adam_kernel_bf16_as_stepped(b: Bencher, level: Level) {
-    bench_kernel::<Bf16>(b, level, Hyper::Adam(ADAM), 2, |k, p, g, s| {
+fn adam_kernel_bf16_as_stepped(b: Bencher, isa: Isa) {
+    let Some(level) = isa.level() else { return };
+    bench_kernel::<Bf16>(b, Hyper::Adam(ADAM), 2, |k, p, g, s| {
         update_bf16(level, k, p, g, s);
     });
 }
 
 /// The lecture's momentum in cache with float32, bfloat16 or float16 state.
 #[divan::bench(types = [f32, Bf16, F16], args = LEVELS, max_time = 1)]
-fn momentum_kernel<S: Stored<f32>>(b: Bencher, level: Level) {
+fn momentum_kernel<S: Stored<f32>>(b: Bencher, isa: Isa) {
+    let Some(level) = isa.level() else { return };
     bench_kernel::<S>(
         b,
-        level,
         Hyper::Momentum(Momentum {
             lr: 1e-2,
             beta: 0.9,

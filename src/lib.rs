@@ -32,7 +32,7 @@ pub use optim::hyper::{
 };
 pub use optim::kernels::{update, Kernel};
 pub use optim::optimizer::{Optimizer, State, Tensor, TensorState};
-pub use runtime::simd::{self, Level};
+pub use runtime::simd::{self, Isa, Level};
 
 #[cfg(feature = "python")]
 mod py;

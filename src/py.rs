@@ -31,6 +31,39 @@ impl From<Error> for PyErr {
     }
 }
 
+/// How much work a binding hands the core: the one decision whether to release the GIL
+/// for it ([`maybe_detach`]).
+///
+/// Releasing and re-taking the GIL (and waking a thread waiting for it) costs more than
+/// small work takes. Two units, because they count different work: an element of an
+/// element-wise pass, of a norm or of a network's activations (threshold: the core's
+/// [`PARALLEL_MIN_ELEMENTS`], the size at which it starts sharing work with its pool), and a
+/// sample of an epoch's order, built by a shuffle or a block shuffle (threshold: twice that,
+/// the value the order bindings used before this helper; not re-measured).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Work {
+    Elements(usize),
+    Samples(usize),
+}
+
+impl Work {
+    fn is_large(self) -> bool {
+        match self {
+            Work::Elements(n) => n >= PARALLEL_MIN_ELEMENTS,
+            Work::Samples(n) => n >= 2 * PARALLEL_MIN_ELEMENTS,
+        }
+    }
+}
+
+/// Runs `f` with the GIL released when `work` is large ([`Work`]), else holding it.
+pub(crate) fn maybe_detach<T: Send>(py: Python<'_>, work: Work, f: impl FnOnce() -> T + Send) -> T {
+    if work.is_large() {
+        py.detach(f)
+    } else {
+        f()
+    }
+}
+
 /// The name of an object's type, for error messages.
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
@@ -85,12 +118,12 @@ fn simd_level() -> &'static str {
 /// Forces the SIMD level for later steps (one of `supported_simd_levels()`).
 #[pyfunction]
 fn set_simd_level(name: &str) -> PyResult<()> {
-    let level = simd::Level::parse(name).ok_or_else(|| {
+    let isa = simd::Isa::parse(name).ok_or_else(|| {
         PyValueError::new_err(format!(
             "unknown SIMD level {name:?}; expected 'scalar', 'avx2' or 'avx512'"
         ))
     })?;
-    simd::set_level(level).map_err(PyValueError::new_err)
+    simd::set_level(isa).map_err(PyValueError::new_err)
 }
 
 /// The SIMD levels this CPU supports, lowest first.
@@ -130,5 +163,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ewa::moving_average, m)?)?;
     m.add_function(wrap_pyfunction!(ewa::ema_update, m)?)?;
     m.add("PARALLEL_MIN_ELEMENTS", PARALLEL_MIN_ELEMENTS)?;
+    let hidden: Vec<&str> = crate::nn::Activation::ALL.iter().map(|(n, _)| *n).collect();
+    m.add(
+        "HIDDEN_ACTIVATIONS",
+        pyo3::types::PyTuple::new(m.py(), hidden)?,
+    )?;
     Ok(())
 }

@@ -226,6 +226,7 @@ fn check(name: &str, hyper: Hyper, ulps: f64) {
     let mut p32: Vec<f32> = initial_params().iter().map(|&x| x as f32).collect();
     let mut o64 = Optimizer::new(hyper.algorithm(), &[Dtype::F64], &[N], &[0]);
     let mut o32 = Optimizer::new(hyper.algorithm(), &[Dtype::F32], &[N], &[0]);
+    let valid = o64.validate(vec![hyper]).unwrap();
     let mut want32 = Ref::default();
     let mut w32: Vec<f64> = p32.iter().map(|&x| f64::from(x)).collect();
     for t in 0..STEPS {
@@ -239,7 +240,7 @@ fn check(name: &str, hyper: Hyper, ulps: f64) {
                 param: &mut p64,
                 grad: &g,
             }],
-            &[hyper],
+            &valid,
             1.0,
         )
         .unwrap();
@@ -248,7 +249,7 @@ fn check(name: &str, hyper: Hyper, ulps: f64) {
                 param: &mut p32,
                 grad: &g32,
             }],
-            &[hyper],
+            &valid,
             1.0,
         )
         .unwrap();

@@ -78,6 +78,28 @@ def test_clip_inputs_and_errors():
         fo.clip_grad_value([np.ones(2, np.int32)], 0.5)
 
 
+def test_clip_grad_norm_refuses_read_only_or_shared_arrays_only_when_it_scales():
+    ro = np.array([3.0, 4.0])
+    ro.flags.writeable = False
+    shared = np.array([3.0, 4.0, 0.0])
+    # A norm within the limit scales nothing, so nothing needs to be writeable or disjoint.
+    assert fo.clip_grad_norm([ro], 10.0) == 5.0
+    assert fo.clip_grad_norm([shared[:2], shared[1:]], 10.0) == pytest.approx(np.sqrt(41.0))
+    with pytest.raises(ValueError, match=r"grads\[0\] is read-only"):
+        fo.clip_grad_norm([ro], 1.0)
+    np.testing.assert_array_equal(ro, [3.0, 4.0])
+    with pytest.raises(ValueError, match="share memory"):
+        fo.clip_grad_norm([shared[:2], shared[1:]], 1.0)
+    np.testing.assert_array_equal(shared, [3.0, 4.0, 0.0])
+    # A writeable list after a read-only one: the norm of both, nothing scaled on error.
+    w = np.array([0.0, 12.0])
+    with pytest.raises(ValueError, match=r"grads\[1\] is read-only"):
+        fo.clip_grad_norm([w, ro], 1.0)
+    np.testing.assert_array_equal(w, [0.0, 12.0])
+    assert fo.clip_grad_norm([w, ro.copy()], 1.0) == 13.0
+    np.testing.assert_allclose(w, [0.0, 12.0 / (13.0 + 1e-6)], rtol=1e-15)
+
+
 def test_clip_grad_value_clamps_and_keeps_nan():
     g = [np.array([-3.0, -0.5, 0.5, 3.0, np.nan], np.float32)]
     fo.clip_grad_value(g, 1.0)

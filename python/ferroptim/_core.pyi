@@ -5,6 +5,7 @@ from typing import Any, Optional, Sequence, final
 import numpy as np
 
 PARALLEL_MIN_ELEMENTS: int
+HIDDEN_ACTIVATIONS: tuple[str, ...]
 
 @final
 class Engine:
@@ -20,7 +21,9 @@ class Engine:
         max_grad_norm: float | None = None,
         state_dtype: str | None = None,
         master_weights: bool | None = None,
+        param_lists: Sequence[Any] | None = None,
     ) -> Engine: ...
+    def check_param_groups(self, groups: Sequence[Any]) -> None: ...
     def check_groups(self, groups: list[dict[str, Any]]) -> None: ...
     def step(
         self,

@@ -23,15 +23,25 @@ pub enum Activation {
 pub const LEAKY_SLOPE: f64 = 0.01;
 
 impl Activation {
+    /// Every hidden activation by name: the one list that parsing, the bindings' error, the
+    /// Python layer (`ferroptim.nn.HIDDEN`) and the tests read.
+    pub const ALL: [(&'static str, Activation); 5] = [
+        ("relu", Activation::Relu),
+        ("leaky_relu", Activation::LeakyRelu),
+        ("tanh", Activation::Tanh),
+        ("sigmoid", Activation::Sigmoid),
+        ("identity", Activation::Identity),
+    ];
+
+    /// The activation named `s` ([`Self::ALL`], or scikit-learn's "logistic" for sigmoid).
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "relu" => Activation::Relu,
-            "leaky_relu" => Activation::LeakyRelu,
-            "tanh" => Activation::Tanh,
-            "sigmoid" | "logistic" => Activation::Sigmoid,
-            "identity" => Activation::Identity,
-            _ => return None,
-        })
+        if s == "logistic" {
+            return Some(Activation::Sigmoid);
+        }
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|&(_, a)| a)
     }
 }
 

@@ -409,13 +409,7 @@ mod tests {
     fn every_pass<T: NnFloat>(level: Level, x: &[T], k: usize) -> Vec<Vec<T>> {
         let b: Vec<T> = (0..k).map(|j| T::from_f64(j as f64 * 0.3 - 1.0)).collect();
         let mut outs = Vec::new();
-        for g in [
-            Activation::Relu,
-            Activation::LeakyRelu,
-            Activation::Tanh,
-            Activation::Sigmoid,
-            Activation::Identity,
-        ] {
+        for (_, g) in Activation::ALL {
             let mut a = x.to_vec();
             bias_activation(level, &mut a, &b, g);
             let mut d: Vec<T> = x.iter().rev().copied().collect();

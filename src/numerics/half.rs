@@ -383,8 +383,8 @@ mod tests {
         let xs = samples();
         let mut want_b = vec![Bf16::default(); xs.len()];
         let mut want_h = vec![F16::default(); xs.len()];
-        convert_piece(simd::Level::Scalar, &xs, &mut want_b);
-        convert_piece(simd::Level::Scalar, &xs, &mut want_h);
+        convert_piece(simd::Level::SCALAR, &xs, &mut want_b);
+        convert_piece(simd::Level::SCALAR, &xs, &mut want_h);
         for level in simd::supported() {
             let (mut b, mut h) = (want_b.clone(), want_h.clone());
             b.fill(Bf16(1));

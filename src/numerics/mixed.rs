@@ -187,7 +187,7 @@ mod tests {
         for t in 1..=20 {
             let k = Kernel::<f32>::new(&h, t, [false; 3]);
             update::<f32, _, f32>(
-                Level::Scalar,
+                Level::SCALAR,
                 &k,
                 Direct(&mut direct),
                 &g,
@@ -197,7 +197,7 @@ mod tests {
                 master: &mut master,
                 param: &mut param,
             };
-            update::<f32, _, f32>(Level::Scalar, &k, p, &g, Default::default());
+            update::<f32, _, f32>(Level::SCALAR, &k, p, &g, Default::default());
         }
         assert_eq!(direct[0].to_f32(), 1.0);
         assert!((master[0] - 1.002).abs() < 1e-6, "{}", master[0]);

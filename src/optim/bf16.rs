@@ -46,23 +46,10 @@ pub fn update(
     kernels::update(level, k, Direct(p), g, state);
 }
 
-/// Whether this CPU rounds float32 to bfloat16 with AVX-512 BF16 at `level`: the level is
-/// AVX-512 and the CPU has the BF16, DQ and BW extensions (AMD Zen 4 and later, Intel
-/// Cooper Lake and Sapphire Rapids and later).
+/// Whether this CPU rounds float32 to bfloat16 with AVX-512 BF16 at `level`
+/// ([`Level::has_bf16_rounding`], detected once).
 pub fn has_bf16_rounding(level: Level) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        level == Level::Avx512
-            && level.is_supported()
-            && std::arch::is_x86_feature_detected!("avx512bf16")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = level;
-        false
-    }
+    level.has_bf16_rounding()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -261,7 +248,7 @@ mod tests {
                     let bits: Vec<u32> = p.iter().map(|x| x.to_bits()).collect();
                     (bits, m, v)
                 };
-                let want = run(Level::Scalar, false);
+                let want = run(Level::SCALAR, false);
                 for level in simd::supported() {
                     assert!(run(level, true) == want, "{level:?}, n = {n}, {h:?}");
                 }

@@ -1,8 +1,10 @@
 //! Hyper-parameters of each optimizer, with torch.optim's names, and their valid ranges.
 //!
-//! Validation lives here, once, and runs both when an optimizer is built and before every
-//! step (a user may edit `param_groups` between steps); nothing is modified by a step whose
-//! hyper-parameters are invalid.
+//! Validation lives here, once: [`Hyper::validate`] runs when an optimizer is built and
+//! once per step (a user may edit `param_groups` between steps), through
+//! `Optimizer::validate`, whose token the step takes without checking again; a fused
+//! training loop validates once per call and then only each scheduled `lr` ([`check_lr`]).
+//! Nothing is modified by a step whose hyper-parameters are invalid.
 
 use crate::error::{Error, Result};
 
@@ -119,6 +121,28 @@ macro_rules! hyper_params {
     };
 }
 
+/// What each optimizer's hyper-parameter struct says about its state and its ranges;
+/// [`Hyper`] dispatches to it, so an optimizer's facts sit beside its struct.
+pub trait HyperParams: Copy {
+    /// The name of the slot holding an EWA (or sum) of squared gradients, if any.
+    const SECOND_MOMENT: Option<&'static str> = None;
+    /// The name of the per-tensor scalar state, if the algorithm keeps one (NAdam's running
+    /// product of momentum coefficients).
+    const SCALAR: Option<&'static str> = None;
+
+    /// Which state slots the next step reads or writes.
+    fn slots_used(&self) -> [bool; MAX_SLOTS];
+
+    /// The value a newly created state slot starts at (torch: zero, but Adagrad's sum
+    /// starts at `initial_accumulator_value`).
+    fn slot_initial_value(&self) -> f64 {
+        0.0
+    }
+
+    /// Checks every hyper-parameter against its range (errors name `c`'s param group).
+    fn validate(&self, c: &Checker) -> Result<()>;
+}
+
 hyper_params! {
     /// Plain SGD, optionally with (Nesterov) momentum, as `torch.optim.SGD`.
     pub struct Sgd {
@@ -131,11 +155,48 @@ hyper_params! {
     }
 }
 
+impl HyperParams for Sgd {
+    fn slots_used(&self) -> [bool; MAX_SLOTS] {
+        [self.momentum != 0.0, false, false]
+    }
+
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.lr(self.lr)?;
+        c.unit("momentum", self.momentum)?;
+        c.range(
+            "dampening",
+            self.dampening,
+            (0.0..=1.0).contains(&self.dampening),
+            "a number in [0, 1]",
+        )?;
+        c.weight_decay(self.weight_decay)?;
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(c.err(
+                "nesterov",
+                "True",
+                "nesterov=True only with momentum > 0 and dampening = 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
 hyper_params! {
     /// The lecture's momentum: `v = beta * v + (1 - beta) * g; p -= lr * v`.
     pub struct Momentum {
         slots: ["velocity"],
         beta: f64 = "beta",
+    }
+}
+
+impl HyperParams for Momentum {
+    fn slots_used(&self) -> [bool; MAX_SLOTS] {
+        [true, false, false]
+    }
+
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.lr(self.lr)?;
+        c.unit("beta", self.beta)
     }
 }
 
@@ -149,6 +210,22 @@ hyper_params! {
         momentum: f64 = "momentum",
         centered: bool = "centered",
         maximize: bool = "maximize",
+    }
+}
+
+impl HyperParams for RmsProp {
+    const SECOND_MOMENT: Option<&'static str> = Some("square_avg");
+
+    fn slots_used(&self) -> [bool; MAX_SLOTS] {
+        [true, self.momentum > 0.0, self.centered]
+    }
+
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.lr(self.lr)?;
+        c.unit("alpha", self.alpha)?;
+        c.eps(self.eps)?;
+        c.weight_decay(self.weight_decay)?;
+        c.unit("momentum", self.momentum)
     }
 }
 
@@ -180,6 +257,23 @@ hyper_params! {
     }
 }
 
+impl HyperParams for Adam {
+    const SECOND_MOMENT: Option<&'static str> = Some("exp_avg_sq");
+
+    fn slots_used(&self) -> [bool; MAX_SLOTS] {
+        [true, true, self.amsgrad]
+    }
+
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.adam_like(
+            self.lr,
+            (self.beta1, self.beta2),
+            self.eps,
+            self.weight_decay,
+        )
+    }
+}
+
 impl Adam {
     /// `torch.optim.Adam`'s defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay.
     pub const TORCH: Adam = Adam {
@@ -206,6 +300,26 @@ hyper_params! {
     }
 }
 
+impl HyperParams for Adagrad {
+    const SECOND_MOMENT: Option<&'static str> = Some("sum");
+
+    fn slots_used(&self) -> [bool; MAX_SLOTS] {
+        [true, false, false]
+    }
+
+    fn slot_initial_value(&self) -> f64 {
+        self.initial_accumulator_value
+    }
+
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.lr(self.lr)?;
+        c.non_negative("lr_decay", self.lr_decay)?;
+        c.weight_decay(self.weight_decay)?;
+        c.non_negative("initial_accumulator_value", self.initial_accumulator_value)?;
+        c.eps(self.eps)
+    }
+}
+
 impl Adagrad {
     /// `torch.optim.Adagrad`'s defaults: lr 1e-2, eps 1e-10.
     pub const TORCH: Adagrad = Adagrad {
@@ -226,6 +340,26 @@ hyper_params! {
         eps: f64 = "eps",
         weight_decay: f64 = "weight_decay",
         maximize: bool = "maximize",
+    }
+}
+
+impl HyperParams for Adadelta {
+    const SECOND_MOMENT: Option<&'static str> = Some("square_avg");
+
+    fn slots_used(&self) -> [bool; MAX_SLOTS] {
+        [true, true, false]
+    }
+
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.lr(self.lr)?;
+        c.range(
+            "rho",
+            self.rho,
+            (0.0..=1.0).contains(&self.rho),
+            "a number in [0, 1]",
+        )?;
+        c.eps(self.eps)?;
+        c.weight_decay(self.weight_decay)
     }
 }
 
@@ -251,6 +385,21 @@ hyper_params! {
     }
 }
 
+impl HyperParams for Adamax {
+    fn slots_used(&self) -> [bool; MAX_SLOTS] {
+        [true, true, false]
+    }
+
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.adam_like(
+            self.lr,
+            (self.beta1, self.beta2),
+            self.eps,
+            self.weight_decay,
+        )
+    }
+}
+
 impl Adamax {
     /// `torch.optim.Adamax`'s defaults: lr 2e-3, betas (0.9, 0.999), eps 1e-8.
     pub const TORCH: Adamax = Adamax {
@@ -273,6 +422,25 @@ hyper_params! {
         momentum_decay: f64 = "momentum_decay",
         decoupled: bool = "decoupled_weight_decay",
         maximize: bool = "maximize",
+    }
+}
+
+impl HyperParams for NAdam {
+    const SECOND_MOMENT: Option<&'static str> = Some("exp_avg_sq");
+    const SCALAR: Option<&'static str> = Some("mu_product");
+
+    fn slots_used(&self) -> [bool; MAX_SLOTS] {
+        [true, true, false]
+    }
+
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.adam_like(
+            self.lr,
+            (self.beta1, self.beta2),
+            self.eps,
+            self.weight_decay,
+        )?;
+        c.non_negative("momentum_decay", self.momentum_decay)
     }
 }
 
@@ -302,6 +470,23 @@ hyper_params! {
     }
 }
 
+impl HyperParams for RAdam {
+    const SECOND_MOMENT: Option<&'static str> = Some("exp_avg_sq");
+
+    fn slots_used(&self) -> [bool; MAX_SLOTS] {
+        [true, true, false]
+    }
+
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.adam_like(
+            self.lr,
+            (self.beta1, self.beta2),
+            self.eps,
+            self.weight_decay,
+        )
+    }
+}
+
 impl RAdam {
     /// `torch.optim.RAdam`'s defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8.
     pub const TORCH: RAdam = RAdam {
@@ -324,6 +509,18 @@ hyper_params! {
     }
 }
 
+impl HyperParams for Lion {
+    fn slots_used(&self) -> [bool; MAX_SLOTS] {
+        [true, false, false]
+    }
+
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.lr(self.lr)?;
+        c.betas(self.beta1, self.beta2)?;
+        c.weight_decay(self.weight_decay)
+    }
+}
+
 /// One optimizer the bindings can build: the name Python gives, the entries it reads,
 /// and the [`Hyper`] it makes of them.
 pub struct Entry {
@@ -333,151 +530,118 @@ pub struct Entry {
     pub build: fn(f64, &[Value]) -> Hyper,
 }
 
-/// Every optimizer, by name: the one registry the bindings read.
-pub const OPTIMIZERS: &[Entry] = &[
-    Entry {
-        name: "sgd",
-        algorithm: Algorithm::Sgd,
-        fields: Sgd::FIELDS,
-        build: |lr, v| Hyper::Sgd(Sgd::from_values(lr, v)),
-    },
-    Entry {
-        name: "momentum",
-        algorithm: Algorithm::Momentum,
-        fields: Momentum::FIELDS,
-        build: |lr, v| Hyper::Momentum(Momentum::from_values(lr, v)),
-    },
-    Entry {
-        name: "rmsprop",
-        algorithm: Algorithm::RmsProp,
-        fields: RmsProp::FIELDS,
-        build: |lr, v| Hyper::RmsProp(RmsProp::from_values(lr, v)),
-    },
-    Entry {
-        name: "adam",
-        algorithm: Algorithm::Adam,
-        fields: Adam::FIELDS,
-        build: |lr, v| Hyper::Adam(Adam::from_values(lr, v)),
-    },
-    Entry {
-        name: "adamw",
-        algorithm: Algorithm::Adam,
-        fields: Adam::FIELDS,
-        build: |lr, v| {
-            Hyper::Adam(Adam {
-                decoupled: true,
-                ..Adam::from_values(lr, v)
-            })
-        },
-    },
-    Entry {
-        name: "adagrad",
-        algorithm: Algorithm::Adagrad,
-        fields: Adagrad::FIELDS,
-        build: |lr, v| Hyper::Adagrad(Adagrad::from_values(lr, v)),
-    },
-    Entry {
-        name: "adadelta",
-        algorithm: Algorithm::Adadelta,
-        fields: Adadelta::FIELDS,
-        build: |lr, v| Hyper::Adadelta(Adadelta::from_values(lr, v)),
-    },
-    Entry {
-        name: "adamax",
-        algorithm: Algorithm::Adamax,
-        fields: Adamax::FIELDS,
-        build: |lr, v| Hyper::Adamax(Adamax::from_values(lr, v)),
-    },
-    Entry {
-        name: "nadam",
-        algorithm: Algorithm::NAdam,
-        fields: NAdam::FIELDS,
-        build: |lr, v| Hyper::NAdam(NAdam::from_values(lr, v)),
-    },
-    Entry {
-        name: "radam",
-        algorithm: Algorithm::RAdam,
-        fields: RAdam::FIELDS,
-        build: |lr, v| Hyper::RAdam(RAdam::from_values(lr, v)),
-    },
-    Entry {
-        name: "lion",
-        algorithm: Algorithm::Lion,
-        fields: Lion::FIELDS,
-        build: |lr, v| Hyper::Lion(Lion::from_values(lr, v)),
-    },
-];
+/// Defines, from one line per optimizer (`Struct: "name" [{ field: value }], ...;`), the
+/// [`Hyper`] and [`Algorithm`] enums, their dispatch to each struct's [`HyperParams`], and
+/// the [`OPTIMIZERS`] registry (a name with `{ ... }` builds the struct with those fields
+/// set, as "adamw" sets Adam's `decoupled`).
+macro_rules! optimizers {
+    ($($variant:ident: $($name:literal $({ $($field:ident: $value:expr),* })?),+;)*) => {
+        /// The hyper-parameters of one param group.
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub enum Hyper {
+            $($variant($variant),)*
+        }
+
+        /// Which optimizer; fixes the names of the per-tensor state.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Algorithm {
+            $($variant,)*
+        }
+
+        /// Every optimizer, by name: the one registry the bindings read.
+        pub const OPTIMIZERS: &[Entry] = &[
+            $($(Entry {
+                name: $name,
+                algorithm: Algorithm::$variant,
+                fields: $variant::FIELDS,
+                build: |lr, v| {
+                    #[allow(unused_mut)]
+                    let mut h = $variant::from_values(lr, v);
+                    $($(h.$field = $value;)*)?
+                    Hyper::$variant(h)
+                },
+            },)+)*
+        ];
+
+        impl Algorithm {
+            /// State buffer names, in slot order, as torch names them in `optimizer.state`.
+            pub fn slot_names(self) -> &'static [&'static str] {
+                match self {
+                    $(Algorithm::$variant => $variant::SLOTS,)*
+                }
+            }
+
+            /// The name of the slot holding an EWA (or sum) of squared gradients, if any.
+            pub fn second_moment(self) -> Option<&'static str> {
+                match self {
+                    $(Algorithm::$variant => <$variant as HyperParams>::SECOND_MOMENT,)*
+                }
+            }
+
+            /// The name of the per-tensor scalar state, if the algorithm keeps one (NAdam's
+            /// running product of momentum coefficients).
+            pub fn scalar_name(self) -> Option<&'static str> {
+                match self {
+                    $(Algorithm::$variant => <$variant as HyperParams>::SCALAR,)*
+                }
+            }
+        }
+
+        impl Hyper {
+            pub fn algorithm(&self) -> Algorithm {
+                match self {
+                    $(Hyper::$variant(_) => Algorithm::$variant,)*
+                }
+            }
+
+            /// Sets the learning rate (a schedule's value for the coming update).
+            pub fn set_lr(&mut self, lr: f64) {
+                match self {
+                    $(Hyper::$variant(h) => h.lr = lr,)*
+                }
+            }
+
+            /// Which state slots the next step reads or writes.
+            pub fn slots_used(&self) -> [bool; MAX_SLOTS] {
+                match self {
+                    $(Hyper::$variant(h) => h.slots_used(),)*
+                }
+            }
+
+            /// The value a newly created state slot starts at.
+            pub fn slot_initial_value(&self) -> f64 {
+                match self {
+                    $(Hyper::$variant(h) => h.slot_initial_value(),)*
+                }
+            }
+
+            /// Checks every hyper-parameter of param group `group` against its range.
+            pub fn validate(&self, group: usize) -> Result<()> {
+                let c = Checker { group };
+                match self {
+                    $(Hyper::$variant(h) => h.validate(&c),)*
+                }
+            }
+        }
+    };
+}
+
+optimizers! {
+    Sgd: "sgd";
+    Momentum: "momentum";
+    RmsProp: "rmsprop";
+    Adam: "adam", "adamw" { decoupled: true };
+    Adagrad: "adagrad";
+    Adadelta: "adadelta";
+    Adamax: "adamax";
+    NAdam: "nadam";
+    RAdam: "radam";
+    Lion: "lion";
+}
 
 /// The registry's entry for `name`.
 pub fn optimizer(name: &str) -> Option<&'static Entry> {
     OPTIMIZERS.iter().find(|e| e.name == name)
-}
-
-/// The hyper-parameters of one param group.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Hyper {
-    Sgd(Sgd),
-    Momentum(Momentum),
-    RmsProp(RmsProp),
-    Adam(Adam),
-    Adagrad(Adagrad),
-    Adadelta(Adadelta),
-    Adamax(Adamax),
-    NAdam(NAdam),
-    RAdam(RAdam),
-    Lion(Lion),
-}
-
-/// Which optimizer; fixes the names of the per-tensor state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Algorithm {
-    Sgd,
-    Momentum,
-    RmsProp,
-    Adam,
-    Adagrad,
-    Adadelta,
-    Adamax,
-    NAdam,
-    RAdam,
-    Lion,
-}
-
-impl Algorithm {
-    /// State buffer names, in slot order, as torch names them in `optimizer.state`.
-    pub fn slot_names(self) -> &'static [&'static str] {
-        match self {
-            Algorithm::Sgd => Sgd::SLOTS,
-            Algorithm::Momentum => Momentum::SLOTS,
-            Algorithm::RmsProp => RmsProp::SLOTS,
-            Algorithm::Adam => Adam::SLOTS,
-            Algorithm::Adagrad => Adagrad::SLOTS,
-            Algorithm::Adadelta => Adadelta::SLOTS,
-            Algorithm::Adamax => Adamax::SLOTS,
-            Algorithm::NAdam => NAdam::SLOTS,
-            Algorithm::RAdam => RAdam::SLOTS,
-            Algorithm::Lion => Lion::SLOTS,
-        }
-    }
-
-    /// The name of the slot holding an EWA (or sum) of squared gradients, if any.
-    pub fn second_moment(self) -> Option<&'static str> {
-        match self {
-            Algorithm::Sgd | Algorithm::Momentum | Algorithm::Adamax | Algorithm::Lion => None,
-            Algorithm::RmsProp | Algorithm::Adadelta => Some("square_avg"),
-            Algorithm::Adagrad => Some("sum"),
-            Algorithm::Adam | Algorithm::NAdam | Algorithm::RAdam => Some("exp_avg_sq"),
-        }
-    }
-
-    /// The name of the per-tensor scalar state, if the algorithm keeps one (NAdam's
-    /// running product of momentum coefficients).
-    pub fn scalar_name(self) -> Option<&'static str> {
-        match self {
-            Algorithm::NAdam => Some("mu_product"),
-            _ => None,
-        }
-    }
 }
 
 /// At most this many state buffers per tensor.
@@ -497,134 +661,19 @@ pub fn split_slots<S>(slots: Slots<'_, S>, at: usize) -> (Slots<'_, S>, Slots<'_
     (head, tail)
 }
 
-impl Hyper {
-    pub fn algorithm(&self) -> Algorithm {
-        match self {
-            Hyper::Sgd(_) => Algorithm::Sgd,
-            Hyper::Momentum(_) => Algorithm::Momentum,
-            Hyper::RmsProp(_) => Algorithm::RmsProp,
-            Hyper::Adam(_) => Algorithm::Adam,
-            Hyper::Adagrad(_) => Algorithm::Adagrad,
-            Hyper::Adadelta(_) => Algorithm::Adadelta,
-            Hyper::Adamax(_) => Algorithm::Adamax,
-            Hyper::NAdam(_) => Algorithm::NAdam,
-            Hyper::RAdam(_) => Algorithm::RAdam,
-            Hyper::Lion(_) => Algorithm::Lion,
-        }
-    }
-
-    /// Sets the learning rate (a schedule's value for the coming update).
-    pub fn set_lr(&mut self, lr: f64) {
-        match self {
-            Hyper::Sgd(h) => h.lr = lr,
-            Hyper::Momentum(h) => h.lr = lr,
-            Hyper::RmsProp(h) => h.lr = lr,
-            Hyper::Adam(h) => h.lr = lr,
-            Hyper::Adagrad(h) => h.lr = lr,
-            Hyper::Adadelta(h) => h.lr = lr,
-            Hyper::Adamax(h) => h.lr = lr,
-            Hyper::NAdam(h) => h.lr = lr,
-            Hyper::RAdam(h) => h.lr = lr,
-            Hyper::Lion(h) => h.lr = lr,
-        }
-    }
-
-    /// Which state slots the next step reads or writes.
-    pub fn slots_used(&self) -> [bool; MAX_SLOTS] {
-        match self {
-            Hyper::Sgd(h) => [h.momentum != 0.0, false, false],
-            Hyper::Momentum(_) | Hyper::Adagrad(_) | Hyper::Lion(_) => [true, false, false],
-            Hyper::RmsProp(h) => [true, h.momentum > 0.0, h.centered],
-            Hyper::Adam(h) => [true, true, h.amsgrad],
-            Hyper::Adadelta(_) | Hyper::Adamax(_) | Hyper::NAdam(_) | Hyper::RAdam(_) => {
-                [true, true, false]
-            }
-        }
-    }
-
-    /// The value a newly created state slot starts at (torch: zero, but Adagrad's sum starts
-    /// at `initial_accumulator_value`).
-    pub fn slot_initial_value(&self) -> f64 {
-        match self {
-            Hyper::Adagrad(h) => h.initial_accumulator_value,
-            _ => 0.0,
-        }
-    }
-
-    /// Checks every hyper-parameter of param group `group` against its range.
-    pub fn validate(&self, group: usize) -> Result<()> {
-        let c = Checker { group };
-        match self {
-            Hyper::Sgd(h) => {
-                c.lr(h.lr)?;
-                c.unit("momentum", h.momentum)?;
-                c.range(
-                    "dampening",
-                    h.dampening,
-                    (0.0..=1.0).contains(&h.dampening),
-                    "a number in [0, 1]",
-                )?;
-                c.weight_decay(h.weight_decay)?;
-                if h.nesterov && (h.momentum <= 0.0 || h.dampening != 0.0) {
-                    return Err(c.err(
-                        "nesterov",
-                        "True",
-                        "nesterov=True only with momentum > 0 and dampening = 0",
-                    ));
-                }
-                Ok(())
-            }
-            Hyper::Momentum(h) => {
-                c.lr(h.lr)?;
-                c.unit("beta", h.beta)
-            }
-            Hyper::RmsProp(h) => {
-                c.lr(h.lr)?;
-                c.unit("alpha", h.alpha)?;
-                c.eps(h.eps)?;
-                c.weight_decay(h.weight_decay)?;
-                c.unit("momentum", h.momentum)
-            }
-            Hyper::Adam(h) => c.adam_like(h.lr, (h.beta1, h.beta2), h.eps, h.weight_decay),
-            Hyper::Adagrad(h) => {
-                c.lr(h.lr)?;
-                c.non_negative("lr_decay", h.lr_decay)?;
-                c.weight_decay(h.weight_decay)?;
-                c.non_negative("initial_accumulator_value", h.initial_accumulator_value)?;
-                c.eps(h.eps)
-            }
-            Hyper::Adadelta(h) => {
-                c.lr(h.lr)?;
-                c.range(
-                    "rho",
-                    h.rho,
-                    (0.0..=1.0).contains(&h.rho),
-                    "a number in [0, 1]",
-                )?;
-                c.eps(h.eps)?;
-                c.weight_decay(h.weight_decay)
-            }
-            Hyper::Adamax(h) => c.adam_like(h.lr, (h.beta1, h.beta2), h.eps, h.weight_decay),
-            Hyper::NAdam(h) => {
-                c.adam_like(h.lr, (h.beta1, h.beta2), h.eps, h.weight_decay)?;
-                c.non_negative("momentum_decay", h.momentum_decay)
-            }
-            Hyper::RAdam(h) => c.adam_like(h.lr, (h.beta1, h.beta2), h.eps, h.weight_decay),
-            Hyper::Lion(h) => {
-                c.lr(h.lr)?;
-                c.betas(h.beta1, h.beta2)?;
-                c.weight_decay(h.weight_decay)
-            }
-        }
-    }
+/// Checks a learning rate of param group `group` (a schedule's value for the coming update)
+/// as [`Hyper::validate`] checks `lr`.
+pub fn check_lr(group: usize, lr: f64) -> Result<()> {
+    Checker { group }.lr(lr)
 }
 
-struct Checker {
+/// Checks values against ranges; its errors name the param group.
+pub struct Checker {
     group: usize,
 }
 
 impl Checker {
-    fn err(&self, name: &'static str, value: &str, expected: &'static str) -> Error {
+    pub fn err(&self, name: &'static str, value: &str, expected: &'static str) -> Error {
         Error::Hyper {
             group: self.group,
             name,
@@ -633,7 +682,13 @@ impl Checker {
         }
     }
 
-    fn range(&self, name: &'static str, v: f64, ok: bool, expected: &'static str) -> Result<()> {
+    pub fn range(
+        &self,
+        name: &'static str,
+        v: f64,
+        ok: bool,
+        expected: &'static str,
+    ) -> Result<()> {
         if ok {
             Ok(())
         } else {
@@ -641,29 +696,29 @@ impl Checker {
         }
     }
 
-    fn lr(&self, v: f64) -> Result<()> {
+    pub fn lr(&self, v: f64) -> Result<()> {
         self.range("lr", v, v.is_finite() && v >= 0.0, "a finite number >= 0")
     }
 
-    fn eps(&self, v: f64) -> Result<()> {
+    pub fn eps(&self, v: f64) -> Result<()> {
         self.range("eps", v, v.is_finite() && v > 0.0, "a finite number > 0")
     }
 
-    fn weight_decay(&self, v: f64) -> Result<()> {
+    pub fn weight_decay(&self, v: f64) -> Result<()> {
         self.non_negative("weight_decay", v)
     }
 
-    fn non_negative(&self, name: &'static str, v: f64) -> Result<()> {
+    pub fn non_negative(&self, name: &'static str, v: f64) -> Result<()> {
         self.range(name, v, v.is_finite() && v >= 0.0, "a finite number >= 0")
     }
 
-    fn betas(&self, beta1: f64, beta2: f64) -> Result<()> {
+    pub fn betas(&self, beta1: f64, beta2: f64) -> Result<()> {
         self.unit("betas[0]", beta1)?;
         self.unit("betas[1]", beta2)
     }
 
     /// lr, betas, eps and weight decay: the shared hyper-parameters of the Adam family.
-    fn adam_like(&self, lr: f64, (beta1, beta2): (f64, f64), eps: f64, wd: f64) -> Result<()> {
+    pub fn adam_like(&self, lr: f64, (beta1, beta2): (f64, f64), eps: f64, wd: f64) -> Result<()> {
         self.lr(lr)?;
         self.betas(beta1, beta2)?;
         self.eps(eps)?;
@@ -671,137 +726,10 @@ impl Checker {
     }
 
     /// A decay rate of an exponentially weighted average.
-    fn unit(&self, name: &'static str, v: f64) -> Result<()> {
+    pub fn unit(&self, name: &'static str, v: f64) -> Result<()> {
         self.range(name, v, (0.0..1.0).contains(&v), "a number in [0, 1)")
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn adam() -> Adam {
-        Adam::TORCH
-    }
-
-    #[test]
-    fn defaults_are_valid() {
-        assert!(Hyper::Adam(adam()).validate(0).is_ok());
-    }
-
-    #[test]
-    fn out_of_range_values_name_the_parameter_and_group() {
-        let bad = [
-            Adam { lr: -1.0, ..adam() },
-            Adam {
-                lr: f64::NAN,
-                ..adam()
-            },
-            Adam {
-                beta1: 1.0,
-                ..adam()
-            },
-            Adam {
-                beta2: -0.1,
-                ..adam()
-            },
-            Adam { eps: 0.0, ..adam() },
-            Adam {
-                weight_decay: -1e-3,
-                ..adam()
-            },
-        ];
-        let names = ["lr", "lr", "betas[0]", "betas[1]", "eps", "weight_decay"];
-        for (h, want) in bad.iter().zip(names) {
-            match Hyper::Adam(*h).validate(2) {
-                Err(Error::Hyper { group: 2, name, .. }) => assert_eq!(name, want),
-                other => panic!("{h:?}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn the_registry_reads_each_table_in_order() {
-        let mut names: Vec<&str> = OPTIMIZERS.iter().map(|e| e.name).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), OPTIMIZERS.len(), "a name registered twice");
-        for e in OPTIMIZERS {
-            assert!(e.fields.len() <= MAX_FIELDS, "{}", e.name);
-            assert!(e.algorithm.slot_names().len() <= MAX_SLOTS, "{}", e.name);
-            assert_eq!(optimizer(e.name).map(|f| f.name), Some(e.name));
-        }
-        assert!(optimizer("adamx").is_none());
-        let read = [
-            Value::Pair(0.9, 0.999),
-            Value::Number(1e-8),
-            Value::Number(0.0),
-            Value::Flag(false),
-            Value::Flag(false),
-        ];
-        let keys: Vec<&str> = Adam::FIELDS.iter().map(|f| f.key).collect();
-        assert_eq!(
-            keys,
-            ["betas", "eps", "weight_decay", "amsgrad", "maximize"]
-        );
-        assert_eq!(
-            (optimizer("adam").unwrap().build)(1e-3, &read),
-            Hyper::Adam(adam())
-        );
-        assert_eq!(
-            (optimizer("adamw").unwrap().build)(1e-3, &read),
-            Hyper::Adam(Adam {
-                decoupled: true,
-                ..adam()
-            })
-        );
-        let sgd = (optimizer("sgd").unwrap().build)(
-            0.1,
-            &[
-                Value::Number(0.9),
-                Value::Number(0.0),
-                Value::Flag(true),
-                Value::Number(1e-4),
-                Value::Flag(false),
-            ],
-        );
-        let want = Sgd {
-            lr: 0.1,
-            momentum: 0.9,
-            dampening: 0.0,
-            nesterov: true,
-            weight_decay: 1e-4,
-            maximize: false,
-        };
-        assert_eq!(sgd, Hyper::Sgd(want));
-        assert_eq!(
-            Algorithm::Adam.slot_names(),
-            ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
-        );
-    }
-
-    #[test]
-    fn nesterov_needs_momentum_and_no_dampening() {
-        let sgd = Sgd {
-            lr: 0.1,
-            momentum: 0.0,
-            dampening: 0.0,
-            nesterov: true,
-            weight_decay: 0.0,
-            maximize: false,
-        };
-        assert!(Hyper::Sgd(sgd).validate(0).is_err());
-        assert!(Hyper::Sgd(Sgd {
-            momentum: 0.9,
-            ..sgd
-        })
-        .validate(0)
-        .is_ok());
-        let damped = Sgd {
-            momentum: 0.9,
-            dampening: 0.1,
-            ..sgd
-        };
-        assert!(Hyper::Sgd(damped).validate(0).is_err());
-    }
-}
+mod tests;

@@ -36,6 +36,14 @@ impl Slice<'_> {
 }
 
 impl SliceMut<'_> {
+    /// The same elements, read-only.
+    pub fn as_slice(&self) -> Slice<'_> {
+        match self {
+            SliceMut::F32(x) => Slice::F32(x),
+            SliceMut::F64(x) => Slice::F64(x),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.meta().1
     }

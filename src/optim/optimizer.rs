@@ -6,8 +6,6 @@
 //! element is computed by the same code whichever thread runs it, so results are
 //! bit-identical for any thread count.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use crate::error::{try_filled, Error, Result};
 use crate::numerics::float::{Dtype, Float};
 use crate::numerics::half::{self, Bf16, Bits16, Elem, Stored, F16};
@@ -15,132 +13,12 @@ use crate::numerics::mixed::{Direct, Master, Params};
 use crate::optim::bf16;
 use crate::optim::hyper::{self, Algorithm, Hyper, MAX_SLOTS};
 use crate::optim::kernels::{self, Kernel, StepScalars, TensorScalars};
-use crate::optim::ops::{AnySlice, Slice};
 use crate::optim::subnormal;
 use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
 use crate::runtime::simd::{self, Level};
 
-/// One tensor of a step: its parameter (updated in place) and its gradient, of one type.
-pub enum Tensor<'a> {
-    F32 {
-        param: &'a mut [f32],
-        grad: &'a [f32],
-    },
-    F64 {
-        param: &'a mut [f64],
-        grad: &'a [f64],
-    },
-    Bf16 {
-        param: &'a mut [Bf16],
-        grad: &'a [Bf16],
-    },
-    F16 {
-        param: &'a mut [F16],
-        grad: &'a [F16],
-    },
-}
-
-impl Tensor<'_> {
-    /// The parameter's element type.
-    pub fn elem(&self) -> Elem {
-        match self {
-            Tensor::F32 { .. } => Elem::F32,
-            Tensor::F64 { .. } => Elem::F64,
-            Tensor::Bf16 { .. } => Elem::Bf16,
-            Tensor::F16 { .. } => Elem::F16,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        match self {
-            Tensor::F32 { param, .. } => param.len(),
-            Tensor::F64 { param, .. } => param.len(),
-            Tensor::Bf16 { param, .. } => param.len(),
-            Tensor::F16 { param, .. } => param.len(),
-        }
-    }
-
-    fn grad_len(&self) -> usize {
-        match self {
-            Tensor::F32 { grad, .. } => grad.len(),
-            Tensor::F64 { grad, .. } => grad.len(),
-            Tensor::Bf16 { grad, .. } => grad.len(),
-            Tensor::F16 { grad, .. } => grad.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The gradient, read-only.
-    pub fn grad(&self) -> AnySlice<'_> {
-        match self {
-            Tensor::F32 { grad, .. } => AnySlice::Float(Slice::F32(grad)),
-            Tensor::F64 { grad, .. } => AnySlice::Float(Slice::F64(grad)),
-            Tensor::Bf16 { grad, .. } => AnySlice::Bf16(grad),
-            Tensor::F16 { grad, .. } => AnySlice::F16(grad),
-        }
-    }
-}
-
-/// How one tensor is stored: its parameter's element type, its state's, and whether a
-/// float32 master copy of a 16-bit parameter is kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Storage {
-    pub param: Elem,
-    pub state: Elem,
-    pub master: bool,
-}
-
-impl Storage {
-    /// A float32 / float64 parameter with state of its own dtype.
-    pub fn plain(d: Dtype) -> Self {
-        Storage {
-            param: d.into(),
-            state: d.into(),
-            master: false,
-        }
-    }
-
-    /// Checks that `algorithm` can keep a tensor this way; the error names `state_dtype` /
-    /// `master_weights` and why.
-    pub fn check(self, algorithm: Algorithm) -> Result<()> {
-        let bad = |msg: String| Err(Error::Invalid(msg));
-        match (self.param, self.state) {
-            (Elem::F64, Elem::F64) => {}
-            (Elem::F64, state) => {
-                return bad(format!(
-                    "state_dtype={:?} needs float32, float16 or bfloat16 parameters; float64 \
-                     parameters keep float64 state",
-                    state.name()
-                ))
-            }
-            (param, Elem::F64) => {
-                return bad(format!(
-                    "state_dtype='float64' needs float64 parameters, not {}",
-                    param.name()
-                ))
-            }
-            _ => {}
-        }
-        if self.master && !self.param.is_16bit() {
-            return bad(format!(
-                "master_weights=True is for float16 and bfloat16 parameters; {} parameters are \
-                 updated in their own precision",
-                self.param.name()
-            ));
-        }
-        if let (Elem::F16, Some(slot)) = (self.state, algorithm.second_moment()) {
-            return bad(format!(
-                "state_dtype='float16' cannot hold the second moment '{slot}' of {algorithm:?}: \
-                 squared gradients below 6e-8 round to zero in float16 and those above 65504 \
-                 to infinity; use state_dtype='bfloat16' (float32's range) or float32"
-            ));
-        }
-        Ok(())
-    }
-}
+mod tensor;
+pub use tensor::{first_nonfinite, Storage, Tensor};
 
 /// The state of one tensor: its update count, its EWA buffers (`None` until first used),
 /// for NAdam the running product of momentum coefficients, and the master weights of a
@@ -420,10 +298,47 @@ impl<S: Copy> TensorState<S> {
     }
 }
 
+/// Hyper-parameters, one per param group, that passed [`Optimizer::validate`] — the only
+/// way to make one (besides [`Validated::set_lr`], which checks the one value it changes) —
+/// so [`Optimizer::step`] takes them without checking them again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Validated {
+    hypers: Vec<Hyper>,
+    algorithm: Algorithm,
+}
+
+impl Validated {
+    /// The hyper-parameters, one per param group.
+    pub fn hypers(&self) -> &[Hyper] {
+        &self.hypers
+    }
+
+    pub fn len(&self) -> usize {
+        self.hypers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hypers.is_empty()
+    }
+
+    /// Sets param group `group`'s learning rate (a schedule's value for the coming update),
+    /// checking only it: the other hyper-parameters are unchanged, so still valid.
+    ///
+    /// # Panics
+    /// If there is no param group `group`.
+    pub fn set_lr(&mut self, group: usize, lr: f64) -> Result<()> {
+        hyper::check_lr(group, lr)?;
+        self.hypers[group].set_lr(lr);
+        Ok(())
+    }
+}
+
 /// An optimizer over a fixed list of tensors, each in one param group.
 #[derive(Clone, Debug)]
 pub struct Optimizer {
     algorithm: Algorithm,
+    /// One more than the largest group index (the param groups a step needs).
+    groups: usize,
     group_of: Vec<usize>,
     lens: Vec<usize>,
     storage: Vec<Storage>,
@@ -461,6 +376,7 @@ impl Optimizer {
         }
         Ok(Optimizer {
             algorithm,
+            groups: group_of.iter().max().map_or(0, |&g| g + 1),
             group_of: group_of.to_vec(),
             lens: lens.to_vec(),
             storage: storage.to_vec(),
@@ -518,8 +434,9 @@ impl Optimizer {
         Ok(())
     }
 
-    /// Checks that `hypers` (one per param group) are all valid for this optimizer.
-    pub fn validate(&self, hypers: &[Hyper]) -> Result<()> {
+    /// Checks that `hypers` (one per param group) are all valid for this optimizer; the
+    /// token [`Optimizer::step`] takes.
+    pub fn validate(&self, hypers: Vec<Hyper>) -> Result<Validated> {
         for (g, h) in hypers.iter().enumerate() {
             if h.algorithm() != self.algorithm {
                 return Err(Error::Mismatch(format!(
@@ -530,15 +447,22 @@ impl Optimizer {
             }
             h.validate(g)?;
         }
-        if let Some(&g) = self.group_of.iter().find(|&&g| g >= hypers.len()) {
+        if self.groups > hypers.len() {
             return Err(Error::Mismatch(format!(
-                "a tensor belongs to param group {g} but only {} groups were given",
+                "a tensor belongs to param group {} but only {} groups were given",
+                self.groups - 1,
                 hypers.len()
             )));
         }
-        Ok(())
+        Ok(Validated {
+            hypers,
+            algorithm: self.algorithm,
+        })
     }
 
+    /// The core's own guard of its safe API (kernels index state by the tensor's length, the
+    /// bfloat16 kernel with unchecked vector loads): a few comparisons per tensor. The
+    /// bindings' walk has already checked count, dtype and shape with the user's names.
     fn check_tensors(&self, tensors: &[Tensor<'_>]) -> Result<()> {
         if tensors.len() != self.states.len() {
             return Err(Error::Mismatch(format!(
@@ -566,10 +490,21 @@ impl Optimizer {
     pub fn step(
         &mut self,
         tensors: Vec<Tensor<'_>>,
-        hypers: &[Hyper],
+        hypers: &Validated,
         grad_scale: f64,
     ) -> Result<()> {
-        self.validate(hypers)?;
+        // A token of another optimizer (two comparisons, not a re-validation).
+        if hypers.algorithm != self.algorithm || hypers.len() < self.groups {
+            return Err(Error::Mismatch(format!(
+                "hyper-parameters validated for {:?} with {} groups, but this optimizer is {:?} \
+                 with {}",
+                hypers.algorithm,
+                hypers.len(),
+                self.algorithm,
+                self.groups
+            )));
+        }
+        let hypers = hypers.hypers();
         self.check_tensors(&tensors)?;
         if let Some(i) = self.states.iter().position(|s| s.step() == u64::MAX) {
             return Err(Error::Invalid(format!(
@@ -758,263 +693,5 @@ fn run_threaded(jobs: Vec<AnyJob<'_>>, level: Level) {
     parallel::run_each(chunks, true, |j| j.run(level));
 }
 
-/// The index of the first tensor whose gradient holds a NaN or an infinity.
-pub fn first_nonfinite(tensors: &[Tensor<'_>]) -> Option<usize> {
-    let level = simd::level();
-    let finite = |t: &Tensor<'_>, range: std::ops::Range<usize>| match t {
-        Tensor::F32 { grad, .. } => kernels::all_finite(level, &grad[range]),
-        Tensor::F64 { grad, .. } => kernels::all_finite(level, &grad[range]),
-        Tensor::Bf16 { grad, .. } => half::all_finite_16(level, &grad[range]),
-        Tensor::F16 { grad, .. } => half::all_finite_16(level, &grad[range]),
-    };
-    let total: usize = tensors.iter().map(Tensor::len).sum();
-    if !parallel::worth_threads(total) {
-        return tensors.iter().position(|t| !finite(t, 0..t.len()));
-    }
-    let pieces: Vec<(usize, std::ops::Range<usize>)> = tensors
-        .iter()
-        .enumerate()
-        .flat_map(|(i, t)| {
-            (0..t.len())
-                .step_by(CHUNK_ELEMENTS)
-                .map(move |s| (i, s..(s + CHUNK_ELEMENTS).min(t.len())))
-        })
-        .collect();
-    let bad: Vec<AtomicBool> = pieces.iter().map(|_| AtomicBool::new(false)).collect();
-    parallel::for_each_index(pieces.len(), &|k| {
-        let (i, range) = pieces[k].clone();
-        bad[k].store(!finite(&tensors[i], range), Ordering::Relaxed);
-    });
-    bad.iter()
-        .position(|b| b.load(Ordering::Relaxed))
-        .map(|k| pieces[k].0)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::optim::hyper;
-
-    fn adam(lr: f64) -> Hyper {
-        Hyper::Adam(hyper::Adam {
-            lr,
-            ..hyper::Adam::TORCH
-        })
-    }
-
-    fn values(n: usize, scale: f64) -> Vec<f64> {
-        (0..n)
-            .map(|i| ((i * 7919 % 1000) as f64 / 500.0 - 1.0) * scale)
-            .collect()
-    }
-
-    /// Runs `steps` steps over mixed-dtype tensors; returns parameters and state.
-    fn train(lens: &[usize], steps: u64) -> (Vec<f32>, Vec<f64>, Vec<State>) {
-        let dtypes: Vec<Dtype> = (0..lens.len())
-            .map(|i| if i % 2 == 0 { Dtype::F32 } else { Dtype::F64 })
-            .collect();
-        let groups: Vec<usize> = (0..lens.len()).map(|i| i % 2).collect();
-        let mut opt = Optimizer::new(Algorithm::Adam, &dtypes, lens, &groups);
-        let mut p32: Vec<Vec<f32>> = Vec::new();
-        let mut p64: Vec<Vec<f64>> = Vec::new();
-        for (i, &n) in lens.iter().enumerate() {
-            if i % 2 == 0 {
-                p32.push(values(n, 1.0).iter().map(|&x| x as f32).collect());
-            } else {
-                p64.push(values(n, 1.0));
-            }
-        }
-        for t in 0..steps {
-            let g64: Vec<Vec<f64>> = lens.iter().map(|&n| values(n, 0.1 + t as f64)).collect();
-            let g32: Vec<Vec<f32>> = g64
-                .iter()
-                .map(|g| g.iter().map(|&x| x as f32).collect())
-                .collect();
-            let (mut i32_, mut i64_) = (p32.iter_mut(), p64.iter_mut());
-            let tensors = (0..lens.len())
-                .map(|i| {
-                    if i % 2 == 0 {
-                        Tensor::F32 {
-                            param: i32_.next().unwrap(),
-                            grad: &g32[i],
-                        }
-                    } else {
-                        Tensor::F64 {
-                            param: i64_.next().unwrap(),
-                            grad: &g64[i],
-                        }
-                    }
-                })
-                .collect();
-            opt.step(tensors, &[adam(1e-2), adam(1e-3)], 1.0).unwrap();
-        }
-        (p32.concat(), p64.concat(), opt.states)
-    }
-
-    #[test]
-    fn results_do_not_depend_on_the_thread_count() {
-        let _threads = crate::test_util::thread_count_lock();
-        // Large enough to be split into chunks and run in parallel.
-        let lens = [3 * CHUNK_ELEMENTS + 5, 100, 2 * CHUNK_ELEMENTS, 0, 1];
-        crate::runtime::parallel::set_num_threads(1).unwrap();
-        let one = train(&lens, 3);
-        crate::runtime::parallel::set_num_threads(4).unwrap();
-        let four = train(&lens, 3);
-        assert_eq!(one, four);
-        assert!(one.2.iter().all(|s| s.step() == 3));
-    }
-
-    #[test]
-    fn a_failed_step_changes_nothing() {
-        let mut opt = Optimizer::new(Algorithm::Adam, &[Dtype::F64], &[2], &[0]);
-        let mut p = vec![1.0, 2.0];
-        let g = vec![0.5, 0.5];
-        let before = opt.states.clone();
-        let bad = opt.step(
-            vec![Tensor::F64 {
-                param: &mut p,
-                grad: &g,
-            }],
-            &[adam(-1.0)],
-            1.0,
-        );
-        assert!(matches!(bad, Err(Error::Hyper { name: "lr", .. })));
-        let short = opt.step(
-            vec![Tensor::F64 {
-                param: &mut p,
-                grad: &g[..1],
-            }],
-            &[adam(0.1)],
-            1.0,
-        );
-        assert!(matches!(short, Err(Error::Mismatch(_))));
-        assert_eq!(
-            (p.as_slice(), &opt.states),
-            ([1.0, 2.0].as_slice(), &before)
-        );
-    }
-
-    #[test]
-    fn a_state_that_cannot_be_allocated_is_an_error_naming_it() {
-        let mut s = TensorState::<f32>::new();
-        let err = s
-            .allocate::<f32>(&adam(1e-3), 1 << 60, false, "parameter 'W'")
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "could not allocate {} bytes for the state 'exp_avg' of parameter 'W'",
-                4u64 << 60
-            )
-        );
-        assert_eq!(s, TensorState::new());
-    }
-
-    #[test]
-    fn the_step_count_does_not_wrap() {
-        let mut opt = Optimizer::new(Algorithm::Adam, &[Dtype::F64], &[2], &[0])
-            .with_names(vec!["parameter 'W'".into()]);
-        let mut state = TensorState::<f64>::new();
-        state.step = u64::MAX;
-        opt.set_states(vec![State::F64(state)]).unwrap();
-        let before = opt.states.clone();
-        let (mut p, g) = (vec![1.0, 2.0], vec![0.5, 0.5]);
-        let err = opt
-            .step(
-                vec![Tensor::F64 {
-                    param: &mut p,
-                    grad: &g,
-                }],
-                &[adam(1e-3)],
-                1.0,
-            )
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("step count of parameter 'W'"),
-            "{err}"
-        );
-        assert_eq!(
-            (p.as_slice(), &opt.states),
-            ([1.0, 2.0].as_slice(), &before)
-        );
-    }
-
-    #[test]
-    fn storage_checks_name_the_option_and_the_reason() {
-        let st = |param, state, master| Storage {
-            param,
-            state,
-            master,
-        };
-        let err = |s: Storage, a| s.check(a).unwrap_err().to_string();
-        assert!(err(st(Elem::F32, Elem::F16, false), Algorithm::Adam)
-            .contains("state_dtype='float16' cannot hold the second moment 'exp_avg_sq'"));
-        assert!(err(st(Elem::F64, Elem::Bf16, false), Algorithm::Sgd)
-            .contains("float64 parameters keep float64 state"));
-        assert!(err(st(Elem::F32, Elem::F32, true), Algorithm::Sgd).contains("master_weights"));
-        for a in [
-            Algorithm::Sgd,
-            Algorithm::Momentum,
-            Algorithm::Adamax,
-            Algorithm::Lion,
-        ] {
-            assert!(st(Elem::Bf16, Elem::F16, true).check(a).is_ok());
-        }
-    }
-
-    #[test]
-    fn master_weights_are_made_from_the_parameter_and_released_on_failure() {
-        let storage = [Storage {
-            param: Elem::Bf16,
-            state: Elem::Bf16,
-            master: true,
-        }];
-        let mut opt = Optimizer::with_storage(Algorithm::Adam, &storage, &[3], &[0]).unwrap();
-        let mut p: Vec<Bf16> = [1.0f32, -2.0, 0.5].map(Bf16::from_f32).to_vec();
-        let g = vec![Bf16::from_f32(0.25); 3];
-        opt.step(
-            vec![Tensor::Bf16 {
-                param: &mut p,
-                grad: &g,
-            }],
-            &[adam(1e-4)],
-            1.0,
-        )
-        .unwrap();
-        let master = opt.states()[0].master().unwrap().to_vec();
-        // 1 - 1e-4 is 1 in bfloat16: the parameter keeps its value, the master moves.
-        assert_eq!(p[0], Bf16::from_f32(1.0));
-        assert!(master[0] < 1.0 && master[0] > 0.9998);
-        assert!(p.iter().zip(&master).all(|(p, &m)| *p == Bf16::from_f32(m)));
-
-        let mut s = State::new(Elem::F32);
-        let err = s.allocate(&adam(1e-3), 1 << 60, true, "parameter 'W'");
-        assert!(err
-            .unwrap_err()
-            .to_string()
-            .contains("master weights of parameter 'W'"));
-        assert_eq!(s, State::new(Elem::F32));
-        let mut s = TensorState::<f32>::new();
-        assert!(s.allocate::<f32>(&adam(1e-3), 1 << 40, true, "W").is_err());
-        assert!(s.master.is_none() && s.slots.iter().all(Option::is_none));
-    }
-
-    #[test]
-    fn first_nonfinite_names_the_tensor() {
-        let (mut a, mut b) = (vec![0.0f32; 10], vec![0.0f64; 70_000]);
-        let ga = vec![1.0f32; 10];
-        let mut gb = vec![1.0f64; 70_000];
-        gb[69_999] = f64::NAN;
-        let tensors = vec![
-            Tensor::F32 {
-                param: &mut a,
-                grad: &ga,
-            },
-            Tensor::F64 {
-                param: &mut b,
-                grad: &gb,
-            },
-        ];
-        assert_eq!(first_nonfinite(&tensors), Some(1));
-    }
-}
+mod tests;

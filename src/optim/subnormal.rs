@@ -454,7 +454,7 @@ mod tests {
                         .map(canon)
                         .collect::<Vec<u32>>()
                 };
-                let want = bits(run(Level::Scalar, false));
+                let want = bits(run(Level::SCALAR, false));
                 for level in crate::runtime::simd::supported() {
                     assert_eq!(bits(run(level, true)), want, "{h:?} t={t} n={n} {level:?}");
                 }

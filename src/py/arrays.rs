@@ -143,6 +143,8 @@ pub(crate) struct Checked {
     pub data: usize,
     pub len: usize,
     pub dtype: Dtype,
+    /// Whether the array is writeable (checked when asked; recorded either way).
+    pub writeable: bool,
 }
 
 impl Checked {
@@ -197,23 +199,47 @@ pub(crate) fn check_array<'py>(
     what: &str,
     writeable: bool,
 ) -> PyResult<(Bound<'py, PyUntypedArray>, Checked)> {
-    let (a, data, len, elem) = check_array_of(obj, what, writeable, false)?;
-    let dtype = match elem {
+    let c = check_array_of(obj, what, writeable, false)?;
+    let dtype = match c.elem {
         Elem::F32 => Dtype::F32,
         Elem::F64 => Dtype::F64,
         Elem::Bf16 | Elem::F16 => unreachable!("16-bit arrays were refused"),
     };
-    Ok((a, Checked { data, len, dtype }))
+    Ok((
+        c.array,
+        Checked {
+            data: c.data,
+            len: c.len,
+            dtype,
+            writeable: c.writeable,
+        },
+    ))
+}
+
+/// An ndarray that passed [`check_array_of`], with the fields of its header read there.
+pub(crate) struct ArrayOf<'py> {
+    pub array: Bound<'py, PyUntypedArray>,
+    pub data: usize,
+    pub len: usize,
+    pub elem: Elem,
+    pub writeable: bool,
+}
+
+/// The error for a read-only array `what` that is updated in place.
+pub(crate) fn read_only_error(what: &str) -> PyErr {
+    PyValueError::new_err(format!(
+        "{what} is read-only; it is updated in place and must be writeable"
+    ))
 }
 
 /// [`check_array`], accepting float16 and bfloat16 arrays too when `half`; returns the
-/// array, its data address, its length and its element type.
+/// array with its data address, length, element type and writeability.
 pub(crate) fn check_array_of<'py>(
     obj: &Bound<'py, PyAny>,
     what: &str,
     writeable: bool,
     half: bool,
-) -> PyResult<(Bound<'py, PyUntypedArray>, usize, usize, Elem)> {
+) -> PyResult<ArrayOf<'py>> {
     let types = if half {
         "float32, float64, float16 or bfloat16"
     } else {
@@ -233,9 +259,7 @@ pub(crate) fn check_array_of<'py>(
         ))
     })?;
     if writeable && !l.is_writeable() {
-        return Err(PyValueError::new_err(format!(
-            "{what} is read-only; it is updated in place and must be writeable"
-        )));
+        return Err(read_only_error(what));
     }
     if !l.is_c_aligned() {
         return Err(PyValueError::new_err(format!(
@@ -244,7 +268,13 @@ pub(crate) fn check_array_of<'py>(
             if writeable { "updated" } else { "read" }
         )));
     }
-    Ok((a.clone(), l.data, l.len(), elem))
+    Ok(ArrayOf {
+        array: a.clone(),
+        data: l.data,
+        len: l.len(),
+        elem,
+        writeable: l.is_writeable(),
+    })
 }
 
 /// The byte extents `(start, end, index)` of the non-empty arrays, sorted by start, after

@@ -25,7 +25,7 @@ use pyo3::types::PyTuple;
 
 use super::arrays::{describe_dtype, layout, shape_str};
 use super::lock::Locked;
-use super::type_name;
+use super::{maybe_detach, type_name, Work};
 use crate::data::gather::plain_gather;
 use crate::data::{Buffer, Job, MappedFile, Order, Shuffle, Source};
 
@@ -37,9 +37,6 @@ const PREFETCH_MIN_BYTES: usize = 64 << 10;
 /// `DEEP_PREFETCH_MAX_BYTES` (else one): with two, the pool never runs dry between batches.
 const PREFETCH_DEPTH: usize = 2;
 const DEEP_PREFETCH_MAX_BYTES: usize = 32 << 20;
-
-/// Shuffles at least this long run with the GIL released.
-pub(super) const DETACH_MIN_SAMPLES: usize = 1 << 16;
 
 /// A source array as checked at construction.
 struct Input {
@@ -258,11 +255,7 @@ impl Batcher {
         let how = shuffle_mode(shuffle, block_size, buffer_blocks);
         let buffer = self.inputs.take_spare();
         let order = || Order::reusing(buffer, n, seed, epoch, how, shard);
-        Ok(if n >= DETACH_MIN_SAMPLES {
-            py.detach(order)?
-        } else {
-            order()?
-        })
+        Ok(maybe_detach(py, Work::Samples(n), order)?)
     }
 }
 

@@ -2,16 +2,16 @@
 //! in-place EMA of a list of tensors behind `ParameterEMA` and the streaming `EWA`.
 //!
 //! Arrays are read straight from NumPy's C struct (see `arrays.rs`); outputs are new arrays.
-//! Work of `PARALLEL_MIN_ELEMENTS` elements or more runs with the GIL released.
+//! Large work runs with the GIL released ([`super::maybe_detach`]).
 
 use numpy::{Element, PyArrayDyn, PyArrayMethods, PyUntypedArray};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use super::arrays::{check_array, disjoint_extents, layout, overlapping, shape_str, Checked};
+use super::{maybe_detach, Work};
 use crate::numerics::float::{Dtype, Float};
 use crate::optim::ewa::{self as ewa_core, Series};
-use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
 use crate::runtime::simd;
 
 fn series(shape: &[usize], axis: isize) -> PyResult<Series> {
@@ -45,11 +45,7 @@ fn map_series<'py, T: Float + Element>(
         // SAFETY: `x` is a live, aligned, C-contiguous array of `checked.len` elements of
         // `T` (checked by `check_array`), kept alive by the caller, and `out` is new.
         let src = unsafe { std::slice::from_raw_parts(checked.data as *const T, checked.len) };
-        if checked.len >= PARALLEL_MIN_ELEMENTS {
-            py.detach(|| fill(src, dst))?;
-        } else {
-            fill(src, dst)?;
-        }
+        maybe_detach(py, Work::Elements(checked.len), || fill(src, dst))?;
     }
     Ok(out.into_any())
 }
@@ -167,10 +163,8 @@ pub(super) fn ema_update(
     };
     let level = simd::level();
     let total: usize = vals.iter().map(|c| c.len).sum();
-    if total >= PARALLEL_MIN_ELEMENTS {
-        py.detach(|| ewa_core::update_averages(level, dst, src, decay))?;
-    } else {
-        ewa_core::update_averages(level, dst, src, decay)?;
-    }
+    maybe_detach(py, Work::Elements(total), || {
+        ewa_core::update_averages(level, dst, src, decay)
+    })?;
     Ok(())
 }

@@ -11,10 +11,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::arrays::{layout, shape_str};
-use super::batches::{shuffle_mode, Batcher, DETACH_MIN_SAMPLES};
+use super::batches::{shuffle_mode, Batcher};
 use super::lock::Locked;
 use super::optim::{Applied, Engine};
 use super::type_name;
+use super::{maybe_detach, Work};
 use crate::data::orders::{EpochOrders, OrderSpec};
 use crate::error::try_filled;
 use crate::nn::{
@@ -22,11 +23,7 @@ use crate::nn::{
     Workspace,
 };
 use crate::numerics::float::Dtype;
-use crate::optim::hyper::Hyper;
 use crate::optim::optimizer::Tensor;
-
-/// Elements per gathered row below which a `loss_and_grad` keeps the GIL.
-const DETACH_MIN_WORK: usize = 1 << 15;
 
 trait Element: NnFloat + numpy::Element {
     fn tensor<'a>(param: &'a mut [Self], grad: &'a [Self]) -> Tensor<'a>;
@@ -287,12 +284,8 @@ impl NetState {
         };
         // SAFETY: `out` is a fresh C-contiguous array nobody else references.
         let dst = unsafe { out.as_slice_mut()? };
-        let mut run = || net.predict(ws, &ps, inputs, dst);
-        if rows * net.sizes.iter().sum::<usize>() >= DETACH_MIN_WORK {
-            py.detach(run)?;
-        } else {
-            run()?;
-        }
+        let work = Work::Elements(rows * net.sizes.iter().sum::<usize>());
+        maybe_detach(py, work, || net.predict(ws, &ps, inputs, dst))?;
         Ok(out)
     }
 
@@ -358,12 +351,10 @@ impl NetState {
             rows,
             transposed: false,
         };
-        let mut run = || net.loss_and_grad(ws, &ps, inputs, targets, &mut gs);
-        let cost = if rows * net.sizes.iter().sum::<usize>() >= DETACH_MIN_WORK {
-            py.detach(run)?
-        } else {
-            run()?
-        };
+        let work = Work::Elements(rows * net.sizes.iter().sum::<usize>());
+        let cost = maybe_detach(py, work, || {
+            net.loss_and_grad(ws, &ps, inputs, targets, &mut gs)
+        })?;
         Ok(cost)
     }
 
@@ -407,11 +398,7 @@ impl NetState {
         let n_groups = view.hypers.len();
         let sources = batcher.sources_for_fit(py)?;
         let orders = &mut self.orders;
-        let order = if spec.samples >= DETACH_MIN_SAMPLES {
-            py.detach(|| orders.get(spec))
-        } else {
-            orders.get(spec)
-        }?;
+        let order = maybe_detach(py, Work::Samples(spec.samples), || orders.get(spec))?;
         // The sources' rows must be what the network reads.
         let k = self.net.outputs();
         let item = std::mem::size_of::<T>();
@@ -461,7 +448,7 @@ impl NetState {
             .iter()
             .map(|&(d, n)| unsafe { std::slice::from_raw_parts_mut(d as *mut T, n) })
             .collect();
-        let mut hypers: Vec<Hyper> = view.hypers.clone();
+        let mut hypers = view.hypers.clone();
         let base = view.group_steps.clone();
         let mut failure: Option<PyErr> = None;
         let mut costs: Vec<f64> = Vec::with_capacity(updates);
@@ -473,8 +460,11 @@ impl NetState {
             let mut step = |params: &mut [&mut [T]], grads: &[Vec<T>]| -> StepOutcome {
                 if let Some(lrs) = &lrs {
                     let steps = session.group_steps();
-                    for (g, h) in hypers.iter_mut().enumerate() {
-                        h.set_lr(lrs[g][(steps[g] - base[g]) as usize]);
+                    for (g, lrs) in lrs.iter().enumerate() {
+                        if let Err(e) = hypers.set_lr(g, lrs[(steps[g] - base[g]) as usize]) {
+                            failure = Some(e.into());
+                            return StepOutcome::Abort;
+                        }
                     }
                 }
                 let tensors: Vec<Tensor<'_>> = if in_order {
@@ -578,8 +568,14 @@ impl Network {
     #[pyo3(signature = (sizes, hidden, output, alpha = 0.0))]
     fn new(sizes: Vec<usize>, hidden: &str, output: &str, alpha: f64) -> PyResult<Self> {
         let hidden = Activation::parse(hidden).ok_or_else(|| {
+            let names: Vec<String> = Activation::ALL
+                .iter()
+                .map(|(name, _)| format!("'{name}'"))
+                .collect();
+            let (last, rest) = names.split_last().expect("activations");
             PyValueError::new_err(format!(
-                "hidden must be 'relu', 'leaky_relu', 'tanh', 'sigmoid' or 'identity', got {hidden:?}"
+                "hidden must be {} or {last}, got {hidden:?}",
+                rest.join(", ")
             ))
         })?;
         let output = Output::parse(output).ok_or_else(|| {

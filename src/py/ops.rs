@@ -6,11 +6,10 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
-use super::arrays::{check_array, disjoint_extents, overlapping, Checked};
-use super::type_name;
+use super::arrays::{check_array, disjoint_extents, overlapping, read_only_error, Checked};
+use super::{type_name, Work};
 use crate::numerics::float::Dtype;
 use crate::optim::ops::{self, clip_coefficient, Norm, Slice, SliceMut};
-use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
 
 /// Checked arrays of a list (or tuple) argument, with the objects that keep them alive.
 struct Arrays<'py> {
@@ -85,13 +84,9 @@ fn readonly<'a>(a: &Arrays<'_>) -> Vec<Slice<'a>> {
     a.checked.iter().map(|c| unsafe { c.slice() }).collect()
 }
 
-/// Runs `f` with the GIL released when the arrays are large.
+/// Runs `f` with the GIL released when the arrays' `total` elements are many.
 fn maybe_detach<T: Send>(py: Python<'_>, total: usize, f: impl FnOnce() -> T + Send) -> T {
-    if total >= PARALLEL_MIN_ELEMENTS {
-        py.detach(f)
-    } else {
-        f()
-    }
+    super::maybe_detach(py, Work::Elements(total), f)
 }
 
 /// The norm of all arrays together (as if concatenated); `norm_type` > 0 or inf.
@@ -125,13 +120,38 @@ pub fn clip_grad_norm_(
     norm_type: f64,
     error_if_nonfinite: bool,
 ) -> PyResult<f64> {
-    let total = grad_norm(py, arrays_, norm_type)? + 0.0;
-    if error_if_nonfinite && !total.is_finite() {
-        return Ok(total);
-    }
-    let coef = clip_coefficient(max_norm, total);
-    if coef.is_nan() || coef < 1.0 {
-        scale_(py, arrays_, coef)?;
+    // One parse of the arrays; whether they may be scaled is settled before any work, and
+    // raised only when a scaling is due (read-only gradients that need no clipping are fine).
+    let a = arrays(arrays_, "grads", false)?;
+    let norm = Norm::of_order(norm_type)?;
+    let writable = match a.checked.iter().position(|c| !c.writeable) {
+        Some(i) => Err(read_only_error(&a.names[i])),
+        None => check_disjoint(&[&a], &[]),
+    };
+    // Writable arrays are viewed mutably only (the norm reads them through those views).
+    let ys = writable.is_ok().then(|| mutable(&a));
+    let xs = if ys.is_none() {
+        readonly(&a)
+    } else {
+        Vec::new()
+    };
+    let (total, coef) = maybe_detach(py, a.total(), move || {
+        let total = match &ys {
+            Some(ys) => ops::norm(&ys.iter().map(SliceMut::as_slice).collect::<Vec<_>>(), norm),
+            None => ops::norm(&xs, norm),
+        } + 0.0;
+        if error_if_nonfinite && !total.is_finite() {
+            return (total, None);
+        }
+        let coef = clip_coefficient(max_norm, total);
+        let due = coef.is_nan() || coef < 1.0;
+        if let (true, Some(ys)) = (due, ys) {
+            ops::scale(ys, coef);
+        }
+        (total, due.then_some(coef))
+    });
+    if coef.is_some() {
+        writable?;
     }
     Ok(total)
 }

@@ -10,6 +10,7 @@
 //! the baseline level is named `neon` (`scalar` is accepted for it too).
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 /// The name of the baseline level: NEON is part of the aarch64 baseline.
 const BASELINE: &str = if cfg!(target_arch = "aarch64") {
@@ -18,9 +19,10 @@ const BASELINE: &str = if cfg!(target_arch = "aarch64") {
     "scalar"
 };
 
-/// An instruction-set level a kernel can run with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
+/// An instruction set a kernel can be compiled for. Naming one says nothing about the CPU:
+/// [`Isa::level`] turns it into a [`Level`] when the CPU runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
     /// The target's baseline instruction set, no runtime-detected extension.
     Scalar = 1,
     /// AVX2 and FMA (x86-64 only).
@@ -29,68 +31,119 @@ pub enum Level {
     Avx512 = 3,
 }
 
-impl Level {
-    pub const ALL: [Level; 3] = [Level::Scalar, Level::Avx2, Level::Avx512];
+impl Isa {
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
 
     pub fn name(self) -> &'static str {
         match self {
-            Level::Scalar => BASELINE,
-            Level::Avx2 => "avx2",
-            Level::Avx512 => "avx512",
+            Isa::Scalar => BASELINE,
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
         }
     }
 
-    pub fn parse(name: &str) -> Option<Level> {
+    pub fn parse(name: &str) -> Option<Isa> {
         if name.trim().eq_ignore_ascii_case("scalar") {
-            return Some(Level::Scalar);
+            return Some(Isa::Scalar);
         }
-        Level::ALL
+        Isa::ALL
             .into_iter()
             .find(|l| l.name().eq_ignore_ascii_case(name.trim()))
     }
 
-    /// Whether this CPU can run the level.
-    pub fn is_supported(self) -> bool {
-        match self {
-            Level::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-            }
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => {
-                std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512vl")
-                    && Level::Avx2.is_supported()
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
-        }
+    /// This instruction set as a [`Level`], if this CPU runs it (detected once per process).
+    pub fn level(self) -> Option<Level> {
+        (self <= cpu().best).then_some(Level(self))
     }
 
-    fn from_u8(v: u8) -> Level {
+    /// Whether this CPU can run the instruction set.
+    pub fn is_supported(self) -> bool {
+        self.level().is_some()
+    }
+
+    fn from_u8(v: u8) -> Isa {
         match v {
-            3 => Level::Avx512,
-            2 => Level::Avx2,
-            _ => Level::Scalar,
+            3 => Isa::Avx512,
+            2 => Isa::Avx2,
+            _ => Isa::Scalar,
         }
     }
+}
+
+/// An instruction set this CPU runs: made only by [`Isa::level`] (which consults the CPU,
+/// detected once) or as [`Level::SCALAR`], so a kernel that takes one runs the matching
+/// build without checking the CPU again (as matrixmultiply's and pulp's `Arch` do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Level(Isa);
+
+impl Level {
+    /// The baseline, which every CPU of the target runs.
+    pub const SCALAR: Level = Level(Isa::Scalar);
+
+    /// The instruction set.
+    #[inline]
+    pub fn isa(self) -> Isa {
+        self.0
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+
+    /// Whether this CPU rounds float32 to bfloat16 with AVX-512 BF16 at this level: the level
+    /// is AVX-512 and the CPU has the BF16, DQ and BW extensions (AMD Zen 4 and later, Intel
+    /// Cooper Lake and Sapphire Rapids and later).
+    #[inline]
+    pub fn has_bf16_rounding(self) -> bool {
+        self.0 == Isa::Avx512 && cpu().bf16
+    }
+}
+
+/// What the CPU runs, detected once.
+struct Cpu {
+    /// The best instruction set (every lower one is run too).
+    best: Isa,
+    /// AVX-512 BF16, DQ and BW, beside `best == Avx512`.
+    bf16: bool,
+}
+
+fn cpu() -> &'static Cpu {
+    static CPU: OnceLock<Cpu> = OnceLock::new();
+    CPU.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma");
+            let avx512 = avx2 && has!("avx512f") && has!("avx512vl");
+            let best = match (avx2, avx512) {
+                (_, true) => Isa::Avx512,
+                (true, false) => Isa::Avx2,
+                _ => Isa::Scalar,
+            };
+            Cpu {
+                best,
+                bf16: avx512 && has!("avx512bf16") && has!("avx512dq") && has!("avx512bw"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Cpu {
+            best: Isa::Scalar,
+            bf16: false,
+        }
+    })
 }
 
 /// The levels this CPU supports, lowest first.
 pub fn supported() -> Vec<Level> {
-    Level::ALL
-        .into_iter()
-        .filter(|l| l.is_supported())
-        .collect()
+    Isa::ALL.into_iter().filter_map(Isa::level).collect()
 }
 
 /// The best level this CPU supports.
 pub fn detected() -> Level {
-    *supported().last().unwrap_or(&Level::Scalar)
+    Level(cpu().best)
 }
 
+/// The chosen level's [`Isa`] as a number; 0 until first chosen. Only a [`Level`] is stored.
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 
 /// The level kernels run with now: the one set by [`set_level`], else `FERROPTIM_SIMD`,
@@ -101,30 +154,31 @@ pub fn level() -> Level {
         0 => {
             let chosen = std::env::var("FERROPTIM_SIMD")
                 .ok()
-                .and_then(|v| Level::parse(&v))
-                .filter(|l| l.is_supported())
+                .and_then(|v| Isa::parse(&v))
+                .and_then(Isa::level)
                 .unwrap_or_else(detected);
-            LEVEL.store(chosen as u8, Ordering::Relaxed);
+            LEVEL.store(chosen.0 as u8, Ordering::Relaxed);
             chosen
         }
-        v => Level::from_u8(v),
+        // Only levels are stored, so the instruction set is one this CPU runs.
+        v => Level(Isa::from_u8(v)),
     }
 }
 
-/// Forces a level for all later kernel calls.
-pub fn set_level(level: Level) -> Result<(), String> {
-    if !level.is_supported() {
-        return Err(format!(
+/// Forces a level for all later kernel calls; an error names the levels this CPU supports.
+pub fn set_level(isa: Isa) -> Result<(), String> {
+    let level = isa.level().ok_or_else(|| {
+        format!(
             "SIMD level {:?} is not supported by this CPU (supported: {})",
-            level.name(),
+            isa.name(),
             supported()
                 .iter()
                 .map(|l| l.name())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
-    }
-    LEVEL.store(level as u8, Ordering::Relaxed);
+        )
+    })?;
+    LEVEL.store(level.0 as u8, Ordering::Relaxed);
     Ok(())
 }
 
@@ -133,7 +187,6 @@ pub fn set_level(level: Level) -> Result<(), String> {
 /// The body is an `#[inline(always)]` function inlined into one `#[target_feature]` wrapper
 /// per level, so the compiler vectorizes the same source for each instruction set. Callers
 /// pass [`level()`] (read once per call into the core); tests pass every supported level.
-/// An unsupported `level` runs the baseline build.
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident$(<$($T:ident: $bound:path),+>)?($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
@@ -151,13 +204,12 @@ macro_rules! multiversion {
                 fn avx2$(<$($T: $bound),+>)?($($arg: $ty),*) $(-> $ret)? {
                     body$(::<$($T),+>)?($($arg),*)
                 }
-                // `is_supported` is a cached feature lookup: it keeps this safe function sound
-                // for any `level` a caller passes.
-                match level {
+                // A `Level` exists only for an instruction set the CPU runs: no check here.
+                match level.isa() {
                     // SAFETY: the CPU has the features the wrapper was compiled for.
-                    $crate::runtime::simd::Level::Avx512 if level.is_supported() => return unsafe { avx512$(::<$($T),+>)?($($arg),*) },
-                    $crate::runtime::simd::Level::Avx2 if level.is_supported() => return unsafe { avx2$(::<$($T),+>)?($($arg),*) },
-                    _ => {}
+                    $crate::runtime::simd::Isa::Avx512 => return unsafe { avx512$(::<$($T),+>)?($($arg),*) },
+                    $crate::runtime::simd::Isa::Avx2 => return unsafe { avx2$(::<$($T),+>)?($($arg),*) },
+                    $crate::runtime::simd::Isa::Scalar => {}
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
@@ -179,20 +231,48 @@ mod tests {
         } else {
             "scalar"
         };
-        assert_eq!(Level::Scalar.name(), want);
-        assert_eq!(Level::parse(want), Some(Level::Scalar));
-        assert_eq!(Level::parse("scalar"), Some(Level::Scalar));
+        assert_eq!(Isa::Scalar.name(), want);
+        assert_eq!(Level::SCALAR.name(), want);
+        assert_eq!(Isa::parse(want), Some(Isa::Scalar));
+        assert_eq!(Isa::parse("scalar"), Some(Isa::Scalar));
     }
 
     #[test]
     fn names_round_trip_and_scalar_is_always_supported() {
-        for l in Level::ALL {
-            assert_eq!(Level::parse(l.name()), Some(l));
+        for l in Isa::ALL {
+            assert_eq!(Isa::parse(l.name()), Some(l));
         }
-        assert_eq!(Level::parse(" AVX2 "), Some(Level::Avx2));
-        assert_eq!(Level::parse("sse9"), None);
-        assert!(Level::Scalar.is_supported());
-        assert_eq!(supported()[0], Level::Scalar);
-        assert!(detected().is_supported());
+        assert_eq!(Isa::parse(" AVX2 "), Some(Isa::Avx2));
+        assert_eq!(Isa::parse("sse9"), None);
+        assert_eq!(Isa::Scalar.level(), Some(Level::SCALAR));
+        assert_eq!(supported()[0], Level::SCALAR);
+        assert!(detected().isa().is_supported());
+    }
+
+    #[test]
+    fn a_level_exists_only_for_what_the_cpu_runs() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma");
+            assert_eq!(Isa::Avx2.level().is_some(), avx2);
+            let avx512 = avx2 && has!("avx512f") && has!("avx512vl");
+            assert_eq!(Isa::Avx512.level().is_some(), avx512);
+            let bf16 = avx512 && has!("avx512bf16") && has!("avx512dq") && has!("avx512bw");
+            assert_eq!(detected().has_bf16_rounding(), bf16);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        assert_eq!(supported(), [Level::SCALAR]);
+        assert!(!Level::SCALAR.has_bf16_rounding());
+        // Every supported level is below the detected one, and set_level refuses the others.
+        let best = detected();
+        for isa in Isa::ALL {
+            assert_eq!(isa.level().is_some(), isa <= best.isa());
+            if isa > best.isa() {
+                assert!(set_level(isa)
+                    .unwrap_err()
+                    .contains("not supported by this CPU"));
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ from .. import _core
 from ..data import _fit as _data
 from ._args import _count, _int
 
-HIDDEN = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
+HIDDEN: tuple[str, ...] = _core.HIDDEN_ACTIVATIONS  # the core's list, one name per activation
 OUTPUTS = ("sigmoid", "softmax", "identity")
 INITS = ("he", "xavier", "glorot", "lecture")
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _core
 from .._checks import count, real
-from .groups import _ADD_GROUP_HINT, _param_group, _ParamGroup, _parse_params
+from .groups import _param_group, _ParamGroup, _parse_params
 from .state_dtypes import _ml_bfloat16, _state_dtype_name, _state_dtype_of, _to_state_array
 
 ParamsLike = Union[Sequence[np.ndarray], Mapping[Any, np.ndarray], Sequence[dict]]
@@ -154,6 +154,7 @@ class Optimizer:
             max_grad_norm,
             self._state_dtype,
             self._master_weights,
+            self._param_lists,
         )
 
     def _state_of(self, i: int, view: bool = True) -> dict:
@@ -173,27 +174,10 @@ class Optimizer:
     def _groups(self) -> list[dict]:
         """``param_groups``, after confirming that its groups still hold the parameters the
         optimizer was built for (a group appended by hand, or a ``"params"`` entry
-        replaced behind the dict's back, would otherwise be silently ignored)."""
-        groups = self.param_groups
-        lists = self._param_lists
-        if len(groups) == len(lists):  # the fast path of every step
-            for g, ps in zip(groups, lists):
-                if type(g) is not _ParamGroup or dict.get(g, "params") is not ps:
-                    break
-            else:
-                return groups
-        if len(groups) != len(lists):
-            raise ValueError(
-                f"param_groups has {len(groups)} groups but the optimizer was built with "
-                f"{len(lists)}; add groups with add_param_group(), not param_groups.append()"
-            )
-        for i, (g, ps) in enumerate(zip(groups, lists)):
-            if not isinstance(g, Mapping) or g.get("params") is not ps:
-                raise ValueError(
-                    f"param_groups[{i}] no longer holds the optimizer's parameters (its dict or its "
-                    f"'params' entry was replaced); the parameters are fixed: {_ADD_GROUP_HINT}"
-                )
-        return groups
+        replaced behind the dict's back, would otherwise be silently ignored). ``step``
+        leaves this check to the engine, which makes it while reading the groups."""
+        self._engine.check_param_groups(self.param_groups)
+        return self.param_groups
 
     def _arrays(self) -> list[np.ndarray]:
         """The parameter arrays in parameter order."""
@@ -210,11 +194,11 @@ class Optimizer:
 
     def _check_groups(self) -> None:
         """Raises as ``step`` would on a bad hyper-parameter, without stepping."""
-        self._engine.check_groups(self._groups())
+        self._engine.check_groups(self.param_groups)
 
     def _step_checked(self, grads: list[np.ndarray], grad_scale: float = 1.0) -> bool:
         """One step with ``grads * grad_scale``; False when it was skipped (``nan_policy``)."""
-        return self._engine.step(grads, self._groups(), grad_scale)
+        return self._engine.step(grads, self.param_groups, grad_scale)
 
     def _sync_layout(self) -> None:
         """Wrappers bring their per-parameter buffers up to date here; nothing to do."""
@@ -241,7 +225,7 @@ class Optimizer:
         """
         if not isinstance(grads, (dict, list, tuple)) and isinstance(grads, Mapping):
             grads = dict(grads)
-        self._engine.step(grads, self._groups())
+        self._engine.step(grads, self.param_groups)
 
     # -- hyper-parameters ---------------------------------------------------------------
 

@@ -10,22 +10,22 @@
 use numpy::npyffi::NPY_ORDER;
 use numpy::{PyUntypedArray, PyUntypedArrayMethods, PY_ARRAY_API};
 use pyo3::exceptions::{PyFloatingPointError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyList, PyMapping, PyString, PyTuple};
 
 use super::groups::{parse_kind, GroupReader, Kind};
 use super::state_dict::{state_from_dict, state_to_dict};
 use crate::numerics::half::{Bf16, Elem, F16};
 use crate::optim::hyper::Hyper;
 use crate::optim::ops::{self, clip_coefficient, AnySlice, Norm};
-use crate::optim::optimizer::{first_nonfinite, Optimizer, State, Storage, Tensor};
+use crate::optim::optimizer::{first_nonfinite, Optimizer, State, Storage, Tensor, Validated};
 use crate::py::arrays::{
     check_array_of, describe_dtype, disjoint_byte_extents, layout, numpy_scalar_as_array,
-    overlapping, shape_str,
+    overlapping, shape_str, Layout,
 };
 use crate::py::lock::{Guard, Locked};
-use crate::py::type_name;
-use crate::runtime::parallel::PARALLEL_MIN_ELEMENTS;
+use crate::py::{maybe_detach, type_name, Work};
 
 /// A parameter as checked at construction.
 pub(super) struct Param {
@@ -80,6 +80,10 @@ pub struct Engine {
     pub(super) nan_policy: NanPolicy,
     /// The parameters' keys when they were given by name: gradients may then come as a dict.
     keys: Option<Vec<Py<PyAny>>>,
+    /// Each param group's `"params"` object, when given: every read of the groups confirms
+    /// that each still holds it (a group replaced or appended by hand would otherwise be
+    /// ignored).
+    param_lists: Option<Vec<Py<PyAny>>>,
     /// How each parameter and its state are stored (fixed at construction).
     storage: Vec<Storage>,
     /// Everything a step changes, behind one lock: threads sharing the optimizer take turns.
@@ -100,14 +104,39 @@ pub(super) struct Mutable {
 /// How a lock conflict names the engine.
 const WHAT: &str = "this optimizer";
 
+impl Param {
+    /// Confirms that `l`, the array's header read now, still describes the array checked at
+    /// construction.
+    fn recheck(&self, l: &Layout<'_>) -> PyResult<()> {
+        if l.data != self.data
+            || l.elem != Some(self.elem)
+            || l.len() != self.len
+            || !l.is_c_aligned()
+        {
+            return Err(PyValueError::new_err(format!(
+                "parameter {} was resized, re-typed or re-strided since the optimizer was \
+                 created; create a new optimizer for it",
+                self.name
+            )));
+        }
+        if !l.is_writeable() {
+            return Err(PyValueError::new_err(format!(
+                "parameter {} has become read-only; parameters are updated in place",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn check_param(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Param> {
-    let (a, data, len, elem) = check_array_of(obj, &format!("parameter {name}"), true, true)?;
+    let a = check_array_of(obj, &format!("parameter {name}"), true, true)?;
     Ok(Param {
-        array: a.unbind(),
+        array: a.array.unbind(),
         name: name.to_string(),
-        data,
-        len,
-        elem,
+        data: a.data,
+        len: a.len,
+        elem: a.elem,
     })
 }
 
@@ -128,8 +157,14 @@ struct Grad<'py> {
 }
 
 impl Engine {
+    /// Checks gradient `i` against its parameter, after confirming the parameter still is
+    /// the array checked at construction ([`Param::recheck`]): each array's header is
+    /// read once.
     fn check_grad<'py>(&self, i: usize, obj: &Bound<'py, PyAny>) -> PyResult<Grad<'py>> {
         let p = &self.params[i];
+        let param = p.array.bind(obj.py());
+        let pl = layout(param);
+        p.recheck(&pl)?;
         let scalar = match obj.cast::<PyUntypedArray>() {
             Ok(_) => None,
             Err(_) => numpy_scalar_as_array(obj)?,
@@ -151,8 +186,6 @@ impl Engine {
                 p.elem.name()
             )));
         }
-        let param = p.array.bind(obj.py());
-        let pl = layout(param);
         if l.shape != pl.shape {
             return Err(PyValueError::new_err(format!(
                 "gradient for {} has shape {}, expected {} like its parameter",
@@ -161,15 +194,18 @@ impl Engine {
                 shape_str(pl.shape)
             )));
         }
-        let array = if l.is_c_aligned() {
-            a.clone()
-        } else {
-            // SAFETY: `a` is a live ndarray; NewCopy returns a new reference or NULL.
-            unsafe {
-                let copy =
-                    PY_ARRAY_API.PyArray_NewCopy(obj.py(), a.as_array_ptr(), NPY_ORDER::NPY_CORDER);
-                Bound::from_owned_ptr_or_err(obj.py(), copy)?.cast_into::<PyUntypedArray>()?
-            }
+        if l.is_c_aligned() {
+            return Ok(Grad {
+                array: a.clone(),
+                data: l.data,
+                nbytes: l.nbytes(),
+            });
+        }
+        // SAFETY: `a` is a live ndarray; NewCopy returns a new reference or NULL.
+        let array = unsafe {
+            let copy =
+                PY_ARRAY_API.PyArray_NewCopy(obj.py(), a.as_array_ptr(), NPY_ORDER::NPY_CORDER);
+            Bound::from_owned_ptr_or_err(obj.py(), copy)?.cast_into::<PyUntypedArray>()?
         };
         let l = layout(&array);
         let (data, nbytes) = (l.data, l.nbytes());
@@ -181,7 +217,8 @@ impl Engine {
     }
 
     /// The gradients of `grads` (list, tuple or dict keyed like the parameters), in
-    /// parameter order, each checked against its parameter.
+    /// parameter order, each checked against its parameter (itself re-checked): the one walk
+    /// over the parameters a step makes.
     fn collect_grads<'py>(&self, grads: &Bound<'py, PyAny>) -> PyResult<Vec<Grad<'py>>> {
         let grads: Vec<Bound<'py, PyAny>> = if let Ok(l) = grads.cast::<PyList>() {
             l.iter().collect()
@@ -203,6 +240,9 @@ impl Engine {
                 grads.len()
             )));
         }
+        // No Python code runs in this walk (casts, header reads and NumPy's C copies; the dict
+        // lookups that may call `__eq__` ran above), so a parameter re-checked here is still
+        // as checked when the step takes its pointer.
         let checked = grads
             .iter()
             .enumerate()
@@ -260,21 +300,7 @@ impl Engine {
     /// Confirms each parameter still is the array checked at construction.
     pub(super) fn recheck_params(&self, py: Python<'_>) -> PyResult<()> {
         for p in &self.params {
-            let a = p.array.bind(py);
-            let l = layout(a);
-            if l.data != p.data || l.elem != Some(p.elem) || l.len() != p.len || !l.is_c_aligned() {
-                return Err(PyValueError::new_err(format!(
-                    "parameter {} was resized, re-typed or re-strided since the optimizer was \
-                     created; create a new optimizer for it",
-                    p.name
-                )));
-            }
-            if !l.is_writeable() {
-                return Err(PyValueError::new_err(format!(
-                    "parameter {} has become read-only; parameters are updated in place",
-                    p.name
-                )));
-            }
+            p.recheck(&layout(p.array.bind(py)))?;
         }
         Ok(())
     }
@@ -287,12 +313,52 @@ impl Engine {
             .collect()
     }
 
+    /// Confirms that the `n` param groups `groups` are the optimizer's: as many as it was
+    /// built with, each still holding its `"params"` object (when the engine was given them).
+    fn check_param_lists<'py>(
+        &self,
+        py: Python<'py>,
+        n: usize,
+        groups: impl Iterator<Item = PyResult<Bound<'py, PyAny>>>,
+    ) -> PyResult<()> {
+        let Some(lists) = &self.param_lists else {
+            return Ok(());
+        };
+        if n != lists.len() {
+            return Err(PyValueError::new_err(format!(
+                "param_groups has {n} groups but the optimizer was built with {}; add groups \
+                 with add_param_group(), not param_groups.append()",
+                lists.len()
+            )));
+        }
+        let key = intern!(py, "params");
+        for (i, (g, ps)) in groups.zip(lists).enumerate() {
+            let g = g?;
+            let holds = match g.cast::<PyDict>() {
+                Ok(d) => d.get_item(key)?.is_some_and(|p| p.is(ps.bind(py))),
+                Err(_) => {
+                    g.cast::<PyMapping>().is_ok()
+                        && g.call_method1(intern!(py, "get"), (key,))?.is(ps.bind(py))
+                }
+            };
+            if !holds {
+                return Err(PyValueError::new_err(format!(
+                    "param_groups[{i}] no longer holds the optimizer's parameters (its dict or \
+                     its 'params' entry was replaced); the parameters are fixed: add parameters \
+                     with optimizer.add_param_group({{'params': [...]}})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads every group's hyper-parameters for update `steps[g]` (calling schedules:
     /// Python code, so this runs without the lock and before any pointer is taken).
     fn read_hypers(&self, groups: &Bound<'_, PyAny>, steps: &[u64]) -> PyResult<Vec<Hyper>> {
         let groups = groups
             .cast::<PyList>()
             .map_err(|_| PyTypeError::new_err("param_groups must be a list of dicts"))?;
+        self.check_param_lists(groups.py(), groups.len(), groups.iter().map(Ok))?;
         if groups.len() != self.group_first.len() {
             return Err(PyValueError::new_err(format!(
                 "expected {} param groups, got {}",
@@ -320,20 +386,20 @@ impl Engine {
             .collect()
     }
 
-    /// The lock, and the hyper-parameters read for the step counts it holds: schedules are
-    /// called unlocked (one may read this optimizer), then read again if another thread
-    /// stepped meanwhile.
+    /// The lock, and the hyper-parameters read (and validated, once) for the step counts it
+    /// holds: schedules are called unlocked (one may read this optimizer), then read again if
+    /// another thread stepped meanwhile.
     pub(super) fn lock_with_hypers<'a>(
         &'a self,
         py: Python<'_>,
         groups: &Bound<'_, PyAny>,
-    ) -> PyResult<(Guard<'a, Mutable>, Vec<Hyper>)> {
+    ) -> PyResult<(Guard<'a, Mutable>, Validated)> {
         loop {
             let steps = self.group_steps(&*self.state.lock(py, WHAT)?);
             let hypers = self.read_hypers(groups, &steps)?;
             let st = self.state.lock(py, WHAT)?;
             if self.group_steps(&st) == steps {
-                st.core.validate(&hypers)?;
+                let hypers = st.core.validate(hypers)?;
                 return Ok((st, hypers));
             }
         }
@@ -343,7 +409,7 @@ impl Engine {
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (kind, params, names, group_of, n_groups, nan_policy = "propagate", keys = None, max_grad_norm = None, state_dtype = None, master_weights = None))]
+    #[pyo3(signature = (kind, params, names, group_of, n_groups, nan_policy = "propagate", keys = None, max_grad_norm = None, state_dtype = None, master_weights = None, param_lists = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -357,6 +423,7 @@ impl Engine {
         max_grad_norm: Option<f64>,
         state_dtype: Option<&str>,
         master_weights: Option<bool>,
+        param_lists: Option<Vec<Py<PyAny>>>,
     ) -> PyResult<Self> {
         let state_elem = state_dtype
             .map(|name| {
@@ -374,9 +441,10 @@ impl Engine {
         if names.len() != params.len()
             || group_of.len() != params.len()
             || keys.as_ref().is_some_and(|k| k.len() != params.len())
+            || param_lists.as_ref().is_some_and(|l| l.len() != n_groups)
         {
             return Err(PyValueError::new_err(
-                "params, names and group_of differ in length",
+                "params, names and group_of differ in length (or param_lists from n_groups)",
             ));
         }
         if let Some(&g) = group_of.iter().find(|&&g| g >= n_groups) {
@@ -430,6 +498,7 @@ impl Engine {
             group_first,
             nan_policy,
             keys,
+            param_lists,
             storage,
             state: Locked::new(Mutable {
                 core,
@@ -438,6 +507,13 @@ impl Engine {
                 last_grad_norm: None,
             }),
         })
+    }
+
+    /// Checks that `groups` (any sequence) are the optimizer's param groups, each holding
+    /// its parameters (raises like `step` would), without reading hyper-parameters.
+    fn check_param_groups(&self, groups: &Bound<'_, PyAny>) -> PyResult<()> {
+        let n = groups.len()?;
+        self.check_param_lists(groups.py(), n, (0..n).map(|i| groups.get_item(i)))
     }
 
     /// Checks the hyper-parameters of every group (raises like `step` would).
@@ -461,11 +537,10 @@ impl Engine {
         let (mut st, hypers) = self.lock_with_hypers(py, groups)?;
         let st = &mut *st;
         let checked = self.collect_grads(grads)?;
-        self.recheck_params(py)?;
 
         // SAFETY: every parameter is a live, writeable, aligned, C-contiguous array of
-        // `len` elements of its dtype (checked at construction and just now), parameters
-        // are pairwise disjoint, and no gradient overlaps a parameter; `self.params` and
+        // `len` elements of its dtype (checked at construction and again by `collect_grads`,
+        // after the last Python code of this call ran), parameters are pairwise disjoint, and no gradient overlaps a parameter; `self.params` and
         // `checked` keep all of them alive for the rest of this call.
         let tensors: Vec<Tensor<'_>> = self
             .params
@@ -495,14 +570,10 @@ impl Engine {
             })
             .collect();
         let total: usize = self.params.iter().map(|p| p.len).sum();
-        let large = total >= PARALLEL_MIN_ELEMENTS;
+        let work = Work::Elements(total);
 
         if self.nan_policy != NanPolicy::Propagate {
-            let bad = if large {
-                py.detach(|| first_nonfinite(&tensors))
-            } else {
-                first_nonfinite(&tensors)
-            };
+            let bad = maybe_detach(py, work, || first_nonfinite(&tensors));
             if let Some(i) = bad {
                 if self.nan_policy == NanPolicy::Raise {
                     return Err(PyFloatingPointError::new_err(format!(
@@ -518,21 +589,13 @@ impl Engine {
         let mut grad_scale = grad_scale;
         if let Some(max_norm) = st.max_grad_norm {
             let grads: Vec<AnySlice<'_>> = tensors.iter().map(Tensor::grad).collect();
-            let norm = if large {
-                py.detach(|| ops::norm_any(&grads, Norm::L2))
-            } else {
-                ops::norm_any(&grads, Norm::L2)
-            };
+            let norm = maybe_detach(py, work, || ops::norm_any(&grads, Norm::L2));
             let norm = norm * grad_scale;
             grad_scale *= clip_coefficient(max_norm, norm);
             st.last_grad_norm = Some(norm);
         }
         let core = &mut st.core;
-        if large {
-            py.detach(|| core.step(tensors, &hypers, grad_scale))?;
-        } else {
-            core.step(tensors, &hypers, grad_scale)?;
-        }
+        maybe_detach(py, work, || core.step(tensors, &hypers, grad_scale))?;
         Ok(true)
     }
 

@@ -7,9 +7,8 @@ use pyo3::prelude::*;
 use super::engine::{Engine, Mutable, NanPolicy};
 use crate::numerics::float::Dtype;
 use crate::numerics::half::Elem;
-use crate::optim::hyper::Hyper;
 use crate::optim::ops::{self, clip_coefficient, AnySlice, Norm};
-use crate::optim::optimizer::{first_nonfinite, Tensor};
+use crate::optim::optimizer::{first_nonfinite, Tensor, Validated};
 use crate::py::lock::Guard;
 
 /// What [`Engine::apply`] did.
@@ -25,7 +24,8 @@ pub(crate) enum Applied {
 pub(crate) struct FitView {
     /// `(data address, elements, dtype)` of each parameter, in engine order.
     pub params: Vec<(usize, usize, Dtype)>,
-    pub hypers: Vec<Hyper>,
+    /// Validated once for the whole loop; a schedule changes only `lr` ([`Validated::set_lr`]).
+    pub hypers: Validated,
     /// Each group's update count now (the step its schedule is evaluated at next).
     pub group_steps: Vec<u64>,
 }
@@ -81,7 +81,7 @@ impl FitSession<'_> {
 
     /// One update as `step` makes it — `nan_policy`, `max_grad_norm`, the fused kernel —
     /// without Python: `tensors` in parameter order, checked by the caller.
-    pub(crate) fn apply(&mut self, tensors: Vec<Tensor<'_>>, hypers: &[Hyper]) -> Applied {
+    pub(crate) fn apply(&mut self, tensors: Vec<Tensor<'_>>, hypers: &Validated) -> Applied {
         let engine = self.engine;
         let st = &mut *self.st;
         if engine.nan_policy != NanPolicy::Propagate {
