@@ -64,6 +64,12 @@ def _twin(kind: str) -> _Twin:
 
 
 @functools.cache
+def _fixed_options(kind: str) -> tuple:
+    """torch's options that change the result, with the only values ferroptim computes."""
+    return tuple((k, v) for k, v in _twin(kind).options.items() if k not in _KERNEL_OPTIONS)
+
+
+@functools.cache
 def _scalar_state_name(kind: str) -> str | None:
     """The name of the per-tensor scalar state of optimizer ``kind`` (NAdam's mu_product)."""
     return _core.Engine(kind, [], [], [], 1).scalar_state_name
@@ -195,8 +201,8 @@ class TorchOptimizer(torch.optim.Optimizer):
     def _check_options(self, groups: list, where: str) -> None:
         """torch's options other than its kernel choices must keep torch's defaults."""
         for gi, g in enumerate(groups):
-            for k, default in _twin(self._fo_class._kind).options.items():
-                if k not in _KERNEL_OPTIONS and g.get(k, default) != default:
+            for k, default in _fixed_options(self._fo_class._kind):
+                if g.get(k, default) != default:
                     raise ValueError(
                         f"{type(self).__name__} does not support {k}={g[k]!r} (in {where}"
                         f"{'' if where == 'the arguments' else f', group {gi}'}); "
@@ -271,7 +277,6 @@ class TorchOptimizer(torch.optim.Optimizer):
             "was built; add parameters with add_param_group()"
         )
 
-    @torch.no_grad()
     def _step(self) -> None:
         flat, ptrs = self._flat, self._ptrs
         grads, active = [], []
@@ -387,7 +392,7 @@ class TorchOptimizer(torch.optim.Optimizer):
         """Parameter ``i``'s engine-format state as torch keeps it."""
         twin = _twin(self._fo_class._kind)
         scalar = _scalar_state_name(self._fo_class._kind)
-        if not s or (len(s) == 1 and not s.get("step")):
+        if not s.get("step") and not any(isinstance(v, np.ndarray) for v in s.values()):
             return self._initial_torch_state(i) if twin.eager_state else {}
         out: dict[str, Any] = {}
         dtype16 = self._state_dtype_name(i)
