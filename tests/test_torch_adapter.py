@@ -535,3 +535,35 @@ def test_importing_without_torch_names_the_extra_in_a_fresh_interpreter():
         check=True,
     )
     assert ok.stdout.strip() == "ok"
+
+
+def test_global_step_hooks_run_and_the_profiler_sees_the_step_as_torchs():
+    from torch.optim import optimizer as torch_optimizer
+
+    w = torch.nn.Parameter(torch.randn(3))
+    opt = fot.Adam([w], lr=1e-2)
+    calls = []
+    pre = torch_optimizer.register_optimizer_step_pre_hook(lambda o, a, k: calls.append(("pre", o)))
+    post = torch_optimizer.register_optimizer_step_post_hook(lambda o, a, k: calls.append(("post", o)))
+    try:
+        w.grad = torch.ones(3)
+        opt.step()
+    finally:
+        pre.remove()
+        post.remove()
+    assert calls == [("pre", opt), ("post", opt)]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        opt.step()
+    assert "Optimizer.step#Adam.step" in {e.name for e in prof.events()}
+
+
+def test_gradients_that_require_grad_are_read_as_torch_reads_them():
+    # as backward(create_graph=True) leaves them
+    w_t = torch.nn.Parameter(torch.randn(3, dtype=torch.float64))
+    w_o = torch.nn.Parameter(w_t.detach().clone())
+    t_opt, o_opt = torch.optim.SGD([w_t], lr=0.1), fot.SGD([w_o], lr=0.1)
+    g = torch.randn(3, dtype=torch.float64)
+    w_t.grad, w_o.grad = g.clone().requires_grad_(), g.clone().requires_grad_()
+    t_opt.step()
+    o_opt.step()
+    torch.testing.assert_close(w_o.detach(), w_t.detach(), rtol=0, atol=0)

@@ -100,6 +100,41 @@ def _bump_versions(tensors: list) -> None:
             torch._C._increment_version(t)
 
 
+def _with_hooks(step: Callable) -> Callable:
+    """``step`` wrapped as torch wraps every optimizer's ``step`` (its global and per-optimizer
+    step hooks around it, and a profiler range named as torch names it), but entering the
+    profiler range only while a profiler runs: the range costs more than a small step."""
+    full = torch.optim.Optimizer.profile_hook_step(step)
+    from torch.optim import optimizer as _opt
+
+    global_pre = getattr(_opt, "_global_optimizer_pre_hooks", None)
+    global_post = getattr(_opt, "_global_optimizer_post_hooks", None)
+    profiling = getattr(torch._C._autograd, "_profiler_enabled", None)
+    if global_pre is None or global_post is None or profiling is None:
+        return full  # a torch whose internals differ: its own wrapper
+
+    @functools.wraps(step)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if profiling():
+            return full(self, *args, **kwargs)
+        for pre_hook in chain(global_pre.values(), self._optimizer_step_pre_hooks.values()):
+            result = pre_hook(self, args, kwargs)
+            if result is not None:
+                if isinstance(result, tuple) and len(result) == 2:
+                    args, kwargs = result
+                else:
+                    raise RuntimeError(
+                        f"{step} must return None or a tuple of (new_args, new_kwargs), but got {result}."
+                    )
+        out = step(self, *args, **kwargs)
+        self._optimizer_step_code()
+        for post_hook in chain(self._optimizer_step_post_hooks.values(), global_post.values()):
+            post_hook(self, args, kwargs)
+        return out
+
+    return wrapper
+
+
 class TorchOptimizer(torch.optim.Optimizer):
     r"""A ferroptim optimizer as a ``torch.optim.Optimizer``: the base of ``ferroptim.torch``'s
     classes, one per ferroptim optimizer (``ferroptim.torch.Adam`` is ferroptim's
@@ -226,6 +261,7 @@ class TorchOptimizer(torch.optim.Optimizer):
         self._group_of = [gi for gi, g in enumerate(self.param_groups) for _ in g["params"]]
         self._views = [_as_numpy(p) for p in flat]
         self._ptrs = [p.data_ptr() for p in flat]
+        self._bf16 = [p.dtype == torch.bfloat16 for p in flat]
         self._install(list(range(len(flat))), states, self.param_groups)
 
     def _build_engine(self, active: list[int], groups: list) -> Any:
@@ -278,7 +314,7 @@ class TorchOptimizer(torch.optim.Optimizer):
         )
 
     def _step(self) -> None:
-        flat, ptrs = self._flat, self._ptrs
+        flat, ptrs, bf16 = self._flat, self._ptrs, self._bf16
         grads, active = [], []
         moved = False
         i = 0
@@ -293,9 +329,9 @@ class TorchOptimizer(torch.optim.Optimizer):
                         self._follow_data(i)
                         moved = True
                     try:
-                        grads.append(_as_numpy(g))
+                        grads.append(_as_numpy(g) if bf16[i] else g.numpy())
                     except (TypeError, RuntimeError) as e:
-                        raise self._bad_grad(i, g, e) from None
+                        grads.append(self._grad_array(i, g, e))
                     active.append(i)
                 i += 1
         if i != n:
@@ -307,6 +343,13 @@ class TorchOptimizer(torch.optim.Optimizer):
             self._install(active, self._engine_states(), self.param_groups)
         self._engine.step(grads, self.param_groups)
         _bump_versions(self._active_params)
+
+    def _grad_array(self, i: int, g: torch.Tensor, e: Exception) -> np.ndarray:
+        """The NumPy view of a gradient that ``.numpy()`` refused: one that requires grad
+        (``backward(create_graph=True)``), else a clear error."""
+        if g.requires_grad and g.layout == torch.strided and g.device.type == "cpu":
+            return _as_numpy(g)
+        raise self._bad_grad(i, g, e) from None
 
     def _bad_grad(self, i: int, g: torch.Tensor, e: Exception) -> Exception:
         where = f"{type(self).__name__}: the gradient of parameter {self._names[i]}"
@@ -351,6 +394,13 @@ class TorchOptimizer(torch.optim.Optimizer):
                 loss = closure()
         self._step()
         return loss
+
+    def _patch_step_function(self) -> None:
+        self._zero_grad_profile_name = f"Optimizer.zero_grad#{type(self).__name__}.zero_grad"
+        cls = type(self)
+        if not getattr(cls.step, "hooked", False):
+            cls.step = _with_hooks(cls.step)  # type: ignore[method-assign]
+            cls.step.hooked = True  # type: ignore[attr-defined]
 
     # -- param groups ---------------------------------------------------------------------
 
