@@ -567,3 +567,22 @@ def test_gradients_that_require_grad_are_read_as_torch_reads_them():
     t_opt.step()
     o_opt.step()
     torch.testing.assert_close(w_o.detach(), w_t.detach(), rtol=0, atol=0)
+
+
+def test_a_ferroptim_schedule_as_lr_follows_the_update_count_as_on_the_numpy_path():
+    import ferroptim as fo
+
+    X, Y = data(torch.float32)
+    model = network(torch.float32)
+    arrays = [p.detach().numpy().copy() for p in model.parameters()]
+    schedule = fo.schedules.CosineDecay(0.05, decay_steps=20)
+    opt = fot.SGD(model.parameters(), lr=schedule, momentum=0.9)
+    ref = fo.SGD(arrays, lr=schedule, momentum=0.9)
+    for _ in range(25):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(X), Y).backward()
+        grads = [p.grad.numpy().copy() for p in model.parameters()]
+        opt.step()
+        ref.step(grads)
+    for p, a in zip(model.parameters(), arrays):
+        np.testing.assert_array_equal(p.detach().numpy(), a)
