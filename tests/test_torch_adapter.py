@@ -586,3 +586,23 @@ def test_a_ferroptim_schedule_as_lr_follows_the_update_count_as_on_the_numpy_pat
         ref.step(grads)
     for p, a in zip(model.parameters(), arrays):
         np.testing.assert_array_equal(p.detach().numpy(), a)
+
+
+def test_a_refused_param_group_leaves_the_optimizer_as_it_was():
+    w = torch.nn.Parameter(torch.randn(3, dtype=torch.float64))
+    opt = fot.Adam([w], lr=1e-2)
+    w.grad = torch.ones(3, dtype=torch.float64)
+    opt.step()
+    before = snapshot_of([w], opt)
+    with pytest.raises(ValueError, match="on device meta"):
+        opt.add_param_group({"params": [torch.zeros(2, device="meta", requires_grad=True)]})
+    with pytest.raises(ValueError, match="lr"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))], "lr": -1.0})
+    assert len(opt.param_groups) == 1
+    assert_histories_close([snapshot_of([w], opt)], [before], 0, 0, exact=True)
+    opt.step()  # and it still steps
+    assert float(opt.state_dict()["state"][0]["step"]) == 2
+
+
+def snapshot_of(params, opt):
+    return [p.detach().clone() for p in params], copy.deepcopy(opt.state_dict()["state"])
