@@ -35,6 +35,17 @@ $(PKG_STAMP): $(DEPS_STAMP) $(SOURCES)
 	$(PY) -m pip install --quiet --force-reinstall --no-deps dist/ferroptim-*.whl
 	touch $@
 
+# torch, for tests/test_torch_adapter.py and tests/test_torch.py (which skip without it; CI
+# installs it, `make test` does not need it). PyPI's Linux wheel of torch is its CUDA build,
+# which imports only with its nvidia-* dependencies (about 3 GB), on CPU-only machines too.
+TORCH_STAMP := $(VENV)/.torch-installed
+.PHONY: deps-torch
+deps-torch: $(TORCH_STAMP)
+
+$(TORCH_STAMP): $(DEPS_STAMP)
+	$(PY) -m pip install --quiet "torch>=2.1"
+	touch $@
+
 test: test-rust test-python
 
 # The inner loop: cargo test and every pytest test but those marked `slow` (subprocesses,

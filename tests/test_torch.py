@@ -1,7 +1,8 @@
-"""Parity with torch.optim itself, run only where torch is importable (not in CI).
+"""Parity with torch.optim itself, run where torch is importable (CI installs it with
+`make deps-torch`; elsewhere these tests skip).
 
-torch is a benchmark and parity peer, never a dependency: `pip install torch` in a
-separate environment, install ferroptim there, and run `pytest tests/test_torch.py`.
+torch is a parity peer, not a dependency of ferroptim (`ferroptim.torch`, the optional
+`torch` extra, is tested in test_torch_adapter.py).
 """
 
 import numpy as np
