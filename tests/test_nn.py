@@ -284,6 +284,38 @@ def test_fit_follows_schedules_clipping_and_param_groups_like_step():
     assert oa.last_grad_norm == ob.last_grad_norm
 
 
+def test_fit_reads_schedules_as_step_does_one_call_per_execution_when_vectorized():
+    sizes = [2, 4, 1]
+    X, Y = _problem(sizes, "sigmoid", 64, np.float64, seed=3)
+    calls = []
+
+    class Counted(fo.schedules.ExponentialDecay):
+        def __call__(self, step):
+            calls.append(np.ndim(step))
+            return super().__call__(step)
+
+    def run(lr, **kw):
+        m = MLP(sizes, dtype=np.float64, seed=0)
+        m.fit(X, Y, fo.SGD(m.params, lr=lr), batch_size=8, epochs=1, **kw)
+        return m.params
+
+    sched = Counted(0.1, 0.5, decay_steps=4)
+    vectorized = run(sched, steps_per_execution=4)
+    assert calls.count(1) == 2  # 8 updates, two Rust calls of 4: one array of steps each
+    plain = run(lambda k: float(fo.schedules.ExponentialDecay(0.1, 0.5, decay_steps=4)(k)))
+    for k in vectorized:
+        np.testing.assert_array_equal(vectorized[k], plain[k])
+    # A bad value is refused, naming the group and the step, before that call's updates.
+    m = MLP(sizes, dtype=np.float64, seed=0)
+    before = {k: v.copy() for k, v in m.params.items()}
+    with pytest.raises(ValueError, match=r"param_groups\[0\] gives NaN at step 2; expected a finite"):
+        m.fit(X, Y, fo.SGD(m.params, lr=lambda k: float("nan") if k == 2 else 0.1), batch_size=8)
+    for k in before:
+        np.testing.assert_array_equal(m.params[k], before[k])
+    with pytest.raises(TypeError, match=r"returned str at step 0"):
+        m.fit(X, Y, fo.SGD(m.params, lr=lambda k: "0.1"), batch_size=8)
+
+
 @pytest.mark.parametrize("opt_class", [fo.SGD, fo.RMSprop, fo.AdamW, fo.Momentum, fo.Lion])
 def test_fit_equals_the_loop_for_other_optimizers(opt_class):
     sizes = [4, 8, 3]

@@ -88,7 +88,13 @@ class Schedule:
     Subclasses implement ``_value(k)`` for valid steps ``k``, a float64 array or NumPy
     scalar; calling the schedule checks the steps and returns a float for a number, an array
     for an array.
+
+    ``vectorized = True`` tells the optimizer so: :meth:`ferroptim.nn.MLP.fit` evaluates the
+    rates of its next updates in one call with an array of steps (a plain callable is called
+    once per step).
     """
+
+    vectorized = True
 
     def __call__(self, step: Any) -> Any:
         if isinstance(step, (int, float, np.integer, np.floating)) and not isinstance(step, (bool, np.bool_)):

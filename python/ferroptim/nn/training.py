@@ -309,31 +309,9 @@ class _Fit:
 
 
 def _learning_rates(optimizer: Optimizer, n: int) -> Optional[list]:
-    """Each group's lr for its next ``n`` updates when any group has a schedule, else None."""
-    groups = optimizer.param_groups
-    if not any(callable(g["lr"]) for g in groups):
-        return None
-    steps = optimizer._engine.group_steps()
-    out = []
-    for gi, (g, s) in enumerate(zip(groups, steps)):
-        lr = g["lr"]
-        if not callable(lr):
-            out.append([float(lr)] * n)
-            continue
-        from ..schedules import Schedule
-
-        if isinstance(lr, Schedule):
-            values = np.asarray(lr(np.arange(s, s + n)), dtype=np.float64).reshape(n)
-        else:
-            values = np.array([float(lr(k)) for k in range(s, s + n)], dtype=np.float64)
-        bad = ~(np.isfinite(values) & (values >= 0))
-        if bad.any():
-            k = int(np.argmax(bad))
-            raise ValueError(
-                f"the lr schedule of param_groups[{gi}] gives {values[k]} at step {s + k}; expected a finite number >= 0"
-            )
-        out.append(values.tolist())
-    return out
+    """Each group's lr for its next ``n`` updates when any group has a schedule, else None
+    (read in the core as ``step`` reads them: ``Engine.learning_rates``)."""
+    return optimizer._engine.learning_rates(optimizer.param_groups, n)
 
 
 def _current_lr(optimizer: Optimizer) -> float:

@@ -657,6 +657,52 @@ impl Engine {
         Ok(())
     }
 
+    /// Each param group's lr for its next `n` updates, or None when no group's lr is a
+    /// schedule (then every update takes the numbers in `param_groups`): what `fit` passes to
+    /// its Rust loop, read as the step reads a group's lr (see `GroupReader::lrs`).
+    #[pyo3(name = "learning_rates")]
+    fn learning_rates_py(
+        &self,
+        py: Python<'_>,
+        groups: &Bound<'_, PyAny>,
+        n: usize,
+    ) -> PyResult<Option<Vec<Vec<f64>>>> {
+        let groups = groups
+            .cast::<PyList>()
+            .map_err(|_| PyTypeError::new_err("param_groups must be a list of dicts"))?;
+        let lr = intern!(py, "lr");
+        let mut dicts = Vec::with_capacity(groups.len());
+        for (index, g) in groups.iter().enumerate() {
+            dicts.push(g.cast_into::<PyDict>().map_err(|g| {
+                PyTypeError::new_err(format!(
+                    "param_groups[{index}] must be a dict, got {}",
+                    type_name(&g.into_inner())
+                ))
+            })?);
+        }
+        let mut any_schedule = false;
+        for d in &dicts {
+            any_schedule |= d.get_item(lr)?.is_some_and(|v| v.is_callable());
+        }
+        if !any_schedule {
+            return Ok(None);
+        }
+        let steps = self.group_steps(&*self.state.lock(py, WHAT)?);
+        dicts
+            .iter()
+            .enumerate()
+            .map(|(index, group)| {
+                let reader = GroupReader {
+                    group,
+                    index,
+                    keys: &self.field_keys,
+                };
+                reader.lrs(steps.get(index).copied().unwrap_or(0), n)
+            })
+            .collect::<PyResult<Vec<_>>>()
+            .map(Some)
+    }
+
     /// Each param group's update count: the step its lr schedule is evaluated at next.
     #[pyo3(name = "group_steps")]
     pub(super) fn group_steps_py(&self, py: Python<'_>) -> PyResult<Vec<u64>> {

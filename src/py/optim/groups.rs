@@ -1,7 +1,7 @@
 //! Reading a param group's hyper-parameters: the registry entry's field table, one value
 //! per entry, and `lr` (a number or a schedule called with the group's update count).
 
-use numpy::PyUntypedArray;
+use numpy::{PyArray1, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -110,6 +110,51 @@ impl<'py> GroupReader<'_, 'py> {
             });
         }
         self.float(key)
+    }
+
+    /// The group's lr for its updates `step .. step + n`: a number repeated, or the schedule's
+    /// values — called once with the steps as a float64 array when it says it takes arrays
+    /// (a true `vectorized` attribute, as `ferroptim.schedules` have), else once per step as
+    /// [`GroupReader::lr`] calls it. Each value must be a finite number >= 0.
+    pub(super) fn lrs(&self, step: u64, n: usize) -> PyResult<Vec<f64>> {
+        let py = self.group.py();
+        let v = self.item(intern!(py, "lr"))?;
+        let vectorized = v.is_callable()
+            && !v.is_instance_of::<PyUntypedArray>()
+            && v.getattr_opt(intern!(py, "vectorized"))?
+                .is_some_and(|a| a.is_truthy().unwrap_or(false));
+        let values: Vec<f64> = if vectorized {
+            let steps = PyArray1::from_iter(py, (0..n as u64).map(|k| (step + k) as f64));
+            let out = v.call1((steps,))?;
+            let array = out
+                .extract::<PyReadonlyArray1<'_, f64>>()
+                .ok()
+                .filter(|a| a.len() == n)
+                .ok_or_else(|| {
+                    PyTypeError::new_err(format!(
+                        "the lr schedule of param_groups[{}] returned {} for the steps {step} to \
+                         {}, expected a float64 array of {n} numbers",
+                        self.index,
+                        type_name(&out),
+                        step + n as u64
+                    ))
+                })?;
+            array.as_array().to_vec()
+        } else {
+            (0..n as u64)
+                .map(|k| self.lr(step + k))
+                .collect::<PyResult<_>>()?
+        };
+        if let Some(k) = values.iter().position(|x| !(x.is_finite() && *x >= 0.0)) {
+            return Err(PyValueError::new_err(format!(
+                "the lr schedule of param_groups[{}] gives {} at step {}; expected a finite \
+                 number >= 0",
+                self.index,
+                values[k],
+                step + k as u64
+            )));
+        }
+        Ok(values)
     }
 
     fn pair(&self, key: &Bound<'py, PyString>) -> PyResult<(f64, f64)> {
