@@ -66,13 +66,8 @@ class Network:
         engine: Engine,
         groups: list[dict[str, Any]],
         batcher: Batcher,
+        order: dict[str, Any],
         *,
-        seed: int,
-        epoch: int,
-        shuffle: bool,
-        block_size: Optional[int],
-        buffer_blocks: int,
-        shard: tuple[int, int],
         batch_size: int,
         drop_last: bool,
         start: int,
@@ -110,25 +105,11 @@ class Batcher:
     ) -> Batcher: ...
     @property
     def num_samples(self) -> int: ...
-    def indices(
-        self,
-        *,
-        seed: int,
-        epoch: int,
-        shuffle: bool,
-        block_size: Optional[int],
-        buffer_blocks: int,
-        shard: tuple[int, int],
-    ) -> np.ndarray: ...
+    def indices(self, order: dict[str, Any]) -> np.ndarray: ...
     def epoch(
         self,
+        order: dict[str, Any],
         *,
-        seed: int,
-        epoch: int,
-        shuffle: bool,
-        block_size: Optional[int],
-        buffer_blocks: int,
-        shard: tuple[int, int],
         batch_size: int,
         drop_last: bool,
         start: int,

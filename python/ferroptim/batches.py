@@ -313,6 +313,7 @@ class MiniBatches:
         return n // b if self._drop_last else -(-n // b)
 
     def _order_args(self, epoch: int) -> dict:
+        """Epoch ``epoch``'s order as the core's bindings take it (one dict)."""
         return dict(
             seed=self._seed,
             epoch=epoch,
@@ -342,7 +343,7 @@ class MiniBatches:
         batch_size = self._batch_size_at(epoch)
         self._current = None  # lets the previous pass hand its permutation's memory over
         it = self._core.epoch(
-            **self._order_args(epoch),
+            self._order_args(epoch),
             batch_size=batch_size,
             drop_last=self._drop_last,
             start=start,
@@ -374,7 +375,7 @@ class MiniBatches:
         """This shard's sample indices in epoch ``epoch`` (default: :attr:`epoch`), in the
         order batches take them: batch k holds ``indices[k*b:(k+1)*b]``."""
         e = self.epoch if epoch is None else _index("epoch", epoch)
-        return self._core.indices(**self._order_args(e))
+        return self._core.indices(self._order_args(e))
 
     def state_dict(self) -> dict:
         """Where iteration stands: ``{"seed", "epoch", "position", "num_samples"}``.

@@ -216,7 +216,8 @@ pub struct OrderSpec {
 }
 
 impl OrderSpec {
-    fn build(&self, buffer: Vec<u64>) -> Result<Order> {
+    /// The order, its permutation written into `buffer` (a spare allocation to reuse).
+    pub fn build(&self, buffer: Vec<u64>) -> Result<Order> {
         Order::reusing(
             buffer,
             self.samples,

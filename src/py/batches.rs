@@ -27,6 +27,7 @@ use super::arrays::{describe_dtype, layout, shape_str};
 use super::lock::Locked;
 use super::{maybe_detach, type_name, Work};
 use crate::data::gather::plain_gather;
+use crate::data::orders::OrderSpec;
 use crate::data::{Buffer, Job, MappedFile, Order, Shuffle, Source};
 
 /// Batches smaller than this are gathered on the calling thread when asked for: handing
@@ -216,18 +217,38 @@ fn check_input(i: usize, obj: &Bound<'_, PyAny>, axis: isize) -> PyResult<(Input
     ))
 }
 
-pub(super) fn shuffle_mode(
+/// How an epoch's samples are ordered: the arguments of every binding that orders an
+/// epoch, given as one dict (`MiniBatches._order_args`: seed, epoch, shuffle, block_size,
+/// buffer_blocks, shard).
+#[derive(FromPyObject, Clone, Copy, Debug)]
+#[pyo3(from_item_all)]
+pub(super) struct EpochOrder {
+    seed: u64,
+    epoch: u64,
     shuffle: bool,
     block_size: Option<usize>,
     buffer_blocks: usize,
-) -> Shuffle {
-    match (shuffle, block_size) {
-        (false, _) => Shuffle::None,
-        (true, None) => Shuffle::Full,
-        (true, Some(block_size)) => Shuffle::Blocks {
-            block_size,
-            buffer_blocks,
-        },
+    shard: (usize, usize),
+}
+
+impl EpochOrder {
+    /// The order of `samples` samples this describes.
+    pub(super) fn spec(&self, samples: usize) -> OrderSpec {
+        let how = match (self.shuffle, self.block_size) {
+            (false, _) => Shuffle::None,
+            (true, None) => Shuffle::Full,
+            (true, Some(block_size)) => Shuffle::Blocks {
+                block_size,
+                buffer_blocks: self.buffer_blocks,
+            },
+        };
+        OrderSpec {
+            samples,
+            seed: self.seed,
+            epoch: self.epoch,
+            how,
+            shard: self.shard,
+        }
     }
 }
 
@@ -240,22 +261,12 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    #[allow(clippy::too_many_arguments)]
-    fn order(
-        &self,
-        py: Python<'_>,
-        seed: u64,
-        epoch: u64,
-        shuffle: bool,
-        block_size: Option<usize>,
-        buffer_blocks: usize,
-        shard: (usize, usize),
-    ) -> PyResult<Order> {
-        let n = self.inputs.samples;
-        let how = shuffle_mode(shuffle, block_size, buffer_blocks);
+    fn order(&self, py: Python<'_>, order: &EpochOrder) -> PyResult<Order> {
+        let spec = order.spec(self.inputs.samples);
         let buffer = self.inputs.take_spare();
-        let order = || Order::reusing(buffer, n, seed, epoch, how, shard);
-        Ok(maybe_detach(py, Work::Samples(n), order)?)
+        Ok(maybe_detach(py, Work::Samples(spec.samples), || {
+            spec.build(buffer)
+        })?)
     }
 }
 
@@ -341,36 +352,24 @@ impl Batcher {
     }
 
     /// This shard's samples in epoch `epoch`, in the order batches take them.
-    #[pyo3(signature = (*, seed, epoch, shuffle, block_size, buffer_blocks, shard))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (order))]
     fn indices<'py>(
         &self,
         py: Python<'py>,
-        seed: u64,
-        epoch: u64,
-        shuffle: bool,
-        block_size: Option<usize>,
-        buffer_blocks: usize,
-        shard: (usize, usize),
+        order: EpochOrder,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let order = self.order(py, seed, epoch, shuffle, block_size, buffer_blocks, shard)?;
+        let order = self.order(py, &order)?;
         // In place: the collect reuses the allocation of the u64 vector.
         let indices: Vec<i64> = order.to_vec()?.into_iter().map(|i| i as i64).collect();
         Ok(PyArray1::from_vec(py, indices))
     }
 
     /// The iterator over epoch `epoch`'s batches, from batch `start` on.
-    #[pyo3(signature = (*, seed, epoch, shuffle, block_size, buffer_blocks, shard, batch_size, drop_last, start, reuse))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (order, *, batch_size, drop_last, start, reuse))]
     fn epoch(
         &self,
         py: Python<'_>,
-        seed: u64,
-        epoch: u64,
-        shuffle: bool,
-        block_size: Option<usize>,
-        buffer_blocks: usize,
-        shard: (usize, usize),
+        order: EpochOrder,
         batch_size: usize,
         drop_last: bool,
         start: usize,
@@ -379,7 +378,8 @@ impl Batcher {
         if batch_size == 0 {
             return Err(PyValueError::new_err("batch_size must be at least 1"));
         }
-        let order = self.order(py, seed, epoch, shuffle, block_size, buffer_blocks, shard)?;
+        let epoch = order.epoch;
+        let order = self.order(py, &order)?;
         let len = order.len();
         let num_batches = order.num_batches(batch_size, drop_last);
         if start > num_batches {

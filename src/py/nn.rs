@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::arrays::{layout, shape_str};
-use super::batches::{shuffle_mode, Batcher};
+use super::batches::{Batcher, EpochOrder};
 use super::lock::Locked;
 use super::optim::{Applied, Engine};
 use super::type_name;
@@ -689,7 +689,7 @@ impl Network {
     /// Trains on batches `start..stop` of one epoch with the GIL released: returns
     /// `(costs, done, interrupted, timing, error)`. It stops after a complete update on
     /// Ctrl-C, or when `interrupt.pending` becomes true (checked about every millisecond).
-    #[pyo3(signature = (params, engine, groups, batcher, *, seed, epoch, shuffle, block_size, buffer_blocks, shard, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing, interrupt = None))]
+    #[pyo3(signature = (params, engine, groups, batcher, order, *, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing, interrupt = None))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch<'py>(
         &self,
@@ -698,12 +698,7 @@ impl Network {
         engine: PyRef<'py, Engine>,
         groups: Bound<'py, PyAny>,
         batcher: PyRef<'py, Batcher>,
-        seed: u64,
-        epoch: u64,
-        shuffle: bool,
-        block_size: Option<usize>,
-        buffer_blocks: usize,
-        shard: (usize, usize),
+        order: EpochOrder,
         batch_size: usize,
         drop_last: bool,
         start: usize,
@@ -718,13 +713,7 @@ impl Network {
         if batch_size == 0 {
             return Err(PyValueError::new_err("batch_size must be at least 1"));
         }
-        let order = OrderSpec {
-            samples: batcher.samples(),
-            seed,
-            epoch,
-            how: shuffle_mode(shuffle, block_size, buffer_blocks),
-            shard,
-        };
+        let order = order.spec(batcher.samples());
         let flags = FitFlags {
             batch_size,
             drop_last,

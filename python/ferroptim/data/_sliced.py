@@ -119,12 +119,14 @@ class Sliced(Source):
             ]
             return chunks, self._m
         idx = self._order.indices(
-            seed=seed,
-            epoch=epoch,
-            shuffle=shuffle,
-            block_size=c if shuffle else None,
-            buffer_blocks=w,
-            shard=shard,
+            dict(
+                seed=seed,
+                epoch=epoch,
+                shuffle=shuffle,
+                block_size=c if shuffle else None,
+                buffer_blocks=w,
+                shard=shard,
+            )
         )
         return [Chunk(len(idx[a : a + step]), idx[a : a + step]) for a in range(0, len(idx), step)], len(idx)
 

@@ -272,7 +272,7 @@ class _Fit:
                 optimizer._engine,
                 optimizer.param_groups,
                 batches._core,
-                **batches._order_args(model.epoch),
+                batches._order_args(model.epoch),
                 batch_size=self.bs,
                 drop_last=self.drop_last,
                 start=start,
