@@ -218,8 +218,8 @@ fn check_input(i: usize, obj: &Bound<'_, PyAny>, axis: isize) -> PyResult<(Input
 }
 
 /// How an epoch's samples are ordered: the arguments of every binding that orders an
-/// epoch, given as one dict (`MiniBatches._order_args`: seed, epoch, shuffle, block_size,
-/// buffer_blocks, shard).
+/// epoch, given as one dict (`MiniBatches._order_args`: `seed`, `epoch`, `shuffle`, `block_size`,
+/// `buffer_blocks`, `shard`).
 #[derive(FromPyObject, Clone, Copy, Debug)]
 #[pyo3(from_item_all)]
 pub(super) struct EpochOrder {
