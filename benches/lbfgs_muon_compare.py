@@ -21,9 +21,10 @@ import argparse
 import time
 
 import numpy as np
-from _common import import_peers, load_average, setup_threads
 
 import ferroptim as fo
+
+from _common import import_peers, load_average, setup_threads
 
 
 def rosenbrock(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -113,7 +114,9 @@ def main() -> None:
         print("note:", note)
 
     print("\nLBFGS, Rosenbrock, strong Wolfe, max_iter=100")
-    print(f"{'n':>8} {'steps':>5} | {'fo s':>8} {'loss':>9} {'evals':>5} | {'torch s':>8} {'loss':>9} {'evals':>5} | ratio")
+    print(
+        f"{'n':>8} {'steps':>5} | {'fo s':>8} {'loss':>9} {'evals':>5} | {'torch s':>8} {'loss':>9} {'evals':>5} | ratio"
+    )
     for n, steps in [(2, 1), (1_000, 3)] + ([] if args.quick else [(100_000, 3)]):
         s, loss, ev = lbfgs_fo(n, steps)
         row = f"{n:>8} {steps:>5} | {s:8.4f} {loss:9.2e} {ev:>5}"
