@@ -379,3 +379,27 @@ def test_a_torch_state_dict_loads():
     topt.step(closure)
     opt.step(lambda: rosenbrock(x))
     np.testing.assert_allclose(x, tx.detach().numpy(), rtol=1e-9)
+
+
+def test_pickle_and_deepcopy_keep_the_state_and_the_link_to_the_parameters():
+    import pickle
+
+    def closure_of(params):
+        def closure():
+            loss, (g,) = rosenbrock(params["x"])
+            return loss, {"x": g}
+
+        return closure
+
+    x = {"x": np.array([-1.2, 1.0, 0.5])}
+    opt = fo.LBFGS(x, max_iter=4, line_search_fn="strong_wolfe")
+    opt.step(closure_of(x))
+    for clone in (lambda o: pickle.loads(pickle.dumps(o)), copy.deepcopy):
+        y, twin = clone((x, opt))
+        assert twin._params[0] is y["x"] and y["x"] is not x["x"]
+        twin.step(closure_of(y))
+        ref = copy.deepcopy(x)
+        again = fo.LBFGS(ref, max_iter=4, line_search_fn="strong_wolfe")
+        again.load_state_dict(opt.state_dict())
+        again.step(closure_of(ref))
+        np.testing.assert_array_equal(y["x"], ref["x"])

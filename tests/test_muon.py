@@ -247,3 +247,21 @@ def test_bad_gradients_are_refused_before_any_parameter_changes():
     np.testing.assert_array_equal(a, 1.0)
     np.testing.assert_array_equal(b, 1.0)
     assert opt.state_dict()["state"] == {}
+
+
+def test_pickle_and_deepcopy_keep_the_state_and_the_link_to_the_parameters():
+    import pickle
+
+    W = np.ones((4, 6), dtype=np.float32)
+    g = grads_for((4, 6), 2, np.float32)
+    opt = fo.Muon({"W": W}, lr=0.1)
+    opt.step({"W": g[0]})
+    for clone in (lambda o: pickle.loads(pickle.dumps(o)), copy.deepcopy):
+        (W2, twin) = clone((W, opt))
+        assert twin.param_groups[0]["params"][0] is W2
+        twin.step({"W": g[1]})
+        ref = W.copy()
+        again = fo.Muon({"W": ref})
+        again.load_state_dict(opt.state_dict())
+        again.step({"W": g[1]})
+        np.testing.assert_array_equal(W2, ref)

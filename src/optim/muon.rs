@@ -63,6 +63,10 @@ pub trait MuonFloat: Float {
     /// `self * a + b`, rounded once.
     fn fma(self, a: Self, b: Self) -> Self;
     fn to_f32(self) -> f32;
+    /// Rounded to float32 to odd (toward zero, the last bit set when inexact), so that a
+    /// second rounding to bfloat16 (to nearest even) is the correct rounding of `self`, as
+    /// torch's `.to(torch.bfloat16)` of a float64 tensor is.
+    fn to_f32_odd(self) -> f32;
     fn from_f32(x: f32) -> Self;
 }
 
@@ -72,6 +76,9 @@ impl MuonFloat for f32 {
         self.mul_add(a, b)
     }
     fn to_f32(self) -> f32 {
+        self
+    }
+    fn to_f32_odd(self) -> f32 {
         self
     }
     fn from_f32(x: f32) -> f32 {
@@ -86,6 +93,17 @@ impl MuonFloat for f64 {
     }
     fn to_f32(self) -> f32 {
         self as f32
+    }
+    fn to_f32_odd(self) -> f32 {
+        let t = self as f32;
+        if f64::from(t) == self || !t.is_finite() {
+            return t;
+        }
+        let mut bits = t.to_bits();
+        if f64::from(t).abs() > self.abs() {
+            bits -= 1; // rounded away from zero: the neighbour toward zero
+        }
+        f32::from_bits(bits | 1)
     }
     fn from_f32(x: f32) -> f64 {
         f64::from(x)
@@ -230,13 +248,17 @@ pub fn step<T: MuonFloat>(
         .zip(grad)
         .for_each(|(b, &g)| *b = lerp(*b, g, w));
     let m = T::from_f64(h.momentum);
+    let narrow = match h.ns_dtype {
+        NsDtype::Bf16 => T::to_f32_odd,
+        NsDtype::F32 => T::to_f32,
+    };
     let update: Vec<f32> = if h.nesterov {
         grad.iter()
             .zip(buf.iter())
-            .map(|(&g, &b)| lerp(g, b, m).to_f32())
+            .map(|(&g, &b)| narrow(lerp(g, b, m)))
             .collect()
     } else {
-        buf.iter().map(|&b| b.to_f32()).collect()
+        buf.iter().map(|&b| narrow(b)).collect()
     };
     let ortho = newton_schulz(&update, rows, cols, h);
     let decay = T::from_f64(1.0 - h.lr * h.weight_decay);
@@ -354,6 +376,30 @@ mod tests {
             let want = (1.0 - 0.02 * 0.1) - lr * u[i] / norm;
             assert!((p[i] - want).abs() < 1e-6, "{i}: {} {want}", p[i]);
         }
+    }
+
+    #[test]
+    fn float64_rounds_to_bfloat16_once_through_round_to_odd() {
+        // 1 + 2^-8 is a bfloat16 tie (to even: 1); a float64 just above it must round up,
+        // which rounding to float32 first (to nearest: the tie itself) would lose.
+        let above = 1.0 + 2f64.powi(-8) + 2f64.powi(-40);
+        assert_eq!(Bf16::from_f32(above as f32).to_f32(), 1.0);
+        assert_eq!(
+            f64::from(Bf16::from_f32(above.to_f32_odd()).to_f32()),
+            1.0 + 2f64.powi(-7)
+        );
+        let below = 1.0 + 2f64.powi(-8) - 2f64.powi(-40);
+        assert_eq!(Bf16::from_f32(below.to_f32_odd()).to_f32(), 1.0);
+        for x in [0.1f64, -3.7, 1e-30, -1.0 / 3.0] {
+            let odd = x.to_f32_odd();
+            // inexact: the odd one of the two float32 neighbours of x
+            assert!(odd.to_bits() & 1 == 1, "{x}");
+            assert!(
+                (f64::from(odd) - x).abs() <= x.abs() * 2f64.powi(-23),
+                "{x}"
+            );
+        }
+        assert_eq!(65504.0f64.to_f32_odd(), 65504.0);
     }
 
     #[test]

@@ -307,6 +307,16 @@ class LBFGS:
             raise ValueError(f"state_dict has unknown LBFGS state {sorted(unknown)}")
         return out
 
+    # -- pickle and copy.deepcopy, through the state_dict ---------------------------------
+
+    def __getstate__(self) -> dict:
+        params = list(self._params) if self._keys is None else dict(zip(self._keys, self._params))
+        return {"params": params, "defaults": self.defaults, "state_dict": self.state_dict()}
+
+    def __setstate__(self, st: dict) -> None:
+        self.__init__(st["params"], **st["defaults"])  # type: ignore[misc]
+        self.load_state_dict(st["state_dict"])
+
     def __repr__(self) -> str:
         opts = "\n".join(f"    {k}: {v}" for k, v in sorted(self._group().items()) if k != "params")
         return f"LBFGS (\nParameter Group 0\n{opts}\n)"
