@@ -10,9 +10,11 @@
 //! `f64`, as torch's are Python floats.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::numerics::float::Float;
+use crate::runtime::parallel::{for_each_index, worth_threads, CHUNK_ELEMENTS};
 
 /// Hyper-parameters of one step, checked by the caller (Python owns their ranges).
 #[derive(Clone, Debug, PartialEq)]
@@ -66,10 +68,30 @@ pub trait Objective<T> {
     fn set(&mut self, x: &[T]) -> Result<(), Self::Error>;
 }
 
-/// `sum a_i b_i`, summed in f64 over eight lanes, rounded once to `T`.
-pub fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
+/// `f(range)` summed over the fixed chunks of `0..n` ([`CHUNK_ELEMENTS`] each), in chunk
+/// order: on the pool's threads for large `n`, the same bits on any number of threads.
+fn chunked_sum(n: usize, f: &(dyn Fn(Range<usize>) -> f64 + Sync)) -> f64 {
+    let chunks = n.div_ceil(CHUNK_ELEMENTS);
+    if chunks <= 1 {
+        return f(0..n);
+    }
+    let mut parts = vec![0.0f64; chunks];
+    let at = parts.as_mut_ptr() as usize;
+    let work = |i: usize| {
+        let v = f(i * CHUNK_ELEMENTS..((i + 1) * CHUNK_ELEMENTS).min(n));
+        // SAFETY: each index writes its own element of `parts`, which outlives the call.
+        unsafe { *(at as *mut f64).add(i) = v };
+    };
+    if worth_threads(n) {
+        for_each_index(chunks, &work);
+    } else {
+        (0..chunks).for_each(work);
+    }
+    parts.iter().sum()
+}
+
+/// `sum a_i b_i` of equal-length slices in f64 over eight lanes.
+fn dot_f64<T: Float>(a: &[T], b: &[T]) -> f64 {
     let mut acc = [0.0f64; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ta, tb) = (ca.remainder(), cb.remainder());
@@ -81,8 +103,14 @@ pub fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     for (k, (x, y)) in ta.iter().zip(tb).enumerate() {
         acc[k] += x.to_f64() * y.to_f64();
     }
-    let s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-    T::from_f64(s)
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
+/// `sum a_i b_i`, summed in f64 (eight lanes per chunk, chunks in order), rounded once to `T`.
+pub fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    T::from_f64(chunked_sum(n, &|r| dot_f64(&a[r.clone()], &b[r])))
 }
 
 /// `max |a_i|` (NaN if any element is NaN, as torch's `abs().max()`); 0 for no elements.
@@ -92,14 +120,29 @@ fn abs_max<T: Float>(a: &[T]) -> T {
 
 /// `sum |a_i|`, summed in f64, rounded once to `T`.
 fn abs_sum<T: Float>(a: &[T]) -> T {
-    T::from_f64(a.iter().map(|x| x.abs().to_f64()).sum())
+    T::from_f64(chunked_sum(a.len(), &|r| {
+        a[r].iter().map(|x| x.abs().to_f64()).sum()
+    }))
 }
 
-/// `y += alpha x` (torch's `y.add_(x, alpha=alpha)`).
+/// `y += alpha x` (torch's `y.add_(x, alpha=alpha)`), on the pool's threads for large `y`.
 fn axpy<T: Float>(y: &mut [T], alpha: T, x: &[T]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = *y + alpha * x;
+    fn run<T: Float>(y: &mut [T], alpha: T, x: &[T]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = *y + alpha * x;
+        }
     }
+    let n = y.len().min(x.len());
+    if !worth_threads(n) {
+        return run(y, alpha, x);
+    }
+    let at = y.as_mut_ptr() as usize;
+    for_each_index(n.div_ceil(CHUNK_ELEMENTS), &|i| {
+        let r = i * CHUNK_ELEMENTS..((i + 1) * CHUNK_ELEMENTS).min(n);
+        // SAFETY: the chunks are disjoint parts of `y`, borrowed mutably for this call.
+        let part = unsafe { std::slice::from_raw_parts_mut((at as *mut T).add(r.start), r.len()) };
+        run(part, alpha, &x[r]);
+    });
 }
 
 /// `out = x + t d`: the trial point of a step of length `t`.
@@ -607,6 +650,29 @@ mod tests {
             cubic_interpolate((0.0, 0.0, -3.0), (2.0, 2.0, 9.0), Some((1.5, 3.0))),
             1.5
         );
+    }
+
+    #[test]
+    fn long_dots_and_axpys_are_the_same_bits_on_any_number_of_threads() {
+        let n = 5 * CHUNK_ELEMENTS + 17;
+        let a: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.11).cos()).collect();
+        let exact: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
+        let mut results = Vec::new();
+        for threads in [1, 3] {
+            crate::runtime::parallel::set_num_threads(threads).unwrap();
+            let mut y = b.clone();
+            axpy(&mut y, 0.5, &a);
+            results.push((dot(&a, &b), abs_sum(&a), y));
+        }
+        crate::runtime::parallel::set_num_threads(1).unwrap();
+        assert_eq!(results[0], results[1]);
+        assert!((f64::from(results[0].0) - exact).abs() <= exact.abs() * 1e-7);
+        assert_eq!(results[0].2[n - 1], b[n - 1] + 0.5 * a[n - 1]);
     }
 
     #[test]
