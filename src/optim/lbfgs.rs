@@ -93,9 +93,8 @@ fn chunked_sum(n: usize, f: &(dyn Fn(Range<usize>) -> f64 + Sync)) -> f64 {
 /// `sum a_i b_i` of equal-length slices in f64 over eight lanes.
 fn dot_f64<T: Float>(a: &[T], b: &[T]) -> f64 {
     let mut acc = [0.0f64; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
+    let ((ca, ta), (cb, tb)) = (a.as_chunks::<8>(), b.as_chunks::<8>());
+    for (x, y) in ca.iter().zip(cb) {
         for k in 0..8 {
             acc[k] += x[k].to_f64() * y[k].to_f64();
         }
