@@ -9,6 +9,8 @@ ferroptim and compares, without torch installed.
 Run (needs torch and expecttest, which torch's test helpers import):
 
     python scripts/make_golden.py            # writes tests/golden/torch_optim.{json,npz}
+                                             # and tests/golden/torch_closures.{json,npz}
+    python scripts/make_golden.py --closures # only the second: LBFGS (closures) and Muon
 """
 
 from __future__ import annotations
@@ -84,7 +86,61 @@ def main() -> None:
     (OUT / "torch_optim.json").write_text(f'{head}, "cases": [\n  {rows}\n]}}\n')
     np.savez_compressed(OUT / "torch_optim.npz", **arrays)
     print(f"{len(cases)} trajectories from torch {torch.__version__} -> {OUT}")
+    record_closures()
+
+
+def record_closures() -> None:
+    """LBFGS on the objectives of tests/golden_closures.py (parameters and loss after each
+    step) and Muon on its gradients, float32 and float64, to torch_closures.{json,npz}."""
+    import golden_closures as gc
+
+    cases, arrays = [], {}
+    for problem, objective in gc.PROBLEMS.items():
+        for ci, kwargs in enumerate(gc.LBFGS_CONFIGS):
+            for dtype in (np.float32, np.float64):
+                params = [torch.tensor(p) for p in gc.lbfgs_init(problem, dtype)]
+                opt = torch.optim.LBFGS(params, **kwargs)
+
+                def closure(params=params, objective=objective):
+                    loss, grads = objective([p.detach().numpy() for p in params])
+                    for p, g in zip(params, grads):
+                        p.grad = torch.from_numpy(g)
+                    return torch.tensor(loss, dtype=torch.float64)
+
+                path, losses = [], []
+                for _ in range(gc.LBFGS_STEPS):
+                    losses.append(float(opt.step(closure)))
+                    path.append(np.concatenate([p.detach().numpy().ravel() for p in params]))
+                key = f"LBFGS.{problem}.{ci}.{np.dtype(dtype).name}"
+                arrays[key] = np.array(path)
+                arrays[key + ".loss"] = np.array(losses)
+                cases.append({"key": key, "optimizer": "LBFGS", "problem": problem, "kwargs": kwargs,
+                              "dtype": np.dtype(dtype).name})  # fmt: skip
+    for shape in gc.MUON_SHAPES:
+        for ci, kwargs in enumerate(gc.MUON_CONFIGS):
+            for dtype in (np.float32, np.float64):
+                init, grads = gc.muon_inputs(shape, dtype)
+                p = torch.tensor(init)
+                opt = torch.optim.Muon([p], **kwargs)
+                path = []
+                for g in grads:
+                    p.grad = torch.from_numpy(g)
+                    opt.step()
+                    path.append(p.detach().numpy().copy())
+                key = f"Muon.{shape[0]}x{shape[1]}.{ci}.{np.dtype(dtype).name}"
+                arrays[key] = np.array(path)
+                cases.append({"key": key, "optimizer": "Muon", "shape": list(shape), "kwargs": kwargs,
+                              "dtype": np.dtype(dtype).name})  # fmt: skip
+    OUT.mkdir(parents=True, exist_ok=True)
+    head = json.dumps({"torch": torch.__version__})[:-1]
+    rows = ",\n  ".join(json.dumps(c) for c in cases)
+    (OUT / "torch_closures.json").write_text(f'{head}, "cases": [\n  {rows}\n]}}\n')
+    np.savez_compressed(OUT / "torch_closures.npz", **arrays)
+    print(f"{len(cases)} LBFGS and Muon trajectories from torch {torch.__version__} -> {OUT}")
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--closures"]:
+        record_closures()
+    else:
+        main()

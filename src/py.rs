@@ -139,6 +139,8 @@ fn supported_simd_levels() -> Vec<&'static str> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     warn_about_env_threads(m.py())?;
     m.add_class::<optim::Engine>()?;
+    m.add_class::<optim::Lbfgs>()?;
+    m.add_function(wrap_pyfunction!(optim::muon_step, m)?)?;
     m.add_class::<batches::Batcher>()?;
     m.add_class::<batches::EpochIter>()?;
     m.add_class::<nn::Network>()?;

@@ -35,6 +35,7 @@ from .averages import EWA, ParameterEMA, ewa, moving_average
 from .batches import MiniBatches
 from .clip import clip_grad_norm, clip_grad_value
 from .optim import (
+    LBFGS,
     SGD,
     Adadelta,
     Adagrad,
@@ -43,6 +44,7 @@ from .optim import (
     AdamW,
     Lion,
     Momentum,
+    Muon,
     NAdam,
     Optimizer,
     RAdam,
@@ -70,6 +72,8 @@ __all__ = [
     "NAdam",
     "RAdam",
     "Lion",
+    "LBFGS",
+    "Muon",
     "clip_grad_norm",
     "clip_grad_value",
     "GradientAccumulation",

@@ -1,6 +1,6 @@
 """Type stub of the Rust extension module. Users import `ferroptim`, not `_core`."""
 
-from typing import Any, Optional, Sequence, final
+from typing import Any, Callable, Optional, Sequence, final
 
 import numpy as np
 
@@ -48,6 +48,40 @@ class Engine:
     skipped_steps: int
     def group_steps(self) -> list[int]: ...
     def learning_rates(self, groups: Any, n: int) -> Optional[list[list[float]]]: ...
+
+@final
+class Lbfgs:
+    def __new__(cls, dtype: str, numel: int) -> Lbfgs: ...
+    def step(
+        self,
+        params: list[np.ndarray],
+        evaluate: Callable[[], tuple[float, list[np.ndarray]]],
+        lr: float,
+        max_iter: int,
+        max_eval: int,
+        tolerance_grad: float,
+        tolerance_change: float,
+        history_size: int,
+        strong_wolfe: bool,
+        maximize: bool,
+    ) -> float: ...
+    def state(self) -> dict[str, Any]: ...
+    def set_state(self, state: dict[str, Any]) -> None: ...
+
+def muon_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    buf: np.ndarray,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    nesterov: bool,
+    ns_coefficients: Sequence[float],
+    eps: float,
+    ns_steps: int,
+    adjust_lr_fn: str | None,
+    ns_dtype: str,
+) -> None: ...
 
 @final
 class Network:

@@ -61,7 +61,7 @@ pub(super) fn tiles(m: usize, k: usize, n: usize) -> (usize, usize) {
 ///
 /// # Safety
 /// As [`gemm`].
-pub(super) unsafe fn matmul<T: NnFloat>(
+pub(crate) unsafe fn matmul<T: NnFloat>(
     shape: (usize, usize, usize),
     a: *const T,
     sa: (isize, isize),

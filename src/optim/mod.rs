@@ -7,6 +7,8 @@ pub mod bf16;
 pub mod ewa;
 pub mod hyper;
 pub mod kernels;
+pub mod lbfgs;
+pub mod muon;
 pub mod ops;
 pub mod optimizer;
 pub mod subnormal;

@@ -35,6 +35,8 @@ from .base import ParamsLike as ParamsLike
 from .groups import _ParamGroup as _ParamGroup
 from .groups import _ParamList as _ParamList
 from .groups import _parse_params as _parse_params
+from .lbfgs import LBFGS
+from .muon import Muon
 
 __all__ = [
     "Optimizer",
@@ -49,6 +51,8 @@ __all__ = [
     "NAdam",
     "RAdam",
     "Lion",
+    "LBFGS",
+    "Muon",
 ]
 
 # Pickles name a class by its module and name. Every class a pickle may hold keeps the path

@@ -4,7 +4,11 @@
 mod engine;
 mod fit;
 mod groups;
+mod lbfgs;
+mod muon;
 mod state_dict;
 
 pub use engine::Engine;
 pub(super) use fit::Applied;
+pub use lbfgs::Lbfgs;
+pub(crate) use muon::muon_step;

@@ -1,0 +1,294 @@
+"""Muon with torch.optim.Muon's algorithm, names, defaults and state, for 2-D arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from .._checks import count, flag, real
+from .groups import _param_group, _ParamGroup, _parse_params
+
+_ADJUST_LR_FNS = (None, "original", "match_rms_adamw", "spectral_unclamped")
+_NS_DTYPES = ("bfloat16", "float32")
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_hyper(g: Mapping, gi: int) -> dict:
+    """The step's hyper-parameters of group ``gi``, checked (an error naming the entry)."""
+    where = f"param_groups[{gi}]"
+    for k in ("lr", "weight_decay", "momentum", "nesterov", "ns_coefficients", "eps", "ns_steps"):
+        if k not in g:
+            raise ValueError(f"{where} lacks {k!r}")
+    coefficients = g["ns_coefficients"]
+    if not isinstance(coefficients, (tuple, list)) or len(coefficients) != 3:
+        raise ValueError(
+            f"{where}: ns_coefficients must be a tuple of 3 numbers (a, b, c), got {coefficients!r}"
+        )
+    ns_steps = count(f"{where}: ns_steps", g["ns_steps"])
+    if ns_steps >= 100:
+        raise ValueError(f"{where}: ns_steps must be < 100 (torch's limit), got {ns_steps}")
+    adjust = g.get("adjust_lr_fn")
+    if adjust not in _ADJUST_LR_FNS:
+        raise ValueError(
+            f"{where}: adjust_lr_fn must be None, 'original', 'match_rms_adamw' or 'spectral_unclamped', got {adjust!r}"
+        )
+    ns_dtype = g.get("ns_dtype", "bfloat16")
+    if ns_dtype not in _NS_DTYPES:
+        raise ValueError(f"{where}: ns_dtype must be 'bfloat16' or 'float32', got {ns_dtype!r}")
+    return {
+        "lr": real(f"{where}: lr", g["lr"], low=0.0),
+        "weight_decay": real(f"{where}: weight_decay", g["weight_decay"], low=0.0),
+        "momentum": real(f"{where}: momentum", g["momentum"], low=0.0),
+        "nesterov": flag(f"{where}: nesterov", g["nesterov"]),
+        "ns_coefficients": [real(f"{where}: ns_coefficients[{i}]", c) for i, c in enumerate(coefficients)],
+        "eps": real(f"{where}: eps", g["eps"], low=0.0, low_open=True),
+        "ns_steps": ns_steps,
+        "adjust_lr_fn": adjust,
+        "ns_dtype": ns_dtype,
+    }
+
+
+class Muon:
+    """Muon (torch.optim.Muon): momentum orthogonalized by Newton–Schulz iterations, for 2-D
+    parameters (the weight matrices of hidden layers; give biases and embeddings to AdamW).
+
+    Per step, for each parameter ``p`` (shape ``(A, B)``) with gradient ``g``::
+
+        buf = buf + (1 - momentum) (g - buf)                 # buf.lerp_(g, 1 - momentum)
+        u   = g + momentum (buf - g)  if nesterov else buf   # g.lerp(buf, momentum)
+        O   = NS(u)                                          # ns_steps iterations, below
+        p   = p (1 - lr weight_decay) - adjusted_lr O
+
+    ``NS``: ``X = u / max(||u||_F, eps)`` (transposed so that it is wide), then
+    ``ns_steps`` times ``G = X X^T; X = a X + (b G + c G G) X`` with ``(a, b, c) =
+    ns_coefficients``: it pushes the singular values of ``X`` towards 1 (into about
+    (0.5, 1.5) with the default coefficients). ``adjusted_lr`` is ``lr sqrt(max(1, A/B))``
+    (``adjust_lr_fn=None`` or ``"original"``), ``0.2 lr sqrt(max(A, B))``
+    (``"match_rms_adamw"``) or ``lr sqrt(A/B)`` (``"spectral_unclamped"``).
+
+    Args:
+        params: writeable C-contiguous 2-D float32 or float64 arrays (a list, a dict, or a
+            list of param-group dicts); other shapes are refused, as torch does.
+        lr: learning rate (default 1e-3), >= 0.
+        weight_decay: decoupled weight decay (default 0.1), >= 0.
+        momentum: decay of the momentum buffer (default 0.95), >= 0.
+        nesterov: Nesterov momentum (default True).
+        ns_coefficients: ``(a, b, c)`` (default Keller Jordan's (3.4445, -4.7750, 2.0315)).
+        eps: floor of the norm ``X`` is divided by (default 1e-7), > 0.
+        ns_steps: Newton–Schulz iterations (default 5), in [0, 100).
+        adjust_lr_fn: None, ``"original"``, ``"match_rms_adamw"`` or
+            ``"spectral_unclamped"``.
+        ns_dtype: ``"bfloat16"`` (default, torch's: every intermediate of the iteration is
+            rounded to bfloat16 where torch rounds it; products summed in float32) or
+            ``"float32"`` (float32 throughout: about 2**-16 times the rounding error).
+            The products run through the gemm of ``ferroptim.nn``, with the GIL released.
+
+    State: ``momentum_buffer`` per parameter (its dtype), created at its first step.
+
+    Example:
+        >>> import numpy as np, ferroptim as fo
+        >>> W = np.ones((4, 3), dtype=np.float32)
+        >>> opt = fo.Muon([W], lr=0.02)
+        >>> opt.step([np.eye(4, 3, dtype=np.float32)])
+        >>> W.shape
+        (4, 3)
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315),
+        eps: float = 1e-7,
+        ns_steps: int = 5,
+        adjust_lr_fn: str | None = None,
+        *,
+        ns_dtype: str = "bfloat16",
+    ):
+        self.defaults: dict[str, Any] = {
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "nesterov": nesterov,
+            "ns_coefficients": ns_coefficients,
+            "eps": eps,
+            "ns_steps": ns_steps,
+            "adjust_lr_fn": adjust_lr_fn,
+            "ns_dtype": ns_dtype,
+        }
+        _check_hyper(self.defaults, 0)
+        groups, names, keys = _parse_params(params)
+        full = []
+        for gi, group in enumerate(groups):
+            g = dict(self.defaults)
+            g.update(group)
+            _check_hyper(g, gi)
+            full.append(g)
+        arrays = [a for g in full for a in g["params"]]
+        _check_params(arrays, names)
+        self._names, self._keys = names, keys
+        self.param_groups: list[dict] = [_param_group(g) for g in full]
+        self._param_lists = [g["params"] for g in self.param_groups]
+        self._buffers: dict[int, np.ndarray] = {}
+
+    def _arrays(self) -> list[np.ndarray]:
+        if len(self.param_groups) != len(self._param_lists) or any(
+            not isinstance(g, _ParamGroup) or g.get("params") is not ps
+            for g, ps in zip(self.param_groups, self._param_lists)
+        ):
+            raise ValueError("Muon's param groups and their parameters are fixed; param_groups was edited")
+        return [a for ps in self._param_lists for a in ps]
+
+    def step(self, grads: Any) -> None:
+        """Updates every parameter in place from its gradient.
+
+        Args:
+            grads: one gradient per parameter (its shape and dtype): a list in parameter
+                order, or a dict keyed like the parameters. Only read.
+
+        Raises:
+            TypeError / ValueError: a gradient is missing, extra, of the wrong type, dtype
+                or shape, or shares memory with a parameter; or a hyper-parameter is out of
+                range. Nothing is modified.
+        """
+        arrays = self._arrays()
+        hypers = [_check_hyper(g, gi) for gi, g in enumerate(self.param_groups)]
+        if isinstance(grads, Mapping):
+            if self._keys is None:
+                raise TypeError("grads is a dict, but the parameters were not given by name")
+            if set(grads) != set(self._keys):
+                raise ValueError(
+                    f"grads' keys {sorted(map(repr, grads))} differ from the parameters' {sorted(map(repr, self._keys))}"
+                )
+            grads = [grads[k] for k in self._keys]
+        elif isinstance(grads, (list, tuple)):
+            grads = list(grads)
+        else:
+            raise TypeError(f"grads must be a list or a dict of arrays, got {type(grads).__name__}")
+        if len(grads) != len(arrays):
+            raise ValueError(f"got {len(grads)} gradients for {len(arrays)} parameters")
+        checked = []
+        for g, p, name in zip(grads, arrays, self._names):
+            if not isinstance(g, np.ndarray) or g.dtype != p.dtype or g.shape != p.shape:
+                what = f"{g.dtype} {g.shape}" if isinstance(g, np.ndarray) else type(g).__name__
+                raise ValueError(
+                    f"the gradient of {name} must be a {p.dtype} array of shape {p.shape}, got {what}"
+                )
+            if np.may_share_memory(g, p):
+                raise ValueError(f"the gradient of {name} shares memory with the parameter")
+            checked.append(np.ascontiguousarray(g))
+        i = 0
+        for h, ps in zip(hypers, self._param_lists):
+            for p in ps:
+                buf = self._buffers.get(i)
+                if buf is None:
+                    buf = self._buffers[i] = np.zeros_like(p)
+                _core.muon_step(p, checked[i], buf, **h)
+                i += 1
+
+    @property
+    def state(self) -> dict:
+        """Each stepped parameter's ``{"momentum_buffer": ...}`` (copies), keyed like the
+        parameters."""
+        keys = self._keys if self._keys is not None else list(range(len(self._names)))
+        return {keys[i]: {"momentum_buffer": b.copy()} for i, b in sorted(self._buffers.items())}
+
+    def state_dict(self) -> dict:
+        """torch's layout: ``{"state": {i: {"momentum_buffer": ...}}, "param_groups":
+        [{options, "params": [indices]}]}`` (plus ``"param_names"`` when named); copies."""
+        groups, start = [], 0
+        for g in self.param_groups:
+            d = {k: v for k, v in g.items() if k != "params"}
+            n = len(g["params"])
+            d["params"] = list(range(start, start + n))
+            if self._keys is not None:
+                d["param_names"] = list(self._keys[start : start + n])
+            groups.append(d)
+            start += n
+        state = {i: {"momentum_buffer": b.copy()} for i, b in sorted(self._buffers.items())}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restores what :meth:`state_dict` returned; resuming is bit-identical to never
+        stopping. Everything is checked first; a refused one changes nothing."""
+        arrays = self._arrays()
+        try:
+            saved_groups = list(state_dict["param_groups"])
+            saved_state = dict(state_dict["state"])
+        except (KeyError, TypeError):
+            raise ValueError("state_dict must have 'state' and 'param_groups' entries") from None
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"state_dict has {len(saved_groups)} param groups, this optimizer has {len(self.param_groups)}"
+            )
+        new_groups: list[dict] = []
+        index_of: dict[Any, int] = {}
+        start = 0
+        for gi, (saved, ps) in enumerate(zip(saved_groups, self._param_lists)):
+            g = dict(saved)
+            ids = list(g.pop("params", []))
+            names = g.pop("param_names", None)
+            if len(ids) != len(ps):
+                raise ValueError(
+                    f"param group {gi} of state_dict has {len(ids)} parameters, this optimizer's has {len(ps)}"
+                )
+            if (
+                names is not None
+                and self._keys is not None
+                and list(names) != list(self._keys[start : start + len(ps)])
+            ):
+                raise ValueError(f"param group {gi} of state_dict names different parameters")
+            _check_hyper(g, gi)
+            for j, pid in enumerate(ids):
+                index_of[pid] = start + j
+            g["params"] = ps
+            new_groups.append(_ParamGroup(g))
+            start += len(ps)
+        buffers = {}
+        for pid, s in saved_state.items():
+            if pid not in index_of:
+                raise ValueError(f"state_dict has state for unknown parameter {pid!r}")
+            i = index_of[pid]
+            if not isinstance(s, Mapping) or set(s) != {"momentum_buffer"}:
+                raise ValueError(f"the state of {self._names[i]} must be {{'momentum_buffer': array}}")
+            b = np.asarray(s["momentum_buffer"])
+            if b.shape != arrays[i].shape or b.dtype.kind != "f":
+                raise ValueError(
+                    f"momentum_buffer of {self._names[i]} must be a float array of shape {arrays[i].shape}, "
+                    f"got {b.dtype} {b.shape}"
+                )
+            buffers[i] = np.array(b, dtype=arrays[i].dtype, order="C")
+        self._buffers = buffers
+        self.param_groups = new_groups
+
+    def __repr__(self) -> str:
+        lines = ["Muon ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {g[k]}" for k in sorted(g) if k != "params"]
+        return "\n".join([*lines, ")"])
+
+
+def _check_params(arrays: list, names: list[str]) -> None:
+    """Each parameter a writeable C-contiguous 2-D float32/float64 array, none overlapping."""
+    for a, name in zip(arrays, names):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"parameter {name} must be a numpy array, got {type(a).__name__}")
+        if a.ndim != 2:
+            raise ValueError(
+                f"Muon only supports 2D parameters whereas we found a parameter with size: {a.shape} ({name})"
+            )
+        if a.dtype not in _DTYPES:
+            raise TypeError(f"parameter {name} must be float32 or float64, got {a.dtype}")
+        if not a.flags.c_contiguous or not a.flags.writeable:
+            raise ValueError(f"parameter {name} must be a writeable C-contiguous array")
+    for i, a in enumerate(arrays):
+        for j in range(i):
+            if np.may_share_memory(a, arrays[j]):
+                raise ValueError(f"parameters {names[j]} and {names[i]} share memory")

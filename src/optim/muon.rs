@@ -1,0 +1,412 @@
+//! Muon as torch.optim.Muon runs it: momentum (Nesterov by default), the update
+//! orthogonalized by Newton–Schulz iterations, decoupled weight decay and a shape-dependent
+//! learning-rate scale, for 2-D parameters.
+//!
+//! The Newton–Schulz iteration runs in float32 arithmetic with the matrix products through
+//! the crate's gemm ([`crate::nn::matmul`], the one the networks use). In bfloat16 mode
+//! (torch's) every tensor torch materializes in bfloat16 — the input, its normalization, and
+//! the result of each `@` / `addmm` (`beta C + alpha A B`, rounded once) — is rounded to
+//! bfloat16 where torch rounds it, and the products are summed in float64 (see [`product`]).
+
+use crate::numerics::float::Float;
+use crate::numerics::half::Bf16;
+
+/// torch's `adjust_lr_fn`: how the learning rate scales with the shape `(A, B)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdjustLr {
+    /// `sqrt(max(1, A / B))` (Keller Jordan's; torch's default).
+    Original,
+    /// `0.2 sqrt(max(A, B))` (Moonshot's, to match AdamW's update RMS).
+    MatchRmsAdamw,
+    /// `sqrt(A / B)` (Bernstein's).
+    SpectralUnclamped,
+}
+
+/// The element type of the Newton–Schulz iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NsDtype {
+    /// Every intermediate rounded to bfloat16 as torch does.
+    Bf16,
+    /// float32 throughout.
+    F32,
+}
+
+/// Hyper-parameters of one group, checked by the caller (Python owns their ranges).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MuonHyper {
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    /// `(a, b, c)` of `X <- a X + (b G + c G^2) X` with `G = X X^T`.
+    pub ns_coefficients: [f64; 3],
+    pub eps: f64,
+    pub ns_steps: usize,
+    pub adjust_lr: AdjustLr,
+    pub ns_dtype: NsDtype,
+}
+
+/// torch's `_adjust_lr`: `lr` times the ratio of `adjust` for a `(rows, cols)` parameter.
+pub fn adjusted_lr(lr: f64, adjust: AdjustLr, rows: usize, cols: usize) -> f64 {
+    let (a, b) = (rows as f64, cols as f64);
+    let ratio = match adjust {
+        AdjustLr::Original => (a / b).max(1.0).sqrt(),
+        AdjustLr::MatchRmsAdamw => 0.2 * a.max(b).sqrt(),
+        AdjustLr::SpectralUnclamped => (a / b).sqrt(),
+    };
+    lr * ratio
+}
+
+/// The parameter types, with the fused multiply-add torch's vectorized CPU kernels use
+/// (`lerp_` and `add_(alpha=)` are `fmadd`s there).
+pub trait MuonFloat: Float {
+    /// `self * a + b`, rounded once.
+    fn fma(self, a: Self, b: Self) -> Self;
+    fn to_f32(self) -> f32;
+    /// Rounded to float32 to odd (toward zero, the last bit set when inexact), so that a
+    /// second rounding to bfloat16 (to nearest even) is the correct rounding of `self`, as
+    /// torch's `.to(torch.bfloat16)` of a float64 tensor is.
+    fn to_f32_odd(self) -> f32;
+    fn from_f32(x: f32) -> Self;
+}
+
+impl MuonFloat for f32 {
+    #[inline(always)]
+    fn fma(self, a: f32, b: f32) -> f32 {
+        self.mul_add(a, b)
+    }
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn to_f32_odd(self) -> f32 {
+        self
+    }
+    fn from_f32(x: f32) -> f32 {
+        x
+    }
+}
+
+impl MuonFloat for f64 {
+    #[inline(always)]
+    fn fma(self, a: f64, b: f64) -> f64 {
+        self.mul_add(a, b)
+    }
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    fn to_f32_odd(self) -> f32 {
+        let t = self as f32;
+        if f64::from(t) == self || !t.is_finite() {
+            return t;
+        }
+        let mut bits = t.to_bits();
+        if f64::from(t).abs() > self.abs() {
+            bits -= 1; // rounded away from zero: the neighbour toward zero
+        }
+        f32::from_bits(bits | 1)
+    }
+    fn from_f32(x: f32) -> f64 {
+        f64::from(x)
+    }
+}
+
+/// torch's `start.lerp(end, w)` on CPU: `start + w (end - start)` for `|w| < 0.5`, else
+/// `end + (w - 1) (end - start)`, each one fused multiply-add.
+#[inline(always)]
+fn lerp<T: MuonFloat>(start: T, end: T, w: T) -> T {
+    if w.abs() < T::from_f64(0.5) {
+        w.fma(end - start, start)
+    } else {
+        (w - T::ONE).fma(end - start, end)
+    }
+}
+
+fn round_in(dtype: NsDtype, x: &mut [f32]) {
+    if dtype == NsDtype::Bf16 {
+        for v in &mut *x {
+            *v = Bf16::from_f32(*v).to_f32();
+        }
+    }
+}
+
+/// `C = A B` for row-major `A (m, k)`, `B (k, n)` given by their (row, column) strides,
+/// summed in `T` and rounded to float32.
+fn product_in<T: crate::nn::NnFloat + MuonFloat>(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    sa: (isize, isize),
+    b: &[f32],
+    sb: (isize, isize),
+) -> Vec<f32> {
+    let a: Vec<T> = a.iter().map(|&v| T::from_f32(v)).collect();
+    let b: Vec<T> = b.iter().map(|&v| T::from_f32(v)).collect();
+    let mut c = vec![T::ZERO; m * n];
+    // SAFETY: `a` and `b` hold matrices of these shapes and strides (the callers' buffers
+    // are exactly that size) and `c` is a fresh (m, n) row-major buffer.
+    unsafe {
+        crate::nn::matmul(
+            (m, k, n),
+            a.as_ptr(),
+            sa,
+            b.as_ptr(),
+            sb,
+            c.as_mut_ptr(),
+            true,
+        );
+    }
+    c.into_iter().map(MuonFloat::to_f32).collect()
+}
+
+/// The products of the iteration: in bfloat16 mode summed in float64 (the products of
+/// bfloat16 values are exact there, and the sum is torch's float32-accumulated one to within
+/// float32 rounding, which the bfloat16 rounding after it hides: measured bit-identical to
+/// torch's CPU `mm` / `addmm` of bfloat16 matrices up to 256 x 256), else in float32.
+fn product(
+    dtype: NsDtype,
+    shape: (usize, usize, usize),
+    a: &[f32],
+    sa: (isize, isize),
+    b: &[f32],
+    sb: (isize, isize),
+) -> Vec<f32> {
+    match dtype {
+        NsDtype::Bf16 => product_in::<f64>(shape, a, sa, b, sb),
+        NsDtype::F32 => product_in::<f32>(shape, a, sa, b, sb),
+    }
+}
+
+/// torch's `_zeropower_via_newtonschulz` of a row-major `(rows, cols)` matrix `g` (given in
+/// float32), in `h.ns_dtype`: the result, row-major `(rows, cols)`, in float32 (holding
+/// bfloat16 values in bfloat16 mode).
+pub fn newton_schulz(g: &[f32], rows: usize, cols: usize, h: &MuonHyper) -> Vec<f32> {
+    let transposed = rows > cols;
+    let (r, c) = if transposed {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    };
+    let mut x: Vec<f32> = if transposed {
+        (0..r * c).map(|i| g[(i % c) * cols + i / c]).collect()
+    } else {
+        g.to_vec()
+    };
+    round_in(h.ns_dtype, &mut x);
+    let sum_sq: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let mut norm = [sum_sq.sqrt() as f32];
+    round_in(h.ns_dtype, &mut norm);
+    let mut eps = [h.eps as f32];
+    round_in(h.ns_dtype, &mut eps);
+    let norm = if norm[0] < eps[0] { eps[0] } else { norm[0] };
+    for v in &mut x {
+        *v /= norm;
+    }
+    round_in(h.ns_dtype, &mut x);
+    let [a, b, cc] = h.ns_coefficients.map(|v| v as f32);
+    let (ci, ri) = (c as isize, r as isize);
+    for _ in 0..h.ns_steps {
+        // G = X X^T (r, r)
+        let mut gram = product(h.ns_dtype, (r, c, r), &x, (ci, 1), &x, (1, ci));
+        round_in(h.ns_dtype, &mut gram);
+        // U = b G + c G G
+        let sq = product(h.ns_dtype, (r, r, r), &gram, (ri, 1), &gram, (ri, 1));
+        let mut update: Vec<f32> = gram
+            .iter()
+            .zip(&sq)
+            .map(|(&g, &s)| b * g + cc * s)
+            .collect();
+        round_in(h.ns_dtype, &mut update);
+        // X = a X + U X
+        let ux = product(h.ns_dtype, (r, r, c), &update, (ri, 1), &x, (ci, 1));
+        x.iter_mut().zip(&ux).for_each(|(v, &p)| *v = a * *v + p);
+        round_in(h.ns_dtype, &mut x);
+    }
+    if transposed {
+        (0..rows * cols)
+            .map(|i| x[(i % cols) * c + i / cols])
+            .collect()
+    } else {
+        x
+    }
+}
+
+/// One Muon step of a row-major `(rows, cols)` parameter with its gradient and momentum
+/// buffer (torch's `_single_tensor_muon`):
+///
+/// `B <- lerp(B, g, 1 - momentum)`; `U = lerp(g, B, momentum)` (Nesterov) or `B`;
+/// `O = NS(U)`; `p <- p (1 - lr weight_decay)`; `p <- p - adjusted_lr O`.
+pub fn step<T: MuonFloat>(
+    h: &MuonHyper,
+    (rows, cols): (usize, usize),
+    param: &mut [T],
+    grad: &[T],
+    buf: &mut [T],
+) {
+    let n = rows * cols;
+    let (param, grad, buf) = (&mut param[..n], &grad[..n], &mut buf[..n]);
+    let w = T::from_f64(1.0 - h.momentum);
+    buf.iter_mut()
+        .zip(grad)
+        .for_each(|(b, &g)| *b = lerp(*b, g, w));
+    let m = T::from_f64(h.momentum);
+    let narrow = match h.ns_dtype {
+        NsDtype::Bf16 => T::to_f32_odd,
+        NsDtype::F32 => T::to_f32,
+    };
+    let update: Vec<f32> = if h.nesterov {
+        grad.iter()
+            .zip(buf.iter())
+            .map(|(&g, &b)| narrow(lerp(g, b, m)))
+            .collect()
+    } else {
+        buf.iter().map(|&b| narrow(b)).collect()
+    };
+    let ortho = newton_schulz(&update, rows, cols, h);
+    let decay = T::from_f64(1.0 - h.lr * h.weight_decay);
+    let alpha = T::from_f64(-adjusted_lr(h.lr, h.adjust_lr, rows, cols));
+    param.iter_mut().zip(&ortho).for_each(|(p, &o)| {
+        *p = T::from_f32(o).fma(alpha, *p * decay);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hyper(ns_dtype: NsDtype) -> MuonHyper {
+        MuonHyper {
+            lr: 0.02,
+            weight_decay: 0.1,
+            momentum: 0.95,
+            nesterov: true,
+            ns_coefficients: [3.4445, -4.7750, 2.0315],
+            eps: 1e-7,
+            ns_steps: 5,
+            adjust_lr: AdjustLr::Original,
+            ns_dtype,
+        }
+    }
+
+    /// A full-rank matrix of pseudo-random elements in [-1, 1).
+    fn matrix(rows: usize, cols: usize) -> Vec<f32> {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        (0..rows * cols)
+            .map(|_| {
+                // xorshift64
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// `X X^T` (or `X^T X` for tall X) in f64: the Gram matrix of the shorter side.
+    fn gram(x: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+        let (r, c) = (rows.min(cols), rows.max(cols));
+        let at = |i: usize, k: usize| {
+            f64::from(if rows <= cols {
+                x[i * cols + k]
+            } else {
+                x[k * cols + i]
+            })
+        };
+        let mut out = vec![0.0; r * r];
+        for i in 0..r {
+            for j in 0..r {
+                out[i * r + j] = (0..c).map(|k| at(i, k) * at(j, k)).sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn newton_schulz_brings_singular_values_near_one_for_wide_and_tall_matrices() {
+        for (rows, cols) in [(6, 40), (40, 6), (17, 17)] {
+            let o = newton_schulz(&matrix(rows, cols), rows, cols, &hyper(NsDtype::F32));
+            let g = gram(&o, rows, cols);
+            let r = rows.min(cols);
+            // Muon's quintic leaves singular values in about (0.5, 1.5), not exactly 1.
+            for i in 0..r {
+                assert!(
+                    g[i * r + i] > 0.2 && g[i * r + i] < 2.3,
+                    "{rows}x{cols} {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_bfloat16_iteration_returns_bfloat16_values_close_to_the_float32_one() {
+        let (rows, cols) = (8, 24);
+        let g = matrix(rows, cols);
+        let lo = newton_schulz(&g, rows, cols, &hyper(NsDtype::Bf16));
+        let hi = newton_schulz(&g, rows, cols, &hyper(NsDtype::F32));
+        let (mut diff, mut norm) = (0.0f64, 0.0f64);
+        for (&l, &h) in lo.iter().zip(&hi) {
+            assert_eq!(Bf16::from_f32(l).to_f32(), l);
+            diff += f64::from(l - h).powi(2);
+            norm += f64::from(h).powi(2);
+        }
+        // bfloat16 rounding (2^-9 relative) amplified by the quintic's steep slope near zero
+        assert!(
+            diff.sqrt() < 0.1 * norm.sqrt(),
+            "{} {}",
+            diff.sqrt(),
+            norm.sqrt()
+        );
+    }
+
+    #[test]
+    fn a_step_with_zero_ns_steps_is_the_normalized_nesterov_momentum() {
+        let h = MuonHyper {
+            ns_steps: 0,
+            ..hyper(NsDtype::F32)
+        };
+        let (rows, cols) = (3, 2);
+        let g: Vec<f64> = (0..6).map(|i| f64::from(i) - 2.5).collect();
+        let mut buf = vec![0.5f64; 6];
+        let mut p = vec![1.0f64; 6];
+        step(&h, (rows, cols), &mut p, &g, &mut buf);
+        let b: Vec<f64> = (0..6).map(|i| 0.95 * 0.5 + 0.05 * g[i]).collect();
+        let u: Vec<f64> = (0..6).map(|i| 0.05 * g[i] + 0.95 * b[i]).collect();
+        let norm = u.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let lr = 0.02 * 1.5f64.sqrt();
+        for i in 0..6 {
+            assert!((buf[i] - b[i]).abs() < 1e-12);
+            let want = (1.0 - 0.02 * 0.1) - lr * u[i] / norm;
+            assert!((p[i] - want).abs() < 1e-6, "{i}: {} {want}", p[i]);
+        }
+    }
+
+    #[test]
+    fn float64_rounds_to_bfloat16_once_through_round_to_odd() {
+        // 1 + 2^-8 is a bfloat16 tie (to even: 1); a float64 just above it must round up,
+        // which rounding to float32 first (to nearest: the tie itself) would lose.
+        let above = 1.0 + 2f64.powi(-8) + 2f64.powi(-40);
+        assert_eq!(Bf16::from_f32(above as f32).to_f32(), 1.0);
+        assert_eq!(
+            f64::from(Bf16::from_f32(above.to_f32_odd()).to_f32()),
+            1.0 + 2f64.powi(-7)
+        );
+        let below = 1.0 + 2f64.powi(-8) - 2f64.powi(-40);
+        assert_eq!(Bf16::from_f32(below.to_f32_odd()).to_f32(), 1.0);
+        for x in [0.1f64, -3.7, 1e-30, -1.0 / 3.0] {
+            let odd = x.to_f32_odd();
+            // inexact: the odd one of the two float32 neighbours of x
+            assert!(odd.to_bits() & 1 == 1, "{x}");
+            assert!(
+                (f64::from(odd) - x).abs() <= x.abs() * 2f64.powi(-23),
+                "{x}"
+            );
+        }
+        assert_eq!(65504.0f64.to_f32_odd(), 65504.0);
+    }
+
+    #[test]
+    fn adjusted_lr_follows_torch() {
+        assert_eq!(adjusted_lr(1.0, AdjustLr::Original, 8, 2), 2.0);
+        assert_eq!(adjusted_lr(1.0, AdjustLr::Original, 2, 8), 1.0);
+        assert_eq!(adjusted_lr(1.0, AdjustLr::SpectralUnclamped, 2, 8), 0.5);
+        assert!((adjusted_lr(1.0, AdjustLr::MatchRmsAdamw, 2, 25) - 1.0).abs() < 1e-15);
+    }
+}
