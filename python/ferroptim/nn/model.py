@@ -210,13 +210,7 @@ class MLP:
     # -- inputs ---------------------------------------------------------------------------
 
     def _check_X(self, X: Any, name: str = "X", finite: bool = True) -> np.ndarray:
-        if not isinstance(X, np.ndarray):
-            X = _data.as_array(X, self.dtype if _data.is_frame(X) else None)
-        if X.dtype != self.dtype:
-            raise TypeError(
-                f"{name} has dtype {X.dtype}, expected {self.dtype} like the model "
-                f"(convert once with {name}.astype(np.{self.dtype}))"
-            )
+        X = _model_dtype(X, self.dtype, name)
         if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
             raise ValueError(f"{name} has shape {X.shape}, expected (m, {self.layer_sizes[0]})")
         if X.shape[0] == 0:
@@ -305,7 +299,8 @@ class MLP:
         docstring — and its gradient ``{"W1": dJ/dW1, ...}``, written into ``self.grads``
         (the same arrays every call: copy what you keep).
 
-        X: (m, n_0) of the model's dtype. Y: see :meth:`fit`. Cost in nats per example.
+        X: (m, n_0), converted to the model's dtype if needed (see :meth:`fit`). Y: see
+        :meth:`fit`. Cost in nats per example.
         """
         X = np.require(self._check_X(X), requirements=["C", "A"])
         Y = self._check_Y(Y, X.shape[0])
@@ -374,9 +369,12 @@ class MLP:
         epoch gets a fresh permutation and a fit stopped mid-epoch continues there.
 
         Args:
-            X: (m, n_0) of the model's dtype (``axis=1``: (n_0, m)); any layout, including
-                memory maps; a pandas DataFrame or pyarrow Table is converted once, column
-                by column, to the model's dtype. Or a :mod:`ferroptim.data` source
+            X: (m, n_0) (``axis=1``: (n_0, m)); any layout, including memory maps. Of the
+                model's dtype it is used as is; any other real dtype (float64 for a float32
+                model, integers, bools) is converted with one copy (``X.astype(dtype)``, once
+                per call: convert beforehand when calling fit repeatedly); complex, text and
+                object data are refused. A pandas DataFrame or pyarrow Table is converted
+                once, column by column, to the model's dtype. Or a :mod:`ferroptim.data` source
                 (``Parquet``, ``Sliced``) holding the labels too: ``Y`` omitted, streamed
                 in bounded memory, each epoch in the source's order (``shuffle``, ``seed``
                 and ``drop_last`` apply; rows are checked per chunk, before its batches
@@ -419,9 +417,11 @@ class MLP:
                 there (a time budget: ``lambda logs: logs["seconds"] >= budget``).
             max_steps: stop after this many updates (>= 0; None: no limit), possibly in
                 the middle of an epoch (``self.position`` says where).
-            progress: show a tqdm progress bar (if tqdm is installed): epochs (fractional
-                between Rust calls), updates/s and an exponentially weighted average of the
-                batch cost.
+            progress: show a tqdm progress bar counting this fit's updates (advanced
+                after each Rust call: set ``steps_per_execution`` to see it move within an
+                epoch), with the epoch, updates/s and an exponentially weighted average of
+                the batch cost. Without tqdm it warns (``UserWarning``: ``pip install
+                ferroptim[demo]``) and trains without a bar.
             timing: record the seconds spent in gather / forward / backward / step per
                 epoch in ``history.timing`` (a few clock reads per batch).
             check_input: check X and Y for NaN/infinity and labels for range before
@@ -470,16 +470,10 @@ class MLP:
 
     def _fit_data(self, X: Any, Y: Any, transposed: bool, check: bool) -> tuple:
         """X and Y as fit trains on them: X unchanged (checked), Y in the core's form."""
-        if not isinstance(X, np.ndarray):
-            X = _data.as_array(X, self.dtype if _data.is_frame(X) else None)
+        X = _model_dtype(X, self.dtype, "X")
         if not isinstance(Y, np.ndarray):
             Y = np.asarray(Y)
         n0, k = self.layer_sizes[0], self.n_outputs
-        if X.dtype != self.dtype:
-            raise TypeError(
-                f"X has dtype {X.dtype}, expected {self.dtype} like the model "
-                f"(convert once with X.astype(np.{self.dtype}))"
-            )
         if transposed:
             if X.ndim != 2 or X.shape[0] != n0:
                 raise ValueError(f"X has shape {X.shape}, expected ({n0}, m) with axis=1")
@@ -588,3 +582,23 @@ def _all_finite(a: np.ndarray) -> bool:
         return bool(_core.Network.all_finite(a))
     rows = max(1, (1 << 22) // max(1, a[:1].size))
     return all(bool(np.isfinite(a[i : i + rows]).all()) for i in range(0, a.shape[0], rows))
+
+
+def _model_dtype(X: Any, dtype: np.dtype, name: str) -> np.ndarray:
+    """X as an array of the model's ``dtype``: a frame converted column by column, any other
+    real dtype (float64 given to a float32 model, integers, bools) with one ``astype`` copy
+    that keeps X's memory layout; X itself when it already has ``dtype``.
+
+    Raises:
+        TypeError: complex, text, object or other non-numeric data, naming ``name``.
+    """
+    if not isinstance(X, np.ndarray):
+        X = _data.as_array(X, dtype if _data.is_frame(X) else None)
+    if X.dtype == dtype:
+        return X
+    if X.dtype.kind not in "fiub":
+        raise TypeError(
+            f"{name} has dtype {X.dtype}, expected real numbers (float, integer or bool) to "
+            f"convert to the model's {dtype}"
+        )
+    return X.astype(dtype, order="K")
