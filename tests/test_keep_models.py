@@ -118,7 +118,9 @@ def test_bad_files_are_refused_with_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="holds 'keras', not a ferroptim.nn.MLP file"):
         fo.nn.load(tmp_path / "other.npz")
     _rewrite_header(good, tmp_path / "newer.npz", lambda h: h.update(version=2))
-    with pytest.raises(ValueError, match="newer ferroptim .file format version 2; this one reads versions up to 1"):
+    with pytest.raises(
+        ValueError, match="newer ferroptim .file format version 2; this one reads versions up to 1"
+    ):
         fo.nn.load(tmp_path / "newer.npz")
     with pytest.raises(FileNotFoundError):
         fo.nn.load(tmp_path / "missing.npz")
@@ -260,7 +262,9 @@ def test_validation_split_holds_out_the_last_rows(axis):
     a, b = (MLP([3, 5, 2], output="softmax", seed=1) for _ in range(2))
     Xa = X.T if axis else X
     ha = a.fit(Xa, y, fo.Adam(a.params), batch_size=10, epochs=2, validation_split=0.3, axis=axis)
-    hb = b.fit(X[:cut], y[:cut], fo.Adam(b.params), batch_size=10, epochs=2, validation_data=(X[cut:], y[cut:]))
+    hb = b.fit(
+        X[:cut], y[:cut], fo.Adam(b.params), batch_size=10, epochs=2, validation_data=(X[cut:], y[cut:])
+    )
     np.testing.assert_array_equal(ha.costs, hb.costs)
     np.testing.assert_array_equal(ha.val_costs, hb.val_costs)
     np.testing.assert_array_equal(ha.val_accuracy, hb.val_accuracy)

@@ -187,7 +187,9 @@ class ModelCheckpoint(_Callback):
         try:
             self.filepath = os.fspath(filepath)
         except TypeError:
-            raise TypeError(f"ModelCheckpoint: filepath must be a path, got {type(filepath).__name__}") from None
+            raise TypeError(
+                f"ModelCheckpoint: filepath must be a path, got {type(filepath).__name__}"
+            ) from None
         self.mode = _mode("ModelCheckpoint", monitor, mode)
         self.monitor, self.save_best_only, self.optimizer = monitor, bool(save_best_only), optimizer
         if optimizer is not None:
@@ -203,7 +205,9 @@ class ModelCheckpoint(_Callback):
 
     def __call__(self, epoch: int, logs: dict) -> bool:
         if self.model is None:
-            raise RuntimeError("ModelCheckpoint: pass it to MLP.fit(callbacks=[...]), which gives it the model")
+            raise RuntimeError(
+                "ModelCheckpoint: pass it to MLP.fit(callbacks=[...]), which gives it the model"
+            )
         if self.save_best_only:
             current = _monitored(self.monitor, logs)
             if current is None:

@@ -344,6 +344,7 @@ class MLP:
         drop_last: bool = False,
         axis: int = 0,
         validation_data: Any = None,
+        validation_split: float = 0.0,  # issue 31 item 4 (keeping models)
         callbacks: Sequence[Callable[[int, dict], Any]] = (),
         steps_per_execution: Optional[int] = None,
         batch_callbacks: Sequence[Callable[[dict], Any]] = (),
@@ -400,9 +401,15 @@ class MLP:
                 evaluated after each epoch:
                 ``history.val_costs`` (data cost) and, for classifiers,
                 ``history.val_accuracy``.
+            validation_split: a fraction in [0, 1) of the examples held out as
+                ``validation_data``, as Keras does: the LAST ``m - floor(m * (1 - split))``
+                examples in the given order (before any shuffle); not with
+                ``validation_data`` nor a :mod:`ferroptim.data` source.
             callbacks: each called as ``cb(epoch, logs)`` after every epoch, ``logs`` a
                 dict with ``"epoch", "cost", "val_cost", "val_accuracy", "lr", "seconds"``;
-                a callback that returns True stops training (early stopping). A
+                a callback that returns True stops training (early stopping:
+                :class:`~ferroptim.nn.EarlyStopping`, checkpoints:
+                :class:`~ferroptim.nn.ModelCheckpoint`). A
                 ``ReduceLROnPlateau`` goes in as ``lambda e, logs: plateau.step(logs["val_cost"])``.
             steps_per_execution: at most this many updates per Rust call (>= 1; None: the
                 rest of the epoch), as Keras' ``steps_per_execution``: Python gets control
@@ -445,9 +452,17 @@ class MLP:
                 handler of your own) is left in place and called as usual — if it raises,
                 training stops after the current update and its exception propagates.
         """
+        from .callbacks import _begin, _validation_split  # issue 31 item 4
         from .training import _Fit
 
-        return _Fit(
+        # -- issue 31 item 4: validation_split, and the built-in callbacks get the model --
+        if validation_split:
+            X, Y, validation_data = _validation_split(self, X, Y, validation_split, validation_data, axis)
+        elif validation_split != 0:
+            raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
+        # -- end of item 4's block --
+
+        fit = _Fit(
             self,
             X,
             Y,
@@ -466,7 +481,9 @@ class MLP:
             progress=progress,
             timing=timing,
             check_input=check_input,
-        ).run()
+        )
+        _begin(callbacks, self)  # issue 31 item 4
+        return fit.run()
 
     def _fit_data(self, X: Any, Y: Any, transposed: bool, check: bool) -> tuple:
         """X and Y as fit trains on them: X unchanged (checked), Y in the core's form."""
@@ -539,6 +556,85 @@ class MLP:
         for k, a in arrays.items():
             self.params[k][...] = a
         self.epoch, self.position, self.seed = epoch, position, seed
+
+    # -- keeping, evaluating, checking and exporting (issue 31 items 4, 6, 7) ---------------
+
+    def save(self, path: Any, optimizer: Any = None) -> None:
+        """Saves the model to ``path`` in a safe format (no pickle), atomically.
+
+        The file is an ``.npz`` archive: the parameters and other arrays of
+        :meth:`state_dict`, and a JSON header with the format version, the architecture
+        (``layer_sizes``, activations, dtype, ``alpha``, ``init``), ``epoch``,
+        ``position`` and ``seed``. It is written to a temporary file in the same folder,
+        flushed, then renamed over ``path`` (``os.replace``): readers see the old file or
+        the new, never part of one. :func:`ferroptim.nn.load` reads it back; the loaded
+        model predicts the same bits and its :meth:`fit` continues bit for bit.
+
+        Args:
+            path: the file to write (any name; ``.npz`` by convention).
+            optimizer: a ferroptim optimizer built on ``model.params`` whose state (step
+                counts, moment buffers) to save too; restore it with
+                :func:`ferroptim.nn.load_optimizer_state` into an optimizer built with the
+                same hyper-parameters on the loaded model's ``params``.
+        """
+        from .persist import save
+
+        save(self, path, optimizer)
+
+    def evaluate(self, X: Any, Y: Any) -> dict:
+        """The model's data cost on ``(X, Y)`` and, for classifiers, its accuracy, as a dict
+        ``{"cost": J, "accuracy": acc}`` (Keras' ``evaluate`` returns the list
+        ``[loss, accuracy]``; a dict names them). ``J`` is :meth:`cost` (the mean data cost,
+        no L2 penalty: nats per example for the cross-entropies, ``1/(2 m k) sum (a - y)^2``
+        for identity outputs); ``accuracy`` (sigmoid and softmax outputs only) is the
+        fraction of examples whose prediction equals the label (:meth:`score`). X may be a
+        :mod:`ferroptim.data` source holding the labels (``Y=None``)."""
+        from ..data import _fit as _data
+
+        if _data.is_source(X):
+            if Y is not None:
+                raise TypeError("evaluate: a ferroptim.data source holds its labels; pass it alone (Y=None)")
+            cost, acc = _data.evaluator(self, X)()
+        else:
+            cost = self.cost(X, Y)
+            acc = None if self.output == "identity" else self.score(X, Y)
+        out = {"cost": float(cost)}
+        if acc is not None:
+            out["accuracy"] = float(acc)
+        return out
+
+    def gradient_check(self, X: Any, Y: Any, eps: float = 1e-7) -> dict:
+        """Compares :meth:`loss_and_grad`'s gradients with centred differences, per parameter,
+        as the course teaches: ``{name: ||g - g_approx||_2 / (||g||_2 + ||g_approx||_2)}``
+        with ``g_approx_i = (J(theta + eps e_i) - J(theta - eps e_i)) / (2 eps)``, ``J`` the
+        cost with the L2 penalty. Computed in float64 on a float64 copy of the model
+        (``self`` is not modified); about ``1e-7`` or less means the gradient is right,
+        ``1e-3`` or more that it is wrong. Two forward passes per parameter element: use a
+        small network and batch.
+
+        Args:
+            X, Y: a batch, as for :meth:`loss_and_grad` (converted to float64).
+            eps: the step in parameter units, in (0, 1).
+        """
+        from .gradcheck import gradient_check
+
+        return gradient_check(self, X, Y, eps)
+
+    def to_onnx(self, opset: int = 13) -> Any:
+        """The network as an ONNX model (``onnx.ModelProto``; needs ``pip install
+        ferroptim[onnx]``): input ``"X"`` (m, n_0) of the model's dtype, per layer a
+        ``Gemm`` (``Z_l = A_{l-1} W_l + b_l``) and the activation (``Relu``,
+        ``LeakyRelu(alpha=0.01)``, ``Tanh``, ``Sigmoid`` or ``Identity``), and output
+        ``"Y"`` (m, n_L): :meth:`forward`'s values (the output activation applied: sigmoid,
+        softmax over axis 1, or identity). Run it with onnxruntime:
+        ``InferenceSession(model.to_onnx().SerializeToString()).run(None, {"X": X})[0]``.
+
+        Args:
+            opset: the ONNX operator set version (>= 9).
+        """
+        from .onnx_export import to_onnx
+
+        return to_onnx(self, opset)
 
     # -- pickle and copy.deepcopy, through the state_dict ---------------------------------
 

@@ -164,7 +164,12 @@ def load(path: Any) -> MLP:
         model.__setstate__(
             {
                 "architecture": arch,
-                "state_dict": {"params": params, "epoch": sd["epoch"], "position": sd["position"], "seed": sd["seed"]},
+                "state_dict": {
+                    "params": params,
+                    "epoch": sd["epoch"],
+                    "position": sd["position"],
+                    "seed": sd["seed"],
+                },
                 "extra": {"init": header.get("init", "he")},
             }
         )
@@ -178,7 +183,9 @@ def load_optimizer_state(path: Any, optimizer: Any) -> None:
     """See :func:`ferroptim.nn.load_optimizer_state`."""
     header, arrays = _read(path)
     if header.get("optimizer") is None:
-        raise ValueError(f"{os.fspath(path)!r} holds no optimizer state (save it with model.save(path, optimizer=opt))")
+        raise ValueError(
+            f"{os.fspath(path)!r} holds no optimizer state (save it with model.save(path, optimizer=opt))"
+        )
     saved = _decode(header["optimizer"], arrays)
     sd = optimizer.state_dict()
     sd["state"] = saved["state"]
