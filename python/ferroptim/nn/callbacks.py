@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from numbers import Real
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -22,6 +21,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .model import MLP
 
+_NUMBER = (int, float, np.integer, np.floating)
 _ALIASES = {"loss": "cost", "val_loss": "val_cost", "val_acc": "val_accuracy"}
 
 
@@ -108,9 +108,9 @@ class EarlyStopping(_Callback):
         from ._args import _int
 
         self.mode = _mode("EarlyStopping", monitor, mode)
-        if isinstance(min_delta, bool) or not isinstance(min_delta, Real) or math.isnan(min_delta):
+        if isinstance(min_delta, bool) or not isinstance(min_delta, _NUMBER) or math.isnan(min_delta):
             raise TypeError(f"EarlyStopping: min_delta must be a number, got {min_delta!r}")
-        if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, Real)):
+        if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, _NUMBER)):
             raise TypeError(f"EarlyStopping: baseline must be a number or None, got {baseline!r}")
         self.monitor = monitor
         self.min_delta = abs(float(min_delta))
@@ -237,7 +237,7 @@ def _validation_split(model: MLP, X: Any, Y: Any, split: Any, validation_data: A
     from ..data import _fit as _data
     from .model import _model_dtype
 
-    if isinstance(split, bool) or not isinstance(split, Real) or not 0 <= split < 1:
+    if isinstance(split, bool) or not isinstance(split, _NUMBER) or not 0 <= split < 1:
         raise ValueError(f"validation_split must be a number in [0, 1), got {split!r}")
     if validation_data is not None:
         raise ValueError("pass validation_data or validation_split, not both")
