@@ -231,6 +231,14 @@ def test_model_checkpoint_saves_each_epoch_with_keras_names(tmp_path):
     assert opt2.state_dict()["state"][0]["step"] == 4
 
 
+def test_callbacks_given_as_a_generator_get_the_model(tmp_path):
+    X, y = _data()
+    model = MLP([3, 4, 2], output="softmax", seed=0)
+    ck = ModelCheckpoint(tmp_path / "m.npz", monitor="loss")
+    model.fit(X, y, fo.Adam(model.params), callbacks=(cb for cb in [ck]))
+    assert ck.model is model and fo.nn.load(tmp_path / "m.npz").epoch == 1
+
+
 def test_model_checkpoint_save_best_only(tmp_path):
     ck = ModelCheckpoint(tmp_path / "best-{epoch}.npz", save_best_only=True)
     ck._begin(MLP([1, 1], seed=0))

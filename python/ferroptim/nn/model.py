@@ -482,7 +482,7 @@ class MLP:
             timing=timing,
             check_input=check_input,
         )
-        _begin(callbacks, self)  # issue 31 item 4
+        _begin(fit.callbacks, self)  # issue 31 item 4
         return fit.run()
 
     def _fit_data(self, X: Any, Y: Any, transposed: bool, check: bool) -> tuple:
