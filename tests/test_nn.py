@@ -536,7 +536,7 @@ def _snapshot(model, opt):
     "change,error,match",
     [
         (lambda X, Y: (X[:, :2], Y), ValueError, "X has shape"),
-        (lambda X, Y: (X.astype(np.float64), Y), TypeError, "X has dtype"),
+        (lambda X, Y: (X.astype(np.complex64), Y), TypeError, "X has dtype complex64, expected real"),
         (
             lambda X, Y: (np.where(np.arange(len(X))[:, None] == 7, np.nan, X).astype(np.float32), Y),
             ValueError,

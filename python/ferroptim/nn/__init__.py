@@ -31,11 +31,46 @@ from .model import History as History
 # isort: split
 from .model import MLP as MLP
 
-__all__ = ["MLP", "History"]
+# isort: split
+from .callbacks import EarlyStopping as EarlyStopping
+from .callbacks import ModelCheckpoint as ModelCheckpoint
+
+
+def load(path: object) -> MLP:
+    """The model :meth:`MLP.save` wrote to ``path``: the same architecture, parameters
+    (bit for bit), ``epoch``, ``position`` and ``seed``, so it predicts the same and its
+    :meth:`~MLP.fit` continues as if never saved. The file is read without pickle.
+
+    Raises:
+        ValueError: a truncated or damaged file, another format, or one written by a newer
+            ferroptim (its format version is named).
+        FileNotFoundError: no file at ``path``.
+    """
+    from .persist import load as _load
+
+    return _load(path)
+
+
+def load_optimizer_state(path: object, optimizer: object) -> None:
+    """Restores into ``optimizer`` the state :meth:`MLP.save` wrote with
+    ``optimizer=opt``: step counts and moment buffers, per parameter. Build ``optimizer``
+    as the saved one was (same class, hyper-parameters and schedule) on the loaded model's
+    ``params``; the hyper-parameters are the code's, not the file's.
+
+    Raises:
+        ValueError: the file holds no optimizer state, or one that does not fit
+            ``optimizer`` (checked before anything changes).
+    """
+    from .persist import load_optimizer_state as _load_state
+
+    _load_state(path, optimizer)
+
+
+__all__ = ["MLP", "History", "EarlyStopping", "ModelCheckpoint", "load", "load_optimizer_state"]
 
 # Pickles and the API reference name a class by its module: the public classes keep the path
 # they had before nn.py became a package (``ferroptim.nn.MLP``), so pickles made before and
 # after the split load either way, and the split stays an inner detail.
-for _name in __all__:
+for _name in ("MLP", "History", "EarlyStopping", "ModelCheckpoint"):
     globals()[_name].__module__ = __name__
 del _name

@@ -210,13 +210,7 @@ class MLP:
     # -- inputs ---------------------------------------------------------------------------
 
     def _check_X(self, X: Any, name: str = "X", finite: bool = True) -> np.ndarray:
-        if not isinstance(X, np.ndarray):
-            X = _data.as_array(X, self.dtype if _data.is_frame(X) else None)
-        if X.dtype != self.dtype:
-            raise TypeError(
-                f"{name} has dtype {X.dtype}, expected {self.dtype} like the model "
-                f"(convert once with {name}.astype(np.{self.dtype}))"
-            )
+        X = _model_dtype(X, self.dtype, name)
         if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
             raise ValueError(f"{name} has shape {X.shape}, expected (m, {self.layer_sizes[0]})")
         if X.shape[0] == 0:
@@ -305,7 +299,8 @@ class MLP:
         docstring — and its gradient ``{"W1": dJ/dW1, ...}``, written into ``self.grads``
         (the same arrays every call: copy what you keep).
 
-        X: (m, n_0) of the model's dtype. Y: see :meth:`fit`. Cost in nats per example.
+        X: (m, n_0), converted to the model's dtype if needed (see :meth:`fit`). Y: see
+        :meth:`fit`. Cost in nats per example.
         """
         X = np.require(self._check_X(X), requirements=["C", "A"])
         Y = self._check_Y(Y, X.shape[0])
@@ -349,6 +344,7 @@ class MLP:
         drop_last: bool = False,
         axis: int = 0,
         validation_data: Any = None,
+        validation_split: float = 0.0,  # issue 31 item 4 (keeping models)
         callbacks: Sequence[Callable[[int, dict], Any]] = (),
         steps_per_execution: Optional[int] = None,
         batch_callbacks: Sequence[Callable[[dict], Any]] = (),
@@ -374,9 +370,12 @@ class MLP:
         epoch gets a fresh permutation and a fit stopped mid-epoch continues there.
 
         Args:
-            X: (m, n_0) of the model's dtype (``axis=1``: (n_0, m)); any layout, including
-                memory maps; a pandas DataFrame or pyarrow Table is converted once, column
-                by column, to the model's dtype. Or a :mod:`ferroptim.data` source
+            X: (m, n_0) (``axis=1``: (n_0, m)); any layout, including memory maps. Of the
+                model's dtype it is used as is; any other real dtype (float64 for a float32
+                model, integers, bools) is converted with one copy (``X.astype(dtype)``, once
+                per call: convert beforehand when calling fit repeatedly); complex, text and
+                object data are refused. A pandas DataFrame or pyarrow Table is converted
+                once, column by column, to the model's dtype. Or a :mod:`ferroptim.data` source
                 (``Parquet``, ``Sliced``) holding the labels too: ``Y`` omitted, streamed
                 in bounded memory, each epoch in the source's order (``shuffle``, ``seed``
                 and ``drop_last`` apply; rows are checked per chunk, before its batches
@@ -402,9 +401,15 @@ class MLP:
                 evaluated after each epoch:
                 ``history.val_costs`` (data cost) and, for classifiers,
                 ``history.val_accuracy``.
+            validation_split: a fraction in [0, 1) of the examples held out as
+                ``validation_data``, as Keras does: the LAST ``m - floor(m * (1 - split))``
+                examples in the given order (before any shuffle); not with
+                ``validation_data`` nor a :mod:`ferroptim.data` source.
             callbacks: each called as ``cb(epoch, logs)`` after every epoch, ``logs`` a
                 dict with ``"epoch", "cost", "val_cost", "val_accuracy", "lr", "seconds"``;
-                a callback that returns True stops training (early stopping). A
+                a callback that returns True stops training (early stopping:
+                :class:`~ferroptim.nn.EarlyStopping`, checkpoints:
+                :class:`~ferroptim.nn.ModelCheckpoint`). A
                 ``ReduceLROnPlateau`` goes in as ``lambda e, logs: plateau.step(logs["val_cost"])``.
             steps_per_execution: at most this many updates per Rust call (>= 1; None: the
                 rest of the epoch), as Keras' ``steps_per_execution``: Python gets control
@@ -419,9 +424,11 @@ class MLP:
                 there (a time budget: ``lambda logs: logs["seconds"] >= budget``).
             max_steps: stop after this many updates (>= 0; None: no limit), possibly in
                 the middle of an epoch (``self.position`` says where).
-            progress: show a tqdm progress bar (if tqdm is installed): epochs (fractional
-                between Rust calls), updates/s and an exponentially weighted average of the
-                batch cost.
+            progress: show a tqdm progress bar counting this fit's updates (advanced
+                after each Rust call: set ``steps_per_execution`` to see it move within an
+                epoch), with the epoch, updates/s and an exponentially weighted average of
+                the batch cost. Without tqdm it warns (``UserWarning``: ``pip install
+                ferroptim[demo]``) and trains without a bar.
             timing: record the seconds spent in gather / forward / backward / step per
                 epoch in ``history.timing`` (a few clock reads per batch).
             check_input: check X and Y for NaN/infinity and labels for range before
@@ -445,9 +452,17 @@ class MLP:
                 handler of your own) is left in place and called as usual — if it raises,
                 training stops after the current update and its exception propagates.
         """
+        from .callbacks import _begin, _validation_split  # issue 31 item 4
         from .training import _Fit
 
-        return _Fit(
+        # -- issue 31 item 4: validation_split, and the built-in callbacks get the model --
+        if validation_split:
+            X, Y, validation_data = _validation_split(self, X, Y, validation_split, validation_data, axis)
+        elif validation_split != 0:
+            raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
+        # -- end of item 4's block --
+
+        fit = _Fit(
             self,
             X,
             Y,
@@ -466,20 +481,16 @@ class MLP:
             progress=progress,
             timing=timing,
             check_input=check_input,
-        ).run()
+        )
+        _begin(fit.callbacks, self)  # issue 31 item 4
+        return fit.run()
 
     def _fit_data(self, X: Any, Y: Any, transposed: bool, check: bool) -> tuple:
         """X and Y as fit trains on them: X unchanged (checked), Y in the core's form."""
-        if not isinstance(X, np.ndarray):
-            X = _data.as_array(X, self.dtype if _data.is_frame(X) else None)
+        X = _model_dtype(X, self.dtype, "X")
         if not isinstance(Y, np.ndarray):
             Y = np.asarray(Y)
         n0, k = self.layer_sizes[0], self.n_outputs
-        if X.dtype != self.dtype:
-            raise TypeError(
-                f"X has dtype {X.dtype}, expected {self.dtype} like the model "
-                f"(convert once with X.astype(np.{self.dtype}))"
-            )
         if transposed:
             if X.ndim != 2 or X.shape[0] != n0:
                 raise ValueError(f"X has shape {X.shape}, expected ({n0}, m) with axis=1")
@@ -546,6 +557,85 @@ class MLP:
             self.params[k][...] = a
         self.epoch, self.position, self.seed = epoch, position, seed
 
+    # -- keeping, evaluating, checking and exporting (issue 31 items 4, 6, 7) ---------------
+
+    def save(self, path: Any, optimizer: Any = None) -> None:
+        """Saves the model to ``path`` in a safe format (no pickle), atomically.
+
+        The file is an ``.npz`` archive: the parameters and other arrays of
+        :meth:`state_dict`, and a JSON header with the format version, the architecture
+        (``layer_sizes``, activations, dtype, ``alpha``, ``init``), ``epoch``,
+        ``position`` and ``seed``. It is written to a temporary file in the same folder,
+        flushed, then renamed over ``path`` (``os.replace``): readers see the old file or
+        the new, never part of one. :func:`ferroptim.nn.load` reads it back; the loaded
+        model predicts the same bits and its :meth:`fit` continues bit for bit.
+
+        Args:
+            path: the file to write (any name; ``.npz`` by convention).
+            optimizer: a ferroptim optimizer built on ``model.params`` whose state (step
+                counts, moment buffers) to save too; restore it with
+                :func:`ferroptim.nn.load_optimizer_state` into an optimizer built with the
+                same hyper-parameters on the loaded model's ``params``.
+        """
+        from .persist import save
+
+        save(self, path, optimizer)
+
+    def evaluate(self, X: Any, Y: Any) -> dict:
+        """The model's data cost on ``(X, Y)`` and, for classifiers, its accuracy, as a dict
+        ``{"cost": J, "accuracy": acc}`` (Keras' ``evaluate`` returns the list
+        ``[loss, accuracy]``; a dict names them). ``J`` is :meth:`cost` (the mean data cost,
+        no L2 penalty: nats per example for the cross-entropies, ``1/(2 m k) sum (a - y)^2``
+        for identity outputs); ``accuracy`` (sigmoid and softmax outputs only) is the
+        fraction of examples whose prediction equals the label (:meth:`score`). X may be a
+        :mod:`ferroptim.data` source holding the labels (``Y=None``)."""
+        from ..data import _fit as _data
+
+        if _data.is_source(X):
+            if Y is not None:
+                raise TypeError("evaluate: a ferroptim.data source holds its labels; pass it alone (Y=None)")
+            cost, acc = _data.evaluator(self, X)()
+        else:
+            cost = self.cost(X, Y)
+            acc = None if self.output == "identity" else self.score(X, Y)
+        out = {"cost": float(cost)}
+        if acc is not None:
+            out["accuracy"] = float(acc)
+        return out
+
+    def gradient_check(self, X: Any, Y: Any, eps: float = 1e-7) -> dict:
+        """Compares :meth:`loss_and_grad`'s gradients with centred differences, per parameter,
+        as the course teaches: ``{name: ||g - g_approx||_2 / (||g||_2 + ||g_approx||_2)}``
+        with ``g_approx_i = (J(theta + eps e_i) - J(theta - eps e_i)) / (2 eps)``, ``J`` the
+        cost with the L2 penalty. Computed in float64 on a float64 copy of the model
+        (``self`` is not modified); about ``1e-7`` or less means the gradient is right,
+        ``1e-3`` or more that it is wrong. Two forward passes per parameter element: use a
+        small network and batch.
+
+        Args:
+            X, Y: a batch, as for :meth:`loss_and_grad` (converted to float64).
+            eps: the step in parameter units, in (0, 1).
+        """
+        from .gradcheck import gradient_check
+
+        return gradient_check(self, X, Y, eps)
+
+    def to_onnx(self, opset: int = 13) -> Any:
+        """The network as an ONNX model (``onnx.ModelProto``; needs ``pip install
+        ferroptim[onnx]``): input ``"X"`` (m, n_0) of the model's dtype, per layer a
+        ``Gemm`` (``Z_l = A_{l-1} W_l + b_l``) and the activation (``Relu``,
+        ``LeakyRelu(alpha=0.01)`` (float64: ``Max(Z, 0.01 Z)``), ``Tanh``, ``Sigmoid`` or ``Identity``), and output
+        ``"Y"`` (m, n_L): :meth:`forward`'s values (the output activation applied: sigmoid,
+        softmax over axis 1, or identity). Run it with onnxruntime:
+        ``InferenceSession(model.to_onnx().SerializeToString()).run(None, {"X": X})[0]``.
+
+        Args:
+            opset: the ONNX operator set version (>= 9).
+        """
+        from .onnx_export import to_onnx
+
+        return to_onnx(self, opset)
+
     # -- pickle and copy.deepcopy, through the state_dict ---------------------------------
 
     def __getstate__(self) -> dict:
@@ -588,3 +678,23 @@ def _all_finite(a: np.ndarray) -> bool:
         return bool(_core.Network.all_finite(a))
     rows = max(1, (1 << 22) // max(1, a[:1].size))
     return all(bool(np.isfinite(a[i : i + rows]).all()) for i in range(0, a.shape[0], rows))
+
+
+def _model_dtype(X: Any, dtype: np.dtype, name: str) -> np.ndarray:
+    """X as an array of the model's ``dtype``: a frame converted column by column, any other
+    real dtype (float64 given to a float32 model, integers, bools) with one ``astype`` copy
+    that keeps X's memory layout; X itself when it already has ``dtype``.
+
+    Raises:
+        TypeError: complex, text, object or other non-numeric data, naming ``name``.
+    """
+    if not isinstance(X, np.ndarray):
+        X = _data.as_array(X, dtype if _data.is_frame(X) else None)
+    if X.dtype == dtype:
+        return X
+    if X.dtype.kind not in "fiub":
+        raise TypeError(
+            f"{name} has dtype {X.dtype}, expected real numbers (float, integer or bool) to "
+            f"convert to the model's {dtype}"
+        )
+    return X.astype(dtype, order="K")

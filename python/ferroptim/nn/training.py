@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -139,7 +140,7 @@ class _Fit:
         Ctrl-C: inside each Rust call (and each update of the Python path) it stops after the
         current update, the model's counters consistent (see ``_DeferredInterrupt``);
         elsewhere (callbacks, validation, the progress bar) it acts as in any Python code."""
-        self.bar = _progress_bar(self.progress, self.epochs)
+        self.bar = _progress_bar(self.progress, self._planned_updates())
         try:
             for _ in range(self.epochs):
                 if not self._epoch():
@@ -148,6 +149,16 @@ class _Fit:
             if self.bar is not None:
                 self.bar.close()
         return self._history()
+
+    def _planned_updates(self) -> int:
+        """The updates this fit makes if nothing stops it (the progress bar's total): the
+        current epoch's rest, then ``epochs - 1`` more of the current epoch's batch count,
+        at most ``max_steps``."""
+        if self.epochs == 0:
+            return 0
+        per_epoch = self.batches._num_batches(self.model.epoch)
+        total = per_epoch * self.epochs - self.model.position
+        return total if self.max_steps is None else min(total, self.max_steps)
 
     def _epoch(self) -> bool:
         """The model's current epoch from its position on, as calls of at most
@@ -205,7 +216,7 @@ class _Fit:
                 cost=f"{_ewa_cost(np.concatenate(epoch_costs)):.4g}",
                 updates_per_s=f"{len(costs) / max(spent, 1e-12):.3g}",
             )
-            self.bar.update(len(costs) / max(n_batches, 1))
+            self.bar.update(len(costs))
 
     def _after_epoch(self, epoch_costs: list, seconds: float, parts: np.ndarray) -> None:
         """An ended epoch's entries of the history, its validation and the epoch callbacks."""
@@ -331,11 +342,19 @@ def _ewa_cost(costs: np.ndarray, beta: float = 0.98) -> float:
     return float(ewa(np.asarray(costs, dtype=np.float64), beta)[-1])
 
 
-def _progress_bar(progress: bool, epochs: int) -> Any:
+def _progress_bar(progress: bool, updates: int) -> Any:
+    """A tqdm bar counting ``updates`` updates, or None; ``progress=True`` without tqdm
+    warns (once per fit) instead of silently showing nothing."""
     if not progress:
         return None
     try:
         from tqdm.auto import tqdm
     except ImportError:
+        warnings.warn(
+            "fit(progress=True) needs tqdm for its progress bar: pip install ferroptim[demo] "
+            "(or pip install tqdm); training without one",
+            UserWarning,
+            stacklevel=4,
+        )
         return None
-    return tqdm(total=epochs, unit="epoch")
+    return tqdm(total=updates, unit="update")

@@ -30,7 +30,8 @@ Beyond scikit-learn's values:
   ``[1, n_samples]`` — small batches to explore early, large ones to exploit late.
 
 Differences: no ``sample_weight``; dense input only (sparse matrices raise scikit-learn's
-``TypeError``); ``MLPRegressor(loss="poisson")`` is refused. The SGD solver is torch's
+``TypeError``); ``MLPRegressor(loss="poisson")`` is refused. ONNX export through skl2onnx
+after :func:`register_onnx_converters` (the ``onnx`` extra). The SGD solver is torch's
 (``b = momentum * b + g; p -= lr * b``, Nesterov ``p -= lr * (g + momentum * b)``), which
 equals scikit-learn's velocity form while the rate is constant; Adam is torch's, with
 ``epsilon`` outside the bias correction.
@@ -48,11 +49,19 @@ except ImportError as e:
         f"ferroptim.sklearn needs scikit-learn >= 1.6: pip install 'ferroptim[sklearn]' ({e})", name=e.name
     ) from e
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+# isort: split
+import sys as _sys
+
+from .onnx import register_onnx_converters
+
+__all__ = ["MLPClassifier", "MLPRegressor", "register_onnx_converters"]
+
+if "skl2onnx" in _sys.modules:  # already imported (and so cheap): register the converters now
+    register_onnx_converters()
 
 # Pickles, doctest and the API reference name a class by its module: the estimators keep the
 # path they had before sklearn.py became a package (``ferroptim.sklearn.MLPClassifier``), so
 # pickles made before and after the split load either way, and the split stays an inner detail.
-for _name in __all__:
+for _name in ("MLPClassifier", "MLPRegressor"):
     globals()[_name].__module__ = __name__
 del _name

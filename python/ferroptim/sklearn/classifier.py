@@ -51,12 +51,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         n_iter_no_change: epochs without improvement by ``tol`` before stopping.
         max_fun: only for ``"lbfgs"`` in scikit-learn; accepted and unused.
 
-    Attributes:
-        classes_, loss_, best_loss_, loss_curve_, validation_scores_,
-        best_validation_score_, t_, coefs_, intercepts_, n_features_in_,
-        feature_names_in_, n_iter_, n_layers_, n_outputs_, out_activation_: as in
-        scikit-learn. ``coefs_[i]`` is (n_units_i, n_units_{i+1}), the layout of
-        ``ferroptim.nn.MLP.params["W{i+1}"]``.
+    The fitted attributes are scikit-learn's (``classes_``, ``loss_``, ``best_loss_``,
+    ``loss_curve_``, ``validation_scores_``, ``best_validation_score_``, ``t_``, ``coefs_``,
+    ``intercepts_``, ``n_features_in_``, ``feature_names_in_``, ``n_iter_``, ``n_layers_``,
+    ``n_outputs_``, ``out_activation_``), so skl2onnx's converter reads them (see
+    :func:`register_onnx_converters`). ``coefs_[i]`` is (n_units_i, n_units_{i+1}), the layout
+    of ``ferroptim.nn.MLP.params["W{i+1}"]``.
 
     Example:
         >>> from sklearn.datasets import load_breast_cancer
