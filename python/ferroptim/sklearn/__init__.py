@@ -17,7 +17,9 @@ Beyond scikit-learn's values:
   ``betas=(beta_1, beta_2)``, ``eps=epsilon`` where it has them, ``beta=momentum`` for
   ``"momentum"``); or a ferroptim optimizer class or factory, called as
   ``solver(params, lr=learning_rate_init)`` (e.g. ``functools.partial(fo.RMSprop,
-  alpha=0.9)``). ``"lbfgs"`` is refused: use scikit-learn's estimator for it.
+  alpha=0.9)``). ``"lbfgs"`` is scikit-learn's: SciPy's L-BFGS-B over the packed
+  parameters (``max_iter`` iterations, ``max_fun`` evaluations, ``gtol=tol``), the cost
+  and gradient over the whole data from the fused network.
 - ``learning_rate``: ``"constant"``, ``"invscaling"`` (``lr = learning_rate_init /
   (t + 1) ** power_t`` after each epoch, ``t`` the samples seen) and ``"adaptive"``
   (``lr /= 5`` each time ``n_iter_no_change`` epochs fail to improve by ``tol``; stop

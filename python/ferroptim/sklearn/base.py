@@ -201,6 +201,12 @@ class _BaseMLP(BaseEstimator):
         self._shuffle_seed = int(self._random_state.randint(0, 2**31 - 1))
         self._best_coefs = [c.copy() for c in self.coefs_]
         self._best_intercepts = [b.copy() for b in self.intercepts_]
+        self._model = None
+        self._optimizer = None
+        self._optimizer_state = None
+        self._epoch = 0
+        if self.solver == "lbfgs":  # as scikit-learn: the per-epoch records are the stochastic solvers'
+            return
         self.loss_curve_ = []
         self._no_improvement_count = 0
         if self.early_stopping:
@@ -211,10 +217,6 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = np.inf
             self.validation_scores_ = None
             self.best_validation_score_ = None
-        self._model = None
-        self._optimizer = None
-        self._optimizer_state = None
-        self._epoch = 0
 
     # -- the optimizer ---------------------------------------------------------------------
 
@@ -258,11 +260,6 @@ class _BaseMLP(BaseEstimator):
 
     def _fit(self: _Estimator, X: ArrayLike, y: ArrayLike, incremental: bool = False) -> _Estimator:
         self._validate_params()
-        if self.solver == "lbfgs":
-            raise ValueError(
-                "solver='lbfgs' (full-batch L-BFGS) is not a mini-batch optimizer and ferroptim does not "
-                "offer it; use sklearn.neural_network's estimator for it, or a stochastic solver here"
-            )
         hidden: Any = self.hidden_layer_sizes
         if not hasattr(hidden, "__iter__"):
             hidden = [hidden]
@@ -289,6 +286,19 @@ class _BaseMLP(BaseEstimator):
             X = X.astype(model.dtype)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(model, X, y)
+        else:
+            self._fit_with_optimizer(model, X, y, incremental)
+        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
+        return self
+
+    def _fit_with_optimizer(self, model: MLP, X: np.ndarray, y: np.ndarray, incremental: bool) -> None:
+        """The stochastic solvers: a ferroptim optimizer over the network's epochs."""
         if not incremental or getattr(self, "_optimizer", None) is None:
             self._optimizer = self._make_optimizer(model.params)
             saved = getattr(self, "_optimizer_state", None)
@@ -299,12 +309,46 @@ class _BaseMLP(BaseEstimator):
             if self._uses_sklearn_schedule() and self.learning_rate == "invscaling" and self.t_ > 0:
                 self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
         self._fit_stochastic(model, X, y, incremental)
-        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may"
-                " contain large values and need to be preprocessed."
+
+    def _fit_lbfgs(self, model: MLP, X: np.ndarray, y: np.ndarray) -> None:
+        """``solver="lbfgs"`` as scikit-learn runs it — SciPy's L-BFGS-B over all the
+        parameters packed into one float64 vector, ``maxiter=max_iter``, ``maxfun=max_fun``,
+        ``gtol=tol`` — with the cost ``J = data cost + alpha/(2m) * sum ||W||^2`` and its
+        gradient over the whole data computed by the fused network (one Rust call each)."""
+        from scipy.optimize import minimize
+
+        X = np.ascontiguousarray(X)
+        Y = model._check_Y(self._targets(y, model.dtype), X.shape[0])
+        params = model._param_list()
+        names = [f"{p}{layer}" for layer in range(1, len(model.layer_sizes)) for p in "Wb"]
+        grads = [model.grads[n] for n in names]
+        bounds = np.cumsum([0] + [p.size for p in params])
+
+        def cost_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            for p, a, b in zip(params, bounds[:-1], bounds[1:]):
+                p.reshape(-1)[...] = theta[a:b]
+            cost = model._core.loss_and_grad(params, X, Y, grads)
+            return float(cost), np.concatenate([g.reshape(-1) for g in grads]).astype(np.float64)
+
+        theta0 = np.concatenate([p.reshape(-1) for p in params]).astype(np.float64)
+        res = minimize(
+            cost_and_grad,
+            theta0,
+            method="L-BFGS-B",
+            jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+        )
+        cost_and_grad(res.x)  # the parameters at the solution (the last call may be another)
+        if res.status != 0:
+            warnings.warn(
+                f"lbfgs failed to converge after {res.nit} iteration(s) (status={res.status}): "
+                f"{res.message}. Increase the number of iterations (max_iter) or scale the data.",
+                ConvergenceWarning,
+                stacklevel=4,
             )
-        return self
+        self.n_iter_ = min(int(res.nit), self.max_iter)
+        self.t_ = X.shape[0] * self.n_iter_
+        self.loss_ = float(res.fun)
 
     def _targets(self, y: np.ndarray, dtype: np.dtype) -> np.ndarray:
         """y as ferroptim.nn trains on it: class indices for softmax, else floats (m, k)."""

@@ -49,7 +49,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         validation_fraction: the held-out fraction, in [0, 1).
         beta_1, beta_2, epsilon: Adam's (and the Adam family's) ``betas`` and ``eps``.
         n_iter_no_change: epochs without improvement by ``tol`` before stopping.
-        max_fun: only for ``"lbfgs"`` in scikit-learn; accepted and unused.
+        max_fun: the most cost evaluations of ``"lbfgs"`` (unused by the other solvers).
 
     The fitted attributes are scikit-learn's (``classes_``, ``loss_``, ``best_loss_``,
     ``loss_curve_``, ``validation_scores_``, ``best_validation_score_``, ``t_``, ``coefs_``,
