@@ -622,3 +622,25 @@ def test_ctrl_c_stops_after_a_complete_update_and_fit_continues_there(how):
     b.fit(X, Y, ob, batch_size=8, epochs=epochs)
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
+
+
+@pytest.mark.parametrize("line_search", [None, "strong_wolfe"])
+def test_fit_with_lbfgs_is_full_batch_steps_equal_to_the_loop(line_search):
+    sizes = [3, 8, 2]
+    X, Y = _problem(sizes, "softmax", 300, np.float64, seed=4)
+    kw = dict(lr=0.5 if line_search is None else 1.0, max_iter=5, line_search_fn=line_search)
+    a, b = (MLP(sizes, output="softmax", dtype=np.float64, seed=2) for _ in range(2))
+    h = a.fit(X, Y, fo.LBFGS(a.params, **kw), batch_size=None, epochs=4)
+    opt = fo.LBFGS(b.params, **kw)
+    costs = []
+    for _ in range(4):
+        costs.append(opt.step(lambda: b.loss_and_grad(X, Y)))
+    np.testing.assert_array_equal(h.costs, costs)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    assert a.epoch == 4 and a.position == 0
+    assert h.epoch_costs[-1] < h.epoch_costs[0]
+    with pytest.raises(ValueError, match="LBFGS takes the cost and gradient of the whole data"):
+        a.fit(X, Y, fo.LBFGS(a.params), batch_size=32)
+    with pytest.raises(ValueError, match="other arrays than model.params"):
+        a.fit(X, Y, fo.LBFGS([p.copy() for p in a.params.values()]), batch_size=None)

@@ -390,7 +390,10 @@ class MLP:
                 ``max_grad_norm`` and ``nan_policy`` apply. A wrapper
                 (``GradientAccumulation``, ``Lookahead``, ``DistributedOptimizer``) is
                 accepted too and trains through the slower path: one Python iteration per
-                batch, ``wrapper.step(model.loss_and_grad(Xb, Yb)[1])``.
+                batch, ``wrapper.step(model.loss_and_grad(Xb, Yb)[1])``. :class:`ferroptim.LBFGS`
+                (with ``batch_size=None``) takes one ``step`` per epoch over the whole data,
+                each cost and gradient one Rust call; ``history.costs`` holds each step's
+                first cost.
             batch_size: examples per batch (>= 1), or None for the whole set (batch
                 gradient descent).
             epochs: epochs to train (>= 0); the first one finishes an epoch a previous fit

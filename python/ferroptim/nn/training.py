@@ -14,7 +14,7 @@ import numpy as np
 
 from ..batches import MiniBatches
 from ..data import _fit as _data
-from ..optim import Optimizer
+from ..optim import LBFGS, Optimizer
 from ..wrappers import _Wrapper
 from ._args import _U64_MAX, _callables, _int
 from ._interrupt import _DeferredInterrupt
@@ -55,8 +55,16 @@ class _Fit:
         check_input: bool,
     ) -> None:
         wrapped = isinstance(optimizer, _Wrapper)
-        if not (isinstance(optimizer, Optimizer) or wrapped):
+        lbfgs = isinstance(optimizer, LBFGS)
+        if not (isinstance(optimizer, Optimizer) or wrapped or lbfgs):
             raise TypeError(f"optimizer must be a ferroptim optimizer, got {type(optimizer).__name__}")
+        if lbfgs and _data.is_source(X):
+            raise ValueError("optimizer: LBFGS evaluates the whole data at each step; give X and Y as arrays")
+        if lbfgs and batch_size is not None:
+            raise ValueError(
+                "optimizer: LBFGS takes the cost and gradient of the whole data at each step; "
+                f"pass batch_size=None (got {batch_size!r})"
+            )
         epochs = _int("epochs", epochs, 0)
         if epochs and model.epoch > _U64_MAX:
             raise ValueError(f"model.epoch {model.epoch} is past the last epoch, 2**64 - 1")
@@ -108,14 +116,17 @@ class _Fit:
             self.validation = (Xv, model._check_Y(Yv, Xv.shape[0], "validation_data Y"), Yv)
         self.callbacks = _callables("callbacks", callbacks)
         self.batch_callbacks = _callables("batch_callbacks", batch_callbacks)
-        if wrapped:
-            ids = {id(a) for a in optimizer._arrays()}
+        if wrapped or lbfgs:
+            ids = {id(a) for a in (optimizer._params if lbfgs else optimizer._arrays())}
             if ids != {id(p) for p in params}:
                 raise ValueError(
                     "optimizer: it was built on other arrays than model.params; build it on "
                     "model.params (the same arrays, not copies)"
                 )
-            optimizer._check_groups()
+            if lbfgs:
+                optimizer._group()
+            else:
+                optimizer._check_groups()
             inner = optimizer
             while isinstance(inner, _Wrapper):
                 inner = inner.optimizer
@@ -128,7 +139,9 @@ class _Fit:
         self.transposed, self.y_transposed, self.labels = transposed, y_transposed, labels
         self.epochs, self.steps_per_execution, self.max_steps = epochs, steps_per_execution, max_steps
         self.progress, self.timing = progress, bool(timing)
-        self.updates: Callable[[int], tuple] = self._python_updates if wrapped else self._rust_updates
+        self.updates: Callable[[int], tuple] = (
+            self._lbfgs_updates if lbfgs else self._python_updates if wrapped else self._rust_updates
+        )
         self.h: dict[str, list] = {k: [] for k in _HISTORY_KEYS}
         self.t_parts: dict[str, list[float]] = {k: [] for k in _TIMING_PARTS}
         self.total_updates, self.train_seconds, self.stop = 0, 0.0, False
@@ -299,6 +312,30 @@ class _Fit:
             if err is not None:
                 raise err
         return costs, (np.asarray(parts) if parts is not None else None)
+
+    def _lbfgs_updates(self, count: int) -> tuple:
+        """LBFGS: each update one ``optimizer.step`` (up to its ``max_iter`` iterations) over
+        the whole data, the cost and gradient of each evaluation one Rust call; the cost is
+        the step's first (torch's LBFGS returns it). Ctrl-C is held until the step is done."""
+        model, batches = self.model, self.batches
+        X, Y = batches._arrays[0], batches._arrays[1]
+        if self.transposed:
+            X = X.T
+            Y = Y if self.labels or Y.ndim == 1 else Y.T
+        X = np.require(X, requirements=["C", "A"])
+        Y = np.require(Y, requirements=["C", "A"]) if isinstance(Y, np.ndarray) else Y
+        names = [f"{p}{layer}" for layer in range(1, len(model.layer_sizes)) for p in "Wb"]
+        grads = [model.grads[n] for n in names]
+
+        def closure() -> tuple:
+            return model._core.loss_and_grad(self.params, X, Y, grads), grads
+
+        costs = []
+        for _ in range(count):
+            with _DeferredInterrupt():
+                costs.append(float(self.optimizer.step(closure)))
+                model._position += 1
+        return np.asarray(costs, dtype=np.float64), None
 
     def _python_updates(self, count: int) -> tuple:
         """The slower path for optimizer wrappers: ``count`` updates as
