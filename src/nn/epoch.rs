@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Inputs, Mlp, NnFloat, Targets, Workspace};
+use super::{DropKey, Inputs, Mlp, NnFloat, Targets, Workspace};
 use crate::data::{Buffer, Job, Order, Source};
 use crate::error::{try_filled, Error, Result};
 
@@ -40,6 +40,9 @@ pub struct EpochData<'a> {
     /// Y's batches are `(k, rows)` (sampled along axis 1).
     pub y_transposed: bool,
     pub labels: bool,
+    /// Dropout's `(seed, epoch, offset)`: batch `j` draws the masks of
+    /// [`DropKey`] `(seed, epoch, offset + j)`; None: no dropout.
+    pub dropout: Option<(u64, u64, u64)>,
 }
 
 /// The update of one batch: `step(params, grads)`.
@@ -256,7 +259,12 @@ pub fn train_epoch<T: NnFloat>(
             let t1 = clock();
             let mut phases = [0.0; 2];
             let timed = timing.is_some().then_some(&mut phases);
-            let (cost, penalty) = net.cost_and_grad(ws, &*params, inputs, y, grads, timed)?;
+            let key = data.dropout.map(|(seed, epoch, offset)| DropKey {
+                seed,
+                epoch,
+                position: offset.wrapping_add(j as u64),
+            });
+            let (cost, penalty) = net.cost_and_grad(ws, &*params, inputs, y, grads, timed, key)?;
             prefetch(j + 1, 1);
             prefetch(j + 1, 2);
             let t3 = clock();

@@ -10,7 +10,7 @@ use super::pointwise::{
     sigmoid_delta_and_terms,
 };
 use super::workspace::{claim, locked, owned, BlockFn, Blocks, Buffers};
-use super::{Activation, Inputs, Mlp, NnFloat, Output, Targets, Workspace};
+use super::{Activation, DropKey, Inputs, Mlp, NnFloat, Output, Targets, Workspace};
 use crate::error::{Error, Result};
 
 /// `acc += part`, element by element.
@@ -18,6 +18,30 @@ fn add_into<T: NnFloat, G: AsMut<[T]>>(acc: &mut [G], part: &[Vec<T>]) {
     for (a, p) in acc.iter_mut().zip(part) {
         for (x, &y) in a.as_mut().iter_mut().zip(p) {
             *x += y;
+        }
+    }
+}
+
+/// `v *= mask / keep_prob` for the rows of hidden layer `l` in `block` (`n` units a row,
+/// the first being row `row0` of the batch): the mask of [`Mlp::keep`], `keep_prob = 1 -
+/// rate`; a dropped value becomes `v * 0`.
+pub(super) fn dropout_rows<T: NnFloat>(
+    block: &mut [T],
+    n: usize,
+    key: DropKey,
+    l: usize,
+    row0: usize,
+    rate: f64,
+) {
+    let scale: T = Mlp::keep_scale(rate);
+    for (i, row) in block.chunks_exact_mut(n).enumerate() {
+        let rk = key.row_key(l, row0 + i);
+        for (j, v) in row.iter_mut().enumerate() {
+            *v *= if Mlp::keep(rk, j, rate) {
+                scale
+            } else {
+                T::ZERO
+            };
         }
     }
 }
@@ -48,7 +72,7 @@ impl Mlp {
         let last = self.layers() - 1;
         if plan.count == 1 {
             let buf = owned(&mut ws.blocks[0]);
-            self.forward_block(buf, params, inputs.part(0..rows, n0), true);
+            self.forward_block(buf, params, inputs.part(0..rows, n0), true, None);
             out.copy_from_slice(&buf.acts[last][..rows * k]);
             return Ok(());
         }
@@ -57,7 +81,7 @@ impl Mlp {
         on_pool(plan.count, &|b| {
             let r = plan.rows_of(b);
             let mut buf = claim(slots);
-            self.forward_block(&mut buf, params, inputs.part(r.clone(), n0), false);
+            self.forward_block(&mut buf, params, inputs.part(r.clone(), n0), false, None);
             // SAFETY: the blocks' rows are disjoint parts of `out`, borrowed mutably for
             // this call.
             let dst = unsafe {
@@ -83,11 +107,11 @@ impl Mlp {
         let (m, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
         if plan.count == 1 {
             let buf = owned(&mut ws.blocks[0]);
-            self.forward_block(buf, params, inputs.part(0..m, n0), true);
+            self.forward_block(buf, params, inputs.part(0..m, n0), true, None);
             return self.cost_block(buf, m, y, m);
         }
         Self::over_groups(ws, &plan, workers, &|buf, _, _, r| {
-            self.forward_block(buf, params, inputs.part(r.clone(), n0), false);
+            self.forward_block(buf, params, inputs.part(r.clone(), n0), false, None);
             self.cost_block(buf, r.len(), y.part(r, k), m)
         });
         Self::sum_groups::<T, Vec<T>>(ws, &plan, None)
@@ -105,7 +129,23 @@ impl Mlp {
         y: Targets<'_, T>,
         grads: &mut [G],
     ) -> Result<f64> {
-        let (cost, penalty) = self.cost_and_grad(ws, params, inputs, y, grads, None)?;
+        self.loss_and_grad_dropped(ws, params, inputs, y, grads, None)
+    }
+
+    /// [`Mlp::loss_and_grad`] with dropout drawn by `key` (none without a key, or without
+    /// dropout rates): the masks of batch `key.position` of epoch `key.epoch`, as
+    /// [`Mlp::cost_and_grad`] draws them in training.
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss_and_grad_dropped<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
+        &self,
+        ws: &mut Workspace<T>,
+        params: &[P],
+        inputs: Inputs<'_, T>,
+        y: Targets<'_, T>,
+        grads: &mut [G],
+        key: Option<DropKey>,
+    ) -> Result<f64> {
+        let (cost, penalty) = self.cost_and_grad(ws, params, inputs, y, grads, None, key)?;
         Ok(cost + penalty)
     }
 
@@ -113,7 +153,11 @@ impl Mlp {
     /// `alpha/(2m) sum ||W||^2` apart, block by block ([`Mlp::blocks`]). With `phases`, adds
     /// the seconds of the forward pass with the cost (`phases[0]`) and of the backward pass
     /// with the penalty (`phases[1]`); a batch in several blocks interleaves them, and its
-    /// wall time is split as the calling thread's own blocks split theirs.
+    /// wall time is split as the calling thread's own blocks split theirs. With `key` and
+    /// dropout rates, inverted dropout after each hidden layer's activation: `A_l *= mask /
+    /// keep_prob` forward, `dA_l *= mask / keep_prob` backward, the masks of
+    /// [`Mlp::keep`] for the batch's rows (the same bits in every cut into blocks).
+    #[allow(clippy::too_many_arguments)]
     pub fn cost_and_grad<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
         &self,
         ws: &mut Workspace<T>,
@@ -122,7 +166,9 @@ impl Mlp {
         y: Targets<'_, T>,
         grads: &mut [G],
         phases: Option<&mut [f64; 2]>,
+        key: Option<DropKey>,
     ) -> Result<(f64, f64)> {
+        let key = key.filter(|_| !self.dropout.is_empty());
         self.check_grads(grads)?;
         self.check_batch(params, &inputs, &y)?;
         let plan = self.blocks::<T>(inputs.rows);
@@ -137,10 +183,11 @@ impl Mlp {
         if plan.count == 1 {
             let buf = owned(&mut ws.blocks[0]);
             let x = inputs.part(0..m, n0);
-            self.forward_block(buf, params, x, true);
+            let drop = key.map(|k| (k, 0));
+            self.forward_block(buf, params, x, true, drop);
             let cost = self.cost_block(buf, m, y, m)?;
             let t1 = now(timed);
-            self.backward_block(buf, params, x, grads, true);
+            self.backward_block(buf, params, x, grads, true, drop);
             let penalty = self.penalty(params, grads, m);
             if let Some(p) = phases {
                 p[0] += span(t0, t1);
@@ -155,14 +202,15 @@ impl Mlp {
             let here = timed && std::thread::current().id() == caller;
             let ta = now(here);
             let x = inputs.part(r.clone(), n0);
-            self.forward_block(buf, params, x, false);
+            let drop = key.map(|k| (k, r.start));
+            self.forward_block(buf, params, x, false, drop);
             let cost = self.cost_block(buf, r.len(), y.part(r, k), m)?;
             let tb = now(here);
             if first {
-                self.backward_block(buf, params, x, &mut group.grads, false);
+                self.backward_block(buf, params, x, &mut group.grads, false, drop);
             } else {
                 let mut part = std::mem::take(&mut buf.grads);
-                self.backward_block(buf, params, x, &mut part, false);
+                self.backward_block(buf, params, x, &mut part, false, drop);
                 add_into(&mut group.grads, &part);
                 buf.grads = part;
             }
@@ -259,13 +307,17 @@ impl Mlp {
     }
 
     /// The forward pass of one block into `buf`: every `A_l` (the output activations last;
-    /// sigmoid's logits in `buf.delta[1]`). The caller has checked the shapes.
+    /// sigmoid's logits in `buf.delta[1]`). The caller has checked the shapes. With
+    /// `drop = (key, first row)`, the hidden layers with a dropout rate keep their
+    /// activations in `buf.kept` and pass on `A_l * mask / keep_prob` (the block's rows
+    /// being the batch's from `first row` on).
     pub(super) fn forward_block<T: NnFloat, P: AsRef<[T]>>(
         &self,
         buf: &mut Buffers<T>,
         params: &[P],
         x: Part<'_, T>,
         par: bool,
+        drop: Option<(DropKey, usize)>,
     ) {
         let rows = x.rows;
         let level = crate::runtime::simd::level();
@@ -293,9 +345,22 @@ impl Mlp {
                     par,
                 );
             };
+            let rate = if l < layers { self.rate(l) } else { 0.0 };
+            let kept = match drop {
+                Some(_) if rate > 0.0 => buf.kept[l - 1].as_mut_ptr() as usize,
+                _ => 0,
+            };
             match self.output {
-                _ if l < layers => by_row_blocks(out, n, par, |_, block| {
+                _ if l < layers => by_row_blocks(out, n, par, |at, block| {
                     bias_activation(level, block, b, self.hidden);
+                    if let (Some((key, row0)), true) = (drop, kept != 0) {
+                        // SAFETY: `kept` holds `rows * n` values; the blocks are disjoint.
+                        let kept = unsafe {
+                            std::slice::from_raw_parts_mut((kept as *mut T).add(at), block.len())
+                        };
+                        kept.copy_from_slice(block);
+                        dropout_rows(block, n, key, l, row0 + at / n, rate);
+                    }
                 }),
                 // The logits stay for the cost: log(1 - p) loses them once p rounds to 1.
                 Output::Sigmoid => bias_sigmoid(level, out, &mut buf.delta[1][..rows * n], b),
@@ -404,6 +469,7 @@ impl Mlp {
 
     /// The data part of the gradient of one block (the rows of `x`, which the last
     /// [`Mlp::forward_block`] and [`Mlp::cost_block`] into `buf` saw), into `grads`.
+    /// `drop` as given to that forward pass.
     pub(super) fn backward_block<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
         &self,
         buf: &mut Buffers<T>,
@@ -411,6 +477,7 @@ impl Mlp {
         x: Part<'_, T>,
         grads: &mut [G],
         par: bool,
+        drop: Option<(DropKey, usize)>,
     ) {
         let rows = x.rows;
         let layers = self.layers();
@@ -457,8 +524,17 @@ impl Mlp {
                         par,
                     );
                 };
-                let a = &buf.acts[l - 2][..rows * k];
+                let rate = self.rate(l - 1);
+                let dropped = drop.filter(|_| rate > 0.0);
+                // g'(Z) from the activations before dropout.
+                let a = match dropped {
+                    Some(_) => &buf.kept[l - 2][..rows * k],
+                    None => &buf.acts[l - 2][..rows * k],
+                };
                 by_row_blocks(below, k, par, |at, block| {
+                    if let Some((key, row0)) = dropped {
+                        dropout_rows(block, k, key, l - 1, row0 + at / k, rate);
+                    }
                     activation_backward(level, block, &a[at..at + block.len()], self.hidden);
                 });
                 buf.delta.swap(0, 1);

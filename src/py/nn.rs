@@ -19,8 +19,8 @@ use super::{maybe_detach, Work};
 use crate::data::orders::{EpochOrders, OrderSpec};
 use crate::error::try_filled;
 use crate::nn::{
-    self, Activation, EpochData, Inputs, Mlp, NnFloat, Output, StepOutcome, Targets, Timing,
-    Workspace,
+    self, Activation, DropKey, EpochData, Inputs, Mlp, NnFloat, Output, StepOutcome, Targets,
+    Timing, Workspace,
 };
 use crate::numerics::float::Dtype;
 use crate::optim::optimizer::Tensor;
@@ -296,6 +296,7 @@ impl NetState {
         x: &Bound<'_, PyAny>,
         y: &Bound<'_, PyAny>,
         grads: &[Bound<'_, PyAny>],
+        key: Option<DropKey>,
     ) -> PyResult<f64> {
         let p = self.params::<T>(params, false)?;
         let g = self.params::<T>(grads, true)?;
@@ -353,7 +354,7 @@ impl NetState {
         };
         let work = Work::Elements(rows * net.sizes.iter().sum::<usize>());
         let cost = maybe_detach(py, work, || {
-            net.loss_and_grad(ws, &ps, inputs, targets, &mut gs)
+            net.loss_and_grad_dropped(ws, &ps, inputs, targets, &mut gs, key)
         })?;
         Ok(cost)
     }
@@ -436,6 +437,7 @@ impl NetState {
             x_transposed: flags.x_transposed,
             y_transposed: flags.y_transposed,
             labels: flags.labels,
+            dropout: flags.dropout,
         };
         let lens = self.net.param_lens();
         let mut grads: Vec<Vec<T>> = lens
@@ -560,13 +562,20 @@ struct FitFlags {
     labels: bool,
     timing: bool,
     interrupt: Option<Py<PyAny>>,
+    dropout: Option<(u64, u64, u64)>,
 }
 
 #[pymethods]
 impl Network {
     #[new]
-    #[pyo3(signature = (sizes, hidden, output, alpha = 0.0))]
-    fn new(sizes: Vec<usize>, hidden: &str, output: &str, alpha: f64) -> PyResult<Self> {
+    #[pyo3(signature = (sizes, hidden, output, alpha = 0.0, dropout = Vec::new()))]
+    fn new(
+        sizes: Vec<usize>,
+        hidden: &str,
+        output: &str,
+        alpha: f64,
+        dropout: Vec<f64>,
+    ) -> PyResult<Self> {
         let hidden = Activation::parse(hidden).ok_or_else(|| {
             let names: Vec<String> = Activation::ALL
                 .iter()
@@ -583,7 +592,7 @@ impl Network {
                 "output must be 'sigmoid', 'softmax' or 'identity', got {output:?}"
             ))
         })?;
-        let net = Mlp::new(sizes, hidden, output, alpha)?;
+        let net = Mlp::new(sizes, hidden, output, alpha)?.with_dropout(&dropout)?;
         Ok(Network {
             alpha: AtomicU64::new(net.alpha.to_bits()),
             state: Locked::new(NetState {
@@ -603,9 +612,47 @@ impl Network {
     #[setter]
     fn set_alpha(&self, py: Python<'_>, alpha: f64) -> PyResult<()> {
         let mut st = self.state.lock(py, WHAT)?;
-        st.net = Mlp::new(st.net.sizes.clone(), st.net.hidden, st.net.output, alpha)?;
+        let dropout = st.net.dropout.clone();
+        st.net = Mlp::new(st.net.sizes.clone(), st.net.hidden, st.net.output, alpha)?
+            .with_dropout(&dropout)?;
         self.alpha.store(st.net.alpha.to_bits(), Ordering::Release);
         Ok(())
+    }
+
+    /// The dropout rate of each hidden layer (empty without dropout).
+    #[getter]
+    fn dropout(&self, py: Python<'_>) -> PyResult<Vec<f64>> {
+        Ok(self.state.lock(py, WHAT)?.net.dropout.clone())
+    }
+
+    /// The dropout masks of batch `position` of `epoch` under `seed` for `rows` rows: one
+    /// (rows, `n_l`) bool array per hidden layer, True where the unit is kept (all True at
+    /// rate 0) — what training multiplies by `1 / keep_prob`.
+    fn dropout_masks<'py>(
+        &self,
+        py: Python<'py>,
+        rows: usize,
+        key: (u64, u64, u64),
+    ) -> PyResult<Vec<Bound<'py, PyArray2<bool>>>> {
+        let net = self.state.lock(py, WHAT)?.net.clone();
+        let key = DropKey {
+            seed: key.0,
+            epoch: key.1,
+            position: key.2,
+        };
+        (1..net.layers())
+            .map(|l| {
+                let (n, rate) = (net.sizes[l], net.rate(l));
+                let mut v = try_filled(rows * n, true, || format!("the masks of layer {l}"))?;
+                for (i, row) in v.chunks_exact_mut(n.max(1)).enumerate() {
+                    let rk = key.row_key(l, i);
+                    for (j, b) in row.iter_mut().enumerate() {
+                        *b = Mlp::keep(rk, j, rate);
+                    }
+                }
+                PyArray1::from_vec(py, v).reshape([rows, n])
+            })
+            .collect()
     }
 
     /// The output activations `A_L` for the rows of `X` (a new (m, `n_L`) array).
@@ -624,7 +671,9 @@ impl Network {
     }
 
     /// The cost of the batch `(X, Y)` (data cost plus L2 penalty); writes `dJ/dparam` into
-    /// `grads` (arrays shaped like `params`).
+    /// `grads` (arrays shaped like `params`). With `dropout_key = (seed, epoch, position)`,
+    /// dropout applies with the masks training draws for that batch; without, none.
+    #[pyo3(signature = (params, x, y, grads, dropout_key = None))]
     fn loss_and_grad(
         &self,
         py: Python<'_>,
@@ -632,12 +681,18 @@ impl Network {
         x: Bound<'_, PyAny>,
         y: Bound<'_, PyAny>,
         grads: Vec<Bound<'_, PyAny>>,
+        dropout_key: Option<(u64, u64, u64)>,
     ) -> PyResult<f64> {
+        let key = dropout_key.map(|(seed, epoch, position)| DropKey {
+            seed,
+            epoch,
+            position,
+        });
         let dtype = dtype_of(&params)?;
         let mut st = self.state.lock(py, WHAT)?;
         match dtype {
-            Dtype::F32 => st.loss_and_grad_t::<f32>(py, &params, &x, &y, &grads),
-            Dtype::F64 => st.loss_and_grad_t::<f64>(py, &params, &x, &y, &grads),
+            Dtype::F32 => st.loss_and_grad_t::<f32>(py, &params, &x, &y, &grads, key),
+            Dtype::F64 => st.loss_and_grad_t::<f64>(py, &params, &x, &y, &grads, key),
         }
     }
 
@@ -689,7 +744,9 @@ impl Network {
     /// Trains on batches `start..stop` of one epoch with the GIL released: returns
     /// `(costs, done, interrupted, timing, error)`. It stops after a complete update on
     /// Ctrl-C, or when `interrupt.pending` becomes true (checked about every millisecond).
-    #[pyo3(signature = (params, engine, groups, batcher, order, *, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing, interrupt = None))]
+    /// With `dropout = (seed, epoch, offset)`, batch `j` trains with the dropout masks of
+    /// `(seed, epoch, offset + j)`.
+    #[pyo3(signature = (params, engine, groups, batcher, order, *, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing, interrupt = None, dropout = None))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch<'py>(
         &self,
@@ -709,6 +766,7 @@ impl Network {
         labels: bool,
         timing: bool,
         interrupt: Option<Py<PyAny>>,
+        dropout: Option<(u64, u64, u64)>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         if batch_size == 0 {
             return Err(PyValueError::new_err("batch_size must be at least 1"));
@@ -724,6 +782,7 @@ impl Network {
             labels,
             timing,
             interrupt,
+            dropout,
         };
         let engine = &*engine;
         let dtype = dtype_of(&params)?;

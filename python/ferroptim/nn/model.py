@@ -66,6 +66,15 @@ class MLP:
         seed: seeds the initialisation (``numpy.random.default_rng(seed)``) and, by
             default, the shuffles of :meth:`fit`.
         alpha: L2 penalty ``alpha / (2 m) * sum W**2`` (>= 0).
+        dropout: inverted dropout in training, as the course teaches it: after each hidden
+            layer's activation, ``A_l *= mask / keep_prob`` (``keep_prob = 1 - rate``; the
+            backward pass multiplies ``dA_l`` by the same), each unit of each example kept
+            with probability ``keep_prob``. A rate in [0, 1) for every hidden layer, or a
+            sequence of one rate per hidden layer; 0 is no dropout. Only :meth:`fit` (and
+            :meth:`loss_and_grad` given a ``dropout_key``) drops units; :meth:`forward`,
+            :meth:`predict` and :meth:`cost` never do. The masks come from a counter-based
+            hash of ``(seed, epoch, position, layer, row of the batch, unit)``
+            (:meth:`dropout_masks`): the same at every thread count and on resume.
 
     Attributes:
         params: ``{"W1": (n_0, n_1), "b1": (n_1,), ...}``, updated in place by training.
@@ -97,6 +106,7 @@ class MLP:
         init: str = "he",
         seed: int = 0,
         alpha: float = 0.0,
+        dropout: Any = 0.0,
     ) -> None:
         try:
             sizes = [_int("layer_sizes[i]", s, 1) for s in layer_sizes]
@@ -115,8 +125,10 @@ class MLP:
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
             raise TypeError(f"alpha must be a number, got {type(alpha).__name__}")
+        rates = _dropout_rates(dropout, len(sizes) - 2)
         self.seed = _int("seed", seed, 0)
-        self._core = _core.Network(sizes, hidden, output, float(alpha))
+        self._core = _core.Network(sizes, hidden, output, float(alpha), rates)
+        self._rates = rates
         self.layer_sizes = sizes
         self.hidden, self.output, self.dtype, self.init = hidden, output, dt, init
         rng = np.random.default_rng(self.seed)
@@ -151,6 +163,26 @@ class MLP:
         ):
             raise TypeError(f"model.alpha must be a number, got {type(value).__name__}")
         self._core.alpha = float(value)
+
+    @property
+    def dropout(self) -> tuple:
+        """The dropout rate of each hidden layer (all 0.0 without dropout)."""
+        return tuple(self._rates) if self._rates else (0.0,) * (len(self.layer_sizes) - 2)
+
+    def _dropout_key(self, epoch: int, position: int) -> Optional[tuple]:
+        """The core's dropout key of batch ``position`` of ``epoch`` (None without dropout)."""
+        if not self._rates:
+            return None
+        return (self.seed % 2**64, epoch, position)
+
+    def dropout_masks(self, m: int, epoch: int, position: int) -> list:
+        """The dropout masks :meth:`fit` draws for batch ``position`` of epoch ``epoch``
+        (batches of ``m`` rows): one (m, n_l) bool array per hidden layer, True where a unit
+        is kept (all True at rate 0). Training multiplies the kept activations by
+        ``1 / (1 - rate)`` (rounded once to the model's dtype) and the others by 0."""
+        m = _int("m", m, 0)
+        key = (self.seed % 2**64, _count("epoch", epoch), _count("position", position))
+        return list(self._core.dropout_masks(m, key))
 
     @property
     def params(self) -> dict:
@@ -300,19 +332,36 @@ class MLP:
             out = a
         return out[:, 0] if out.shape[1] == 1 else out
 
-    def loss_and_grad(self, X: Any, Y: Any) -> tuple[float, dict]:
+    def loss_and_grad(
+        self, X: Any, Y: Any, *, dropout_key: Optional[tuple[int, int]] = None
+    ) -> tuple[float, dict]:
         """The cost J of the batch (X, Y) — data cost plus L2 penalty, see the module
         docstring — and its gradient ``{"W1": dJ/dW1, ...}``, written into ``self.grads``
         (the same arrays every call: copy what you keep).
 
         X: (m, n_0) of the model's dtype. Y: see :meth:`fit`. Cost in nats per example.
+        dropout_key: ``(epoch, position)``: apply the model's dropout with the masks
+            :meth:`fit` draws for batch ``position`` of epoch ``epoch``
+            (:meth:`dropout_masks`), so that a Python loop over the batches reproduces fit
+            bit for bit; None (the default): no dropout.
         """
+        key = None
+        if dropout_key is not None:
+            try:
+                epoch, position = dropout_key
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"dropout_key must be a pair (epoch, position), got {dropout_key!r}"
+                ) from None
+            key = self._dropout_key(
+                _count("dropout_key's epoch", epoch), _count("dropout_key's position", position)
+            )
         X = np.require(self._check_X(X), requirements=["C", "A"])
         Y = self._check_Y(Y, X.shape[0])
         params = self._param_list()
         names = [f"{p}{l}" for l in range(1, len(self.layer_sizes)) for p in "Wb"]
         grads = [self.grads[n] for n in names]
-        cost = self._core.loss_and_grad(params, X, Y, grads)
+        cost = self._core.loss_and_grad(params, X, Y, grads, key)
         return cost, self.grads
 
     def cost(self, X: Any, Y: Any) -> float:
@@ -512,14 +561,16 @@ class MLP:
     # -- checkpoints ----------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        """``{"params": {name: copy}, "epoch", "position", "seed"}``: with the optimizer's
-        ``state_dict``, all a resumed :meth:`fit` needs to continue bit for bit (``seed`` is
-        the default shuffle seed)."""
+        """``{"params": {name: copy}, "epoch", "position", "seed", "dropout"}``: with the
+        optimizer's ``state_dict``, all a resumed :meth:`fit` needs to continue bit for bit
+        (``seed`` is the default shuffle seed and the dropout masks' seed; ``dropout`` the
+        rate of each hidden layer, checked against the model's on load)."""
         return {
             "params": {k: v.copy() for k, v in self.params.items()},
             "epoch": self.epoch,
             "position": self.position,
             "seed": self.seed,
+            "dropout": list(self.dropout),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -542,6 +593,11 @@ class MLP:
         epoch = _count("state_dict's epoch", state["epoch"])
         position = _count("state_dict's position", state["position"])
         seed = _count("state_dict's seed", state.get("seed", self.seed))
+        if "dropout" in state and tuple(float(r) for r in state["dropout"]) != self.dropout:
+            raise ValueError(
+                f"state_dict has dropout {list(state['dropout'])}, but this model has "
+                f"{list(self.dropout)}; build the model with the same dropout"
+            )
         for k, a in arrays.items():
             self.params[k][...] = a
         self.epoch, self.position, self.seed = epoch, position, seed
@@ -555,11 +611,12 @@ class MLP:
             "output": self.output,
             "dtype": self.dtype,
             "alpha": self.alpha,
+            "dropout": list(self.dropout),
         }
         # The parameter arrays themselves (not copies, as state_dict() gives): pickled or
         # deep-copied together with an optimizer built on them, the copies stay linked.
         sd = {"params": self.params, "epoch": self.epoch, "position": self.position, "seed": self.seed}
-        skip = {"_core", "grads", "_params", "_epoch", "_position", "seed", *arch}
+        skip = {"_core", "_rates", "grads", "_params", "_epoch", "_position", "seed", *arch}
         extra = {k: v for k, v in self.__dict__.items() if k not in skip}
         return {"architecture": arch, "state_dict": sd, "extra": extra}
 
@@ -568,7 +625,9 @@ class MLP:
         self.__dict__.update(st["extra"])
         self.layer_sizes = list(arch["layer_sizes"])
         self.hidden, self.output, self.dtype = arch["hidden"], arch["output"], np.dtype(arch["dtype"])
-        self._core = _core.Network(self.layer_sizes, self.hidden, self.output, float(arch["alpha"]))
+        rates = _dropout_rates(arch.get("dropout", 0.0), len(self.layer_sizes) - 2)
+        self._core = _core.Network(self.layer_sizes, self.hidden, self.output, float(arch["alpha"]), rates)
+        self._rates = rates
         self.params = sd["params"]
         self._param_list()  # the arrays fit the architecture
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
@@ -577,8 +636,32 @@ class MLP:
     def __repr__(self) -> str:
         return (
             f"MLP({self.layer_sizes}, hidden={self.hidden!r}, output={self.output!r}, "
-            f"dtype={self.dtype.name}, alpha={self.alpha}, epoch={self.epoch})"
+            f"dtype={self.dtype.name}, alpha={self.alpha}, "
+            + (f"dropout={list(self.dropout)}, " if any(self.dropout) else "")
+            + f"epoch={self.epoch})"
         )
+
+
+def _dropout_rates(dropout: Any, hidden: int) -> list:
+    """``dropout`` (a rate, or one per hidden layer) as one rate per hidden layer, each a
+    number in [0, 1); an empty list for no dropout."""
+
+    def rate(name: str, r: Any) -> float:
+        if isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{name} must be a number in [0, 1), got {type(r).__name__}")
+        if not 0.0 <= float(r) < 1.0:
+            raise ValueError(f"{name} must be in [0, 1) (the fraction of units dropped), got {r!r}")
+        return float(r)
+
+    if isinstance(dropout, (str, bytes)) or not hasattr(dropout, "__len__"):
+        rates = [rate("dropout", dropout)] * hidden
+    else:
+        if len(dropout) != hidden:
+            raise ValueError(
+                f"dropout must be one rate or one per hidden layer ({hidden}), got {len(dropout)} rates"
+            )
+        rates = [rate(f"dropout[{i}]", r) for i, r in enumerate(dropout)]
+    return rates if any(rates) else []
 
 
 def _all_finite(a: np.ndarray) -> bool:

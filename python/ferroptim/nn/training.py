@@ -283,6 +283,7 @@ class _Fit:
                 labels=self.labels,
                 timing=self.timing,
                 interrupt=interrupt,
+                dropout=model._dropout_key(model.epoch, 0),
             )
             model._position = start + done
             if err is not None:
@@ -300,7 +301,7 @@ class _Fit:
             if self.transposed:
                 Xb = Xb.T
                 Yb = Yb if self.labels or Yb.ndim == 1 else Yb.T
-            cost, grads = model.loss_and_grad(Xb, Yb)
+            cost, grads = model.loss_and_grad(Xb, Yb, dropout_key=(model.epoch, model.position))
             with _DeferredInterrupt():
                 self.optimizer.step(grads)
                 costs.append(cost)
