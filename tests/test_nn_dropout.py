@@ -318,3 +318,25 @@ def test_the_rates_travel_with_pickles_copies_and_state_dicts():
     # alpha's setter keeps the rates.
     model.alpha = 0.1
     assert model.dropout == (0.25, 0.5)
+
+
+@pytest.mark.parametrize("steps", [None, 3])
+def test_fit_on_a_source_draws_the_masks_of_each_batch_position(steps):
+    # A source trains in runs of batches (one Rust call per chunk): each run's first batch
+    # keeps its position in the epoch for the masks.
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((400, 3)).astype(np.float32)
+    y = (X @ np.array([1.0, -2.0, 0.5], np.float32))[:, None]
+    src = fo.data.Sliced(X, y, block_size=32, buffer_blocks=2)
+    m1 = MLP([3, 8, 1], output="identity", dropout=0.3)
+    m1.fit(
+        src, optimizer=fo.SGD(m1.params, lr=0.05), batch_size=20, epochs=2, seed=1, steps_per_execution=steps
+    )
+    m2 = MLP([3, 8, 1], output="identity", dropout=0.3)
+    opt2 = fo.SGD(m2.params, lr=0.05)
+    order = fo.MiniBatches(X, y, batch_size=20, seed=1, block_size=32, buffer_blocks=2)
+    for e in range(2):
+        for j, (xb, yb) in enumerate(order):
+            opt2.step(m2.loss_and_grad(xb, yb, dropout_key=(e, j))[1])
+    for k in m1.params:
+        np.testing.assert_array_equal(m1.params[k], m2.params[k], err_msg=k)
