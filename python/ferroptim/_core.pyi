@@ -66,6 +66,7 @@ class Network:
         y: np.ndarray,
         grads: Sequence[np.ndarray],
         dropout_key: Optional[tuple[int, int, int]] = None,
+        sample_weight: Optional[np.ndarray] = None,
     ) -> float: ...
     def cost(self, params: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray) -> float: ...
     @staticmethod
@@ -89,6 +90,7 @@ class Network:
         timing: bool,
         interrupt: Optional[Any] = None,
         dropout: Optional[tuple[int, int, int]] = None,
+        weighted: bool = False,
     ) -> tuple[
         np.ndarray, int, bool, Optional[tuple[float, float, float, float]], Optional[BaseException]
     ]: ...

@@ -108,11 +108,11 @@ impl Mlp {
         if plan.count == 1 {
             let buf = owned(&mut ws.blocks[0]);
             self.forward_block(buf, params, inputs.part(0..m, n0), true, None);
-            return self.cost_block(buf, m, y, m);
+            return self.cost_block(buf, m, y, None, m as f64);
         }
         Self::over_groups(ws, &plan, workers, &|buf, _, _, r| {
             self.forward_block(buf, params, inputs.part(r.clone(), n0), false, None);
-            self.cost_block(buf, r.len(), y.part(r, k), m)
+            self.cost_block(buf, r.len(), y.part(r, k), None, m as f64)
         });
         Self::sum_groups::<T, Vec<T>>(ws, &plan, None)
     }
@@ -129,14 +129,15 @@ impl Mlp {
         y: Targets<'_, T>,
         grads: &mut [G],
     ) -> Result<f64> {
-        self.loss_and_grad_dropped(ws, params, inputs, y, grads, None)
+        self.loss_and_grad_with(ws, params, inputs, y, grads, None, None)
     }
 
     /// [`Mlp::loss_and_grad`] with dropout drawn by `key` (none without a key, or without
     /// dropout rates): the masks of batch `key.position` of epoch `key.epoch`, as
-    /// [`Mlp::cost_and_grad`] draws them in training.
+    /// [`Mlp::cost_and_grad`] draws them in training; and with `weights`, one per row,
+    /// the weighted mean cost ([`Mlp::cost_and_grad`]).
     #[allow(clippy::too_many_arguments)]
-    pub fn loss_and_grad_dropped<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
+    pub fn loss_and_grad_with<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
         &self,
         ws: &mut Workspace<T>,
         params: &[P],
@@ -144,8 +145,10 @@ impl Mlp {
         y: Targets<'_, T>,
         grads: &mut [G],
         key: Option<DropKey>,
+        weights: Option<&[T]>,
     ) -> Result<f64> {
-        let (cost, penalty) = self.cost_and_grad(ws, params, inputs, y, grads, None, key)?;
+        let (cost, penalty) =
+            self.cost_and_grad(ws, params, inputs, y, grads, None, key, weights)?;
         Ok(cost + penalty)
     }
 
@@ -157,6 +160,12 @@ impl Mlp {
     /// dropout rates, inverted dropout after each hidden layer's activation: `A_l *= mask /
     /// keep_prob` forward, `dA_l *= mask / keep_prob` backward, the masks of
     /// [`Mlp::keep`] for the batch's rows (the same bits in every cut into blocks).
+    ///
+    /// With `weights` (one `w_i >= 0` per row), scikit-learn's weighted mean: `m` becomes
+    /// `s = sum_i w_i` (summed in f64 in row order) and each row's cost and `dJ/dZ_L` are
+    /// multiplied by `w_i` — `J = sum_i w_i loss_i / s + alpha/(2s) sum ||W||^2`; weights
+    /// all 1 give the same bits as none. A batch whose weights sum to 0 has cost 0 and a
+    /// zero gradient.
     #[allow(clippy::too_many_arguments)]
     pub fn cost_and_grad<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
         &self,
@@ -167,10 +176,19 @@ impl Mlp {
         grads: &mut [G],
         phases: Option<&mut [f64; 2]>,
         key: Option<DropKey>,
+        weights: Option<&[T]>,
     ) -> Result<(f64, f64)> {
         let key = key.filter(|_| !self.dropout.is_empty());
         self.check_grads(grads)?;
         self.check_batch(params, &inputs, &y)?;
+        if weights.is_some_and(|w| w.len() != inputs.rows) {
+            return Err(Error::Mismatch(
+                "the sample weights do not match X's rows".into(),
+            ));
+        }
+        let total = weights.map_or(inputs.rows as f64, |w| {
+            w.iter().map(|v| v.to_f64()).sum::<f64>()
+        });
         let plan = self.blocks::<T>(inputs.rows);
         let workers = ws.reserve(self, &plan, plan.groups, true)?;
         let (m, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
@@ -185,10 +203,10 @@ impl Mlp {
             let x = inputs.part(0..m, n0);
             let drop = key.map(|k| (k, 0));
             self.forward_block(buf, params, x, true, drop);
-            let cost = self.cost_block(buf, m, y, m)?;
+            let cost = self.cost_block(buf, m, y, weights, total)?;
             let t1 = now(timed);
             self.backward_block(buf, params, x, grads, true, drop);
-            let penalty = self.penalty(params, grads, m);
+            let penalty = self.penalty(params, grads, total);
             if let Some(p) = phases {
                 p[0] += span(t0, t1);
                 p[1] += span(t1, now(true));
@@ -204,7 +222,8 @@ impl Mlp {
             let x = inputs.part(r.clone(), n0);
             let drop = key.map(|k| (k, r.start));
             self.forward_block(buf, params, x, false, drop);
-            let cost = self.cost_block(buf, r.len(), y.part(r, k), m)?;
+            let w = weights.map(|w| &w[r.clone()]);
+            let cost = self.cost_block(buf, r.len(), y.part(r, k), w, total)?;
             let tb = now(here);
             if first {
                 self.backward_block(buf, params, x, &mut group.grads, false, drop);
@@ -223,7 +242,7 @@ impl Mlp {
         });
         let t1 = now(timed);
         let cost = Self::sum_groups(ws, &plan, Some(grads))?;
-        let penalty = self.penalty(params, grads, m);
+        let penalty = self.penalty(params, grads, total);
         if let Some(p) = phases {
             let wall = span(t0, t1);
             let [f, b] = *locked(&own);
@@ -370,20 +389,29 @@ impl Mlp {
         }
     }
 
-    /// The cost of the last forward pass in `buf` (`rows` of a batch of `m`) against `y`:
-    /// the block's share of the batch's mean cost, and of `dJ/dZ_L` into `buf.delta[0]`.
+    /// The cost of the last forward pass in `buf` (`rows` of a batch of `m` rows, or of
+    /// weights summing to `m`) against `y`: the block's share of the batch's mean cost, and
+    /// of `dJ/dZ_L` into `buf.delta[0]`; with `w`, the block's rows' weights multiply each
+    /// row's cost and `dJ/dZ_L` (see [`Mlp::cost_and_grad`]).
     pub(super) fn cost_block<T: NnFloat>(
         &self,
         buf: &mut Buffers<T>,
         rows: usize,
         y: Targets<'_, T>,
-        m: usize,
+        w: Option<&[T]>,
+        m: f64,
     ) -> Result<f64> {
-        if self.output == Output::Sigmoid {
-            self.sigmoid_cost_and_delta(buf, rows, y, m)
+        let cost = if self.output == Output::Sigmoid {
+            self.sigmoid_cost_and_delta(buf, rows, y, w, m)?
         } else {
-            self.output_delta(buf, rows, y, m)
+            self.output_delta(buf, rows, y, w, m)?
+        };
+        // Weights summing to 0: no cost, and (1/m infinite) no gradient.
+        if m == 0.0 {
+            buf.delta[0][..rows * self.outputs()].fill(T::ZERO);
+            return Ok(0.0);
         }
+        Ok(cost)
     }
 
     /// [`Mlp::cost_block`] for softmax and identity outputs.
@@ -392,27 +420,33 @@ impl Mlp {
         buf: &mut Buffers<T>,
         rows: usize,
         y: Targets<'_, T>,
-        m: usize,
+        w: Option<&[T]>,
+        m: f64,
     ) -> Result<f64> {
         let k = self.outputs();
         let a = &buf.acts[buf.acts.len() - 1][..rows * k];
         let d = &mut buf.delta[0][..rows * k];
-        let inv_m = T::from_f64(1.0 / m as f64);
+        let inv_m = T::from_f64(1.0 / m);
+        // Row i's weight (1 without weights: the same bits as none).
+        let wt = |i: usize| w.map_or(T::ONE, |w| w[i]);
         let mut cost = 0.0f64;
         match (self.output, y) {
             (Output::Softmax, Targets::Labels(labels)) => {
-                for ((p, dr), &c) in a.chunks_exact(k).zip(d.chunks_exact_mut(k)).zip(labels) {
+                for (i, ((p, dr), &c)) in
+                    (a.chunks_exact(k).zip(d.chunks_exact_mut(k)).zip(labels)).enumerate()
+                {
                     if c < 0 || c as usize >= k {
                         return Err(Error::Invalid(format!(
                             "Y holds class {c}, outside [0, {k}) for {k} output units"
                         )));
                     }
                     let c = c as usize;
+                    let f = inv_m * wt(i);
                     for (j, (dd, &pp)) in dr.iter_mut().zip(p).enumerate() {
                         let y = if j == c { T::ONE } else { T::ZERO };
-                        *dd = (pp - y) * inv_m;
+                        *dd = (pp - y) * f;
                     }
-                    cost -= p[c].ln().to_f64();
+                    cost -= wt(i).to_f64() * p[c].ln().to_f64();
                 }
             }
             (_, Targets::Labels(_)) => {
@@ -421,38 +455,49 @@ impl Mlp {
                 ))
             }
             (out, Targets::Dense(y)) => {
+                let rows_of = a
+                    .chunks_exact(k)
+                    .zip(d.chunks_exact_mut(k))
+                    .zip(y.chunks_exact(k));
                 if out == Output::Softmax {
-                    for ((dd, &p), &t) in d.iter_mut().zip(a).zip(y) {
-                        *dd = (p - t) * inv_m;
-                        if t != T::ZERO {
-                            cost -= t.to_f64() * p.ln().to_f64();
+                    for (i, ((pr, dr), yr)) in rows_of.enumerate() {
+                        let (f, wi) = (inv_m * wt(i), wt(i).to_f64());
+                        for ((dd, &p), &t) in dr.iter_mut().zip(pr).zip(yr) {
+                            *dd = (p - t) * f;
+                            if t != T::ZERO {
+                                cost -= wi * (t.to_f64() * p.ln().to_f64());
+                            }
                         }
                     }
                 } else {
-                    let inv_mk = T::from_f64(1.0 / (m * k) as f64);
-                    for ((dd, &p), &t) in d.iter_mut().zip(a).zip(y) {
-                        let r = p - t;
-                        *dd = r * inv_mk;
-                        cost += 0.5 * r.to_f64() * r.to_f64();
+                    let inv_mk = T::from_f64(1.0 / (m * k as f64));
+                    for (i, ((pr, dr), yr)) in rows_of.enumerate() {
+                        let (f, wi) = (inv_mk * wt(i), wt(i).to_f64());
+                        for ((dd, &p), &t) in dr.iter_mut().zip(pr).zip(yr) {
+                            let r = p - t;
+                            *dd = r * f;
+                            cost += wi * (0.5 * r.to_f64() * r.to_f64());
+                        }
                     }
-                    return Ok(cost / (m * k) as f64);
+                    return Ok(cost / (m * k as f64));
                 }
             }
         }
-        Ok(cost / m as f64)
+        Ok(cost / m)
     }
 
-    /// Adds `alpha/m W` to each `dW` and returns the penalty `alpha/(2m) sum ||W||^2`.
+    /// Adds `alpha/m W` to each `dW` and returns the penalty `alpha/(2m) sum ||W||^2` (`m`
+    /// the rows, or the sum of the weights; none for 0).
     pub(super) fn penalty<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
         &self,
         params: &[P],
         grads: &mut [G],
-        rows: usize,
+        rows: f64,
     ) -> f64 {
-        if self.alpha == 0.0 {
+        if self.alpha == 0.0 || rows == 0.0 {
             return 0.0;
         }
-        let alpha_m = self.alpha / rows as f64;
+        let alpha_m = self.alpha / rows;
         let am = T::from_f64(alpha_m);
         let mut cost = 0.0;
         for l in (1..=self.layers()).rev() {
@@ -549,7 +594,8 @@ impl Mlp {
         buf: &mut Buffers<T>,
         rows: usize,
         y: Targets<'_, T>,
-        m: usize,
+        w: Option<&[T]>,
+        m: f64,
     ) -> Result<f64> {
         let k = self.outputs();
         let Targets::Dense(y) = y else {
@@ -561,8 +607,15 @@ impl Mlp {
         let [d, z] = &mut buf.delta;
         let (z, d) = (&mut z[..rows * k], &mut d[..rows * k]);
         let p = &buf.acts[l - 1][..rows * k];
-        let inv_m = T::from_f64(1.0 / m as f64);
+        let inv_m = T::from_f64(1.0 / m);
         sigmoid_delta_and_terms(crate::runtime::simd::level(), d, z, p, y, inv_m);
-        Ok(z.iter().map(|t| t.to_f64()).sum::<f64>() / m as f64)
+        if let Some(w) = w {
+            for ((dr, zr), &wi) in d.chunks_exact_mut(k).zip(z.chunks_exact_mut(k)).zip(w) {
+                for v in dr.iter_mut().chain(zr.iter_mut()) {
+                    *v *= wi;
+                }
+            }
+        }
+        Ok(z.iter().map(|t| t.to_f64()).sum::<f64>() / m)
     }
 }

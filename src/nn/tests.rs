@@ -189,10 +189,12 @@ fn one_block<T: NnFloat>(
     let x = inputs.part(0..rows, net.sizes[0]);
     net.forward_block(&mut buf, params, x, false, None);
     let out = buf.acts[net.layers() - 1][..rows * net.outputs()].to_vec();
-    let mut cost = net.cost_block(&mut buf, rows, y, rows).unwrap();
+    let mut cost = net
+        .cost_block(&mut buf, rows, y, None, rows as f64)
+        .unwrap();
     let mut grads = zeros(net);
     net.backward_block(&mut buf, params, x, &mut grads, false, None);
-    cost += net.penalty(params, &mut grads, rows);
+    cost += net.penalty(params, &mut grads, rows as f64);
     (cost, grads, out)
 }
 
@@ -210,7 +212,7 @@ fn blocked(
     let mut ws = Workspace::default();
     let mut grads = zeros(net);
     let (cost, penalty) = net
-        .cost_and_grad(&mut ws, params, inputs, y, &mut grads, None, None)
+        .cost_and_grad(&mut ws, params, inputs, y, &mut grads, None, None, None)
         .unwrap();
     let data = net.forward_cost(&mut ws, params, inputs, y).unwrap();
     assert_eq!(data.to_bits(), cost.to_bits(), "forward_cost's cost");

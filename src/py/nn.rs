@@ -289,6 +289,7 @@ impl NetState {
         Ok(out)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn loss_and_grad_t<T: Element>(
         &mut self,
         py: Python<'_>,
@@ -297,6 +298,7 @@ impl NetState {
         y: &Bound<'_, PyAny>,
         grads: &[Bound<'_, PyAny>],
         key: Option<DropKey>,
+        weights: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<f64> {
         let p = self.params::<T>(params, false)?;
         let g = self.params::<T>(grads, true)?;
@@ -304,6 +306,10 @@ impl NetState {
         if rows == 0 {
             return Err(PyValueError::new_err("X holds no examples"));
         }
+        let wd = weights
+            .map(|w| slice_of::<T>(w, "sample_weight", Some(&[rows]), false))
+            .transpose()?
+            .map(|(d, _)| d);
         let (labels, y_data) = self.targets::<T>(py, y, rows)?;
         let k = self.net.outputs();
         // Byte ranges of everything read, then of every output: an output may overlap none
@@ -319,6 +325,9 @@ impl NetState {
             .collect();
         taken.push(("X".into(), span(xd, rows * self.net.sizes[0] * item)));
         taken.push(("Y".into(), span(y_data, y_bytes)));
+        if let Some(d) = wd {
+            taken.push(("sample_weight".into(), span(d, rows * item)));
+        }
         for (&(d, n), name) in g.iter().zip(&names) {
             let out = span(d, n * item);
             if let Some((what, _)) = taken.iter().find(|(_, r)| {
@@ -354,7 +363,9 @@ impl NetState {
         };
         let work = Work::Elements(rows * net.sizes.iter().sum::<usize>());
         let cost = maybe_detach(py, work, || {
-            net.loss_and_grad_dropped(ws, &ps, inputs, targets, &mut gs, key)
+            // SAFETY: checked above: `rows` values of T, read only, held by the argument.
+            let w = wd.map(|d| unsafe { std::slice::from_raw_parts(d as *const T, rows) });
+            net.loss_and_grad_with(ws, &ps, inputs, targets, &mut gs, key, w)
         })?;
         Ok(cost)
     }
@@ -404,9 +415,10 @@ impl NetState {
         let k = self.net.outputs();
         let item = std::mem::size_of::<T>();
         let y_row = if flags.labels { 8 } else { k * item };
-        if sources.len() != 2
+        if sources.len() != 2 + usize::from(flags.weighted)
             || sources[0].batch_bytes(1) != self.net.sizes[0] * item
             || sources[1].batch_bytes(1) != y_row
+            || (flags.weighted && sources[2].batch_bytes(1) != item)
         {
             return Err(PyValueError::new_err(
                 "the batches' arrays do not match the network's input and output sizes",
@@ -437,6 +449,7 @@ impl NetState {
             x_transposed: flags.x_transposed,
             y_transposed: flags.y_transposed,
             labels: flags.labels,
+            weighted: flags.weighted,
             dropout: flags.dropout,
         };
         let lens = self.net.param_lens();
@@ -563,6 +576,7 @@ struct FitFlags {
     timing: bool,
     interrupt: Option<Py<PyAny>>,
     dropout: Option<(u64, u64, u64)>,
+    weighted: bool,
 }
 
 #[pymethods]
@@ -672,8 +686,10 @@ impl Network {
 
     /// The cost of the batch `(X, Y)` (data cost plus L2 penalty); writes `dJ/dparam` into
     /// `grads` (arrays shaped like `params`). With `dropout_key = (seed, epoch, position)`,
-    /// dropout applies with the masks training draws for that batch; without, none.
-    #[pyo3(signature = (params, x, y, grads, dropout_key = None))]
+    /// dropout applies with the masks training draws for that batch; without, none. With
+    /// `sample_weight` ((m,) of the dtype), the weighted mean cost.
+    #[pyo3(signature = (params, x, y, grads, dropout_key = None, sample_weight = None))]
+    #[allow(clippy::too_many_arguments)]
     fn loss_and_grad(
         &self,
         py: Python<'_>,
@@ -682,7 +698,9 @@ impl Network {
         y: Bound<'_, PyAny>,
         grads: Vec<Bound<'_, PyAny>>,
         dropout_key: Option<(u64, u64, u64)>,
+        sample_weight: Option<Bound<'_, PyAny>>,
     ) -> PyResult<f64> {
+        let w = sample_weight.as_ref();
         let key = dropout_key.map(|(seed, epoch, position)| DropKey {
             seed,
             epoch,
@@ -691,8 +709,8 @@ impl Network {
         let dtype = dtype_of(&params)?;
         let mut st = self.state.lock(py, WHAT)?;
         match dtype {
-            Dtype::F32 => st.loss_and_grad_t::<f32>(py, &params, &x, &y, &grads, key),
-            Dtype::F64 => st.loss_and_grad_t::<f64>(py, &params, &x, &y, &grads, key),
+            Dtype::F32 => st.loss_and_grad_t::<f32>(py, &params, &x, &y, &grads, key, w),
+            Dtype::F64 => st.loss_and_grad_t::<f64>(py, &params, &x, &y, &grads, key, w),
         }
     }
 
@@ -745,8 +763,9 @@ impl Network {
     /// `(costs, done, interrupted, timing, error)`. It stops after a complete update on
     /// Ctrl-C, or when `interrupt.pending` becomes true (checked about every millisecond).
     /// With `dropout = (seed, epoch, offset)`, batch `j` trains with the dropout masks of
-    /// `(seed, epoch, offset + j)`.
-    #[pyo3(signature = (params, engine, groups, batcher, order, *, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing, interrupt = None, dropout = None))]
+    /// `(seed, epoch, offset + j)`. With `weighted`, the batcher's third array holds a
+    /// weight per sample (the weighted mean cost).
+    #[pyo3(signature = (params, engine, groups, batcher, order, *, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing, interrupt = None, dropout = None, weighted = false))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch<'py>(
         &self,
@@ -767,6 +786,7 @@ impl Network {
         timing: bool,
         interrupt: Option<Py<PyAny>>,
         dropout: Option<(u64, u64, u64)>,
+        weighted: bool,
     ) -> PyResult<Bound<'py, PyTuple>> {
         if batch_size == 0 {
             return Err(PyValueError::new_err("batch_size must be at least 1"));
@@ -783,6 +803,7 @@ impl Network {
             timing,
             interrupt,
             dropout,
+            weighted,
         };
         let engine = &*engine;
         let dtype = dtype_of(&params)?;

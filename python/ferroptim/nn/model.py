@@ -333,7 +333,12 @@ class MLP:
         return out[:, 0] if out.shape[1] == 1 else out
 
     def loss_and_grad(
-        self, X: Any, Y: Any, *, dropout_key: Optional[tuple[int, int]] = None
+        self,
+        X: Any,
+        Y: Any,
+        *,
+        dropout_key: Optional[tuple[int, int]] = None,
+        sample_weight: Any = None,
     ) -> tuple[float, dict]:
         """The cost J of the batch (X, Y) — data cost plus L2 penalty, see the module
         docstring — and its gradient ``{"W1": dJ/dW1, ...}``, written into ``self.grads``
@@ -344,6 +349,10 @@ class MLP:
             :meth:`fit` draws for batch ``position`` of epoch ``epoch``
             (:meth:`dropout_masks`), so that a Python loop over the batches reproduces fit
             bit for bit; None (the default): no dropout.
+        sample_weight: (m,) weights ``w_i >= 0``: the cost is scikit-learn's weighted mean
+            ``sum_i w_i loss_i / sum_i w_i`` and the L2 penalty ``alpha / (2 sum_i w_i) *
+            sum W**2`` (``m`` replaced by the weights' sum, in float64); weights all 1 give
+            the same bits as none, and weights summing to 0 a zero cost and gradient.
         """
         key = None
         if dropout_key is not None:
@@ -358,10 +367,11 @@ class MLP:
             )
         X = np.require(self._check_X(X), requirements=["C", "A"])
         Y = self._check_Y(Y, X.shape[0])
+        w = None if sample_weight is None else self._check_weights(sample_weight, X.shape[0], total=False)
         params = self._param_list()
         names = [f"{p}{l}" for l in range(1, len(self.layer_sizes)) for p in "Wb"]
         grads = [self.grads[n] for n in names]
-        cost = self._core.loss_and_grad(params, X, Y, grads, key)
+        cost = self._core.loss_and_grad(params, X, Y, grads, key, w)
         return cost, self.grads
 
     def cost(self, X: Any, Y: Any) -> float:
@@ -405,6 +415,8 @@ class MLP:
         progress: bool = False,
         timing: bool = False,
         check_input: bool = True,
+        sample_weight: Any = None,
+        class_weight: Any = None,
     ) -> History:
         """Trains for ``epochs`` epochs, each one Rust call with the GIL released (or one
         per ``steps_per_execution`` updates).
@@ -476,6 +488,13 @@ class MLP:
             check_input: check X and Y for NaN/infinity and labels for range before
                 training (one pass over the data); pass False when calling fit repeatedly
                 on data already checked.
+            sample_weight: (m,) weights ``w_i >= 0``, gathered with each batch: each batch's
+                cost and gradient is scikit-learn's weighted mean (see
+                :meth:`loss_and_grad`); the loop fit equals then passes
+                ``sample_weight=Wb``. Not for a :mod:`ferroptim.data` source.
+            class_weight: classifiers: ``{label: weight}`` (class indices; classes not
+                named weigh 1) or ``"balanced"`` (scikit-learn's ``n_samples / (n_classes *
+                bincount(y))`` over the classes present); multiplies ``sample_weight``.
 
         Returns:
             A :class:`History`. ``costs`` holds every update of this call; the per-epoch
@@ -515,6 +534,8 @@ class MLP:
             progress=progress,
             timing=timing,
             check_input=check_input,
+            sample_weight=sample_weight,
+            class_weight=class_weight,
         ).run()
 
     def _fit_data(self, X: Any, Y: Any, transposed: bool, check: bool) -> tuple:
@@ -552,6 +573,80 @@ class MLP:
         if transposed and not labels:
             Yc = np.ascontiguousarray(Yc.T)
         return self._finite_X(X, check), Yc, labels, transposed and not labels and k > 1
+
+    def _check_weights(self, w: Any, m: int, name: str = "sample_weight", total: bool = True) -> np.ndarray:
+        """``w`` as (m,) contiguous weights of the model's dtype: finite, >= 0 (and, with
+        ``total``, not all 0)."""
+        a = np.asarray(w)
+        if a.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
+        if a.shape != (m,):
+            raise ValueError(f"{name} has shape {a.shape}, expected ({m},): one weight per example")
+        a = np.ascontiguousarray(a, dtype=self.dtype)
+        if not _all_finite(a):
+            raise ValueError(f"{name} contains NaN or infinity")
+        if (a < 0).any():
+            raise ValueError(f"{name} holds negative weights (min {float(a.min()):g}); expected >= 0")
+        if total and not a.any():
+            raise ValueError(f"{name} is all 0: at least one example needs a positive weight")
+        return a
+
+    def _fit_weights(
+        self, Y: np.ndarray, labels: bool, y_layout_t: bool, sample_weight: Any, class_weight: Any
+    ) -> Optional[np.ndarray]:
+        """The per-example weights fit trains with: ``sample_weight`` times each example's
+        ``class_weight`` (None when neither is given). ``Y`` as :meth:`_fit_data` returns it
+        (``y_layout_t``: dense (k, m))."""
+        m = Y.shape[1] if (y_layout_t and Y.ndim == 2) else Y.shape[0]
+        w = None if sample_weight is None else self._check_weights(sample_weight, m)
+        if class_weight is None:
+            return w
+        if self.output == "identity":
+            raise ValueError("class_weight needs a classifier (output='softmax' or 'sigmoid')")
+        if labels:
+            y = Y
+        elif self.output == "softmax":
+            y = np.argmax(Y, axis=0 if y_layout_t else 1)
+        else:
+            if self.n_outputs != 1:
+                raise ValueError("class_weight with output='sigmoid' needs one output (0/1 labels)")
+            y = Y.reshape(-1)
+            if not np.isin(y, (0, 1)).all():
+                raise ValueError("class_weight with output='sigmoid' needs 0/1 targets")
+            y = y.astype(np.int64)
+        k = max(self.n_outputs, 2)
+        if isinstance(class_weight, str):
+            if class_weight != "balanced":
+                raise ValueError(
+                    f"class_weight must be a dict {{label: weight}} or 'balanced', got {class_weight!r}"
+                )
+            counts = np.bincount(y, minlength=k).astype(np.float64)
+            present = counts > 0
+            per_class = np.ones(k)
+            per_class[present] = len(y) / (present.sum() * counts[present])
+        elif isinstance(class_weight, dict):
+            per_class = np.ones(k)
+            for label, cw in class_weight.items():
+                if (
+                    isinstance(label, (bool, np.bool_))
+                    or not isinstance(label, (int, np.integer))
+                    or not 0 <= label < k
+                ):
+                    raise ValueError(f"class_weight has label {label!r}; expected class indices in [0, {k})")
+                if isinstance(cw, (bool, np.bool_)) or not isinstance(
+                    cw, (int, float, np.integer, np.floating)
+                ):
+                    raise TypeError(f"class_weight[{label}] must be a number, got {type(cw).__name__}")
+                if not (np.isfinite(cw) and cw >= 0):
+                    raise ValueError(f"class_weight[{label}] must be a finite number >= 0, got {cw!r}")
+                per_class[int(label)] = float(cw)
+        else:
+            raise TypeError(
+                f"class_weight must be a dict {{label: weight}} or 'balanced', got {type(class_weight).__name__}"
+            )
+        cw_rows = per_class[y]
+        total = cw_rows if w is None else cw_rows * w.astype(np.float64)
+        return self._check_weights(total, m, "the weights (sample_weight times class_weight)")
 
     def _finite_X(self, X: np.ndarray, check: bool) -> np.ndarray:
         if check and not _all_finite(X):
