@@ -212,7 +212,7 @@ def test_class_weight_follows_scikit_learn(output, k):
         (dict(sample_weight=-np.ones(50)), ValueError, "negative weights"),
         (dict(sample_weight=np.full(50, np.nan)), ValueError, "NaN or infinity"),
         (dict(sample_weight=np.ones(49)), ValueError, r"shape \(49,\), expected \(50,\)"),
-        (dict(sample_weight=np.zeros(50)), ValueError, "all 0"),
+        (dict(sample_weight=np.zeros(50)), ValueError, "all zero"),
         (dict(sample_weight=np.array(["a"] * 50)), TypeError, "must hold numbers"),
         (dict(class_weight={5: 1.0}), ValueError, r"label 5; expected class indices in \[0, 3\)"),
         (dict(class_weight={0: -1.0}), ValueError, "finite number >= 0"),

@@ -335,3 +335,29 @@ def test_issue29_9_partial_fit_after_a_caught_ctrl_c_is_one_pass_over_its_chunk(
     assert np.isfinite(clf.loss_) and clf.loss_ == twin.loss_
     for a, b in zip(clf.coefs_ + clf.intercepts_, twin.coefs_ + twin.intercepts_):
         np.testing.assert_array_equal(a, b)
+
+
+@CUT_SHORT
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_sample_weight_follows_sklearn(early_stopping):
+    X, y = make_classification(n_samples=400, n_features=8, random_state=3)
+    kw = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0, early_stopping=early_stopping)
+    plain = MLPClassifier(**kw).fit(X, y)
+    ones = MLPClassifier(**kw).fit(X, y, sample_weight=np.ones(len(y)))
+    for u, v in zip(plain.coefs_ + plain.intercepts_, ones.coefs_ + ones.intercepts_):
+        np.testing.assert_array_equal(u, v)  # weights of 1 are no weights, bit for bit
+    w = np.where(y == 1, 5.0, 0.2)
+    weighted = MLPClassifier(**kw).fit(X, y, sample_weight=w)
+    assert not np.array_equal(weighted.coefs_[0], plain.coefs_[0])
+    # Class 1 weighs 25 times class 0: more of the training set is called class 1.
+    assert (weighted.predict(X) == 1).mean() > (plain.predict(X) == 1).mean()
+    # The regressor and partial_fit take weights too.
+    if not early_stopping:
+        reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+        reg.fit(X, X[:, 0], sample_weight=w)
+        reg.partial_fit(X, X[:, 0], sample_weight=w)
+        MLPClassifier(**kw).partial_fit(X, y, sample_weight=w, classes=[0, 1])
+    with pytest.raises(ValueError, match="zero"):
+        MLPClassifier(**kw).fit(X, y, sample_weight=np.zeros(len(y)))
+    with pytest.raises(ValueError, match="Negative values"):
+        MLPClassifier(**kw).fit(X, y, sample_weight=-np.ones(len(y)))

@@ -588,7 +588,7 @@ class MLP:
         if (a < 0).any():
             raise ValueError(f"{name} holds negative weights (min {float(a.min()):g}); expected >= 0")
         if total and not a.any():
-            raise ValueError(f"{name} is all 0: at least one example needs a positive weight")
+            raise ValueError(f"{name} is all zero: at least one example needs a positive weight")
         return a
 
     def _fit_weights(

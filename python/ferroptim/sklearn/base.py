@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from .. import optim
 from ..nn import MLP
@@ -256,7 +256,13 @@ class _BaseMLP(BaseEstimator):
 
     # -- training ----------------------------------------------------------------------
 
-    def _fit(self: _Estimator, X: ArrayLike, y: ArrayLike, incremental: bool = False) -> _Estimator:
+    def _fit(
+        self: _Estimator,
+        X: ArrayLike,
+        y: ArrayLike,
+        incremental: bool = False,
+        sample_weight: Optional[ArrayLike] = None,
+    ) -> _Estimator:
         self._validate_params()
         if self.solver == "lbfgs":
             raise ValueError(
@@ -271,6 +277,11 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        sw: Optional[np.ndarray] = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            if not sw.any():
+                raise ValueError("sample_weight is all zero: at least one sample needs a non-zero weight")
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         layer_units = [X.shape[1]] + hidden + [y.shape[1]]
@@ -298,7 +309,7 @@ class _BaseMLP(BaseEstimator):
             self._learning_rate = float(self.learning_rate_init)
             if self._uses_sklearn_schedule() and self.learning_rate == "invscaling" and self.t_ > 0:
                 self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
-        self._fit_stochastic(model, X, y, incremental)
+        self._fit_stochastic(model, X, y, incremental, sw)
         if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may"
@@ -330,13 +341,30 @@ class _BaseMLP(BaseEstimator):
             )
         return int(np.clip(bs, 1, n_samples))
 
-    def _fit_stochastic(self, model: MLP, X: np.ndarray, y: np.ndarray, incremental: bool) -> None:
+    def _fit_stochastic(
+        self, model: MLP, X: np.ndarray, y: np.ndarray, incremental: bool, sw: Optional[np.ndarray] = None
+    ) -> None:
         early_stopping = self.early_stopping
+        sw_val: Optional[np.ndarray] = None
         if early_stopping:
             stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
-            X, X_val, y, y_val = train_test_split(
-                X, y, random_state=self._random_state, test_size=self.validation_fraction, stratify=stratify
-            )
+            if sw is None:
+                X, X_val, y, y_val = train_test_split(
+                    X,
+                    y,
+                    random_state=self._random_state,
+                    test_size=self.validation_fraction,
+                    stratify=stratify,
+                )
+            else:
+                X, X_val, y, y_val, sw, sw_val = train_test_split(
+                    X,
+                    y,
+                    sw,
+                    random_state=self._random_state,
+                    test_size=self.validation_fraction,
+                    stratify=stratify,
+                )
             if X_val.shape[0] < 2:
                 raise ValueError(
                     "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
@@ -369,6 +397,7 @@ class _BaseMLP(BaseEstimator):
                     epochs=1,
                     shuffle=bool(self.shuffle),
                     check_input=not checked,
+                    sample_weight=sw,
                 )
                 checked = True
                 costs = history.costs
@@ -385,7 +414,7 @@ class _BaseMLP(BaseEstimator):
                     bar.update(1)
                 if self.verbose:
                     say(f"Iteration {self.n_iter_:d}, loss = {self.loss_:.8f}")
-                self._update_no_improvement_count(early_stopping, X_val, y_val, say)
+                self._update_no_improvement_count(early_stopping, X_val, y_val, say, sw_val)
                 if self._uses_sklearn_schedule() and self.learning_rate == "invscaling":
                     self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
                 if self._no_improvement_count > self.n_iter_no_change:
@@ -437,6 +466,7 @@ class _BaseMLP(BaseEstimator):
         X_val: Optional[np.ndarray],
         y_val: Optional[np.ndarray],
         say: Callable[[str], Any],
+        sw_val: Optional[np.ndarray] = None,
     ) -> None:
         if early_stopping:
             assert X_val is not None and y_val is not None  # held out by _fit_stochastic
@@ -447,7 +477,7 @@ class _BaseMLP(BaseEstimator):
             if np.issubdtype(np.asarray(y_pred).dtype, np.floating) and not np.isfinite(y_pred).all():
                 score = np.nan
             else:
-                score = self._score_function(y_val, y_pred)
+                score = self._score_function(y_val, y_pred, sw_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 say(f"Validation score: {score:f}")
@@ -470,7 +500,9 @@ class _BaseMLP(BaseEstimator):
             if self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]
 
-    def fit(self: _Estimator, X: ArrayLike, y: ArrayLike) -> _Estimator:
+    def fit(
+        self: _Estimator, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None
+    ) -> _Estimator:
         """Trains the network on (X, y) for up to ``max_iter`` epochs (scikit-learn's ``fit``).
 
         Each epoch shuffles (with ``shuffle``), splits into batches of ``batch_size`` and
@@ -486,11 +518,16 @@ class _BaseMLP(BaseEstimator):
             y: the targets: class labels (n_samples,), or a 0/1 indicator matrix
                 (n_samples, n_labels) for the classifier (multilabel); real values
                 (n_samples,) or (n_samples, n_outputs) for the regressor.
+            sample_weight: (n_samples,) weights >= 0 (not all zero), as scikit-learn >= 1.7:
+                each batch's cost and gradient is the weighted mean ``sum_i w_i loss_i /
+                sum_i w_i`` (the L2 term divided by ``sum_i w_i`` too); with
+                ``early_stopping``, the held-out weights weigh the validation score. None:
+                every sample weighs 1.
 
         Returns:
             self.
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     # -- what each estimator defines ---------------------------------------------------------
 
@@ -500,7 +537,9 @@ class _BaseMLP(BaseEstimator):
         raise NotImplementedError
 
     @staticmethod
-    def _score_function(y: np.ndarray, y_pred: np.ndarray) -> float:
+    def _score_function(
+        y: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarray] = None
+    ) -> float:
         raise NotImplementedError
 
     def _predict(self, X: Any, check_input: bool = True) -> np.ndarray:
