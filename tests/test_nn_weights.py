@@ -243,3 +243,14 @@ def test_class_weight_needs_a_classifier_and_weights_need_arrays():
         model.fit(src, optimizer=fo.SGD(model.params, lr=0.1), sample_weight=np.ones(20))
     with pytest.raises(ValueError, match="sample_weight has shape"):
         model.loss_and_grad(X, Y, sample_weight=np.ones(3))
+
+
+@pytest.mark.parametrize("m", [10, 3000])  # 3000: several blocks of rows
+def test_a_batch_whose_weights_sum_to_zero_has_no_cost_and_no_gradient(m):
+    sizes = [3, 32, 24, 2]
+    model = MLP(sizes, output="sigmoid", dtype=np.float64, seed=1, alpha=0.5)
+    X, Y = _problem(sizes, "sigmoid", m, np.float64)
+    cost, grads = model.loss_and_grad(X, Y, sample_weight=np.zeros(m))
+    assert cost == 0.0
+    for k, g in grads.items():
+        assert not g.any(), k
