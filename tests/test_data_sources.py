@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -560,3 +561,32 @@ def test_the_reader_thread_stops_when_a_pass_is_abandoned():
     next(iter(b))  # a new epoch closes the pass before it
     assert readers() == 1
     del it
+
+
+def test_a_prefetch_stream_closed_on_its_own_reader_thread_does_not_join_itself():
+    # An unfinished stream (a fit stopped by max_steps) may be garbage-collected on the
+    # reader thread of another stream: closing it there must not try to join that thread.
+    from ferroptim.data._batches import _prefetched
+
+    taken, done, errors = threading.Event(), threading.Event(), []
+    holder = {}
+
+    class Source:
+        def _load(self, chunk):
+            if chunk == 1:
+                taken.wait(10)
+                try:
+                    holder["stream"].close()
+                except BaseException as e:  # noqa: BLE001 - recorded for the assertion
+                    errors.append(e)
+                done.set()
+            return np.zeros((2, 1)), None
+
+    stream = _prefetched(Source(), [(0, 0, 2), (1, 0, 2)], 2)
+    holder["stream"] = stream
+    next(stream)
+    taken.set()
+    assert done.wait(10)
+    assert errors == []
+    with pytest.raises(StopIteration):
+        next(stream)

@@ -392,3 +392,45 @@ def test_lbfgs_converges_warns_when_cut_short_and_refuses_partial_fit():
     assert short.n_iter_ <= 5
     with pytest.raises(AttributeError, match="partial_fit"):
         MLPClassifier(solver="lbfgs").partial_fit(X_tr, y_tr, classes=np.arange(10))
+
+
+@CUT_SHORT
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_sample_weight_follows_sklearn(early_stopping):
+    X, y = make_classification(n_samples=400, n_features=8, random_state=3)
+    kw = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0, early_stopping=early_stopping)
+    plain = MLPClassifier(**kw).fit(X, y)
+    ones = MLPClassifier(**kw).fit(X, y, sample_weight=np.ones(len(y)))
+    for u, v in zip(plain.coefs_ + plain.intercepts_, ones.coefs_ + ones.intercepts_):
+        np.testing.assert_array_equal(u, v)  # weights of 1 are no weights, bit for bit
+    w = np.where(y == 1, 5.0, 0.2)
+    weighted = MLPClassifier(**kw).fit(X, y, sample_weight=w)
+    assert not np.array_equal(weighted.coefs_[0], plain.coefs_[0])
+    # Class 1 weighs 25 times class 0: more of the training set is called class 1.
+    assert (weighted.predict(X) == 1).mean() > (plain.predict(X) == 1).mean()
+    # The regressor and partial_fit take weights too.
+    if not early_stopping:
+        reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+        reg.fit(X, X[:, 0], sample_weight=w)
+        reg.partial_fit(X, X[:, 0], sample_weight=w)
+        MLPClassifier(**kw).partial_fit(X, y, sample_weight=w, classes=[0, 1])
+    with pytest.raises(ValueError, match="zero"):
+        MLPClassifier(**kw).fit(X, y, sample_weight=np.zeros(len(y)))
+    with pytest.raises(ValueError, match="Negative values"):
+        MLPClassifier(**kw).fit(X, y, sample_weight=-np.ones(len(y)))
+
+
+def test_lbfgs_with_sample_weight_follows_scikit_learns():
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    w = np.random.default_rng(0).uniform(0.0, 3.0, len(y))
+    kw = dict(solver="lbfgs", hidden_layer_sizes=(16,), max_iter=10, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier(**kw).fit(X, y, sample_weight=w)
+        b = SkMLPClassifier(**kw).fit(X, y, sample_weight=w)
+        c = MLPClassifier(**kw).fit(X, y)
+    assert a.loss_ == pytest.approx(b.loss_, rel=1e-6)
+    for ca, cb in zip(a.coefs_, b.coefs_):
+        np.testing.assert_allclose(ca, cb, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(a.coefs_[0], c.coefs_[0])

@@ -85,11 +85,22 @@ def muon_step(
 
 @final
 class Network:
-    def __new__(cls, sizes: Sequence[int], hidden: str, output: str, alpha: float = 0.0) -> Network: ...
+    def __new__(
+        cls, sizes: Sequence[int], hidden: str, output: str, alpha: float = 0.0, dropout: Sequence[float] = ()
+    ) -> Network: ...
     alpha: float
+    @property
+    def dropout(self) -> list[float]: ...
+    def dropout_masks(self, rows: int, key: tuple[int, int, int]) -> list[np.ndarray]: ...
     def forward(self, params: Sequence[np.ndarray], x: np.ndarray) -> np.ndarray: ...
     def loss_and_grad(
-        self, params: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray, grads: Sequence[np.ndarray]
+        self,
+        params: Sequence[np.ndarray],
+        x: np.ndarray,
+        y: np.ndarray,
+        grads: Sequence[np.ndarray],
+        dropout_key: Optional[tuple[int, int, int]] = None,
+        sample_weight: Optional[np.ndarray] = None,
     ) -> float: ...
     def cost(self, params: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray) -> float: ...
     @staticmethod
@@ -112,6 +123,8 @@ class Network:
         labels: bool,
         timing: bool,
         interrupt: Optional[Any] = None,
+        dropout: Optional[tuple[int, int, int]] = None,
+        weighted: bool = False,
     ) -> tuple[
         np.ndarray, int, bool, Optional[tuple[float, float, float, float]], Optional[BaseException]
     ]: ...

@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Inputs, Mlp, NnFloat, Targets, Workspace};
+use super::{DropKey, Inputs, Mlp, NnFloat, Targets, Workspace};
 use crate::data::{Buffer, Job, Order, Source};
 use crate::error::{try_filled, Error, Result};
 
@@ -27,7 +27,7 @@ const POLL_EVERY: Duration = Duration::from_millis(1);
 
 /// What one epoch trains on: the two gather sources (X, then Y) and the epoch's order.
 pub struct EpochData<'a> {
-    /// `[X, Y]`: X of the network's dtype with `n_0` features per sample; Y of int64 labels
+    /// `[X, Y]` (and `W` when `weighted`): X of the network's dtype with `n_0` features per sample; Y of int64 labels
     /// (`labels`) or of the network's dtype with `k` values per sample.
     pub sources: Arc<[Source]>,
     pub order: &'a Order,
@@ -40,6 +40,12 @@ pub struct EpochData<'a> {
     /// Y's batches are `(k, rows)` (sampled along axis 1).
     pub y_transposed: bool,
     pub labels: bool,
+    /// The sources hold a third one, a weight per sample (of the network's dtype): each
+    /// batch's cost is their weighted mean ([`Mlp::cost_and_grad`]).
+    pub weighted: bool,
+    /// Dropout's `(seed, epoch, offset)`: batch `j` draws the masks of
+    /// [`DropKey`] `(seed, epoch, offset + j)`; None: no dropout.
+    pub dropout: Option<(u64, u64, u64)>,
 }
 
 /// The update of one batch: `step(params, grads)`.
@@ -106,8 +112,10 @@ pub fn train_epoch<T: NnFloat>(
     };
     let max_rows = b.min(len);
     let k = net.outputs();
-    if data.sources.len() != 2 {
-        return Err(Error::Mismatch("train_epoch needs sources [X, Y]".into()));
+    if data.sources.len() != 2 + usize::from(data.weighted) {
+        return Err(Error::Mismatch(
+            "train_epoch needs sources [X, Y] (and W when weighted)".into(),
+        ));
     }
     let sets: Vec<Vec<Arc<Buffer>>> = (0..2)
         .map(|_| {
@@ -256,7 +264,17 @@ pub fn train_epoch<T: NnFloat>(
             let t1 = clock();
             let mut phases = [0.0; 2];
             let timed = timing.is_some().then_some(&mut phases);
-            let (cost, penalty) = net.cost_and_grad(ws, &*params, inputs, y, grads, timed)?;
+            let key = data.dropout.map(|(seed, epoch, offset)| DropKey {
+                seed,
+                epoch,
+                position: offset.wrapping_add(j as u64),
+            });
+            // SAFETY: as for X: the weights of the batch's rows, values of T.
+            let weights = data.weighted.then(|| unsafe {
+                std::slice::from_raw_parts(buffers[2].as_ptr() as *const T, rows)
+            });
+            let (cost, penalty) =
+                net.cost_and_grad(ws, &*params, inputs, y, grads, timed, key, weights)?;
             prefetch(j + 1, 1);
             prefetch(j + 1, 2);
             let t3 = clock();

@@ -29,5 +29,5 @@ mod workspace;
 pub use epoch::{train_epoch, EpochData, StepOutcome, Timing};
 pub use float::NnFloat;
 pub(crate) use gemm::matmul;
-pub use model::{Activation, Inputs, Mlp, Output, Targets, LEAKY_SLOPE};
+pub use model::{Activation, DropKey, Inputs, Mlp, Output, Targets, LEAKY_SLOPE};
 pub use workspace::Workspace;

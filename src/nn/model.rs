@@ -87,6 +87,33 @@ pub struct Mlp {
     pub output: Output,
     /// L2 penalty `alpha / 2 * sum_l ||W_l||^2 / m` (biases are not penalised).
     pub alpha: f64,
+    /// The dropout rate of each hidden layer (`layers - 1` rates in `[0, 1)`; empty: none).
+    /// Training only, and only when a [`DropKey`] is given: see [`Mlp::keep`].
+    pub dropout: Vec<f64>,
+}
+
+/// Which masks a batch's dropout draws: the model's `seed`, the `epoch` and the batch's
+/// `position` in it. With the row of the batch, the layer and the unit, they are all the
+/// mask's bit depends on ([`Mlp::keep`]): the same bits at every thread count, in every
+/// cut of the batch into blocks, and on resume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropKey {
+    pub seed: u64,
+    pub epoch: u64,
+    pub position: u64,
+}
+
+impl DropKey {
+    /// The key of hidden layer `l` (1-based) and row `row` of the batch: [`Mlp::keep`]
+    /// hashes it with the unit.
+    pub fn row_key(&self, l: usize, row: usize) -> u64 {
+        use crate::data::permutation::{mix, GAMMA};
+        let mut h = mix(self.seed.wrapping_add(GAMMA));
+        for v in [self.epoch, self.position, l as u64, row as u64] {
+            h = mix(h ^ mix(v.wrapping_add(1).wrapping_mul(GAMMA)));
+        }
+        h
+    }
 }
 
 /// A batch of inputs: `x[i * n_0 + j]` (row-major, `transposed == false`) or
@@ -169,7 +196,57 @@ impl Mlp {
             hidden,
             output,
             alpha,
+            dropout: Vec::new(),
         })
+    }
+
+    /// The network with dropout rates `rates`: one for every hidden layer, or one for all
+    /// of them; each in `[0, 1)`. All zero (or none) is no dropout.
+    pub fn with_dropout(mut self, rates: &[f64]) -> Result<Self> {
+        let hidden = self.layers() - 1;
+        let rates: Vec<f64> = match rates.len() {
+            0 => Vec::new(),
+            1 => vec![rates[0]; hidden],
+            n if n == hidden => rates.to_vec(),
+            n => {
+                return Err(Error::Invalid(format!(
+                    "dropout must be one rate or one per hidden layer ({hidden}), got {n} rates"
+                )))
+            }
+        };
+        if let Some(r) = rates.iter().find(|r| !(**r >= 0.0 && **r < 1.0)) {
+            return Err(Error::Invalid(format!(
+                "dropout rates must be in [0, 1), got {r}"
+            )));
+        }
+        self.dropout = if rates.iter().all(|&r| r == 0.0) {
+            Vec::new()
+        } else {
+            rates
+        };
+        Ok(self)
+    }
+
+    /// The dropout rate of hidden layer `l` (1-based; 0 without dropout).
+    pub fn rate(&self, l: usize) -> f64 {
+        self.dropout.get(l - 1).copied().unwrap_or(0.0)
+    }
+
+    /// Whether unit `unit` of hidden layer `l` is kept in the row whose
+    /// [`DropKey::row_key`] is `row_key`, at rate `rate`: a uniform `u` in `[0, 1)` from 53
+    /// bits of a hash of the key and the unit, kept when `u >= rate` (probability
+    /// `1 - rate`).
+    #[inline]
+    pub fn keep(row_key: u64, unit: usize, rate: f64) -> bool {
+        use crate::data::permutation::{mix, GAMMA};
+        let h = mix(row_key ^ (unit as u64).wrapping_add(1).wrapping_mul(GAMMA));
+        (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64) >= rate
+    }
+
+    /// The inverted-dropout factor of a kept unit at rate `rate`: `1 / (1 - rate)`,
+    /// computed in f64 and rounded once to `T`.
+    pub fn keep_scale<T: NnFloat>(rate: f64) -> T {
+        T::from_f64(1.0 / (1.0 - rate))
     }
 
     pub fn layers(&self) -> usize {

@@ -10,7 +10,7 @@ use super::pointwise::{
     sigmoid_delta_and_terms,
 };
 use super::workspace::{claim, locked, owned, BlockFn, Blocks, Buffers};
-use super::{Activation, Inputs, Mlp, NnFloat, Output, Targets, Workspace};
+use super::{Activation, DropKey, Inputs, Mlp, NnFloat, Output, Targets, Workspace};
 use crate::error::{Error, Result};
 
 /// `acc += part`, element by element.
@@ -18,6 +18,30 @@ fn add_into<T: NnFloat, G: AsMut<[T]>>(acc: &mut [G], part: &[Vec<T>]) {
     for (a, p) in acc.iter_mut().zip(part) {
         for (x, &y) in a.as_mut().iter_mut().zip(p) {
             *x += y;
+        }
+    }
+}
+
+/// `v *= mask / keep_prob` for the rows of hidden layer `l` in `block` (`n` units a row,
+/// the first being row `row0` of the batch): the mask of [`Mlp::keep`], `keep_prob = 1 -
+/// rate`; a dropped value becomes `v * 0`.
+pub(super) fn dropout_rows<T: NnFloat>(
+    block: &mut [T],
+    n: usize,
+    key: DropKey,
+    l: usize,
+    row0: usize,
+    rate: f64,
+) {
+    let scale: T = Mlp::keep_scale(rate);
+    for (i, row) in block.chunks_exact_mut(n).enumerate() {
+        let rk = key.row_key(l, row0 + i);
+        for (j, v) in row.iter_mut().enumerate() {
+            *v *= if Mlp::keep(rk, j, rate) {
+                scale
+            } else {
+                T::ZERO
+            };
         }
     }
 }
@@ -48,7 +72,7 @@ impl Mlp {
         let last = self.layers() - 1;
         if plan.count == 1 {
             let buf = owned(&mut ws.blocks[0]);
-            self.forward_block(buf, params, inputs.part(0..rows, n0), true);
+            self.forward_block(buf, params, inputs.part(0..rows, n0), true, None);
             out.copy_from_slice(&buf.acts[last][..rows * k]);
             return Ok(());
         }
@@ -57,7 +81,7 @@ impl Mlp {
         on_pool(plan.count, &|b| {
             let r = plan.rows_of(b);
             let mut buf = claim(slots);
-            self.forward_block(&mut buf, params, inputs.part(r.clone(), n0), false);
+            self.forward_block(&mut buf, params, inputs.part(r.clone(), n0), false, None);
             // SAFETY: the blocks' rows are disjoint parts of `out`, borrowed mutably for
             // this call.
             let dst = unsafe {
@@ -83,12 +107,12 @@ impl Mlp {
         let (m, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
         if plan.count == 1 {
             let buf = owned(&mut ws.blocks[0]);
-            self.forward_block(buf, params, inputs.part(0..m, n0), true);
-            return self.cost_block(buf, m, y, m);
+            self.forward_block(buf, params, inputs.part(0..m, n0), true, None);
+            return self.cost_block(buf, m, y, None, m as f64);
         }
         Self::over_groups(ws, &plan, workers, &|buf, _, _, r| {
-            self.forward_block(buf, params, inputs.part(r.clone(), n0), false);
-            self.cost_block(buf, r.len(), y.part(r, k), m)
+            self.forward_block(buf, params, inputs.part(r.clone(), n0), false, None);
+            self.cost_block(buf, r.len(), y.part(r, k), None, m as f64)
         });
         Self::sum_groups::<T, Vec<T>>(ws, &plan, None)
     }
@@ -105,7 +129,26 @@ impl Mlp {
         y: Targets<'_, T>,
         grads: &mut [G],
     ) -> Result<f64> {
-        let (cost, penalty) = self.cost_and_grad(ws, params, inputs, y, grads, None)?;
+        self.loss_and_grad_with(ws, params, inputs, y, grads, None, None)
+    }
+
+    /// [`Mlp::loss_and_grad`] with dropout drawn by `key` (none without a key, or without
+    /// dropout rates): the masks of batch `key.position` of epoch `key.epoch`, as
+    /// [`Mlp::cost_and_grad`] draws them in training; and with `weights`, one per row,
+    /// the weighted mean cost ([`Mlp::cost_and_grad`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss_and_grad_with<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
+        &self,
+        ws: &mut Workspace<T>,
+        params: &[P],
+        inputs: Inputs<'_, T>,
+        y: Targets<'_, T>,
+        grads: &mut [G],
+        key: Option<DropKey>,
+        weights: Option<&[T]>,
+    ) -> Result<f64> {
+        let (cost, penalty) =
+            self.cost_and_grad(ws, params, inputs, y, grads, None, key, weights)?;
         Ok(cost + penalty)
     }
 
@@ -113,7 +156,17 @@ impl Mlp {
     /// `alpha/(2m) sum ||W||^2` apart, block by block ([`Mlp::blocks`]). With `phases`, adds
     /// the seconds of the forward pass with the cost (`phases[0]`) and of the backward pass
     /// with the penalty (`phases[1]`); a batch in several blocks interleaves them, and its
-    /// wall time is split as the calling thread's own blocks split theirs.
+    /// wall time is split as the calling thread's own blocks split theirs. With `key` and
+    /// dropout rates, inverted dropout after each hidden layer's activation: `A_l *= mask /
+    /// keep_prob` forward, `dA_l *= mask / keep_prob` backward, the masks of
+    /// [`Mlp::keep`] for the batch's rows (the same bits in every cut into blocks).
+    ///
+    /// With `weights` (one `w_i >= 0` per row), scikit-learn's weighted mean: `m` becomes
+    /// `s = sum_i w_i` (summed in f64 in row order) and each row's cost and `dJ/dZ_L` are
+    /// multiplied by `w_i` — `J = sum_i w_i loss_i / s + alpha/(2s) sum ||W||^2`; weights
+    /// all 1 give the same bits as none. A batch whose weights sum to 0 has cost 0 and a
+    /// zero gradient.
+    #[allow(clippy::too_many_arguments)]
     pub fn cost_and_grad<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
         &self,
         ws: &mut Workspace<T>,
@@ -122,9 +175,20 @@ impl Mlp {
         y: Targets<'_, T>,
         grads: &mut [G],
         phases: Option<&mut [f64; 2]>,
+        key: Option<DropKey>,
+        weights: Option<&[T]>,
     ) -> Result<(f64, f64)> {
+        let key = key.filter(|_| !self.dropout.is_empty());
         self.check_grads(grads)?;
         self.check_batch(params, &inputs, &y)?;
+        if weights.is_some_and(|w| w.len() != inputs.rows) {
+            return Err(Error::Mismatch(
+                "the sample weights do not match X's rows".into(),
+            ));
+        }
+        let total = weights.map_or(inputs.rows as f64, |w| {
+            w.iter().map(|v| v.to_f64()).sum::<f64>()
+        });
         let plan = self.blocks::<T>(inputs.rows);
         let workers = ws.reserve(self, &plan, plan.groups, true)?;
         let (m, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
@@ -137,11 +201,12 @@ impl Mlp {
         if plan.count == 1 {
             let buf = owned(&mut ws.blocks[0]);
             let x = inputs.part(0..m, n0);
-            self.forward_block(buf, params, x, true);
-            let cost = self.cost_block(buf, m, y, m)?;
+            let drop = key.map(|k| (k, 0));
+            self.forward_block(buf, params, x, true, drop);
+            let cost = self.cost_block(buf, m, y, weights, total)?;
             let t1 = now(timed);
-            self.backward_block(buf, params, x, grads, true);
-            let penalty = self.penalty(params, grads, m);
+            self.backward_block(buf, params, x, grads, true, drop);
+            let penalty = self.penalty(params, grads, total);
             if let Some(p) = phases {
                 p[0] += span(t0, t1);
                 p[1] += span(t1, now(true));
@@ -155,14 +220,16 @@ impl Mlp {
             let here = timed && std::thread::current().id() == caller;
             let ta = now(here);
             let x = inputs.part(r.clone(), n0);
-            self.forward_block(buf, params, x, false);
-            let cost = self.cost_block(buf, r.len(), y.part(r, k), m)?;
+            let drop = key.map(|k| (k, r.start));
+            self.forward_block(buf, params, x, false, drop);
+            let w = weights.map(|w| &w[r.clone()]);
+            let cost = self.cost_block(buf, r.len(), y.part(r, k), w, total)?;
             let tb = now(here);
             if first {
-                self.backward_block(buf, params, x, &mut group.grads, false);
+                self.backward_block(buf, params, x, &mut group.grads, false, drop);
             } else {
                 let mut part = std::mem::take(&mut buf.grads);
-                self.backward_block(buf, params, x, &mut part, false);
+                self.backward_block(buf, params, x, &mut part, false, drop);
                 add_into(&mut group.grads, &part);
                 buf.grads = part;
             }
@@ -175,7 +242,7 @@ impl Mlp {
         });
         let t1 = now(timed);
         let cost = Self::sum_groups(ws, &plan, Some(grads))?;
-        let penalty = self.penalty(params, grads, m);
+        let penalty = self.penalty(params, grads, total);
         if let Some(p) = phases {
             let wall = span(t0, t1);
             let [f, b] = *locked(&own);
@@ -259,13 +326,17 @@ impl Mlp {
     }
 
     /// The forward pass of one block into `buf`: every `A_l` (the output activations last;
-    /// sigmoid's logits in `buf.delta[1]`). The caller has checked the shapes.
+    /// sigmoid's logits in `buf.delta[1]`). The caller has checked the shapes. With
+    /// `drop = (key, first row)`, the hidden layers with a dropout rate keep their
+    /// activations in `buf.kept` and pass on `A_l * mask / keep_prob` (the block's rows
+    /// being the batch's from `first row` on).
     pub(super) fn forward_block<T: NnFloat, P: AsRef<[T]>>(
         &self,
         buf: &mut Buffers<T>,
         params: &[P],
         x: Part<'_, T>,
         par: bool,
+        drop: Option<(DropKey, usize)>,
     ) {
         let rows = x.rows;
         let level = crate::runtime::simd::level();
@@ -293,9 +364,22 @@ impl Mlp {
                     par,
                 );
             };
+            let rate = if l < layers { self.rate(l) } else { 0.0 };
+            let kept = match drop {
+                Some(_) if rate > 0.0 => buf.kept[l - 1].as_mut_ptr() as usize,
+                _ => 0,
+            };
             match self.output {
-                _ if l < layers => by_row_blocks(out, n, par, |_, block| {
+                _ if l < layers => by_row_blocks(out, n, par, |at, block| {
                     bias_activation(level, block, b, self.hidden);
+                    if let (Some((key, row0)), true) = (drop, kept != 0) {
+                        // SAFETY: `kept` holds `rows * n` values; the blocks are disjoint.
+                        let kept = unsafe {
+                            std::slice::from_raw_parts_mut((kept as *mut T).add(at), block.len())
+                        };
+                        kept.copy_from_slice(block);
+                        dropout_rows(block, n, key, l, row0 + at / n, rate);
+                    }
                 }),
                 // The logits stay for the cost: log(1 - p) loses them once p rounds to 1.
                 Output::Sigmoid => bias_sigmoid(level, out, &mut buf.delta[1][..rows * n], b),
@@ -305,20 +389,29 @@ impl Mlp {
         }
     }
 
-    /// The cost of the last forward pass in `buf` (`rows` of a batch of `m`) against `y`:
-    /// the block's share of the batch's mean cost, and of `dJ/dZ_L` into `buf.delta[0]`.
+    /// The cost of the last forward pass in `buf` (`rows` of a batch of `m` rows, or of
+    /// weights summing to `m`) against `y`: the block's share of the batch's mean cost, and
+    /// of `dJ/dZ_L` into `buf.delta[0]`; with `w`, the block's rows' weights multiply each
+    /// row's cost and `dJ/dZ_L` (see [`Mlp::cost_and_grad`]).
     pub(super) fn cost_block<T: NnFloat>(
         &self,
         buf: &mut Buffers<T>,
         rows: usize,
         y: Targets<'_, T>,
-        m: usize,
+        w: Option<&[T]>,
+        m: f64,
     ) -> Result<f64> {
-        if self.output == Output::Sigmoid {
-            self.sigmoid_cost_and_delta(buf, rows, y, m)
+        let cost = if self.output == Output::Sigmoid {
+            self.sigmoid_cost_and_delta(buf, rows, y, w, m)?
         } else {
-            self.output_delta(buf, rows, y, m)
+            self.output_delta(buf, rows, y, w, m)?
+        };
+        // Weights summing to 0: no cost, and (1/m infinite) no gradient.
+        if m == 0.0 {
+            buf.delta[0][..rows * self.outputs()].fill(T::ZERO);
+            return Ok(0.0);
         }
+        Ok(cost)
     }
 
     /// [`Mlp::cost_block`] for softmax and identity outputs.
@@ -327,27 +420,33 @@ impl Mlp {
         buf: &mut Buffers<T>,
         rows: usize,
         y: Targets<'_, T>,
-        m: usize,
+        w: Option<&[T]>,
+        m: f64,
     ) -> Result<f64> {
         let k = self.outputs();
         let a = &buf.acts[buf.acts.len() - 1][..rows * k];
         let d = &mut buf.delta[0][..rows * k];
-        let inv_m = T::from_f64(1.0 / m as f64);
+        let inv_m = T::from_f64(1.0 / m);
+        // Row i's weight (1 without weights: the same bits as none).
+        let wt = |i: usize| w.map_or(T::ONE, |w| w[i]);
         let mut cost = 0.0f64;
         match (self.output, y) {
             (Output::Softmax, Targets::Labels(labels)) => {
-                for ((p, dr), &c) in a.chunks_exact(k).zip(d.chunks_exact_mut(k)).zip(labels) {
+                for (i, ((p, dr), &c)) in
+                    (a.chunks_exact(k).zip(d.chunks_exact_mut(k)).zip(labels)).enumerate()
+                {
                     if c < 0 || c as usize >= k {
                         return Err(Error::Invalid(format!(
                             "Y holds class {c}, outside [0, {k}) for {k} output units"
                         )));
                     }
                     let c = c as usize;
+                    let f = inv_m * wt(i);
                     for (j, (dd, &pp)) in dr.iter_mut().zip(p).enumerate() {
                         let y = if j == c { T::ONE } else { T::ZERO };
-                        *dd = (pp - y) * inv_m;
+                        *dd = (pp - y) * f;
                     }
-                    cost -= p[c].ln().to_f64();
+                    cost -= wt(i).to_f64() * p[c].ln().to_f64();
                 }
             }
             (_, Targets::Labels(_)) => {
@@ -356,38 +455,49 @@ impl Mlp {
                 ))
             }
             (out, Targets::Dense(y)) => {
+                let rows_of = a
+                    .chunks_exact(k)
+                    .zip(d.chunks_exact_mut(k))
+                    .zip(y.chunks_exact(k));
                 if out == Output::Softmax {
-                    for ((dd, &p), &t) in d.iter_mut().zip(a).zip(y) {
-                        *dd = (p - t) * inv_m;
-                        if t != T::ZERO {
-                            cost -= t.to_f64() * p.ln().to_f64();
+                    for (i, ((pr, dr), yr)) in rows_of.enumerate() {
+                        let (f, wi) = (inv_m * wt(i), wt(i).to_f64());
+                        for ((dd, &p), &t) in dr.iter_mut().zip(pr).zip(yr) {
+                            *dd = (p - t) * f;
+                            if t != T::ZERO {
+                                cost -= wi * (t.to_f64() * p.ln().to_f64());
+                            }
                         }
                     }
                 } else {
-                    let inv_mk = T::from_f64(1.0 / (m * k) as f64);
-                    for ((dd, &p), &t) in d.iter_mut().zip(a).zip(y) {
-                        let r = p - t;
-                        *dd = r * inv_mk;
-                        cost += 0.5 * r.to_f64() * r.to_f64();
+                    let inv_mk = T::from_f64(1.0 / (m * k as f64));
+                    for (i, ((pr, dr), yr)) in rows_of.enumerate() {
+                        let (f, wi) = (inv_mk * wt(i), wt(i).to_f64());
+                        for ((dd, &p), &t) in dr.iter_mut().zip(pr).zip(yr) {
+                            let r = p - t;
+                            *dd = r * f;
+                            cost += wi * (0.5 * r.to_f64() * r.to_f64());
+                        }
                     }
-                    return Ok(cost / (m * k) as f64);
+                    return Ok(cost / (m * k as f64));
                 }
             }
         }
-        Ok(cost / m as f64)
+        Ok(cost / m)
     }
 
-    /// Adds `alpha/m W` to each `dW` and returns the penalty `alpha/(2m) sum ||W||^2`.
+    /// Adds `alpha/m W` to each `dW` and returns the penalty `alpha/(2m) sum ||W||^2` (`m`
+    /// the rows, or the sum of the weights; none for 0).
     pub(super) fn penalty<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
         &self,
         params: &[P],
         grads: &mut [G],
-        rows: usize,
+        rows: f64,
     ) -> f64 {
-        if self.alpha == 0.0 {
+        if self.alpha == 0.0 || rows == 0.0 {
             return 0.0;
         }
-        let alpha_m = self.alpha / rows as f64;
+        let alpha_m = self.alpha / rows;
         let am = T::from_f64(alpha_m);
         let mut cost = 0.0;
         for l in (1..=self.layers()).rev() {
@@ -404,6 +514,7 @@ impl Mlp {
 
     /// The data part of the gradient of one block (the rows of `x`, which the last
     /// [`Mlp::forward_block`] and [`Mlp::cost_block`] into `buf` saw), into `grads`.
+    /// `drop` as given to that forward pass.
     pub(super) fn backward_block<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
         &self,
         buf: &mut Buffers<T>,
@@ -411,6 +522,7 @@ impl Mlp {
         x: Part<'_, T>,
         grads: &mut [G],
         par: bool,
+        drop: Option<(DropKey, usize)>,
     ) {
         let rows = x.rows;
         let layers = self.layers();
@@ -457,8 +569,17 @@ impl Mlp {
                         par,
                     );
                 };
-                let a = &buf.acts[l - 2][..rows * k];
+                let rate = self.rate(l - 1);
+                let dropped = drop.filter(|_| rate > 0.0);
+                // g'(Z) from the activations before dropout.
+                let a = match dropped {
+                    Some(_) => &buf.kept[l - 2][..rows * k],
+                    None => &buf.acts[l - 2][..rows * k],
+                };
                 by_row_blocks(below, k, par, |at, block| {
+                    if let Some((key, row0)) = dropped {
+                        dropout_rows(block, k, key, l - 1, row0 + at / k, rate);
+                    }
                     activation_backward(level, block, &a[at..at + block.len()], self.hidden);
                 });
                 buf.delta.swap(0, 1);
@@ -473,7 +594,8 @@ impl Mlp {
         buf: &mut Buffers<T>,
         rows: usize,
         y: Targets<'_, T>,
-        m: usize,
+        w: Option<&[T]>,
+        m: f64,
     ) -> Result<f64> {
         let k = self.outputs();
         let Targets::Dense(y) = y else {
@@ -485,8 +607,15 @@ impl Mlp {
         let [d, z] = &mut buf.delta;
         let (z, d) = (&mut z[..rows * k], &mut d[..rows * k]);
         let p = &buf.acts[l - 1][..rows * k];
-        let inv_m = T::from_f64(1.0 / m as f64);
+        let inv_m = T::from_f64(1.0 / m);
         sigmoid_delta_and_terms(crate::runtime::simd::level(), d, z, p, y, inv_m);
-        Ok(z.iter().map(|t| t.to_f64()).sum::<f64>() / m as f64)
+        if let Some(w) = w {
+            for ((dr, zr), &wi) in d.chunks_exact_mut(k).zip(z.chunks_exact_mut(k)).zip(w) {
+                for v in dr.iter_mut().chain(zr.iter_mut()) {
+                    *v *= wi;
+                }
+            }
+        }
+        Ok(z.iter().map(|t| t.to_f64()).sum::<f64>() / m)
     }
 }

@@ -187,12 +187,14 @@ fn one_block<T: NnFloat>(
     let mut buf = Buffers::default();
     buf.fit(net, rows, false).unwrap();
     let x = inputs.part(0..rows, net.sizes[0]);
-    net.forward_block(&mut buf, params, x, false);
+    net.forward_block(&mut buf, params, x, false, None);
     let out = buf.acts[net.layers() - 1][..rows * net.outputs()].to_vec();
-    let mut cost = net.cost_block(&mut buf, rows, y, rows).unwrap();
+    let mut cost = net
+        .cost_block(&mut buf, rows, y, None, rows as f64)
+        .unwrap();
     let mut grads = zeros(net);
-    net.backward_block(&mut buf, params, x, &mut grads, false);
-    cost += net.penalty(params, &mut grads, rows);
+    net.backward_block(&mut buf, params, x, &mut grads, false, None);
+    cost += net.penalty(params, &mut grads, rows as f64);
     (cost, grads, out)
 }
 
@@ -210,7 +212,7 @@ fn blocked(
     let mut ws = Workspace::default();
     let mut grads = zeros(net);
     let (cost, penalty) = net
-        .cost_and_grad(&mut ws, params, inputs, y, &mut grads, None)
+        .cost_and_grad(&mut ws, params, inputs, y, &mut grads, None, None, None)
         .unwrap();
     let data = net.forward_cost(&mut ws, params, inputs, y).unwrap();
     assert_eq!(data.to_bits(), cost.to_bits(), "forward_cost's cost");
@@ -386,4 +388,38 @@ fn labels_out_of_range_are_an_error() {
     );
     assert!(matches!(r, Err(Error::Invalid(_))));
     assert!(Mlp::new(vec![2, 1], Activation::Relu, Output::Softmax, 0.0).is_err());
+}
+
+#[test]
+fn dropout_rates_are_checked_and_zero_rates_are_no_dropout() {
+    let net = || Mlp::new(vec![3, 4, 4, 1], Activation::Relu, Output::Sigmoid, 0.0).unwrap();
+    for bad in [
+        &[1.0][..],
+        &[-0.1],
+        &[f64::NAN],
+        &[0.1, 0.2, 0.3],
+        &[0.1, 1.0],
+    ] {
+        assert!(
+            matches!(net().with_dropout(bad), Err(Error::Invalid(_))),
+            "{bad:?}"
+        );
+    }
+    assert!(net().with_dropout(&[0.0, 0.0]).unwrap().dropout.is_empty());
+    assert_eq!(net().with_dropout(&[0.2]).unwrap().dropout, vec![0.2, 0.2]);
+    assert_eq!(net().with_dropout(&[0.2, 0.0]).unwrap().rate(2), 0.0);
+    // The masks keep about 1 - rate of the units, and depend on every part of the key.
+    let key = DropKey {
+        seed: 1,
+        epoch: 2,
+        position: 3,
+    };
+    let kept = (0..10_000)
+        .filter(|&i| Mlp::keep(key.row_key(1, i / 100), i % 100, 0.3))
+        .count();
+    assert!((6_800..7_200).contains(&kept), "{kept}");
+    let other = DropKey { position: 4, ..key };
+    assert_ne!(key.row_key(1, 0), other.row_key(1, 0));
+    assert_ne!(key.row_key(1, 0), key.row_key(2, 0));
+    assert_ne!(key.row_key(1, 0), key.row_key(1, 1));
 }

@@ -65,6 +65,10 @@ pub(super) struct Buffers<T> {
     rows: usize,
     /// `acts[l - 1]`: `A_l`, `(rows, n_l)`, for `l = 1..=L`.
     pub(super) acts: Vec<Vec<T>>,
+    /// `kept[l - 1]`: hidden layer `l`'s activations before dropout, `(rows, n_l)`, for the
+    /// backward pass's `g'(Z_l)` (empty for a layer without dropout; no entries when the
+    /// network has none) — `acts[l - 1]` holds them after.
+    pub(super) kept: Vec<Vec<T>>,
     /// `dJ/dZ` of the layer being back-propagated, and of the one below it.
     pub(super) delta: [Vec<T>; 2],
     /// The gradients of a block after its group's first, added to the group's (empty
@@ -134,10 +138,14 @@ impl<T: NnFloat> Buffers<T> {
     /// # Errors
     /// `OutOfMemory` naming the buffer and the row count, the buffers left empty.
     pub(super) fn fit(&mut self, net: &Mlp, rows: usize, grads: bool) -> Result<()> {
-        if !(self.acts.len() == net.layers() && self.rows >= rows) {
+        if !(self.acts.len() == net.layers()
+            && self.rows >= rows
+            && self.kept.len() == net.dropout.len())
+        {
             let rows = rows.max(self.rows);
             // The old buffers go first, so their memory is there for the new ones.
             (self.rows, self.acts, self.delta) = (0, Vec::new(), Default::default());
+            self.kept = Vec::new();
             let buffer = |width: usize, what: String| {
                 try_filled(rows.saturating_mul(width), T::ZERO, || {
                     format!("{what} of {rows} rows")
@@ -151,7 +159,16 @@ impl<T: NnFloat> Buffers<T> {
                 .collect::<Result<_>>()?;
             let delta = || buffer(widest, "a backward-pass delta".to_string());
             self.delta = [delta()?, delta()?];
-            (self.rows, self.acts) = (rows, acts);
+            let kept = (net.dropout.iter().enumerate())
+                .map(|(l, &rate)| {
+                    if rate > 0.0 {
+                        buffer(net.sizes[l + 1], format!("A{} before dropout", l + 1))
+                    } else {
+                        Ok(Vec::new())
+                    }
+                })
+                .collect::<Result<_>>()?;
+            (self.rows, self.acts, self.kept) = (rows, acts, kept);
         }
         if grads && self.grads.is_empty() {
             self.grads = net.zero_grads("a block's gradients")?;
@@ -161,7 +178,9 @@ impl<T: NnFloat> Buffers<T> {
 
     #[cfg(test)]
     fn bytes(&self) -> usize {
-        let values: usize = (self.acts.iter().chain(&self.delta).chain(&self.grads))
+        let values: usize = (self.acts.iter().chain(&self.kept))
+            .chain(&self.delta)
+            .chain(&self.grads)
             .map(Vec::capacity)
             .sum();
         values * std::mem::size_of::<T>()

@@ -19,8 +19,8 @@ use super::{maybe_detach, Work};
 use crate::data::orders::{EpochOrders, OrderSpec};
 use crate::error::try_filled;
 use crate::nn::{
-    self, Activation, EpochData, Inputs, Mlp, NnFloat, Output, StepOutcome, Targets, Timing,
-    Workspace,
+    self, Activation, DropKey, EpochData, Inputs, Mlp, NnFloat, Output, StepOutcome, Targets,
+    Timing, Workspace,
 };
 use crate::numerics::float::Dtype;
 use crate::optim::optimizer::Tensor;
@@ -289,6 +289,7 @@ impl NetState {
         Ok(out)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn loss_and_grad_t<T: Element>(
         &mut self,
         py: Python<'_>,
@@ -296,6 +297,8 @@ impl NetState {
         x: &Bound<'_, PyAny>,
         y: &Bound<'_, PyAny>,
         grads: &[Bound<'_, PyAny>],
+        key: Option<DropKey>,
+        weights: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<f64> {
         let p = self.params::<T>(params, false)?;
         let g = self.params::<T>(grads, true)?;
@@ -303,6 +306,10 @@ impl NetState {
         if rows == 0 {
             return Err(PyValueError::new_err("X holds no examples"));
         }
+        let wd = weights
+            .map(|w| slice_of::<T>(w, "sample_weight", Some(&[rows]), false))
+            .transpose()?
+            .map(|(d, _)| d);
         let (labels, y_data) = self.targets::<T>(py, y, rows)?;
         let k = self.net.outputs();
         // Byte ranges of everything read, then of every output: an output may overlap none
@@ -318,6 +325,9 @@ impl NetState {
             .collect();
         taken.push(("X".into(), span(xd, rows * self.net.sizes[0] * item)));
         taken.push(("Y".into(), span(y_data, y_bytes)));
+        if let Some(d) = wd {
+            taken.push(("sample_weight".into(), span(d, rows * item)));
+        }
         for (&(d, n), name) in g.iter().zip(&names) {
             let out = span(d, n * item);
             if let Some((what, _)) = taken.iter().find(|(_, r)| {
@@ -353,7 +363,9 @@ impl NetState {
         };
         let work = Work::Elements(rows * net.sizes.iter().sum::<usize>());
         let cost = maybe_detach(py, work, || {
-            net.loss_and_grad(ws, &ps, inputs, targets, &mut gs)
+            // SAFETY: checked above: `rows` values of T, read only, held by the argument.
+            let w = wd.map(|d| unsafe { std::slice::from_raw_parts(d as *const T, rows) });
+            net.loss_and_grad_with(ws, &ps, inputs, targets, &mut gs, key, w)
         })?;
         Ok(cost)
     }
@@ -403,9 +415,10 @@ impl NetState {
         let k = self.net.outputs();
         let item = std::mem::size_of::<T>();
         let y_row = if flags.labels { 8 } else { k * item };
-        if sources.len() != 2
+        if sources.len() != 2 + usize::from(flags.weighted)
             || sources[0].batch_bytes(1) != self.net.sizes[0] * item
             || sources[1].batch_bytes(1) != y_row
+            || (flags.weighted && sources[2].batch_bytes(1) != item)
         {
             return Err(PyValueError::new_err(
                 "the batches' arrays do not match the network's input and output sizes",
@@ -436,6 +449,8 @@ impl NetState {
             x_transposed: flags.x_transposed,
             y_transposed: flags.y_transposed,
             labels: flags.labels,
+            weighted: flags.weighted,
+            dropout: flags.dropout,
         };
         let lens = self.net.param_lens();
         let mut grads: Vec<Vec<T>> = lens
@@ -560,13 +575,21 @@ struct FitFlags {
     labels: bool,
     timing: bool,
     interrupt: Option<Py<PyAny>>,
+    dropout: Option<(u64, u64, u64)>,
+    weighted: bool,
 }
 
 #[pymethods]
 impl Network {
     #[new]
-    #[pyo3(signature = (sizes, hidden, output, alpha = 0.0))]
-    fn new(sizes: Vec<usize>, hidden: &str, output: &str, alpha: f64) -> PyResult<Self> {
+    #[pyo3(signature = (sizes, hidden, output, alpha = 0.0, dropout = Vec::new()))]
+    fn new(
+        sizes: Vec<usize>,
+        hidden: &str,
+        output: &str,
+        alpha: f64,
+        dropout: Vec<f64>,
+    ) -> PyResult<Self> {
         let hidden = Activation::parse(hidden).ok_or_else(|| {
             let names: Vec<String> = Activation::ALL
                 .iter()
@@ -583,7 +606,7 @@ impl Network {
                 "output must be 'sigmoid', 'softmax' or 'identity', got {output:?}"
             ))
         })?;
-        let net = Mlp::new(sizes, hidden, output, alpha)?;
+        let net = Mlp::new(sizes, hidden, output, alpha)?.with_dropout(&dropout)?;
         Ok(Network {
             alpha: AtomicU64::new(net.alpha.to_bits()),
             state: Locked::new(NetState {
@@ -603,9 +626,47 @@ impl Network {
     #[setter]
     fn set_alpha(&self, py: Python<'_>, alpha: f64) -> PyResult<()> {
         let mut st = self.state.lock(py, WHAT)?;
-        st.net = Mlp::new(st.net.sizes.clone(), st.net.hidden, st.net.output, alpha)?;
+        let dropout = st.net.dropout.clone();
+        st.net = Mlp::new(st.net.sizes.clone(), st.net.hidden, st.net.output, alpha)?
+            .with_dropout(&dropout)?;
         self.alpha.store(st.net.alpha.to_bits(), Ordering::Release);
         Ok(())
+    }
+
+    /// The dropout rate of each hidden layer (empty without dropout).
+    #[getter]
+    fn dropout(&self, py: Python<'_>) -> PyResult<Vec<f64>> {
+        Ok(self.state.lock(py, WHAT)?.net.dropout.clone())
+    }
+
+    /// The dropout masks of batch `position` of `epoch` under `seed` for `rows` rows: one
+    /// (rows, `n_l`) bool array per hidden layer, True where the unit is kept (all True at
+    /// rate 0) — what training multiplies by `1 / keep_prob`.
+    fn dropout_masks<'py>(
+        &self,
+        py: Python<'py>,
+        rows: usize,
+        key: (u64, u64, u64),
+    ) -> PyResult<Vec<Bound<'py, PyArray2<bool>>>> {
+        let net = self.state.lock(py, WHAT)?.net.clone();
+        let key = DropKey {
+            seed: key.0,
+            epoch: key.1,
+            position: key.2,
+        };
+        (1..net.layers())
+            .map(|l| {
+                let (n, rate) = (net.sizes[l], net.rate(l));
+                let mut v = try_filled(rows * n, true, || format!("the masks of layer {l}"))?;
+                for (i, row) in v.chunks_exact_mut(n.max(1)).enumerate() {
+                    let rk = key.row_key(l, i);
+                    for (j, b) in row.iter_mut().enumerate() {
+                        *b = Mlp::keep(rk, j, rate);
+                    }
+                }
+                PyArray1::from_vec(py, v).reshape([rows, n])
+            })
+            .collect()
     }
 
     /// The output activations `A_L` for the rows of `X` (a new (m, `n_L`) array).
@@ -624,7 +685,11 @@ impl Network {
     }
 
     /// The cost of the batch `(X, Y)` (data cost plus L2 penalty); writes `dJ/dparam` into
-    /// `grads` (arrays shaped like `params`).
+    /// `grads` (arrays shaped like `params`). With `dropout_key = (seed, epoch, position)`,
+    /// dropout applies with the masks training draws for that batch; without, none. With
+    /// `sample_weight` ((m,) of the dtype), the weighted mean cost.
+    #[pyo3(signature = (params, x, y, grads, dropout_key = None, sample_weight = None))]
+    #[allow(clippy::too_many_arguments)]
     fn loss_and_grad(
         &self,
         py: Python<'_>,
@@ -632,12 +697,20 @@ impl Network {
         x: Bound<'_, PyAny>,
         y: Bound<'_, PyAny>,
         grads: Vec<Bound<'_, PyAny>>,
+        dropout_key: Option<(u64, u64, u64)>,
+        sample_weight: Option<Bound<'_, PyAny>>,
     ) -> PyResult<f64> {
+        let w = sample_weight.as_ref();
+        let key = dropout_key.map(|(seed, epoch, position)| DropKey {
+            seed,
+            epoch,
+            position,
+        });
         let dtype = dtype_of(&params)?;
         let mut st = self.state.lock(py, WHAT)?;
         match dtype {
-            Dtype::F32 => st.loss_and_grad_t::<f32>(py, &params, &x, &y, &grads),
-            Dtype::F64 => st.loss_and_grad_t::<f64>(py, &params, &x, &y, &grads),
+            Dtype::F32 => st.loss_and_grad_t::<f32>(py, &params, &x, &y, &grads, key, w),
+            Dtype::F64 => st.loss_and_grad_t::<f64>(py, &params, &x, &y, &grads, key, w),
         }
     }
 
@@ -689,7 +762,10 @@ impl Network {
     /// Trains on batches `start..stop` of one epoch with the GIL released: returns
     /// `(costs, done, interrupted, timing, error)`. It stops after a complete update on
     /// Ctrl-C, or when `interrupt.pending` becomes true (checked about every millisecond).
-    #[pyo3(signature = (params, engine, groups, batcher, order, *, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing, interrupt = None))]
+    /// With `dropout = (seed, epoch, offset)`, batch `j` trains with the dropout masks of
+    /// `(seed, epoch, offset + j)`. With `weighted`, the batcher's third array holds a
+    /// weight per sample (the weighted mean cost).
+    #[pyo3(signature = (params, engine, groups, batcher, order, *, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing, interrupt = None, dropout = None, weighted = false))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch<'py>(
         &self,
@@ -709,6 +785,8 @@ impl Network {
         labels: bool,
         timing: bool,
         interrupt: Option<Py<PyAny>>,
+        dropout: Option<(u64, u64, u64)>,
+        weighted: bool,
     ) -> PyResult<Bound<'py, PyTuple>> {
         if batch_size == 0 {
             return Err(PyValueError::new_err("batch_size must be at least 1"));
@@ -724,6 +802,8 @@ impl Network {
             labels,
             timing,
             interrupt,
+            dropout,
+            weighted,
         };
         let engine = &*engine;
         let dtype = dtype_of(&params)?;

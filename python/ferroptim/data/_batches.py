@@ -59,7 +59,10 @@ def _prefetched(source: Source, todo: list, depth: int) -> Generator[tuple, None
             del item
     finally:
         stop.set()
-        thread.join()
+        # A stream left unfinished may be garbage-collected on the reader thread itself
+        # (its allocations can run the collector): it stops there, with nothing to join.
+        if thread is not threading.current_thread():
+            thread.join()
 
 
 class _Cursor:

@@ -159,6 +159,7 @@ def source_updates(
                 labels=labels,
                 timing=timing,
                 interrupt=interrupt,
+                dropout=model._dropout_key(model.epoch, model.position),
             )
             model._position += done
             cursor.advance(done)

@@ -66,6 +66,15 @@ class MLP:
         seed: seeds the initialisation (``numpy.random.default_rng(seed)``) and, by
             default, the shuffles of :meth:`fit`.
         alpha: L2 penalty ``alpha / (2 m) * sum W**2`` (>= 0).
+        dropout: inverted dropout in training, as the course teaches it: after each hidden
+            layer's activation, ``A_l *= mask / keep_prob`` (``keep_prob = 1 - rate``; the
+            backward pass multiplies ``dA_l`` by the same), each unit of each example kept
+            with probability ``keep_prob``. A rate in [0, 1) for every hidden layer, or a
+            sequence of one rate per hidden layer; 0 is no dropout. Only :meth:`fit` (and
+            :meth:`loss_and_grad` given a ``dropout_key``) drops units; :meth:`forward`,
+            :meth:`predict` and :meth:`cost` never do. The masks come from a counter-based
+            hash of ``(seed, epoch, position, layer, row of the batch, unit)``
+            (:meth:`dropout_masks`): the same at every thread count and on resume.
 
     Attributes:
         params: ``{"W1": (n_0, n_1), "b1": (n_1,), ...}``, updated in place by training.
@@ -97,6 +106,7 @@ class MLP:
         init: str = "he",
         seed: int = 0,
         alpha: float = 0.0,
+        dropout: Any = 0.0,
     ) -> None:
         try:
             sizes = [_int("layer_sizes[i]", s, 1) for s in layer_sizes]
@@ -115,8 +125,10 @@ class MLP:
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
             raise TypeError(f"alpha must be a number, got {type(alpha).__name__}")
+        rates = _dropout_rates(dropout, len(sizes) - 2)
         self.seed = _int("seed", seed, 0)
-        self._core = _core.Network(sizes, hidden, output, float(alpha))
+        self._core = _core.Network(sizes, hidden, output, float(alpha), rates)
+        self._rates = rates
         self.layer_sizes = sizes
         self.hidden, self.output, self.dtype, self.init = hidden, output, dt, init
         rng = np.random.default_rng(self.seed)
@@ -151,6 +163,26 @@ class MLP:
         ):
             raise TypeError(f"model.alpha must be a number, got {type(value).__name__}")
         self._core.alpha = float(value)
+
+    @property
+    def dropout(self) -> tuple:
+        """The dropout rate of each hidden layer (all 0.0 without dropout)."""
+        return tuple(self._rates) if self._rates else (0.0,) * (len(self.layer_sizes) - 2)
+
+    def _dropout_key(self, epoch: int, position: int) -> Optional[tuple]:
+        """The core's dropout key of batch ``position`` of ``epoch`` (None without dropout)."""
+        if not self._rates:
+            return None
+        return (self.seed % 2**64, epoch, position)
+
+    def dropout_masks(self, m: int, epoch: int, position: int) -> list:
+        """The dropout masks :meth:`fit` draws for batch ``position`` of epoch ``epoch``
+        (batches of ``m`` rows): one (m, n_l) bool array per hidden layer, True where a unit
+        is kept (all True at rate 0). Training multiplies the kept activations by
+        ``1 / (1 - rate)`` (rounded once to the model's dtype) and the others by 0."""
+        m = _int("m", m, 0)
+        key = (self.seed % 2**64, _count("epoch", epoch), _count("position", position))
+        return list(self._core.dropout_masks(m, key))
 
     @property
     def params(self) -> dict:
@@ -294,20 +326,47 @@ class MLP:
             out = a
         return out[:, 0] if out.shape[1] == 1 else out
 
-    def loss_and_grad(self, X: Any, Y: Any) -> tuple[float, dict]:
+    def loss_and_grad(
+        self,
+        X: Any,
+        Y: Any,
+        *,
+        dropout_key: Optional[tuple[int, int]] = None,
+        sample_weight: Any = None,
+    ) -> tuple[float, dict]:
         """The cost J of the batch (X, Y) — data cost plus L2 penalty, see the module
         docstring — and its gradient ``{"W1": dJ/dW1, ...}``, written into ``self.grads``
         (the same arrays every call: copy what you keep).
 
         X: (m, n_0), converted to the model's dtype if needed (see :meth:`fit`). Y: see
         :meth:`fit`. Cost in nats per example.
+        dropout_key: ``(epoch, position)``: apply the model's dropout with the masks
+            :meth:`fit` draws for batch ``position`` of epoch ``epoch``
+            (:meth:`dropout_masks`), so that a Python loop over the batches reproduces fit
+            bit for bit; None (the default): no dropout.
+        sample_weight: (m,) weights ``w_i >= 0``: the cost is scikit-learn's weighted mean
+            ``sum_i w_i loss_i / sum_i w_i`` and the L2 penalty ``alpha / (2 sum_i w_i) *
+            sum W**2`` (``m`` replaced by the weights' sum, in float64); weights all 1 give
+            the same bits as none, and weights summing to 0 a zero cost and gradient.
         """
+        key = None
+        if dropout_key is not None:
+            try:
+                epoch, position = dropout_key
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"dropout_key must be a pair (epoch, position), got {dropout_key!r}"
+                ) from None
+            key = self._dropout_key(
+                _count("dropout_key's epoch", epoch), _count("dropout_key's position", position)
+            )
         X = np.require(self._check_X(X), requirements=["C", "A"])
         Y = self._check_Y(Y, X.shape[0])
+        w = None if sample_weight is None else self._check_weights(sample_weight, X.shape[0], total=False)
         params = self._param_list()
         names = [f"{p}{l}" for l in range(1, len(self.layer_sizes)) for p in "Wb"]
         grads = [self.grads[n] for n in names]
-        cost = self._core.loss_and_grad(params, X, Y, grads)
+        cost = self._core.loss_and_grad(params, X, Y, grads, key, w)
         return cost, self.grads
 
     def cost(self, X: Any, Y: Any) -> float:
@@ -352,6 +411,8 @@ class MLP:
         progress: bool = False,
         timing: bool = False,
         check_input: bool = True,
+        sample_weight: Any = None,
+        class_weight: Any = None,
     ) -> History:
         """Trains for ``epochs`` epochs, each one Rust call with the GIL released (or one
         per ``steps_per_execution`` updates).
@@ -437,6 +498,13 @@ class MLP:
             check_input: check X and Y for NaN/infinity and labels for range before
                 training (one pass over the data); pass False when calling fit repeatedly
                 on data already checked.
+            sample_weight: (m,) weights ``w_i >= 0``, gathered with each batch: each batch's
+                cost and gradient is scikit-learn's weighted mean (see
+                :meth:`loss_and_grad`); the loop fit equals then passes
+                ``sample_weight=Wb``. Not for a :mod:`ferroptim.data` source.
+            class_weight: classifiers: ``{label: weight}`` (class indices; classes not
+                named weigh 1) or ``"balanced"`` (scikit-learn's ``n_samples / (n_classes *
+                bincount(y))`` over the classes present); multiplies ``sample_weight``.
 
         Returns:
             A :class:`History`. ``costs`` holds every update of this call; the per-epoch
@@ -484,6 +552,8 @@ class MLP:
             progress=progress,
             timing=timing,
             check_input=check_input,
+            sample_weight=sample_weight,
+            class_weight=class_weight,
         )
         _begin(fit.callbacks, self)  # issue 31 item 4
         return fit.run()
@@ -518,6 +588,80 @@ class MLP:
             Yc = np.ascontiguousarray(Yc.T)
         return self._finite_X(X, check), Yc, labels, transposed and not labels and k > 1
 
+    def _check_weights(self, w: Any, m: int, name: str = "sample_weight", total: bool = True) -> np.ndarray:
+        """``w`` as (m,) contiguous weights of the model's dtype: finite, >= 0 (and, with
+        ``total``, not all 0)."""
+        a = np.asarray(w)
+        if a.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
+        if a.shape != (m,):
+            raise ValueError(f"{name} has shape {a.shape}, expected ({m},): one weight per example")
+        a = np.ascontiguousarray(a, dtype=self.dtype)
+        if not _all_finite(a):
+            raise ValueError(f"{name} contains NaN or infinity")
+        if (a < 0).any():
+            raise ValueError(f"{name} holds negative weights (min {float(a.min()):g}); expected >= 0")
+        if total and not a.any():
+            raise ValueError(f"{name} is all zero: at least one example needs a positive weight")
+        return a
+
+    def _fit_weights(
+        self, Y: np.ndarray, labels: bool, y_layout_t: bool, sample_weight: Any, class_weight: Any
+    ) -> Optional[np.ndarray]:
+        """The per-example weights fit trains with: ``sample_weight`` times each example's
+        ``class_weight`` (None when neither is given). ``Y`` as :meth:`_fit_data` returns it
+        (``y_layout_t``: dense (k, m))."""
+        m = Y.shape[1] if (y_layout_t and Y.ndim == 2) else Y.shape[0]
+        w = None if sample_weight is None else self._check_weights(sample_weight, m)
+        if class_weight is None:
+            return w
+        if self.output == "identity":
+            raise ValueError("class_weight needs a classifier (output='softmax' or 'sigmoid')")
+        if labels:
+            y = Y
+        elif self.output == "softmax":
+            y = np.argmax(Y, axis=0 if y_layout_t else 1)
+        else:
+            if self.n_outputs != 1:
+                raise ValueError("class_weight with output='sigmoid' needs one output (0/1 labels)")
+            y = Y.reshape(-1)
+            if not np.isin(y, (0, 1)).all():
+                raise ValueError("class_weight with output='sigmoid' needs 0/1 targets")
+            y = y.astype(np.int64)
+        k = max(self.n_outputs, 2)
+        if isinstance(class_weight, str):
+            if class_weight != "balanced":
+                raise ValueError(
+                    f"class_weight must be a dict {{label: weight}} or 'balanced', got {class_weight!r}"
+                )
+            counts = np.bincount(y, minlength=k).astype(np.float64)
+            present = counts > 0
+            per_class = np.ones(k)
+            per_class[present] = len(y) / (present.sum() * counts[present])
+        elif isinstance(class_weight, dict):
+            per_class = np.ones(k)
+            for label, cw in class_weight.items():
+                if (
+                    isinstance(label, (bool, np.bool_))
+                    or not isinstance(label, (int, np.integer))
+                    or not 0 <= label < k
+                ):
+                    raise ValueError(f"class_weight has label {label!r}; expected class indices in [0, {k})")
+                if isinstance(cw, (bool, np.bool_)) or not isinstance(
+                    cw, (int, float, np.integer, np.floating)
+                ):
+                    raise TypeError(f"class_weight[{label}] must be a number, got {type(cw).__name__}")
+                if not (np.isfinite(cw) and cw >= 0):
+                    raise ValueError(f"class_weight[{label}] must be a finite number >= 0, got {cw!r}")
+                per_class[int(label)] = float(cw)
+        else:
+            raise TypeError(
+                f"class_weight must be a dict {{label: weight}} or 'balanced', got {type(class_weight).__name__}"
+            )
+        cw_rows = per_class[y]
+        total = cw_rows if w is None else cw_rows * w.astype(np.float64)
+        return self._check_weights(total, m, "the weights (sample_weight times class_weight)")
+
     def _finite_X(self, X: np.ndarray, check: bool) -> np.ndarray:
         if check and not _all_finite(X):
             raise ValueError("X contains NaN or infinity")
@@ -526,14 +670,16 @@ class MLP:
     # -- checkpoints ----------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        """``{"params": {name: copy}, "epoch", "position", "seed"}``: with the optimizer's
-        ``state_dict``, all a resumed :meth:`fit` needs to continue bit for bit (``seed`` is
-        the default shuffle seed)."""
+        """``{"params": {name: copy}, "epoch", "position", "seed", "dropout"}``: with the
+        optimizer's ``state_dict``, all a resumed :meth:`fit` needs to continue bit for bit
+        (``seed`` is the default shuffle seed and the dropout masks' seed; ``dropout`` the
+        rate of each hidden layer, checked against the model's on load)."""
         return {
             "params": {k: v.copy() for k, v in self.params.items()},
             "epoch": self.epoch,
             "position": self.position,
             "seed": self.seed,
+            "dropout": list(self.dropout),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -556,6 +702,11 @@ class MLP:
         epoch = _count("state_dict's epoch", state["epoch"])
         position = _count("state_dict's position", state["position"])
         seed = _count("state_dict's seed", state.get("seed", self.seed))
+        if "dropout" in state and tuple(float(r) for r in state["dropout"]) != self.dropout:
+            raise ValueError(
+                f"state_dict has dropout {list(state['dropout'])}, but this model has "
+                f"{list(self.dropout)}; build the model with the same dropout"
+            )
         for k, a in arrays.items():
             self.params[k][...] = a
         self.epoch, self.position, self.seed = epoch, position, seed
@@ -648,11 +799,12 @@ class MLP:
             "output": self.output,
             "dtype": self.dtype,
             "alpha": self.alpha,
+            "dropout": list(self.dropout),
         }
         # The parameter arrays themselves (not copies, as state_dict() gives): pickled or
         # deep-copied together with an optimizer built on them, the copies stay linked.
         sd = {"params": self.params, "epoch": self.epoch, "position": self.position, "seed": self.seed}
-        skip = {"_core", "grads", "_params", "_epoch", "_position", "seed", *arch}
+        skip = {"_core", "_rates", "grads", "_params", "_epoch", "_position", "seed", *arch}
         extra = {k: v for k, v in self.__dict__.items() if k not in skip}
         return {"architecture": arch, "state_dict": sd, "extra": extra}
 
@@ -661,7 +813,9 @@ class MLP:
         self.__dict__.update(st["extra"])
         self.layer_sizes = list(arch["layer_sizes"])
         self.hidden, self.output, self.dtype = arch["hidden"], arch["output"], np.dtype(arch["dtype"])
-        self._core = _core.Network(self.layer_sizes, self.hidden, self.output, float(arch["alpha"]))
+        rates = _dropout_rates(arch.get("dropout", 0.0), len(self.layer_sizes) - 2)
+        self._core = _core.Network(self.layer_sizes, self.hidden, self.output, float(arch["alpha"]), rates)
+        self._rates = rates
         self.params = sd["params"]
         self._param_list()  # the arrays fit the architecture
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
@@ -670,8 +824,32 @@ class MLP:
     def __repr__(self) -> str:
         return (
             f"MLP({self.layer_sizes}, hidden={self.hidden!r}, output={self.output!r}, "
-            f"dtype={self.dtype.name}, alpha={self.alpha}, epoch={self.epoch})"
+            f"dtype={self.dtype.name}, alpha={self.alpha}, "
+            + (f"dropout={list(self.dropout)}, " if any(self.dropout) else "")
+            + f"epoch={self.epoch})"
         )
+
+
+def _dropout_rates(dropout: Any, hidden: int) -> list:
+    """``dropout`` (a rate, or one per hidden layer) as one rate per hidden layer, each a
+    number in [0, 1); an empty list for no dropout."""
+
+    def rate(name: str, r: Any) -> float:
+        if isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{name} must be a number in [0, 1), got {type(r).__name__}")
+        if not 0.0 <= float(r) < 1.0:
+            raise ValueError(f"{name} must be in [0, 1) (the fraction of units dropped), got {r!r}")
+        return float(r)
+
+    if isinstance(dropout, (str, bytes)) or not hasattr(dropout, "__len__"):
+        rates = [rate("dropout", dropout)] * hidden
+    else:
+        if len(dropout) != hidden:
+            raise ValueError(
+                f"dropout must be one rate or one per hidden layer ({hidden}), got {len(dropout)} rates"
+            )
+        rates = [rate(f"dropout[{i}]", r) for i, r in enumerate(dropout)]
+    return rates if any(rates) else []
 
 
 def _all_finite(a: np.ndarray) -> bool:

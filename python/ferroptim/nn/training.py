@@ -53,6 +53,8 @@ class _Fit:
         progress: bool,
         timing: bool,
         check_input: bool,
+        sample_weight: Any = None,
+        class_weight: Any = None,
     ) -> None:
         wrapped = isinstance(optimizer, _Wrapper)
         lbfgs = isinstance(optimizer, LBFGS)
@@ -80,7 +82,12 @@ class _Fit:
         params = model._param_list()
         seed = model.seed if seed is None else _int("seed", seed, 0)
         batches: Any
+        weights: Optional[np.ndarray] = None
         if _data.is_source(X):  # a ferroptim.data source: streamed, labels inside
+            if sample_weight is not None or class_weight is not None:
+                raise ValueError(
+                    "sample_weight and class_weight need arrays X and Y, not a ferroptim.data source"
+                )
             batches, labels = _data.fit_batches(
                 model, X, Y, axis=axis, check=bool(check_input), batch_size=batch_size,
                 shuffle=shuffle, seed=seed, drop_last=drop_last,
@@ -88,9 +95,11 @@ class _Fit:
             y_transposed = False
         else:
             X, Y, labels, y_transposed = model._fit_data(X, Y, transposed, bool(check_input))
+            weights = model._fit_weights(Y, labels, transposed and not labels, sample_weight, class_weight)
             batches = MiniBatches(
                 X,
                 Y,
+                *(() if weights is None else (weights,)),
                 batch_size=batch_size,
                 shuffle=shuffle,
                 seed=seed,
@@ -137,6 +146,7 @@ class _Fit:
         self.model, self.optimizer, self.inner, self.params = model, optimizer, inner, params
         self.batches, self.bs, self.drop_last = batches, batches._batch_size_at(0), drop_last
         self.transposed, self.y_transposed, self.labels = transposed, y_transposed, labels
+        self.weighted = weights is not None
         self.epochs, self.steps_per_execution, self.max_steps = epochs, steps_per_execution, max_steps
         self.progress, self.timing = progress, bool(timing)
         self.updates: Callable[[int], tuple] = (
@@ -307,6 +317,8 @@ class _Fit:
                 labels=self.labels,
                 timing=self.timing,
                 interrupt=interrupt,
+                dropout=model._dropout_key(model.epoch, 0),
+                weighted=self.weighted,
             )
             model._position = start + done
             if err is not None:
@@ -344,11 +356,14 @@ class _Fit:
         model, batches = self.model, self.batches
         batches.load_state_dict({"seed": batches.seed, "epoch": model.epoch, "position": model.position})
         costs = []
-        for Xb, Yb in itertools.islice(iter(batches), count):
+        for Xb, Yb, *Wb in itertools.islice(iter(batches), count):
             if self.transposed:
                 Xb = Xb.T
                 Yb = Yb if self.labels or Yb.ndim == 1 else Yb.T
-            cost, grads = model.loss_and_grad(Xb, Yb)
+            w = Wb[0] if Wb else None
+            cost, grads = model.loss_and_grad(
+                Xb, Yb, dropout_key=(model.epoch, model.position), sample_weight=w
+            )
             with _DeferredInterrupt():
                 self.optimizer.step(grads)
                 costs.append(cost)

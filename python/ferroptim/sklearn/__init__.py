@@ -31,7 +31,7 @@ Beyond scikit-learn's values:
   ``epoch -> batch size`` (``epoch`` counting from 0 over the estimator's life), clipped to
   ``[1, n_samples]`` — small batches to explore early, large ones to exploit late.
 
-Differences: no ``sample_weight``; dense input only (sparse matrices raise scikit-learn's
+Differences: dense input only (sparse matrices raise scikit-learn's
 ``TypeError``); ``MLPRegressor(loss="poisson")`` is refused. ONNX export through skl2onnx
 after :func:`register_onnx_converters` (the ``onnx`` extra). The SGD solver is torch's
 (``b = momentum * b + g; p -= lr * b``, Nesterov ``p -= lr * (g + momentum * b)``), which

@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from .. import optim
 from ..nn import MLP
@@ -258,7 +258,13 @@ class _BaseMLP(BaseEstimator):
 
     # -- training ----------------------------------------------------------------------
 
-    def _fit(self: _Estimator, X: ArrayLike, y: ArrayLike, incremental: bool = False) -> _Estimator:
+    def _fit(
+        self: _Estimator,
+        X: ArrayLike,
+        y: ArrayLike,
+        incremental: bool = False,
+        sample_weight: Optional[ArrayLike] = None,
+    ) -> _Estimator:
         self._validate_params()
         hidden: Any = self.hidden_layer_sizes
         if not hasattr(hidden, "__iter__"):
@@ -268,6 +274,11 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        sw: Optional[np.ndarray] = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            if not sw.any():
+                raise ValueError("sample_weight is all zero: at least one sample needs a non-zero weight")
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         layer_units = [X.shape[1]] + hidden + [y.shape[1]]
@@ -287,9 +298,9 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         if self.solver == "lbfgs":
-            self._fit_lbfgs(model, X, y)
+            self._fit_lbfgs(model, X, y, sw)
         else:
-            self._fit_with_optimizer(model, X, y, incremental)
+            self._fit_with_optimizer(model, X, y, incremental, sw)
         if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may"
@@ -297,7 +308,9 @@ class _BaseMLP(BaseEstimator):
             )
         return self
 
-    def _fit_with_optimizer(self, model: MLP, X: np.ndarray, y: np.ndarray, incremental: bool) -> None:
+    def _fit_with_optimizer(
+        self, model: MLP, X: np.ndarray, y: np.ndarray, incremental: bool, sw: Optional[np.ndarray]
+    ) -> None:
         """The stochastic solvers: a ferroptim optimizer over the network's epochs."""
         if not incremental or getattr(self, "_optimizer", None) is None:
             self._optimizer = self._make_optimizer(model.params)
@@ -308,13 +321,15 @@ class _BaseMLP(BaseEstimator):
             self._learning_rate = float(self.learning_rate_init)
             if self._uses_sklearn_schedule() and self.learning_rate == "invscaling" and self.t_ > 0:
                 self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
-        self._fit_stochastic(model, X, y, incremental)
+        self._fit_stochastic(model, X, y, incremental, sw)
 
-    def _fit_lbfgs(self, model: MLP, X: np.ndarray, y: np.ndarray) -> None:
+    def _fit_lbfgs(self, model: MLP, X: np.ndarray, y: np.ndarray, sw: Optional[np.ndarray]) -> None:
         """``solver="lbfgs"`` as scikit-learn runs it — SciPy's L-BFGS-B over all the
         parameters packed into one float64 vector, ``maxiter=max_iter``, ``maxfun=max_fun``,
         ``gtol=tol`` — with the cost ``J = data cost + alpha/(2m) * sum ||W||^2`` and its
-        gradient over the whole data computed by the fused network (one Rust call each)."""
+        gradient over the whole data computed by the fused network (one Rust call each);
+        with ``sample_weight``, scikit-learn's weighted mean (``m`` replaced by the weights'
+        sum)."""
         from scipy.optimize import minimize
 
         X = np.ascontiguousarray(X)
@@ -323,11 +338,12 @@ class _BaseMLP(BaseEstimator):
         names = [f"{p}{layer}" for layer in range(1, len(model.layer_sizes)) for p in "Wb"]
         grads = [model.grads[n] for n in names]
         bounds = np.cumsum([0] + [p.size for p in params])
+        w = None if sw is None else model._check_weights(sw, X.shape[0], total=False)
 
         def cost_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
             for p, a, b in zip(params, bounds[:-1], bounds[1:]):
                 p.reshape(-1)[...] = theta[a:b]
-            cost = model._core.loss_and_grad(params, X, Y, grads)
+            cost = model._core.loss_and_grad(params, X, Y, grads, None, w)
             return float(cost), np.concatenate([g.reshape(-1) for g in grads]).astype(np.float64)
 
         theta0 = np.concatenate([p.reshape(-1) for p in params]).astype(np.float64)
@@ -374,13 +390,30 @@ class _BaseMLP(BaseEstimator):
             )
         return int(np.clip(bs, 1, n_samples))
 
-    def _fit_stochastic(self, model: MLP, X: np.ndarray, y: np.ndarray, incremental: bool) -> None:
+    def _fit_stochastic(
+        self, model: MLP, X: np.ndarray, y: np.ndarray, incremental: bool, sw: Optional[np.ndarray] = None
+    ) -> None:
         early_stopping = self.early_stopping
+        sw_val: Optional[np.ndarray] = None
         if early_stopping:
             stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
-            X, X_val, y, y_val = train_test_split(
-                X, y, random_state=self._random_state, test_size=self.validation_fraction, stratify=stratify
-            )
+            if sw is None:
+                X, X_val, y, y_val = train_test_split(
+                    X,
+                    y,
+                    random_state=self._random_state,
+                    test_size=self.validation_fraction,
+                    stratify=stratify,
+                )
+            else:
+                X, X_val, y, y_val, sw, sw_val = train_test_split(
+                    X,
+                    y,
+                    sw,
+                    random_state=self._random_state,
+                    test_size=self.validation_fraction,
+                    stratify=stratify,
+                )
             if X_val.shape[0] < 2:
                 raise ValueError(
                     "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
@@ -413,6 +446,7 @@ class _BaseMLP(BaseEstimator):
                     epochs=1,
                     shuffle=bool(self.shuffle),
                     check_input=not checked,
+                    sample_weight=sw,
                 )
                 checked = True
                 costs = history.costs
@@ -429,7 +463,7 @@ class _BaseMLP(BaseEstimator):
                     bar.update(1)
                 if self.verbose:
                     say(f"Iteration {self.n_iter_:d}, loss = {self.loss_:.8f}")
-                self._update_no_improvement_count(early_stopping, X_val, y_val, say)
+                self._update_no_improvement_count(early_stopping, X_val, y_val, say, sw_val)
                 if self._uses_sklearn_schedule() and self.learning_rate == "invscaling":
                     self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
                 if self._no_improvement_count > self.n_iter_no_change:
@@ -481,6 +515,7 @@ class _BaseMLP(BaseEstimator):
         X_val: Optional[np.ndarray],
         y_val: Optional[np.ndarray],
         say: Callable[[str], Any],
+        sw_val: Optional[np.ndarray] = None,
     ) -> None:
         if early_stopping:
             assert X_val is not None and y_val is not None  # held out by _fit_stochastic
@@ -491,7 +526,7 @@ class _BaseMLP(BaseEstimator):
             if np.issubdtype(np.asarray(y_pred).dtype, np.floating) and not np.isfinite(y_pred).all():
                 score = np.nan
             else:
-                score = self._score_function(y_val, y_pred)
+                score = self._score_function(y_val, y_pred, sw_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 say(f"Validation score: {score:f}")
@@ -514,7 +549,9 @@ class _BaseMLP(BaseEstimator):
             if self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]
 
-    def fit(self: _Estimator, X: ArrayLike, y: ArrayLike) -> _Estimator:
+    def fit(
+        self: _Estimator, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None
+    ) -> _Estimator:
         """Trains the network on (X, y) for up to ``max_iter`` epochs (scikit-learn's ``fit``).
 
         Each epoch shuffles (with ``shuffle``), splits into batches of ``batch_size`` and
@@ -530,11 +567,16 @@ class _BaseMLP(BaseEstimator):
             y: the targets: class labels (n_samples,), or a 0/1 indicator matrix
                 (n_samples, n_labels) for the classifier (multilabel); real values
                 (n_samples,) or (n_samples, n_outputs) for the regressor.
+            sample_weight: (n_samples,) weights >= 0 (not all zero), as scikit-learn >= 1.7:
+                each batch's cost and gradient is the weighted mean ``sum_i w_i loss_i /
+                sum_i w_i`` (the L2 term divided by ``sum_i w_i`` too); with
+                ``early_stopping``, the held-out weights weigh the validation score. None:
+                every sample weighs 1.
 
         Returns:
             self.
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     # -- what each estimator defines ---------------------------------------------------------
 
@@ -544,7 +586,9 @@ class _BaseMLP(BaseEstimator):
         raise NotImplementedError
 
     @staticmethod
-    def _score_function(y: np.ndarray, y_pred: np.ndarray) -> float:
+    def _score_function(
+        y: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarray] = None
+    ) -> float:
         raise NotImplementedError
 
     def _predict(self, X: Any, check_input: bool = True) -> np.ndarray:

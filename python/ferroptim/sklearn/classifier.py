@@ -145,8 +145,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return X, y
 
     @staticmethod
-    def _score_function(y: np.ndarray, y_pred: np.ndarray) -> float:
-        return accuracy_score(y, y_pred)
+    def _score_function(
+        y: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarray] = None
+    ) -> float:
+        return accuracy_score(y, y_pred, sample_weight=sample_weight)
 
     def _predict(self, X: Any, check_input: bool = True) -> np.ndarray:
         y_pred = self._forward(X, check_input=check_input)
@@ -165,13 +167,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._predict(X)
 
     @available_if(_solver_ok)
-    def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: Optional[ArrayLike] = None) -> MLPClassifier:
+    def partial_fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        sample_weight: Optional[ArrayLike] = None,
+        classes: Optional[ArrayLike] = None,
+    ) -> MLPClassifier:
         """One epoch over (X, y), continuing from the current weights and optimizer state
         (scikit-learn's ``partial_fit``; each call draws a fresh shuffle).
 
         Args:
             X: (n_samples, n_features) array-like of numbers.
             y: class labels (n_samples,) or a multilabel indicator matrix.
+            sample_weight: (n_samples,) weights, as in :meth:`fit`.
             classes: every class of all the calls; required on the first call
                 (``np.unique(y_all)``); y may hold only some of them.
 
@@ -184,7 +193,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._label_binarizer.fit(y)
             else:
                 self._label_binarizer.fit(classes)
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities (n_samples, n_classes), columns ordered as ``classes_``

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -92,13 +92,19 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
 
-    def _fit(self: _Estimator, X: ArrayLike, y: ArrayLike, incremental: bool = False) -> _Estimator:
+    def _fit(
+        self: _Estimator,
+        X: ArrayLike,
+        y: ArrayLike,
+        incremental: bool = False,
+        sample_weight: Optional[ArrayLike] = None,
+    ) -> _Estimator:
         if self.loss == "poisson":
             raise ValueError(
                 "loss='poisson' (an exponential output) is not offered by ferroptim.nn; "
                 "use sklearn.neural_network.MLPRegressor for it"
             )
-        return super()._fit(X, y, incremental)
+        return super()._fit(X, y, incremental, sample_weight)
 
     def _validate_input(
         self, X: Any, y: Any, incremental: bool, reset: bool
@@ -111,8 +117,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return X, y
 
     @staticmethod
-    def _score_function(y: np.ndarray, y_pred: np.ndarray) -> float:
-        return r2_score(y, y_pred)
+    def _score_function(
+        y: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarray] = None
+    ) -> float:
+        return r2_score(y, y_pred, sample_weight=sample_weight)
 
     def _predict(self, X: Any, check_input: bool = True) -> np.ndarray:
         y_pred = self._forward(X, check_input=check_input)
@@ -128,15 +136,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._predict(X)
 
     @available_if(_solver_ok)
-    def partial_fit(self, X: ArrayLike, y: ArrayLike) -> MLPRegressor:
+    def partial_fit(
+        self, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None
+    ) -> MLPRegressor:
         """One epoch over (X, y), continuing from the current weights and optimizer state
         (scikit-learn's ``partial_fit``).
 
         Args:
             X: (n_samples, n_features) array-like of numbers.
             y: (n_samples,) or (n_samples, n_outputs) real targets.
+            sample_weight: (n_samples,) weights, as in :meth:`fit`.
 
         Returns:
             self.
         """
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
