@@ -640,6 +640,14 @@ def test_fit_with_lbfgs_is_full_batch_steps_equal_to_the_loop(line_search):
         np.testing.assert_array_equal(a.params[k], b.params[k])
     assert a.epoch == 4 and a.position == 0
     assert h.epoch_costs[-1] < h.epoch_costs[0]
+    w = np.random.default_rng(0).uniform(0.0, 2.0, len(X))
+    c, d = (MLP(sizes, output="softmax", dtype=np.float64, seed=2) for _ in range(2))
+    c.fit(X, Y, fo.LBFGS(c.params, **kw), batch_size=None, epochs=2, sample_weight=w)
+    opt = fo.LBFGS(d.params, **kw)
+    for _ in range(2):
+        opt.step(lambda: d.loss_and_grad(X, Y, sample_weight=w))
+    for k in c.params:
+        np.testing.assert_array_equal(c.params[k], d.params[k])
     with pytest.raises(ValueError, match="LBFGS takes the cost and gradient of the whole data"):
         a.fit(X, Y, fo.LBFGS(a.params), batch_size=32)
     with pytest.raises(ValueError, match="other arrays than model.params"):

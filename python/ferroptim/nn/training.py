@@ -339,8 +339,10 @@ class _Fit:
         names = [f"{p}{layer}" for layer in range(1, len(model.layer_sizes)) for p in "Wb"]
         grads = [model.grads[n] for n in names]
 
+        w = np.ascontiguousarray(batches._arrays[2]) if self.weighted else None
+
         def closure() -> tuple:
-            return model._core.loss_and_grad(self.params, X, Y, grads), grads
+            return model._core.loss_and_grad(self.params, X, Y, grads, None, w), grads
 
         costs = []
         for _ in range(count):
