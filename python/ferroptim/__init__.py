@@ -35,6 +35,7 @@ from .averages import EWA, ParameterEMA, ewa, moving_average
 from .batches import MiniBatches
 from .clip import clip_grad_norm, clip_grad_value
 from .optim import (
+    ASGD,
     SGD,
     Adadelta,
     Adagrad,
@@ -47,6 +48,7 @@ from .optim import (
     Optimizer,
     RAdam,
     RMSprop,
+    Rprop,
 )
 from .wrappers import GradientAccumulation, Lookahead
 
@@ -70,6 +72,8 @@ __all__ = [
     "NAdam",
     "RAdam",
     "Lion",
+    "Rprop",
+    "ASGD",
     "clip_grad_norm",
     "clip_grad_value",
     "GradientAccumulation",
