@@ -6,7 +6,7 @@
 
 use ferroptim::{
     Adadelta, Adagrad, Adam, Adamax, Asgd, Dtype, Hyper, Lion, Momentum, NAdam, Optimizer, RAdam,
-    RmsProp, Rprop, Sgd, Tensor,
+    RmsProp, Rprop, Sgd, State, Tensor,
 };
 
 const STEPS: usize = 10;
@@ -631,4 +631,51 @@ fn asgd() {
         }),
         ULPS,
     );
+}
+
+/// ASGD's average `ax` and its scalars `eta`, `mu` (which `check` does not see) against
+/// the formula, with averaging from step 3 on.
+#[test]
+fn asgd_average_and_scalars() {
+    let hyper = Hyper::Asgd(Asgd {
+        lr: 0.05,
+        lambd: 0.1,
+        alpha: 0.5,
+        t0: 3.0,
+        weight_decay: 0.0,
+        maximize: false,
+    });
+    let mut reference = Ref::default();
+    let mut want = initial_params();
+    let mut p = initial_params();
+    let mut o = Optimizer::new(hyper.algorithm(), &[Dtype::F64], &[N], &[0]);
+    let valid = o.validate(vec![hyper]).unwrap();
+    for t in 0..STEPS {
+        let g = grad(t);
+        reference_step(&hyper, &mut reference, &mut want, &g);
+        o.step(
+            vec![Tensor::F64 {
+                param: &mut p,
+                grad: &g,
+            }],
+            &valid,
+            1.0,
+        )
+        .unwrap();
+        let State::F64(s) = &o.states()[0] else {
+            panic!("float64 state expected");
+        };
+        assert_eq!(s.scalars, [reference.eta, reference.mu], "step {}", t + 1);
+        let ax = s.slots[0].as_ref().expect("ax");
+        for i in 0..N {
+            let tol = ULPS * f64::EPSILON * reference.a[i].abs().max(1.0);
+            assert!(
+                (ax[i] - reference.a[i]).abs() <= tol,
+                "ax step {} element {i}: got {}, formula {}",
+                t + 1,
+                ax[i],
+                reference.a[i]
+            );
+        }
+    }
 }
