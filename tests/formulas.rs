@@ -667,14 +667,12 @@ fn asgd_average_and_scalars() {
         };
         assert_eq!(s.scalars, [reference.eta, reference.mu], "step {}", t + 1);
         let ax = s.slots[0].as_ref().expect("ax");
-        for i in 0..N {
-            let tol = ULPS * f64::EPSILON * reference.a[i].abs().max(1.0);
+        for (i, (&got, &formula)) in ax.iter().zip(&reference.a).enumerate() {
+            let tol = ULPS * f64::EPSILON * formula.abs().max(1.0);
             assert!(
-                (ax[i] - reference.a[i]).abs() <= tol,
-                "ax step {} element {i}: got {}, formula {}",
+                (got - formula).abs() <= tol,
+                "ax step {} element {i}: got {got}, formula {formula}",
                 t + 1,
-                ax[i],
-                reference.a[i]
             );
         }
     }
