@@ -1,7 +1,7 @@
 """ferroptim's step() against its peers, measured in one run.
 
 For Adam, AdamW, SGD-momentum and RMSprop (and, with ``--family``, Adagrad, Adadelta,
-Adamax, NAdam, RAdam and Lion) on five parameter sets (one 100M-element tensor, one 10M
+Adamax, NAdam, RAdam, Lion, Rprop and ASGD) on five parameter sets (one 100M-element tensor, one 10M
 tensor, MLPs 784-512-512-10 and 64-256-256-10, and the lecture's [2, 5, 2, 1] network), all
 float32, this times one optimizer step of:
 
@@ -79,6 +79,8 @@ FAMILY = {
     "NAdam": (fo.NAdam, ("NAdam", {}), 2),
     "RAdam": (fo.RAdam, ("RAdam", {}), 2),
     "Lion": (fo.Lion, (None, {}), 1),
+    "Rprop": (fo.Rprop, ("Rprop", {}), 2),
+    "ASGD": (fo.ASGD, ("ASGD", {}), 1),
 }
 ALL = {**OPTIMIZERS, **FAMILY}
 
@@ -272,7 +274,9 @@ def main(argv=None):
     ap.add_argument("--sets", nargs="*", choices=list(SETS), help="parameter sets (default: all)")
     ap.add_argument("--optimizers", nargs="*", choices=list(ALL), help="default: the lecture's four")
     ap.add_argument(
-        "--family", action="store_true", help="also Adagrad, Adadelta, Adamax, NAdam, RAdam, Lion"
+        "--family",
+        action="store_true",
+        help="also Adagrad, Adadelta, Adamax, NAdam, RAdam, Lion, Rprop, ASGD",
     )
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per measurement")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")

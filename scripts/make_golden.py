@@ -31,7 +31,19 @@ except ImportError as e:  # pragma: no cover - a developer tool
     sys.exit(f"make_golden.py needs torch and expecttest ({e}); pip install torch expecttest")
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "golden"
-OPTIMIZERS = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam"]
+OPTIMIZERS = [
+    "SGD",
+    "RMSprop",
+    "Adam",
+    "AdamW",
+    "Adagrad",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "Rprop",
+    "ASGD",
+]
 
 
 def plain(value):

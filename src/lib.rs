@@ -28,7 +28,8 @@ pub use numerics::half::{Bf16, Stored, F16};
 pub use numerics::mixed::Direct;
 pub use optim::bf16::update as update_bf16;
 pub use optim::hyper::{
-    Adadelta, Adagrad, Adam, Adamax, Algorithm, Hyper, Lion, Momentum, NAdam, RAdam, RmsProp, Sgd,
+    Adadelta, Adagrad, Adam, Adamax, Algorithm, Asgd, Hyper, Lion, Momentum, NAdam, RAdam, RmsProp,
+    Rprop, Sgd,
 };
 pub use optim::kernels::{update, Kernel};
 pub use optim::optimizer::{Optimizer, State, Tensor, TensorState};

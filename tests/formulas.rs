@@ -5,8 +5,8 @@
 //! comparison allows a few ulps of rounding per element, not bit equality.
 
 use ferroptim::{
-    Adadelta, Adagrad, Adam, Adamax, Dtype, Hyper, Lion, Momentum, NAdam, Optimizer, RAdam,
-    RmsProp, Sgd, Tensor,
+    Adadelta, Adagrad, Adam, Adamax, Asgd, Dtype, Hyper, Lion, Momentum, NAdam, Optimizer, RAdam,
+    RmsProp, Rprop, Sgd, State, Tensor,
 };
 
 const STEPS: usize = 10;
@@ -37,6 +37,9 @@ struct Ref {
     b: Vec<f64>,
     c: Vec<f64>,
     mu_product: f64,
+    /// ASGD's step size and averaging weight for the coming step.
+    eta: f64,
+    mu: f64,
 }
 
 fn zeros() -> Vec<f64> {
@@ -204,6 +207,49 @@ fn reference_step(hyper: &Hyper, s: &mut Ref, p: &mut [f64], g_in: &[f64]) {
                 } else {
                     p[i] -= h.lr * m_hat;
                 }
+            }
+        }
+        Hyper::Asgd(h) => {
+            // torch.optim.ASGD's algorithm; eta and mu are kept in float32 scalars, as torch
+            // keeps them.
+            if first {
+                s.eta = f64::from(h.lr as f32);
+                s.mu = 1.0;
+            }
+            for i in 0..N {
+                let mut g = if h.maximize { -g_in[i] } else { g_in[i] };
+                g += h.weight_decay * p[i];
+                p[i] *= 1.0 - h.lambd * s.eta;
+                p[i] -= s.eta * g;
+                s.a[i] = if s.mu == 1.0 {
+                    p[i]
+                } else {
+                    s.a[i] + s.mu * (p[i] - s.a[i])
+                };
+            }
+            s.eta = f64::from((h.lr / (1.0 + h.lambd * h.lr * t).powf(h.alpha)) as f32);
+            s.mu = f64::from((1.0 / (t - h.t0).max(1.0)) as f32);
+        }
+        Hyper::Rprop(h) => {
+            // torch.optim.Rprop's documented algorithm: the step size grows by etaplus while
+            // g * prev > 0, shrinks by etaminus (and the step is skipped, prev set to zero)
+            // when it is < 0; p -= sign(g) * step size.
+            let (etaminus, etaplus) = h.etas;
+            let (lo, hi) = h.step_sizes;
+            if first {
+                s.b = vec![h.lr; N];
+            }
+            for i in 0..N {
+                let mut g = if h.maximize { -g_in[i] } else { g_in[i] };
+                let d = g * s.a[i];
+                if d > 0.0 {
+                    s.b[i] = (s.b[i] * etaplus).min(hi);
+                } else if d < 0.0 {
+                    s.b[i] = (s.b[i] * etaminus).max(lo);
+                    g = 0.0;
+                }
+                p[i] -= sign(g) * s.b[i];
+                s.a[i] = g;
             }
         }
         Hyper::Lion(h) => {
@@ -553,4 +599,81 @@ fn lion() {
         }),
         ULPS,
     );
+}
+
+#[test]
+fn rprop() {
+    check("rprop", Hyper::Rprop(Rprop::TORCH), ULPS);
+    check(
+        "rprop maximize clamped",
+        Hyper::Rprop(Rprop {
+            lr: 0.05,
+            etas: (0.3, 1.5),
+            step_sizes: (0.02, 0.08),
+            maximize: true,
+        }),
+        ULPS,
+    );
+}
+
+#[test]
+fn asgd() {
+    check("asgd", Hyper::Asgd(Asgd::TORCH), ULPS);
+    check(
+        "asgd averaging weight_decay maximize",
+        Hyper::Asgd(Asgd {
+            lr: 0.05,
+            lambd: 0.1,
+            alpha: 0.5,
+            t0: 3.0,
+            weight_decay: 0.1,
+            maximize: true,
+        }),
+        ULPS,
+    );
+}
+
+/// ASGD's average `ax` and its scalars `eta`, `mu` (which `check` does not see) against
+/// the formula, with averaging from step 3 on.
+#[test]
+fn asgd_average_and_scalars() {
+    let hyper = Hyper::Asgd(Asgd {
+        lr: 0.05,
+        lambd: 0.1,
+        alpha: 0.5,
+        t0: 3.0,
+        weight_decay: 0.0,
+        maximize: false,
+    });
+    let mut reference = Ref::default();
+    let mut want = initial_params();
+    let mut p = initial_params();
+    let mut o = Optimizer::new(hyper.algorithm(), &[Dtype::F64], &[N], &[0]);
+    let valid = o.validate(vec![hyper]).unwrap();
+    for t in 0..STEPS {
+        let g = grad(t);
+        reference_step(&hyper, &mut reference, &mut want, &g);
+        o.step(
+            vec![Tensor::F64 {
+                param: &mut p,
+                grad: &g,
+            }],
+            &valid,
+            1.0,
+        )
+        .unwrap();
+        let State::F64(s) = &o.states()[0] else {
+            panic!("float64 state expected");
+        };
+        assert_eq!(s.scalars, [reference.eta, reference.mu], "step {}", t + 1);
+        let ax = s.slots[0].as_ref().expect("ax");
+        for (i, (&got, &formula)) in ax.iter().zip(&reference.a).enumerate() {
+            let tol = ULPS * f64::EPSILON * formula.abs().max(1.0);
+            assert!(
+                (got - formula).abs() <= tol,
+                "ax step {} element {i}: got {got}, formula {formula}",
+                t + 1,
+            );
+        }
+    }
 }

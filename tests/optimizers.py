@@ -363,6 +363,62 @@ OPTIMIZER_DB: list[OptimizerInfo] = [
             lr=draw(s.lr), betas=(draw(s.unit), draw(s.unit)), weight_decay=draw(s.decay)
         ),
     ),
+    OptimizerInfo(
+        name="rprop",
+        cls=fo.Rprop,
+        torch="Rprop",
+        defaults=dict(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), maximize=False),
+        configs=[
+            dict(),
+            dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.1), maximize=True),
+        ],
+        torch_configs=[
+            dict(),
+            dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.1), maximize=True),
+        ],
+        state_dict_config=dict(etas=(0.4, 1.3)),
+        state_names=({}, {"step", "prev", "step_size"}),
+        bad_hyper=[
+            (dict(etas=(1.5, 1.2)), r"invalid etas=\(1\.5, 1\.2\) .* expected \(etaminus, etaplus\)"),
+            (dict(etas=(0.5, 1.0)), r"invalid etas"),
+            (dict(step_sizes=(1.0, 0.5)), r"invalid step_sizes=\(1\.0, 0\.5\) .* 0 <= min <= max"),
+        ],
+        draw_hyper=lambda draw, s: dict(
+            lr=draw(s.lr),
+            etas=(draw(s.st.floats(0.05, 0.95)), draw(s.st.floats(1.05, 3.0))),
+            step_sizes=(draw(s.st.sampled_from([0.0, 1e-6])), draw(s.st.sampled_from([1.0, 50.0]))),
+            maximize=draw(s.flag),
+        ),
+    ),
+    OptimizerInfo(
+        name="asgd",
+        cls=fo.ASGD,
+        torch="ASGD",
+        defaults=dict(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, maximize=False),
+        configs=[
+            dict(),
+            dict(lr=0.05, lambd=0.01, alpha=0.5, t0=5, weight_decay=0.1, maximize=True),
+        ],
+        torch_configs=[
+            dict(),
+            dict(lr=0.05, lambd=0.01, alpha=0.5, t0=5, weight_decay=0.1, maximize=True),
+        ],
+        state_dict_config=dict(t0=2, lambd=0.01),
+        state_names=({}, {"step", "eta", "mu", "ax"}),
+        bad_hyper=[
+            (dict(lambd=-1.0), r"invalid lambd=-1\.0 .* expected a finite number >= 0"),
+            (dict(t0=float("nan")), r"invalid t0=NaN .* expected a finite number"),
+            (dict(alpha=float("inf")), r"invalid alpha=inf"),
+        ],
+        draw_hyper=lambda draw, s: dict(
+            lr=draw(s.lr),
+            lambd=draw(s.st.sampled_from([0.0, 1e-4, 0.1])),
+            alpha=draw(s.st.floats(0.0, 1.0)),
+            t0=draw(s.st.sampled_from([0.0, 3.0, 1e6])),
+            weight_decay=draw(s.decay),
+            maximize=draw(s.flag),
+        ),
+    ),
 ]
 
 BY_NAME: dict[str, OptimizerInfo] = {row.name: row for row in OPTIMIZER_DB}

@@ -245,3 +245,32 @@ class Reference:
         c = b1 * m + (1 - b1) * g
         p[...] = p + (-lr) * (np.sign(c) + weight_decay * p)
         s["exp_avg"] = b2 * m + (1 - b2) * g
+
+    def _rprop(self, p, g, s, t, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), maximize=False):
+        # torch's single-tensor Rprop, with np.where for its masked assignments
+        etaminus, etaplus = (p.dtype.type(e) for e in etas)
+        g = -g if maximize else g
+        prev = s.setdefault("prev", np.zeros_like(p))
+        step_size = s.setdefault("step_size", np.full_like(p, lr))
+        sign = np.sign(g * prev)
+        sign = np.where(sign > 0, etaplus, sign)
+        sign = np.where(sign < 0, etaminus, sign)
+        sign = np.where(sign == 0, p.dtype.type(1), sign)
+        with np.errstate(invalid="ignore"):
+            step_size = np.clip(step_size * sign, *(p.dtype.type(b) for b in step_sizes))
+        g = np.where(sign == etaminus, p.dtype.type(0), g)
+        s["step_size"] = step_size
+        s["prev"] = g
+        p[...] = p - np.sign(g) * step_size
+
+    def _asgd(self, p, g, s, t, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, maximize=False):
+        # torch keeps eta and mu as float32 scalar tensors and reads eta with .item()
+        g = self._grad(p, g, maximize, weight_decay)
+        eta = s.setdefault("eta", float(np.float32(lr)))
+        mu = s.setdefault("mu", 1.0)
+        p[...] = p * (1 - lambd * eta)
+        p[...] = p + (-eta) * g
+        ax = s.setdefault("ax", np.zeros_like(p))
+        s["ax"] = ax + (p - ax) * mu if mu != 1 else p.copy()
+        s["eta"] = float(np.float32(lr / ((1 + lambd * lr * t) ** alpha)))
+        s["mu"] = float(np.float32(1 / max(1, t - t0)))

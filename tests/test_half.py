@@ -59,6 +59,9 @@ class MixedReference:
             init = h.get("initial_accumulator_value", 0.0)
             for p, s in zip(self.f32.params, self.f32.state):
                 s["sum"] = self._round_state(np.full_like(p, init))
+        if kind == "rprop":  # so are the initial step sizes (lr)
+            for p, s in zip(self.f32.params, self.f32.state):
+                s["step_size"] = self._round_state(np.full_like(p, h.get("lr", 1e-2)))
 
     def _round_state(self, a):
         if self.state_dtype == np.float32:

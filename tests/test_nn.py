@@ -316,7 +316,7 @@ def test_fit_reads_schedules_as_step_does_one_call_per_execution_when_vectorized
         m.fit(X, Y, fo.SGD(m.params, lr=lambda k: "0.1"), batch_size=8)
 
 
-@pytest.mark.parametrize("opt_class", [fo.SGD, fo.RMSprop, fo.AdamW, fo.Momentum, fo.Lion])
+@pytest.mark.parametrize("opt_class", [fo.SGD, fo.RMSprop, fo.AdamW, fo.Momentum, fo.Lion, fo.Rprop, fo.ASGD])
 def test_fit_equals_the_loop_for_other_optimizers(opt_class):
     sizes = [4, 8, 3]
     X, Y = _problem(sizes, "softmax", 200, np.float32, seed=2)

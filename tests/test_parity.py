@@ -44,7 +44,7 @@ def test_matches_reference_bit_for_bit(kind, h, dtype, simd_level):
     for i, s in enumerate(ref.state):
         assert state[i]["step"] == s["step"] == 120
         for name, v in s.items():
-            if isinstance(v, float):  # NAdam's mu_product
+            if isinstance(v, float):  # NAdam's mu_product, ASGD's eta and mu
                 assert state[i][name] == v
             elif name != "step":
                 assert state[i][name].dtype == dtype

@@ -37,7 +37,7 @@ def test_matches_torch_over_300_steps(kind, h, dtype, rtol, atol):
     # the state too, under torch's names
     for i, tp in enumerate(tparams):
         for name, value in topt.state[tp].items():
-            if name in ("step", "mu_product"):
+            if name in ("step", "mu_product", "eta", "mu"):
                 np.testing.assert_allclose(opt.state[i][name], float(value), rtol=1e-7)
             else:
                 np.testing.assert_allclose(opt.state[i][name], value.numpy(), rtol=rtol * 10, atol=atol)
@@ -91,3 +91,42 @@ def test_max_grad_norm_option_equals_clipping_before_the_step():
         opt.step(grads)
     for p, tp in zip(params, tparams):
         np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "kind,h",
+    [(k, h) for k, h in CASES if k in ("rprop", "asgd")]
+    + [("asgd", dict(lr=0.05, lambd=0.01, t0=3)), ("rprop", dict(lr=0.5, step_sizes=(0.1, 0.7)))],
+    ids=str,
+)
+def test_rprop_and_asgd_match_torchs_single_tensor_path(kind, h, dtype):
+    # Rprop: every bit of the parameters and the state (its step is a product by an exact
+    # sign). ASGD: every bit of eta and mu (float32 scalars in torch, for float64 parameters
+    # too) and the arrays to one rounding per step: torch's vectorized `add_(g, alpha=-eta)`
+    # is a fused multiply-add (`vec::fmadd`), ours (and torch's scalar loop) rounds twice.
+    # ASGD's averaging is switched on (t0=3), Rprop's step sizes clamped.
+    exact = kind == "rprop"
+    tol = dict(rtol=0, atol=0) if exact else dict(rtol=1e-5 if dtype == np.float32 else 1e-13, atol=1e-7)
+    rng = np.random.default_rng(3)
+    params = [rng.normal(size=s).astype(dtype) for s in SHAPES]
+    tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
+    topt = getattr(torch.optim, TORCH[kind])(tparams, foreach=False, **h)
+    opt = OPTIMIZERS[kind](params, **h)
+    for _ in range(100):
+        grads = [rng.normal(size=s).astype(dtype) for s in SHAPES]
+        for tp, g in zip(tparams, grads):
+            tp.grad = torch.from_numpy(g.copy())
+        topt.step()
+        opt.step(grads)
+    for i, (p, tp) in enumerate(zip(params, tparams)):
+        np.testing.assert_allclose(p, tp.detach().numpy(), **tol, err_msg=f"parameter {i}")
+        for name, value in topt.state[tp].items():
+            if name in ("eta", "mu"):
+                assert value.dtype == torch.float32
+                assert opt.state[i][name] == value.item(), name
+            elif name == "step":
+                assert opt.state[i][name] == value.item()
+            else:
+                assert opt.state[i][name].dtype == dtype
+                np.testing.assert_allclose(opt.state[i][name], value.numpy(), **tol, err_msg=name)

@@ -35,6 +35,7 @@ from .averages import EWA, ParameterEMA, ewa, moving_average
 from .batches import MiniBatches
 from .clip import clip_grad_norm, clip_grad_value
 from .optim import (
+    ASGD,
     LBFGS,
     SGD,
     Adadelta,
@@ -49,6 +50,7 @@ from .optim import (
     Optimizer,
     RAdam,
     RMSprop,
+    Rprop,
 )
 from .wrappers import GradientAccumulation, Lookahead
 
@@ -72,6 +74,8 @@ __all__ = [
     "NAdam",
     "RAdam",
     "Lion",
+    "Rprop",
+    "ASGD",
     "LBFGS",
     "Muon",
     "clip_grad_norm",

@@ -234,7 +234,7 @@ mod tests {
                         let ts = TensorScalars {
                             grad_scale: scale,
                             fresh: [t == 1; MAX_SLOTS],
-                            mu_product: 1.0,
+                            scalars: [1.0; 2],
                         };
                         let k = Kernel::<f32>::build(&h, &StepScalars::new(&h, t), &ts);
                         let g = gradients(n, t);

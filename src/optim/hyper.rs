@@ -51,6 +51,16 @@ impl FieldType for f64 {
     }
 }
 
+impl FieldType for (f64, f64) {
+    const KIND: FieldKind = FieldKind::Pair;
+    fn from_value(v: Value) -> Self {
+        match v {
+            Value::Pair(a, b) => (a, b),
+            _ => unreachable!("a pair field read as {v:?}"),
+        }
+    }
+}
+
 impl FieldType for bool {
     const KIND: FieldKind = FieldKind::Flag;
     fn from_value(v: Value) -> Self {
@@ -126,16 +136,17 @@ macro_rules! hyper_params {
 pub trait HyperParams: Copy {
     /// The name of the slot holding an EWA (or sum) of squared gradients, if any.
     const SECOND_MOMENT: Option<&'static str> = None;
-    /// The name of the per-tensor scalar state, if the algorithm keeps one (NAdam's running
-    /// product of momentum coefficients).
-    const SCALAR: Option<&'static str> = None;
+    /// The names of the per-tensor scalar state the algorithm keeps, at most
+    /// [`MAX_SCALARS`] (NAdam's running product of momentum coefficients; ASGD's `eta`
+    /// and `mu`).
+    const SCALARS: &'static [&'static str] = &[];
 
     /// Which state slots the next step reads or writes.
     fn slots_used(&self) -> [bool; MAX_SLOTS];
 
-    /// The value a newly created state slot starts at (torch: zero, but Adagrad's sum
-    /// starts at `initial_accumulator_value`).
-    fn slot_initial_value(&self) -> f64 {
+    /// The value newly created state slot `slot` starts at (torch: zero, but Adagrad's
+    /// sum starts at `initial_accumulator_value` and Rprop's step sizes at `lr`).
+    fn slot_initial_value(&self, _slot: usize) -> f64 {
         0.0
     }
 
@@ -307,7 +318,7 @@ impl HyperParams for Adagrad {
         [true, false, false]
     }
 
-    fn slot_initial_value(&self) -> f64 {
+    fn slot_initial_value(&self, _slot: usize) -> f64 {
         self.initial_accumulator_value
     }
 
@@ -427,7 +438,7 @@ hyper_params! {
 
 impl HyperParams for NAdam {
     const SECOND_MOMENT: Option<&'static str> = Some("exp_avg_sq");
-    const SCALAR: Option<&'static str> = Some("mu_product");
+    const SCALARS: &'static [&'static str] = &["mu_product"];
 
     fn slots_used(&self) -> [bool; MAX_SLOTS] {
         [true, true, false]
@@ -521,6 +532,119 @@ impl HyperParams for Lion {
     }
 }
 
+hyper_params! {
+    /// `torch.optim.Rprop`: each element's step size grows by `etas.1` while its gradient
+    /// keeps its sign and shrinks by `etas.0` when the sign flips, within `step_sizes`.
+    pub struct Rprop {
+        slots: ["prev", "step_size"],
+        etas: (f64, f64) = "etas",
+        step_sizes: (f64, f64) = "step_sizes",
+        maximize: bool = "maximize",
+    }
+}
+
+impl HyperParams for Rprop {
+    fn slots_used(&self) -> [bool; MAX_SLOTS] {
+        [true, true, false]
+    }
+
+    /// `prev` starts at zero, `step_size` at the learning rate (torch's `full_like(p, lr)`).
+    fn slot_initial_value(&self, slot: usize) -> f64 {
+        if slot == 1 {
+            self.lr
+        } else {
+            0.0
+        }
+    }
+
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.lr(self.lr)?;
+        let (minus, plus) = self.etas;
+        if !(minus > 0.0 && minus < 1.0 && plus > 1.0 && plus.is_finite()) {
+            return Err(c.err(
+                "etas",
+                &format!("({minus:?}, {plus:?})"),
+                "(etaminus, etaplus) with 0 < etaminus < 1 < etaplus, finite",
+            ));
+        }
+        let (lo, hi) = self.step_sizes;
+        if !(lo >= 0.0 && lo <= hi && !hi.is_nan()) {
+            return Err(c.err(
+                "step_sizes",
+                &format!("({lo:?}, {hi:?})"),
+                "(min, max) with 0 <= min <= max",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Rprop {
+    /// `torch.optim.Rprop`'s defaults: lr 1e-2, etas (0.5, 1.2), step sizes (1e-6, 50).
+    pub const TORCH: Rprop = Rprop {
+        lr: 1e-2,
+        etas: (0.5, 1.2),
+        step_sizes: (1e-6, 50.0),
+        maximize: false,
+    };
+}
+
+hyper_params! {
+    /// `torch.optim.ASGD`: SGD with a decaying step `eta` and a running average `ax` of
+    /// the iterates (Polyak-Ruppert averaging from step `t0` on).
+    pub struct Asgd {
+        slots: ["ax"],
+        lambd: f64 = "lambd",
+        alpha: f64 = "alpha",
+        t0: f64 = "t0",
+        weight_decay: f64 = "weight_decay",
+        maximize: bool = "maximize",
+    }
+}
+
+impl HyperParams for Asgd {
+    const SCALARS: &'static [&'static str] = &["eta", "mu"];
+
+    fn slots_used(&self) -> [bool; MAX_SLOTS] {
+        [true, false, false]
+    }
+
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.lr(self.lr)?;
+        c.non_negative("lambd", self.lambd)?;
+        c.range(
+            "alpha",
+            self.alpha,
+            self.alpha.is_finite(),
+            "a finite number",
+        )?;
+        c.range("t0", self.t0, self.t0.is_finite(), "a finite number")?;
+        c.weight_decay(self.weight_decay)
+    }
+}
+
+impl Asgd {
+    /// `torch.optim.ASGD`'s defaults: lr 1e-2, lambd 1e-4, alpha 0.75, t0 1e6.
+    pub const TORCH: Asgd = Asgd {
+        lr: 1e-2,
+        lambd: 1e-4,
+        alpha: 0.75,
+        t0: 1e6,
+        weight_decay: 0.0,
+        maximize: false,
+    };
+
+    /// `eta` and `mu` after update `t` (torch computes them in `f64` and keeps them as
+    /// float32 scalar tensors, the default dtype): `lr / (1 + lambd * lr * t) ** alpha`
+    /// and `1 / max(1, t - t0)`.
+    pub fn scalars_after(&self, t: u64) -> [f64; MAX_SCALARS] {
+        let t = t as f64;
+        let eta = self.lr / (1.0 + self.lambd * self.lr * t).powf(self.alpha);
+        let mu = 1.0 / (t - self.t0).max(1.0);
+        [f64::from(eta as f32), f64::from(mu as f32)]
+    }
+}
+
 /// One optimizer the bindings can build: the name Python gives, the entries it reads,
 /// and the [`Hyper`] it makes of them.
 pub struct Entry {
@@ -578,11 +702,11 @@ macro_rules! optimizers {
                 }
             }
 
-            /// The name of the per-tensor scalar state, if the algorithm keeps one (NAdam's
-            /// running product of momentum coefficients).
-            pub fn scalar_name(self) -> Option<&'static str> {
+            /// The names of the per-tensor scalar state, in order (NAdam's running
+            /// product of momentum coefficients; ASGD's `eta` and `mu`).
+            pub fn scalar_names(self) -> &'static [&'static str] {
                 match self {
-                    $(Algorithm::$variant => <$variant as HyperParams>::SCALAR,)*
+                    $(Algorithm::$variant => <$variant as HyperParams>::SCALARS,)*
                 }
             }
         }
@@ -608,10 +732,10 @@ macro_rules! optimizers {
                 }
             }
 
-            /// The value a newly created state slot starts at.
-            pub fn slot_initial_value(&self) -> f64 {
+            /// The value newly created state slot `slot` starts at.
+            pub fn slot_initial_value(&self, slot: usize) -> f64 {
                 match self {
-                    $(Hyper::$variant(h) => h.slot_initial_value(),)*
+                    $(Hyper::$variant(h) => h.slot_initial_value(slot),)*
                 }
             }
 
@@ -637,12 +761,17 @@ optimizers! {
     NAdam: "nadam";
     RAdam: "radam";
     Lion: "lion";
+    Rprop: "rprop";
+    Asgd: "asgd";
 }
 
 /// The registry's entry for `name`.
 pub fn optimizer(name: &str) -> Option<&'static Entry> {
     OPTIMIZERS.iter().find(|e| e.name == name)
 }
+
+/// At most this many per-tensor scalars ([`HyperParams::SCALARS`]).
+pub const MAX_SCALARS: usize = 2;
 
 /// At most this many state buffers per tensor.
 pub const MAX_SLOTS: usize = 3;

@@ -11,7 +11,7 @@ use crate::numerics::float::Float;
 use crate::numerics::half::Stored;
 use crate::numerics::mixed::Params;
 use crate::optim::ewa::{bias_correction, ewa, ewa_sq, py_pow_half};
-use crate::optim::hyper::{Hyper, MAX_SLOTS};
+use crate::optim::hyper::{Hyper, MAX_SCALARS, MAX_SLOTS};
 use crate::runtime::simd::multiversion;
 
 mod adam;
@@ -94,6 +94,8 @@ pub enum Kernel<T> {
     NAdam(NAdamK<T>),
     RAdam(RAdamK<T>),
     Lion(LionK<T>),
+    Rprop(RpropK<T>),
+    Asgd(AsgdK<T>),
 }
 
 /// The scalars of update `t` of a param group that take a `pow` to compute, in `f64`, once
@@ -168,8 +170,10 @@ pub struct TensorScalars {
     pub grad_scale: f64,
     /// Which state slots were just created (SGD starts a new buffer at the gradient).
     pub fresh: [bool; MAX_SLOTS],
-    /// NAdam's `mu_product` after this step's update (torch keeps it as a float32 scalar).
-    pub mu_product: f64,
+    /// The tensor's scalar state (`TensorState::scalars`) as this step reads it: NAdam's
+    /// `mu_product` after this step's update (torch keeps it as a float32 scalar); ASGD's
+    /// `eta` and `mu` as the previous step left them.
+    pub scalars: [f64; MAX_SCALARS],
 }
 
 impl<T: Float> Kernel<T> {
@@ -178,7 +182,7 @@ impl<T: Float> Kernel<T> {
         let ts = TensorScalars {
             grad_scale: 1.0,
             fresh,
-            mu_product: 1.0,
+            scalars: [1.0; MAX_SCALARS],
         };
         Self::build(h, &StepScalars::new(h, t), &ts)
     }
@@ -281,7 +285,7 @@ impl<T: Float> Kernel<T> {
                     bias_correction2,
                 },
             ) => {
-                let mp = ts.mu_product;
+                let mp = ts.scalars[0];
                 Kernel::NAdam(NAdamK {
                     moments: moments(
                         h.lr,
@@ -327,6 +331,24 @@ impl<T: Float> Kernel<T> {
                 beta2: f(h.beta2),
                 one_minus_beta2: f(1.0 - h.beta2),
             }),
+            (Hyper::Rprop(h), _) => Kernel::Rprop(RpropK {
+                grad: GradK::new(s, h.maximize, 0.0),
+                etaminus: f(h.etas.0),
+                etaplus: f(h.etas.1),
+                step_size_min: f(h.step_sizes.0),
+                step_size_max: f(h.step_sizes.1),
+            }),
+            (Hyper::Asgd(h), _) => {
+                // torch reads eta with `.item()`: a Python float, used in f64 as torch does.
+                let [eta, mu] = ts.scalars;
+                Kernel::Asgd(AsgdK {
+                    grad: GradK::new(s, h.maximize, h.weight_decay),
+                    decay: f(1.0 - h.lambd * eta),
+                    neg_eta: f(-eta),
+                    average: mu != 1.0,
+                    mu: f(mu),
+                })
+            }
             (h, sc) => unreachable!("step scalars {sc:?} do not belong to {h:?}"),
         }
     }
@@ -354,6 +376,8 @@ multiversion! {
             Kernel::Momentum(k) => momentum(k, p, g, s0),
             Kernel::Lion(k) => lion(k, p, g, s0),
             Kernel::Adamax(k) => adamax(k, p, g, s0, s1),
+            Kernel::Rprop(k) => rprop(k, p, g, s0, s1),
+            Kernel::Asgd(k) => asgd(k, p, g, s0),
             _ if !S::WIDE => panic!("{} state for {k:?}", S::ELEM.name()),
             Kernel::RmsProp(k) => match (k.use_momentum, k.centered) {
                 (false, false) => rmsprop::<T, P, S, false, false>(k, p, g, s0, s1, s2),

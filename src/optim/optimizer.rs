@@ -11,7 +11,7 @@ use crate::numerics::float::{Dtype, Float};
 use crate::numerics::half::{self, Bf16, Bits16, Elem, Stored, F16};
 use crate::numerics::mixed::{Direct, Master, Params};
 use crate::optim::bf16;
-use crate::optim::hyper::{self, Algorithm, Hyper, MAX_SLOTS};
+use crate::optim::hyper::{self, Algorithm, Hyper, MAX_SCALARS, MAX_SLOTS};
 use crate::optim::kernels::{self, Kernel, StepScalars, TensorScalars};
 use crate::optim::subnormal;
 use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
@@ -29,8 +29,9 @@ pub use tensor::{first_nonfinite, Storage, Tensor};
 pub struct TensorState<S> {
     pub step: u64,
     pub slots: [Option<Vec<S>>; MAX_SLOTS],
-    /// NAdam's `mu_product`; 1 before the first step and for the other algorithms.
-    pub scalar: f64,
+    /// The per-tensor scalars named by `Algorithm::scalar_names` (NAdam's `mu_product`;
+    /// ASGD's `eta` and `mu`); 1 before the first step and where unused.
+    pub scalars: [f64; MAX_SCALARS],
     pub master: Option<Vec<f32>>,
     pub tiny: subnormal::TinyHint,
 }
@@ -40,7 +41,7 @@ impl<S> TensorState<S> {
         TensorState {
             step: 0,
             slots: Default::default(),
-            scalar: 1.0,
+            scalars: [1.0; MAX_SCALARS],
             master: None,
             tiny: subnormal::TinyHint::default(),
         }
@@ -49,8 +50,8 @@ impl<S> TensorState<S> {
 
 impl<S: PartialEq> PartialEq for TensorState<S> {
     fn eq(&self, other: &Self) -> bool {
-        (self.step, &self.slots, self.scalar, &self.master)
-            == (other.step, &other.slots, other.scalar, &other.master)
+        (self.step, &self.slots, self.scalars, &self.master)
+            == (other.step, &other.slots, other.scalars, &other.master)
     }
 }
 
@@ -208,7 +209,7 @@ impl<S: Copy> TensorState<S> {
         }
         for i in 0..MAX_SLOTS {
             if used[i] && self.slots[i].is_none() {
-                let init = S::store(T::from_f64(hyper.slot_initial_value()));
+                let init = S::store(T::from_f64(hyper.slot_initial_value(i)));
                 match try_filled(len, init, || {
                     format!("the state '{}' of {tensor}", names[i])
                 }) {
@@ -257,11 +258,15 @@ impl<S: Copy> TensorState<S> {
         let TensorState {
             step,
             slots: state_slots,
-            scalar,
+            scalars: own,
             master,
             tiny,
         } = self;
         let used = hyper.slots_used();
+        if let (Hyper::Asgd(h), 0) = (hyper, *step) {
+            // torch starts `eta` at lr as a float32 scalar tensor, `mu` at 1.
+            *own = [f64::from(h.lr as f32), 1.0];
+        }
         *step += 1;
         let scalars = match *memo {
             Some((t, sc)) if t == *step => sc,
@@ -274,14 +279,18 @@ impl<S: Copy> TensorState<S> {
         if let StepScalars::NAdam { mu, .. } = scalars {
             // torch keeps mu_product as a float32 scalar tensor (the default dtype), so
             // each product is rounded to float32.
-            *scalar = f64::from(*scalar as f32 * mu as f32);
+            own[0] = f64::from(own[0] as f32 * mu as f32);
         }
         let ts = TensorScalars {
             grad_scale,
             fresh: fresh.slots,
-            mu_product: *scalar,
+            scalars: *own,
         };
         let kernel = Kernel::build(hyper, &scalars, &ts);
+        if let Hyper::Asgd(h) = hyper {
+            // This step used the `eta` and `mu` the last one left; these are for the next.
+            *own = h.scalars_after(*step);
+        }
         let mut slots: [&mut [S]; MAX_SLOTS] = Default::default();
         for ((dst, slot), used) in slots.iter_mut().zip(state_slots.iter_mut()).zip(used) {
             if let (Some(buf), true) = (slot, used) {

@@ -24,8 +24,8 @@ use crate::numerics::half::{Elem, Stored};
 use crate::numerics::mixed::Direct;
 use crate::optim::hyper::{split_slots, MAX_SLOTS};
 use crate::optim::kernels::{
-    self, AdadeltaK, AdagradK, AdamK, AdamaxK, GradK, Kernel, LionK, MomentsK, MomentumK, NAdamK,
-    RAdamK, RmsPropK, SgdK,
+    self, AdadeltaK, AdagradK, AdamK, AdamaxK, AsgdK, GradK, Kernel, LionK, MomentsK, MomentumK,
+    NAdamK, RAdamK, RmsPropK, RpropK, SgdK,
 };
 use crate::runtime::simd::Level;
 
@@ -165,6 +165,8 @@ widen_fields! {
     NAdamK { moments, bias_correction2, eps, grad_coef, momentum_coef }
     RAdamK { moments, lr, bias_correction1, bias_correction2_sqrt, eps, rectified, rect }
     LionK { scale, neg_lr, weight_decay, beta1, one_minus_beta1, beta2, one_minus_beta2 }
+    RpropK { grad, etaminus, etaplus, step_size_min, step_size_max }
+    AsgdK { grad, decay, neg_eta, average, mu }
 }
 
 impl Widen for Kernel<f32> {
@@ -181,6 +183,8 @@ impl Widen for Kernel<f32> {
             Kernel::NAdam(k) => Kernel::NAdam(k.widen()),
             Kernel::RAdam(k) => Kernel::RAdam(k.widen()),
             Kernel::Lion(k) => Kernel::Lion(k.widen()),
+            Kernel::Rprop(k) => Kernel::Rprop(k.widen()),
+            Kernel::Asgd(k) => Kernel::Asgd(k.widen()),
         }
     }
 }

@@ -25,7 +25,10 @@ from __future__ import annotations
 from .sgd import SGD, Momentum
 
 # isort: split
-from .adaptive import Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, RAdam, RMSprop
+from .adaptive import Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, RAdam, RMSprop, Rprop
+
+# isort: split
+from .averaged import ASGD
 from .base import LR as LR
 from .base import OPTIMIZERS as OPTIMIZERS
 from .base import DtypeLike as DtypeLike
@@ -51,6 +54,8 @@ __all__ = [
     "NAdam",
     "RAdam",
     "Lion",
+    "Rprop",
+    "ASGD",
     "LBFGS",
     "Muon",
 ]

@@ -1,6 +1,6 @@
 """Adaptive methods: RMSprop, the Adam family (Adam, AdamW, Adamax, NAdam, RAdam), Adagrad,
-Adadelta and Lion; each scales its step per coordinate from running gradient statistics (a
-root of averaged squares, or Lion's sign)."""
+Adadelta, Lion and Rprop; each scales its step per coordinate from running gradient
+statistics (a root of averaged squares, Lion's sign, or Rprop's sign history)."""
 
 from __future__ import annotations
 
@@ -523,6 +523,77 @@ class Lion(Optimizer):
         master_weights: bool | None = None,
     ):
         defaults = dict(lr=lr, betas=_betas(betas), weight_decay=weight_decay)
+        super().__init__(
+            params,
+            defaults,
+            nan_policy=nan_policy,
+            max_grad_norm=max_grad_norm,
+            state_dtype=state_dtype,
+            master_weights=master_weights,
+        )
+
+
+class Rprop(Optimizer):
+    r"""Resilient backpropagation (Riedmiller & Braun 1993), as ``torch.optim.Rprop``.
+
+    Only the gradient's sign is used. Each element keeps its own step size, which grows
+    while the gradient keeps its sign and shrinks when it flips. With ``g`` the gradient
+    (negated if ``maximize``) and ``prev`` the last one kept, for each element::
+
+        f = etaplus   if g * prev > 0
+            etaminus  if g * prev < 0      (and then g = 0: no step this time)
+            1         if g * prev == 0
+        step_size = clamp(step_size * f, step_sizes[0], step_sizes[1])
+        p = p - sign(g) * step_size
+        prev = g
+
+    Rprop is a **full-batch** method: a sign flip must mean that the minimum was stepped
+    over, which mini-batch noise also causes, shrinking every step size towards
+    ``step_sizes[0]``. Use it with the whole data set's gradient (one batch holding every
+    row in ``MLP.fit``), or with very large batches.
+
+    Args:
+        params: arrays to optimize (see :class:`Optimizer`).
+        lr: the initial step size of every element, in parameter units (default 1e-2,
+            torch's); it is read when a parameter's state is created, so a schedule has
+            no effect after the first step.
+        etas: ``(etaminus, etaplus)``, the factors, with ``0 < etaminus < 1 < etaplus``
+            (default ``(0.5, 1.2)``).
+        step_sizes: ``(min, max)`` bounds of each step size, ``0 <= min <= max``, in
+            parameter units (default ``(1e-6, 50)``).
+        maximize: ascend instead of descend.
+        nan_policy, max_grad_norm, state_dtype, master_weights: see :class:`Optimizer`.
+
+    State per parameter: ``step``, ``prev``, ``step_size``.
+
+    Example:
+        >>> import numpy as np, ferroptim as fo
+        >>> w = np.array([1.0, 1.0])
+        >>> opt = fo.Rprop([w], lr=0.25)
+        >>> opt.step([np.array([2.0, -3.0])])
+        >>> w
+        array([0.75, 1.25])
+        >>> opt.step([np.array([1.0, 1.0])])   # same sign: x1.2; flipped: no step
+        >>> w
+        array([0.45, 1.25])
+    """
+
+    _kind = "rprop"
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        lr: LR = 1e-2,
+        etas: tuple[float, float] = (0.5, 1.2),
+        step_sizes: tuple[float, float] = (1e-6, 50.0),
+        maximize: bool = False,
+        *,
+        nan_policy: str = "propagate",
+        max_grad_norm: float | None = None,
+        state_dtype: DtypeLike = None,
+        master_weights: bool | None = None,
+    ):
+        defaults = dict(lr=lr, etas=_betas(etas), step_sizes=_betas(step_sizes), maximize=maximize)
         super().__init__(
             params,
             defaults,

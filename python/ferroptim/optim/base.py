@@ -415,7 +415,7 @@ class Optimizer:
             saved = _state_dtype_of(saved_option, arrays[i])
             target = self._engine.state_dtypes[i]
             states[i] = self._coerce_state(
-                dict(s), arrays[i], self._names[i], self._engine.scalar_state_name, target, saved
+                dict(s), arrays[i], self._names[i], self._engine.scalar_state_names, target, saved
             )
         nan_policy = state_dict.get("nan_policy", self.nan_policy)
         if not isinstance(nan_policy, str) or nan_policy not in _NAN_POLICIES:
@@ -479,7 +479,7 @@ class Optimizer:
 
     @staticmethod
     def _coerce_state(
-        s: dict, param: np.ndarray, name: str, scalar_name: str | None, target: str, saved: str
+        s: dict, param: np.ndarray, name: str, scalar_names: list[str], target: str, saved: str
     ) -> dict:
         """A saved state as the engine takes it: buffers in ``target`` (the state dtype here),
         read as ``saved`` (the state dtype they were saved with) when they are bit patterns."""
@@ -488,7 +488,7 @@ class Optimizer:
             if k == "step":
                 out[k] = _step_count(v, name)
                 continue
-            if k == scalar_name:
+            if k in scalar_names:
                 out[k] = float(np.asarray(v))
                 continue
             a = np.asarray(v)

@@ -71,9 +71,10 @@ def _fixed_options(kind: str) -> tuple:
 
 
 @functools.cache
-def _scalar_state_name(kind: str) -> str | None:
-    """The name of the per-tensor scalar state of optimizer ``kind`` (NAdam's mu_product)."""
-    return _core.Engine(kind, [], [], [], 1).scalar_state_name
+def _scalar_state_names(kind: str) -> list[str]:
+    """The names of the per-tensor scalar state of optimizer ``kind`` (NAdam's mu_product,
+    ASGD's eta and mu)."""
+    return _core.Engine(kind, [], [], [], 1).scalar_state_names
 
 
 def _scalar_dtype() -> torch.dtype:
@@ -442,7 +443,7 @@ class TorchOptimizer(torch.optim.Optimizer):
     def _to_torch(self, i: int, s: dict) -> dict:
         """Parameter ``i``'s engine-format state as torch keeps it."""
         twin = _twin(self._fo_class._kind)
-        scalar = _scalar_state_name(self._fo_class._kind)
+        scalars = _scalar_state_names(self._fo_class._kind)
         if not s.get("step") and not any(isinstance(v, np.ndarray) for v in s.values()):
             return self._initial_torch_state(i) if twin.eager_state else {}
         out: dict[str, Any] = {}
@@ -451,7 +452,7 @@ class TorchOptimizer(torch.optim.Optimizer):
             if k == "step":
                 if twin.keeps_step:
                     out[k] = torch.tensor(float(v), dtype=_scalar_dtype())
-            elif k == scalar:
+            elif k in scalars:
                 out[k] = torch.tensor(float(v), dtype=_scalar_dtype())
             elif isinstance(v, np.ndarray) and v.dtype == np.uint16:
                 out[k] = torch.from_numpy(v.view(np.int16)).view(_TORCH_STATE_DTYPES[dtype16])
@@ -488,8 +489,8 @@ class TorchOptimizer(torch.optim.Optimizer):
                 v = v.item() if v.dim() == 0 else v.numpy()
             s[k] = v
         target = self._state_dtype_name(i)
-        scalar = _scalar_state_name(self._fo_class._kind)
-        return _FoOptimizer._coerce_state(s, self._views[i], self._names[i], scalar, target, target)
+        scalars = _scalar_state_names(self._fo_class._kind)
+        return _FoOptimizer._coerce_state(s, self._views[i], self._names[i], scalars, target, target)
 
     @property
     def state(self) -> defaultdict:

@@ -115,3 +115,113 @@ pub(super) fn lion<T: Float, P: Params<T>, S: Stored<T>>(
         m[i] = S::store(ewa(mi, gi, k.beta2, k.one_minus_beta2));
     }
 }
+
+/// Per-step constants of Rprop for one tensor.
+#[derive(Clone, Copy, Debug)]
+pub struct RpropK<T> {
+    /// Clipping scale and `maximize` (Rprop has no weight decay).
+    pub grad: GradK<T>,
+    pub etaminus: T,
+    pub etaplus: T,
+    pub step_size_min: T,
+    pub step_size_max: T,
+}
+
+/// torch's `clamp(x, lo, hi)`: `min(max(x, lo), hi)`, NaN for NaN.
+#[inline(always)]
+fn clamp<T: Float>(x: T, lo: T, hi: T) -> T {
+    #[allow(clippy::eq_op)]
+    let nan = x != x;
+    if nan {
+        x
+    } else {
+        let x = if x < lo { lo } else { x };
+        if hi < x {
+            hi
+        } else {
+            x
+        }
+    }
+}
+
+/// torch's single-tensor Rprop: the factor is `etaplus` where `g * prev > 0`, `etaminus`
+/// where it is < 0 and 1 where it is 0 (NaN stays NaN); the step size is multiplied by it
+/// and clamped; where the factor is `etaminus` the gradient is zeroed (no step, and no
+/// sign to compare next time); `p -= sign(g) * step_size`; `prev = g`.
+#[inline(always)]
+pub(super) fn rprop<T: Float, P: Params<T>, S: Stored<T>>(
+    k: &RpropK<T>,
+    p: P,
+    g: &[P::Grad],
+    prev: &mut [S],
+    step_size: &mut [S],
+) {
+    let n = p.len();
+    let (mut p, g, prev, step_size) = (p.prefix(n), &g[..n], &mut prev[..n], &mut step_size[..n]);
+    for i in 0..n {
+        let pi = p.load(i);
+        let gi = k.grad.apply(g[i].load(), pi);
+        let prod = gi * prev[i].load();
+        // In torch's order: `sign[sign > 0] = etaplus; sign[sign < 0] = etaminus;
+        // sign[sign == 0] = 1` (an etaminus that rounds to zero becomes 1 too).
+        let mut factor = if prod > T::ZERO {
+            k.etaplus
+        } else if prod < T::ZERO {
+            k.etaminus
+        } else {
+            prod
+        };
+        if factor == T::ZERO {
+            factor = T::ONE;
+        }
+        let s = clamp(
+            step_size[i].load() * factor,
+            k.step_size_min,
+            k.step_size_max,
+        );
+        step_size[i] = S::store(s);
+        let gi = if factor == k.etaminus { T::ZERO } else { gi };
+        p.store(i, pi - gi.sign() * s);
+        prev[i] = S::store(gi);
+    }
+}
+
+/// Per-step constants of ASGD for one tensor.
+#[derive(Clone, Copy, Debug)]
+pub struct AsgdK<T> {
+    pub grad: GradK<T>,
+    /// `1 - lambd * eta`.
+    pub decay: T,
+    /// `-eta`.
+    pub neg_eta: T,
+    /// `mu != 1` (in `f64`): `ax` moves towards `p` by `mu`; otherwise it is set to `p`.
+    pub average: bool,
+    pub mu: T,
+}
+
+/// torch's single-tensor ASGD: `g += weight_decay * p` (the parameter before this step);
+/// `p *= 1 - lambd * eta`; `p -= eta * g`; `ax += (p - ax) * mu` (or `ax = p` while
+/// `mu == 1`).
+#[inline(always)]
+pub(super) fn asgd<T: Float, P: Params<T>, S: Stored<T>>(
+    k: &AsgdK<T>,
+    p: P,
+    g: &[P::Grad],
+    ax: &mut [S],
+) {
+    let n = p.len();
+    let (mut p, g, ax) = (p.prefix(n), &g[..n], &mut ax[..n]);
+    for i in 0..n {
+        let pi = p.load(i);
+        let gi = k.grad.apply(g[i].load(), pi);
+        let pi = pi * k.decay;
+        let pi = pi + k.neg_eta * gi;
+        p.store(i, pi);
+        ax[i] = S::store(if k.average {
+            let a = ax[i].load();
+            a + (pi - a) * k.mu
+        } else {
+            pi
+        });
+    }
+}

@@ -116,7 +116,7 @@ fn float32_second_moments_of_huge_gradients_stay_finite_as_in_torch() {
                 let ts = TensorScalars {
                     grad_scale: 1.0,
                     fresh: [t == 1; 3],
-                    mu_product,
+                    scalars: [mu_product, 1.0],
                 };
                 let k = Kernel::<f32>::build(h, &sc, &ts);
                 let before = p;

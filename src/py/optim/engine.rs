@@ -722,10 +722,11 @@ impl Engine {
         self.storage.iter().map(|s| s.master).collect()
     }
 
-    /// The name of the per-parameter scalar state (NAdam's `mu_product`), if any.
+    /// The names of the per-parameter scalar state (NAdam's `mu_product`; ASGD's `eta`
+    /// and `mu`).
     #[getter]
-    fn scalar_state_name(&self) -> Option<&'static str> {
-        self.kind.algorithm.scalar_name()
+    fn scalar_state_names(&self) -> Vec<&'static str> {
+        self.kind.algorithm.scalar_names().to_vec()
     }
 
     /// The gradient-norm limit applied inside each step (None: no clipping).

@@ -77,8 +77,8 @@ pub(super) fn state_to_dict<'py, S: NumpyElem>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item(intern!(py, "step"), s.step)?;
-    if let Some(name) = algorithm.scalar_name() {
-        d.set_item(name, s.scalar)?;
+    for (name, v) in algorithm.scalar_names().iter().zip(s.scalars) {
+        d.set_item(*name, v)?;
     }
     for (slot, name) in s.slots.iter().zip(algorithm.slot_names()) {
         if let Some(buf) = slot {
@@ -135,8 +135,8 @@ pub(super) fn state_from_dict<S: NumpyElem>(
             })?;
             continue;
         }
-        if Some(key.as_str()) == algorithm.scalar_name() {
-            s.scalar = v.extract::<f64>().map_err(|_| {
+        if let Some(i) = algorithm.scalar_names().iter().position(|n| *n == key) {
+            s.scalars[i] = v.extract::<f64>().map_err(|_| {
                 PyValueError::new_err(format!("state '{key}' of {} must be a number", param.name))
             })?;
             continue;
