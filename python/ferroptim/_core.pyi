@@ -86,7 +86,12 @@ def muon_step(
 @final
 class Network:
     def __new__(
-        cls, sizes: Sequence[int], hidden: str, output: str, alpha: float = 0.0, dropout: Sequence[float] = ()
+        cls,
+        sizes: Sequence[int],
+        hidden: str,
+        output: str,
+        alpha: float = 0.0,
+        dropout: Sequence[float] = ...,
     ) -> Network: ...
     alpha: float
     @property
