@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import numpy as np
 
 from . import _core
+from ._files import write_atomically
 from .optim import GradsLike, Optimizer
 from .wrappers import _Wrapper
 
@@ -414,46 +415,6 @@ def _on_root(comm, work) -> Any:
     return result
 
 
-def _write_atomically(path: str | os.PathLike, state: Any) -> None:
-    """Pickles ``state`` into a temporary file beside ``path`` and renames it over ``path``.
-
-    A symbolic link is written through (its target is replaced); an existing file keeps its
-    permission bits, a new one gets the umask's; anything but a regular file is refused;
-    the temporary file is removed if anything fails."""
-    import secrets
-    import stat
-
-    if not isinstance(path, (str, os.PathLike)) or os.fspath(path) in ("", b""):
-        raise ValueError(f"path must be a non-empty file path, got {path!r}")
-    target = os.path.realpath(path)
-    try:
-        existing = os.stat(target)
-    except FileNotFoundError:
-        existing = None
-    if existing is not None and not stat.S_ISREG(existing.st_mode):
-        raise ValueError(
-            f"checkpoint path {os.fspath(path)!r} exists and is not a regular file; a checkpoint "
-            "replaces a regular file (or creates one), never a device, pipe or directory"
-        )
-    directory, base = os.path.split(target)
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if existing is not None:
-                os.fchmod(f.fileno(), stat.S_IMODE(existing.st_mode))
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def save_checkpoint(path: str | os.PathLike, comm: Optional[MPI.Comm] = None, **objects: Any) -> None:
     """Saves ``objects`` from rank 0 into one pickle file, atomically; every rank waits
     until it is written, and every rank raises the same error if it could not be. An
@@ -468,7 +429,8 @@ def save_checkpoint(path: str | os.PathLike, comm: Optional[MPI.Comm] = None, **
     comm = world(comm)
 
     def write() -> None:
-        _write_atomically(path, {name: _state(obj) for name, obj in objects.items()})
+        state = {name: _state(obj) for name, obj in objects.items()}
+        write_atomically(path, lambda f: pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL))
 
     _on_root(comm, write)
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
+
+from .._files import write_atomically
 
 if TYPE_CHECKING:
     from .model import MLP
@@ -77,27 +78,6 @@ def _optimizer_state(optimizer: Any) -> dict:
     return {"state": sd["state"], "skipped_steps": sd.get("skipped_steps", 0)}
 
 
-def write_atomically(path: Any, arrays: dict[str, np.ndarray]) -> None:
-    """Writes ``arrays`` as an ``.npz`` to a temporary file in ``path``'s directory, flushed
-    to disk, then renamed over ``path`` (``os.replace``): a reader sees the old file or the
-    new one, never a partial one."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def save(model: MLP, path: Any, optimizer: Optional[Any] = None) -> None:
     """See :meth:`ferroptim.nn.MLP.save`."""
     model._param_list()  # the parameters fit the architecture
@@ -114,7 +94,7 @@ def save(model: MLP, path: Any, optimizer: Optional[Any] = None) -> None:
         "optimizer": None if optimizer is None else _encode(_optimizer_state(optimizer), "optimizer", arrays),
     }
     arrays[_HEADER] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    write_atomically(path, arrays)
+    write_atomically(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 def _read(path: Any) -> tuple[dict, dict[str, np.ndarray]]:
