@@ -63,3 +63,17 @@ def wait_for_child(pid: int, seconds: float = 60) -> int:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     pytest.fail("the forked child hung")
+
+
+@pytest.fixture(autouse=True)
+def _python_default_sigint():
+    """Each test starts with Python's default SIGINT handler, as a fresh interpreter does.
+
+    In a full `make test` run some earlier test left SIGINT ignored (SIG_IGN, seen in the
+    process by gdb; the test that did it is not found yet), which made the Ctrl-C tests of
+    test_nn.py wait forever for an interrupt that was dropped."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
