@@ -763,6 +763,33 @@ def test_issue29_4_a_bad_label_mid_epoch_leaves_position_and_steps_equal_to_the_
     assert (model.epoch, model.position, opt.state["W1"]["step"]) == (1, 0, 10)
 
 
+def test_issue29_4_a_handler_raising_as_the_rust_call_returns_leaves_the_counters_right():
+    # A user's SIGINT handler runs as soon as fit's Rust call returns, before Python has read
+    # the tuple it returned: the updates it applied still count (the call records them).
+    class RaisesOnReturn:
+        def __init__(self, core):
+            self.core = core
+
+        def __getattr__(self, name):
+            return getattr(self.core, name)
+
+        def fit_epoch(self, *args, **kwargs):
+            self.core.fit_epoch(*args, **kwargs)
+            raise KeyboardInterrupt  # as the handler would, before the result is unpacked
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((100, 2)), rng.integers(0, 2, 100).astype(np.float64)
+    model = fo.nn.MLP([2, 4, 1], dtype=np.float64, seed=0)
+    opt = fo.SGD(model.params, lr=0.1)
+    model._core = RaisesOnReturn(model._core)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, opt, batch_size=10, steps_per_execution=4)
+    assert (model.epoch, model.position, opt.state["W1"]["step"]) == (0, 4, 4)
+    model._core = model._core.core
+    model.fit(X, y, opt, batch_size=10)
+    assert (model.epoch, model.position, opt.state["W1"]["step"]) == (1, 0, 10)
+
+
 def test_issue29_7_gradients_may_not_overlap_a_parameter_the_data_or_each_other():
     model = fo.nn.MLP([3, 4, 2], dtype=np.float64, seed=0)
     X, Y = np.ones((5, 3)), np.ones((5, 2)) / 2

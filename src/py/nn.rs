@@ -554,6 +554,11 @@ impl NetState {
             Ok((r, interrupted)) => (r.done, interrupted, failure),
             Err(e) => (costs.len(), false, Some(PyErr::from(e))),
         };
+        // Recorded before returning: a Python signal handler may raise as soon as this call
+        // returns, before the caller has read `done` from the tuple.
+        if let Some(f) = &interrupt {
+            f.bind(py).setattr(pyo3::intern!(py, "done"), done)?;
+        }
         let costs = PyArray1::from_vec(py, costs);
         let timing = if flags.timing {
             Some((timing.gather, timing.forward, timing.backward, timing.step))

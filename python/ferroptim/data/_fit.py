@@ -143,26 +143,28 @@ def source_updates(
         batcher = _core.Batcher([X, Yc], 0, [], [])
         lrs = learning_rates(optimizer, nb)
         with deferred_interrupt() as interrupt:
-            costs, done, _, parts, err = model._core.fit_epoch(
-                params,
-                optimizer._engine,
-                optimizer.param_groups,
-                batcher,
-                dict(seed=0, epoch=0, shuffle=False, block_size=None, buffer_blocks=1, shard=(0, 1)),
-                batch_size=b,
-                drop_last=False,
-                start=0,
-                stop=nb,
-                lrs=lrs,
-                x_transposed=False,
-                y_transposed=False,
-                labels=labels,
-                timing=timing,
-                interrupt=interrupt,
-                dropout=model._dropout_key(model.epoch, model.position),
-            )
-            model._position += done
-            cursor.advance(done)
+            try:
+                costs, done, _, parts, err = model._core.fit_epoch(
+                    params,
+                    optimizer._engine,
+                    optimizer.param_groups,
+                    batcher,
+                    dict(seed=0, epoch=0, shuffle=False, block_size=None, buffer_blocks=1, shard=(0, 1)),
+                    batch_size=b,
+                    drop_last=False,
+                    start=0,
+                    stop=nb,
+                    lrs=lrs,
+                    x_transposed=False,
+                    y_transposed=False,
+                    labels=labels,
+                    timing=timing,
+                    interrupt=interrupt,
+                    dropout=model._dropout_key(model.epoch, model.position),
+                )
+            finally:  # also when a signal handler raises as the call returns
+                model._position += interrupt.done
+                cursor.advance(interrupt.done)
             costs_all.append(np.asarray(costs))
             if parts is not None:
                 parts_all = np.asarray(parts) if parts_all is None else parts_all + np.asarray(parts)

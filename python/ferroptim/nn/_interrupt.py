@@ -18,6 +18,9 @@ class _DeferredInterrupt:
 
     def __init__(self) -> None:
         self.pending = False
+        # The updates the Rust call applied, written by it before it returns: the caller
+        # counts them even when a signal handler raises as the call returns.
+        self.done = 0
         self._old: Any = None
 
     def __enter__(self) -> _DeferredInterrupt:

@@ -301,26 +301,28 @@ class _Fit:
         start = model.position
         lrs = _learning_rates(optimizer, count)
         with _DeferredInterrupt() as interrupt:
-            costs, done, _, parts, err = model._core.fit_epoch(
-                self.params,
-                optimizer._engine,
-                optimizer.param_groups,
-                batches._core,
-                batches._order_args(model.epoch),
-                batch_size=self.bs,
-                drop_last=self.drop_last,
-                start=start,
-                stop=start + count,
-                lrs=lrs,
-                x_transposed=self.transposed,
-                y_transposed=self.y_transposed,
-                labels=self.labels,
-                timing=self.timing,
-                interrupt=interrupt,
-                dropout=model._dropout_key(model.epoch, 0),
-                weighted=self.weighted,
-            )
-            model._position = start + done
+            try:
+                costs, done, _, parts, err = model._core.fit_epoch(
+                    self.params,
+                    optimizer._engine,
+                    optimizer.param_groups,
+                    batches._core,
+                    batches._order_args(model.epoch),
+                    batch_size=self.bs,
+                    drop_last=self.drop_last,
+                    start=start,
+                    stop=start + count,
+                    lrs=lrs,
+                    x_transposed=self.transposed,
+                    y_transposed=self.y_transposed,
+                    labels=self.labels,
+                    timing=self.timing,
+                    interrupt=interrupt,
+                    dropout=model._dropout_key(model.epoch, 0),
+                    weighted=self.weighted,
+                )
+            finally:  # also when a signal handler raises as the call returns
+                model._position = start + interrupt.done
             if err is not None:
                 raise err
         return costs, (np.asarray(parts) if parts is not None else None)
