@@ -235,7 +235,7 @@ def _validation_split(model: MLP, X: Any, Y: Any, split: Any, validation_data: A
     ``m - floor(m * (1 - split))`` examples (in the given order, before any shuffle) held
     out. Checked before anything is modified."""
     from ..data import _fit as _data
-    from .model import _model_dtype
+    from .inputs import _model_dtype
 
     if isinstance(split, bool) or not isinstance(split, _NUMBER) or not 0 <= split < 1:
         raise ValueError(f"validation_split must be a number in [0, 1), got {split!r}")
