@@ -89,42 +89,45 @@ macro_rules! small_gemm {
     };
 }
 
-impl NnFloat for f32 {
-    #[inline(always)]
-    fn exp(self) -> Self {
-        math::exp_f32(self)
-    }
-    #[inline(always)]
-    fn ln(self) -> Self {
-        math::ln_f32(self)
-    }
-    #[inline(always)]
-    fn ln_1p(self) -> Self {
-        math::ln_1p_f32(self)
-    }
-    #[inline(always)]
-    fn tanh(self) -> Self {
-        math::tanh_f32(self)
-    }
-    small_gemm!(nano_gemm::planless::execute_f32);
+/// `NnFloat` for one float type: its vectorizable elementary functions from [`math`] and
+/// its small-product kernel.
+macro_rules! nn_float {
+    ($t:ty, $exp:ident, $ln:ident, $ln_1p:ident, $tanh:ident, $gemm:path) => {
+        impl NnFloat for $t {
+            #[inline(always)]
+            fn exp(self) -> Self {
+                math::$exp(self)
+            }
+            #[inline(always)]
+            fn ln(self) -> Self {
+                math::$ln(self)
+            }
+            #[inline(always)]
+            fn ln_1p(self) -> Self {
+                math::$ln_1p(self)
+            }
+            #[inline(always)]
+            fn tanh(self) -> Self {
+                math::$tanh(self)
+            }
+            small_gemm!($gemm);
+        }
+    };
 }
 
-impl NnFloat for f64 {
-    #[inline(always)]
-    fn exp(self) -> Self {
-        math::exp_f64(self)
-    }
-    #[inline(always)]
-    fn ln(self) -> Self {
-        math::ln_f64(self)
-    }
-    #[inline(always)]
-    fn ln_1p(self) -> Self {
-        math::ln_1p_f64(self)
-    }
-    #[inline(always)]
-    fn tanh(self) -> Self {
-        math::tanh_f64(self)
-    }
-    small_gemm!(nano_gemm::planless::execute_f64);
-}
+nn_float!(
+    f32,
+    exp_f32,
+    ln_f32,
+    ln_1p_f32,
+    tanh_f32,
+    nano_gemm::planless::execute_f32
+);
+nn_float!(
+    f64,
+    exp_f64,
+    ln_f64,
+    ln_1p_f64,
+    tanh_f64,
+    nano_gemm::planless::execute_f64
+);
