@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _core
 from .._checks import count, real
-from .groups import _param_group, _ParamGroup, _parse_params
+from .groups import _param_group, _ParamGroup, _parse_params, _state_dict_parts
 from .state_dtypes import _ml_bfloat16, _state_dtype_name, _state_dtype_of, _to_state_array
 
 ParamsLike = Union[Sequence[np.ndarray], Mapping[Any, np.ndarray], Sequence[dict]]
@@ -370,16 +370,7 @@ class Optimizer:
         parameter's dtype. ``last_grad_norm`` starts again at None.
         """
         self._groups()
-        try:
-            saved_groups = list(state_dict["param_groups"])
-            saved_state = dict(state_dict["state"])
-        except (KeyError, TypeError):
-            raise ValueError("state_dict must have 'state' and 'param_groups' entries") from None
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(
-                f"state_dict has {len(saved_groups)} param groups, this optimizer has "
-                f"{len(self.param_groups)}"
-            )
+        saved_groups, saved_state = _state_dict_parts(state_dict, len(self.param_groups))
         new_groups: list[dict] = []
         index_of: dict[Any, int] = {}
         start = 0

@@ -4,7 +4,7 @@ cannot be edited."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -151,3 +151,39 @@ def _param_group(group: Mapping) -> _ParamGroup:
     g = dict(group)
     g["params"] = _ParamList(g["params"])
     return _ParamGroup(g)
+
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_param_arrays(
+    arrays: list, names: list[str], check: Callable[[np.ndarray, str], None] = lambda a, name: None
+) -> None:
+    """The parameters of an optimizer outside the engine (LBFGS, Muon): each a writeable
+    C-contiguous float32 or float64 NumPy array (``check(a, name)`` first adds the
+    optimizer's own rule), none overlapping another."""
+    for a, name in zip(arrays, names):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"parameter {name} must be a numpy array, got {type(a).__name__}")
+        check(a, name)
+        if a.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"parameter {name} must be float32 or float64, got {a.dtype}")
+        if not a.flags.c_contiguous or not a.flags.writeable:
+            raise ValueError(f"parameter {name} must be a writeable C-contiguous array")
+    for i, a in enumerate(arrays):
+        for j in range(i):
+            if np.may_share_memory(a, arrays[j]):
+                raise ValueError(f"parameters {names[j]} and {names[i]} share memory")
+
+
+def _state_dict_parts(state_dict: Any, n_groups: int) -> tuple[list, dict]:
+    """``state_dict``'s ``param_groups`` and ``state``, checked to be there and to hold
+    ``n_groups`` groups."""
+    try:
+        saved_groups = list(state_dict["param_groups"])
+        saved_state = dict(state_dict["state"])
+    except (KeyError, TypeError):
+        raise ValueError("state_dict must have 'state' and 'param_groups' entries") from None
+    if len(saved_groups) != n_groups:
+        raise ValueError(f"state_dict has {len(saved_groups)} param groups, this optimizer has {n_groups}")
+    return saved_groups, saved_state

@@ -10,10 +10,9 @@ import numpy as np
 
 from .. import _core
 from .._checks import count, flag, real
-from .groups import _param_group, _ParamGroup, _parse_params
+from .groups import _FLOAT_DTYPES, _check_param_arrays, _param_group, _ParamGroup, _parse_params
 
 _LINE_SEARCHES = (None, "strong_wolfe")
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -329,22 +328,14 @@ def _bad(k: str, v: Any) -> Any:
 def _check_params(arrays: list, names: list[str]) -> np.dtype:
     """The one dtype of ``arrays``, after checking each is a writeable C-contiguous float32
     or float64 array and that none overlaps another."""
-    dtype = None
-    for a, name in zip(arrays, names):
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"parameter {name} must be a numpy array, got {type(a).__name__}")
-        if a.dtype not in _DTYPES:
-            raise TypeError(f"parameter {name} must be float32 or float64, got {a.dtype}")
-        if dtype is not None and a.dtype != dtype:
+    dtypes: list[np.dtype] = []
+
+    def one_dtype(a: np.ndarray, name: str) -> None:
+        if dtypes and a.dtype != dtypes[0] and a.dtype in _FLOAT_DTYPES:
             raise TypeError(
-                f"LBFGS's parameters must share one dtype: {name} is {a.dtype}, the first is {dtype}"
+                f"LBFGS's parameters must share one dtype: {name} is {a.dtype}, the first is {dtypes[0]}"
             )
-        dtype = a.dtype
-        if not a.flags.c_contiguous or not a.flags.writeable:
-            raise ValueError(f"parameter {name} must be a writeable C-contiguous array")
-    for i, a in enumerate(arrays):
-        for j in range(i):
-            if np.may_share_memory(a, arrays[j]):
-                raise ValueError(f"parameters {names[j]} and {names[i]} share memory")
-    assert dtype is not None
-    return dtype
+        dtypes.append(a.dtype)
+
+    _check_param_arrays(arrays, names, one_dtype)
+    return dtypes[0]

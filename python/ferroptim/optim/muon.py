@@ -9,11 +9,10 @@ import numpy as np
 
 from .. import _core
 from .._checks import count, flag, real
-from .groups import _param_group, _ParamGroup, _parse_params
+from .groups import _check_param_arrays, _param_group, _ParamGroup, _parse_params, _state_dict_parts
 
 _ADJUST_LR_FNS = (None, "original", "match_rms_adamw", "spectral_unclamped")
 _NS_DTYPES = ("bfloat16", "float32")
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _check_hyper(g: Mapping, gi: int) -> dict:
@@ -218,15 +217,7 @@ class Muon:
         """Restores what :meth:`state_dict` returned; resuming is bit-identical to never
         stopping. Everything is checked first; a refused one changes nothing."""
         arrays = self._arrays()
-        try:
-            saved_groups = list(state_dict["param_groups"])
-            saved_state = dict(state_dict["state"])
-        except (KeyError, TypeError):
-            raise ValueError("state_dict must have 'state' and 'param_groups' entries") from None
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(
-                f"state_dict has {len(saved_groups)} param groups, this optimizer has {len(self.param_groups)}"
-            )
+        saved_groups, saved_state = _state_dict_parts(state_dict, len(self.param_groups))
         new_groups: list[dict] = []
         index_of: dict[Any, int] = {}
         start = 0
@@ -277,18 +268,11 @@ class Muon:
 
 def _check_params(arrays: list, names: list[str]) -> None:
     """Each parameter a writeable C-contiguous 2-D float32/float64 array, none overlapping."""
-    for a, name in zip(arrays, names):
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"parameter {name} must be a numpy array, got {type(a).__name__}")
+
+    def two_d(a: np.ndarray, name: str) -> None:
         if a.ndim != 2:
             raise ValueError(
                 f"Muon only supports 2D parameters whereas we found a parameter with size: {a.shape} ({name})"
             )
-        if a.dtype not in _DTYPES:
-            raise TypeError(f"parameter {name} must be float32 or float64, got {a.dtype}")
-        if not a.flags.c_contiguous or not a.flags.writeable:
-            raise ValueError(f"parameter {name} must be a writeable C-contiguous array")
-    for i, a in enumerate(arrays):
-        for j in range(i):
-            if np.may_share_memory(a, arrays[j]):
-                raise ValueError(f"parameters {names[j]} and {names[i]} share memory")
+
+    _check_param_arrays(arrays, names, two_d)
