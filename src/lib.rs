@@ -27,10 +27,9 @@ pub use numerics::float::{Dtype, Float};
 pub use numerics::half::{Bf16, Stored, F16};
 pub use numerics::mixed::Direct;
 pub use optim::bf16::update as update_bf16;
-pub use optim::hyper::{
-    Adadelta, Adagrad, Adam, Adamax, Algorithm, Asgd, Hyper, Lion, Momentum, NAdam, RAdam, RmsProp,
-    Rprop, Sgd,
-};
+// Every optimizer's hyper-parameter struct: a new one needs no line here.
+pub use optim::hyper::params::*;
+pub use optim::hyper::{Algorithm, Hyper};
 pub use optim::kernels::{update, Kernel};
 pub use optim::optimizer::{Optimizer, State, Tensor, TensorState};
 pub use runtime::simd::{self, Isa, Level};

@@ -23,7 +23,7 @@ of the CPU (``simd_level()``; force one with ``FERROPTIM_SIMD=scalar|avx2|avx512
 Results are bit-identical whatever the thread count and SIMD level.
 """
 
-from . import data, nn, schedules
+from . import data, nn, optim, schedules
 from ._core import (
     get_num_threads,
     set_num_threads,
@@ -34,24 +34,9 @@ from ._core import (
 from .averages import EWA, ParameterEMA, ewa, moving_average
 from .batches import MiniBatches
 from .clip import clip_grad_norm, clip_grad_value
-from .optim import (
-    ASGD,
-    LBFGS,
-    SGD,
-    Adadelta,
-    Adagrad,
-    Adam,
-    Adamax,
-    AdamW,
-    Lion,
-    Momentum,
-    Muon,
-    NAdam,
-    Optimizer,
-    RAdam,
-    RMSprop,
-    Rprop,
-)
+
+# Every optimizer, by optim's ``__all__``: a new one needs no line here.
+from .optim import *  # noqa: F403
 from .wrappers import GradientAccumulation, Lookahead
 
 try:
@@ -62,22 +47,6 @@ except Exception:  # pragma: no cover - running from a source tree without metad
     __version__ = "0+unknown"
 
 __all__ = [
-    "Optimizer",
-    "SGD",
-    "Momentum",
-    "RMSprop",
-    "Adam",
-    "AdamW",
-    "Adagrad",
-    "Adadelta",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "Lion",
-    "Rprop",
-    "ASGD",
-    "LBFGS",
-    "Muon",
     "clip_grad_norm",
     "clip_grad_value",
     "GradientAccumulation",
@@ -96,3 +65,4 @@ __all__ = [
     "set_simd_level",
     "supported_simd_levels",
 ]
+__all__ += optim.__all__

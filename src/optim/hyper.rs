@@ -154,7 +154,7 @@ pub trait HyperParams: Copy {
     fn validate(&self, c: &Checker) -> Result<()>;
 }
 
-mod params;
+pub(crate) mod params;
 pub use params::*;
 
 /// One optimizer the bindings can build: the name Python gives, the entries it reads,

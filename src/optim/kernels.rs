@@ -12,7 +12,29 @@ use crate::numerics::half::Stored;
 use crate::numerics::mixed::Params;
 use crate::optim::ewa::{bias_correction, ewa, ewa_sq, py_pow_half};
 use crate::optim::hyper::{Hyper, MAX_SCALARS, MAX_SLOTS};
+use crate::optim::subnormal::{Wide32, Widen};
 use crate::runtime::simd::multiversion;
+
+/// Defines a kernel's per-step constants: the struct, and its [`Widen`] to [`Wide32`] field by
+/// field for the subnormal path (a field left out does not compile), so that path needs no
+/// line per optimizer.
+macro_rules! constants {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident<T> { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name<T> { $($(#[$fmeta])* pub $field: $ty,)* }
+
+        impl $crate::optim::subnormal::Widen for $name<f32> {
+            type Wide = $name<$crate::optim::subnormal::Wide32>;
+            fn widen(self) -> Self::Wide {
+                $name { $($field: self.$field.widen()),* }
+            }
+        }
+    };
+}
 
 mod adam;
 mod adaptive;
@@ -23,15 +45,16 @@ mod sgd;
 #[allow(clippy::wildcard_imports)]
 pub use {adam::*, adaptive::*, sgd::*};
 
-/// How every kernel turns the raw gradient into the one it uses: scaled by the clipping
-/// coefficient, negated if `maximize`, plus `weight_decay * p` if L2 decay applies (the
-/// decision is taken on the `f64` value, as torch takes it).
-#[derive(Clone, Copy, Debug)]
-pub struct GradK<T> {
-    pub scale: T,
-    pub maximize: bool,
-    pub l2: bool,
-    pub weight_decay: T,
+constants! {
+    /// How every kernel turns the raw gradient into the one it uses: scaled by the clipping
+    /// coefficient, negated if `maximize`, plus `weight_decay * p` if L2 decay applies (the
+    /// decision is taken on the `f64` value, as torch takes it).
+    pub struct GradK<T> {
+        pub scale: T,
+        pub maximize: bool,
+        pub l2: bool,
+        pub weight_decay: T,
+    }
 }
 
 impl<T: Float> GradK<T> {
@@ -56,16 +79,17 @@ impl<T: Float> GradK<T> {
     }
 }
 
-/// The two EWAs the Adam family keeps, and the decoupled decay applied before them.
-#[derive(Clone, Copy, Debug)]
-pub struct MomentsK<T> {
-    pub grad: GradK<T>,
-    /// `1 - lr * weight_decay` for decoupled (AdamW-style) decay; one otherwise.
-    pub decay: T,
-    pub beta1: T,
-    pub one_minus_beta1: T,
-    pub beta2: T,
-    pub one_minus_beta2: T,
+constants! {
+    /// The two EWAs the Adam family keeps, and the decoupled decay applied before them.
+    pub struct MomentsK<T> {
+        pub grad: GradK<T>,
+        /// `1 - lr * weight_decay` for decoupled (AdamW-style) decay; one otherwise.
+        pub decay: T,
+        pub beta1: T,
+        pub one_minus_beta1: T,
+        pub beta2: T,
+        pub one_minus_beta2: T,
+    }
 }
 
 impl<T: Float> MomentsK<T> {
@@ -79,23 +103,6 @@ impl<T: Float> MomentsK<T> {
         let v = ewa_sq(v, g, self.beta2, self.one_minus_beta2);
         (p, g, m, v)
     }
-}
-
-/// The constants of one tensor's update at one step.
-#[derive(Clone, Copy, Debug)]
-pub enum Kernel<T> {
-    Sgd(SgdK<T>),
-    Momentum(MomentumK<T>),
-    RmsProp(RmsPropK<T>),
-    Adam(AdamK<T>),
-    Adagrad(AdagradK<T>),
-    Adadelta(AdadeltaK<T>),
-    Adamax(AdamaxK<T>),
-    NAdam(NAdamK<T>),
-    RAdam(RAdamK<T>),
-    Lion(LionK<T>),
-    Rprop(RpropK<T>),
-    Asgd(AsgdK<T>),
 }
 
 /// The scalars of update `t` of a param group that take a `pow` to compute, in `f64`, once
@@ -354,44 +361,86 @@ impl<T: Float> Kernel<T> {
     }
 }
 
-multiversion! {
-    /// Applies one tensor's update (or a contiguous chunk of it) in place: the parameter
-    /// through `p` (see [`Params`]), its state in `S` (each value widened to `T` on load
-    /// and rounded once on store).
-    ///
-    /// `state` holds the slots the kernel uses, each as long as `p`; unused slots may be
-    /// empty. Panics if a used slot or `g` is shorter than `p`. With float16 state
-    /// (`S::WIDE` false) only the kernels without a second moment are compiled; the others
-    /// panic.
-    pub fn update<T: Float, P: Params<T>, S: Stored<T>>(
-        k: &Kernel<T>,
-        p: P,
-        g: &[P::Grad],
-        state: [&mut [S]; MAX_SLOTS],
-    ) {
-        let [s0, s1, s2] = state;
-        match k {
-            Kernel::Sgd(k) if !k.use_buffer => sgd(k, p, g),
-            Kernel::Sgd(k) => sgd_momentum(k, p, g, s0),
-            Kernel::Momentum(k) => momentum(k, p, g, s0),
-            Kernel::Lion(k) => lion(k, p, g, s0),
-            Kernel::Adamax(k) => adamax(k, p, g, s0, s1),
-            Kernel::Rprop(k) => rprop(k, p, g, s0, s1),
-            Kernel::Asgd(k) => asgd(k, p, g, s0),
-            _ if !S::WIDE => panic!("{} state for {k:?}", S::ELEM.name()),
-            Kernel::RmsProp(k) => match (k.use_momentum, k.centered) {
-                (false, false) => rmsprop::<T, P, S, false, false>(k, p, g, s0, s1, s2),
-                (true, false) => rmsprop::<T, P, S, true, false>(k, p, g, s0, s1, s2),
-                (false, true) => rmsprop::<T, P, S, false, true>(k, p, g, s0, s1, s2),
-                (true, true) => rmsprop::<T, P, S, true, true>(k, p, g, s0, s1, s2),
-            },
-            Kernel::Adam(k) if k.amsgrad => adam::<T, P, S, true>(k, p, g, s0, s1, s2),
-            Kernel::Adam(k) => adam::<T, P, S, false>(k, p, g, s0, s1, s2),
-            Kernel::Adagrad(k) => adagrad(k, p, g, s0),
-            Kernel::Adadelta(k) => adadelta(k, p, g, s0, s1),
-            Kernel::NAdam(k) => nadam(k, p, g, s0, s1),
-            Kernel::RAdam(k) => radam(k, p, g, s0, s1),
+/// Defines, from one line per kernel (`Variant(Constants) => call`, where the call gets
+/// the constants as `k`, the parameter as `p`, the gradient as `g` and the state slots as
+/// `s0, s1, s2`), the [`Kernel`] enum, its [`Widen`] for the subnormal path and
+/// [`update`]'s dispatch. The kernels under `wide` keep a second moment: with float16 state
+/// (`S::WIDE` false) they are not compiled, and panic.
+macro_rules! kernels {
+    (
+        |$k:ident, $p:ident, $g:ident, [$s0:ident, $s1:ident, $s2:ident]|
+        narrow { $($nv:ident($nk:ident) => $ncall:expr;)* }
+        wide { $($wv:ident($wk:ident) => $wcall:expr;)* }
+    ) => {
+        /// The constants of one tensor's update at one step.
+        #[derive(Clone, Copy, Debug)]
+        pub enum Kernel<T> {
+            $($nv($nk<T>),)*
+            $($wv($wk<T>),)*
         }
+
+        impl Widen for Kernel<f32> {
+            type Wide = Kernel<Wide32>;
+            fn widen(self) -> Kernel<Wide32> {
+                match self {
+                    $(Kernel::$nv(k) => Kernel::$nv(k.widen()),)*
+                    $(Kernel::$wv(k) => Kernel::$wv(k.widen()),)*
+                }
+            }
+        }
+
+        multiversion! {
+            /// Applies one tensor's update (or a contiguous chunk of it) in place: the
+            /// parameter through `p` (see [`Params`]), its state in `S` (each value widened
+            /// to `T` on load and rounded once on store).
+            ///
+            /// `state` holds the slots the kernel uses, each as long as `p`; unused slots may
+            /// be empty. Panics if a used slot or `g` is shorter than `p`. With float16 state
+            /// (`S::WIDE` false) only the kernels without a second moment are compiled; the
+            /// others panic.
+            pub fn update<T: Float, P: Params<T>, S: Stored<T>>(
+                kernel: &Kernel<T>,
+                $p: P,
+                $g: &[P::Grad],
+                state: [&mut [S]; MAX_SLOTS],
+            ) {
+                let [$s0, $s1, $s2] = state;
+                match kernel {
+                    $(Kernel::$nv($k) => $ncall,)*
+                    _ if !S::WIDE => panic!("{} state for {kernel:?}", S::ELEM.name()),
+                    $(Kernel::$wv($k) => $wcall,)*
+                }
+            }
+        }
+    };
+}
+
+kernels! {
+    |k, p, g, [s0, s1, s2]|
+    narrow {
+        Sgd(SgdK) => if k.use_buffer { sgd_momentum(k, p, g, s0) } else { sgd(k, p, g) };
+        Momentum(MomentumK) => momentum(k, p, g, s0);
+        Lion(LionK) => lion(k, p, g, s0);
+        Adamax(AdamaxK) => adamax(k, p, g, s0, s1);
+        Rprop(RpropK) => rprop(k, p, g, s0, s1);
+        Asgd(AsgdK) => asgd(k, p, g, s0);
+    }
+    wide {
+        RmsProp(RmsPropK) => match (k.use_momentum, k.centered) {
+            (false, false) => rmsprop::<T, P, S, false, false>(k, p, g, s0, s1, s2),
+            (true, false) => rmsprop::<T, P, S, true, false>(k, p, g, s0, s1, s2),
+            (false, true) => rmsprop::<T, P, S, false, true>(k, p, g, s0, s1, s2),
+            (true, true) => rmsprop::<T, P, S, true, true>(k, p, g, s0, s1, s2),
+        };
+        Adam(AdamK) => if k.amsgrad {
+            adam::<T, P, S, true>(k, p, g, s0, s1, s2);
+        } else {
+            adam::<T, P, S, false>(k, p, g, s0, s1, s2);
+        };
+        Adagrad(AdagradK) => adagrad(k, p, g, s0);
+        Adadelta(AdadeltaK) => adadelta(k, p, g, s0, s1);
+        NAdam(NAdamK) => nadam(k, p, g, s0, s1);
+        RAdam(RAdamK) => radam(k, p, g, s0, s1);
     }
 }
 

@@ -23,10 +23,7 @@ use crate::numerics::float::{Dtype, Float};
 use crate::numerics::half::{Elem, Stored};
 use crate::numerics::mixed::Direct;
 use crate::optim::hyper::{split_slots, MAX_SLOTS};
-use crate::optim::kernels::{
-    self, AdadeltaK, AdagradK, AdamK, AdamaxK, AsgdK, GradK, Kernel, LionK, MomentsK, MomentumK,
-    NAdamK, RAdamK, RmsPropK, RpropK, SgdK,
-};
+use crate::optim::kernels::{self, Kernel};
 use crate::runtime::simd::Level;
 
 /// A float32 value held as a float64, whose arithmetic rounds every result to float32:
@@ -121,8 +118,9 @@ fn narrow_ref(xs: &[f32]) -> &[Narrow] {
     unsafe { std::slice::from_raw_parts(xs.as_ptr().cast(), xs.len()) }
 }
 
-/// A kernel's constants in [`Wide32`]: the same values.
-trait Widen {
+/// A kernel's constants in [`Wide32`]: the same values (each kernel's constants implement it
+/// where they are defined, `kernels::constants!`).
+pub(crate) trait Widen {
     type Wide;
     fn widen(self) -> Self::Wide;
 }
@@ -138,54 +136,6 @@ impl Widen for bool {
     type Wide = bool;
     fn widen(self) -> bool {
         self
-    }
-}
-
-/// `Widen` for each kernel's constants, field by field (a field left out does not compile).
-macro_rules! widen_fields {
-    ($($k:ident { $($f:ident),* })*) => {
-        $(impl Widen for $k<f32> {
-            type Wide = $k<Wide32>;
-            fn widen(self) -> $k<Wide32> {
-                $k { $($f: self.$f.widen()),* }
-            }
-        })*
-    };
-}
-widen_fields! {
-    GradK { scale, maximize, l2, weight_decay }
-    MomentsK { grad, decay, beta1, one_minus_beta1, beta2, one_minus_beta2 }
-    SgdK { grad, neg_lr, use_buffer, momentum, one_minus_dampening, nesterov, init }
-    MomentumK { grad, neg_lr, beta, one_minus_beta }
-    RmsPropK { grad, neg_lr, alpha, one_minus_alpha, eps, use_momentum, momentum, centered }
-    AdamK { moments, neg_step_size, eps, amsgrad }
-    AdagradK { grad, neg_clr, eps }
-    AdadeltaK { grad, neg_lr, rho, one_minus_rho, eps }
-    AdamaxK { grad, beta1, one_minus_beta1, beta2, eps, neg_clr }
-    NAdamK { moments, bias_correction2, eps, grad_coef, momentum_coef }
-    RAdamK { moments, lr, bias_correction1, bias_correction2_sqrt, eps, rectified, rect }
-    LionK { scale, neg_lr, weight_decay, beta1, one_minus_beta1, beta2, one_minus_beta2 }
-    RpropK { grad, etaminus, etaplus, step_size_min, step_size_max }
-    AsgdK { grad, decay, neg_eta, average, mu }
-}
-
-impl Widen for Kernel<f32> {
-    type Wide = Kernel<Wide32>;
-    fn widen(self) -> Kernel<Wide32> {
-        match self {
-            Kernel::Sgd(k) => Kernel::Sgd(k.widen()),
-            Kernel::Momentum(k) => Kernel::Momentum(k.widen()),
-            Kernel::RmsProp(k) => Kernel::RmsProp(k.widen()),
-            Kernel::Adam(k) => Kernel::Adam(k.widen()),
-            Kernel::Adagrad(k) => Kernel::Adagrad(k.widen()),
-            Kernel::Adadelta(k) => Kernel::Adadelta(k.widen()),
-            Kernel::Adamax(k) => Kernel::Adamax(k.widen()),
-            Kernel::NAdam(k) => Kernel::NAdam(k.widen()),
-            Kernel::RAdam(k) => Kernel::RAdam(k.widen()),
-            Kernel::Lion(k) => Kernel::Lion(k.widen()),
-            Kernel::Rprop(k) => Kernel::Rprop(k.widen()),
-            Kernel::Asgd(k) => Kernel::Asgd(k.widen()),
-        }
     }
 }
 

@@ -7,55 +7,59 @@ use crate::numerics::half::Stored;
 use crate::numerics::mixed::Params;
 use crate::optim::ewa::ewa;
 
-/// Per-step constants of Adam / AdamW for one tensor.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamK<T> {
-    pub moments: MomentsK<T>,
-    /// `-lr * sqrt(1 - beta2**t) / (1 - beta1**t)`.
-    pub neg_step_size: T,
-    /// `eps * sqrt(1 - beta2**t)`.
-    pub eps: T,
-    pub amsgrad: bool,
+constants! {
+    /// Per-step constants of Adam / AdamW for one tensor.
+    pub struct AdamK<T> {
+        pub moments: MomentsK<T>,
+        /// `-lr * sqrt(1 - beta2**t) / (1 - beta1**t)`.
+        pub neg_step_size: T,
+        /// `eps * sqrt(1 - beta2**t)`.
+        pub eps: T,
+        pub amsgrad: bool,
+    }
 }
 
-/// Per-step constants of Adamax for one tensor.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamaxK<T> {
-    pub grad: GradK<T>,
-    pub beta1: T,
-    pub one_minus_beta1: T,
-    pub beta2: T,
-    pub eps: T,
-    /// `-lr / (1 - beta1**t)`.
-    pub neg_clr: T,
+constants! {
+    /// Per-step constants of Adamax for one tensor.
+    pub struct AdamaxK<T> {
+        pub grad: GradK<T>,
+        pub beta1: T,
+        pub one_minus_beta1: T,
+        pub beta2: T,
+        pub eps: T,
+        /// `-lr / (1 - beta1**t)`.
+        pub neg_clr: T,
+    }
 }
 
-/// Per-step constants of NAdam for one tensor.
-#[derive(Clone, Copy, Debug)]
-pub struct NAdamK<T> {
-    pub moments: MomentsK<T>,
-    /// `1 - beta2**t`.
-    pub bias_correction2: T,
-    pub eps: T,
-    /// `-lr * (1 - mu_t) / (1 - mu_product_t)`, the gradient's coefficient.
-    pub grad_coef: T,
-    /// `-lr * mu_{t+1} / (1 - mu_product_t * mu_{t+1})`, the momentum's coefficient.
-    pub momentum_coef: T,
+constants! {
+    /// Per-step constants of NAdam for one tensor.
+    pub struct NAdamK<T> {
+        pub moments: MomentsK<T>,
+        /// `1 - beta2**t`.
+        pub bias_correction2: T,
+        pub eps: T,
+        /// `-lr * (1 - mu_t) / (1 - mu_product_t)`, the gradient's coefficient.
+        pub grad_coef: T,
+        /// `-lr * mu_{t+1} / (1 - mu_product_t * mu_{t+1})`, the momentum's coefficient.
+        pub momentum_coef: T,
+    }
 }
 
-/// Per-step constants of RAdam for one tensor.
-#[derive(Clone, Copy, Debug)]
-pub struct RAdamK<T> {
-    pub moments: MomentsK<T>,
-    pub lr: T,
-    /// `1 - beta1**t`.
-    pub bias_correction1: T,
-    /// `sqrt(1 - beta2**t)`.
-    pub bias_correction2_sqrt: T,
-    pub eps: T,
-    /// The variance rectification term, when the variance is tractable (`rho_t > 5`).
-    pub rectified: bool,
-    pub rect: T,
+constants! {
+    /// Per-step constants of RAdam for one tensor.
+    pub struct RAdamK<T> {
+        pub moments: MomentsK<T>,
+        pub lr: T,
+        /// `1 - beta1**t`.
+        pub bias_correction1: T,
+        /// `sqrt(1 - beta2**t)`.
+        pub bias_correction2_sqrt: T,
+        pub eps: T,
+        /// The variance rectification term, when the variance is tractable (`rho_t > 5`).
+        pub rectified: bool,
+        pub rect: T,
+    }
 }
 
 #[inline(always)]

@@ -7,37 +7,40 @@ use crate::numerics::half::Stored;
 use crate::numerics::mixed::Params;
 use crate::optim::ewa::{ewa, ewa_sq};
 
-/// Per-step constants of RMSprop for one tensor.
-#[derive(Clone, Copy, Debug)]
-pub struct RmsPropK<T> {
-    pub grad: GradK<T>,
-    pub neg_lr: T,
-    pub alpha: T,
-    pub one_minus_alpha: T,
-    pub eps: T,
-    /// A momentum buffer is used (`momentum > 0` in `f64`).
-    pub use_momentum: bool,
-    pub momentum: T,
-    pub centered: bool,
+constants! {
+    /// Per-step constants of RMSprop for one tensor.
+    pub struct RmsPropK<T> {
+        pub grad: GradK<T>,
+        pub neg_lr: T,
+        pub alpha: T,
+        pub one_minus_alpha: T,
+        pub eps: T,
+        /// A momentum buffer is used (`momentum > 0` in `f64`).
+        pub use_momentum: bool,
+        pub momentum: T,
+        pub centered: bool,
+    }
 }
 
-/// Per-step constants of Adagrad for one tensor.
-#[derive(Clone, Copy, Debug)]
-pub struct AdagradK<T> {
-    pub grad: GradK<T>,
-    /// `-lr / (1 + (t - 1) * lr_decay)`.
-    pub neg_clr: T,
-    pub eps: T,
+constants! {
+    /// Per-step constants of Adagrad for one tensor.
+    pub struct AdagradK<T> {
+        pub grad: GradK<T>,
+        /// `-lr / (1 + (t - 1) * lr_decay)`.
+        pub neg_clr: T,
+        pub eps: T,
+    }
 }
 
-/// Per-step constants of Adadelta for one tensor.
-#[derive(Clone, Copy, Debug)]
-pub struct AdadeltaK<T> {
-    pub grad: GradK<T>,
-    pub neg_lr: T,
-    pub rho: T,
-    pub one_minus_rho: T,
-    pub eps: T,
+constants! {
+    /// Per-step constants of Adadelta for one tensor.
+    pub struct AdadeltaK<T> {
+        pub grad: GradK<T>,
+        pub neg_lr: T,
+        pub rho: T,
+        pub one_minus_rho: T,
+        pub eps: T,
+    }
 }
 
 #[inline(always)]

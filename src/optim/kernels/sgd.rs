@@ -7,39 +7,42 @@ use crate::numerics::half::Stored;
 use crate::numerics::mixed::Params;
 use crate::optim::ewa::ewa;
 
-/// Per-step constants of SGD for one tensor.
-#[derive(Clone, Copy, Debug)]
-pub struct SgdK<T> {
-    pub grad: GradK<T>,
-    pub neg_lr: T,
-    /// A momentum buffer is used (`momentum != 0` in `f64`).
-    pub use_buffer: bool,
-    pub momentum: T,
-    pub one_minus_dampening: T,
-    pub nesterov: bool,
-    /// The momentum buffer is new: it takes the gradient, as torch's first step does.
-    pub init: bool,
+constants! {
+    /// Per-step constants of SGD for one tensor.
+    pub struct SgdK<T> {
+        pub grad: GradK<T>,
+        pub neg_lr: T,
+        /// A momentum buffer is used (`momentum != 0` in `f64`).
+        pub use_buffer: bool,
+        pub momentum: T,
+        pub one_minus_dampening: T,
+        pub nesterov: bool,
+        /// The momentum buffer is new: it takes the gradient, as torch's first step does.
+        pub init: bool,
+    }
 }
 
-/// Per-step constants of the lecture's momentum for one tensor.
-#[derive(Clone, Copy, Debug)]
-pub struct MomentumK<T> {
-    pub grad: GradK<T>,
-    pub neg_lr: T,
-    pub beta: T,
-    pub one_minus_beta: T,
+constants! {
+    /// Per-step constants of the lecture's momentum for one tensor.
+    pub struct MomentumK<T> {
+        pub grad: GradK<T>,
+        pub neg_lr: T,
+        pub beta: T,
+        pub one_minus_beta: T,
+    }
 }
 
-/// Per-step constants of Lion for one tensor.
-#[derive(Clone, Copy, Debug)]
-pub struct LionK<T> {
-    pub scale: T,
-    pub neg_lr: T,
-    pub weight_decay: T,
-    pub beta1: T,
-    pub one_minus_beta1: T,
-    pub beta2: T,
-    pub one_minus_beta2: T,
+constants! {
+    /// Per-step constants of Lion for one tensor.
+    pub struct LionK<T> {
+        pub scale: T,
+        pub neg_lr: T,
+        pub weight_decay: T,
+        pub beta1: T,
+        pub one_minus_beta1: T,
+        pub beta2: T,
+        pub one_minus_beta2: T,
+    }
 }
 
 #[inline(always)]
@@ -116,15 +119,16 @@ pub(super) fn lion<T: Float, P: Params<T>, S: Stored<T>>(
     }
 }
 
-/// Per-step constants of Rprop for one tensor.
-#[derive(Clone, Copy, Debug)]
-pub struct RpropK<T> {
-    /// Clipping scale and `maximize` (Rprop has no weight decay).
-    pub grad: GradK<T>,
-    pub etaminus: T,
-    pub etaplus: T,
-    pub step_size_min: T,
-    pub step_size_max: T,
+constants! {
+    /// Per-step constants of Rprop for one tensor.
+    pub struct RpropK<T> {
+        /// Clipping scale and `maximize` (Rprop has no weight decay).
+        pub grad: GradK<T>,
+        pub etaminus: T,
+        pub etaplus: T,
+        pub step_size_min: T,
+        pub step_size_max: T,
+    }
 }
 
 /// torch's `clamp(x, lo, hi)`: `min(max(x, lo), hi)`, NaN for NaN.
@@ -186,17 +190,18 @@ pub(super) fn rprop<T: Float, P: Params<T>, S: Stored<T>>(
     }
 }
 
-/// Per-step constants of ASGD for one tensor.
-#[derive(Clone, Copy, Debug)]
-pub struct AsgdK<T> {
-    pub grad: GradK<T>,
-    /// `1 - lambd * eta`.
-    pub decay: T,
-    /// `-eta`.
-    pub neg_eta: T,
-    /// `mu != 1` (in `f64`): `ax` moves towards `p` by `mu`; otherwise it is set to `p`.
-    pub average: bool,
-    pub mu: T,
+constants! {
+    /// Per-step constants of ASGD for one tensor.
+    pub struct AsgdK<T> {
+        pub grad: GradK<T>,
+        /// `1 - lambd * eta`.
+        pub decay: T,
+        /// `-eta`.
+        pub neg_eta: T,
+        /// `mu != 1` (in `f64`): `ax` moves towards `p` by `mu`; otherwise it is set to `p`.
+        pub average: bool,
+        pub mu: T,
+    }
 }
 
 /// torch's single-tensor ASGD: `g += weight_decay * p` (the parameter before this step);
