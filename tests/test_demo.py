@@ -239,6 +239,53 @@ def test_a_seconds_budget_is_trained_wholly_by_fit():
         assert r["epochs"] == pytest.approx(r["updates"] / r["updates_per_epoch"], rel=0.01, abs=1e-3)
 
 
+def configured(options):
+    """The budgets ``ferroptim demo options`` would train under: (batch-size comparison's,
+    optimizer comparison's)."""
+    import argparse
+
+    from ferroptim import demo
+
+    p = argparse.ArgumentParser()
+    demo.add_arguments(p)
+    _, _, budget, optimizer_budget, _, _ = demo._configure(p.parse_args(options))
+    return budget, optimizer_budget
+
+
+def test_the_optimizer_comparison_counts_updates_and_the_batch_size_comparison_seconds():
+    from ferroptim.demo import OPTIMIZER_EPOCHS
+
+    # by default the optimizer comparison's outcome does not depend on the machine's speed
+    assert configured([]) == (Budget(seconds=3.0), Budget(epochs=OPTIMIZER_EPOCHS))
+    # a budget given on the command line is every run's, unless the optimizer's is given too
+    assert configured(["--seconds", "1"]) == (Budget(seconds=1.0), Budget(seconds=1.0))
+    assert configured(["--epochs", "2"]) == (Budget(epochs=2.0), Budget(epochs=2.0))
+    assert configured(["--seconds", "1", "--optimizer-epochs", "2"]) == (Budget(seconds=1.0), Budget(epochs=2.0))
+    # the lecture preset has one budget
+    assert configured(["--preset", "lecture"]) == (Budget(epochs=5000), Budget(epochs=5000))
+
+
+@pytest.mark.slow
+def test_each_comparison_trains_under_its_own_budget_and_the_command_repeats_both(tmp_path):
+    args = ["demo", "--examples", "5000", "--epochs", "1", "--optimizer-epochs", "2"]
+    status, printed = run_demo(args + ["--batch-sizes", "512,64", "--out", str(tmp_path)])
+    assert status == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    runs = {r["name"]: r for r in results["runs"]}
+    # Adam at batch 512 trains once per budget, under two names (two sets of arrays)
+    assert len(runs) == len(results["runs"]) == 2 + 8
+    assert "Adam, batch 512, 2 epochs" in runs and "Adam, batch 512" in runs
+    with np.load(tmp_path / "curves.npz") as arrays:
+        assert {k.split("/")[1] for k in arrays.files if k.startswith("runs/")} == set(runs)
+    batch = [runs[n] for n in results["comparisons"]["batch_size"]]
+    optimizers = [runs[n] for n in results["comparisons"]["optimizer"]]
+    assert [r["epochs"] for r in batch] == [1, 1]
+    assert [r["epochs"] for r in optimizers] == [2] * 8
+    assert results["budget"]["epochs"] == 1 and results["optimizer_budget"]["epochs"] == 2
+    assert "--epochs 1 --optimizer-epochs 2" in results["command"]
+    assert "1 epoch per run, 2 epochs per run of the optimizer comparison" in printed
+
+
 BAD = [
     (["--examples", "0"], "--examples"),
     (["--examples", "many"], "invalid int"),
@@ -252,6 +299,8 @@ BAD = [
     (["--preset", "lecture", "--batch-sizes", "64"], "--batch-sizes"),
     (["--preset", "nope"], "invalid choice"),
     (["--seed", "-1"], "--seed"),
+    (["--optimizer-epochs", "0"], "--optimizer-epochs"),
+    (["--optimizer-epochs", "inf"], "--optimizer-epochs"),
 ]
 
 

@@ -18,18 +18,20 @@ FOUR = list(OPTIMIZERS)
 
 
 class Experiment:
-    """The runs of a preset under one budget, and everything written about them.
+    """The runs of a preset, and everything written about them.
 
     Args:
         preset: a :class:`ferroptim.demo.Preset`.
         m: training examples; the held-out set has ``max(m // 10, 1000)``.
-        budget: training time or epochs per run.
+        budget: training time or epochs per run (of the batch-size comparison, and of the
+            optimizer comparison unless ``optimizer_budget`` is given).
         batch_sizes: the batch-size comparison (None = all m); empty for none.
         optimizer_batch: the optimizer comparison's batch size (None = all m).
         seed: seeds the data, the initial weights and the batch order.
         out: the report folder (exists and is writable).
         loop: ``"fit"`` (every update by ``model.fit``) or ``"python"`` (the same updates, one
             Python call per batch); see :func:`.train.train`.
+        optimizer_budget: the optimizer comparison's budget, if not ``budget``.
     """
 
     def __init__(
@@ -42,15 +44,16 @@ class Experiment:
         seed: int,
         out: Path,
         loop: str = "fit",
+        optimizer_budget: Budget | None = None,
     ):
         self.preset, self.m, self.budget, self.seed, self.out = preset, m, budget, seed, out
+        self.optimizer_budget = optimizer_budget or budget
         self.loop = loop
         opt, lr = preset.batch_size_optimizer
         self.batch_specs = [RunSpec(opt, lr, b) for b in batch_sizes]
         self.optimizer_specs = [
             RunSpec(o, lr, optimizer_batch, decay) for o, lr, decay in preset.optimizer_runs
         ]
-        self.xaxis = "seconds" if budget.seconds is not None else "epochs"
 
     def run(self) -> None:
         """Everything, printing progress and the tables; writes the report folder."""
@@ -60,11 +63,17 @@ class Experiment:
         X, Y = p.make_data(self.m, self.seed)
         X_test, Y_test = p.make_data(m_test, self.seed + 1)
         data = Data(X, Y, X_test, Y_test)
-        specs = list(dict.fromkeys(self.batch_specs + self.optimizer_specs))  # shared runs train once
+        # (spec, budget) of every run; a run both comparisons share trains once
+        specs = list(
+            dict.fromkeys(
+                [(s, self.budget) for s in self.batch_specs]
+                + [(s, self.optimizer_budget) for s in self.optimizer_specs]
+            )
+        )
         print(
             f"ferroptim demo ({p.name}): {p.data_description}; m = {self.m:,} training and "
             f"{m_test:,} held-out examples; network {'-'.join(map(str, p.sizes))}; "
-            f"{len(specs)} runs, {self.budget.describe()}.",
+            f"{len(specs)} runs, {self._budgets()}.",
             flush=True,
         )
 
@@ -72,7 +81,7 @@ class Experiment:
         # NumPy's BLAS on one thread: on this network's small matrices its threads cost more
         # than they save (up to 30x slower per batch of 512 on a busy 2-core machine).
         with threadpool_limits(1, user_api="blas"):
-            for i, spec in enumerate(specs, 1):
+            for i, (spec, budget) in enumerate(specs, 1):
                 with tqdm(
                     total=100,
                     desc=f"[{i}/{len(specs)}] {spec.name}",
@@ -81,8 +90,12 @@ class Experiment:
                     disable=None,
                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}",
                 ) as bar:
-                    r = train(spec, data, p.sizes, self.budget, self.seed, progress=bar, loop=self.loop)
-                results[spec] = r
+                    r = train(spec, data, p.sizes, budget, self.seed, progress=bar, loop=self.loop)
+                if any(o["name"] == r["name"] for o in results.values()):
+                    # the same run under the other comparison's budget: its own name (and
+                    # its own arrays in curves.npz)
+                    r["name"] = f"{r['name']}, {budget.describe().removesuffix(' per run')}"
+                results[spec, budget] = r
                 print(
                     f"[{i}/{len(specs)}] {spec.name}: {r['updates']:,} updates, {report.epochs_text(r['epochs'])} epochs "
                     f"in {r['train_seconds']:.1f} s; cost {r['initial_cost']:.3f} -> {r['final_cost']:.3f}, "
@@ -92,15 +105,15 @@ class Experiment:
             races = surfaces.race(FOUR)
             family = surfaces.race(list(surfaces.FAMILY))
 
-        batch_runs = [results[s] for s in self.batch_specs]
-        optimizer_runs = [results[s] for s in self.optimizer_specs]
+        batch_runs = [results[s, self.budget] for s in self.batch_specs]
+        optimizer_runs = [results[s, self.optimizer_budget] for s in self.optimizer_specs]
         figures, plotted = self._figures(batch_runs, optimizer_runs, races, data)
         tables = []
         if batch_runs:
-            tables.append((self._batch_title(), batch_runs))
-        tables.append((self._optimizer_title(), optimizer_runs))
-        for title, runs in tables:
-            print(f"\n{title} ({self.budget.describe()})\n{report.text_table(runs)}")
+            tables.append((self._batch_title(), batch_runs, self.budget))
+        tables.append((self._optimizer_title(), optimizer_runs, self.optimizer_budget))
+        for title, runs, budget in tables:
+            print(f"\n{title} ({budget.describe()})\n{report.text_table(runs)}")
         decay = report.decay_summary(optimizer_runs)
         if decay:
             print(f"\n{decay}")
@@ -127,15 +140,23 @@ class Experiment:
         )
         print(f"\nReport: {self.out / 'report.md'} (figures, results.json) — {total:.0f} s in all.")
 
+    def _budgets(self) -> str:
+        """E.g. ``3 s of training per run, 17 epochs per run of the optimizer comparison``."""
+        if self.optimizer_budget == self.budget:
+            return self.budget.describe()
+        return f"{self.budget.describe()}, {self.optimizer_budget.describe()} of the optimizer comparison"
+
     def command(self) -> str:
         """The command line that repeats this run, every option explicit."""
-        b = self.budget
+        b, o = self.budget, self.optimizer_budget
         parts = [
             "ferroptim demo",
             f"--preset {self.preset.name}",
             f"--examples {self.m}",
             f"--seconds {b.seconds:g}" if b.seconds is not None else f"--epochs {b.epochs:g}",
         ]
+        if o != b:
+            parts.append(f"--optimizer-epochs {o.epochs:g}")
         if self.batch_specs:
             sizes = ",".join("all" if s.batch_size is None else str(s.batch_size) for s in self.batch_specs)
             parts.append(f"--batch-sizes {sizes}")
@@ -157,7 +178,6 @@ class Experiment:
     def _figures(self, batch_runs, optimizer_runs, races, data) -> tuple[list, dict]:
         """Draws every figure; returns the file names and the numbers plotted that are not
         in the runs (the temperature EWAs and the schedules)."""
-        after = f"after {self.budget.describe()}"
         drawn = []
 
         def path(name):
@@ -171,22 +191,22 @@ class Experiment:
             "lr_schedules": plots.lr_schedules(path("lr_schedules.png")),
         }
         if batch_runs:
-            plots.cost_by_batch_size(batch_runs, self.xaxis, path("cost_batch_size.png"))
+            plots.cost_by_batch_size(batch_runs, _xaxis(self.budget), path("cost_batch_size.png"))
             plots.decision_boundaries(
                 batch_runs,
                 data.X_test,
                 data.Y_test,
                 path("boundaries_batch_size.png"),
-                f"Decision boundaries {after}, by batch size",
+                f"Decision boundaries after {self.budget.describe()}, by batch size",
             )
-        plots.cost_by_optimizer(optimizer_runs, self.xaxis, path("cost_optimizers.png"))
+        plots.cost_by_optimizer(optimizer_runs, _xaxis(self.optimizer_budget), path("cost_optimizers.png"))
         with_decay = any(r["decay"] for r in optimizer_runs) and any(not r["decay"] for r in optimizer_runs)
         plots.decision_boundaries(
             optimizer_runs,
             data.X_test,
             data.Y_test,
             path("boundaries_optimizers.png"),
-            f"Decision boundaries {after}, by optimizer",
+            f"Decision boundaries after {self.optimizer_budget.describe()}, by optimizer",
             cols=len(optimizer_runs) // 2 if with_decay else None,
         )
         for race in races:
@@ -202,6 +222,10 @@ class Experiment:
             "preset": p.name,
             "seed": self.seed,
             "budget": {"seconds": self.budget.seconds, "epochs": self.budget.epochs},
+            "optimizer_budget": {
+                "seconds": self.optimizer_budget.seconds,
+                "epochs": self.optimizer_budget.epochs,
+            },
             "data": {
                 "description": p.data_description,
                 "generator": p.make_data.__name__,
@@ -265,7 +289,7 @@ class Experiment:
                 if self.loop == "fit"
                 else "a Python loop over `ferroptim.MiniBatches` (`model.loss_and_grad` + `opt.step` per batch)"
             )
-            + f", optimizers and schedules from ferroptim. Budget: {self.budget.describe()}; seed {self.seed}.\n\n"
+            + f", optimizers and schedules from ferroptim. Budget: {self._budgets()}; seed {self.seed}.\n\n"
             f"Machine: {mach['cpu']}, {mach['logical_cpus']} logical CPUs, ferroptim "
             f"{mach['versions']['ferroptim']} ({mach['ferroptim_simd']}, {mach['ferroptim_threads']} threads), "
             f"NumPy {mach['versions']['numpy']}; whole demo {results['total_seconds']:.0f} s. Every number is "
@@ -275,9 +299,8 @@ class Experiment:
 
     def _sections(self, tables, races, family, results) -> list:
         sections = []
-        x = "training time" if self.xaxis == "seconds" else "epochs"
         if self.batch_specs:
-            title, runs = tables[0]
+            title, runs, _ = tables[0]
             sections.append(
                 (
                     f"1. Batch, mini-batch and stochastic gradient descent ({title.split(': ')[1]})",
@@ -287,7 +310,7 @@ class Experiment:
                         "Final cost and train accuracy are over the whole training set.\n\n"
                         + report.figure(
                             "cost_batch_size.png",
-                            f"Cost of every mini-batch (faint) and its bias-corrected EWA (bold) against {x}. "
+                            f"Cost of every mini-batch (faint) and its bias-corrected EWA (bold) against {_xlabel(self.budget)}. "
                             "Batch GD sees all m examples per update: a smooth curve but few updates. Smaller "
                             "batches update more often, with noisier costs, because a batch may not represent "
                             "the whole set; batch 1 (stochastic) is the noisiest. The last panel compares "
@@ -298,10 +321,10 @@ class Experiment:
                     ),
                 )
             )
-        title, runs = tables[-1]
+        title, runs, _ = tables[-1]
         sections.append(
             (
-                f"{len(sections) + 1}. {title}",
+                f"{len(sections) + 1}. {title} ({self.optimizer_budget.describe()})",
                 (
                     f"{report.markdown_table(runs)}\n\n"
                     + "".join(
@@ -318,7 +341,7 @@ class Experiment:
                     + (f"{report.decay_summary(runs)}\n\n" if report.decay_summary(runs) else "")
                     + report.figure(
                         "cost_optimizers.png",
-                        f"Top: mini-batch cost (faint) and its EWA (bold) against {x}. Bottom: held-out "
+                        f"Top: mini-batch cost (faint) and its EWA (bold) against {_xlabel(self.optimizer_budget)}. Bottom: held-out "
                         "accuracy at checkpoints. Left: constant learning rate; right: the lecture's "
                         "decay, large steps early and small late.",
                     )
@@ -374,3 +397,12 @@ class Experiment:
         )
         sections.append((f"{n + 3}. Saddle points, plateaus and valleys", body))
         return sections
+
+
+def _xaxis(budget: Budget) -> str:
+    """The cost curves' x-axis for runs under ``budget``: ``"seconds"`` or ``"epochs"``."""
+    return "seconds" if budget.seconds is not None else "epochs"
+
+
+def _xlabel(budget: Budget) -> str:
+    return "training time" if budget.seconds is not None else "epochs"
