@@ -3,6 +3,7 @@
 //! multi-tensor apply that owns the state ([`optimizer`]), the EWA they are built on ([`ewa`])
 //! and the element-wise operations over lists of tensors ([`ops`]: norms, clipping, scaling).
 
+pub mod adafactor;
 pub mod bf16;
 pub mod ewa;
 pub mod hyper;
