@@ -165,16 +165,16 @@ fn multi_row_sum<T: Float, const R: usize, const W: usize>(
     let mut i = 0;
     while i + step <= size {
         for _ in 0..step {
-            for k in 0..R {
-                add(&mut acc[0][k], load(i, k));
+            for (k, a) in acc[0].iter_mut().enumerate() {
+                add(a, load(i, k));
             }
             i += 1;
         }
         for j in 1..LEVELS {
-            for k in 0..R {
-                let lower = acc[j - 1][k];
-                add(&mut acc[j][k], lower);
-                acc[j - 1][k] = [T::ZERO; W];
+            let (lower, upper) = acc.split_at_mut(j);
+            for (u, l) in upper[0].iter_mut().zip(lower[j - 1].iter_mut()) {
+                add(u, *l);
+                *l = [T::ZERO; W];
             }
             if i & (mask << (j as u32 * power)) != 0 {
                 break;
@@ -182,18 +182,18 @@ fn multi_row_sum<T: Float, const R: usize, const W: usize>(
         }
     }
     while i < size {
-        for k in 0..R {
-            add(&mut acc[0][k], load(i, k));
+        for (k, a) in acc[0].iter_mut().enumerate() {
+            add(a, load(i, k));
         }
         i += 1;
     }
-    for j in 1..LEVELS {
-        for k in 0..R {
-            let upper = acc[j][k];
-            add(&mut acc[0][k], upper);
+    let (first, rest) = acc.split_at_mut(1);
+    for level in rest.iter() {
+        for (a, &u) in first[0].iter_mut().zip(level) {
+            add(a, u);
         }
     }
-    acc[0]
+    first[0]
 }
 
 /// torch's `row_sum`: `size` values `load(i)` (of `W` lanes) summed by four interleaved

@@ -66,9 +66,9 @@ fn step_as<T: Element + AdafactorFloat>(
             let moments = Moments::Full { variance: v };
             let run = move || adafactor::step(h, t, p, g, moments);
             if detach {
-                py.detach(run)
+                py.detach(run);
             } else {
-                run()
+                run();
             }
         }
         (None, Some(row_var), Some(col_var)) => {
@@ -103,9 +103,9 @@ fn step_as<T: Element + AdafactorFloat>(
             };
             let run = move || adafactor::step(h, t, p, g, moments);
             if detach {
-                py.detach(run)
+                py.detach(run);
             } else {
-                run()
+                run();
             }
         }
         _ => {
