@@ -95,8 +95,10 @@ class Adafactor:
         maximize: ascend instead of descend (default False).
 
     Matches torch's CPU results bit for bit as measured on an AVX2 machine, float32 and
-    float64 (tests/test_adafactor.py), where torch's reductions do not split across threads
-    (a reduced dimension under 32768); elsewhere to float rounding.
+    float64 (tests/test_adafactor.py), except where torch splits a reduction across its
+    threads (the mean of ``row_var`` over 32768 rows or more: there to float rounding, a few
+    ulps of the parameter per step) and on AVX-512 machines (torch's sums then run in 16
+    lanes: to float rounding).
 
     State per parameter, torch's names and shapes: ``step`` (torch's float32 counter, as a
     float), and ``row_var`` and ``col_var``, or ``variance``, in the parameter's dtype.
