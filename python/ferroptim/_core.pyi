@@ -82,6 +82,22 @@ def muon_step(
     adjust_lr_fn: str | None,
     ns_dtype: str,
 ) -> None: ...
+def adafactor_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    t: float,
+    variance: np.ndarray | None,
+    row_var: np.ndarray | None,
+    col_var: np.ndarray | None,
+    lr: float,
+    beta2_decay: float,
+    eps1: float,
+    eps2: float,
+    d: float,
+    weight_decay: float,
+    maximize: bool,
+    foreach: bool,
+) -> None: ...
 
 @final
 class Network:

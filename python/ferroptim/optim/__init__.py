@@ -28,6 +28,7 @@ from .sgd import SGD, Momentum
 from .adaptive import Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, RAdam, RMSprop, Rprop
 
 # isort: split
+from .adafactor import Adafactor
 from .averaged import ASGD
 from .base import LR as LR
 from .base import OPTIMIZERS as OPTIMIZERS
@@ -58,6 +59,7 @@ __all__ = [
     "ASGD",
     "LBFGS",
     "Muon",
+    "Adafactor",
 ]
 
 # Pickles name a class by its module and name. Every class a pickle may hold keeps the path

@@ -176,6 +176,40 @@ def _check_param_arrays(
                 raise ValueError(f"parameters {names[j]} and {names[i]} share memory")
 
 
+def _check_grads(
+    grads: Any, keys: list | None, arrays: list[np.ndarray], names: list[str]
+) -> list[np.ndarray]:
+    """The gradients of an optimizer outside the engine (Muon, Adafactor), checked: a list in
+    parameter order or a dict keyed like the parameters, each a NumPy array of its
+    parameter's dtype and shape that shares no memory with it; returned C-contiguous."""
+    if isinstance(grads, Mapping):
+        if keys is None:
+            raise TypeError("grads is a dict, but the parameters were not given by name")
+        if set(grads) != set(keys):
+            raise ValueError(
+                f"grads' keys {sorted(map(repr, grads))} differ from the parameters' {sorted(map(repr, keys))}"
+            )
+        grads = [grads[k] for k in keys]
+    elif isinstance(grads, (list, tuple)):
+        grads = list(grads)
+    else:
+        raise TypeError(f"grads must be a list or a dict of arrays, got {type(grads).__name__}")
+    if len(grads) != len(arrays):
+        raise ValueError(f"got {len(grads)} gradients for {len(arrays)} parameters")
+    checked = []
+    for g, p, name in zip(grads, arrays, names):
+        if not isinstance(g, np.ndarray) or g.dtype != p.dtype or g.shape != p.shape:
+            what = f"{g.dtype} {g.shape}" if isinstance(g, np.ndarray) else type(g).__name__
+            raise ValueError(
+                f"the gradient of {name} must be a {p.dtype} array of shape {p.shape}, got {what}"
+            )
+        if np.may_share_memory(g, p):
+            raise ValueError(f"the gradient of {name} shares memory with the parameter")
+        # (np.ascontiguousarray would make a 0-d gradient 1-d)
+        checked.append(g if g.flags.c_contiguous else np.ascontiguousarray(g))
+    return checked
+
+
 def _state_dict_parts(state_dict: Any, n_groups: int) -> tuple[list, dict]:
     """``state_dict``'s ``param_groups`` and ``state``, checked to be there and to hold
     ``n_groups`` groups."""

@@ -9,7 +9,14 @@ import numpy as np
 
 from .. import _core
 from .._checks import count, flag, real
-from .groups import _check_param_arrays, _param_group, _ParamGroup, _parse_params, _state_dict_parts
+from .groups import (
+    _check_grads,
+    _check_param_arrays,
+    _param_group,
+    _ParamGroup,
+    _parse_params,
+    _state_dict_parts,
+)
 
 _ADJUST_LR_FNS = (None, "original", "match_rms_adamw", "spectral_unclamped")
 _NS_DTYPES = ("bfloat16", "float32")
@@ -158,30 +165,7 @@ class Muon:
         """
         arrays = self._arrays()
         hypers = [_check_hyper(g, gi) for gi, g in enumerate(self.param_groups)]
-        if isinstance(grads, Mapping):
-            if self._keys is None:
-                raise TypeError("grads is a dict, but the parameters were not given by name")
-            if set(grads) != set(self._keys):
-                raise ValueError(
-                    f"grads' keys {sorted(map(repr, grads))} differ from the parameters' {sorted(map(repr, self._keys))}"
-                )
-            grads = [grads[k] for k in self._keys]
-        elif isinstance(grads, (list, tuple)):
-            grads = list(grads)
-        else:
-            raise TypeError(f"grads must be a list or a dict of arrays, got {type(grads).__name__}")
-        if len(grads) != len(arrays):
-            raise ValueError(f"got {len(grads)} gradients for {len(arrays)} parameters")
-        checked = []
-        for g, p, name in zip(grads, arrays, self._names):
-            if not isinstance(g, np.ndarray) or g.dtype != p.dtype or g.shape != p.shape:
-                what = f"{g.dtype} {g.shape}" if isinstance(g, np.ndarray) else type(g).__name__
-                raise ValueError(
-                    f"the gradient of {name} must be a {p.dtype} array of shape {p.shape}, got {what}"
-                )
-            if np.may_share_memory(g, p):
-                raise ValueError(f"the gradient of {name} shares memory with the parameter")
-            checked.append(np.ascontiguousarray(g))
+        checked = _check_grads(grads, self._keys, arrays, self._names)
         i = 0
         for h, ps in zip(hypers, self._param_lists):
             for p in ps:

@@ -1,6 +1,7 @@
 //! The optimizer bindings: the engine (parameters, their checks and the step), param-group
 //! reading, `state_dict` conversion, and the locked view the fused training loop steps with.
 
+mod adafactor;
 mod engine;
 mod fit;
 mod groups;
@@ -8,6 +9,7 @@ mod lbfgs;
 mod muon;
 mod state_dict;
 
+pub(crate) use adafactor::adafactor_step;
 pub use engine::Engine;
 pub(super) use fit::Applied;
 pub use lbfgs::Lbfgs;
