@@ -180,11 +180,27 @@ def test_gradient_check_honours_the_activations_and_the_loss(hidden, output, los
 def test_huber_is_half_the_squared_error_below_delta_and_linear_above():
     X, Y = _problem("identity", 40, 2, np.float64, seed=8)
     sq = _model("tanh", "identity", "squared_error")
-    big = MLP([3, 6, 5, 2], hidden="tanh", output="identity", loss="huber", huber_delta=1e6, seed=1, dtype=np.float64)
+    big = MLP(
+        [3, 6, 5, 2],
+        hidden="tanh",
+        output="identity",
+        loss="huber",
+        huber_delta=1e6,
+        seed=1,
+        dtype=np.float64,
+    )
     assert big.loss_and_grad(X, Y)[0] == pytest.approx(sq.loss_and_grad(X, Y)[0], rel=1e-14)
     # Far outside delta the cost grows by delta per unit of residual: delta / (m k) per
     # element of one row moved by 1000.
-    hub = MLP([3, 6, 5, 2], hidden="tanh", output="identity", loss="huber", huber_delta=0.5, seed=1, dtype=np.float64)
+    hub = MLP(
+        [3, 6, 5, 2],
+        hidden="tanh",
+        output="identity",
+        loss="huber",
+        huber_delta=0.5,
+        seed=1,
+        dtype=np.float64,
+    )
     c0 = hub.cost(X, Y + 1000.0)
     c1 = hub.cost(X, Y + 1001.0)
     assert c1 - c0 == pytest.approx(0.5, rel=1e-9)
