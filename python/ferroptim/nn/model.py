@@ -655,10 +655,10 @@ class MLP(_Inputs):
     def to_onnx(self, opset: int = 13) -> Any:
         """The network as an ONNX model (``onnx.ModelProto``; needs ``pip install
         ferroptim[onnx]``): input ``"X"`` (m, n_0) of the model's dtype, per layer a
-        ``Gemm`` (``Z_l = A_{l-1} W_l + b_l``) and the activation (``Relu``,
+        ``Gemm`` (``Z_l = A_{l-1} W_l + b_l``) and that layer's activation (``Relu``,
         ``LeakyRelu(alpha=0.01)`` (float64: ``Max(Z, 0.01 Z)``), ``Tanh``, ``Sigmoid`` or ``Identity``), and output
         ``"Y"`` (m, n_L): :meth:`forward`'s values (the output activation applied: sigmoid,
-        softmax over axis 1, or identity). Run it with onnxruntime:
+        softmax over axis 1, ``Exp`` for output="exp", or identity). Run it with onnxruntime:
         ``InferenceSession(model.to_onnx().SerializeToString()).run(None, {"X": X})[0]``.
 
         Args:
