@@ -16,6 +16,8 @@ def _problem(output, m=12, seed=0):
         return X, rng.integers(0, 3, m)
     if output == "sigmoid":
         return X, (rng.random((m, 3)) > 0.5).astype(np.float64)
+    if output == "exp":  # Poisson targets: counts
+        return X, rng.poisson(1.0, (m, 3)).astype(np.float64)
     return X, rng.standard_normal((m, 3))
 
 

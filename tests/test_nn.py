@@ -203,6 +203,8 @@ CASES = [
     ([64, 128, 64, 10], "relu", "softmax", np.float32, 700, 256),  # products split over threads
     ([4, 32, 16, 4], "relu", "identity", np.float32, 6000, 6000),  # full batch, 11 blocks
     ([2, 32, 32, 1], "tanh", "sigmoid", np.float64, 3000, 1100),  # 3 blocks; last batch 2
+    ([3, 16, 8, 4], ["tanh", "leaky_relu"], "softmax", np.float32, 6000, 2500),  # per-layer, blocks
+    ([3, 8, 6, 2], ["sigmoid", "relu"], "identity", np.float64, 257, 50),  # per-layer activations
 ]
 
 

@@ -22,7 +22,7 @@ def _run(proto, X):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("hidden", fo.nn.HIDDEN)
+@pytest.mark.parametrize("hidden", [*fo.nn.HIDDEN, ["tanh", "leaky_relu"], ["sigmoid", "relu"]])
 @pytest.mark.parametrize("output", fo.nn.OUTPUTS)
 def test_the_network_in_onnxruntime_equals_forward(dtype, hidden, output):
     rng = np.random.default_rng(0)
@@ -85,13 +85,18 @@ def test_the_classifier_through_skl2onnx(skl2onnx, dtype, labels, activation):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_outputs", [1, 2])
-def test_the_regressor_through_skl2onnx(skl2onnx, dtype, n_outputs):
+@pytest.mark.parametrize("loss", ["squared_error", "poisson"])
+def test_the_regressor_through_skl2onnx(skl2onnx, dtype, n_outputs, loss):
     from ferroptim.sklearn import MLPRegressor
 
     rng = np.random.default_rng(1)
     X = rng.standard_normal((100, 3)).astype(dtype)
     y = np.stack([X[:, 0] * 2 - X[:, 1], X[:, 2] ** 2], axis=1)[:, :n_outputs].squeeze()
-    reg = _fit(MLPRegressor(hidden_layer_sizes=(8,), activation="tanh", max_iter=5, random_state=0), X, y)
+    if loss == "poisson":
+        y = np.abs(y)
+    est = MLPRegressor(loss=loss, hidden_layer_sizes=(8,), activation="tanh", max_iter=5, random_state=0)
+    reg = _fit(est, X, y)
+    assert reg.out_activation_ == ("exp" if loss == "poisson" else "identity")
     (out,) = _run(skl2onnx.to_onnx(reg, X[:1]), X)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out.reshape(reg.predict(X).shape), reg.predict(X), rtol=tol, atol=tol)

@@ -234,8 +234,8 @@ def test_errors_and_messages(capsys):
     X, y = load_breast_cancer(return_X_y=True)
     with pytest.raises(NotFittedError):
         MLPClassifier().predict(X)
-    with pytest.raises(ValueError, match="poisson"):
-        MLPRegressor(loss="poisson").fit(X, y)
+    with pytest.raises(ValueError, match="loss='poisson' needs targets y >= 0"):
+        MLPRegressor(loss="poisson").fit(X, y - 0.5)
     with pytest.raises(ValueError, match="The 'solver' parameter"):
         MLPClassifier(solver="newton").fit(X, y)
     with pytest.raises(ValueError, match="Input X contains NaN"):
@@ -434,3 +434,66 @@ def test_lbfgs_with_sample_weight_follows_scikit_learns():
     for ca, cb in zip(a.coefs_, b.coefs_):
         np.testing.assert_allclose(ca, cb, rtol=1e-4, atol=1e-6)
     assert not np.allclose(a.coefs_[0], c.coefs_[0])
+
+
+def _counts(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 6))
+    y = rng.poisson(np.exp(0.5 * X[:, 0] - 0.3 * X[:, 1] + 0.2)).astype(np.float64)
+    return X, y
+
+
+def test_poisson_lbfgs_follows_scikit_learns():
+    # scikit-learn >= 1.7's MLPRegressor(loss="poisson"): the same initial weights, the same
+    # exponential output and half Poisson deviance (constant terms included) to float64
+    # rounding, and SciPy's L-BFGS-B: the same path.
+    X, y = _counts()
+    kw = dict(
+        loss="poisson", solver="lbfgs", hidden_layer_sizes=(12,), alpha=1e-3, max_iter=20, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPRegressor(**kw).fit(X, y)
+        b = SkMLPRegressor(**kw).fit(X, y)
+    assert a.out_activation_ == b.out_activation_ == "exp"
+    assert a.n_iter_ == b.n_iter_ == 20
+    assert a.loss_ == pytest.approx(b.loss_, rel=1e-6)
+    for ca, cb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_allclose(ca, cb, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-4)
+    assert (a.predict(X) > 0).all() and a.score(X, y) == pytest.approx(b.score(X, y), rel=1e-4)
+
+
+@CUT_SHORT
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_poisson_loss_curve_follows_scikit_learns(solver):
+    # One full batch per epoch, no shuffle: the same updates as scikit-learn's (SGD at a
+    # constant rate, Adam), hence the same loss curve to rounding; and a model that learns.
+    X, y = _counts(seed=1)
+    kw = dict(loss="poisson", solver=solver, hidden_layer_sizes=(10,), batch_size=len(y), shuffle=False,
+              learning_rate_init=0.01, max_iter=30, random_state=0, tol=0.0, n_iter_no_change=100)  # fmt: skip
+    a = MLPRegressor(**kw).fit(X, y)
+    b = SkMLPRegressor(**kw).fit(X, y)
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-6)
+    assert a.loss_curve_[-1] < a.loss_curve_[0]
+    # Adam's epsilon sits outside the bias correction here (torch's), inside in scikit-learn.
+    np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-5 if solver == "sgd" else 1e-4)
+    # float32 data trains a float32 network, as scikit-learn's, to float32 rounding.
+    a32 = MLPRegressor(**kw).fit(X.astype(np.float32), y.astype(np.float32))
+    b32 = SkMLPRegressor(**kw).fit(X.astype(np.float32), y.astype(np.float32))
+    assert a32.coefs_[0].dtype == np.float32
+    np.testing.assert_allclose(a32.loss_curve_, b32.loss_curve_, rtol=1e-4)
+
+
+@CUT_SHORT
+def test_poisson_with_sample_weight_partial_fit_and_pickle():
+    X, y = _counts(seed=2)
+    reg = MLPRegressor(loss="poisson", hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    reg.fit(X, y, sample_weight=np.ones(len(y)))
+    plain = MLPRegressor(loss="poisson", hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(X, y)
+    for u, v in zip(reg.coefs_, plain.coefs_):
+        np.testing.assert_array_equal(u, v)
+    reg.partial_fit(X, y)
+    again = pickle.loads(pickle.dumps(reg))
+    np.testing.assert_array_equal(again.predict(X), reg.predict(X))
+    assert again._network().loss == "poisson"

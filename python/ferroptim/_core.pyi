@@ -104,10 +104,11 @@ class Network:
     def __new__(
         cls,
         sizes: Sequence[int],
-        hidden: str,
+        hidden: Sequence[str],
         output: str,
         alpha: float = 0.0,
         dropout: Sequence[float] = ...,
+        huber_delta: float = 1.0,
     ) -> Network: ...
     alpha: float
     @property

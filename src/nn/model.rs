@@ -45,7 +45,8 @@ impl Activation {
     }
 }
 
-/// The output layer and its cost.
+/// The output layer and its cost (`m` rows, `k` outputs; `a` the outputs, `z` the logits
+/// `Z_L`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
     /// Sigmoid outputs, binary cross-entropy summed over outputs, mean over examples:
@@ -56,16 +57,37 @@ pub enum Output {
     /// Identity, mean squared error over every element, halved (scikit-learn's
     /// `squared_loss`): `J = 1/(2 m k) sum (a - y)^2`.
     Identity,
+    /// Identity, Huber loss of the residual `r = a - y` at [`Mlp::huber_delta`] `d`, mean
+    /// over every element (torch's `HuberLoss(delta=d)`): `J = 1/(m k) sum h(r)` with
+    /// `h(r) = r^2 / 2` for `|r| < d`, else `d (|r| - d / 2)`; `dJ/dZ_L = clip(r, -d, d) /
+    /// (m k)`.
+    Huber,
+    /// `a = exp(z)` (log link), half Poisson deviance summed over outputs, mean over
+    /// examples (scikit-learn's `MLPRegressor(loss="poisson")`, constant terms included):
+    /// `J = 1/m sum_i sum_k (y log(y / a) - y + a)` (`0 log 0 = 0`), computed as
+    /// `y (log y - z) - y + exp(z)`; `dJ/dZ_L = (a - y) / m`. Targets must be `>= 0`.
+    Poisson,
 }
 
 impl Output {
+    /// Every output by the name the bindings take (scikit-learn's "logistic" is also read
+    /// as sigmoid).
+    pub const ALL: [(&'static str, Output); 5] = [
+        ("sigmoid", Output::Sigmoid),
+        ("softmax", Output::Softmax),
+        ("identity", Output::Identity),
+        ("huber", Output::Huber),
+        ("poisson", Output::Poisson),
+    ];
+
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "sigmoid" | "logistic" => Output::Sigmoid,
-            "softmax" => Output::Softmax,
-            "identity" => Output::Identity,
-            _ => return None,
-        })
+        if s == "logistic" {
+            return Some(Output::Sigmoid);
+        }
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|&(_, o)| o)
     }
 }
 
@@ -83,8 +105,13 @@ pub enum Targets<'a, T> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
     pub sizes: Vec<usize>,
-    pub hidden: Activation,
+    /// The activation of each hidden layer (`layers - 1` of them): `hidden[l - 1]` for
+    /// layer `l` ([`Mlp::activation`]).
+    pub hidden: Vec<Activation>,
     pub output: Output,
+    /// The Huber loss' threshold `d > 0` ([`Output::Huber`]; 1 by default, unused by the
+    /// other outputs).
+    pub huber_delta: f64,
     /// L2 penalty `alpha / 2 * sum_l ||W_l||^2 / m` (biases are not penalised).
     pub alpha: f64,
     /// The dropout rate of each hidden layer (`layers - 1` rates in `[0, 1)`; empty: none).
@@ -173,7 +200,8 @@ impl<T> Targets<'_, T> {
 
 impl Mlp {
     /// Checks the shape and functions: at least one layer, every size >= 1, and at least
-    /// two outputs for softmax.
+    /// two outputs for softmax. Every hidden layer gets the activation `hidden`
+    /// ([`Mlp::with_hidden`] sets one per layer).
     pub fn new(sizes: Vec<usize>, hidden: Activation, output: Output, alpha: f64) -> Result<Self> {
         if sizes.len() < 2 || sizes.contains(&0) {
             return Err(Error::Invalid(format!(
@@ -186,18 +214,65 @@ impl Mlp {
                     .into(),
             ));
         }
+        Self::check_alpha(alpha)?;
+        let hidden = vec![hidden; sizes.len() - 2];
+        Ok(Mlp {
+            sizes,
+            hidden,
+            output,
+            huber_delta: 1.0,
+            alpha,
+            dropout: Vec::new(),
+        })
+    }
+
+    fn check_alpha(alpha: f64) -> Result<()> {
         if !(alpha.is_finite() && alpha >= 0.0) {
             return Err(Error::Invalid(format!(
                 "alpha must be a finite number >= 0, got {alpha}"
             )));
         }
-        Ok(Mlp {
-            sizes,
-            hidden,
-            output,
-            alpha,
-            dropout: Vec::new(),
-        })
+        Ok(())
+    }
+
+    /// Sets the L2 penalty coefficient (a finite number >= 0; unchanged on error).
+    pub fn set_alpha(&mut self, alpha: f64) -> Result<()> {
+        Self::check_alpha(alpha)?;
+        self.alpha = alpha;
+        Ok(())
+    }
+
+    /// The network with the hidden activations `hidden`: one for every hidden layer, or one
+    /// for all of them.
+    pub fn with_hidden(mut self, hidden: &[Activation]) -> Result<Self> {
+        let n = self.layers() - 1;
+        self.hidden = match hidden.len() {
+            1 => vec![hidden[0]; n],
+            h if h == n => hidden.to_vec(),
+            h => {
+                return Err(Error::Invalid(format!(
+                    "hidden must be one activation or one per hidden layer ({n}), got {h}"
+                )))
+            }
+        };
+        Ok(self)
+    }
+
+    /// The network with the Huber threshold `delta` (finite, > 0; see [`Output::Huber`]).
+    pub fn with_huber_delta(mut self, delta: f64) -> Result<Self> {
+        if !(delta.is_finite() && delta > 0.0) {
+            return Err(Error::Invalid(format!(
+                "huber_delta must be a finite number > 0, got {delta}"
+            )));
+        }
+        self.huber_delta = delta;
+        Ok(self)
+    }
+
+    /// The activation of hidden layer `l` (1-based, `l < layers`).
+    #[inline]
+    pub fn activation(&self, l: usize) -> Activation {
+        self.hidden[l - 1]
     }
 
     /// The network with dropout rates `rates`: one for every hidden layer, or one for all

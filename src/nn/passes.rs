@@ -371,7 +371,7 @@ impl Mlp {
             };
             match self.output {
                 _ if l < layers => by_row_blocks(out, n, par, |at, block| {
-                    bias_activation(level, block, b, self.hidden);
+                    bias_activation(level, block, b, self.activation(l));
                     if let (Some((key, row0)), true) = (drop, kept != 0) {
                         // SAFETY: `kept` holds `rows * n` values; the blocks are disjoint.
                         let kept = unsafe {
@@ -384,7 +384,19 @@ impl Mlp {
                 // The logits stay for the cost: log(1 - p) loses them once p rounds to 1.
                 Output::Sigmoid => bias_sigmoid(level, out, &mut buf.delta[1][..rows * n], b),
                 Output::Softmax => bias_softmax(level, out, b),
-                Output::Identity => bias_activation(level, out, b, Activation::Identity),
+                Output::Identity | Output::Huber => {
+                    bias_activation(level, out, b, Activation::Identity);
+                }
+                Output::Poisson => {
+                    // The logits stay for the cost: log(exp(z)) loses them once exp(z)
+                    // rounds to 0 or infinity.
+                    bias_activation(level, out, b, Activation::Identity);
+                    let z = &mut buf.delta[1][..rows * n];
+                    z.copy_from_slice(out);
+                    for v in out.iter_mut() {
+                        *v = v.exp();
+                    }
+                }
             }
         }
     }
@@ -401,10 +413,10 @@ impl Mlp {
         w: Option<&[T]>,
         m: f64,
     ) -> Result<f64> {
-        let cost = if self.output == Output::Sigmoid {
-            self.sigmoid_cost_and_delta(buf, rows, y, w, m)?
-        } else {
-            self.output_delta(buf, rows, y, w, m)?
+        let cost = match self.output {
+            Output::Sigmoid => self.sigmoid_cost_and_delta(buf, rows, y, w, m)?,
+            Output::Poisson => self.poisson_cost_and_delta(buf, rows, y, w, m)?,
+            _ => self.output_delta(buf, rows, y, w, m)?,
         };
         // Weights summing to 0: no cost, and (1/m infinite) no gradient.
         if m == 0.0 {
@@ -414,7 +426,7 @@ impl Mlp {
         Ok(cost)
     }
 
-    /// [`Mlp::cost_block`] for softmax and identity outputs.
+    /// [`Mlp::cost_block`] for softmax, identity and Huber outputs.
     fn output_delta<T: NnFloat>(
         &self,
         buf: &mut Buffers<T>,
@@ -469,6 +481,24 @@ impl Mlp {
                             }
                         }
                     }
+                } else if out == Output::Huber {
+                    let inv_mk = T::from_f64(1.0 / (m * k as f64));
+                    let (delta, df) = (T::from_f64(self.huber_delta), self.huber_delta);
+                    for (i, ((pr, dr), yr)) in rows_of.enumerate() {
+                        let (f, wi) = (inv_mk * wt(i), wt(i).to_f64());
+                        for ((dd, &p), &t) in dr.iter_mut().zip(pr).zip(yr) {
+                            let r = p - t;
+                            let (g, h) = if r < delta && T::ZERO - r < delta {
+                                (r, 0.5 * r.to_f64() * r.to_f64())
+                            } else {
+                                let g = if r > T::ZERO { delta } else { -delta };
+                                (g, df * (r.to_f64().abs() - 0.5 * df))
+                            };
+                            *dd = g * f;
+                            cost += wi * h;
+                        }
+                    }
+                    return Ok(cost / (m * k as f64));
                 } else {
                     let inv_mk = T::from_f64(1.0 / (m * k as f64));
                     for (i, ((pr, dr), yr)) in rows_of.enumerate() {
@@ -580,7 +610,8 @@ impl Mlp {
                     if let Some((key, row0)) = dropped {
                         dropout_rows(block, k, key, l - 1, row0 + at / k, rate);
                     }
-                    activation_backward(level, block, &a[at..at + block.len()], self.hidden);
+                    let g = self.activation(l - 1);
+                    activation_backward(level, block, &a[at..at + block.len()], g);
                 });
                 buf.delta.swap(0, 1);
             }
@@ -617,5 +648,59 @@ impl Mlp {
             }
         }
         Ok(z.iter().map(|t| t.to_f64()).sum::<f64>() / m)
+    }
+
+    /// Poisson output ([`Output::Poisson`]): `dJ/dZ = (a - y)/m`, `J = 1/m sum (y (log y -
+    /// z) - y + exp(z))` from the logits the forward pass kept in `buf.delta[1]`, each
+    /// term in f64; with `w`, each row's terms and `dJ/dZ` times its weight. A target
+    /// below 0 is an error.
+    fn poisson_cost_and_delta<T: NnFloat>(
+        &self,
+        buf: &mut Buffers<T>,
+        rows: usize,
+        y: Targets<'_, T>,
+        w: Option<&[T]>,
+        m: f64,
+    ) -> Result<f64> {
+        let k = self.outputs();
+        let Targets::Dense(y) = y else {
+            return Err(Error::Invalid(
+                "integer labels need output='softmax'".into(),
+            ));
+        };
+        if let Some(&t) = y[..rows * k].iter().find(|&&t| {
+            t.partial_cmp(&T::ZERO)
+                .is_none_or(std::cmp::Ordering::is_lt)
+        }) {
+            return Err(Error::Invalid(format!(
+                "Y holds {}; the Poisson loss needs targets >= 0",
+                t.to_f64()
+            )));
+        }
+        let l = self.layers();
+        let [d, z] = &mut buf.delta;
+        let (z, d) = (&z[..rows * k], &mut d[..rows * k]);
+        let a = &buf.acts[l - 1][..rows * k];
+        let inv_m = T::from_f64(1.0 / m);
+        let mut cost = 0.0f64;
+        for (i, (((dr, zr), ar), yr)) in d
+            .chunks_exact_mut(k)
+            .zip(z.chunks_exact(k))
+            .zip(a.chunks_exact(k))
+            .zip(y.chunks_exact(k))
+            .enumerate()
+        {
+            let wi = w.map_or(T::ONE, |w| w[i]);
+            let f = inv_m * wi;
+            let mut row = 0.0f64;
+            for (((dd, &zz), &aa), &t) in dr.iter_mut().zip(zr).zip(ar).zip(yr) {
+                *dd = (aa - t) * f;
+                let (t, zz) = (t.to_f64(), zz.to_f64());
+                let xlogy = if t > 0.0 { t * (t.ln() - zz) } else { 0.0 };
+                row += xlogy - t + aa.to_f64();
+            }
+            cost += wi.to_f64() * row;
+        }
+        Ok(cost / m)
     }
 }

@@ -54,8 +54,12 @@ fn cost(
 #[test]
 fn gradients_match_finite_differences() {
     for hidden in [Activation::Tanh, Activation::Sigmoid, Activation::Identity] {
-        for output in [Output::Sigmoid, Output::Softmax, Output::Identity] {
-            let net = Mlp::new(vec![3, 4, 2], hidden, output, 0.3).unwrap();
+        for output in Output::ALL.map(|(_, o)| o) {
+            // A threshold between the residuals: both sides of Huber's.
+            let net = Mlp::new(vec![3, 4, 2], hidden, output, 0.3)
+                .unwrap()
+                .with_huber_delta(0.4)
+                .unwrap();
             let rows = 5;
             let (mut params, x, y) = problem(&net, rows);
             let mut ws = Workspace::default();
@@ -230,7 +234,7 @@ fn assert_close(a: &(f64, Vec<Vec<f64>>, Vec<f64>), b: &(f64, Vec<Vec<f64>>, Vec
 
 #[test]
 fn a_mid_sized_batch_in_two_blocks_equals_one_block_to_rounding_at_every_thread_count() {
-    for output in [Output::Sigmoid, Output::Softmax, Output::Identity] {
+    for output in Output::ALL.map(|(_, o)| o) {
         let net = Mlp::new(vec![2, 32, 32, 3], Activation::Relu, output, 0.2).unwrap();
         let rows = 515;
         let plan = net.blocks::<f64>(rows);
@@ -252,13 +256,16 @@ fn a_mid_sized_batch_in_two_blocks_equals_one_block_to_rounding_at_every_thread_
 #[test]
 fn a_full_batch_in_blocks_equals_itself_at_every_thread_count_and_one_block_to_rounding() {
     // More blocks than groups: each group sums several blocks in order.
-    let outputs = [Output::Sigmoid, Output::Softmax, Output::Identity];
+    let outputs = Output::ALL.map(|(_, o)| o);
     for (output, transposed) in outputs
         .iter()
         .map(|&o| (o, false))
         .chain([(Output::Softmax, true)])
     {
-        let net = Mlp::new(vec![3, 8, 5, 2], Activation::Tanh, output, 0.2).unwrap();
+        let net = Mlp::new(vec![3, 8, 5, 2], Activation::Tanh, output, 0.2)
+            .unwrap()
+            .with_hidden(&[Activation::Sigmoid, Activation::LeakyRelu])
+            .unwrap();
         let rows = 17 * net.block_rows::<f64>() + 3;
         let plan = net.blocks::<f64>(rows);
         assert!(
@@ -422,4 +429,92 @@ fn dropout_rates_are_checked_and_zero_rates_are_no_dropout() {
     assert_ne!(key.row_key(1, 0), other.row_key(1, 0));
     assert_ne!(key.row_key(1, 0), key.row_key(2, 0));
     assert_ne!(key.row_key(1, 0), key.row_key(1, 1));
+}
+
+#[test]
+fn per_layer_activations_match_finite_differences_and_differ_from_one_for_all() {
+    let acts: Vec<Activation> = Activation::ALL.iter().map(|&(_, a)| a).collect();
+    let net = Mlp::new(
+        vec![3, 4, 5, 4, 3, 4, 2],
+        Activation::Relu,
+        Output::Identity,
+        0.1,
+    )
+    .unwrap()
+    .with_hidden(&acts)
+    .unwrap();
+    assert_eq!(net.hidden, acts);
+    assert_eq!(net.activation(3), Activation::Tanh);
+    let rows = 6;
+    let (mut params, x, y) = problem(&net, rows);
+    let mut ws = Workspace::default();
+    let mut grads: Vec<Vec<f64>> = net.param_lens().iter().map(|&n| vec![0.0; n]).collect();
+    let inputs = Inputs {
+        x: &x,
+        rows,
+        transposed: false,
+    };
+    let c = net
+        .loss_and_grad(&mut ws, &params, inputs, Targets::Dense(&y), &mut grads)
+        .unwrap();
+    let h = 1e-6;
+    for p in 0..params.len() {
+        for i in 0..params[p].len() {
+            let old = params[p][i];
+            params[p][i] = old + h;
+            let up = cost(&net, &mut ws, &params, &x, &y, rows);
+            params[p][i] = old - h;
+            let down = cost(&net, &mut ws, &params, &x, &y, rows);
+            params[p][i] = old;
+            let fd = (up - down) / (2.0 * h);
+            assert!(
+                (fd - grads[p][i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                "param {p}[{i}]: {fd} vs {}",
+                grads[p][i]
+            );
+        }
+    }
+    // Each layer reads its own activation: all-relu gives another cost.
+    let relu = Mlp::new(net.sizes.clone(), Activation::Relu, Output::Identity, 0.1).unwrap();
+    assert_ne!(c, cost(&relu, &mut ws, &params, &x, &y, rows));
+}
+
+#[test]
+fn hidden_activations_huber_delta_and_poisson_targets_are_checked() {
+    let net = || Mlp::new(vec![3, 4, 4, 1], Activation::Relu, Output::Poisson, 0.0).unwrap();
+    let tanh = Activation::Tanh;
+    assert!(matches!(net().with_hidden(&[]), Err(Error::Invalid(_))));
+    assert!(matches!(
+        net().with_hidden(&[tanh; 3]),
+        Err(Error::Invalid(_))
+    ));
+    assert_eq!(net().with_hidden(&[tanh]).unwrap().hidden, vec![tanh; 2]);
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert!(
+            matches!(net().with_huber_delta(bad), Err(Error::Invalid(_))),
+            "{bad}"
+        );
+    }
+    let net = net();
+    let (params, x, _) = problem(&net, 2);
+    let mut ws = Workspace::default();
+    let mut grads: Vec<Vec<f64>> = net.param_lens().iter().map(|&n| vec![0.0; n]).collect();
+    let inputs = Inputs {
+        x: &x,
+        rows: 2,
+        transposed: false,
+    };
+    let r = net.loss_and_grad(
+        &mut ws,
+        &params,
+        inputs,
+        Targets::Dense(&[1.0, -0.5]),
+        &mut grads,
+    );
+    assert!(
+        matches!(r, Err(Error::Invalid(ref e)) if e.contains(">= 0")),
+        "{r:?}"
+    );
+    let mut alpha = net.clone();
+    assert!(alpha.set_alpha(-1.0).is_err() && alpha.alpha == 0.0);
 }

@@ -374,31 +374,38 @@ impl NetState {
 #[pymethods]
 impl Network {
     #[new]
-    #[pyo3(signature = (sizes, hidden, output, alpha = 0.0, dropout = Vec::new()))]
+    #[pyo3(signature = (sizes, hidden, output, alpha = 0.0, dropout = Vec::new(), huber_delta = 1.0))]
     fn new(
         sizes: Vec<usize>,
-        hidden: &str,
+        hidden: Vec<String>,
         output: &str,
         alpha: f64,
         dropout: Vec<f64>,
+        huber_delta: f64,
     ) -> PyResult<Self> {
-        let hidden = Activation::parse(hidden).ok_or_else(|| {
-            let names: Vec<String> = Activation::ALL
-                .iter()
-                .map(|(name, _)| format!("'{name}'"))
-                .collect();
-            let (last, rest) = names.split_last().expect("activations");
-            PyValueError::new_err(format!(
-                "hidden must be {} or {last}, got {hidden:?}",
-                rest.join(", ")
-            ))
-        })?;
+        let quoted = |names: Vec<&str>| {
+            let names: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+            let (last, rest) = names.split_last().expect("names");
+            format!("{} or {last}", rest.join(", "))
+        };
+        let hidden = hidden
+            .iter()
+            .map(|h| {
+                Activation::parse(h).ok_or_else(|| {
+                    let names = Activation::ALL.iter().map(|(n, _)| *n).collect();
+                    PyValueError::new_err(format!("hidden must be {}, got {h:?}", quoted(names)))
+                })
+            })
+            .collect::<PyResult<Vec<Activation>>>()?;
         let output = Output::parse(output).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "output must be 'sigmoid', 'softmax' or 'identity', got {output:?}"
-            ))
+            let names = Output::ALL.iter().map(|(n, _)| *n).collect();
+            PyValueError::new_err(format!("output must be {}, got {output:?}", quoted(names)))
         })?;
-        let net = Mlp::new(sizes, hidden, output, alpha)?.with_dropout(&dropout)?;
+        let first = *hidden.first().unwrap_or(&Activation::Identity);
+        let net = Mlp::new(sizes, first, output, alpha)?
+            .with_hidden(&hidden)?
+            .with_huber_delta(huber_delta)?
+            .with_dropout(&dropout)?;
         Ok(Network {
             alpha: AtomicU64::new(net.alpha.to_bits()),
             state: Locked::new(NetState {
@@ -418,9 +425,7 @@ impl Network {
     #[setter]
     fn set_alpha(&self, py: Python<'_>, alpha: f64) -> PyResult<()> {
         let mut st = self.state.lock(py, WHAT)?;
-        let dropout = st.net.dropout.clone();
-        st.net = Mlp::new(st.net.sizes.clone(), st.net.hidden, st.net.output, alpha)?
-            .with_dropout(&dropout)?;
+        st.net.set_alpha(alpha)?;
         self.alpha.store(st.net.alpha.to_bits(), Ordering::Release);
         Ok(())
     }

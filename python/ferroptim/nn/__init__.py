@@ -17,6 +17,12 @@ Costs (``m`` examples in the batch, ``k`` outputs):
   ``-1/m sum_ik y_ik log p_ik`` (one-hot); ``dJ/dZ_L = (p - y) / m``.
 - ``output="identity"``: ``J = 1/(2 m k) sum_ik (a_ik - y_ik)^2`` (scikit-learn's
   ``squared_loss``); ``dJ/dZ_L = (a - y) / (m k)``.
+- ``output="identity", loss="huber"``: torch's ``HuberLoss(delta=huber_delta)``, ``r = a - y``:
+  ``J = 1/(m k) sum_ik h(r_ik)``, ``h(r) = r^2 / 2`` for ``|r| < delta`` else
+  ``delta (|r| - delta / 2)``; ``dJ/dZ_L = clip(r, -delta, delta) / (m k)``.
+- ``output="exp"`` (``loss="poisson"``): ``a = exp(z)``, half the Poisson deviance as
+  scikit-learn's ``MLPRegressor(loss="poisson")``: ``J = 1/m sum_i sum_k (y log(y / a) - y + a)``
+  (``0 log 0 = 0``; targets ``>= 0``); ``dJ/dZ_L = (a - y) / m``.
 - ``alpha > 0`` adds ``alpha / (2 m) * sum_l sum W_l**2`` (biases are not penalised), as the
   course and scikit-learn define it.
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 from .model import HIDDEN as HIDDEN
 from .model import INITS as INITS
+from .model import LOSSES as LOSSES
 from .model import OUTPUTS as OUTPUTS
 from .model import History as History
 

@@ -66,6 +66,11 @@ class _Inputs:
                     f"{name} holds targets in [{ylo:g}, {yhi:g}]; output='sigmoid' (binary "
                     "cross-entropy) needs targets in [0, 1] (0/1 labels or probabilities)"
                 )
+        if finite and self.output == "exp" and (Y < 0).any():
+            raise ValueError(
+                f"{name} holds negative targets (min {float(Y.min()):g}); output='exp' with "
+                "loss='poisson' needs targets >= 0 (counts or rates)"
+            )
         if finite and self.output == "softmax":
             sums = Y.sum(axis=1, dtype=np.float64)
             if (Y < 0).any() or not np.allclose(sums, 1.0, rtol=0, atol=1e-3):
@@ -132,7 +137,7 @@ class _Inputs:
         w = None if sample_weight is None else self._check_weights(sample_weight, m)
         if class_weight is None:
             return w
-        if self.output == "identity":
+        if self.output not in ("sigmoid", "softmax"):
             raise ValueError("class_weight needs a classifier (output='softmax' or 'sigmoid')")
         if labels:
             y = Y

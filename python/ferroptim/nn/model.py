@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -14,7 +14,15 @@ from ._args import _count, _int
 from .inputs import _Inputs
 
 HIDDEN: tuple[str, ...] = _core.HIDDEN_ACTIVATIONS  # the core's list, one name per activation
-OUTPUTS = ("sigmoid", "softmax", "identity")
+OUTPUTS = ("sigmoid", "softmax", "identity", "exp")
+# The losses of each output, its default first (the core's output for each pair: _CORE_OUTPUT).
+LOSSES: dict[str, tuple[str, ...]] = {
+    "sigmoid": ("log_loss",),
+    "softmax": ("log_loss",),
+    "identity": ("squared_error", "huber"),
+    "exp": ("poisson",),
+}
+_CORE_OUTPUT = {"huber": "huber", "poisson": "poisson"}
 INITS = ("he", "xavier", "glorot", "lecture")
 
 
@@ -56,10 +64,23 @@ class MLP(_Inputs):
         layer_sizes: units per layer, input first: ``[n_0, n_1, ..., n_L]`` (each >= 1;
             ``n_L >= 2`` for softmax).
         hidden: the hidden activation: ``"relu"``, ``"leaky_relu"`` (slope 0.01 below 0),
-            ``"tanh"``, ``"sigmoid"`` or ``"identity"``.
-        output: ``"sigmoid"`` (binary cross-entropy), ``"softmax"`` (categorical
-            cross-entropy) or ``"identity"`` (squared error); see the module docstring for
-            the formulas.
+            ``"tanh"``, ``"sigmoid"`` or ``"identity"`` for every hidden layer; or a list of
+            one such name per hidden layer (``hidden=["relu", "tanh"]`` for
+            ``layer_sizes=[n_0, n_1, n_2, n_3]``: ``A_1 = relu(Z_1)``, ``A_2 = tanh(Z_2)``).
+        output: the output activation: ``"sigmoid"`` (binary cross-entropy),
+            ``"softmax"`` (categorical cross-entropy), ``"identity"`` (squared error, or
+            Huber) or ``"exp"`` (``A_L = exp(Z_L)``, the log link of the Poisson loss); see
+            the module docstring for the formulas.
+        loss: the cost, one that ``output`` supports (:data:`LOSSES`); None (the default)
+            is the output's first: ``"log_loss"`` for sigmoid and softmax,
+            ``"squared_error"`` (``J = 1/(2 m k) sum (a - y)^2``) or ``"huber"`` for identity,
+            ``"poisson"`` for exp. ``"huber"``: torch's ``nn.HuberLoss(delta=huber_delta)``,
+            mean over every element: ``J = 1/(m k) sum h(a - y)``, ``h(r) = r^2 / 2`` for
+            ``|r| < delta`` else ``delta (|r| - delta / 2)``. ``"poisson"``: half the Poisson
+            deviance, as scikit-learn's ``MLPRegressor(loss="poisson")``:
+            ``J = 1/m sum_i sum_k (y log(y / a) - y + a)`` (``0 log 0 = 0``), targets ``>= 0``.
+        huber_delta: the Huber threshold ``delta`` (a finite number > 0; only with
+            ``loss="huber"``).
         dtype: ``np.float32`` or ``np.float64``, for parameters, gradients and the data.
         init: the weights' initialisation (biases start at 0): ``"he"``
             (``randn * sqrt(2 / n_in)``), ``"xavier"`` / ``"glorot"`` (uniform in
@@ -100,7 +121,7 @@ class MLP(_Inputs):
     def __init__(
         self,
         layer_sizes: Sequence[int],
-        hidden: str = "relu",
+        hidden: Union[str, Sequence[str]] = "relu",
         output: str = "sigmoid",
         *,
         dtype: Any = np.float32,
@@ -108,6 +129,8 @@ class MLP(_Inputs):
         seed: int = 0,
         alpha: float = 0.0,
         dropout: Any = 0.0,
+        loss: Optional[str] = None,
+        huber_delta: float = 1.0,
     ) -> None:
         try:
             sizes = [_int("layer_sizes[i]", s, 1) for s in layer_sizes]
@@ -115,10 +138,10 @@ class MLP(_Inputs):
             raise TypeError(f"layer_sizes must be a sequence of integers: {e}") from None
         if len(sizes) < 2:
             raise ValueError(f"layer_sizes needs at least an input and an output size, got {sizes}")
-        if hidden not in HIDDEN:
-            raise ValueError(f"hidden must be one of {HIDDEN}, got {hidden!r}")
+        activations = _hidden_activations(hidden, len(sizes) - 2)
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        loss = _loss(output, loss, huber_delta)
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         dt = np.dtype(dtype)
@@ -128,10 +151,14 @@ class MLP(_Inputs):
             raise TypeError(f"alpha must be a number, got {type(alpha).__name__}")
         rates = _dropout_rates(dropout, len(sizes) - 2)
         self.seed = _int("seed", seed, 0)
-        self._core = _core.Network(sizes, hidden, output, float(alpha), rates)
+        self._core = _core.Network(
+            sizes, activations, _CORE_OUTPUT.get(loss, output), float(alpha), rates, float(huber_delta)
+        )
         self._rates = rates
         self.layer_sizes = sizes
-        self.hidden, self.output, self.dtype, self.init = hidden, output, dt, init
+        self.hidden = hidden if isinstance(hidden, str) else list(hidden)
+        self.output, self.dtype, self.init = output, dt, init
+        self.loss, self.huber_delta = loss, float(huber_delta)
         rng = np.random.default_rng(self.seed)
         self._params: dict[str, np.ndarray] = {}
         for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
@@ -164,6 +191,18 @@ class MLP(_Inputs):
         ):
             raise TypeError(f"model.alpha must be a number, got {type(value).__name__}")
         self._core.alpha = float(value)
+
+    @property
+    def activations(self) -> tuple:
+        """The activation of each hidden layer (``hidden`` given as one name: that name
+        for every layer)."""
+        return tuple(_hidden_activations(self.hidden, len(self.layer_sizes) - 2))
+
+    @property
+    def _classifier(self) -> bool:
+        """Whether the outputs are probabilities (sigmoid or softmax): accuracy, class
+        weights and ``predict_proba`` apply; else a regression."""
+        return self.output in ("sigmoid", "softmax")
 
     @property
     def dropout(self) -> tuple:
@@ -254,7 +293,7 @@ class MLP(_Inputs):
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities: (m, n_L) for softmax; for sigmoid with one output, (m, 2)
         columns ``[1 - p, p]`` as scikit-learn returns them; else the sigmoids (m, n_L)."""
-        if self.output == "identity":
+        if not self._classifier:
             raise ValueError("predict_proba needs output='sigmoid' or 'softmax'")
         p = self.forward(X)
         if self.output == "sigmoid" and p.shape[1] == 1:
@@ -263,7 +302,7 @@ class MLP(_Inputs):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions: class indices (m,) for softmax; 0/1 (m,) for one sigmoid output
-        (``p > 0.5``), (m, k) for several; the outputs for identity ((m,) if one)."""
+        (``p > 0.5``), (m, k) for several; the outputs for identity and exp ((m,) if one)."""
         a = self.forward(X)
         if self.output == "softmax":
             return np.argmax(a, axis=1)
@@ -324,12 +363,13 @@ class MLP(_Inputs):
 
     def score(self, X: Any, Y: Any) -> float:
         """Accuracy (fraction of examples whose predicted class is the label) for
-        classifiers; for identity outputs, the coefficient of determination R^2."""
+        classifiers; for identity and exp outputs, the coefficient of determination R^2
+        (as scikit-learn's regressors score, whatever their loss)."""
         pred = self.predict(X)
         Y = np.asarray(Y)
         if self.output == "softmax" and Y.ndim == 2:
             Y = np.argmax(Y, axis=1)
-        if self.output == "identity":
+        if not self._classifier:
             y = Y.reshape(pred.shape).astype(np.float64)
             ss = ((y - y.mean(axis=0)) ** 2).sum()
             return float(1 - ((y - pred) ** 2).sum() / ss) if ss > 0 else 0.0
@@ -589,7 +629,7 @@ class MLP(_Inputs):
             cost, acc = _data.evaluator(self, X)()
         else:
             cost = self.cost(X, Y)
-            acc = None if self.output == "identity" else self.score(X, Y)
+            acc = self.score(X, Y) if self._classifier else None
         out = {"cost": float(cost)}
         if acc is not None:
             out["accuracy"] = float(acc)
@@ -615,10 +655,10 @@ class MLP(_Inputs):
     def to_onnx(self, opset: int = 13) -> Any:
         """The network as an ONNX model (``onnx.ModelProto``; needs ``pip install
         ferroptim[onnx]``): input ``"X"`` (m, n_0) of the model's dtype, per layer a
-        ``Gemm`` (``Z_l = A_{l-1} W_l + b_l``) and the activation (``Relu``,
+        ``Gemm`` (``Z_l = A_{l-1} W_l + b_l``) and that layer's activation (``Relu``,
         ``LeakyRelu(alpha=0.01)`` (float64: ``Max(Z, 0.01 Z)``), ``Tanh``, ``Sigmoid`` or ``Identity``), and output
         ``"Y"`` (m, n_L): :meth:`forward`'s values (the output activation applied: sigmoid,
-        softmax over axis 1, or identity). Run it with onnxruntime:
+        softmax over axis 1, ``Exp`` for output="exp", or identity). Run it with onnxruntime:
         ``InferenceSession(model.to_onnx().SerializeToString()).run(None, {"X": X})[0]``.
 
         Args:
@@ -635,6 +675,8 @@ class MLP(_Inputs):
             "layer_sizes": self.layer_sizes,
             "hidden": self.hidden,
             "output": self.output,
+            "loss": self.loss,
+            "huber_delta": self.huber_delta,
             "dtype": self.dtype,
             "alpha": self.alpha,
             "dropout": list(self.dropout),
@@ -650,9 +692,15 @@ class MLP(_Inputs):
         arch, sd = st["architecture"], st["state_dict"]
         self.__dict__.update(st["extra"])
         self.layer_sizes = list(arch["layer_sizes"])
-        self.hidden, self.output, self.dtype = arch["hidden"], arch["output"], np.dtype(arch["dtype"])
+        hidden, self.output, self.dtype = arch["hidden"], arch["output"], np.dtype(arch["dtype"])
+        self.hidden = hidden if isinstance(hidden, str) else list(hidden)
+        activations = _hidden_activations(self.hidden, len(self.layer_sizes) - 2)
+        self.huber_delta = float(arch.get("huber_delta", 1.0))
+        self.loss = _loss(self.output, arch.get("loss"), self.huber_delta)
         rates = _dropout_rates(arch.get("dropout", 0.0), len(self.layer_sizes) - 2)
-        self._core = _core.Network(self.layer_sizes, self.hidden, self.output, float(arch["alpha"]), rates)
+        core_output = _CORE_OUTPUT.get(self.loss, self.output)
+        alpha = float(arch["alpha"])
+        self._core = _core.Network(self.layer_sizes, activations, core_output, alpha, rates, self.huber_delta)
         self._rates = rates
         self.params = sd["params"]
         self._param_list()  # the arrays fit the architecture
@@ -662,7 +710,9 @@ class MLP(_Inputs):
     def __repr__(self) -> str:
         return (
             f"MLP({self.layer_sizes}, hidden={self.hidden!r}, output={self.output!r}, "
-            f"dtype={self.dtype.name}, alpha={self.alpha}, "
+            + (f"loss={self.loss!r}, " if self.loss != LOSSES[self.output][0] else "")
+            + (f"huber_delta={self.huber_delta}, " if self.loss == "huber" else "")
+            + f"dtype={self.dtype.name}, alpha={self.alpha}, "
             + (f"dropout={list(self.dropout)}, " if any(self.dropout) else "")
             + f"epoch={self.epoch})"
         )
@@ -688,3 +738,47 @@ def _dropout_rates(dropout: Any, hidden: int) -> list:
             )
         rates = [rate(f"dropout[{i}]", r) for i, r in enumerate(dropout)]
     return rates if any(rates) else []
+
+
+def _hidden_activations(hidden: Any, layers: int) -> list:
+    """``hidden`` (one activation name, or one per hidden layer) as one name per hidden
+    layer, each one of :data:`HIDDEN`."""
+    if isinstance(hidden, str):
+        if hidden not in HIDDEN:
+            raise ValueError(f"hidden must be one of {HIDDEN} or a list of them, got {hidden!r}")
+        return [hidden] * layers
+    if not isinstance(hidden, (list, tuple)):
+        raise TypeError(
+            f"hidden must be an activation name or a list of one per hidden layer, got {type(hidden).__name__}"
+        )
+    if len(hidden) != layers:
+        raise ValueError(
+            f"hidden must be one activation or a list of one per hidden layer ({layers}), "
+            f"got {len(hidden)}: {list(hidden)!r}"
+        )
+    for i, h in enumerate(hidden):
+        if not isinstance(h, str) or h not in HIDDEN:
+            raise ValueError(f"hidden[{i}] must be one of {HIDDEN}, got {h!r}")
+    return list(hidden)
+
+
+def _loss(output: str, loss: Any, huber_delta: Any) -> str:
+    """The loss named by ``loss`` for ``output`` (None: the output's default,
+    :data:`LOSSES`), with ``huber_delta`` checked: a finite number > 0, left at 1.0 unless
+    the loss is Huber."""
+    allowed = LOSSES[output]
+    if loss is None:
+        loss = allowed[0]
+    elif loss not in allowed:
+        other = [o for o, ls in LOSSES.items() if loss in ls]
+        hint = f"; loss={loss!r} needs output={other[0]!r}" if other else ""
+        raise ValueError(f"loss must be one of {allowed} with output={output!r}, got {loss!r}{hint}")
+    if isinstance(huber_delta, (bool, np.bool_)) or not isinstance(
+        huber_delta, (int, float, np.floating, np.integer)
+    ):
+        raise TypeError(f"huber_delta must be a number, got {type(huber_delta).__name__}")
+    if not (np.isfinite(huber_delta) and huber_delta > 0):
+        raise ValueError(f"huber_delta must be a finite number > 0, got {huber_delta!r}")
+    if loss != "huber" and huber_delta != 1.0:
+        raise ValueError(f"huber_delta is the threshold of loss='huber'; this model's loss is {loss!r}")
+    return str(loss)

@@ -32,7 +32,7 @@ def to_onnx(model: MLP, opset: int = _OPSET) -> Any:
         inits += [numpy_helper.from_array(W, f"W{l}"), numpy_helper.from_array(b, f"b{l}")]
         z = f"Z{l}"
         nodes.append(helper.make_node("Gemm", [a, f"W{l}", f"b{l}"], [z], name=f"dense{l}"))
-        act = model.hidden if l < L else model.output
+        act = model.activations[l - 1] if l < L else model.output
         out = f"A{l}" if l < L else "Y"
         if act == "identity":
             nodes.append(helper.make_node("Identity", [z], [out], name=f"act{l}"))
@@ -46,7 +46,7 @@ def to_onnx(model: MLP, opset: int = _OPSET) -> Any:
         elif act == "softmax":
             nodes.append(helper.make_node("Softmax", [z], [out], axis=1, name=f"act{l}"))
         else:
-            op = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}[act]
+            op = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "exp": "Exp"}[act]
             nodes.append(helper.make_node(op, [z], [out], name=f"act{l}"))
         a = out
     graph = helper.make_graph(

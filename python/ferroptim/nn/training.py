@@ -258,7 +258,7 @@ class _Fit:
         elif self.validation is not None:
             Xv, Yv, Yv_raw = self.validation
             logs["val_cost"] = model._core.cost(self.params, Xv, Yv)
-            if model.output != "identity":
+            if model._classifier:
                 logs["val_accuracy"] = model.score(Xv, Yv_raw)
         h = self.h
         for k in ("epoch_costs", "epochs", "updates", "seconds", "lr"):

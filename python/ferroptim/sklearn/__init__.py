@@ -32,7 +32,8 @@ Beyond scikit-learn's values:
   ``[1, n_samples]`` — small batches to explore early, large ones to exploit late.
 
 Differences: dense input only (sparse matrices raise scikit-learn's
-``TypeError``); ``MLPRegressor(loss="poisson")`` is refused. ONNX export through skl2onnx
+``TypeError``). ``MLPRegressor(loss="poisson")`` trains scikit-learn's exponential output with
+half the Poisson deviance. ONNX export through skl2onnx
 after :func:`register_onnx_converters` (the ``onnx`` extra). The SGD solver is torch's
 (``b = momentum * b + g; p -= lr * b``, Nesterov ``p -= lr * (g + momentum * b)``), which
 equals scikit-learn's velocity form while the rate is constant; Adam is torch's, with

@@ -27,7 +27,7 @@ _Estimator = TypeVar("_Estimator", bound="_BaseMLP")
 # ferroptim's optimizers by name (solver="adam", ...): the optimizers' own registry.
 _SOLVERS: dict[str, Callable[..., optim.Optimizer]] = dict(optim.OPTIMIZERS)
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-_OUTPUTS = {"identity": "identity", "logistic": "sigmoid", "softmax": "softmax"}
+_OUTPUTS = {"identity": "identity", "logistic": "sigmoid", "softmax": "softmax", "exp": "exp"}
 
 
 def _solver_ok(est: _BaseMLP) -> bool:
@@ -185,7 +185,8 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_ = y.shape[1]
         self.n_layers_ = len(layer_units)
         if not is_classifier(self):
-            self.out_activation_ = "identity"
+            # scikit-learn >= 1.7: loss="poisson" has the log link, an exponential output.
+            self.out_activation_ = "exp" if getattr(self, "loss", None) == "poisson" else "identity"
         elif self._label_binarizer.y_type_ == "multiclass":
             self.out_activation_ = "softmax"
         else:

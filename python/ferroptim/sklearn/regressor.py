@@ -20,10 +20,14 @@ from .base import _BaseMLP, _Estimator, _solver_ok
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor (scikit-learn's ``MLPRegressor``) trained by ferroptim.
 
-    Identity output and the cost ``J = 1 / (2 m k) sum (a - y)**2`` (half the mean squared
-    error, scikit-learn's ``squared_error``) plus the L2 penalty. Parameters and attributes
-    as :class:`MLPClassifier` (``validation_scores_`` hold R^2), and ``loss``: only
-    ``"squared_error"`` (``"poisson"`` is refused: use scikit-learn's estimator for it).
+    ``loss="squared_error"`` (the default): identity output and the cost ``J = 1 / (2 m k)
+    sum (a - y)**2`` (half the mean squared error, scikit-learn's ``squared_error``) plus the
+    L2 penalty. ``loss="poisson"`` (scikit-learn >= 1.7): the log link, an exponential output
+    ``a = exp(z)`` (``out_activation_ == "exp"``), and half the Poisson deviance ``J = 1/m
+    sum_i sum_k (y log(y / a) - y + a)`` (``0 log 0 = 0``) plus the L2 penalty, as
+    scikit-learn computes it (``loss_`` and ``loss_curve_`` included); ``y`` must be
+    ``>= 0`` (refused otherwise). Parameters and attributes as :class:`MLPClassifier`
+    (``validation_scores_`` hold R^2 for either loss, as in scikit-learn).
 
     Example:
         >>> from sklearn.datasets import make_regression
@@ -99,11 +103,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         incremental: bool = False,
         sample_weight: Optional[ArrayLike] = None,
     ) -> _Estimator:
-        if self.loss == "poisson":
-            raise ValueError(
-                "loss='poisson' (an exponential output) is not offered by ferroptim.nn; "
-                "use sklearn.neural_network.MLPRegressor for it"
-            )
         return super()._fit(X, y, incremental, sample_weight)
 
     def _validate_input(
@@ -114,6 +113,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and (y < 0).any():
+            raise ValueError(
+                f"loss='poisson' needs targets y >= 0 (counts or rates), got a minimum of {float(y.min()):g}"
+            )
         return X, y
 
     @staticmethod
