@@ -163,7 +163,7 @@ pub fn interleave<T: Block>(columns: &[Column<'_>], out: &mut [T], rows: Rows<'_
             col.len()
         )));
     }
-    if out.len() % width != 0 {
+    if !out.len().is_multiple_of(width) {
         return Err(Error::Invalid(format!(
             "out: {} values are not whole rows of {width} columns",
             out.len()
