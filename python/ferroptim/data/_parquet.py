@@ -334,7 +334,7 @@ class Parquet(Source):
             col = pa.compute.fill_null(col, pa.scalar(self.fill_null).cast(col.type))
         # Contiguous and aligned, as the interleave reads it (a copy only where Arrow's
         # buffer is neither, or the column is in several chunks).
-        return np.require(col.to_numpy(), requirements="CA")
+        return np.require(col.to_numpy(), requirements=["C", "A"])
 
     def _load(self, chunk: Chunk) -> tuple:
         ids, perm_seed = chunk.key
