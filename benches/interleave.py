@@ -12,7 +12,10 @@ read from the page cache:
   NumPy (cache-sized blocks of rows, scattered row by row: Parquet's code before the
   Rust interleave) and by Rust on the thread pool;
 - **decode + interleave + shuffle**: ``Parquet._load`` of the whole window, as
-  ``MiniBatches`` calls it, with the NumPy and with the Rust interleave.
+  ``MiniBatches`` calls it, with the NumPy and with the Rust interleave;
+- **an epoch**: ``MiniBatches`` over the file with windows of 2 row groups (the next one
+  decoded and interleaved on the reader thread while batches are taken), batches of 1024
+  rows, no training, with each interleave.
 
 Each time is the best of ``--rounds``. The machine's load average is printed with them.
 Run: ``python benches/interleave.py`` (``--rows 800000 --features 64`` by default).
@@ -115,17 +118,24 @@ def main() -> None:
             results[f"interleave {what}, Rust"] = best(
                 interleave(_core.interleave_columns, shuffled), args.rounds
             )
+        epoch_src = fo.data.Parquet(path, labels="y", dtype=dtype, shuffle_buffer=2)
+
+        def epoch():
+            n = sum(len(yb) for _, yb in fo.MiniBatches(epoch_src, batch_size=1024, seed=0))
+            assert n == m
+
         rust = _parquet._interleave
-        try:
-            _parquet._interleave = numpy_interleave
-            results["decode + interleave + shuffle (Parquet._load), NumPy"] = best(
-                lambda: src._load(chunk), args.rounds
-            )
-        finally:
-            _parquet._interleave = rust
-        results["decode + interleave + shuffle (Parquet._load), Rust"] = best(
-            lambda: src._load(chunk), args.rounds
-        )
+        for name, fn in (("NumPy", numpy_interleave), ("Rust", rust)):
+            try:
+                _parquet._interleave = fn
+                results[f"decode + interleave + shuffle (Parquet._load), {name}"] = best(
+                    lambda: src._load(chunk), args.rounds
+                )
+                results[f"MiniBatches epoch, batches of 1024, shuffle_buffer=2, {name}"] = best(
+                    epoch, args.rounds
+                )
+            finally:
+                _parquet._interleave = rust
         # The check: the Rust window holds the NumPy interleave's bytes.
         rust_window = src._load(chunk)[0]
         interleave(numpy_interleave, True)()

@@ -153,6 +153,43 @@ def test_a_read_only_block_is_refused():
         _core.interleave_columns([np.ones(3)], out)
 
 
+@pytest.mark.parametrize("rows, released", [(200_000, True), (100, False)])
+def test_the_gil_is_released_for_large_blocks_only(rows, released):
+    # With a switch interval far longer than the test, a thread waiting for the GIL runs
+    # during the call only if the call releases it.
+    import sys
+    import threading
+    import time
+
+    cols = [np.ones(rows, np.float32)] * 64
+    out = np.empty((rows, 64), np.float32)
+    dest = np.random.default_rng(0).permutation(rows).astype(np.int64)
+    count, stop = [0], threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            count[0] += 1
+            time.sleep(0)  # hands the GIL back, so the call's thread can take it again
+
+    interval = sys.getswitchinterval()
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        while count[0] == 0:  # the thread is running (and now waits for the GIL)
+            stop.wait(0.001)
+        sys.setswitchinterval(100.0)
+        before = count[0]
+        for _ in range(5):  # windows for the waiting thread to be scheduled in
+            _core.interleave_columns(cols, out, dest)
+        ran = count[0] - before
+    finally:
+        sys.setswitchinterval(interval)
+        stop.set()
+        thread.join()
+    assert (ran > 0) == released
+    assert (out == 1.0).all()
+
+
 # -- in the Parquet source ----------------------------------------------------------------
 
 pa = pytest.importorskip(
