@@ -17,7 +17,7 @@ read from the page cache:
   decoded and interleaved on the reader thread while batches are taken), batches of 1024
   rows, no training, with each interleave.
 
-Each time is the best of ``--rounds``. The machine's load average is printed with them.
+Each time is the best of ``--rounds``, NumPy's and Rust's runs alternating. The machine's load average is printed with them.
 Run: ``python benches/interleave.py`` (``--rows 800000 --features 64`` by default).
 """
 
@@ -54,13 +54,16 @@ def numpy_interleave(cols: list, X: np.ndarray, dest) -> None:
             X[dest[a:b]] = bx
 
 
-def best(f, rounds: int) -> float:
-    times = []
+def best(fns: dict, rounds: int) -> dict:
+    """The best time of each function over ``rounds`` rounds, the functions alternating
+    within each round (so that a slow spell of a shared machine hits them alike)."""
+    times: dict = {name: [] for name in fns}
     for _ in range(rounds):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        for name, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[name].append(time.perf_counter() - t)
+    return {name: min(v) for name, v in times.items()}
 
 
 def main() -> None:
@@ -111,31 +114,45 @@ def main() -> None:
 
             return run
 
-        results = {"decode (read_row_group + to_numpy)": best(decode, args.rounds)}
+        results = best({"decode (read_row_group + to_numpy)": decode}, args.rounds)
         for shuffled in (False, True):
             what = "shuffled" if shuffled else "in order"
-            results[f"interleave {what}, NumPy"] = best(interleave(numpy_interleave, shuffled), args.rounds)
-            results[f"interleave {what}, Rust"] = best(
-                interleave(_core.interleave_columns, shuffled), args.rounds
+            results.update(
+                best(
+                    {
+                        f"interleave {what}, NumPy": interleave(numpy_interleave, shuffled),
+                        f"interleave {what}, Rust": interleave(_core.interleave_columns, shuffled),
+                    },
+                    args.rounds,
+                )
             )
         epoch_src = fo.data.Parquet(path, labels="y", dtype=dtype, shuffle_buffer=2)
+        rust = _parquet._interleave
+
+        def using(fn, work):
+            def run():
+                _parquet._interleave = fn
+                try:
+                    work()
+                finally:
+                    _parquet._interleave = rust
+
+            return run
 
         def epoch():
             n = sum(len(yb) for _, yb in fo.MiniBatches(epoch_src, batch_size=1024, seed=0))
             assert n == m
 
-        rust = _parquet._interleave
-        for name, fn in (("NumPy", numpy_interleave), ("Rust", rust)):
-            try:
-                _parquet._interleave = fn
-                results[f"decode + interleave + shuffle (Parquet._load), {name}"] = best(
-                    lambda: src._load(chunk), args.rounds
+        for what, work in (
+            ("decode + interleave + shuffle (Parquet._load)", lambda: src._load(chunk)),
+            ("MiniBatches epoch, batches of 1024, shuffle_buffer=2", epoch),
+        ):
+            results.update(
+                best(
+                    {f"{what}, NumPy": using(numpy_interleave, work), f"{what}, Rust": using(rust, work)},
+                    args.rounds,
                 )
-                results[f"MiniBatches epoch, batches of 1024, shuffle_buffer=2, {name}"] = best(
-                    epoch, args.rounds
-                )
-            finally:
-                _parquet._interleave = rust
+            )
         # The check: the Rust window holds the NumPy interleave's bytes.
         rust_window = src._load(chunk)[0]
         interleave(numpy_interleave, True)()
