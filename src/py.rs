@@ -16,6 +16,7 @@ mod batches;
 #[cfg(feature = "bench-refs")]
 mod bench_refs;
 mod ewa;
+mod interleave;
 mod lock;
 mod nn;
 mod ops;
@@ -146,6 +147,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<batches::EpochIter>()?;
     m.add_class::<nn::Network>()?;
     m.add_function(wrap_pyfunction!(batches::_plain_gather, m)?)?;
+    m.add_function(wrap_pyfunction!(interleave::interleave_columns, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;

@@ -1,6 +1,6 @@
 """Type stub of the Rust extension module. Users import `ferroptim`, not `_core`."""
 
-from typing import Any, Callable, Optional, Sequence, final
+from typing import Any, Callable, Optional, Sequence, Union, final
 
 import numpy as np
 
@@ -200,6 +200,9 @@ class EpochIter:
 def _plain_gather(
     arrays: Sequence[np.ndarray], indices: np.ndarray, batch_size: int, threads: int
 ) -> int: ...
+def interleave_columns(
+    columns: Sequence[np.ndarray], out: np.ndarray, dest: Union[int, np.ndarray, None] = None
+) -> None: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def simd_level() -> str: ...

@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from .. import _core
 from ..batches import _index
 from ._base import Chunk, DataError, Source
 
@@ -123,7 +124,8 @@ class Parquet(Source):
     Row groups are decoded by pyarrow on its own threads with the GIL released, one
     window ahead on a background thread; each decoded column is written into the batch's
     row-major array of ``dtype`` once (the cast and the column-to-row interleave in one
-    copy, in cache-sized blocks of rows scattered to their shuffled places).
+    copy, in Rust on the thread pool with the GIL released, in cache-sized tasks of rows
+    scattered to their shuffled places).
     Resident memory: about two windows (the one being trained on and the next one,
     ``2 * shuffle_buffer`` row groups of ``n_features`` values of ``dtype``) plus
     pyarrow's buffers for one row group.
@@ -330,7 +332,9 @@ class Parquet(Source):
                     f"(the first at row {first} of the row group); pass fill_null= to replace them"
                 )
             col = pa.compute.fill_null(col, pa.scalar(self.fill_null).cast(col.type))
-        return col.to_numpy()
+        # Contiguous and aligned, as the interleave reads it (a copy only where Arrow's
+        # buffer is neither, or the column is in several chunks).
+        return np.require(col.to_numpy(), requirements=["C", "A"])
 
     def _load(self, chunk: Chunk) -> tuple:
         ids, perm_seed = chunk.key
@@ -342,33 +346,17 @@ class Parquet(Source):
         if perm is not None:  # where each row read goes: out[dest[i]] = row i
             dest = np.empty(chunk.rows, np.int64)
             dest[perm] = np.arange(chunk.rows)
-        # Rows per block of the interleave: a block of the row-major batch (~256 KiB) stays
-        # in cache while every column writes into it.
-        step = max(64, (1 << 18) // max(1, self.n_features * self.dtype.itemsize))
-        block = None if perm is None else np.empty((step, self.n_features), self.dtype)
         r = 0
         for g in ids:
             table = self._read_group(g)
             n = table.num_rows
             cols = [self._column(table, name, g) for name in self.features]
-            for a in range(0, n, step):
-                b = min(n, a + step)
-                # Unshuffled, the rows go straight into place; shuffled, through the
-                # cache-sized block, scattered row by row to their shuffled places.
-                bx = X[r + a : r + b] if block is None else block[: b - a]
-                for c, col in enumerate(cols):
-                    bx[:, c] = col[a:b]
-                if block is not None:
-                    X[dest[r + a : r + b]] = bx
+            _interleave(cols, X, r if perm is None else dest[r : r + n])
             del cols
             if Y is not None:
-                by = np.empty((n, self.n_labels), Y.dtype)
-                for c, name in enumerate(self.labels):
-                    by[:, c] = self._column(table, name, g)
-                if perm is None:
-                    Y[r : r + n] = by
-                else:
-                    Y[dest[r : r + n]] = by
+                cols = [self._column(table, name, g) for name in self.labels]
+                _interleave(cols, Y, r if perm is None else dest[r : r + n])
+                del cols
             del table
             r += n
         if Y is not None and self.n_labels == 1:
@@ -385,6 +373,27 @@ class Parquet(Source):
                 return f"{self._files[i]}, row group {j}, row {r}"
             r -= n
         return f"row {row} of the window"
+
+
+def _interleave(cols: list, X: np.ndarray, dest: Union[int, np.ndarray]) -> None:
+    """Writes the columns' rows into ``X``: row ``i`` to ``X[dest + i]`` (an int) or to
+    ``X[dest[i]]`` (an int64 array), cast to ``X.dtype`` as ``X[:, c] = cols[c]`` casts.
+    float32/float64 blocks: in Rust, on the thread pool, the GIL released for large
+    blocks (``_core.interleave_columns``); other dtypes (int64 class labels, a float16
+    block): with NumPy, through a cache-sized block of rows scattered to its places."""
+    if X.dtype in (np.float32, np.float64):
+        _core.interleave_columns(cols, X, dest)
+        return
+    n = len(cols[0])
+    step = max(64, (1 << 18) // max(1, X.shape[1] * X.dtype.itemsize))
+    block = np.empty((step, X.shape[1]), X.dtype)
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        bx = block[: b - a] if isinstance(dest, np.ndarray) else X[dest + a : dest + b]
+        for c, col in enumerate(cols):
+            bx[:, c] = col[a:b]
+        if isinstance(dest, np.ndarray):
+            X[dest[a:b]] = bx
 
 
 def _first_null(col: Any) -> int:
