@@ -590,3 +590,19 @@ def test_a_prefetch_stream_closed_on_its_own_reader_thread_does_not_join_itself(
     assert errors == []
     with pytest.raises(StopIteration):
         next(stream)
+
+
+def test_validation_on_a_source_records_accuracy_only_for_a_classifier(tmp_path):
+    # a Poisson regressor (output "exp") has no accuracy, on a source as on arrays
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3)).astype(np.float32)
+    y = rng.poisson(np.exp(0.3 * X[:, 0])).astype(np.float32)
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": y}), tmp_path / "p.parquet")
+    src = fo.data.Parquet(tmp_path / "p.parquet", features=["a", "b", "c"], labels="y")
+    model = fo.nn.MLP([3, 4, 1], output="exp")
+    h = model.fit(src, optimizer=fo.Adam(model.params, lr=1e-2), batch_size=50, epochs=2, validation_data=src)
+    assert len(h.val_costs) == 2 and len(h.val_accuracy) == 0
+    arrays = model.fit(
+        X, y[:, None], fo.Adam(model.params, lr=1e-2), batch_size=50, validation_data=(X, y[:, None])
+    )
+    assert len(arrays.val_costs) == 1 and len(arrays.val_accuracy) == 0

@@ -209,10 +209,10 @@ def evaluator(model: Any, source: Source) -> Callable[[], tuple]:
             X = np.ascontiguousarray(X)
             Yc = model._check_Y(Y, len(X), "validation labels")
             total += model._core.cost(params, X, Yc) * len(X)
-            if model.output != "identity":
+            if model._classifier:
                 correct += model.score(X, Y) * len(X)
             n += len(X)
-        acc: Optional[float] = None if model.output == "identity" else correct / n
+        acc: Optional[float] = correct / n if model._classifier else None
         return total / n, acc
 
     return evaluate
