@@ -780,6 +780,7 @@ def main(argv=None) -> int:
             json.dump(
                 {
                     "machine": machine(peers, args.threads),
+                    "date": time.strftime("%Y-%m-%d", time.gmtime()),
                     "threads": args.threads,
                     "rounds": rounds,
                     "load_before": load,
