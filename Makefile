@@ -49,10 +49,11 @@ $(TORCH_STAMP): $(DEPS_STAMP)
 test: test-rust test-python
 
 # The inner loop: cargo test and every pytest test but those marked `slow` (subprocesses,
-# MPI jobs, wheel and demo runs end to end); `make test` runs them all.
+# MPI jobs, wheel and demo runs end to end, the further cases of the conformance sweeps), on
+# every core (pytest-xdist); `make test` runs them all.
 test-fast: setup
 	cargo test --quiet --features bench-refs
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto
 
 test-rust:
 	cargo test --quiet --features bench-refs

@@ -15,6 +15,19 @@ sys.path.insert(0, os.path.dirname(__file__))
 OPTIMIZERS = dict(fo.optim.OPTIMIZERS)
 
 
+def first_config_quick(cases, ids=None):
+    """``(kind, h)`` optimizer cases as pytest params: each optimizer's first configuration
+    runs in the quick loop (`make test-fast`), its further ones are marked ``slow`` and run in
+    `make test`. ``ids`` defaults to ``f"{kind}-{h}"``."""
+    seen: set = set()
+    params = []
+    for i, (kind, h) in enumerate(cases):
+        marks = pytest.mark.slow if kind in seen else ()
+        seen.add(kind)
+        params.append(pytest.param(kind, h, marks=marks, id=ids[i] if ids else f"{kind}-{h}"))
+    return params
+
+
 @pytest.fixture(params=fo.supported_simd_levels())
 def simd_level(request):
     """Runs a test once per SIMD level this CPU supports, restoring the level after."""
@@ -63,6 +76,19 @@ def wait_for_child(pid: int, seconds: float = 60) -> int:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     pytest.fail("the forked child hung")
+
+
+@pytest.fixture(autouse=True)
+def _torch_on_one_thread():
+    """torch, where a test module imported it, runs its operations on one thread.
+
+    The comparisons use small tensors, but torch's thread pool made them 10-60x slower in a
+    full run on a loaded 2-core machine (test_torch.py's 300-step cases: 0.1 s alone, 6-8 s
+    each with other work on the cores); one thread gives the same numbers for these sizes."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    yield
 
 
 @pytest.fixture(autouse=True)

@@ -426,6 +426,7 @@ def test_late_drop_measures_the_last_tenth():
     assert report.late_drop([1.0] * 10) is None
 
 
+@pytest.mark.slow  # a million updates of the demo's recorder: about 10 s
 def test_results_json_stays_under_a_megabyte_with_a_million_updates(tmp_path):
     rng = np.random.default_rng(0)
     n = 1_000_000

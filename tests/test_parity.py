@@ -10,7 +10,7 @@ import pytest
 
 import ferroptim as fo
 
-from conftest import OPTIMIZERS
+from conftest import OPTIMIZERS, first_config_quick
 from optimizers import OPTIMIZER_DB
 from reference import Reference
 
@@ -34,7 +34,7 @@ def run_both(kind, h, dtype, steps, shapes=SHAPES, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kind,h", CASES, ids=IDS)
+@pytest.mark.parametrize("kind,h", first_config_quick(CASES, IDS))
 def test_matches_reference_bit_for_bit(kind, h, dtype, simd_level):
     params, opt, ref = run_both(kind, h, dtype, steps=120)
     for i, (p, r) in enumerate(zip(params, ref.params)):

@@ -38,18 +38,24 @@ def _expected_failures(estimator):
 
 
 @parametrize_with_checks(
-    [
-        MLPClassifier(random_state=0),
-        MLPRegressor(random_state=0),
-        MLPClassifier(solver="lbfgs", random_state=0),
-        MLPRegressor(solver="lbfgs", random_state=0),
-    ],
+    [MLPClassifier(random_state=0), MLPRegressor(random_state=0)],
     expected_failed_checks=_expected_failures,
 )
 def test_sklearn_conformance(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
+
+
+# The same checks on the lbfgs solver (half of the checks' time: `make test` runs them,
+# `make test-fast` leaves them out).
+@pytest.mark.slow
+@parametrize_with_checks(
+    [MLPClassifier(solver="lbfgs", random_state=0), MLPRegressor(solver="lbfgs", random_state=0)],
+    expected_failed_checks=_expected_failures,
+)
+def test_sklearn_conformance_lbfgs(estimator, check):
+    test_sklearn_conformance(estimator, check)
 
 
 def _digits():
@@ -378,6 +384,7 @@ def test_lbfgs_follows_scikit_learns_lbfgs(kind):
     assert not hasattr(a, "loss_curve_") and not hasattr(b, "loss_curve_")
 
 
+@pytest.mark.slow  # trains to convergence twice: about 5 s
 def test_lbfgs_converges_warns_when_cut_short_and_refuses_partial_fit():
     X, y = load_digits(return_X_y=True)
     X_tr, X_te, y_tr, y_te = train_test_split(X / 16.0, y, random_state=0)

@@ -8,7 +8,7 @@ torch is a parity peer, not a dependency of ferroptim (`ferroptim.torch`, the op
 import numpy as np
 import pytest
 
-from conftest import OPTIMIZERS
+from conftest import OPTIMIZERS, first_config_quick
 from optimizers import OPTIMIZER_DB
 
 torch = pytest.importorskip("torch")
@@ -19,7 +19,7 @@ SHAPES = [(), (1,), (33, 17), (4, 5, 6), (1031,)]
 
 
 @pytest.mark.parametrize("dtype,rtol,atol", [(np.float32, 2e-5, 2e-6), (np.float64, 1e-12, 1e-13)])
-@pytest.mark.parametrize("kind,h", CASES, ids=[f"{k}-{h}" for k, h in CASES])
+@pytest.mark.parametrize("kind,h", first_config_quick(CASES))
 def test_matches_torch_over_300_steps(kind, h, dtype, rtol, atol):
     rng = np.random.default_rng(0)
     params = [rng.normal(size=s).astype(dtype) for s in SHAPES]

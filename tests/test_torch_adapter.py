@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import OPTIMIZERS
+from conftest import OPTIMIZERS, first_config_quick
 
 torch = pytest.importorskip("torch", reason="ferroptim.torch needs PyTorch (pip install ferroptim[torch])")
 fot = pytest.importorskip("ferroptim.torch")
@@ -132,7 +132,7 @@ def assert_histories_close(ours, theirs, rtol, atol, exact=False, scalar_dtypes=
 
 @pytest.mark.parametrize("two_groups", [False, True], ids=["one-group", "two-groups"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("kind,h", CASES, ids=[f"{k}-{h}" for k, h in CASES])
+@pytest.mark.parametrize("kind,h", first_config_quick(CASES))
 def test_matches_torch_and_resumes_from_either_checkpoint(kind, h, dtype, two_groups):
     rtol, atol = TOLERANCES[dtype]
     lr = h.get("lr", default_lr(kind))
