@@ -15,7 +15,8 @@ Rust engine: ::
 There is one class per ferroptim optimizer (``SGD``, ``Momentum``, ``RMSprop``, ``Adam``,
 ``AdamW``, ``Adagrad``, ``Adadelta``, ``Adamax``, ``NAdam``, ``RAdam``, ``Lion``), made from
 the registry :data:`ferroptim.optim.OPTIMIZERS`; see :class:`TorchOptimizer` for what they
-share. Needs PyTorch: ``pip install ferroptim[torch]``.
+share. ``Adafactor`` and ``Muon`` (torch's arguments, state and ``state_dict``) run the
+kernels of :class:`ferroptim.Adafactor` and :class:`ferroptim.Muon`. Needs PyTorch: ``pip install ferroptim[torch]``.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ except ImportError as _e:
 
 from ..optim import OPTIMIZERS as _OPTIMIZERS
 from ._optimizer import TorchOptimizer, adapter
+from ._pertensor import Adafactor, Muon
 
 # One adapter class per registry entry, under the ferroptim class's name.
 for _cls in _OPTIMIZERS.values():
     globals()[_cls.__name__] = adapter(_cls)
 
-__all__ = ["TorchOptimizer", "adapter", *(c.__name__ for c in _OPTIMIZERS.values())]
+__all__ = ["TorchOptimizer", "adapter", "Adafactor", "Muon", *(c.__name__ for c in _OPTIMIZERS.values())]
 
 del _cls
