@@ -248,3 +248,262 @@ def test_a_state_dict_that_does_not_fit_is_refused_before_anything_changes():
                 "param_groups": mo.state_dict()["param_groups"],
             }
         )
+
+
+# -- LBFGS ---------------------------------------------------------------------------------
+# Both run the same torch closure on the same parameters, so only the optimizers' arithmetic
+# differs: tests/test_lbfgs.py's tolerances (float64: rtol 1e-9, atol 1e-12; float32: rtol
+# and atol 2e-4; the loss to 10x the rtol; d to rtol 1e-6) and its rule of comparing a
+# bounded number of iterations, as the iterations amplify the first ulp of difference
+# (about 1.3x per iteration on Rosenbrock with fixed steps). Here 6 steps each: float64 with
+# max_iter <= 7 (at most 42 iterations; measured worst 3.6e-11 of the parameters, Rosenbrock
+# with fixed steps, against 7e-9 at 60 iterations), float32 with max_iter 3 (at most 18;
+# measured worst 4e-6, against 2.5e-4 at iteration 18 of max_iter=4's path on Rosenbrock
+# with the line search, where float32 no longer resolves the loss differences it compares).
+# The MLP with torch's defaults (20 iterations a step) in float64: 120 iterations, measured
+# 7e-12. At the middle step both take a checkpoint; torch's class loads ours and ours loads
+# torch's, and the four continue in step.
+LBFGS_STEPS = 6
+LBFGS_TOLERANCE = {torch.float32: dict(rtol=2e-4, atol=2e-4), torch.float64: dict(rtol=1e-9, atol=1e-12)}
+LBFGS_CASES = [
+    dict(max_iter=7),
+    dict(lr=0.1, max_iter=5, history_size=3),
+    dict(line_search_fn="strong_wolfe", max_iter=7),
+    dict(lr=0.5, max_iter=7, history_size=4, line_search_fn="strong_wolfe", tolerance_change=1e-12),
+]
+LBFGS_FLOAT32_MAX_ITER = 3
+
+
+def rosenbrock_problem(dtype):
+    """tests/test_lbfgs.py's 4-dimensional Rosenbrock as one (2, 2) tensor: (model, loss(model))."""
+    x = torch.nn.Parameter(torch.tensor([[-1.2, 1.0], [-0.5, 0.8]], dtype=dtype))
+    model = torch.nn.ParameterList([x])
+
+    def loss(m):
+        v = m[0].reshape(-1)
+        a, b = v[:-1], v[1:]
+        return (100.0 * (b - a * a) ** 2 + (1.0 - a) ** 2).sum()
+
+    return model, loss
+
+
+def mlp_problem(dtype):
+    X, Y = data(dtype)
+    return network(dtype), lambda m: loss_of(m, X, Y)
+
+
+LBFGS_PROBLEMS = {"mlp": mlp_problem, "rosenbrock": rosenbrock_problem}
+
+
+def closure_of(model, opt, loss):
+    def closure():
+        opt.zero_grad()
+        out = loss(model)
+        out.backward()
+        return out
+
+    return closure
+
+
+def flat(model):
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(
+    "kw", LBFGS_CASES, ids=lambda v: ",".join(f"{a}={b}" for a, b in v.items()) or "defaults"
+)
+@pytest.mark.parametrize("problem", list(LBFGS_PROBLEMS))
+def test_lbfgs_matches_torch_step_by_step_and_resumes_from_either_checkpoint(problem, kw, dtype):
+    if dtype == torch.float32:
+        kw = dict(kw, max_iter=LBFGS_FLOAT32_MAX_ITER)
+    tol = LBFGS_TOLERANCE[dtype]
+    ours_model, loss = LBFGS_PROBLEMS[problem](dtype)
+    theirs_model = copy.deepcopy(ours_model)
+    ours = fot.LBFGS(ours_model.parameters(), **kw)
+    theirs = torch.optim.LBFGS(theirs_model.parameters(), **kw)
+    resumed: list = []  # (model, optimizer, the model it must follow, what)
+    for k in range(LBFGS_STEPS):
+        msg = f"step {k + 1}"
+        lo = ours.step(closure_of(ours_model, ours, loss))
+        lt = theirs.step(closure_of(theirs_model, theirs, loss))
+        assert isinstance(lo, torch.Tensor) and lo.requires_grad  # the closure's first loss
+        torch.testing.assert_close(lo.detach(), lt.detach(), rtol=10 * tol["rtol"], atol=1e-12, msg=msg)
+        torch.testing.assert_close(flat(ours_model), flat(theirs_model), **tol, msg=msg)
+        so, st = ours.state_dict()["state"][0], theirs.state_dict()["state"][0]
+        assert set(so) == set(st) - {"al"}
+        assert (so["n_iter"], so["func_evals"]) == (st["n_iter"], st["func_evals"]), msg
+        assert len(so["old_dirs"]) == len(st["old_dirs"]), msg
+        assert so["d"].dtype == st["d"].dtype == dtype
+        torch.testing.assert_close(so["d"], st["d"], rtol=1e-6, atol=tol["atol"], msg=msg)
+        for m, opt, follows, what in resumed:
+            opt.step(closure_of(m, opt, loss))
+            torch.testing.assert_close(flat(m), flat(follows), **tol, msg=f"{what}, {msg}")
+        if k == LBFGS_STEPS // 2 - 1:
+            # checkpoints (deep copies: torch's state_dict shares its state tensors): torch's
+            # class loads ours and ours loads torch's; each continues as the one it came from
+            sd_ours, sd_theirs = copy.deepcopy(ours.state_dict()), copy.deepcopy(theirs.state_dict())
+            m1, m2 = copy.deepcopy(ours_model), copy.deepcopy(theirs_model)
+            torch_from_ours = torch.optim.LBFGS(m1.parameters(), **kw)
+            torch_from_ours.load_state_dict(sd_ours)
+            ours_from_torch = fot.LBFGS(m2.parameters(), **kw)
+            ours_from_torch.load_state_dict(sd_theirs)
+            resumed = [
+                (m1, torch_from_ours, ours_model, "torch's LBFGS resumed from ours"),
+                (m2, ours_from_torch, theirs_model, "ours resumed from torch's LBFGS"),
+            ]
+
+
+def test_lbfgs_with_torchs_defaults_matches_torch_on_the_mlp():
+    ours_model, loss = mlp_problem(torch.float64)
+    theirs_model = copy.deepcopy(ours_model)
+    ours, theirs = fot.LBFGS(ours_model.parameters()), torch.optim.LBFGS(theirs_model.parameters())
+    assert ours.param_groups[0].keys() == theirs.param_groups[0].keys()
+    assert all(ours.param_groups[0][k] == v for k, v in theirs.param_groups[0].items() if k != "params")
+    assert ours.defaults == theirs.defaults
+    for k in range(LBFGS_STEPS):
+        lo = ours.step(closure_of(ours_model, ours, loss))
+        lt = theirs.step(closure_of(theirs_model, theirs, loss))
+        torch.testing.assert_close(lo.detach(), lt.detach(), rtol=1e-8, atol=1e-12, msg=f"step {k + 1}")
+        torch.testing.assert_close(flat(ours_model), flat(theirs_model), **LBFGS_TOLERANCE[torch.float64])
+    so, st = ours.state_dict()["state"][0], theirs.state_dict()["state"][0]
+    assert (so["n_iter"], so["func_evals"]) == (st["n_iter"], st["func_evals"])
+    assert so["n_iter"] > 5 * 20  # up to 20 iterations a step, as torch's default
+
+
+def test_lbfgs_resumes_bit_for_bit_from_its_checkpoint_and_deepcopy_and_schedulers_drive_lr():
+    X, Y = data(torch.float64)
+    loss = lambda m: loss_of(m, X, Y)  # noqa: E731
+    a = network(torch.float64)
+    oa = fot.LBFGS(a.parameters(), max_iter=3, history_size=5, line_search_fn="strong_wolfe")
+    for _ in range(3):
+        oa.step(closure_of(a, oa, loss))
+    b = copy.deepcopy(a)
+    ob = fot.LBFGS(b.parameters(), max_iter=3, history_size=5, line_search_fn="strong_wolfe")
+    ob.load_state_dict(copy.deepcopy(oa.state_dict()))
+    c, oc = copy.deepcopy((a, oa))  # the copy optimizes the copy's parameters
+    assert all(p is q for p, q in zip(c.parameters(), oc.param_groups[0]["params"]))
+    for _ in range(3):
+        oa.step(closure_of(a, oa, loss))
+        ob.step(closure_of(b, ob, loss))
+        oc.step(closure_of(c, oc, loss))
+    for p, q, r in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(p, q) and torch.equal(p, r)
+    assert oa.state_dict()["state"].keys() == {0}
+    for k, v in oa.state_dict()["state"][0].items():
+        for o in (ob, oc):
+            w = o.state_dict()["state"][0][k]
+            assert (torch.equal(torch.stack(v), torch.stack(w)) if isinstance(v, list) else
+                    torch.equal(v, w) if isinstance(v, torch.Tensor) else v == w), k  # fmt: skip
+    # lr read from param_groups at every step: lr 0 leaves the parameters where they are
+    torch.optim.lr_scheduler.LambdaLR(ob, lambda epoch: 0.0)
+    assert ob.param_groups[0]["lr"] == 0.0
+    before = [p.clone() for p in b.parameters()]
+    ob.step(closure_of(b, ob, loss))
+    assert all(torch.equal(p, q) for p, q in zip(before, b.parameters()))
+    # a one-element tensor lr, as torch accepts
+    d = network(torch.float64)
+    e = copy.deepcopy(d)
+    od = fot.LBFGS(d.parameters(), lr=torch.tensor(0.5), max_iter=4)
+    oe = fot.LBFGS(e.parameters(), lr=0.5, max_iter=4)
+    od.step(closure_of(d, od, loss))
+    oe.step(closure_of(e, oe, loss))
+    assert all(torch.equal(p, q) for p, q in zip(d.parameters(), e.parameters()))
+
+
+def test_lbfgs_named_parameters_and_maximize_as_torch():
+    X, Y = data(torch.float64)
+    ours_model = network(torch.float64)
+    theirs_model = copy.deepcopy(ours_model)
+    neg = lambda m: -loss_of(m, X, Y)  # noqa: E731
+    ours = fot.LBFGS(ours_model.named_parameters(), max_iter=5, maximize=True)
+    theirs = torch.optim.LBFGS(theirs_model.named_parameters(), max_iter=5, maximize=True)
+    for _ in range(3):
+        ours.step(closure_of(ours_model, ours, neg))
+        theirs.step(closure_of(theirs_model, theirs, neg))
+    torch.testing.assert_close(flat(ours_model), flat(theirs_model), **LBFGS_TOLERANCE[torch.float64])
+    assert ours.state_dict()["param_groups"][0]["param_names"] == [
+        n for n, _ in ours_model.named_parameters()
+    ]
+    assert ours.state_dict()["param_groups"] == theirs.state_dict()["param_groups"]
+
+
+def test_lbfgs_refuses_bad_arguments_before_anything_changes():
+    m = network(torch.float32)
+    for kw, error, match in [
+        (dict(line_search_fn="armijo"), ValueError, "line_search_fn"),
+        (dict(history_size=0), ValueError, "history_size"),
+        (dict(max_iter=0), ValueError, "max_iter"),
+        (dict(max_eval=0), ValueError, "max_eval"),
+        (dict(lr=-1.0), ValueError, "lr"),
+        (dict(lr=torch.tensor([0.1, 0.2])), ValueError, "1-element"),
+        (dict(tolerance_grad=-1e-7), ValueError, "tolerance_grad"),
+        (dict(tolerance_change="0"), TypeError, "tolerance_change"),
+    ]:
+        with pytest.raises(error, match=match):
+            fot.LBFGS(m.parameters(), **kw)
+    with pytest.raises(ValueError, match="parameter groups"):
+        fot.LBFGS([{"params": [m[0].weight]}, {"params": [m[0].bias]}])
+    with pytest.raises(ValueError, match="parameter groups"):
+        torch.optim.LBFGS([{"params": [m[0].weight]}, {"params": [m[0].bias]}])
+    with pytest.raises(ValueError, match="lr"):
+        fot.LBFGS([{"params": list(m.parameters()), "lr": -1.0}])
+    with pytest.raises(TypeError, match="one dtype"):
+        fot.LBFGS([m[0].weight, torch.zeros(3, dtype=torch.float64, requires_grad=True)])
+    with pytest.raises(TypeError, match="float32 or float64"):
+        fot.LBFGS([torch.zeros(3, dtype=torch.float16)])
+    with pytest.raises(ValueError, match="contiguous"):
+        fot.LBFGS([torch.zeros(3, 4).t()])
+    opt = fot.LBFGS(m.parameters())
+    with pytest.raises(ValueError, match="parameter groups"):
+        opt.add_param_group({"params": [torch.zeros(2)]})
+    assert len(opt.param_groups) == 1
+    with pytest.raises(TypeError, match="closure"):
+        opt.step(None)
+    X, Y = data(torch.float32)
+    before = [p.clone() for p in m.parameters()]
+
+    def failing_at(n):
+        calls = []
+
+        def closure():
+            calls.append(1)
+            opt.zero_grad()
+            out = loss_of(m, X, Y)
+            out.backward()
+            if len(calls) == n:
+                raise RuntimeError("boom")
+            return out
+
+        return closure
+
+    for n in (1, 3):
+        with pytest.raises(RuntimeError, match="boom"):
+            opt.step(failing_at(n))
+        assert all(torch.equal(p, q) for p, q in zip(before, m.parameters()))  # the step undone
+        assert not opt.state
+    with pytest.raises(TypeError, match="the closure must return the loss"):
+        opt.step(lambda: None)
+    assert all(torch.equal(p, q) for p, q in zip(before, m.parameters()))
+    # a param group edited to a bad value: refused at the step, before the closure runs
+    opt.param_groups[0]["history_size"] = 0
+    with pytest.raises(ValueError, match="history_size"):
+        opt.step(lambda: pytest.fail("the closure ran"))
+    opt.param_groups[0]["history_size"] = 100
+    # a refused state_dict changes nothing
+    opt.step(closure_of(m, opt, lambda mm: loss_of(mm, X, Y)))
+    good = copy.deepcopy(opt.state_dict())
+    for edit, match in [
+        (lambda sd: sd["param_groups"][0].update(max_iter=0), "max_iter"),
+        (lambda sd: sd["state"][0].update(d=torch.zeros(3)), "d"),
+        (lambda sd: sd["state"][0].update(what=1), "what"),
+        (lambda sd: sd["param_groups"].append(dict(sd["param_groups"][0])), "param groups"),
+        (lambda sd: sd["param_groups"][0].update(params=[0]), "parameters"),
+    ]:
+        bad = copy.deepcopy(good)
+        edit(bad)
+        with pytest.raises(ValueError, match=match):
+            opt.load_state_dict(bad)
+        after = opt.state_dict()
+        assert after["param_groups"] == good["param_groups"]
+        torch.testing.assert_close(after["state"], good["state"], rtol=0, atol=0)

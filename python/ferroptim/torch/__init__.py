@@ -16,7 +16,8 @@ There is one class per ferroptim optimizer (``SGD``, ``Momentum``, ``RMSprop``, 
 ``AdamW``, ``Adagrad``, ``Adadelta``, ``Adamax``, ``NAdam``, ``RAdam``, ``Lion``), made from
 the registry :data:`ferroptim.optim.OPTIMIZERS`; see :class:`TorchOptimizer` for what they
 share. ``Adafactor`` and ``Muon`` (torch's arguments, state and ``state_dict``) run the
-kernels of :class:`ferroptim.Adafactor` and :class:`ferroptim.Muon`. Needs PyTorch: ``pip install ferroptim[torch]``.
+kernels of :class:`ferroptim.Adafactor` and :class:`ferroptim.Muon`; ``LBFGS`` runs
+:class:`ferroptim.LBFGS` with torch's ``step(closure)``. Needs PyTorch: ``pip install ferroptim[torch]``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ except ImportError as _e:
     ) from _e
 
 from ..optim import OPTIMIZERS as _OPTIMIZERS
+from ._lbfgs import LBFGS
 from ._optimizer import TorchOptimizer, adapter
 from ._pertensor import Adafactor, Muon
 
@@ -36,6 +38,13 @@ from ._pertensor import Adafactor, Muon
 for _cls in _OPTIMIZERS.values():
     globals()[_cls.__name__] = adapter(_cls)
 
-__all__ = ["TorchOptimizer", "adapter", "Adafactor", "Muon", *(c.__name__ for c in _OPTIMIZERS.values())]
+__all__ = [
+    "TorchOptimizer",
+    "adapter",
+    "Adafactor",
+    "Muon",
+    "LBFGS",
+    *(c.__name__ for c in _OPTIMIZERS.values()),
+]
 
 del _cls
