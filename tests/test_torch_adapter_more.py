@@ -484,6 +484,8 @@ def test_lbfgs_refuses_bad_arguments_before_anything_changes():
         assert not opt.state
     with pytest.raises(TypeError, match="the closure must return the loss"):
         opt.step(lambda: None)
+    with pytest.raises(ValueError, match="one-element loss"):
+        opt.step(lambda: torch.zeros(2))
     assert all(torch.equal(p, q) for p, q in zip(before, m.parameters()))
     # a param group edited to a bad value: refused at the step, before the closure runs
     opt.param_groups[0]["history_size"] = 0

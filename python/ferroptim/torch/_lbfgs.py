@@ -174,10 +174,16 @@ class LBFGS(torch.optim.Optimizer):
                 loss = closure()
             if not first:
                 first.append(loss)
-            if isinstance(loss, torch.Tensor) and loss.numel() != 1:
-                raise ValueError(f"the closure must return a one-element loss, got shape {tuple(loss.shape)}")
+            if isinstance(loss, torch.Tensor):
+                if loss.numel() != 1:
+                    raise ValueError(
+                        f"the closure must return a one-element loss, got shape {tuple(loss.shape)}"
+                    )
+                loss_value: Any = loss.detach()
+            else:
+                loss_value = loss
             try:
-                value = float(loss)
+                value = float(loss_value)
             except (TypeError, ValueError):
                 raise TypeError(f"the closure must return the loss, got {type(loss).__name__}") from None
             return value, [_grad(p, j) for j, p in enumerate(self._params)]
