@@ -13,11 +13,12 @@ Rust engine: ::
         sched.step()
 
 There is one class per ferroptim optimizer (``SGD``, ``Momentum``, ``RMSprop``, ``Adam``,
-``AdamW``, ``Adagrad``, ``Adadelta``, ``Adamax``, ``NAdam``, ``RAdam``, ``Lion``), made from
-the registry :data:`ferroptim.optim.OPTIMIZERS`; see :class:`TorchOptimizer` for what they
+``AdamW``, ``Adagrad``, ``Adadelta``, ``Adamax``, ``NAdam``, ``RAdam``, ``Rprop``, ``ASGD``,
+``Lion``), made from the registry :data:`ferroptim.optim.OPTIMIZERS`; see :class:`TorchOptimizer` for what they
 share. ``Adafactor`` and ``Muon`` (torch's arguments, state and ``state_dict``) run the
 kernels of :class:`ferroptim.Adafactor` and :class:`ferroptim.Muon`; ``LBFGS`` runs
-:class:`ferroptim.LBFGS` with torch's ``step(closure)``. Needs PyTorch: ``pip install ferroptim[torch]``.
+:class:`ferroptim.LBFGS` with torch's ``step(closure)`` (one param group, as torch's). Needs
+PyTorch: ``pip install ferroptim[torch]``.
 """
 
 from __future__ import annotations
