@@ -13,9 +13,12 @@ Rust engine: ::
         sched.step()
 
 There is one class per ferroptim optimizer (``SGD``, ``Momentum``, ``RMSprop``, ``Adam``,
-``AdamW``, ``Adagrad``, ``Adadelta``, ``Adamax``, ``NAdam``, ``RAdam``, ``Lion``), made from
-the registry :data:`ferroptim.optim.OPTIMIZERS`; see :class:`TorchOptimizer` for what they
-share. Needs PyTorch: ``pip install ferroptim[torch]``.
+``AdamW``, ``Adagrad``, ``Adadelta``, ``Adamax``, ``NAdam``, ``RAdam``, ``Rprop``, ``ASGD``,
+``Lion``), made from the registry :data:`ferroptim.optim.OPTIMIZERS`; see :class:`TorchOptimizer` for what they
+share. ``Adafactor`` and ``Muon`` (torch's arguments, state and ``state_dict``) run the
+kernels of :class:`ferroptim.Adafactor` and :class:`ferroptim.Muon`; ``LBFGS`` runs
+:class:`ferroptim.LBFGS` with torch's ``step(closure)`` (one param group, as torch's). Needs
+PyTorch: ``pip install ferroptim[torch]``.
 """
 
 from __future__ import annotations
@@ -28,12 +31,21 @@ except ImportError as _e:
     ) from _e
 
 from ..optim import OPTIMIZERS as _OPTIMIZERS
+from ._lbfgs import LBFGS
 from ._optimizer import TorchOptimizer, adapter
+from ._pertensor import Adafactor, Muon
 
 # One adapter class per registry entry, under the ferroptim class's name.
 for _cls in _OPTIMIZERS.values():
     globals()[_cls.__name__] = adapter(_cls)
 
-__all__ = ["TorchOptimizer", "adapter", *(c.__name__ for c in _OPTIMIZERS.values())]
+__all__ = [
+    "TorchOptimizer",
+    "adapter",
+    "Adafactor",
+    "Muon",
+    "LBFGS",
+    *(c.__name__ for c in _OPTIMIZERS.values()),
+]
 
 del _cls
