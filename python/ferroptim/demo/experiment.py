@@ -77,7 +77,7 @@ class Experiment:
             flush=True,
         )
 
-        results = {}
+        results: dict[tuple[RunSpec, Budget], dict] = {}
         # NumPy's BLAS on one thread: on this network's small matrices its threads cost more
         # than they save (up to 30x slower per batch of 512 on a busy 2-core machine).
         with threadpool_limits(1, user_api="blas"):
