@@ -260,7 +260,10 @@ def test_the_optimizer_comparison_counts_updates_and_the_batch_size_comparison_s
     # a budget given on the command line is every run's, unless the optimizer's is given too
     assert configured(["--seconds", "1"]) == (Budget(seconds=1.0), Budget(seconds=1.0))
     assert configured(["--epochs", "2"]) == (Budget(epochs=2.0), Budget(epochs=2.0))
-    assert configured(["--seconds", "1", "--optimizer-epochs", "2"]) == (Budget(seconds=1.0), Budget(epochs=2.0))
+    assert configured(["--seconds", "1", "--optimizer-epochs", "2"]) == (
+        Budget(seconds=1.0),
+        Budget(epochs=2.0),
+    )
     # the lecture preset has one budget
     assert configured(["--preset", "lecture"]) == (Budget(epochs=5000), Budget(epochs=5000))
 
