@@ -154,6 +154,12 @@ def test_math_becomes_mathml():
     assert "&#x003B2;" in out and "arithmatex" not in out  # beta, and nothing left for JavaScript
 
 
+def test_latex_escapes_in_text_render_as_the_character():
+    html = '<span class="arithmatex">\\(\\text{decay\\_rate} \\cdot \\text{50\\%}\\)</span>'
+    out = hooks.MATH.sub(hooks._mathml, html)
+    assert "decay_rate" in out and "50%" in out and "\\" not in out
+
+
 def test_dataclass_defaults_from_a_factory_read_as_the_value_they_make():
     import griffe
 

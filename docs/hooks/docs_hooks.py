@@ -112,6 +112,8 @@ def on_files(files, config):
 
 
 MATH = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.S)
+MTEXT = re.compile(r"(<mtext[^>]*>)(.*?)(</mtext>)", re.S)
+TEXT_ESCAPE = re.compile(r"\\([_%&#$])")
 
 
 def _mathml(match: re.Match) -> str:
@@ -130,6 +132,8 @@ def _mathml(match: re.Match) -> str:
     except Exception as e:  # latex2mathml raises its own exception types
         log.warning("could not render the formula %r: %s", tex, e)
         return match.group(0)
+    # latex2mathml keeps LaTeX's escapes inside \text{} literally ("decay\_rate"): unescape them
+    out = MTEXT.sub(lambda m: m.group(1) + TEXT_ESCAPE.sub(r"\1", m.group(2)) + m.group(3), out)
     return f'<{tag} class="math">{out}</{tag}>'
 
 
