@@ -507,3 +507,87 @@ def test_they_are_exported_and_named_like_the_package():
         )
         assert cls.__module__ == "ferroptim.optim"
         assert f"{name} (" in repr(cls([np.ones(2)]))
+
+
+# -- MLP.fit ---------------------------------------------------------------------------------
+
+
+def _blobs(m=400, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, 4))
+    Y = (X @ np.array([1.0, -2.0, 0.5, 1.5]) + 0.3 * rng.standard_normal(m) > 0).astype(np.float64)[:, None]
+    return X, Y
+
+
+@pytest.mark.parametrize("kind", ["adamw", "sgd"])
+def test_fit_trains_in_train_mode_and_leaves_the_eval_weights(kind):
+    X, Y = _blobs()
+    model = fo.nn.MLP([4, 16, 1], hidden="tanh", output="sigmoid", dtype=np.float64, seed=3)
+    twin = fo.nn.MLP([4, 16, 1], hidden="tanh", output="sigmoid", dtype=np.float64, seed=3)
+    h = {"lr": 0.02, "warmup_steps": 10} if kind == "adamw" else {"lr": 0.5, "warmup_steps": 10}
+    opt, topt = OURS[kind](model.params, **h), OURS[kind](twin.params, **h)
+    before = model.cost(X, Y)
+    hist = model.fit(X, Y, opt, batch_size=32, epochs=3, seed=1)
+    assert opt.param_groups[0]["train_mode"] is False and opt.param_groups[0]["k"] == 3 * 13
+    # the same numbers as the package's loop: train(), a step per batch at y, eval()
+    topt.train()
+    costs = []
+    batches = fo.MiniBatches(X, Y, batch_size=32, seed=1)
+    for _ in range(3):
+        for Xb, Yb in batches:
+            c, g = twin.loss_and_grad(Xb, Yb)
+            costs.append(c)
+            topt.step(g)
+    topt.eval()
+    np.testing.assert_array_equal(hist.costs, costs)
+    for k in model.params:
+        np.testing.assert_array_equal(model.params[k], twin.params[k], err_msg=k)
+    assert model.cost(X, Y) < 0.6 * before
+    # predict uses the eval weights x; train() moves the parameters to y, which predict differently
+    x_proba = model.predict_proba(X)
+    np.testing.assert_array_equal(x_proba, twin.predict_proba(X))
+    opt.train()
+    assert not np.array_equal(model.predict_proba(X), x_proba)
+    opt.eval()
+
+
+def test_fit_validates_and_calls_back_with_the_eval_weights_and_resumes_training_at_y():
+    X, Y = _blobs()
+    Xv, Yv = _blobs(100, seed=9)
+    a = fo.nn.MLP([4, 8, 1], output="sigmoid", dtype=np.float64, seed=0)
+    b = fo.nn.MLP([4, 8, 1], output="sigmoid", dtype=np.float64, seed=0)
+    oa, ob = fo.ScheduleFreeAdamW(a.params, lr=0.01), fo.ScheduleFreeAdamW(b.params, lr=0.01)
+    seen = []
+    hist = a.fit(
+        X, Y, oa, batch_size=50, epochs=2, seed=0, validation_data=(Xv, Yv),
+        callbacks=[lambda e, logs: seen.append((oa.param_groups[0]["train_mode"], a.params["W1"].copy()))],
+    )  # fmt: skip
+    # the package's loop with an evaluation after each epoch
+    ob.train()
+    batches, val = fo.MiniBatches(X, Y, batch_size=50, seed=0), []
+    for _ in range(2):
+        for Xb, Yb in batches:
+            ob.step(b.loss_and_grad(Xb, Yb)[1])
+        ob.eval()
+        val.append(b.cost(Xv, Yv))
+        ob.train()
+    ob.eval()
+    assert [mode for mode, _ in seen] == [False, False]
+    np.testing.assert_allclose(hist.val_costs, val, rtol=1e-12)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+
+
+def test_fit_refuses_a_schedule_free_optimizer_on_other_arrays_and_zero_epochs_change_nothing():
+    X, Y = _blobs(50)
+    model = fo.nn.MLP([4, 3, 1], output="sigmoid", seed=0)
+    other = fo.nn.MLP([4, 3, 1], output="sigmoid", seed=0)
+    with pytest.raises(ValueError, match="other arrays"):
+        model.fit(X, Y, fo.ScheduleFreeSGD(other.params))
+    opt = fo.ScheduleFreeSGD(model.params, lr=0.1)
+    model.fit(X, Y, opt, epochs=1)
+    after = {k: v.copy() for k, v in model.params.items()}
+    model.fit(X, Y, opt, epochs=0)
+    for k in after:
+        np.testing.assert_array_equal(model.params[k], after[k])
+    assert opt.param_groups[0]["train_mode"] is False

@@ -100,6 +100,12 @@ class _ScheduleFree:
             )
         return [a for ps in self._param_lists for a in ps]
 
+    def _check_groups(self) -> None:
+        """Every group's options and scalars checked, and its parameters the ones given."""
+        self._arrays()
+        for gi, g in enumerate(self.param_groups):
+            self._check_hyper(g, gi)
+
     def _switch(self, to_train: bool) -> None:
         self._arrays()
         hypers = [self._check_hyper(g, gi) for gi, g in enumerate(self.param_groups)]
