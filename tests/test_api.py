@@ -153,9 +153,9 @@ def test_every_public_name_has_a_docstring():
 
 
 def test_every_optimizer_class_is_registered_once_under_its_engine_name():
-    # LBFGS (a closure per step), Muon (matrices) and Adafactor (factored state) are not
-    # engine optimizers: not registered
-    outside = ("Optimizer", "LBFGS", "Muon", "Adafactor")
+    # LBFGS (a closure per step), Muon (matrices), Adafactor (factored state) and the
+    # schedule-free pair (a train/eval switch) are not engine optimizers: not registered
+    outside = ("Optimizer", "LBFGS", "Muon", "Adafactor", "ScheduleFreeAdamW", "ScheduleFreeSGD")
     classes = [getattr(fo.optim, n) for n in fo.optim.__all__ if n not in outside]
     assert sorted(fo.optim.OPTIMIZERS) == sorted(c._kind for c in classes)
     for cls in classes:

@@ -98,6 +98,30 @@ def adafactor_step(
     maximize: bool,
     foreach: bool,
 ) -> None: ...
+def schedulefree_adamw_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    z: np.ndarray,
+    exp_avg_sq: np.ndarray,
+    beta2: float,
+    one_minus_beta2: float,
+    bias_correction2: float,
+    eps: float,
+    weight_decay: float,
+    ckp1: float,
+    y_alpha: float,
+    lr: float,
+) -> None: ...
+def schedulefree_sgd_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    z: np.ndarray,
+    weight_decay: float,
+    ckp1: float,
+    y_alpha: float,
+    lr: float,
+) -> None: ...
+def schedulefree_interpolate(param: np.ndarray, z: np.ndarray, weight: float) -> None: ...
 
 @final
 class Network:

@@ -83,7 +83,7 @@ pub enum Moments<'a, T> {
 /// torch's `start.lerp_(end, w)` on CPU: `start + w (end - start)` for `|w| < 0.5`, else
 /// `end + (w - 1) (end - start)`, each one fused multiply-add.
 #[inline(always)]
-fn lerp<T: AdafactorFloat>(start: T, end: T, w: T) -> T {
+pub(crate) fn lerp<T: AdafactorFloat>(start: T, end: T, w: T) -> T {
     if w.abs() < T::from_f64(0.5) {
         w.fma(end - start, start)
     } else {

@@ -3,7 +3,7 @@
 //! multi-tensor apply that owns the state ([`optimizer`]), the EWA they are built on ([`ewa`])
 //! and the element-wise operations over lists of tensors ([`ops`]: norms, clipping, scaling).
 //! The optimizers whose state is not per-element slots step one tensor at a time outside the
-//! engine: [`lbfgs`], [`muon`] and [`adafactor`] (factored second moments).
+//! engine: [`lbfgs`], [`muon`], [`adafactor`] (factored second moments) and [`schedulefree`].
 
 pub mod adafactor;
 pub mod bf16;
@@ -14,4 +14,5 @@ pub mod lbfgs;
 pub mod muon;
 pub mod ops;
 pub mod optimizer;
+pub mod schedulefree;
 pub mod subnormal;

@@ -441,7 +441,11 @@ class MLP(_Inputs):
                 batch, ``wrapper.step(model.loss_and_grad(Xb, Yb)[1])``. :class:`ferroptim.LBFGS`
                 (with ``batch_size=None``) takes one ``step`` per epoch over the whole data,
                 each cost and gradient one Rust call; ``history.costs`` holds each step's
-                first cost.
+                first cost. :class:`ferroptim.ScheduleFreeAdamW` / :class:`ferroptim.ScheduleFreeSGD`
+                train through the Python loop too, as their package asks: ``train()`` before the
+                first update (the parameters hold ``y``), ``eval()`` for each epoch's validation
+                and callbacks (then ``train()`` again) and when fit returns, so the model
+                predicts, scores and is saved with the averaged weights ``x``.
             batch_size: examples per batch (>= 1), or None for the whole set (batch
                 gradient descent).
             epochs: epochs to train (>= 0); the first one finishes an epoch a previous fit

@@ -15,6 +15,7 @@ import numpy as np
 from ..batches import MiniBatches
 from ..data import _fit as _data
 from ..optim import LBFGS, Optimizer
+from ..optim.schedulefree import _ScheduleFree
 from ..wrappers import _Wrapper
 from ._args import _U64_MAX, _callables, _int
 from ._interrupt import _DeferredInterrupt
@@ -58,7 +59,8 @@ class _Fit:
     ) -> None:
         wrapped = isinstance(optimizer, _Wrapper)
         lbfgs = isinstance(optimizer, LBFGS)
-        if not (isinstance(optimizer, Optimizer) or wrapped or lbfgs):
+        schedule_free = isinstance(optimizer, _ScheduleFree)
+        if not (isinstance(optimizer, Optimizer) or wrapped or lbfgs or schedule_free):
             raise TypeError(f"optimizer must be a ferroptim optimizer, got {type(optimizer).__name__}")
         if lbfgs and _data.is_source(X):
             raise ValueError("optimizer: LBFGS evaluates the whole data at each step; give X and Y as arrays")
@@ -125,7 +127,7 @@ class _Fit:
             self.validation = (Xv, model._check_Y(Yv, Xv.shape[0], "validation_data Y"), Yv)
         self.callbacks = _callables("callbacks", callbacks)
         self.batch_callbacks = _callables("batch_callbacks", batch_callbacks)
-        if wrapped or lbfgs:
+        if wrapped or lbfgs or schedule_free:
             ids = {id(a) for a in (optimizer._params if lbfgs else optimizer._arrays())}
             if ids != {id(p) for p in params}:
                 raise ValueError(
@@ -149,9 +151,14 @@ class _Fit:
         self.weighted = weights is not None
         self.epochs, self.steps_per_execution, self.max_steps = epochs, steps_per_execution, max_steps
         self.progress, self.timing = progress, bool(timing)
-        self.updates: Callable[[int], tuple] = (
-            self._lbfgs_updates if lbfgs else self._python_updates if wrapped else self._rust_updates
-        )
+        self.updates: Callable[[int], tuple] = self._rust_updates
+        if lbfgs:
+            self.updates = self._lbfgs_updates
+        elif wrapped or schedule_free:
+            self.updates = self._python_updates
+        # Schedule-free: trained in train mode (the parameters hold y), evaluated and left in
+        # eval mode (they hold x), as the schedulefree package asks.
+        self.schedule_free: Optional[_ScheduleFree] = optimizer if schedule_free else None
         self.h: dict[str, list] = {k: [] for k in _HISTORY_KEYS}
         self.t_parts: dict[str, list[float]] = {k: [] for k in _TIMING_PARTS}
         self.total_updates, self.train_seconds, self.stop = 0, 0.0, False
@@ -163,7 +170,11 @@ class _Fit:
         Ctrl-C: inside each Rust call (and each update of the Python path) it stops after the
         current update, the model's counters consistent (see ``_DeferredInterrupt``);
         elsewhere (callbacks, validation, the progress bar) it acts as in any Python code."""
-        self.bar = _progress_bar(self.progress, self._planned_updates())
+        planned = self._planned_updates()
+        self.bar = _progress_bar(self.progress, planned)
+        sf = self.schedule_free if planned else None
+        if sf is not None:
+            sf.train()
         try:
             for _ in range(self.epochs):
                 if not self._epoch():
@@ -171,6 +182,8 @@ class _Fit:
         finally:
             if self.bar is not None:
                 self.bar.close()
+            if sf is not None:
+                sf.eval()
         return self._history()
 
     def _planned_updates(self) -> int:
@@ -251,6 +264,10 @@ class _Fit:
         epoch_cost = float(np.mean(costs)) if len(costs) else float("nan")
         logs = {"epoch": model.epoch - 1, "cost": epoch_cost, "seconds": seconds}
         logs["lr"] = _current_lr(self.inner)
+        evaluates = self.validation is not None or self.evaluate_source is not None or self.callbacks
+        sf = self.schedule_free if evaluates else None
+        if sf is not None:
+            sf.eval()  # validation and callbacks (checkpoints, early stopping) see x
         if self.evaluate_source is not None:
             logs["val_cost"], val_accuracy = self.evaluate_source()
             if val_accuracy is not None:
@@ -270,6 +287,8 @@ class _Fit:
             h["val_accuracy"].append(logs["val_accuracy"])
         for cb in self.callbacks:
             self.stop = bool(cb(model.epoch - 1, logs)) or self.stop
+        if sf is not None and not self.stop:
+            sf.train()
 
     def _history(self) -> History:
         """What this fit recorded, as arrays."""

@@ -41,6 +41,7 @@ from .groups import _ParamList as _ParamList
 from .groups import _parse_params as _parse_params
 from .lbfgs import LBFGS
 from .muon import Muon
+from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
 
 __all__ = [
     "Optimizer",
@@ -60,6 +61,8 @@ __all__ = [
     "LBFGS",
     "Muon",
     "Adafactor",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
 ]
 
 # Pickles name a class by its module and name. Every class a pickle may hold keeps the path

@@ -7,6 +7,7 @@ mod fit;
 mod groups;
 mod lbfgs;
 mod muon;
+mod schedulefree;
 mod state_dict;
 
 pub(crate) use adafactor::adafactor_step;
@@ -14,3 +15,6 @@ pub use engine::Engine;
 pub(super) use fit::Applied;
 pub use lbfgs::Lbfgs;
 pub(crate) use muon::muon_step;
+pub(crate) use schedulefree::{
+    schedulefree_adamw_step, schedulefree_interpolate, schedulefree_sgd_step,
+};

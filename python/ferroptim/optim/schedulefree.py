@@ -1,0 +1,502 @@
+"""Schedule-Free AdamW and SGD with the ``schedulefree`` package's algorithm, names, defaults
+and state (``AdamWScheduleFree``, ``SGDScheduleFree``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from .._checks import count, flag, real
+from .groups import (
+    _betas,
+    _check_grads,
+    _check_param_arrays,
+    _param_group,
+    _ParamGroup,
+    _parse_params,
+    _state_dict_parts,
+)
+
+# The per-group scalars the package keeps in each param group, with their start values.
+_COUNTERS: dict[str, Any] = {
+    "k": 0,
+    "train_mode": False,
+    "weight_sum": 0.0,
+    "lr_max": -1.0,
+    "scheduled_lr": 0.0,
+}
+
+
+class _ScheduleFree:
+    """What Schedule-Free AdamW and SGD share: param groups holding the package's
+    per-group scalars, the ``y``/``x`` switch of :meth:`train` and :meth:`eval`, the step's
+    schedule, and ``state_dict``."""
+
+    _name = ""
+    _state_keys: tuple[str, ...] = ()
+
+    def __init__(self, params: Any, defaults: dict[str, Any]):
+        self.defaults = {**defaults, **_COUNTERS}
+        self._check_hyper(self.defaults, 0)
+        groups, names, keys = _parse_params(params)
+        full = []
+        for gi, group in enumerate(groups):
+            g = dict(self.defaults)
+            g.update(group)
+            if "betas" in g:
+                g["betas"] = _betas(g["betas"])
+            self._check_hyper(g, gi)
+            full.append(g)
+        _check_param_arrays([a for g in full for a in g["params"]], names)
+        self._names, self._keys = names, keys
+        self.param_groups: list[dict] = [_param_group(g) for g in full]
+        self._param_lists = [g["params"] for g in self.param_groups]
+        self._state: dict[int, dict[str, np.ndarray]] = {}
+
+    # -- subclass hooks -------------------------------------------------------------------
+    def _momentum(self, h: dict) -> float:
+        raise NotImplementedError
+
+    def _check_own(self, g: Mapping, where: str) -> dict:
+        raise NotImplementedError
+
+    def _step_one(self, h: dict, s: dict, p: np.ndarray, grad: np.ndarray) -> None:
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------------------------
+    def _check_hyper(self, g: Mapping, gi: int) -> dict:
+        """Group ``gi``'s options and scalars, checked (an error naming the entry)."""
+        where = f"param_groups[{gi}]"
+        for k in ("lr", "weight_decay", "warmup_steps", "r", "weight_lr_power", *_COUNTERS):
+            if k not in g:
+                raise ValueError(f"{where} lacks {k!r}")
+        foreach = g.get("foreach")
+        if foreach is not None:
+            flag(f"{where}: foreach", foreach)
+        h = {
+            "lr": real(f"{where}: lr", g["lr"], low=0.0),
+            "weight_decay": real(f"{where}: weight_decay", g["weight_decay"], low=0.0),
+            "warmup_steps": count(f"{where}: warmup_steps", g["warmup_steps"]),
+            "r": real(f"{where}: r", g["r"]),
+            "weight_lr_power": real(f"{where}: weight_lr_power", g["weight_lr_power"]),
+            "k": count(f"{where}: k", g["k"]),
+            "train_mode": flag(f"{where}: train_mode", g["train_mode"]),
+            "weight_sum": real(f"{where}: weight_sum", g["weight_sum"], low=0.0),
+            "lr_max": real(f"{where}: lr_max", g["lr_max"]),
+        }
+        h.update(self._check_own(g, where))
+        return h
+
+    def _arrays(self) -> list[np.ndarray]:
+        if len(self.param_groups) != len(self._param_lists) or any(
+            not isinstance(g, _ParamGroup) or g.get("params") is not ps
+            for g, ps in zip(self.param_groups, self._param_lists)
+        ):
+            raise ValueError(
+                f"{self._name}'s param groups and their parameters are fixed; param_groups was edited"
+            )
+        return [a for ps in self._param_lists for a in ps]
+
+    def _check_groups(self) -> None:
+        """Every group's options and scalars checked, and its parameters the ones given."""
+        self._arrays()
+        for gi, g in enumerate(self.param_groups):
+            self._check_hyper(g, gi)
+
+    def _switch(self, to_train: bool) -> None:
+        self._arrays()
+        hypers = [self._check_hyper(g, gi) for gi, g in enumerate(self.param_groups)]
+        i = 0
+        for g, h, ps in zip(self.param_groups, hypers, self._param_lists):
+            if h["train_mode"] != to_train:
+                m = self._momentum(h)
+                w = 1 - m if to_train else 1 - 1 / m
+                for j, p in enumerate(ps):
+                    s = self._state.get(i + j)
+                    if s is not None:
+                        _core.schedulefree_interpolate(p, s["z"], w)
+                g["train_mode"] = to_train
+            i += len(ps)
+
+    def train(self) -> None:
+        """Train mode: each stepped parameter is moved from ``x`` to ``y``,
+        ``p = lerp(p, z, 1 - beta1)`` (``momentum`` for SGD), in the groups in eval mode.
+        Call it before the first :meth:`step`."""
+        self._switch(True)
+
+    def eval(self) -> None:
+        """Eval mode: each stepped parameter is moved from ``y`` to the average ``x``,
+        ``p = lerp(p, z, 1 - 1/beta1)``, in the groups in train mode. Evaluate, and save
+        checkpoints, in eval mode."""
+        self._switch(False)
+
+    def step(self, grads: Any) -> None:
+        """Updates every parameter (holding ``y``) and its state in place from its gradient
+        (taken at ``y``), and each group's ``k``, ``lr_max``, ``weight_sum`` and
+        ``scheduled_lr``.
+
+        Args:
+            grads: one gradient per parameter (its shape and dtype): a list in parameter
+                order, or a dict keyed like the parameters. Only read.
+
+        Raises:
+            RuntimeError: the optimizer is in eval mode (the first group's ``train_mode``),
+                as the package refuses; call :meth:`train` first.
+            TypeError / ValueError: a gradient is missing, extra, of the wrong type, dtype
+                or shape, or shares memory with a parameter; or a hyper-parameter is out of
+                range. Nothing is modified.
+        """
+        arrays = self._arrays()
+        hypers = [self._check_hyper(g, gi) for gi, g in enumerate(self.param_groups)]
+        if not hypers[0]["train_mode"]:
+            raise RuntimeError(
+                f"{self._name} is not in train mode; call .train() before step() and .eval() "
+                "before evaluating, as schedulefree's optimizers require"
+            )
+        checked = _check_grads(grads, self._keys, arrays, self._names)
+        # every group's scalars first (Python doubles, the package's expressions), so that a
+        # failure (an overflowing weight) changes nothing
+        for g, h in zip(self.param_groups, hypers):
+            k = g["k"]
+            sched = (k + 1) / h["warmup_steps"] if k < h["warmup_steps"] else 1.0
+            lr = g["lr"] * sched
+            lr_max = max(lr, g["lr_max"])
+            weight = ((k + 1) ** g["r"]) * (lr_max ** g["weight_lr_power"])
+            weight_sum = g["weight_sum"] + weight
+            try:
+                ckp1 = weight / weight_sum
+            except ZeroDivisionError:
+                ckp1 = 0
+            h.update(k=k, sched_lr=lr, new_lr_max=lr_max, new_weight_sum=weight_sum, ckp1=ckp1)
+        i = 0
+        for g, h, ps in zip(self.param_groups, hypers, self._param_lists):
+            g["scheduled_lr"] = h["sched_lr"]
+            g["lr_max"] = h["new_lr_max"]
+            g["weight_sum"] = h["new_weight_sum"]
+            for p in ps:
+                s = self._state.get(i)
+                if s is None:
+                    s = {"z": p.copy()}
+                    if "exp_avg_sq" in self._state_keys:
+                        s["exp_avg_sq"] = np.zeros_like(p)
+                    self._state[i] = s
+                self._step_one(h, s, p, checked[i])
+                i += 1
+            g["k"] = h["k"] + 1
+
+    @property
+    def state(self) -> dict:
+        """Each stepped parameter's state (copies), keyed like the parameters."""
+        keys = self._keys if self._keys is not None else list(range(len(self._names)))
+        return {keys[i]: {k: v.copy() for k, v in s.items()} for i, s in sorted(self._state.items())}
+
+    def state_dict(self) -> dict:
+        """torch's layout: ``{"state": {i: {"z", ...}}, "param_groups": [{options and the
+        per-group scalars, "params": [indices]}]}`` (plus ``"param_names"`` when named);
+        copies. The parameters themselves are not in it: save them too (in eval mode, as
+        the package advises)."""
+        groups, start = [], 0
+        for g in self.param_groups:
+            d = {k: v for k, v in g.items() if k != "params"}
+            n = len(g["params"])
+            d["params"] = list(range(start, start + n))
+            if self._keys is not None:
+                d["param_names"] = list(self._keys[start : start + n])
+            groups.append(d)
+            start += n
+        state = {i: {k: v.copy() for k, v in s.items()} for i, s in sorted(self._state.items())}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restores what :meth:`state_dict` returned (or the package's, its tensors converted
+        to arrays: anything ``np.asarray`` reads), groups' modes included; with the
+        parameters restored too, resuming is bit-identical to never stopping. Everything is
+        checked first; a refused one changes nothing."""
+        arrays = self._arrays()
+        saved_groups, saved_state = _state_dict_parts(state_dict, len(self.param_groups))
+        new_groups: list[dict] = []
+        index_of: dict[Any, int] = {}
+        start = 0
+        for gi, (saved, ps) in enumerate(zip(saved_groups, self._param_lists)):
+            g = dict(saved)
+            ids = list(g.pop("params", []))
+            names = g.pop("param_names", None)
+            if len(ids) != len(ps):
+                raise ValueError(
+                    f"param group {gi} of state_dict has {len(ids)} parameters, this optimizer's has {len(ps)}"
+                )
+            if (
+                names is not None
+                and self._keys is not None
+                and list(names) != list(self._keys[start : start + len(ps)])
+            ):
+                raise ValueError(f"param group {gi} of state_dict names different parameters")
+            if "betas" in g:
+                g["betas"] = _betas(g["betas"])
+            self._check_hyper(g, gi)
+            for j, pid in enumerate(ids):
+                index_of[pid] = start + j
+            g["params"] = ps
+            new_groups.append(_ParamGroup(g))
+            start += len(ps)
+        states: dict[int, dict[str, np.ndarray]] = {}
+        for pid, s in saved_state.items():
+            if pid not in index_of:
+                raise ValueError(f"state_dict has state for unknown parameter {pid!r}")
+            i = index_of[pid]
+            states[i] = self._load_state(s, arrays[i], self._names[i])
+        self._state = states
+        self.param_groups = new_groups
+
+    def _load_state(self, s: Any, param: np.ndarray, name: str) -> dict[str, np.ndarray]:
+        if not isinstance(s, Mapping) or set(s) != set(self._state_keys):
+            raise ValueError(f"the state of {name} must have the entries {sorted(self._state_keys)}")
+        out = {}
+        for k in self._state_keys:
+            a = np.asarray(s[k])
+            if a.shape != param.shape or a.dtype.kind != "f":
+                raise ValueError(
+                    f"{k} of {name} must be a float array of shape {param.shape}, got {a.dtype} {a.shape}"
+                )
+            out[k] = np.array(a, dtype=param.dtype, order="C")
+        return out
+
+    def __repr__(self) -> str:
+        lines = [f"{self._name} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {g[k]}" for k in sorted(g) if k != "params"]
+        return "\n".join([*lines, ")"])
+
+
+class ScheduleFreeAdamW(_ScheduleFree):
+    """Schedule-Free AdamW (``schedulefree.AdamWScheduleFree``, Defazio et al. 2024): AdamW
+    without a learning-rate schedule; the model is evaluated at an average of the iterates.
+
+    Each parameter keeps ``z`` (the base iterate) and, implicitly, ``x`` (the weighted
+    average of the ``z``s); in train mode it holds ``y = (1 - beta1) z + beta1 x``, where
+    the gradient ``g`` is taken; in eval mode (:meth:`eval`) it holds ``x``. A step of a
+    group at its count ``k`` (0, 1, ...), the scalars in double precision::
+
+        lr_k       = lr min(1, (k + 1) / warmup_steps)          # scheduled_lr
+        lr_max     = max(lr_max, lr_k)
+        weight     = (k + 1) ** r  lr_max ** weight_lr_power
+        weight_sum = weight_sum + weight
+        c_{k+1}    = weight / weight_sum                        # ckp1; 0 if weight_sum is 0
+        v = beta2 v + ((1 - beta2) g) g                         # exp_avg_sq
+        d = g / (sqrt(v / (1 - beta2 ** (k + 1))) + eps) + weight_decay y
+        y = lerp(y, z, c_{k+1}) + lr_k (beta1 (1 - c_{k+1}) - 1) d   # lerp(a, b, w) = a + w (b - a)
+        z = z - lr_k d
+        # which is, with x never stored:
+        # x = (1 - c_{k+1}) x + c_{k+1} z,  y = (1 - beta1) z + beta1 x
+
+    Args:
+        params: writeable C-contiguous float32 or float64 arrays (a list, a dict, or a
+            list of param-group dicts).
+        lr: the learning rate (default 0.0025), >= 0: parameter units per step, ``d``
+            being about 1 per element.
+        betas: ``(beta1, beta2)`` (default ``(0.9, 0.999)``), unitless: ``beta1`` in (0, 1)
+            the interpolation between ``z`` and ``x``, ``beta2`` in [0, 1) the second
+            moment's EWA.
+        eps: added to the root of the second moment (default 1e-8), >= 0, gradient units.
+        weight_decay: L2 penalty taken at ``y`` (default 0), >= 0, per parameter unit.
+        warmup_steps: linear warmup of the learning rate over this many steps (default 0),
+            an integer >= 0.
+        r: the power of ``k + 1`` in the average's weights (default 0), a finite number.
+        weight_lr_power: the power of ``lr_max`` in the average's weights (default 2), a
+            finite number.
+        foreach: the package's option, kept in the groups (default True); on the CPU its
+            two paths compute the same values, and so does this one.
+
+    Every element-wise operation is torch's CPU kernel's (as built for AVX2 and AVX-512: its
+    fused multiply-adds in ``lerp_``, ``add_(alpha=)`` and ``addcmul_``), so parameters
+    (train and eval mode), state and group scalars equal the package's bit for bit, float32
+    and float64, wherever torch's ``sqrt`` is correctly rounded. torch built with MKL takes
+    ``sqrt`` from MKL, which on AVX-512 machines is off by an ulp for some inputs: there the
+    two agree to float rounding (tests/test_schedulefree.py).
+
+    Call :meth:`train` before :meth:`step` (the optimizer starts in eval mode, as the
+    package's does) and :meth:`eval` before evaluating or saving. Group scalars, as the
+    package keeps them: ``k``, ``train_mode``, ``weight_sum``, ``lr_max``,
+    ``scheduled_lr``. State per parameter: ``z`` and ``exp_avg_sq``, created at its first
+    step.
+
+    Example:
+        >>> import numpy as np, ferroptim as fo
+        >>> w = np.ones(3)
+        >>> opt = fo.ScheduleFreeAdamW([w], lr=0.1)
+        >>> opt.train()
+        >>> opt.step([np.array([1.0, -1.0, 0.0])])
+        >>> w.round(6), sorted(opt.state[0]), opt.param_groups[0]["k"]
+        (array([0.9, 1.1, 1. ]), ['exp_avg_sq', 'z'], 1)
+        >>> opt.eval()
+    """
+
+    _name = "ScheduleFreeAdamW"
+    _state_keys = ("z", "exp_avg_sq")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 0.0025,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2.0,
+        foreach: bool | None = True,
+    ):
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "betas": _betas(betas),
+                "eps": eps,
+                "r": r,
+                "warmup_steps": warmup_steps,
+                "weight_lr_power": weight_lr_power,
+                "weight_decay": weight_decay,
+                "foreach": foreach,
+            },
+        )
+
+    def _check_own(self, g: Mapping, where: str) -> dict:
+        for k in ("betas", "eps"):
+            if k not in g:
+                raise ValueError(f"{where} lacks {k!r}")
+        betas = g["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{where}: betas must be a pair (beta1, beta2), got {betas!r}")
+        return {
+            "beta1": real(f"{where}: betas[0]", betas[0], low=0.0, high=1.0, low_open=True, high_open=True),
+            "beta2": real(f"{where}: betas[1]", betas[1], low=0.0, high=1.0, high_open=True),
+            "eps": real(f"{where}: eps", g["eps"], low=0.0),
+        }
+
+    def _momentum(self, h: dict) -> float:
+        return h["beta1"]
+
+    def _step_one(self, h: dict, s: dict, p: np.ndarray, grad: np.ndarray) -> None:
+        beta1, beta2, lr, ckp1 = h["beta1"], h["beta2"], h["sched_lr"], h["ckp1"]
+        _core.schedulefree_adamw_step(
+            p,
+            grad,
+            s["z"],
+            s["exp_avg_sq"],
+            beta2=beta2,
+            one_minus_beta2=1 - beta2,
+            bias_correction2=1 - beta2 ** (h["k"] + 1),
+            eps=h["eps"],
+            weight_decay=h["weight_decay"],
+            ckp1=ckp1,
+            y_alpha=lr * (beta1 * (1 - ckp1) - 1),
+            lr=lr,
+        )
+
+
+class ScheduleFreeSGD(_ScheduleFree):
+    """Schedule-Free SGD (``schedulefree.SGDScheduleFree``, Defazio et al. 2024): SGD with
+    momentum replaced by interpolation between the iterate ``z`` and the average ``x`` of
+    the iterates, and no learning-rate schedule.
+
+    In train mode a parameter holds ``y = (1 - momentum) z + momentum x``, where the
+    gradient ``g`` is taken; in eval mode (:meth:`eval`) it holds ``x``. A step of a group
+    at its count ``k`` (0, 1, ...), the scalars in double precision::
+
+        lr_k       = lr min(1, (k + 1) / warmup_steps)          # scheduled_lr
+        lr_max     = max(lr_max, lr_k)
+        weight     = (k + 1) ** r  lr_max ** weight_lr_power
+        weight_sum = weight_sum + weight
+        c_{k+1}    = weight / weight_sum                        # ckp1; 0 if weight_sum is 0
+        d = g + weight_decay y
+        y = lerp(y, z, c_{k+1}) + lr_k (momentum (1 - c_{k+1}) - 1) d   # lerp(a, b, w) = a + w (b - a)
+        z = z - lr_k d
+        # which is, with x never stored:
+        # x = (1 - c_{k+1}) x + c_{k+1} z,  y = (1 - momentum) z + momentum x
+
+    Args:
+        params: writeable C-contiguous float32 or float64 arrays (a list, a dict, or a
+            list of param-group dicts).
+        lr: the learning rate (default 1.0), >= 0: parameter units per gradient unit.
+        momentum: the interpolation between ``z`` and ``x`` (default 0.9), in (0, 1),
+            unitless.
+        weight_decay: L2 penalty taken at ``y`` (default 0), >= 0, gradient units per
+            parameter unit.
+        warmup_steps: linear warmup of the learning rate over this many steps (default 0),
+            an integer >= 0.
+        r: the power of ``k + 1`` in the average's weights (default 0), a finite number.
+        weight_lr_power: the power of ``lr_max`` in the average's weights (default 2), a
+            finite number.
+        foreach: the package's option, kept in the groups (default True); on the CPU its
+            two paths compute the same values, and so does this one.
+
+    Every operation is torch's CPU kernel's (as built for AVX2 and AVX-512: ``lerp_`` and
+    ``add_(alpha=)`` one fused multiply-add each), so parameters (train and eval mode),
+    state and group scalars equal the package's bit for bit, float32 and float64
+    (tests/test_schedulefree.py). Call :meth:`train` before :meth:`step` and :meth:`eval`
+    before evaluating or saving. State per parameter: ``z``, created at its first step.
+
+    Example:
+        >>> import numpy as np, ferroptim as fo
+        >>> w = np.ones(2)
+        >>> opt = fo.ScheduleFreeSGD([w], lr=0.5)
+        >>> opt.train()
+        >>> opt.step([np.array([1.0, -2.0])])
+        >>> w, opt.state[0]["z"]
+        (array([0.5, 2. ]), array([0.5, 2. ]))
+    """
+
+    _name = "ScheduleFreeSGD"
+    _state_keys = ("z",)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1.0,
+        momentum: float = 0.9,
+        weight_decay: float = 0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2,
+        foreach: bool | None = True,
+    ):
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "momentum": momentum,
+                "r": r,
+                "warmup_steps": warmup_steps,
+                "weight_lr_power": weight_lr_power,
+                "weight_decay": weight_decay,
+                "foreach": foreach,
+            },
+        )
+
+    def _check_own(self, g: Mapping, where: str) -> dict:
+        if "momentum" not in g:
+            raise ValueError(f"{where} lacks 'momentum'")
+        return {
+            "momentum": real(
+                f"{where}: momentum", g["momentum"], low=0.0, high=1.0, low_open=True, high_open=True
+            )
+        }
+
+    def _momentum(self, h: dict) -> float:
+        return h["momentum"]
+
+    def _step_one(self, h: dict, s: dict, p: np.ndarray, grad: np.ndarray) -> None:
+        lr, ckp1 = h["sched_lr"], h["ckp1"]
+        _core.schedulefree_sgd_step(
+            p,
+            grad,
+            s["z"],
+            weight_decay=h["weight_decay"],
+            ckp1=ckp1,
+            y_alpha=lr * (h["momentum"] * (1 - ckp1) - 1),
+            lr=lr,
+        )

@@ -1,0 +1,362 @@
+//! Schedule-Free AdamW and SGD (Defazio et al. 2024) as the `schedulefree` package's
+//! `AdamWScheduleFree` and `SGDScheduleFree` run them on the CPU, one parameter at a time.
+//!
+//! The optimizer keeps two sequences per parameter: `z`, the base optimizer's iterate, and
+//! `x`, a weighted average of the `z`s. Training evaluates gradients at their interpolation
+//! `y = (1 - beta1) z + beta1 x`, which the parameter holds in train mode; the step updates
+//! `y` in place without forming `x`:
+//!
+//! ```text
+//! y = lerp(y, z, ckp1) + lr (beta1 (1 - ckp1) - 1) d      # d: the (normalized) gradient
+//! z = z - lr d
+//! ```
+//!
+//! The caller computes the scalars (`ckp1 = weight / weight_sum`, the schedule) in double
+//! precision as the package does; each element-wise operation here is the torch CPU kernel's
+//! as built for AVX2 and AVX-512 (`lerp_` and `add_(alpha=)` one fused multiply-add each,
+//! `addcmul_`'s `v + (value g) g` a product and one fused multiply-add, `mul_`, `div` and
+//! `sqrt_` rounded per operation), each scalar rounded to the parameter's dtype as torch
+//! rounds a Python number for a tensor. The square root is the correctly rounded one; torch
+//! takes its `sqrt` from MKL where it is built with it, which is within an ulp of it.
+
+use crate::optim::adafactor::{lerp, AdafactorFloat};
+use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
+use crate::runtime::simd::{self, multiversion};
+
+/// The scalars of one Schedule-Free AdamW step of a group (computed by the caller).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWHyper {
+    /// `beta2` and `1 - beta2` (rounded from the double `1 - beta2`).
+    pub beta2: f64,
+    pub one_minus_beta2: f64,
+    /// `1 - beta2 ** (k + 1)`.
+    pub bias_correction2: f64,
+    pub eps: f64,
+    /// L2 weight decay added to the normalized gradient at `y`.
+    pub weight_decay: f64,
+    /// The weight of `z` in the average, `weight / weight_sum`.
+    pub ckp1: f64,
+    /// `lr (beta1 (1 - ckp1) - 1)`, `lr` the scheduled learning rate.
+    pub y_alpha: f64,
+    /// The scheduled learning rate.
+    pub lr: f64,
+}
+
+/// The scalars of one Schedule-Free SGD step of a group (computed by the caller).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdHyper {
+    pub weight_decay: f64,
+    /// The weight of `z` in the average, `weight / weight_sum`.
+    pub ckp1: f64,
+    /// `lr (momentum (1 - ckp1) - 1)`, `lr` the scheduled learning rate.
+    pub y_alpha: f64,
+    /// The scheduled learning rate.
+    pub lr: f64,
+}
+
+/// A step's scalars rounded to the parameter's dtype, as torch rounds a Python number for a
+/// tensor; `decay` is None without weight decay (the package skips the add then).
+#[derive(Clone, Copy)]
+struct Scalars<T> {
+    beta2: T,
+    one_minus_beta2: T,
+    bias_correction2: T,
+    eps: T,
+    decay: Option<T>,
+    ckp1: T,
+    y_alpha: T,
+    neg_lr: T,
+}
+
+fn rounded<T: AdafactorFloat>(weight_decay: f64, ckp1: f64, y_alpha: f64, lr: f64) -> Scalars<T> {
+    Scalars {
+        beta2: T::ZERO,
+        one_minus_beta2: T::ZERO,
+        bias_correction2: T::ONE,
+        eps: T::ZERO,
+        decay: (weight_decay != 0.0).then(|| T::from_f64(weight_decay)),
+        ckp1: T::from_f64(ckp1),
+        y_alpha: T::from_f64(y_alpha),
+        neg_lr: -T::from_f64(lr),
+    }
+}
+
+multiversion! {
+    fn adamw_piece<T: AdafactorFloat>(k: &Scalars<T>, y: &mut [T], g: &[T], z: &mut [T], v: &mut [T]) {
+        let n = y.len();
+        let (g, z, v) = (&g[..n], &mut z[..n], &mut v[..n]);
+        for i in 0..n {
+            let gi = g[i];
+            // addcmul_'s `v + (value g) g`, which torch's kernels compute with one fma
+            let vi = (k.one_minus_beta2 * gi).fma(gi, v[i] * k.beta2);
+            v[i] = vi;
+            let mut d = gi / ((vi / k.bias_correction2).sqrt() + k.eps);
+            if let Some(decay) = k.decay {
+                d = decay.fma(y[i], d);
+            }
+            y[i] = k.y_alpha.fma(d, lerp(y[i], z[i], k.ckp1));
+            z[i] = k.neg_lr.fma(d, z[i]);
+        }
+    }
+}
+
+multiversion! {
+    fn sgd_piece<T: AdafactorFloat>(k: &Scalars<T>, y: &mut [T], g: &[T], z: &mut [T]) {
+        let n = y.len();
+        let (g, z) = (&g[..n], &mut z[..n]);
+        for i in 0..n {
+            let d = match k.decay {
+                Some(decay) => decay.fma(y[i], g[i]),
+                None => g[i],
+            };
+            y[i] = k.y_alpha.fma(d, lerp(y[i], z[i], k.ckp1));
+            z[i] = k.neg_lr.fma(d, z[i]);
+        }
+    }
+}
+
+multiversion! {
+    fn interpolate_piece<T: AdafactorFloat>(p: &mut [T], z: &[T], w: T) {
+        let z = &z[..p.len()];
+        for (p, &z) in p.iter_mut().zip(z) {
+            *p = lerp(*p, z, w);
+        }
+    }
+}
+
+/// One Schedule-Free AdamW step of a parameter `y` (train mode) in place, with its gradient
+/// `g` and state `z`, `v` (`exp_avg_sq`), all of one length:
+///
+/// ```text
+/// v = beta2 v + ((1 - beta2) g) g
+/// d = g / (sqrt(v / bias_correction2) + eps) + weight_decay y
+/// y = lerp(y, z, ckp1) + y_alpha d
+/// z = z - lr d
+/// ```
+///
+/// Split across the thread pool when large; every element is computed alike, so the result
+/// does not depend on the thread count or the SIMD level.
+pub fn adamw_step<T: AdafactorFloat>(
+    h: &AdamWHyper,
+    y: &mut [T],
+    g: &[T],
+    z: &mut [T],
+    v: &mut [T],
+) {
+    assert!(y.len() == g.len() && y.len() == z.len() && y.len() == v.len());
+    let k = Scalars {
+        beta2: T::from_f64(h.beta2),
+        one_minus_beta2: T::from_f64(h.one_minus_beta2),
+        bias_correction2: T::from_f64(h.bias_correction2),
+        eps: T::from_f64(h.eps),
+        ..rounded(h.weight_decay, h.ckp1, h.y_alpha, h.lr)
+    };
+    let level = simd::level();
+    let threaded = parallel::worth_threads(y.len());
+    let pieces: Vec<_> = y
+        .chunks_mut(CHUNK_ELEMENTS)
+        .zip(g.chunks(CHUNK_ELEMENTS))
+        .zip(z.chunks_mut(CHUNK_ELEMENTS))
+        .zip(v.chunks_mut(CHUNK_ELEMENTS))
+        .collect();
+    parallel::run_each(pieces, threaded, |(((y, g), z), v)| {
+        adamw_piece(level, &k, y, g, z, v);
+    });
+}
+
+/// One Schedule-Free SGD step of a parameter `y` (train mode) in place, with its gradient
+/// `g` and state `z`, all of one length:
+///
+/// ```text
+/// d = g + weight_decay y
+/// y = lerp(y, z, ckp1) + y_alpha d
+/// z = z - lr d
+/// ```
+pub fn sgd_step<T: AdafactorFloat>(h: &SgdHyper, y: &mut [T], g: &[T], z: &mut [T]) {
+    assert!(y.len() == g.len() && y.len() == z.len());
+    let k = rounded::<T>(h.weight_decay, h.ckp1, h.y_alpha, h.lr);
+    let level = simd::level();
+    let threaded = parallel::worth_threads(y.len());
+    let pieces: Vec<_> = y
+        .chunks_mut(CHUNK_ELEMENTS)
+        .zip(g.chunks(CHUNK_ELEMENTS))
+        .zip(z.chunks_mut(CHUNK_ELEMENTS))
+        .collect();
+    parallel::run_each(pieces, threaded, |((y, g), z)| {
+        sgd_piece(level, &k, y, g, z);
+    });
+}
+
+/// The train/eval switch: `p = lerp(p, z, w)`, with `w = 1 - 1/beta1` to move the parameter
+/// from `y` to `x` (eval) and `w = 1 - beta1` from `x` back to `y` (train).
+pub fn interpolate<T: AdafactorFloat>(p: &mut [T], z: &[T], w: f64) {
+    assert_eq!(p.len(), z.len());
+    let w = T::from_f64(w);
+    let level = simd::level();
+    let threaded = parallel::worth_threads(p.len());
+    let pieces: Vec<_> = p
+        .chunks_mut(CHUNK_ELEMENTS)
+        .zip(z.chunks(CHUNK_ELEMENTS))
+        .collect();
+    parallel::run_each(pieces, threaded, |(p, z)| interpolate_piece(level, p, z, w));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lerp_takes_the_branch_by_the_weight() {
+        assert_eq!(lerp(1.0f64, 3.0, 0.25), 1.5);
+        assert_eq!(lerp(1.0f64, 3.0, 0.75), 2.5);
+        assert_eq!(lerp(1.0f64, 3.0, -0.125), 0.75);
+    }
+
+    #[test]
+    fn sgd_with_ckp1_one_moves_y_to_z_then_steps() {
+        // first step: ckp1 = 1, y_alpha = -lr: y = z - lr g, z = z - lr g
+        let (mut y, mut z) = (vec![1.0f64, 2.0], vec![1.0f64, 2.0]);
+        let h = SgdHyper {
+            weight_decay: 0.0,
+            ckp1: 1.0,
+            y_alpha: -0.5,
+            lr: 0.5,
+        };
+        sgd_step(&h, &mut y, &[2.0, -4.0], &mut z);
+        assert_eq!(y, vec![0.0, 4.0]);
+        assert_eq!(z, y);
+    }
+
+    #[test]
+    fn adamw_first_step_normalizes_the_gradient() {
+        // v = (1 - b2) g^2, bias_correction2 = 1 - b2: d = g / (|g| + eps) ~ sign(g)
+        let (mut y, mut z, mut v) = (vec![0.0f64; 2], vec![0.0f64; 2], vec![0.0f64; 2]);
+        let h = AdamWHyper {
+            beta2: 0.75,
+            one_minus_beta2: 0.25,
+            bias_correction2: 0.25,
+            eps: 0.0,
+            weight_decay: 0.0,
+            ckp1: 1.0,
+            y_alpha: -0.5,
+            lr: 0.5,
+        };
+        adamw_step(&h, &mut y, &[3.0, -2.0], &mut z, &mut v);
+        assert_eq!(v, vec![2.25, 1.0]);
+        assert_eq!(y, vec![-0.5, 0.5]);
+        assert_eq!(z, y);
+    }
+
+    #[test]
+    fn interpolate_eval_then_train_returns_near_y() {
+        let (mut p, z) = (vec![1.0f64, -2.0], vec![0.5f64, 3.0]);
+        interpolate(&mut p, &z, 1.0 - 1.0 / 0.9);
+        interpolate(&mut p, &z, 1.0 - 0.9);
+        assert!((p[0] - 1.0).abs() < 1e-12 && (p[1] + 2.0).abs() < 1e-12);
+    }
+
+    fn filled<T: AdafactorFloat>(n: usize, seed: u64, scale: f64) -> Vec<T> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                T::from_f64(((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * scale)
+            })
+            .collect()
+    }
+
+    fn adamw_hyper(weight_decay: f64) -> AdamWHyper {
+        let (beta1, beta2, lr, ckp1) = (0.9, 0.999, 0.01, 0.25);
+        AdamWHyper {
+            beta2,
+            one_minus_beta2: 1.0 - beta2,
+            bias_correction2: 1.0 - beta2 * beta2 * beta2,
+            eps: 1e-8,
+            weight_decay,
+            ckp1,
+            y_alpha: lr * (beta1 * (1.0 - ckp1) - 1.0),
+            lr,
+        }
+    }
+
+    #[test]
+    fn adamw_element_is_the_formula_with_fused_addcmul_lerp_and_adds() {
+        let h = adamw_hyper(0.1);
+        let (y0, g, z0, v0) = (0.7f32, -0.3f32, 0.5f32, 0.02f32);
+        let (mut y, mut z, mut v) = (vec![y0], vec![z0], vec![v0]);
+        adamw_step(&h, &mut y, &[g], &mut z, &mut v);
+        let vv = (h.one_minus_beta2 as f32 * g).mul_add(g, v0 * h.beta2 as f32);
+        let d = g / ((vv / h.bias_correction2 as f32).sqrt() + h.eps as f32);
+        let d = (h.weight_decay as f32).mul_add(y0, d);
+        let lerped = (h.ckp1 as f32).mul_add(z0 - y0, y0);
+        assert_eq!(v[0], vv);
+        assert_eq!(y[0], (h.y_alpha as f32).mul_add(d, lerped));
+        assert_eq!(z[0], (-(h.lr as f32)).mul_add(d, z0));
+    }
+
+    #[test]
+    fn every_simd_level_and_thread_split_gives_the_same_bits() {
+        // longer than CHUNK_ELEMENTS and not a multiple of any vector width
+        let n = CHUNK_ELEMENTS * 2 + 37;
+        let (g, y0, z0) = (
+            filled::<f32>(n, 1, 8.0),
+            filled::<f32>(n, 2, 2.0),
+            filled::<f32>(n, 3, 2.0),
+        );
+        let v0: Vec<f32> = filled::<f32>(n, 4, 1.0).iter().map(|x| x * x).collect();
+        for decay in [0.0, 0.05] {
+            let h = adamw_hyper(decay);
+            let k = Scalars {
+                beta2: h.beta2 as f32,
+                one_minus_beta2: h.one_minus_beta2 as f32,
+                bias_correction2: h.bias_correction2 as f32,
+                eps: h.eps as f32,
+                ..rounded::<f32>(h.weight_decay, h.ckp1, h.y_alpha, h.lr)
+            };
+            let (mut y, mut z, mut v) = (y0.clone(), z0.clone(), v0.clone());
+            adamw_step(&h, &mut y, &g, &mut z, &mut v);
+            for level in simd::supported() {
+                let (mut y1, mut z1, mut v1) = (y0.clone(), z0.clone(), v0.clone());
+                adamw_piece(level, &k, &mut y1, &g, &mut z1, &mut v1);
+                assert!(y1 == y && z1 == z && v1 == v, "adamw at {level:?}");
+            }
+            let s = SgdHyper {
+                weight_decay: decay,
+                ckp1: 0.125,
+                y_alpha: -0.9,
+                lr: 0.5,
+            };
+            let (mut y, mut z) = (y0.clone(), z0.clone());
+            sgd_step(&s, &mut y, &g, &mut z);
+            let k = rounded::<f32>(s.weight_decay, s.ckp1, s.y_alpha, s.lr);
+            for level in simd::supported() {
+                let (mut y1, mut z1) = (y0.clone(), z0.clone());
+                sgd_piece(level, &k, &mut y1, &g, &mut z1);
+                assert!(y1 == y && z1 == z, "sgd at {level:?}");
+            }
+        }
+        let mut p = y0.clone();
+        interpolate(&mut p, &z0, 1.0 - 1.0 / 0.9);
+        for level in simd::supported() {
+            let mut p1 = y0.clone();
+            interpolate_piece(level, &mut p1, &z0, (1.0 - 1.0 / 0.9f64) as f32);
+            assert!(p1 == p, "interpolate at {level:?}");
+        }
+    }
+
+    #[test]
+    fn without_weight_decay_an_infinite_parameter_does_not_poison_the_step() {
+        // the package adds weight_decay * y only when weight_decay != 0: 0 * inf is NaN
+        let (mut y, mut z) = (vec![f64::INFINITY, 1.0], vec![f64::INFINITY, 1.0]);
+        let h = SgdHyper {
+            weight_decay: 0.0,
+            ckp1: 0.0,
+            y_alpha: -1.0,
+            lr: 1.0,
+        };
+        sgd_step(&h, &mut y, &[1.0, 1.0], &mut z);
+        assert_eq!(z, vec![f64::INFINITY, 0.0]);
+    }
+}
