@@ -130,8 +130,16 @@ def assert_histories_close(ours, theirs, rtol, atol, exact=False, scalar_dtypes=
                     )
 
 
-@pytest.mark.parametrize("two_groups", [False, True], ids=["one-group", "two-groups"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+# float32 with one group and float64 with two in the quick loop, the other two in `make test`
+@pytest.mark.parametrize(
+    "dtype,two_groups",
+    [
+        pytest.param(torch.float32, False, id="float32-one-group"),
+        pytest.param(torch.float32, True, id="float32-two-groups", marks=pytest.mark.slow),
+        pytest.param(torch.float64, False, id="float64-one-group", marks=pytest.mark.slow),
+        pytest.param(torch.float64, True, id="float64-two-groups"),
+    ],
+)
 @pytest.mark.parametrize("kind,h", first_config_quick(CASES))
 def test_matches_torch_and_resumes_from_either_checkpoint(kind, h, dtype, two_groups):
     rtol, atol = TOLERANCES[dtype]

@@ -156,8 +156,8 @@ fn moving_average_reference(x: &[f64], s: Series, window: usize) -> Vec<f64> {
         for i in 0..s.inner {
             for t in 0..s.n {
                 let from = (t + 1).saturating_sub(window);
-                let vals: Vec<f64> = (from..=t).map(|u| x[(o * s.n + u) * s.inner + i]).collect();
-                out[(o * s.n + t) * s.inner + i] = vals.iter().sum::<f64>() / vals.len() as f64;
+                let sum: f64 = (from..=t).map(|u| x[(o * s.n + u) * s.inner + i]).sum();
+                out[(o * s.n + t) * s.inner + i] = sum / (t + 1 - from) as f64;
             }
         }
     }
