@@ -2,7 +2,8 @@
 contender it can import trains (its cost falls), missing peers are named, and the README
 table is printed. benches/nn_grid.py: the whole grid has every combination, its --quick
 sample (at tiny sizes) covers every activation, output, dtype and batch with the rows its
-rule states, and the summary names issue 27's targets. No time is asserted."""
+rule states, and the summary names issue 27's targets. benches/adafactor_memory.py reports
+Adam's and Adafactor's state per parameter. No time is asserted."""
 
 import importlib.util
 import json
@@ -160,3 +161,20 @@ def test_grid_summary_names_the_targets(grid):
 def test_grid_refuses_fewer_than_three_rounds():
     done = run_grid("--quick", "--rounds", "2", check=False)
     assert done.returncode == 2 and "--rounds must be >= 3" in done.stderr
+
+
+def test_adafactor_memory_reports_the_state_each_optimizer_keeps():
+    script = SCRIPT.parent / "adafactor_memory.py"
+    args = ["--matrices", "2", "--rows", "50", "--cols", "40", "--rounds", "1"]
+    out = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, check=True, timeout=600
+    ).stdout
+    per_parameter = {
+        line[:22].strip(): float(line.split(" B ")[0].split()[-1])
+        for line in out.splitlines()
+        if " B " in line
+    }
+    assert per_parameter["ferroptim Adam"] == 8.0  # exp_avg and exp_avg_sq, float32
+    # a row and a column average per matrix: (50 + 40) float32 values for 50 x 40 parameters
+    assert per_parameter["ferroptim Adafactor"] == pytest.approx(4 * (50 + 40) / (50 * 40), abs=1e-4)
+    assert "load average" in out
