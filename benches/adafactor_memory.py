@@ -13,6 +13,7 @@ Run: ``python benches/adafactor_memory.py`` (about 3 GB of memory at the default
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 
@@ -39,6 +40,7 @@ def _state_bytes(state) -> int:
 def _run(make, step, rounds: int) -> tuple[int, int, float]:
     """(state bytes, resident memory growth from before the optimizer to after its first
     step, best time of a further step)."""
+    gc.collect()  # the previous row's optimizer, freed before this one is measured
     before = _resident_bytes()
     opt = make()
     step(opt)
