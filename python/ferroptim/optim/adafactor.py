@@ -13,10 +13,11 @@ from .._checks import flag, real
 from .groups import (
     _check_grads,
     _check_param_arrays,
+    _groups_repr,
+    _load_per_tensor,
     _param_group,
     _ParamGroup,
     _parse_params,
-    _state_dict_parts,
 )
 
 
@@ -234,47 +235,22 @@ class Adafactor:
         converted to arrays: anything ``np.asarray`` reads); resuming is bit-identical to
         never stopping. Everything is checked first; a refused one changes nothing."""
         arrays = self._arrays()
-        saved_groups, saved_state = _state_dict_parts(state_dict, len(self.param_groups))
-        new_groups: list[dict] = []
-        index_of: dict[Any, int] = {}
-        start = 0
-        for gi, (saved, ps) in enumerate(zip(saved_groups, self._param_lists)):
-            g = dict(saved)
-            ids = list(g.pop("params", []))
-            names = g.pop("param_names", None)
-            if len(ids) != len(ps):
-                raise ValueError(
-                    f"param group {gi} of state_dict has {len(ids)} parameters, this optimizer's has {len(ps)}"
-                )
-            if (
-                names is not None
-                and self._keys is not None
-                and list(names) != list(self._keys[start : start + len(ps)])
-            ):
-                raise ValueError(f"param group {gi} of state_dict names different parameters")
+
+        def check_group(g: dict, gi: int) -> None:
             if isinstance(g.get("eps"), list):
                 g["eps"] = tuple(g["eps"])
             _check_hyper(g, gi)
-            for j, pid in enumerate(ids):
-                index_of[pid] = start + j
-            g["params"] = ps
-            new_groups.append(_ParamGroup(g))
-            start += len(ps)
-        states: dict[int, dict[str, Any]] = {}
-        for pid, s in saved_state.items():
-            if pid not in index_of:
-                raise ValueError(f"state_dict has state for unknown parameter {pid!r}")
-            i = index_of[pid]
-            states[i] = _load_state(s, arrays[i], self._names[i])
-        self._state = states
-        self.param_groups = new_groups
+
+        self.param_groups, self._state = _load_per_tensor(
+            state_dict,
+            self._param_lists,
+            self._keys,
+            check_group,
+            lambda s, i: _load_state(s, arrays[i], self._names[i]),
+        )
 
     def __repr__(self) -> str:
-        lines = ["Adafactor ("]
-        for i, g in enumerate(self.param_groups):
-            lines.append(f"Parameter Group {i}")
-            lines += [f"    {k}: {g[k]}" for k in sorted(g) if k != "params"]
-        return "\n".join([*lines, ")"])
+        return _groups_repr("Adafactor", self.param_groups)
 
 
 def _non_empty(a: np.ndarray, name: str) -> None:

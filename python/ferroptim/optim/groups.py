@@ -221,3 +221,52 @@ def _state_dict_parts(state_dict: Any, n_groups: int) -> tuple[list, dict]:
     if len(saved_groups) != n_groups:
         raise ValueError(f"state_dict has {len(saved_groups)} param groups, this optimizer has {n_groups}")
     return saved_groups, saved_state
+
+
+def _load_per_tensor(
+    state_dict: Any,
+    param_lists: list,
+    keys: list | None,
+    check_group: Callable[[dict, int], Any],
+    load_one: Callable[[Any, int], Any],
+) -> tuple[list[dict], dict[int, Any]]:
+    """The checked ``(param_groups, state)`` of a per-tensor optimizer's ``load_state_dict``
+    (Adafactor, Muon, the schedule-free ones): each saved group matched to this optimizer's
+    parameters (count, and names where both have them), normalized and checked in place by
+    ``check_group(group, index)``, and each saved state read by ``load_one(state, i)`` for
+    the parameter at flat index ``i``. Raises ValueError before anything is kept."""
+    saved_groups, saved_state = _state_dict_parts(state_dict, len(param_lists))
+    new_groups: list[dict] = []
+    index_of: dict[Any, int] = {}
+    start = 0
+    for gi, (saved, ps) in enumerate(zip(saved_groups, param_lists)):
+        g = dict(saved)
+        ids = list(g.pop("params", []))
+        names = g.pop("param_names", None)
+        if len(ids) != len(ps):
+            raise ValueError(
+                f"param group {gi} of state_dict has {len(ids)} parameters, this optimizer's has {len(ps)}"
+            )
+        if names is not None and keys is not None and list(names) != list(keys[start : start + len(ps)]):
+            raise ValueError(f"param group {gi} of state_dict names different parameters")
+        check_group(g, gi)
+        for j, pid in enumerate(ids):
+            index_of[pid] = start + j
+        g["params"] = ps
+        new_groups.append(_ParamGroup(g))
+        start += len(ps)
+    states: dict[int, Any] = {}
+    for pid, s in saved_state.items():
+        if pid not in index_of:
+            raise ValueError(f"state_dict has state for unknown parameter {pid!r}")
+        states[index_of[pid]] = load_one(s, index_of[pid])
+    return new_groups, states
+
+
+def _groups_repr(name: str, param_groups: list) -> str:
+    """torch's optimizer ``repr``: the name, then each group's hyper-parameters."""
+    lines = [f"{name} ("]
+    for i, g in enumerate(param_groups):
+        lines.append(f"Parameter Group {i}")
+        lines += [f"    {k}: {g[k]}" for k in sorted(g) if k != "params"]
+    return "\n".join([*lines, ")"])

@@ -12,10 +12,11 @@ from .._checks import count, flag, real
 from .groups import (
     _check_grads,
     _check_param_arrays,
+    _groups_repr,
+    _load_per_tensor,
     _param_group,
     _ParamGroup,
     _parse_params,
-    _state_dict_parts,
 )
 
 _ADJUST_LR_FNS = (None, "original", "match_rms_adamw", "spectral_unclamped")
@@ -201,35 +202,8 @@ class Muon:
         """Restores what :meth:`state_dict` returned; resuming is bit-identical to never
         stopping. Everything is checked first; a refused one changes nothing."""
         arrays = self._arrays()
-        saved_groups, saved_state = _state_dict_parts(state_dict, len(self.param_groups))
-        new_groups: list[dict] = []
-        index_of: dict[Any, int] = {}
-        start = 0
-        for gi, (saved, ps) in enumerate(zip(saved_groups, self._param_lists)):
-            g = dict(saved)
-            ids = list(g.pop("params", []))
-            names = g.pop("param_names", None)
-            if len(ids) != len(ps):
-                raise ValueError(
-                    f"param group {gi} of state_dict has {len(ids)} parameters, this optimizer's has {len(ps)}"
-                )
-            if (
-                names is not None
-                and self._keys is not None
-                and list(names) != list(self._keys[start : start + len(ps)])
-            ):
-                raise ValueError(f"param group {gi} of state_dict names different parameters")
-            _check_hyper(g, gi)
-            for j, pid in enumerate(ids):
-                index_of[pid] = start + j
-            g["params"] = ps
-            new_groups.append(_ParamGroup(g))
-            start += len(ps)
-        buffers = {}
-        for pid, s in saved_state.items():
-            if pid not in index_of:
-                raise ValueError(f"state_dict has state for unknown parameter {pid!r}")
-            i = index_of[pid]
+
+        def load_one(s: Any, i: int) -> np.ndarray:
             if not isinstance(s, Mapping) or set(s) != {"momentum_buffer"}:
                 raise ValueError(f"the state of {self._names[i]} must be {{'momentum_buffer': array}}")
             b = np.asarray(s["momentum_buffer"])
@@ -238,16 +212,14 @@ class Muon:
                     f"momentum_buffer of {self._names[i]} must be a float array of shape {arrays[i].shape}, "
                     f"got {b.dtype} {b.shape}"
                 )
-            buffers[i] = np.array(b, dtype=arrays[i].dtype, order="C")
-        self._buffers = buffers
-        self.param_groups = new_groups
+            return np.array(b, dtype=arrays[i].dtype, order="C")
+
+        self.param_groups, self._buffers = _load_per_tensor(
+            state_dict, self._param_lists, self._keys, _check_hyper, load_one
+        )
 
     def __repr__(self) -> str:
-        lines = ["Muon ("]
-        for i, g in enumerate(self.param_groups):
-            lines.append(f"Parameter Group {i}")
-            lines += [f"    {k}: {g[k]}" for k in sorted(g) if k != "params"]
-        return "\n".join([*lines, ")"])
+        return _groups_repr("Muon", self.param_groups)
 
 
 def _check_params(arrays: list, names: list[str]) -> None:

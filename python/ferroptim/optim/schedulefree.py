@@ -14,10 +14,11 @@ from .groups import (
     _betas,
     _check_grads,
     _check_param_arrays,
+    _groups_repr,
+    _load_per_tensor,
     _param_group,
     _ParamGroup,
     _parse_params,
-    _state_dict_parts,
 )
 
 # The per-group scalars the package keeps in each param group, with their start values.
@@ -216,40 +217,19 @@ class _ScheduleFree:
         parameters restored too, resuming is bit-identical to never stopping. Everything is
         checked first; a refused one changes nothing."""
         arrays = self._arrays()
-        saved_groups, saved_state = _state_dict_parts(state_dict, len(self.param_groups))
-        new_groups: list[dict] = []
-        index_of: dict[Any, int] = {}
-        start = 0
-        for gi, (saved, ps) in enumerate(zip(saved_groups, self._param_lists)):
-            g = dict(saved)
-            ids = list(g.pop("params", []))
-            names = g.pop("param_names", None)
-            if len(ids) != len(ps):
-                raise ValueError(
-                    f"param group {gi} of state_dict has {len(ids)} parameters, this optimizer's has {len(ps)}"
-                )
-            if (
-                names is not None
-                and self._keys is not None
-                and list(names) != list(self._keys[start : start + len(ps)])
-            ):
-                raise ValueError(f"param group {gi} of state_dict names different parameters")
+
+        def check_group(g: dict, gi: int) -> None:
             if "betas" in g:
                 g["betas"] = _betas(g["betas"])
             self._check_hyper(g, gi)
-            for j, pid in enumerate(ids):
-                index_of[pid] = start + j
-            g["params"] = ps
-            new_groups.append(_ParamGroup(g))
-            start += len(ps)
-        states: dict[int, dict[str, np.ndarray]] = {}
-        for pid, s in saved_state.items():
-            if pid not in index_of:
-                raise ValueError(f"state_dict has state for unknown parameter {pid!r}")
-            i = index_of[pid]
-            states[i] = self._load_state(s, arrays[i], self._names[i])
-        self._state = states
-        self.param_groups = new_groups
+
+        self.param_groups, self._state = _load_per_tensor(
+            state_dict,
+            self._param_lists,
+            self._keys,
+            check_group,
+            lambda s, i: self._load_state(s, arrays[i], self._names[i]),
+        )
 
     def _load_state(self, s: Any, param: np.ndarray, name: str) -> dict[str, np.ndarray]:
         if not isinstance(s, Mapping) or set(s) != set(self._state_keys):
@@ -265,11 +245,7 @@ class _ScheduleFree:
         return out
 
     def __repr__(self) -> str:
-        lines = [f"{self._name} ("]
-        for i, g in enumerate(self.param_groups):
-            lines.append(f"Parameter Group {i}")
-            lines += [f"    {k}: {g[k]}" for k in sorted(g) if k != "params"]
-        return "\n".join([*lines, ")"])
+        return _groups_repr(self._name, self.param_groups)
 
 
 class ScheduleFreeAdamW(_ScheduleFree):
