@@ -13,11 +13,12 @@ from .._checks import flag, real
 from .groups import (
     _check_grads,
     _check_param_arrays,
+    _fixed_arrays,
     _groups_repr,
     _load_per_tensor,
     _param_group,
-    _ParamGroup,
     _parse_params,
+    _saved_groups,
 )
 
 
@@ -150,14 +151,7 @@ class Adafactor:
         self._state: dict[int, dict[str, Any]] = {}
 
     def _arrays(self) -> list[np.ndarray]:
-        if len(self.param_groups) != len(self._param_lists) or any(
-            not isinstance(g, _ParamGroup) or g.get("params") is not ps
-            for g, ps in zip(self.param_groups, self._param_lists)
-        ):
-            raise ValueError(
-                "Adafactor's param groups and their parameters are fixed; param_groups was edited"
-            )
-        return [a for ps in self._param_lists for a in ps]
+        return _fixed_arrays("Adafactor", self.param_groups, self._param_lists)
 
     def step(self, grads: Any) -> None:
         """Updates every parameter in place from its gradient.
@@ -218,15 +212,7 @@ class Adafactor:
         "variance"}}, "param_groups": [{options, "params": [indices]}]}`` (plus
         ``"param_names"`` when named); copies, ``step`` a float (torch's optimizer takes it as
         its float32 step)."""
-        groups, start = [], 0
-        for g in self.param_groups:
-            d = {k: v for k, v in g.items() if k != "params"}
-            n = len(g["params"])
-            d["params"] = list(range(start, start + n))
-            if self._keys is not None:
-                d["param_names"] = list(self._keys[start : start + n])
-            groups.append(d)
-            start += n
+        groups = _saved_groups(self.param_groups, self._keys)
         state = {i: self._copy_state(s) for i, s in sorted(self._state.items())}
         return {"state": state, "param_groups": groups}
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _core
 from .._checks import count, real
-from .groups import _param_group, _ParamGroup, _parse_params, _state_dict_parts
+from .groups import _param_group, _ParamGroup, _parse_params, _saved_groups, _state_dict_parts
 from .state_dtypes import _ml_bfloat16, _state_dtype_name, _state_dtype_of, _to_state_array
 
 ParamsLike = Union[Sequence[np.ndarray], Mapping[Any, np.ndarray], Sequence[dict]]
@@ -336,15 +336,7 @@ class Optimizer:
     def _state_dict(self, view: bool) -> dict:
         """:meth:`state_dict`; without ``view``, 16-bit state as uint16 bit patterns (what a
         pickle holds, so that it loads without ml_dtypes)."""
-        groups, start = [], 0
-        for group in self._groups():
-            g = {k: v for k, v in group.items() if k != "params"}
-            n = len(group["params"])
-            g["params"] = list(range(start, start + n))
-            if self._keys is not None:
-                g["param_names"] = list(self._keys[start : start + n])
-            groups.append(g)
-            start += n
+        groups = _saved_groups(self._groups(), self._keys)
         state = {}
         for i in range(len(self._names)):
             s = self._state_of(i, view)

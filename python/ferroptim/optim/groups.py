@@ -270,3 +270,29 @@ def _groups_repr(name: str, param_groups: list) -> str:
         lines.append(f"Parameter Group {i}")
         lines += [f"    {k}: {g[k]}" for k in sorted(g) if k != "params"]
     return "\n".join([*lines, ")"])
+
+
+def _saved_groups(param_groups: Iterable[Mapping], keys: list | None) -> list[dict]:
+    """torch's ``state_dict()["param_groups"]``: each group's options, its parameters as
+    flat indices (``"params"``) and, for named parameters, their names (``"param_names"``)."""
+    groups, start = [], 0
+    for group in param_groups:
+        g = {k: v for k, v in group.items() if k != "params"}
+        n = len(group["params"])
+        g["params"] = list(range(start, start + n))
+        if keys is not None:
+            g["param_names"] = list(keys[start : start + n])
+        groups.append(g)
+        start += n
+    return groups
+
+
+def _fixed_arrays(name: str, param_groups: list, param_lists: list) -> list[np.ndarray]:
+    """Every parameter in order, after checking that ``param_groups`` still holds the groups
+    and parameter lists it was built with (a per-tensor optimizer's are fixed)."""
+    if len(param_groups) != len(param_lists) or any(
+        not isinstance(g, _ParamGroup) or g.get("params") is not ps
+        for g, ps in zip(param_groups, param_lists)
+    ):
+        raise ValueError(f"{name}'s param groups and their parameters are fixed; param_groups was edited")
+    return [a for ps in param_lists for a in ps]

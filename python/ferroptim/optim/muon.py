@@ -12,11 +12,12 @@ from .._checks import count, flag, real
 from .groups import (
     _check_grads,
     _check_param_arrays,
+    _fixed_arrays,
     _groups_repr,
     _load_per_tensor,
     _param_group,
-    _ParamGroup,
     _parse_params,
+    _saved_groups,
 )
 
 _ADJUST_LR_FNS = (None, "original", "match_rms_adamw", "spectral_unclamped")
@@ -145,12 +146,7 @@ class Muon:
         self._buffers: dict[int, np.ndarray] = {}
 
     def _arrays(self) -> list[np.ndarray]:
-        if len(self.param_groups) != len(self._param_lists) or any(
-            not isinstance(g, _ParamGroup) or g.get("params") is not ps
-            for g, ps in zip(self.param_groups, self._param_lists)
-        ):
-            raise ValueError("Muon's param groups and their parameters are fixed; param_groups was edited")
-        return [a for ps in self._param_lists for a in ps]
+        return _fixed_arrays("Muon", self.param_groups, self._param_lists)
 
     def step(self, grads: Any) -> None:
         """Updates every parameter in place from its gradient.
@@ -186,15 +182,7 @@ class Muon:
     def state_dict(self) -> dict:
         """torch's layout: ``{"state": {i: {"momentum_buffer": ...}}, "param_groups":
         [{options, "params": [indices]}]}`` (plus ``"param_names"`` when named); copies."""
-        groups, start = [], 0
-        for g in self.param_groups:
-            d = {k: v for k, v in g.items() if k != "params"}
-            n = len(g["params"])
-            d["params"] = list(range(start, start + n))
-            if self._keys is not None:
-                d["param_names"] = list(self._keys[start : start + n])
-            groups.append(d)
-            start += n
+        groups = _saved_groups(self.param_groups, self._keys)
         state = {i: {"momentum_buffer": b.copy()} for i, b in sorted(self._buffers.items())}
         return {"state": state, "param_groups": groups}
 

@@ -14,11 +14,12 @@ from .groups import (
     _betas,
     _check_grads,
     _check_param_arrays,
+    _fixed_arrays,
     _groups_repr,
     _load_per_tensor,
     _param_group,
-    _ParamGroup,
     _parse_params,
+    _saved_groups,
 )
 
 # The per-group scalars the package keeps in each param group, with their start values.
@@ -92,14 +93,7 @@ class _ScheduleFree:
         return h
 
     def _arrays(self) -> list[np.ndarray]:
-        if len(self.param_groups) != len(self._param_lists) or any(
-            not isinstance(g, _ParamGroup) or g.get("params") is not ps
-            for g, ps in zip(self.param_groups, self._param_lists)
-        ):
-            raise ValueError(
-                f"{self._name}'s param groups and their parameters are fixed; param_groups was edited"
-            )
-        return [a for ps in self._param_lists for a in ps]
+        return _fixed_arrays(self._name, self.param_groups, self._param_lists)
 
     def _check_groups(self) -> None:
         """Every group's options and scalars checked, and its parameters the ones given."""
@@ -199,15 +193,7 @@ class _ScheduleFree:
         per-group scalars, "params": [indices]}]}`` (plus ``"param_names"`` when named);
         copies. The parameters themselves are not in it: save them too (in eval mode, as
         the package advises)."""
-        groups, start = [], 0
-        for g in self.param_groups:
-            d = {k: v for k, v in g.items() if k != "params"}
-            n = len(g["params"])
-            d["params"] = list(range(start, start + n))
-            if self._keys is not None:
-                d["param_names"] = list(self._keys[start : start + n])
-            groups.append(d)
-            start += n
+        groups = _saved_groups(self.param_groups, self._keys)
         state = {i: {k: v.copy() for k, v in s.items()} for i, s in sorted(self._state.items())}
         return {"state": state, "param_groups": groups}
 
