@@ -8,10 +8,12 @@
 //! Vectors and scalars keep the unfactored EWA `V`.
 //!
 //! torch's results depend on how its CPU kernels reduce: the reductions here reproduce
-//! them (built for AVX2, torch's kernel level on x86 machines without AVX-512): [`norm_torch`]
-//! (`vector_norm` over a contiguous run), [`norm_columns`] (over a strided dimension) and
+//! them (built for AVX2, torch's kernel level on x86 machines without AVX-512): `norm_torch`
+//! (`vector_norm` over a contiguous run), `norm_columns` (over a strided dimension) and
 //! [`sum_torch`] (`sum` / `mean`, torch's cascade sum), and the element-wise steps use torch's
-//! fused multiply-adds (`lerp_`, `add_(alpha=)`). Where those reductions split their work
+//! fused multiply-adds (`lerp_`, `add_(alpha=)`). `norm_torch` and `norm_columns`, the
+//! readable forms, are kept for the tests; the step's kernels compute the same sums, in the
+//! same order, vectorized and split across threads where the order allows. Where those reductions split their work
 //! across threads (a reduced run of 32768 elements or more), torch's sums depend on its
 //! thread count, and ours agree to float rounding.
 
@@ -19,6 +21,7 @@ use crate::numerics::float::Float;
 use crate::optim::ewa::py_pow_half;
 use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
 use crate::runtime::simd::{self, multiversion, Level};
+use std::mem::MaybeUninit;
 
 /// Hyper-parameters of one step, checked by the caller (Python owns their ranges).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -99,6 +102,7 @@ pub(crate) fn lerp<T: AdafactorFloat>(start: T, end: T, w: T) -> T {
 /// elements added to that sum one by one — a first block of four with the product rounded,
 /// the rest with a fused multiply-add (how the compiler built torch's scalar tail) — and
 /// the square root taken.
+#[cfg(test)]
 #[inline(always)]
 pub fn norm_torch<T: AdafactorFloat>(n: usize, x: impl Fn(usize) -> T) -> T {
     let lanes = T::LANES;
@@ -129,6 +133,7 @@ pub fn norm_torch<T: AdafactorFloat>(n: usize, x: impl Fn(usize) -> T) -> T {
 /// torch's 2-norms of the columns of a row-major `(rows, cols)` matrix with `cols > 1`
 /// (`vector_norm(dim=-2)`, the generic `binary_kernel_reduce`): each column summed in order,
 /// `acc + x * x` with the product rounded; written to `out[..cols]`.
+#[cfg(test)]
 pub fn norm_columns<T: AdafactorFloat>(g: &[T], rows: usize, cols: usize, out: &mut [T]) {
     let out = &mut out[..cols];
     out.fill(T::ZERO);
@@ -240,7 +245,7 @@ pub fn sum_torch<T: AdafactorFloat>(x: &[T]) -> T {
     T::ZERO + total
 }
 
-/// The lane sums of torch's [`norm_torch`] over the whole vectors of `K` runs of one
+/// The lane sums of torch's `norm_torch` over the whole vectors of `K` runs of one
 /// length `body` (a multiple of `L`): `acc[k][l]` sums `x_k(s + l)^2` over the vectors in
 /// order, the product rounded. `K` runs at once keep `K` addition chains in flight.
 #[inline(always)]
@@ -260,7 +265,7 @@ fn lane_sums<T: Float, const L: usize, const K: usize>(xs: [&[T]; K], body: usiz
     acc
 }
 
-/// [`norm_torch`]'s end: the lanes added in order, then the tail of `x` past `body`.
+/// `norm_torch`'s end: the lanes added in order, then the tail of `x` past `body`.
 #[inline(always)]
 fn finish_norm<T: AdafactorFloat>(acc: &[T], x: &[T], body: usize) -> T {
     let mut s = acc[0];
@@ -278,7 +283,7 @@ fn finish_norm<T: AdafactorFloat>(acc: &[T], x: &[T], body: usize) -> T {
     s.sqrt()
 }
 
-/// [`norm_torch`] of the contiguous `x`, the same bits, vectorized.
+/// `norm_torch` of the contiguous `x`, the same bits, vectorized.
 #[inline(always)]
 fn norm_of<T: AdafactorFloat>(x: &[T]) -> T {
     let body = x.len() - x.len() % T::LANES;
@@ -291,7 +296,7 @@ fn norm_of<T: AdafactorFloat>(x: &[T]) -> T {
     }
 }
 
-/// [`norm_torch`] of every row of the row-major `g` (rows of `cols`), four rows at a time.
+/// `norm_torch` of every row of the row-major `g` (rows of `cols`), four rows at a time.
 #[inline(always)]
 fn row_norms_of<T: AdafactorFloat, const L: usize>(g: &[T], cols: usize, out: &mut [T]) {
     let body = cols - cols % L;
@@ -315,7 +320,7 @@ fn row_norms_of<T: AdafactorFloat, const L: usize>(g: &[T], cols: usize, out: &m
 }
 
 multiversion! {
-    /// [`norm_torch`] of the contiguous `x`.
+    /// `norm_torch` of the contiguous `x`.
     fn norm_kernel<T: AdafactorFloat>(x: &[T]) -> T {
         norm_of(x)
     }
@@ -338,7 +343,7 @@ multiversion! {
 
 multiversion! {
     /// The column EWA of the columns `first..first + c.len()` of the row-major `g` (`rows`
-    /// of `cols > 1`): [`norm_columns`] each, then `c = lerp(c, ||col||^2 / rows, w)`.
+    /// of `cols > 1`): `norm_columns` each, then `c = lerp(c, ||col||^2 / rows, w)`.
     fn cols_kernel<T: AdafactorFloat>(g: &[T], cols: usize, first: usize, c: &mut [T], n_rows: T, w: T) {
         let width = c.len();
         let mut acc = vec![T::ZERO; width];
@@ -357,13 +362,14 @@ multiversion! {
 multiversion! {
     /// The factored update of whole rows: `u_ij = g_ij / sqrt(max(r_i c_j / mean, floor))`
     /// (rsqrt, then times `sign g_ij`).
-    fn update_rows_kernel<T: AdafactorFloat>(g: &[T], r: &[T], c: &[T], u: &mut [T], mean: T, floor: T, sign: T) {
+    #[allow(clippy::too_many_arguments)]
+    fn update_rows_kernel<T: AdafactorFloat>(g: &[T], r: &[T], c: &[T], u: &mut [MaybeUninit<T>], mean: T, floor: T, sign: T) {
         let cols = c.len();
         for ((u, g), &ri) in u.chunks_exact_mut(cols).zip(g.chunks_exact(cols)).zip(r) {
             for ((u, &cj), &gij) in u.iter_mut().zip(c).zip(g) {
                 let v = ri * cj / mean;
                 let v = if v < floor { floor } else { v };
-                *u = (T::ONE / v.sqrt()) * (sign * gij);
+                u.write((T::ONE / v.sqrt()) * (sign * gij));
             }
         }
     }
@@ -371,14 +377,14 @@ multiversion! {
 
 multiversion! {
     /// The unfactored EWA and update: `V = lerp(V, g^2, w)`, `u = g / sqrt(max(V, floor))`.
-    fn full_kernel<T: AdafactorFloat>(g: &[T], v: &mut [T], u: &mut [T], w: T, floor: T, sign: T) {
+    fn full_kernel<T: AdafactorFloat>(g: &[T], v: &mut [T], u: &mut [MaybeUninit<T>], w: T, floor: T, sign: T) {
         let n = u.len();
         let (g, v) = (&g[..n], &mut v[..n]);
         for ((u, v), &g) in u.iter_mut().zip(v.iter_mut()).zip(g) {
             let g = sign * g;
             *v = lerp(*v, g * g, w);
             let s = if *v < floor { floor } else { *v };
-            *u = (T::ONE / s.sqrt()) * g;
+            u.write((T::ONE / s.sqrt()) * g);
         }
     }
 }
@@ -459,7 +465,9 @@ pub(crate) fn step_with<T: AdafactorFloat>(
     let sign = if h.maximize { -T::ONE } else { T::ONE };
     let floor = T::from_f64(h.eps1 * h.eps1);
     let mut param_norm = T::ZERO;
-    let mut update: Vec<T> = vec![T::ZERO; numel];
+    // written below before it is read: no pass to zero it
+    let mut update: Vec<T> = Vec::with_capacity(numel);
+    let spare = &mut update.spare_capacity_mut()[..numel];
     match moments {
         Moments::Factored {
             row_var,
@@ -468,6 +476,15 @@ pub(crate) fn step_with<T: AdafactorFloat>(
             cols,
         } => {
             let per = rows * cols;
+            assert!(
+                per > 0
+                    && numel.is_multiple_of(per)
+                    && row_var.len() == numel / per * rows
+                    && col_var.len() == numel / per * cols,
+                "a (..., {rows}, {cols}) parameter cannot have {numel} elements, {} row and {} column averages",
+                row_var.len(),
+                col_var.len()
+            );
             let eps1 = T::from_f64(h.eps1);
             let (n_rows, n_cols) = (T::from_f64(rows as f64), T::from_f64(cols as f64));
             // rows per piece and column blocks: about CHUNK_ELEMENTS elements each
@@ -512,7 +529,7 @@ pub(crate) fn step_with<T: AdafactorFloat>(
                 .chunks_exact(per)
                 .zip(row_var.chunks_exact(rows))
                 .zip(col_var.chunks_exact(cols))
-                .zip(update.chunks_exact_mut(per))
+                .zip(spare.chunks_exact_mut(per))
             {
                 let mean = sum_torch(r) / n_rows;
                 let mean = if mean < eps1 { eps1 } else { mean };
@@ -532,7 +549,7 @@ pub(crate) fn step_with<T: AdafactorFloat>(
             let pieces: Vec<_> = grad
                 .chunks(CHUNK_ELEMENTS)
                 .zip(variance[..numel].chunks_mut(CHUNK_ELEMENTS))
-                .zip(update.chunks_mut(CHUNK_ELEMENTS))
+                .zip(spare.chunks_mut(CHUNK_ELEMENTS))
                 .collect();
             parallel::run_each(pieces, threaded, |((g, v), u)| {
                 full_kernel(level, g, v, u, w, floor, sign);
@@ -540,6 +557,9 @@ pub(crate) fn step_with<T: AdafactorFloat>(
             param_norm = norm_kernel(level, param);
         }
     }
+    // SAFETY: the pieces above cover `spare[..numel]` (whole matrices of `per` elements,
+    // or chunks of every element), and each kernel writes every element of its piece.
+    unsafe { update.set_len(numel) };
     let rms = param_norm.to_f64() / sqrt_numel;
     let alpha = if rms > h.eps2 { rms } else { h.eps2 } * rho;
     let update_rms = norm_kernel(level, &update).to_f64() / (sqrt_numel * h.d);
@@ -851,30 +871,6 @@ mod tests {
 
     #[test]
     fn every_simd_level_and_thread_count_gives_the_scalar_steps_bits() {
-        let _threads = crate::test_util::thread_count_lock();
-        crate::runtime::parallel::set_num_threads(3).unwrap();
-        // (batch, rows, cols): tails of every length, a single column and row, several
-        // pieces per matrix (threaded), a batch of matrices
-        let shapes = [
-            (1, 37, 29),
-            (1, 300, 203),
-            (2, 129, 131),
-            (1, 5000, 1),
-            (1, 1, 4099),
-            (3, 3, 13),
-            (1, 70, 1100),
-        ];
-        let hypers = [
-            hyper(),
-            AdafactorHyper {
-                lr: 0.3,
-                weight_decay: 0.1,
-                maximize: true,
-                foreach: true,
-                d: 0.7,
-                ..hyper()
-            },
-        ];
         fn bits<T: AdafactorFloat>(x: &[T]) -> Vec<u64> {
             x.iter().map(|v| v.to_f64().to_bits()).collect()
         }
@@ -954,6 +950,30 @@ mod tests {
                 }
             }
         }
+        let _threads = crate::test_util::thread_count_lock();
+        crate::runtime::parallel::set_num_threads(3).unwrap();
+        // (batch, rows, cols): tails of every length, a single column and row, several
+        // pieces per matrix (threaded), a batch of matrices
+        let shapes = [
+            (1, 37, 29),
+            (1, 300, 203),
+            (2, 129, 131),
+            (1, 5000, 1),
+            (1, 1, 4099),
+            (3, 3, 13),
+            (1, 70, 1100),
+        ];
+        let hypers = [
+            hyper(),
+            AdafactorHyper {
+                lr: 0.3,
+                weight_decay: 0.1,
+                maximize: true,
+                foreach: true,
+                d: 0.7,
+                ..hyper()
+            },
+        ];
         for h in &hypers {
             for (k, &shape) in shapes.iter().enumerate() {
                 check::<f32>(h, shape, k as u64);
