@@ -296,10 +296,24 @@ fn norm_of<T: AdafactorFloat>(x: &[T]) -> T {
     }
 }
 
-/// `norm_torch` of every row of the row-major `g` (rows of `cols`), four rows at a time.
+/// `norm_torch` of every row of the row-major `g` (rows of `cols`), four rows at a time;
+/// with `col_acc`, each row's squares are also added to it (`acc_j + g_ij^2`, the rows in
+/// order, as `norm_columns` sums), so one pass over `g` gives both.
 #[inline(always)]
-fn row_norms_of<T: AdafactorFloat, const L: usize>(g: &[T], cols: usize, out: &mut [T]) {
+fn row_norms_of<T: AdafactorFloat, const L: usize>(
+    g: &[T],
+    cols: usize,
+    out: &mut [T],
+    mut col_acc: Option<&mut [T]>,
+) {
     let body = cols - cols % L;
+    let mut add_columns = |x: &[T]| {
+        if let Some(acc) = col_acc.as_deref_mut() {
+            for (a, &v) in acc.iter_mut().zip(x) {
+                *a = *a + v * v;
+            }
+        }
+    };
     let mut quads = g.chunks_exact(4 * cols);
     let mut outs = out.chunks_exact_mut(4);
     for (q, o) in (&mut quads).zip(&mut outs) {
@@ -307,6 +321,7 @@ fn row_norms_of<T: AdafactorFloat, const L: usize>(g: &[T], cols: usize, out: &m
         let acc = lane_sums::<T, L, 4>(rows, body);
         for ((o, a), x) in o.iter_mut().zip(&acc).zip(rows) {
             *o = finish_norm(a, x, body);
+            add_columns(x);
         }
     }
     for (x, o) in quads
@@ -316,6 +331,7 @@ fn row_norms_of<T: AdafactorFloat, const L: usize>(g: &[T], cols: usize, out: &m
     {
         let [acc] = lane_sums::<T, L, 1>([x], body);
         *o = finish_norm(&acc, x, body);
+        add_columns(x);
     }
 }
 
@@ -331,12 +347,34 @@ multiversion! {
     fn rows_kernel<T: AdafactorFloat>(g: &[T], cols: usize, r: &mut [T], n_cols: T, w: T) {
         let mut norms = vec![T::ZERO; r.len()];
         if T::LANES == 8 {
-            row_norms_of::<T, 8>(g, cols, &mut norms);
+            row_norms_of::<T, 8>(g, cols, &mut norms, None);
         } else {
-            row_norms_of::<T, 4>(g, cols, &mut norms);
+            row_norms_of::<T, 4>(g, cols, &mut norms, None);
         }
         for (r, &norm) in r.iter_mut().zip(&norms) {
             *r = lerp(*r, norm * norm / n_cols, w);
+        }
+    }
+}
+
+multiversion! {
+    /// The row and column EWAs of one whole matrix (`cols > 1`) in one pass over it:
+    /// `rows_kernel` and `cols_kernel` at once, the same sums.
+    #[allow(clippy::too_many_arguments)]
+    fn rows_cols_kernel<T: AdafactorFloat>(g: &[T], cols: usize, r: &mut [T], c: &mut [T], n_rows: T, n_cols: T, w: T) {
+        let mut norms = vec![T::ZERO; r.len()];
+        let mut acc = vec![T::ZERO; cols];
+        if T::LANES == 8 {
+            row_norms_of::<T, 8>(g, cols, &mut norms, Some(&mut acc));
+        } else {
+            row_norms_of::<T, 4>(g, cols, &mut norms, Some(&mut acc));
+        }
+        for (r, &norm) in r.iter_mut().zip(&norms) {
+            *r = lerp(*r, norm * norm / n_cols, w);
+        }
+        for (c, &a) in c.iter_mut().zip(&acc) {
+            let norm = a.sqrt();
+            *c = lerp(*c, norm * norm / n_rows, w);
         }
     }
 }
@@ -411,6 +449,8 @@ enum Reduce<'a, T> {
     Rows(&'a [T], &'a mut [T]),
     /// One matrix and a block of its column EWAs, from column `usize`.
     Cols(&'a [T], usize, &'a mut [T]),
+    /// One whole matrix (`cols > 1`), its row and column EWAs, in one pass (unthreaded).
+    Both(&'a [T], &'a mut [T], &'a mut [T]),
     /// A single-column matrix (its column is contiguous) and its column EWA.
     Column(&'a [T], &'a mut T),
 }
@@ -502,6 +542,10 @@ pub(crate) fn step_with<T: AdafactorFloat>(
                 .zip(col_var.chunks_exact_mut(cols))
             {
                 // the norms of -g are those of g
+                if !threaded && cols > 1 {
+                    work.push(Reduce::Both(g, r, c));
+                    continue;
+                }
                 for (i, r) in r.chunks_mut(rows_per).enumerate() {
                     let first = i * rows_per * cols;
                     work.push(Reduce::Rows(&g[first..first + r.len() * cols], r));
@@ -517,6 +561,7 @@ pub(crate) fn step_with<T: AdafactorFloat>(
             parallel::run_each(work, threaded, |piece| match piece {
                 Reduce::Norm(x, out) => *out = norm_kernel(level, x),
                 Reduce::Rows(g, r) => rows_kernel(level, g, cols, r, n_cols, w),
+                Reduce::Both(g, r, c) => rows_cols_kernel(level, g, cols, r, c, n_rows, n_cols, w),
                 Reduce::Cols(g, first, c) => cols_kernel(level, g, cols, first, c, n_rows, w),
                 Reduce::Column(g, c) => {
                     // a single column is contiguous: torch reduces it as a last dimension
