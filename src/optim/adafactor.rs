@@ -8,15 +8,20 @@
 //! Vectors and scalars keep the unfactored EWA `V`.
 //!
 //! torch's results depend on how its CPU kernels reduce: the reductions here reproduce
-//! them (built for AVX2, torch's kernel level on x86 machines without AVX-512): [`norm_torch`]
-//! (`vector_norm` over a contiguous run), [`norm_columns`] (over a strided dimension) and
+//! them (built for AVX2, torch's kernel level on x86 machines without AVX-512): `norm_torch`
+//! (`vector_norm` over a contiguous run), `norm_columns` (over a strided dimension) and
 //! [`sum_torch`] (`sum` / `mean`, torch's cascade sum), and the element-wise steps use torch's
-//! fused multiply-adds (`lerp_`, `add_(alpha=)`). Where those reductions split their work
+//! fused multiply-adds (`lerp_`, `add_(alpha=)`). `norm_torch` and `norm_columns`, the
+//! readable forms, are kept for the tests; the step's kernels compute the same sums, in the
+//! same order, vectorized and split across threads where the order allows. Where those reductions split their work
 //! across threads (a reduced run of 32768 elements or more), torch's sums depend on its
 //! thread count, and ours agree to float rounding.
 
 use crate::numerics::float::Float;
 use crate::optim::ewa::py_pow_half;
+use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
+use crate::runtime::simd::{self, multiversion, Level};
+use std::mem::MaybeUninit;
 
 /// Hyper-parameters of one step, checked by the caller (Python owns their ranges).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -97,6 +102,7 @@ pub(crate) fn lerp<T: AdafactorFloat>(start: T, end: T, w: T) -> T {
 /// elements added to that sum one by one — a first block of four with the product rounded,
 /// the rest with a fused multiply-add (how the compiler built torch's scalar tail) — and
 /// the square root taken.
+#[cfg(test)]
 #[inline(always)]
 pub fn norm_torch<T: AdafactorFloat>(n: usize, x: impl Fn(usize) -> T) -> T {
     let lanes = T::LANES;
@@ -127,6 +133,7 @@ pub fn norm_torch<T: AdafactorFloat>(n: usize, x: impl Fn(usize) -> T) -> T {
 /// torch's 2-norms of the columns of a row-major `(rows, cols)` matrix with `cols > 1`
 /// (`vector_norm(dim=-2)`, the generic `binary_kernel_reduce`): each column summed in order,
 /// `acc + x * x` with the product rounded; written to `out[..cols]`.
+#[cfg(test)]
 pub fn norm_columns<T: AdafactorFloat>(g: &[T], rows: usize, cols: usize, out: &mut [T]) {
     let out = &mut out[..cols];
     out.fill(T::ZERO);
@@ -238,6 +245,216 @@ pub fn sum_torch<T: AdafactorFloat>(x: &[T]) -> T {
     T::ZERO + total
 }
 
+/// The lane sums of torch's `norm_torch` over the whole vectors of `K` runs of one
+/// length `body` (a multiple of `L`): `acc[k][l]` sums `x_k(s + l)^2` over the vectors in
+/// order, the product rounded. `K` runs at once keep `K` addition chains in flight.
+#[inline(always)]
+fn lane_sums<T: Float, const L: usize, const K: usize>(xs: [&[T]; K], body: usize) -> [[T; L]; K] {
+    let xs = xs.map(|x| &x[..body]);
+    let mut acc = [[T::ZERO; L]; K];
+    let mut s = 0;
+    while s + L <= body {
+        for (a, x) in acc.iter_mut().zip(&xs) {
+            let v: &[T; L] = x[s..s + L].try_into().expect("L values");
+            for (a, &v) in a.iter_mut().zip(v) {
+                *a = *a + v * v;
+            }
+        }
+        s += L;
+    }
+    acc
+}
+
+/// `norm_torch`'s end: the lanes added in order, then the tail of `x` past `body`.
+#[inline(always)]
+fn finish_norm<T: AdafactorFloat>(acc: &[T], x: &[T], body: usize) -> T {
+    let mut s = acc[0];
+    for &a in &acc[1..] {
+        s = s + a;
+    }
+    let n = x.len();
+    let rounded = if n - body >= 4 { body + 4 } else { body };
+    for &v in &x[body..rounded] {
+        s = s + v * v;
+    }
+    for &v in &x[rounded..] {
+        s = v.fma(v, s);
+    }
+    s.sqrt()
+}
+
+/// `norm_torch` of the contiguous `x`, the same bits, vectorized.
+#[inline(always)]
+fn norm_of<T: AdafactorFloat>(x: &[T]) -> T {
+    let body = x.len() - x.len() % T::LANES;
+    if T::LANES == 8 {
+        let [acc] = lane_sums::<T, 8, 1>([x], body);
+        finish_norm(&acc, x, body)
+    } else {
+        let [acc] = lane_sums::<T, 4, 1>([x], body);
+        finish_norm(&acc, x, body)
+    }
+}
+
+/// `norm_torch` of every row of the row-major `g` (rows of `cols`), four rows at a time;
+/// with `col_acc`, each row's squares are also added to it (`acc_j + g_ij^2`, the rows in
+/// order, as `norm_columns` sums), so one pass over `g` gives both.
+#[inline(always)]
+fn row_norms_of<T: AdafactorFloat, const L: usize>(
+    g: &[T],
+    cols: usize,
+    out: &mut [T],
+    mut col_acc: Option<&mut [T]>,
+) {
+    let body = cols - cols % L;
+    let mut add_columns = |x: &[T]| {
+        if let Some(acc) = col_acc.as_deref_mut() {
+            for (a, &v) in acc.iter_mut().zip(x) {
+                *a = *a + v * v;
+            }
+        }
+    };
+    let mut quads = g.chunks_exact(4 * cols);
+    let mut outs = out.chunks_exact_mut(4);
+    for (q, o) in (&mut quads).zip(&mut outs) {
+        let rows = [0, 1, 2, 3].map(|k| &q[k * cols..(k + 1) * cols]);
+        let acc = lane_sums::<T, L, 4>(rows, body);
+        for ((o, a), x) in o.iter_mut().zip(&acc).zip(rows) {
+            *o = finish_norm(a, x, body);
+            add_columns(x);
+        }
+    }
+    for (x, o) in quads
+        .remainder()
+        .chunks_exact(cols)
+        .zip(outs.into_remainder())
+    {
+        let [acc] = lane_sums::<T, L, 1>([x], body);
+        *o = finish_norm(&acc, x, body);
+        add_columns(x);
+    }
+}
+
+multiversion! {
+    /// `norm_torch` of the contiguous `x`.
+    fn norm_kernel<T: AdafactorFloat>(x: &[T]) -> T {
+        norm_of(x)
+    }
+}
+
+multiversion! {
+    /// The row EWA of whole rows of one matrix: `r = lerp(r, ||row||^2 / cols, w)`.
+    fn rows_kernel<T: AdafactorFloat>(g: &[T], cols: usize, r: &mut [T], n_cols: T, w: T) {
+        let mut norms = vec![T::ZERO; r.len()];
+        if T::LANES == 8 {
+            row_norms_of::<T, 8>(g, cols, &mut norms, None);
+        } else {
+            row_norms_of::<T, 4>(g, cols, &mut norms, None);
+        }
+        for (r, &norm) in r.iter_mut().zip(&norms) {
+            *r = lerp(*r, norm * norm / n_cols, w);
+        }
+    }
+}
+
+multiversion! {
+    /// The row and column EWAs of one whole matrix (`cols > 1`) in one pass over it:
+    /// `rows_kernel` and `cols_kernel` at once, the same sums.
+    #[allow(clippy::too_many_arguments)]
+    fn rows_cols_kernel<T: AdafactorFloat>(g: &[T], cols: usize, r: &mut [T], c: &mut [T], n_rows: T, n_cols: T, w: T) {
+        let mut norms = vec![T::ZERO; r.len()];
+        let mut acc = vec![T::ZERO; cols];
+        if T::LANES == 8 {
+            row_norms_of::<T, 8>(g, cols, &mut norms, Some(&mut acc));
+        } else {
+            row_norms_of::<T, 4>(g, cols, &mut norms, Some(&mut acc));
+        }
+        for (r, &norm) in r.iter_mut().zip(&norms) {
+            *r = lerp(*r, norm * norm / n_cols, w);
+        }
+        for (c, &a) in c.iter_mut().zip(&acc) {
+            let norm = a.sqrt();
+            *c = lerp(*c, norm * norm / n_rows, w);
+        }
+    }
+}
+
+multiversion! {
+    /// The column EWA of the columns `first..first + c.len()` of the row-major `g` (`rows`
+    /// of `cols > 1`): `norm_columns` each, then `c = lerp(c, ||col||^2 / rows, w)`.
+    fn cols_kernel<T: AdafactorFloat>(g: &[T], cols: usize, first: usize, c: &mut [T], n_rows: T, w: T) {
+        let width = c.len();
+        let mut acc = vec![T::ZERO; width];
+        for row in g.chunks_exact(cols) {
+            for (a, &v) in acc.iter_mut().zip(&row[first..first + width]) {
+                *a = *a + v * v;
+            }
+        }
+        for (c, &a) in c.iter_mut().zip(&acc) {
+            let norm = a.sqrt();
+            *c = lerp(*c, norm * norm / n_rows, w);
+        }
+    }
+}
+
+multiversion! {
+    /// The factored update of whole rows: `u_ij = g_ij / sqrt(max(r_i c_j / mean, floor))`
+    /// (rsqrt, then times `sign g_ij`).
+    #[allow(clippy::too_many_arguments)]
+    fn update_rows_kernel<T: AdafactorFloat>(g: &[T], r: &[T], c: &[T], u: &mut [MaybeUninit<T>], mean: T, floor: T, sign: T) {
+        let cols = c.len();
+        for ((u, g), &ri) in u.chunks_exact_mut(cols).zip(g.chunks_exact(cols)).zip(r) {
+            for ((u, &cj), &gij) in u.iter_mut().zip(c).zip(g) {
+                let v = ri * cj / mean;
+                let v = if v < floor { floor } else { v };
+                u.write((T::ONE / v.sqrt()) * (sign * gij));
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// The unfactored EWA and update: `V = lerp(V, g^2, w)`, `u = g / sqrt(max(V, floor))`.
+    fn full_kernel<T: AdafactorFloat>(g: &[T], v: &mut [T], u: &mut [MaybeUninit<T>], w: T, floor: T, sign: T) {
+        let n = u.len();
+        let (g, v) = (&g[..n], &mut v[..n]);
+        for ((u, v), &g) in u.iter_mut().zip(v.iter_mut()).zip(g) {
+            let g = sign * g;
+            *v = lerp(*v, g * g, w);
+            let s = if *v < floor { floor } else { *v };
+            u.write((T::ONE / s.sqrt()) * g);
+        }
+    }
+}
+
+multiversion! {
+    /// `p = p decay + u scale`: one fused multiply-add, or (foreach) the product rounded.
+    fn apply_kernel<T: AdafactorFloat>(p: &mut [T], u: &[T], scale: T, decay: Option<T>, foreach: bool) {
+        let u = &u[..p.len()];
+        for (p, &u) in p.iter_mut().zip(u) {
+            let q = match decay {
+                Some(c) => *p * c,
+                None => *p,
+            };
+            *p = if foreach { q + u * scale } else { u.fma(scale, q) };
+        }
+    }
+}
+
+/// The first phase's independent pieces of work.
+enum Reduce<'a, T> {
+    /// `||p||`, written to the cell.
+    Norm(&'a [T], &'a mut T),
+    /// Whole rows of one matrix and their row EWAs.
+    Rows(&'a [T], &'a mut [T]),
+    /// One matrix and a block of its column EWAs, from column `usize`.
+    Cols(&'a [T], usize, &'a mut [T]),
+    /// One whole matrix (`cols > 1`), its row and column EWAs, in one pass (unthreaded).
+    Both(&'a [T], &'a mut [T], &'a mut [T]),
+    /// A single-column matrix (its column is contiguous) and its column EWA.
+    Column(&'a [T], &'a mut T),
+}
+
 /// The Adafactor update of one parameter, in place, at step `t` (torch's float32 step
 /// counter after its increment, `t >= 1`):
 ///
@@ -254,8 +471,24 @@ pub fn sum_torch<T: AdafactorFloat>(x: &[T]) -> T {
 /// p      = p - alpha / max(1, ||U|| / (sqrt(numel) d)) U
 /// ```
 ///
-/// with torch's roundings (see the module). `param` and `grad` have the same length.
+/// with torch's roundings (see the module). `param` and `grad` have the same length. Large
+/// parameters are split across the thread pool; every element and every reduction is
+/// computed in one order whatever the thread count and SIMD level, so the bits are the same.
 pub fn step<T: AdafactorFloat>(
+    h: &AdafactorHyper,
+    t: f64,
+    param: &mut [T],
+    grad: &[T],
+    moments: Moments<'_, T>,
+) {
+    let threaded = parallel::worth_threads(param.len());
+    step_with(simd::level(), threaded, h, t, param, grad, moments);
+}
+
+/// [`step`] at a given SIMD level, on the pool's threads when `threaded`.
+pub(crate) fn step_with<T: AdafactorFloat>(
+    level: Level,
+    threaded: bool,
     h: &AdafactorHyper,
     t: f64,
     param: &mut [T],
@@ -268,16 +501,13 @@ pub fn step<T: AdafactorFloat>(
     let inv_sqrt_t = 1.0 / py_pow_half(t);
     let rho = if inv_sqrt_t < h.lr { inv_sqrt_t } else { h.lr };
     let sqrt_numel = py_pow_half(numel as f64);
-    let rms = norm_torch(numel, |k| param[k]).to_f64() / sqrt_numel;
-    let alpha = if rms > h.eps2 { rms } else { h.eps2 } * rho;
     let w = T::from_f64(one_minus_beta2);
     let sign = if h.maximize { -T::ONE } else { T::ONE };
     let floor = T::from_f64(h.eps1 * h.eps1);
-    let rsqrt_times = |v: T, g: T| {
-        let v = if v < floor { floor } else { v };
-        (T::ONE / v.sqrt()) * g
-    };
+    let mut param_norm = T::ZERO;
+    // written below before it is read: no pass to zero it
     let mut update: Vec<T> = Vec::with_capacity(numel);
+    let spare = &mut update.spare_capacity_mut()[..numel];
     match moments {
         Moments::Factored {
             row_var,
@@ -286,69 +516,205 @@ pub fn step<T: AdafactorFloat>(
             cols,
         } => {
             let per = rows * cols;
+            assert!(
+                per > 0
+                    && numel.is_multiple_of(per)
+                    && row_var.len() == numel / per * rows
+                    && col_var.len() == numel / per * cols,
+                "a (..., {rows}, {cols}) parameter cannot have {numel} elements, {} row and {} column averages",
+                row_var.len(),
+                col_var.len()
+            );
             let eps1 = T::from_f64(h.eps1);
             let (n_rows, n_cols) = (T::from_f64(rows as f64), T::from_f64(cols as f64));
-            let mut col_norms = vec![T::ZERO; cols];
+            // rows per piece and column blocks: about CHUNK_ELEMENTS elements each
+            let rows_per = (CHUNK_ELEMENTS / cols.max(1)).max(1);
+            let col_block = if threaded {
+                let blocks = (rows * cols).div_ceil(CHUNK_ELEMENTS).max(1);
+                cols.div_ceil(blocks).next_multiple_of(16).max(64)
+            } else {
+                cols.max(1)
+            };
+            let mut work = vec![Reduce::Norm(&*param, &mut param_norm)];
             for ((g, r), c) in grad
                 .chunks_exact(per)
                 .zip(row_var.chunks_exact_mut(rows))
                 .zip(col_var.chunks_exact_mut(cols))
             {
                 // the norms of -g are those of g
-                for (i, r) in r.iter_mut().enumerate() {
-                    let row = &g[i * cols..(i + 1) * cols];
-                    let norm = norm_torch(cols, |k| row[k]);
-                    *r = lerp(*r, norm * norm / n_cols, w);
+                if !threaded && cols > 1 {
+                    work.push(Reduce::Both(g, r, c));
+                    continue;
+                }
+                for (i, r) in r.chunks_mut(rows_per).enumerate() {
+                    let first = i * rows_per * cols;
+                    work.push(Reduce::Rows(&g[first..first + r.len() * cols], r));
                 }
                 if cols == 1 {
-                    // a single column is contiguous: torch reduces it as a last dimension
-                    col_norms[0] = norm_torch(rows, |k| g[k]);
+                    work.push(Reduce::Column(g, &mut c[0]));
                 } else {
-                    norm_columns(g, rows, cols, &mut col_norms);
+                    for (b, c) in c.chunks_mut(col_block).enumerate() {
+                        work.push(Reduce::Cols(g, b * col_block, c));
+                    }
                 }
-                for (c, &norm) in c.iter_mut().zip(&col_norms) {
+            }
+            parallel::run_each(work, threaded, |piece| match piece {
+                Reduce::Norm(x, out) => *out = norm_kernel(level, x),
+                Reduce::Rows(g, r) => rows_kernel(level, g, cols, r, n_cols, w),
+                Reduce::Both(g, r, c) => rows_cols_kernel(level, g, cols, r, c, n_rows, n_cols, w),
+                Reduce::Cols(g, first, c) => cols_kernel(level, g, cols, first, c, n_rows, w),
+                Reduce::Column(g, c) => {
+                    // a single column is contiguous: torch reduces it as a last dimension
+                    let norm = norm_kernel(level, g);
                     *c = lerp(*c, norm * norm / n_rows, w);
                 }
+            });
+            let mut pieces = Vec::new();
+            for (((g, r), c), u) in grad
+                .chunks_exact(per)
+                .zip(row_var.chunks_exact(rows))
+                .zip(col_var.chunks_exact(cols))
+                .zip(spare.chunks_exact_mut(per))
+            {
                 let mean = sum_torch(r) / n_rows;
                 let mean = if mean < eps1 { eps1 } else { mean };
-                for (i, &ri) in r.iter().enumerate() {
-                    let row = &g[i * cols..(i + 1) * cols];
-                    update.extend(
-                        c.iter()
-                            .zip(row)
-                            .map(|(&cj, &gij)| rsqrt_times(ri * cj / mean, sign * gij)),
-                    );
+                for ((g, r), u) in g
+                    .chunks(rows_per * cols)
+                    .zip(r.chunks(rows_per))
+                    .zip(u.chunks_mut(rows_per * cols))
+                {
+                    pieces.push((g, r, c, u, mean));
                 }
             }
+            parallel::run_each(pieces, threaded, |(g, r, c, u, mean)| {
+                update_rows_kernel(level, g, r, c, u, mean, floor, sign);
+            });
         }
         Moments::Full { variance } => {
-            for (v, &g) in variance[..numel].iter_mut().zip(grad) {
-                let g = sign * g;
-                *v = lerp(*v, g * g, w);
-                update.push(rsqrt_times(*v, g));
-            }
+            let pieces: Vec<_> = grad
+                .chunks(CHUNK_ELEMENTS)
+                .zip(variance[..numel].chunks_mut(CHUNK_ELEMENTS))
+                .zip(spare.chunks_mut(CHUNK_ELEMENTS))
+                .collect();
+            parallel::run_each(pieces, threaded, |((g, v), u)| {
+                full_kernel(level, g, v, u, w, floor, sign);
+            });
+            param_norm = norm_kernel(level, param);
         }
     }
-    let update_rms = norm_torch(numel, |k| update[k]).to_f64() / (sqrt_numel * h.d);
+    // SAFETY: the pieces above cover `spare[..numel]` (whole matrices of `per` elements,
+    // or chunks of every element), and each kernel writes every element of its piece.
+    unsafe { update.set_len(numel) };
+    let rms = param_norm.to_f64() / sqrt_numel;
+    let alpha = if rms > h.eps2 { rms } else { h.eps2 } * rho;
+    let update_rms = norm_kernel(level, &update).to_f64() / (sqrt_numel * h.d);
     let clip = if update_rms > 1.0 { update_rms } else { 1.0 };
     let scale = T::from_f64(-alpha / clip);
     let decay = (h.weight_decay != 0.0).then(|| T::from_f64(1.0 - h.lr * h.weight_decay));
-    for (p, &u) in param.iter_mut().zip(&update) {
-        let q = match decay {
-            Some(c) => *p * c,
-            None => *p,
-        };
-        *p = if h.foreach {
-            q + u * scale
-        } else {
-            u.fma(scale, q)
-        };
-    }
+    let pieces: Vec<_> = param
+        .chunks_mut(CHUNK_ELEMENTS)
+        .zip(update.chunks(CHUNK_ELEMENTS))
+        .collect();
+    parallel::run_each(pieces, threaded, |(p, u)| {
+        apply_kernel(level, p, u, scale, decay, h.foreach);
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scalar step before it was vectorized and threaded: the bits to keep.
+    pub(super) fn reference_step<T: AdafactorFloat>(
+        h: &AdafactorHyper,
+        t: f64,
+        param: &mut [T],
+        grad: &[T],
+        moments: Moments<'_, T>,
+    ) {
+        let numel = param.len();
+        let grad = &grad[..numel];
+        let one_minus_beta2 = t.powf(h.beta2_decay);
+        let inv_sqrt_t = 1.0 / py_pow_half(t);
+        let rho = if inv_sqrt_t < h.lr { inv_sqrt_t } else { h.lr };
+        let sqrt_numel = py_pow_half(numel as f64);
+        let rms = norm_torch(numel, |k| param[k]).to_f64() / sqrt_numel;
+        let alpha = if rms > h.eps2 { rms } else { h.eps2 } * rho;
+        let w = T::from_f64(one_minus_beta2);
+        let sign = if h.maximize { -T::ONE } else { T::ONE };
+        let floor = T::from_f64(h.eps1 * h.eps1);
+        let rsqrt_times = |v: T, g: T| {
+            let v = if v < floor { floor } else { v };
+            (T::ONE / v.sqrt()) * g
+        };
+        let mut update: Vec<T> = Vec::with_capacity(numel);
+        match moments {
+            Moments::Factored {
+                row_var,
+                col_var,
+                rows,
+                cols,
+            } => {
+                let per = rows * cols;
+                let eps1 = T::from_f64(h.eps1);
+                let (n_rows, n_cols) = (T::from_f64(rows as f64), T::from_f64(cols as f64));
+                let mut col_norms = vec![T::ZERO; cols];
+                for ((g, r), c) in grad
+                    .chunks_exact(per)
+                    .zip(row_var.chunks_exact_mut(rows))
+                    .zip(col_var.chunks_exact_mut(cols))
+                {
+                    // the norms of -g are those of g
+                    for (i, r) in r.iter_mut().enumerate() {
+                        let row = &g[i * cols..(i + 1) * cols];
+                        let norm = norm_torch(cols, |k| row[k]);
+                        *r = lerp(*r, norm * norm / n_cols, w);
+                    }
+                    if cols == 1 {
+                        // a single column is contiguous: torch reduces it as a last dimension
+                        col_norms[0] = norm_torch(rows, |k| g[k]);
+                    } else {
+                        norm_columns(g, rows, cols, &mut col_norms);
+                    }
+                    for (c, &norm) in c.iter_mut().zip(&col_norms) {
+                        *c = lerp(*c, norm * norm / n_rows, w);
+                    }
+                    let mean = sum_torch(r) / n_rows;
+                    let mean = if mean < eps1 { eps1 } else { mean };
+                    for (i, &ri) in r.iter().enumerate() {
+                        let row = &g[i * cols..(i + 1) * cols];
+                        update.extend(
+                            c.iter()
+                                .zip(row)
+                                .map(|(&cj, &gij)| rsqrt_times(ri * cj / mean, sign * gij)),
+                        );
+                    }
+                }
+            }
+            Moments::Full { variance } => {
+                for (v, &g) in variance[..numel].iter_mut().zip(grad) {
+                    let g = sign * g;
+                    *v = lerp(*v, g * g, w);
+                    update.push(rsqrt_times(*v, g));
+                }
+            }
+        }
+        let update_rms = norm_torch(numel, |k| update[k]).to_f64() / (sqrt_numel * h.d);
+        let clip = if update_rms > 1.0 { update_rms } else { 1.0 };
+        let scale = T::from_f64(-alpha / clip);
+        let decay = (h.weight_decay != 0.0).then(|| T::from_f64(1.0 - h.lr * h.weight_decay));
+        for (p, &u) in param.iter_mut().zip(&update) {
+            let q = match decay {
+                Some(c) => *p * c,
+                None => *p,
+            };
+            *p = if h.foreach {
+                q + u * scale
+            } else {
+                u.fma(scale, q)
+            };
+        }
+    }
 
     fn hyper() -> AdafactorHyper {
         AdafactorHyper {
@@ -545,6 +911,119 @@ mod tests {
         assert!(differ > 0, "the two roundings never differed");
         for (a, b) in single.iter().zip(&foreach) {
             assert!((a - b).abs() <= 2.0 * f32::EPSILON * a.abs().max(1.0));
+        }
+    }
+
+    #[test]
+    fn every_simd_level_and_thread_count_gives_the_scalar_steps_bits() {
+        fn bits<T: AdafactorFloat>(x: &[T]) -> Vec<u64> {
+            x.iter().map(|v| v.to_f64().to_bits()).collect()
+        }
+        fn factored<'a, T>(
+            row_var: &'a mut [T],
+            col_var: &'a mut [T],
+            rows: usize,
+            cols: usize,
+        ) -> Moments<'a, T> {
+            Moments::Factored {
+                row_var,
+                col_var,
+                rows,
+                cols,
+            }
+        }
+        fn check<T: AdafactorFloat>(
+            h: &AdafactorHyper,
+            (batch, rows, cols): (usize, usize, usize),
+            seed: u64,
+        ) {
+            let n = batch * rows * cols;
+            let conv = |v: Vec<f64>| -> Vec<T> { v.into_iter().map(T::from_f64).collect() };
+            let p0: Vec<T> = conv(values(n, seed));
+            let (mut p, mut r, mut c) = (
+                p0.clone(),
+                vec![T::ZERO; batch * rows],
+                vec![T::ZERO; batch * cols],
+            );
+            let mut v = vec![T::ZERO; n];
+            let mut runs: Vec<_> = crate::runtime::simd::supported()
+                .into_iter()
+                .flat_map(|l| [(l, false), (l, true)])
+                .map(|lt| (lt, p0.clone(), r.clone(), c.clone(), p0.clone(), v.clone()))
+                .collect();
+            for t in 1..=3u64 {
+                // a gradient with zeros (the floor) and a tiny row
+                let mut g: Vec<T> = conv(values(n, seed + 10 * t));
+                g[0] = T::ZERO;
+                for x in g.iter_mut().take(cols.min(n)) {
+                    *x = *x * T::from_f64(1e-30);
+                }
+                let tf = t as f64;
+                reference_step(h, tf, &mut p, &g, factored(&mut r, &mut c, rows, cols));
+                let mut q = p0.clone();
+                if t == 1 {
+                    reference_step(h, tf, &mut q, &g, Moments::Full { variance: &mut v });
+                }
+                for ((level, threaded), pp, rr, cc, pv, vv) in &mut runs {
+                    step_with(
+                        *level,
+                        *threaded,
+                        h,
+                        tf,
+                        pp,
+                        &g,
+                        factored(rr, cc, rows, cols),
+                    );
+                    let what = format!("{level:?} threaded {threaded} t {t} {batch}x{rows}x{cols}");
+                    assert!(bits(pp) == bits(&p), "{what}");
+                    assert!(bits(rr) == bits(&r) && bits(cc) == bits(&c), "{what}");
+                    if t == 1 {
+                        step_with(
+                            *level,
+                            *threaded,
+                            h,
+                            tf,
+                            pv,
+                            &g,
+                            Moments::Full { variance: vv },
+                        );
+                        assert!(
+                            bits(pv) == bits(&q) && bits(vv) == bits(&v),
+                            "{what} (vector)"
+                        );
+                    }
+                }
+            }
+        }
+        let _threads = crate::test_util::thread_count_lock();
+        crate::runtime::parallel::set_num_threads(3).unwrap();
+        // (batch, rows, cols): tails of every length, a single column and row, several
+        // pieces per matrix (threaded), a batch of matrices
+        let shapes = [
+            (1, 37, 29),
+            (1, 300, 203),
+            (2, 129, 131),
+            (1, 5000, 1),
+            (1, 1, 4099),
+            (3, 3, 13),
+            (1, 70, 1100),
+        ];
+        let hypers = [
+            hyper(),
+            AdafactorHyper {
+                lr: 0.3,
+                weight_decay: 0.1,
+                maximize: true,
+                foreach: true,
+                d: 0.7,
+                ..hyper()
+            },
+        ];
+        for h in &hypers {
+            for (k, &shape) in shapes.iter().enumerate() {
+                check::<f32>(h, shape, k as u64);
+                check::<f64>(h, shape, 100 + k as u64);
+            }
         }
     }
 }
