@@ -12,7 +12,7 @@ import torch
 
 from ..optim.lbfgs import LBFGS as _FoLBFGS
 from ..optim.lbfgs import _check_hyper
-from ._optimizer import _as_numpy, _bump_versions
+from ._optimizer import _as_numpy, _bump_versions, _check_cpu_tensor
 
 _DTYPES = (torch.float32, torch.float64)
 _GROUPS_REFUSED = "LBFGS doesn't support per-parameter options (parameter groups)"
@@ -251,13 +251,7 @@ class LBFGS(torch.optim.Optimizer):
 
 
 def _check_param(p: torch.Tensor, j: int) -> None:
-    where = f"LBFGS: parameter param_groups[0]['params'][{j}]"
-    if p.layout != torch.strided or p.device.type != "cpu":
-        raise ValueError(f"{where} must be a dense CPU tensor, got {p.layout} on {p.device}")
-    if p.dtype not in _DTYPES:
-        raise TypeError(f"{where} has dtype {p.dtype}, expected float32 or float64")
-    if not p.is_contiguous():
-        raise ValueError(f"{where} is not contiguous (strides {p.stride()})")
+    _check_cpu_tensor(p, f"LBFGS: parameter param_groups[0]['params'][{j}]", _DTYPES, "float32 or float64")
 
 
 def _grad(p: torch.Tensor, j: int) -> np.ndarray:

@@ -92,6 +92,23 @@ def _as_numpy(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
+def _check_cpu_tensor(p: torch.Tensor, where: str, dtypes: Any, expected: str) -> None:
+    """Refuses a parameter ferroptim cannot update in place: sparse, not on the CPU, of a
+    dtype outside ``dtypes`` (``expected`` names them) or not contiguous."""
+    if p.layout != torch.strided:
+        raise ValueError(f"{where} is a sparse ({p.layout}) tensor; only dense tensors are supported")
+    if p.device.type != "cpu":
+        raise ValueError(
+            f"{where} is on device {p.device}; ferroptim.torch updates CPU tensors (use torch.optim for other devices)"
+        )
+    if p.dtype not in dtypes:
+        raise TypeError(f"{where} has dtype {p.dtype}, expected {expected}")
+    if not p.is_contiguous():
+        raise ValueError(
+            f"{where} is not contiguous (strides {p.stride()}); ferroptim.torch updates contiguous memory"
+        )
+
+
 def _bump_versions(tensors: list) -> None:
     """Tells autograd that ``tensors`` were modified in place (as ``add_`` would), so a
     backward pass through a graph that saved one of them raises torch's error."""
@@ -219,19 +236,7 @@ class TorchOptimizer(torch.optim.Optimizer):
         if not isinstance(p, torch.Tensor):
             return  # torch's add_param_group says what it expected
         where = f"{type(self).__name__}: parameter {name}"
-        if p.layout != torch.strided:
-            raise ValueError(f"{where} is a sparse ({p.layout}) tensor; only dense tensors are supported")
-        if p.device.type != "cpu":
-            raise ValueError(
-                f"{where} is on device {p.device}; ferroptim.torch updates CPU tensors "
-                "(use torch.optim for other devices)"
-            )
-        if p.dtype not in _PARAM_DTYPES:
-            raise TypeError(f"{where} has dtype {p.dtype}, expected float32, float64, bfloat16 or float16")
-        if not p.is_contiguous():
-            raise ValueError(
-                f"{where} is not contiguous (strides {p.stride()}); ferroptim.torch updates contiguous memory"
-            )
+        _check_cpu_tensor(p, where, _PARAM_DTYPES, "float32, float64, bfloat16 or float16")
         if p.dtype == torch.bfloat16 and _ml_bfloat16() is None:
             raise ImportError(f"{where} is bfloat16, which needs ml_dtypes: pip install ferroptim[bfloat16]")
 

@@ -18,7 +18,7 @@ import torch
 from .. import _core
 from ..optim import adafactor as _fo_adafactor
 from ..optim import muon as _fo_muon
-from ._optimizer import _bump_versions
+from ._optimizer import _bump_versions, _check_cpu_tensor
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -54,20 +54,7 @@ class _PerTensor(torch.optim.Optimizer):
             raise
 
     def _check_param(self, p: torch.Tensor, name: str) -> None:
-        where = f"{type(self).__name__}: parameter {name}"
-        if p.layout != torch.strided:
-            raise ValueError(f"{where} is a sparse ({p.layout}) tensor; only dense tensors are supported")
-        if p.device.type != "cpu":
-            raise ValueError(
-                f"{where} is on device {p.device}; ferroptim.torch updates CPU tensors "
-                "(use torch.optim for other devices)"
-            )
-        if p.dtype not in _DTYPES:
-            raise TypeError(f"{where} has dtype {p.dtype}, expected float32 or float64")
-        if not p.is_contiguous():
-            raise ValueError(
-                f"{where} is not contiguous (strides {p.stride()}); ferroptim.torch updates contiguous memory"
-            )
+        _check_cpu_tensor(p, f"{type(self).__name__}: parameter {name}", _DTYPES, "float32 or float64")
 
     def _grad_view(self, p: torch.Tensor, name: str) -> np.ndarray:
         self._check_param(p, name)
