@@ -5,18 +5,9 @@ use numpy::{Element, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
+use super::typed_array;
 use crate::optim::adafactor::{self, AdafactorFloat, AdafactorHyper, Moments};
-
-/// Below this many elements the step runs without releasing the GIL (it costs more).
-const DETACH_ELEMENTS: usize = 1 << 15;
-
-fn array<'py, T: Element + AdafactorFloat>(
-    what: &str,
-    a: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyArrayDyn<T>>> {
-    a.extract()
-        .map_err(|_| PyTypeError::new_err(format!("{what} must be a {} array", T::DTYPE.name())))
-}
+use crate::py::{maybe_detach, Work};
 
 /// `(variance, row_var, col_var)`, as given.
 type State<'a, 'py> = (
@@ -33,8 +24,8 @@ fn step_as<T: Element + AdafactorFloat>(
     grad: &Bound<'_, PyAny>,
     state: State<'_, '_>,
 ) -> PyResult<()> {
-    let param = array::<T>("the parameter", param)?;
-    let grad = array::<T>("the gradient", grad)?;
+    let param = typed_array::<T>("the parameter", param, None)?;
+    let grad = typed_array::<T>("the gradient", grad, None)?;
     let shape = param.shape().to_vec();
     if grad.shape() != shape {
         return Err(PyValueError::new_err(format!(
@@ -46,7 +37,7 @@ fn step_as<T: Element + AdafactorFloat>(
     let mut p = param.try_readwrite()?;
     let g = grad.try_readonly()?;
     let (p, g) = (p.as_slice_mut()?, g.as_slice()?);
-    let detach = p.len() >= DETACH_ELEMENTS;
+    let work = Work::Elements(p.len());
     match state {
         (Some(variance), None, None) => {
             if shape.len() > 1 {
@@ -54,7 +45,7 @@ fn step_as<T: Element + AdafactorFloat>(
                     "a parameter with 2 or more dimensions needs row_var and col_var",
                 ));
             }
-            let variance = array::<T>("variance", variance)?;
+            let variance = typed_array::<T>("variance", variance, None)?;
             if variance.shape() != shape {
                 return Err(PyValueError::new_err(format!(
                     "variance must have the parameter's shape {shape:?}, got {:?}",
@@ -64,12 +55,7 @@ fn step_as<T: Element + AdafactorFloat>(
             let mut v = variance.try_readwrite()?;
             let v = v.as_slice_mut()?;
             let moments = Moments::Full { variance: v };
-            let run = move || adafactor::step(h, t, p, g, moments);
-            if detach {
-                py.detach(run);
-            } else {
-                run();
-            }
+            maybe_detach(py, work, move || adafactor::step(h, t, p, g, moments));
         }
         (None, Some(row_var), Some(col_var)) => {
             let nd = shape.len();
@@ -83,8 +69,8 @@ fn step_as<T: Element + AdafactorFloat>(
             row_shape[nd - 1] = 1;
             let mut col_shape = shape.clone();
             col_shape[nd - 2] = 1;
-            let row_var = array::<T>("row_var", row_var)?;
-            let col_var = array::<T>("col_var", col_var)?;
+            let row_var = typed_array::<T>("row_var", row_var, None)?;
+            let col_var = typed_array::<T>("col_var", col_var, None)?;
             if row_var.shape() != row_shape || col_var.shape() != col_shape {
                 return Err(PyValueError::new_err(format!(
                     "row_var and col_var must have shapes {row_shape:?} and {col_shape:?}, got {:?} and {:?}",
@@ -101,12 +87,7 @@ fn step_as<T: Element + AdafactorFloat>(
                 rows,
                 cols,
             };
-            let run = move || adafactor::step(h, t, p, g, moments);
-            if detach {
-                py.detach(run);
-            } else {
-                run();
-            }
+            maybe_detach(py, work, move || adafactor::step(h, t, p, g, moments));
         }
         _ => {
             return Err(PyValueError::new_err(

@@ -2,33 +2,13 @@
 //! train/eval interpolation, the GIL released for large parameters.
 
 use numpy::{Element, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
+use super::typed_array;
 use crate::optim::adafactor::AdafactorFloat;
 use crate::optim::schedulefree::{self, AdamWHyper, SgdHyper};
-
-/// Below this many elements the step runs without releasing the GIL (it costs more).
-const DETACH_ELEMENTS: usize = 1 << 15;
-
-fn array<'py, T: Element + AdafactorFloat>(
-    what: &str,
-    a: &Bound<'py, PyAny>,
-    shape: Option<&[usize]>,
-) -> PyResult<Bound<'py, PyArrayDyn<T>>> {
-    let a: Bound<'py, PyArrayDyn<T>> = a
-        .extract()
-        .map_err(|_| PyTypeError::new_err(format!("{what} must be a {} array", T::DTYPE.name())))?;
-    if let Some(shape) = shape {
-        if a.shape() != shape {
-            return Err(PyValueError::new_err(format!(
-                "{what} must have the parameter's shape {shape:?}, got {:?}",
-                a.shape()
-            )));
-        }
-    }
-    Ok(a)
-}
+use crate::py::{maybe_detach, Work};
 
 fn is_f32(param: &Bound<'_, PyAny>) -> PyResult<bool> {
     if param.extract::<Bound<'_, PyArrayDyn<f32>>>().is_ok() {
@@ -42,14 +22,6 @@ fn is_f32(param: &Bound<'_, PyAny>) -> PyResult<bool> {
     }
 }
 
-fn run<F: FnOnce() + Send>(py: Python<'_>, n: usize, f: F) {
-    if n >= DETACH_ELEMENTS {
-        py.detach(f);
-    } else {
-        f();
-    }
-}
-
 fn adamw_as<T: Element + AdafactorFloat>(
     py: Python<'_>,
     h: &AdamWHyper,
@@ -58,11 +30,11 @@ fn adamw_as<T: Element + AdafactorFloat>(
     z: &Bound<'_, PyAny>,
     exp_avg_sq: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let param = array::<T>("the parameter", param, None)?;
+    let param = typed_array::<T>("the parameter", param, None)?;
     let shape = param.shape().to_vec();
-    let grad = array::<T>("the gradient", grad, Some(&shape))?;
-    let z = array::<T>("z", z, Some(&shape))?;
-    let v = array::<T>("exp_avg_sq", exp_avg_sq, Some(&shape))?;
+    let grad = typed_array::<T>("the gradient", grad, Some(&shape))?;
+    let z = typed_array::<T>("z", z, Some(&shape))?;
+    let v = typed_array::<T>("exp_avg_sq", exp_avg_sq, Some(&shape))?;
     let mut p = param.try_readwrite()?;
     let g = grad.try_readonly()?;
     let mut z = z.try_readwrite()?;
@@ -73,7 +45,9 @@ fn adamw_as<T: Element + AdafactorFloat>(
         z.as_slice_mut()?,
         v.as_slice_mut()?,
     );
-    run(py, p.len(), move || schedulefree::adamw_step(h, p, g, z, v));
+    maybe_detach(py, Work::Elements(p.len()), move || {
+        schedulefree::adamw_step(h, p, g, z, v);
+    });
     Ok(())
 }
 
@@ -84,15 +58,17 @@ fn sgd_as<T: Element + AdafactorFloat>(
     grad: &Bound<'_, PyAny>,
     z: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let param = array::<T>("the parameter", param, None)?;
+    let param = typed_array::<T>("the parameter", param, None)?;
     let shape = param.shape().to_vec();
-    let grad = array::<T>("the gradient", grad, Some(&shape))?;
-    let z = array::<T>("z", z, Some(&shape))?;
+    let grad = typed_array::<T>("the gradient", grad, Some(&shape))?;
+    let z = typed_array::<T>("z", z, Some(&shape))?;
     let mut p = param.try_readwrite()?;
     let g = grad.try_readonly()?;
     let mut z = z.try_readwrite()?;
     let (p, g, z) = (p.as_slice_mut()?, g.as_slice()?, z.as_slice_mut()?);
-    run(py, p.len(), move || schedulefree::sgd_step(h, p, g, z));
+    maybe_detach(py, Work::Elements(p.len()), move || {
+        schedulefree::sgd_step(h, p, g, z);
+    });
     Ok(())
 }
 
@@ -102,13 +78,15 @@ fn interpolate_as<T: Element + AdafactorFloat>(
     z: &Bound<'_, PyAny>,
     weight: f64,
 ) -> PyResult<()> {
-    let param = array::<T>("the parameter", param, None)?;
+    let param = typed_array::<T>("the parameter", param, None)?;
     let shape = param.shape().to_vec();
-    let z = array::<T>("z", z, Some(&shape))?;
+    let z = typed_array::<T>("z", z, Some(&shape))?;
     let mut p = param.try_readwrite()?;
     let z = z.try_readonly()?;
     let (p, z) = (p.as_slice_mut()?, z.as_slice()?);
-    run(py, p.len(), move || schedulefree::interpolate(p, z, weight));
+    maybe_detach(py, Work::Elements(p.len()), move || {
+        schedulefree::interpolate(p, z, weight);
+    });
     Ok(())
 }
 
