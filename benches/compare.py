@@ -23,6 +23,13 @@ elements/s, bytes/s, the fraction of the bandwidth reference, and ferroptim's sp
 over each peer. Run: ``python benches/compare.py`` (``--quick`` for a smaller run,
 ``--markdown`` for a README table).
 
+``--new`` adds the optimizers past torch.optim's element-wise ones: Adafactor (on the
+matrix sets, with a 100M set of 25 matrices of 2000 x 2000), ScheduleFreeAdamW and
+ScheduleFreeSGD (against the ``schedulefree`` package where installed), Muon (the 2-D
+tensors of the MLP sets; its own peer is torch's bfloat16 iteration, and ours is timed in
+bfloat16 and float32) and LBFGS (one iteration a step on a diagonal quadratic); what each
+is compared with is described at ``NEW`` below.
+
 ``--half`` measures Adam with bfloat16 state instead (``state_dtype="bfloat16"``) on the
 large tensors: against ferroptim's float32 state, torch's fused float32 Adam, and the
 bandwidth reference moving the same 20 bytes per element (and the 28 of float32 state);
@@ -60,6 +67,7 @@ except ImportError:  # torch is optional
 SETS = {
     "1x100M": [(100_000_000,)],
     "1x10M": [(10_000_000,)],
+    "25x2000x2000": [(2000, 2000)] * 25,
     "MLP 784-512-512-10": [(512, 784), (512,), (512, 512), (512,), (10, 512), (10,)],
     "MLP 64-256-256-10": [(256, 64), (256,), (256, 256), (256,), (10, 256), (10,)],
     "net [2,5,2,1]": [(5, 2), (5, 1), (2, 5), (2, 1), (1, 2), (1, 1)],
@@ -82,6 +90,24 @@ FAMILY = {
     "Rprop": (fo.Rprop, ("Rprop", {}), 2),
     "ASGD": (fo.ASGD, ("ASGD", {}), 1),
 }
+# The optimizers past torch.optim's element-wise ones (``--new``), each with its own peers
+# (make_new_runners). Their bandwidth reference is the bytes the algorithm must move per
+# element, float32:
+# - Adafactor (matrices: the row and column statistics are a few numbers per row): the
+#   update's RMS caps the step, so every element of the update is known before the first
+#   parameter changes: one pass reading p and g (p's RMS, g's row and column statistics),
+#   one reading g (the update's RMS), one reading p and g and writing p; 24 B, two
+#   12-byte streams.
+# - ScheduleFreeAdamW: y, z and the second moment read and written, g read (28 B);
+#   ScheduleFreeSGD: y and z read and written, g read (20 B).
+# - Muon (the 2-D tensors only, as torch takes) and LBFGS (one iteration per step,
+#   history_size=5, on a diagonal quadratic whose gradient each side computes with its own
+#   library) are not element-wise: no reference.
+NEW = ("Adafactor", "ScheduleFreeAdamW", "ScheduleFreeSGD", "Muon", "LBFGS")
+# the element-wise ones' reference: (arrays read and written, passes) of streams that also
+# read one array (the gradient)
+REFERENCE = {"Adafactor": (1, 2), "ScheduleFreeAdamW": (3, 1), "ScheduleFreeSGD": (2, 1)}
+LBFGS_HISTORY = 5
 ALL = {**OPTIMIZERS, **FAMILY}
 
 
@@ -162,6 +188,102 @@ def make_runners(opt_name, shapes, with_numpy):
                 continue
             runners.append((label, topt.step))
     return n, bytes_per_element(state_arrays), runners
+
+
+def make_new_runners(opt_name, shapes):
+    """(n, bytes per element of the reference or None, [(label, step function)]) for one of
+    NEW on one set: ferroptim, the bandwidth reference and torch's (or the schedulefree
+    package's) implementations."""
+    rng = np.random.default_rng(0)
+    if opt_name == "Muon":
+        shapes = [s for s in shapes if len(s) == 2]
+    n = sum(int(np.prod(s)) for s in shapes)
+
+    def arrays():
+        ps = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+        gs = [rng.standard_normal(s, dtype=np.float32) * 1e-2 for s in shapes]
+        return ps, gs
+
+    def tensors(ps, gs):
+        tps = [torch.from_numpy(p).requires_grad_() for p in ps]
+        for tp, g in zip(tps, gs):
+            tp.grad = torch.from_numpy(g)
+        return tps
+
+    runners, peers = [], []
+    ps, gs = arrays()
+    if opt_name == "LBFGS":
+        # a diagonal quadratic f(p) = sum(d p^2) / 2: the closures compute d * p into
+        # preallocated gradients, NumPy's for ferroptim, torch's for torch
+        ds = [np.abs(g) * 100 + 0.5 for g in gs]
+        opt = fo.LBFGS(ps, max_iter=1, history_size=LBFGS_HISTORY)
+
+        def closure():
+            for p, d, g in zip(ps, ds, gs):
+                np.multiply(d, p, out=g)
+            return 0.0, gs
+
+        runners.append(("ferroptim", lambda: opt.step(closure)))
+        if torch is not None:
+            tps, _ = arrays()
+            tps = tensors(tps, [np.empty_like(p) for p in tps])
+            tds = [torch.from_numpy(d) for d in ds]
+            topt = torch.optim.LBFGS(tps, max_iter=1, history_size=LBFGS_HISTORY)
+
+            def tclosure():
+                for p, d in zip(tps, tds):
+                    torch.mul(d, p.detach(), out=p.grad)
+                return torch.zeros(())
+
+            peers.append(("torch", lambda: topt.step(tclosure)))
+        return n, None, runners + peers
+    kwargs = {"Muon": {"lr": 0.02}, "Adafactor": {}}.get(opt_name, {"lr": 1e-3})
+    opt = getattr(fo, opt_name)(ps, **kwargs)
+    if opt_name.startswith("ScheduleFree"):
+        opt.train()
+    runners.append(("ferroptim", lambda: opt.step(gs)))
+    if opt_name == "Muon":
+        opt32 = fo.Muon(arrays()[0], ns_dtype="float32", **kwargs)
+        runners.append(("ferroptim ns_dtype=float32", lambda: opt32.step(gs)))
+    bpe = None
+    if opt_name in REFERENCE:
+        arrays_rw, passes = REFERENCE[opt_name]
+        bpe = passes * bytes_per_element(arrays_rw - 1)
+        if STREAM is not None:
+            dst = [np.ones(n, np.float32) for _ in range(arrays_rw)]
+            src = np.full(n, 1e-7, np.float32)
+            runners.append(("bandwidth reference", lambda: [STREAM(dst, src) for _ in range(passes)]))
+    if torch is not None:
+        if opt_name.startswith("ScheduleFree"):
+            try:
+                import schedulefree
+            except ImportError:
+                print("  (schedulefree is not importable: its columns skipped)")
+                return n, bpe, runners
+            make = getattr(schedulefree, opt_name[len("ScheduleFree") :] + "ScheduleFree")
+            variants = [
+                ("schedulefree for-loop", {"foreach": False}),
+                ("schedulefree foreach", {"foreach": True}),
+            ]
+        else:
+            make = getattr(torch.optim, opt_name)
+            variants = (
+                [("torch", {})]
+                if opt_name == "Muon"
+                else [("torch for-loop", {"foreach": False}), ("torch foreach", {"foreach": True})]
+            )
+        for label, kw in variants:
+            tp, tg = arrays()
+            try:
+                topt = make(tensors(tp, tg), **kwargs, **kw)
+                if hasattr(topt, "train"):
+                    topt.train()
+                topt.step()
+            except (RuntimeError, TypeError, ValueError) as e:
+                print(f"  {label} {opt_name}: not available ({e})")
+                continue
+            runners.append((label, topt.step))
+    return n, bpe, runners
 
 
 def time_runners(runners, target_s, rounds):
@@ -272,19 +394,34 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="skip the 100M set, fewer rounds")
     ap.add_argument("--sets", nargs="*", choices=list(SETS), help="parameter sets (default: all)")
-    ap.add_argument("--optimizers", nargs="*", choices=list(ALL), help="default: the lecture's four")
+    ap.add_argument(
+        "--optimizers", nargs="*", choices=list(ALL) + list(NEW), help="default: the lecture's four"
+    )
     ap.add_argument(
         "--family",
         action="store_true",
         help="also Adagrad, Adadelta, Adamax, NAdam, RAdam, Lion, Rprop, ASGD",
     )
+    ap.add_argument(
+        "--new",
+        action="store_true",
+        help="also Adafactor, ScheduleFreeAdamW, ScheduleFreeSGD, Muon, LBFGS",
+    )
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per measurement")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     ap.add_argument("--half", action="store_true", help="Adam with bfloat16 state on the large tensors")
     args = ap.parse_args(argv)
-    sets = args.sets or [s for s in SETS if not (args.quick and s == "1x100M")]
-    opts = args.optimizers or list(OPTIMIZERS) + (list(FAMILY) if args.family else [])
+    opts = args.optimizers or (
+        list(OPTIMIZERS) + (list(FAMILY) if args.family else []) + (list(NEW) if args.new else [])
+    )
     rounds = args.rounds or (3 if args.quick else 7)
+    big_sets = ("1x100M", "25x2000x2000")
+    # the matrices' 100M set only where an optimizer of NEW runs (Adafactor's subject)
+    sets = args.sets or [
+        s
+        for s in SETS
+        if not (args.quick and s in big_sets) and (s != "25x2000x2000" or any(o in NEW for o in opts))
+    ]
     if torch is not None:
         torch.set_num_threads(os.cpu_count() or 1)
 
@@ -315,7 +452,17 @@ def main(argv=None):
             )
     for set_name in sets:
         for opt_name in opts:
-            n, bpe, runners = make_runners(opt_name, SETS[set_name], with_numpy=True)
+            if opt_name in NEW:
+                if set_name.startswith("1x") and opt_name in ("Adafactor", "Muon"):
+                    continue  # their subject is matrices: a vector has no rows and columns
+                if set_name == "25x2000x2000" and opt_name == "Muon":
+                    # minutes a step (Newton-Schulz is 5 x 3 products of 2000 x 2000 matrices
+                    # per matrix): one matrix's step is in benches/lbfgs_muon_compare.py
+                    print("  Muon on 25x2000x2000: skipped, see benches/lbfgs_muon_compare.py")
+                    continue
+                n, bpe, runners = make_new_runners(opt_name, SETS[set_name])
+            else:
+                n, bpe, runners = make_runners(opt_name, SETS[set_name], with_numpy=True)
             big = n >= 10_000_000
             times = time_runners(runners, target_s=0.2 if big else 0.03, rounds=rounds)
             ref, ours = times.get("bandwidth reference"), times["ferroptim"]
@@ -327,7 +474,7 @@ def main(argv=None):
                         label,
                         fmt_time(t),
                         f"{n / t:.3g}",
-                        f"{n * bpe / t / 1e9:.1f}",
+                        f"{n * bpe / t / 1e9:.1f}" if bpe else "—",
                         f"{100 * ref / t:.0f}%" if ref else "—",
                         "—" if label in ("ferroptim", "bandwidth reference") else f"{t / ours:.1f}x",
                     ]

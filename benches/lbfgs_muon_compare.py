@@ -127,7 +127,7 @@ def main() -> None:
 
     print("\nMuon, one step of a float32 (rows, cols) parameter (median)")
     print(f"{'shape':>12} | {'fo bf16 s':>9} {'fo f32 s':>9} | {'torch s':>9} | ratio bf16, f32")
-    shapes = [(64, 256), (256, 256)] + ([] if args.quick else [(512, 1024), (1024, 1024)])
+    shapes = [(64, 256), (256, 256)] + ([] if args.quick else [(512, 1024), (1024, 1024), (2000, 2000)])
     for shape in shapes:
         repeats = 5 if shape[0] * shape[1] >= 512 * 1024 else 20
         bf, f32 = muon_fo(shape, "bfloat16", repeats), muon_fo(shape, "float32", repeats)

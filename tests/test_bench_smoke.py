@@ -178,3 +178,18 @@ def test_adafactor_memory_reports_the_state_each_optimizer_keeps():
     # a row and a column average per matrix: (50 + 40) float32 values for 50 x 40 parameters
     assert per_parameter["ferroptim Adafactor"] == pytest.approx(4 * (50 + 40) / (50 * 40), abs=1e-4)
     assert "load average" in out
+
+
+def test_compare_times_the_optimizers_past_torchs_elementwise_ones():
+    script = SCRIPT.parent / "compare.py"
+    args = ["--new", "--sets", "MLP 64-256-256-10", "--rounds", "1"]
+    out = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, check=True, timeout=600
+    ).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith("MLP 64-256-256-10")]
+    timed = {(r[2], r[3]) for r in rows}  # (optimizer, implementation's first word)
+    for name in ("Adafactor", "ScheduleFreeAdamW", "ScheduleFreeSGD", "Muon", "LBFGS"):
+        assert (name, "ferroptim") in timed, (name, out)
+    # the lecture's four run beside them, and Muon's float32 iteration is timed too
+    assert ("Adam", "ferroptim") in timed and ("Muon", "ferroptim") in timed
+    assert any(r[2] == "Muon" and r[4] == "ns_dtype=float32" for r in rows)
