@@ -117,6 +117,13 @@ def test_add_param_group_keeps_existing_state():
     assert opt.state["a"]["step"] == 3
 
 
+def test_errors_name_a_parameter_of_an_added_group_by_its_group():
+    opt = fo.Adam([np.zeros(2)])
+    opt.add_param_group({"params": [np.zeros(2)]})
+    with pytest.raises(ValueError, match=r"^gradient for param_groups\[1\]\['params'\]\[0\] has shape"):
+        opt.step([np.ones(2), np.ones(3)])
+
+
 def test_state_names_follow_torch():
     p = [np.zeros(2)]
     g = [np.ones(2)]

@@ -10,16 +10,8 @@ import numpy as np
 
 from .. import _core
 from .._checks import flag, real
-from .groups import (
-    _check_grads,
-    _check_param_arrays,
-    _fixed_arrays,
-    _groups_repr,
-    _load_per_tensor,
-    _param_group,
-    _parse_params,
-    _saved_groups,
-)
+from .groups import _check_grads
+from .pertensor import _PerTensor
 
 
 def _check_hyper(g: Mapping, gi: int) -> dict:
@@ -56,7 +48,7 @@ def _state_shapes(shape: tuple) -> dict[str, tuple]:
     return {"row_var": (*shape[:-1], 1), "col_var": (*shape[:-2], 1, shape[-1])}
 
 
-class Adafactor:
+class Adafactor(_PerTensor):
     """Adafactor (torch.optim.Adafactor): Adam's second moment, factored for matrices, with a
     step size relative to the parameter's scale and the update's RMS clipped.
 
@@ -114,6 +106,8 @@ class Adafactor:
         (['col_var', 'row_var', 'step'], (4, 1))
     """
 
+    _name = "Adafactor"
+
     def __init__(
         self,
         params: Any,
@@ -126,7 +120,7 @@ class Adafactor:
         foreach: bool | None = None,
         maximize: bool = False,
     ):
-        self.defaults: dict[str, Any] = {
+        defaults = {
             "lr": lr,
             "beta2_decay": beta2_decay,
             "eps": eps,
@@ -135,23 +129,18 @@ class Adafactor:
             "foreach": foreach,
             "maximize": maximize,
         }
-        _check_hyper(self.defaults, 0)
-        groups, names, keys = _parse_params(params)
-        full = []
-        for gi, group in enumerate(groups):
-            g = dict(self.defaults)
-            g.update(group)
-            _check_hyper(g, gi)
-            full.append(g)
-        arrays = [a for g in full for a in g["params"]]
-        _check_param_arrays(arrays, names, _non_empty)
-        self._names, self._keys = names, keys
-        self.param_groups: list[dict] = [_param_group(g) for g in full]
-        self._param_lists = [g["params"] for g in self.param_groups]
-        self._state: dict[int, dict[str, Any]] = {}
+        super().__init__(params, defaults)
 
-    def _arrays(self) -> list[np.ndarray]:
-        return _fixed_arrays("Adafactor", self.param_groups, self._param_lists)
+    def _check_hyper(self, g: Mapping, gi: int) -> dict:
+        return _check_hyper(g, gi)
+
+    def _normalize(self, g: dict) -> None:
+        if isinstance(g.get("eps"), list):
+            g["eps"] = tuple(g["eps"])
+
+    def _check_param(self, a: np.ndarray, name: str) -> None:
+        if a.size == 0:
+            raise ValueError(f"parameter {name} is empty; Adafactor divides by its size, as torch's does")
 
     def step(self, grads: Any) -> None:
         """Updates every parameter in place from its gradient.
@@ -166,7 +155,7 @@ class Adafactor:
                 range. Nothing is modified.
         """
         arrays = self._arrays()
-        hypers = [_check_hyper(g, gi) for gi, g in enumerate(self.param_groups)]
+        hypers = [self._check_hyper(g, gi) for gi, g in enumerate(self.param_groups)]
         checked = _check_grads(grads, self._keys, arrays, self._names)
         i = 0
         for h, ps in zip(hypers, self._param_lists):
@@ -200,48 +189,8 @@ class Adafactor:
     def _copy_state(self, s: dict) -> dict:
         return {k: float(v) if k == "step" else v.copy() for k, v in s.items()}
 
-    @property
-    def state(self) -> dict:
-        """Each stepped parameter's state (copies; ``step`` a float), keyed like the
-        parameters."""
-        keys = self._keys if self._keys is not None else list(range(len(self._names)))
-        return {keys[i]: self._copy_state(s) for i, s in sorted(self._state.items())}
-
-    def state_dict(self) -> dict:
-        """torch's layout: ``{"state": {i: {"step", "row_var", "col_var"} or {"step",
-        "variance"}}, "param_groups": [{options, "params": [indices]}]}`` (plus
-        ``"param_names"`` when named); copies, ``step`` a float (torch's optimizer takes it as
-        its float32 step)."""
-        groups = _saved_groups(self.param_groups, self._keys)
-        state = {i: self._copy_state(s) for i, s in sorted(self._state.items())}
-        return {"state": state, "param_groups": groups}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Restores what :meth:`state_dict` returned (or torch's Adafactor's, its tensors
-        converted to arrays: anything ``np.asarray`` reads); resuming is bit-identical to
-        never stopping. Everything is checked first; a refused one changes nothing."""
-        arrays = self._arrays()
-
-        def check_group(g: dict, gi: int) -> None:
-            if isinstance(g.get("eps"), list):
-                g["eps"] = tuple(g["eps"])
-            _check_hyper(g, gi)
-
-        self.param_groups, self._state = _load_per_tensor(
-            state_dict,
-            self._param_lists,
-            self._keys,
-            check_group,
-            lambda s, i: _load_state(s, arrays[i], self._names[i]),
-        )
-
-    def __repr__(self) -> str:
-        return _groups_repr("Adafactor", self.param_groups)
-
-
-def _non_empty(a: np.ndarray, name: str) -> None:
-    if a.size == 0:
-        raise ValueError(f"parameter {name} is empty; Adafactor divides by its size, as torch's does")
+    def _load_state(self, s: Any, param: np.ndarray, name: str) -> dict[str, Any]:
+        return _load_state(s, param, name)
 
 
 def _load_state(s: Any, param: np.ndarray, name: str) -> dict[str, Any]:

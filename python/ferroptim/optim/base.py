@@ -296,7 +296,7 @@ class Optimizer:
         self._param_lists = self._param_lists + [group["params"]]
         gi = len(self.param_groups) - 1
         self._names = self._names + [
-            n.replace("params", f"param_groups[{gi}]['params']", 1) if keys is None else n for n in names
+            n.replace("param_groups[0]", f"param_groups[{gi}]", 1) if keys is None else n for n in names
         ]
         if keys is not None and self._keys is not None:
             self._keys = self._keys + keys

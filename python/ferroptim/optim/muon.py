@@ -9,16 +9,8 @@ import numpy as np
 
 from .. import _core
 from .._checks import count, flag, real
-from .groups import (
-    _check_grads,
-    _check_param_arrays,
-    _fixed_arrays,
-    _groups_repr,
-    _load_per_tensor,
-    _param_group,
-    _parse_params,
-    _saved_groups,
-)
+from .groups import _check_grads
+from .pertensor import _PerTensor
 
 _ADJUST_LR_FNS = (None, "original", "match_rms_adamw", "spectral_unclamped")
 _NS_DTYPES = ("bfloat16", "float32")
@@ -59,7 +51,7 @@ def _check_hyper(g: Mapping, gi: int) -> dict:
     }
 
 
-class Muon:
+class Muon(_PerTensor):
     """Muon (torch.optim.Muon): momentum orthogonalized by Newton–Schulz iterations, for 2-D
     parameters (the weight matrices of hidden layers; give biases and embeddings to AdamW).
 
@@ -105,6 +97,9 @@ class Muon:
         (4, 3)
     """
 
+    _name = "Muon"
+    _state_keys = ("momentum_buffer",)
+
     def __init__(
         self,
         params: Any,
@@ -119,7 +114,7 @@ class Muon:
         *,
         ns_dtype: str = "bfloat16",
     ):
-        self.defaults: dict[str, Any] = {
+        defaults = {
             "lr": lr,
             "weight_decay": weight_decay,
             "momentum": momentum,
@@ -130,23 +125,16 @@ class Muon:
             "adjust_lr_fn": adjust_lr_fn,
             "ns_dtype": ns_dtype,
         }
-        _check_hyper(self.defaults, 0)
-        groups, names, keys = _parse_params(params)
-        full = []
-        for gi, group in enumerate(groups):
-            g = dict(self.defaults)
-            g.update(group)
-            _check_hyper(g, gi)
-            full.append(g)
-        arrays = [a for g in full for a in g["params"]]
-        _check_params(arrays, names)
-        self._names, self._keys = names, keys
-        self.param_groups: list[dict] = [_param_group(g) for g in full]
-        self._param_lists = [g["params"] for g in self.param_groups]
-        self._buffers: dict[int, np.ndarray] = {}
+        super().__init__(params, defaults)
 
-    def _arrays(self) -> list[np.ndarray]:
-        return _fixed_arrays("Muon", self.param_groups, self._param_lists)
+    def _check_hyper(self, g: Mapping, gi: int) -> dict:
+        return _check_hyper(g, gi)
+
+    def _check_param(self, a: np.ndarray, name: str) -> None:
+        if a.ndim != 2:
+            raise ValueError(
+                f"Muon only supports 2D parameters whereas we found a parameter with size: {a.shape} ({name})"
+            )
 
     def step(self, grads: Any) -> None:
         """Updates every parameter in place from its gradient.
@@ -161,62 +149,13 @@ class Muon:
                 range. Nothing is modified.
         """
         arrays = self._arrays()
-        hypers = [_check_hyper(g, gi) for gi, g in enumerate(self.param_groups)]
+        hypers = [self._check_hyper(g, gi) for gi, g in enumerate(self.param_groups)]
         checked = _check_grads(grads, self._keys, arrays, self._names)
         i = 0
         for h, ps in zip(hypers, self._param_lists):
             for p in ps:
-                buf = self._buffers.get(i)
-                if buf is None:
-                    buf = self._buffers[i] = np.zeros_like(p)
-                _core.muon_step(p, checked[i], buf, **h)
+                s = self._state.get(i)
+                if s is None:
+                    s = self._state[i] = {"momentum_buffer": np.zeros_like(p)}
+                _core.muon_step(p, checked[i], s["momentum_buffer"], **h)
                 i += 1
-
-    @property
-    def state(self) -> dict:
-        """Each stepped parameter's ``{"momentum_buffer": ...}`` (copies), keyed like the
-        parameters."""
-        keys = self._keys if self._keys is not None else list(range(len(self._names)))
-        return {keys[i]: {"momentum_buffer": b.copy()} for i, b in sorted(self._buffers.items())}
-
-    def state_dict(self) -> dict:
-        """torch's layout: ``{"state": {i: {"momentum_buffer": ...}}, "param_groups":
-        [{options, "params": [indices]}]}`` (plus ``"param_names"`` when named); copies."""
-        groups = _saved_groups(self.param_groups, self._keys)
-        state = {i: {"momentum_buffer": b.copy()} for i, b in sorted(self._buffers.items())}
-        return {"state": state, "param_groups": groups}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Restores what :meth:`state_dict` returned; resuming is bit-identical to never
-        stopping. Everything is checked first; a refused one changes nothing."""
-        arrays = self._arrays()
-
-        def load_one(s: Any, i: int) -> np.ndarray:
-            if not isinstance(s, Mapping) or set(s) != {"momentum_buffer"}:
-                raise ValueError(f"the state of {self._names[i]} must be {{'momentum_buffer': array}}")
-            b = np.asarray(s["momentum_buffer"])
-            if b.shape != arrays[i].shape or b.dtype.kind != "f":
-                raise ValueError(
-                    f"momentum_buffer of {self._names[i]} must be a float array of shape {arrays[i].shape}, "
-                    f"got {b.dtype} {b.shape}"
-                )
-            return np.array(b, dtype=arrays[i].dtype, order="C")
-
-        self.param_groups, self._buffers = _load_per_tensor(
-            state_dict, self._param_lists, self._keys, _check_hyper, load_one
-        )
-
-    def __repr__(self) -> str:
-        return _groups_repr("Muon", self.param_groups)
-
-
-def _check_params(arrays: list, names: list[str]) -> None:
-    """Each parameter a writeable C-contiguous 2-D float32/float64 array, none overlapping."""
-
-    def two_d(a: np.ndarray, name: str) -> None:
-        if a.ndim != 2:
-            raise ValueError(
-                f"Muon only supports 2D parameters whereas we found a parameter with size: {a.shape} ({name})"
-            )
-
-    _check_param_arrays(arrays, names, two_d)

@@ -10,17 +10,8 @@ import numpy as np
 
 from .. import _core
 from .._checks import count, flag, real
-from .groups import (
-    _betas,
-    _check_grads,
-    _check_param_arrays,
-    _fixed_arrays,
-    _groups_repr,
-    _load_per_tensor,
-    _param_group,
-    _parse_params,
-    _saved_groups,
-)
+from .groups import _betas, _check_grads
+from .pertensor import _PerTensor
 
 # The per-group scalars the package keeps in each param group, with their start values.
 _COUNTERS: dict[str, Any] = {
@@ -32,31 +23,17 @@ _COUNTERS: dict[str, Any] = {
 }
 
 
-class _ScheduleFree:
+class _ScheduleFree(_PerTensor):
     """What Schedule-Free AdamW and SGD share: param groups holding the package's
-    per-group scalars, the ``y``/``x`` switch of :meth:`train` and :meth:`eval`, the step's
-    schedule, and ``state_dict``."""
-
-    _name = ""
-    _state_keys: tuple[str, ...] = ()
+    per-group scalars, the ``y``/``x`` switch of :meth:`train` and :meth:`eval`, and the
+    step's schedule."""
 
     def __init__(self, params: Any, defaults: dict[str, Any]):
-        self.defaults = {**defaults, **_COUNTERS}
-        self._check_hyper(self.defaults, 0)
-        groups, names, keys = _parse_params(params)
-        full = []
-        for gi, group in enumerate(groups):
-            g = dict(self.defaults)
-            g.update(group)
-            if "betas" in g:
-                g["betas"] = _betas(g["betas"])
-            self._check_hyper(g, gi)
-            full.append(g)
-        _check_param_arrays([a for g in full for a in g["params"]], names)
-        self._names, self._keys = names, keys
-        self.param_groups: list[dict] = [_param_group(g) for g in full]
-        self._param_lists = [g["params"] for g in self.param_groups]
-        self._state: dict[int, dict[str, np.ndarray]] = {}
+        super().__init__(params, {**defaults, **_COUNTERS})
+
+    def _normalize(self, g: dict) -> None:
+        if "betas" in g:
+            g["betas"] = _betas(g["betas"])
 
     # -- subclass hooks -------------------------------------------------------------------
     def _momentum(self, h: dict) -> float:
@@ -78,8 +55,13 @@ class _ScheduleFree:
         foreach = g.get("foreach")
         if foreach is not None:
             flag(f"{where}: foreach", foreach)
+        if callable(g["lr"]):  # a schedule, at the group's update number
+            n = count(f"{where}: k", g["k"])
+            lr = real(f"{where}: lr({n}), the schedule's value,", g["lr"](n), low=0.0)
+        else:
+            lr = real(f"{where}: lr", g["lr"], low=0.0)
         h = {
-            "lr": real(f"{where}: lr", g["lr"], low=0.0),
+            "lr": lr,
             "weight_decay": real(f"{where}: weight_decay", g["weight_decay"], low=0.0),
             "warmup_steps": count(f"{where}: warmup_steps", g["warmup_steps"]),
             "r": real(f"{where}: r", g["r"]),
@@ -91,9 +73,6 @@ class _ScheduleFree:
         }
         h.update(self._check_own(g, where))
         return h
-
-    def _arrays(self) -> list[np.ndarray]:
-        return _fixed_arrays(self._name, self.param_groups, self._param_lists)
 
     def _check_groups(self) -> None:
         """Every group's options and scalars checked, and its parameters the ones given."""
@@ -157,7 +136,7 @@ class _ScheduleFree:
         for g, h in zip(self.param_groups, hypers):
             k = g["k"]
             sched = (k + 1) / h["warmup_steps"] if k < h["warmup_steps"] else 1.0
-            lr = g["lr"] * sched
+            lr = h["lr"] * sched
             lr_max = max(lr, g["lr_max"])
             weight = ((k + 1) ** g["r"]) * (lr_max ** g["weight_lr_power"])
             weight_sum = g["weight_sum"] + weight
@@ -181,57 +160,6 @@ class _ScheduleFree:
                 self._step_one(h, s, p, checked[i])
                 i += 1
             g["k"] = h["k"] + 1
-
-    @property
-    def state(self) -> dict:
-        """Each stepped parameter's state (copies), keyed like the parameters."""
-        keys = self._keys if self._keys is not None else list(range(len(self._names)))
-        return {keys[i]: {k: v.copy() for k, v in s.items()} for i, s in sorted(self._state.items())}
-
-    def state_dict(self) -> dict:
-        """torch's layout: ``{"state": {i: {"z", ...}}, "param_groups": [{options and the
-        per-group scalars, "params": [indices]}]}`` (plus ``"param_names"`` when named);
-        copies. The parameters themselves are not in it: save them too (in eval mode, as
-        the package advises)."""
-        groups = _saved_groups(self.param_groups, self._keys)
-        state = {i: {k: v.copy() for k, v in s.items()} for i, s in sorted(self._state.items())}
-        return {"state": state, "param_groups": groups}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Restores what :meth:`state_dict` returned (or the package's, its tensors converted
-        to arrays: anything ``np.asarray`` reads), groups' modes included; with the
-        parameters restored too, resuming is bit-identical to never stopping. Everything is
-        checked first; a refused one changes nothing."""
-        arrays = self._arrays()
-
-        def check_group(g: dict, gi: int) -> None:
-            if "betas" in g:
-                g["betas"] = _betas(g["betas"])
-            self._check_hyper(g, gi)
-
-        self.param_groups, self._state = _load_per_tensor(
-            state_dict,
-            self._param_lists,
-            self._keys,
-            check_group,
-            lambda s, i: self._load_state(s, arrays[i], self._names[i]),
-        )
-
-    def _load_state(self, s: Any, param: np.ndarray, name: str) -> dict[str, np.ndarray]:
-        if not isinstance(s, Mapping) or set(s) != set(self._state_keys):
-            raise ValueError(f"the state of {name} must have the entries {sorted(self._state_keys)}")
-        out = {}
-        for k in self._state_keys:
-            a = np.asarray(s[k])
-            if a.shape != param.shape or a.dtype.kind != "f":
-                raise ValueError(
-                    f"{k} of {name} must be a float array of shape {param.shape}, got {a.dtype} {a.shape}"
-                )
-            out[k] = np.array(a, dtype=param.dtype, order="C")
-        return out
-
-    def __repr__(self) -> str:
-        return _groups_repr(self._name, self.param_groups)
 
 
 class ScheduleFreeAdamW(_ScheduleFree):
@@ -259,7 +187,9 @@ class ScheduleFreeAdamW(_ScheduleFree):
         params: writeable C-contiguous float32 or float64 arrays (a list, a dict, or a
             list of param-group dicts).
         lr: the learning rate (default 0.0025), >= 0: parameter units per step, ``d``
-            being about 1 per element.
+            being about 1 per element; or a schedule, a callable ``k -> lr`` evaluated at
+            the group's ``k`` before each step (as setting ``param_groups[i]["lr"]`` before
+            each step would; the warmup multiplies it).
         betas: ``(beta1, beta2)`` (default ``(0.9, 0.999)``), unitless: ``beta1`` in (0, 1)
             the interpolation between ``z`` and ``x``, ``beta2`` in [0, 1) the second
             moment's EWA.
@@ -383,7 +313,10 @@ class ScheduleFreeSGD(_ScheduleFree):
     Args:
         params: writeable C-contiguous float32 or float64 arrays (a list, a dict, or a
             list of param-group dicts).
-        lr: the learning rate (default 1.0), >= 0: parameter units per gradient unit.
+        lr: the learning rate (default 1.0), >= 0: parameter units per gradient unit; or
+            a schedule, a callable ``k -> lr`` evaluated at the group's ``k`` before each
+            step (as setting ``param_groups[i]["lr"]`` before each step would; the warmup
+            multiplies it).
         momentum: the interpolation between ``z`` and ``x`` (default 0.9), in (0, 1),
             unitless.
         weight_decay: L2 penalty taken at ``y`` (default 0), >= 0, gradient units per

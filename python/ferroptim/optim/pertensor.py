@@ -1,0 +1,142 @@
+"""What the optimizers that step each parameter from Python share (Adafactor, Muon and the
+schedule-free ones, whose kernels take one tensor at a time): param groups built from
+``defaults`` and checked, ``add_param_group``, ``state``, ``state_dict`` in torch's layout,
+``load_state_dict`` and torch's ``repr``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .groups import (
+    _check_param_arrays,
+    _fixed_arrays,
+    _groups_repr,
+    _load_per_tensor,
+    _param_group,
+    _parse_params,
+    _saved_groups,
+)
+
+
+class _PerTensor:
+    """The base of the per-tensor optimizers. A subclass sets ``_name`` and
+    ``_state_keys`` and defines ``_check_hyper`` (a group's checked options) and ``step``;
+    it may refine ``_normalize`` (a saved group's lists back to tuples), ``_check_param``
+    (its own rule for a parameter), ``_copy_state`` and ``_load_state``."""
+
+    _name = ""
+    _state_keys: tuple[str, ...] = ()
+
+    def __init__(self, params: Any, defaults: dict[str, Any]):
+        self.defaults = dict(defaults)
+        self._check_hyper(self.defaults, 0)
+        groups, names, keys = _parse_params(params)
+        full = [self._full_group(g, gi) for gi, g in enumerate(groups)]
+        _check_param_arrays([a for g in full for a in g["params"]], names, self._check_param)
+        self._names, self._keys = names, keys
+        self.param_groups: list[dict] = [_param_group(g) for g in full]
+        self._param_lists = [g["params"] for g in self.param_groups]
+        self._state: dict[int, dict[str, Any]] = {}
+
+    # -- subclass hooks -------------------------------------------------------------------
+    def _check_hyper(self, g: Mapping, gi: int) -> dict:
+        raise NotImplementedError
+
+    def _normalize(self, g: dict) -> None:
+        """Puts a group's options in their canonical form in place (lists to tuples)."""
+
+    def _check_param(self, a: np.ndarray, name: str) -> None:
+        """The optimizer's own rule for a parameter (beyond a float32/float64 array)."""
+
+    def _copy_state(self, s: dict) -> dict:
+        return {k: v.copy() for k, v in s.items()}
+
+    def _load_state(self, s: Any, param: np.ndarray, name: str) -> dict[str, Any]:
+        """One parameter's saved state: float arrays of its shape under ``_state_keys``,
+        cast to its dtype."""
+        if not isinstance(s, Mapping) or set(s) != set(self._state_keys):
+            raise ValueError(f"the state of {name} must have the entries {sorted(self._state_keys)}")
+        out = {}
+        for k in self._state_keys:
+            a = np.asarray(s[k])
+            if a.shape != param.shape or a.dtype.kind != "f":
+                raise ValueError(
+                    f"{k} of {name} must be a float array of shape {param.shape}, got {a.dtype} {a.shape}"
+                )
+            out[k] = np.array(a, dtype=param.dtype, order="C")
+        return out
+
+    # -------------------------------------------------------------------------------------
+    def _full_group(self, group: Mapping, gi: int) -> dict:
+        g = dict(self.defaults)
+        g.update(group)
+        self._normalize(g)
+        self._check_hyper(g, gi)
+        return g
+
+    def _arrays(self) -> list[np.ndarray]:
+        return _fixed_arrays(self._name, self.param_groups, self._param_lists)
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Adds a param group (as in torch): options missing from it are taken from
+        ``defaults``; its parameters' state starts empty. Refused (nothing changes) when an
+        option is out of range, a parameter is not one this optimizer can step, or one is
+        already in another group (it shares memory)."""
+        arrays = self._arrays()
+        if not isinstance(param_group, Mapping):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        groups, names, keys = _parse_params([param_group])
+        if (self._keys is None) != (keys is None):
+            raise TypeError("a new param group must name its parameters iff the existing ones are named")
+        if keys is not None and self._keys is not None and set(keys) & set(self._keys):
+            raise ValueError("a parameter name of the new group is already in use")
+        gi = len(self.param_groups)
+        g = self._full_group(groups[0], gi)
+        if keys is None:
+            names = [n.replace("param_groups[0]", f"param_groups[{gi}]", 1) for n in names]
+        _check_param_arrays(arrays + list(g["params"]), self._names + names, self._check_param)
+        group = _param_group(g)
+        self.param_groups.append(group)
+        self._param_lists.append(group["params"])
+        self._names = self._names + names
+        if keys is not None and self._keys is not None:
+            self._keys = self._keys + keys
+
+    @property
+    def state(self) -> dict:
+        """Each stepped parameter's state (copies), keyed like the parameters."""
+        keys = self._keys if self._keys is not None else list(range(len(self._names)))
+        return {keys[i]: self._copy_state(s) for i, s in sorted(self._state.items())}
+
+    def state_dict(self) -> dict:
+        """torch's layout: ``{"state": {i: {state entries}}, "param_groups": [{options,
+        "params": [indices]}]}`` (plus ``"param_names"`` when named); copies. The
+        parameters themselves are not in it: save them too."""
+        groups = _saved_groups(self.param_groups, self._keys)
+        state = {i: self._copy_state(s) for i, s in sorted(self._state.items())}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restores what :meth:`state_dict` returned (or torch's optimizer's of the same
+        name, its tensors converted to arrays: anything ``np.asarray`` reads); with the
+        parameters restored too, resuming is bit-identical to never stopping. Everything is
+        checked first; a refused one changes nothing."""
+        arrays = self._arrays()
+
+        def check_group(g: dict, gi: int) -> None:
+            self._normalize(g)
+            self._check_hyper(g, gi)
+
+        self.param_groups, self._state = _load_per_tensor(
+            state_dict,
+            self._param_lists,
+            self._keys,
+            check_group,
+            lambda s, i: self._load_state(s, arrays[i], self._names[i]),
+        )
+
+    def __repr__(self) -> str:
+        return _groups_repr(self._name, self.param_groups)
