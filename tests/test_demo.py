@@ -162,6 +162,8 @@ def test_surfaces_gd_is_the_slowest_to_leave_the_saddle_and_the_plateau(tiny):
             "NAdam",
             "RAdam",
             "Lion",
+            "Rprop",
+            "LBFGS",
         }
         for r in s["runs"].values():
             assert len(r["path"]) == len(r["path_steps"]) <= report.PATH_POINTS and r["final_gap"] >= 0
@@ -513,3 +515,45 @@ def test_demo_help_says_how_long_it_takes_and_which_extra_it_needs(capsys):
     assert stop.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "about a minute" in text and "pip install 'ferroptim[demo]'" in text
+
+
+def test_rprops_sign_steps_leave_the_saddle_at_once_and_lbfgs_follows_rosenbrocks_valley():
+    from ferroptim.demo import surfaces
+
+    saddle, _, rosenbrock = surfaces.SURFACES
+    # the push in y is 1e-6: gradient descent waits for the curvature to grow it, Rprop's
+    # step ignores its size and grows while its sign holds
+    rprop, gd = surfaces.best_path(saddle, "Rprop"), surfaces.best_path(saddle, "GD")
+    assert rprop["steps_to_target"] is not None and rprop["steps_to_target"] <= 10
+    assert gd["steps_to_target"] is None or gd["steps_to_target"] > 10 * rprop["steps_to_target"]
+    # LBFGS's curvature model: Rosenbrock's minimum in a few dozen gradient evaluations,
+    # against Adam's hundreds of steps
+    lbfgs, adam = surfaces.best_path(rosenbrock, "LBFGS"), surfaces.best_path(rosenbrock, "Adam")
+    assert lbfgs["steps_to_target"] is not None and adam["steps_to_target"] is not None
+    assert lbfgs["steps_to_target"] * 10 < adam["steps_to_target"]
+    # and its model takes the saddle for a minimum (docs/tutorial/local-optima.md says so)
+    assert surfaces.best_path(saddle, "LBFGS")["steps_to_target"] is None
+
+
+def test_an_lbfgs_path_counts_gradient_evaluations_and_stays_put_while_its_line_search_runs():
+    from ferroptim.demo import surfaces
+
+    rosenbrock = surfaces.SURFACES[2]
+    calls = []
+    counted = surfaces.Surface(
+        **{
+            **rosenbrock.__dict__,
+            "grad": lambda x, y: calls.append((x, y)) or rosenbrock.grad(x, y),
+            "steps": 30,
+        }
+    )
+    run = surfaces.run_path(counted, "LBFGS", 1.0)
+    path = run["path"]
+    assert path.shape == (31, 2) and np.all(np.isfinite(path))
+    # one gradient per distinct point evaluated (the evaluation a step repeats where the
+    # last line search ended is not counted), and a step of the path for each
+    assert len(set(calls)) == len(calls) >= 30
+    moves = np.nonzero(np.any(path[1:] != path[:-1], axis=1))[0] + 1
+    assert 0 < len(moves) < 30  # the iterate holds still while its line search evaluates
+    for k in moves:  # each new iterate is a point the line search evaluated
+        assert tuple(path[k]) in set(calls)

@@ -22,7 +22,14 @@ from .. import schedules
 from ..averages import ewa
 from . import net
 
-COLORS = {"GD": "tab:blue", "Momentum": "tab:orange", "RMSprop": "tab:green", "Adam": "tab:red"}
+COLORS = {
+    "GD": "tab:blue",
+    "Momentum": "tab:orange",
+    "RMSprop": "tab:green",
+    "Adam": "tab:red",
+    "Rprop": "tab:purple",
+    "LBFGS": "tab:brown",
+}
 BATCH_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
 # matplotlib types rc_context's keys as a Literal of every rcParam name, not as str.
 STYLE: dict[Any, Any] = {

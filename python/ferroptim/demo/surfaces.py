@@ -17,10 +17,11 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import optim
+from ..optim.lbfgs import LBFGS
 from .train import OPTIMIZERS as FOUR
 
 # The rest of the family races too (a table, not the figures): torch's defaults otherwise.
-FAMILY: dict[str, tuple[Callable[..., optim.Optimizer], dict[str, Any]]] = {
+FAMILY: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "AdamW": (optim.AdamW, {}),
     "Adagrad": (optim.Adagrad, {}),
     "Adadelta": (optim.Adadelta, {}),
@@ -28,6 +29,12 @@ FAMILY: dict[str, tuple[Callable[..., optim.Optimizer], dict[str, Any]]] = {
     "NAdam": (optim.NAdam, {}),
     "RAdam": (optim.RAdam, {}),
     "Lion": (optim.Lion, {}),
+    # sign steps: each coordinate's step grows while its gradient's sign holds, whatever
+    # the gradient's size
+    "Rprop": (optim.Rprop, {}),
+    # a curvature model from the last gradients, each iteration with a strong-Wolfe line
+    # search: its "steps" are gradient evaluations (see run_path)
+    "LBFGS": (LBFGS, {"max_iter": 1, "max_eval": 25, "line_search_fn": "strong_wolfe"}),
 }
 OPTIMIZERS = {**FOUR, **FAMILY}
 
@@ -122,6 +129,12 @@ SURFACES = [
 def run_path(surface: Surface, optimizer: str, lr: float) -> dict:
     """The path of one optimizer at one learning rate: ``steps`` updates from the start.
 
+    A step is one gradient evaluation: for LBFGS, whose iterations (``max_iter=1`` per
+    ``step``) each evaluate the gradient at the line search's trial points, the path holds
+    the iterate it had reached before each evaluation (the same point while its line search
+    runs, the new one at its last evaluation), and the evaluation at the point where the last line search ended is not counted
+    again.
+
     Returns:
         ``{"path": (steps + 1, 2) array of points, "gap": f - f* at each point,
         "steps_to_target": first step after which f - f* < target for good (None if never),
@@ -133,10 +146,36 @@ def run_path(surface: Surface, optimizer: str, lr: float) -> dict:
     opt = cls([w], lr=lr, **fixed)
     path = np.empty((surface.steps + 1, 2))
     path[0] = w
+    evaluations = [0]
+    last: dict[tuple, tuple[float, list[np.ndarray]]] = {}
+
+    def closure() -> tuple[float, list[np.ndarray]]:
+        # a step of max_iter=1 starts by evaluating where the last one's line search ended:
+        # that value is kept, not counted twice
+        point = (float(w[0]), float(w[1]))
+        if point not in last:
+            evaluations[0] += 1
+            last.clear()
+            last[point] = (float(surface.f(*point)), [np.array(surface.grad(*point))])
+        loss, grads = last[point]
+        return loss, [g.copy() for g in grads]
+
     with np.errstate(all="ignore"):
-        for k in range(1, surface.steps + 1):
-            opt.step([np.array(surface.grad(w[0], w[1]))])
-            path[k] = w
+        k = 0
+        while k < surface.steps:
+            before = w.copy()
+            if isinstance(opt, LBFGS):
+                opt.step(closure)
+                upto = min(evaluations[0], surface.steps)
+            else:
+                opt.step([np.array(surface.grad(w[0], w[1]))])
+                upto = k + 1
+            if upto == k:  # LBFGS found nothing left to do (a zero or tiny gradient)
+                path[k + 1 :] = w
+                break
+            path[k + 1 : upto] = before  # while the line search evaluates
+            path[upto] = w
+            k = upto
             if not np.all(np.isfinite(w)) or np.abs(w).max() > 1e6:
                 path[k:] = np.nan
                 break
