@@ -95,6 +95,33 @@ def test_parquet_no_shuffle_is_storage_order_and_labels_align(folder):
     assert got[0][1].dtype == np.int64 and got[0][0].dtype == np.float32
 
 
+def test_parquet_columns_reach_the_interleave_without_a_copy(folder, monkeypatch):
+    # float32 columns in one chunk without nulls: the arrays handed to Rust's interleave
+    # are Arrow's decoded value buffers themselves, for every row group read.
+    import ferroptim.data._parquet as parquet_module
+    from ferroptim import _core
+
+    d, _, _ = folder
+    src = fo.data.Parquet(d, features=FEATURES, labels="y", shuffle_buffer=2)
+    decoded, handed = [], []
+    read, interleave = parquet_module.Parquet._read_group, _core.interleave_columns
+
+    def spy_read(self, g):
+        table = read(self, g)
+        decoded.append([table.column(n).chunk(0).buffers()[1].address for n in FEATURES])
+        return table
+
+    def spy_interleave(cols, X, dest):
+        if X.dtype == np.float32:  # the features (the int64 labels take NumPy's path)
+            handed.append([c.ctypes.data for c in cols])
+        return interleave(cols, X, dest)
+
+    monkeypatch.setattr(parquet_module.Parquet, "_read_group", spy_read)
+    monkeypatch.setattr(_core, "interleave_columns", spy_interleave)
+    assert sum(len(yb) for _, yb in fo.MiniBatches(src, batch_size=256, seed=0)) == M
+    assert len(handed) == src.num_row_groups and handed == decoded
+
+
 def test_parquet_features_none_list_of_files_dataset_and_ipc(folder, tmp_path):
     d, X, y = folder
     ds = pytest.importorskip("pyarrow.dataset")
