@@ -3,11 +3,14 @@ contender it can import trains (its cost falls), missing peers are named, and th
 table is printed. benches/nn_grid.py: the whole grid has every combination, its --quick
 sample (at tiny sizes) covers every activation, output, dtype and batch with the rows its
 rule states, and the summary names issue 27's targets. benches/adafactor_memory.py reports
-Adam's and Adafactor's state per parameter. No time is asserted."""
+Adam's and Adafactor's state per parameter. benches/data_sources.py: its big run reports
+the peak memory of a fit epoch and deletes its files; a missing ray leaves its row out
+with the reason. No time is asserted."""
 
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +196,43 @@ def test_compare_times_the_optimizers_past_torchs_elementwise_ones():
     # the lecture's four run beside them, and Muon's float32 iteration is timed too
     assert ("Adam", "ferroptim") in timed and ("Muon", "ferroptim") in timed
     assert any(r[2] == "Muon" and r[4] == "ns_dtype=float32" for r in rows)
+
+
+# --- benches/data_sources.py --------------------------------------------------------------------
+
+DATA = SCRIPT.parent / "data_sources.py"
+
+
+def run_data(*args, env=None):
+    return subprocess.run(
+        [sys.executable, str(DATA), *args], capture_output=True, text=True, check=True, timeout=600, env=env
+    ).stdout
+
+
+def test_data_sources_big_run_reports_its_peak_memory_and_deletes_its_files(tmp_path):
+    pytest.importorskip("pyarrow.parquet", reason="the Parquet benchmark needs pyarrow")
+    big = tmp_path / "big"
+    out = run_data("--skip", "data", "fit", "rss", "--big-gb", "0.07", "--big-dir", str(big))
+    # 0.07 GB of 264-byte rows: 2 row groups of 128K rows
+    assert "1 files, 262,144 rows x 64 float32" in out and "over 262,144 rows in 2 row groups" in out
+    peak = float(out.split("(VmHWM): ")[1].split()[0])
+    assert 0 < peak < 1.5e9 / 2**20 and "target < 1.5 GB: met" in out
+    assert "load average" in out.split("before the epoch:")[1].splitlines()[0]
+    assert not big.exists(), "the big run's files were left behind"
+
+
+def test_data_sources_without_ray_leaves_its_row_out_and_says_why(tmp_path):
+    pytest.importorskip("pyarrow.parquet", reason="the Parquet benchmark needs pyarrow")
+    fake = tmp_path / "fake" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")])}
+    out = run_data("--quick", "--skip", "fit", "rss", "torch", env=env)
+    assert "pyarrow by hand" in out and "ferroptim is" in out
+    assert (
+        "Ray Data: ray does not import: No module named 'ray' (pip install \"ray[data]\"); row left out"
+        in out
+    )
+    assert not any(
+        line.startswith("  Ray Data ") and line.rstrip().endswith("x") for line in out.splitlines()
+    )

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,33 @@ def test_parquet_no_shuffle_is_storage_order_and_labels_align(folder):
     assert np.array_equal(np.concatenate([b[0] for b in got]), X)
     assert np.array_equal(np.concatenate([b[1] for b in got]), y)
     assert got[0][1].dtype == np.int64 and got[0][0].dtype == np.float32
+
+
+def test_parquet_columns_reach_the_interleave_without_a_copy(folder, monkeypatch):
+    # float32 columns in one chunk without nulls: the arrays handed to Rust's interleave
+    # are Arrow's decoded value buffers themselves, for every row group read.
+    import ferroptim.data._parquet as parquet_module
+    from ferroptim import _core
+
+    d, _, _ = folder
+    src = fo.data.Parquet(d, features=FEATURES, labels="y", shuffle_buffer=2)
+    decoded, handed = [], []
+    read, interleave = parquet_module.Parquet._read_group, _core.interleave_columns
+
+    def spy_read(self, g):
+        table = read(self, g)
+        decoded.append([table.column(n).chunk(0).buffers()[1].address for n in FEATURES])
+        return table
+
+    def spy_interleave(cols, X, dest):
+        if X.dtype == np.float32:  # the features (the int64 labels take NumPy's path)
+            handed.append([c.ctypes.data for c in cols])
+        return interleave(cols, X, dest)
+
+    monkeypatch.setattr(parquet_module.Parquet, "_read_group", spy_read)
+    monkeypatch.setattr(_core, "interleave_columns", spy_interleave)
+    assert sum(len(yb) for _, yb in fo.MiniBatches(src, batch_size=256, seed=0)) == M
+    assert len(handed) == src.num_row_groups and handed == decoded
 
 
 def test_parquet_features_none_list_of_files_dataset_and_ipc(folder, tmp_path):
@@ -257,6 +285,30 @@ def test_sliced_reads_contiguous_blocks_only():
     assert np.array_equal(np.sort(ids), np.arange(1000))
     assert all(stop - start <= 50 and start % 50 == 0 for start, stop in X.reads)
     assert sum(stop - start for start, stop in X.reads) <= 2 * 1000  # blocks at most twice
+
+
+def test_fit_reads_the_next_window_while_the_current_one_trains_and_no_further():
+    # Windows of 100 rows (2 blocks of 50), read one slice each in storage order. While
+    # fit trains window 0's first batches, the reader thread reads window 1 and stops
+    # there: resident memory is the window training and one more.
+    X = _Sliceable(np.arange(1000.0).reshape(500, 2).astype(np.float32))
+    src = fo.data.Sliced(X, np.zeros(500, np.float32), block_size=50, buffer_blocks=2)
+    seen = []
+
+    def look(logs):
+        if logs["position"] == 2:  # two batches of window 0 trained, eight to go
+            for _ in range(3000):  # the reader thread runs while this one sleeps
+                if len(X.reads) >= 2:
+                    break
+                time.sleep(0.01)
+            time.sleep(0.2)  # time enough for it to read further, were it to
+            seen.append(list(X.reads))
+
+    model = fo.nn.MLP([2, 1], output="identity")
+    model.fit(src, optimizer=fo.SGD(model.params, lr=1e-4), batch_size=10, shuffle=False,
+              steps_per_execution=2, batch_callbacks=[look])  # fmt: skip
+    assert seen == [[(0, 100), (100, 200)]]
+    assert X.reads == [(a, a + 100) for a in range(0, 500, 100)]
 
 
 def test_sliced_refuses_what_it_cannot_slice():
