@@ -5,7 +5,8 @@ sample (at tiny sizes) covers every activation, output, dtype and batch with the
 rule states, and the summary names issue 27's targets. benches/adafactor_memory.py reports
 Adam's and Adafactor's state per parameter. benches/data_sources.py: its big run reports
 the peak memory of a fit epoch and deletes its files; a missing ray leaves its row out
-with the reason. No time is asserted."""
+with the reason. benches/compare.py --new times every optimizer past torch.optim's
+element-wise ones. No time is asserted."""
 
 import importlib.util
 import json
