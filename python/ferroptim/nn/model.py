@@ -446,6 +446,11 @@ class MLP(_Inputs):
                 first update (the parameters hold ``y``), ``eval()`` for each epoch's validation
                 and callbacks (then ``train()`` again) and when fit returns, so the model
                 predicts, scores and is saved with the averaged weights ``x``.
+                :class:`ferroptim.Adafactor` and :class:`ferroptim.Muon` train through the
+                Python loop as well. A list of optimizers that together hold every parameter
+                of ``model.params`` once (e.g. ``[fo.Muon(matrices), fo.AdamW(biases)]``:
+                Muon takes only 2-D parameters) steps each with its parameters' gradients,
+                in the list's order, through the Python loop; ``history.lr`` is the first's.
             batch_size: examples per batch (>= 1), or None for the whole set (batch
                 gradient descent).
             epochs: epochs to train (>= 0); the first one finishes an epoch a previous fit

@@ -15,6 +15,7 @@ import numpy as np
 from ..batches import MiniBatches
 from ..data import _fit as _data
 from ..optim import LBFGS, Optimizer
+from ..optim.pertensor import _PerTensor
 from ..optim.schedulefree import _ScheduleFree
 from ..wrappers import _Wrapper
 from ._args import _U64_MAX, _callables, _int
@@ -57,11 +58,16 @@ class _Fit:
         sample_weight: Any = None,
         class_weight: Any = None,
     ) -> None:
-        wrapped = isinstance(optimizer, _Wrapper)
+        if isinstance(optimizer, (list, tuple)):
+            optimizer = _Several(optimizer, model)
         lbfgs = isinstance(optimizer, LBFGS)
-        schedule_free = isinstance(optimizer, _ScheduleFree)
-        if not (isinstance(optimizer, Optimizer) or wrapped or lbfgs or schedule_free):
-            raise TypeError(f"optimizer must be a ferroptim optimizer, got {type(optimizer).__name__}")
+        # stepped from Python, one batch at a time: wrappers, the per-tensor optimizers
+        # (Adafactor, Muon, schedule-free) and several optimizers together
+        python_loop = isinstance(optimizer, (_Wrapper, _PerTensor, _Several))
+        if not (isinstance(optimizer, Optimizer) or python_loop or lbfgs):
+            raise TypeError(
+                "optimizer must be a ferroptim optimizer or a list of them, got " + type(optimizer).__name__
+            )
         if lbfgs and _data.is_source(X):
             raise ValueError("optimizer: LBFGS evaluates the whole data at each step; give X and Y as arrays")
         if lbfgs and batch_size is not None:
@@ -127,18 +133,26 @@ class _Fit:
             self.validation = (Xv, model._check_Y(Yv, Xv.shape[0], "validation_data Y"), Yv)
         self.callbacks = _callables("callbacks", callbacks)
         self.batch_callbacks = _callables("batch_callbacks", batch_callbacks)
-        if wrapped or lbfgs or schedule_free:
+        if python_loop or lbfgs:
             ids = {id(a) for a in (optimizer._params if lbfgs else optimizer._arrays())}
             if ids != {id(p) for p in params}:
+                some = ids < {id(p) for p in params}
                 raise ValueError(
                     "optimizer: it was built on other arrays than model.params; build it on "
                     "model.params (the same arrays, not copies)"
+                    + (
+                        "; to step some of them with another optimizer (Muon takes only the "
+                        "weight matrices), pass a list: optimizer=[fo.Muon(...), fo.AdamW(...)]"
+                        if some
+                        else ""
+                    )
                 )
             if lbfgs:
                 optimizer._group()
             else:
                 optimizer._check_groups()
-            inner = optimizer
+            # the optimizer whose lr the history records
+            inner = optimizer.optimizers[0] if isinstance(optimizer, _Several) else optimizer
             while isinstance(inner, _Wrapper):
                 inner = inner.optimizer
         else:
@@ -154,11 +168,12 @@ class _Fit:
         self.updates: Callable[[int], tuple] = self._rust_updates
         if lbfgs:
             self.updates = self._lbfgs_updates
-        elif wrapped or schedule_free:
+        elif python_loop:
             self.updates = self._python_updates
         # Schedule-free: trained in train mode (the parameters hold y), evaluated and left in
         # eval mode (they hold x), as the schedulefree package asks.
-        self.schedule_free: Optional[_ScheduleFree] = optimizer if schedule_free else None
+        members = optimizer.optimizers if isinstance(optimizer, _Several) else [optimizer]
+        self.schedule_free = _Modes([o for o in members if isinstance(o, _ScheduleFree)])
         self.h: dict[str, list] = {k: [] for k in _HISTORY_KEYS}
         self.t_parts: dict[str, list[float]] = {k: [] for k in _TIMING_PARTS}
         self.total_updates, self.train_seconds, self.stop = 0, 0.0, False
@@ -172,9 +187,8 @@ class _Fit:
         elsewhere (callbacks, validation, the progress bar) it acts as in any Python code."""
         planned = self._planned_updates()
         self.bar = _progress_bar(self.progress, planned)
-        sf = self.schedule_free if planned else None
-        if sf is not None:
-            sf.train()
+        sf = self.schedule_free if planned else _Modes([])
+        sf.train()
         try:
             for _ in range(self.epochs):
                 if not self._epoch():
@@ -182,8 +196,7 @@ class _Fit:
         finally:
             if self.bar is not None:
                 self.bar.close()
-            if sf is not None:
-                sf.eval()
+            sf.eval()
         return self._history()
 
     def _planned_updates(self) -> int:
@@ -265,9 +278,8 @@ class _Fit:
         logs = {"epoch": model.epoch - 1, "cost": epoch_cost, "seconds": seconds}
         logs["lr"] = _current_lr(self.inner)
         evaluates = self.validation is not None or self.evaluate_source is not None or self.callbacks
-        sf = self.schedule_free if evaluates else None
-        if sf is not None:
-            sf.eval()  # validation and callbacks (checkpoints, early stopping) see x
+        sf = self.schedule_free if evaluates else _Modes([])
+        sf.eval()  # validation and callbacks (checkpoints, early stopping) see x
         if self.evaluate_source is not None:
             logs["val_cost"], val_accuracy = self.evaluate_source()
             if val_accuracy is not None:
@@ -287,7 +299,7 @@ class _Fit:
             h["val_accuracy"].append(logs["val_accuracy"])
         for cb in self.callbacks:
             self.stop = bool(cb(model.epoch - 1, logs)) or self.stop
-        if sf is not None and not self.stop:
+        if not self.stop:
             sf.train()
 
     def _history(self) -> History:
@@ -394,16 +406,75 @@ class _Fit:
         return np.asarray(costs, dtype=np.float64), None
 
 
+class _Modes:
+    """The schedule-free optimizers of a fit, switched together: ``train()`` (the
+    parameters hold ``y``) and ``eval()`` (they hold ``x``)."""
+
+    def __init__(self, optimizers: list[_ScheduleFree]):
+        self.optimizers = optimizers
+
+    def train(self) -> None:
+        for o in self.optimizers:
+            o.train()
+
+    def eval(self) -> None:
+        for o in self.optimizers:
+            o.eval()
+
+
+class _Several:
+    """Several optimizers that together step ``model.params``, each parameter in exactly
+    one of them (Muon for the weight matrices and AdamW for the biases, as torch advises):
+    each update, each steps its own parameters from the same batch's gradients, in the
+    order given."""
+
+    def __init__(self, optimizers: Sequence[Any], model: MLP):
+        if not optimizers:
+            raise ValueError("optimizer: an empty list; give one optimizer or several")
+        name_of = {id(v): k for k, v in model.params.items()}
+        self.optimizers, self.names = list(optimizers), []
+        seen: set[Any] = set()
+        for i, o in enumerate(self.optimizers):
+            if isinstance(o, (LBFGS, _Several)) or not isinstance(o, (Optimizer, _Wrapper, _PerTensor)):
+                raise TypeError(
+                    f"optimizer[{i}] must be a ferroptim optimizer other than LBFGS (which "
+                    f"evaluates the whole data itself), got {type(o).__name__}"
+                )
+            names = [name_of.get(id(a)) for a in o._arrays()]
+            if None in names or seen & set(names):
+                raise ValueError(
+                    f"optimizer[{i}]: the optimizers must be built on model.params (the arrays "
+                    "themselves), each parameter in exactly one of them"
+                )
+            seen |= set(names)
+            self.names.append(names)
+
+    def _arrays(self) -> list[np.ndarray]:
+        return [a for o in self.optimizers for a in o._arrays()]
+
+    def _check_groups(self) -> None:
+        for o in self.optimizers:
+            o._check_groups()
+
+    def step(self, grads: dict) -> None:
+        """Every optimizer's step, each with its parameters' gradients from ``grads``
+        (keyed like ``model.params``)."""
+        for o, names in zip(self.optimizers, self.names):
+            o.step([grads[n] for n in names])
+
+
 def _learning_rates(optimizer: Optimizer, n: int) -> Optional[list]:
     """Each group's lr for its next ``n`` updates when any group has a schedule, else None
     (read in the core as ``step`` reads them: ``Engine.learning_rates``)."""
     return optimizer._engine.learning_rates(optimizer.param_groups, n)
 
 
-def _current_lr(optimizer: Optimizer) -> float:
-    lr = optimizer.param_groups[0]["lr"]
-    if callable(lr):
-        step = optimizer._engine.group_steps()[0]
+def _current_lr(optimizer: Any) -> float:
+    """The first group's learning rate at the last update (a schedule's value there)."""
+    group = optimizer.param_groups[0]
+    lr = group["lr"]
+    if callable(lr):  # the engine's optimizers, and the schedule-free ones (their k)
+        step = optimizer._engine.group_steps()[0] if hasattr(optimizer, "_engine") else group["k"]
         return float(lr(max(step - 1, 0)))
     return float(lr)
 

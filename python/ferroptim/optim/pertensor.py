@@ -80,6 +80,13 @@ class _PerTensor:
     def _arrays(self) -> list[np.ndarray]:
         return _fixed_arrays(self._name, self.param_groups, self._param_lists)
 
+    def _check_groups(self) -> None:
+        """Every group's options checked, and its parameters the ones given (what ``step``
+        checks first), without stepping."""
+        self._arrays()
+        for gi, g in enumerate(self.param_groups):
+            self._check_hyper(g, gi)
+
     def add_param_group(self, param_group: dict) -> None:
         """Adds a param group (as in torch): options missing from it are taken from
         ``defaults``; its parameters' state starts empty. Refused (nothing changes) when an

@@ -74,12 +74,6 @@ class _ScheduleFree(_PerTensor):
         h.update(self._check_own(g, where))
         return h
 
-    def _check_groups(self) -> None:
-        """Every group's options and scalars checked, and its parameters the ones given."""
-        self._arrays()
-        for gi, g in enumerate(self.param_groups):
-            self._check_hyper(g, gi)
-
     def _switch(self, to_train: bool) -> None:
         self._arrays()
         hypers = [self._check_hyper(g, gi) for gi, g in enumerate(self.param_groups)]
