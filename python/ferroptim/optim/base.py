@@ -11,7 +11,14 @@ import numpy as np
 
 from .. import _core
 from .._checks import count, real
-from .groups import _param_group, _ParamGroup, _parse_params, _saved_groups, _state_dict_parts
+from .groups import (
+    _param_group,
+    _ParamGroup,
+    _parse_new_group,
+    _parse_params,
+    _saved_groups,
+    _state_dict_parts,
+)
 from .state_dtypes import _ml_bfloat16, _state_dtype_name, _state_dtype_of, _to_state_array
 
 ParamsLike = Union[Sequence[np.ndarray], Mapping[Any, np.ndarray], Sequence[dict]]
@@ -281,23 +288,16 @@ class Optimizer:
         their next step.
         """
         self._groups()
-        groups, names, keys = _parse_params([param_group])
-        if (self._keys is None) != (keys is None):
-            raise TypeError("a new param group must name its parameters iff the existing ones are named")
-        if keys is not None and self._keys is not None and set(keys) & set(self._keys):
-            raise ValueError("a parameter name of the new group is already in use")
+        new, names, keys = _parse_new_group(param_group, self._keys, len(self.param_groups))
         group = dict(self.defaults)
-        group.update(groups[0])
+        group.update(new)
         group = _param_group(group)
         n_old = len(self._names)
         states = [self._engine.state(i) for i in range(n_old)]
         old = (self.param_groups, self._param_lists, self._names, self._keys, self._engine)
         self.param_groups = self.param_groups + [group]
         self._param_lists = self._param_lists + [group["params"]]
-        gi = len(self.param_groups) - 1
-        self._names = self._names + [
-            n.replace("param_groups[0]", f"param_groups[{gi}]", 1) if keys is None else n for n in names
-        ]
+        self._names = self._names + names
         if keys is not None and self._keys is not None:
             self._keys = self._keys + keys
         try:

@@ -73,6 +73,23 @@ def _parse_params(params: Any) -> tuple[list[dict], list[str], list | None]:
     return groups, names, (keys if all_keyed else None)
 
 
+def _parse_new_group(param_group: Any, keys: list | None, gi: int) -> tuple[dict, list[str], list | None]:
+    """``add_param_group``'s argument parsed as group ``gi`` of an optimizer whose parameters
+    have ``keys`` (None: given unnamed): the group (its ``"params"`` a list of arrays), its
+    parameters' display names and keys. Raises when it is not a dict, when it names its
+    parameters and the others are not (or the reverse), or reuses a name."""
+    if not isinstance(param_group, Mapping):
+        raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+    groups, names, new_keys = _parse_params([param_group])
+    if (keys is None) != (new_keys is None):
+        raise TypeError("a new param group must name its parameters iff the existing ones are named")
+    if new_keys is not None and keys is not None and set(new_keys) & set(keys):
+        raise ValueError("a parameter name of the new group is already in use")
+    if new_keys is None:
+        names = [n.replace("param_groups[0]", f"param_groups[{gi}]", 1) for n in names]
+    return groups[0], names, new_keys
+
+
 def _betas(betas) -> tuple[float, float]:
     """A list of two betas becomes a tuple, so param groups compare and print like torch's."""
     return tuple(betas) if isinstance(betas, list) else betas

@@ -16,6 +16,7 @@ from .groups import (
     _groups_repr,
     _load_per_tensor,
     _param_group,
+    _parse_new_group,
     _parse_params,
     _saved_groups,
 )
@@ -93,17 +94,9 @@ class _PerTensor:
         option is out of range, a parameter is not one this optimizer can step, or one is
         already in another group (it shares memory)."""
         arrays = self._arrays()
-        if not isinstance(param_group, Mapping):
-            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
-        groups, names, keys = _parse_params([param_group])
-        if (self._keys is None) != (keys is None):
-            raise TypeError("a new param group must name its parameters iff the existing ones are named")
-        if keys is not None and self._keys is not None and set(keys) & set(self._keys):
-            raise ValueError("a parameter name of the new group is already in use")
         gi = len(self.param_groups)
-        g = self._full_group(groups[0], gi)
-        if keys is None:
-            names = [n.replace("param_groups[0]", f"param_groups[{gi}]", 1) for n in names]
+        group, names, keys = _parse_new_group(param_group, self._keys, gi)
+        g = self._full_group(group, gi)
         _check_param_arrays(arrays + list(g["params"]), self._names + names, self._check_param)
         group = _param_group(g)
         self.param_groups.append(group)
