@@ -8,6 +8,7 @@ Adam's and Adafactor's state per parameter. No time is asserted."""
 import importlib.util
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -178,3 +179,25 @@ def test_adafactor_memory_reports_the_state_each_optimizer_keeps():
     # a row and a column average per matrix: (50 + 40) float32 values for 50 x 40 parameters
     assert per_parameter["ferroptim Adafactor"] == pytest.approx(4 * (50 + 40) / (50 * 40), abs=1e-4)
     assert "load average" in out
+
+
+def test_torch_adapter_loops_train_every_workload_with_every_optimizer_on_the_same_batches():
+    pytest.importorskip("torch", reason="benches/torch_adapter.py needs PyTorch")
+    script = SCRIPT.parent / "torch_adapter.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--what", "loops", "--examples", "2048", "--loop-rounds", "3",
+         "--threads", "1", "--markdown"],
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    out = done.stdout
+    assert "ferroptim.torch's Adam step on W1's six tensors alone" in out
+    assert "load average before" in out and "load average after" in out
+    rows = [line for line in out.splitlines() if line.startswith("| W")]
+    assert [r.split(":")[0] for r in rows] == ["| W1", "| W2", "| W3", "| W4"]
+    blocks = re.split(r"\n(?=W\d: )", out)[1:]
+    assert len(blocks) == 4
+    for block in blocks:
+        costs = {line[2:19].strip(): float(line.split()[-1]) for line in block.splitlines()[2:5]}
+        assert set(costs) == {"ferroptim.torch", "torch fused", "torch foreach"}
+        # the same weights and batches: after four short epochs the costs agree to rounding
+        assert max(costs.values()) == pytest.approx(min(costs.values()), rel=1e-3), block
