@@ -35,17 +35,18 @@ $(PKG_STAMP): $(DEPS_STAMP) $(SOURCES)
 	$(PY) -m pip install --quiet --force-reinstall --no-deps dist/ferroptim-*.whl
 	touch $@
 
-# torch, for tests/test_torch_adapter.py and tests/test_torch.py, and the schedulefree package
-# (torch's schedule-free optimizers) for tests/test_schedulefree.py; those tests skip without
-# them (CI installs them, `make test` does not need them). PyPI's Linux wheel of torch is its
-# CUDA build, which imports only with its nvidia-* dependencies (about 3 GB), on CPU-only
-# machines too.
+# torch, for tests/test_torch*.py, the schedulefree package (torch's schedule-free
+# optimizers) for tests/test_schedulefree.py, and PyTorch Lightning, transformers and
+# accelerate for tests/test_torch_frameworks.py (ferroptim.torch inside their trainers; about
+# 25 s more to install from wheels); those tests skip without them (CI installs them, `make
+# test` does not need them). PyPI's Linux wheel of torch is its CUDA build, which imports
+# only with its nvidia-* dependencies (about 3 GB), on CPU-only machines too.
 TORCH_STAMP := $(VENV)/.torch-installed
 .PHONY: deps-torch
 deps-torch: $(TORCH_STAMP)
 
 $(TORCH_STAMP): $(DEPS_STAMP)
-	$(PY) -m pip install --quiet "torch>=2.1" "schedulefree>=1.4"
+	$(PY) -m pip install --quiet "torch>=2.1" "schedulefree>=1.4" "lightning>=2.1" "transformers>=4.40" "accelerate>=0.26"
 	touch $@
 
 test: test-rust test-python

@@ -6,12 +6,14 @@ rule states, and the summary names issue 27's targets. benches/adafactor_memory.
 Adam's and Adafactor's state per parameter. benches/data_sources.py: its big run reports
 the peak memory of a fit epoch and deletes its files; a missing ray leaves its row out
 with the reason. benches/compare.py --new times every optimizer past torch.optim's
-element-wise ones. No time is asserted."""
+element-wise ones. benches/torch_adapter.py --what loops trains W1-W4 in torch with
+every optimizer. No time is asserted."""
 
 import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -237,3 +239,25 @@ def test_data_sources_without_ray_leaves_its_row_out_and_says_why(tmp_path):
     assert not any(
         line.startswith("  Ray Data ") and line.rstrip().endswith("x") for line in out.splitlines()
     )
+
+
+def test_torch_adapter_loops_train_every_workload_with_every_optimizer_on_the_same_batches():
+    pytest.importorskip("torch", reason="benches/torch_adapter.py needs PyTorch")
+    script = SCRIPT.parent / "torch_adapter.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--what", "loops", "--examples", "2048", "--loop-rounds", "3",
+         "--threads", "1", "--markdown"],
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    out = done.stdout
+    assert "ferroptim.torch's Adam step on W1's six tensors alone" in out
+    assert "load average before" in out and "load average after" in out
+    rows = [line for line in out.splitlines() if line.startswith("| W")]
+    assert [r.split(":")[0] for r in rows] == ["| W1", "| W2", "| W3", "| W4"]
+    blocks = re.split(r"\n(?=W\d: )", out)[1:]
+    assert len(blocks) == 4
+    for block in blocks:
+        costs = {line[2:19].strip(): float(line.split()[-1]) for line in block.splitlines()[2:5]}
+        assert set(costs) == {"ferroptim.torch", "torch fused", "torch foreach"}
+        # the same weights and batches: after four short epochs the costs agree to rounding
+        assert max(costs.values()) == pytest.approx(min(costs.values()), rel=1e-3), block

@@ -12,7 +12,14 @@ import torch
 
 from ..optim.lbfgs import LBFGS as _FoLBFGS
 from ..optim.lbfgs import _check_hyper
-from ._optimizer import _as_numpy, _bump_versions, _check_cpu_tensor
+from ._optimizer import (
+    _as_numpy,
+    _bump_versions,
+    _check_cpu_tensor,
+    _hooks_off,
+    _run_load_post_hooks,
+    _run_load_pre_hooks,
+)
 
 _DTYPES = (torch.float32, torch.float64)
 _GROUPS_REFUSED = "LBFGS doesn't support per-parameter options (parameter groups)"
@@ -217,7 +224,9 @@ class LBFGS(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         """Loads this class's state dict or torch.optim.LBFGS's (its tensors as arrays);
         resuming continues as never stopping. Everything is checked first; a refused one
-        changes nothing."""
+        changes nothing. torch's load-state-dict pre-hooks run first (the checks see what
+        they return), the post-hooks last, as in torch."""
+        state_dict = _run_load_pre_hooks(self, state_dict)
         try:
             groups = [dict(g) for g in state_dict["param_groups"]]
             saved_state = dict(state_dict["state"])
@@ -237,13 +246,17 @@ class LBFGS(torch.optim.Optimizer):
         else:
             g.pop("param_names", None)
         self.param_groups = [g]
+        _run_load_post_hooks(self)
 
     # -- pickle and copy.deepcopy, through the state_dict -----------------------------------
 
     def __getstate__(self) -> dict:
         names = self.param_groups[0].get("param_names")
         params = list(zip(names, self._params)) if names is not None else list(self._params)
-        return {"params": params, "defaults": dict(self.defaults), "state_dict": self.state_dict()}
+        # the state as it is: the user's state-dict hooks are for checkpoints, not copies
+        with _hooks_off(self, "_optimizer_state_dict_pre_hooks", "_optimizer_state_dict_post_hooks"):
+            state_dict = self.state_dict()
+        return {"params": params, "defaults": dict(self.defaults), "state_dict": state_dict}
 
     def __setstate__(self, st: dict) -> None:
         self.__init__(st["params"], **st["defaults"])  # type: ignore[misc]

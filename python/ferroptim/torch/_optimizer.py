@@ -4,11 +4,12 @@ which updates the parameters' memory through NumPy views of it."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
-from collections import defaultdict
-from collections.abc import Mapping
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterator, Mapping
 from itertools import chain
 from typing import Any, Callable, NamedTuple
 
@@ -117,6 +118,38 @@ def _bump_versions(tensors: list) -> None:
     except (TypeError, AttributeError):  # torch < 2.4: one tensor at a time
         for t in tensors:
             torch._C._increment_version(t)
+
+
+def _run_load_pre_hooks(opt: torch.optim.Optimizer, state_dict: Any) -> Any:
+    """torch's first act in ``load_state_dict``: a shallow copy of ``state_dict`` through the
+    optimizer's load-state-dict pre-hooks (each may edit it or return a new one)."""
+    state_dict = state_dict.copy()
+    for pre_hook in opt._optimizer_load_state_dict_pre_hooks.values():
+        result = pre_hook(opt, state_dict)
+        if result is not None:
+            state_dict = result
+    return state_dict
+
+
+def _run_load_post_hooks(opt: torch.optim.Optimizer) -> None:
+    """torch's last act in ``load_state_dict``: the load-state-dict post-hooks."""
+    for post_hook in opt._optimizer_load_state_dict_post_hooks.values():
+        post_hook(opt)
+
+
+@contextlib.contextmanager
+def _hooks_off(opt: torch.optim.Optimizer, *names: str) -> Iterator[None]:
+    """The optimizer's hook tables ``names`` empty for the duration: torch's own
+    ``state_dict`` / ``load_state_dict`` called where the hooks have run already, or must not
+    run (pickling)."""
+    saved = {name: getattr(opt, name) for name in names}
+    try:
+        for name in names:
+            setattr(opt, name, OrderedDict())
+        yield
+    finally:
+        for name, table in saved.items():
+            setattr(opt, name, table)
 
 
 def _with_hooks(step: Callable) -> Callable:
@@ -536,11 +569,7 @@ class TorchOptimizer(torch.optim.Optimizer):
         converted to this optimizer's state dtype (bfloat16 state loads exactly into float32
         and back).
         """
-        state_dict = state_dict.copy()
-        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
-            result = pre_hook(self, state_dict)
-            if result is not None:
-                state_dict = result
+        state_dict = _run_load_pre_hooks(self, state_dict)
         try:
             saved_groups = copy.deepcopy(list(state_dict["param_groups"]))
             saved_state = dict(state_dict["state"])
@@ -580,8 +609,7 @@ class TorchOptimizer(torch.optim.Optimizer):
         self._check_options(new_groups, "the loaded param groups")
         self._install(list(range(len(self._flat))), states, new_groups)
         self.param_groups = new_groups
-        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
-            post_hook(self)
+        _run_load_post_hooks(self)
 
     # -- pickle and copy.deepcopy -----------------------------------------------------------
 

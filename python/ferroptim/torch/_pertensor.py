@@ -18,7 +18,7 @@ import torch
 from .. import _core
 from ..optim import adafactor as _fo_adafactor
 from ..optim import muon as _fo_muon
-from ._optimizer import _bump_versions, _check_cpu_tensor
+from ._optimizer import _bump_versions, _check_cpu_tensor, _hooks_off, _run_load_pre_hooks
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -82,9 +82,13 @@ class _PerTensor(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         """torch's ``load_state_dict`` (this class's state dict, or that of torch's optimizer
         of the same name), after checking everything: the groups' hyper-parameters and each
-        parameter's state names and shapes; a refused one changes nothing."""
+        parameter's state names and shapes; a refused one changes nothing. torch's
+        load-state-dict pre-hooks run first (the checks see what they return), the post-hooks
+        last, as in torch."""
+        state_dict = _run_load_pre_hooks(self, state_dict)
         try:
-            saved_groups = list(state_dict["param_groups"])
+            # ferroptim's options that torch's optimizer does not save take the defaults
+            saved_groups = [{**self.defaults, **g} for g in state_dict["param_groups"]]
             saved_state = dict(state_dict["state"])
         except (KeyError, TypeError):
             raise ValueError("state_dict must have 'state' and 'param_groups' entries") from None
@@ -111,10 +115,9 @@ class _PerTensor(torch.optim.Optimizer):
                 raise ValueError(f"loaded state dict has state for unknown parameter id {k!r}")
             p, name = id_map[k]
             self._check_state(v, p, name)
-        super().load_state_dict(state_dict)
-        for g in self.param_groups:
-            for k, v in self.defaults.items():
-                g.setdefault(k, v)  # ferroptim's options that torch's optimizer does not save
+        state_dict = {**state_dict, "param_groups": saved_groups}
+        with _hooks_off(self, "_optimizer_load_state_dict_pre_hooks"):  # they ran above
+            super().load_state_dict(state_dict)
 
     def _params_with_grad(self) -> list:
         return [p for p in chain.from_iterable(g["params"] for g in self.param_groups) if p.grad is not None]
