@@ -20,6 +20,7 @@ mod float;
 mod gemm;
 mod math;
 mod model;
+mod norm;
 mod passes;
 mod pointwise;
 #[cfg(test)]
@@ -29,5 +30,5 @@ mod workspace;
 pub use epoch::{train_epoch, EpochData, StepOutcome, Timing};
 pub use float::NnFloat;
 pub(crate) use gemm::matmul;
-pub use model::{Activation, DropKey, Inputs, Mlp, Output, Targets, LEAKY_SLOPE};
+pub use model::{Activation, BatchNorm, DropKey, Inputs, Mlp, Output, Stats, Targets, LEAKY_SLOPE};
 pub use workspace::Workspace;

@@ -5,12 +5,16 @@ use std::time::Instant;
 
 use super::gemm::{by_row_blocks, matmul, on_pool};
 use super::model::Part;
+use super::norm::{
+    affine_grads, backward_factors, batch_moments, batch_norms, normalize_backward_rows,
+    normalize_rows, running_norms, update_running,
+};
 use super::pointwise::{
     activation_backward, bias_activation, bias_sigmoid, bias_softmax, column_sums,
     sigmoid_delta_and_terms,
 };
 use super::workspace::{claim, locked, owned, BlockFn, Blocks, Buffers};
-use super::{Activation, DropKey, Inputs, Mlp, NnFloat, Output, Targets, Workspace};
+use super::{Activation, DropKey, Inputs, Mlp, NnFloat, Output, Stats, Targets, Workspace};
 use crate::error::{Error, Result};
 
 /// `acc += part`, element by element.
@@ -48,7 +52,8 @@ pub(super) fn dropout_rows<T: NnFloat>(
 
 impl Mlp {
     /// The forward pass: the outputs `A_L` of every row of `inputs` into `out` (`(rows,
-    /// n_L)` row-major), block by block ([`Mlp::blocks`]) on the pool.
+    /// n_L)` row-major), block by block ([`Mlp::blocks`]) on the pool. A network with
+    /// batch norm needs [`Mlp::predict_with`].
     pub fn predict<T: NnFloat, P: AsRef<[T]> + Sync>(
         &self,
         ws: &mut Workspace<T>,
@@ -56,7 +61,22 @@ impl Mlp {
         inputs: Inputs<'_, T>,
         out: &mut [T],
     ) -> Result<()> {
+        self.predict_with(ws, params, &[], inputs, out)
+    }
+
+    /// [`Mlp::predict`] with batch norm's running statistics `running` (`[mean_1, var_1,
+    /// ...]`, [`Stats::Running`]; empty without batch norm).
+    pub fn predict_with<T: NnFloat, P: AsRef<[T]> + Sync>(
+        &self,
+        ws: &mut Workspace<T>,
+        params: &[P],
+        running: &[&[T]],
+        inputs: Inputs<'_, T>,
+        out: &mut [T],
+    ) -> Result<()> {
         self.check_params(params)?;
+        self.check_stats(running)?;
+        let run = Some(running);
         let (rows, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
         if inputs.x.len() != rows * n0 {
             return Err(Error::Mismatch("X does not match its row count".into()));
@@ -72,7 +92,7 @@ impl Mlp {
         let last = self.layers() - 1;
         if plan.count == 1 {
             let buf = owned(&mut ws.blocks[0]);
-            self.forward_block(buf, params, inputs.part(0..rows, n0), true, None);
+            self.forward_block(buf, params, inputs.part(0..rows, n0), true, None, run);
             out.copy_from_slice(&buf.acts[last][..rows * k]);
             return Ok(());
         }
@@ -81,7 +101,14 @@ impl Mlp {
         on_pool(plan.count, &|b| {
             let r = plan.rows_of(b);
             let mut buf = claim(slots);
-            self.forward_block(&mut buf, params, inputs.part(r.clone(), n0), false, None);
+            self.forward_block(
+                &mut buf,
+                params,
+                inputs.part(r.clone(), n0),
+                false,
+                None,
+                run,
+            );
             // SAFETY: the blocks' rows are disjoint parts of `out`, borrowed mutably for
             // this call.
             let dst = unsafe {
@@ -101,17 +128,31 @@ impl Mlp {
         inputs: Inputs<'_, T>,
         y: Targets<'_, T>,
     ) -> Result<f64> {
+        self.forward_cost_with(ws, params, &[], inputs, y)
+    }
+
+    /// [`Mlp::forward_cost`] with batch norm's running statistics ([`Mlp::predict_with`]).
+    pub fn forward_cost_with<T: NnFloat, P: AsRef<[T]> + Sync>(
+        &self,
+        ws: &mut Workspace<T>,
+        params: &[P],
+        running: &[&[T]],
+        inputs: Inputs<'_, T>,
+        y: Targets<'_, T>,
+    ) -> Result<f64> {
         self.check_batch(params, &inputs, &y)?;
+        self.check_stats(running)?;
+        let run = Some(running);
         let plan = self.blocks::<T>(inputs.rows);
         let workers = ws.reserve(self, &plan, plan.groups, false)?;
         let (m, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
         if plan.count == 1 {
             let buf = owned(&mut ws.blocks[0]);
-            self.forward_block(buf, params, inputs.part(0..m, n0), true, None);
+            self.forward_block(buf, params, inputs.part(0..m, n0), true, None, run);
             return self.cost_block(buf, m, y, None, m as f64);
         }
         Self::over_groups(ws, &plan, workers, &|buf, _, _, r| {
-            self.forward_block(buf, params, inputs.part(r.clone(), n0), false, None);
+            self.forward_block(buf, params, inputs.part(r.clone(), n0), false, None, run);
             self.cost_block(buf, r.len(), y.part(r, k), None, m as f64)
         });
         Self::sum_groups::<T, Vec<T>>(ws, &plan, None)
@@ -129,13 +170,13 @@ impl Mlp {
         y: Targets<'_, T>,
         grads: &mut [G],
     ) -> Result<f64> {
-        self.loss_and_grad_with(ws, params, inputs, y, grads, None, None)
+        self.loss_and_grad_with(ws, params, inputs, y, grads, None, None, Stats::Batch(None))
     }
 
     /// [`Mlp::loss_and_grad`] with dropout drawn by `key` (none without a key, or without
     /// dropout rates): the masks of batch `key.position` of epoch `key.epoch`, as
     /// [`Mlp::cost_and_grad`] draws them in training; and with `weights`, one per row,
-    /// the weighted mean cost ([`Mlp::cost_and_grad`]).
+    /// the weighted mean cost ([`Mlp::cost_and_grad`]); batch norm with `stats`.
     #[allow(clippy::too_many_arguments)]
     pub fn loss_and_grad_with<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
         &self,
@@ -146,9 +187,10 @@ impl Mlp {
         grads: &mut [G],
         key: Option<DropKey>,
         weights: Option<&[T]>,
+        stats: Stats<'_, '_, T>,
     ) -> Result<f64> {
         let (cost, penalty) =
-            self.cost_and_grad(ws, params, inputs, y, grads, None, key, weights)?;
+            self.cost_and_grad(ws, params, inputs, y, grads, None, key, weights, stats)?;
         Ok(cost + penalty)
     }
 
@@ -166,6 +208,15 @@ impl Mlp {
     /// multiplied by `w_i` — `J = sum_i w_i loss_i / s + alpha/(2s) sum ||W||^2`; weights
     /// all 1 give the same bits as none. A batch whose weights sum to 0 has cost 0 and a
     /// zero gradient.
+    ///
+    /// With batch norm ([`super::BatchNorm`]), `stats` says which statistics normalize:
+    /// [`Stats::Batch`] the batch's (computed in one block of the whole batch, whose matrix
+    /// products and passes are cut into tiles and row blocks by shape; the batch needs 2
+    /// rows at least), the running statistics given then updated once the cost is
+    /// computed; [`Stats::Running`] the running statistics (a per-row affine map).
+    /// Backward, `dgamma = sum_i dZ~_i xhat_i`, `dbeta = sum_i dZ~_i` and, with the batch's
+    /// statistics, `dZ = gamma / sqrt(var + eps) (dZ~ - dbeta / m - xhat dgamma / m)`
+    /// (with the running ones, `dZ = gamma / sqrt(var + eps) dZ~`).
     #[allow(clippy::too_many_arguments)]
     pub fn cost_and_grad<T: NnFloat, P: AsRef<[T]> + Sync, G: AsMut<[T]> + Send>(
         &self,
@@ -177,10 +228,31 @@ impl Mlp {
         phases: Option<&mut [f64; 2]>,
         key: Option<DropKey>,
         weights: Option<&[T]>,
+        stats: Stats<'_, '_, T>,
     ) -> Result<(f64, f64)> {
         let key = key.filter(|_| !self.dropout.is_empty());
         self.check_grads(grads)?;
         self.check_batch(params, &inputs, &y)?;
+        let (run, mut update, train) = match stats {
+            Stats::Running(r) => {
+                self.check_stats(r)?;
+                (Some(r), None, false)
+            }
+            Stats::Batch(u) => {
+                if let Some(u) = &u {
+                    self.check_stats(u)?;
+                }
+                (None, u, true)
+            }
+        };
+        let train_bn = train && self.batch_norm.is_some();
+        if train_bn && inputs.rows < 2 {
+            return Err(Error::Invalid(format!(
+                "batch norm in training needs more than 1 example per batch (torch: \"Expected \
+                 more than 1 value per channel when training\"), got {}",
+                inputs.rows
+            )));
+        }
         if weights.is_some_and(|w| w.len() != inputs.rows) {
             return Err(Error::Mismatch(
                 "the sample weights do not match X's rows".into(),
@@ -189,7 +261,11 @@ impl Mlp {
         let total = weights.map_or(inputs.rows as f64, |w| {
             w.iter().map(|v| v.to_f64()).sum::<f64>()
         });
-        let plan = self.blocks::<T>(inputs.rows);
+        let plan = if train {
+            self.train_blocks::<T>(inputs.rows)
+        } else {
+            self.blocks::<T>(inputs.rows)
+        };
         let workers = ws.reserve(self, &plan, plan.groups, true)?;
         let (m, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
         let timed = phases.is_some();
@@ -202,10 +278,16 @@ impl Mlp {
             let buf = owned(&mut ws.blocks[0]);
             let x = inputs.part(0..m, n0);
             let drop = key.map(|k| (k, 0));
-            self.forward_block(buf, params, x, true, drop);
+            self.forward_block(buf, params, x, true, drop, run);
             let cost = self.cost_block(buf, m, y, weights, total)?;
+            if let (true, Some(running), Some(bn)) = (train_bn, update.as_mut(), self.batch_norm) {
+                for (l, pair) in running.chunks_exact_mut(2).enumerate() {
+                    let (mean, var) = pair.split_at_mut(1);
+                    update_running(mean[0], var[0], &buf.moments[l], m, bn.momentum);
+                }
+            }
             let t1 = now(timed);
-            self.backward_block(buf, params, x, grads, true, drop);
+            self.backward_block(buf, params, x, grads, true, drop, train_bn);
             let penalty = self.penalty(params, grads, total);
             if let Some(p) = phases {
                 p[0] += span(t0, t1);
@@ -221,15 +303,15 @@ impl Mlp {
             let ta = now(here);
             let x = inputs.part(r.clone(), n0);
             let drop = key.map(|k| (k, r.start));
-            self.forward_block(buf, params, x, false, drop);
+            self.forward_block(buf, params, x, false, drop, run);
             let w = weights.map(|w| &w[r.clone()]);
             let cost = self.cost_block(buf, r.len(), y.part(r, k), w, total)?;
             let tb = now(here);
             if first {
-                self.backward_block(buf, params, x, &mut group.grads, false, drop);
+                self.backward_block(buf, params, x, &mut group.grads, false, drop, train_bn);
             } else {
                 let mut part = std::mem::take(&mut buf.grads);
-                self.backward_block(buf, params, x, &mut part, false, drop);
+                self.backward_block(buf, params, x, &mut part, false, drop, train_bn);
                 add_into(&mut group.grads, &part);
                 buf.grads = part;
             }
@@ -329,7 +411,9 @@ impl Mlp {
     /// sigmoid's logits in `buf.delta[1]`). The caller has checked the shapes. With
     /// `drop = (key, first row)`, the hidden layers with a dropout rate keep their
     /// activations in `buf.kept` and pass on `A_l * mask / keep_prob` (the block's rows
-    /// being the batch's from `first row` on).
+    /// being the batch's from `first row` on). Batch-normalized layers normalize with
+    /// `running` (`[mean_1, var_1, ...]`), or with the block's own statistics when None
+    /// (training: the block is the whole batch), keeping `xhat` and the factors in `buf`.
     pub(super) fn forward_block<T: NnFloat, P: AsRef<[T]>>(
         &self,
         buf: &mut Buffers<T>,
@@ -337,14 +421,17 @@ impl Mlp {
         x: Part<'_, T>,
         par: bool,
         drop: Option<(DropKey, usize)>,
+        running: Option<&[&[T]]>,
     ) {
         let rows = x.rows;
         let level = crate::runtime::simd::level();
         let layers = self.layers();
         for l in 1..=layers {
             let (k, n) = (self.sizes[l - 1], self.sizes[l]);
-            let w = params[2 * (l - 1)].as_ref();
-            let b = params[2 * (l - 1) + 1].as_ref();
+            let (wi, normed) = (self.w_index(l), self.norm(l));
+            let w = params[wi].as_ref();
+            // The bias, or beta after gamma.
+            let b = params[wi + 1 + usize::from(normed)].as_ref();
             let (below, rest) = buf.acts.split_at_mut(l - 1);
             let out = &mut rest[0][..rows * n];
             let (a, sa) = if l == 1 {
@@ -364,6 +451,18 @@ impl Mlp {
                     par,
                 );
             };
+            let (mut xhat_at, mut norms, mut gamma): (usize, &[T], &[T]) = (0, &[], &[]);
+            if let (true, Some(bn)) = (normed, self.batch_norm) {
+                let (nb, mo) = (&mut buf.norms[l - 1], &mut buf.moments[l - 1]);
+                if let Some(r) = running {
+                    running_norms(r[2 * (l - 1)], r[2 * l - 1], bn.eps, nb);
+                } else {
+                    batch_moments(&*out, mo);
+                    batch_norms(mo, rows, bn.eps, nb);
+                }
+                xhat_at = buf.xhat[l - 1].as_mut_ptr() as usize;
+                (norms, gamma) = (&buf.norms[l - 1], params[wi + 1].as_ref());
+            }
             let rate = if l < layers { self.rate(l) } else { 0.0 };
             let kept = match drop {
                 Some(_) if rate > 0.0 => buf.kept[l - 1].as_mut_ptr() as usize,
@@ -371,6 +470,13 @@ impl Mlp {
             };
             match self.output {
                 _ if l < layers => by_row_blocks(out, n, par, |at, block| {
+                    if xhat_at != 0 {
+                        // SAFETY: `xhat` holds `rows * n` values; the blocks are disjoint.
+                        let xhat = unsafe {
+                            std::slice::from_raw_parts_mut((xhat_at as *mut T).add(at), block.len())
+                        };
+                        normalize_rows(block, xhat, norms, gamma);
+                    }
                     bias_activation(level, block, b, self.activation(l));
                     if let (Some((key, row0)), true) = (drop, kept != 0) {
                         // SAFETY: `kept` holds `rows * n` values; the blocks are disjoint.
@@ -531,7 +637,8 @@ impl Mlp {
         let am = T::from_f64(alpha_m);
         let mut cost = 0.0;
         for l in (1..=self.layers()).rev() {
-            let (gw, w) = (grads[2 * (l - 1)].as_mut(), params[2 * (l - 1)].as_ref());
+            let wi = self.w_index(l);
+            let (gw, w) = (grads[wi].as_mut(), params[wi].as_ref());
             let mut sq = 0.0f64;
             for (g, &wv) in gw.iter_mut().zip(w) {
                 *g += am * wv;
@@ -544,7 +651,9 @@ impl Mlp {
 
     /// The data part of the gradient of one block (the rows of `x`, which the last
     /// [`Mlp::forward_block`] and [`Mlp::cost_block`] into `buf` saw), into `grads`.
-    /// `drop` as given to that forward pass.
+    /// `drop` as given to that forward pass; `train` when it normalized with the batch's
+    /// statistics ([`Mlp::cost_and_grad`]).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn backward_block<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
         &self,
         buf: &mut Buffers<T>,
@@ -553,13 +662,15 @@ impl Mlp {
         grads: &mut [G],
         par: bool,
         drop: Option<(DropKey, usize)>,
+        train: bool,
     ) {
         let rows = x.rows;
         let layers = self.layers();
         let level = crate::runtime::simd::level();
         for l in (1..=layers).rev() {
             let (k, n) = (self.sizes[l - 1], self.sizes[l]);
-            let (gw, rest) = grads[2 * (l - 1)..].split_at_mut(1);
+            let wi = self.w_index(l);
+            let (gw, rest) = grads[wi..].split_at_mut(1);
             let (gw, gb) = (gw[0].as_mut(), rest[0].as_mut());
             let [d, d_below] = &mut buf.delta;
             let d = &d[..rows * n];
@@ -569,7 +680,7 @@ impl Mlp {
             } else {
                 (buf.acts[l - 2].as_ptr(), (k as isize, 1))
             };
-            let w = params[2 * (l - 1)].as_ref();
+            let w = params[wi].as_ref();
             // dW = A^T dZ.
             // SAFETY: shapes and strides as described; gw does not overlap A or dZ.
             unsafe {
@@ -583,7 +694,9 @@ impl Mlp {
                     par,
                 );
             };
-            column_sums(level, gb, d);
+            if !self.norm(l) {
+                column_sums(level, gb, d);
+            }
             if l > 1 {
                 let below = &mut d_below[..rows * k];
                 // dA_{l-1} = dZ_l W_l^T: W^T is (n, k) with strides (1, n).
@@ -613,6 +726,19 @@ impl Mlp {
                     let g = self.activation(l - 1);
                     activation_backward(level, block, &a[at..at + block.len()], g);
                 });
+                if self.norm(l - 1) {
+                    let wb = self.w_index(l - 1);
+                    let (gg, gbeta) = grads[wb + 1..wb + 3].split_at_mut(1);
+                    let (gg, gbeta) = (gg[0].as_mut(), gbeta[0].as_mut());
+                    let xhat = &buf.xhat[l - 2][..rows * k];
+                    affine_grads(below, xhat, &mut buf.moments[l - 2], gg, gbeta);
+                    let gamma = params[wb + 1].as_ref();
+                    backward_factors(&mut buf.norms[l - 2], gamma, (gg, gbeta), rows, train);
+                    let norms = &buf.norms[l - 2];
+                    by_row_blocks(below, k, par, |at, block| {
+                        normalize_backward_rows(block, &xhat[at..at + block.len()], norms);
+                    });
+                }
                 buf.delta.swap(0, 1);
             }
         }

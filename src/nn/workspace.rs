@@ -69,6 +69,15 @@ pub(super) struct Buffers<T> {
     /// backward pass's `g'(Z_l)` (empty for a layer without dropout; no entries when the
     /// network has none) — `acts[l - 1]` holds them after.
     pub(super) kept: Vec<Vec<T>>,
+    /// `xhat[l - 1]`: batch-normalized layer `l`'s `(Z_l - mu) / sqrt(var + eps)`,
+    /// `(rows, n_l)`, for the backward pass (no entries without batch norm).
+    pub(super) xhat: Vec<Vec<T>>,
+    /// `norms[l - 1]`: the `mu` and `1 / sqrt(var + eps)` batch-normalized layer `l` used,
+    /// then the backward pass' factors (`5 n_l` values, [`super::norm`]).
+    pub(super) norms: Vec<Vec<T>>,
+    /// `moments[l - 1]`: the batch's column means and sums of squared deviations of `Z_l`
+    /// in f64 (`2 n_l` values; training only).
+    pub(super) moments: Vec<Vec<f64>>,
     /// `dJ/dZ` of the layer being back-propagated, and of the one below it.
     pub(super) delta: [Vec<T>; 2],
     /// The gradients of a block after its group's first, added to the group's (empty
@@ -140,12 +149,14 @@ impl<T: NnFloat> Buffers<T> {
     pub(super) fn fit(&mut self, net: &Mlp, rows: usize, grads: bool) -> Result<()> {
         if !(self.acts.len() == net.layers()
             && self.rows >= rows
-            && self.kept.len() == net.dropout.len())
+            && self.kept.len() == net.dropout.len()
+            && self.xhat.len() == net.stat_count() / 2)
         {
             let rows = rows.max(self.rows);
             // The old buffers go first, so their memory is there for the new ones.
             (self.rows, self.acts, self.delta) = (0, Vec::new(), Default::default());
             self.kept = Vec::new();
+            (self.xhat, self.norms, self.moments) = Default::default();
             let buffer = |width: usize, what: String| {
                 try_filled(rows.saturating_mul(width), T::ZERO, || {
                     format!("{what} of {rows} rows")
@@ -168,6 +179,17 @@ impl<T: NnFloat> Buffers<T> {
                     }
                 })
                 .collect::<Result<_>>()?;
+            let hidden = net.stat_count() / 2;
+            let xhat = (1..=hidden)
+                .map(|l| buffer(net.sizes[l], format!("the normalized Z{l}")))
+                .collect::<Result<_>>()?;
+            let stats =
+                |l: usize| try_filled(5 * net.sizes[l], T::ZERO, || format!("batch norm {l}"));
+            let norms = (1..=hidden).map(stats).collect::<Result<_>>()?;
+            let moments = (1..=hidden)
+                .map(|l| try_filled(2 * net.sizes[l], 0.0f64, || format!("batch norm {l}")))
+                .collect::<Result<_>>()?;
+            (self.xhat, self.norms, self.moments) = (xhat, norms, moments);
             (self.rows, self.acts, self.kept) = (rows, acts, kept);
         }
         if grads && self.grads.is_empty() {
@@ -178,7 +200,7 @@ impl<T: NnFloat> Buffers<T> {
 
     #[cfg(test)]
     fn bytes(&self) -> usize {
-        let values: usize = (self.acts.iter().chain(&self.kept))
+        let values: usize = (self.acts.iter().chain(&self.kept).chain(&self.xhat))
             .chain(&self.delta)
             .chain(&self.grads)
             .map(Vec::capacity)
@@ -195,7 +217,7 @@ impl<T: NnFloat> Workspace<T> {
     /// # Errors
     /// `OutOfMemory` naming the buffer.
     pub fn fit(&mut self, net: &Mlp, rows: usize) -> Result<()> {
-        let plan = net.blocks::<T>(rows);
+        let plan = net.train_blocks::<T>(rows);
         self.reserve(net, &plan, plan.groups, true).map(|_| ())
     }
 
@@ -255,7 +277,10 @@ impl Mlp {
     /// least [`MIN_BLOCK_ROWS`].
     pub fn block_rows<T>(&self) -> usize {
         let widest = self.sizes[1..].iter().copied().max().unwrap_or(0);
-        let row = (self.sizes[1..].iter().sum::<usize>() + 2 * widest) * std::mem::size_of::<T>();
+        let normed: usize = self.sizes[1..self.sizes.len() - 1].iter().sum();
+        let normed = if self.batch_norm.is_some() { normed } else { 0 };
+        let row = (self.sizes[1..].iter().sum::<usize>() + normed + 2 * widest)
+            * std::mem::size_of::<T>();
         (BLOCK_BYTES / row.max(1)).max(MIN_BLOCK_ROWS)
     }
 
@@ -286,6 +311,21 @@ impl Mlp {
             block,
             count,
             groups,
+        }
+    }
+
+    /// How a batch of `rows` is computed in training: [`Mlp::blocks`], or one block with
+    /// batch norm, whose statistics are the whole batch's (its matrix products and
+    /// element-wise passes are still cut into tiles and row blocks on the pool, by shape).
+    pub fn train_blocks<T>(&self, rows: usize) -> Blocks {
+        if self.batch_norm.is_none() {
+            return self.blocks::<T>(rows);
+        }
+        Blocks {
+            rows,
+            block: rows,
+            count: usize::from(rows > 0),
+            groups: 1,
         }
     }
 
