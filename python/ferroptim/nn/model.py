@@ -666,6 +666,14 @@ class MLP(_Inputs):
         missing = {"params", "epoch", "position"} - set(state)
         if missing:
             raise ValueError(f"state_dict is missing {sorted(missing)}")
+        bn = state.get("batch_norm")
+        if ("batch_norm" in state or self._bn is not None) and (
+            None if bn is None else tuple(float(v) for v in bn)
+        ) != self._bn:
+            raise ValueError(
+                f"state_dict has batch_norm {bn}, but this model has "
+                f"{None if self._bn is None else list(self._bn)}; build the model with the same batch_norm"
+            )
         new = state["params"]
         if set(new) != set(self.params):
             raise ValueError(f"state_dict params have keys {sorted(new)}, expected {sorted(self.params)}")
@@ -684,14 +692,6 @@ class MLP(_Inputs):
             raise ValueError(
                 f"state_dict has dropout {list(state['dropout'])}, but this model has "
                 f"{list(self.dropout)}; build the model with the same dropout"
-            )
-        bn = state.get("batch_norm")
-        if ("batch_norm" in state or self._bn is not None) and (
-            None if bn is None else tuple(float(v) for v in bn)
-        ) != self._bn:
-            raise ValueError(
-                f"state_dict has batch_norm {bn}, but this model has "
-                f"{None if self._bn is None else list(self._bn)}; build the model with the same batch_norm"
             )
         new_buffers = state.get("buffers", {})
         if set(new_buffers) != set(self.buffers):
