@@ -36,7 +36,7 @@ def gradient_check(model: MLP, X: Any, Y: Any, eps: float = 1e-7) -> dict[str, f
     Yc = m64._check_Y(Y, X.shape[0])
     # Batch norm in training mode (the batch's statistics), as fit differentiates it; the
     # copy's running statistics are not used.
-    _, grads = m64.loss_and_grad(X, Y, training=True)
+    _, grads = m64.loss_and_grad(X, Y, training=True) if m64.batch_norm else m64.loss_and_grad(X, Y)
     analytic = {k: np.array(v, dtype=np.float64) for k, v in grads.items()}
     names = m64._param_names()
     params = m64._param_list()
