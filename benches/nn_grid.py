@@ -210,7 +210,8 @@ def grid(args) -> list:
             c = cells[i]
             if c.hidden != "relu" and c.flops_per_update >= BIG_UPDATE and c.twin("relu") not in have:
                 cells.insert(
-                    i + 1, Cell("relu", c.output, c.dtype, c.shape, c.batch, c.threads, c.rows, layers=c.layers)
+                    i + 1,
+                    Cell("relu", c.output, c.dtype, c.shape, c.batch, c.threads, c.rows, layers=c.layers),
                 )
                 have.add(c.twin("relu"))
     return cells
@@ -547,9 +548,9 @@ def summarize(cells: list) -> dict:
         extra = [c for c in rated if c.layers == layers]
         if extra:
             rs = sorted(c.result["ratio"] for c in extra)
-            misses[
-                f"{layers} rows >= 1.5x torch (min {rs[0]:.2f}x, median {statistics.median(rs):.2f}x)"
-            ] = [f"{c.name()} ({c.result['ratio']:.2f}x)" for c in extra if c.result["ratio"] < T["ratio"]]
+            misses[f"{layers} rows >= 1.5x torch (min {rs[0]:.2f}x, median {statistics.median(rs):.2f}x)"] = [
+                f"{c.name()} ({c.result['ratio']:.2f}x)" for c in extra if c.result["ratio"] < T["ratio"]
+            ]
     big = [c for c in cells if c.threads == 2 and c.flops_per_update >= BIG_UPDATE and c.result["fit_s"]]
     if big:
         misses[">= 4 MFLOP per update (2 threads): >= 50% of the GEMM rate"] = [

@@ -186,7 +186,10 @@ def test_training_with_sgd_follows_torch_for_several_steps(dtype):
     h = model.fit(X, Y, opt, batch_size=32, epochs=1, shuffle=False)
     net.train()
     for j in range(10):
-        xb, yb = torch.tensor(X[32 * j : 32 * j + 32].astype(np.float64)), torch.tensor(Y[32 * j : 32 * j + 32].astype(np.float64))
+        xb, yb = (
+            torch.tensor(X[32 * j : 32 * j + 32].astype(np.float64)),
+            torch.tensor(Y[32 * j : 32 * j + 32].astype(np.float64)),
+        )
         opt_t.zero_grad()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(net(xb), yb)
         loss.backward()
@@ -195,8 +198,12 @@ def test_training_with_sgd_follows_torch_for_several_steps(dtype):
     tol = 1e-4 if dtype == np.float32 else 1e-10
     bns = [m for m in net if m.__class__.__name__ == "BatchNorm1d"]
     for l, bn in enumerate(bns, start=1):
-        np.testing.assert_allclose(model.buffers[f"running_mean{l}"], bn.running_mean.numpy(), rtol=tol, atol=tol)
-        np.testing.assert_allclose(model.buffers[f"running_var{l}"], bn.running_var.numpy(), rtol=tol, atol=tol)
+        np.testing.assert_allclose(
+            model.buffers[f"running_mean{l}"], bn.running_mean.numpy(), rtol=tol, atol=tol
+        )
+        np.testing.assert_allclose(
+            model.buffers[f"running_var{l}"], bn.running_var.numpy(), rtol=tol, atol=tol
+        )
     net.eval()
     with torch.no_grad():
         want = torch.sigmoid(net(torch.tensor(X.astype(np.float64)))).numpy()
@@ -251,7 +258,9 @@ def test_fit_equals_the_python_loop_bit_for_bit(threads, sizes, hidden, output, 
     fo.set_num_threads(threads)
     try:
         X, Y = _problem(sizes, output, m, dtype, seed=7)
-        kw = dict(hidden=hidden, output=output, dtype=dtype, seed=3, alpha=1e-3, dropout=rate, batch_norm=True)
+        kw = dict(
+            hidden=hidden, output=output, dtype=dtype, seed=3, alpha=1e-3, dropout=rate, batch_norm=True
+        )
         a, b = MLP(sizes, **kw), MLP(sizes, **kw)
         oa, ob = fo.Adam(a.params, lr=1e-2), fo.Adam(b.params, lr=1e-2)
         h = a.fit(X, Y, oa, batch_size=batch, epochs=2, seed=11)
@@ -321,16 +330,25 @@ def test_a_run_resumed_mid_epoch_equals_one_never_stopped():
 def test_state_dict_pickle_deepcopy_and_save_load_keep_the_running_statistics(tmp_path):
     sizes = [3, 8, 6, 2]
     X, Y = _problem(sizes, "softmax", 200, np.float32, seed=1)
-    model = MLP(sizes, output="softmax", seed=1, batch_norm=True, batch_norm_momentum=0.2, batch_norm_eps=1e-4)
+    model = MLP(
+        sizes, output="softmax", seed=1, batch_norm=True, batch_norm_momentum=0.2, batch_norm_eps=1e-4
+    )
     opt = fo.Adam(model.params, lr=1e-2)
     model.fit(X, Y, opt, batch_size=32, epochs=2)
     sd = model.state_dict()
     assert set(sd["buffers"]) == {"running_mean1", "running_var1", "running_mean2", "running_var2"}
     assert sd["batch_norm"] == [0.2, 1e-4]
-    other = MLP(sizes, output="softmax", seed=7, batch_norm=True, batch_norm_momentum=0.2, batch_norm_eps=1e-4)
+    other = MLP(
+        sizes, output="softmax", seed=7, batch_norm=True, batch_norm_momentum=0.2, batch_norm_eps=1e-4
+    )
     other.load_state_dict(sd)
     model.save(tmp_path / "m.npz", optimizer=opt)
-    for copy_ in (other, pickle.loads(pickle.dumps(model)), copy.deepcopy(model), fo.nn.load(tmp_path / "m.npz")):
+    for copy_ in (
+        other,
+        pickle.loads(pickle.dumps(model)),
+        copy.deepcopy(model),
+        fo.nn.load(tmp_path / "m.npz"),
+    ):
         assert copy_.batch_norm and copy_.batch_norm_momentum == 0.2 and copy_.batch_norm_eps == 1e-4
         np.testing.assert_array_equal(copy_.forward(X), model.forward(X))
         for k in model.buffers:
@@ -360,7 +378,11 @@ def test_gradient_check_covers_gamma_and_beta():
 def test_every_optimizer_and_a_distributed_one_train_gamma_and_beta():
     sizes = [3, 8, 2]
     X, Y = _problem(sizes, "softmax", 128, np.float32, seed=5)
-    for make in (lambda p: fo.SGD(p, lr=0.1, momentum=0.9), lambda p: fo.RMSprop(p, lr=1e-2), lambda p: fo.AdamW(p, lr=1e-2)):
+    for make in (
+        lambda p: fo.SGD(p, lr=0.1, momentum=0.9),
+        lambda p: fo.RMSprop(p, lr=1e-2),
+        lambda p: fo.AdamW(p, lr=1e-2),
+    ):
         model = MLP(sizes, output="softmax", seed=1, batch_norm=True)
         gamma = model.params["gamma1"].copy()
         model.fit(X, Y, make(model.params), batch_size=32, epochs=1)
@@ -379,7 +401,9 @@ def test_onnx_folds_batch_norm_into_the_dense_layers():
     ort = pytest.importorskip("onnxruntime", reason="the ONNX test runs the graph with onnxruntime")
     pytest.importorskip("onnx", reason="MLP.to_onnx builds the graph with onnx")
     for dtype in (np.float32, np.float64):
-        model = MLP([4, 7, 5, 3], hidden="relu", output="softmax", dtype=dtype, seed=1, batch_norm=True, dropout=0.3)
+        model = MLP(
+            [4, 7, 5, 3], hidden="relu", output="softmax", dtype=dtype, seed=1, batch_norm=True, dropout=0.3
+        )
         _randomize(model, 5)
         X = np.random.default_rng(0).standard_normal((50, 4)).astype(dtype)
         proto = model.to_onnx()

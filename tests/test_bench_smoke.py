@@ -178,3 +178,22 @@ def test_adafactor_memory_reports_the_state_each_optimizer_keeps():
     # a row and a column average per matrix: (50 + 40) float32 values for 50 x 40 parameters
     assert per_parameter["ferroptim Adafactor"] == pytest.approx(4 * (50 + 40) / (50 * 40), abs=1e-4)
     assert "load average" in out
+
+
+def test_grid_dropout_and_batch_norm_rows(tmp_path):
+    path = tmp_path / "grid.json"
+    args = ["--quick", "--no-jax", *TINY, "--layers", "dropout", "batchnorm", "--hidden", "relu", "tanh"]
+    out = run_grid(*args, "--json", str(path)).stdout
+    results = json.loads(path.read_text())
+    cells = results["runs"][0]["cells"]
+    assert {c["layers"] for c in cells} == {"dropout", "batchnorm"}
+    assert not any(c["layers"] == "batchnorm" and c["batch"] == 1 for c in cells)
+    assert all(c["rows"] % c["batch"] != 1 for c in cells if c["layers"] == "batchnorm" and c["batch"])
+    assert "+dropout/b" in out and "+batchnorm/b" in out
+    misses = results["summary"]["misses"]
+    if importlib.util.find_spec("torch") is not None:  # the same network: the same initial cost
+        assert any(k.startswith("dropout rows >= 1.5x torch") for k in misses)
+        assert any(k.startswith("batchnorm rows >= 1.5x torch") for k in misses)
+        for c in cells:
+            cost = c["result"]["initial_cost"]
+            assert cost["torch"] == pytest.approx(cost["fit"], rel=1e-4), c

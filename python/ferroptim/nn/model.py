@@ -313,7 +313,9 @@ class MLP(_Inputs):
         L = len(self.layer_sizes) - 1
         bn = self._bn is not None
         return [
-            f"{p}{l}" for l in range(1, L + 1) for p in (("W", "gamma", "beta") if bn and l < L else ("W", "b"))
+            f"{p}{l}"
+            for l in range(1, L + 1)
+            for p in (("W", "gamma", "beta") if bn and l < L else ("W", "b"))
         ]
 
     def _running_list(self) -> list[np.ndarray]:
@@ -345,7 +347,7 @@ class MLP(_Inputs):
         sizes = self.layer_sizes
         vectors = ("gamma", "beta") if self._bn is not None else ("b",)
         for l in range(1, len(sizes)):
-            shapes = [(f"W{l}", (sizes[l - 1], sizes[l]))]
+            shapes: list[tuple[str, tuple[int, ...]]] = [(f"W{l}", (sizes[l - 1], sizes[l]))]
             shapes += [(f"{v}{l}", (sizes[l],)) for v in (vectors if l < len(sizes) - 1 else ("b",))]
             for n, shape in shapes:
                 a = params[n]
@@ -441,8 +443,8 @@ class MLP(_Inputs):
         running = self._running_list()
         if training and self._bn is not None and X.shape[0] < 2:
             raise ValueError(
-                "batch norm in training needs more than 1 example per batch (torch: \"Expected more "
-                f"than 1 value per channel when training\"), got {X.shape[0]}"
+                'batch norm in training needs more than 1 example per batch (torch: "Expected more '
+                f'than 1 value per channel when training"), got {X.shape[0]}'
             )
         cost = self._core.loss_and_grad(params, X, Y, grads, key, w, running, bool(training))
         return cost, self.grads

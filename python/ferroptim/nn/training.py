@@ -114,8 +114,8 @@ class _Fit:
             if bs < 2 or (not drop_last and m % bs == 1):
                 raise ValueError(
                     f"batch_norm: a batch of 1 example (m = {m}, batch_size = {batch_size}) cannot "
-                    "be normalized in training (torch: \"Expected more than 1 value per channel when "
-                    "training\"); choose another batch_size or drop_last=True"
+                    'be normalized in training (torch: "Expected more than 1 value per channel when '
+                    'training"); choose another batch_size or drop_last=True'
                 )
         if model.position and model.position > batches._num_batches(model.epoch):
             raise ValueError(
