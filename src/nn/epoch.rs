@@ -127,7 +127,7 @@ pub fn train_epoch<T: NnFloat>(
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<_>>()?;
-    let blocks = net.train_blocks::<T>(max_rows).count > 1;
+    let blocks = net.blocks::<T>(max_rows).count > 1;
     let large = data
         .sources
         .iter()

@@ -23,6 +23,7 @@ mod model;
 mod norm;
 mod passes;
 mod pointwise;
+mod synced;
 #[cfg(test)]
 mod tests;
 mod workspace;

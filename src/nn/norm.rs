@@ -10,19 +10,29 @@ use super::NnFloat;
 pub(super) fn batch_moments<T: NnFloat>(z: &[T], moments: &mut [f64]) {
     let n = moments.len() / 2;
     let (mean, ssd) = moments.split_at_mut(n);
-    mean.fill(0.0);
-    ssd.fill(0.0);
+    column_sums_f64(z, mean);
     let rows = z.len() / n.max(1);
-    for row in z.chunks_exact(n) {
-        for (m, &v) in mean.iter_mut().zip(row) {
-            *m += v.to_f64();
-        }
-    }
     for m in mean.iter_mut() {
         *m /= rows as f64;
     }
-    for row in z.chunks_exact(n) {
-        for ((s, &m), &v) in ssd.iter_mut().zip(mean.iter()).zip(row) {
+    deviation_sums(z, mean, ssd);
+}
+
+/// `sums[j] = sum_i z[i, j]` in f64, the rows in order (`n = sums.len()` columns).
+pub(super) fn column_sums_f64<T: NnFloat>(z: &[T], sums: &mut [f64]) {
+    sums.fill(0.0);
+    for row in z.chunks_exact(sums.len()) {
+        for (s, &v) in sums.iter_mut().zip(row) {
+            *s += v.to_f64();
+        }
+    }
+}
+
+/// `ssd[j] = sum_i (z[i, j] - mean[j])^2` in f64, the rows in order.
+pub(super) fn deviation_sums<T: NnFloat>(z: &[T], mean: &[f64], ssd: &mut [f64]) {
+    ssd.fill(0.0);
+    for row in z.chunks_exact(ssd.len()) {
+        for ((s, &m), &v) in ssd.iter_mut().zip(mean).zip(row) {
             let d = v.to_f64() - m;
             *s += d * d;
         }
@@ -66,8 +76,8 @@ pub(super) fn normalize_rows<T: NnFloat>(z: &mut [T], xhat: &mut [T], norms: &[T
 }
 
 /// `dgamma = sum_i d_i xhat_i`, `dbeta = sum_i d_i` over the rows of `d` (`n =
-/// dgamma.len()` columns), summed in f64 in row order (in `acc`, `2 n` values) and rounded
-/// once to `T`.
+/// dgamma.len()` columns), summed in f64 in row order into `acc = [dgamma, dbeta]` (`2 n`
+/// values) and rounded once to `T`.
 pub(super) fn affine_grads<T: NnFloat>(
     d: &[T],
     xhat: &[T],
@@ -76,6 +86,16 @@ pub(super) fn affine_grads<T: NnFloat>(
     dbeta: &mut [T],
 ) {
     let n = dgamma.len();
+    affine_sums(d, xhat, acc);
+    for j in 0..n {
+        dgamma[j] = T::from_f64(acc[j]);
+        dbeta[j] = T::from_f64(acc[n + j]);
+    }
+}
+
+/// `acc = [sum_i d_i xhat_i, sum_i d_i]` in f64, the rows in order (`n = acc.len() / 2`).
+pub(super) fn affine_sums<T: NnFloat>(d: &[T], xhat: &[T], acc: &mut [f64]) {
+    let n = acc.len() / 2;
     let (g, b) = acc.split_at_mut(n);
     g.fill(0.0);
     b.fill(0.0);
@@ -86,19 +106,16 @@ pub(super) fn affine_grads<T: NnFloat>(
             g[j] += dv * xr[j].to_f64();
         }
     }
-    for j in 0..n {
-        dgamma[j] = T::from_f64(g[j]);
-        dbeta[j] = T::from_f64(b[j]);
-    }
 }
 
 /// The factors of [`normalize_backward_rows`] into `norms[2n..5n]` (`norms` holding `[mu,
-/// inv]` first): `f = gamma inv`, and in training `dbeta / m`, `dgamma / m` (in f64,
+/// inv]` first), from `sums = [dgamma, dbeta]` in f64 (each rounded to `T` first, as the
+/// gradients are): `f = gamma inv`, and in training `dbeta / m`, `dgamma / m` (in f64,
 /// rounded once), else zeros.
 pub(super) fn backward_factors<T: NnFloat>(
     norms: &mut [T],
     gamma: &[T],
-    grads: (&[T], &[T]),
+    sums: &[f64],
     rows: usize,
     train: bool,
 ) {
@@ -108,13 +125,11 @@ pub(super) fn backward_factors<T: NnFloat>(
     let (f, rest) = rest.split_at_mut(n);
     let (mb, mg) = rest.split_at_mut(n);
     let inv_m = 1.0 / rows as f64;
+    let mean = |s: f64| T::from_f64(T::from_f64(s).to_f64() * inv_m);
     for j in 0..n {
         f[j] = gamma[j] * inv[j];
         (mb[j], mg[j]) = if train {
-            (
-                T::from_f64(grads.1[j].to_f64() * inv_m),
-                T::from_f64(grads.0[j].to_f64() * inv_m),
-            )
+            (mean(sums[n + j]), mean(sums[j]))
         } else {
             (T::ZERO, T::ZERO)
         };
@@ -227,7 +242,7 @@ mod tests {
         let (mut dg, mut db) = (vec![0.0; 3], vec![0.0; 3]);
         affine_grads(&c, &xhat, &mut mo, &mut dg, &mut db);
         let mut d = c.clone();
-        backward_factors(&mut norms, &gamma, (&dg, &db), 5, true);
+        backward_factors(&mut norms, &gamma, &mo, 5, true);
         normalize_backward_rows(&mut d, &xhat, &norms);
         let h = 1e-6;
         for i in 0..15 {

@@ -210,9 +210,9 @@ impl Mlp {
     /// zero gradient.
     ///
     /// With batch norm ([`super::BatchNorm`]), `stats` says which statistics normalize:
-    /// [`Stats::Batch`] the batch's (computed in one block of the whole batch, whose matrix
-    /// products and passes are cut into tiles and row blocks by shape; the batch needs 2
-    /// rows at least), the running statistics given then updated once the cost is
+    /// [`Stats::Batch`] the batch's (the batch needs 2 rows at least; a batch in several
+    /// blocks is computed layer by layer, [`Mlp::synced_cost_and_grad`], every block's
+    /// buffers live at once), the running statistics given then updated once the cost is
     /// computed; [`Stats::Running`] the running statistics (a per-row affine map).
     /// Backward, `dgamma = sum_i dZ~_i xhat_i`, `dbeta = sum_i dZ~_i` and, with the batch's
     /// statistics, `dZ = gamma / sqrt(var + eps) (dZ~ - dbeta / m - xhat dgamma / m)`
@@ -233,7 +233,7 @@ impl Mlp {
         let key = key.filter(|_| !self.dropout.is_empty());
         self.check_grads(grads)?;
         self.check_batch(params, &inputs, &y)?;
-        let (run, mut update, train) = match stats {
+        let (run, update, train) = match stats {
             Stats::Running(r) => {
                 self.check_stats(r)?;
                 (Some(r), None, false)
@@ -261,12 +261,7 @@ impl Mlp {
         let total = weights.map_or(inputs.rows as f64, |w| {
             w.iter().map(|v| v.to_f64()).sum::<f64>()
         });
-        let plan = if train {
-            self.train_blocks::<T>(inputs.rows)
-        } else {
-            self.blocks::<T>(inputs.rows)
-        };
-        let workers = ws.reserve(self, &plan, plan.groups, true)?;
+        let plan = self.blocks::<T>(inputs.rows);
         let (m, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
         let timed = phases.is_some();
         let now = |on: bool| on.then(Instant::now);
@@ -274,13 +269,25 @@ impl Mlp {
             a.zip(b).map_or(0.0, |(a, b)| (b - a).as_secs_f64())
         };
         let t0 = now(timed);
+        if train_bn && plan.count > 1 {
+            // Forward and backward interleave layer by layer: the time counts as backward.
+            let cost = self.synced_cost_and_grad(
+                ws, &plan, params, inputs, y, grads, key, weights, total, update,
+            )?;
+            let penalty = self.penalty(params, grads, total);
+            if let Some(p) = phases {
+                p[1] += span(t0, now(true));
+            }
+            return Ok((cost, penalty));
+        }
+        let workers = ws.reserve(self, &plan, plan.groups, true)?;
         if plan.count == 1 {
             let buf = owned(&mut ws.blocks[0]);
             let x = inputs.part(0..m, n0);
             let drop = key.map(|k| (k, 0));
             self.forward_block(buf, params, x, true, drop, run);
             let cost = self.cost_block(buf, m, y, weights, total)?;
-            if let (true, Some(running), Some(bn)) = (train_bn, update.as_mut(), self.batch_norm) {
+            if let (true, Some(running), Some(bn)) = (train_bn, update, self.batch_norm) {
                 for (l, pair) in running.chunks_exact_mut(2).enumerate() {
                     let (mean, var) = pair.split_at_mut(1);
                     update_running(mean[0], var[0], &buf.moments[l], m, bn.momentum);
@@ -371,7 +378,7 @@ impl Mlp {
     /// `g` adds group `g + stride` for every `g` a multiple of twice the stride, until
     /// groups 0 and `stride` are left, whose sum is the batch's. The first group's error, if
     /// any.
-    fn sum_groups<T: NnFloat, G: AsMut<[T]>>(
+    pub(super) fn sum_groups<T: NnFloat, G: AsMut<[T]>>(
         ws: &mut Workspace<T>,
         plan: &Blocks,
         grads: Option<&mut [G]>,
@@ -424,84 +431,117 @@ impl Mlp {
         running: Option<&[&[T]]>,
     ) {
         let rows = x.rows;
-        let level = crate::runtime::simd::level();
-        let layers = self.layers();
-        for l in 1..=layers {
-            let (k, n) = (self.sizes[l - 1], self.sizes[l]);
-            let (wi, normed) = (self.w_index(l), self.norm(l));
-            let w = params[wi].as_ref();
-            // The bias, or beta after gamma.
-            let b = params[wi + 1 + usize::from(normed)].as_ref();
-            let (below, rest) = buf.acts.split_at_mut(l - 1);
-            let out = &mut rest[0][..rows * n];
-            let (a, sa) = if l == 1 {
-                (x.x.as_ptr(), x.strides)
-            } else {
-                (below[l - 2].as_ptr(), (k as isize, 1))
-            };
-            // SAFETY: A is (rows, k) with these strides, W (k, n) row-major, out (rows, n).
-            unsafe {
-                matmul::<T>(
-                    (rows, k, n),
-                    a,
-                    sa,
-                    w.as_ptr(),
-                    (n as isize, 1),
-                    out.as_mut_ptr(),
-                    par,
-                );
-            };
-            let (mut xhat_at, mut norms, mut gamma): (usize, &[T], &[T]) = (0, &[], &[]);
-            if let (true, Some(bn)) = (normed, self.batch_norm) {
+        for l in 1..=self.layers() {
+            self.forward_product(buf, params, x, l, par);
+            if let (true, Some(bn)) = (self.norm(l), self.batch_norm) {
                 let (nb, mo) = (&mut buf.norms[l - 1], &mut buf.moments[l - 1]);
                 if let Some(r) = running {
                     running_norms(r[2 * (l - 1)], r[2 * l - 1], bn.eps, nb);
                 } else {
-                    batch_moments(&*out, mo);
+                    batch_moments(&buf.acts[l - 1][..rows * self.sizes[l]], mo);
                     batch_norms(mo, rows, bn.eps, nb);
                 }
-                xhat_at = buf.xhat[l - 1].as_mut_ptr() as usize;
-                (norms, gamma) = (&buf.norms[l - 1], params[wi + 1].as_ref());
             }
-            let rate = if l < layers { self.rate(l) } else { 0.0 };
-            let kept = match drop {
-                Some(_) if rate > 0.0 => buf.kept[l - 1].as_mut_ptr() as usize,
-                _ => 0,
-            };
-            match self.output {
-                _ if l < layers => by_row_blocks(out, n, par, |at, block| {
-                    if xhat_at != 0 {
-                        // SAFETY: `xhat` holds `rows * n` values; the blocks are disjoint.
-                        let xhat = unsafe {
-                            std::slice::from_raw_parts_mut((xhat_at as *mut T).add(at), block.len())
-                        };
-                        normalize_rows(block, xhat, norms, gamma);
-                    }
-                    bias_activation(level, block, b, self.activation(l));
-                    if let (Some((key, row0)), true) = (drop, kept != 0) {
-                        // SAFETY: `kept` holds `rows * n` values; the blocks are disjoint.
-                        let kept = unsafe {
-                            std::slice::from_raw_parts_mut((kept as *mut T).add(at), block.len())
-                        };
-                        kept.copy_from_slice(block);
-                        dropout_rows(block, n, key, l, row0 + at / n, rate);
-                    }
-                }),
-                // The logits stay for the cost: log(1 - p) loses them once p rounds to 1.
-                Output::Sigmoid => bias_sigmoid(level, out, &mut buf.delta[1][..rows * n], b),
-                Output::Softmax => bias_softmax(level, out, b),
-                Output::Identity | Output::Huber => {
-                    bias_activation(level, out, b, Activation::Identity);
+            self.forward_finish(buf, params, rows, l, par, drop);
+        }
+    }
+
+    /// `Z_l = A_{l-1} W_l` of one block (the rows of `x`) into `buf.acts[l - 1]`.
+    pub(super) fn forward_product<T: NnFloat, P: AsRef<[T]>>(
+        &self,
+        buf: &mut Buffers<T>,
+        params: &[P],
+        x: Part<'_, T>,
+        l: usize,
+        par: bool,
+    ) {
+        let rows = x.rows;
+        let (k, n) = (self.sizes[l - 1], self.sizes[l]);
+        let w = params[self.w_index(l)].as_ref();
+        let (below, rest) = buf.acts.split_at_mut(l - 1);
+        let out = &mut rest[0][..rows * n];
+        let (a, sa) = if l == 1 {
+            (x.x.as_ptr(), x.strides)
+        } else {
+            (below[l - 2].as_ptr(), (k as isize, 1))
+        };
+        // SAFETY: A is (rows, k) with these strides, W (k, n) row-major, out (rows, n).
+        unsafe {
+            matmul::<T>(
+                (rows, k, n),
+                a,
+                sa,
+                w.as_ptr(),
+                (n as isize, 1),
+                out.as_mut_ptr(),
+                par,
+            );
+        };
+    }
+
+    /// Layer `l` of one block of `rows` rows after its product: a hidden layer's batch norm
+    /// (with the `mu` and `1 / sqrt(var + eps)` in `buf.norms[l - 1]`), bias (or beta),
+    /// activation and dropout (`drop` as for [`Mlp::forward_block`]); the output layer's
+    /// activation.
+    pub(super) fn forward_finish<T: NnFloat, P: AsRef<[T]>>(
+        &self,
+        buf: &mut Buffers<T>,
+        params: &[P],
+        rows: usize,
+        l: usize,
+        par: bool,
+        drop: Option<(DropKey, usize)>,
+    ) {
+        let level = crate::runtime::simd::level();
+        let layers = self.layers();
+        let n = self.sizes[l];
+        let (wi, normed) = (self.w_index(l), self.norm(l));
+        // The bias, or beta after gamma.
+        let b = params[wi + 1 + usize::from(normed)].as_ref();
+        let out = &mut buf.acts[l - 1][..rows * n];
+        let (mut xhat_at, mut norms, mut gamma): (usize, &[T], &[T]) = (0, &[], &[]);
+        if normed {
+            xhat_at = buf.xhat[l - 1].as_mut_ptr() as usize;
+            (norms, gamma) = (&buf.norms[l - 1], params[wi + 1].as_ref());
+        }
+        let rate = if l < layers { self.rate(l) } else { 0.0 };
+        let kept = match drop {
+            Some(_) if rate > 0.0 => buf.kept[l - 1].as_mut_ptr() as usize,
+            _ => 0,
+        };
+        match self.output {
+            _ if l < layers => by_row_blocks(out, n, par, |at, block| {
+                if xhat_at != 0 {
+                    // SAFETY: `xhat` holds `rows * n` values; the blocks are disjoint.
+                    let xhat = unsafe {
+                        std::slice::from_raw_parts_mut((xhat_at as *mut T).add(at), block.len())
+                    };
+                    normalize_rows(block, xhat, norms, gamma);
                 }
-                Output::Poisson => {
-                    // The logits stay for the cost: log(exp(z)) loses them once exp(z)
-                    // rounds to 0 or infinity.
-                    bias_activation(level, out, b, Activation::Identity);
-                    let z = &mut buf.delta[1][..rows * n];
-                    z.copy_from_slice(out);
-                    for v in out.iter_mut() {
-                        *v = v.exp();
-                    }
+                bias_activation(level, block, b, self.activation(l));
+                if let (Some((key, row0)), true) = (drop, kept != 0) {
+                    // SAFETY: `kept` holds `rows * n` values; the blocks are disjoint.
+                    let kept = unsafe {
+                        std::slice::from_raw_parts_mut((kept as *mut T).add(at), block.len())
+                    };
+                    kept.copy_from_slice(block);
+                    dropout_rows(block, n, key, l, row0 + at / n, rate);
+                }
+            }),
+            // The logits stay for the cost: log(1 - p) loses them once p rounds to 1.
+            Output::Sigmoid => bias_sigmoid(level, out, &mut buf.delta[1][..rows * n], b),
+            Output::Softmax => bias_softmax(level, out, b),
+            Output::Identity | Output::Huber => {
+                bias_activation(level, out, b, Activation::Identity);
+            }
+            Output::Poisson => {
+                // The logits stay for the cost: log(exp(z)) loses them once exp(z)
+                // rounds to 0 or infinity.
+                bias_activation(level, out, b, Activation::Identity);
+                let z = &mut buf.delta[1][..rows * n];
+                z.copy_from_slice(out);
+                for v in out.iter_mut() {
+                    *v = v.exp();
                 }
             }
         }
@@ -665,83 +705,112 @@ impl Mlp {
         train: bool,
     ) {
         let rows = x.rows;
-        let layers = self.layers();
-        let level = crate::runtime::simd::level();
-        for l in (1..=layers).rev() {
-            let (k, n) = (self.sizes[l - 1], self.sizes[l]);
-            let wi = self.w_index(l);
-            let (gw, rest) = grads[wi..].split_at_mut(1);
-            let (gw, gb) = (gw[0].as_mut(), rest[0].as_mut());
-            let [d, d_below] = &mut buf.delta;
-            let d = &d[..rows * n];
-            // A^T is (k, rows): A's strides swapped.
-            let (a, (rsa, csa)) = if l == 1 {
-                (x.x.as_ptr(), x.strides)
-            } else {
-                (buf.acts[l - 2].as_ptr(), (k as isize, 1))
-            };
-            let w = params[wi].as_ref();
-            // dW = A^T dZ.
-            // SAFETY: shapes and strides as described; gw does not overlap A or dZ.
-            unsafe {
-                matmul::<T>(
-                    (k, rows, n),
-                    a,
-                    (csa, rsa),
-                    d.as_ptr(),
-                    (n as isize, 1),
-                    gw.as_mut_ptr(),
-                    par,
+        for l in (1..=self.layers()).rev() {
+            self.backward_layer(buf, params, x, grads, l, par, drop);
+            if l == 1 {
+                break;
+            }
+            if self.norm(l - 1) {
+                let k = self.sizes[l - 1];
+                let wb = self.w_index(l - 1);
+                let (gg, gbeta) = grads[wb + 1..wb + 3].split_at_mut(1);
+                let (gg, gbeta) = (gg[0].as_mut(), gbeta[0].as_mut());
+                let below = &mut buf.delta[1][..rows * k];
+                let xhat = &buf.xhat[l - 2][..rows * k];
+                affine_grads(below, xhat, &mut buf.moments[l - 2], gg, gbeta);
+                let gamma = params[wb + 1].as_ref();
+                backward_factors(
+                    &mut buf.norms[l - 2],
+                    gamma,
+                    &buf.moments[l - 2],
+                    rows,
+                    train,
                 );
-            };
-            if !self.norm(l) {
-                column_sums(level, gb, d);
-            }
-            if l > 1 {
-                let below = &mut d_below[..rows * k];
-                // dA_{l-1} = dZ_l W_l^T: W^T is (n, k) with strides (1, n).
-                // SAFETY: as above; `below` is a separate buffer.
-                unsafe {
-                    matmul::<T>(
-                        (rows, n, k),
-                        d.as_ptr(),
-                        (n as isize, 1),
-                        w.as_ptr(),
-                        (1, n as isize),
-                        below.as_mut_ptr(),
-                        par,
-                    );
-                };
-                let rate = self.rate(l - 1);
-                let dropped = drop.filter(|_| rate > 0.0);
-                // g'(Z) from the activations before dropout.
-                let a = match dropped {
-                    Some(_) => &buf.kept[l - 2][..rows * k],
-                    None => &buf.acts[l - 2][..rows * k],
-                };
+                let norms = &buf.norms[l - 2];
                 by_row_blocks(below, k, par, |at, block| {
-                    if let Some((key, row0)) = dropped {
-                        dropout_rows(block, k, key, l - 1, row0 + at / k, rate);
-                    }
-                    let g = self.activation(l - 1);
-                    activation_backward(level, block, &a[at..at + block.len()], g);
+                    normalize_backward_rows(block, &xhat[at..at + block.len()], norms);
                 });
-                if self.norm(l - 1) {
-                    let wb = self.w_index(l - 1);
-                    let (gg, gbeta) = grads[wb + 1..wb + 3].split_at_mut(1);
-                    let (gg, gbeta) = (gg[0].as_mut(), gbeta[0].as_mut());
-                    let xhat = &buf.xhat[l - 2][..rows * k];
-                    affine_grads(below, xhat, &mut buf.moments[l - 2], gg, gbeta);
-                    let gamma = params[wb + 1].as_ref();
-                    backward_factors(&mut buf.norms[l - 2], gamma, (gg, gbeta), rows, train);
-                    let norms = &buf.norms[l - 2];
-                    by_row_blocks(below, k, par, |at, block| {
-                        normalize_backward_rows(block, &xhat[at..at + block.len()], norms);
-                    });
-                }
-                buf.delta.swap(0, 1);
             }
+            buf.delta.swap(0, 1);
         }
+    }
+
+    /// Layer `l`'s share of [`Mlp::backward_block`]: from `dZ_l` in `buf.delta[0]`, `dW_l =
+    /// A_{l-1}^T dZ_l` (and `db_l`, without batch norm) into `grads`, and for `l > 1` `dZ~_{l-1}
+    /// = dZ_l W_l^T`, through dropout and `g'`, into `buf.delta[1]`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn backward_layer<T: NnFloat, P: AsRef<[T]>, G: AsMut<[T]>>(
+        &self,
+        buf: &mut Buffers<T>,
+        params: &[P],
+        x: Part<'_, T>,
+        grads: &mut [G],
+        l: usize,
+        par: bool,
+        drop: Option<(DropKey, usize)>,
+    ) {
+        let rows = x.rows;
+        let level = crate::runtime::simd::level();
+        let (k, n) = (self.sizes[l - 1], self.sizes[l]);
+        let wi = self.w_index(l);
+        let (gw, rest) = grads[wi..].split_at_mut(1);
+        let (gw, gb) = (gw[0].as_mut(), rest[0].as_mut());
+        let [d, d_below] = &mut buf.delta;
+        let d = &d[..rows * n];
+        // A^T is (k, rows): A's strides swapped.
+        let (a, (rsa, csa)) = if l == 1 {
+            (x.x.as_ptr(), x.strides)
+        } else {
+            (buf.acts[l - 2].as_ptr(), (k as isize, 1))
+        };
+        let w = params[wi].as_ref();
+        // dW = A^T dZ.
+        // SAFETY: shapes and strides as described; gw does not overlap A or dZ.
+        unsafe {
+            matmul::<T>(
+                (k, rows, n),
+                a,
+                (csa, rsa),
+                d.as_ptr(),
+                (n as isize, 1),
+                gw.as_mut_ptr(),
+                par,
+            );
+        };
+        if !self.norm(l) {
+            column_sums(level, gb, d);
+        }
+        if l == 1 {
+            return;
+        }
+        let below = &mut d_below[..rows * k];
+        // dA_{l-1} = dZ_l W_l^T: W^T is (n, k) with strides (1, n).
+        // SAFETY: as above; `below` is a separate buffer.
+        unsafe {
+            matmul::<T>(
+                (rows, n, k),
+                d.as_ptr(),
+                (n as isize, 1),
+                w.as_ptr(),
+                (1, n as isize),
+                below.as_mut_ptr(),
+                par,
+            );
+        };
+        let rate = self.rate(l - 1);
+        let dropped = drop.filter(|_| rate > 0.0);
+        // g'(Z) from the activations before dropout.
+        let a = match dropped {
+            Some(_) => &buf.kept[l - 2][..rows * k],
+            None => &buf.acts[l - 2][..rows * k],
+        };
+        by_row_blocks(below, k, par, |at, block| {
+            if let Some((key, row0)) = dropped {
+                dropout_rows(block, k, key, l - 1, row0 + at / k, rate);
+            }
+            let g = self.activation(l - 1);
+            activation_backward(level, block, &a[at..at + block.len()], g);
+        });
     }
 
     /// Sigmoid output: `dJ/dZ = (p - y)/m`, `J = 1/m sum bce(z, y)` from the logits the

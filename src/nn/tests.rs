@@ -197,7 +197,8 @@ fn one_block<T: NnFloat>(
         .cost_block(&mut buf, rows, y, None, rows as f64)
         .unwrap();
     let mut grads = zeros(net);
-    net.backward_block(&mut buf, params, x, &mut grads, false, None, false);
+    let train = net.batch_norm.is_some();
+    net.backward_block(&mut buf, params, x, &mut grads, false, None, train);
     cost += net.penalty(params, &mut grads, rows as f64);
     (cost, grads, out)
 }
@@ -612,17 +613,19 @@ fn batch_norm_gradients_match_finite_differences_in_both_modes() {
 #[test]
 fn batch_norm_trains_on_the_whole_batch_and_updates_the_running_statistics() {
     let _threads = crate::test_util::thread_count_lock();
-    // A batch that plain training cuts into blocks: batch norm's statistics are the batch's.
+    // A batch in several blocks and groups: batch norm's statistics are the batch's.
     let net = bn_net(
         vec![64, 160, 160, 10],
         Activation::Relu,
         Output::Softmax,
         0.1,
     );
-    let rows = 5000;
-    let plain = Mlp::new(net.sizes.clone(), Activation::Relu, Output::Softmax, 0.1).unwrap();
-    assert!(plain.blocks::<f32>(rows).count > 1);
-    assert_eq!(net.train_blocks::<f32>(rows).count, 1);
+    let rows = 20_000;
+    let plan = net.blocks::<f32>(rows);
+    assert!(
+        plan.count > 2 && plan.groups > 1 && plan.groups < plan.count,
+        "{plan:?}"
+    );
     let (params, x, _) = problem(&net, rows);
     let params: Vec<Vec<f32>> = params
         .iter()
@@ -730,4 +733,95 @@ fn batch_norm_refuses_one_row_in_training_and_missing_statistics() {
     let mut out = [0.0; 1];
     let r = net.predict(&mut Workspace::default(), &params, one, &mut out);
     assert!(matches!(r, Err(Error::Mismatch(_))), "{r:?}");
+}
+
+#[test]
+fn batch_norm_in_blocks_equals_one_block_to_rounding() {
+    let _threads = crate::test_util::thread_count_lock();
+    for (hidden, output) in [
+        (Activation::Tanh, Output::Sigmoid),
+        (Activation::Relu, Output::Softmax),
+        (Activation::Sigmoid, Output::Identity),
+    ] {
+        let net = bn_net(vec![5, 40, 24, 3], hidden, output, 0.2)
+            .with_dropout(&[0.3, 0.0])
+            .unwrap();
+        let rows = 3001;
+        assert!(net.blocks::<f64>(rows).count > 2);
+        let (params, x, y) = problem(&net, rows);
+        let inputs = Inputs {
+            x: &x,
+            rows,
+            transposed: false,
+        };
+        let key = DropKey {
+            seed: 1,
+            epoch: 2,
+            position: 3,
+        };
+        // The reference: every row in one buffer, on this thread.
+        let mut buf = Buffers::default();
+        buf.fit(&net, rows, false).unwrap();
+        let part = inputs.part(0..rows, 5);
+        net.forward_block(&mut buf, &params, part, false, Some((key, 0)), None);
+        let mut want = net
+            .cost_block(&mut buf, rows, Targets::Dense(&y), None, rows as f64)
+            .unwrap();
+        let moments = buf.moments.clone();
+        let mut want_grads = zeros::<f64>(&net);
+        net.backward_block(
+            &mut buf,
+            &params,
+            part,
+            &mut want_grads,
+            false,
+            Some((key, 0)),
+            true,
+        );
+        want += net.penalty(&params, &mut want_grads, rows as f64);
+        let mut runs = Vec::new();
+        for threads in [1, 2, 3] {
+            crate::runtime::parallel::set_num_threads(threads).unwrap();
+            let mut grads = zeros::<f64>(&net);
+            let mut running: Vec<Vec<f64>> = (0..4)
+                .map(|i| vec![f64::from(u8::from(i % 2 == 1)); net.sizes[i / 2 + 1]])
+                .collect();
+            let mut rr: Vec<&mut [f64]> = running.iter_mut().map(Vec::as_mut_slice).collect();
+            let cost = net
+                .loss_and_grad_with(
+                    &mut Workspace::default(),
+                    &params,
+                    inputs,
+                    Targets::Dense(&y),
+                    &mut grads,
+                    Some(key),
+                    None,
+                    Stats::Batch(Some(&mut rr)),
+                )
+                .unwrap();
+            runs.push((cost, grads, running));
+        }
+        assert_eq!(runs[0], runs[1]);
+        assert_eq!(runs[0], runs[2]);
+        let (cost, grads, running) = &runs[0];
+        assert!((cost - want).abs() < 1e-12 * want.abs(), "{cost} vs {want}");
+        for (p, (g, w)) in grads.iter().zip(&want_grads).enumerate() {
+            for (a, b) in g.iter().zip(w) {
+                assert!(
+                    (a - b).abs() < 1e-11 * (1.0 + b.abs()),
+                    "{hidden:?} param {p}: {a} vs {b}"
+                );
+            }
+        }
+        // The running statistics: momentum times the batch's moments (the reference's).
+        for l in 1..=2 {
+            let (mo, n) = (&moments[l - 1], net.sizes[l]);
+            for j in 0..n {
+                let mean = 0.1 * mo[j];
+                let var = 0.1 * mo[n + j] / (rows - 1) as f64 + 0.9;
+                assert!((running[2 * (l - 1)][j] - mean).abs() < 1e-12 * (1.0 + mean.abs()));
+                assert!((running[2 * l - 1][j] - var).abs() < 1e-12 * var);
+            }
+        }
+    }
 }

@@ -89,6 +89,9 @@ pub(super) struct Buffers<T> {
 #[derive(Debug, Default)]
 pub(super) struct Group<T> {
     pub(super) grads: Vec<Vec<T>>,
+    /// The gradients of a block after the group's first, in training with batch norm
+    /// ([`Mlp::synced_cost_and_grad`]; empty until then).
+    pub(super) scratch: Vec<Vec<T>>,
     pub(super) cost: f64,
     pub(super) error: Option<Error>,
 }
@@ -102,6 +105,11 @@ pub(super) struct Group<T> {
 pub struct Workspace<T> {
     pub(super) blocks: Vec<Mutex<Buffers<T>>>,
     pub(super) groups: Vec<Mutex<Group<T>>>,
+    /// Per batch-normalized layer, the batch's sums over the blocks (`2 n_l` values in
+    /// f64: `[mean, sum of squared deviations]`, then `[dgamma, dbeta]`) and the factors of
+    /// its normalization (`5 n_l` values), in training with batch norm in several blocks.
+    pub(super) stats: Vec<Vec<f64>>,
+    pub(super) factors: Vec<Vec<T>>,
 }
 
 /// A workspace holds scratch values only: its clone starts empty.
@@ -110,6 +118,8 @@ impl<T> Clone for Workspace<T> {
         Workspace {
             blocks: Vec::new(),
             groups: Vec::new(),
+            stats: Vec::new(),
+            factors: Vec::new(),
         }
     }
 }
@@ -217,8 +227,48 @@ impl<T: NnFloat> Workspace<T> {
     /// # Errors
     /// `OutOfMemory` naming the buffer.
     pub fn fit(&mut self, net: &Mlp, rows: usize) -> Result<()> {
-        let plan = net.train_blocks::<T>(rows);
+        let plan = net.blocks::<T>(rows);
+        if net.batch_norm.is_some() && plan.count > 1 {
+            return self.reserve_synced(net, &plan);
+        }
         self.reserve(net, &plan, plan.groups, true).map(|_| ())
+    }
+
+    /// Sizes the workspace for training with batch norm on a batch in several blocks
+    /// ([`Mlp::synced_cost_and_grad`]): one buffer per block (all of them live at once: the
+    /// memory grows with the batch), each group's gradients and scratch, and the batch's
+    /// sums and factors; clears the groups' errors.
+    pub(super) fn reserve_synced(&mut self, net: &Mlp, plan: &Blocks) -> Result<()> {
+        if self.blocks.len() < plan.count {
+            self.blocks.resize_with(plan.count, Mutex::default);
+        }
+        for b in &mut self.blocks[..plan.count] {
+            owned(b).fit(net, plan.block, false)?;
+        }
+        if self.groups.len() < plan.groups {
+            self.groups.resize_with(plan.groups, Mutex::default);
+        }
+        for g in &mut self.groups[..plan.groups] {
+            let g = owned(g);
+            g.error = None;
+            if g.grads.is_empty() {
+                g.grads = net.zero_grads("a group of blocks' gradients")?;
+            }
+            if g.scratch.is_empty() {
+                g.scratch = net.zero_grads("a block's gradients")?;
+            }
+        }
+        let hidden = net.stat_count() / 2;
+        if self.stats.len() != hidden {
+            let width = |l: usize| net.sizes[l + 1];
+            self.stats = (0..hidden)
+                .map(|l| try_filled(2 * width(l), 0.0f64, || "batch norm's sums".to_string()))
+                .collect::<Result<_>>()?;
+            self.factors = (0..hidden)
+                .map(|l| try_filled(5 * width(l), T::ZERO, || "batch norm's factors".to_string()))
+                .collect::<Result<_>>()?;
+        }
+        Ok(())
     }
 
     /// The bytes the workspace holds: one block's activations and deltas (and gradients)
@@ -311,21 +361,6 @@ impl Mlp {
             block,
             count,
             groups,
-        }
-    }
-
-    /// How a batch of `rows` is computed in training: [`Mlp::blocks`], or one block with
-    /// batch norm, whose statistics are the whole batch's (its matrix products and
-    /// element-wise passes are still cut into tiles and row blocks on the pool, by shape).
-    pub fn train_blocks<T>(&self, rows: usize) -> Blocks {
-        if self.batch_norm.is_none() {
-            return self.blocks::<T>(rows);
-        }
-        Blocks {
-            rows,
-            block: rows,
-            count: usize::from(rows > 0),
-            groups: 1,
         }
     }
 

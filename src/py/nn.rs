@@ -444,20 +444,23 @@ impl NetState {
             transposed: false,
         };
         let work = Work::Elements(rows * net.sizes.iter().sum::<usize>());
-        // SAFETY: checked above: distinct from every other array of the call; written only
-        // in training.
-        let mut rw: Vec<&mut [T]> = r
-            .iter()
-            .map(|&(d, n)| unsafe { std::slice::from_raw_parts_mut(d as *mut T, n) })
-            .collect();
+        // SAFETY: checked above: written only in training, where they are writeable and
+        // distinct from every other array of the call; else read only.
+        let (ro, mut rw): (Vec<&[T]>, Vec<&mut [T]>) = if training {
+            let rw = r
+                .iter()
+                .map(|&(d, n)| unsafe { std::slice::from_raw_parts_mut(d as *mut T, n) })
+                .collect();
+            (Vec::new(), rw)
+        } else {
+            (unsafe { read_slices(&r) }, Vec::new())
+        };
         let cost = maybe_detach(py, work, || {
             // SAFETY: checked above: `rows` values of T, read only, held by the argument.
             let w = wd.map(|d| unsafe { std::slice::from_raw_parts(d as *const T, rows) });
-            let ro: Vec<&[T]>;
             let stats = if training {
                 Stats::Batch((!rw.is_empty()).then_some(&mut rw[..]))
             } else {
-                ro = rw.iter().map(|s| &**s).collect();
                 Stats::Running(&ro)
             };
             net.loss_and_grad_with(ws, &ps, inputs, targets, &mut gs, key, w, stats)

@@ -111,9 +111,11 @@ class MLP(_Inputs):
             running_var_l`` (the unbiased variance; they start at 0 and 1); inference
             (:meth:`forward`, :meth:`predict`, :meth:`cost`, ``loss_and_grad()``) uses the
             running statistics (``model.buffers``). The batch's statistics are the whole
-            batch's: a training batch is computed in one block (its memory grows with the
-            batch; its products and passes still run on every thread, the same bits at
-            every thread count).
+            batch's: a large training batch is computed in its blocks of rows side by side
+            on the pool, layer by layer, the blocks' sums (in float64, each block's rows in
+            order, then the blocks in order) combined between the layers — the same bits at
+            every thread count; every block's intermediates stay in memory until the
+            backward pass, so training memory grows with the batch (as torch's does).
         batch_norm_momentum: the running statistics' update rate, in [0, 1] (torch's
             ``momentum``, 0.1).
         batch_norm_eps: added to the variance, > 0 (torch's ``eps``, 1e-5).
