@@ -3,38 +3,45 @@
 //! Reductions run over the rows in order, in f64: the same bits at every thread count.
 
 use super::NnFloat;
+use crate::runtime::simd::{multiversion, Level};
 
 /// The column means and sums of squared deviations of `z` (`(rows, n)` row-major, `n =
 /// moments.len() / 2`) into `moments = [mean, sum (z - mean)^2]`, both in f64, the rows
 /// added in order (two passes: the deviations from the exact mean, as torch's CPU kernel).
-pub(super) fn batch_moments<T: NnFloat>(z: &[T], moments: &mut [f64]) {
+pub(super) fn batch_moments<T: NnFloat>(level: Level, z: &[T], moments: &mut [f64]) {
     let n = moments.len() / 2;
     let (mean, ssd) = moments.split_at_mut(n);
-    column_sums_f64(z, mean);
+    column_sums_f64(level, z, mean);
     let rows = z.len() / n.max(1);
     for m in mean.iter_mut() {
         *m /= rows as f64;
     }
-    deviation_sums(z, mean, ssd);
+    deviation_sums(level, z, mean, ssd);
 }
 
-/// `sums[j] = sum_i z[i, j]` in f64, the rows in order (`n = sums.len()` columns).
-pub(super) fn column_sums_f64<T: NnFloat>(z: &[T], sums: &mut [f64]) {
-    sums.fill(0.0);
-    for row in z.chunks_exact(sums.len()) {
-        for (s, &v) in sums.iter_mut().zip(row) {
-            *s += v.to_f64();
+multiversion! {
+    /// `sums[j] = sum_i z[i, j]` in f64, the rows in order (`n = sums.len()` columns).
+    pub fn column_sums_f64<T: NnFloat>(z: &[T], sums: &mut [f64]) {
+        sums.fill(0.0);
+        let n = sums.len();
+        for row in z.chunks_exact(n) {
+            for (s, &v) in sums.iter_mut().zip(&row[..n]) {
+                *s += v.to_f64();
+            }
         }
     }
 }
 
-/// `ssd[j] = sum_i (z[i, j] - mean[j])^2` in f64, the rows in order.
-pub(super) fn deviation_sums<T: NnFloat>(z: &[T], mean: &[f64], ssd: &mut [f64]) {
-    ssd.fill(0.0);
-    for row in z.chunks_exact(ssd.len()) {
-        for ((s, &m), &v) in ssd.iter_mut().zip(mean).zip(row) {
-            let d = v.to_f64() - m;
-            *s += d * d;
+multiversion! {
+    /// `ssd[j] = sum_i (z[i, j] - mean[j])^2` in f64, the rows in order.
+    pub fn deviation_sums<T: NnFloat>(z: &[T], mean: &[f64], ssd: &mut [f64]) {
+        ssd.fill(0.0);
+        let n = ssd.len();
+        for row in z.chunks_exact(n) {
+            for ((s, &m), &v) in ssd.iter_mut().zip(&mean[..n]).zip(&row[..n]) {
+                let d = v.to_f64() - m;
+                *s += d * d;
+            }
         }
     }
 }
@@ -61,16 +68,19 @@ pub(super) fn running_norms<T: NnFloat>(mean: &[T], var: &[T], eps: f64, norms: 
     }
 }
 
-/// For each row of `z` (`n = gamma.len()` columns): `xhat = (z - mu) * inv` into `xhat`
-/// and `z = gamma * xhat` (the caller adds `beta` with the activation's pass).
-pub(super) fn normalize_rows<T: NnFloat>(z: &mut [T], xhat: &mut [T], norms: &[T], gamma: &[T]) {
-    let n = gamma.len();
-    let (mu, inv) = norms[..2 * n].split_at(n);
-    for (zr, xr) in z.chunks_exact_mut(n).zip(xhat.chunks_exact_mut(n)) {
-        for j in 0..n {
-            let v = (zr[j] - mu[j]) * inv[j];
-            xr[j] = v;
-            zr[j] = gamma[j] * v;
+multiversion! {
+    /// For each row of `z` (`n = gamma.len()` columns): `xhat = (z - mu) * inv` into `xhat`
+    /// and `z = gamma * xhat` (the caller adds `beta` with the activation's pass).
+    pub fn normalize_rows<T: NnFloat>(z: &mut [T], xhat: &mut [T], norms: &[T], gamma: &[T]) {
+        let n = gamma.len();
+        let (mu, inv) = norms[..2 * n].split_at(n);
+        for (zr, xr) in z.chunks_exact_mut(n).zip(xhat.chunks_exact_mut(n)) {
+            let cols = zr.iter_mut().zip(xr.iter_mut()).zip(mu.iter().zip(inv).zip(gamma));
+            for ((zv, xv), ((&m, &i), &g)) in cols {
+                let v = (*zv - m) * i;
+                *xv = v;
+                *zv = g * v;
+            }
         }
     }
 }
@@ -79,6 +89,7 @@ pub(super) fn normalize_rows<T: NnFloat>(z: &mut [T], xhat: &mut [T], norms: &[T
 /// dgamma.len()` columns), summed in f64 in row order into `acc = [dgamma, dbeta]` (`2 n`
 /// values) and rounded once to `T`.
 pub(super) fn affine_grads<T: NnFloat>(
+    level: Level,
     d: &[T],
     xhat: &[T],
     acc: &mut [f64],
@@ -86,24 +97,26 @@ pub(super) fn affine_grads<T: NnFloat>(
     dbeta: &mut [T],
 ) {
     let n = dgamma.len();
-    affine_sums(d, xhat, acc);
+    affine_sums(level, d, xhat, acc);
     for j in 0..n {
         dgamma[j] = T::from_f64(acc[j]);
         dbeta[j] = T::from_f64(acc[n + j]);
     }
 }
 
-/// `acc = [sum_i d_i xhat_i, sum_i d_i]` in f64, the rows in order (`n = acc.len() / 2`).
-pub(super) fn affine_sums<T: NnFloat>(d: &[T], xhat: &[T], acc: &mut [f64]) {
-    let n = acc.len() / 2;
-    let (g, b) = acc.split_at_mut(n);
-    g.fill(0.0);
-    b.fill(0.0);
-    for (dr, xr) in d.chunks_exact(n).zip(xhat.chunks_exact(n)) {
-        for j in 0..n {
-            let dv = dr[j].to_f64();
-            b[j] += dv;
-            g[j] += dv * xr[j].to_f64();
+multiversion! {
+    /// `acc = [sum_i d_i xhat_i, sum_i d_i]` in f64, the rows in order (`n = acc.len() / 2`).
+    pub fn affine_sums<T: NnFloat>(d: &[T], xhat: &[T], acc: &mut [f64]) {
+        let n = acc.len() / 2;
+        let (g, b) = acc.split_at_mut(n);
+        g.fill(0.0);
+        b.fill(0.0);
+        for (dr, xr) in d.chunks_exact(n).zip(xhat.chunks_exact(n)) {
+            for ((gv, bv), (&dv, &xv)) in g.iter_mut().zip(b.iter_mut()).zip(dr.iter().zip(xr)) {
+                let dv = dv.to_f64();
+                *bv += dv;
+                *gv += dv * xv.to_f64();
+            }
         }
     }
 }
@@ -136,17 +149,20 @@ pub(super) fn backward_factors<T: NnFloat>(
     }
 }
 
-/// `dZ` from `dZ~` (`d`, in place, rows of `n` columns) with the factors of
-/// [`backward_factors`] (`norms`, `5 n` values): `dZ = f (d - dbeta / m - xhat dgamma /
-/// m)` — in inference (fixed statistics) the two means are 0 and `dZ = gamma inv d`.
-pub(super) fn normalize_backward_rows<T: NnFloat>(d: &mut [T], xhat: &[T], norms: &[T]) {
-    let n = norms.len() / 5;
-    let f = &norms[2 * n..3 * n];
-    let mb = &norms[3 * n..4 * n];
-    let mg = &norms[4 * n..];
-    for (dr, xr) in d.chunks_exact_mut(n).zip(xhat.chunks_exact(n)) {
-        for j in 0..n {
-            dr[j] = f[j] * (dr[j] - mb[j] - xr[j] * mg[j]);
+multiversion! {
+    /// `dZ` from `dZ~` (`d`, in place, rows of `n` columns) with the factors of
+    /// [`backward_factors`] (`norms`, `5 n` values): `dZ = f (d - dbeta / m - xhat dgamma /
+    /// m)` — in inference (fixed statistics) the two means are 0 and `dZ = gamma inv d`.
+    pub fn normalize_backward_rows<T: NnFloat>(d: &mut [T], xhat: &[T], norms: &[T]) {
+        let n = norms.len() / 5;
+        let f = &norms[2 * n..3 * n];
+        let mb = &norms[3 * n..4 * n];
+        let mg = &norms[4 * n..];
+        for (dr, xr) in d.chunks_exact_mut(n).zip(xhat.chunks_exact(n)) {
+            let cols = dr.iter_mut().zip(xr).zip(f.iter().zip(mb).zip(mg));
+            for ((dv, &xv), ((&fv, &b), &g)) in cols {
+                *dv = fv * (*dv - b - xv * g);
+            }
         }
     }
 }
@@ -174,6 +190,8 @@ pub(super) fn update_running<T: NnFloat>(
 mod tests {
     use super::*;
 
+    const L: Level = Level::SCALAR;
+
     /// A (5, 3) batch with distinct columns.
     fn batch() -> Vec<f64> {
         (0..15)
@@ -185,7 +203,7 @@ mod tests {
     fn moments_are_the_mean_and_biased_variance() {
         let z = batch();
         let mut mo = vec![0.0; 6];
-        batch_moments(&z, &mut mo);
+        batch_moments(L, &z, &mut mo);
         for j in 0..3 {
             let col: Vec<f64> = (0..5).map(|i| z[i * 3 + j]).collect();
             let mean = col.iter().sum::<f64>() / 5.0;
@@ -199,11 +217,11 @@ mod tests {
     fn normalized_columns_have_mean_0_and_variance_1() {
         let z = batch();
         let mut mo = vec![0.0; 6];
-        batch_moments(&z, &mut mo);
+        batch_moments(L, &z, &mut mo);
         let mut norms = vec![0.0; 15];
         batch_norms(&mo, 5, 0.0, &mut norms);
         let (mut out, mut xhat) = (z.clone(), vec![0.0; 15]);
-        normalize_rows(&mut out, &mut xhat, &norms, &[2.0, 1.0, -1.0]);
+        normalize_rows(L, &mut out, &mut xhat, &norms, &[2.0, 1.0, -1.0]);
         for j in 0..3 {
             let col: Vec<f64> = (0..5).map(|i| xhat[i * 3 + j]).collect();
             let mean = col.iter().sum::<f64>() / 5.0;
@@ -224,26 +242,26 @@ mod tests {
             .collect();
         let f = |z: &[f64]| -> f64 {
             let mut mo = vec![0.0; 6];
-            batch_moments(z, &mut mo);
+            batch_moments(L, z, &mut mo);
             let mut norms = vec![0.0; 15];
             batch_norms(&mo, 5, 1e-5, &mut norms);
             let (mut out, mut xhat) = (z.to_vec(), vec![0.0; 15]);
-            normalize_rows(&mut out, &mut xhat, &norms, &gamma);
+            normalize_rows(L, &mut out, &mut xhat, &norms, &gamma);
             (out.iter().enumerate())
                 .map(|(i, v)| c[i] * (v + beta[i % 3]))
                 .sum()
         };
         let mut mo = vec![0.0; 6];
-        batch_moments(&z, &mut mo);
+        batch_moments(L, &z, &mut mo);
         let mut norms = vec![0.0; 15];
         batch_norms(&mo, 5, 1e-5, &mut norms);
         let (mut out, mut xhat) = (z.clone(), vec![0.0; 15]);
-        normalize_rows(&mut out, &mut xhat, &norms, &gamma);
+        normalize_rows(L, &mut out, &mut xhat, &norms, &gamma);
         let (mut dg, mut db) = (vec![0.0; 3], vec![0.0; 3]);
-        affine_grads(&c, &xhat, &mut mo, &mut dg, &mut db);
+        affine_grads(L, &c, &xhat, &mut mo, &mut dg, &mut db);
         let mut d = c.clone();
         backward_factors(&mut norms, &gamma, &mo, 5, true);
-        normalize_backward_rows(&mut d, &xhat, &norms);
+        normalize_backward_rows(L, &mut d, &xhat, &norms);
         let h = 1e-6;
         for i in 0..15 {
             let (mut p, mut m) = (z.clone(), z.clone());
@@ -262,12 +280,48 @@ mod tests {
     fn running_statistics_follow_torch() {
         let z = batch();
         let mut mo = vec![0.0; 6];
-        batch_moments(&z, &mut mo);
+        batch_moments(L, &z, &mut mo);
         let (mut mean, mut var) = (vec![0.0f32; 3], vec![1.0f32; 3]);
         update_running(&mut mean, &mut var, &mo, 5, 0.1);
         for j in 0..3 {
             assert_eq!(mean[j], (0.1 * mo[j]) as f32);
             assert_eq!(var[j], (0.1 * (mo[3 + j] / 4.0) + 0.9) as f32);
+        }
+    }
+
+    /// Every kernel gives the same bits at every SIMD level the CPU runs (widths around the
+    /// vector lengths, float32 and float64).
+    #[test]
+    fn every_level_gives_the_same_bits() {
+        use crate::runtime::simd::Isa;
+        fn run<T: NnFloat>(level: Level, n: usize) -> Vec<Vec<f64>> {
+            let rows = 37;
+            let z: Vec<T> = (0..rows * n)
+                .map(|i| T::from_f64(((i * 7919) % 1013) as f64 * 0.01 - 4.0))
+                .collect();
+            let gamma: Vec<T> = (0..n).map(|j| T::from_f64(0.5 + j as f64 * 0.1)).collect();
+            let mut mo = vec![0.0; 2 * n];
+            batch_moments(level, &z, &mut mo);
+            let mut norms = vec![T::ZERO; 5 * n];
+            batch_norms(&mo, rows, 1e-5, &mut norms);
+            let (mut out, mut xhat) = (z.clone(), vec![T::ZERO; rows * n]);
+            normalize_rows(level, &mut out, &mut xhat, &norms, &gamma);
+            let (mut dg, mut db) = (vec![T::ZERO; n], vec![T::ZERO; n]);
+            let mut acc = vec![0.0; 2 * n];
+            affine_grads(level, &z, &xhat, &mut acc, &mut dg, &mut db);
+            backward_factors(&mut norms, &gamma, &acc, rows, true);
+            let mut d = z.clone();
+            normalize_backward_rows(level, &mut d, &xhat, &norms);
+            let f = |v: &[T]| v.iter().map(|x| x.to_f64()).collect::<Vec<f64>>();
+            vec![mo, f(&out), f(&xhat), acc, f(&d)]
+        }
+        for n in [1, 3, 8, 16, 17, 33] {
+            let base32 = run::<f32>(Level::SCALAR, n);
+            let base64 = run::<f64>(Level::SCALAR, n);
+            for level in Isa::ALL.into_iter().filter_map(Isa::level) {
+                assert_eq!(run::<f32>(level, n), base32, "{level:?} {n}");
+                assert_eq!(run::<f64>(level, n), base64, "{level:?} {n}");
+            }
         }
     }
 }

@@ -431,6 +431,7 @@ impl Mlp {
         running: Option<&[&[T]]>,
     ) {
         let rows = x.rows;
+        let level = crate::runtime::simd::level();
         for l in 1..=self.layers() {
             self.forward_product(buf, params, x, l, par);
             if let (true, Some(bn)) = (self.norm(l), self.batch_norm) {
@@ -438,7 +439,7 @@ impl Mlp {
                 if let Some(r) = running {
                     running_norms(r[2 * (l - 1)], r[2 * l - 1], bn.eps, nb);
                 } else {
-                    batch_moments(&buf.acts[l - 1][..rows * self.sizes[l]], mo);
+                    batch_moments(level, &buf.acts[l - 1][..rows * self.sizes[l]], mo);
                     batch_norms(mo, rows, bn.eps, nb);
                 }
             }
@@ -516,7 +517,7 @@ impl Mlp {
                     let xhat = unsafe {
                         std::slice::from_raw_parts_mut((xhat_at as *mut T).add(at), block.len())
                     };
-                    normalize_rows(block, xhat, norms, gamma);
+                    normalize_rows(level, block, xhat, norms, gamma);
                 }
                 bias_activation(level, block, b, self.activation(l));
                 if let (Some((key, row0)), true) = (drop, kept != 0) {
@@ -705,6 +706,7 @@ impl Mlp {
         train: bool,
     ) {
         let rows = x.rows;
+        let level = crate::runtime::simd::level();
         for l in (1..=self.layers()).rev() {
             self.backward_layer(buf, params, x, grads, l, par, drop);
             if l == 1 {
@@ -717,7 +719,7 @@ impl Mlp {
                 let (gg, gbeta) = (gg[0].as_mut(), gbeta[0].as_mut());
                 let below = &mut buf.delta[1][..rows * k];
                 let xhat = &buf.xhat[l - 2][..rows * k];
-                affine_grads(below, xhat, &mut buf.moments[l - 2], gg, gbeta);
+                affine_grads(level, below, xhat, &mut buf.moments[l - 2], gg, gbeta);
                 let gamma = params[wb + 1].as_ref();
                 backward_factors(
                     &mut buf.norms[l - 2],
@@ -728,7 +730,7 @@ impl Mlp {
                 );
                 let norms = &buf.norms[l - 2];
                 by_row_blocks(below, k, par, |at, block| {
-                    normalize_backward_rows(block, &xhat[at..at + block.len()], norms);
+                    normalize_backward_rows(level, block, &xhat[at..at + block.len()], norms);
                 });
             }
             buf.delta.swap(0, 1);

@@ -89,6 +89,7 @@ impl Mlp {
         ws.reserve_synced(self, plan)?;
         let (m, n0, k) = (inputs.rows, self.sizes[0], self.outputs());
         let layers = self.layers();
+        let level = crate::runtime::simd::level();
         let drop_of = |r: &Range<usize>| key.map(|key| (key, r.start));
         for l in 1..=layers {
             let (n, normed) = (self.sizes[l], self.norm(l));
@@ -96,7 +97,7 @@ impl Mlp {
                 self.forward_product(buf, params, inputs.part(r.clone(), n0), l, false);
                 if normed {
                     let z = &buf.acts[l - 1][..r.len() * n];
-                    column_sums_f64(z, &mut buf.moments[l - 1][..n]);
+                    column_sums_f64(level, z, &mut buf.moments[l - 1][..n]);
                 }
                 Ok(0.0)
             });
@@ -108,7 +109,7 @@ impl Mlp {
                 let mean = &ws.stats[l - 1][..n];
                 Self::each_block(ws, plan, false, &|buf, _, _, r| {
                     let z = &buf.acts[l - 1][..r.len() * n];
-                    deviation_sums(z, mean, &mut buf.moments[l - 1][n..2 * n]);
+                    deviation_sums(level, z, mean, &mut buf.moments[l - 1][n..2 * n]);
                     Ok(0.0)
                 });
                 Self::combine(ws, plan, l - 1, n..2 * n);
@@ -161,7 +162,7 @@ impl Mlp {
                 if normed_below {
                     let rows = r.len() * below;
                     let (d, xhat) = (&buf.delta[1][..rows], &buf.xhat[l - 2][..rows]);
-                    affine_sums(d, xhat, &mut buf.moments[l - 2]);
+                    affine_sums(level, d, xhat, &mut buf.moments[l - 2]);
                 }
                 Ok(0.0)
             });
@@ -173,7 +174,7 @@ impl Mlp {
                 Self::each_block(ws, plan, false, &|buf, _, _, r| {
                     let rows = r.len() * below;
                     let (d, xhat) = (&mut buf.delta[1][..rows], &buf.xhat[l - 2][..rows]);
-                    normalize_backward_rows(d, xhat, factors);
+                    normalize_backward_rows(level, d, xhat, factors);
                     Ok(0.0)
                 });
             }
