@@ -16,7 +16,17 @@ pub(super) fn batch_moments<T: NnFloat>(level: Level, z: &[T], moments: &mut [f6
     for m in mean.iter_mut() {
         *m /= rows as f64;
     }
-    deviation_sums(level, z, mean, ssd);
+    deviation_sums(level, z, mean, 1.0, ssd);
+}
+
+/// One block's `moments = [sum_i z[i, j], sum_i (z[i, j] - mean_j)^2]` in f64, `mean_j` the
+/// block's own column mean (for [`batch_moments`]'s merge over blocks).
+pub(super) fn block_moments<T: NnFloat>(level: Level, z: &[T], moments: &mut [f64]) {
+    let n = moments.len() / 2;
+    let (sum, ssd) = moments.split_at_mut(n);
+    column_sums_f64(level, z, sum);
+    let rows = (z.len() / n.max(1)) as f64;
+    deviation_sums(level, z, sum, 1.0 / rows, ssd);
 }
 
 multiversion! {
@@ -33,13 +43,13 @@ multiversion! {
 }
 
 multiversion! {
-    /// `ssd[j] = sum_i (z[i, j] - mean[j])^2` in f64, the rows in order.
-    pub fn deviation_sums<T: NnFloat>(z: &[T], mean: &[f64], ssd: &mut [f64]) {
+    /// `ssd[j] = sum_i (z[i, j] - mean[j] * scale)^2` in f64, the rows in order.
+    pub fn deviation_sums<T: NnFloat>(z: &[T], mean: &[f64], scale: f64, ssd: &mut [f64]) {
         ssd.fill(0.0);
         let n = ssd.len();
         for row in z.chunks_exact(n) {
             for ((s, &m), &v) in ssd.iter_mut().zip(&mean[..n]).zip(&row[..n]) {
-                let d = v.to_f64() - m;
+                let d = v.to_f64() - m * scale;
                 *s += d * d;
             }
         }
