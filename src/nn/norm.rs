@@ -35,8 +35,9 @@ multiversion! {
         sums.fill(0.0);
         let n = sums.len();
         for row in z.chunks_exact(n) {
-            for (s, &v) in sums.iter_mut().zip(&row[..n]) {
-                *s += v.to_f64();
+            let row = &row[..n];
+            for j in 0..n {
+                sums[j] += row[j].to_f64();
             }
         }
     }
@@ -47,10 +48,12 @@ multiversion! {
     pub fn deviation_sums<T: NnFloat>(z: &[T], mean: &[f64], scale: f64, ssd: &mut [f64]) {
         ssd.fill(0.0);
         let n = ssd.len();
+        let mean = &mean[..n];
         for row in z.chunks_exact(n) {
-            for ((s, &m), &v) in ssd.iter_mut().zip(&mean[..n]).zip(&row[..n]) {
-                let d = v.to_f64() - m * scale;
-                *s += d * d;
+            let row = &row[..n];
+            for j in 0..n {
+                let d = row[j].to_f64() - mean[j] * scale;
+                ssd[j] += d * d;
             }
         }
     }
@@ -83,13 +86,13 @@ multiversion! {
     /// and `z = gamma * xhat` (the caller adds `beta` with the activation's pass).
     pub fn normalize_rows<T: NnFloat>(z: &mut [T], xhat: &mut [T], norms: &[T], gamma: &[T]) {
         let n = gamma.len();
-        let (mu, inv) = norms[..2 * n].split_at(n);
+        let (mu, inv) = (&norms[..n], &norms[n..2 * n]);
         for (zr, xr) in z.chunks_exact_mut(n).zip(xhat.chunks_exact_mut(n)) {
-            let cols = zr.iter_mut().zip(xr.iter_mut()).zip(mu.iter().zip(inv).zip(gamma));
-            for ((zv, xv), ((&m, &i), &g)) in cols {
-                let v = (*zv - m) * i;
-                *xv = v;
-                *zv = g * v;
+            let (zr, xr) = (&mut zr[..n], &mut xr[..n]);
+            for j in 0..n {
+                let v = (zr[j] - mu[j]) * inv[j];
+                xr[j] = v;
+                zr[j] = gamma[j] * v;
             }
         }
     }
@@ -119,13 +122,15 @@ multiversion! {
     pub fn affine_sums<T: NnFloat>(d: &[T], xhat: &[T], acc: &mut [f64]) {
         let n = acc.len() / 2;
         let (g, b) = acc.split_at_mut(n);
+        let (g, b) = (&mut g[..n], &mut b[..n]);
         g.fill(0.0);
         b.fill(0.0);
         for (dr, xr) in d.chunks_exact(n).zip(xhat.chunks_exact(n)) {
-            for ((gv, bv), (&dv, &xv)) in g.iter_mut().zip(b.iter_mut()).zip(dr.iter().zip(xr)) {
-                let dv = dv.to_f64();
-                *bv += dv;
-                *gv += dv * xv.to_f64();
+            let (dr, xr) = (&dr[..n], &xr[..n]);
+            for j in 0..n {
+                let dv = dr[j].to_f64();
+                b[j] += dv;
+                g[j] += dv * xr[j].to_f64();
             }
         }
     }
@@ -169,9 +174,9 @@ multiversion! {
         let mb = &norms[3 * n..4 * n];
         let mg = &norms[4 * n..];
         for (dr, xr) in d.chunks_exact_mut(n).zip(xhat.chunks_exact(n)) {
-            let cols = dr.iter_mut().zip(xr).zip(f.iter().zip(mb).zip(mg));
-            for ((dv, &xv), ((&fv, &b), &g)) in cols {
-                *dv = fv * (*dv - b - xv * g);
+            let (dr, xr) = (&mut dr[..n], &xr[..n]);
+            for j in 0..n {
+                dr[j] = f[j] * (dr[j] - mb[j] - xr[j] * mg[j]);
             }
         }
     }
