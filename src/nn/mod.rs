@@ -13,7 +13,9 @@
 //! computed block by block, the blocks side by side on the pool, each block's forward and
 //! backward passes in a block-sized [`Workspace`] buffer, the blocks' gradients summed in
 //! an order fixed by the shape ([`Mlp::blocks`]): memory is bounded by the block, never
-//! by the batch, and results are the same bits at every thread count.
+//! by the batch, and results are the same bits at every thread count. Batch normalization
+//! in training needs the whole batch's statistics: there the blocks run layer by layer,
+//! each block's buffers kept until the backward pass (`synced.rs`).
 
 mod epoch;
 mod float;

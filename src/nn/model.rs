@@ -409,6 +409,12 @@ impl Mlp {
         (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64) >= rate
     }
 
+    /// [`Mlp::keep`]'s test in integers: `u * 2^-53 >= rate` (both exact) holds exactly
+    /// when `u >= ceil(rate * 2^53)`, for the 53-bit `u = h >> 11`.
+    pub fn keep_threshold(rate: f64) -> u64 {
+        (rate * (1u64 << 53) as f64).ceil() as u64
+    }
+
     /// The inverted-dropout factor of a kept unit at rate `rate`: `1 / (1 - rate)`,
     /// computed in f64 and rounded once to `T`.
     pub fn keep_scale<T: NnFloat>(rate: f64) -> T {

@@ -20,7 +20,7 @@ pub(super) fn batch_moments<T: NnFloat>(level: Level, z: &[T], moments: &mut [f6
 }
 
 /// One block's `moments = [sum_i z[i, j], sum_i (z[i, j] - mean_j)^2]` in f64, `mean_j` the
-/// block's own column mean (for [`batch_moments`]'s merge over blocks).
+/// block's own column mean (merged over the blocks by `Mlp::merge_moments`).
 pub(super) fn block_moments<T: NnFloat>(level: Level, z: &[T], moments: &mut [f64]) {
     let n = moments.len() / 2;
     let (sum, ssd) = moments.split_at_mut(n);

@@ -16,6 +16,7 @@ use super::pointwise::{
 use super::workspace::{claim, locked, owned, BlockFn, Blocks, Buffers};
 use super::{Activation, DropKey, Inputs, Mlp, NnFloat, Output, Stats, Targets, Workspace};
 use crate::error::{Error, Result};
+use crate::runtime::simd::multiversion;
 
 /// `acc += part`, element by element.
 fn add_into<T: NnFloat, G: AsMut<[T]>>(acc: &mut [G], part: &[Vec<T>]) {
@@ -38,14 +39,22 @@ pub(super) fn dropout_rows<T: NnFloat>(
     rate: f64,
 ) {
     let scale: T = Mlp::keep_scale(rate);
+    let level = crate::runtime::simd::level();
+    let threshold = Mlp::keep_threshold(rate);
     for (i, row) in block.chunks_exact_mut(n).enumerate() {
-        let rk = key.row_key(l, row0 + i);
+        dropout_row(level, row, key.row_key(l, row0 + i), threshold, scale);
+    }
+}
+
+multiversion! {
+    /// One row of [`dropout_rows`]: unit `j` kept when [`Mlp::keep`]'s 53 bits are at least
+    /// `threshold` ([`Mlp::keep_threshold`], the same test in integers), vectorized over
+    /// the units.
+    fn dropout_row<T: NnFloat>(row: &mut [T], row_key: u64, threshold: u64, scale: T) {
+        use crate::data::permutation::{mix, GAMMA};
         for (j, v) in row.iter_mut().enumerate() {
-            *v *= if Mlp::keep(rk, j, rate) {
-                scale
-            } else {
-                T::ZERO
-            };
+            let h = mix(row_key ^ (j as u64).wrapping_add(1).wrapping_mul(GAMMA));
+            *v *= if (h >> 11) >= threshold { scale } else { T::ZERO };
         }
     }
 }

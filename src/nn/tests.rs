@@ -825,3 +825,33 @@ fn batch_norm_in_blocks_equals_one_block_to_rounding() {
         }
     }
 }
+
+#[test]
+fn the_integer_keep_threshold_is_the_float_test() {
+    for rate in [0.0, 1e-9, 0.1, 0.2, 0.25, 0.3, 0.5, 0.7, 0.999_999] {
+        let t = Mlp::keep_threshold(rate);
+        let scaled = |u: u64| u as f64 * (1.0 / (1u64 << 53) as f64) >= rate;
+        for u in [
+            t.saturating_sub(2),
+            t.saturating_sub(1),
+            t,
+            t + 1,
+            0,
+            (1 << 53) - 1,
+        ] {
+            assert_eq!(u >= t, scaled(u), "rate {rate}, u {u}");
+        }
+        // The masks drawn through it are the keep() masks.
+        let key = DropKey {
+            seed: 3,
+            epoch: 1,
+            position: 4,
+        };
+        let mut v = vec![1.0f64; 3 * 37];
+        super::passes::dropout_rows(&mut v, 37, key, 2, 5, rate);
+        for (i, x) in v.iter().enumerate() {
+            let kept = Mlp::keep(key.row_key(2, 5 + i / 37), i % 37, rate);
+            assert_eq!(*x != 0.0, kept, "rate {rate} element {i}");
+        }
+    }
+}
