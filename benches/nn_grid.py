@@ -24,6 +24,14 @@ and on the same data (X ~ N(0, 1); labels from a fixed random teacher):
   epoch one jitted ``lax.scan`` as in ``train_compare.py`` (compiled in the warm-up), float64
   through ``jax_enable_x64``.
 
+Dropout and batch-norm rows (``--layers dropout batchnorm``; the default is the plain
+network): the same cells with ``MLP(dropout=0.2)`` against ``nn.Dropout(0.2)`` after each
+hidden activation, or ``MLP(batch_norm=True)`` against ``nn.Linear(bias=False)`` +
+``nn.BatchNorm1d`` before it (momentum 0.1, eps 1e-5 on both; no batch-1 cells, and a cell
+whose last batch would hold one row loses that row: batch norm cannot train on one). JAX
+runs the plain rows only. The summary gives their torch / fit per kind and the cells under
+1.5x torch.
+
 Every contender's cost of all rows at the initial weights is computed first; a cell whose
 contenders disagree there (relative 1e-3) says ``COSTS DIFFER``: they would not be training
 the same network on the same data.
@@ -57,6 +65,7 @@ cell with relu.
     python benches/nn_grid.py --markdown --json grid.json  # the whole grid (about an hour)
     python benches/nn_grid.py --hidden tanh --shapes 100-1024-10 --batches 128 --threads 2
     python benches/nn_grid.py --list                     # the cells and their rows only
+    python benches/nn_grid.py --quick --layers dropout batchnorm  # the regularized rows
     /work/peers/bin/python benches/nn_grid.py --quick    # with torch
 
 A missing torch skips its contender with a line saying so (fit alone is still measured).
@@ -92,6 +101,8 @@ DTYPES = ("float32", "float64")
 SHAPES = ("3-16-1", "8-64-64-8", "32-256-256-256-1", "100-1024-10", "64-128-128-128-128-10")
 BATCHES = (1, 32, 128, 512, 4096, None)  # None: all rows (batch gradient descent)
 THREADS = (1, 2)
+LAYERS = ("plain", "dropout", "batchnorm")  # the regularization of the hidden layers
+DROPOUT = 0.2
 GEMM_N = 2048
 BIG_UPDATE = 4e6  # FLOP per update from which the 50%-of-GEMM target applies
 
@@ -112,6 +123,7 @@ class Cell:
     threads: int
     rows: int = 0
     result: dict = field(default_factory=dict)
+    layers: str = "plain"  # one of LAYERS
 
     @property
     def sizes(self) -> list:
@@ -140,13 +152,14 @@ class Cell:
     def name(self, threads: bool = True) -> str:
         b = "all" if self.batch is None else str(self.batch)
         net = "-".join(map(str, self.sizes))
-        return f"{self.hidden}/{self.output}/{self.dtype}/{net}/b{b}" + (
+        extra = "" if self.layers == "plain" else f"+{self.layers}"
+        return f"{self.hidden}/{self.output}/{self.dtype}/{net}{extra}/b{b}" + (
             f"/t{self.threads}" if threads else ""
         )
 
     def twin(self, hidden: str) -> tuple:
         """The key of the same cell with another hidden activation."""
-        return (hidden, self.output, self.dtype, self.shape, self.batch, self.threads)
+        return (hidden, self.output, self.dtype, self.shape, self.batch, self.threads, self.layers)
 
     @property
     def key(self) -> tuple:
@@ -182,15 +195,24 @@ def grid(args) -> list:
     sizing = sizing_of(args)
     cells = []
     for t in args.threads:
-        for h, o, d, s, b in combos:
-            cells.append(Cell(h, o, d, s, b, t))
-            cells[-1].rows = rows_for(cells[-1].flops_per_example, b, sizing)
+        for layers in args.layers:
+            for h, o, d, s, b in combos:
+                if layers == "batchnorm" and b == 1:  # one row cannot be normalized in training
+                    continue
+                cells.append(Cell(h, o, d, s, b, t, layers=layers))
+                rows = rows_for(cells[-1].flops_per_example, b, sizing)
+                if layers == "batchnorm" and b is not None and rows % b == 1:
+                    rows -= 1  # no last batch of one row
+                cells[-1].rows = rows
     if args.quick:  # the relu twin the 1.3x target compares with, right after its cell
         have = {c.key for c in cells}
         for i in range(len(cells) - 1, -1, -1):
             c = cells[i]
             if c.hidden != "relu" and c.flops_per_update >= BIG_UPDATE and c.twin("relu") not in have:
-                cells.insert(i + 1, Cell("relu", c.output, c.dtype, c.shape, c.batch, c.threads, c.rows))
+                cells.insert(
+                    i + 1,
+                    Cell("relu", c.output, c.dtype, c.shape, c.batch, c.threads, c.rows, layers=c.layers),
+                )
                 have.add(c.twin("relu"))
     return cells
 
@@ -238,11 +260,13 @@ class Fit:
 
     def __init__(self, cell: Cell, X, Y, init, seed):
         self.model = fo.nn.MLP(
-            cell.sizes, hidden=cell.hidden, output=OUTPUTS[cell.output][0], dtype=cell.dtype, seed=seed
-        )
+            cell.sizes, hidden=cell.hidden, output=OUTPUTS[cell.output][0], dtype=cell.dtype, seed=seed,
+            dropout=DROPOUT if cell.layers == "dropout" else 0.0, batch_norm=cell.layers == "batchnorm",
+        )  # fmt: skip
         for l, (W, b) in enumerate(init, start=1):
             self.model.params[f"W{l}"][...] = W
-            self.model.params[f"b{l}"][...] = b
+            if f"b{l}" in self.model.params:  # a batch-normalized layer has beta (0) instead
+                self.model.params[f"b{l}"][...] = b
         self.opt = fo.Adam(self.model.params, lr=LR)
         self.X, self.Y, self.batch = X, Y, cell.batch
         self.sizes = np.asarray(batch_sizes(len(X), cell.batch_rows), dtype=np.float64)
@@ -273,13 +297,20 @@ class Torch:
         dt = {"float32": torch.float32, "float64": torch.float64}[cell.dtype]
         layers = []
         for l, (W, b) in enumerate(init, start=1):
-            lin = nn.Linear(*W.shape, dtype=dt)
+            hidden = l < len(init)
+            norm = hidden and cell.layers == "batchnorm"
+            lin = nn.Linear(*W.shape, bias=not norm, dtype=dt)
             with torch.no_grad():
                 lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
-                lin.bias.copy_(torch.from_numpy(b))
+                if not norm:
+                    lin.bias.copy_(torch.from_numpy(b))
             layers.append(lin)
-            if l < len(init):
+            if norm:
+                layers.append(nn.BatchNorm1d(W.shape[1], momentum=0.1, eps=1e-5, dtype=dt))
+            if hidden:
                 layers.append(act())
+            if hidden and cell.layers == "dropout":
+                layers.append(nn.Dropout(DROPOUT))
         self.model = nn.Sequential(*layers)
         kind = OUTPUTS[cell.output][0]
         self.loss = {"sigmoid": nn.BCEWithLogitsLoss, "softmax": nn.CrossEntropyLoss, "identity": nn.MSELoss}[
@@ -292,8 +323,13 @@ class Torch:
         self.batch = cell.batch_rows
 
     def cost(self) -> float:
-        with self.torch.no_grad():
-            return float(self.loss(self.model(self.X), self.Y)) * self.cost_scale
+        """In eval mode (no dropout; batch norm on its running statistics), as fit's cost."""
+        self.model.eval()
+        try:
+            with self.torch.no_grad():
+                return float(self.loss(self.model(self.X), self.Y)) * self.cost_scale
+        finally:
+            self.model.train()
 
     def epoch(self) -> tuple:
         torch = self.torch
@@ -408,7 +444,7 @@ def run_cell(cell: Cell, rounds: int, peers: dict, gemm: dict, seed: int = 0) ->
         runners["fit"] = Fit(cell, X, Y, init, seed)
     if "torch" in peers:
         runners["torch"] = Torch(cell, X, Y, init, seed, peers["torch"])
-    if "jax" in peers:
+    if "jax" in peers and cell.layers == "plain":
         runners["jax"] = Jax(cell, X, Y, init, seed, peers["jax"], peers["optax"])
     times = {key: [] for key in runners}
     initial = {key: r.cost() for key, r in runners.items()}  # the same weights, data and cost?
@@ -508,6 +544,13 @@ def summarize(cells: list) -> dict:
         misses[f"median cell >= 3x torch (median {median:.2f}x)"] = (
             [] if median >= T["median"] else ["median"]
         )
+    for layers in LAYERS[1:]:
+        extra = [c for c in rated if c.layers == layers]
+        if extra:
+            rs = sorted(c.result["ratio"] for c in extra)
+            misses[f"{layers} rows >= 1.5x torch (min {rs[0]:.2f}x, median {statistics.median(rs):.2f}x)"] = [
+                f"{c.name()} ({c.result['ratio']:.2f}x)" for c in extra if c.result["ratio"] < T["ratio"]
+            ]
     big = [c for c in cells if c.threads == 2 and c.flops_per_update >= BIG_UPDATE and c.result["fit_s"]]
     if big:
         misses[">= 4 MFLOP per update (2 threads): >= 50% of the GEMM rate"] = [
@@ -592,7 +635,7 @@ def child_argv(args, threads: int, path: str) -> list:
     argv = ["--threads", str(threads), "--json", path, "--rounds", str(args.rounds), "--cells-only"]
     argv += ["--quick"] if args.quick else []
     argv += ["--no-jax"] if args.no_jax else []
-    for name in ("hidden", "outputs", "dtypes", "shapes", "batches"):
+    for name in ("hidden", "outputs", "dtypes", "shapes", "batches", "layers"):
         if getattr(args, name):
             argv += [f"--{name}", *getattr(args, name)]
     for name in ("budget", "min_rows", "max_rows", "max_updates"):
@@ -652,6 +695,10 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", nargs="+", choices=SHAPES, help="named with their identity output width")
     ap.add_argument("--batches", nargs="+", choices=[*(str(b) for b in BATCHES if b), "all"])
     ap.add_argument("--threads", nargs="+", type=int, help="default 1 2 (quick: 2)")
+    ap.add_argument(
+        "--layers", nargs="+", choices=LAYERS, default=["plain"],
+        help="plain, dropout (0.2) and/or batchnorm rows (default plain)",
+    )  # fmt: skip
     ap.add_argument("--rounds", type=int, default=3, help="timed epochs per contender (>= 3, default 3)")
     ap.add_argument("--budget", type=float, help="GFLOP per epoch (default 2, quick 0.2)")
     ap.add_argument("--min-rows", type=int, help="default 8192 (quick 1024)")

@@ -261,3 +261,22 @@ def test_torch_adapter_loops_train_every_workload_with_every_optimizer_on_the_sa
         assert set(costs) == {"ferroptim.torch", "torch fused", "torch foreach"}
         # the same weights and batches: after four short epochs the costs agree to rounding
         assert max(costs.values()) == pytest.approx(min(costs.values()), rel=1e-3), block
+
+
+def test_grid_dropout_and_batch_norm_rows(tmp_path):
+    path = tmp_path / "grid.json"
+    args = ["--quick", "--no-jax", *TINY, "--layers", "dropout", "batchnorm", "--hidden", "relu", "tanh"]
+    out = run_grid(*args, "--json", str(path)).stdout
+    results = json.loads(path.read_text())
+    cells = results["runs"][0]["cells"]
+    assert {c["layers"] for c in cells} == {"dropout", "batchnorm"}
+    assert not any(c["layers"] == "batchnorm" and c["batch"] == 1 for c in cells)
+    assert all(c["rows"] % c["batch"] != 1 for c in cells if c["layers"] == "batchnorm" and c["batch"])
+    assert "+dropout/b" in out and "+batchnorm/b" in out
+    misses = results["summary"]["misses"]
+    if importlib.util.find_spec("torch") is not None:  # the same network: the same initial cost
+        assert any(k.startswith("dropout rows >= 1.5x torch") for k in misses)
+        assert any(k.startswith("batchnorm rows >= 1.5x torch") for k in misses)
+        for c in cells:
+            cost = c["result"]["initial_cost"]
+            assert cost["torch"] == pytest.approx(cost["fit"], rel=1e-4), c

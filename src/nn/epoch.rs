@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{DropKey, Inputs, Mlp, NnFloat, Targets, Workspace};
+use super::{DropKey, Inputs, Mlp, NnFloat, Stats, Targets, Workspace};
 use crate::data::{Buffer, Job, Order, Source};
 use crate::error::{try_filled, Error, Result};
 
@@ -88,7 +88,8 @@ struct Gathered {
 /// penalty) is pushed to `costs` and `step(params, grads)` applies the update. `poll` is
 /// called about every millisecond; when it returns true the loop stops after the current
 /// batch. On error (a gather, a label out of range) the batches before it stay applied and
-/// `costs` holds theirs.
+/// `costs` holds theirs. With batch norm, each batch normalizes with its own statistics
+/// and updates `running` (`[mean_1, var_1, ...]`; empty without batch norm).
 ///
 /// # Panics
 /// If `params` or `grads` do not hold one buffer per parameter of `net`.
@@ -98,6 +99,7 @@ pub fn train_epoch<T: NnFloat>(
     ws: &mut Workspace<T>,
     params: &mut [&mut [T]],
     grads: &mut [Vec<T>],
+    running: &mut [&mut [T]],
     data: &EpochData<'_>,
     costs: &mut Vec<f64>,
     mut timing: Option<&mut Timing>,
@@ -273,8 +275,9 @@ pub fn train_epoch<T: NnFloat>(
             let weights = data.weighted.then(|| unsafe {
                 std::slice::from_raw_parts(buffers[2].as_ptr() as *const T, rows)
             });
+            let stats = Stats::Batch(Some(&mut *running));
             let (cost, penalty) =
-                net.cost_and_grad(ws, &*params, inputs, y, grads, timed, key, weights)?;
+                net.cost_and_grad(ws, &*params, inputs, y, grads, timed, key, weights, stats)?;
             prefetch(j + 1, 1);
             prefetch(j + 1, 2);
             let t3 = clock();

@@ -13,15 +13,19 @@
 //! computed block by block, the blocks side by side on the pool, each block's forward and
 //! backward passes in a block-sized [`Workspace`] buffer, the blocks' gradients summed in
 //! an order fixed by the shape ([`Mlp::blocks`]): memory is bounded by the block, never
-//! by the batch, and results are the same bits at every thread count.
+//! by the batch, and results are the same bits at every thread count. Batch normalization
+//! in training needs the whole batch's statistics: there the blocks run layer by layer,
+//! each block's buffers kept until the backward pass (`synced.rs`).
 
 mod epoch;
 mod float;
 mod gemm;
 mod math;
 mod model;
+mod norm;
 mod passes;
 mod pointwise;
+mod synced;
 #[cfg(test)]
 mod tests;
 mod workspace;
@@ -29,5 +33,5 @@ mod workspace;
 pub use epoch::{train_epoch, EpochData, StepOutcome, Timing};
 pub use float::NnFloat;
 pub(crate) use gemm::matmul;
-pub use model::{Activation, DropKey, Inputs, Mlp, Output, Targets, LEAKY_SLOPE};
+pub use model::{Activation, BatchNorm, DropKey, Inputs, Mlp, Output, Stats, Targets, LEAKY_SLOPE};
 pub use workspace::Workspace;

@@ -117,6 +117,35 @@ pub struct Mlp {
     /// The dropout rate of each hidden layer (`layers - 1` rates in `[0, 1)`; empty: none).
     /// Training only, and only when a [`DropKey`] is given: see [`Mlp::keep`].
     pub dropout: Vec<f64>,
+    /// Batch normalization of every hidden layer (None: none); see [`BatchNorm`].
+    pub batch_norm: Option<BatchNorm>,
+}
+
+/// Batch normalization of each hidden layer before its activation, as the course places it
+/// and torch's `nn.BatchNorm1d` computes it: `Z_l = A_{l-1} W_l` (no bias: `beta_l` takes
+/// its role), `Z~_l = gamma_l (Z_l - mu) / sqrt(var + eps) + beta_l`, `A_l = g(Z~_l)`.
+/// In training `mu` and `var` are the batch's column mean and biased variance (summed in
+/// f64 in row order), and the running statistics move towards them:
+/// `running_mean = momentum mu + (1 - momentum) running_mean`, `running_var = momentum
+/// var m / (m - 1) + (1 - momentum) running_var` (the unbiased variance); in inference the
+/// running statistics replace them ([`Stats`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNorm {
+    /// The running statistics' update rate, in [0, 1] (torch's default 0.1).
+    pub momentum: f64,
+    /// Added to the variance, > 0 (torch's default 1e-5).
+    pub eps: f64,
+}
+
+/// Which statistics the batch-normalized layers use (one `(mean, var)` pair of `n_l`
+/// values per hidden layer: `[mean_1, var_1, mean_2, var_2, ...]`; none without batch norm).
+#[derive(Debug)]
+pub enum Stats<'a, 'b, T> {
+    /// Inference: the running statistics given.
+    Running(&'a [&'b [T]]),
+    /// Training: the batch's statistics (a batch needs at least 2 rows), and the running
+    /// statistics given updated with them once the batch's cost is computed.
+    Batch(Option<&'a mut [&'b mut [T]]>),
 }
 
 /// Which masks a batch's dropout draws: the model's `seed`, the `epoch` and the batch's
@@ -223,6 +252,7 @@ impl Mlp {
             huber_delta: 1.0,
             alpha,
             dropout: Vec::new(),
+            batch_norm: None,
         })
     }
 
@@ -302,6 +332,67 @@ impl Mlp {
         Ok(self)
     }
 
+    /// The network with batch normalization of every hidden layer ([`BatchNorm`]):
+    /// `momentum` in [0, 1], `eps` finite and > 0; at least one hidden layer.
+    pub fn with_batch_norm(mut self, momentum: f64, eps: f64) -> Result<Self> {
+        if self.layers() < 2 {
+            return Err(Error::Invalid(
+                "batch_norm needs at least one hidden layer to normalize".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&momentum) {
+            return Err(Error::Invalid(format!(
+                "batch_norm_momentum must be in [0, 1], got {momentum}"
+            )));
+        }
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(Error::Invalid(format!(
+                "batch_norm_eps must be a finite number > 0, got {eps}"
+            )));
+        }
+        self.batch_norm = Some(BatchNorm { momentum, eps });
+        Ok(self)
+    }
+
+    /// Whether layer `l` (1-based) is batch-normalized: a hidden layer of a network with
+    /// batch norm.
+    #[inline]
+    pub fn norm(&self, l: usize) -> bool {
+        self.batch_norm.is_some() && l < self.layers()
+    }
+
+    /// The index of `W_l` among the parameters: `W_l, b_l` per layer, or `W_l, gamma_l,
+    /// beta_l` per batch-normalized layer (then `b_L` last).
+    #[inline]
+    pub fn w_index(&self, l: usize) -> usize {
+        (l - 1) * if self.batch_norm.is_some() { 3 } else { 2 }
+    }
+
+    /// The number of running-statistics arrays: `mean_l, var_l` per batch-normalized layer.
+    pub fn stat_count(&self) -> usize {
+        if self.batch_norm.is_some() {
+            2 * (self.layers() - 1)
+        } else {
+            0
+        }
+    }
+
+    /// Checks running statistics `[mean_1, var_1, ...]` against the network: one `n_l`
+    /// pair per batch-normalized layer.
+    pub(super) fn check_stats<S: AsRef<[T]>, T>(&self, stats: &[S]) -> Result<()> {
+        if stats.len() != self.stat_count()
+            || stats
+                .iter()
+                .enumerate()
+                .any(|(i, s)| s.as_ref().len() != self.sizes[i / 2 + 1])
+        {
+            return Err(Error::Mismatch(
+                "the running statistics do not match layer_sizes".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The dropout rate of hidden layer `l` (1-based; 0 without dropout).
     pub fn rate(&self, l: usize) -> f64 {
         self.dropout.get(l - 1).copied().unwrap_or(0.0)
@@ -318,6 +409,12 @@ impl Mlp {
         (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64) >= rate
     }
 
+    /// [`Mlp::keep`]'s test in integers: `u * 2^-53 >= rate` (both exact) holds exactly
+    /// when `u >= ceil(rate * 2^53)`, for the 53-bit `u = h >> 11`.
+    pub fn keep_threshold(rate: f64) -> u64 {
+        (rate * (1u64 << 53) as f64).ceil() as u64
+    }
+
     /// The inverted-dropout factor of a kept unit at rate `rate`: `1 / (1 - rate)`,
     /// computed in f64 and rounded once to `T`.
     pub fn keep_scale<T: NnFloat>(rate: f64) -> T {
@@ -328,13 +425,17 @@ impl Mlp {
         self.sizes.len() - 1
     }
 
-    /// Element counts of `W1, b1, W2, b2, ...`.
+    /// Element counts of `W1, b1, W2, b2, ...` (`W_l, gamma_l, beta_l` for a
+    /// batch-normalized layer: [`Mlp::w_index`]).
     pub fn param_lens(&self) -> Vec<usize> {
         self.param_len_iter().collect()
     }
 
     pub(super) fn param_len_iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.sizes.windows(2).flat_map(|w| [w[0] * w[1], w[1]])
+        self.sizes.windows(2).enumerate().flat_map(move |(i, w)| {
+            let gamma = self.norm(i + 1).then_some(w[1]);
+            [Some(w[0] * w[1]), gamma, Some(w[1])].into_iter().flatten()
+        })
     }
 
     /// Zeroed buffers for `W1, b1, ...`, or `OutOfMemory` naming `what`.
@@ -350,7 +451,7 @@ impl Mlp {
 
     pub(super) fn check_params<P: AsRef<[T]>, T>(&self, params: &[P]) -> Result<()> {
         // Checked once per batch: no allocation.
-        if params.len() != 2 * self.layers()
+        if params.len() != self.param_len_iter().count()
             || params
                 .iter()
                 .zip(self.param_len_iter())
@@ -365,7 +466,7 @@ impl Mlp {
 
     pub(super) fn check_grads<T, G: AsMut<[T]>>(&self, grads: &mut [G]) -> Result<()> {
         // Checked once per batch: no allocation.
-        if grads.len() != 2 * self.layers()
+        if grads.len() != self.param_len_iter().count()
             || grads
                 .iter_mut()
                 .zip(self.param_len_iter())

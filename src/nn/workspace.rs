@@ -69,6 +69,15 @@ pub(super) struct Buffers<T> {
     /// backward pass's `g'(Z_l)` (empty for a layer without dropout; no entries when the
     /// network has none) — `acts[l - 1]` holds them after.
     pub(super) kept: Vec<Vec<T>>,
+    /// `xhat[l - 1]`: batch-normalized layer `l`'s `(Z_l - mu) / sqrt(var + eps)`,
+    /// `(rows, n_l)`, for the backward pass (no entries without batch norm).
+    pub(super) xhat: Vec<Vec<T>>,
+    /// `norms[l - 1]`: the `mu` and `1 / sqrt(var + eps)` batch-normalized layer `l` used,
+    /// then the backward pass' factors (`5 n_l` values, [`super::norm`]).
+    pub(super) norms: Vec<Vec<T>>,
+    /// `moments[l - 1]`: the batch's column means and sums of squared deviations of `Z_l`
+    /// in f64 (`2 n_l` values; training only).
+    pub(super) moments: Vec<Vec<f64>>,
     /// `dJ/dZ` of the layer being back-propagated, and of the one below it.
     pub(super) delta: [Vec<T>; 2],
     /// The gradients of a block after its group's first, added to the group's (empty
@@ -80,6 +89,9 @@ pub(super) struct Buffers<T> {
 #[derive(Debug, Default)]
 pub(super) struct Group<T> {
     pub(super) grads: Vec<Vec<T>>,
+    /// The gradients of a block after the group's first, in training with batch norm
+    /// ([`Mlp::synced_cost_and_grad`]; empty until then).
+    pub(super) scratch: Vec<Vec<T>>,
     pub(super) cost: f64,
     pub(super) error: Option<Error>,
 }
@@ -93,6 +105,11 @@ pub(super) struct Group<T> {
 pub struct Workspace<T> {
     pub(super) blocks: Vec<Mutex<Buffers<T>>>,
     pub(super) groups: Vec<Mutex<Group<T>>>,
+    /// Per batch-normalized layer, the batch's sums over the blocks (`2 n_l` values in
+    /// f64: `[mean, sum of squared deviations]`, then `[dgamma, dbeta]`) and the factors of
+    /// its normalization (`5 n_l` values), in training with batch norm in several blocks.
+    pub(super) stats: Vec<Vec<f64>>,
+    pub(super) factors: Vec<Vec<T>>,
 }
 
 /// A workspace holds scratch values only: its clone starts empty.
@@ -101,6 +118,8 @@ impl<T> Clone for Workspace<T> {
         Workspace {
             blocks: Vec::new(),
             groups: Vec::new(),
+            stats: Vec::new(),
+            factors: Vec::new(),
         }
     }
 }
@@ -140,12 +159,14 @@ impl<T: NnFloat> Buffers<T> {
     pub(super) fn fit(&mut self, net: &Mlp, rows: usize, grads: bool) -> Result<()> {
         if !(self.acts.len() == net.layers()
             && self.rows >= rows
-            && self.kept.len() == net.dropout.len())
+            && self.kept.len() == net.dropout.len()
+            && self.xhat.len() == net.stat_count() / 2)
         {
             let rows = rows.max(self.rows);
             // The old buffers go first, so their memory is there for the new ones.
             (self.rows, self.acts, self.delta) = (0, Vec::new(), Default::default());
             self.kept = Vec::new();
+            (self.xhat, self.norms, self.moments) = Default::default();
             let buffer = |width: usize, what: String| {
                 try_filled(rows.saturating_mul(width), T::ZERO, || {
                     format!("{what} of {rows} rows")
@@ -168,6 +189,17 @@ impl<T: NnFloat> Buffers<T> {
                     }
                 })
                 .collect::<Result<_>>()?;
+            let hidden = net.stat_count() / 2;
+            let xhat = (1..=hidden)
+                .map(|l| buffer(net.sizes[l], format!("the normalized Z{l}")))
+                .collect::<Result<_>>()?;
+            let stats =
+                |l: usize| try_filled(5 * net.sizes[l], T::ZERO, || format!("batch norm {l}"));
+            let norms = (1..=hidden).map(stats).collect::<Result<_>>()?;
+            let moments = (1..=hidden)
+                .map(|l| try_filled(2 * net.sizes[l], 0.0f64, || format!("batch norm {l}")))
+                .collect::<Result<_>>()?;
+            (self.xhat, self.norms, self.moments) = (xhat, norms, moments);
             (self.rows, self.acts, self.kept) = (rows, acts, kept);
         }
         if grads && self.grads.is_empty() {
@@ -178,7 +210,7 @@ impl<T: NnFloat> Buffers<T> {
 
     #[cfg(test)]
     fn bytes(&self) -> usize {
-        let values: usize = (self.acts.iter().chain(&self.kept))
+        let values: usize = (self.acts.iter().chain(&self.kept).chain(&self.xhat))
             .chain(&self.delta)
             .chain(&self.grads)
             .map(Vec::capacity)
@@ -196,7 +228,47 @@ impl<T: NnFloat> Workspace<T> {
     /// `OutOfMemory` naming the buffer.
     pub fn fit(&mut self, net: &Mlp, rows: usize) -> Result<()> {
         let plan = net.blocks::<T>(rows);
+        if net.batch_norm.is_some() && plan.count > 1 {
+            return self.reserve_synced(net, &plan);
+        }
         self.reserve(net, &plan, plan.groups, true).map(|_| ())
+    }
+
+    /// Sizes the workspace for training with batch norm on a batch in several blocks
+    /// ([`Mlp::synced_cost_and_grad`]): one buffer per block (all of them live at once: the
+    /// memory grows with the batch), each group's gradients and scratch, and the batch's
+    /// sums and factors; clears the groups' errors.
+    pub(super) fn reserve_synced(&mut self, net: &Mlp, plan: &Blocks) -> Result<()> {
+        if self.blocks.len() < plan.count {
+            self.blocks.resize_with(plan.count, Mutex::default);
+        }
+        for b in &mut self.blocks[..plan.count] {
+            owned(b).fit(net, plan.block, false)?;
+        }
+        if self.groups.len() < plan.groups {
+            self.groups.resize_with(plan.groups, Mutex::default);
+        }
+        for g in &mut self.groups[..plan.groups] {
+            let g = owned(g);
+            g.error = None;
+            if g.grads.is_empty() {
+                g.grads = net.zero_grads("a group of blocks' gradients")?;
+            }
+            if g.scratch.is_empty() {
+                g.scratch = net.zero_grads("a block's gradients")?;
+            }
+        }
+        let hidden = net.stat_count() / 2;
+        if self.stats.len() != hidden {
+            let width = |l: usize| net.sizes[l + 1];
+            self.stats = (0..hidden)
+                .map(|l| try_filled(2 * width(l), 0.0f64, || "batch norm's sums".to_string()))
+                .collect::<Result<_>>()?;
+            self.factors = (0..hidden)
+                .map(|l| try_filled(5 * width(l), T::ZERO, || "batch norm's factors".to_string()))
+                .collect::<Result<_>>()?;
+        }
+        Ok(())
     }
 
     /// The bytes the workspace holds: one block's activations and deltas (and gradients)
@@ -255,7 +327,10 @@ impl Mlp {
     /// least [`MIN_BLOCK_ROWS`].
     pub fn block_rows<T>(&self) -> usize {
         let widest = self.sizes[1..].iter().copied().max().unwrap_or(0);
-        let row = (self.sizes[1..].iter().sum::<usize>() + 2 * widest) * std::mem::size_of::<T>();
+        let normed: usize = self.sizes[1..self.sizes.len() - 1].iter().sum();
+        let normed = if self.batch_norm.is_some() { normed } else { 0 };
+        let row = (self.sizes[1..].iter().sum::<usize>() + normed + 2 * widest)
+            * std::mem::size_of::<T>();
         (BLOCK_BYTES / row.max(1)).max(MIN_BLOCK_ROWS)
     }
 

@@ -18,7 +18,7 @@ use super::type_name;
 use super::{maybe_detach, Work};
 use crate::data::orders::EpochOrders;
 use crate::error::try_filled;
-use crate::nn::{Activation, DropKey, Inputs, Mlp, NnFloat, Output, Targets, Workspace};
+use crate::nn::{Activation, DropKey, Inputs, Mlp, NnFloat, Output, Stats, Targets, Workspace};
 use crate::numerics::float::Dtype;
 use crate::optim::optimizer::Tensor;
 
@@ -130,14 +130,43 @@ fn dtype_of(params: &[Bound<'_, PyAny>]) -> PyResult<Dtype> {
 
 fn param_names(net: &Mlp) -> Vec<String> {
     (1..=net.layers())
-        .flat_map(|l| [format!("W{l}"), format!("b{l}")])
+        .flat_map(|l| {
+            if net.norm(l) {
+                vec![format!("W{l}"), format!("gamma{l}"), format!("beta{l}")]
+            } else {
+                vec![format!("W{l}"), format!("b{l}")]
+            }
+        })
         .collect()
 }
 
 fn param_shapes(net: &Mlp) -> Vec<Vec<usize>> {
-    net.sizes
-        .windows(2)
-        .flat_map(|w| [vec![w[0], w[1]], vec![w[1]]])
+    (1..=net.layers())
+        .flat_map(|l| {
+            let (k, n) = (net.sizes[l - 1], net.sizes[l]);
+            let mut v = vec![vec![k, n], vec![n]];
+            if net.norm(l) {
+                v.push(vec![n]);
+            }
+            v
+        })
+        .collect()
+}
+
+/// The names of batch norm's running statistics: `running_mean1, running_var1, ...`.
+fn stat_names(net: &Mlp) -> Vec<String> {
+    (1..=net.stat_count() / 2)
+        .flat_map(|l| [format!("running_mean{l}"), format!("running_var{l}")])
+        .collect()
+}
+
+/// Slices of `(address, len)` pairs, checked by [`slice_of`] and alive for the call.
+///
+/// # Safety
+/// Each pair must be a live array of `len` values of `T` that nothing writes meanwhile.
+unsafe fn read_slices<'a, T>(p: &[(usize, usize)]) -> Vec<&'a [T]> {
+    p.iter()
+        .map(|&(d, n)| unsafe { std::slice::from_raw_parts(d as *const T, n) })
         .collect()
 }
 
@@ -162,6 +191,31 @@ impl NetState {
             .zip(&names)
             .zip(param_shapes(&self.net))
             .map(|((p, n), s)| slice_of::<T>(p, n, Some(&s), writeable))
+            .collect()
+    }
+
+    /// `(address, len)` of each running statistic, checked against the network.
+    fn running<T: Element>(
+        &self,
+        running: &[Bound<'_, PyAny>],
+        writeable: bool,
+    ) -> PyResult<Vec<(usize, usize)>> {
+        let names = stat_names(&self.net);
+        if running.len() != names.len() {
+            return Err(PyValueError::new_err(format!(
+                "expected {} running statistics ({}), got {}",
+                names.len(),
+                names.join(", "),
+                running.len()
+            )));
+        }
+        running
+            .iter()
+            .zip(&names)
+            .enumerate()
+            .map(|(i, (r, name))| {
+                slice_of::<T>(r, name, Some(&[self.net.sizes[i / 2 + 1]]), writeable)
+            })
             .collect()
     }
 
@@ -213,9 +267,11 @@ impl NetState {
         params: &[Bound<'_, PyAny>],
         x: &Bound<'_, PyAny>,
         y: &Bound<'_, PyAny>,
+        running: &[Bound<'_, PyAny>],
     ) -> PyResult<f64> {
         const CHUNK: usize = 4096;
         let p = self.params::<T>(params, false)?;
+        let r = self.running::<T>(running, false)?;
         let (xd, rows) = self.inputs::<T>(x)?;
         if rows == 0 {
             return Err(PyValueError::new_err("X holds no examples"));
@@ -228,6 +284,8 @@ impl NetState {
             .map(|&(d, n)| unsafe { std::slice::from_raw_parts(d as *const T, n) })
             .collect();
         let xs = unsafe { std::slice::from_raw_parts(xd as *const T, rows * n0) };
+        // SAFETY: checked above, read only, kept alive by the arguments.
+        let rs: Vec<&[T]> = unsafe { read_slices(&r) };
         let net = &self.net;
         let ws = T::workspace(&mut self.ws);
         py.detach(|| {
@@ -248,7 +306,7 @@ impl NetState {
                     rows: r,
                     transposed: false,
                 };
-                total += net.forward_cost(ws, &ps, inputs, targets)? * r as f64;
+                total += net.forward_cost_with(ws, &ps, &rs, inputs, targets)? * r as f64;
             }
             Ok::<f64, crate::Error>(total / rows as f64)
         })
@@ -260,8 +318,10 @@ impl NetState {
         py: Python<'py>,
         params: &[Bound<'py, PyAny>],
         x: &Bound<'py, PyAny>,
+        running: &[Bound<'py, PyAny>],
     ) -> PyResult<Bound<'py, PyArray2<T>>> {
         let p = self.params::<T>(params, false)?;
+        let r = self.running::<T>(running, false)?;
         let (xd, rows) = self.inputs::<T>(x)?;
         // SAFETY: checked above: live, contiguous arrays of these lengths, kept alive by
         // the arguments; read only.
@@ -270,6 +330,8 @@ impl NetState {
             .map(|&(d, n)| unsafe { std::slice::from_raw_parts(d as *const T, n) })
             .collect();
         let xs = unsafe { std::slice::from_raw_parts(xd as *const T, rows * self.net.sizes[0]) };
+        // SAFETY: as the parameters.
+        let rs: Vec<&[T]> = unsafe { read_slices(&r) };
         let k = self.net.outputs();
         let out = PyArray2::<T>::zeros(py, [rows, k], false);
         if rows == 0 {
@@ -285,7 +347,7 @@ impl NetState {
         // SAFETY: `out` is a fresh C-contiguous array nobody else references.
         let dst = unsafe { out.as_slice_mut()? };
         let work = Work::Elements(rows * net.sizes.iter().sum::<usize>());
-        maybe_detach(py, work, || net.predict(ws, &ps, inputs, dst))?;
+        maybe_detach(py, work, || net.predict_with(ws, &ps, &rs, inputs, dst))?;
         Ok(out)
     }
 
@@ -299,9 +361,17 @@ impl NetState {
         grads: &[Bound<'_, PyAny>],
         key: Option<DropKey>,
         weights: Option<&Bound<'_, PyAny>>,
+        running: &[Bound<'_, PyAny>],
+        training: bool,
     ) -> PyResult<f64> {
         let p = self.params::<T>(params, false)?;
         let g = self.params::<T>(grads, true)?;
+        // Training updates the running statistics given; inference reads them.
+        let r = if training && running.is_empty() {
+            Vec::new()
+        } else {
+            self.running::<T>(running, training)?
+        };
         let (xd, rows) = self.inputs::<T>(x)?;
         if rows == 0 {
             return Err(PyValueError::new_err("X holds no examples"));
@@ -328,16 +398,28 @@ impl NetState {
         if let Some(d) = wd {
             taken.push(("sample_weight".into(), span(d, rows * item)));
         }
-        for (&(d, n), name) in g.iter().zip(&names) {
+        let stat_names = stat_names(&self.net);
+        if !training {
+            for (&(d, n), name) in r.iter().zip(&stat_names) {
+                taken.push((name.clone(), span(d, n * item)));
+            }
+        }
+        let written = g.iter().zip(names.iter().map(|n| format!("grads['{n}']")));
+        let written = written.chain(if training {
+            r.iter().zip(stat_names.clone()).collect::<Vec<_>>()
+        } else {
+            Vec::new()
+        });
+        for (&(d, n), name) in written {
             let out = span(d, n * item);
             if let Some((what, _)) = taken.iter().find(|(_, r)| {
                 !out.is_empty() && !r.is_empty() && out.start < r.end && r.start < out.end
             }) {
                 return Err(PyValueError::new_err(format!(
-                    "grads['{name}'] shares memory with {what}; pass separate arrays"
+                    "{name} shares memory with {what}; pass separate arrays"
                 )));
             }
-            taken.push((format!("grads['{name}']"), out));
+            taken.push((name, out));
         }
         // SAFETY: checked above; gradients are writeable and distinct from the inputs.
         let ps: Vec<&[T]> = p
@@ -362,10 +444,26 @@ impl NetState {
             transposed: false,
         };
         let work = Work::Elements(rows * net.sizes.iter().sum::<usize>());
+        // SAFETY: checked above: written only in training, where they are writeable and
+        // distinct from every other array of the call; else read only.
+        let (ro, mut rw): (Vec<&[T]>, Vec<&mut [T]>) = if training {
+            let rw = r
+                .iter()
+                .map(|&(d, n)| unsafe { std::slice::from_raw_parts_mut(d as *mut T, n) })
+                .collect();
+            (Vec::new(), rw)
+        } else {
+            (unsafe { read_slices(&r) }, Vec::new())
+        };
         let cost = maybe_detach(py, work, || {
             // SAFETY: checked above: `rows` values of T, read only, held by the argument.
             let w = wd.map(|d| unsafe { std::slice::from_raw_parts(d as *const T, rows) });
-            net.loss_and_grad_with(ws, &ps, inputs, targets, &mut gs, key, w)
+            let stats = if training {
+                Stats::Batch((!rw.is_empty()).then_some(&mut rw[..]))
+            } else {
+                Stats::Running(&ro)
+            };
+            net.loss_and_grad_with(ws, &ps, inputs, targets, &mut gs, key, w, stats)
         })?;
         Ok(cost)
     }
@@ -374,7 +472,7 @@ impl NetState {
 #[pymethods]
 impl Network {
     #[new]
-    #[pyo3(signature = (sizes, hidden, output, alpha = 0.0, dropout = Vec::new(), huber_delta = 1.0))]
+    #[pyo3(signature = (sizes, hidden, output, alpha = 0.0, dropout = Vec::new(), huber_delta = 1.0, batch_norm = None))]
     fn new(
         sizes: Vec<usize>,
         hidden: Vec<String>,
@@ -382,6 +480,7 @@ impl Network {
         alpha: f64,
         dropout: Vec<f64>,
         huber_delta: f64,
+        batch_norm: Option<(f64, f64)>,
     ) -> PyResult<Self> {
         let quoted = |names: Vec<&str>| {
             let names: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
@@ -406,6 +505,10 @@ impl Network {
             .with_hidden(&hidden)?
             .with_huber_delta(huber_delta)?
             .with_dropout(&dropout)?;
+        let net = match batch_norm {
+            Some((momentum, eps)) => net.with_batch_norm(momentum, eps)?,
+            None => net,
+        };
         Ok(Network {
             alpha: AtomicU64::new(net.alpha.to_bits()),
             state: Locked::new(NetState {
@@ -434,6 +537,13 @@ impl Network {
     #[getter]
     fn dropout(&self, py: Python<'_>) -> PyResult<Vec<f64>> {
         Ok(self.state.lock(py, WHAT)?.net.dropout.clone())
+    }
+
+    /// Batch norm's `(momentum, eps)` (None without batch norm).
+    #[getter]
+    fn batch_norm(&self, py: Python<'_>) -> PyResult<Option<(f64, f64)>> {
+        let bn = self.state.lock(py, WHAT)?.net.batch_norm;
+        Ok(bn.map(|b| (b.momentum, b.eps)))
     }
 
     /// The dropout masks of batch `position` of `epoch` under `seed` for `rows` rows: one
@@ -466,26 +576,31 @@ impl Network {
             .collect()
     }
 
-    /// The output activations `A_L` for the rows of `X` (a new (m, `n_L`) array).
+    /// The output activations `A_L` for the rows of `X` (a new (m, `n_L`) array); batch
+    /// norm normalizes with the `running` statistics (`[running_mean1, running_var1, ...]`).
+    #[pyo3(signature = (params, x, running = Vec::new()))]
     fn forward<'py>(
         &self,
         py: Python<'py>,
         params: Vec<Bound<'py, PyAny>>,
         x: Bound<'py, PyAny>,
+        running: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let dtype = dtype_of(&params)?;
         let mut st = self.state.lock(py, WHAT)?;
         Ok(match dtype {
-            Dtype::F32 => st.forward_t::<f32>(py, &params, &x)?.into_any(),
-            Dtype::F64 => st.forward_t::<f64>(py, &params, &x)?.into_any(),
+            Dtype::F32 => st.forward_t::<f32>(py, &params, &x, &running)?.into_any(),
+            Dtype::F64 => st.forward_t::<f64>(py, &params, &x, &running)?.into_any(),
         })
     }
 
     /// The cost of the batch `(X, Y)` (data cost plus L2 penalty); writes `dJ/dparam` into
     /// `grads` (arrays shaped like `params`). With `dropout_key = (seed, epoch, position)`,
     /// dropout applies with the masks training draws for that batch; without, none. With
-    /// `sample_weight` ((m,) of the dtype), the weighted mean cost.
-    #[pyo3(signature = (params, x, y, grads, dropout_key = None, sample_weight = None))]
+    /// `sample_weight` ((m,) of the dtype), the weighted mean cost. Batch norm: with
+    /// `training`, the batch's statistics, and the `running` statistics (if given) updated;
+    /// else the `running` statistics.
+    #[pyo3(signature = (params, x, y, grads, dropout_key = None, sample_weight = None, running = Vec::new(), training = false))]
     #[allow(clippy::too_many_arguments)]
     fn loss_and_grad(
         &self,
@@ -496,6 +611,8 @@ impl Network {
         grads: Vec<Bound<'_, PyAny>>,
         dropout_key: Option<(u64, u64, u64)>,
         sample_weight: Option<Bound<'_, PyAny>>,
+        running: Vec<Bound<'_, PyAny>>,
+        training: bool,
     ) -> PyResult<f64> {
         let w = sample_weight.as_ref();
         let key = dropout_key.map(|(seed, epoch, position)| DropKey {
@@ -506,24 +623,31 @@ impl Network {
         let dtype = dtype_of(&params)?;
         let mut st = self.state.lock(py, WHAT)?;
         match dtype {
-            Dtype::F32 => st.loss_and_grad_t::<f32>(py, &params, &x, &y, &grads, key, w),
-            Dtype::F64 => st.loss_and_grad_t::<f64>(py, &params, &x, &y, &grads, key, w),
+            Dtype::F32 => {
+                st.loss_and_grad_t::<f32>(py, &params, &x, &y, &grads, key, w, &running, training)
+            }
+            Dtype::F64 => {
+                st.loss_and_grad_t::<f64>(py, &params, &x, &y, &grads, key, w, &running, training)
+            }
         }
     }
 
-    /// The mean data cost of `(X, Y)` (no L2 penalty), in chunks of rows.
+    /// The mean data cost of `(X, Y)` (no L2 penalty), in chunks of rows; batch norm with
+    /// the `running` statistics.
+    #[pyo3(signature = (params, x, y, running = Vec::new()))]
     fn cost(
         &self,
         py: Python<'_>,
         params: Vec<Bound<'_, PyAny>>,
         x: Bound<'_, PyAny>,
         y: Bound<'_, PyAny>,
+        running: Vec<Bound<'_, PyAny>>,
     ) -> PyResult<f64> {
         let dtype = dtype_of(&params)?;
         let mut st = self.state.lock(py, WHAT)?;
         match dtype {
-            Dtype::F32 => st.cost_t::<f32>(py, &params, &x, &y),
-            Dtype::F64 => st.cost_t::<f64>(py, &params, &x, &y),
+            Dtype::F32 => st.cost_t::<f32>(py, &params, &x, &y, &running),
+            Dtype::F64 => st.cost_t::<f64>(py, &params, &x, &y, &running),
         }
     }
 
@@ -561,8 +685,9 @@ impl Network {
     /// Ctrl-C, or when `interrupt.pending` becomes true (checked about every millisecond).
     /// With `dropout = (seed, epoch, offset)`, batch `j` trains with the dropout masks of
     /// `(seed, epoch, offset + j)`. With `weighted`, the batcher's third array holds a
-    /// weight per sample (the weighted mean cost).
-    #[pyo3(signature = (params, engine, groups, batcher, order, *, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing, interrupt = None, dropout = None, weighted = false))]
+    /// weight per sample (the weighted mean cost). Batch norm normalizes each batch with
+    /// its statistics and updates the `running` statistics.
+    #[pyo3(signature = (params, engine, groups, batcher, order, *, batch_size, drop_last, start, stop, lrs, x_transposed, y_transposed, labels, timing, interrupt = None, dropout = None, weighted = false, running = Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch<'py>(
         &self,
@@ -584,6 +709,7 @@ impl Network {
         interrupt: Option<Py<PyAny>>,
         dropout: Option<(u64, u64, u64)>,
         weighted: bool,
+        running: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         if batch_size == 0 {
             return Err(PyValueError::new_err("batch_size must be at least 1"));
@@ -601,6 +727,7 @@ impl Network {
             interrupt,
             dropout,
             weighted,
+            running,
         };
         let engine = &*engine;
         let dtype = dtype_of(&params)?;

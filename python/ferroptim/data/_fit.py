@@ -161,6 +161,7 @@ def source_updates(
                     timing=timing,
                     interrupt=interrupt,
                     dropout=model._dropout_key(model.epoch, model.position),
+                    running=model._running_list(),
                 )
             finally:  # also when a signal handler raises as the call returns
                 model._position += interrupt.done
@@ -190,7 +191,8 @@ def forward(model: Any, source: Source) -> np.ndarray:
     ``EVAL_ROWS`` rows at a time (memory: the source's chunks plus the outputs)."""
     _check_model_fit(model, source)
     params = model._param_list()
-    outs = [model._core.forward(params, np.ascontiguousarray(X)) for X, _ in _pieces(source)]
+    running = model._running_list()
+    outs = [model._core.forward(params, np.ascontiguousarray(X), running) for X, _ in _pieces(source)]
     return np.concatenate(outs)
 
 
@@ -208,7 +210,7 @@ def evaluator(model: Any, source: Source) -> Callable[[], tuple]:
         for X, Y in _pieces(source):
             X = np.ascontiguousarray(X)
             Yc = model._check_Y(Y, len(X), "validation labels")
-            total += model._core.cost(params, X, Yc) * len(X)
+            total += model._core.cost(params, X, Yc, model._running_list()) * len(X)
             if model._classifier:
                 correct += model.score(X, Y) * len(X)
             n += len(X)

@@ -17,7 +17,11 @@ def float64_copy(model: MLP) -> MLP:
 
     st = model.__getstate__()
     arch = dict(st["architecture"], dtype=np.float64)
-    sd = dict(st["state_dict"], params={k: v.astype(np.float64) for k, v in model.params.items()})
+    sd = dict(
+        st["state_dict"],
+        params={k: v.astype(np.float64) for k, v in model.params.items()},
+        buffers={k: v.astype(np.float64) for k, v in model.buffers.items()},
+    )
     copy = MLP.__new__(MLP)
     copy.__setstate__({"architecture": arch, "state_dict": sd, "extra": dict(st["extra"])})
     return copy
@@ -30,14 +34,16 @@ def gradient_check(model: MLP, X: Any, Y: Any, eps: float = 1e-7) -> dict[str, f
     m64 = float64_copy(model)
     X = np.require(m64._check_X(X), requirements=["C", "A"])
     Yc = m64._check_Y(Y, X.shape[0])
-    _, grads = m64.loss_and_grad(X, Y)
+    # Batch norm in training mode (the batch's statistics), as fit differentiates it; the
+    # copy's running statistics are not used.
+    _, grads = m64.loss_and_grad(X, Y, training=True) if m64.batch_norm else m64.loss_and_grad(X, Y)
     analytic = {k: np.array(v, dtype=np.float64) for k, v in grads.items()}
-    names = [f"{p}{l}" for l in range(1, len(m64.layer_sizes)) for p in "Wb"]
+    names = m64._param_names()
     params = m64._param_list()
     scratch = [np.empty_like(p) for p in params]
 
     def J() -> float:  # cost with the L2 penalty, as loss_and_grad differentiates it
-        return float(m64._core.loss_and_grad(params, X, Yc, scratch))
+        return float(m64._core.loss_and_grad(params, X, Yc, scratch, None, None, [], True))
 
     out = {}
     for name, p in zip(names, params):

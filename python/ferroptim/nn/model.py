@@ -97,9 +97,35 @@ class MLP(_Inputs):
             :meth:`predict` and :meth:`cost` never do. The masks come from a counter-based
             hash of ``(seed, epoch, position, layer, row of the batch, unit)``
             (:meth:`dropout_masks`): the same at every thread count and on resume.
+        batch_norm: batch normalization of every hidden layer, before its activation, as
+            the course places it and torch's ``nn.Linear(bias=False)`` + ``nn.BatchNorm1d``
+            compute it: ``Z_l = A_{l-1} W_l`` (no bias: ``beta_l`` takes its role, and a
+            bias's gradient would be exactly 0), ``Z~_l = gamma_l (Z_l - mu) / sqrt(var +
+            eps) + beta_l``, ``A_l = g(Z~_l)`` (then dropout). ``gamma_l`` (ones) and
+            ``beta_l`` (zeros) are parameters (``params["gamma1"]``, ``params["beta1"]``,
+            ...) that every optimizer trains. Training (:meth:`fit`,
+            ``loss_and_grad(training=True)``) normalizes with the batch's column mean ``mu``
+            and biased variance ``var`` (a batch needs 2 rows at least) and updates the
+            running statistics ``running_mean_l = momentum mu + (1 - momentum)
+            running_mean_l``, ``running_var_l = momentum var m / (m - 1) + (1 - momentum)
+            running_var_l`` (the unbiased variance; they start at 0 and 1); inference
+            (:meth:`forward`, :meth:`predict`, :meth:`cost`, ``loss_and_grad()``) uses the
+            running statistics (``model.buffers``). The batch's statistics are the whole
+            batch's: a large training batch is computed in its blocks of rows side by side
+            on the pool, layer by layer, the blocks' sums (in float64, each block's rows in
+            order, then the blocks in order) combined between the layers — the same bits at
+            every thread count; every block's intermediates stay in memory until the
+            backward pass, so training memory grows with the batch (as torch's does).
+        batch_norm_momentum: the running statistics' update rate, in [0, 1] (torch's
+            ``momentum``, 0.1).
+        batch_norm_eps: added to the variance, > 0 (torch's ``eps``, 1e-5).
 
     Attributes:
-        params: ``{"W1": (n_0, n_1), "b1": (n_1,), ...}``, updated in place by training.
+        params: ``{"W1": (n_0, n_1), "b1": (n_1,), ...}``, updated in place by training
+            (with batch norm, ``"W1", "gamma1", "beta1", ...`` for the hidden layers, then
+            ``"W_L", "b_L"``).
+        buffers: with batch norm, ``{"running_mean1": (n_1,), "running_var1": (n_1,),
+            ...}``, updated in place by training; else empty.
         grads: arrays like ``params`` that :meth:`loss_and_grad` writes into (reused).
         epoch: epochs completed by :meth:`fit` (the next one is shuffled as epoch
             ``epoch`` of ``MiniBatches(X, Y, seed=...)``).
@@ -131,6 +157,9 @@ class MLP(_Inputs):
         dropout: Any = 0.0,
         loss: Optional[str] = None,
         huber_delta: float = 1.0,
+        batch_norm: bool = False,
+        batch_norm_momentum: float = 0.1,
+        batch_norm_eps: float = 1e-5,
     ) -> None:
         try:
             sizes = [_int("layer_sizes[i]", s, 1) for s in layer_sizes]
@@ -150,11 +179,12 @@ class MLP(_Inputs):
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
             raise TypeError(f"alpha must be a number, got {type(alpha).__name__}")
         rates = _dropout_rates(dropout, len(sizes) - 2)
+        bn = _batch_norm(batch_norm, batch_norm_momentum, batch_norm_eps, len(sizes) - 2)
         self.seed = _int("seed", seed, 0)
         self._core = _core.Network(
-            sizes, activations, _CORE_OUTPUT.get(loss, output), float(alpha), rates, float(huber_delta)
+            sizes, activations, _CORE_OUTPUT.get(loss, output), float(alpha), rates, float(huber_delta), bn
         )
-        self._rates = rates
+        self._rates, self._bn = rates, bn
         self.layer_sizes = sizes
         self.hidden = hidden if isinstance(hidden, str) else list(hidden)
         self.output, self.dtype, self.init = output, dt, init
@@ -170,7 +200,12 @@ class MLP(_Inputs):
                 bound = np.sqrt(6.0 / (n_in + n_out))
                 w = rng.uniform(-bound, bound, (n_in, n_out))
             self.params[f"W{l}"] = np.ascontiguousarray(w, dtype=dt)
-            self.params[f"b{l}"] = np.zeros(n_out, dtype=dt)
+            if bn is not None and l < len(sizes) - 1:
+                self.params[f"gamma{l}"] = np.ones(n_out, dtype=dt)
+                self.params[f"beta{l}"] = np.zeros(n_out, dtype=dt)
+            else:
+                self.params[f"b{l}"] = np.zeros(n_out, dtype=dt)
+        self.buffers: dict[str, np.ndarray] = _new_buffers(sizes, bn, dt)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         # The counters' own attributes (0 is valid): the API reference, which reads this class
         # through its ferroptim.nn alias, lists the properties in source order only then.
@@ -208,6 +243,21 @@ class MLP(_Inputs):
     def dropout(self) -> tuple:
         """The dropout rate of each hidden layer (all 0.0 without dropout)."""
         return tuple(self._rates) if self._rates else (0.0,) * (len(self.layer_sizes) - 2)
+
+    @property
+    def batch_norm(self) -> bool:
+        """Whether the hidden layers are batch-normalized."""
+        return self._bn is not None
+
+    @property
+    def batch_norm_momentum(self) -> float:
+        """The running statistics' update rate (0.1 without batch norm)."""
+        return self._bn[0] if self._bn is not None else 0.1
+
+    @property
+    def batch_norm_eps(self) -> float:
+        """The constant added to the variance (1e-5 without batch norm)."""
+        return self._bn[1] if self._bn is not None else 1e-5
 
     def _dropout_key(self, epoch: int, position: int) -> Optional[tuple]:
         """The core's dropout key of batch ``position`` of ``epoch`` (None without dropout)."""
@@ -259,15 +309,49 @@ class MLP(_Inputs):
     def n_outputs(self) -> int:
         return self.layer_sizes[-1]
 
+    def _param_names(self) -> list[str]:
+        """The parameters' names in the core's order: ``W1, b1, ...``, or ``W_l, gamma_l,
+        beta_l`` for a batch-normalized layer."""
+        L = len(self.layer_sizes) - 1
+        bn = self._bn is not None
+        return [
+            f"{p}{l}"
+            for l in range(1, L + 1)
+            for p in (("W", "gamma", "beta") if bn and l < L else ("W", "b"))
+        ]
+
+    def _running_list(self) -> list[np.ndarray]:
+        """Batch norm's running statistics in the core's order, checked (empty without)."""
+        L = len(self.layer_sizes) - 1
+        want = {
+            f"running_{s}{l}": (self.layer_sizes[l],)
+            for l in range(1, L if self._bn is not None else 1)
+            for s in ("mean", "var")
+        }
+        bufs = self.buffers
+        if not isinstance(bufs, dict) or set(bufs) != set(want):
+            got = sorted(bufs, key=str) if isinstance(bufs, dict) else type(bufs).__name__
+            raise ValueError(f"model.buffers must hold exactly {list(want)}, got {got}")
+        for n, shape in want.items():
+            a = bufs[n]
+            if not isinstance(a, np.ndarray) or a.dtype != self.dtype or a.shape != shape:
+                raise ValueError(f"model.buffers[{n!r}] must be a {self.dtype} array of shape {shape}")
+            if not (a.flags.c_contiguous and a.flags.aligned):
+                raise ValueError(f"model.buffers[{n!r}] must be a C-contiguous, aligned array")
+        return [bufs[n] for n in want]
+
     def _param_list(self) -> list[np.ndarray]:
-        names = [f"{p}{l}" for l in range(1, len(self.layer_sizes)) for p in "Wb"]
+        names = self._param_names()
         params = self.params
         if set(params) != set(names):
             raise ValueError(f"model.params must hold exactly {names}, got {sorted(params, key=str)}")
         out = [params[n] for n in names]
         sizes = self.layer_sizes
+        vectors = ("gamma", "beta") if self._bn is not None else ("b",)
         for l in range(1, len(sizes)):
-            for n, shape in ((f"W{l}", (sizes[l - 1], sizes[l])), (f"b{l}", (sizes[l],))):
+            shapes: list[tuple[str, tuple[int, ...]]] = [(f"W{l}", (sizes[l - 1], sizes[l]))]
+            shapes += [(f"{v}{l}", (sizes[l],)) for v in (vectors if l < len(sizes) - 1 else ("b",))]
+            for n, shape in shapes:
                 a = params[n]
                 if not isinstance(a, np.ndarray):
                     raise TypeError(f"model.params[{n!r}] must be a numpy.ndarray, got {type(a).__name__}")
@@ -288,7 +372,7 @@ class MLP(_Inputs):
         if _data.is_source(X):
             return _data.forward(self, X)
         X = np.require(self._check_X(X, finite=False), requirements=["C", "A"])
-        return self._core.forward(self._param_list(), X)
+        return self._core.forward(self._param_list(), X, self._running_list())
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities: (m, n_L) for softmax; for sigmoid with one output, (m, 2)
@@ -319,6 +403,7 @@ class MLP(_Inputs):
         *,
         dropout_key: Optional[tuple[int, int]] = None,
         sample_weight: Any = None,
+        training: bool = False,
     ) -> tuple[float, dict]:
         """The cost J of the batch (X, Y) — data cost plus L2 penalty, see the module
         docstring — and its gradient ``{"W1": dJ/dW1, ...}``, written into ``self.grads``
@@ -334,7 +419,13 @@ class MLP(_Inputs):
             ``sum_i w_i loss_i / sum_i w_i`` and the L2 penalty ``alpha / (2 sum_i w_i) *
             sum W**2`` (``m`` replaced by the weights' sum, in float64); weights all 1 give
             the same bits as none, and weights summing to 0 a zero cost and gradient.
+        training: batch norm's mode (nothing else depends on it): True normalizes with the
+            batch's statistics (m >= 2) and updates ``model.buffers``' running statistics,
+            as :meth:`fit` does for each batch; False (the default) normalizes with the
+            running statistics and changes nothing but ``self.grads``.
         """
+        if not isinstance(training, (bool, np.bool_)):
+            raise TypeError(f"training must be True or False, got {type(training).__name__}")
         key = None
         if dropout_key is not None:
             try:
@@ -350,16 +441,21 @@ class MLP(_Inputs):
         Y = self._check_Y(Y, X.shape[0])
         w = None if sample_weight is None else self._check_weights(sample_weight, X.shape[0], total=False)
         params = self._param_list()
-        names = [f"{p}{l}" for l in range(1, len(self.layer_sizes)) for p in "Wb"]
-        grads = [self.grads[n] for n in names]
-        cost = self._core.loss_and_grad(params, X, Y, grads, key, w)
+        grads = [self.grads[n] for n in self._param_names()]
+        running = self._running_list()
+        if training and self._bn is not None and X.shape[0] < 2:
+            raise ValueError(
+                'batch norm in training needs more than 1 example per batch (torch: "Expected more '
+                f'than 1 value per channel when training"), got {X.shape[0]}'
+            )
+        cost = self._core.loss_and_grad(params, X, Y, grads, key, w, running, bool(training))
         return cost, self.grads
 
     def cost(self, X: Any, Y: Any) -> float:
         """The mean data cost of (X, Y) (no L2 penalty), in nats per example for the
         cross-entropies."""
         X = np.require(self._check_X(X), requirements=["C", "A"])
-        return self._core.cost(self._param_list(), X, self._check_Y(Y, X.shape[0]))
+        return self._core.cost(self._param_list(), X, self._check_Y(Y, X.shape[0]), self._running_list())
 
     def score(self, X: Any, Y: Any) -> float:
         """Accuracy (fraction of examples whose predicted class is the label) for
@@ -557,16 +653,20 @@ class MLP(_Inputs):
     # -- checkpoints ----------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        """``{"params": {name: copy}, "epoch", "position", "seed", "dropout"}``: with the
-        optimizer's ``state_dict``, all a resumed :meth:`fit` needs to continue bit for bit
-        (``seed`` is the default shuffle seed and the dropout masks' seed; ``dropout`` the
-        rate of each hidden layer, checked against the model's on load)."""
+        """``{"params": {name: copy}, "buffers": {name: copy}, "epoch", "position", "seed",
+        "dropout", "batch_norm"}``: with the optimizer's ``state_dict``, all a resumed
+        :meth:`fit` needs to continue bit for bit (``seed`` is the default shuffle seed and
+        the dropout masks' seed; ``buffers`` batch norm's running statistics; ``dropout`` the
+        rate of each hidden layer and ``batch_norm`` ``[momentum, eps]`` or None, checked
+        against the model's on load)."""
         return {
             "params": {k: v.copy() for k, v in self.params.items()},
+            "buffers": {k: v.copy() for k, v in self.buffers.items()},
             "epoch": self.epoch,
             "position": self.position,
             "seed": self.seed,
             "dropout": list(self.dropout),
+            "batch_norm": None if self._bn is None else list(self._bn),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -575,6 +675,14 @@ class MLP(_Inputs):
         missing = {"params", "epoch", "position"} - set(state)
         if missing:
             raise ValueError(f"state_dict is missing {sorted(missing)}")
+        bn = state.get("batch_norm")
+        if ("batch_norm" in state or self._bn is not None) and (
+            None if bn is None else tuple(float(v) for v in bn)
+        ) != self._bn:
+            raise ValueError(
+                f"state_dict has batch_norm {bn}, but this model has "
+                f"{None if self._bn is None else list(self._bn)}; build the model with the same batch_norm"
+            )
         new = state["params"]
         if set(new) != set(self.params):
             raise ValueError(f"state_dict params have keys {sorted(new)}, expected {sorted(self.params)}")
@@ -594,8 +702,23 @@ class MLP(_Inputs):
                 f"state_dict has dropout {list(state['dropout'])}, but this model has "
                 f"{list(self.dropout)}; build the model with the same dropout"
             )
+        new_buffers = state.get("buffers", {})
+        if set(new_buffers) != set(self.buffers):
+            raise ValueError(
+                f"state_dict buffers have keys {sorted(new_buffers)}, expected {sorted(self.buffers)}"
+            )
+        buffers = {}
+        for k, v in new_buffers.items():
+            a = np.asarray(v)
+            if a.shape != self.buffers[k].shape:
+                raise ValueError(
+                    f"state_dict buffers[{k!r}] has shape {a.shape}, expected {self.buffers[k].shape}"
+                )
+            buffers[k] = a
         for k, a in arrays.items():
             self.params[k][...] = a
+        for k, a in buffers.items():
+            self.buffers[k][...] = a
         self.epoch, self.position, self.seed = epoch, position, seed
 
     # -- keeping, evaluating, checking and exporting (issue 31 items 4, 6, 7) ---------------
@@ -666,7 +789,9 @@ class MLP(_Inputs):
         ferroptim[onnx]``): input ``"X"`` (m, n_0) of the model's dtype, per layer a
         ``Gemm`` (``Z_l = A_{l-1} W_l + b_l``) and that layer's activation (``Relu``,
         ``LeakyRelu(alpha=0.01)`` (float64: ``Max(Z, 0.01 Z)``), ``Tanh``, ``Sigmoid`` or ``Identity``), and output
-        ``"Y"`` (m, n_L): :meth:`forward`'s values (the output activation applied: sigmoid,
+        ``"Y"`` (m, n_L): :meth:`forward`'s values (dropout removed; batch norm folded into
+        each hidden layer's ``Gemm``: ``W' = W s``, ``b' = beta - running_mean s`` with ``s =
+        gamma / sqrt(running_var + eps)``, equal to inference's normalization to rounding) (the output activation applied: sigmoid,
         softmax over axis 1, ``Exp`` for output="exp", or identity). Run it with onnxruntime:
         ``InferenceSession(model.to_onnx().SerializeToString()).run(None, {"X": X})[0]``.
 
@@ -689,11 +814,18 @@ class MLP(_Inputs):
             "dtype": self.dtype,
             "alpha": self.alpha,
             "dropout": list(self.dropout),
+            "batch_norm": None if self._bn is None else list(self._bn),
         }
         # The parameter arrays themselves (not copies, as state_dict() gives): pickled or
         # deep-copied together with an optimizer built on them, the copies stay linked.
-        sd = {"params": self.params, "epoch": self.epoch, "position": self.position, "seed": self.seed}
-        skip = {"_core", "_rates", "grads", "_params", "_epoch", "_position", "seed", *arch}
+        sd = {
+            "params": self.params,
+            "buffers": self.buffers,
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+        }
+        skip = {"_core", "_rates", "_bn", "grads", "_params", "buffers", "_epoch", "_position", "seed", *arch}
         extra = {k: v for k, v in self.__dict__.items() if k not in skip}
         return {"architecture": arch, "state_dict": sd, "extra": extra}
 
@@ -707,12 +839,18 @@ class MLP(_Inputs):
         self.huber_delta = float(arch.get("huber_delta", 1.0))
         self.loss = _loss(self.output, arch.get("loss"), self.huber_delta)
         rates = _dropout_rates(arch.get("dropout", 0.0), len(self.layer_sizes) - 2)
+        bn_arch = arch.get("batch_norm")
+        bn = None if bn_arch is None else _batch_norm(True, bn_arch[0], bn_arch[1], len(self.layer_sizes) - 2)
         core_output = _CORE_OUTPUT.get(self.loss, self.output)
         alpha = float(arch["alpha"])
-        self._core = _core.Network(self.layer_sizes, activations, core_output, alpha, rates, self.huber_delta)
-        self._rates = rates
+        self._core = _core.Network(
+            self.layer_sizes, activations, core_output, alpha, rates, self.huber_delta, bn
+        )
+        self._rates, self._bn = rates, bn
         self.params = sd["params"]
         self._param_list()  # the arrays fit the architecture
+        self.buffers = sd.get("buffers") or _new_buffers(self.layer_sizes, bn, self.dtype)
+        self._running_list()
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.epoch, self.position, self.seed = sd["epoch"], sd["position"], sd["seed"]
 
@@ -723,6 +861,7 @@ class MLP(_Inputs):
             + (f"huber_delta={self.huber_delta}, " if self.loss == "huber" else "")
             + f"dtype={self.dtype.name}, alpha={self.alpha}, "
             + (f"dropout={list(self.dropout)}, " if any(self.dropout) else "")
+            + ("batch_norm=True, " if self._bn is not None else "")
             + f"epoch={self.epoch})"
         )
 
@@ -747,6 +886,34 @@ def _dropout_rates(dropout: Any, hidden: int) -> list:
             )
         rates = [rate(f"dropout[{i}]", r) for i, r in enumerate(dropout)]
     return rates if any(rates) else []
+
+
+def _batch_norm(batch_norm: Any, momentum: Any, eps: Any, hidden: int) -> Optional[tuple]:
+    """``(momentum, eps)`` checked for the core, or None without batch norm."""
+    if not isinstance(batch_norm, (bool, np.bool_)):
+        raise TypeError(f"batch_norm must be True or False, got {type(batch_norm).__name__}")
+    for name, v in (("batch_norm_momentum", momentum), ("batch_norm_eps", eps)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+    if not 0.0 <= float(momentum) <= 1.0:
+        raise ValueError(f"batch_norm_momentum must be in [0, 1], got {momentum!r}")
+    if not (np.isfinite(eps) and eps > 0):
+        raise ValueError(f"batch_norm_eps must be a finite number > 0, got {eps!r}")
+    if not batch_norm:
+        return None
+    if hidden < 1:
+        raise ValueError("batch_norm needs at least one hidden layer to normalize")
+    return (float(momentum), float(eps))
+
+
+def _new_buffers(sizes: Sequence[int], bn: Optional[tuple], dtype: Any) -> dict:
+    """Fresh running statistics (means 0, variances 1), as torch's ``BatchNorm1d`` starts."""
+    out: dict[str, np.ndarray] = {}
+    if bn is not None:
+        for l in range(1, len(sizes) - 1):
+            out[f"running_mean{l}"] = np.zeros(sizes[l], dtype=dtype)
+            out[f"running_var{l}"] = np.ones(sizes[l], dtype=dtype)
+    return out
 
 
 def _hidden_activations(hidden: Any, layers: int) -> list:

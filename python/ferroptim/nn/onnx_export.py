@@ -12,6 +12,28 @@ if TYPE_CHECKING:
 _OPSET = 13
 
 
+def _dense_layers(model: MLP) -> list:
+    """``(W_l, b_l)`` of each layer as one dense map, batch norm folded in: for a
+    batch-normalized layer, with ``s = gamma / sqrt(running_var + eps)``, ``W' = W s``
+    (column ``j`` times ``s_j``) and ``b' = beta - running_mean s`` — inference's
+    ``gamma (A W - running_mean) / sqrt(running_var + eps) + beta`` — computed in float64
+    and rounded once to the model's dtype."""
+    p, bufs = model.params, model.buffers
+    L = len(model.layer_sizes) - 1
+    out = []
+    for l in range(1, L + 1):
+        if model.batch_norm and l < L:
+            s = p[f"gamma{l}"].astype(np.float64) / np.sqrt(
+                bufs[f"running_var{l}"].astype(np.float64) + model.batch_norm_eps
+            )
+            W = p[f"W{l}"].astype(np.float64) * s
+            b = p[f"beta{l}"].astype(np.float64) - bufs[f"running_mean{l}"].astype(np.float64) * s
+            out.append((W.astype(model.dtype), b.astype(model.dtype)))
+        else:
+            out.append((p[f"W{l}"], p[f"b{l}"]))
+    return out
+
+
 def to_onnx(model: MLP, opset: int = _OPSET) -> Any:
     """See :meth:`ferroptim.nn.MLP.to_onnx`."""
     try:
@@ -22,13 +44,15 @@ def to_onnx(model: MLP, opset: int = _OPSET) -> Any:
     from ._args import _int
 
     opset = _int("opset", opset, 9)
-    params = model._param_list()
+    model._param_list()  # the parameters fit the architecture
+    model._running_list()
+    dense = _dense_layers(model)
     elem = TensorProto.FLOAT if model.dtype == np.float32 else TensorProto.DOUBLE
     L = len(model.layer_sizes) - 1
     nodes, inits = [], []
     a = "X"
     for l in range(1, L + 1):
-        W, b = params[2 * l - 2], params[2 * l - 1]
+        W, b = dense[l - 1]
         inits += [numpy_helper.from_array(W, f"W{l}"), numpy_helper.from_array(b, f"b{l}")]
         z = f"Z{l}"
         nodes.append(helper.make_node("Gemm", [a, f"W{l}", f"b{l}"], [z], name=f"dense{l}"))

@@ -114,6 +114,15 @@ class _Fit:
                 drop_last=drop_last,
                 axis=-1 if transposed else 0,
             )
+        if model.batch_norm and not _data.is_source(X):
+            m = X.shape[1 if transposed else 0]
+            bs = m if batch_size is None else min(batch_size, m)
+            if bs < 2 or (not drop_last and m % bs == 1):
+                raise ValueError(
+                    f"batch_norm: a batch of 1 example (m = {m}, batch_size = {batch_size}) cannot "
+                    'be normalized in training (torch: "Expected more than 1 value per channel when '
+                    'training"); choose another batch_size or drop_last=True'
+                )
         if model.position and model.position > batches._num_batches(model.epoch):
             raise ValueError(
                 f"model.position {model.position} is past epoch {model.epoch}'s "
@@ -351,6 +360,7 @@ class _Fit:
                     interrupt=interrupt,
                     dropout=model._dropout_key(model.epoch, 0),
                     weighted=self.weighted,
+                    running=model._running_list(),
                 )
             finally:  # also when a signal handler raises as the call returns
                 model._position = start + interrupt.done
@@ -369,13 +379,13 @@ class _Fit:
             Y = Y if self.labels or Y.ndim == 1 else Y.T
         X = np.require(X, requirements=["C", "A"])
         Y = np.require(Y, requirements=["C", "A"]) if isinstance(Y, np.ndarray) else Y
-        names = [f"{p}{layer}" for layer in range(1, len(model.layer_sizes)) for p in "Wb"]
-        grads = [model.grads[n] for n in names]
+        grads = [model.grads[n] for n in model._param_names()]
 
         w = np.ascontiguousarray(batches._arrays[2]) if self.weighted else None
+        running = model._running_list()
 
-        def closure() -> tuple:
-            return model._core.loss_and_grad(self.params, X, Y, grads, None, w), grads
+        def closure() -> tuple:  # batch norm in training mode, as torch's LBFGS closures run
+            return model._core.loss_and_grad(self.params, X, Y, grads, None, w, running, True), grads
 
         costs = []
         for _ in range(count):
@@ -397,7 +407,7 @@ class _Fit:
                 Yb = Yb if self.labels or Yb.ndim == 1 else Yb.T
             w = Wb[0] if Wb else None
             cost, grads = model.loss_and_grad(
-                Xb, Yb, dropout_key=(model.epoch, model.position), sample_weight=w
+                Xb, Yb, dropout_key=(model.epoch, model.position), sample_weight=w, training=True
             )
             with _DeferredInterrupt():
                 self.optimizer.step(grads)

@@ -336,8 +336,7 @@ class _BaseMLP(BaseEstimator):
         X = np.ascontiguousarray(X)
         Y = model._check_Y(self._targets(y, model.dtype), X.shape[0])
         params = model._param_list()
-        names = [f"{p}{layer}" for layer in range(1, len(model.layer_sizes)) for p in "Wb"]
-        grads = [model.grads[n] for n in names]
+        grads = [model.grads[n] for n in model._param_names()]
         bounds = np.cumsum([0] + [p.size for p in params])
         w = None if sw is None else model._check_weights(sw, X.shape[0], total=False)
 

@@ -17,7 +17,7 @@ use crate::py::optim::{Applied, Engine};
 use crate::py::{maybe_detach, Work};
 
 /// `fit_epoch`'s flags, as one value.
-pub(super) struct FitFlags {
+pub(super) struct FitFlags<'py> {
     pub(super) batch_size: usize,
     pub(super) drop_last: bool,
     pub(super) start: usize,
@@ -29,6 +29,8 @@ pub(super) struct FitFlags {
     pub(super) interrupt: Option<Py<PyAny>>,
     pub(super) dropout: Option<(u64, u64, u64)>,
     pub(super) weighted: bool,
+    /// Batch norm's running statistics, updated by each batch.
+    pub(super) running: Vec<Bound<'py, PyAny>>,
 }
 
 impl NetState {
@@ -42,9 +44,21 @@ impl NetState {
         batcher: &Batcher,
         spec: OrderSpec,
         lrs: Option<Vec<Vec<f64>>>,
-        flags: FitFlags,
+        flags: FitFlags<'py>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let p = self.params::<T>(params, true)?;
+        let r = self.running::<T>(&flags.running, true)?;
+        let overlaps = |a: (usize, usize), b: (usize, usize)| {
+            let item = std::mem::size_of::<T>();
+            a.1 > 0 && b.1 > 0 && a.0 < b.0 + b.1 * item && b.0 < a.0 + a.1 * item
+        };
+        if r.iter()
+            .any(|&a| p.iter().chain(&r).filter(|&&b| overlaps(a, b)).count() > 1)
+        {
+            return Err(PyValueError::new_err(
+                "the running statistics share memory with each other or the parameters",
+            ));
+        }
         let (view, mut session) = engine.fit_view(py, groups)?;
         // Which of the model's parameters each engine tensor is.
         if view.params.len() != p.len() {
@@ -125,6 +139,11 @@ impl NetState {
             .iter()
             .map(|&(d, n)| unsafe { std::slice::from_raw_parts_mut(d as *mut T, n) })
             .collect();
+        // SAFETY: checked above: live, writeable, distinct arrays held by `flags`.
+        let mut rs: Vec<&mut [T]> = r
+            .iter()
+            .map(|&(d, n)| unsafe { std::slice::from_raw_parts_mut(d as *mut T, n) })
+            .collect();
         let mut hypers = view.hypers.clone();
         let base = view.group_steps.clone();
         let mut failure: Option<PyErr> = None;
@@ -201,6 +220,7 @@ impl NetState {
                 ws,
                 &mut ps,
                 &mut grads,
+                &mut rs,
                 &data,
                 &mut costs,
                 flags.timing.then_some(&mut timing),
