@@ -12,9 +12,10 @@ Two parts (``--what``):
   W1-W4 networks (benches/train_compare.py's workloads: data, sizes, batch sizes and
   He-initialised weights; its torch contender's ``nn.Sequential``, ``randperm`` +
   ``index_select`` loop) trained by ``ferroptim.torch.Adam``, ``torch.optim.Adam(fused=True)``
-  and ``torch.optim.Adam(foreach=True)`` at lr 1e-3, float32. One warm-up epoch each, then
-  ``--loop-rounds`` interleaved epochs (the order rotates each round; gc and a 20 ms pause
-  before each). Each epoch also sums the time spent in ``opt.step()`` (two clock reads per
+  and ``torch.optim.Adam(foreach=True)`` at lr 1e-3, float32. Three sets of the three
+  models, each set built in a rotated order (where a model lies in memory moves its epoch by
+  a few percent), one warm-up epoch each, then ``--loop-rounds`` interleaved epochs (round k
+  runs set k mod 3 in its order; gc and a 20 ms pause before each). Each epoch also sums the time spent in ``opt.step()`` (two clock reads per
   update), so the table shows what the step is of the epoch and what the epoch would cost
   with a free step, the bound on any optimizer's gain.
 
@@ -195,25 +196,38 @@ def run_loop(torch, fot, key: str, m: int | None, rounds: int, seed: int = 0) ->
     if w.output == "softmax":
         y = y.astype(np.int64)
     init = he_init(w.sizes, seed)
-    runners = {
-        label: TorchLoop(w, X, y, init, seed, torch, lambda ps, f=make: f(torch, fot, ps))
-        for label, make in LOOP_CONTENDERS.items()
-    }
-    for r in runners.values():  # warm-up epoch
-        r.epoch()
-    epochs: dict[str, list] = {k: [] for k in runners}
-    steps: dict[str, list] = {k: [] for k in runners}
+    order = list(LOOP_CONTENDERS)
+    # One set of models per rotation of the contenders, built in that rotated order: where
+    # a model's memory lies changes its epoch by several percent (W4 measured 0.93x with
+    # ferroptim.torch's model built first and 1.04x with torch fused's), so each contender
+    # is built first in one set, and round k runs set k mod 3, its contenders in its order.
+    sets = []
+    for r in range(len(order)):
+        rotated = order[r:] + order[:r]
+        sets.append(
+            {
+                label: TorchLoop(
+                    w, X, y, init, seed, torch, lambda ps, f=LOOP_CONTENDERS[label]: f(torch, fot, ps)
+                )
+                for label in rotated
+            }
+        )
+    for runners in sets:  # warm-up epoch
+        for r in runners.values():
+            r.epoch()
+    epochs: dict[str, list] = {k: [] for k in order}
+    steps: dict[str, list] = {k: [] for k in order}
     costs: dict[str, float] = {}
-    order = list(runners)
     for k in range(rounds):
-        for label in order[k % len(order) :] + order[: k % len(order)]:
+        runners = sets[k % len(sets)]
+        for label in runners:
             gc.collect()
             time.sleep(0.02)
             seconds, costs[label], in_step = runners[label].epoch()
             epochs[label].append(seconds)
             steps[label].append(in_step)
     out = {"workload": key, "title": w.title, "m": m, "updates": -(-m // w.batch), "contenders": {}}
-    for label in runners:
+    for label in order:
         e, s = statistics.median(epochs[label]), statistics.median(steps[label])
         out["contenders"][label] = {"epoch": e, "step": s, "rest": e - s, "cost": costs[label]}
     return out

@@ -618,3 +618,24 @@ def test_a_refused_param_group_leaves_the_optimizer_as_it_was():
 
 def snapshot_of(params, opt):
     return [p.detach().clone() for p in params], copy.deepcopy(opt.state_dict()["state"])
+
+
+def test_steps_below_a_quarter_million_elements_run_on_the_calling_thread_with_the_same_bits():
+    import ferroptim as fo
+
+    # in a torch loop torch's threads run right before and after the step: a small step
+    # does not hand work to ferroptim's pool too (benches/torch_adapter.py's W4 loop)
+    layer = torch.nn.Linear(256, 256)
+    opt = fot.Adam(layer.parameters(), lr=1e-3)
+    assert opt._engine.parallel_min_elements == 1 << 18
+    assert fo.Adam([np.zeros(3)])._engine.parallel_min_elements == 1 << 15  # the NumPy path's
+    # the serial step gives the threaded one's bits
+    rng = np.random.default_rng(0)
+    p, g = rng.standard_normal(300_000).astype(np.float32), rng.standard_normal(300_000).astype(np.float32)
+    a, b = p.copy(), p.copy()
+    serial, threaded = fo.Adam([a], lr=1e-2), fo.Adam([b], lr=1e-2)
+    serial._engine.parallel_min_elements = 10**9
+    for _ in range(3):
+        serial.step([g])
+        threaded.step([g])
+    np.testing.assert_array_equal(a, b)

@@ -113,8 +113,17 @@ pub fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 }
 
 /// `max |a_i|` (NaN if any element is NaN, as torch's `abs().max()`); 0 for no elements.
+/// Chunks on the pool's threads for large `a`; a maximum does not depend on the order.
 fn abs_max<T: Float>(a: &[T]) -> T {
-    a.iter().fold(T::ZERO, |m, &x| m.nan_max(x.abs()))
+    let n = a.len();
+    let chunks = n.div_ceil(CHUNK_ELEMENTS);
+    let mut parts = vec![T::ZERO; chunks.max(1)];
+    fill(&mut parts, |c| {
+        a[c * CHUNK_ELEMENTS..((c + 1) * CHUNK_ELEMENTS).min(n)]
+            .iter()
+            .fold(T::ZERO, |m, &x| m.nan_max(x.abs()))
+    });
+    parts.iter().fold(T::ZERO, |m, &x| m.nan_max(x))
 }
 
 /// `sum |a_i|`, summed in f64, rounded once to `T`.
@@ -126,30 +135,57 @@ fn abs_sum<T: Float>(a: &[T]) -> T {
 
 /// `y += alpha x` (torch's `y.add_(x, alpha=alpha)`), on the pool's threads for large `y`.
 fn axpy<T: Float>(y: &mut [T], alpha: T, x: &[T]) {
-    fn run<T: Float>(y: &mut [T], alpha: T, x: &[T]) {
-        for (y, &x) in y.iter_mut().zip(x) {
+    let n = y.len().min(x.len());
+    chunks_mut(&mut y[..n], |r, part| {
+        for (y, &x) in part.iter_mut().zip(&x[r]) {
             *y = *y + alpha * x;
         }
-    }
-    let n = y.len().min(x.len());
-    if !worth_threads(n) {
-        return run(y, alpha, x);
-    }
-    let at = y.as_mut_ptr() as usize;
-    for_each_index(n.div_ceil(CHUNK_ELEMENTS), &|i| {
-        let r = i * CHUNK_ELEMENTS..((i + 1) * CHUNK_ELEMENTS).min(n);
-        // SAFETY: the chunks are disjoint parts of `y`, borrowed mutably for this call.
-        let part = unsafe { std::slice::from_raw_parts_mut((at as *mut T).add(r.start), r.len()) };
-        run(part, alpha, &x[r]);
     });
+}
+
+/// `f(range, part)` over the fixed chunks of `out` ([`CHUNK_ELEMENTS`] each, `part` the
+/// chunk `out[range]`), on the pool's threads for large `out`. For element-wise work: the
+/// same bits on any number of threads.
+fn chunks_mut<T: Send>(out: &mut [T], f: impl Fn(Range<usize>, &mut [T]) + Sync) {
+    let n = out.len();
+    if !worth_threads(n) {
+        return f(0..n, out);
+    }
+    let at = out.as_mut_ptr() as usize;
+    for_each_index(n.div_ceil(CHUNK_ELEMENTS), &|c| {
+        let r = c * CHUNK_ELEMENTS..((c + 1) * CHUNK_ELEMENTS).min(n);
+        // SAFETY: the chunks are disjoint parts of `out`, borrowed mutably for this call.
+        let part = unsafe { std::slice::from_raw_parts_mut((at as *mut T).add(r.start), r.len()) };
+        f(r, part);
+    });
+}
+
+/// `out[i] = f(i)` for every element of `out` (see [`chunks_mut`]).
+fn fill<T: Send>(out: &mut [T], f: impl Fn(usize) -> T + Sync) {
+    chunks_mut(out, |r, part| {
+        for (o, i) in part.iter_mut().zip(r) {
+            *o = f(i);
+        }
+    });
+}
+
+/// A new vector of `n` elements `f(i)` (see [`fill`]).
+fn filled<T: Float>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let mut v = vec![T::ZERO; n];
+    fill(&mut v, f);
+    v
+}
+
+/// `dst = src`, on the pool's threads for large slices (the binding writes the parameters
+/// with it).
+pub fn copy<T: Copy + Send + Sync>(dst: &mut [T], src: &[T]) {
+    fill(&mut dst[..src.len()], |i| src[i]);
 }
 
 /// `out = x + t d`: the trial point of a step of length `t`.
 fn trial<T: Float>(out: &mut [T], x: &[T], t: f64, d: &[T]) {
     let t = T::from_f64(t);
-    for ((o, &x), &d) in out.iter_mut().zip(x).zip(d) {
-        *o = x + t * d;
-    }
+    fill(out, |i| x[i] + t * d[i]);
 }
 
 /// The minimizer of the cubic through `(x1, f1)` and `(x2, f2)` with slopes `g1`, `g2`,
@@ -368,12 +404,21 @@ impl<T: Float> LbfgsState<T> {
         x: &mut [T],
         obj: &mut O,
     ) -> Result<f64, O::Error> {
-        let mut state = self.clone();
-        let mut work = x.to_vec();
+        // a copy to work on (the history is shared, the vectors copied on the pool)
+        let dup = |v: &Option<Vec<T>>| v.as_deref().map(|v| filled(v.len(), |i| v[i]));
+        let mut state = LbfgsState {
+            d: dup(&self.d),
+            prev_flat_grad: dup(&self.prev_flat_grad),
+            old_dirs: self.old_dirs.clone(),
+            old_stps: self.old_stps.clone(),
+            ro: self.ro.clone(),
+            ..*self
+        };
+        let mut work = filled(x.len(), |i| x[i]);
         match state.run(h, &mut work, obj) {
             Ok(loss) => {
                 obj.set(&work)?;
-                x.copy_from_slice(&work);
+                copy(x, &work);
                 *self = state;
                 Ok(loss)
             }
@@ -412,7 +457,7 @@ impl<T: Float> LbfgsState<T> {
             n_iter += 1;
             self.n_iter += 1;
             if self.n_iter == 1 {
-                d = flat_grad.iter().map(|&g| -g).collect();
+                d = filled(n, |i| -flat_grad[i]);
                 self.old_dirs.clear();
                 self.old_stps.clear();
                 self.ro.clear();
@@ -420,8 +465,8 @@ impl<T: Float> LbfgsState<T> {
             } else {
                 let prev = prev_flat_grad.as_deref().unwrap_or(&[]);
                 let tt = T::from_f64(t);
-                let y: Arc<[T]> = flat_grad.iter().zip(prev).map(|(&g, &p)| g - p).collect();
-                let s: Arc<[T]> = d.iter().map(|&d| d * tt).collect();
+                let y: Arc<[T]> = filled(n, |i| flat_grad[i] - prev[i]).into();
+                let s: Arc<[T]> = filled(n, |i| d[i] * tt).into();
                 let ys = dot(&y, &s);
                 if ys > T::from_f64(1e-10) {
                     // torch pops one pair when full (`==`); `>=` also trims a loaded longer history.
@@ -438,14 +483,16 @@ impl<T: Float> LbfgsState<T> {
                 // the two-loop recursion: d = -H g
                 let num_old = self.old_dirs.len();
                 let mut al = vec![T::ZERO; num_old];
-                let mut q: Vec<T> = flat_grad.iter().map(|&g| -g).collect();
+                let mut q: Vec<T> = filled(n, |i| -flat_grad[i]);
                 for i in (0..num_old).rev() {
                     al[i] = dot(&self.old_stps[i], &q) * self.ro[i];
                     axpy(&mut q, -al[i], &self.old_dirs[i]);
                 }
-                for v in &mut q {
-                    *v = *v * h_diag;
-                }
+                chunks_mut(&mut q, |_, part| {
+                    for v in part {
+                        *v = *v * h_diag;
+                    }
+                });
                 for (i, &al_i) in al.iter().enumerate() {
                     let be_i = dot(&self.old_dirs[i], &q) * self.ro[i];
                     axpy(&mut q, al_i - be_i, &self.old_stps[i]);
@@ -453,8 +500,8 @@ impl<T: Float> LbfgsState<T> {
                 d = q;
             }
             match prev_flat_grad.as_mut() {
-                Some(p) if p.len() == n => p.copy_from_slice(&flat_grad),
-                _ => prev_flat_grad = Some(flat_grad.clone()),
+                Some(p) if p.len() == n => copy(p, &flat_grad),
+                _ => prev_flat_grad = Some(filled(n, |i| flat_grad[i])),
             }
             prev_loss = Some(loss);
 

@@ -354,6 +354,8 @@ pub struct Optimizer {
     states: Vec<State>,
     /// How errors name each tensor.
     names: Vec<String>,
+    /// The fewest elements a step shares with the pool's workers.
+    parallel_min: usize,
 }
 
 impl Optimizer {
@@ -391,7 +393,21 @@ impl Optimizer {
             storage: storage.to_vec(),
             states: storage.iter().map(|s| State::new(s.state)).collect(),
             names: (0..lens.len()).map(|i| format!("tensor {i}")).collect(),
+            parallel_min: parallel::PARALLEL_MIN_ELEMENTS,
         })
+    }
+
+    /// The fewest elements (all tensors together) a step shares with the pool's workers
+    /// (default [`parallel::PARALLEL_MIN_ELEMENTS`]); below, it runs on the calling thread.
+    /// A caller whose own thread pool runs right before and after each step (torch's, in a
+    /// torch training loop) raises it: there the two pools contend for the cores.
+    pub fn parallel_min(&self) -> usize {
+        self.parallel_min
+    }
+
+    /// Sets [`Self::parallel_min`].
+    pub fn set_parallel_min(&mut self, elements: usize) {
+        self.parallel_min = elements;
     }
 
     /// Names the tensors in error messages (one name each).
@@ -525,7 +541,7 @@ impl Optimizer {
         let total: usize = self.lens.iter().sum();
         let level = simd::level();
         // Small steps run each tensor's job as soon as it is made (no list of jobs).
-        let threaded = parallel::worth_threads(total);
+        let threaded = total >= self.parallel_min && parallel::worth_threads(total);
         let mut jobs = Vec::with_capacity(if threaded { tensors.len() } else { 0 });
         let mut few_groups = [None; 4];
         let mut many_groups = Vec::new();

@@ -24,6 +24,11 @@ from ..optim.state_dtypes import _ml_bfloat16, _state_dtype_name, _state_dtype_o
 # torch's choices of kernel (for-loop, foreach, fused, CUDA graphs): the result is the same
 # whichever is chosen, so these options are kept in the param groups and otherwise ignored.
 _KERNEL_OPTIONS = ("foreach", "fused", "capturable")
+# Steps of fewer elements run on the calling thread. In a torch training loop torch's own
+# threads run right before and after each step; a step that gains nothing from a second
+# pool should not wake one: W4's (85K parameters, 2 threads, benches/torch_adapter.py
+# --what loops) took 150 µs threaded and 149 µs on the calling thread.
+_PARALLEL_MIN_ELEMENTS = 1 << 18
 
 _PARAM_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 _TORCH_STATE_DTYPES = {
@@ -320,6 +325,7 @@ class TorchOptimizer(torch.optim.Optimizer):
             self._master_weights,
         )
         engine.check_groups(groups)
+        engine.parallel_min_elements = max(engine.parallel_min_elements, _PARALLEL_MIN_ELEMENTS)
         return engine
 
     def _install(self, active: list[int], states: list[dict], groups: list) -> None:

@@ -764,4 +764,17 @@ impl Engine {
         self.state.lock(py, WHAT)?.skipped_steps = n;
         Ok(())
     }
+
+    /// The fewest elements (all parameters together) a step shares with ferroptim's
+    /// worker threads; smaller steps run on the calling thread.
+    #[getter]
+    fn get_parallel_min_elements(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.state.lock(py, WHAT)?.core.parallel_min())
+    }
+
+    #[setter]
+    fn set_parallel_min_elements(&self, py: Python<'_>, elements: usize) -> PyResult<()> {
+        self.state.lock(py, WHAT)?.core.set_parallel_min(elements);
+        Ok(())
+    }
 }

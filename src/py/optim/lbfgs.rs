@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::numerics::float::Float;
-use crate::optim::lbfgs::{LbfgsHyper, LbfgsState, Objective};
+use crate::optim::lbfgs::{copy, LbfgsHyper, LbfgsState, Objective};
 
 /// The closure and the parameters it reads, as the core's [`Objective`].
 struct PyObjective<T: Element> {
@@ -25,7 +25,7 @@ impl<T: Element + Float> PyObjective<T> {
         for p in &self.params {
             let mut rw = p.bind(py).try_readwrite()?;
             let dst = rw.as_slice_mut()?;
-            dst.copy_from_slice(&x[at..at + dst.len()]);
+            copy(dst, &x[at..at + dst.len()]);
             at += dst.len();
         }
         Ok(())
@@ -56,7 +56,7 @@ impl<T: Element + Float> Objective<T> for PyObjective<T> {
                         "the closure's gradients have more elements than the parameters",
                     ));
                 }
-                grad[at..at + src.len()].copy_from_slice(src);
+                copy(&mut grad[at..at + src.len()], src);
                 at += src.len();
             }
             if at != grad.len() {
@@ -98,15 +98,21 @@ fn step_as<T: Element + Float>(
         .iter()
         .map(|p| p.extract().map_err(PyErr::from))
         .collect::<PyResult<_>>()?;
-    let mut x = Vec::with_capacity(numel);
+    let mut sizes = Vec::with_capacity(params.len());
     for p in &params {
-        x.extend_from_slice(p.try_readonly()?.as_slice()?);
+        sizes.push(p.try_readonly()?.as_slice()?.len());
     }
-    if x.len() != numel {
+    let total: usize = sizes.iter().sum();
+    if total != numel {
         return Err(PyValueError::new_err(format!(
-            "the parameters have {} elements, the optimizer was built for {numel}",
-            x.len()
+            "the parameters have {total} elements, the optimizer was built for {numel}"
         )));
+    }
+    let mut x = vec![T::ZERO; numel];
+    let mut at = 0;
+    for (p, len) in params.iter().zip(sizes) {
+        copy(&mut x[at..at + len], p.try_readonly()?.as_slice()?);
+        at += len;
     }
     let mut obj = PyObjective {
         params: params.into_iter().map(Bound::unbind).collect(),
