@@ -18,18 +18,8 @@ fot = pytest.importorskip("ferroptim.torch")
 
 from test_torch import CASES  # noqa: E402  (torch's optimizers' cases, shared with the NumPy path)
 
-
 # float32: ferroptim's Adam divides once where torch divides twice (see fo.Adam), so results
 # agree to rounding, as in test_torch.py; float64 to 1e-12 after 100 steps through a network.
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """torch's small ops on one thread: its spinning pool slows them 10x on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 TOLERANCES = {torch.float32: (2e-5, 2e-6), torch.float64: (1e-11, 1e-12)}
 
 

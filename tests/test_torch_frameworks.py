@@ -16,15 +16,6 @@ fot = pytest.importorskip("ferroptim.torch")
 F = torch.nn.functional
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """torch's small ops on one thread: its spinning pool slows them 10x on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def network(dtype=torch.float32, seed=0):
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3)).to(dtype)

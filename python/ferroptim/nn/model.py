@@ -683,17 +683,7 @@ class MLP(_Inputs):
                 f"state_dict has batch_norm {bn}, but this model has "
                 f"{None if self._bn is None else list(self._bn)}; build the model with the same batch_norm"
             )
-        new = state["params"]
-        if set(new) != set(self.params):
-            raise ValueError(f"state_dict params have keys {sorted(new)}, expected {sorted(self.params)}")
-        arrays = {}
-        for k, v in new.items():
-            a = np.asarray(v)
-            if a.shape != self.params[k].shape:
-                raise ValueError(
-                    f"state_dict params[{k!r}] has shape {a.shape}, expected {self.params[k].shape}"
-                )
-            arrays[k] = a
+        arrays = _like("params", state["params"], self.params)
         epoch = _count("state_dict's epoch", state["epoch"])
         position = _count("state_dict's position", state["position"])
         seed = _count("state_dict's seed", state.get("seed", self.seed))
@@ -702,19 +692,7 @@ class MLP(_Inputs):
                 f"state_dict has dropout {list(state['dropout'])}, but this model has "
                 f"{list(self.dropout)}; build the model with the same dropout"
             )
-        new_buffers = state.get("buffers", {})
-        if set(new_buffers) != set(self.buffers):
-            raise ValueError(
-                f"state_dict buffers have keys {sorted(new_buffers)}, expected {sorted(self.buffers)}"
-            )
-        buffers = {}
-        for k, v in new_buffers.items():
-            a = np.asarray(v)
-            if a.shape != self.buffers[k].shape:
-                raise ValueError(
-                    f"state_dict buffers[{k!r}] has shape {a.shape}, expected {self.buffers[k].shape}"
-                )
-            buffers[k] = a
+        buffers = _like("buffers", state.get("buffers", {}), self.buffers)
         for k, a in arrays.items():
             self.params[k][...] = a
         for k, a in buffers.items():
@@ -958,3 +936,16 @@ def _loss(output: str, loss: Any, huber_delta: Any) -> str:
     if loss != "huber" and huber_delta != 1.0:
         raise ValueError(f"huber_delta is the threshold of loss='huber'; this model's loss is {loss!r}")
     return str(loss)
+
+
+def _like(what: str, new: Any, have: dict) -> dict:
+    """``state_dict[what]`` as arrays, checked to hold the keys and shapes of ``have``."""
+    if set(new) != set(have):
+        raise ValueError(f"state_dict {what} have keys {sorted(new)}, expected {sorted(have)}")
+    arrays = {}
+    for k, v in new.items():
+        a = np.asarray(v)
+        if a.shape != have[k].shape:
+            raise ValueError(f"state_dict {what}[{k!r}] has shape {a.shape}, expected {have[k].shape}")
+        arrays[k] = a
+    return arrays
