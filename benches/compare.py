@@ -210,7 +210,7 @@ def make_new_runners(opt_name, shapes):
             tp.grad = torch.from_numpy(g)
         return tps
 
-    runners, peers = [], []
+    runners = []
     ps, gs = arrays()
     if opt_name == "LBFGS":
         # a diagonal quadratic f(p) = sum(d p^2) / 2: the closures compute d * p into
@@ -235,8 +235,8 @@ def make_new_runners(opt_name, shapes):
                     torch.mul(d, p.detach(), out=p.grad)
                 return torch.zeros(())
 
-            peers.append(("torch", lambda: topt.step(tclosure)))
-        return n, None, runners + peers
+            runners.append(("torch", lambda: topt.step(tclosure)))
+        return n, None, runners
     kwargs = {"Muon": {"lr": 0.02}, "Adafactor": {}}.get(opt_name, {"lr": 1e-3})
     opt = getattr(fo, opt_name)(ps, **kwargs)
     if opt_name.startswith("ScheduleFree"):
