@@ -17,6 +17,7 @@
 //! in training needs the whole batch's statistics: there the blocks run layer by layer,
 //! each block's buffers kept until the backward pass (`synced.rs`).
 
+mod block;
 mod epoch;
 mod float;
 mod gemm;

@@ -29,10 +29,10 @@ Costs (``m`` examples in the batch, ``k`` outputs):
 
 from __future__ import annotations
 
-from .model import HIDDEN as HIDDEN
-from .model import INITS as INITS
-from .model import LOSSES as LOSSES
-from .model import OUTPUTS as OUTPUTS
+from .architecture import HIDDEN as HIDDEN
+from .architecture import INITS as INITS
+from .architecture import LOSSES as LOSSES
+from .architecture import OUTPUTS as OUTPUTS
 from .model import History as History
 
 # isort: split
