@@ -9,7 +9,7 @@ import pickle
 
 import numpy as np
 import pytest
-from test_nn import _act, _act_grad, _problem
+from test_nn import _act, _act_grad, _problem, output_cost
 
 import ferroptim as fo
 from ferroptim.nn import MLP
@@ -37,21 +37,8 @@ def reference_batch_norm(model, X, Y, training, alpha=0.0):
         cache.append((xhat, inv, zt))
         A.append(_act(zt, hidden[l - 1]))
     z = A[-1] @ W[-1] + p[f"b{L}"]
-    m, k = z.shape
-    if output == "softmax":
-        Yh = np.eye(k)[Y] if Y.ndim == 1 else Y.astype(np.float64)
-        zs = z - z.max(axis=1, keepdims=True)
-        logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
-        cost = -(Yh * logp).sum() / m
-        dz = (np.exp(logp) - Yh) / m
-    elif output == "sigmoid":
-        Yh = Y.reshape(m, k).astype(np.float64)
-        cost = (np.maximum(z, 0) - Yh * z + np.log1p(np.exp(-np.abs(z)))).sum() / m
-        dz = (1 / (1 + np.exp(-z)) - Yh) / m
-    else:
-        Yh = Y.reshape(m, k).astype(np.float64)
-        cost = ((z - Yh) ** 2).sum() / (2 * m * k)
-        dz = (z - Yh) / (m * k)
+    m = z.shape[0]
+    cost, dz = output_cost(z, Y, output)
     cost += alpha / (2 * m) * sum((w**2).sum() for w in W)
     g = {f"W{L}": A[-1].T @ dz + alpha / m * W[-1], f"b{L}": dz.sum(axis=0)}
     for l in range(L - 1, 0, -1):

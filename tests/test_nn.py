@@ -45,6 +45,23 @@ def _act_grad(z, g):
     return np.ones_like(z)
 
 
+def output_cost(z, Y, output):
+    """The output layer's mean cost over the batch and its gradient ``dz`` with respect to
+    the pre-activations ``z`` (m, k), in float64: softmax + cross-entropy (``Y`` labels or
+    one-hot rows), sigmoid + binary cross-entropy, identity + mean squared error / 2."""
+    m, k = z.shape
+    if output == "softmax":
+        Y = np.eye(k)[Y] if Y.ndim == 1 else Y.astype(np.float64)
+        zs = z - z.max(axis=1, keepdims=True)
+        logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
+        return -(Y * logp).sum() / m, (np.exp(logp) - Y) / m
+    Y = Y.reshape(m, k).astype(np.float64)
+    if output == "sigmoid":
+        cost = (np.maximum(z, 0) - Y * z + np.log1p(np.exp(-np.abs(z)))).sum() / m
+        return cost, (1 / (1 + np.exp(-z)) - Y) / m
+    return ((z - Y) ** 2).sum() / (2 * m * k), (z - Y) / (m * k)
+
+
 def reference(params, X, Y, hidden, output, alpha=0.0):
     """Cost and gradients in float64, written out from the formulas of ferroptim.nn."""
     L = len(params) // 2
@@ -56,23 +73,8 @@ def reference(params, X, Y, hidden, output, alpha=0.0):
         Zs.append(z)
         A.append(_act(z, hidden) if l < L - 1 else z)
     z = Zs[-1]
-    m, k = z.shape
-    if output == "softmax":
-        if Y.ndim == 1:
-            Y = np.eye(k)[Y]
-        Y = Y.astype(np.float64)
-        zs = z - z.max(axis=1, keepdims=True)
-        logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
-        cost = -(Y * logp).sum() / m
-        dz = (np.exp(logp) - Y) / m
-    elif output == "sigmoid":
-        Y = Y.reshape(m, k).astype(np.float64)
-        cost = (np.maximum(z, 0) - Y * z + np.log1p(np.exp(-np.abs(z)))).sum() / m
-        dz = (1 / (1 + np.exp(-z)) - Y) / m
-    else:
-        Y = Y.reshape(m, k).astype(np.float64)
-        cost = ((z - Y) ** 2).sum() / (2 * m * k)
-        dz = (z - Y) / (m * k)
+    m = z.shape[0]
+    cost, dz = output_cost(z, Y, output)
     cost += alpha / (2 * m) * sum((w**2).sum() for w in W)
     grads = {}
     for l in range(L - 1, -1, -1):

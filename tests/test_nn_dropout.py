@@ -7,7 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
-from test_nn import _act, _act_grad, _problem
+from test_nn import _act, _act_grad, _problem, output_cost
 
 import ferroptim as fo
 from ferroptim.nn import MLP
@@ -30,21 +30,8 @@ def reference_dropout(model, X, Y, masks, alpha=0.0):
         Zs.append(z)
         A.append(_act(z, hidden) * scales[l] if l < L - 1 else z)
     z = Zs[-1]
-    m, k = z.shape
-    if output == "softmax":
-        Y = np.eye(k)[Y] if Y.ndim == 1 else Y.astype(np.float64)
-        zs = z - z.max(axis=1, keepdims=True)
-        logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
-        cost = -(Y * logp).sum() / m
-        dz = (np.exp(logp) - Y) / m
-    elif output == "sigmoid":
-        Y = Y.reshape(m, k).astype(np.float64)
-        cost = (np.maximum(z, 0) - Y * z + np.log1p(np.exp(-np.abs(z)))).sum() / m
-        dz = (1 / (1 + np.exp(-z)) - Y) / m
-    else:
-        Y = Y.reshape(m, k).astype(np.float64)
-        cost = ((z - Y) ** 2).sum() / (2 * m * k)
-        dz = (z - Y) / (m * k)
+    m = z.shape[0]
+    cost, dz = output_cost(z, Y, output)
     cost += alpha / (2 * m) * sum((w**2).sum() for w in W)
     grads = {}
     for l in range(L - 1, -1, -1):
