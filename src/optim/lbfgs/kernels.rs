@@ -56,6 +56,51 @@ fn chunked<const K: usize>(n: usize, f: &(dyn Fn(Range<usize>) -> [f64; K] + Syn
     std::array::from_fn(|k| parts.iter().map(|p| p[k]).sum())
 }
 
+/// Chunks a thread takes at once in the fused passes: each chunk's lanes are a chain of
+/// dependent additions, and two chains in one loop run at twice the rate of one.
+const GROUP: usize = 2;
+
+/// A pass over a group of chunks: their element range, and their sums to write.
+type GroupPass<'a, const K: usize> = dyn Fn(Range<usize>, &mut [[f64; K]]) + Sync + 'a;
+
+/// `f(chunks, sums)` over groups of [`GROUP`] consecutive chunks of `0..n` (`sums[i]` the
+/// `K` sums of the group's `i`-th chunk), the chunks' sums added up in chunk order; the
+/// same bits as [`chunked`] with the chunks one by one.
+fn chunked_groups<const K: usize>(n: usize, f: &GroupPass<'_, K>) -> [f64; K] {
+    let chunks = n.div_ceil(CHUNK_ELEMENTS);
+    if chunks <= 1 {
+        let mut one = [[0.0f64; K]];
+        f(0..n, &mut one);
+        return one[0];
+    }
+    let mut parts = vec![[0.0f64; K]; chunks];
+    let at = Out::of(&mut parts);
+    let work = |i: usize| {
+        let c = i * GROUP..((i + 1) * GROUP).min(chunks);
+        // SAFETY: each group writes its own chunks' elements of `parts`.
+        let sums = unsafe { at.part(c.clone()) };
+        f(
+            c.start * CHUNK_ELEMENTS..(c.end * CHUNK_ELEMENTS).min(n),
+            sums,
+        );
+    };
+    let groups = chunks.div_ceil(GROUP);
+    if worth_threads(n) {
+        for_each_index(groups, &work);
+    } else {
+        (0..groups).for_each(work);
+    }
+    std::array::from_fn(|k| parts.iter().map(|p| p[k]).sum())
+}
+
+/// The ranges of `r`'s chunks (`r` starts at a chunk boundary), as two ranges relative to
+/// `r.start`: the first chunk's and the second's (empty if `r` has one chunk).
+fn halves(r: &Range<usize>) -> (Range<usize>, Range<usize>) {
+    let len = r.len();
+    let first = len.min(CHUNK_ELEMENTS);
+    (0..first, first..len)
+}
+
 /// The eight lanes' sum, in [`dot`]'s order.
 #[inline(always)]
 fn lanes_sum(acc: [f64; 8]) -> f64 {
@@ -150,32 +195,112 @@ pub(super) fn abs_max<T: Float>(a: &[T]) -> T {
     abs_max_scaled(a, T::ONE)
 }
 
+/// One chunk's slices of the pair pass: `y`, `s` written; `g`, `p`, `d` read.
+type PairChunk<'a, T> = (&'a mut [T], &'a mut [T], &'a [T], &'a [T], &'a [T]);
+
+/// Elements a fused pass updates before it takes their dot products: the block is still
+/// in the L1 cache for the second loop, and each loop alone is one the compiler vectorizes.
+const BLOCK: usize = 512;
+
+/// `acc[k] += w_i v_i` (in f64) over the elements `i` of lane `k` (`i % 8 == k`), in order;
+/// `w` and `v` of one length.
+#[inline(always)]
+fn lane_dot<T: Float>(acc: &mut [f64; 8], w: &[T], v: &[T]) {
+    let ((cw, tw), (cv, tv)) = (w.as_chunks::<8>(), v.as_chunks::<8>());
+    for (x, y) in cw.iter().zip(cv) {
+        for k in 0..8 {
+            acc[k] += x[k].to_f64() * y[k].to_f64();
+        }
+    }
+    for (k, (x, y)) in tw.iter().zip(tv).enumerate() {
+        acc[k] += x.to_f64() * y.to_f64();
+    }
+}
+
+/// [`lane_dot`] of two pairs of vectors of one length (a multiple of 8) in one loop: two
+/// chains of additions in flight.
+#[inline(always)]
+fn lane_dot2<T: Float>(acc: [&mut [f64; 8]; 2], w: [&[T]; 2], v: [&[T]; 2]) {
+    let [a0, a1] = acc;
+    let lanes = |x: &[T]| x.as_chunks::<8>().0.len();
+    let n = lanes(w[0])
+        .min(lanes(w[1]))
+        .min(lanes(v[0]))
+        .min(lanes(v[1]));
+    let (w0, w1) = (&w[0].as_chunks::<8>().0[..n], &w[1].as_chunks::<8>().0[..n]);
+    let (v0, v1) = (&v[0].as_chunks::<8>().0[..n], &v[1].as_chunks::<8>().0[..n]);
+    for (((x0, y0), x1), y1) in w0.iter().zip(v0).zip(w1).zip(v1) {
+        for k in 0..8 {
+            a0[k] += x0[k].to_f64() * y0[k].to_f64();
+            a1[k] += x1[k].to_f64() * y1[k].to_f64();
+        }
+    }
+}
+
+/// `y = g - p`, `s = d t` of one block.
+#[inline(always)]
+fn pair_block<T: Float>(y: &mut [T], s: &mut [T], g: &[T], p: &[T], d: &[T], t: T) {
+    for ((y, &g), &p) in y.iter_mut().zip(g).zip(p) {
+        *y = g - p;
+    }
+    for (s, &d) in s.iter_mut().zip(d) {
+        *s = d * t;
+    }
+}
+
+/// One chunk of the pair pass from element `from` (a multiple of 8) on, its lanes
+/// continued in `acc` (`y . s`, `y . y`).
+#[inline(always)]
+fn pair_rest<T: Float>(c: PairChunk<'_, T>, from: usize, t: T, mut acc: [[f64; 8]; 2]) -> [f64; 2] {
+    let (y, s, g, p, d) = c;
+    let n = y.len();
+    let (y, s, g, p, d) = (
+        &mut y[from..],
+        &mut s[from..n],
+        &g[from..n],
+        &p[from..n],
+        &d[from..n],
+    );
+    let blocks = y.chunks_mut(BLOCK).zip(s.chunks_mut(BLOCK));
+    for ((y, s), ((g, p), d)) in
+        blocks.zip(g.chunks(BLOCK).zip(p.chunks(BLOCK)).zip(d.chunks(BLOCK)))
+    {
+        pair_block(y, s, g, p, d, t);
+        let [ys, yy] = &mut acc;
+        lane_dot(ys, y, s);
+        lane_dot(yy, y, y);
+    }
+    [lanes_sum(acc[0]), lanes_sum(acc[1])]
+}
+
+/// Two chunks of the pair pass in lockstep over their common whole blocks.
+#[inline(always)]
+fn pair_two<T: Float>(c0: PairChunk<'_, T>, c1: PairChunk<'_, T>, t: T) -> [[f64; 2]; 2] {
+    let len = c0.0.len().min(c1.0.len()) / BLOCK * BLOCK;
+    let ([mut ys0, mut yy0], [mut ys1, mut yy1]) = ([[0.0f64; 8]; 2], [[0.0f64; 8]; 2]);
+    let ((y0, s0, g0, p0, d0), (y1, s1, g1, p1, d1)) = (c0, c1);
+    for b in (0..len).step_by(BLOCK) {
+        let r = b..b + BLOCK;
+        let (y0, s0) = (&mut y0[r.clone()], &mut s0[r.clone()]);
+        let (y1, s1) = (&mut y1[r.clone()], &mut s1[r.clone()]);
+        pair_block(y0, s0, &g0[r.clone()], &p0[r.clone()], &d0[r.clone()], t);
+        pair_block(y1, s1, &g1[r.clone()], &p1[r.clone()], &d1[r], t);
+        lane_dot2([&mut ys0, &mut ys1], [y0, y1], [s0, s1]);
+        lane_dot2([&mut yy0, &mut yy1], [y0, y1], [y0, y1]);
+    }
+    [
+        pair_rest((y0, s0, g0, p0, d0), len, t, [ys0, yy0]),
+        pair_rest((y1, s1, g1, p1, d1), len, t, [ys1, yy1]),
+    ]
+}
+
 multiversion! {
-    /// One chunk of [`pair`]: `y = g - p`, `s = d t`; returns `(y . s, y . y)`.
-    fn pair_kernel<T: Float>(y: &mut [T], s: &mut [T], g: &[T], p: &[T], d: &[T], t: T) -> [f64; 2] {
-        let n = y.len();
-        let (s, g, p, d) = (&mut s[..n], &g[..n], &p[..n], &d[..n]);
-        let (mut ys, mut yy) = ([0.0f64; 8], [0.0f64; 8]);
-        let (cy, ty) = y.as_chunks_mut::<8>();
-        let (cs, ts) = s.as_chunks_mut::<8>();
-        let ((cg, tg), (cp, tp), (cd, td)) = (g.as_chunks::<8>(), p.as_chunks::<8>(), d.as_chunks::<8>());
-        for ((((y, s), g), p), d) in cy.iter_mut().zip(cs).zip(cg).zip(cp).zip(cd) {
-            for k in 0..8 {
-                let (yk, sk) = (g[k] - p[k], d[k] * t);
-                y[k] = yk;
-                s[k] = sk;
-                ys[k] += yk.to_f64() * sk.to_f64();
-                yy[k] += yk.to_f64() * yk.to_f64();
-            }
+    /// One or two chunks of [`pair`] (the second empty for one): their `(y . s, y . y)`.
+    fn pair_kernel<T: Float>(c0: PairChunk<'_, T>, c1: PairChunk<'_, T>, t: T) -> [[f64; 2]; 2] {
+        if c1.0.is_empty() {
+            return [pair_rest(c0, 0, t, [[0.0; 8]; 2]), [0.0; 2]];
         }
-        for (k, ((((y, s), &g), &p), &d)) in ty.iter_mut().zip(ts).zip(tg).zip(tp).zip(td).enumerate() {
-            let (yk, sk) = (g - p, d * t);
-            *y = yk;
-            *s = sk;
-            ys[k] += yk.to_f64() * sk.to_f64();
-            yy[k] += yk.to_f64() * yk.to_f64();
-        }
-        [lanes_sum(ys), lanes_sum(yy)]
+        pair_two(c0, c1, t)
     }
 }
 
@@ -192,10 +317,17 @@ pub(super) fn pair<T: Float>(
     let n = y.len();
     let (g, p, d, lv) = (&g[..n], &p[..n], &d[..n], level());
     let (oy, os) = (Out::of(y), Out::of(&mut s[..n]));
-    chunked(n, &|r| {
-        // SAFETY: the chunks are disjoint parts of `y` and `s`, borrowed mutably for the pass.
+    chunked_groups(n, &|r, sums| {
+        // SAFETY: the groups are disjoint parts of `y` and `s`, borrowed mutably for the pass.
         let (y, s) = unsafe { (oy.part(r.clone()), os.part(r.clone())) };
-        pair_kernel(lv, y, s, &g[r.clone()], &p[r.clone()], &d[r], t)
+        let (g, p, d) = (&g[r.clone()], &p[r.clone()], &d[r.clone()]);
+        let (h0, h1) = halves(&r);
+        let (y0, y1) = y.split_at_mut(h0.end);
+        let (s0, s1) = s.split_at_mut(h0.end);
+        let c0 = (y0, s0, &g[h0.clone()], &p[h0.clone()], &d[h0]);
+        let c1 = (y1, s1, &g[h1.clone()], &p[h1.clone()], &d[h1]);
+        let out = pair_kernel(lv, c0, c1, t);
+        sums.copy_from_slice(&out[..sums.len()]);
     })
 }
 
@@ -212,36 +344,72 @@ pub(super) enum Update<T> {
     AxpyScale(T, T),
 }
 
+/// One chunk's slices of an update pass: `q` written, `a` and `w` read.
+type UpdateChunk<'a, T> = (&'a mut [T], &'a [T], &'a [T]);
+
+/// One chunk of an update pass from element `from` (a multiple of 8) on, its lanes
+/// continued in `acc`.
 #[inline(always)]
-fn update_dot_with<T: Float>(q: &mut [T], a: &[T], w: &[T], f: impl Fn(T, T) -> T) -> f64 {
+fn update_rest<T: Float>(
+    c: UpdateChunk<'_, T>,
+    from: usize,
+    mut acc: [f64; 8],
+    f: &impl Fn(T, T) -> T,
+) -> f64 {
+    let (q, a, w) = c;
     let n = q.len();
-    let (a, w) = (&a[..n], &w[..n]);
-    let mut acc = [0.0f64; 8];
-    let (cq, tq) = q.as_chunks_mut::<8>();
-    let ((ca, ta), (cw, tw)) = (a.as_chunks::<8>(), w.as_chunks::<8>());
-    for ((q, a), w) in cq.iter_mut().zip(ca).zip(cw) {
-        for k in 0..8 {
-            let v = f(q[k], a[k]);
-            q[k] = v;
-            acc[k] += w[k].to_f64() * v.to_f64();
+    let (q, a, w) = (&mut q[from..], &a[from..n], &w[from..n]);
+    for ((q, a), w) in q
+        .chunks_mut(BLOCK)
+        .zip(a.chunks(BLOCK))
+        .zip(w.chunks(BLOCK))
+    {
+        for (q, &a) in q.iter_mut().zip(a) {
+            *q = f(*q, a);
         }
-    }
-    for (k, ((q, &a), &w)) in tq.iter_mut().zip(ta).zip(tw).enumerate() {
-        let v = f(*q, a);
-        *q = v;
-        acc[k] += w.to_f64() * v.to_f64();
+        lane_dot(&mut acc, w, q);
     }
     lanes_sum(acc)
 }
 
+/// One chunk, or two in lockstep over their common whole blocks, of an update pass.
+#[inline(always)]
+fn update_with<T: Float>(
+    c0: UpdateChunk<'_, T>,
+    c1: UpdateChunk<'_, T>,
+    f: impl Fn(T, T) -> T,
+) -> [f64; 2] {
+    if c1.0.is_empty() {
+        return [update_rest(c0, 0, [0.0; 8], &f), 0.0];
+    }
+    let len = c0.0.len().min(c1.0.len()) / BLOCK * BLOCK;
+    let (mut a0, mut a1) = ([0.0f64; 8], [0.0f64; 8]);
+    let ((q0, x0, w0), (q1, x1, w1)) = (c0, c1);
+    for b in (0..len).step_by(BLOCK) {
+        let r = b..b + BLOCK;
+        let (q0, q1) = (&mut q0[r.clone()], &mut q1[r.clone()]);
+        for (q, &a) in q0.iter_mut().zip(&x0[r.clone()]) {
+            *q = f(*q, a);
+        }
+        for (q, &a) in q1.iter_mut().zip(&x1[r.clone()]) {
+            *q = f(*q, a);
+        }
+        lane_dot2([&mut a0, &mut a1], [&w0[r.clone()], &w1[r]], [q0, q1]);
+    }
+    [
+        update_rest((q0, x0, w0), len, a0, &f),
+        update_rest((q1, x1, w1), len, a1, &f),
+    ]
+}
+
 multiversion! {
-    /// One chunk of [`update_dot`].
-    fn update_dot_kernel<T: Float>(q: &mut [T], a: &[T], w: &[T], u: Update<T>) -> f64 {
+    /// One or two chunks of [`update_dot`] (the second empty for one): their `w . q`.
+    fn update_dot_kernel<T: Float>(c0: UpdateChunk<'_, T>, c1: UpdateChunk<'_, T>, u: Update<T>) -> [f64; 2] {
         match u {
-            Update::Neg => update_dot_with(q, a, w, |_, a| -a),
-            Update::NegScale(h) => update_dot_with(q, a, w, |_, a| -a * h),
-            Update::Axpy(alpha) => update_dot_with(q, a, w, |q, a| q + alpha * a),
-            Update::AxpyScale(alpha, h) => update_dot_with(q, a, w, |q, a| (q + alpha * a) * h),
+            Update::Neg => update_with(c0, c1, |_, a| -a),
+            Update::NegScale(h) => update_with(c0, c1, |_, a| -a * h),
+            Update::Axpy(alpha) => update_with(c0, c1, |q, a| q + alpha * a),
+            Update::AxpyScale(alpha, h) => update_with(c0, c1, |q, a| (q + alpha * a) * h),
         }
     }
 }
@@ -252,10 +420,19 @@ pub(super) fn update_dot<T: Float>(q: &mut [T], a: &[T], w: &[T], u: Update<T>) 
     let n = q.len();
     let (a, w, lv) = (&a[..n], &w[..n], level());
     let oq = Out::of(q);
-    chunked(n, &|r| {
-        // SAFETY: the chunks are disjoint parts of `q`, borrowed mutably for the pass.
+    chunked_groups(n, &|r, sums| {
+        // SAFETY: the groups are disjoint parts of `q`, borrowed mutably for the pass.
         let q = unsafe { oq.part(r.clone()) };
-        [update_dot_kernel(lv, q, &a[r.clone()], &w[r], u)]
+        let (a, w) = (&a[r.clone()], &w[r.clone()]);
+        let (h0, h1) = halves(&r);
+        let (q0, q1) = q.split_at_mut(h0.end);
+        let c0 = (q0, &a[h0.clone()], &w[h0]);
+        let c1 = (q1, &a[h1.clone()], &w[h1]);
+        let out = update_dot_kernel(lv, c0, c1, u);
+        sums[0] = [out[0]];
+        if sums.len() > 1 {
+            sums[1] = [out[1]];
+        }
     })[0]
 }
 
