@@ -206,35 +206,38 @@ const BLOCK: usize = 512;
 /// `w` and `v` of one length.
 #[inline(always)]
 fn lane_dot<T: Float>(acc: &mut [f64; 8], w: &[T], v: &[T]) {
+    let mut a = *acc;
     let ((cw, tw), (cv, tv)) = (w.as_chunks::<8>(), v.as_chunks::<8>());
     for (x, y) in cw.iter().zip(cv) {
         for k in 0..8 {
-            acc[k] += x[k].to_f64() * y[k].to_f64();
+            a[k] += x[k].to_f64() * y[k].to_f64();
         }
     }
     for (k, (x, y)) in tw.iter().zip(tv).enumerate() {
-        acc[k] += x.to_f64() * y.to_f64();
+        a[k] += x.to_f64() * y.to_f64();
     }
+    *acc = a;
 }
 
 /// [`lane_dot`] of two pairs of vectors of one length (a multiple of 8) in one loop: two
 /// chains of additions in flight.
 #[inline(always)]
 fn lane_dot2<T: Float>(acc: [&mut [f64; 8]; 2], w: [&[T]; 2], v: [&[T]; 2]) {
-    let [a0, a1] = acc;
+    let [acc0, acc1] = acc;
+    let (mut a0, mut a1) = (*acc0, *acc1);
     let lanes = |x: &[T]| x.as_chunks::<8>().0.len();
-    let n = lanes(w[0])
-        .min(lanes(w[1]))
-        .min(lanes(v[0]))
-        .min(lanes(v[1]));
+    let n = lanes(w[0]).min(lanes(w[1])).min(lanes(v[0])).min(lanes(v[1]));
     let (w0, w1) = (&w[0].as_chunks::<8>().0[..n], &w[1].as_chunks::<8>().0[..n]);
     let (v0, v1) = (&v[0].as_chunks::<8>().0[..n], &v[1].as_chunks::<8>().0[..n]);
     for (((x0, y0), x1), y1) in w0.iter().zip(v0).zip(w1).zip(v1) {
         for k in 0..8 {
             a0[k] += x0[k].to_f64() * y0[k].to_f64();
+        }
+        for k in 0..8 {
             a1[k] += x1[k].to_f64() * y1[k].to_f64();
         }
     }
+    (*acc0, *acc1) = (a0, a1);
 }
 
 /// `y = g - p`, `s = d t` of one block.
