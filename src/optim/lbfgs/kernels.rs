@@ -226,7 +226,10 @@ fn lane_dot2<T: Float>(acc: [&mut [f64; 8]; 2], w: [&[T]; 2], v: [&[T]; 2]) {
     let [acc0, acc1] = acc;
     let (mut a0, mut a1) = (*acc0, *acc1);
     let lanes = |x: &[T]| x.as_chunks::<8>().0.len();
-    let n = lanes(w[0]).min(lanes(w[1])).min(lanes(v[0])).min(lanes(v[1]));
+    let n = lanes(w[0])
+        .min(lanes(w[1]))
+        .min(lanes(v[0]))
+        .min(lanes(v[1]));
     let (w0, w1) = (&w[0].as_chunks::<8>().0[..n], &w[1].as_chunks::<8>().0[..n]);
     let (v0, v1) = (&v[0].as_chunks::<8>().0[..n], &v[1].as_chunks::<8>().0[..n]);
     for (((x0, y0), x1), y1) in w0.iter().zip(v0).zip(w1).zip(v1) {
