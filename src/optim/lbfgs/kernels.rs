@@ -128,7 +128,15 @@ multiversion! {
 /// chunk, chunks in order).
 pub(super) fn dot_sum<T: Float>(a: &[T], b: &[T]) -> f64 {
     let n = a.len().min(b.len());
-    let (a, b, lv) = (&a[..n], &b[..n], level());
+    let (a, b) = (&a[..n], &b[..n]);
+    if n <= SHORT {
+        let mut acc = [0.0f64; 8];
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            acc[i % 8] += x.to_f64() * y.to_f64();
+        }
+        return lanes_sum(acc);
+    }
+    let lv = level();
     chunked(n, &|r| [dot_kernel(lv, &a[r.clone()], &b[r])])[0]
 }
 
@@ -337,6 +345,9 @@ pub(super) fn pair<T: Float>(
     })
 }
 
+/// Vectors this short take a plain loop in [`update_dot`] (the same sums).
+const SHORT: usize = 64;
+
 /// An element-wise update `q_i = f(q_i, a_i)` of the two-loop recursion.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Update<T> {
@@ -424,7 +435,23 @@ multiversion! {
 /// pass.
 pub(super) fn update_dot<T: Float>(q: &mut [T], a: &[T], w: &[T], u: Update<T>) -> f64 {
     let n = q.len();
-    let (a, w, lv) = (&a[..n], &w[..n], level());
+    let (a, w) = (&a[..n], &w[..n]);
+    if n <= SHORT {
+        // a plain loop: the SIMD kernel's setup costs more than it saves here
+        let mut acc = [0.0f64; 8];
+        let f = |q: T, a: T| match u {
+            Update::Neg => -a,
+            Update::NegScale(h) => -a * h,
+            Update::Axpy(alpha) => q + alpha * a,
+            Update::AxpyScale(alpha, h) => (q + alpha * a) * h,
+        };
+        for (i, (q, (&a, &w))) in q.iter_mut().zip(a.iter().zip(w)).enumerate() {
+            *q = f(*q, a);
+            acc[i % 8] += w.to_f64() * q.to_f64();
+        }
+        return lanes_sum(acc);
+    }
+    let lv = level();
     let oq = Out::of(q);
     chunked_groups(n, &|r, sums| {
         // SAFETY: the groups are disjoint parts of `q`, borrowed mutably for the pass.
@@ -522,7 +549,7 @@ mod tests {
 
     #[test]
     fn fused_passes_give_the_bits_of_separate_passes_at_every_level_and_thread_count() {
-        for n in [5, 3 * CHUNK_ELEMENTS + 13] {
+        for n in [5, 61, 67, 3 * CHUNK_ELEMENTS + 13] {
             let [a, b, c] = vectors(n);
             let mut results = Vec::new();
             for lv in crate::runtime::simd::supported() {

@@ -109,15 +109,27 @@ fn mine<T>(a: &mut Arc<[T]>) -> &mut [T] {
     Arc::get_mut(a).expect("a step writes only into buffers it took for itself")
 }
 
+/// Where [`Objective::evaluate`] evaluates: the parameters as they are, set to a point, or
+/// moved along a direction (all or nothing: if the move fails, they are unchanged).
+#[derive(Clone, Copy, Debug)]
+pub enum At<'a, T> {
+    /// The current parameters.
+    Here,
+    /// `params = x`.
+    Point(&'a [T]),
+    /// `params += alpha d`.
+    Moved(T, &'a [T]),
+}
+
 /// The function being minimized, as the caller evaluates it. The parameters live with the
 /// caller; the core reads them, moves them and evaluates the objective at them.
 pub trait Objective<T> {
     type Error;
     /// The number of parameter elements.
     fn numel(&self) -> usize;
-    /// Evaluates the objective at the current parameters; returns the loss, the flat
-    /// gradient (in parameter order) written into `grad`.
-    fn evaluate(&mut self, grad: &mut [T]) -> Result<f64, Self::Error>;
+    /// Evaluates the objective at `at` (the parameters moved there first); returns the
+    /// loss, the flat gradient (in parameter order) written into `grad`.
+    fn evaluate(&mut self, at: At<'_, T>, grad: &mut [T]) -> Result<f64, Self::Error>;
     /// Sets the parameters to `x`.
     fn set(&mut self, x: &[T]) -> Result<(), Self::Error>;
     /// Reads the parameters into `x`.
@@ -170,20 +182,25 @@ impl<T: Float, O: Objective<T>> Line<'_, T, O> {
     /// The loss and gradient at `x + t d` (the parameters are set there).
     fn at(&mut self, t: f64) -> Result<(f64, Arc<[T]>), O::Error> {
         trial(mine(&mut self.point), self.x, t, self.d);
-        self.obj.set(&self.point)?;
         let mut g = self.spare.take(self.x.len());
-        let f = eval(self.obj, mine(&mut g), self.maximize)?;
+        let f = eval(
+            self.obj,
+            At::Point(&self.point),
+            mine(&mut g),
+            self.maximize,
+        )?;
         Ok((f, g))
     }
 }
 
-/// The loss and gradient (into `grad`) at the current parameters, negated under `maximize`.
+/// The loss and gradient (into `grad`) at `at`, negated under `maximize`.
 fn eval<T: Float, O: Objective<T>>(
     obj: &mut O,
+    at: At<'_, T>,
     grad: &mut [T],
     maximize: bool,
 ) -> Result<f64, O::Error> {
-    let loss = obj.evaluate(grad)?;
+    let loss = obj.evaluate(at, grad)?;
     if maximize {
         for g in &mut *grad {
             *g = -*g;
@@ -438,7 +455,7 @@ impl<T: Float> LbfgsState<T> {
     ) -> Result<f64, O::Error> {
         let n = obj.numel();
         let mut flat_grad = self.spare.take(n);
-        let first = eval(obj, mine(&mut flat_grad), h.maximize)?;
+        let first = eval(obj, At::Here, mine(&mut flat_grad), h.maximize)?;
         let orig_loss = if h.maximize { -first } else { first };
         let mut loss = first;
         let mut current_evals = 1u64;
@@ -576,10 +593,10 @@ impl<T: Float> LbfgsState<T> {
                 opt_cond = false;
             } else {
                 self.save_start(obj, here, n, false)?;
-                obj.add(T::from_f64(t), d)?;
                 here.moved = true;
                 flat_grad = self.spare.take(n);
-                loss = eval(obj, mine(&mut flat_grad), h.maximize)?;
+                let at = At::Moved(T::from_f64(t), d);
+                loss = eval(obj, at, mine(&mut flat_grad), h.maximize)?;
                 opt_cond = abs_max(&flat_grad) <= tol_grad;
                 ls_func_evals = 1;
             }
@@ -654,7 +671,12 @@ mod tests {
         fn numel(&self) -> usize {
             self.params.len()
         }
-        fn evaluate(&mut self, g: &mut [f64]) -> Result<f64, String> {
+        fn evaluate(&mut self, at: At<'_, f64>, g: &mut [f64]) -> Result<f64, String> {
+            match at {
+                At::Here => {}
+                At::Point(x) => self.set(x)?,
+                At::Moved(alpha, d) => self.add(alpha, d)?,
+            }
             let x = &self.params;
             self.evals += 1;
             if Some(self.evals) == self.fail_at {

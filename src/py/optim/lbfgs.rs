@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::numerics::float::Float;
-use crate::optim::lbfgs::{axpy, copy, LbfgsHyper, LbfgsState, Objective};
+use crate::optim::lbfgs::{axpy, copy, At, LbfgsHyper, LbfgsState, Objective};
 
 /// The closure and the parameters it reads, as the core's [`Objective`].
 struct PyObjective<T: Element> {
@@ -23,20 +23,50 @@ struct PyObjective<T: Element> {
 impl<T: Element + Float> PyObjective<T> {
     /// `f(segment of the flat vector, parameter)` for each parameter, all of them borrowed
     /// writeable first: a borrow that fails changes nothing.
-    fn write(&self, f: impl Fn(std::ops::Range<usize>, &mut [T])) -> PyResult<()> {
-        Python::attach(|py| {
-            let mut rws = Vec::with_capacity(self.params.len());
-            for p in &self.params {
-                rws.push(p.bind(py).try_readwrite()?);
+    fn write(&self, py: Python<'_>, f: impl Fn(std::ops::Range<usize>, &mut [T])) -> PyResult<()> {
+        let mut rws = Vec::with_capacity(self.params.len());
+        for p in &self.params {
+            rws.push(p.bind(py).try_readwrite()?);
+        }
+        let mut at = 0;
+        for rw in &mut rws {
+            let dst = rw.as_slice_mut()?;
+            f(at..at + dst.len(), dst);
+            at += dst.len();
+        }
+        Ok(())
+    }
+
+    /// The closure's loss, its gradients copied into `grad` (checked against the
+    /// parameters' sizes).
+    fn call(&self, py: Python<'_>, grad: &mut [T]) -> PyResult<f64> {
+        let out = self.evaluate.bind(py).call0()?;
+        let (loss, grads): (f64, Vec<Bound<'_, PyArrayDyn<T>>>) = out.extract()?;
+        if grads.len() != self.params.len() {
+            return Err(PyValueError::new_err(format!(
+                "the closure returned {} gradients for {} parameters",
+                grads.len(),
+                self.params.len()
+            )));
+        }
+        let mut at = 0;
+        for g in &grads {
+            let ro = g.try_readonly()?;
+            let src = ro.as_slice()?;
+            if at + src.len() > grad.len() {
+                return Err(PyValueError::new_err(
+                    "the closure's gradients have more elements than the parameters",
+                ));
             }
-            let mut at = 0;
-            for rw in &mut rws {
-                let dst = rw.as_slice_mut()?;
-                f(at..at + dst.len(), dst);
-                at += dst.len();
-            }
-            Ok(())
-        })
+            copy(&mut grad[at..at + src.len()], src);
+            at += src.len();
+        }
+        if at != grad.len() {
+            return Err(PyValueError::new_err(
+                "the closure's gradients have fewer elements than the parameters",
+            ));
+        }
+        Ok(loss)
     }
 }
 
@@ -47,40 +77,20 @@ impl<T: Element + Float> Objective<T> for PyObjective<T> {
         self.numel
     }
 
-    fn evaluate(&mut self, grad: &mut [T]) -> PyResult<f64> {
+    /// Moves the parameters and calls the closure, holding the interpreter once.
+    fn evaluate(&mut self, at: At<'_, T>, grad: &mut [T]) -> PyResult<f64> {
         Python::attach(|py| {
-            let out = self.evaluate.bind(py).call0()?;
-            let (loss, grads): (f64, Vec<Bound<'_, PyArrayDyn<T>>>) = out.extract()?;
-            if grads.len() != self.params.len() {
-                return Err(PyValueError::new_err(format!(
-                    "the closure returned {} gradients for {} parameters",
-                    grads.len(),
-                    self.params.len()
-                )));
+            match at {
+                At::Here => {}
+                At::Point(x) => self.write(py, |r, dst| copy(dst, &x[r]))?,
+                At::Moved(alpha, d) => self.write(py, |r, dst| axpy(dst, alpha, &d[r]))?,
             }
-            let mut at = 0;
-            for g in &grads {
-                let ro = g.try_readonly()?;
-                let src = ro.as_slice()?;
-                if at + src.len() > grad.len() {
-                    return Err(PyValueError::new_err(
-                        "the closure's gradients have more elements than the parameters",
-                    ));
-                }
-                copy(&mut grad[at..at + src.len()], src);
-                at += src.len();
-            }
-            if at != grad.len() {
-                return Err(PyValueError::new_err(
-                    "the closure's gradients have fewer elements than the parameters",
-                ));
-            }
-            Ok(loss)
+            self.call(py, grad)
         })
     }
 
     fn set(&mut self, x: &[T]) -> PyResult<()> {
-        self.write(|r, dst| copy(dst, &x[r]))
+        Python::attach(|py| self.write(py, |r, dst| copy(dst, &x[r])))
     }
 
     fn get(&mut self, x: &mut [T]) -> PyResult<()> {
@@ -97,7 +107,7 @@ impl<T: Element + Float> Objective<T> for PyObjective<T> {
     }
 
     fn add(&mut self, alpha: T, d: &[T]) -> PyResult<()> {
-        self.write(|r, dst| axpy(dst, alpha, &d[r]))
+        Python::attach(|py| self.write(py, |r, dst| axpy(dst, alpha, &d[r])))
     }
 }
 
