@@ -329,7 +329,11 @@ pub(super) fn pair<T: Float>(
     t: T,
 ) -> [f64; 2] {
     let n = y.len();
-    let (g, p, d, lv) = (&g[..n], &p[..n], &d[..n], level());
+    let (g, p, d) = (&g[..n], &p[..n], &d[..n]);
+    if n <= SHORT {
+        return pair_rest((y, &mut s[..n], g, p, d), 0, t, [[0.0; 8]; 2]);
+    }
+    let lv = level();
     let (oy, os) = (Out::of(y), Out::of(&mut s[..n]));
     chunked_groups(n, &|r, sums| {
         // SAFETY: the groups are disjoint parts of `y` and `s`, borrowed mutably for the pass.
@@ -431,6 +435,17 @@ multiversion! {
     }
 }
 
+/// [`update_dot`] of a short vector: one element at a time.
+#[inline(always)]
+fn short_update_dot<T: Float>(q: &mut [T], a: &[T], w: &[T], f: impl Fn(T, T) -> T) -> f64 {
+    let mut acc = [0.0f64; 8];
+    for (i, (q, (&a, &w))) in q.iter_mut().zip(a.iter().zip(w)).enumerate() {
+        *q = f(*q, a);
+        acc[i & 7] += w.to_f64() * q.to_f64();
+    }
+    lanes_sum(acc)
+}
+
 /// `q_i = u(q_i, a_i)`, then `sum w_i q_i` of the new `q` (as [`dot_sum`] sums it), in one
 /// pass.
 pub(super) fn update_dot<T: Float>(q: &mut [T], a: &[T], w: &[T], u: Update<T>) -> f64 {
@@ -438,18 +453,12 @@ pub(super) fn update_dot<T: Float>(q: &mut [T], a: &[T], w: &[T], u: Update<T>) 
     let (a, w) = (&a[..n], &w[..n]);
     if n <= SHORT {
         // a plain loop: the SIMD kernel's setup costs more than it saves here
-        let mut acc = [0.0f64; 8];
-        let f = |q: T, a: T| match u {
-            Update::Neg => -a,
-            Update::NegScale(h) => -a * h,
-            Update::Axpy(alpha) => q + alpha * a,
-            Update::AxpyScale(alpha, h) => (q + alpha * a) * h,
+        return match u {
+            Update::Neg => short_update_dot(q, a, w, |_, a| -a),
+            Update::NegScale(h) => short_update_dot(q, a, w, |_, a| -a * h),
+            Update::Axpy(alpha) => short_update_dot(q, a, w, |q, a| q + alpha * a),
+            Update::AxpyScale(alpha, h) => short_update_dot(q, a, w, |q, a| (q + alpha * a) * h),
         };
-        for (i, (q, (&a, &w))) in q.iter_mut().zip(a.iter().zip(w)).enumerate() {
-            *q = f(*q, a);
-            acc[i % 8] += w.to_f64() * q.to_f64();
-        }
-        return lanes_sum(acc);
     }
     let lv = level();
     let oq = Out::of(q);
