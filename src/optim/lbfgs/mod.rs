@@ -2,8 +2,12 @@
 //! steps and gradient changes, a fixed step or the strong-Wolfe line search with cubic
 //! interpolation (minFunc's, ported by torch), and torch's stopping rules.
 //!
-//! The objective is a callback ([`Objective`]): the core hands it flat parameters and gets the
-//! loss and flat gradient back, so the core knows nothing of Python. Vectors are in the
+//! The objective is a callback ([`Objective`]): the parameters live with it; the core moves
+//! them (to a point, or along a direction) and gets the loss and flat gradient back, so the
+//! core knows nothing of Python. A step allocates nothing once the history is full: it
+//! writes into buffers earlier steps left ([`LbfgsState`]), and the two-loop recursion
+//! takes one pass per update ([`kernels`]: each update fused with the next dot product, the
+//! same sums as separate passes). Vectors are in the
 //! parameter type `T` (torch computes in the parameter dtype); dot products are summed in
 //! `f64` and rounded once to `T` (torch's are `T` reductions in its own order, so the two
 //! differ by `T`'s rounding of a sum, not by more); the loss and the line search's scalars are
