@@ -211,6 +211,89 @@ def test_a_closure_that_raises_leaves_parameters_and_state_as_before_the_step(fa
     np.testing.assert_array_equal(x, twin)
 
 
+def diagonal_quadratic(n, dtype, seed=0):
+    """A long vector (more than one of the core's chunks of 32768 elements, so the passes
+    are chunked and threaded) and the closure of ``sum(c x^2) / 2`` with ``c`` in [0.5, 3]."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n).astype(dtype)
+    c = rng.uniform(0.5, 3.0, n).astype(dtype)
+
+    def closure(fail=lambda: None):
+        fail()
+        g = c * x
+        return float(np.dot(g.astype(np.float64), x)) / 2, [g]
+
+    return x, closure
+
+
+def _state_equal(a, b):
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+        if isinstance(v, list):
+            assert len(v) == len(b[k])
+            for u, w in zip(v, b[k]):
+                np.testing.assert_array_equal(u, w)
+        else:
+            np.testing.assert_array_equal(v, b[k])
+
+
+@pytest.mark.parametrize(
+    "kwargs, fail_at",
+    [
+        (dict(max_iter=1), 1),  # one evaluation a step: the first fails
+        (dict(max_iter=4), 1),
+        (dict(max_iter=4), 3),  # after the parameters have moved
+        (dict(max_iter=3, line_search_fn="strong_wolfe"), 2),
+    ],
+)
+def test_a_failure_after_the_buffers_are_reused_leaves_parameters_and_state_as_before(kwargs, fail_at):
+    n = 3 * 32768 + 5
+    x, closure = diagonal_quadratic(n, np.float32)
+    twin, twin_closure = diagonal_quadratic(n, np.float32)
+    opt = fo.LBFGS([x], history_size=2, lr=0.1, **kwargs)
+    ref = fo.LBFGS([twin], history_size=2, lr=0.1, **kwargs)
+    for _ in range(5):  # the history is full: its oldest pairs' buffers are reused
+        opt.step(closure)
+        ref.step(twin_closure)
+    before, state = x.copy(), opt.state_dict()["state"][0]
+    calls = []
+
+    def fail():
+        calls.append(1)
+        if len(calls) == fail_at:
+            raise Boom("closure failed")
+
+    with pytest.raises(Boom):
+        opt.step(lambda: closure(fail))
+    np.testing.assert_array_equal(x, before)
+    _state_equal(opt.state_dict()["state"][0], state)
+    for _ in range(3):
+        opt.step(closure)
+        ref.step(twin_closure)
+        np.testing.assert_array_equal(x, twin)
+    _state_equal(opt.state_dict()["state"][0], ref.state_dict()["state"][0])
+
+
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+def test_many_steps_after_load_state_dict_continue_bit_for_bit(line_search_fn):
+    # a fresh optimizer has no buffers to reuse; the one it resumes had them
+    n = 2 * 32768 + 3
+    kwargs = dict(max_iter=2, history_size=3, lr=0.2, line_search_fn=line_search_fn)
+    x, closure = diagonal_quadratic(n, np.float32, seed=1)
+    y, y_closure = diagonal_quadratic(n, np.float32, seed=1)
+    opt = fo.LBFGS([x], **kwargs)
+    for _ in range(6):
+        opt.step(closure)
+    y[:] = x
+    resumed = fo.LBFGS([y], **kwargs)
+    resumed.load_state_dict(copy.deepcopy(opt.state_dict()))
+    for _ in range(8):
+        opt.step(closure)
+        resumed.step(y_closure)
+        np.testing.assert_array_equal(x, y)
+    _state_equal(opt.state_dict()["state"][0], resumed.state_dict()["state"][0])
+
+
 @pytest.mark.parametrize(
     "result, error",
     [

@@ -73,7 +73,9 @@ class LBFGS:
         tolerance_change: tolerance on the change of the loss or of the parameters
             (default 1e-9).
         history_size: the number of ``(s, y)`` pairs kept (default 100), >= 1. Memory:
-            ``(2 history_size + 4)`` copies of the parameters.
+            ``2 history_size + 2`` copies of the parameters (the pairs, ``d`` and
+            ``prev_flat_grad``), and up to 6 more kept from step to step for reuse (a
+            step then allocates nothing).
         line_search_fn: None (fixed steps of ``lr``) or ``"strong_wolfe"``.
         maximize: maximize the objective (the loss and gradients are negated).
 
@@ -86,7 +88,8 @@ class LBFGS:
 
     Unlike torch, a step is all or nothing: if the closure raises (or returns something
     that is not ``(loss, grads)``), the parameters are restored to their values before the
-    step and the state is unchanged, then the exception propagates. (torch leaves the
+    step (where the step had moved them; what the closure itself writes into them is
+    its own) and the state is unchanged, then the exception propagates. (torch leaves the
     parameters wherever the failing evaluation put them.)
 
     Numerics: the vectors and their dot products are in the parameters' dtype, as in

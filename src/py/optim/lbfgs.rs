@@ -11,65 +11,103 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::numerics::float::Float;
-use crate::optim::lbfgs::{copy, LbfgsHyper, LbfgsState, Objective};
+use crate::optim::lbfgs::{axpy, copy, At, LbfgsHyper, LbfgsState, Objective};
 
 /// The closure and the parameters it reads, as the core's [`Objective`].
 struct PyObjective<T: Element> {
     params: Vec<Py<PyArrayDyn<T>>>,
+    numel: usize,
     evaluate: Py<PyAny>,
 }
 
 impl<T: Element + Float> PyObjective<T> {
-    fn write(&self, py: Python<'_>, x: &[T]) -> PyResult<()> {
-        let mut at = 0;
+    /// `f(segment of the flat vector, parameter)` for each parameter, all of them borrowed
+    /// writeable first: a borrow that fails changes nothing.
+    fn write(&self, py: Python<'_>, f: impl Fn(std::ops::Range<usize>, &mut [T])) -> PyResult<()> {
+        let mut rws = Vec::with_capacity(self.params.len());
         for p in &self.params {
-            let mut rw = p.bind(py).try_readwrite()?;
+            rws.push(p.bind(py).try_readwrite()?);
+        }
+        let mut at = 0;
+        for rw in &mut rws {
             let dst = rw.as_slice_mut()?;
-            copy(dst, &x[at..at + dst.len()]);
+            f(at..at + dst.len(), dst);
             at += dst.len();
         }
         Ok(())
+    }
+
+    /// The closure's loss, its gradients copied into `grad` (checked against the
+    /// parameters' sizes).
+    fn call(&self, py: Python<'_>, grad: &mut [T]) -> PyResult<f64> {
+        let out = self.evaluate.bind(py).call0()?;
+        let (loss, grads): (f64, Vec<Bound<'_, PyArrayDyn<T>>>) = out.extract()?;
+        if grads.len() != self.params.len() {
+            return Err(PyValueError::new_err(format!(
+                "the closure returned {} gradients for {} parameters",
+                grads.len(),
+                self.params.len()
+            )));
+        }
+        let mut at = 0;
+        for g in &grads {
+            let ro = g.try_readonly()?;
+            let src = ro.as_slice()?;
+            if at + src.len() > grad.len() {
+                return Err(PyValueError::new_err(
+                    "the closure's gradients have more elements than the parameters",
+                ));
+            }
+            copy(&mut grad[at..at + src.len()], src);
+            at += src.len();
+        }
+        if at != grad.len() {
+            return Err(PyValueError::new_err(
+                "the closure's gradients have fewer elements than the parameters",
+            ));
+        }
+        Ok(loss)
     }
 }
 
 impl<T: Element + Float> Objective<T> for PyObjective<T> {
     type Error = PyErr;
 
-    fn evaluate(&mut self, x: &[T], grad: &mut [T]) -> PyResult<f64> {
+    fn numel(&self) -> usize {
+        self.numel
+    }
+
+    /// Moves the parameters and calls the closure, holding the interpreter once.
+    fn evaluate(&mut self, at: At<'_, T>, grad: &mut [T]) -> PyResult<f64> {
         Python::attach(|py| {
-            self.write(py, x)?;
-            let out = self.evaluate.bind(py).call0()?;
-            let (loss, grads): (f64, Vec<Bound<'_, PyArrayDyn<T>>>) = out.extract()?;
-            if grads.len() != self.params.len() {
-                return Err(PyValueError::new_err(format!(
-                    "the closure returned {} gradients for {} parameters",
-                    grads.len(),
-                    self.params.len()
-                )));
+            match at {
+                At::Here => {}
+                At::Point(x) => self.write(py, |r, dst| copy(dst, &x[r]))?,
+                At::Moved(alpha, d) => self.write(py, |r, dst| axpy(dst, alpha, &d[r]))?,
             }
-            let mut at = 0;
-            for g in &grads {
-                let ro = g.try_readonly()?;
-                let src = ro.as_slice()?;
-                if at + src.len() > grad.len() {
-                    return Err(PyValueError::new_err(
-                        "the closure's gradients have more elements than the parameters",
-                    ));
-                }
-                copy(&mut grad[at..at + src.len()], src);
-                at += src.len();
-            }
-            if at != grad.len() {
-                return Err(PyValueError::new_err(
-                    "the closure's gradients have fewer elements than the parameters",
-                ));
-            }
-            Ok(loss)
+            self.call(py, grad)
         })
     }
 
     fn set(&mut self, x: &[T]) -> PyResult<()> {
-        Python::attach(|py| self.write(py, x))
+        Python::attach(|py| self.write(py, |r, dst| copy(dst, &x[r])))
+    }
+
+    fn get(&mut self, x: &mut [T]) -> PyResult<()> {
+        Python::attach(|py| {
+            let mut at = 0;
+            for p in &self.params {
+                let ro = p.bind(py).try_readonly()?;
+                let src = ro.as_slice()?;
+                copy(&mut x[at..at + src.len()], src);
+                at += src.len();
+            }
+            Ok(())
+        })
+    }
+
+    fn add(&mut self, alpha: T, d: &[T]) -> PyResult<()> {
+        Python::attach(|py| self.write(py, |r, dst| axpy(dst, alpha, &d[r])))
     }
 }
 
@@ -94,31 +132,24 @@ fn step_as<T: Element + Float>(
     evaluate: &Bound<'_, PyAny>,
     numel: usize,
 ) -> PyResult<f64> {
-    let params: Vec<Bound<'_, PyArrayDyn<T>>> = params
-        .iter()
-        .map(|p| p.extract().map_err(PyErr::from))
-        .collect::<PyResult<_>>()?;
-    let mut sizes = Vec::with_capacity(params.len());
-    for p in &params {
-        sizes.push(p.try_readonly()?.as_slice()?.len());
+    let mut arrays = Vec::with_capacity(params.len());
+    let mut total = 0;
+    for p in params {
+        let a: Bound<'_, PyArrayDyn<T>> = p.extract().map_err(PyErr::from)?;
+        total += a.try_readonly()?.as_slice()?.len();
+        arrays.push(a.unbind());
     }
-    let total: usize = sizes.iter().sum();
     if total != numel {
         return Err(PyValueError::new_err(format!(
             "the parameters have {total} elements, the optimizer was built for {numel}"
         )));
     }
-    let mut x = vec![T::ZERO; numel];
-    let mut at = 0;
-    for (p, len) in params.iter().zip(sizes) {
-        copy(&mut x[at..at + len], p.try_readonly()?.as_slice()?);
-        at += len;
-    }
     let mut obj = PyObjective {
-        params: params.into_iter().map(Bound::unbind).collect(),
+        params: arrays,
+        numel,
         evaluate: evaluate.clone().unbind(),
     };
-    py.detach(|| state.step(h, &mut x, &mut obj))
+    py.detach(|| state.step(h, &mut obj))
 }
 
 fn vector<T: Element + Float>(v: &Bound<'_, PyAny>, n: usize, what: &str) -> PyResult<Vec<T>> {
@@ -186,13 +217,11 @@ fn state_to_dict<'py, T: Element + Float>(
 
 fn state_from_dict<T: Element + Float>(d: &Bound<'_, PyDict>, n: usize) -> PyResult<LbfgsState<T>> {
     let get = |k: &str| d.get_item(k);
-    let mut s = LbfgsState::<T> {
-        func_evals: get("func_evals")?.map_or(Ok(0), |v| v.extract())?,
-        n_iter: get("n_iter")?.map_or(Ok(0), |v| v.extract())?,
-        ..LbfgsState::default()
-    };
+    let mut s = LbfgsState::<T>::default();
+    s.func_evals = get("func_evals")?.map_or(Ok(0), |v| v.extract())?;
+    s.n_iter = get("n_iter")?.map_or(Ok(0), |v| v.extract())?;
     if let Some(v) = get("d")? {
-        s.d = Some(vector(&v, n, "'d'")?);
+        s.d = Some(vector(&v, n, "'d'")?.into());
     }
     s.t = get("t")?.map(|v| v.extract()).transpose()?;
     if let Some(v) = get("old_dirs")? {
@@ -213,7 +242,7 @@ fn state_from_dict<T: Element + Float>(d: &Bound<'_, PyDict>, n: usize) -> PyRes
         .map(|v| v.extract::<f64>().map(T::from_f64))
         .transpose()?;
     if let Some(v) = get("prev_flat_grad")? {
-        s.prev_flat_grad = Some(vector(&v, n, "'prev_flat_grad'")?);
+        s.prev_flat_grad = Some(vector(&v, n, "'prev_flat_grad'")?.into());
     }
     s.prev_loss = get("prev_loss")?.map(|v| v.extract()).transpose()?;
     if s.n_iter > 0 && (s.d.is_none() || s.t.is_none() || s.prev_flat_grad.is_none()) {
