@@ -2,12 +2,16 @@
 //! orthogonalized by Newton–Schulz iterations, decoupled weight decay and a shape-dependent
 //! learning-rate scale, for 2-D parameters.
 //!
-//! The Newton–Schulz iteration runs in float32 arithmetic with the matrix products through
-//! the crate's gemm ([`crate::nn::matmul`], the one the networks use). In bfloat16 mode
+//! In float32 mode the Newton–Schulz iteration runs its matrix products through the crate's
+//! float32 gemm ([`crate::nn::matmul`], the one the networks use). In bfloat16 mode
 //! (torch's) every tensor torch materializes in bfloat16 — the input, its normalization, and
 //! the result of each `@` / `addmm` (`beta C + alpha A B`, rounded once) — is rounded to
-//! bfloat16 where torch rounds it, and the products are summed in float64 (see [`product`]).
+//! bfloat16 where torch rounds it, and the products of bfloat16 matrices are summed in
+//! float32 as torch's CPU kernels sum them ([`matmul_bf16`]: AVX-512 BF16 where the CPU has
+//! it). The sums' order differs from torch's, so a float32 sum can round to a neighbouring
+//! bfloat16 value now and then, which the iteration carries on (the tests bound it).
 
+use crate::nn::gemm_bf16::{matmul_bf16, MatBf16};
 use crate::numerics::float::Float;
 use crate::numerics::half::Bf16;
 
@@ -130,19 +134,18 @@ fn round_in(dtype: NsDtype, x: &mut [f32]) {
 }
 
 /// `C = A B` for row-major `A (m, k)`, `B (k, n)` given by their (row, column) strides,
-/// summed in `T` and rounded to float32.
-fn product_in<T: crate::nn::NnFloat + MuonFloat>(
+/// summed in float32 by the crate's gemm into the row-major `(m, n)` buffer `c`.
+fn product_f32(
     (m, k, n): (usize, usize, usize),
     a: &[f32],
     sa: (isize, isize),
     b: &[f32],
     sb: (isize, isize),
-) -> Vec<f32> {
-    let a: Vec<T> = a.iter().map(|&v| T::from_f32(v)).collect();
-    let b: Vec<T> = b.iter().map(|&v| T::from_f32(v)).collect();
-    let mut c = vec![T::ZERO; m * n];
+    c: &mut [f32],
+) {
+    assert_eq!(c.len(), m * n);
     // SAFETY: `a` and `b` hold matrices of these shapes and strides (the callers' buffers
-    // are exactly that size) and `c` is a fresh (m, n) row-major buffer.
+    // are exactly that size) and `c` is an (m, n) row-major buffer of its own.
     unsafe {
         crate::nn::matmul(
             (m, k, n),
@@ -153,25 +156,6 @@ fn product_in<T: crate::nn::NnFloat + MuonFloat>(
             c.as_mut_ptr(),
             true,
         );
-    }
-    c.into_iter().map(MuonFloat::to_f32).collect()
-}
-
-/// The products of the iteration: in bfloat16 mode summed in float64 (the products of
-/// bfloat16 values are exact there, and the sum is torch's float32-accumulated one to within
-/// float32 rounding, which the bfloat16 rounding after it hides: measured bit-identical to
-/// torch's CPU `mm` / `addmm` of bfloat16 matrices up to 256 x 256), else in float32.
-fn product(
-    dtype: NsDtype,
-    shape: (usize, usize, usize),
-    a: &[f32],
-    sa: (isize, isize),
-    b: &[f32],
-    sb: (isize, isize),
-) -> Vec<f32> {
-    match dtype {
-        NsDtype::Bf16 => product_in::<f64>(shape, a, sa, b, sb),
-        NsDtype::F32 => product_in::<f32>(shape, a, sa, b, sb),
     }
 }
 
@@ -201,24 +185,10 @@ pub fn newton_schulz(g: &[f32], rows: usize, cols: usize, h: &MuonHyper) -> Vec<
         *v /= norm;
     }
     round_in(h.ns_dtype, &mut x);
-    let [a, b, cc] = h.ns_coefficients.map(|v| v as f32);
-    let (ci, ri) = (c as isize, r as isize);
-    for _ in 0..h.ns_steps {
-        // G = X X^T (r, r)
-        let mut gram = product(h.ns_dtype, (r, c, r), &x, (ci, 1), &x, (1, ci));
-        round_in(h.ns_dtype, &mut gram);
-        // U = b G + c G G
-        let sq = product(h.ns_dtype, (r, r, r), &gram, (ri, 1), &gram, (ri, 1));
-        let mut update: Vec<f32> = gram
-            .iter()
-            .zip(&sq)
-            .map(|(&g, &s)| b * g + cc * s)
-            .collect();
-        round_in(h.ns_dtype, &mut update);
-        // X = a X + U X
-        let ux = product(h.ns_dtype, (r, r, c), &update, (ri, 1), &x, (ci, 1));
-        x.iter_mut().zip(&ux).for_each(|(v, &p)| *v = a * *v + p);
-        round_in(h.ns_dtype, &mut x);
+    let coefficients = h.ns_coefficients.map(|v| v as f32);
+    match h.ns_dtype {
+        NsDtype::Bf16 => iterate_bf16(&mut x, (r, c), coefficients, h.ns_steps),
+        NsDtype::F32 => iterate_f32(&mut x, (r, c), coefficients, h.ns_steps),
     }
     if transposed {
         (0..rows * cols)
@@ -227,6 +197,81 @@ pub fn newton_schulz(g: &[f32], rows: usize, cols: usize, h: &MuonHyper) -> Vec<
     } else {
         x
     }
+}
+
+/// `steps` iterations `G = X X^T`, `X <- a X + (b G + c G G) X` on the row-major `(r, c)`
+/// `x` (`r <= c`), in float32.
+fn iterate_f32(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], steps: usize) {
+    let (ci, ri) = (c as isize, r as isize);
+    let mut gram = vec![0.0f32; r * r];
+    let mut sq = vec![0.0f32; r * r];
+    let mut ux = vec![0.0f32; r * c];
+    for _ in 0..steps {
+        product_f32((r, c, r), x, (ci, 1), x, (1, ci), &mut gram);
+        product_f32((r, r, r), &gram, (ri, 1), &gram, (ri, 1), &mut sq);
+        // U = b G + c G G, in place of G G
+        sq.iter_mut()
+            .zip(&gram)
+            .for_each(|(s, &g)| *s = b * g + cc * *s);
+        product_f32((r, r, c), &sq, (ri, 1), x, (ci, 1), &mut ux);
+        x.iter_mut().zip(&ux).for_each(|(v, &p)| *v = a * *v + p);
+    }
+}
+
+/// [`iterate_f32`] as torch runs it in bfloat16: `x` holds bfloat16 values; `G`, `U = b G +
+/// c G G` (`addmm`, rounded once) and `a X + U X` (the same) are rounded to bfloat16, and
+/// the products of bfloat16 matrices are summed in float32 ([`matmul_bf16`]); the two
+/// symmetric ones (`X X^T`, `G G`) are computed on and above the diagonal only.
+fn iterate_bf16(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], steps: usize) {
+    let level = crate::runtime::simd::level();
+    let mut xh: Vec<Bf16> = x.iter().map(|&v| Bf16::from_f32(v)).collect();
+    let mut gh = vec![Bf16::default(); r * r];
+    let mut uh = vec![Bf16::default(); r * r];
+    let mut prod = vec![0.0f32; r * r.max(c)];
+    for _ in 0..steps {
+        let xm = MatBf16 {
+            data: &xh,
+            rs: c,
+            cs: 1,
+        };
+        let xt = MatBf16 {
+            data: &xh,
+            rs: 1,
+            cs: c,
+        };
+        let gram = &mut prod[..r * r];
+        matmul_bf16(level, (r, c, r), xm, xt, gram, true, true);
+        gh.iter_mut()
+            .zip(&*gram)
+            .for_each(|(g, &v)| *g = Bf16::from_f32(v));
+        // G is symmetric: G G = G G^T, whose B reads G's rows
+        let gm = MatBf16 {
+            data: &gh,
+            rs: r,
+            cs: 1,
+        };
+        let gt = MatBf16 {
+            data: &gh,
+            rs: 1,
+            cs: r,
+        };
+        matmul_bf16(level, (r, r, r), gm, gt, gram, true, true);
+        uh.iter_mut()
+            .zip(&gh)
+            .zip(&*gram)
+            .for_each(|((u, &g), &s)| *u = Bf16::from_f32(b * g.to_f32() + cc * s));
+        let um = MatBf16 {
+            data: &uh,
+            rs: r,
+            cs: 1,
+        };
+        let ux = &mut prod[..r * c];
+        matmul_bf16(level, (r, r, c), um, xm, ux, false, true);
+        xh.iter_mut()
+            .zip(&*ux)
+            .for_each(|(v, &p)| *v = Bf16::from_f32(a * v.to_f32() + p));
+    }
+    x.iter_mut().zip(&xh).for_each(|(v, h)| *v = h.to_f32());
 }
 
 /// One Muon step of a row-major `(rows, cols)` parameter with its gradient and momentum
