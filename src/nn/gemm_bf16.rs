@@ -112,9 +112,10 @@ pub fn matmul_bf16(
 }
 
 /// Copies the upper triangle of the row-major `(n, n)` matrix `c` onto its lower one, by
-/// square blocks (a transpose).
+/// square blocks (a transpose); small ones, as a block's rows `4 n` bytes apart can share
+/// few level-1 cache sets when `n` is a power of two.
 fn mirror_upper(c: &mut [f32], n: usize) {
-    const B: usize = 32;
+    const B: usize = 8;
     for i0 in (0..n).step_by(B) {
         for j0 in (0..=i0).step_by(B) {
             for i in i0..(i0 + B).min(n) {
@@ -167,6 +168,7 @@ mod x86 {
     use std::cell::RefCell;
 
     use super::{on_pool, tile_origins, tiles, MatBf16, KCP, MC, MR, NC, NR};
+    use crate::numerics::half::Bf16;
 
     /// `C = A B` as [`super::matmul_bf16`] on the AVX-512 BF16 kernel, C's lower triangle
     /// left as it comes when `upper` (the caller mirrors it).
@@ -233,7 +235,10 @@ mod x86 {
                     for q in 0..panels_b {
                         let j0 = jc + q * NR;
                         let w = NR.min(jc + nc - j0);
-                        pack_b(b, k, pc, kcp, j0, w, &mut pb[q * kcp * NR..][..kcp * NR]);
+                        // SAFETY: B holds its (k, n) matrix (the caller checked it).
+                        unsafe {
+                            pack_b(b, k, pc, kcp, j0, w, &mut pb[q * kcp * NR..][..kcp * NR]);
+                        }
                     }
                     for ic in rows.clone().step_by(MC) {
                         if upper && ic >= jc + nc {
@@ -245,7 +250,10 @@ mod x86 {
                         for q in 0..panels_a {
                             let i0 = ic + q * MR;
                             let h = MR.min(ic + mc - i0);
-                            pack_a(a, k, pc, kcp, i0, h, &mut pa[q * kcp * MR..][..kcp * MR]);
+                            // SAFETY: A holds its (m, k) matrix (the caller checked it).
+                            unsafe {
+                                pack_a(a, k, pc, kcp, i0, h, &mut pa[q * kcp * MR..][..kcp * MR]);
+                            }
                         }
                         for qb in 0..panels_b {
                             let j0 = jc + qb * NR;
@@ -284,10 +292,64 @@ mod x86 {
         u32::from(lo) | (u32::from(hi) << 16)
     }
 
+    /// Packs `lines` lines of a matrix over the pairs `pc..pc + kcp` of `k` as
+    /// `out[p * width + l]`: line `l` starts at `d[first + l * ls]` and steps `ks` along `k`.
+    /// Lines past `lines` and the element past `k` are zero.
+    ///
+    /// # Safety
+    /// Every element `first + l * ls + q * ks` (`l < lines`, `q < k`) is inside `d`;
+    /// `out` holds `kcp * width` values.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn pack_pairs(
+        d: &[Bf16],
+        (first, ls, ks): (usize, usize, usize),
+        lines: usize,
+        k: usize,
+        (pc, kcp): (usize, usize),
+        width: usize,
+        out: &mut [u32],
+    ) {
+        debug_assert!(lines == 0 || first + (lines - 1) * ls + (k - 1) * ks < d.len());
+        debug_assert!(out.len() >= kcp * width);
+        if lines < width {
+            out.fill(0);
+        }
+        // pairs wholly inside k; the last one of an odd k is (x, 0)
+        let full = kcp.min(k / 2 - pc.min(k / 2));
+        let d = d.as_ptr();
+        let o = out.as_mut_ptr();
+        for l in 0..lines {
+            let line = first + l * ls;
+            // SAFETY: as the caller promises.
+            unsafe {
+                if ks == 1 {
+                    let src = d.add(line + 2 * pc);
+                    for p in 0..full {
+                        *o.add(p * width + l) = src.add(2 * p).cast::<u32>().read_unaligned();
+                    }
+                } else {
+                    for p in 0..full {
+                        let k0 = 2 * (pc + p);
+                        let lo = (*d.add(line + k0 * ks)).0;
+                        let hi = (*d.add(line + (k0 + 1) * ks)).0;
+                        *o.add(p * width + l) = pair(lo, hi);
+                    }
+                }
+                if full < kcp {
+                    *o.add(full * width + l) = pair((*d.add(line + (k - 1) * ks)).0, 0);
+                }
+            }
+        }
+    }
+
     /// Packs rows `i0..i0 + h` of A over the pairs `pc..pc + kcp` of `k` as
     /// `out[p * MR + i]`, rows past `h` and the element past `k` zero.
+    ///
+    /// # Safety
+    /// A holds a `(i0 + h, k)` matrix.
     #[inline(always)]
-    fn pack_a(
+    unsafe fn pack_a(
         a: MatBf16<'_>,
         k: usize,
         pc: usize,
@@ -296,29 +358,18 @@ mod x86 {
         h: usize,
         out: &mut [u32],
     ) {
-        if h < MR {
-            out.fill(0);
-        }
-        let d = a.data;
-        for i in 0..h {
-            let row = (i0 + i) * a.rs;
-            for p in 0..kcp {
-                let k0 = 2 * (pc + p);
-                let lo = d[row + k0 * a.cs].0;
-                let hi = if k0 + 1 < k {
-                    d[row + (k0 + 1) * a.cs].0
-                } else {
-                    0
-                };
-                out[p * MR + i] = pair(lo, hi);
-            }
-        }
+        assert!(out.len() >= kcp * MR);
+        // SAFETY: as the caller promises.
+        unsafe { pack_pairs(a.data, (i0 * a.rs, a.rs, a.cs), h, k, (pc, kcp), MR, out) };
     }
 
     /// Packs columns `j0..j0 + w` of B over the pairs `pc..pc + kcp` of `k` as
     /// `out[p * NR + j]`, columns past `w` and the row past `k` zero.
+    ///
+    /// # Safety
+    /// B holds a `(k, j0 + w)` matrix.
     #[inline(always)]
-    fn pack_b(
+    unsafe fn pack_b(
         b: MatBf16<'_>,
         k: usize,
         pc: usize,
@@ -327,40 +378,30 @@ mod x86 {
         w: usize,
         out: &mut [u32],
     ) {
+        assert!(out.len() >= kcp * NR);
+        if b.cs != 1 || b.rs == 1 {
+            // SAFETY: as the caller promises.
+            unsafe { pack_pairs(b.data, (j0 * b.cs, b.cs, b.rs), w, k, (pc, kcp), NR, out) };
+            return;
+        }
         if w < NR {
             out.fill(0);
         }
         let d = b.data;
-        if b.cs == 1 {
-            // row-major B: the pair's two elements lie in two rows
-            for p in 0..kcp {
-                let k0 = 2 * (pc + p);
-                let lo = &d[k0 * b.rs + j0..][..w];
-                let dst = &mut out[p * NR..][..w];
-                if k0 + 1 < k {
-                    let hi = &d[(k0 + 1) * b.rs + j0..][..w];
-                    for ((o, l), h) in dst.iter_mut().zip(lo).zip(hi) {
-                        *o = pair(l.0, h.0);
-                    }
-                } else {
-                    for (o, l) in dst.iter_mut().zip(lo) {
-                        *o = pair(l.0, 0);
-                    }
+        // row-major B: the pair's two elements lie in two rows
+        for p in 0..kcp {
+            let k0 = 2 * (pc + p);
+            let lo = &d[k0 * b.rs + j0..][..w];
+            let dst = &mut out[p * NR..][..w];
+            if k0 + 1 < k {
+                let hi = &d[(k0 + 1) * b.rs + j0..][..w];
+                for ((o, l), h) in dst.iter_mut().zip(lo).zip(hi) {
+                    *o = pair(l.0, h.0);
                 }
-            }
-            return;
-        }
-        for j in 0..w {
-            let col = (j0 + j) * b.cs;
-            for p in 0..kcp {
-                let k0 = 2 * (pc + p);
-                let lo = d[col + k0 * b.rs].0;
-                let hi = if k0 + 1 < k {
-                    d[col + (k0 + 1) * b.rs].0
-                } else {
-                    0
-                };
-                out[p * NR + j] = pair(lo, hi);
+            } else {
+                for (o, l) in dst.iter_mut().zip(lo) {
+                    *o = pair(l.0, 0);
+                }
             }
         }
     }

@@ -14,6 +14,7 @@
 use crate::nn::gemm_bf16::{matmul_bf16, MatBf16};
 use crate::numerics::float::Float;
 use crate::numerics::half::Bf16;
+use crate::runtime::simd::multiversion;
 
 /// torch's `adjust_lr_fn`: how the learning rate scales with the shape `(A, B)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,33 +170,72 @@ pub fn newton_schulz(g: &[f32], rows: usize, cols: usize, h: &MuonHyper) -> Vec<
     } else {
         (rows, cols)
     };
+    let level = crate::runtime::simd::level();
     let mut x: Vec<f32> = if transposed {
-        (0..r * c).map(|i| g[(i % c) * cols + i / c]).collect()
+        transpose(g, (rows, cols))
     } else {
         g.to_vec()
     };
     round_in(h.ns_dtype, &mut x);
-    let sum_sq: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let sum_sq = sum_of_squares(level, &x);
     let mut norm = [sum_sq.sqrt() as f32];
     round_in(h.ns_dtype, &mut norm);
     let mut eps = [h.eps as f32];
     round_in(h.ns_dtype, &mut eps);
     let norm = if norm[0] < eps[0] { eps[0] } else { norm[0] };
-    for v in &mut x {
-        *v /= norm;
-    }
-    round_in(h.ns_dtype, &mut x);
+    divide(level, &mut x, norm, h.ns_dtype == NsDtype::Bf16);
     let coefficients = h.ns_coefficients.map(|v| v as f32);
     match h.ns_dtype {
         NsDtype::Bf16 => iterate_bf16(&mut x, (r, c), coefficients, h.ns_steps),
         NsDtype::F32 => iterate_f32(&mut x, (r, c), coefficients, h.ns_steps),
     }
     if transposed {
-        (0..rows * cols)
-            .map(|i| x[(i % cols) * c + i / cols])
-            .collect()
+        transpose(&x, (r, c))
     } else {
         x
+    }
+}
+
+/// The transpose of the row-major `(rows, cols)` matrix `x`.
+fn transpose(x: &[f32], (rows, cols): (usize, usize)) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * cols];
+    for (i, row) in x.chunks_exact(cols).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            out[j * rows + i] = v;
+        }
+    }
+    out
+}
+
+multiversion! {
+    /// `sum x^2` in float64 (8 running sums, added in order at the end): exact for
+    /// float32-held bfloat16 values unless their squares span more than 37 binary orders
+    /// of magnitude.
+    fn sum_of_squares(x: &[f32]) -> f64 {
+        let mut lanes = [0.0f64; 8];
+        let mut blocks = x.chunks_exact(8);
+        for b in &mut blocks {
+            for (l, &v) in lanes.iter_mut().zip(b) {
+                *l += f64::from(v) * f64::from(v);
+            }
+        }
+        let tail: f64 = blocks.remainder().iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        lanes.iter().sum::<f64>() + tail
+    }
+}
+
+multiversion! {
+    /// `x <- x / norm`, rounded to bfloat16 when `bf16`, element-wise.
+    fn divide(x: &mut [f32], norm: f32, bf16: bool) {
+        if bf16 {
+            for v in x {
+                *v = Bf16::from_f32(*v / norm).to_f32();
+            }
+        } else {
+            for v in x {
+                *v /= norm;
+            }
+        }
     }
 }
 
@@ -224,7 +264,8 @@ fn iterate_f32(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], step
 /// symmetric ones (`X X^T`, `G G`) are computed on and above the diagonal only.
 fn iterate_bf16(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], steps: usize) {
     let level = crate::runtime::simd::level();
-    let mut xh: Vec<Bf16> = x.iter().map(|&v| Bf16::from_f32(v)).collect();
+    let mut xh = vec![Bf16::default(); r * c];
+    round_bf16(level, x, &mut xh);
     let mut gh = vec![Bf16::default(); r * r];
     let mut uh = vec![Bf16::default(); r * r];
     let mut prod = vec![0.0f32; r * r.max(c)];
@@ -241,9 +282,7 @@ fn iterate_bf16(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], ste
         };
         let gram = &mut prod[..r * r];
         matmul_bf16(level, (r, c, r), xm, xt, gram, true, true);
-        gh.iter_mut()
-            .zip(&*gram)
-            .for_each(|(g, &v)| *g = Bf16::from_f32(v));
+        round_bf16(level, gram, &mut gh);
         // G is symmetric: G G = G G^T, whose B reads G's rows
         let gm = MatBf16 {
             data: &gh,
@@ -256,10 +295,7 @@ fn iterate_bf16(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], ste
             cs: r,
         };
         matmul_bf16(level, (r, r, r), gm, gt, gram, true, true);
-        uh.iter_mut()
-            .zip(&gh)
-            .zip(&*gram)
-            .for_each(|((u, &g), &s)| *u = Bf16::from_f32(b * g.to_f32() + cc * s));
+        gram_update(level, &gh, gram, b, cc, &mut uh);
         let um = MatBf16 {
             data: &uh,
             rs: r,
@@ -267,11 +303,72 @@ fn iterate_bf16(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], ste
         };
         let ux = &mut prod[..r * c];
         matmul_bf16(level, (r, r, c), um, xm, ux, false, true);
-        xh.iter_mut()
-            .zip(&*ux)
-            .for_each(|(v, &p)| *v = Bf16::from_f32(a * v.to_f32() + p));
+        next_x(level, &mut xh, ux, a);
     }
     x.iter_mut().zip(&xh).for_each(|(v, h)| *v = h.to_f32());
+}
+
+multiversion! {
+    /// `out = bf16(x)`, element-wise.
+    fn round_bf16(x: &[f32], out: &mut [Bf16]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = Bf16::from_f32(v);
+        }
+    }
+}
+
+multiversion! {
+    /// `u = bf16(b g + c s)` (torch's `addmm(G, G, G, beta=b, alpha=c)` with `s = G G`),
+    /// element-wise.
+    fn gram_update(g: &[Bf16], s: &[f32], b: f32, c: f32, u: &mut [Bf16]) {
+        for ((u, &g), &s) in u.iter_mut().zip(g).zip(s) {
+            *u = Bf16::from_f32(b * g.to_f32() + c * s);
+        }
+    }
+}
+
+multiversion! {
+    /// `x = bf16(a x + p)` (torch's `addmm(X, U, X, beta=a)` with `p = U X`), element-wise.
+    fn next_x(x: &mut [Bf16], p: &[f32], a: f32) {
+        for (v, &p) in x.iter_mut().zip(p) {
+            *v = Bf16::from_f32(a * v.to_f32() + p);
+        }
+    }
+}
+
+multiversion! {
+    /// `B <- lerp(B, g, w)`, element-wise.
+    fn momentum<T: MuonFloat>(buf: &mut [T], grad: &[T], w: T) {
+        for (b, &g) in buf.iter_mut().zip(grad) {
+            *b = lerp(*b, g, w);
+        }
+    }
+}
+
+multiversion! {
+    /// `out = narrow(lerp(g, B, m))` (Nesterov) or `narrow(B)`, element-wise; `narrow` rounds
+    /// to float32 to odd when `odd` (for a second rounding to bfloat16), else to nearest.
+    fn update_of<T: MuonFloat>(grad: &[T], buf: &[T], m: T, nesterov: bool, odd: bool, out: &mut [f32]) {
+        let narrow = |v: T| if odd { v.to_f32_odd() } else { v.to_f32() };
+        if nesterov {
+            for ((o, &g), &b) in out.iter_mut().zip(grad).zip(buf) {
+                *o = narrow(lerp(g, b, m));
+            }
+        } else {
+            for (o, &b) in out.iter_mut().zip(buf) {
+                *o = narrow(b);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `p <- O alpha + p decay` (one fused multiply-add), element-wise.
+    fn apply<T: MuonFloat>(param: &mut [T], ortho: &[f32], alpha: T, decay: T) {
+        for (p, &o) in param.iter_mut().zip(ortho) {
+            *p = T::from_f32(o).fma(alpha, *p * decay);
+        }
+    }
 }
 
 /// One Muon step of a row-major `(rows, cols)` parameter with its gradient and momentum
@@ -288,29 +385,23 @@ pub fn step<T: MuonFloat>(
 ) {
     let n = rows * cols;
     let (param, grad, buf) = (&mut param[..n], &grad[..n], &mut buf[..n]);
-    let w = T::from_f64(1.0 - h.momentum);
-    buf.iter_mut()
-        .zip(grad)
-        .for_each(|(b, &g)| *b = lerp(*b, g, w));
-    let m = T::from_f64(h.momentum);
-    let narrow = match h.ns_dtype {
-        NsDtype::Bf16 => T::to_f32_odd,
-        NsDtype::F32 => T::to_f32,
-    };
-    let update: Vec<f32> = if h.nesterov {
-        grad.iter()
-            .zip(buf.iter())
-            .map(|(&g, &b)| narrow(lerp(g, b, m)))
-            .collect()
-    } else {
-        buf.iter().map(|&b| narrow(b)).collect()
-    };
+    let level = crate::runtime::simd::level();
+    momentum(level, buf, grad, T::from_f64(1.0 - h.momentum));
+    let mut update = vec![0.0f32; n];
+    let odd = h.ns_dtype == NsDtype::Bf16;
+    update_of(
+        level,
+        grad,
+        buf,
+        T::from_f64(h.momentum),
+        h.nesterov,
+        odd,
+        &mut update,
+    );
     let ortho = newton_schulz(&update, rows, cols, h);
     let decay = T::from_f64(1.0 - h.lr * h.weight_decay);
     let alpha = T::from_f64(-adjusted_lr(h.lr, h.adjust_lr, rows, cols));
-    param.iter_mut().zip(&ortho).for_each(|(p, &o)| {
-        *p = T::from_f32(o).fma(alpha, *p * decay);
-    });
+    apply(level, param, &ortho, alpha, decay);
 }
 
 #[cfg(test)]
