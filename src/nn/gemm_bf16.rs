@@ -46,8 +46,6 @@ const NR: usize = 32;
 const KCP: usize = 128;
 /// Rows of A per packed block (`MC x 2 KCP` bfloat16, 96 KiB, in the level-2 cache).
 const MC: usize = 192;
-/// Columns of B per packed block (`2 KCP x NC` bfloat16, 512 KiB).
-const NC: usize = 1024;
 
 /// Products of at least twice this many multiply-adds (about 15 us of one core) are cut
 /// into tiles of C computed on the pool.
@@ -167,11 +165,12 @@ mod x86 {
     };
     use std::cell::RefCell;
 
-    use super::{on_pool, tile_origins, tiles, MatBf16, KCP, MC, MR, NC, NR};
+    use super::{on_pool, tile_origins, tiles, MatBf16, KCP, MC, MR, NR};
     use crate::numerics::half::Bf16;
 
     /// `C = A B` as [`super::matmul_bf16`] on the AVX-512 BF16 kernel, C's lower triangle
-    /// left as it comes when `upper` (the caller mirrors it).
+    /// left as it comes when `upper` (the caller mirrors it): A and B packed once (on the
+    /// pool when large), then the tiles of C.
     ///
     /// # Safety
     /// The CPU has AVX-512 F, BW and BF16; A and B hold their shapes; C is `m * n`.
@@ -183,106 +182,117 @@ mod x86 {
         upper: bool,
         par: bool,
     ) {
+        let pairs = k.div_ceil(2);
+        let blocks = pairs.div_ceil(KCP);
+        let (panels_a, panels_b) = (m.div_ceil(MR), n.div_ceil(NR));
         let (tr, tc) = tiles(m, k, n, upper);
         let origins = tile_origins(m, n, (tr, tc), upper);
-        let at = c.as_mut_ptr() as usize;
-        let tile = |t: usize| {
-            let (r0, c0) = origins[t];
-            let rows = r0..(r0 + tr).min(m);
-            let cols = c0..(c0 + tc).min(n);
-            // SAFETY: the tiles are disjoint blocks of C; A and B are only read; the CPU
-            // has the features, as the caller promised.
-            unsafe { block(k, n, a, b, at as *mut f32, rows, cols, upper) };
-        };
-        if par && origins.len() > 1 {
-            on_pool(origins.len(), &tile);
-        } else {
-            (0..origins.len()).for_each(tile);
-        }
+        let par = par && origins.len() > 1;
+        PACKED.with_borrow_mut(|(pa, pb)| {
+            pa.resize(blocks * panels_a * MR * KCP, 0);
+            pb.resize(blocks * panels_b * KCP * NR, 0);
+            let (at_a, at_b) = (pa.as_mut_ptr() as usize, pb.as_mut_ptr() as usize);
+            // one task per block of pairs and panel: A's, then B's
+            let pack = |t: usize| {
+                let (pc, q) = (KCP * (t % blocks), t / blocks);
+                let kcp = KCP.min(pairs - pc);
+                if q < panels_a {
+                    let (i0, len) = (q * MR, MR * KCP);
+                    let at = (at_a as *mut u32).wrapping_add((pc / KCP * panels_a + q) * len);
+                    // SAFETY: the tasks write disjoint panels of `pa`; A holds (m, k).
+                    unsafe {
+                        let out = std::slice::from_raw_parts_mut(at, len);
+                        pack_a(a, k, pc, kcp, i0, MR.min(m - i0), out);
+                    }
+                } else {
+                    let q = q - panels_a;
+                    let (j0, len) = (q * NR, KCP * NR);
+                    let at = (at_b as *mut u32).wrapping_add((pc / KCP * panels_b + q) * len);
+                    // SAFETY: as above, for `pb` and B (k, n).
+                    unsafe {
+                        let out = std::slice::from_raw_parts_mut(at, len);
+                        pack_b(b, k, pc, kcp, j0, NR.min(n - j0), out);
+                    }
+                }
+            };
+            let tasks = blocks * (panels_a + panels_b);
+            if par {
+                on_pool(tasks, &pack);
+            } else {
+                (0..tasks).for_each(pack);
+            }
+            let at_c = c.as_mut_ptr() as usize;
+            let tile = |t: usize| {
+                let (r0, c0) = origins[t];
+                let rows = r0..(r0 + tr).min(m);
+                let cols = c0..(c0 + tc).min(n);
+                let packed = (at_a as *const u32, at_b as *const u32);
+                // SAFETY: the tiles are disjoint blocks of C; the packed panels are only
+                // read; the CPU has the features, as the caller promised.
+                unsafe { tile_of(k, (m, n), packed, at_c as *mut f32, rows, cols, upper) };
+            };
+            if par {
+                on_pool(origins.len(), &tile);
+            } else {
+                (0..origins.len()).for_each(tile);
+            }
+        });
     }
 
     thread_local! {
-        /// Packed A and B blocks of this thread, kept between calls.
+        /// Packed A and B of the products this thread starts, kept between calls.
         static PACKED: RefCell<(Vec<u32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
     }
 
-    /// The rows `rows` and columns `cols` of `C = A B` (C row-major with row stride `n`),
-    /// blocked over `NC` columns, `KCP` pairs of `k` and `MC` rows, register blocks wholly
+    /// The rows `rows` and columns `cols` of `C = A B` (C row-major `(m, n)`) from the packed
+    /// panels (`(A, B)`: per block of `KCP` pairs, A's panels of `MR` rows then B's of `NR`
+    /// columns), by blocks of pairs, of `MC` rows and of `NR` columns, register blocks wholly
     /// below the diagonal skipped when `upper`.
     ///
     /// # Safety
-    /// As [`matmul`]; no other thread writes this block of C.
+    /// As [`matmul`]; the panels are packed; no other thread writes this block of C.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    unsafe fn block(
+    unsafe fn tile_of(
         k: usize,
-        n: usize,
-        a: MatBf16<'_>,
-        b: MatBf16<'_>,
+        (m, n): (usize, usize),
+        (pa, pb): (*const u32, *const u32),
         c: *mut f32,
         rows: std::ops::Range<usize>,
         cols: std::ops::Range<usize>,
         upper: bool,
     ) {
         let pairs = k.div_ceil(2);
-        PACKED.with_borrow_mut(|(pa, pb)| {
-            for jc in cols.clone().step_by(NC) {
-                let nc = NC.min(cols.end - jc);
-                let panels_b = nc.div_ceil(NR);
-                for pc in (0..pairs).step_by(KCP) {
-                    let kcp = KCP.min(pairs - pc);
-                    pb.resize(panels_b * kcp * NR, 0);
-                    for q in 0..panels_b {
-                        let j0 = jc + q * NR;
-                        let w = NR.min(jc + nc - j0);
-                        // SAFETY: B holds its (k, n) matrix (the caller checked it).
-                        unsafe {
-                            pack_b(b, k, pc, kcp, j0, w, &mut pb[q * kcp * NR..][..kcp * NR]);
-                        }
-                    }
-                    for ic in rows.clone().step_by(MC) {
-                        if upper && ic >= jc + nc {
+        let (panels_a, panels_b) = (m.div_ceil(MR), n.div_ceil(NR));
+        for pc in (0..pairs).step_by(KCP) {
+            let kcp = KCP.min(pairs - pc);
+            let (block_a, block_b) = (pc / KCP * panels_a, pc / KCP * panels_b);
+            for ic in rows.clone().step_by(MC) {
+                let rows_end = (ic + MC).min(rows.end);
+                for j0 in cols.clone().step_by(NR) {
+                    let w = NR.min(cols.end - j0);
+                    for i0 in (ic..rows_end).step_by(MR) {
+                        if upper && i0 >= j0 + w {
                             break;
                         }
-                        let mc = MC.min(rows.end - ic);
-                        let panels_a = mc.div_ceil(MR);
-                        pa.resize(panels_a * kcp * MR, 0);
-                        for q in 0..panels_a {
-                            let i0 = ic + q * MR;
-                            let h = MR.min(ic + mc - i0);
-                            // SAFETY: A holds its (m, k) matrix (the caller checked it).
-                            unsafe {
-                                pack_a(a, k, pc, kcp, i0, h, &mut pa[q * kcp * MR..][..kcp * MR]);
-                            }
-                        }
-                        for qb in 0..panels_b {
-                            let j0 = jc + qb * NR;
-                            let w = NR.min(jc + nc - j0);
-                            for qa in 0..panels_a {
-                                let i0 = ic + qa * MR;
-                                if upper && i0 >= j0 + w {
-                                    break;
-                                }
-                                let h = MR.min(ic + mc - i0);
-                                // SAFETY: the panels hold kcp pairs; (i0, j0) is inside
-                                // this block of C.
-                                unsafe {
-                                    kernel_edge(
-                                        kcp,
-                                        pa[qa * kcp * MR..].as_ptr(),
-                                        pb[qb * kcp * NR..].as_ptr(),
-                                        c.add(i0 * n + j0),
-                                        n,
-                                        (h, w),
-                                        pc > 0,
-                                    );
-                                }
-                            }
+                        let h = MR.min(rows_end - i0);
+                        // SAFETY: the panels of rows i0.. and columns j0.. in this block
+                        // of pairs are packed; (i0, j0) is inside this block of C.
+                        unsafe {
+                            kernel_edge(
+                                kcp,
+                                pa.add((block_a + i0 / MR) * MR * KCP),
+                                pb.add((block_b + j0 / NR) * KCP * NR),
+                                c.add(i0 * n + j0),
+                                n,
+                                (h, w),
+                                pc > 0,
+                            );
                         }
                     }
                 }
             }
-        });
+        }
     }
 
     /// The pair `(x[i], x[i + 1])` (the second 0 past `k`) as a `u32`, the first in the
@@ -293,12 +303,12 @@ mod x86 {
     }
 
     /// Packs `lines` lines of a matrix over the pairs `pc..pc + kcp` of `k` as
-    /// `out[p * width + l]`: line `l` starts at `d[first + l * ls]` and steps `ks` along `k`.
-    /// Lines past `lines` and the element past `k` are zero.
+    /// `out[p * ps + l * ls_out]`: line `l` starts at `d[first + l * ls]` and steps `ks`
+    /// along `k`. The element past `k` is zero (`out` is zeroed first when `lines < width`).
     ///
     /// # Safety
-    /// Every element `first + l * ls + q * ks` (`l < lines`, `q < k`) is inside `d`;
-    /// `out` holds `kcp * width` values.
+    /// Every element `first + l * ls + q * ks` (`l < lines`, `q < k`) is inside `d`; `out`
+    /// holds every `p * ps + l * ls_out` for `p < kcp`, `l < width`.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     unsafe fn pack_pairs(
@@ -307,11 +317,11 @@ mod x86 {
         lines: usize,
         k: usize,
         (pc, kcp): (usize, usize),
-        width: usize,
+        (width, ps, ls_out): (usize, usize, usize),
         out: &mut [u32],
     ) {
         debug_assert!(lines == 0 || first + (lines - 1) * ls + (k - 1) * ks < d.len());
-        debug_assert!(out.len() >= kcp * width);
+        debug_assert!(out.len() > (kcp - 1) * ps + (width - 1) * ls_out);
         if lines < width {
             out.fill(0);
         }
@@ -321,30 +331,41 @@ mod x86 {
         let o = out.as_mut_ptr();
         for l in 0..lines {
             let line = first + l * ls;
+            let o = o.add(l * ls_out);
             // SAFETY: as the caller promises.
             unsafe {
-                if ks == 1 {
+                if ks == 1 && ps == 1 {
+                    std::ptr::copy_nonoverlapping(
+                        d.add(line + 2 * pc).cast::<u8>(),
+                        o.cast::<u8>(),
+                        4 * full,
+                    );
+                } else if ks == 1 {
                     let src = d.add(line + 2 * pc);
                     for p in 0..full {
-                        *o.add(p * width + l) = src.add(2 * p).cast::<u32>().read_unaligned();
+                        // volatile: a plain store is vectorized into a scatter, many times
+                        // slower on AMD Zen 4 than one store per value
+                        o.add(p * ps)
+                            .write_volatile(src.add(2 * p).cast::<u32>().read_unaligned());
                     }
                 } else {
                     for p in 0..full {
                         let k0 = 2 * (pc + p);
                         let lo = (*d.add(line + k0 * ks)).0;
                         let hi = (*d.add(line + (k0 + 1) * ks)).0;
-                        *o.add(p * width + l) = pair(lo, hi);
+                        o.add(p * ps).write_volatile(pair(lo, hi));
                     }
                 }
                 if full < kcp {
-                    *o.add(full * width + l) = pair((*d.add(line + (k - 1) * ks)).0, 0);
+                    *o.add(full * ps) = pair((*d.add(line + (k - 1) * ks)).0, 0);
                 }
             }
         }
     }
 
     /// Packs rows `i0..i0 + h` of A over the pairs `pc..pc + kcp` of `k` as
-    /// `out[p * MR + i]`, rows past `h` and the element past `k` zero.
+    /// `out[i * KCP + p]` (each row's pairs in a row, as the kernel broadcasts them), rows
+    /// past `h` and the element past `k` zero.
     ///
     /// # Safety
     /// A holds a `(i0 + h, k)` matrix.
@@ -358,9 +379,20 @@ mod x86 {
         h: usize,
         out: &mut [u32],
     ) {
-        assert!(out.len() >= kcp * MR);
+        assert!(out.len() >= KCP * MR);
+        let layout = (MR, 1, KCP);
         // SAFETY: as the caller promises.
-        unsafe { pack_pairs(a.data, (i0 * a.rs, a.rs, a.cs), h, k, (pc, kcp), MR, out) };
+        unsafe {
+            pack_pairs(
+                a.data,
+                (i0 * a.rs, a.rs, a.cs),
+                h,
+                k,
+                (pc, kcp),
+                layout,
+                out,
+            );
+        };
     }
 
     /// Packs columns `j0..j0 + w` of B over the pairs `pc..pc + kcp` of `k` as
@@ -381,7 +413,17 @@ mod x86 {
         assert!(out.len() >= kcp * NR);
         if b.cs != 1 || b.rs == 1 {
             // SAFETY: as the caller promises.
-            unsafe { pack_pairs(b.data, (j0 * b.cs, b.cs, b.rs), w, k, (pc, kcp), NR, out) };
+            unsafe {
+                pack_pairs(
+                    b.data,
+                    (j0 * b.cs, b.cs, b.rs),
+                    w,
+                    k,
+                    (pc, kcp),
+                    (NR, NR, 1),
+                    out,
+                );
+            };
             return;
         }
         if w < NR {
@@ -452,7 +494,7 @@ mod x86 {
     /// C when `add`, else from zero.
     ///
     /// # Safety
-    /// `a` holds `kcp * MR` pairs, `b` `kcp * NR`, `c` an `MR x NR` block; the CPU has
+    /// `a` holds `MR` rows of `KCP` pairs (`kcp` used), `b` `kcp * NR` pairs, `c` an `MR x NR` block; the CPU has
     /// AVX-512 F, BW and BF16.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
@@ -478,7 +520,7 @@ mod x86 {
             for (i, row) in acc.iter_mut().enumerate() {
                 #[allow(clippy::cast_possible_wrap)]
                 // SAFETY: inside the panel.
-                let x = unsafe { *a.add(p * MR + i) } as i32;
+                let x = unsafe { *a.add(i * KCP + p) } as i32;
                 let x = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(x));
                 row[0] = _mm512_dpbf16_ps(row[0], x, b0);
                 row[1] = _mm512_dpbf16_ps(row[1], x, b1);
