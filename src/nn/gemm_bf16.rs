@@ -87,7 +87,7 @@ pub fn matmul_bf16(
         // SAFETY: the CPU has AVX-512 F, BW and BF16; the asserts checked the shapes.
         unsafe { x86::matmul((m, k, n), a, b, c, upper, par) };
         if upper {
-            mirror_upper(c, n);
+            mirror_upper(c, n, par);
         }
         return;
     }
@@ -109,21 +109,41 @@ pub fn matmul_bf16(
     }
 }
 
+/// Whether a product of this shape is cut into tiles computed on the pool (when asked to
+/// run on it): callers that run many such products in a row keep a worker awake.
+pub fn runs_on_pool((m, k, n): (usize, usize, usize)) -> bool {
+    m * k * n >= 2 * TILE_MIN_MULS
+}
+
 /// Copies the upper triangle of the row-major `(n, n)` matrix `c` onto its lower one, by
 /// square blocks (a transpose); small ones, as a block's rows `4 n` bytes apart can share
-/// few level-1 cache sets when `n` is a power of two.
-fn mirror_upper(c: &mut [f32], n: usize) {
+/// few level-1 cache sets when `n` is a power of two. On the pool by blocks of rows when
+/// `par` and `c` is large.
+fn mirror_upper(c: &mut [f32], n: usize, par: bool) {
     const B: usize = 8;
-    for i0 in (0..n).step_by(B) {
+    let at = c.as_mut_ptr() as usize;
+    let rows = |i0: usize| {
+        let c = at as *mut f32;
         for j0 in (0..=i0).step_by(B) {
             for i in i0..(i0 + B).min(n) {
                 for j in j0..(j0 + B).min(i) {
-                    c[i * n + j] = c[j * n + i];
+                    // SAFETY: (i, j) and (j, i) are inside the (n, n) matrix; the calls
+                    // write disjoint rows `i0..i0 + B` below the diagonal and read above it.
+                    unsafe { *c.add(i * n + j) = *c.add(j * n + i) };
                 }
             }
         }
+    };
+    let blocks = n.div_ceil(B);
+    if par && n * n >= 2 * MIRROR_PAR_ELEMENTS {
+        on_pool(blocks, &|b| rows(b * B));
+    } else {
+        (0..blocks).for_each(|b| rows(b * B));
     }
 }
+
+/// Matrices of at least twice this many elements are mirrored on the pool.
+const MIRROR_PAR_ELEMENTS: usize = 1 << 15;
 
 /// How C of a product is cut into tiles: `(rows, columns)` per tile, multiples of the
 /// register block, square when `upper`. A function of the shape alone.

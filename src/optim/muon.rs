@@ -11,7 +11,7 @@
 //! it). The sums' order differs from torch's, so a float32 sum can round to a neighbouring
 //! bfloat16 value now and then, which the iteration carries on (the tests bound it).
 
-use crate::nn::gemm_bf16::{matmul_bf16, MatBf16};
+use crate::nn::gemm_bf16::{matmul_bf16, runs_on_pool, MatBf16};
 use crate::numerics::float::Float;
 use crate::numerics::half::Bf16;
 use crate::runtime::simd::multiversion;
@@ -269,6 +269,11 @@ fn iterate_bf16(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], ste
     let mut gh = vec![Bf16::default(); r * r];
     let mut uh = vec![Bf16::default(); r * r];
     let mut prod = vec![0.0f32; r * r.max(c)];
+    // the products hand the pool work several times per iteration: a sleeping worker
+    // would take tens of microseconds to wake each time
+    let _awake = (steps > 0 && runs_on_pool((r, c, r)))
+        .then(crate::runtime::parallel::stay_awake)
+        .flatten();
     for _ in 0..steps {
         let xm = MatBf16 {
             data: &xh,
@@ -282,7 +287,11 @@ fn iterate_bf16(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], ste
         };
         let gram = &mut prod[..r * r];
         matmul_bf16(level, (r, c, r), xm, xt, gram, true, true);
-        round_bf16(level, gram, &mut gh);
+        let (src, dst) = (Shared::of(gram), Shared::of_mut(&mut gh));
+        in_blocks(r * r, &|at| {
+            // SAFETY: the blocks are disjoint ranges of `gh`, `gram` is only read.
+            unsafe { round_bf16(level, src.part(&at), dst.part_mut(&at)) };
+        });
         // G is symmetric: G G = G G^T, whose B reads G's rows
         let gm = MatBf16 {
             data: &gh,
@@ -295,7 +304,11 @@ fn iterate_bf16(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], ste
             cs: r,
         };
         matmul_bf16(level, (r, r, r), gm, gt, gram, true, true);
-        gram_update(level, &gh, gram, b, cc, &mut uh);
+        let (g, sq, u) = (Shared::of(&gh), Shared::of(gram), Shared::of_mut(&mut uh));
+        in_blocks(r * r, &|at| {
+            // SAFETY: the blocks are disjoint ranges of `uh`; `gh` and `gram` are only read.
+            unsafe { gram_update(level, g.part(&at), sq.part(&at), b, cc, u.part_mut(&at)) };
+        });
         let um = MatBf16 {
             data: &uh,
             rs: r,
@@ -303,9 +316,80 @@ fn iterate_bf16(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], ste
         };
         let ux = &mut prod[..r * c];
         matmul_bf16(level, (r, r, c), um, xm, ux, false, true);
-        next_x(level, &mut xh, ux, a);
+        let (v, p) = (Shared::of_mut(&mut xh), Shared::of(ux));
+        in_blocks(r * c, &|at| {
+            // SAFETY: the blocks are disjoint ranges of `xh`; `ux` is only read.
+            unsafe { next_x(level, v.part_mut(&at), p.part(&at), a) };
+        });
     }
     x.iter_mut().zip(&xh).for_each(|(v, h)| *v = h.to_f32());
+}
+
+/// A slice's start and length, shared with the pool's threads for passes over disjoint
+/// parts of it.
+#[derive(Clone, Copy)]
+struct Shared<T> {
+    at: usize,
+    len: usize,
+    of: std::marker::PhantomData<*const T>,
+}
+
+// SAFETY: only an address; the passes that use it keep their parts disjoint.
+unsafe impl<T> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    fn of(x: &[T]) -> Self {
+        Shared {
+            at: x.as_ptr() as usize,
+            len: x.len(),
+            of: std::marker::PhantomData,
+        }
+    }
+
+    fn of_mut(x: &mut [T]) -> Self {
+        Shared {
+            at: x.as_mut_ptr() as usize,
+            len: x.len(),
+            of: std::marker::PhantomData,
+        }
+    }
+
+    /// The elements `at` of the slice.
+    ///
+    /// # Safety
+    /// The slice is alive and nobody writes these elements meanwhile.
+    unsafe fn part(&self, at: &std::ops::Range<usize>) -> &[T] {
+        assert!(at.end <= self.len);
+        // SAFETY: as the caller promises.
+        unsafe { std::slice::from_raw_parts((self.at as *const T).add(at.start), at.len()) }
+    }
+
+    /// The elements `at` of the slice, to write.
+    ///
+    /// # Safety
+    /// The slice was borrowed mutably, is alive, and nobody else reads or writes these
+    /// elements meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn part_mut(&self, at: &std::ops::Range<usize>) -> &mut [T] {
+        assert!(at.end <= self.len);
+        // SAFETY: as the caller promises.
+        unsafe { std::slice::from_raw_parts_mut((self.at as *mut T).add(at.start), at.len()) }
+    }
+}
+
+/// Element-wise passes over at least twice this many values run on the pool by blocks.
+const PASS_BLOCK: usize = 1 << 15;
+
+/// Runs `pass` over the blocks of `0..len` of `PASS_BLOCK` values, on the pool when there
+/// are several and it has threads (an element-wise pass: its results do not depend on the
+/// cut).
+fn in_blocks(len: usize, pass: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+    if len < 2 * PASS_BLOCK || crate::runtime::parallel::num_threads() < 2 {
+        return pass(0..len);
+    }
+    crate::runtime::parallel::for_each_index(len.div_ceil(PASS_BLOCK), &|i| {
+        pass(i * PASS_BLOCK..((i + 1) * PASS_BLOCK).min(len));
+    });
 }
 
 multiversion! {
