@@ -181,7 +181,9 @@ fn tile_origins(m: usize, n: usize, (tr, tc): (usize, usize), upper: bool) -> Ve
 mod x86 {
     use std::arch::x86_64::{
         __m512, __m512bh, __m512i, _mm512_dpbf16_ps, _mm512_loadu_epi32, _mm512_loadu_ps,
-        _mm512_set1_epi32, _mm512_setzero_ps, _mm512_storeu_ps,
+        _mm512_set1_epi32, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_shuffle_i32x4,
+        _mm512_storeu_epi32, _mm512_storeu_ps, _mm512_unpackhi_epi32, _mm512_unpackhi_epi64,
+        _mm512_unpacklo_epi32, _mm512_unpacklo_epi64,
     };
     use std::cell::RefCell;
 
@@ -340,6 +342,9 @@ mod x86 {
         (width, ps, ls_out): (usize, usize, usize),
         out: &mut [u32],
     ) {
+        if kcp == 0 {
+            return;
+        }
         debug_assert!(lines == 0 || first + (lines - 1) * ls + (k - 1) * ks < d.len());
         debug_assert!(out.len() > (kcp - 1) * ps + (width - 1) * ls_out);
         if lines < width {
@@ -388,8 +393,8 @@ mod x86 {
     /// past `h` and the element past `k` zero.
     ///
     /// # Safety
-    /// A holds a `(i0 + h, k)` matrix.
-    #[inline(always)]
+    /// A holds a `(i0 + h, k)` matrix; the CPU has AVX-512 F, BW and BF16.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     unsafe fn pack_a(
         a: MatBf16<'_>,
         k: usize,
@@ -419,8 +424,8 @@ mod x86 {
     /// `out[p * NR + j]`, columns past `w` and the row past `k` zero.
     ///
     /// # Safety
-    /// B holds a `(k, j0 + w)` matrix.
-    #[inline(always)]
+    /// B holds a `(k, j0 + w)` matrix; the CPU has AVX-512 F, BW and BF16.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     unsafe fn pack_b(
         b: MatBf16<'_>,
         k: usize,
@@ -431,6 +436,38 @@ mod x86 {
         out: &mut [u32],
     ) {
         assert!(out.len() >= kcp * NR);
+        if b.rs == 1 && b.cs != 1 && w == NR {
+            // B = X^T of a row-major X: each column's pairs lie in a row of X; 16 x 16
+            // blocks of pairs transposed in registers, the rest one pair at a time
+            let whole = kcp.min((k / 2).saturating_sub(pc)) / 16 * 16;
+            let d = b.data.as_ptr();
+            for p0 in (0..whole).step_by(16) {
+                for l0 in (0..NR).step_by(16) {
+                    let mut rows = [_mm512_setzero_si512(); 16];
+                    for (l, row) in rows.iter_mut().enumerate() {
+                        let at = (j0 + l0 + l) * b.cs + 2 * (pc + p0);
+                        // SAFETY: the 32 bfloat16 values at `at` are in B's column
+                        // j0 + l0 + l, pairs pc + p0.. of k, inside `k` (whole pairs).
+                        #[allow(clippy::cast_ptr_alignment, reason = "an unaligned load")]
+                        let at = unsafe { d.add(at).cast::<i32>() };
+                        // SAFETY: as above.
+                        *row = unsafe { _mm512_loadu_epi32(at) };
+                    }
+                    for (q, col) in transpose16(&rows).iter().enumerate() {
+                        _mm512_storeu_epi32(
+                            out[(p0 + q) * NR + l0..][..16].as_mut_ptr().cast(),
+                            *col,
+                        );
+                    }
+                }
+            }
+            let layout = (NR, NR, 1);
+            let rest = (pc + whole, kcp - whole);
+            let out = &mut out[whole * NR..];
+            // SAFETY: as the caller promises.
+            unsafe { pack_pairs(b.data, (j0 * b.cs, b.cs, b.rs), w, k, rest, layout, out) };
+            return;
+        }
         if b.cs != 1 || b.rs == 1 {
             // SAFETY: as the caller promises.
             unsafe {
@@ -466,6 +503,44 @@ mod x86 {
                 }
             }
         }
+    }
+
+    /// The transpose of 16 x 16 32-bit values: column `q` of `rows` as the `q`-th vector.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transpose16(r: &[__m512i; 16]) -> [__m512i; 16] {
+        // within 128-bit lanes: pairs of rows interleaved, then groups of four
+        let t: [__m512i; 16] = std::array::from_fn(|i| {
+            let (x, y) = (r[i & !1], r[i | 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_epi32(x, y)
+            } else {
+                _mm512_unpackhi_epi32(x, y)
+            }
+        });
+        // u[4g + j], lane L: rows 4g..4g + 4 at column 4L + j
+        let u: [__m512i; 16] = std::array::from_fn(|i| {
+            let (g, j) = (i / 4, i % 4);
+            let (x, y) = (t[4 * g + j / 2], t[4 * g + j / 2 + 2]);
+            if j % 2 == 0 {
+                _mm512_unpacklo_epi64(x, y)
+            } else {
+                _mm512_unpackhi_epi64(x, y)
+            }
+        });
+        let mut out = [_mm512_setzero_si512(); 16];
+        for j in 0..4 {
+            // lanes (0, 2) and (1, 3) of the row groups (0, 1) and (2, 3)
+            let v0 = _mm512_shuffle_i32x4::<0x88>(u[j], u[4 + j]);
+            let w0 = _mm512_shuffle_i32x4::<0xDD>(u[j], u[4 + j]);
+            let v1 = _mm512_shuffle_i32x4::<0x88>(u[8 + j], u[12 + j]);
+            let w1 = _mm512_shuffle_i32x4::<0xDD>(u[8 + j], u[12 + j]);
+            out[j] = _mm512_shuffle_i32x4::<0x88>(v0, v1);
+            out[8 + j] = _mm512_shuffle_i32x4::<0xDD>(v0, v1);
+            out[4 + j] = _mm512_shuffle_i32x4::<0x88>(w0, w1);
+            out[12 + j] = _mm512_shuffle_i32x4::<0xDD>(w0, w1);
+        }
+        out
     }
 
     /// [`kernel`] on an `(h, w)` corner of C: through a full `MR x NR` scratch block when
