@@ -183,7 +183,7 @@ mod x86 {
         __m512, __m512bh, __m512i, _mm512_dpbf16_ps, _mm512_loadu_epi32, _mm512_loadu_ps,
         _mm512_set1_epi32, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_shuffle_i32x4,
         _mm512_storeu_epi32, _mm512_storeu_ps, _mm512_unpackhi_epi32, _mm512_unpackhi_epi64,
-        _mm512_unpacklo_epi32, _mm512_unpacklo_epi64,
+        _mm512_unpacklo_epi32, _mm512_unpacklo_epi64, _mm_prefetch, _MM_HINT_T0,
     };
     use std::cell::RefCell;
 
@@ -298,6 +298,13 @@ mod x86 {
                             break;
                         }
                         let h = MR.min(rows_end - i0);
+                        // the next register block's C, from memory when C is large: its
+                        // loads would otherwise stall the start of the next kernel
+                        for i in (i0 + MR..(i0 + 2 * MR).min(rows_end)).rev() {
+                            let at = c.wrapping_add(i * n + j0);
+                            _mm_prefetch::<_MM_HINT_T0>(at.cast());
+                            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(16).cast());
+                        }
                         // SAFETY: the panels of rows i0.. and columns j0.. in this block
                         // of pairs are packed; (i0, j0) is inside this block of C.
                         unsafe {
