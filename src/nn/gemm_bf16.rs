@@ -4,10 +4,13 @@
 //!
 //! Where the CPU has AVX-512 BF16 ([`Level::has_bf16_rounding`]) the product runs on
 //! `vdpbf16ps`, which adds two products of bfloat16 pairs to each of 16 float32 lanes:
-//! A and B are packed into panels whose elements are pairs of consecutive `k` (A: `MR` rows
-//! per panel, one broadcast pair per row; B: `NR` columns per panel, two vectors per pair)
-//! and a register-blocked kernel keeps an `MR x NR` block of C in 16 vector registers over
-//! a block of `KC` values of `k`. Each element of C is one chain of float32 adds over the
+//! A and B are packed once per product (on the pool when it is large) into panels whose
+//! elements are pairs of consecutive `k` (A: `MR` rows per panel, one broadcast pair per
+//! row; B: `NR` columns per panel, two vectors per pair), and a register-blocked kernel
+//! keeps an `MR x NR` block of C in 16 vector registers over a block of `KCP` pairs of `k`
+//! (one `vdpbf16ps` per pair and vector, 64 floating-point operations). On one Zen 4 core
+//! it runs at about 215 GFLOP/s at 256 x 256 and 190 at 2000 x 2000 (torch's oneDNN
+//! `mm`: 198 and 202). Each element of C is one chain of float32 adds over the
 //! pairs of `k` in order, whatever the blocking or the tiles, so the bits depend on the
 //! shape alone (not on the thread count). Elsewhere the values are widened to float32
 //! (exactly) and multiplied by faer's float32 gemm ([`super::gemm::matmul`]): products of
@@ -44,7 +47,8 @@ const NR: usize = 32;
 /// Pairs of `k` per block of the packed operands: B's panel (`KCP x NR` pairs, 16 KiB)
 /// stays in the level-1 cache while A's block streams past it.
 const KCP: usize = 128;
-/// Rows of A per packed block (`MC x 2 KCP` bfloat16, 96 KiB, in the level-2 cache).
+/// Rows of C per pass over a tile's columns: the `MC / MR` A panels of a block of pairs
+/// (96 KiB) stay in the level-2 cache while B's panels go past them.
 const MC: usize = 192;
 
 /// Products of at least twice this many multiply-adds (about 15 us of one core) are cut
