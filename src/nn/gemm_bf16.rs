@@ -113,12 +113,6 @@ pub fn matmul_bf16(
     }
 }
 
-/// Whether a product of this shape is cut into tiles computed on the pool (when asked to
-/// run on it): callers that run many such products in a row keep a worker awake.
-pub fn runs_on_pool((m, k, n): (usize, usize, usize)) -> bool {
-    m * k * n >= 2 * TILE_MIN_MULS
-}
-
 /// Copies the upper triangle of the row-major `(n, n)` matrix `c` onto its lower one, by
 /// square blocks (a transpose); small ones, as a block's rows `4 n` bytes apart can share
 /// few level-1 cache sets when `n` is a power of two. On the pool by blocks of rows when

@@ -11,7 +11,7 @@
 //! it). The sums' order differs from torch's, so a float32 sum can round to a neighbouring
 //! bfloat16 value now and then, which the iteration carries on (the tests bound it).
 
-use crate::nn::gemm_bf16::{matmul_bf16, runs_on_pool, MatBf16};
+use crate::nn::gemm_bf16::{matmul_bf16, MatBf16};
 use crate::numerics::float::Float;
 use crate::numerics::half::Bf16;
 use crate::runtime::simd::multiversion;
@@ -269,11 +269,6 @@ fn iterate_bf16(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], ste
     let mut gh = vec![Bf16::default(); r * r];
     let mut uh = vec![Bf16::default(); r * r];
     let mut prod = vec![0.0f32; r * r.max(c)];
-    // the products hand the pool work several times per iteration: a sleeping worker
-    // would take tens of microseconds to wake each time
-    let _awake = (steps > 0 && runs_on_pool((r, c, r)))
-        .then(crate::runtime::parallel::stay_awake)
-        .flatten();
     for _ in 0..steps {
         let xm = MatBf16 {
             data: &xh,
