@@ -11,9 +11,9 @@ use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
 use ferroptim::simd::Isa;
 use ferroptim::{
-    bytes_per_element, stream, update, update_bf16, Adadelta, Adagrad, Adam, Adamax, Bf16, Direct,
-    Float, Hyper, Kernel, Lion, Momentum, NAdam, Optimizer, RAdam, RmsProp, Sgd, Stored, Tensor,
-    F16,
+    bytes_per_element, matmul_bf16, stream, update, update_bf16, Adadelta, Adagrad, Adam, Adamax,
+    Bf16, Direct, Float, Hyper, Kernel, Lion, MatBf16, Momentum, NAdam, Optimizer, RAdam, RmsProp,
+    Sgd, Stored, Tensor, F16,
 };
 
 const SIZES: [usize; 3] = [1_000, 1_000_000, 100_000_000];
@@ -333,4 +333,24 @@ fn stream_3rw<T: Float>(b: Bencher, n: usize) {
 #[divan::bench(types = [f32, f64], args = SIZES, max_time = 2)]
 fn stream_4rw<T: Float>(b: Bencher, n: usize) {
     bench_stream::<T>(b, n, 4);
+}
+
+/// `C = A B` of square bfloat16 matrices summed in float32 (Muon's Newton–Schulz products),
+/// on one thread at the detected level (the AVX-512 BF16 kernel where the CPU has it):
+/// items/s are floating-point operations per second (`2 n^3` per product).
+#[divan::bench(args = [256, 512, 2000], max_time = 2)]
+fn matmul_bf16_flops(bencher: Bencher, n: usize) {
+    let a: Vec<Bf16> = (0..n * n)
+        .map(|i| Bf16::from_f32((i % 7) as f32 - 3.0))
+        .collect();
+    let m = MatBf16 {
+        data: &a,
+        rs: n,
+        cs: 1,
+    };
+    let mut c = vec![0.0f32; n * n];
+    let level = ferroptim::simd::detected();
+    bencher
+        .counter(ItemsCount::new(2 * n * n * n))
+        .bench_local(|| matmul_bf16(level, (n, n, n), m, m, &mut c, false, false));
 }

@@ -22,6 +22,7 @@ mod runtime;
 pub use bandwidth::{bytes_per_element, stream};
 pub use data::{Buffer, Job, Order, Samples, Shuffle, Source};
 pub use error::{Error, Result};
+pub use nn::gemm_bf16::{matmul_bf16, MatBf16};
 pub use nn::{Activation, BatchNorm, Inputs, Mlp, Output, Stats, Targets, Workspace};
 pub use numerics::float::{Dtype, Float};
 pub use numerics::half::{Bf16, Stored, F16};

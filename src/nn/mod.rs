@@ -21,6 +21,7 @@ mod block;
 mod epoch;
 mod float;
 mod gemm;
+pub(crate) mod gemm_bf16;
 mod math;
 mod model;
 mod norm;

@@ -2,14 +2,19 @@
 //! orthogonalized by Newton–Schulz iterations, decoupled weight decay and a shape-dependent
 //! learning-rate scale, for 2-D parameters.
 //!
-//! The Newton–Schulz iteration runs in float32 arithmetic with the matrix products through
-//! the crate's gemm ([`crate::nn::matmul`], the one the networks use). In bfloat16 mode
+//! In float32 mode the Newton–Schulz iteration runs its matrix products through the crate's
+//! float32 gemm ([`crate::nn::matmul`], the one the networks use). In bfloat16 mode
 //! (torch's) every tensor torch materializes in bfloat16 — the input, its normalization, and
 //! the result of each `@` / `addmm` (`beta C + alpha A B`, rounded once) — is rounded to
-//! bfloat16 where torch rounds it, and the products are summed in float64 (see [`product`]).
+//! bfloat16 where torch rounds it, and the products of bfloat16 matrices are summed in
+//! float32 as torch's CPU kernels sum them ([`matmul_bf16`]: AVX-512 BF16 where the CPU has
+//! it). The sums' order differs from torch's, so a float32 sum can round to a neighbouring
+//! bfloat16 value now and then, which the iteration carries on (the tests bound it).
 
+use crate::nn::gemm_bf16::{matmul_bf16, MatBf16};
 use crate::numerics::float::Float;
 use crate::numerics::half::Bf16;
+use crate::runtime::simd::multiversion;
 
 /// torch's `adjust_lr_fn`: how the learning rate scales with the shape `(A, B)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,19 +135,18 @@ fn round_in(dtype: NsDtype, x: &mut [f32]) {
 }
 
 /// `C = A B` for row-major `A (m, k)`, `B (k, n)` given by their (row, column) strides,
-/// summed in `T` and rounded to float32.
-fn product_in<T: crate::nn::NnFloat + MuonFloat>(
+/// summed in float32 by the crate's gemm into the row-major `(m, n)` buffer `c`.
+fn product_f32(
     (m, k, n): (usize, usize, usize),
     a: &[f32],
     sa: (isize, isize),
     b: &[f32],
     sb: (isize, isize),
-) -> Vec<f32> {
-    let a: Vec<T> = a.iter().map(|&v| T::from_f32(v)).collect();
-    let b: Vec<T> = b.iter().map(|&v| T::from_f32(v)).collect();
-    let mut c = vec![T::ZERO; m * n];
+    c: &mut [f32],
+) {
+    assert_eq!(c.len(), m * n);
     // SAFETY: `a` and `b` hold matrices of these shapes and strides (the callers' buffers
-    // are exactly that size) and `c` is a fresh (m, n) row-major buffer.
+    // are exactly that size) and `c` is an (m, n) row-major buffer of its own.
     unsafe {
         crate::nn::matmul(
             (m, k, n),
@@ -153,25 +157,6 @@ fn product_in<T: crate::nn::NnFloat + MuonFloat>(
             c.as_mut_ptr(),
             true,
         );
-    }
-    c.into_iter().map(MuonFloat::to_f32).collect()
-}
-
-/// The products of the iteration: in bfloat16 mode summed in float64 (the products of
-/// bfloat16 values are exact there, and the sum is torch's float32-accumulated one to within
-/// float32 rounding, which the bfloat16 rounding after it hides: measured bit-identical to
-/// torch's CPU `mm` / `addmm` of bfloat16 matrices up to 256 x 256), else in float32.
-fn product(
-    dtype: NsDtype,
-    shape: (usize, usize, usize),
-    a: &[f32],
-    sa: (isize, isize),
-    b: &[f32],
-    sb: (isize, isize),
-) -> Vec<f32> {
-    match dtype {
-        NsDtype::Bf16 => product_in::<f64>(shape, a, sa, b, sb),
-        NsDtype::F32 => product_in::<f32>(shape, a, sa, b, sb),
     }
 }
 
@@ -185,47 +170,283 @@ pub fn newton_schulz(g: &[f32], rows: usize, cols: usize, h: &MuonHyper) -> Vec<
     } else {
         (rows, cols)
     };
+    let level = crate::runtime::simd::level();
     let mut x: Vec<f32> = if transposed {
-        (0..r * c).map(|i| g[(i % c) * cols + i / c]).collect()
+        transpose(g, (rows, cols))
     } else {
         g.to_vec()
     };
     round_in(h.ns_dtype, &mut x);
-    let sum_sq: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let sum_sq = sum_of_squares(level, &x);
     let mut norm = [sum_sq.sqrt() as f32];
     round_in(h.ns_dtype, &mut norm);
     let mut eps = [h.eps as f32];
     round_in(h.ns_dtype, &mut eps);
     let norm = if norm[0] < eps[0] { eps[0] } else { norm[0] };
-    for v in &mut x {
-        *v /= norm;
-    }
-    round_in(h.ns_dtype, &mut x);
-    let [a, b, cc] = h.ns_coefficients.map(|v| v as f32);
-    let (ci, ri) = (c as isize, r as isize);
-    for _ in 0..h.ns_steps {
-        // G = X X^T (r, r)
-        let mut gram = product(h.ns_dtype, (r, c, r), &x, (ci, 1), &x, (1, ci));
-        round_in(h.ns_dtype, &mut gram);
-        // U = b G + c G G
-        let sq = product(h.ns_dtype, (r, r, r), &gram, (ri, 1), &gram, (ri, 1));
-        let mut update: Vec<f32> = gram
-            .iter()
-            .zip(&sq)
-            .map(|(&g, &s)| b * g + cc * s)
-            .collect();
-        round_in(h.ns_dtype, &mut update);
-        // X = a X + U X
-        let ux = product(h.ns_dtype, (r, r, c), &update, (ri, 1), &x, (ci, 1));
-        x.iter_mut().zip(&ux).for_each(|(v, &p)| *v = a * *v + p);
-        round_in(h.ns_dtype, &mut x);
+    divide(level, &mut x, norm, h.ns_dtype == NsDtype::Bf16);
+    let coefficients = h.ns_coefficients.map(|v| v as f32);
+    match h.ns_dtype {
+        NsDtype::Bf16 => iterate_bf16(&mut x, (r, c), coefficients, h.ns_steps),
+        NsDtype::F32 => iterate_f32(&mut x, (r, c), coefficients, h.ns_steps),
     }
     if transposed {
-        (0..rows * cols)
-            .map(|i| x[(i % cols) * c + i / cols])
-            .collect()
+        transpose(&x, (r, c))
     } else {
         x
+    }
+}
+
+/// The transpose of the row-major `(rows, cols)` matrix `x`.
+fn transpose(x: &[f32], (rows, cols): (usize, usize)) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * cols];
+    for (i, row) in x.chunks_exact(cols).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            out[j * rows + i] = v;
+        }
+    }
+    out
+}
+
+multiversion! {
+    /// `sum x^2` in float64 (8 running sums, added in order at the end): exact for
+    /// float32-held bfloat16 values unless their squares span more than 37 binary orders
+    /// of magnitude.
+    fn sum_of_squares(x: &[f32]) -> f64 {
+        let mut lanes = [0.0f64; 8];
+        let mut blocks = x.chunks_exact(8);
+        for b in &mut blocks {
+            for (l, &v) in lanes.iter_mut().zip(b) {
+                *l += f64::from(v) * f64::from(v);
+            }
+        }
+        let tail: f64 = blocks.remainder().iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        lanes.iter().sum::<f64>() + tail
+    }
+}
+
+multiversion! {
+    /// `x <- x / norm`, rounded to bfloat16 when `bf16`, element-wise.
+    fn divide(x: &mut [f32], norm: f32, bf16: bool) {
+        if bf16 {
+            for v in x {
+                *v = Bf16::from_f32(*v / norm).to_f32();
+            }
+        } else {
+            for v in x {
+                *v /= norm;
+            }
+        }
+    }
+}
+
+/// `steps` iterations `G = X X^T`, `X <- a X + (b G + c G G) X` on the row-major `(r, c)`
+/// `x` (`r <= c`), in float32.
+fn iterate_f32(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], steps: usize) {
+    let (ci, ri) = (c as isize, r as isize);
+    let mut gram = vec![0.0f32; r * r];
+    let mut sq = vec![0.0f32; r * r];
+    let mut ux = vec![0.0f32; r * c];
+    for _ in 0..steps {
+        product_f32((r, c, r), x, (ci, 1), x, (1, ci), &mut gram);
+        product_f32((r, r, r), &gram, (ri, 1), &gram, (ri, 1), &mut sq);
+        // U = b G + c G G, in place of G G
+        sq.iter_mut()
+            .zip(&gram)
+            .for_each(|(s, &g)| *s = b * g + cc * *s);
+        product_f32((r, r, c), &sq, (ri, 1), x, (ci, 1), &mut ux);
+        x.iter_mut().zip(&ux).for_each(|(v, &p)| *v = a * *v + p);
+    }
+}
+
+/// [`iterate_f32`] as torch runs it in bfloat16: `x` holds bfloat16 values; `G`, `U = b G +
+/// c G G` (`addmm`, rounded once) and `a X + U X` (the same) are rounded to bfloat16, and
+/// the products of bfloat16 matrices are summed in float32 ([`matmul_bf16`]); the two
+/// symmetric ones (`X X^T`, `G G`) are computed on and above the diagonal only.
+fn iterate_bf16(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], steps: usize) {
+    let level = crate::runtime::simd::level();
+    let mut xh = vec![Bf16::default(); r * c];
+    round_bf16(level, x, &mut xh);
+    let mut gh = vec![Bf16::default(); r * r];
+    let mut uh = vec![Bf16::default(); r * r];
+    let mut prod = vec![0.0f32; r * r.max(c)];
+    for _ in 0..steps {
+        let xm = MatBf16 {
+            data: &xh,
+            rs: c,
+            cs: 1,
+        };
+        let xt = MatBf16 {
+            data: &xh,
+            rs: 1,
+            cs: c,
+        };
+        let gram = &mut prod[..r * r];
+        matmul_bf16(level, (r, c, r), xm, xt, gram, true, true);
+        let (src, dst) = (Shared::of(gram), Shared::of_mut(&mut gh));
+        in_blocks(r * r, &|at| {
+            // SAFETY: the blocks are disjoint ranges of `gh`, `gram` is only read.
+            unsafe { round_bf16(level, src.part(&at), dst.part_mut(&at)) };
+        });
+        // G is symmetric: G G = G G^T, whose B reads G's rows
+        let gm = MatBf16 {
+            data: &gh,
+            rs: r,
+            cs: 1,
+        };
+        let gt = MatBf16 {
+            data: &gh,
+            rs: 1,
+            cs: r,
+        };
+        matmul_bf16(level, (r, r, r), gm, gt, gram, true, true);
+        let (g, sq, u) = (Shared::of(&gh), Shared::of(gram), Shared::of_mut(&mut uh));
+        in_blocks(r * r, &|at| {
+            // SAFETY: the blocks are disjoint ranges of `uh`; `gh` and `gram` are only read.
+            unsafe { gram_update(level, g.part(&at), sq.part(&at), b, cc, u.part_mut(&at)) };
+        });
+        let um = MatBf16 {
+            data: &uh,
+            rs: r,
+            cs: 1,
+        };
+        let ux = &mut prod[..r * c];
+        matmul_bf16(level, (r, r, c), um, xm, ux, false, true);
+        let (v, p) = (Shared::of_mut(&mut xh), Shared::of(ux));
+        in_blocks(r * c, &|at| {
+            // SAFETY: the blocks are disjoint ranges of `xh`; `ux` is only read.
+            unsafe { next_x(level, v.part_mut(&at), p.part(&at), a) };
+        });
+    }
+    x.iter_mut().zip(&xh).for_each(|(v, h)| *v = h.to_f32());
+}
+
+/// A slice's start and length, shared with the pool's threads for passes over disjoint
+/// parts of it.
+#[derive(Clone, Copy)]
+struct Shared<T> {
+    at: usize,
+    len: usize,
+    of: std::marker::PhantomData<*const T>,
+}
+
+// SAFETY: only an address; the passes that use it keep their parts disjoint.
+unsafe impl<T> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    fn of(x: &[T]) -> Self {
+        Shared {
+            at: x.as_ptr() as usize,
+            len: x.len(),
+            of: std::marker::PhantomData,
+        }
+    }
+
+    fn of_mut(x: &mut [T]) -> Self {
+        Shared {
+            at: x.as_mut_ptr() as usize,
+            len: x.len(),
+            of: std::marker::PhantomData,
+        }
+    }
+
+    /// The elements `at` of the slice.
+    ///
+    /// # Safety
+    /// The slice is alive and nobody writes these elements meanwhile.
+    unsafe fn part(&self, at: &std::ops::Range<usize>) -> &[T] {
+        assert!(at.end <= self.len);
+        // SAFETY: as the caller promises.
+        unsafe { std::slice::from_raw_parts((self.at as *const T).add(at.start), at.len()) }
+    }
+
+    /// The elements `at` of the slice, to write.
+    ///
+    /// # Safety
+    /// The slice was borrowed mutably, is alive, and nobody else reads or writes these
+    /// elements meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn part_mut(&self, at: &std::ops::Range<usize>) -> &mut [T] {
+        assert!(at.end <= self.len);
+        // SAFETY: as the caller promises.
+        unsafe { std::slice::from_raw_parts_mut((self.at as *mut T).add(at.start), at.len()) }
+    }
+}
+
+/// Element-wise passes over at least twice this many values run on the pool by blocks.
+const PASS_BLOCK: usize = 1 << 15;
+
+/// Runs `pass` over the blocks of `0..len` of `PASS_BLOCK` values, on the pool when there
+/// are several and it has threads (an element-wise pass: its results do not depend on the
+/// cut).
+fn in_blocks(len: usize, pass: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+    if len < 2 * PASS_BLOCK || crate::runtime::parallel::num_threads() < 2 {
+        return pass(0..len);
+    }
+    crate::runtime::parallel::for_each_index(len.div_ceil(PASS_BLOCK), &|i| {
+        pass(i * PASS_BLOCK..((i + 1) * PASS_BLOCK).min(len));
+    });
+}
+
+multiversion! {
+    /// `out = bf16(x)`, element-wise.
+    fn round_bf16(x: &[f32], out: &mut [Bf16]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = Bf16::from_f32(v);
+        }
+    }
+}
+
+multiversion! {
+    /// `u = bf16(b g + c s)` (torch's `addmm(G, G, G, beta=b, alpha=c)` with `s = G G`),
+    /// element-wise.
+    fn gram_update(g: &[Bf16], s: &[f32], b: f32, c: f32, u: &mut [Bf16]) {
+        for ((u, &g), &s) in u.iter_mut().zip(g).zip(s) {
+            *u = Bf16::from_f32(b * g.to_f32() + c * s);
+        }
+    }
+}
+
+multiversion! {
+    /// `x = bf16(a x + p)` (torch's `addmm(X, U, X, beta=a)` with `p = U X`), element-wise.
+    fn next_x(x: &mut [Bf16], p: &[f32], a: f32) {
+        for (v, &p) in x.iter_mut().zip(p) {
+            *v = Bf16::from_f32(a * v.to_f32() + p);
+        }
+    }
+}
+
+multiversion! {
+    /// `B <- lerp(B, g, w)`, element-wise.
+    fn momentum<T: MuonFloat>(buf: &mut [T], grad: &[T], w: T) {
+        for (b, &g) in buf.iter_mut().zip(grad) {
+            *b = lerp(*b, g, w);
+        }
+    }
+}
+
+multiversion! {
+    /// `out = narrow(lerp(g, B, m))` (Nesterov) or `narrow(B)`, element-wise; `narrow` rounds
+    /// to float32 to odd when `odd` (for a second rounding to bfloat16), else to nearest.
+    fn update_of<T: MuonFloat>(grad: &[T], buf: &[T], m: T, nesterov: bool, odd: bool, out: &mut [f32]) {
+        let narrow = |v: T| if odd { v.to_f32_odd() } else { v.to_f32() };
+        if nesterov {
+            for ((o, &g), &b) in out.iter_mut().zip(grad).zip(buf) {
+                *o = narrow(lerp(g, b, m));
+            }
+        } else {
+            for (o, &b) in out.iter_mut().zip(buf) {
+                *o = narrow(b);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `p <- O alpha + p decay` (one fused multiply-add), element-wise.
+    fn apply<T: MuonFloat>(param: &mut [T], ortho: &[f32], alpha: T, decay: T) {
+        for (p, &o) in param.iter_mut().zip(ortho) {
+            *p = T::from_f32(o).fma(alpha, *p * decay);
+        }
     }
 }
 
@@ -243,29 +464,23 @@ pub fn step<T: MuonFloat>(
 ) {
     let n = rows * cols;
     let (param, grad, buf) = (&mut param[..n], &grad[..n], &mut buf[..n]);
-    let w = T::from_f64(1.0 - h.momentum);
-    buf.iter_mut()
-        .zip(grad)
-        .for_each(|(b, &g)| *b = lerp(*b, g, w));
-    let m = T::from_f64(h.momentum);
-    let narrow = match h.ns_dtype {
-        NsDtype::Bf16 => T::to_f32_odd,
-        NsDtype::F32 => T::to_f32,
-    };
-    let update: Vec<f32> = if h.nesterov {
-        grad.iter()
-            .zip(buf.iter())
-            .map(|(&g, &b)| narrow(lerp(g, b, m)))
-            .collect()
-    } else {
-        buf.iter().map(|&b| narrow(b)).collect()
-    };
+    let level = crate::runtime::simd::level();
+    momentum(level, buf, grad, T::from_f64(1.0 - h.momentum));
+    let mut update = vec![0.0f32; n];
+    let odd = h.ns_dtype == NsDtype::Bf16;
+    update_of(
+        level,
+        grad,
+        buf,
+        T::from_f64(h.momentum),
+        h.nesterov,
+        odd,
+        &mut update,
+    );
     let ortho = newton_schulz(&update, rows, cols, h);
     let decay = T::from_f64(1.0 - h.lr * h.weight_decay);
     let alpha = T::from_f64(-adjusted_lr(h.lr, h.adjust_lr, rows, cols));
-    param.iter_mut().zip(&ortho).for_each(|(p, &o)| {
-        *p = T::from_f32(o).fma(alpha, *p * decay);
-    });
+    apply(level, param, &ortho, alpha, decay);
 }
 
 #[cfg(test)]

@@ -84,7 +84,9 @@ class Muon(_PerTensor):
         ns_dtype: ``"bfloat16"`` (default, torch's: every intermediate of the iteration is
             rounded to bfloat16 where torch rounds it; products summed in float32) or
             ``"float32"`` (float32 throughout: about 2**-16 times the rounding error).
-            The products run through the gemm of ``ferroptim.nn``, with the GIL released.
+            The GIL is released for the products: in bfloat16 by a bfloat16 kernel summing
+            in float32 (AVX-512 BF16 where the CPU has it), in float32 by the gemm of
+            ``ferroptim.nn``.
 
     State: ``momentum_buffer`` per parameter (its dtype), created at its first step.
 
