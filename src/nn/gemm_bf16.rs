@@ -21,6 +21,9 @@
 //! asked for with `upper`: only the blocks of C that touch the diagonal or lie above it are
 //! computed, and the rest mirrored, for about half the multiply-adds.
 
+// The blocking, tiling and mirroring serve the x86-64 kernel only.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
 use super::gemm::on_pool;
 use crate::numerics::half::Bf16;
 use crate::runtime::simd::Level;

@@ -48,6 +48,7 @@ pub fn update(
 
 /// Whether this CPU rounds float32 to bfloat16 with AVX-512 BF16 at `level`
 /// ([`Level::has_bf16_rounding`], detected once).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub fn has_bf16_rounding(level: Level) -> bool {
     level.has_bf16_rounding()
 }
