@@ -1,6 +1,6 @@
 //! Adafactor's element-wise passes and row/column reductions, compiled per SIMD level.
 
-use super::reductions::{norm_of, row_norms_of};
+use super::reductions::{finish_norm, norm_of, row_norms_of};
 use super::{lerp, AdafactorFloat};
 use crate::runtime::simd::multiversion;
 use std::mem::MaybeUninit;
@@ -75,9 +75,7 @@ multiversion! {
         let cols = c.len();
         for ((u, g), &ri) in u.chunks_exact_mut(cols).zip(g.chunks_exact(cols)).zip(r) {
             for ((u, &cj), &gij) in u.iter_mut().zip(c).zip(g) {
-                let v = ri * cj / mean;
-                let v = if v < floor { floor } else { v };
-                u.write((T::ONE / v.sqrt()) * (sign * gij));
+                u.write(factored_update(gij, ri, cj, mean, floor, sign));
             }
         }
     }
@@ -107,6 +105,102 @@ multiversion! {
                 None => *p,
             };
             *p = if foreach { q + u * scale } else { u.fma(scale, q) };
+        }
+    }
+}
+
+/// One element of the factored update: `g / sqrt(max(r c / mean, floor))` (rsqrt, then
+/// times `sign g`), as `update_rows_kernel` writes it.
+#[inline(always)]
+fn factored_update<T: AdafactorFloat>(g: T, r: T, c: T, mean: T, floor: T, sign: T) -> T {
+    let v = r * c / mean;
+    let v = if v < floor { floor } else { v };
+    (T::ONE / v.sqrt()) * (sign * g)
+}
+
+/// Values staged between the update's computation and its norm's lanes (a multiple of 8).
+const STAGE: usize = 512;
+
+/// Adds `x` (whole vectors of `L`) to the lane sums `acc` as `lane_sums` does: `acc_l +
+/// x_l^2`, the product rounded, the vectors in order.
+#[inline(always)]
+fn add_lanes<T: AdafactorFloat, const L: usize>(acc: &mut [T; L], x: &[T]) {
+    for v in x.chunks_exact(L) {
+        for (a, &v) in acc.iter_mut().zip(v) {
+            *a = *a + v * v;
+        }
+    }
+}
+
+/// `norm_of` the factored update of every matrix of the row-major `g` (`rows` of `cols`
+/// each), computed in flat order and fed to the norm's lanes through a small buffer, never
+/// stored: the bits of `norm_of` over what `update_rows_kernel` writes.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn update_norm_of<T: AdafactorFloat, const L: usize>(
+    g: &[T],
+    r: &[T],
+    c: &[T],
+    means: &[T],
+    rows: usize,
+    cols: usize,
+    floor: T,
+    sign: T,
+) -> T {
+    let mut acc = [T::ZERO; L];
+    let mut buf = [T::ZERO; STAGE + 8];
+    let mut len = 0;
+    for (((g, r), c), &mean) in g
+        .chunks_exact(rows * cols)
+        .zip(r.chunks_exact(rows))
+        .zip(c.chunks_exact(cols))
+        .zip(means)
+    {
+        for (g, &ri) in g.chunks_exact(cols).zip(r) {
+            for (g, c) in g.chunks(STAGE).zip(c.chunks(STAGE)) {
+                let n = g.len();
+                for ((b, &gij), &cj) in buf[len..len + n].iter_mut().zip(g).zip(c) {
+                    *b = factored_update(gij, ri, cj, mean, floor, sign);
+                }
+                len += n;
+                let whole = len - len % L;
+                add_lanes(&mut acc, &buf[..whole]);
+                buf.copy_within(whole..len, 0);
+                len -= whole;
+            }
+        }
+    }
+    finish_norm(&acc, &buf[..len], 0)
+}
+
+multiversion! {
+    /// The norm of the factored update of every matrix of `g` (their `R`, `C` and means),
+    /// without storing it: `norm_kernel` of what `update_rows_kernel` writes, the same bits.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn update_norm_kernel<T: AdafactorFloat>(g: &[T], r: &[T], c: &[T], means: &[T], rows: usize, cols: usize, floor: T, sign: T) -> T {
+        if T::LANES == 8 {
+            update_norm_of::<T, 8>(g, r, c, means, rows, cols, floor, sign)
+        } else {
+            update_norm_of::<T, 4>(g, r, c, means, rows, cols, floor, sign)
+        }
+    }
+}
+
+multiversion! {
+    /// `apply_kernel` over whole rows of one matrix with the factored update computed again
+    /// (as `update_rows_kernel` computes it): `p = p decay + u scale`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn apply_rows_kernel<T: AdafactorFloat>(p: &mut [T], g: &[T], r: &[T], c: &[T], mean: T, floor: T, sign: T, scale: T, decay: Option<T>, foreach: bool) {
+        let cols = c.len();
+        for ((p, g), &ri) in p.chunks_exact_mut(cols).zip(g.chunks_exact(cols)).zip(r) {
+            for ((p, &gij), &cj) in p.iter_mut().zip(g).zip(c) {
+                let u = factored_update(gij, ri, cj, mean, floor, sign);
+                let q = match decay {
+                    Some(d) => *p * d,
+                    None => *p,
+                };
+                *p = if foreach { q + u * scale } else { u.fma(scale, q) };
+            }
         }
     }
 }
