@@ -137,9 +137,9 @@ pub struct SfTensor<'a, T> {
 /// The pieces of `CHUNK_ELEMENTS` elements of every tensor, each with its group's scalars,
 /// and whether they are worth the pool's threads.
 #[allow(clippy::type_complexity)]
-fn pieces<'a, T: AdafactorFloat, S: Copy>(
-    tensors: Vec<(S, SfTensor<'a, T>)>,
-) -> (Vec<(S, SfTensor<'a, T>)>, bool) {
+fn pieces<T: AdafactorFloat, S: Copy>(
+    tensors: Vec<(S, SfTensor<'_, T>)>,
+) -> (Vec<(S, SfTensor<'_, T>)>, bool) {
     let total: usize = tensors.iter().map(|(_, t)| t.y.len()).sum();
     let mut out = Vec::with_capacity(tensors.len() + total / CHUNK_ELEMENTS);
     for (k, t) in tensors {
@@ -206,6 +206,7 @@ pub fn adamw_steps<T: AdafactorFloat>(tensors: Vec<(&AdamWHyper, SfTensor<'_, T>
 }
 
 /// One Schedule-Free AdamW step of one parameter `y` (train mode): [`adamw_steps`].
+#[cfg(test)]
 pub fn adamw_step<T: AdafactorFloat>(
     h: &AdamWHyper,
     y: &mut [T],
@@ -241,6 +242,7 @@ pub fn sgd_steps<T: AdafactorFloat>(tensors: Vec<(&SgdHyper, SfTensor<'_, T>)>) 
 }
 
 /// One Schedule-Free SGD step of one parameter `y` (train mode): [`sgd_steps`].
+#[cfg(test)]
 pub fn sgd_step<T: AdafactorFloat>(h: &SgdHyper, y: &mut [T], g: &[T], z: &mut [T]) {
     assert!(y.len() == g.len() && y.len() == z.len());
     sgd_steps(vec![(

@@ -374,7 +374,7 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
                 let (n_rows, n_cols) = (T::from_f64(rows as f64), T::from_f64(cols as f64));
                 if *whole {
                     work.push(Reduce::Whole(
-                        &**param,
+                        param,
                         grad,
                         (rows, cols),
                         w,
@@ -384,7 +384,7 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
                     ));
                     continue;
                 }
-                work.push(Reduce::Norm(&**param, param_norm));
+                work.push(Reduce::Norm(param, param_norm));
                 // rows per piece and column blocks: about CHUNK_ELEMENTS elements each
                 let rows_per = (CHUNK_ELEMENTS / cols.max(1)).max(1);
                 let blocks = (rows * cols).div_ceil(CHUNK_ELEMENTS).max(1);
@@ -416,7 +416,7 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
                 }
             }
             Moments::Full { variance } => {
-                work.push(Reduce::Norm(&**param, param_norm));
+                work.push(Reduce::Norm(param, param_norm));
                 let spare = &mut update.spare_capacity_mut()[..numel];
                 for ((g, v), u) in grad
                     .chunks(CHUNK_ELEMENTS)
@@ -436,7 +436,7 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
         }
         Reduce::Column(g, c, n_rows, w) => column(level, g, c, n_rows, w),
         Reduce::Whole(p, g, shape, w, norm, r, c) => {
-            whole_moments(level, p, g, shape, w, norm, r, c)
+            whole_moments(level, p, g, shape, w, norm, r, c);
         }
         Reduce::Full(g, v, u, w, floor, sign) => full_kernel(level, g, v, u, w, floor, sign),
     });

@@ -409,6 +409,19 @@ fn many_tensors_in_one_call_give_each_ones_reference_bits_stored_or_recomputed()
     // matrices (batched, single-column, single-row), vectors; one large enough to be split
     // and small ones run whole; the update stored (threshold above every size) or computed
     // twice (threshold 0)
+    fn moments<'a, T>(s: &[usize], a: &'a mut [T], b: &'a mut [T]) -> Moments<'a, T> {
+        if s.len() < 2 {
+            Moments::Full { variance: a }
+        } else {
+            let (rows, cols) = (s[s.len() - 2], s[s.len() - 1]);
+            Moments::Factored {
+                row_var: a,
+                col_var: b,
+                rows,
+                cols,
+            }
+        }
+    }
     fn check<T: AdafactorFloat>(seed: u64) {
         let shapes: [&[usize]; 7] = [
             &[300, 203],
@@ -441,19 +454,6 @@ fn many_tensors_in_one_call_give_each_ones_reference_bits_stored_or_recomputed()
                 (vec![T::ZERO; batch * rows], vec![T::ZERO; batch * cols])
             }
         };
-        fn moments<'a, T>(s: &[usize], a: &'a mut [T], b: &'a mut [T]) -> Moments<'a, T> {
-            if s.len() < 2 {
-                Moments::Full { variance: a }
-            } else {
-                let (rows, cols) = (s[s.len() - 2], s[s.len() - 1]);
-                Moments::Factored {
-                    row_var: a,
-                    col_var: b,
-                    rows,
-                    cols,
-                }
-            }
-        }
         let p0: Vec<Vec<T>> = sizes
             .iter()
             .enumerate()
