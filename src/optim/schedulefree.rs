@@ -134,20 +134,29 @@ pub struct SfTensor<'a, T> {
     pub v: &'a mut [T],
 }
 
-/// The pieces of `CHUNK_ELEMENTS` elements of every tensor, each with its group's scalars,
-/// and whether they are worth the pool's threads.
+/// The pieces of every tensor, each with its group's scalars, and whether they are worth
+/// the pool's threads: `CHUNK_ELEMENTS` elements each, or fewer (down to 4096) where that
+/// gives each thread at least four.
 #[allow(clippy::type_complexity)]
 fn pieces<T: AdafactorFloat, S: Copy>(
     tensors: Vec<(S, SfTensor<'_, T>)>,
 ) -> (Vec<(S, SfTensor<'_, T>)>, bool) {
     let total: usize = tensors.iter().map(|(_, t)| t.y.len()).sum();
-    let mut out = Vec::with_capacity(tensors.len() + total / CHUNK_ELEMENTS);
+    let threaded = parallel::worth_threads(total);
+    let chunk = if threaded {
+        (total / (4 * parallel::num_threads()))
+            .next_multiple_of(64)
+            .clamp(4096, CHUNK_ELEMENTS)
+    } else {
+        CHUNK_ELEMENTS
+    };
+    let mut out = Vec::with_capacity(tensors.len() + total / chunk);
     for (k, t) in tensors {
         let n = t.y.len();
         assert!(t.g.len() == n && t.z.len() == n && (t.v.is_empty() || t.v.len() == n));
         let (mut y, mut g, mut z, mut v) = (t.y, t.g, t.z, t.v);
         loop {
-            let m = y.len().min(CHUNK_ELEMENTS);
+            let m = y.len().min(chunk);
             let (y0, y1) = y.split_at_mut(m);
             let (g0, g1) = g.split_at(m);
             let (z0, z1) = z.split_at_mut(m);
@@ -167,7 +176,7 @@ fn pieces<T: AdafactorFloat, S: Copy>(
             }
         }
     }
-    (out, parallel::worth_threads(total))
+    (out, threaded)
 }
 
 /// One Schedule-Free AdamW step of every tensor (each with its group's scalars), in

@@ -7,6 +7,7 @@ checks each), the state's arrays listed once."""
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Mapping
 from typing import Any
@@ -24,9 +25,7 @@ from .groups import (
     _saved_groups,
 )
 
-
-def _params_of(g: Mapping) -> Any:
-    return g.get("params")
+_PARAMS = itertools.repeat("params")
 
 
 class _PerTensor:
@@ -111,7 +110,7 @@ class _PerTensor:
         if (
             flat is None
             or len(groups) != len(lists)
-            or not all(map(operator.is_, map(_params_of, groups), lists))
+            or not all(map(operator.is_, map(dict.get, groups, _PARAMS), lists))
         ):
             flat = self._flat = self._arrays()
         return flat
@@ -143,8 +142,7 @@ class _PerTensor:
         """Sets group ``gi``'s ``entries`` (the step's own counters) and their checked
         values ``checked`` in the cache (None: forget the group's, to check it next time)."""
         g = self.param_groups[gi]
-        for k, v in entries.items():
-            g[k] = v
+        dict.update(g, entries)  # (none is "params", which a group refuses to change)
         c = self._hyper_cache[gi] if gi < len(self._hyper_cache) else None
         if c is not None:
             if checked is None:
@@ -182,7 +180,8 @@ class _PerTensor:
         return [self._state.get(i) or new[i] for i in range(len(arrays))], new
 
     def _commit_states(self, states: list[dict], new: dict[int, dict]) -> None:
-        self._state.update(new)
+        if new:
+            self._state.update(new)
         self._states = states
 
     def _check_groups(self) -> None:

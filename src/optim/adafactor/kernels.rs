@@ -204,3 +204,65 @@ multiversion! {
         }
     }
 }
+
+multiversion! {
+    /// `update_rows_kernel` over every matrix of `g` (their `R`, `C` and means) into `u`,
+    /// returning `norm_kernel` of what it wrote: the norm's lanes fed from each row just
+    /// written, so that their additions overlap the update's arithmetic.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn update_and_norm_kernel<T: AdafactorFloat>(g: &[T], r: &[T], c: &[T], means: &[T], rows: usize, cols: usize, u: &mut [MaybeUninit<T>], floor: T, sign: T) -> T {
+        if T::LANES == 8 {
+            update_and_norm_of::<T, 8>(g, r, c, means, rows, cols, u, floor, sign)
+        } else {
+            update_and_norm_of::<T, 4>(g, r, c, means, rows, cols, u, floor, sign)
+        }
+    }
+}
+
+/// `u[..]` as initialized values.
+///
+/// # Safety
+/// Every element of `u` was written.
+#[inline(always)]
+unsafe fn written<T>(u: &[MaybeUninit<T>]) -> &[T] {
+    // SAFETY: MaybeUninit<T> has T's layout; the caller vouches for initialization.
+    unsafe { &*(std::ptr::from_ref::<[MaybeUninit<T>]>(u) as *const [T]) }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn update_and_norm_of<T: AdafactorFloat, const L: usize>(
+    g: &[T],
+    r: &[T],
+    c: &[T],
+    means: &[T],
+    rows: usize,
+    cols: usize,
+    u: &mut [MaybeUninit<T>],
+    floor: T,
+    sign: T,
+) -> T {
+    let per = rows * cols;
+    let mut acc = [T::ZERO; L];
+    // u[..done] added to the lanes (a multiple of L), u[..filled] written
+    let (mut done, mut filled) = (0, 0);
+    for (((g, r), c), &mean) in g
+        .chunks_exact(per)
+        .zip(r.chunks_exact(rows))
+        .zip(c.chunks_exact(cols))
+        .zip(means)
+    {
+        for (g, &ri) in g.chunks_exact(cols).zip(r) {
+            for ((u, &cj), &gij) in u[filled..filled + cols].iter_mut().zip(c).zip(g) {
+                u.write(factored_update(gij, ri, cj, mean, floor, sign));
+            }
+            filled += cols;
+            let end = filled - filled % L;
+            // SAFETY: u[..filled] is written.
+            add_lanes(&mut acc, unsafe { written(&u[done..end]) });
+            done = end;
+        }
+    }
+    // SAFETY: u[..filled] is written.
+    finish_norm(&acc, unsafe { written(&u[done..filled]) }, 0)
+}

@@ -32,7 +32,7 @@ mod tests;
 
 use kernels::{
     apply_kernel, apply_rows_kernel, cols_kernel, full_kernel, norm_kernel, rows_cols_kernel,
-    rows_kernel, update_norm_kernel, update_rows_kernel,
+    rows_kernel, update_and_norm_kernel, update_norm_kernel, update_rows_kernel,
 };
 pub use reductions::sum_torch;
 use std::mem::MaybeUninit;
@@ -184,10 +184,11 @@ pub(crate) fn step_with<T: AdafactorFloat>(
 /// 1. `||p||` and the second-moment EWAs (row and column EWAs, or `V` and the stored
 ///    update of a vector); a matrix smaller than a thread's share of the elements is one
 ///    task (one pass over its gradient), a larger one is split into row and column pieces;
-/// 2. a stored factored update, or (parameters of [`STORE_UPDATE_BELOW`] elements or more)
-///    the update's norm without storing it, one task per parameter (its sum runs in one
-///    order), and the norms of the vectors' updates;
-/// 3. the norms of the stored factored updates, one task each;
+/// 2. a stored factored update (with its norm when the parameter is one task), or
+///    (parameters of [`STORE_UPDATE_BELOW`] elements or more) the update's norm without
+///    storing it, one task per parameter (its sum runs in one order), and the norms of the
+///    vectors' updates;
+/// 3. the norms of the stored factored updates written in pieces, one task each;
 /// 4. `p = p (1 - lr weight_decay) - scale U`, the update read or computed again.
 pub fn step_many<T: AdafactorFloat>(tensors: Vec<AdafactorTensor<'_, T>>) {
     let total: usize = tensors.iter().map(|t| t.param.len()).sum();
@@ -260,6 +261,20 @@ enum Second<'a, T> {
         T,
         &'a mut T,
     ),
+    /// A whole factored parameter's update, stored, and its norm (as `UpdateNorm`, and
+    /// the update's cells).
+    #[allow(clippy::type_complexity)]
+    UpdateAndNorm(
+        &'a [T],
+        &'a [T],
+        &'a [T],
+        &'a [T],
+        (usize, usize),
+        T,
+        T,
+        &'a mut [MaybeUninit<T>],
+        &'a mut T,
+    ),
     /// The norm of a stored update.
     Norm(&'a [T], &'a mut T),
 }
@@ -287,6 +302,7 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
     } else {
         1
     };
+
     let mut plans: Vec<Plan<'_, T>> = tensors
         .into_iter()
         .map(|x| {
@@ -476,6 +492,7 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
             floor,
             grad,
             moments,
+            whole,
             store,
             update,
             means,
@@ -492,7 +509,19 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
                 cols,
             } => {
                 let (rows, cols) = (*rows, *cols);
-                if *store {
+                if *store && *whole {
+                    work.push(Second::UpdateAndNorm(
+                        grad,
+                        row_var,
+                        col_var,
+                        means,
+                        (rows, cols),
+                        floor,
+                        sign,
+                        &mut update.spare_capacity_mut()[..param.len()],
+                        update_norm,
+                    ));
+                } else if *store {
                     let per = rows * cols;
                     let rows_per = (CHUNK_ELEMENTS / cols).max(1);
                     let spare = &mut update.spare_capacity_mut()[..param.len()];
@@ -529,15 +558,17 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
     }
     parallel::run_each(work, threaded, |piece| second(level, piece));
 
-    // 3. the norms of the stored factored updates
+    // 3. the norms of the stored factored updates written in pieces
     let mut work = Vec::new();
     for plan in &mut plans {
         if plan.store && matches!(plan.moments, Moments::Factored { .. }) {
             let numel = plan.param.len();
-            // SAFETY: the `Update` pieces above covered `spare[..numel]` (whole matrices)
-            // and each wrote every element of its piece.
+            // SAFETY: the `Update` pieces above, or the one `UpdateAndNorm` task, covered
+            // `spare[..numel]` (whole matrices) and wrote every element.
             unsafe { plan.update.set_len(numel) };
-            work.push(Second::Norm(&plan.update, &mut plan.update_norm));
+            if !plan.whole {
+                work.push(Second::Norm(&plan.update, &mut plan.update_norm));
+            }
         }
     }
     parallel::run_each(work, threaded, |piece| second(level, piece));
@@ -654,6 +685,9 @@ fn second<T: AdafactorFloat>(level: Level, piece: Second<'_, T>) {
         }
         Second::UpdateNorm(g, r, c, means, (rows, cols), floor, sign, out) => {
             *out = update_norm_kernel(level, g, r, c, means, rows, cols, floor, sign);
+        }
+        Second::UpdateAndNorm(g, r, c, means, (rows, cols), floor, sign, u, out) => {
+            *out = update_and_norm_kernel(level, g, r, c, means, rows, cols, u, floor, sign);
         }
         Second::Norm(u, out) => *out = norm_kernel(level, u),
     }

@@ -463,7 +463,14 @@ fn many_tensors_in_one_call_give_each_ones_reference_bits_stored_or_recomputed()
         let mut want_state: Vec<_> = shapes.iter().map(|s| states(s)).collect();
         let mut runs: Vec<_> = crate::runtime::simd::supported()
             .into_iter()
-            .flat_map(|l| [(l, false, 0), (l, true, 0), (l, true, usize::MAX)])
+            .flat_map(|l| {
+                [
+                    (l, false, 0),
+                    (l, false, usize::MAX),
+                    (l, true, 0),
+                    (l, true, usize::MAX),
+                ]
+            })
             .map(|k| (k, p0.clone(), want_state.clone()))
             .collect();
         for t in 1..=3u64 {
