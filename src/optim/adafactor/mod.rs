@@ -36,6 +36,7 @@ use kernels::{
 };
 pub use reductions::sum_torch;
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Hyper-parameters of one step, checked by the caller (Python owns their ranges).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -184,12 +185,12 @@ pub(crate) fn step_with<T: AdafactorFloat>(
 /// 1. `||p||` and the second-moment EWAs (row and column EWAs, or `V` and the stored
 ///    update of a vector); a matrix smaller than a thread's share of the elements is one
 ///    task (one pass over its gradient), a larger one is split into row and column pieces;
-/// 2. a stored factored update (with its norm when the parameter is one task), or
-///    (parameters of [`STORE_UPDATE_BELOW`] elements or more) the update's norm without
-///    storing it, one task per parameter (its sum runs in one order), and the norms of the
-///    vectors' updates;
-/// 3. the norms of the stored factored updates written in pieces, one task each;
-/// 4. `p = p (1 - lr weight_decay) - scale U`, the update read or computed again.
+/// 2. the stored factored updates (with their norms where the parameter is one task);
+/// 3. the other update norms, one task per parameter (its sum runs in one order): of the
+///    stored updates, or (parameters of [`STORE_UPDATE_BELOW`] elements or more, factored)
+///    of the update computed without storing it; then `p = p (1 - lr weight_decay) - scale
+///    U`, the update read or computed again, each piece starting once its parameter's
+///    norm is known (while other norms are still being computed).
 pub fn step_many<T: AdafactorFloat>(tensors: Vec<AdafactorTensor<'_, T>>) {
     let total: usize = tensors.iter().map(|t| t.param.len()).sum();
     let threaded = parallel::worth_threads(total);
@@ -244,25 +245,13 @@ enum Reduce<'a, T> {
     Full(&'a [T], &'a mut [T], &'a mut [MaybeUninit<T>], T, T, T),
 }
 
-/// The second and third passes' pieces.
+/// The second pass's pieces.
 enum Second<'a, T> {
     /// Whole rows of one matrix's update, stored: the gradient's rows, their `R`, the
     /// matrix's `C` and mean, the update's rows.
     Update(&'a [T], &'a [T], &'a [T], T, &'a mut [MaybeUninit<T>], T, T),
-    /// A factored parameter's update norm, the update computed and not stored: the
-    /// gradient, `R`, `C`, the means, (rows, cols), floor and sign.
-    UpdateNorm(
-        &'a [T],
-        &'a [T],
-        &'a [T],
-        &'a [T],
-        (usize, usize),
-        T,
-        T,
-        &'a mut T,
-    ),
-    /// A whole factored parameter's update, stored, and its norm (as `UpdateNorm`, and
-    /// the update's cells).
+    /// A whole factored parameter's update, stored, and its norm: the gradient, `R`, `C`,
+    /// the means, (rows, cols), floor, sign, the update's cells and the norm's.
     #[allow(clippy::type_complexity)]
     UpdateAndNorm(
         &'a [T],
@@ -275,8 +264,6 @@ enum Second<'a, T> {
         &'a mut [MaybeUninit<T>],
         &'a mut T,
     ),
-    /// The norm of a stored update.
-    Norm(&'a [T], &'a mut T),
 }
 
 /// The last pass's pieces: `p = p decay + u scale`.
@@ -484,7 +471,7 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
         }
     }
 
-    // 2. the stored factored updates, the norms of the others
+    // 2. the stored factored updates (whole parameters with their norms)
     let mut work = Vec::new();
     for plan in &mut plans {
         let Plan {
@@ -501,96 +488,92 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
             ..
         } = plan;
         let (sign, floor, grad) = (*sign, *floor, *grad);
-        match moments {
-            Moments::Factored {
+        let Moments::Factored {
+            row_var,
+            col_var,
+            rows,
+            cols,
+        } = moments
+        else {
+            continue;
+        };
+        let (rows, cols) = (*rows, *cols);
+        if !*store {
+            continue;
+        }
+        let spare = &mut update.spare_capacity_mut()[..param.len()];
+        if *whole {
+            let shape = (rows, cols);
+            work.push(Second::UpdateAndNorm(
+                grad,
                 row_var,
                 col_var,
-                rows,
-                cols,
-            } => {
-                let (rows, cols) = (*rows, *cols);
-                if *store && *whole {
-                    work.push(Second::UpdateAndNorm(
-                        grad,
-                        row_var,
-                        col_var,
-                        means,
-                        (rows, cols),
-                        floor,
-                        sign,
-                        &mut update.spare_capacity_mut()[..param.len()],
-                        update_norm,
-                    ));
-                } else if *store {
-                    let per = rows * cols;
-                    let rows_per = (CHUNK_ELEMENTS / cols).max(1);
-                    let spare = &mut update.spare_capacity_mut()[..param.len()];
-                    for ((((g, r), c), u), &mean) in grad
-                        .chunks_exact(per)
-                        .zip(row_var.chunks_exact(rows))
-                        .zip(col_var.chunks_exact(cols))
-                        .zip(spare.chunks_exact_mut(per))
-                        .zip(means.iter())
-                    {
-                        for ((g, r), u) in g
-                            .chunks(rows_per * cols)
-                            .zip(r.chunks(rows_per))
-                            .zip(u.chunks_mut(rows_per * cols))
-                        {
-                            work.push(Second::Update(g, r, c, mean, u, floor, sign));
-                        }
-                    }
-                } else {
-                    work.push(Second::UpdateNorm(
-                        grad,
-                        row_var,
-                        col_var,
-                        means,
-                        (rows, cols),
-                        floor,
-                        sign,
-                        update_norm,
-                    ));
-                }
+                means,
+                shape,
+                floor,
+                sign,
+                spare,
+                update_norm,
+            ));
+            continue;
+        }
+        let per = rows * cols;
+        let rows_per = (CHUNK_ELEMENTS / cols).max(1);
+        for ((((g, r), c), u), &mean) in grad
+            .chunks_exact(per)
+            .zip(row_var.chunks_exact(rows))
+            .zip(col_var.chunks_exact(cols))
+            .zip(spare.chunks_exact_mut(per))
+            .zip(means.iter())
+        {
+            for ((g, r), u) in g
+                .chunks(rows_per * cols)
+                .zip(r.chunks(rows_per))
+                .zip(u.chunks_mut(rows_per * cols))
+            {
+                work.push(Second::Update(g, r, c, mean, u, floor, sign));
             }
-            Moments::Full { .. } => work.push(Second::Norm(update, update_norm)),
         }
     }
-    parallel::run_each(work, threaded, |piece| second(level, piece));
+    if !work.is_empty() {
+        parallel::run_each(work, threaded, |piece| second(level, piece));
+    }
 
-    // 3. the norms of the stored factored updates written in pieces
-    let mut work = Vec::new();
-    for plan in &mut plans {
-        if plan.store && matches!(plan.moments, Moments::Factored { .. }) {
-            let numel = plan.param.len();
+    // 3. the other update norms, each followed by its parameter's scale, then the updates
+    // of the parameters, each piece waiting for its scale: the norm tasks come first, so a
+    // piece only waits for a task already running
+    let ready: Vec<Ready> = plans.iter().map(|_| Ready::default()).collect();
+    let mut norms = Vec::new();
+    let mut applies = Vec::new();
+    for (i, plan) in plans.iter_mut().enumerate() {
+        let numel = plan.param.len();
+        let h = plan.h;
+        let scale = ScaleOf {
+            eps2: h.eps2,
+            d: h.d,
+            rho: plan.rho,
+            sqrt_numel: plan.sqrt_numel,
+            param_norm: plan.param_norm.to_f64(),
+        };
+        let decay = (h.weight_decay != 0.0).then(|| T::from_f64(1.0 - h.lr * h.weight_decay));
+        let k = (decay, h.foreach, plan.floor, plan.sign);
+        let factored = matches!(plan.moments, Moments::Factored { .. });
+        if plan.store && factored {
             // SAFETY: the `Update` pieces above, or the one `UpdateAndNorm` task, covered
             // `spare[..numel]` (whole matrices) and wrote every element.
             unsafe { plan.update.set_len(numel) };
-            if !plan.whole {
-                work.push(Second::Norm(&plan.update, &mut plan.update_norm));
-            }
         }
-    }
-    parallel::run_each(work, threaded, |piece| second(level, piece));
-
-    // 4. the update
-    let mut work = Vec::new();
-    for plan in &mut plans {
-        let h = &plan.h;
-        let rms = plan.param_norm.to_f64() / plan.sqrt_numel;
-        let alpha = if rms > h.eps2 { rms } else { h.eps2 } * plan.rho;
-        let update_rms = plan.update_norm.to_f64() / (plan.sqrt_numel * h.d);
-        let clip = if update_rms > 1.0 { update_rms } else { 1.0 };
-        let scale = T::from_f64(-alpha / clip);
-        let decay = (h.weight_decay != 0.0).then(|| T::from_f64(1.0 - h.lr * h.weight_decay));
-        let k = (scale, decay, h.foreach, plan.floor, plan.sign);
         let Plan {
             param,
             grad,
             moments,
+            whole,
             store,
             update,
             means,
+            update_norm,
+            floor,
+            sign,
             ..
         } = plan;
         match moments {
@@ -601,6 +584,12 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
                 cols,
             } if !*store => {
                 let (rows, cols) = (*rows, *cols);
+                let (row_var, col_var, means, grad) = (&**row_var, &**col_var, &**means, *grad);
+                norms.push(Last::Norm(
+                    i,
+                    scale,
+                    NormOf::Computed(grad, row_var, col_var, means, (rows, cols), *floor, *sign),
+                ));
                 let per = rows * cols;
                 let rows_per = (CHUNK_ELEMENTS / cols).max(1);
                 for ((((p, g), r), c), &mean) in param
@@ -615,30 +604,115 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
                         .zip(g.chunks(rows_per * cols))
                         .zip(r.chunks(rows_per))
                     {
-                        work.push((k, Apply::Rows(p, g, r, c, mean)));
+                        applies.push(Last::Apply(i, k, Apply::Rows(p, g, r, c, mean)));
                     }
                 }
             }
             _ => {
+                if factored && *whole {
+                    // its norm came with the update
+                    ready[i].publish(scale.of(update_norm.to_f64()));
+                } else {
+                    norms.push(Last::Norm(i, scale, NormOf::Stored(update)));
+                }
                 for (p, u) in param
                     .chunks_mut(CHUNK_ELEMENTS)
                     .zip(update.chunks(CHUNK_ELEMENTS))
                 {
-                    work.push((k, Apply::Stored(p, u)));
+                    applies.push(Last::Apply(i, k, Apply::Stored(p, u)));
                 }
             }
         }
     }
-    parallel::run_each(
-        work,
-        threaded,
-        |((scale, decay, foreach, floor, sign), piece)| match piece {
-            Apply::Stored(p, u) => apply_kernel(level, p, u, scale, decay, foreach),
-            Apply::Rows(p, g, r, c, mean) => {
-                apply_rows_kernel(level, p, g, r, c, mean, floor, sign, scale, decay, foreach);
+    norms.append(&mut applies);
+    parallel::run_each(norms, threaded, |piece| match piece {
+        Last::Norm(i, scale, of) => {
+            let norm = match of {
+                NormOf::Stored(u) => norm_kernel(level, u),
+                NormOf::Computed(g, r, c, means, (rows, cols), floor, sign) => {
+                    update_norm_kernel(level, g, r, c, means, rows, cols, floor, sign)
+                }
+            };
+            ready[i].publish(scale.of(norm.to_f64()));
+        }
+        Last::Apply(i, (decay, foreach, floor, sign), piece) => {
+            let scale = T::from_f64(ready[i].wait());
+            match piece {
+                Apply::Stored(p, u) => apply_kernel(level, p, u, scale, decay, foreach),
+                Apply::Rows(p, g, r, c, mean) => {
+                    apply_rows_kernel(level, p, g, r, c, mean, floor, sign, scale, decay, foreach);
+                }
             }
-        },
-    );
+        }
+    });
+}
+
+/// What a parameter's scale is computed from besides its update's norm.
+#[derive(Clone, Copy)]
+struct ScaleOf {
+    eps2: f64,
+    d: f64,
+    rho: f64,
+    sqrt_numel: f64,
+    param_norm: f64,
+}
+
+impl ScaleOf {
+    /// `-alpha / max(1, ||U|| / (sqrt(numel) d))`, `alpha = max(eps2, ||p|| / sqrt(numel))
+    /// rho`.
+    fn of(self, update_norm: f64) -> f64 {
+        let rms = self.param_norm / self.sqrt_numel;
+        let alpha = if rms > self.eps2 { rms } else { self.eps2 } * self.rho;
+        let update_rms = update_norm / (self.sqrt_numel * self.d);
+        let clip = if update_rms > 1.0 { update_rms } else { 1.0 };
+        -alpha / clip
+    }
+}
+
+/// A parameter's scale, published by the task that computed its update's norm to the pieces
+/// that wait for it.
+#[derive(Default)]
+struct Ready {
+    set: AtomicBool,
+    scale: AtomicU64,
+}
+
+impl Ready {
+    fn publish(&self, scale: f64) {
+        self.scale.store(scale.to_bits(), Ordering::Relaxed);
+        self.set.store(true, Ordering::Release);
+    }
+
+    /// The scale, once published (by a task that is already running: see the last pass).
+    fn wait(&self) -> f64 {
+        let mut spins = 0u32;
+        while !self.set.load(Ordering::Acquire) {
+            if spins < 1 << 12 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        f64::from_bits(self.scale.load(Ordering::Relaxed))
+    }
+}
+
+/// How a norm task gets the update.
+enum NormOf<'a, T> {
+    /// Stored.
+    Stored(&'a [T]),
+    /// Computed, not stored: the gradient, `R`, `C`, the means, (rows, cols), floor, sign.
+    #[allow(clippy::type_complexity)]
+    Computed(&'a [T], &'a [T], &'a [T], &'a [T], (usize, usize), T, T),
+}
+
+/// The last pass's items: the update norms of parameter `usize`, then the pieces of the
+/// updates with `(decay, foreach, floor, sign)`.
+enum Last<'a, T> {
+    Norm(usize, ScaleOf, NormOf<'a, T>),
+    #[allow(clippy::type_complexity)]
+    Apply(usize, (Option<T>, bool, T, T), Apply<'a, T>),
 }
 
 /// A single-column matrix's column EWA (its column is contiguous: torch reduces it as a
@@ -683,12 +757,8 @@ fn second<T: AdafactorFloat>(level: Level, piece: Second<'_, T>) {
         Second::Update(g, r, c, mean, u, floor, sign) => {
             update_rows_kernel(level, g, r, c, u, mean, floor, sign);
         }
-        Second::UpdateNorm(g, r, c, means, (rows, cols), floor, sign, out) => {
-            *out = update_norm_kernel(level, g, r, c, means, rows, cols, floor, sign);
-        }
         Second::UpdateAndNorm(g, r, c, means, (rows, cols), floor, sign, u, out) => {
             *out = update_and_norm_kernel(level, g, r, c, means, rows, cols, u, floor, sign);
         }
-        Second::Norm(u, out) => *out = norm_kernel(level, u),
     }
 }
