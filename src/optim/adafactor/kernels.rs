@@ -28,28 +28,6 @@ multiversion! {
 }
 
 multiversion! {
-    /// The row and column EWAs of one whole matrix (`cols > 1`) in one pass over it:
-    /// `rows_kernel` and `cols_kernel` at once, the same sums.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn rows_cols_kernel<T: AdafactorFloat>(g: &[T], cols: usize, r: &mut [T], c: &mut [T], n_rows: T, n_cols: T, w: T) {
-        let mut norms = vec![T::ZERO; r.len()];
-        let mut acc = vec![T::ZERO; cols];
-        if T::LANES == 8 {
-            row_norms_of::<T, 8>(g, cols, &mut norms, Some(&mut acc));
-        } else {
-            row_norms_of::<T, 4>(g, cols, &mut norms, Some(&mut acc));
-        }
-        for (r, &norm) in r.iter_mut().zip(&norms) {
-            *r = lerp(*r, norm * norm / n_cols, w);
-        }
-        for (c, &a) in c.iter_mut().zip(&acc) {
-            let norm = a.sqrt();
-            *c = lerp(*c, norm * norm / n_rows, w);
-        }
-    }
-}
-
-multiversion! {
     /// The column EWA of the columns `first..first + c.len()` of the row-major `g` (`rows`
     /// of `cols > 1`): `norm_columns` each, then `c = lerp(c, ||col||^2 / rows, w)`.
     pub(super) fn cols_kernel<T: AdafactorFloat>(g: &[T], cols: usize, first: usize, c: &mut [T], n_rows: T, w: T) {
@@ -265,4 +243,79 @@ fn update_and_norm_of<T: AdafactorFloat, const L: usize>(
     }
     // SAFETY: u[..filled] is written.
     finish_norm(&acc, unsafe { written(&u[done..filled]) }, 0)
+}
+
+multiversion! {
+    /// A whole factored parameter's first pass on one thread: each matrix's row and column
+    /// EWAs (one pass over each matrix: `rows_kernel` and `cols_kernel`'s sums at once; the
+    /// column's norm for a single column)
+    /// and `norm_kernel(p)`, returned: p's lanes fed a block of rows at a time alongside
+    /// the moments' work, so that the norm's additions overlap it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn whole_kernel<T: AdafactorFloat>(p: &[T], g: &[T], rows: usize, cols: usize, r: &mut [T], c: &mut [T], n_rows: T, n_cols: T, w: T) -> T {
+        if T::LANES == 8 {
+            whole_of::<T, 8>(p, g, rows, cols, r, c, n_rows, n_cols, w)
+        } else {
+            whole_of::<T, 4>(p, g, rows, cols, r, c, n_rows, n_cols, w)
+        }
+    }
+}
+
+/// Elements of a block of rows in `whole_of`.
+const BLOCK: usize = 4096;
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn whole_of<T: AdafactorFloat, const L: usize>(
+    p: &[T],
+    g: &[T],
+    rows: usize,
+    cols: usize,
+    r: &mut [T],
+    c: &mut [T],
+    n_rows: T,
+    n_cols: T,
+    w: T,
+) -> T {
+    let per = rows * cols;
+    let p = &p[..g.len()];
+    let mut acc = [T::ZERO; L];
+    // p[..done] added to the lanes (a multiple of L)
+    let mut done = 0;
+    let mut norms = vec![T::ZERO; rows];
+    let mut col_acc = vec![T::ZERO; cols];
+    let block_rows = (BLOCK / cols).max(1);
+    for (m, ((g, r), c)) in g
+        .chunks_exact(per)
+        .zip(r.chunks_exact_mut(rows))
+        .zip(c.chunks_exact_mut(cols))
+        .enumerate()
+    {
+        col_acc.fill(T::ZERO);
+        let mut first = 0;
+        while first < rows {
+            let last = (first + block_rows).min(rows);
+            let (gb, nb) = (&g[first * cols..last * cols], &mut norms[first..last]);
+            row_norms_of::<T, L>(gb, cols, nb, (cols > 1).then_some(&mut col_acc[..]));
+            let end = m * per + last * cols;
+            let end = end - end % L;
+            add_lanes(&mut acc, &p[done..end]);
+            done = end;
+            first = last;
+        }
+        for (r, &norm) in r.iter_mut().zip(&norms) {
+            *r = lerp(*r, norm * norm / n_cols, w);
+        }
+        if cols > 1 {
+            for (c, &a) in c.iter_mut().zip(&col_acc) {
+                let norm = a.sqrt();
+                *c = lerp(*c, norm * norm / n_rows, w);
+            }
+        } else {
+            // a single column is contiguous: torch reduces it as a last dimension
+            let norm = norm_of(g);
+            c[0] = lerp(c[0], norm * norm / n_rows, w);
+        }
+    }
+    finish_norm(&acc, &p[done..], 0)
 }

@@ -31,8 +31,8 @@ mod reductions;
 mod tests;
 
 use kernels::{
-    apply_kernel, apply_rows_kernel, cols_kernel, full_kernel, norm_kernel, rows_cols_kernel,
-    rows_kernel, update_and_norm_kernel, update_norm_kernel, update_rows_kernel,
+    apply_kernel, apply_rows_kernel, cols_kernel, full_kernel, norm_kernel, rows_kernel,
+    update_and_norm_kernel, update_norm_kernel, update_rows_kernel, whole_kernel,
 };
 pub use reductions::sum_torch;
 use std::mem::MaybeUninit;
@@ -438,8 +438,9 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
             cols_kernel(level, g, cols, first, c, n_rows, w);
         }
         Reduce::Column(g, c, n_rows, w) => column(level, g, c, n_rows, w),
-        Reduce::Whole(p, g, shape, w, norm, r, c) => {
-            whole_moments(level, p, g, shape, w, norm, r, c);
+        Reduce::Whole(p, g, (rows, cols), w, norm, r, c) => {
+            let (n_rows, n_cols) = (T::from_f64(rows as f64), T::from_f64(cols as f64));
+            *norm = whole_kernel(level, p, g, rows, cols, r, c, n_rows, n_cols, w);
         }
         Reduce::Full(g, v, u, w, floor, sign) => full_kernel(level, g, v, u, w, floor, sign),
     });
@@ -720,36 +721,6 @@ enum Last<'a, T> {
 fn column<T: AdafactorFloat>(level: Level, g: &[T], c: &mut T, n_rows: T, w: T) {
     let norm = norm_kernel(level, g);
     *c = lerp(*c, norm * norm / n_rows, w);
-}
-
-/// A whole factored tensor's first pass on one thread: `||p||` to `norm`, then each
-/// matrix's row and column EWAs (`r`, `c`), one pass over each matrix with more than one
-/// column.
-#[allow(clippy::too_many_arguments)]
-fn whole_moments<T: AdafactorFloat>(
-    level: Level,
-    p: &[T],
-    g: &[T],
-    (rows, cols): (usize, usize),
-    w: T,
-    norm: &mut T,
-    r: &mut [T],
-    c: &mut [T],
-) {
-    *norm = norm_kernel(level, p);
-    let (n_rows, n_cols) = (T::from_f64(rows as f64), T::from_f64(cols as f64));
-    for ((g, r), c) in g
-        .chunks_exact(rows * cols)
-        .zip(r.chunks_exact_mut(rows))
-        .zip(c.chunks_exact_mut(cols))
-    {
-        if cols > 1 {
-            rows_cols_kernel(level, g, cols, r, c, n_rows, n_cols, w);
-        } else {
-            rows_kernel(level, g, cols, r, n_cols, w);
-            column(level, g, &mut c[0], n_rows, w);
-        }
-    }
 }
 
 fn second<T: AdafactorFloat>(level: Level, piece: Second<'_, T>) {
