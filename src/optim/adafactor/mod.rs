@@ -155,11 +155,17 @@ pub fn step<T: AdafactorFloat>(
     grad: &[T],
     moments: Moments<'_, T>,
 ) {
-    let threaded = parallel::worth_threads(param.len());
-    step_with(simd::level(), threaded, h, t, param, grad, moments);
+    step_many(vec![AdafactorTensor {
+        h: *h,
+        t,
+        param,
+        grad,
+        moments,
+    }]);
 }
 
 /// [`step`] at a given SIMD level, on the pool's threads when `threaded`.
+#[cfg(test)]
 pub(crate) fn step_with<T: AdafactorFloat>(
     level: Level,
     threaded: bool,
@@ -193,9 +199,15 @@ pub(crate) fn step_with<T: AdafactorFloat>(
 ///    norm is known (while other norms are still being computed).
 pub fn step_many<T: AdafactorFloat>(tensors: Vec<AdafactorTensor<'_, T>>) {
     let total: usize = tensors.iter().map(|t| t.param.len()).sum();
-    let threaded = parallel::worth_threads(total);
+    let threaded = total >= PARALLEL_MIN && parallel::worth_threads(total);
     step_many_with(simd::level(), threaded, STORE_UPDATE_BELOW, tensors);
 }
+
+/// Steps from this many elements up share the pool's threads: four times the element-wise
+/// kernels' threshold, as a step hands the pool three dependent passes, each waking its
+/// workers. Measured on a 2-CPU machine shared with other work (load 3): the 85K-element
+/// set of six tensors took 72 us a step on one thread and 87 us on two; 670K, 533 and 595.
+const PARALLEL_MIN: usize = 4 * parallel::PARALLEL_MIN_ELEMENTS;
 
 /// One tensor's scalars and its results between the passes.
 struct Plan<'a, T> {
