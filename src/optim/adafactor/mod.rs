@@ -203,11 +203,12 @@ pub fn step_many<T: AdafactorFloat>(tensors: Vec<AdafactorTensor<'_, T>>) {
     step_many_with(simd::level(), threaded, STORE_UPDATE_BELOW, tensors);
 }
 
-/// Steps from this many elements up share the pool's threads: four times the element-wise
-/// kernels' threshold, as a step hands the pool three dependent passes, each waking its
-/// workers. Measured on a 2-CPU machine shared with other work (load 3): the 85K-element
-/// set of six tensors took 72 us a step on one thread and 87 us on two; 670K, 533 and 595.
-const PARALLEL_MIN: usize = 4 * parallel::PARALLEL_MIN_ELEMENTS;
+/// Steps from this many elements up share the pool's threads (32 times the element-wise
+/// kernels' threshold): a step hands the pool three dependent passes, each waking its
+/// workers, and the norms' sums run in one order, a task each. Measured on a 2-CPU machine
+/// shared with other work, benches/compare.py's 670K-element set (six tensors) took 552 us a
+/// step on one thread and 826 us on two; the 85K set 72 and 87 us.
+const PARALLEL_MIN: usize = 32 * parallel::PARALLEL_MIN_ELEMENTS;
 
 /// One tensor's scalars and its results between the passes.
 struct Plan<'a, T> {
