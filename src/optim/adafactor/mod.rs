@@ -185,12 +185,13 @@ pub(crate) fn step_with<T: AdafactorFloat>(
     step_many_with(level, threaded, STORE_UPDATE_BELOW, vec![tensor]);
 }
 
-/// [`step`] of every tensor, in four passes shared by all of them: the results are those
+/// [`step`] of every tensor, in three passes shared by all of them: the results are those
 /// of one [`step`] per tensor, bit for bit, at any thread count and SIMD level.
 ///
 /// 1. `||p||` and the second-moment EWAs (row and column EWAs, or `V` and the stored
-///    update of a vector); a matrix smaller than a thread's share of the elements is one
-///    task (one pass over its gradient), a larger one is split into row and column pieces;
+///    update of a vector); a matrix of at most a quarter of a thread's share of the
+///    elements is one task (one pass over its gradient), a larger one is split into row
+///    and column pieces;
 /// 2. the stored factored updates (with their norms where the parameter is one task);
 /// 3. the other update norms, one task per parameter (its sum runs in one order): of the
 ///    stored updates, or (parameters of [`STORE_UPDATE_BELOW`] elements or more, factored)
@@ -203,12 +204,11 @@ pub fn step_many<T: AdafactorFloat>(tensors: Vec<AdafactorTensor<'_, T>>) {
     step_many_with(simd::level(), threaded, STORE_UPDATE_BELOW, tensors);
 }
 
-/// Steps from this many elements up share the pool's threads (32 times the element-wise
+/// Steps from this many elements up share the pool's threads (four times the element-wise
 /// kernels' threshold): a step hands the pool three dependent passes, each waking its
-/// workers, and the norms' sums run in one order, a task each. Measured on a 2-CPU machine
-/// shared with other work, benches/compare.py's 670K-element set (six tensors) took 552 us a
-/// step on one thread and 826 us on two; the 85K set 72 and 87 us.
-const PARALLEL_MIN: usize = 32 * parallel::PARALLEL_MIN_ELEMENTS;
+/// workers. Measured on a 2-CPU machine shared with other work (load 3), the 85K-element
+/// set of benches/compare.py (six tensors) took 72 us a step on one thread and 87 us on two.
+const PARALLEL_MIN: usize = 4 * parallel::PARALLEL_MIN_ELEMENTS;
 
 /// One tensor's scalars and its results between the passes.
 struct Plan<'a, T> {
@@ -351,7 +351,7 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
                 param,
                 grad,
                 moments,
-                whole: !threaded || numel * threads <= total,
+                whole: !threaded || numel * 4 * threads <= total,
                 store,
                 // written below before it is read: no pass to zero it
                 update: Vec::with_capacity(if store { numel } else { 0 }),
