@@ -143,8 +143,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<optim::Lbfgs>()?;
     m.add_function(wrap_pyfunction!(optim::muon_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::adafactor_step, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::schedulefree_adamw_step, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::schedulefree_sgd_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::adafactor_steps, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::schedulefree_adamw_steps, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::schedulefree_sgd_steps, m)?)?;
     m.add_function(wrap_pyfunction!(optim::schedulefree_interpolate, m)?)?;
     m.add_class::<batches::Batcher>()?;
     m.add_class::<batches::EpochIter>()?;

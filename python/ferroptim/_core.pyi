@@ -99,28 +99,30 @@ def adafactor_step(
     maximize: bool,
     foreach: bool,
 ) -> None: ...
-def schedulefree_adamw_step(
-    param: np.ndarray,
-    grad: np.ndarray,
-    z: np.ndarray,
-    exp_avg_sq: np.ndarray,
-    beta2: float,
-    one_minus_beta2: float,
-    bias_correction2: float,
-    eps: float,
-    weight_decay: float,
-    ckp1: float,
-    y_alpha: float,
-    lr: float,
+def adafactor_steps(
+    params: list[np.ndarray],
+    grads: list[Any],
+    ts: Sequence[float],
+    variances: list[np.ndarray | None],
+    row_vars: list[np.ndarray | None],
+    col_vars: list[np.ndarray | None],
+    names: list[str],
+    groups: Sequence[tuple[int, Sequence[float]]],
 ) -> None: ...
-def schedulefree_sgd_step(
-    param: np.ndarray,
-    grad: np.ndarray,
-    z: np.ndarray,
-    weight_decay: float,
-    ckp1: float,
-    y_alpha: float,
-    lr: float,
+def schedulefree_adamw_steps(
+    params: list[np.ndarray],
+    grads: list[Any],
+    zs: list[np.ndarray],
+    exp_avg_sqs: list[np.ndarray],
+    names: list[str],
+    groups: Sequence[tuple[int, Sequence[float]]],
+) -> None: ...
+def schedulefree_sgd_steps(
+    params: list[np.ndarray],
+    grads: list[Any],
+    zs: list[np.ndarray],
+    names: list[str],
+    groups: Sequence[tuple[int, Sequence[float]]],
 ) -> None: ...
 def schedulefree_interpolate(param: np.ndarray, z: np.ndarray, weight: float) -> None: ...
 

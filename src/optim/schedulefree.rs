@@ -124,8 +124,63 @@ multiversion! {
     }
 }
 
-/// One Schedule-Free AdamW step of a parameter `y` (train mode) in place, with its gradient
-/// `g` and state `z`, `v` (`exp_avg_sq`), all of one length:
+/// One tensor of a multi-tensor Schedule-Free step: the parameter `y` (train mode), its
+/// gradient `g` and its state `z` and (AdamW) `v`, `exp_avg_sq`, all of one length (`v`
+/// empty for SGD).
+pub struct SfTensor<'a, T> {
+    pub y: &'a mut [T],
+    pub g: &'a [T],
+    pub z: &'a mut [T],
+    pub v: &'a mut [T],
+}
+
+/// The pieces of every tensor, each with its group's scalars, and whether they are worth
+/// the pool's threads: `CHUNK_ELEMENTS` elements each, or fewer (down to 4096) where that
+/// gives each thread at least four.
+#[allow(clippy::type_complexity)]
+fn pieces<T: AdafactorFloat, S: Copy>(
+    tensors: Vec<(S, SfTensor<'_, T>)>,
+) -> (Vec<(S, SfTensor<'_, T>)>, bool) {
+    let total: usize = tensors.iter().map(|(_, t)| t.y.len()).sum();
+    let threaded = parallel::worth_threads(total);
+    let chunk = if threaded {
+        (total / (4 * parallel::num_threads()))
+            .next_multiple_of(64)
+            .clamp(4096, CHUNK_ELEMENTS)
+    } else {
+        CHUNK_ELEMENTS
+    };
+    let mut out = Vec::with_capacity(tensors.len() + total / chunk);
+    for (k, t) in tensors {
+        let n = t.y.len();
+        assert!(t.g.len() == n && t.z.len() == n && (t.v.is_empty() || t.v.len() == n));
+        let (mut y, mut g, mut z, mut v) = (t.y, t.g, t.z, t.v);
+        loop {
+            let m = y.len().min(chunk);
+            let (y0, y1) = y.split_at_mut(m);
+            let (g0, g1) = g.split_at(m);
+            let (z0, z1) = z.split_at_mut(m);
+            let (v0, v1) = v.split_at_mut(m.min(v.len()));
+            out.push((
+                k,
+                SfTensor {
+                    y: y0,
+                    g: g0,
+                    z: z0,
+                    v: v0,
+                },
+            ));
+            (y, g, z, v) = (y1, g1, z1, v1);
+            if y.is_empty() {
+                break;
+            }
+        }
+    }
+    (out, threaded)
+}
+
+/// One Schedule-Free AdamW step of every tensor (each with its group's scalars), in
+/// place:
 ///
 /// ```text
 /// v = beta2 v + ((1 - beta2) g) g
@@ -134,8 +189,33 @@ multiversion! {
 /// z = z - lr d
 /// ```
 ///
-/// Split across the thread pool when large; every element is computed alike, so the result
-/// does not depend on the thread count or the SIMD level.
+/// All tensors' pieces are shared across the thread pool when there are enough elements
+/// in all; every element is computed alike, so the result does not depend on the thread
+/// count, the SIMD level or how the tensors are grouped into calls.
+pub fn adamw_steps<T: AdafactorFloat>(tensors: Vec<(&AdamWHyper, SfTensor<'_, T>)>) {
+    let scalars = |h: &AdamWHyper| Scalars {
+        beta2: T::from_f64(h.beta2),
+        one_minus_beta2: T::from_f64(h.one_minus_beta2),
+        bias_correction2: T::from_f64(h.bias_correction2),
+        eps: T::from_f64(h.eps),
+        ..rounded(h.weight_decay, h.ckp1, h.y_alpha, h.lr)
+    };
+    let tensors = tensors
+        .into_iter()
+        .map(|(h, t)| {
+            assert_eq!(t.v.len(), t.y.len(), "AdamW needs exp_avg_sq");
+            (scalars(h), t)
+        })
+        .collect();
+    let (pieces, threaded) = pieces(tensors);
+    let level = simd::level();
+    parallel::run_each(pieces, threaded, |(k, t)| {
+        adamw_piece(level, &k, t.y, t.g, t.z, t.v);
+    });
+}
+
+/// One Schedule-Free AdamW step of one parameter `y` (train mode): [`adamw_steps`].
+#[cfg(test)]
 pub fn adamw_step<T: AdafactorFloat>(
     h: &AdamWHyper,
     y: &mut [T],
@@ -144,47 +224,45 @@ pub fn adamw_step<T: AdafactorFloat>(
     v: &mut [T],
 ) {
     assert!(y.len() == g.len() && y.len() == z.len() && y.len() == v.len());
-    let k = Scalars {
-        beta2: T::from_f64(h.beta2),
-        one_minus_beta2: T::from_f64(h.one_minus_beta2),
-        bias_correction2: T::from_f64(h.bias_correction2),
-        eps: T::from_f64(h.eps),
-        ..rounded(h.weight_decay, h.ckp1, h.y_alpha, h.lr)
-    };
-    let level = simd::level();
-    let threaded = parallel::worth_threads(y.len());
-    let pieces: Vec<_> = y
-        .chunks_mut(CHUNK_ELEMENTS)
-        .zip(g.chunks(CHUNK_ELEMENTS))
-        .zip(z.chunks_mut(CHUNK_ELEMENTS))
-        .zip(v.chunks_mut(CHUNK_ELEMENTS))
-        .collect();
-    parallel::run_each(pieces, threaded, |(((y, g), z), v)| {
-        adamw_piece(level, &k, y, g, z, v);
-    });
+    adamw_steps(vec![(h, SfTensor { y, g, z, v })]);
 }
 
-/// One Schedule-Free SGD step of a parameter `y` (train mode) in place, with its gradient
-/// `g` and state `z`, all of one length:
+/// One Schedule-Free SGD step of every tensor (each with its group's scalars; `v` unused),
+/// in place, shared across the pool as [`adamw_steps`] is:
 ///
 /// ```text
 /// d = g + weight_decay y
 /// y = lerp(y, z, ckp1) + y_alpha d
 /// z = z - lr d
 /// ```
+pub fn sgd_steps<T: AdafactorFloat>(tensors: Vec<(&SgdHyper, SfTensor<'_, T>)>) {
+    let tensors = tensors
+        .into_iter()
+        .map(|(h, t)| {
+            let k = rounded::<T>(h.weight_decay, h.ckp1, h.y_alpha, h.lr);
+            (k, SfTensor { v: &mut [], ..t })
+        })
+        .collect();
+    let (pieces, threaded) = pieces(tensors);
+    let level = simd::level();
+    parallel::run_each(pieces, threaded, |(k, t)| {
+        sgd_piece(level, &k, t.y, t.g, t.z);
+    });
+}
+
+/// One Schedule-Free SGD step of one parameter `y` (train mode): [`sgd_steps`].
+#[cfg(test)]
 pub fn sgd_step<T: AdafactorFloat>(h: &SgdHyper, y: &mut [T], g: &[T], z: &mut [T]) {
     assert!(y.len() == g.len() && y.len() == z.len());
-    let k = rounded::<T>(h.weight_decay, h.ckp1, h.y_alpha, h.lr);
-    let level = simd::level();
-    let threaded = parallel::worth_threads(y.len());
-    let pieces: Vec<_> = y
-        .chunks_mut(CHUNK_ELEMENTS)
-        .zip(g.chunks(CHUNK_ELEMENTS))
-        .zip(z.chunks_mut(CHUNK_ELEMENTS))
-        .collect();
-    parallel::run_each(pieces, threaded, |((y, g), z)| {
-        sgd_piece(level, &k, y, g, z);
-    });
+    sgd_steps(vec![(
+        h,
+        SfTensor {
+            y,
+            g,
+            z,
+            v: &mut [],
+        },
+    )]);
 }
 
 /// The train/eval switch: `p = lerp(p, z, w)`, with `w = 1 - 1/beta1` to move the parameter
@@ -358,5 +436,78 @@ mod tests {
         };
         sgd_step(&h, &mut y, &[1.0, 1.0], &mut z);
         assert_eq!(z, vec![f64::INFINITY, 0.0]);
+    }
+
+    #[test]
+    fn many_tensors_in_one_call_equal_one_call_each_at_any_thread_count() {
+        let _threads = crate::test_util::thread_count_lock();
+        let sizes = [CHUNK_ELEMENTS * 2 + 37, 5, CHUNK_ELEMENTS - 3, 1];
+        let h = [adamw_hyper(0.0), adamw_hyper(0.05)];
+        let s = [
+            SgdHyper {
+                weight_decay: 0.0,
+                ckp1: 0.125,
+                y_alpha: -0.9,
+                lr: 0.5,
+            },
+            SgdHyper {
+                weight_decay: 0.05,
+                ckp1: 0.5,
+                y_alpha: -0.3,
+                lr: 0.25,
+            },
+        ];
+        let init = |k: u64| -> Vec<Vec<f64>> {
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| filled::<f64>(n, k * 10 + i as u64, 2.0))
+                .collect()
+        };
+        let (g, y0, z0) = (init(1), init(2), init(3));
+        let v0: Vec<Vec<f64>> = init(4)
+            .iter()
+            .map(|v| v.iter().map(|x| x * x).collect())
+            .collect();
+        let (mut y, mut z, mut v) = (y0.clone(), z0.clone(), v0.clone());
+        let (mut ys, mut zs) = (y0.clone(), z0.clone());
+        for i in 0..sizes.len() {
+            adamw_step(&h[i % 2], &mut y[i], &g[i], &mut z[i], &mut v[i]);
+            sgd_step(&s[i % 2], &mut ys[i], &g[i], &mut zs[i]);
+        }
+        for threads in [1, 2, 3] {
+            crate::runtime::parallel::set_num_threads(threads).unwrap();
+            let (mut y1, mut z1, mut v1) = (y0.clone(), z0.clone(), v0.clone());
+            let tensors = y1
+                .iter_mut()
+                .zip(z1.iter_mut())
+                .zip(v1.iter_mut())
+                .zip(&g)
+                .enumerate()
+                .map(|(i, (((y, z), v), g))| (&h[i % 2], SfTensor { y, g, z, v }))
+                .collect();
+            adamw_steps(tensors);
+            assert!(y1 == y && z1 == z && v1 == v, "adamw, {threads} threads");
+            let (mut y1, mut z1) = (y0.clone(), z0.clone());
+            let tensors = y1
+                .iter_mut()
+                .zip(z1.iter_mut())
+                .zip(&g)
+                .enumerate()
+                .map(|(i, ((y, z), g))| {
+                    (
+                        &s[i % 2],
+                        SfTensor {
+                            y,
+                            g,
+                            z,
+                            v: &mut [],
+                        },
+                    )
+                })
+                .collect();
+            sgd_steps(tensors);
+            assert!(y1 == ys && z1 == zs, "sgd, {threads} threads");
+        }
     }
 }

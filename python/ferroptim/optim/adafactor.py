@@ -10,7 +10,6 @@ import numpy as np
 
 from .. import _core
 from .._checks import flag, real
-from .groups import _check_grads
 from .pertensor import _PerTensor
 
 
@@ -154,37 +153,57 @@ class Adafactor(_PerTensor):
                 or shape, or shares memory with a parameter; or a hyper-parameter is out of
                 range. Nothing is modified.
         """
-        arrays = self._arrays()
-        hypers = [self._check_hyper(g, gi) for gi, g in enumerate(self.param_groups)]
-        checked = _check_grads(grads, self._keys, arrays, self._names)
-        i = 0
-        for h, ps in zip(hypers, self._param_lists):
-            # torch resolves eps1=None once per group, from its first parameter's dtype
-            eps1 = float(np.finfo(ps[0].dtype).eps) if h["eps1"] is None else h["eps1"]
-            for p in ps:
-                s = self._state.get(i)
-                if s is None:
-                    s = {"step": np.float32(0.0)}
-                    s.update({k: np.zeros(shape, p.dtype) for k, shape in _state_shapes(p.shape).items()})
-                    self._state[i] = s
-                s["step"] = np.float32(s["step"] + np.float32(1.0))
-                _core.adafactor_step(
-                    p,
-                    checked[i],
-                    float(s["step"]),
-                    s.get("variance"),
-                    s.get("row_var"),
-                    s.get("col_var"),
-                    lr=h["lr"],
-                    beta2_decay=h["beta2_decay"],
-                    eps1=eps1,
-                    eps2=h["eps2"],
-                    d=h["d"],
-                    weight_decay=h["weight_decay"],
-                    maximize=h["maximize"],
-                    foreach=h["foreach"],
-                )
-                i += 1
+        arrays = self._step_arrays()
+        hypers = self._hypers()
+        grads = self._grad_list(grads, len(arrays))
+        groups, cache = [], self._group_args
+        if len(cache) != len(hypers):
+            cache[:] = [None] * len(hypers)
+        for gi, (h, ps) in enumerate(zip(hypers, self._param_lists)):
+            c = cache[gi]
+            if c is None or c[0] is not h:
+                # torch resolves eps1=None once per group, from its first parameter's dtype
+                eps1 = float(np.finfo(ps[0].dtype).eps) if h["eps1"] is None else h["eps1"]
+                args = (h["lr"], h["beta2_decay"], eps1, h["eps2"], h["d"], h["weight_decay"])
+                c = cache[gi] = (h, (len(ps), (*args, float(h["maximize"]), float(h["foreach"]))))
+            groups.append(c[1])
+        states, new = self._step_states(arrays)
+        lists = self._lists
+        if lists is None or lists[0] is not states:
+            lists = self._lists = (
+                states,
+                [s.get("variance") for s in states],
+                [s.get("row_var") for s in states],
+                [s.get("col_var") for s in states],
+            )
+        # torch's float32 step counters, each incremented (the parameters of a group share
+        # one counter object, so that the increment is computed once per value)
+        steps, ts, memo = [], [], self._step_memo
+        for s in states:
+            old = s["step"]
+            if memo[0] is not old:
+                new_step = np.float32(old + np.float32(1.0))
+                memo = (old, new_step, float(new_step))
+            steps.append(memo[1])
+            ts.append(memo[2])
+        self._step_memo = memo
+        _core.adafactor_steps(arrays, grads, ts, lists[1], lists[2], lists[3], self._names, groups)
+        self._commit_states(states, new)
+        for s, step in zip(states, steps):
+            s["step"] = step
+
+    _lists: tuple | None = None  # the state dicts the step's lists were made from, the lists
+    _step_memo: tuple = (None, None, None)  # a step counter, the next one and it as a float
+
+    def _step_cache_clear(self) -> None:
+        super()._step_cache_clear()
+        # per group: its checked options and the step's arguments made from them
+        self._group_args: list[tuple | None] = []
+
+    def _new_state(self, param: np.ndarray) -> dict[str, Any]:
+        s: dict[str, Any] = {"step": np.float32(0.0)}
+        s.update({k: np.zeros(shape, param.dtype) for k, shape in _state_shapes(param.shape).items()})
+        return s
 
     def _copy_state(self, s: dict) -> dict:
         return {k: float(v) if k == "step" else v.copy() for k, v in s.items()}

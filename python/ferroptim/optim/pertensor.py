@@ -1,10 +1,14 @@
-"""What the optimizers that step each parameter from Python share (Adafactor, Muon and the
-schedule-free ones, whose kernels take one tensor at a time): param groups built from
-``defaults`` and checked, ``add_param_group``, ``state``, ``state_dict`` in torch's layout,
-``load_state_dict`` and torch's ``repr``."""
+"""What the optimizers outside the engine share (Adafactor, Muon and the schedule-free ones):
+param groups built from ``defaults`` and checked, ``add_param_group``, ``state``,
+``state_dict`` in torch's layout, ``load_state_dict`` and torch's ``repr``; and, for those
+whose Rust step takes every tensor in one call, the step's cheap checks: each group's
+options re-checked only when an entry changed, the gradients put in parameter order (Rust
+checks each), the state's arrays listed once."""
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +24,8 @@ from .groups import (
     _parse_params,
     _saved_groups,
 )
+
+_PARAMS = itertools.repeat("params")
 
 
 class _PerTensor:
@@ -41,6 +47,7 @@ class _PerTensor:
         self.param_groups: list[dict] = [_param_group(g) for g in full]
         self._param_lists = [g["params"] for g in self.param_groups]
         self._state: dict[int, dict[str, Any]] = {}
+        self._step_cache_clear()
 
     # -- subclass hooks -------------------------------------------------------------------
     def _check_hyper(self, g: Mapping, gi: int) -> dict:
@@ -51,6 +58,10 @@ class _PerTensor:
 
     def _check_param(self, a: np.ndarray, name: str) -> None:
         """The optimizer's own rule for a parameter (beyond a float32/float64 array)."""
+
+    def _new_state(self, param: np.ndarray) -> dict[str, Any]:
+        """A parameter's state before its first step (for the one-call steps)."""
+        raise NotImplementedError
 
     def _copy_state(self, s: dict) -> dict:
         return {k: v.copy() for k, v in s.items()}
@@ -81,6 +92,98 @@ class _PerTensor:
     def _arrays(self) -> list[np.ndarray]:
         return _fixed_arrays(self._name, self.param_groups, self._param_lists)
 
+    # -- the one-call step's checks, cheap on every step -----------------------------------
+    def _step_cache_clear(self) -> None:
+        """Forgets what the step caches (after the groups or the state were replaced)."""
+        # per group: (its keys, its values, their checked options, whether to re-check
+        # anyway) or None
+        self._hyper_cache: list[tuple | None] = []
+        self._flat: list[np.ndarray] | None = None
+        # the parameters' state dicts in order, once every parameter has one
+        self._states: list[dict] | None = None
+
+    def _step_arrays(self) -> list[np.ndarray]:
+        """:meth:`_arrays`, the flat list kept between steps (the groups' parameter lists
+        are fixed; confirmed each time)."""
+        groups, lists = self.param_groups, self._param_lists
+        flat = self._flat
+        if (
+            flat is None
+            or len(groups) != len(lists)
+            or not all(map(operator.is_, map(dict.get, groups, _PARAMS), lists))
+        ):
+            flat = self._flat = self._arrays()
+        return flat
+
+    def _hypers(self) -> list[dict]:
+        """Each group's checked options (:meth:`_check_hyper`), checked again only for a
+        group whose entries are not the very objects last checked, or hold a schedule or a
+        mutable value. The dicts returned are the cache's: copy one before changing it."""
+        cache = self._hyper_cache
+        groups = self.param_groups
+        if len(cache) != len(groups):
+            cache[:] = [None] * len(groups)
+        out = []
+        for gi, g in enumerate(groups):
+            c = cache[gi]
+            if c is not None and not c[3] and g.keys() == c[0] and all(map(operator.is_, g.values(), c[1])):
+                out.append(c[2])
+                continue
+            h = self._check_hyper(g, gi)
+            values = tuple(g.values())
+            again = any(
+                callable(v) or isinstance(v, (list, dict, np.ndarray)) for k, v in g.items() if k != "params"
+            )
+            cache[gi] = (set(g), values, h, again)
+            out.append(h)
+        return out
+
+    def _hyper_update(self, gi: int, entries: dict, checked: dict | None) -> None:
+        """Sets group ``gi``'s ``entries`` (the step's own counters) and their checked
+        values ``checked`` in the cache (None: forget the group's, to check it next time)."""
+        g = self.param_groups[gi]
+        dict.update(g, entries)  # (none is "params", which a group refuses to change)
+        c = self._hyper_cache[gi] if gi < len(self._hyper_cache) else None
+        if c is not None:
+            if checked is None:
+                self._hyper_cache[gi] = None
+            else:
+                self._hyper_cache[gi] = (c[0], tuple(g.values()), {**c[2], **checked}, c[3])
+
+    def _grad_list(self, grads: Any, n: int) -> list:
+        """``grads`` as a list in parameter order (a dict keyed like the parameters, or a
+        list or tuple of ``n``); each gradient is checked in Rust."""
+        if type(grads) is list and len(grads) == n:
+            return grads
+        if isinstance(grads, Mapping):
+            keys = self._keys
+            if keys is None:
+                raise TypeError("grads is a dict, but the parameters were not given by name")
+            if set(grads) != set(keys):
+                raise ValueError(
+                    f"grads' keys {sorted(map(repr, grads))} differ from the parameters' {sorted(map(repr, keys))}"
+                )
+            return [grads[k] for k in keys]
+        if not isinstance(grads, (list, tuple)):
+            raise TypeError(f"grads must be a list or a dict of arrays, got {type(grads).__name__}")
+        if len(grads) != n:
+            raise ValueError(f"got {len(grads)} gradients for {n} parameters")
+        return list(grads)
+
+    def _step_states(self, arrays: list[np.ndarray]) -> tuple[list[dict], dict[int, dict]]:
+        """Every parameter's state dict in order, and those made now (not yet in
+        ``state``: the step adds them with :meth:`_commit_states` once it succeeded)."""
+        states = self._states
+        if states is not None:
+            return states, {}
+        new = {i: self._new_state(p) for i, p in enumerate(arrays) if i not in self._state}
+        return [self._state.get(i) or new[i] for i in range(len(arrays))], new
+
+    def _commit_states(self, states: list[dict], new: dict[int, dict]) -> None:
+        if new:
+            self._state.update(new)
+        self._states = states
+
     def _check_groups(self) -> None:
         """Every group's options checked, and its parameters the ones given (what ``step``
         checks first), without stepping."""
@@ -101,6 +204,7 @@ class _PerTensor:
         group = _param_group(g)
         self.param_groups.append(group)
         self._param_lists.append(group["params"])
+        self._step_cache_clear()
         self._names = self._names + names
         if keys is not None and self._keys is not None:
             self._keys = self._keys + keys
@@ -137,6 +241,7 @@ class _PerTensor:
             check_group,
             lambda s, i: self._load_state(s, arrays[i], self._names[i]),
         )
+        self._step_cache_clear()
 
     def __repr__(self) -> str:
         return _groups_repr(self._name, self.param_groups)

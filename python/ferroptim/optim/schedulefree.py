@@ -3,6 +3,7 @@ and state (``AdamWScheduleFree``, ``SGDScheduleFree``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from .. import _core
 from .._checks import count, flag, real
-from .groups import _betas, _check_grads
+from .groups import _betas
 from .pertensor import _PerTensor
 
 # The per-group scalars the package keeps in each param group, with their start values.
@@ -28,6 +29,8 @@ class _ScheduleFree(_PerTensor):
     per-group scalars, the ``y``/``x`` switch of :meth:`train` and :meth:`eval`, and the
     step's schedule."""
 
+    _lists: tuple | None = None  # the state dicts the step's lists were made from, the lists
+
     def __init__(self, params: Any, defaults: dict[str, Any]):
         super().__init__(params, {**defaults, **_COUNTERS})
 
@@ -40,9 +43,6 @@ class _ScheduleFree(_PerTensor):
         raise NotImplementedError
 
     def _check_own(self, g: Mapping, where: str) -> dict:
-        raise NotImplementedError
-
-    def _step_one(self, h: dict, s: dict, p: np.ndarray, grad: np.ndarray) -> None:
         raise NotImplementedError
 
     # -------------------------------------------------------------------------------------
@@ -76,9 +76,9 @@ class _ScheduleFree(_PerTensor):
 
     def _switch(self, to_train: bool) -> None:
         self._arrays()
-        hypers = [self._check_hyper(g, gi) for gi, g in enumerate(self.param_groups)]
+        hypers = self._hypers()
         i = 0
-        for g, h, ps in zip(self.param_groups, hypers, self._param_lists):
+        for gi, (h, ps) in enumerate(zip(hypers, self._param_lists)):
             if h["train_mode"] != to_train:
                 m = self._momentum(h)
                 w = 1 - m if to_train else 1 - 1 / m
@@ -86,7 +86,7 @@ class _ScheduleFree(_PerTensor):
                     s = self._state.get(i + j)
                     if s is not None:
                         _core.schedulefree_interpolate(p, s["z"], w)
-                g["train_mode"] = to_train
+                self._hyper_update(gi, {"train_mode": to_train}, {"train_mode": to_train})
             i += len(ps)
 
     def train(self) -> None:
@@ -117,18 +117,19 @@ class _ScheduleFree(_PerTensor):
                 or shape, or shares memory with a parameter; or a hyper-parameter is out of
                 range. Nothing is modified.
         """
-        arrays = self._arrays()
-        hypers = [self._check_hyper(g, gi) for gi, g in enumerate(self.param_groups)]
+        arrays = self._step_arrays()
+        hypers = self._hypers()
         if not hypers[0]["train_mode"]:
             raise RuntimeError(
                 f"{self._name} is not in train mode; call .train() before step() and .eval() "
                 "before evaluating, as schedulefree's optimizers require"
             )
-        checked = _check_grads(grads, self._keys, arrays, self._names)
+        grads = self._grad_list(grads, len(arrays))
         # every group's scalars first (Python doubles, the package's expressions), so that a
         # failure (an overflowing weight) changes nothing
-        for g, h in zip(self.param_groups, hypers):
-            k = g["k"]
+        counters, scalars = [], []
+        for g, h, ps in zip(self.param_groups, hypers, self._param_lists):
+            k = h["k"]
             sched = (k + 1) / h["warmup_steps"] if k < h["warmup_steps"] else 1.0
             lr = h["lr"] * sched
             lr_max = max(lr, g["lr_max"])
@@ -138,22 +139,24 @@ class _ScheduleFree(_PerTensor):
                 ckp1 = weight / weight_sum
             except ZeroDivisionError:
                 ckp1 = 0
-            h.update(k=k, sched_lr=lr, new_lr_max=lr_max, new_weight_sum=weight_sum, ckp1=ckp1)
-        i = 0
-        for g, h, ps in zip(self.param_groups, hypers, self._param_lists):
-            g["scheduled_lr"] = h["sched_lr"]
-            g["lr_max"] = h["new_lr_max"]
-            g["weight_sum"] = h["new_weight_sum"]
-            for p in ps:
-                s = self._state.get(i)
-                if s is None:
-                    s = {"z": p.copy()}
-                    if "exp_avg_sq" in self._state_keys:
-                        s["exp_avg_sq"] = np.zeros_like(p)
-                    self._state[i] = s
-                self._step_one(h, s, p, checked[i])
-                i += 1
-            g["k"] = h["k"] + 1
+            counters.append((k, lr, lr_max, weight_sum))
+            scalars.append((len(ps), self._scalars(h, k, lr, ckp1)))
+        states, new = self._step_states(arrays)
+        # the checks of every array, then the step of every tensor, in one call
+        self._step_all(arrays, grads, states, scalars)
+        self._commit_states(states, new)
+        for gi, (k, lr, lr_max, weight_sum) in enumerate(counters):
+            entries = {"scheduled_lr": lr, "lr_max": lr_max, "weight_sum": weight_sum, "k": k + 1}
+            finite = math.isfinite(weight_sum) and weight_sum >= 0
+            checked = {"lr_max": float(lr_max), "weight_sum": float(weight_sum), "k": k + 1}
+            self._hyper_update(gi, entries, checked if finite else None)
+
+    # -- subclass hooks of the one-call step ----------------------------------------------
+    def _scalars(self, h: dict, k: int, lr: float, ckp1: float) -> tuple:
+        raise NotImplementedError
+
+    def _step_all(self, arrays: list, grads: list, states: list[dict], scalars: list) -> None:
+        raise NotImplementedError
 
 
 class ScheduleFreeAdamW(_ScheduleFree):
@@ -266,22 +269,27 @@ class ScheduleFreeAdamW(_ScheduleFree):
     def _momentum(self, h: dict) -> float:
         return h["beta1"]
 
-    def _step_one(self, h: dict, s: dict, p: np.ndarray, grad: np.ndarray) -> None:
-        beta1, beta2, lr, ckp1 = h["beta1"], h["beta2"], h["sched_lr"], h["ckp1"]
-        _core.schedulefree_adamw_step(
-            p,
-            grad,
-            s["z"],
-            s["exp_avg_sq"],
-            beta2=beta2,
-            one_minus_beta2=1 - beta2,
-            bias_correction2=1 - beta2 ** (h["k"] + 1),
-            eps=h["eps"],
-            weight_decay=h["weight_decay"],
-            ckp1=ckp1,
-            y_alpha=lr * (beta1 * (1 - ckp1) - 1),
-            lr=lr,
+    def _new_state(self, param: np.ndarray) -> dict:
+        return {"z": param.copy(), "exp_avg_sq": np.zeros_like(param)}
+
+    def _scalars(self, h: dict, k: int, lr: float, ckp1: float) -> tuple:
+        beta1, beta2 = h["beta1"], h["beta2"]
+        return (
+            beta2,
+            1 - beta2,
+            1 - beta2 ** (k + 1),
+            h["eps"],
+            h["weight_decay"],
+            ckp1,
+            lr * (beta1 * (1 - ckp1) - 1),
+            lr,
         )
+
+    def _step_all(self, arrays: list, grads: list, states: list[dict], scalars: list) -> None:
+        lists = self._lists
+        if lists is None or lists[0] is not states:
+            lists = self._lists = (states, [s["z"] for s in states], [s["exp_avg_sq"] for s in states])
+        _core.schedulefree_adamw_steps(arrays, grads, lists[1], lists[2], self._names, scalars)
 
 
 class ScheduleFreeSGD(_ScheduleFree):
@@ -378,14 +386,14 @@ class ScheduleFreeSGD(_ScheduleFree):
     def _momentum(self, h: dict) -> float:
         return h["momentum"]
 
-    def _step_one(self, h: dict, s: dict, p: np.ndarray, grad: np.ndarray) -> None:
-        lr, ckp1 = h["sched_lr"], h["ckp1"]
-        _core.schedulefree_sgd_step(
-            p,
-            grad,
-            s["z"],
-            weight_decay=h["weight_decay"],
-            ckp1=ckp1,
-            y_alpha=lr * (h["momentum"] * (1 - ckp1) - 1),
-            lr=lr,
-        )
+    def _new_state(self, param: np.ndarray) -> dict:
+        return {"z": param.copy()}
+
+    def _scalars(self, h: dict, k: int, lr: float, ckp1: float) -> tuple:
+        return (h["weight_decay"], ckp1, lr * (h["momentum"] * (1 - ckp1) - 1), lr)
+
+    def _step_all(self, arrays: list, grads: list, states: list[dict], scalars: list) -> None:
+        lists = self._lists
+        if lists is None or lists[0] is not states:
+            lists = self._lists = (states, [s["z"] for s in states])
+        _core.schedulefree_sgd_steps(arrays, grads, lists[1], self._names, scalars)

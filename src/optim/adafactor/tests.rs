@@ -403,3 +403,117 @@ fn every_simd_level_and_thread_count_gives_the_scalar_steps_bits() {
         }
     }
 }
+
+#[test]
+fn many_tensors_in_one_call_give_each_ones_reference_bits_stored_or_recomputed() {
+    // matrices (batched, single-column, single-row), vectors; one large enough to be split
+    // and small ones run whole; the update stored (threshold above every size) or computed
+    // twice (threshold 0)
+    fn moments<'a, T>(s: &[usize], a: &'a mut [T], b: &'a mut [T]) -> Moments<'a, T> {
+        if s.len() < 2 {
+            Moments::Full { variance: a }
+        } else {
+            let (rows, cols) = (s[s.len() - 2], s[s.len() - 1]);
+            Moments::Factored {
+                row_var: a,
+                col_var: b,
+                rows,
+                cols,
+            }
+        }
+    }
+    fn check<T: AdafactorFloat>(seed: u64) {
+        let shapes: [&[usize]; 7] = [
+            &[300, 203],
+            &[2, 37, 29],
+            &[5000, 1],
+            &[1, 4099],
+            &[17],
+            &[64, 512],
+            &[3],
+        ];
+        let conv = |v: Vec<f64>| -> Vec<T> { v.into_iter().map(T::from_f64).collect() };
+        let h = [
+            hyper(),
+            AdafactorHyper {
+                lr: 0.3,
+                weight_decay: 0.1,
+                maximize: true,
+                foreach: true,
+                d: 0.7,
+                ..hyper()
+            },
+        ];
+        let sizes: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
+        let states = |s: &[usize]| -> (Vec<T>, Vec<T>) {
+            if s.len() < 2 {
+                (vec![T::ZERO; s[0]], Vec::new())
+            } else {
+                let (rows, cols) = (s[s.len() - 2], s[s.len() - 1]);
+                let batch: usize = s[..s.len() - 2].iter().product();
+                (vec![T::ZERO; batch * rows], vec![T::ZERO; batch * cols])
+            }
+        };
+        let p0: Vec<Vec<T>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| conv(values(n, seed + i as u64)))
+            .collect();
+        let mut want = p0.clone();
+        let mut want_state: Vec<_> = shapes.iter().map(|s| states(s)).collect();
+        let mut runs: Vec<_> = crate::runtime::simd::supported()
+            .into_iter()
+            .flat_map(|l| {
+                [
+                    (l, false, 0),
+                    (l, false, usize::MAX),
+                    (l, true, 0),
+                    (l, true, usize::MAX),
+                ]
+            })
+            .map(|k| (k, p0.clone(), want_state.clone()))
+            .collect();
+        for t in 1..=3u64 {
+            let grads: Vec<Vec<T>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| conv(values(n, seed + 100 * t + i as u64)))
+                .collect();
+            for (i, s) in shapes.iter().enumerate() {
+                let (a, b) = &mut want_state[i];
+                reference_step(
+                    &h[i % 2],
+                    t as f64,
+                    &mut want[i],
+                    &grads[i],
+                    moments(s, a, b),
+                );
+            }
+            for ((level, threaded, store_below), ps, st) in &mut runs {
+                let tensors = ps
+                    .iter_mut()
+                    .zip(st.iter_mut())
+                    .zip(&grads)
+                    .enumerate()
+                    .map(|(i, ((p, (a, b)), g))| AdafactorTensor {
+                        h: h[i % 2],
+                        t: t as f64,
+                        param: p,
+                        grad: g,
+                        moments: moments(shapes[i], a, b),
+                    })
+                    .collect();
+                step_many_with(*level, *threaded, *store_below, tensors);
+                for i in 0..shapes.len() {
+                    let what = format!("{level:?} {threaded} {store_below} t {t} tensor {i}");
+                    assert!(ps[i] == want[i], "{what}");
+                    assert!(st[i] == want_state[i], "{what} (state)");
+                }
+            }
+        }
+    }
+    let _threads = crate::test_util::thread_count_lock();
+    crate::runtime::parallel::set_num_threads(2).unwrap();
+    check::<f32>(1);
+    check::<f64>(2);
+}

@@ -12,17 +12,18 @@ mod engine;
 mod fit;
 mod groups;
 mod lbfgs;
+mod many;
 mod muon;
 mod schedulefree;
 mod state_dict;
 
-pub(crate) use adafactor::adafactor_step;
+pub(crate) use adafactor::{adafactor_step, adafactor_steps};
 pub use engine::Engine;
 pub(super) use fit::Applied;
 pub use lbfgs::Lbfgs;
 pub(crate) use muon::muon_step;
 pub(crate) use schedulefree::{
-    schedulefree_adamw_step, schedulefree_interpolate, schedulefree_sgd_step,
+    schedulefree_adamw_steps, schedulefree_interpolate, schedulefree_sgd_steps,
 };
 
 /// `a` as an array of `T` (a `TypeError` naming `what` otherwise), of `shape` where given (a
