@@ -343,11 +343,7 @@ fn matmul_bf16_flops(bencher: Bencher, n: usize) {
     let a: Vec<Bf16> = (0..n * n)
         .map(|i| Bf16::from_f32((i % 7) as f32 - 3.0))
         .collect();
-    let m = MatBf16 {
-        data: &a,
-        rs: n,
-        cs: 1,
-    };
+    let m = MatBf16::rows(&a, n);
     let mut c = vec![0.0f32; n * n];
     let level = ferroptim::simd::detected();
     bencher

@@ -36,7 +36,25 @@ pub struct MatBf16<'a> {
     pub cs: usize,
 }
 
-impl MatBf16<'_> {
+impl<'a> MatBf16<'a> {
+    /// A row-major matrix of `cols` columns.
+    pub fn rows(data: &'a [Bf16], cols: usize) -> Self {
+        Self {
+            data,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix of `cols` columns.
+    pub fn transposed(data: &'a [Bf16], cols: usize) -> Self {
+        Self {
+            data,
+            rs: 1,
+            cs: cols,
+        }
+    }
+
     /// Whether a `(rows, cols)` matrix with these strides lies inside `data`.
     fn holds(&self, rows: usize, cols: usize) -> bool {
         rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
@@ -692,24 +710,12 @@ mod tests {
         } else {
             values(k * n, 11 + n as u64)
         };
-        let a = MatBf16 {
-            data: &av,
-            rs: k,
-            cs: 1,
-        };
+        let a = MatBf16::rows(&av, k);
         // B as X^T of a row-major (n, k) X when transposed, else row-major (k, n)
         let b = if transposed_b {
-            MatBf16 {
-                data: &bv,
-                rs: 1,
-                cs: k,
-            }
+            MatBf16::transposed(&bv, k)
         } else {
-            MatBf16 {
-                data: &bv,
-                rs: n,
-                cs: 1,
-            }
+            MatBf16::rows(&bv, n)
         };
         let (want, abs) = reference(shape, a, b);
         for level in levels() {
@@ -759,21 +765,9 @@ mod tests {
         let (m, k, n) = (300, 333, 290);
         let av = values(m * k, 3);
         let bv = values(k * n, 5);
-        let a = MatBf16 {
-            data: &av,
-            rs: k,
-            cs: 1,
-        };
-        let b = MatBf16 {
-            data: &bv,
-            rs: n,
-            cs: 1,
-        };
-        let x = MatBf16 {
-            data: &av,
-            rs: 1,
-            cs: k,
-        };
+        let a = MatBf16::rows(&av, k);
+        let b = MatBf16::rows(&bv, n);
+        let x = MatBf16::transposed(&av, k);
         let _lock = crate::test_util::thread_count_lock();
         for level in levels() {
             let runs: Vec<(Vec<f32>, Vec<f32>)> = [1, 2]

@@ -270,16 +270,8 @@ fn iterate_bf16(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], ste
     let mut uh = vec![Bf16::default(); r * r];
     let mut prod = vec![0.0f32; r * r.max(c)];
     for _ in 0..steps {
-        let xm = MatBf16 {
-            data: &xh,
-            rs: c,
-            cs: 1,
-        };
-        let xt = MatBf16 {
-            data: &xh,
-            rs: 1,
-            cs: c,
-        };
+        let xm = MatBf16::rows(&xh, c);
+        let xt = MatBf16::transposed(&xh, c);
         let gram = &mut prod[..r * r];
         matmul_bf16(level, (r, c, r), xm, xt, gram, true, true);
         let (src, dst) = (Shared::of(gram), Shared::of_mut(&mut gh));
@@ -288,27 +280,15 @@ fn iterate_bf16(x: &mut [f32], (r, c): (usize, usize), [a, b, cc]: [f32; 3], ste
             unsafe { round_bf16(level, src.part(&at), dst.part_mut(&at)) };
         });
         // G is symmetric: G G = G G^T, whose B reads G's rows
-        let gm = MatBf16 {
-            data: &gh,
-            rs: r,
-            cs: 1,
-        };
-        let gt = MatBf16 {
-            data: &gh,
-            rs: 1,
-            cs: r,
-        };
+        let gm = MatBf16::rows(&gh, r);
+        let gt = MatBf16::transposed(&gh, r);
         matmul_bf16(level, (r, r, r), gm, gt, gram, true, true);
         let (g, sq, u) = (Shared::of(&gh), Shared::of(gram), Shared::of_mut(&mut uh));
         in_blocks(r * r, &|at| {
             // SAFETY: the blocks are disjoint ranges of `uh`; `gh` and `gram` are only read.
             unsafe { gram_update(level, g.part(&at), sq.part(&at), b, cc, u.part_mut(&at)) };
         });
-        let um = MatBf16 {
-            data: &uh,
-            rs: r,
-            cs: 1,
-        };
+        let um = MatBf16::rows(&uh, r);
         let ux = &mut prod[..r * c];
         matmul_bf16(level, (r, r, c), um, xm, ux, false, true);
         let (v, p) = (Shared::of_mut(&mut xh), Shared::of(ux));
