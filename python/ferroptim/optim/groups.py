@@ -193,12 +193,11 @@ def _check_param_arrays(
                 raise ValueError(f"parameters {names[j]} and {names[i]} share memory")
 
 
-def _check_grads(
-    grads: Any, keys: list | None, arrays: list[np.ndarray], names: list[str]
-) -> list[np.ndarray]:
-    """The gradients of an optimizer outside the engine (Muon, Adafactor), checked: a list in
-    parameter order or a dict keyed like the parameters, each a NumPy array of its
-    parameter's dtype and shape that shares no memory with it; returned C-contiguous."""
+def _ordered_grads(grads: Any, keys: list | None, n: int) -> list:
+    """``grads`` as a list in parameter order: a dict keyed like the parameters (``keys``),
+    or a list or tuple of ``n``; the arrays themselves are not checked here."""
+    if type(grads) is list and len(grads) == n:
+        return grads
     if isinstance(grads, Mapping):
         if keys is None:
             raise TypeError("grads is a dict, but the parameters were not given by name")
@@ -206,13 +205,21 @@ def _check_grads(
             raise ValueError(
                 f"grads' keys {sorted(map(repr, grads))} differ from the parameters' {sorted(map(repr, keys))}"
             )
-        grads = [grads[k] for k in keys]
-    elif isinstance(grads, (list, tuple)):
-        grads = list(grads)
-    else:
+        return [grads[k] for k in keys]
+    if not isinstance(grads, (list, tuple)):
         raise TypeError(f"grads must be a list or a dict of arrays, got {type(grads).__name__}")
-    if len(grads) != len(arrays):
-        raise ValueError(f"got {len(grads)} gradients for {len(arrays)} parameters")
+    if len(grads) != n:
+        raise ValueError(f"got {len(grads)} gradients for {n} parameters")
+    return list(grads)
+
+
+def _check_grads(
+    grads: Any, keys: list | None, arrays: list[np.ndarray], names: list[str]
+) -> list[np.ndarray]:
+    """The gradients of an optimizer outside the engine (Muon, Adafactor), checked: a list in
+    parameter order or a dict keyed like the parameters, each a NumPy array of its
+    parameter's dtype and shape that shares no memory with it; returned C-contiguous."""
+    grads = _ordered_grads(grads, keys, len(arrays))
     checked = []
     for g, p, name in zip(grads, arrays, names):
         if not isinstance(g, np.ndarray) or g.dtype != p.dtype or g.shape != p.shape:

@@ -19,6 +19,7 @@ from .groups import (
     _fixed_arrays,
     _groups_repr,
     _load_per_tensor,
+    _ordered_grads,
     _param_group,
     _parse_new_group,
     _parse_params,
@@ -151,24 +152,8 @@ class _PerTensor:
                 self._hyper_cache[gi] = (c[0], tuple(g.values()), {**c[2], **checked}, c[3])
 
     def _grad_list(self, grads: Any, n: int) -> list:
-        """``grads`` as a list in parameter order (a dict keyed like the parameters, or a
-        list or tuple of ``n``); each gradient is checked in Rust."""
-        if type(grads) is list and len(grads) == n:
-            return grads
-        if isinstance(grads, Mapping):
-            keys = self._keys
-            if keys is None:
-                raise TypeError("grads is a dict, but the parameters were not given by name")
-            if set(grads) != set(keys):
-                raise ValueError(
-                    f"grads' keys {sorted(map(repr, grads))} differ from the parameters' {sorted(map(repr, keys))}"
-                )
-            return [grads[k] for k in keys]
-        if not isinstance(grads, (list, tuple)):
-            raise TypeError(f"grads must be a list or a dict of arrays, got {type(grads).__name__}")
-        if len(grads) != n:
-            raise ValueError(f"got {len(grads)} gradients for {n} parameters")
-        return list(grads)
+        """``grads`` as a list in parameter order; each gradient is checked in Rust."""
+        return _ordered_grads(grads, self._keys, n)
 
     def _step_states(self, arrays: list[np.ndarray]) -> tuple[list[dict], dict[int, dict]]:
         """Every parameter's state dict in order, and those made now (not yet in
