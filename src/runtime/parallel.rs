@@ -4,12 +4,16 @@
 //! Sized by `set_num_threads`, else `FERROPTIM_NUM_THREADS`, else the number of CPUs. A
 //! forked child cannot use its parent's worker threads (they do not exist after `fork`), so
 //! a `pthread_atfork` handler bumps a generation counter and the child builds a fresh pool
-//! on first use instead of deadlocking.
+//! on first use instead of deadlocking. The locks other threads may hold at the moment of a
+//! `fork` (the pool's own, which workers take to size their work, and [`one_at_a_time`]'s)
+//! are taken by the forking thread before it forks and released after it on both sides, so
+//! the child never inherits one locked by a thread it does not have.
 
 use std::any::Any;
+use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
@@ -34,8 +38,66 @@ static POOL: Mutex<Slot> = Mutex::new(Slot {
 static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 static ATFORK: Once = Once::new();
 
+/// Held while a step writes memory that two threads could hand it at once (the GIL
+/// released): such steps take turns instead of racing.
+static STEP: Mutex<()> = Mutex::new(());
+
+/// Runs `f` holding the step lock: calls from different threads take turns.
+pub fn one_at_a_time<R>(f: impl FnOnce() -> R) -> R {
+    register_fork_handlers();
+    let _guard = STEP.lock().unwrap_or_else(PoisonError::into_inner);
+    f()
+}
+
+type ForkGuards = (MutexGuard<'static, ()>, MutexGuard<'static, Slot>);
+
+/// The locks the forking thread holds from `before_fork` to the handler after it.
+struct HeldAcrossFork(UnsafeCell<Option<ForkGuards>>);
+
+// SAFETY: only the forking thread touches it, between its `before_fork` and the handler
+// after the fork, and it holds both locks then: a second thread forking at the same time
+// waits in `before_fork` for the first to release them.
+unsafe impl Sync for HeldAcrossFork {}
+
+static HELD_ACROSS_FORK: HeldAcrossFork = HeldAcrossFork(UnsafeCell::new(None));
+
+/// Waits for any thread holding the step or pool lock to release it (both are held briefly
+/// and never while waiting for the forking thread), then holds them through the fork.
+extern "C" fn before_fork() {
+    let guards = (STEP.lock().unwrap_or_else(PoisonError::into_inner), lock());
+    // SAFETY: see `HeldAcrossFork`.
+    unsafe { *HELD_ACROSS_FORK.0.get() = Some(guards) };
+}
+
+/// Releases the locks `before_fork` took (in the child it is the same thread, now alone).
+fn release_after_fork() {
+    // SAFETY: see `HeldAcrossFork`.
+    drop(unsafe { (*HELD_ACROSS_FORK.0.get()).take() });
+}
+
+extern "C" fn after_fork_in_parent() {
+    release_after_fork();
+}
+
 extern "C" fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+    release_after_fork();
+}
+
+/// Registers the fork handlers, once per process, before the first lock is taken.
+fn register_fork_handlers() {
+    ATFORK.call_once(|| {
+        // SAFETY: the handlers take and release process-wide locks and bump an atomic; they
+        // never unwind (poisoned locks are recovered).
+        #[cfg(unix)]
+        unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_in_parent),
+                Some(after_fork_in_child),
+            );
+        }
+    });
 }
 
 /// Thread counts above this many per CPU are refused (`set_num_threads`) or clamped
@@ -132,7 +194,8 @@ fn initial_threads() -> usize {
     }
 }
 
-fn lock() -> std::sync::MutexGuard<'static, Slot> {
+fn lock() -> MutexGuard<'static, Slot> {
+    register_fork_handlers();
     POOL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -147,13 +210,6 @@ pub fn fork_generation() -> u64 {
 /// # Panics
 /// Only if not even a one-thread pool can be built (the system cannot start a thread).
 pub fn pool() -> Arc<ThreadPool> {
-    ATFORK.call_once(|| {
-        // SAFETY: registers a handler that only touches an atomic (async-signal-safe).
-        #[cfg(unix)]
-        unsafe {
-            libc::pthread_atfork(None, None, Some(after_fork_in_child));
-        }
-    });
     let mut slot = lock();
     let generation = FORK_GENERATION.load(Ordering::SeqCst);
     if slot.fork_generation != generation {
@@ -429,5 +485,61 @@ mod tests {
         assert_eq!(num_threads(), 3);
         set_num_threads(1).unwrap();
         assert_eq!(num_threads(), 1);
+    }
+
+    /// Forks while another thread keeps taking the pool's lock (as a worker sizing its
+    /// work does) and the step lock: every child must get both locks and a pool of its own.
+    #[cfg(unix)]
+    #[test]
+    fn a_child_forked_while_other_threads_take_the_locks_does_not_deadlock() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let busy: Vec<_> = (0..2)
+            .map(|k| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if k == 0 {
+                            let _ = num_threads();
+                        } else {
+                            one_at_a_time(std::hint::spin_loop);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..50 {
+            // SAFETY: the child only takes the two locks, sizes its pool and exits.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                let ok = one_at_a_time(|| num_threads() >= 1);
+                // SAFETY: ends the child without running the parent's destructors.
+                unsafe { libc::_exit(i32::from(!ok)) };
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            let mut status = 0;
+            loop {
+                // SAFETY: waits for our own child.
+                let done = unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) };
+                if done == pid {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    // SAFETY: kills our own hung child.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                        libc::waitpid(pid, &raw mut status, 0);
+                    }
+                    stop.store(true, Ordering::Relaxed);
+                    panic!("the forked child deadlocked");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in busy {
+            t.join().unwrap();
+        }
     }
 }

@@ -6,9 +6,7 @@
 //! rust-numpy's borrow tracker: a step over a few small tensors would otherwise take a
 //! global lock per array. What the tracker guarded is checked here instead: every array the
 //! step writes (parameters, state) is writeable, C-contiguous and aligned and overlaps no
-//! other, and no gradient overlaps any of them. Steps run one at a time ([`STEP`]).
-
-use std::sync::{Mutex, PoisonError};
+//! other, and no gradient overlaps any of them. Steps run one at a time ([`one_at_a_time`]).
 
 use numpy::npyffi::NPY_ORDER;
 use numpy::{PyUntypedArray, PyUntypedArrayMethods, PY_ARRAY_API};
@@ -20,15 +18,9 @@ use crate::numerics::half::Elem;
 use crate::py::arrays::{describe_dtype, layout, overlapping, shape_str};
 use crate::py::type_name;
 
-/// Held while a multi-tensor step writes its arrays: two threads stepping one optimizer at
-/// once (the GIL released) take turns instead of racing on its state.
-pub(super) static STEP: Mutex<()> = Mutex::new(());
-
-/// Runs `f` holding [`STEP`].
-pub(super) fn one_at_a_time<R>(f: impl FnOnce() -> R) -> R {
-    let _guard = STEP.lock().unwrap_or_else(PoisonError::into_inner);
-    f()
-}
+/// Two threads stepping one optimizer at once (the GIL released) take turns instead of
+/// racing on its state.
+pub(super) use crate::runtime::parallel::one_at_a_time;
 
 /// One array of a step: its data address and element count.
 #[derive(Clone, Copy, Debug, Default)]
