@@ -231,12 +231,15 @@ def aarch64_cargo_test() -> str:
     # optimized (debug code is far too slow under emulation), without the wheel's fat LTO
     env["CARGO_PROFILE_RELEASE_LTO"] = "off"
     env["CARGO_PROFILE_RELEASE_CODEGEN_UNITS"] = "16"
-    cmd = ["cargo", "test", "--quiet", "--release", "--target", "aarch64-unknown-linux-gnu"]
+    # qemu-user itself aborts in a child forked from a threaded process (an assertion in its
+    # TCG), so the fork test runs natively only.
+    skip = "a_child_forked_while_other_threads_take_the_locks"
+    cmd = ["cargo", "test", "--quiet", "--release", "--target", "aarch64-unknown-linux-gnu", "--", "--skip", skip]
     out = run(cmd, cwd=ROOT, env=env)
     if out.returncode != 0:
         raise RuntimeError((out.stdout + out.stderr)[-3000:])
     passed = sum(int(n) for n in re.findall(r"test result: ok\. (\d+) passed", out.stdout))
-    return f"{passed} Rust tests passed on aarch64 (qemu)"
+    return f"{passed} Rust tests passed on aarch64 (qemu; {skip} skipped: qemu-user cannot fork threaded processes)"
 
 
 SYSROOT = ROOT / "dist" / "aarch64-sysroot"
