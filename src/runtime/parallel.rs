@@ -301,7 +301,9 @@ impl Shared {
 /// would pay that on every mid-sized step. `work` must not itself call `for_each_index`.
 pub fn for_each_index(n: usize, work: &(dyn Fn(usize) + Sync)) {
     let pool = pool();
-    let helpers = (pool.current_num_threads()).min(n.saturating_sub(1));
+    // The caller is one of the threads: one more would share a core with it (and with a
+    // worker that claimed a chunk, which the caller then waits for).
+    let helpers = (pool.current_num_threads() - 1).min(n.saturating_sub(1));
     if helpers == 0 {
         (0..n).for_each(work);
         return;
