@@ -64,7 +64,10 @@ static HELD_ACROSS_FORK: HeldAcrossFork = HeldAcrossFork(UnsafeCell::new(None));
 /// Waits for any thread holding the step or pool lock to release it (both are held briefly
 /// and never while waiting for the forking thread), then holds them through the fork.
 extern "C" fn before_fork() {
-    let guards = (STEP.lock().unwrap_or_else(PoisonError::into_inner), lock());
+    let guards = (
+        STEP.lock().unwrap_or_else(PoisonError::into_inner),
+        POOL.lock().unwrap_or_else(PoisonError::into_inner),
+    );
     // SAFETY: see `HeldAcrossFork`.
     unsafe { *HELD_ACROSS_FORK.0.get() = Some(guards) };
 }
