@@ -234,7 +234,8 @@ def aarch64_cargo_test() -> str:
     # qemu-user itself aborts in a child forked from a threaded process (an assertion in its
     # TCG), so the fork test runs natively only.
     skip = "a_child_forked_while_other_threads_take_the_locks"
-    cmd = ["cargo", "test", "--quiet", "--release", "--target", "aarch64-unknown-linux-gnu", "--", "--skip", skip]
+    cmd = ["cargo", "test", "--quiet", "--release", "--target", "aarch64-unknown-linux-gnu"]
+    cmd += ["--", "--skip", skip]
     out = run(cmd, cwd=ROOT, env=env)
     if out.returncode != 0:
         raise RuntimeError((out.stdout + out.stderr)[-3000:])
