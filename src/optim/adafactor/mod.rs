@@ -531,22 +531,8 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
             ));
             continue;
         }
-        let per = rows * cols;
-        let rows_per = (CHUNK_ELEMENTS / cols).max(1);
-        for ((((g, r), c), u), &mean) in grad
-            .chunks_exact(per)
-            .zip(row_var.chunks_exact(rows))
-            .zip(col_var.chunks_exact(cols))
-            .zip(spare.chunks_exact_mut(per))
-            .zip(means.iter())
-        {
-            for ((g, r), u) in g
-                .chunks(rows_per * cols)
-                .zip(r.chunks(rows_per))
-                .zip(u.chunks_mut(rows_per * cols))
-            {
-                work.push(Second::Update(g, r, c, mean, u, floor, sign));
-            }
+        for (u, g, r, c, mean) in row_pieces(spare, grad, row_var, col_var, means, (rows, cols)) {
+            work.push(Second::Update(g, r, c, mean, u, floor, sign));
         }
     }
     if !work.is_empty() {
@@ -604,22 +590,10 @@ pub(crate) fn step_many_with<T: AdafactorFloat>(
                     scale,
                     NormOf::Computed(grad, row_var, col_var, means, (rows, cols), *floor, *sign),
                 ));
-                let per = rows * cols;
-                let rows_per = (CHUNK_ELEMENTS / cols).max(1);
-                for ((((p, g), r), c), &mean) in param
-                    .chunks_exact_mut(per)
-                    .zip(grad.chunks_exact(per))
-                    .zip(row_var.chunks_exact(rows))
-                    .zip(col_var.chunks_exact(cols))
-                    .zip(means.iter())
+                for (p, g, r, c, mean) in
+                    row_pieces(param, grad, row_var, col_var, means, (rows, cols))
                 {
-                    for ((p, g), r) in p
-                        .chunks_mut(rows_per * cols)
-                        .zip(g.chunks(rows_per * cols))
-                        .zip(r.chunks(rows_per))
-                    {
-                        applies.push(Last::Apply(i, k, Apply::Rows(p, g, r, c, mean)));
-                    }
+                    applies.push(Last::Apply(i, k, Apply::Rows(p, g, r, c, mean)));
                 }
             }
             _ => {
@@ -727,6 +701,33 @@ enum Last<'a, T> {
     Norm(usize, ScaleOf, NormOf<'a, T>),
     #[allow(clippy::type_complexity)]
     Apply(usize, (Option<T>, bool, T, T), Apply<'a, T>),
+}
+
+/// Each matrix of a factored parameter `(..., rows, cols)` cut into pieces of whole rows
+/// (about [`CHUNK_ELEMENTS`] each): the piece of `out` (one element per gradient element),
+/// the gradient's rows, their row EWAs, the matrix's column EWAs and its mean.
+#[allow(clippy::type_complexity)]
+fn row_pieces<'a, T: Copy, O>(
+    out: &'a mut [O],
+    grad: &'a [T],
+    row_var: &'a [T],
+    col_var: &'a [T],
+    means: &'a [T],
+    (rows, cols): (usize, usize),
+) -> impl Iterator<Item = (&'a mut [O], &'a [T], &'a [T], &'a [T], T)> {
+    let per = rows * cols;
+    let rows_per = (CHUNK_ELEMENTS / cols).max(1);
+    out.chunks_exact_mut(per)
+        .zip(grad.chunks_exact(per))
+        .zip(row_var.chunks_exact(rows))
+        .zip(col_var.chunks_exact(cols))
+        .zip(means)
+        .flat_map(move |((((o, g), r), c), &mean)| {
+            o.chunks_mut(rows_per * cols)
+                .zip(g.chunks(rows_per * cols))
+                .zip(r.chunks(rows_per))
+                .map(move |((o, g), r)| (o, g, r, c, mean))
+        })
 }
 
 /// A single-column matrix's column EWA (its column is contiguous: torch reduces it as a
