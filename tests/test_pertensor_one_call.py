@@ -2,10 +2,16 @@
 one Rust call, split across threads, gives each tensor the bits of stepping it alone at any
 thread count, and a bad gradient anywhere is refused before any tensor or state changes."""
 
+import os
+import threading
+import warnings
+
 import numpy as np
 import pytest
 
 import ferroptim as fo
+
+from conftest import wait_for_child
 
 # a matrix split across threads, small ones run whole, a batch of matrices, a single
 # column, vectors of both dtypes, and (Adafactor) a matrix above the size whose update is
@@ -154,3 +160,33 @@ def test_a_changed_option_is_checked_and_used_at_the_next_step(name):
         np.testing.assert_array_equal(ps[0], before)  # rho = min(lr, ...) = 0: no move
     else:
         assert opt.param_groups[0]["k"] == 2 and opt.param_groups[0]["scheduled_lr"] == 0.0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_another_thread_steps_can_step():
+    # Another thread steps a large tensor (the GIL released, the step lock held) while this
+    # one forks: the child must not inherit the step lock held by a thread it does not have.
+    p = [np.random.default_rng(0).standard_normal((1000, 1000)).astype(np.float32)]
+    g = [np.full_like(p[0], 1e-3)]
+    opt = fo.Adafactor(p)
+    stop = threading.Event()
+
+    def stepping():
+        while not stop.is_set():
+            opt.step(g)
+
+    t = threading.Thread(target=stepping)
+    t.start()
+    try:
+        for _ in range(20):
+            with warnings.catch_warnings():  # Python 3.12+ warns of fork in a threaded process
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                q = [np.ones(4, np.float32)]
+                fo.Adafactor(q).step([np.ones(4, np.float32)])
+                os._exit(0 if np.all(q[0] < 1) else 1)
+            assert wait_for_child(pid, 30) == 0
+    finally:
+        stop.set()
+        t.join()
