@@ -19,6 +19,7 @@
 //! rounds a Python number for a tensor. The square root is the correctly rounded one; torch
 //! takes its `sqrt` from MKL where it is built with it, which is within an ulp of it.
 
+use crate::numerics::divisor::Divisor;
 use crate::optim::adafactor::{lerp, AdafactorFloat};
 use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
 use crate::runtime::simd::{self, multiversion};
@@ -60,7 +61,7 @@ pub struct SgdHyper {
 struct Scalars<T> {
     beta2: T,
     one_minus_beta2: T,
-    bias_correction2: T,
+    bias_correction2: Divisor<T>,
     eps: T,
     decay: Option<T>,
     ckp1: T,
@@ -72,7 +73,7 @@ fn rounded<T: AdafactorFloat>(weight_decay: f64, ckp1: f64, y_alpha: f64, lr: f6
     Scalars {
         beta2: T::ZERO,
         one_minus_beta2: T::ZERO,
-        bias_correction2: T::ONE,
+        bias_correction2: T::divisor(T::ONE),
         eps: T::ZERO,
         decay: (weight_decay != 0.0).then(|| T::from_f64(weight_decay)),
         ckp1: T::from_f64(ckp1),
@@ -81,22 +82,54 @@ fn rounded<T: AdafactorFloat>(weight_decay: f64, ckp1: f64, y_alpha: f64, lr: f6
     }
 }
 
+/// Elements of `adamw_piece`'s blocks: each block's second moments are checked for the
+/// product that replaces the division by `bias_correction2` ([`Quotient`]) before use.
+const BLOCK: usize = 128;
+
 multiversion! {
     fn adamw_piece<T: AdafactorFloat>(k: &Scalars<T>, y: &mut [T], g: &[T], z: &mut [T], v: &mut [T]) {
         let n = y.len();
         let (g, z, v) = (&g[..n], &mut z[..n], &mut v[..n]);
-        for i in 0..n {
-            let gi = g[i];
-            // addcmul_'s `v + (value g) g`, which torch's kernels compute with one fma
-            let vi = (k.one_minus_beta2 * gi).fma(gi, v[i] * k.beta2);
-            v[i] = vi;
-            let mut d = gi / ((vi / k.bias_correction2).sqrt() + k.eps);
-            if let Some(decay) = k.decay {
-                d = decay.fma(y[i], d);
+        for (((y, g), z), v) in y
+            .chunks_mut(BLOCK)
+            .zip(g.chunks(BLOCK))
+            .zip(z.chunks_mut(BLOCK))
+            .zip(v.chunks_mut(BLOCK))
+        {
+            let (g, v) = (&g[..y.len()], &mut v[..y.len()]);
+            let mut product = true;
+            for (v, &gi) in v.iter_mut().zip(g) {
+                // addcmul_'s `v + (value g) g`, which torch's kernels compute with one fma
+                *v = (k.one_minus_beta2 * gi).fma(gi, *v * k.beta2);
+                product &= v.by_product_is_exact(&k.bias_correction2);
             }
-            y[i] = k.y_alpha.fma(d, lerp(y[i], z[i], k.ckp1));
-            z[i] = k.neg_lr.fma(d, z[i]);
+            if product {
+                adamw_block::<T, true>(k, y, g, z, v);
+            } else {
+                adamw_block::<T, false>(k, y, g, z, v);
+            }
         }
+    }
+}
+
+/// The rest of `adamw_piece` on one block whose second moments `v` are updated.
+#[inline(always)]
+fn adamw_block<T: AdafactorFloat, const PRODUCT: bool>(
+    k: &Scalars<T>,
+    y: &mut [T],
+    g: &[T],
+    z: &mut [T],
+    v: &[T],
+) {
+    let (g, z, v) = (&g[..y.len()], &mut z[..y.len()], &v[..y.len()]);
+    for i in 0..y.len() {
+        let vhat = v[i].div_as::<PRODUCT>(&k.bias_correction2);
+        let mut d = g[i] / (vhat.sqrt() + k.eps);
+        if let Some(decay) = k.decay {
+            d = decay.fma(y[i], d);
+        }
+        y[i] = k.y_alpha.fma(d, lerp(y[i], z[i], k.ckp1));
+        z[i] = k.neg_lr.fma(d, z[i]);
     }
 }
 
@@ -196,7 +229,7 @@ pub fn adamw_steps<T: AdafactorFloat>(tensors: Vec<(&AdamWHyper, SfTensor<'_, T>
     let scalars = |h: &AdamWHyper| Scalars {
         beta2: T::from_f64(h.beta2),
         one_minus_beta2: T::from_f64(h.one_minus_beta2),
-        bias_correction2: T::from_f64(h.bias_correction2),
+        bias_correction2: T::divisor(T::from_f64(h.bias_correction2)),
         eps: T::from_f64(h.eps),
         ..rounded(h.weight_decay, h.ckp1, h.y_alpha, h.lr)
     };
@@ -282,6 +315,7 @@ pub fn interpolate<T: AdafactorFloat>(p: &mut [T], z: &[T], w: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::numerics::divisor::Quotient;
 
     #[test]
     fn lerp_takes_the_branch_by_the_weight() {
@@ -375,6 +409,64 @@ mod tests {
     }
 
     #[test]
+    fn adamw_equals_the_formula_with_the_division_on_blocks_with_tiny_moments() {
+        // some blocks hold subnormal second moments (they take the division), the others
+        // the product: every element is the formula's, at every SIMD level
+        let n = 5 * BLOCK + 7;
+        let h = adamw_hyper(0.0);
+        let g: Vec<f32> = filled::<f32>(n, 5, 2.0)
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                if (i / BLOCK) % 2 == 1 && i % 3 == 0 {
+                    0.0
+                } else {
+                    x
+                }
+            })
+            .collect();
+        let v0: Vec<f32> = (0..n)
+            .map(|i| match (i / BLOCK) % 2 {
+                1 if i % 3 == 0 => f32::from_bits(1 + i as u32),
+                _ => (i as f32 + 0.5) * 1e-3,
+            })
+            .collect();
+        let (y0, z0) = (filled::<f32>(n, 6, 2.0), filled::<f32>(n, 7, 2.0));
+        let (one_minus_beta2, beta2) = (h.one_minus_beta2 as f32, h.beta2 as f32);
+        let (bc2, eps, y_alpha, lr, ckp1) = (
+            h.bias_correction2 as f32,
+            h.eps as f32,
+            h.y_alpha as f32,
+            h.lr as f32,
+            h.ckp1 as f32,
+        );
+        let mut want = (y0.clone(), z0.clone(), v0.clone());
+        for i in 0..n {
+            let vv = (one_minus_beta2 * g[i]).mul_add(g[i], v0[i] * beta2);
+            let d = g[i] / ((vv / bc2).sqrt() + eps);
+            want.0[i] = y_alpha.mul_add(d, ckp1.mul_add(z0[i] - y0[i], y0[i]));
+            want.1[i] = (-lr).mul_add(d, z0[i]);
+            want.2[i] = vv;
+        }
+        assert!(want.2.iter().any(|v| *v != 0.0 && !v.is_normal()));
+        let k = Scalars {
+            beta2,
+            one_minus_beta2,
+            bias_correction2: f32::divisor(bc2),
+            eps,
+            ..rounded::<f32>(h.weight_decay, h.ckp1, h.y_alpha, h.lr)
+        };
+        for level in simd::supported() {
+            let (mut y, mut z, mut v) = (y0.clone(), z0.clone(), v0.clone());
+            adamw_piece(level, &k, &mut y, &g, &mut z, &mut v);
+            for (got, want) in [(&y, &want.0), (&z, &want.1), (&v, &want.2)] {
+                let bits = |x: &Vec<f32>| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(got), bits(want), "at {level:?}");
+            }
+        }
+    }
+
+    #[test]
     fn every_simd_level_and_thread_split_gives_the_same_bits() {
         // longer than CHUNK_ELEMENTS and not a multiple of any vector width
         let n = CHUNK_ELEMENTS * 2 + 37;
@@ -389,7 +481,7 @@ mod tests {
             let k = Scalars {
                 beta2: h.beta2 as f32,
                 one_minus_beta2: h.one_minus_beta2 as f32,
-                bias_correction2: h.bias_correction2 as f32,
+                bias_correction2: f32::divisor(h.bias_correction2 as f32),
                 eps: h.eps as f32,
                 ..rounded::<f32>(h.weight_decay, h.ckp1, h.y_alpha, h.lr)
             };
