@@ -17,7 +17,10 @@
 //! `addcmul_`'s `v + (value g) g` a product and one fused multiply-add, `mul_`, `div` and
 //! `sqrt_` rounded per operation), each scalar rounded to the parameter's dtype as torch
 //! rounds a Python number for a tensor. The square root is the correctly rounded one; torch
-//! takes its `sqrt` from MKL where it is built with it, which is within an ulp of it.
+//! takes its `sqrt` from MKL where it is built with it, which is within an ulp of it. The
+//! division by `bias_correction2` is computed, with the division's bits, as a float64 product
+//! by its reciprocal ([`crate::numerics::divisor`]): it leaves the divider to the square root
+//! and the division by the denominator, which bound the step.
 
 use crate::numerics::divisor::Divisor;
 use crate::optim::adafactor::{lerp, AdafactorFloat};
@@ -83,7 +86,8 @@ fn rounded<T: AdafactorFloat>(weight_decay: f64, ckp1: f64, y_alpha: f64, lr: f6
 }
 
 /// Elements of `adamw_piece`'s blocks: each block's second moments are checked for the
-/// product that replaces the division by `bias_correction2` ([`Quotient`]) before use.
+/// product that replaces the division by `bias_correction2`
+/// ([`crate::numerics::divisor::Quotient`]) before use.
 const BLOCK: usize = 128;
 
 multiversion! {
