@@ -41,16 +41,29 @@ const SMALL_MULS: usize = 16 * 16 * 16;
 pub(super) const TILE_MIN_MULS: usize = 1 << 18;
 /// The most tiles a product is cut into.
 pub(super) const MAX_TILES: usize = 16;
-/// Tiles are at least this many rows and columns (where C has them).
+/// Tiles are at least this many rows and columns (where C has them), or half as many where
+/// that gives a product fewer than [`MIN_TILES`] tiles.
 const TILE_MIN_SIDE: usize = 128;
+/// A product worth this many tiles or more is cut into at least this many where halving
+/// [`TILE_MIN_SIDE`] allows it: a 128-wide layer's weight gradient `Xᵀ dZ`, (128, 128) with
+/// the batch as inner size, would otherwise be one tile on one thread while the others wait
+/// (faer's float64 rate on a 64 × 64 tile with inner size 512 was 94% of the 128 × 128
+/// tile's, one thread).
+const MIN_TILES: usize = 4;
 
 /// How C `(m, n)` of a product with inner size `k` is cut into tiles: `(rows, columns)`
 /// per tile. A function of the shape alone, never of the thread count: each tile is the
 /// same faer call whichever thread runs it, so results do not depend on the thread count.
 pub(super) fn tiles(m: usize, k: usize, n: usize) -> (usize, usize) {
     let want = (m * k * n / TILE_MIN_MULS).clamp(1, MAX_TILES);
-    let row_blocks = want.min(m.div_ceil(TILE_MIN_SIDE));
-    let col_blocks = (want / row_blocks).min(n.div_ceil(TILE_MIN_SIDE)).max(1);
+    let blocks = |side: usize| {
+        let row_blocks = want.min(m.div_ceil(side));
+        (row_blocks, (want / row_blocks).min(n.div_ceil(side)).max(1))
+    };
+    let (mut row_blocks, mut col_blocks) = blocks(TILE_MIN_SIDE);
+    if row_blocks * col_blocks < want.min(MIN_TILES) {
+        (row_blocks, col_blocks) = blocks(TILE_MIN_SIDE / 2);
+    }
     let round = |len: usize, blocks: usize| len.div_ceil(blocks).div_ceil(16) * 16;
     (round(m, row_blocks).min(m), round(n, col_blocks).min(n))
 }

@@ -373,6 +373,11 @@ fn a_full_batch_workspace_is_bounded_by_the_block_not_the_rows() {
 fn tiles_cover_c_and_depend_only_on_the_shape() {
     assert_eq!(tiles(64, 2, 5), (64, 5));
     assert_eq!(tiles(256, 32, 32), (256, 32));
+    // a 128-wide layer's weight gradient at batch 512, and a 64-wide one's: tiles of 64
+    assert_eq!(tiles(128, 512, 128), (64, 64));
+    assert_eq!(tiles(64, 512, 128), (64, 64));
+    // where tiles of 128 are enough, they stay
+    assert_eq!(tiles(512, 128, 128), (128, 128));
     for (m, k, n) in [
         (1024, 256, 256),
         (256, 1024, 10),
