@@ -4,8 +4,7 @@
 //! A float32 division is the slowest arithmetic a kernel does: each 16-lane `vdivps` holds
 //! the divider for several cycles, and the divider is shared by every division and square
 //! root of a loop (Schedule-Free AdamW's step, with two divisions and a square root per
-//! element, was bound by it). For a divisor `d` known in advance, float32
-//! computes
+//! element, was bound by it). For a divisor `d` known in advance, float32 computes
 //!
 //! ```text
 //! q = RN32(RN64(x * RN64(1 / d)))
@@ -111,9 +110,9 @@ mod tests {
     use super::*;
 
     /// Every float32 significand, at exponents that keep the quotient normal or overflow it
-    /// (the largest), against
-    /// `x / d`, for divisors of each kind: Adam's and Schedule-Free's bias corrections
-    /// `1 - beta2^k`, all-ones and one-bit significands, and a spread of random ones.
+    /// (the largest), against `x / d`, for divisors of each kind: Adam's and Schedule-Free's
+    /// bias corrections `1 - beta2^k`, all-ones and one-bit significands, and a spread of
+    /// random ones.
     #[test]
     fn the_product_equals_the_division_for_every_significand() {
         let mut divisors: Vec<f32> = vec![

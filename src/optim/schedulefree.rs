@@ -22,10 +22,16 @@
 //! by its reciprocal ([`crate::numerics::divisor`]): it leaves the divider to the square root
 //! and the division by the denominator, which bound the step.
 
-use crate::numerics::divisor::Divisor;
+use crate::numerics::divisor::{Divisor, Quotient};
 use crate::optim::adafactor::{lerp, AdafactorFloat};
 use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
 use crate::runtime::simd::{self, multiversion};
+
+/// The parameter types of the steps: Adafactor's (the fused multiply-add and `lerp` torch's
+/// kernels use), dividing by a fixed divisor with the division's bits ([`Quotient`]) for
+/// AdamW's `bias_correction2`.
+pub trait SfFloat: AdafactorFloat + Quotient {}
+impl<T: AdafactorFloat + Quotient> SfFloat for T {}
 
 /// The scalars of one Schedule-Free AdamW step of a group (computed by the caller).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -72,7 +78,7 @@ struct Scalars<T> {
     neg_lr: T,
 }
 
-fn rounded<T: AdafactorFloat>(weight_decay: f64, ckp1: f64, y_alpha: f64, lr: f64) -> Scalars<T> {
+fn rounded<T: SfFloat>(weight_decay: f64, ckp1: f64, y_alpha: f64, lr: f64) -> Scalars<T> {
     Scalars {
         beta2: T::ZERO,
         one_minus_beta2: T::ZERO,
@@ -91,7 +97,7 @@ fn rounded<T: AdafactorFloat>(weight_decay: f64, ckp1: f64, y_alpha: f64, lr: f6
 const BLOCK: usize = 128;
 
 multiversion! {
-    fn adamw_piece<T: AdafactorFloat>(k: &Scalars<T>, y: &mut [T], g: &[T], z: &mut [T], v: &mut [T]) {
+    fn adamw_piece<T: SfFloat>(k: &Scalars<T>, y: &mut [T], g: &[T], z: &mut [T], v: &mut [T]) {
         let n = y.len();
         let (g, z, v) = (&g[..n], &mut z[..n], &mut v[..n]);
         for (((y, g), z), v) in y
@@ -118,7 +124,7 @@ multiversion! {
 
 /// The rest of `adamw_piece` on one block whose second moments `v` are updated.
 #[inline(always)]
-fn adamw_block<T: AdafactorFloat, const PRODUCT: bool>(
+fn adamw_block<T: SfFloat, const PRODUCT: bool>(
     k: &Scalars<T>,
     y: &mut [T],
     g: &[T],
@@ -229,7 +235,7 @@ fn pieces<T: AdafactorFloat, S: Copy>(
 /// All tensors' pieces are shared across the thread pool when there are enough elements
 /// in all; every element is computed alike, so the result does not depend on the thread
 /// count, the SIMD level or how the tensors are grouped into calls.
-pub fn adamw_steps<T: AdafactorFloat>(tensors: Vec<(&AdamWHyper, SfTensor<'_, T>)>) {
+pub fn adamw_steps<T: SfFloat>(tensors: Vec<(&AdamWHyper, SfTensor<'_, T>)>) {
     let scalars = |h: &AdamWHyper| Scalars {
         beta2: T::from_f64(h.beta2),
         one_minus_beta2: T::from_f64(h.one_minus_beta2),
@@ -253,13 +259,7 @@ pub fn adamw_steps<T: AdafactorFloat>(tensors: Vec<(&AdamWHyper, SfTensor<'_, T>
 
 /// One Schedule-Free AdamW step of one parameter `y` (train mode): [`adamw_steps`].
 #[cfg(test)]
-pub fn adamw_step<T: AdafactorFloat>(
-    h: &AdamWHyper,
-    y: &mut [T],
-    g: &[T],
-    z: &mut [T],
-    v: &mut [T],
-) {
+pub fn adamw_step<T: SfFloat>(h: &AdamWHyper, y: &mut [T], g: &[T], z: &mut [T], v: &mut [T]) {
     assert!(y.len() == g.len() && y.len() == z.len() && y.len() == v.len());
     adamw_steps(vec![(h, SfTensor { y, g, z, v })]);
 }
@@ -272,7 +272,7 @@ pub fn adamw_step<T: AdafactorFloat>(
 /// y = lerp(y, z, ckp1) + y_alpha d
 /// z = z - lr d
 /// ```
-pub fn sgd_steps<T: AdafactorFloat>(tensors: Vec<(&SgdHyper, SfTensor<'_, T>)>) {
+pub fn sgd_steps<T: SfFloat>(tensors: Vec<(&SgdHyper, SfTensor<'_, T>)>) {
     let tensors = tensors
         .into_iter()
         .map(|(h, t)| {
@@ -289,7 +289,7 @@ pub fn sgd_steps<T: AdafactorFloat>(tensors: Vec<(&SgdHyper, SfTensor<'_, T>)>) 
 
 /// One Schedule-Free SGD step of one parameter `y` (train mode): [`sgd_steps`].
 #[cfg(test)]
-pub fn sgd_step<T: AdafactorFloat>(h: &SgdHyper, y: &mut [T], g: &[T], z: &mut [T]) {
+pub fn sgd_step<T: SfFloat>(h: &SgdHyper, y: &mut [T], g: &[T], z: &mut [T]) {
     assert!(y.len() == g.len() && y.len() == z.len());
     sgd_steps(vec![(
         h,
@@ -319,7 +319,6 @@ pub fn interpolate<T: AdafactorFloat>(p: &mut [T], z: &[T], w: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::numerics::divisor::Quotient;
 
     #[test]
     fn lerp_takes_the_branch_by_the_weight() {

@@ -20,7 +20,7 @@
 //! The step is here; [`reductions`] holds torch's sums and norms in its order, `kernels` the
 //! element-wise passes compiled per SIMD level.
 
-use crate::numerics::divisor::Quotient;
+use crate::numerics::float::Float;
 use crate::optim::ewa::py_pow_half;
 use crate::runtime::parallel::{self, CHUNK_ELEMENTS};
 use crate::runtime::simd::{self, Level};
@@ -63,7 +63,7 @@ pub struct AdafactorHyper {
 
 /// The parameter types, with the lane count of torch's AVX2 `Vectorized<T>` and the fused
 /// multiply-add its vectorized kernels use.
-pub trait AdafactorFloat: Quotient {
+pub trait AdafactorFloat: Float {
     /// Elements per 256-bit vector: 8 float32, 4 float64.
     const LANES: usize;
     /// `self * a + b`, rounded once.
